@@ -1,0 +1,22 @@
+/** Helpers for tests that need root, network namespaces or the native addon. */
+import { execFileSync } from 'node:child_process';
+
+export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
+export const inCI = process.env.CI === 'true' || process.env.CI === '1';
+
+/**
+ * Whether root-only tests can run. In CI they must: a missing privilege there is a failure,
+ * never a skip.
+ */
+export function canRunPrivileged(): boolean {
+  if (isRoot) return true;
+  if (inCI) throw new Error('CI=true but not running as root: privileged tests cannot be skipped in CI');
+  console.log('# skipping privileged tests: not root (run as root to include them)');
+  return false;
+}
+
+export function sh(cmd: string, args: string[], opts: { ns?: string; input?: string; timeout?: number } = {}): string {
+  const full = opts.ns ? ['netns', 'exec', opts.ns, cmd, ...args] : args;
+  const bin = opts.ns ? 'ip' : cmd;
+  return execFileSync(bin, full, { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 30000, stdio: ['pipe', 'pipe', 'pipe'] });
+}
