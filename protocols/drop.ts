@@ -1,0 +1,78 @@
+/**
+ * Reasons a received frame is dropped. Every drop in the stack is counted under one of these;
+ * wire input never throws. Parsers return `Drop.None` (0) when the input is acceptable.
+ * Add new reasons at the end (the numbers index counter arrays).
+ */
+export const enum Drop {
+  None = 0,
+  // link layer
+  EthTruncated,
+  EthUnknownType,
+  VlanTruncated,
+  VlanNoLink, // no link of any VS on this device + VLAN
+  NotForUs, // unicast to a MAC we do not own
+  // ARP
+  ArpTruncated,
+  ArpBadHardware,
+  ArpBadProtocol,
+  ArpBadOp,
+  ArpNotOurAddress,
+  ArpQueueFull,
+  // IPv4
+  Ipv4Truncated,
+  Ipv4BadVersion,
+  Ipv4BadHeaderLength,
+  Ipv4BadTotalLength,
+  Ipv4BadChecksum,
+  Ipv4BadSource,
+  Ipv4NotOurAddress,
+  Ipv4TtlExpired,
+  Ipv4UnknownProtocol,
+  Ipv4FragmentInvalid,
+  Ipv4ReassemblyTimeout,
+  Ipv4ReassemblyOverflow,
+  Ipv4ReassemblyOverlap,
+  Ipv4NoRoute,
+  // ICMP
+  IcmpTruncated,
+  IcmpBadChecksum,
+  IcmpUnknownType,
+  IcmpRateLimited,
+  // UDP
+  UdpTruncated,
+  UdpBadLength,
+  UdpBadChecksum,
+  UdpNoSocket,
+  UdpSocketQueueFull,
+  // resources
+  NoFrame, // frame pool exhausted
+  TxRingFull,
+  NeighborUnreachable,
+  // IPv6 (reserved for the IPv6 issue)
+  Ipv6Truncated,
+  Ipv6BadVersion,
+  // TCP (reserved for the TCP issue)
+  TcpTruncated,
+  TcpBadChecksum,
+  TcpBadOffset,
+  TcpNoSocket,
+  Count,
+}
+
+export const DROP_NAMES: readonly string[] = [
+  'none',
+  'eth-truncated', 'eth-unknown-type', 'vlan-truncated', 'vlan-no-link', 'not-for-us',
+  'arp-truncated', 'arp-bad-hardware', 'arp-bad-protocol', 'arp-bad-op', 'arp-not-our-address', 'arp-queue-full',
+  'ipv4-truncated', 'ipv4-bad-version', 'ipv4-bad-header-length', 'ipv4-bad-total-length', 'ipv4-bad-checksum',
+  'ipv4-bad-source', 'ipv4-not-our-address', 'ipv4-ttl-expired', 'ipv4-unknown-protocol', 'ipv4-fragment-invalid',
+  'ipv4-reassembly-timeout', 'ipv4-reassembly-overflow', 'ipv4-reassembly-overlap', 'ipv4-no-route',
+  'icmp-truncated', 'icmp-bad-checksum', 'icmp-unknown-type', 'icmp-rate-limited',
+  'udp-truncated', 'udp-bad-length', 'udp-bad-checksum', 'udp-no-socket', 'udp-socket-queue-full',
+  'no-frame', 'tx-ring-full', 'neighbor-unreachable',
+  'ipv6-truncated', 'ipv6-bad-version',
+  'tcp-truncated', 'tcp-bad-checksum', 'tcp-bad-offset', 'tcp-no-socket',
+];
+
+export function dropName(d: Drop): string {
+  return DROP_NAMES[d] ?? `drop-${d}`;
+}
