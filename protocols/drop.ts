@@ -56,6 +56,8 @@ export const enum Drop {
   TcpBadChecksum,
   TcpBadOffset,
   TcpNoSocket,
+  // IPv4 reassembly (appended)
+  Ipv4FragmentDuplicate, // exact duplicate of a fragment already held: only the copy is dropped
   Count,
 }
 
@@ -71,6 +73,7 @@ export const DROP_NAMES: readonly string[] = [
   'no-frame', 'tx-ring-full', 'neighbor-unreachable',
   'ipv6-truncated', 'ipv6-bad-version',
   'tcp-truncated', 'tcp-bad-checksum', 'tcp-bad-offset', 'tcp-no-socket',
+  'ipv4-fragment-duplicate',
 ];
 
 export function dropName(d: Drop): string {
