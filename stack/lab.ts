@@ -1,0 +1,338 @@
+/**
+ * The test lab: this machine's topology for xdpstack, built from network namespaces.
+ *
+ *   root ns                switch ns `${prefix}-sw`              peer ns `${prefix}-p${i}`
+ *   ${prefix}0  <--veth-->  stk ─┐                                eth0 (kernel stack, tc VLAN BPF)
+ *   (the stack's device,         br0 (no STP, fwd delay 0) ─ p${i} <--veth--> eth0
+ *    no IPv4, IPv6 off)
+ *
+ * VLAN peers tag/untag with a tc clsact BPF program on their eth0 (this kernel has no 8021q), and
+ * the bridge port toward the stack has `txvlan off`, so tags reach the stack's device in-band.
+ *
+ * Control-plane code: `ip`, `tc`, `ethtool`, `sysctl` through child_process, never on a packet path.
+ */
+import { execFileSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+
+export interface PeerSpec {
+  vlan?: number /* 1..4094; absent/0 = untagged */;
+  ipv4?: string /* CIDR '10.1.1.2/24' */;
+  ipv6?: string /* CIDR */;
+  mtu?: number;
+}
+export interface LabOptions { prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number }
+export interface LabPeer {
+  index: number; ns: string; ifname: string /* 'eth0' inside ns */; mac: string; vlan: number;
+  ipv4?: string /* CIDR as given */; ipv6?: string /* CIDR as given */;
+}
+export interface Lab {
+  prefix: string; stackDevice: string /* `${prefix}0`, in the root namespace */; stackMac: string;
+  switchNs: string; peers: LabPeer[];
+}
+
+/** Invalid lab options (bad prefix, VLAN id, address, MTU...). */
+export class LabConfigError extends Error {
+  constructor(message: string) { super(message); this.name = 'LabConfigError'; }
+}
+
+export const DEFAULT_PREFIX = 'xs';
+export const MAX_PEERS = 1024;
+/** Name of the switch-side veth end facing the stack's device, and of the bridge. */
+export const SWITCH_STACK_PORT = 'stk';
+export const SWITCH_BRIDGE = 'br0';
+const STATE_ROOT = '/run/xdpstack/lab';
+const BPFFS = '/sys/fs/bpf';
+
+/** Where the compiled VLAN tc program lives (override with XDPSTACK_VLAN_BPF). */
+export function vlanBpfObject(): string {
+  return process.env.XDPSTACK_VLAN_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'vlan_tc.bpf.o');
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+export function validatePrefix(prefix: string): string {
+  if (typeof prefix !== 'string' || !/^[a-z][a-z0-9]{0,3}$/.test(prefix)) {
+    throw new LabConfigError(`bad lab prefix ${JSON.stringify(prefix)}: 1-4 characters, a lowercase letter then letters/digits`);
+  }
+  return prefix;
+}
+
+function validateVlan(v: unknown, where: string): number {
+  if (v === undefined || v === null) return 0;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 4094) {
+    throw new LabConfigError(`${where}: bad VLAN id ${JSON.stringify(v)} (expected an integer 1..4094, or 0/absent for untagged)`);
+  }
+  return v;
+}
+
+function validateMtu(v: unknown, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 68 || v > 9000) {
+    throw new LabConfigError(`${where}: bad MTU ${JSON.stringify(v)} (expected an integer 68..9000)`);
+  }
+  return v;
+}
+
+/** Parses 'a.b.c.d/len' or 'x::y/len'; throws LabConfigError with `where` on anything else. */
+export function parseCidr(cidr: unknown, family: 4 | 6, where: string): { addr: string; len: number } {
+  const bad = (why: string) => new LabConfigError(`${where}: bad IPv${family} CIDR ${JSON.stringify(cidr)} (${why})`);
+  if (typeof cidr !== 'string') throw bad(family === 4 ? "expected a string like '10.1.1.2/24'" : "expected a string like 'fd00::2/64'");
+  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(cidr);
+  if (!m) throw bad('expected address/prefix-length');
+  const addr = m[1];
+  const len = Number(m[2]);
+  if (net.isIP(addr) !== family) throw bad(`not an IPv${family} address`);
+  if (len > (family === 4 ? 32 : 128)) throw bad('prefix length out of range');
+  return { addr, len };
+}
+
+interface CheckedPeer { vlan: number; ipv4?: string; ipv6?: string; mtu: number }
+
+function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number } {
+  if (!opts || typeof opts !== 'object') throw new LabConfigError('lab options must be an object with a peers array');
+  const prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX);
+  if (!Array.isArray(opts.peers) || opts.peers.length === 0) throw new LabConfigError('lab needs at least one peer (options.peers)');
+  if (opts.peers.length > MAX_PEERS) throw new LabConfigError(`too many peers: ${opts.peers.length} (at most ${MAX_PEERS})`);
+  const mtu = validateMtu(opts.mtu, 'lab') ?? 1500;
+  const peers = opts.peers.map((p, i): CheckedPeer => {
+    const where = `peer ${i}`;
+    if (!p || typeof p !== 'object') throw new LabConfigError(`${where}: expected an object`);
+    const vlan = validateVlan(p.vlan, where);
+    if (p.ipv4 !== undefined) parseCidr(p.ipv4, 4, where);
+    if (p.ipv6 !== undefined) parseCidr(p.ipv6, 6, where);
+    const pm = validateMtu(p.mtu, where) ?? mtu;
+    return { vlan, ipv4: p.ipv4, ipv6: p.ipv6, mtu: pm };
+  });
+  return { prefix, peers, mtu };
+}
+
+function requireRoot(): void {
+  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    throw new Error('the xdpstack lab needs root (network namespaces, veth, tc BPF): run as root');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Names and addresses
+
+export function switchNsName(prefix: string): string { return `${prefix}-sw`; }
+export function peerNsName(prefix: string, i: number): string { return `${prefix}-p${i}`; }
+
+function prefixTag(prefix: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < prefix.length; i++) { h ^= prefix.charCodeAt(i); h = Math.imul(h, 0x01000193) >>> 0; }
+  return (h ^ (h >>> 16)) & 0xffff;
+}
+function hex2(n: number): string { return (n & 0xff).toString(16).padStart(2, '0'); }
+function mac(prefix: string, kind: number, index: number): string {
+  const t = prefixTag(prefix);
+  return ['02', hex2(t >> 8), hex2(t), hex2(kind), hex2(index >> 8), hex2(index)].join(':');
+}
+/** Deterministic, locally administered MACs: 02:TT:TT:00:00:01 for the stack, 02:TT:TT:01:ii:ii for peer ii. */
+export function stackMacFor(prefix: string): string { return mac(prefix, 0, 1); }
+export function peerMacFor(prefix: string, i: number): string { return mac(prefix, 1, i); }
+
+// ---------------------------------------------------------------------------------------------
+// Command helpers
+
+function run(cmd: string, args: string[], input?: string): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', input, timeout: 60_000, stdio: ['pipe', 'pipe', 'pipe'] });
+  } catch (e) {
+    const err = e as { stderr?: string; stdout?: string; message: string; code?: string };
+    if (err.code === 'ENOENT') throw new Error(`lab: '${cmd}' not found (run scripts/setup.sh)`);
+    const detail = (err.stderr || err.stdout || err.message || '').toString().trim().split('\n').slice(-6).join('\n');
+    const shown = input ? `${cmd} ${args.join(' ')} <<< ${JSON.stringify(input.length > 400 ? input.slice(0, 400) + '...' : input)}` : `${cmd} ${args.join(' ')}`;
+    throw new Error(`lab: '${shown}' failed: ${detail}`);
+  }
+}
+
+function tryRun(cmd: string, args: string[]): string | null {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', timeout: 30_000, stdio: ['ignore', 'pipe', 'pipe'] });
+  } catch {
+    return null;
+  }
+}
+
+function shQuote(s: string): string { return `'${s.replace(/'/g, `'\\''`)}'`; }
+
+function listNamespaces(): string[] {
+  const out = tryRun('ip', ['netns', 'list']) ?? '';
+  return out.split('\n').map((l) => l.trim().split(/\s+/)[0]).filter((n) => n);
+}
+
+function labNamespaces(prefix: string): string[] {
+  const re = new RegExp(`^${prefix}-(sw|p\\d+)$`);
+  return listNamespaces().filter((n) => re.test(n));
+}
+
+function linkExists(name: string, ns?: string): boolean {
+  const args = ns ? ['-n', ns, 'link', 'show', 'dev', name] : ['link', 'show', 'dev', name];
+  return tryRun('ip', args) !== null;
+}
+
+function ensureBpffs(): void {
+  const mounts = fs.readFileSync('/proc/mounts', 'utf8');
+  if (mounts.split('\n').some((l) => { const f = l.split(' '); return f[1] === BPFFS && f[2] === 'bpf'; })) return;
+  fs.mkdirSync(BPFFS, { recursive: true });
+  run('mount', ['-t', 'bpf', 'bpf', BPFFS]);
+}
+
+function stateDir(prefix: string): string { return path.join(STATE_ROOT, prefix); }
+
+const LAB_CFG_MAGIC = Buffer.from([0xa6, 0xf1, 0xde, 0xc0]);
+
+/**
+ * One copy of the VLAN tc object per VLAN id, with the read-only `lab_cfg.vid` (the 4 bytes
+ * after LAB_CFG_MAGIC in .rodata) set to `vid`.
+ */
+function vlanObjectFor(prefix: string, vid: number): string {
+  const src = vlanBpfObject();
+  let obj: Buffer;
+  try {
+    obj = fs.readFileSync(src);
+  } catch {
+    throw new Error(`lab: VLAN tc BPF object ${src} is missing: build it with 'make -C driver' (or scripts/setup.sh)`);
+  }
+  const at = obj.indexOf(LAB_CFG_MAGIC);
+  if (at < 0 || obj.indexOf(LAB_CFG_MAGIC, at + 1) >= 0) {
+    throw new Error(`lab: ${src} does not hold exactly one lab_cfg marker; rebuild it with 'make -C driver'`);
+  }
+  const out = Buffer.from(obj);
+  out.writeUInt32LE(vid, at + 4);
+  const file = path.join(stateDir(prefix), `vlan${vid}.bpf.o`);
+  fs.writeFileSync(file, out);
+  return file;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Public API
+
+/** Builds the lab (replacing an existing lab of the same prefix) and returns its description. */
+export function labUp(opts: LabOptions): Lab {
+  const { prefix, peers, mtu } = checkOptions(opts);
+  requireRoot();
+  labDown(prefix);
+  try {
+    return build(prefix, peers, mtu);
+  } catch (e) {
+    try { labDown(prefix); } catch { /* keep the first error */ }
+    throw e;
+  }
+}
+
+function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
+  const sw = switchNsName(prefix);
+  const dev = `${prefix}0`;
+  const stackMac = stackMacFor(prefix);
+  fs.mkdirSync(stateDir(prefix), { recursive: true });
+  const anyTagged = peers.some((p) => p.vlan !== 0);
+  if (anyTagged) ensureBpffs();
+
+  // 1. namespaces and the stack's veth pair (root side down until IPv6 is off).
+  const rootBatch = [`netns add ${sw}`, ...peers.map((_, i) => `netns add ${peerNsName(prefix, i)}`),
+    `link add ${dev} address ${stackMac} mtu ${mtu} type veth peer name ${SWITCH_STACK_PORT} mtu ${mtu} netns ${sw}`];
+  run('ip', ['-batch', '-'], rootBatch.join('\n') + '\n');
+  fs.writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1');
+  run('ip', ['link', 'set', 'dev', dev, 'up']);
+
+  // 2. switch namespace: bridge, stack port (tags in-band toward the stack), one port per peer.
+  run('ip', ['netns', 'exec', sw, 'sh', '-ec', [
+    'sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1',
+    `sysctl -q -w net.ipv6.conf.${SWITCH_STACK_PORT}.disable_ipv6=1`,
+    `ethtool -K ${SWITCH_STACK_PORT} txvlan off`,
+  ].join('\n')]);
+  const swBatch = [
+    `link set dev lo up`,
+    `link add ${SWITCH_BRIDGE} type bridge stp_state 0 forward_delay 0 ageing_time 30000 mcast_snooping 0`,
+    `link set dev ${SWITCH_STACK_PORT} master ${SWITCH_BRIDGE} up`,
+  ];
+  peers.forEach((p, i) => {
+    swBatch.push(`link add p${i} mtu ${p.mtu} type veth peer name eth0 address ${peerMacFor(prefix, i)} mtu ${p.mtu} netns ${peerNsName(prefix, i)}`);
+    swBatch.push(`link set dev p${i} master ${SWITCH_BRIDGE} up`);
+  });
+  swBatch.push(`link set dev ${SWITCH_BRIDGE} up`);
+  run('ip', ['-n', sw, '-batch', '-'], swBatch.join('\n') + '\n');
+
+  // 3. peers: kernel stack on eth0, full checksums, VLAN tagging by tc BPF.
+  const objects = new Map<number, string>();
+  const labPeers: LabPeer[] = peers.map((p, i) => {
+    const ns = peerNsName(prefix, i);
+    const v6off = p.ipv6 ? 0 : 1;
+    const lines = [
+      `sysctl -q -w net.ipv6.conf.all.disable_ipv6=${v6off} net.ipv6.conf.default.disable_ipv6=${v6off} net.ipv6.conf.eth0.disable_ipv6=${v6off}`,
+      `sysctl -q -w net.core.txrehash=0 2>/dev/null || true`,
+      'ethtool -K eth0 tx off',
+      'ip link set dev lo up',
+    ];
+    if (p.ipv6) lines.push('sysctl -q -w net.ipv6.conf.eth0.accept_dad=0');
+    if (p.ipv4) lines.push(`ip addr add ${p.ipv4} dev eth0`);
+    if (p.vlan !== 0 || anyTagged) {
+      let obj = objects.get(p.vlan);
+      if (!obj) { obj = vlanObjectFor(prefix, p.vlan); objects.set(p.vlan, obj); }
+      lines.push('tc qdisc add dev eth0 clsact',
+        `tc filter add dev eth0 egress pref 1 bpf da obj ${shQuote(obj)} sec classifier/egress`,
+        `tc filter add dev eth0 ingress pref 1 bpf da obj ${shQuote(obj)} sec classifier/ingress`);
+    }
+    lines.push('ip link set dev eth0 up');
+    if (p.ipv6) lines.push(`ip -6 addr add ${p.ipv6} dev eth0 nodad`);
+    run('ip', ['netns', 'exec', ns, 'sh', '-ec', lines.join('\n')]);
+    const lp: LabPeer = { index: i, ns, ifname: 'eth0', mac: peerMacFor(prefix, i), vlan: p.vlan };
+    if (p.ipv4) lp.ipv4 = p.ipv4;
+    if (p.ipv6) lp.ipv6 = p.ipv6;
+    return lp;
+  });
+
+  const lab: Lab = { prefix, stackDevice: dev, stackMac, switchNs: sw, peers: labPeers };
+  fs.writeFileSync(path.join(stateDir(prefix), 'lab.json'), JSON.stringify(lab, null, 2) + '\n');
+  return lab;
+}
+
+/**
+ * Removes the lab of that prefix: processes left inside its namespaces, the namespaces, the
+ * stack's device, and the lab's state files. Quiet when there is no such lab.
+ */
+export function labDown(prefix: string = DEFAULT_PREFIX): void {
+  validatePrefix(prefix);
+  requireRoot();
+  const dev = `${prefix}0`;
+  const nss = labNamespaces(prefix);
+  for (const ns of nss) {
+    const pids = (tryRun('ip', ['netns', 'pids', ns]) ?? '').split('\n').map((s) => Number(s.trim())).filter((n) => n > 0);
+    for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ } }
+  }
+  if (linkExists(dev)) run('ip', ['link', 'del', 'dev', dev]);
+  if (nss.length) {
+    // -force: keep going if one namespace vanished meanwhile.
+    execBatchForce(nss.map((n) => `netns del ${n}`));
+  }
+  const left = labNamespaces(prefix);
+  if (left.length) throw new Error(`lab: could not remove namespaces ${left.join(', ')}`);
+  if (linkExists(dev)) throw new Error(`lab: could not remove ${dev}`);
+  fs.rmSync(stateDir(prefix), { recursive: true, force: true });
+}
+
+function execBatchForce(lines: string[]): void {
+  try {
+    execFileSync('ip', ['-force', '-batch', '-'], { input: lines.join('\n') + '\n', stdio: ['pipe', 'pipe', 'pipe'], timeout: 60_000 });
+  } catch { /* checked by the caller */ }
+}
+
+/** The running lab of that prefix, or null when there is none (or only a broken remainder). */
+export function labStatus(prefix: string = DEFAULT_PREFIX): Lab | null {
+  validatePrefix(prefix);
+  let lab: Lab;
+  try {
+    lab = JSON.parse(fs.readFileSync(path.join(stateDir(prefix), 'lab.json'), 'utf8')) as Lab;
+  } catch {
+    return null;
+  }
+  const nss = new Set(listNamespaces());
+  if (!nss.has(lab.switchNs) || !linkExists(lab.stackDevice)) return null;
+  if (!lab.peers.every((p) => nss.has(p.ns))) return null;
+  return lab;
+}
