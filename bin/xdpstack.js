@@ -1,0 +1,14 @@
+#!/usr/bin/env node
+'use strict';
+// Entry point of the `xdpstack` command; the CLI itself is compiled to dist/stack/cli.js.
+let cli;
+try {
+  cli = require('../dist/stack/cli.js');
+} catch (e) {
+  if (e && e.code === 'MODULE_NOT_FOUND' && /dist[\\/]stack[\\/]cli/.test(e.message)) {
+    process.stderr.write('xdpstack: not built yet: run `npm run setup` (or `npx tsc -p tsconfig.json`)\n');
+    process.exit(1);
+  }
+  throw e;
+}
+cli.main(process.argv.slice(2)).then((code) => { process.exitCode = code; });

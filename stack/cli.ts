@@ -1,0 +1,258 @@
+/**
+ * `xdpstack` command line. Commands live in a table (`COMMANDS`); a command with sub-commands
+ * (like `lab up|down|status`) is a command whose table is nested. Add a command by adding an
+ * entry: { name, summary, usage, run(args) } returning the exit code.
+ *
+ * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments (UsageError / LabConfigError).
+ * Errors are printed as one clear line, never as a stack trace (set XDPSTACK_DEBUG=1 to see it).
+ */
+import * as net from 'node:net';
+
+export class UsageError extends Error {
+  constructor(message: string, readonly usage?: string) { super(message); this.name = 'UsageError'; }
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full usage text, shown by --help and after a UsageError. */
+  usage: string;
+  run(args: string[], ctx: CliContext): number | Promise<number>;
+}
+
+export interface CliContext {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Option parsing
+
+export type OptKind = 'string' | 'int' | 'bool' | 'list';
+export type OptSpec = Record<string, OptKind>;
+export type OptValues = Record<string, string | number | boolean | string[] | undefined>;
+
+/**
+ * Parses `--name value`, `--name=value` and boolean `--flag` according to spec; anything else
+ * (unknown option, missing or malformed value, stray positional) is a UsageError.
+ */
+export function parseOptions(args: string[], spec: OptSpec, usage?: string, maxPositional = 0): { opts: OptValues; positional: string[] } {
+  const opts: OptValues = {};
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--') || a === '--') {
+      if (positional.length >= maxPositional) throw new UsageError(`unexpected argument '${a}'`, usage);
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    const kind = spec[name];
+    if (!kind) throw new UsageError(`unknown option '--${name}'`, usage);
+    if (kind === 'bool') {
+      if (eq >= 0) throw new UsageError(`option '--${name}' takes no value`, usage);
+      opts[name] = true;
+      continue;
+    }
+    let v: string;
+    if (eq >= 0) v = a.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length || args[i + 1].startsWith('--')) throw new UsageError(`option '--${name}' needs a value`, usage);
+      v = args[++i];
+    }
+    if (v === '') throw new UsageError(`option '--${name}' needs a value`, usage);
+    if (kind === 'int') {
+      if (!/^\d+$/.test(v)) throw new UsageError(`option '--${name}' expects a non-negative integer, got '${v}'`, usage);
+      opts[name] = Number(v);
+    } else if (kind === 'list') {
+      const items = v.split(',').map((s) => s.trim());
+      if (items.some((s) => s === '')) throw new UsageError(`option '--${name}' expects a comma-separated list, got '${v}'`, usage);
+      opts[name] = items;
+    } else opts[name] = v;
+  }
+  return { opts, positional };
+}
+
+function dispatch(table: Command[], args: string[], ctx: CliContext, usage: string): number | Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined) { ctx.err(usage); return 2; }
+  if (name === '--help' || name === '-h' || name === 'help') { ctx.out(usage); return 0; }
+  const cmd = table.find((c) => c.name === name);
+  if (!cmd) throw new UsageError(`unknown command '${name}'`, usage);
+  if (rest.includes('--help') || rest.includes('-h')) { ctx.out(cmd.usage); return 0; }
+  return cmd.run(rest, ctx);
+}
+
+function tableUsage(title: string, table: Command[]): string {
+  const w = Math.max(...table.map((c) => c.name.length));
+  return [title, '', 'Commands:', ...table.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`)].join('\n');
+}
+
+// ---------------------------------------------------------------------------------------------
+// lab
+
+const LAB_UP_USAGE = `Usage: xdpstack lab up [--peers N] [--vlans 10,20,30] [--net 10.1.1.0/24] [--net6 fd00::/64]
+                       [--mtu N] [--prefix xs] [--json]
+
+Builds the test lab: the stack's device <prefix>0 in this namespace, a bridge in <prefix>-sw and
+kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
+  --peers N     number of peers (default: the number of VLANs, or 1)
+  --vlans L     VLAN ids, assigned to peers in turn (default: untagged)
+  --net CIDR    IPv4 network; in each VLAN the peers take .2, .3, ... (.1 is left for the stack)
+  --net6 CIDR   optional IPv6 network, numbered like --net (::2, ::3, ...)
+  --mtu N       MTU of every lab link (default 1500)
+  --prefix P    lab prefix, 1-4 characters (default xs)
+  --json        print the lab as JSON`;
+const LAB_DOWN_USAGE = `Usage: xdpstack lab down [--prefix xs]
+
+Removes the lab: its namespaces (and processes in them), links, tc programs and state.`;
+const LAB_STATUS_USAGE = `Usage: xdpstack lab status [--prefix xs] [--json]
+
+Shows the lab; exit code 1 when there is none.`;
+
+function ipv4ToInt(a: string): number { return a.split('.').reduce((n, o) => (n * 256) + Number(o), 0); }
+function intToIpv4(n: number): string { return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'); }
+
+function ipv6ToBig(a: string): bigint {
+  let [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
+  const h = head ? head.split(':') : [];
+  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
+  const fill = tail !== undefined ? 8 - h.length - t.length : 0;
+  const groups = [...h, ...Array(fill).fill('0'), ...t];
+  return groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+function bigToIpv6(n: bigint): string {
+  const g: string[] = [];
+  for (let i = 7; i >= 0; i--) g.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
+  return g.join(':').replace(/(^|:)0(:0)+(:|$)/, '::').replace(/:::+/, '::');
+}
+
+/** Host number `host` inside a network given as CIDR; UsageError when it does not fit. */
+export function hostInNet(cidr: string, host: number, family: 4 | 6, opt: string): string {
+  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(cidr);
+  if (!m || net.isIP(m[1]) !== family) throw new UsageError(`option '--${opt}' expects an IPv${family} network like ${family === 4 ? '10.1.1.0/24' : 'fd00::/64'}, got '${cidr}'`);
+  const len = Number(m[2]);
+  const bits = family === 4 ? 32 : 128;
+  if (len > bits - 2) throw new UsageError(`option '--${opt}': prefix length ${len} leaves no room for hosts`);
+  if (family === 4) {
+    const size = 2 ** (32 - len);
+    if (host >= size - 1) throw new UsageError(`option '--${opt}': ${cidr} has no room for ${host - 1} peers in one VLAN`);
+    const base = ipv4ToInt(m[1]) - (ipv4ToInt(m[1]) % size);
+    return `${intToIpv4(base + host)}/${len}`;
+  }
+  const hostBits = BigInt(128 - len);
+  if (hostBits < 64n && BigInt(host) >= (1n << hostBits) - 1n) throw new UsageError(`option '--${opt}': ${cidr} has no room for ${host - 1} peers in one VLAN`);
+  const base = (ipv6ToBig(m[1]) >> hostBits) << hostBits;
+  return `${bigToIpv6(base + BigInt(host))}/${len}`;
+}
+
+function labPrefix(opts: OptValues): string | undefined { return opts.prefix as string | undefined; }
+
+async function loadLab() { return import('./lab'); }
+
+function printLab(ctx: CliContext, lab: import('./lab').Lab): void {
+  ctx.out(`lab ${lab.prefix}: stack device ${lab.stackDevice} (${lab.stackMac}), switch namespace ${lab.switchNs}, ${lab.peers.length} peer(s)`);
+  ctx.out('  peer  namespace   mac                vlan  ipv4                ipv6');
+  for (const p of lab.peers) {
+    ctx.out(`  ${String(p.index).padEnd(4)}  ${p.ns.padEnd(10)}  ${p.mac}  ${String(p.vlan || '-').padEnd(4)}  ${(p.ipv4 ?? '-').padEnd(18)}  ${p.ipv6 ?? '-'}`);
+  }
+}
+
+const labCommands: Command[] = [
+  {
+    name: 'up', summary: 'build the test lab (replaces an existing one)', usage: LAB_UP_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', prefix: 'string', json: 'bool' }, LAB_UP_USAGE);
+      const vlans = ((opts.vlans as string[] | undefined) ?? []).map((s) => {
+        if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 4094) throw new UsageError(`option '--vlans': bad VLAN id '${s}' (expected 1..4094)`, LAB_UP_USAGE);
+        return Number(s);
+      });
+      const n = (opts.peers as number | undefined) ?? (vlans.length || 1);
+      if (n < 1) throw new UsageError(`option '--peers' must be at least 1`, LAB_UP_USAGE);
+      const net4 = (opts.net as string | undefined) ?? '10.1.1.0/24';
+      const net6 = opts.net6 as string | undefined;
+      const perVlan = new Map<number, number>();
+      const peers = [];
+      for (let i = 0; i < n; i++) {
+        const vlan = vlans.length ? vlans[i % vlans.length] : 0;
+        const k = perVlan.get(vlan) ?? 0;
+        perVlan.set(vlan, k + 1);
+        peers.push({ vlan, ipv4: hostInNet(net4, k + 2, 4, 'net'), ipv6: net6 ? hostInNet(net6, k + 2, 6, 'net6') : undefined });
+      }
+      const lab = await loadLab();
+      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined });
+      if (opts.json) ctx.out(JSON.stringify(l, null, 2)); else printLab(ctx, l);
+      return 0;
+    },
+  },
+  {
+    name: 'down', summary: 'remove the test lab', usage: LAB_DOWN_USAGE,
+    async run(args) {
+      const { opts } = parseOptions(args, { prefix: 'string' }, LAB_DOWN_USAGE);
+      (await loadLab()).labDown(labPrefix(opts));
+      return 0;
+    },
+  },
+  {
+    name: 'status', summary: 'show the test lab', usage: LAB_STATUS_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { prefix: 'string', json: 'bool' }, LAB_STATUS_USAGE);
+      const lab = await loadLab();
+      const prefix = labPrefix(opts) ?? lab.DEFAULT_PREFIX;
+      const l = lab.labStatus(prefix);
+      if (opts.json) { ctx.out(JSON.stringify(l, null, 2)); return l ? 0 : 1; }
+      if (!l) { ctx.out(`no lab with prefix ${prefix}`); return 1; }
+      printLab(ctx, l);
+      return 0;
+    },
+  },
+];
+
+const LAB_USAGE = tableUsage('Usage: xdpstack lab <up|down|status> [options]   (xdpstack lab <command> --help)', labCommands);
+
+// ---------------------------------------------------------------------------------------------
+// Top level
+
+export const COMMANDS: Command[] = [
+  {
+    name: 'lab', summary: 'build, remove or show the namespace test lab', usage: LAB_USAGE,
+    run(args, ctx) { return dispatch(labCommands, args, ctx, LAB_USAGE); },
+  },
+];
+
+export function usage(): string {
+  return tableUsage('Usage: xdpstack <command> [options]   (xdpstack <command> --help)\n\n' +
+    'xdpstack: a user-space TCP/IP stack for Node.js over AF_XDP.', COMMANDS);
+}
+
+const defaultCtx: CliContext = {
+  out: (l) => process.stdout.write(l + '\n'),
+  err: (l) => process.stderr.write(l + '\n'),
+};
+
+/** Runs the command line (without `node` and the script name); resolves to the exit code. */
+export async function main(argv: string[], ctx: CliContext = defaultCtx): Promise<number> {
+  try {
+    if (argv[0] === '--version' || argv[0] === '-V') {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      ctx.out(require('../../package.json').version);
+      return 0;
+    }
+    return await dispatch(COMMANDS, argv, ctx, usage());
+  } catch (e) {
+    const err = e as Error;
+    if (process.env.XDPSTACK_DEBUG) ctx.err(err.stack ?? String(err));
+    if (err instanceof UsageError || err?.name === 'LabConfigError') {
+      ctx.err(`xdpstack: ${err.message}`);
+      if (err instanceof UsageError && err.usage) ctx.err(err.usage.split('\n\n')[0]);
+      return 2;
+    }
+    ctx.err(`xdpstack: ${err?.message ?? String(e)}`);
+    return 1;
+  }
+}
+
+if (require.main === module) {
+  void main(process.argv.slice(2)).then((code) => { process.exitCode = code; });
+}
