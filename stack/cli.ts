@@ -1,7 +1,8 @@
 /**
  * `xdpstack` command line. Commands live in a table (`COMMANDS`); a command with sub-commands
- * (like `lab up|down|status`) is a command whose table is nested. Add a command by adding an
- * entry: { name, summary, usage, run(args) } returning the exit code.
+ * (like `lab up|down|status`) carries a nested table in `subcommands`. Add a command by adding an
+ * entry: { name, summary, usage, run(args, ctx) } returning the exit code (throw UsageError for
+ * bad arguments; parseOptions does it for you).
  *
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments (UsageError / LabConfigError).
  * Errors are printed as one clear line, never as a stack trace (set XDPSTACK_DEBUG=1 to see it).
@@ -17,7 +18,10 @@ export interface Command {
   summary: string;
   /** Full usage text, shown by --help and after a UsageError. */
   usage: string;
-  run(args: string[], ctx: CliContext): number | Promise<number>;
+  /** Either a handler... */
+  run?(args: string[], ctx: CliContext): number | Promise<number>;
+  /** ...or a nested table (`xdpstack lab up`). */
+  subcommands?: Command[];
 }
 
 export interface CliContext {
@@ -80,7 +84,9 @@ function dispatch(table: Command[], args: string[], ctx: CliContext, usage: stri
   if (name === '--help' || name === '-h' || name === 'help') { ctx.out(usage); return 0; }
   const cmd = table.find((c) => c.name === name);
   if (!cmd) throw new UsageError(`unknown command '${name}'`, usage);
+  if (cmd.subcommands) return dispatch(cmd.subcommands, rest, ctx, cmd.usage);
   if (rest.includes('--help') || rest.includes('-h')) { ctx.out(cmd.usage); return 0; }
+  if (!cmd.run) throw new Error(`command '${name}' has no handler`);
   return cmd.run(rest, ctx);
 }
 
@@ -217,7 +223,7 @@ const LAB_USAGE = tableUsage('Usage: xdpstack lab <up|down|status> [options]   (
 export const COMMANDS: Command[] = [
   {
     name: 'lab', summary: 'build, remove or show the namespace test lab', usage: LAB_USAGE,
-    run(args, ctx) { return dispatch(labCommands, args, ctx, LAB_USAGE); },
+    subcommands: labCommands,
   },
 ];
 
