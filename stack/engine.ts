@@ -1,0 +1,931 @@
+/**
+ * The sans-IO engine: fed with bursts of received frames and the current time, it produces frames
+ * to send (per device output bursts) and a next deadline. No clock, socket or native call here.
+ *
+ * A burst is processed layer by layer (vector style): every frame's Ethernet header first, then the
+ * ARP frames, then the IPv4 frames, then ICMP and UDP, with per-frame metadata in preallocated
+ * struct-of-arrays. Demux to a virtual server is by hash on (device, VLAN, address): the cost of a
+ * packet does not depend on how many virtual servers exist.
+ */
+import { Burst } from '../driver/types';
+import { FramePool } from '../umem/pool';
+import { Drop } from '../protocols/drop';
+import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } from '../protocols/ethernet';
+import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
+import { Ipv4Header, IPPROTO_ICMP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
+import {
+  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
+} from '../protocols/icmp';
+import { UdpHeader, UDP_HLEN } from '../protocols/udp';
+import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
+import { Ipv4Reassembler } from '../protocols/reassembly';
+import { Counters } from './counters';
+import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from './neighbor';
+import { maskOf, Route, TABLE_MAIN } from './routing';
+import { TimerWheel } from './timers';
+import { sockError, UdpHost, UdpSocket } from './udp';
+import { addrKey, Link, linkKey, VirtualServer } from './vs';
+
+export interface DeviceSpec {
+  name: string;
+  pool: FramePool;
+  mac: Uint8Array;
+  mtu: number;
+  /** Called when the stack starts/stops owning a MAC on a VLAN (-1 = untagged): fills XDP maps. */
+  ownMac?(mac: Uint8Array, vlan: number, add: boolean): void;
+  /** Called when the stack starts/stops owning an IPv4 address on a VLAN. */
+  ownIpv4?(addr: number, vlan: number, add: boolean): void;
+}
+
+export interface Device extends DeviceSpec {
+  index: number;
+  /** Frames waiting to be handed to the driver. */
+  out: Burst;
+  counters: Counters;
+}
+
+export interface EngineOptions {
+  /** ICMP error messages per second per VS, and burst. */
+  icmpRate?: number;
+  icmpBurst?: number;
+  /** Capacity of each device's output queue, in frames. */
+  outCapacity?: number;
+  neighbor?: Partial<NeighborParams>;
+  reassembly?: { maxDatagrams?: number; maxBytes?: number; timeoutUs?: number };
+  /** Path MTU entries expire after this (µs). Default 10 minutes (RFC 1191). */
+  pmtuExpiryUs?: number;
+  /** Start of virtual or real time (µs). */
+  now?: number;
+  /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
+  onOutput?: () => void;
+}
+
+export interface LinkSpec {
+  name?: string;
+  device: string;
+  vlan?: number;
+  mac?: Uint8Array;
+  mtu?: number;
+}
+
+export interface RouteSpec {
+  /** 'a.b.c.d/n' or 'default'. */
+  dst: string;
+  via?: string;
+  /** Link name; needed for a connected route without gateway when several links exist. */
+  link?: string;
+  src?: string;
+  metric?: number;
+  table?: number;
+}
+
+export interface RuleSpec {
+  priority: number;
+  from?: string;
+  fwmark?: number;
+  table: number;
+}
+
+const BROADCAST = 0xffffffff;
+const BCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+const ZERO_MAC = new Uint8Array(6);
+const ETH_MIN = 60;
+
+function ipErr(code: string, msg: string): Error {
+  return sockError(code, msg);
+}
+
+export class Engine implements UdpHost, NeighborHost {
+  readonly devices: Device[] = [];
+  readonly vsByName = new Map<string, VirtualServer>();
+  readonly vsById = new Map<number, VirtualServer>();
+  readonly wheel: TimerWheel;
+  readonly reasm: Ipv4Reassembler;
+  private nextVsId = 1;
+  private readonly linkIndex = new Map<number, Link[]>();
+  private readonly addrIndex = new Map<number, Link>();
+  private readonly readyUdp: UdpSocket[] = [];
+  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now'>>;
+  private readonly neighParams: NeighborParams;
+  private readonly onOutput: (() => void) | undefined;
+  private inInput = false;
+  now: number;
+
+  // Reusable parse results and per-burst metadata (no allocation per packet).
+  private readonly eth = new EthFrame();
+  private readonly arp = new ArpPacket();
+  private readonly ip = new Ipv4Header();
+  private readonly icmp = new IcmpPacket();
+  private readonly udp = new UdpHeader();
+  private readonly mLink: (Link | null)[] = [];
+  private readonly mEthOff = new Uint32Array(256);
+  private readonly mSrcMac = new Uint32Array(256);
+  private readonly mL3Off = new Uint32Array(256);
+  private readonly mL3Len = new Uint32Array(256);
+  private readonly mL4Off = new Uint32Array(256);
+  private readonly mL4Len = new Uint32Array(256);
+  private readonly mSrc = new Uint32Array(256);
+  private readonly mDst = new Uint32Array(256);
+  private readonly mTos = new Uint8Array(256);
+  private readonly arpIdx = new Uint16Array(256);
+  private readonly ipIdx = new Uint16Array(256);
+  private readonly icmpIdx = new Uint16Array(256);
+  private readonly udpIdx = new Uint16Array(256);
+  private readonly scratchMac = new Uint8Array(6);
+  private readonly l4Scratch = new Uint8Array(1024);
+
+  constructor(opts: EngineOptions = {}) {
+    this.now = opts.now ?? 0;
+    this.wheel = new TimerWheel(this.now);
+    this.opts = {
+      icmpRate: opts.icmpRate ?? 1000,
+      icmpBurst: opts.icmpBurst ?? 50,
+      outCapacity: opts.outCapacity ?? 1024,
+      pmtuExpiryUs: opts.pmtuExpiryUs ?? 600_000_000,
+    };
+    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
+    this.reasm = new Ipv4Reassembler(opts.reassembly);
+    this.onOutput = opts.onOutput;
+    for (let i = 0; i < 256; i++) this.mLink.push(null);
+  }
+
+  // ---------------------------------------------------------------- devices
+
+  addDevice(spec: DeviceSpec): Device {
+    if (this.devices.some((d) => d.name === spec.name)) throw new Error(`device '${spec.name}' already added`);
+    if (this.devices.length >= 255) throw new Error('at most 255 devices per engine');
+    const d: Device = { ...spec, index: this.devices.length, out: new Burst(this.opts.outCapacity), counters: new Counters() };
+    this.devices.push(d);
+    return d;
+  }
+
+  device(name: string): Device {
+    const d = this.devices.find((x) => x.name === name);
+    if (!d) throw new Error(`no device '${name}' (known: ${this.devices.map((x) => x.name).join(', ') || 'none'})`);
+    return d;
+  }
+
+  // ---------------------------------------------------------------- virtual servers
+
+  createVs(name: string): VirtualServer {
+    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`bad virtual server name '${name}' (letters, digits, _ . -; at most 64)`);
+    if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
+    const vs = new VirtualServer(this.nextVsId++, name, this.opts.icmpRate, this.opts.icmpBurst);
+    this.vsByName.set(name, vs);
+    this.vsById.set(vs.id, vs);
+    return vs;
+  }
+
+  vs(name: string): VirtualServer {
+    const v = this.vsByName.get(name);
+    if (!v) throw new Error(`no virtual server '${name}'`);
+    return v;
+  }
+
+  destroyVs(name: string): void {
+    const vs = this.vs(name);
+    for (const socks of [...vs.udpPorts.values()]) for (const s of [...socks]) if (!s.closed) s.close();
+    for (const l of [...vs.links].reverse()) this.removeLink(vs, l.name);
+    vs.destroyed = true;
+    this.vsByName.delete(name);
+    this.vsById.delete(vs.id);
+  }
+
+  addLink(vs: VirtualServer, spec: LinkSpec): Link {
+    const dev = this.device(spec.device);
+    const vlan = spec.vlan ?? -1;
+    if (vlan !== -1 && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw new Error(`VLAN id must be 1..4094, got ${spec.vlan}`);
+    const name = spec.name ?? (vlan >= 0 ? `${dev.name}.${vlan}` : dev.name);
+    if (vs.links.some((l) => l.name === name)) throw new Error(`virtual server '${vs.name}' already has a link '${name}'`);
+    const mac = spec.mac ? Uint8Array.from(spec.mac) : Uint8Array.from(dev.mac);
+    const mtu = spec.mtu ?? dev.mtu;
+    if (!(mtu >= 68 && mtu <= dev.mtu)) throw new Error(`link MTU must be 68..${dev.mtu} (device ${dev.name}), got ${mtu}`);
+    const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
+    link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
+    const key = link.key;
+    const list = this.linkIndex.get(key) ?? [];
+    list.push(link);
+    this.linkIndex.set(key, list);
+    vs.links.push(link);
+    dev.ownMac?.(mac, vlan, true);
+    return link;
+  }
+
+  removeLink(vs: VirtualServer, linkName: string): void {
+    const link = vs.link(linkName);
+    if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+    for (const a of [...link.addrs]) this.removeAddress(vs, link.name, `${ipv4ToString(a.addr)}/${a.prefixLen}`);
+    for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link === link.index) t.remove(r.dst, r.prefixLen, (x) => x === r);
+    link.neigh.flush();
+    const key = link.key;
+    const list = (this.linkIndex.get(key) ?? []).filter((l) => l !== link);
+    if (list.length) this.linkIndex.set(key, list);
+    else this.linkIndex.delete(key);
+    const dev = this.devices[link.dev]!;
+    if (!list.some((l) => macEquals(l.mac, 0, link.mac, 0))) dev.ownMac?.(link.mac, link.vlan, false);
+    // Renumber the remaining links and the routes that refer to them.
+    const removed = vs.links.indexOf(link);
+    vs.links.splice(removed, 1);
+    for (let i = removed; i < vs.links.length; i++) vs.links[i]!.index = i;
+    for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link > removed) r.link--;
+  }
+
+  addAddress(vs: VirtualServer, linkName: string, cidr: string): void {
+    const link = vs.link(linkName);
+    if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+    const { addr, prefixLen } = parseCidr4(cidr);
+    if (addr === 0 || addr >= 0xe0000000) throw new Error(`'${cidr}' is not a usable unicast address`);
+    const key = addrKey(link.dev, link.vlan, addr);
+    const owner = this.addrIndex.get(key);
+    if (owner) throw new Error(`${ipv4ToString(addr)} is already used on ${link.devName}${link.vlan >= 0 ? ` VLAN ${link.vlan}` : ''} by virtual server '${owner.vs.name}'`);
+    const mask = maskOf(prefixLen);
+    const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
+    link.addrs.push({ addr, prefixLen, broadcast });
+    this.addrIndex.set(key, link);
+    if (broadcast && !this.addrIndex.has(addrKey(link.dev, link.vlan, broadcast))) this.addrIndex.set(addrKey(link.dev, link.vlan, broadcast), link);
+    vs.table(TABLE_MAIN, true)!.add({ dst: addr & mask, prefixLen, gateway: 0, link: link.index, src: addr, metric: 0, proto: 'connected' });
+    this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, true);
+    this.gratuitousArp(link, addr);
+  }
+
+  removeAddress(vs: VirtualServer, linkName: string, cidr: string): void {
+    const link = vs.link(linkName);
+    if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+    const { addr, prefixLen } = parseCidr4(cidr);
+    const i = link.addrs.findIndex((a) => a.addr === addr && a.prefixLen === prefixLen);
+    if (i < 0) throw new Error(`virtual server '${vs.name}' has no address ${cidr} on '${linkName}'`);
+    const a = link.addrs[i]!;
+    link.addrs.splice(i, 1);
+    this.addrIndex.delete(addrKey(link.dev, link.vlan, addr));
+    if (a.broadcast && this.addrIndex.get(addrKey(link.dev, link.vlan, a.broadcast)) === link &&
+      !link.addrs.some((x) => x.broadcast === a.broadcast)) this.addrIndex.delete(addrKey(link.dev, link.vlan, a.broadcast));
+    const mask = maskOf(prefixLen);
+    vs.table(TABLE_MAIN)?.remove(addr & mask, prefixLen, (r) => r.proto === 'connected' && r.link === link.index && r.src === addr);
+    this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, false);
+  }
+
+  addRoute(vs: VirtualServer, spec: RouteSpec): Route {
+    let dst = 0;
+    let prefixLen = 0;
+    if (spec.dst !== 'default') ({ addr: dst, prefixLen } = parseCidr4(spec.dst));
+    const gateway = spec.via ? parseIpv4(spec.via) : 0;
+    const table = spec.table ?? TABLE_MAIN;
+    if (!Number.isInteger(table) || table < 1 || table > 0xffffffff) throw new Error(`bad table id ${spec.table}`);
+    let link: Link | undefined;
+    if (spec.link) {
+      link = vs.link(spec.link);
+      if (!link) throw new Error(`virtual server '${vs.name}' has no link '${spec.link}'`);
+    } else if (gateway) {
+      // The gateway must be on a connected network.
+      const r = vs.table(TABLE_MAIN)?.lookup(gateway);
+      if (!r || r.gateway) throw new Error(`gateway ${spec.via} is not on a connected network of virtual server '${vs.name}'`);
+      link = vs.links[r.link];
+    } else if (vs.links.length === 1) {
+      link = vs.links[0];
+    } else {
+      throw new Error(`route ${spec.dst}: give 'via' or 'link'`);
+    }
+    const route: Route = {
+      dst, prefixLen, gateway, link: link!.index, src: spec.src ? parseIpv4(spec.src) : 0, metric: spec.metric ?? 0, proto: 'static',
+    };
+    vs.table(table, true)!.add(route);
+    return route;
+  }
+
+  removeRoute(vs: VirtualServer, spec: RouteSpec): number {
+    let dst = 0;
+    let prefixLen = 0;
+    if (spec.dst !== 'default') ({ addr: dst, prefixLen } = parseCidr4(spec.dst));
+    const gw = spec.via ? parseIpv4(spec.via) : undefined;
+    const n = vs.table(spec.table ?? TABLE_MAIN)?.remove(dst, prefixLen, (r) => r.proto === 'static' && (gw === undefined || r.gateway === gw)) ?? 0;
+    if (!n) throw new Error(`virtual server '${vs.name}' has no route ${spec.dst}${spec.via ? ` via ${spec.via}` : ''}`);
+    return n;
+  }
+
+  addRule(vs: VirtualServer, spec: RuleSpec): void {
+    let src = 0;
+    let srcLen = 0;
+    if (spec.from && spec.from !== 'all') ({ addr: src, prefixLen: srcLen } = parseCidr4(spec.from.includes('/') ? spec.from : `${spec.from}/32`));
+    vs.rules.add({ priority: spec.priority, src, srcLen, mark: spec.fwmark, table: spec.table });
+  }
+
+  createUdpSocket(vs: VirtualServer | string, opts: { maxQueue?: number } = {}): UdpSocket {
+    const v = typeof vs === 'string' ? this.vs(vs) : vs;
+    const s = new UdpSocket(this, v.name, opts);
+    (s as unknown as { vs: VirtualServer }).vs = v;
+    return s;
+  }
+
+  // ---------------------------------------------------------------- receive path
+
+  /**
+   * Processes a burst of received frames from device `devIdx`. Every frame is consumed: freed,
+   * queued for transmission (replies reuse the request's frame), or handed to a neighbor queue.
+   */
+  input(devIdx: number, burst: Burst, now: number): void {
+    const dev = this.devices[devIdx];
+    if (!dev) throw new Error(`no device index ${devIdx}`);
+    this.now = now;
+    this.inInput = true;
+    const b = dev.pool.bytes;
+    const pool = dev.pool;
+    let done = 0;
+    while (done < burst.n) {
+      const n = Math.min(burst.n - done, 256);
+      let nArp = 0;
+      let nIp = 0;
+      // Stage 1: Ethernet / VLAN demux.
+      for (let j = 0; j < n; j++) {
+        const i = done + j;
+        const f = burst.frame[i]!;
+        const off = burst.off[i]!;
+        const len = burst.len[i]!;
+        dev.counters.rxPackets++;
+        dev.counters.rxBytes += len;
+        this.mLink[j] = null;
+        const eth = this.eth;
+        const d = eth.parse(b, off, len);
+        if (d !== Drop.None && d !== Drop.EthUnknownType) {
+          dev.counters.drop(d);
+          pool.free(f);
+          continue;
+        }
+        const links = this.linkIndex.get(linkKey(devIdx, eth.vlan));
+        if (!links || eth.outerVlan >= 0) {
+          dev.counters.drop(Drop.VlanNoLink);
+          pool.free(f);
+          continue;
+        }
+        let link: Link | null = null;
+        if (isMulticast(b, eth.dstOff)) link = links[0]!;
+        else {
+          for (let k = 0; k < links.length; k++) {
+            if (macEquals(links[k]!.mac, 0, b, eth.dstOff)) { link = links[k]!; break; }
+          }
+        }
+        if (!link) {
+          dev.counters.drop(Drop.NotForUs);
+          pool.free(f);
+          continue;
+        }
+        link.counters.rxPackets++;
+        link.counters.rxBytes += len;
+        link.vs.counters.rxPackets++;
+        link.vs.counters.rxBytes += len;
+        if (d !== Drop.None) {
+          this.dropOn(link, d);
+          pool.free(f);
+          continue;
+        }
+        this.mLink[j] = link;
+        this.mEthOff[j] = off;
+        this.mSrcMac[j] = eth.srcOff;
+        this.mL3Off[j] = eth.l3Off;
+        this.mL3Len[j] = eth.l3Len;
+        if (eth.etherType === ETH_P_IPV4) this.ipIdx[nIp++] = j;
+        else if (eth.etherType === ETH_P_ARP) this.arpIdx[nArp++] = j;
+        else {
+          this.dropOn(link, Drop.EthUnknownType);
+          pool.free(f);
+        }
+      }
+      // Stage 2: ARP.
+      for (let k = 0; k < nArp; k++) this.arpInput(dev, burst, done, this.arpIdx[k]!, now);
+      // Stage 3: IPv4.
+      let nIcmp = 0;
+      let nUdp = 0;
+      for (let k = 0; k < nIp; k++) {
+        const j = this.ipIdx[k]!;
+        const proto = this.ipInput(dev, burst, done, j, now);
+        if (proto === IPPROTO_ICMP) this.icmpIdx[nIcmp++] = j;
+        else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
+      }
+      // Stage 4: ICMP, then UDP.
+      for (let k = 0; k < nIcmp; k++) {
+        const j = this.icmpIdx[k]!;
+        this.icmpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, this.mTos[j]!,
+          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, now);
+      }
+      for (let k = 0; k < nUdp; k++) {
+        const j = this.udpIdx[k]!;
+        this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
+          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, now);
+      }
+      done += n;
+    }
+    burst.n = 0;
+    this.inInput = false;
+  }
+
+  private dropOn(link: Link, reason: Drop): void {
+    link.counters.drop(reason);
+    link.vs.counters.drop(reason);
+  }
+
+  private arpInput(dev: Device, burst: Burst, base: number, j: number, now: number): void {
+    const link0 = this.mLink[j]!;
+    const b = dev.pool.bytes;
+    const f = burst.frame[base + j]!;
+    const arp = this.arp;
+    const d = arp.parse(b, this.mL3Off[j]!, this.mL3Len[j]!);
+    if (d !== Drop.None) {
+      this.dropOn(link0, d);
+      dev.pool.free(f);
+      return;
+    }
+    const target = this.addrIndex.get(addrKey(dev.index, link0.vlan, arp.tpa));
+    const mine = target !== undefined && target.addrs.some((a) => a.addr === arp.tpa);
+    if (!mine) {
+      // RFC 826 merge: refresh an entry we already have, but do not create one.
+      if (arp.spa) link0.neigh.learn(arp.spa, b, arp.shaOff, false, false, now);
+      this.dropOn(link0, Drop.ArpNotOurAddress);
+      dev.pool.free(f);
+      return;
+    }
+    const link = target!;
+    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe).
+    if (arp.spa && !this.addrIndex.has(addrKey(dev.index, link.vlan, arp.spa))) {
+      link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, true, now);
+    }
+    if (arp.op !== ARP_REQUEST) {
+      dev.pool.free(f);
+      return;
+    }
+    // Reply in place, to the requester's hardware address, through the link it arrived on.
+    const sm = this.scratchMac;
+    for (let i = 0; i < 6; i++) sm[i] = b[arp.shaOff + i]!;
+    const spa = arp.spa;
+    const tpa = arp.tpa;
+    const off = this.mEthOff[j]!;
+    const hl = writeEth(b, off, sm, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    writeArp(b, off + hl, ARP_REPLY, link.mac, 0, tpa, sm, 0, spa);
+    this.enqueue(link, dev.pool, f, off, hl + ARP_LEN);
+  }
+
+  /** Returns the L4 protocol for the next stage, or 0 when the frame was consumed here. */
+  private ipInput(dev: Device, burst: Burst, base: number, j: number, now: number): number {
+    const link0 = this.mLink[j]!;
+    const b = dev.pool.bytes;
+    const f = burst.frame[base + j]!;
+    const ip = this.ip;
+    const d = ip.parse(b, this.mL3Off[j]!, this.mL3Len[j]!);
+    if (d !== Drop.None) {
+      this.dropOn(link0, d);
+      dev.pool.free(f);
+      return 0;
+    }
+    if (ip.src === 0 || ip.src >= 0xe0000000 || (ip.src >>> 24) === 127) {
+      this.dropOn(link0, Drop.Ipv4BadSource);
+      dev.pool.free(f);
+      return 0;
+    }
+    let link = this.addrIndex.get(addrKey(dev.index, link0.vlan, ip.dst));
+    if (!link) {
+      if (ip.dst === BROADCAST) link = link0;
+      else {
+        this.dropOn(link0, Drop.Ipv4NotOurAddress);
+        dev.pool.free(f);
+        return 0;
+      }
+    }
+    if (ip.mf || ip.fragOff) {
+      const src = ip.src, dst = ip.dst, proto = ip.proto, tos = ip.tos;
+      const rd = this.reasm.push(link.vs.id, ip, b, now);
+      const srcMacOff = this.mSrcMac[j]!;
+      for (let i = 0; i < 6; i++) this.scratchMac[i] = b[srcMacOff + i]!;
+      dev.pool.free(f);
+      if (rd !== Drop.None) {
+        this.dropOn(link, rd);
+        return 0;
+      }
+      if (this.reasm.done) this.datagramInput(link, src, dst, proto, tos, this.reasm.datagram, now);
+      return 0;
+    }
+    this.mLink[j] = link;
+    this.mSrc[j] = ip.src;
+    this.mDst[j] = ip.dst;
+    this.mTos[j] = ip.tos;
+    this.mL4Off[j] = ip.payloadOff;
+    this.mL4Len[j] = ip.payloadLen;
+    if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP) return ip.proto;
+    // Unknown protocol: protocol unreachable (not for broadcasts), then drop.
+    if (!this.isBroadcast(link, ip.dst)) {
+      this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0, b, this.mL3Off[j]!, ip.hdrLen + ip.payloadLen, ip.dst, ip.src, b, this.mSrcMac[j]!, now);
+    }
+    this.dropOn(link, Drop.Ipv4UnknownProtocol);
+    dev.pool.free(f);
+    return 0;
+  }
+
+  private isBroadcast(link: Link, dst: number): boolean {
+    if (dst === BROADCAST) return true;
+    for (const a of link.addrs) if (a.broadcast === dst) return true;
+    return false;
+  }
+
+  private icmpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, tos: number,
+    srcMacOff: number, f: number, ipOff: number, now: number): void {
+    const pool = this.devices[link.dev]!.pool;
+    const icmp = this.icmp;
+    const d = icmp.parse(b, off, len);
+    if (d !== Drop.None) {
+      this.dropOn(link, d);
+      pool.free(f);
+      return;
+    }
+    if (icmp.type === ICMP_ECHO_REQUEST) {
+      if (this.isBroadcast(link, dst)) {
+        this.dropOn(link, Drop.Ipv4NotOurAddress);
+        pool.free(f);
+        return;
+      }
+      // Echo reply in place: type 8 → 0 with an incremental checksum update (RFC 1624).
+      b[off] = 0;
+      wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), 0x0800, 0x0000));
+      for (let i = 0; i < 6; i++) this.scratchMac[i] = b[srcMacOff + i]!;
+      const ipStart = off - 20;
+      writeIpv4(b, ipStart, dst, src, IPPROTO_ICMP, len, 64, this.nextIpId(link.vs), 0, tos);
+      const ethStart = ipStart - link.ethLen;
+      writeEth(b, ethStart, this.scratchMac, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+      if (20 + len > link.mtu) {
+        // Cannot happen for an unfragmented request that fit the link; be safe.
+        this.dropOn(link, Drop.Ipv4BadTotalLength);
+        pool.free(f);
+        return;
+      }
+      this.enqueue(link, pool, f, ethStart, link.ethLen + 20 + len);
+      return;
+    }
+    if (icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED && icmp.innerLen >= 20) {
+      // Path MTU discovery (RFC 1191): the quoted header's destination is the path's end.
+      const inner = icmp.innerOff;
+      const qdst = ((b[inner + 16]! << 24) | (b[inner + 17]! << 16) | (b[inner + 18]! << 8) | b[inner + 19]!) >>> 0;
+      let mtu = icmp.nextHopMtu;
+      if (mtu < 68) mtu = 576; // old routers send 0: assume the minimum reasonable
+      const cur = Math.min(link.mtu, link.vs.pmtu.get(qdst)?.mtu ?? link.mtu);
+      if (mtu < cur) link.vs.pmtu.set(qdst, { mtu, expires: now + this.opts.pmtuExpiryUs });
+      pool.free(f);
+      return;
+    }
+    // Echo replies (no ping sockets yet) and other ICMP types are counted and dropped.
+    this.dropOn(link, Drop.IcmpUnknownType);
+    pool.free(f);
+  }
+
+  private udpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number,
+    srcMacOff: number, f: number, ipOff: number, now: number): void {
+    const pool = this.devices[link.dev]!.pool;
+    const udp = this.udp;
+    const d = udp.parse(b, off, len, src, dst);
+    if (d !== Drop.None) {
+      this.dropOn(link, d);
+      pool.free(f);
+      return;
+    }
+    const sock = this.findUdp(link.vs, udp.dstPort, dst);
+    if (!sock) {
+      if (!this.isBroadcast(link, dst)) {
+        this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, b, ipOff, off - ipOff + len, dst, src, b, srcMacOff, now);
+      }
+      this.dropOn(link, Drop.UdpNoSocket);
+      pool.free(f);
+      return;
+    }
+    const data = Buffer.allocUnsafe(udp.payloadLen);
+    data.set(b.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen));
+    if (!sock.enqueue(data, src, udp.srcPort)) this.dropOn(link, Drop.UdpSocketQueueFull);
+    pool.free(f);
+  }
+
+  /** A reassembled datagram (payload of the IP packet in `dg`). */
+  private datagramInput(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, now: number): void {
+    const peerMac = Uint8Array.from(this.scratchMac);
+    if (proto === IPPROTO_UDP) {
+      const udp = this.udp;
+      const d = udp.parse(dg, 0, dg.length, src, dst);
+      if (d !== Drop.None) return this.dropOn(link, d);
+      const sock = this.findUdp(link.vs, udp.dstPort, dst);
+      if (!sock) return this.dropOn(link, Drop.UdpNoSocket);
+      if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
+        this.dropOn(link, Drop.UdpSocketQueueFull);
+      }
+      return;
+    }
+    if (proto === IPPROTO_ICMP) {
+      const icmp = this.icmp;
+      const d = icmp.parse(dg, 0, dg.length);
+      if (d !== Drop.None) return this.dropOn(link, d);
+      if (icmp.type !== ICMP_ECHO_REQUEST || this.isBroadcast(link, dst)) return this.dropOn(link, Drop.IcmpUnknownType);
+      // Large echo: reply with the same data, fragmented for the path.
+      const hdr = this.l4Scratch;
+      hdr[0] = 0; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+      hdr[4] = dg[4]!; hdr[5] = dg[5]!; hdr[6] = dg[6]!; hdr[7] = dg[7]!;
+      const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8)));
+      hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+      this.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
+      return;
+    }
+    this.dropOn(link, Drop.Ipv4UnknownProtocol);
+  }
+
+  private findUdp(vs: VirtualServer, port: number, dst: number): UdpSocket | null {
+    const list = vs.udpPorts.get(port);
+    if (!list) return null;
+    let any: UdpSocket | null = null;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      if (s.localAddr === dst) return s;
+      if (s.localAddr === 0) any = s;
+    }
+    return any;
+  }
+
+  // ---------------------------------------------------------------- transmit path
+
+  private nextIpId(vs: VirtualServer): number {
+    const id = vs.ipId;
+    vs.ipId = (vs.ipId + 1) & 0xffff;
+    return id;
+  }
+
+  /** Queues a finished frame on its device; frees and counts it when the queue is full. */
+  private enqueue(link: Link, pool: FramePool, f: number, off: number, len: number): void {
+    if (len < ETH_MIN) {
+      pool.bytes.fill(0, off + len, off + ETH_MIN);
+      len = ETH_MIN;
+    }
+    const dev = this.devices[link.dev]!;
+    if (dev.out.full) {
+      this.dropOn(link, Drop.TxRingFull);
+      pool.free(f);
+      return;
+    }
+    dev.out.push(f, off, len, this.now);
+    link.counters.txPackets++;
+    link.counters.txBytes += len;
+    link.vs.counters.txPackets++;
+    link.vs.counters.txBytes += len;
+    dev.counters.txPackets++;
+    dev.counters.txBytes += len;
+    if (!this.inInput) this.onOutput?.();
+  }
+
+  /** Sends an ICMP error quoting `orig[ipOff..]`, to the sender's MAC through `link`, rate-limited. */
+  private icmpErrorTo(link: Link, type: number, code: number, mtu: number, orig: Uint8Array, ipOff: number, ipLen: number,
+    from: number, to: number, macBuf: Uint8Array, macOff: number, now: number): void {
+    const vs = link.vs;
+    // Token bucket refill.
+    const elapsed = now - vs.icmpStamp;
+    if (elapsed > 0) {
+      vs.icmpTokens = Math.min(vs.icmpBurst, vs.icmpTokens + (elapsed * vs.icmpRate) / 1e6);
+      vs.icmpStamp = now;
+    }
+    if (vs.icmpTokens < 1) {
+      link.counters.drop(Drop.IcmpRateLimited);
+      vs.counters.drop(Drop.IcmpRateLimited);
+      return;
+    }
+    vs.icmpTokens -= 1;
+    const pool = this.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return this.dropOn(link, Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const ethLen = link.ethLen;
+    const icmpOff = start + ethLen + 20;
+    const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
+    writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, 64, this.nextIpId(vs), 0, 0xc0);
+    writeEth(pool.bytes, start, macBuf, macOff, link.mac, 0, ETH_P_IPV4, link.vlan);
+    this.enqueue(link, pool, f, start, ethLen + 20 + ilen);
+  }
+
+  private gratuitousArp(link: Link, addr: number): void {
+    const pool = this.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return this.dropOn(link, Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const hl = writeEth(pool.bytes, start, BCAST_MAC, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    writeArp(pool.bytes, start + hl, ARP_REQUEST, link.mac, 0, addr, ZERO_MAC, 0, addr);
+    this.enqueue(link, pool, f, start, hl + ARP_LEN);
+  }
+
+  /** NeighborHost: ARP request for `ip` on the cache's link. */
+  solicit(cache: NeighborCache, ip: number, mac: Uint8Array | null, _now: number): void {
+    const link = cache.linkRef as Link;
+    const pool = this.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return this.dropOn(link, Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const src = this.sourceFor(link, ip);
+    const hl = writeEth(pool.bytes, start, mac ?? BCAST_MAC, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    writeArp(pool.bytes, start + hl, ARP_REQUEST, link.mac, 0, src, ZERO_MAC, 0, ip);
+    this.enqueue(link, pool, f, start, hl + ARP_LEN);
+  }
+
+  /** NeighborHost: a queued frame's neighbor resolved. */
+  release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, _now: number): void {
+    const link = cache.linkRef as Link;
+    const pool = this.devices[p.dev]!.pool;
+    pool.bytes.set(mac, p.off);
+    this.enqueue(link, pool, p.frame, p.off, p.len);
+  }
+
+  /** NeighborHost: a queued frame is dropped. */
+  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void {
+    const link = cache.linkRef as Link;
+    this.devices[p.dev]!.pool.free(p.frame);
+    this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /** Source address on `link` best matching destination `dst`. */
+  private sourceFor(link: Link, dst: number): number {
+    for (const a of link.addrs) {
+      const m = maskOf(a.prefixLen);
+      if (((a.addr ^ dst) & m) === 0) return a.addr;
+    }
+    return link.primary;
+  }
+
+  /**
+   * Routes and sends one IPv4 datagram whose L4 part is `hdr[0..hdrLen)` followed by
+   * `data[dOff..dOff+dLen)` (checksums already final). Fragments when it exceeds the path MTU
+   * (unless `df`, then throws EMSGSIZE). `viaLink`+`viaMac` send a reply back the way the request
+   * came (traffic reflection); otherwise the VS's rules and tables choose.
+   */
+  emit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: number, dst: number, proto: number, tos: number,
+    hdr: Uint8Array, hdrLen: number, data: Uint8Array, dOff: number, dLen: number, df: boolean, mark: number): void {
+    let link: Link;
+    let nextHop = dst;
+    let mac: Uint8Array | null = viaMac;
+    if (viaLink) {
+      link = viaLink;
+    } else {
+      const r = vs.rules.select(src, mark, vs.tables, dst);
+      if (!r) {
+        vs.counters.drop(Drop.Ipv4NoRoute);
+        throw ipErr('ENETUNREACH', `no route to ${ipv4ToString(dst)} in virtual server '${vs.name}'`);
+      }
+      link = vs.links[r.link]!;
+      if (r.gateway) nextHop = r.gateway;
+      if (!src) src = r.src || this.sourceFor(link, nextHop);
+      if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
+    }
+    if (!src) throw ipErr('EADDRNOTAVAIL', `virtual server '${vs.name}' has no address on link '${link.name}'`);
+    const pool = this.devices[link.dev]!.pool;
+    let mtu = link.mtu;
+    const pm = vs.pmtu.get(dst);
+    if (pm) {
+      if (pm.expires <= this.now) vs.pmtu.delete(dst);
+      else if (pm.mtu < mtu) mtu = pm.mtu;
+    }
+    const total = hdrLen + dLen;
+    const ethLen = link.ethLen;
+    const room = pool.frameSize - pool.headroom - ethLen - 20;
+    const id = this.nextIpId(vs);
+    if (20 + total <= mtu && total <= room) {
+      this.emitFragment(vs, link, mac, nextHop, src, dst, proto, tos, id, df ? IP_DF : 0, hdr, hdrLen, data, dOff, dLen, 0, total);
+      return;
+    }
+    if (df) throw ipErr('EMSGSIZE', `message of ${total} bytes exceeds the path MTU ${mtu} to ${ipv4ToString(dst)}`);
+    if (total > 65535 - 20) throw ipErr('EMSGSIZE', `message of ${total} bytes is larger than an IPv4 datagram`);
+    const chunk = Math.floor(Math.min(mtu - 20, room) / 8) * 8;
+    for (let pos = 0; pos < total; pos += chunk) {
+      const n = Math.min(chunk, total - pos);
+      const more = pos + n < total;
+      this.emitFragment(vs, link, mac, nextHop, src, dst, proto, tos, id, (more ? IP_MF : 0) | (pos >>> 3), hdr, hdrLen, data, dOff, dLen, pos, n);
+    }
+  }
+
+  /** Builds one frame holding bytes [pos, pos+n) of the L4 datagram hdr‖data and sends it. */
+  private emitFragment(vs: VirtualServer, link: Link, mac: Uint8Array | null, nextHop: number, src: number, dst: number,
+    proto: number, tos: number, id: number, flagsFrag: number, hdr: Uint8Array, hdrLen: number, data: Uint8Array, dOff: number,
+    dLen: number, pos: number, n: number): void {
+    const pool = this.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) {
+      this.dropOn(link, Drop.NoFrame);
+      throw ipErr('ENOBUFS', 'no free frame to send');
+    }
+    const b = pool.bytes;
+    const start = pool.dataStart(f);
+    const ethLen = link.ethLen;
+    let w = start + ethLen + 20;
+    // Copy the part of the header, then the part of the data, that fall in [pos, pos+n).
+    if (pos < hdrLen) {
+      const h = Math.min(hdrLen - pos, n);
+      b.set(hdr.subarray(pos, pos + h), w);
+      w += h;
+    }
+    const dFrom = Math.max(0, pos - hdrLen);
+    const dTo = Math.min(dLen, pos + n - hdrLen);
+    if (dTo > dFrom) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
+    writeIpv4(b, start + ethLen, src, dst, proto, n, 64, id, flagsFrag, tos);
+    writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+    const len = ethLen + 20 + n;
+    if (mac) {
+      this.enqueue(link, pool, f, start, len);
+      return;
+    }
+    const m = link.neigh.resolve(nextHop, { dev: link.dev, frame: f, off: start, len }, this.now);
+    if (m) {
+      b.set(m, start);
+      this.enqueue(link, pool, f, start, len);
+    }
+  }
+
+  // ---------------------------------------------------------------- UDP host
+
+  udpBind(sock: UdpSocket, port: number, addr: number): number {
+    const vs = (sock as unknown as { vs: VirtualServer }).vs;
+    if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
+    if (addr && !vs.links.some((l) => l.addrs.some((a) => a.addr === addr))) {
+      throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${ipv4ToString(addr)}:${port}`, { syscall: 'bind', address: ipv4ToString(addr), port });
+    }
+    if (port === 0) {
+      for (let tries = 0; tries < 16384; tries++) {
+        const p = vs.ephemeral;
+        vs.ephemeral = p >= 65535 ? 49152 : p + 1;
+        if (!this.udpConflict(vs, p, addr)) { port = p; break; }
+      }
+      if (port === 0) throw sockError('EADDRINUSE', 'bind EADDRINUSE: no ephemeral port left', { syscall: 'bind' });
+    } else if (this.udpConflict(vs, port, addr)) {
+      throw sockError('EADDRINUSE', `bind EADDRINUSE ${ipv4ToString(addr)}:${port}`, { syscall: 'bind', address: ipv4ToString(addr), port, errno: -98 });
+    }
+    const list = vs.udpPorts.get(port) ?? [];
+    list.push(sock);
+    vs.udpPorts.set(port, list);
+    return port;
+  }
+
+  private udpConflict(vs: VirtualServer, port: number, addr: number): boolean {
+    const list = vs.udpPorts.get(port);
+    if (!list) return false;
+    return list.some((s) => s.localAddr === 0 || addr === 0 || s.localAddr === addr);
+  }
+
+  udpUnbind(sock: UdpSocket): void {
+    const vs = (sock as unknown as { vs: VirtualServer }).vs;
+    const list = vs.udpPorts.get(sock.localPort);
+    if (!list) return;
+    const rest = list.filter((s) => s !== sock);
+    if (rest.length) vs.udpPorts.set(sock.localPort, rest);
+    else vs.udpPorts.delete(sock.localPort);
+  }
+
+  udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: number): void {
+    const vs = (sock as unknown as { vs: VirtualServer }).vs;
+    if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
+    if (data.length > 65507) throw sockError('EMSGSIZE', `send EMSGSIZE: ${data.length} bytes`, { syscall: 'send' });
+    let src = sock.localAddr;
+    // Local delivery inside the VS (to one of its own addresses).
+    for (const l of vs.links) {
+      if (l.addrs.some((a) => a.addr === addr)) {
+        const dst = this.findUdp(vs, port, addr);
+        if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
+        if (!dst) this.dropOn(l, Drop.UdpNoSocket);
+        return;
+      }
+    }
+    if (!src) {
+      const r = vs.rules.select(0, sock.mark, vs.tables, addr);
+      if (!r) throw sockError('ENETUNREACH', `send ENETUNREACH ${ipv4ToString(addr)}:${port}`, { syscall: 'send', address: ipv4ToString(addr), port });
+      const link = vs.links[r.link]!;
+      src = r.src || this.sourceFor(link, r.gateway || addr);
+    }
+    const hdr = this.l4Scratch;
+    const len = UDP_HLEN + data.length;
+    const sp = sock.localPort;
+    hdr[0] = sp >>> 8; hdr[1] = sp & 0xff; hdr[2] = port >>> 8; hdr[3] = port & 0xff;
+    hdr[4] = len >>> 8; hdr[5] = len & 0xff; hdr[6] = 0; hdr[7] = 0;
+    let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum4(src, addr, IPPROTO_UDP, len))));
+    if (c === 0) c = 0xffff;
+    hdr[6] = c >>> 8; hdr[7] = c & 0xff;
+    this.emit(vs, null, null, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
+  }
+
+  udpReady(sock: UdpSocket): void {
+    this.readyUdp.push(sock);
+  }
+
+  /** Emits socket events queued during input (call after each burst). */
+  flushEvents(): void {
+    while (this.readyUdp.length) {
+      const q = this.readyUdp.splice(0);
+      for (const s of q) s.flush();
+    }
+  }
+
+  // ---------------------------------------------------------------- time
+
+  /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
+  advance(now: number): number {
+    this.now = now;
+    this.wheel.advance(now);
+    const expired = this.reasm.expire(now);
+    void expired;
+    return this.nextDeadline();
+  }
+
+  nextDeadline(): number {
+    return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline());
+  }
+}

@@ -1,0 +1,234 @@
+/**
+ * Neighbor cache (ARP, RFC 826 + the RFC 1122/4861-style state machine Linux uses for IPv4 too).
+ *
+ * States: INCOMPLETE (resolving, packets queued), REACHABLE, STALE, DELAY, PROBE, FAILED (removed).
+ * Packets waiting for resolution are whole frames (frame accounting stays exact); the queue is
+ * bounded per entry, and the number of entries per cache is bounded too.
+ */
+import type { Timer, TimerWheel } from './timers';
+
+export const enum NState {
+  Incomplete = 0,
+  Reachable = 1,
+  Stale = 2,
+  Delay = 3,
+  Probe = 4,
+}
+
+export const NSTATE_NAMES = ['INCOMPLETE', 'REACHABLE', 'STALE', 'DELAY', 'PROBE'] as const;
+
+export interface NeighborParams {
+  retransUs: number;
+  maxProbes: number;
+  reachableUs: number;
+  delayUs: number;
+  gcStaleUs: number;
+  queueLen: number;
+  maxEntries: number;
+}
+
+export const DEFAULT_NEIGHBOR_PARAMS: NeighborParams = {
+  retransUs: 1_000_000,
+  maxProbes: 3,
+  reachableUs: 30_000_000,
+  delayUs: 5_000_000,
+  gcStaleUs: 60_000_000,
+  queueLen: 4,
+  maxEntries: 4096,
+};
+
+/** A frame waiting for resolution: its Ethernet destination is written when the MAC is known. */
+export interface PendingFrame {
+  dev: number;
+  frame: number;
+  off: number;
+  len: number;
+}
+
+export interface NeighborHost {
+  /** Sends an ARP request for `ip` (broadcast when `mac` is null, else unicast to `mac`). */
+  solicit(cache: NeighborCache, ip: number, mac: Uint8Array | null, now: number): void;
+  /** Sends a frame whose neighbor just resolved, writing `mac` as Ethernet destination. */
+  release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, now: number): void;
+  /** Drops a queued frame (resolution failed or queue overflow), counting `reason`. */
+  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void;
+}
+
+export class Neighbor {
+  state = NState.Incomplete;
+  readonly mac = new Uint8Array(6);
+  probes = 0;
+  updated = 0;
+  readonly queue: PendingFrame[] = [];
+  timer: Timer;
+  constructor(readonly ip: number, readonly cache: NeighborCache) {
+    this.timer = cache.wheel.create((now) => cache.onTimer(this, now));
+  }
+}
+
+export class NeighborCache {
+  readonly entries = new Map<number, Neighbor>();
+  /** Counters: resolved, failed, queueDrops, evicted. */
+  resolved = 0;
+  failed = 0;
+  queueDrops = 0;
+  evicted = 0;
+
+  constructor(
+    readonly wheel: TimerWheel,
+    readonly host: NeighborHost,
+    /** Link identity for the host (which VS/link this cache serves). */
+    readonly linkRef: unknown,
+    readonly params: NeighborParams = DEFAULT_NEIGHBOR_PARAMS,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  /**
+   * Resolves `ip` for an outgoing frame. Returns the MAC when it can be sent now; otherwise the frame
+   * is queued (or dropped when the queue is full) and null is returned: the caller no longer owns it.
+   */
+  resolve(ip: number, p: PendingFrame, now: number): Uint8Array | null {
+    let n = this.entries.get(ip);
+    if (!n) {
+      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) {
+        this.queueDrops++;
+        this.host.discard(this, p, false);
+        return null;
+      }
+      n = new Neighbor(ip, this);
+      this.entries.set(ip, n);
+      n.probes = 1;
+      n.queue.push(p);
+      this.host.solicit(this, ip, null, now);
+      this.wheel.set(n.timer, now + this.params.retransUs);
+      return null;
+    }
+    switch (n.state) {
+      case NState.Incomplete:
+        if (n.queue.length >= this.params.queueLen) {
+          // Keep the newest packets, as Linux does.
+          this.queueDrops++;
+          this.host.discard(this, n.queue.shift()!, false);
+        }
+        n.queue.push(p);
+        return null;
+      case NState.Stale:
+        n.state = NState.Delay;
+        this.wheel.set(n.timer, now + this.params.delayUs);
+        return n.mac;
+      default:
+        return n.mac;
+    }
+  }
+
+  /** Looks up without side effects. */
+  peek(ip: number): Neighbor | undefined {
+    return this.entries.get(ip);
+  }
+
+  /**
+   * Learns `ip` is at `mac`. `confirmed` (an ARP reply to us) makes the entry REACHABLE; an ARP
+   * request from the neighbor creates or refreshes it as STALE (RFC 826 merge + RFC 4861 rules).
+   * `create` is false for frames that only update an existing entry.
+   */
+  learn(ip: number, mac: Uint8Array, macOff: number, confirmed: boolean, create: boolean, now: number): void {
+    let n = this.entries.get(ip);
+    if (!n) {
+      if (!create) return;
+      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) return;
+      n = new Neighbor(ip, this);
+      this.entries.set(ip, n);
+    }
+    let changed = false;
+    for (let i = 0; i < 6; i++) {
+      if (n.mac[i] !== mac[macOff + i]) {
+        changed = true;
+        n.mac[i] = mac[macOff + i]!;
+      }
+    }
+    n.updated = now;
+    const wasIncomplete = n.state === NState.Incomplete && n.queue.length > 0;
+    if (confirmed || n.state === NState.Incomplete) {
+      if (n.state === NState.Incomplete) this.resolved++;
+      n.state = confirmed ? NState.Reachable : NState.Stale;
+      n.probes = 0;
+      this.wheel.set(n.timer, now + (confirmed ? this.params.reachableUs : this.params.gcStaleUs));
+    } else if (changed) {
+      n.state = NState.Stale;
+      this.wheel.set(n.timer, now + this.params.gcStaleUs);
+    }
+    if (wasIncomplete) {
+      const q = n.queue.splice(0);
+      for (const p of q) this.host.release(this, p, n.mac, now);
+    }
+  }
+
+  /** @internal timer expiry */
+  onTimer(n: Neighbor, now: number): void {
+    const P = this.params;
+    switch (n.state) {
+      case NState.Incomplete:
+        if (n.probes >= P.maxProbes) return this.fail(n);
+        n.probes++;
+        this.host.solicit(this, n.ip, null, now);
+        this.wheel.set(n.timer, now + P.retransUs);
+        return;
+      case NState.Reachable:
+        n.state = NState.Stale;
+        this.wheel.set(n.timer, now + P.gcStaleUs);
+        return;
+      case NState.Stale:
+        // Unused for gcStale: forget it.
+        this.remove(n);
+        return;
+      case NState.Delay:
+        n.state = NState.Probe;
+        n.probes = 1;
+        this.host.solicit(this, n.ip, n.mac, now);
+        this.wheel.set(n.timer, now + P.retransUs);
+        return;
+      case NState.Probe:
+        if (n.probes >= P.maxProbes) return this.fail(n);
+        n.probes++;
+        this.host.solicit(this, n.ip, n.mac, now);
+        this.wheel.set(n.timer, now + P.retransUs);
+        return;
+    }
+  }
+
+  private fail(n: Neighbor): void {
+    this.failed++;
+    const q = n.queue.splice(0);
+    this.remove(n);
+    for (const p of q) this.host.discard(this, p, true);
+  }
+
+  remove(n: Neighbor): void {
+    this.wheel.cancel(n.timer);
+    this.entries.delete(n.ip);
+  }
+
+  /** Frees every queued frame and forgets every entry (link or VS removed). */
+  flush(): void {
+    for (const n of this.entries.values()) {
+      this.wheel.cancel(n.timer);
+      const q = n.queue.splice(0);
+      for (const p of q) this.host.discard(this, p, true);
+    }
+    this.entries.clear();
+  }
+
+  private evictOne(): boolean {
+    for (const n of this.entries.values()) {
+      if (n.state === NState.Stale && n.queue.length === 0) {
+        this.evicted++;
+        this.remove(n);
+        return true;
+      }
+    }
+    return false;
+  }
+}

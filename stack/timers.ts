@@ -1,0 +1,188 @@
+/**
+ * Hierarchical timer wheel (sans-IO: time comes in through `advance(now)`).
+ *
+ * Level 0: 1024 slots of 1 ms; level 1: 1024 slots of 1.024 s (≈ 17 min); beyond that an overflow
+ * list re-examined once per level-1 revolution. Insert and cancel are O(1) (intrusive doubly linked
+ * lists); advancing costs O(ticks crossed + timers expired or cascaded), independent of the number of
+ * timers merely pending. Times are microseconds.
+ */
+
+const L0_BITS = 10;
+const L0_SLOTS = 1 << L0_BITS;
+const L1_SLOTS = 1024;
+const TICK_US = 1000;
+const L1_SPAN = L0_SLOTS; // ticks per level-1 slot
+
+export type TimerCallback = (now: number) => void;
+
+export class Timer {
+  deadline = 0;
+  /** 0 = inactive; otherwise the list it is linked in. */
+  list: TimerList | null = null;
+  next: Timer | null = null;
+  prev: Timer | null = null;
+  constructor(public cb: TimerCallback) {}
+  get active(): boolean {
+    return this.list !== null;
+  }
+}
+
+class TimerList {
+  head: Timer | null = null;
+  size = 0;
+  add(t: Timer): void {
+    t.list = this;
+    t.prev = null;
+    t.next = this.head;
+    if (this.head) this.head.prev = t;
+    this.head = t;
+    this.size++;
+  }
+  remove(t: Timer): void {
+    if (t.prev) t.prev.next = t.next;
+    else this.head = t.next;
+    if (t.next) t.next.prev = t.prev;
+    t.next = t.prev = null;
+    t.list = null;
+    this.size--;
+  }
+  /** Detaches every timer and returns the first (linked through `next`). */
+  take(): Timer | null {
+    const h = this.head;
+    this.head = null;
+    this.size = 0;
+    return h;
+  }
+}
+
+export class TimerWheel {
+  private readonly l0: TimerList[] = [];
+  private readonly l1: TimerList[] = [];
+  private readonly overflow = new TimerList();
+  /** Current tick (all ticks < tick have been processed). */
+  private tick: number;
+  private count = 0;
+  /** Timers fired so far (diagnostics). */
+  fired = 0;
+
+  constructor(now = 0) {
+    for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList());
+    for (let i = 0; i < L1_SLOTS; i++) this.l1.push(new TimerList());
+    this.tick = Math.floor(now / TICK_US);
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  /** Creates an inactive timer bound to `cb`; arm it with `set`. */
+  create(cb: TimerCallback): Timer {
+    return new Timer(cb);
+  }
+
+  /** (Re)arms `t` to fire at `deadline` (µs). A deadline in the past fires at the next advance. */
+  set(t: Timer, deadline: number): void {
+    if (t.list) this.cancel(t);
+    t.deadline = deadline;
+    this.place(t);
+    this.count++;
+  }
+
+  cancel(t: Timer): void {
+    if (!t.list) return;
+    t.list.remove(t);
+    this.count--;
+  }
+
+  private place(t: Timer): void {
+    let dt = Math.floor(t.deadline / TICK_US);
+    if (dt < this.tick) dt = this.tick;
+    const delta = dt - this.tick;
+    if (delta < L0_SLOTS) {
+      this.l0[dt & (L0_SLOTS - 1)]!.add(t);
+    } else if (delta < L0_SLOTS * L1_SLOTS) {
+      this.l1[Math.floor(dt / L1_SPAN) % L1_SLOTS]!.add(t);
+    } else {
+      this.overflow.add(t);
+    }
+  }
+
+  /** Fires every timer whose deadline is ≤ now. Callbacks may set or cancel timers. */
+  advance(now: number): number {
+    const target = Math.floor(now / TICK_US);
+    let fired = 0;
+    while (this.tick <= target) {
+      if (this.count === 0) {
+        this.tick = target + 1;
+        break;
+      }
+      const slot = this.tick & (L0_SLOTS - 1);
+      if (slot === 0) this.cascade();
+      const list = this.l0[slot]!;
+      if (list.size) {
+        let t = list.take();
+        while (t) {
+          const next = t.next;
+          t.list = null;
+          t.next = t.prev = null;
+          this.count--;
+          if (Math.floor(t.deadline / TICK_US) > this.tick) {
+            this.count++;
+            this.place(t); // belongs to a later revolution
+          } else {
+            fired++;
+            t.cb(now);
+          }
+          t = next;
+        }
+      }
+      this.tick++;
+    }
+    this.fired += fired;
+    return fired;
+  }
+
+  /** At the start of each level-0 revolution, move the level-1 slot now due into level 0. */
+  private cascade(): void {
+    const l1slot = Math.floor(this.tick / L1_SPAN) % L1_SLOTS;
+    if (l1slot === 0 && this.overflow.size) this.requeue(this.overflow);
+    const list = this.l1[l1slot]!;
+    if (list.size) this.requeue(list);
+  }
+
+  private requeue(list: TimerList): void {
+    let t = list.take();
+    while (t) {
+      const next = t.next;
+      t.list = null;
+      t.next = t.prev = null;
+      this.place(t);
+      t = next;
+    }
+  }
+
+  /** Earliest pending deadline in µs (Infinity when none). Bounded scan of the slots. */
+  nextDeadline(): number {
+    if (this.count === 0) return Infinity;
+    for (let i = 0; i < L0_SLOTS; i++) {
+      const list = this.l0[(this.tick + i) & (L0_SLOTS - 1)]!;
+      if (list.size) {
+        let best = Infinity;
+        for (let t = list.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
+        // A timer for a later revolution can share the slot; it is still a valid lower bound.
+        return Math.max(best, 0);
+      }
+    }
+    let best = Infinity;
+    const base = Math.floor(this.tick / L1_SPAN);
+    for (let i = 0; i < L1_SLOTS; i++) {
+      const list = this.l1[(base + i) % L1_SLOTS]!;
+      if (list.size) {
+        for (let t = list.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
+        return best;
+      }
+    }
+    for (let t = this.overflow.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
+    return best;
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * Virtual servers: one routing context each (links, addresses, routing tables and policy rules,
+ * neighbor caches, sockets, counters). The engine owns the demux indexes; a VS holds its state.
+ */
+import { Counters } from './counters';
+import type { NeighborCache } from './neighbor';
+import { RouteTable, RuleSet, TABLE_MAIN } from './routing';
+import type { UdpSocket } from './udp';
+
+export interface Address {
+  addr: number;
+  prefixLen: number;
+  /** Subnet broadcast address (for /31 and /32: none, 0). */
+  broadcast: number;
+}
+
+export class Link {
+  readonly addrs: Address[] = [];
+  readonly counters = new Counters();
+  neigh!: NeighborCache;
+  constructor(
+    readonly vs: VirtualServer,
+    public index: number,
+    readonly name: string,
+    /** Engine device index. */
+    readonly dev: number,
+    readonly devName: string,
+    /** 802.1Q id, or -1 for untagged. */
+    readonly vlan: number,
+    readonly mac: Uint8Array,
+    public mtu: number,
+  ) {}
+
+  /** Demux key of (device, VLAN). */
+  get key(): number {
+    return linkKey(this.dev, this.vlan);
+  }
+
+  /** Ethernet header length on this link (14, or 18 with a tag). */
+  get ethLen(): number {
+    return this.vlan >= 0 ? 18 : 14;
+  }
+
+  /** First address (preferred source), 0 if none. */
+  get primary(): number {
+    return this.addrs.length ? this.addrs[0]!.addr : 0;
+  }
+}
+
+export function linkKey(dev: number, vlan: number): number {
+  return dev * 4097 + (vlan + 1);
+}
+
+/** Key of (device, VLAN, IPv4 address): exact in a double (dev < 2^8). */
+export function addrKey(dev: number, vlan: number, addr: number): number {
+  return linkKey(dev, vlan) * 4294967296 + addr;
+}
+
+export interface PathMtu {
+  mtu: number;
+  expires: number;
+}
+
+export class VirtualServer {
+  readonly links: Link[] = [];
+  readonly tables = new Map<number, RouteTable>([[TABLE_MAIN, new RouteTable(TABLE_MAIN)]]);
+  readonly rules = new RuleSet();
+  readonly counters = new Counters();
+  /** UDP sockets by local port; a port may have several sockets bound to different addresses. */
+  readonly udpPorts = new Map<number, UdpSocket[]>();
+  readonly pmtu = new Map<number, PathMtu>();
+  destroyed = false;
+  /** IPv4 identification counter for datagrams this VS sends. */
+  ipId = 1;
+  /** Next ephemeral port to try. */
+  ephemeral = 49152;
+  /** ICMP error token bucket. */
+  icmpTokens: number;
+  icmpStamp = 0;
+
+  constructor(
+    /** Never reused within a stack, so a VS recreated under the same name is distinguishable. */
+    readonly id: number,
+    readonly name: string,
+    readonly icmpRate: number,
+    readonly icmpBurst: number,
+  ) {
+    this.icmpTokens = icmpBurst;
+  }
+
+  table(id: number, create = false): RouteTable | undefined {
+    let t = this.tables.get(id);
+    if (!t && create) {
+      t = new RouteTable(id);
+      this.tables.set(id, t);
+    }
+    return t;
+  }
+
+  link(nameOrIndex: string | number): Link | undefined {
+    if (typeof nameOrIndex === 'number') return this.links[nameOrIndex];
+    return this.links.find((l) => l.name === nameOrIndex);
+  }
+}
