@@ -1,0 +1,110 @@
+/**
+ * Loader for the native AF_XDP core (driver/native/xsk.cc, built by `make -C driver` into
+ * driver/native/build/Release/xdpstack_native.node). Types of what the addon exports.
+ */
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+
+export interface XdpStatistics {
+  rxDropped: number;
+  rxInvalidDescs: number;
+  txInvalidDescs: number;
+  rxRingFull: number;
+  rxFillRingEmptyDescs: number;
+  txRingEmptyDescs: number;
+}
+
+/** Our XDP program attached to one interface, with the owned-address maps. */
+export interface NativeProgram {
+  readonly attachMode: 'native' | 'skb';
+  /** True when attached through libxdp's multiprog dispatcher. */
+  readonly dispatcher: boolean;
+  readonly xsksMapFd: number;
+  /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes). */
+  mapUpdate(kind: 0 | 1 | 2, key: Uint8Array, vlan: number, add: boolean): boolean;
+  /** [redirected, passed] frames, summed over CPUs. */
+  counters(): [number, number];
+  detach(): void;
+}
+
+export interface NativeXskOptions {
+  ifname: string;
+  queue: number;
+  frameSize: number;
+  frameCount: number;
+  ringSize: number;
+  /** 0 = try zero-copy then copy, 1 = zero-copy only, 2 = copy only. */
+  zeroCopy: 0 | 1 | 2;
+  busyPoll: boolean;
+}
+
+/** One UMEM + AF_XDP socket. All ring calls move a whole burst. */
+export interface NativeXsk {
+  readonly umem: ArrayBuffer;
+  readonly fd: number;
+  readonly zeroCopy: boolean;
+  readonly kickErrors: number;
+  register(p: NativeProgram): void;
+  fill(addrs: Uint32Array, n: number): number;
+  rx(addrs: Uint32Array, lens: Uint32Array, max: number): number;
+  tx(addrs: Uint32Array, lens: Uint32Array, n: number): number;
+  complete(addrs: Uint32Array, max: number): number;
+  /** Kicks TX; returns the descriptors still waiting in the TX ring. */
+  kick(): number;
+  stats(): XdpStatistics;
+  /** Writes [fill, rx, tx, completion] ring levels into out. */
+  ringLevels(out: Uint32Array): void;
+  pollStart(cb: () => void): boolean;
+  pollStop(): void;
+  close(): void;
+}
+
+export interface NativeAddon {
+  Program: new (ifname: string, objPath: string, mode: 'native' | 'skb') => NativeProgram;
+  Xsk: new (o: NativeXskOptions) => NativeXsk;
+  /** Detaches every XDP program called `name` (default xdpstack_xdp) from ifname; returns how many. */
+  removeProgram(ifname: string, name?: string): number;
+  /** Names of the XDP programs attached to ifname. */
+  attachedPrograms(ifname: string): string[];
+  /** Recent libxdp/libbpf messages; `clear` empties the buffer. */
+  lastLog(clear?: boolean): string;
+  burstMax: number;
+}
+
+/** Errors thrown by the addon carry the errno and the library log. */
+export interface NativeError extends Error {
+  errno?: number;
+  what?: string;
+  log?: string;
+}
+
+const repoRoot = (() => {
+  // dist/driver/native.js -> repo root is two levels up; driver/native.ts (ts-node) one level up.
+  for (const up of ['..', path.join('..', '..')]) {
+    const r = path.resolve(__dirname, up);
+    if (fs.existsSync(path.join(r, 'driver', 'Makefile'))) return r;
+  }
+  return path.resolve(__dirname, '..', '..');
+})();
+
+export const ADDON_PATH = process.env.XDPSTACK_NATIVE ?? path.join(repoRoot, 'driver', 'native', 'build', 'Release', 'xdpstack_native.node');
+export const XDP_OBJECT_PATH = process.env.XDPSTACK_XDP_OBJ ?? path.join(repoRoot, 'driver', 'build', 'bpf', 'xdpstack_xdp.bpf.o');
+/** The program name our XDP object carries (used to find stale attachments). */
+export const XDP_PROG_NAME = 'xdpstack_xdp';
+
+let cached: NativeAddon | undefined;
+
+/** Loads the addon once; throws an Error naming the fix when it is missing or unloadable. */
+export function loadNative(): NativeAddon {
+  if (cached) return cached;
+  if (!fs.existsSync(ADDON_PATH)) {
+    throw new Error(`afxdp: native addon not built (${ADDON_PATH} missing): run 'bash scripts/setup.sh' (or 'make -C driver')`);
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    cached = require(ADDON_PATH) as NativeAddon;
+  } catch (e) {
+    throw new Error(`afxdp: cannot load native addon ${ADDON_PATH}: ${(e as Error).message} (rebuild: 'make -C driver clean all')`);
+  }
+  return cached;
+}
