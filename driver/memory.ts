@@ -48,7 +48,7 @@ export interface MemoryLinkOptions extends Impairments {
   /** Frames in each endpoint's pool. Default 1024. */
   frameCount?: number;
   headroom?: number;
-  /** Default 1500. Frames longer than mtu + 18 (Ethernet + one VLAN tag) are dropped on send. */
+  /** Default 1500. Frames longer than mtu + 22 (Ethernet header + two VLAN tags) are dropped on send. */
   mtu?: number;
   /** Default 02:00:00:00:00:0a / 02:00:00:00:00:0b. */
   macA?: string | Uint8Array;
@@ -311,7 +311,7 @@ export class MemoryEndpoint implements Driver {
 
   tx(b: Burst, now: number): number {
     const pool = this.pool;
-    const max = this.mtu + 18;
+    const max = this.mtu + 22;
     for (let i = 0; i < b.n; i++) {
       const len = b.len[i]!;
       let reason: string;
@@ -385,7 +385,7 @@ export function createMemoryLink(opts: MemoryLinkOptions = {}): MemoryLink {
   const wireFrames = opts.wireFrames ?? 4096;
   const seed = opts.seed ?? 1;
   const mtu = opts.mtu ?? 1500;
-  if (mtu + 18 > frameSize - (headroom ?? 256)) throw new RangeError(`mtu ${mtu} does not fit a ${frameSize}-byte frame`);
+  if (mtu + 22 > frameSize - (headroom ?? 256)) throw new RangeError(`mtu ${mtu} does not fit a ${frameSize}-byte frame`);
   const poolA = new FramePool({ frameSize, frameCount, headroom });
   const poolB = new FramePool({ frameSize, frameCount, headroom });
   const ab = new Wire(frameSize, wireFrames, headroom ?? 256, mixSeed(seed, 1));

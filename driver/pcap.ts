@@ -351,7 +351,7 @@ export interface PcapDriverOptions {
   pool?: FramePool;
   /** MAC address of the device, 'aa:bb:..' or 6 bytes. Default 02:00:00:00:00:01. */
   mac?: string | Uint8Array;
-  /** Default 1500. Transmitted frames longer than mtu + 18 (Ethernet + one VLAN tag) are dropped. */
+  /** Default 1500. Transmitted frames longer than mtu + 22 (Ethernet header + two VLAN tags) are dropped. */
   mtu?: number;
   name?: string;
 }
@@ -420,7 +420,7 @@ export class PcapDriver implements Driver {
 
   tx(b: Burst, now: number): number {
     const pool = this.pool;
-    const max = this.mtu + 18;
+    const max = this.mtu + 22;
     for (let i = 0; i < b.n; i++) {
       const f = b.frame[i]!;
       const len = b.len[i]!;

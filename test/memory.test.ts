@@ -66,7 +66,7 @@ test('no impairment: exact, in-order delivery both ways', () => {
   assert.is(link.a.mtu, 1500);
   assert.is.not(link.a.pool, link.b.pool);
   send(link.a, 100, 200, 50);
-  send(link.b, 3, 1518, 60);
+  send(link.b, 3, 1522, 60);
   assert.equal(link.a.pool.check().free, 128, 'sender frames are returned at once');
   assert.is(link.b.nextDeadline(), 50);
   assert.is(link.inFlight('ab'), 100);
@@ -82,7 +82,7 @@ test('no impairment: exact, in-order delivery both ways', () => {
   assert.is(recv(link.a, 59).length, 0);
   const back = recv(link.a, 60);
   assert.equal(back.map(seqOf), [0, 1, 2]);
-  assert.is(back[0]!.bytes.length, 1518);
+  assert.is(back[0]!.bytes.length, 1522);
   const st = link.a.stats();
   assert.is(st.txPackets, 100);
   assert.is(st.txBytes, 20000);
@@ -242,9 +242,9 @@ test('empty receiver pool drops and counts; oversize and closed are counted', ()
   assert.is(link.b.nextDeadline(), Infinity);
   for (let i = 0; i < b.n; i++) link.b.pool.free(b.frame[i]!);
   b.clear();
-  // a frame longer than mtu + 18 is not sent
+  // a frame longer than mtu + 22 is not sent
   const f = link.a.pool.alloc();
-  b.push(f, link.a.pool.dataStart(f), 1519);
+  b.push(f, link.a.pool.dataStart(f), 1523);
   assert.is(link.a.tx(b, 2), 1);
   b.clear();
   assert.is(link.a.stats().drops['tx-too-big'], 1);

@@ -288,6 +288,16 @@ test('malformed input gives a CaptureFormatError naming the offset, never a cras
     }
     try { readCapture(b); } catch (e) { assert.ok(e instanceof CaptureFormatError, String(e)); }
   }
+  const ngGood = concat([shb(true), idb(true, 1, 9), epb(true, 0, 5n, frame(60, 1)), spb(true, frame(40, 2)), epb(true, 0, 9n, frame(61, 3))]);
+  assert.is(readCapture(ngGood).length, 3);
+  for (let n = 0; n < 2000; n++) {
+    const b = ngGood.slice();
+    for (let k = 0; k < 3; k++) {
+      seed = (seed * 1103515245 + 12345) >>> 0;
+      b[seed % b.length] = seed >>> 24;
+    }
+    try { readCapture(b); } catch (e) { assert.ok(e instanceof CaptureFormatError, String(e)); }
+  }
   assert.throws(() => readCapture(path.join(tmp, 'does-not-exist.pcap')), /ENOENT/);
 });
 
