@@ -64,6 +64,8 @@ export class TimerWheel {
   private count = 0;
   /** Timers fired so far (diagnostics). */
   fired = 0;
+  /** Time of the previous advance: callbacks see max(deadline, lastNow) as their `now`. */
+  private lastNow = 0;
 
   constructor(now = 0) {
     for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList());
@@ -131,7 +133,9 @@ export class TimerWheel {
             this.place(t); // belongs to a later revolution
           } else {
             fired++;
-            t.cb(now);
+            // A timer sees the time it was due, so a long jump of virtual time replays the
+            // sequence exactly (a retry timer re-armed from here can fire within this advance).
+            t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
           }
           t = next;
         }
@@ -139,6 +143,7 @@ export class TimerWheel {
       this.tick++;
     }
     this.fired += fired;
+    this.lastNow = now;
     return fired;
   }
 

@@ -1,0 +1,49 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { TimerWheel } from '../stack/timers';
+
+test('timers fire in order at their time, across levels, and cancel works', () => {
+  const w = new TimerWheel(0);
+  const fired: [string, number][] = [];
+  const mk = (name: string, at: number) => { const t = w.create((now) => fired.push([name, now])); w.set(t, at); return t; };
+  mk('a', 5_000);
+  mk('b', 2_000_000); // level 1
+  mk('c', 3_600_000_000); // overflow (1 h)
+  const d = mk('d', 7_000);
+  w.cancel(d);
+  assert.is(w.size, 3);
+  assert.is(w.nextDeadline(), 5_000);
+  w.advance(4_999);
+  assert.equal(fired, []);
+  w.advance(5_000);
+  assert.equal(fired, [['a', 5_000]]);
+  assert.is(w.nextDeadline(), 2_000_000);
+  w.advance(10_000_000);
+  assert.equal(fired.map((f) => f[0]), ['a', 'b']);
+  assert.is(fired[1]![1], 2_000_000);
+  w.advance(3_600_000_000);
+  assert.equal(fired.map((f) => f[0]), ['a', 'b', 'c']);
+  assert.is(w.size, 0);
+  assert.is(w.nextDeadline(), Infinity);
+});
+
+test('a timer re-armed from its callback replays exactly during one long jump', () => {
+  const w = new TimerWheel(0);
+  const at: number[] = [];
+  const t = w.create((now) => { at.push(now); if (at.length < 4) w.set(t, now + 1_000_000); });
+  w.set(t, 1_000_000);
+  w.advance(100_000_000);
+  assert.equal(at, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
+});
+
+test('many timers: cost follows expirations, not pending count', () => {
+  const w = new TimerWheel(0);
+  let n = 0;
+  for (let i = 0; i < 100_000; i++) w.set(w.create(() => n++), 1_000 + (i % 5000) * 1000);
+  w.advance(2_000);
+  assert.is(n, 40); // deadlines 1 ms and 2 ms: 2 of every 5000 pattern steps, 100000/5000 = 20 each
+  w.advance(10_000_000);
+  assert.is(n, 100_000);
+});
+
+test.run();
