@@ -8,25 +8,56 @@
  * segment verifies when `fold(sum over all of it, checksum field included) === 0`.
  */
 
+// Two cached DataViews (e.g. the UMEM and one scratch buffer), so long sums read 32-bit words
+// without allocating a view per call.
+let dvB0: Uint8Array | null = null;
+let dvV0: DataView | null = null;
+let dvB1: Uint8Array | null = null;
+let dvV1: DataView | null = null;
+
+function viewOf(b: Uint8Array): DataView {
+  if (b === dvB0) return dvV0!;
+  if (b === dvB1) {
+    const v = dvV1!;
+    dvB1 = dvB0; dvV1 = dvV0;
+    dvB0 = b; dvV0 = v;
+    return v;
+  }
+  const v = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  dvB1 = dvB0; dvV1 = dvV0;
+  dvB0 = b; dvV0 = v;
+  return v;
+}
+
 /** Ones' complement running sum of `len` bytes at `off` (big-endian 16-bit words; an odd last byte is padded with zero). */
 export function sum16(b: Uint8Array, off: number, len: number, acc = 0): number {
   let s = acc;
   let i = off;
-  const end = off + (len & ~1);
-  // Unrolled by 8 bytes; each word adds at most 0xffff, so 32 K words stay below 2^31 and
-  // the partial fold below keeps chained calls bounded.
-  const end8 = off + (len & ~7);
-  while (i < end8) {
-    s += ((b[i] << 8) | b[i + 1]) + ((b[i + 2] << 8) | b[i + 3]) + ((b[i + 4] << 8) | b[i + 5]) + ((b[i + 6] << 8) | b[i + 7]);
-    i += 8;
-    if (s > 0x3fffffff) s = (s & 0xffff) + (s >>> 16);
+  if (len >= 64) {
+    // 32-bit words summed in a double (exact below 2^53, i.e. for any IP datagram), then
+    // folded: the ones' complement sum is independent of the word size (RFC 1071).
+    const dv = viewOf(b);
+    const end16 = off + (len & ~15);
+    const end4 = off + (len & ~3);
+    while (i < end16) {
+      s += dv.getUint32(i) + dv.getUint32(i + 4) + dv.getUint32(i + 8) + dv.getUint32(i + 12);
+      i += 16;
+    }
+    while (i < end4) {
+      s += dv.getUint32(i);
+      i += 4;
+    }
+    const hi = Math.floor(s / 4294967296);
+    const lo = s >>> 0;
+    s = (lo >>> 16) + (lo & 0xffff) + (hi >>> 16) + (hi & 0xffff);
   }
+  const end = off + (len & ~1);
   while (i < end) {
     s += (b[i] << 8) | b[i + 1];
     i += 2;
   }
   if (len & 1) s += b[off + len - 1] << 8;
-  while (s > 0x1ffff) s = (s & 0xffff) + (s >>> 16);
+  while (s > 0x1ffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
   return s;
 }
 

@@ -67,6 +67,26 @@ test('checksum: RFC 1071 example, odd lengths, chaining, incremental update', ()
   assert.is(checksumAdjust(oldC, oldW, newW), internetChecksum(h, 0, 20));
 });
 
+test('checksum: sum16 equals a reference over random ranges, buffers and accumulators', () => {
+  const ref = (b: Uint8Array, off: number, len: number, acc: number) => {
+    let s = acc;
+    for (let i = 0; i < len; i += 2) s += (b[off + i] << 8) | (i + 1 < len ? b[off + i + 1] : 0);
+    while (s > 0xffff) s = (s & 0xffff) + Math.floor(s / 0x10000);
+    return ~s & 0xffff;
+  };
+  const bufs = [new Uint8Array(70000), new Uint8Array(5000), new Uint8Array(new ArrayBuffer(9000), 3, 4000)];
+  let seed = 99;
+  const rnd = (n: number) => { seed = (Math.imul(seed, 1103515245) + 12345) >>> 0; return (seed >>> 8) % n; };
+  for (const b of bufs) for (let i = 0; i < b.length; i++) b[i] = rnd(256);
+  for (let k = 0; k < 3000; k++) {
+    const b = bufs[rnd(3)];
+    const len = rnd(4) === 0 ? rnd(Math.min(b.length, 65535)) : rnd(200);
+    const off = rnd(b.length - len + 1);
+    const acc = rnd(3) === 0 ? rnd(0x7fffffff) : rnd(0x20000);
+    assert.is(fold(sum16(b, off, len, acc)), ref(b, off, len, acc), `off ${off} len ${len}`);
+  }
+});
+
 test('copyBytes handles overlap in both directions and across views', () => {
   const b = Uint8Array.from([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
   copyBytes(b, 2, b, 0, 6);
