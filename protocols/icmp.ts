@@ -35,11 +35,17 @@ export class IcmpPacket {
   /** Absolute offset of the data after the 8-byte header: echo data, or the quoted IP header of an error. */
   innerOff = 0;
   innerLen = 0;
+  /** Quoted IPv4 header of an error message: protocol, addresses and offset of its first 8 L4 bytes (ports). */
+  innerProto = 0;
+  innerSrc = 0;
+  innerDst = 0;
+  innerL4Off = 0;
 
   /**
    * Parses `len` bytes at `off` (the IP payload). Verifies the checksum over all of it.
    * Accepts echo request/reply, destination unreachable, time exceeded and parameter problem
-   * (errors must quote at least an IPv4 header and 8 bytes); anything else → IcmpUnknownType.
+   * (errors must quote an IPv4 header and 8 bytes, else IcmpTruncated; its protocol, addresses
+   * and L4 offset are filled in); anything else → IcmpUnknownType.
    */
   parse(b: Uint8Array, off: number, len: number): Drop {
     this.id = 0;
@@ -47,6 +53,10 @@ export class IcmpPacket {
     this.nextHopMtu = 0;
     this.innerOff = off + ICMP_HLEN;
     this.innerLen = 0;
+    this.innerProto = 0;
+    this.innerSrc = 0;
+    this.innerDst = 0;
+    this.innerL4Off = 0;
     if (len < ICMP_HLEN) return Drop.IcmpTruncated;
     if (fold(sum16(b, off, len)) !== 0) return Drop.IcmpBadChecksum;
     const type = b[off];
@@ -61,15 +71,28 @@ export class IcmpPacket {
         return Drop.None;
       case ICMP_DEST_UNREACH:
         if (this.code === ICMP_FRAG_NEEDED) this.nextHopMtu = (b[off + 6] << 8) | b[off + 7];
-        if (this.innerLen < MIN_QUOTE) return Drop.IcmpTruncated;
-        return Drop.None;
+        return this.parseQuote(b);
       case ICMP_TIME_EXCEEDED:
       case ICMP_PARAM_PROBLEM:
-        if (this.innerLen < MIN_QUOTE) return Drop.IcmpTruncated;
-        return Drop.None;
+        return this.parseQuote(b);
       default:
         return Drop.IcmpUnknownType;
     }
+  }
+
+  /** The quote must hold an IPv4 header (options included) and 8 bytes of its payload. */
+  private parseQuote(b: Uint8Array): Drop {
+    const q = this.innerOff;
+    if (this.innerLen < MIN_QUOTE) return Drop.IcmpTruncated;
+    const vihl = b[q];
+    const hl = (vihl & 0x0f) << 2;
+    if (vihl >>> 4 !== 4 || hl < 20) return Drop.IcmpTruncated;
+    if (hl + 8 > this.innerLen) return Drop.IcmpTruncated;
+    this.innerProto = b[q + 9];
+    this.innerSrc = ((b[q + 12] << 24) | (b[q + 13] << 16) | (b[q + 14] << 8) | b[q + 15]) >>> 0;
+    this.innerDst = ((b[q + 16] << 24) | (b[q + 17] << 16) | (b[q + 18] << 8) | b[q + 19]) >>> 0;
+    this.innerL4Off = q + hl;
+    return Drop.None;
   }
 }
 

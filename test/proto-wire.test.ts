@@ -331,6 +331,8 @@ test('icmp: frag-needed error matches scapy, quoting is bounded, errors parse', 
   const icmp = new IcmpPacket();
   assert.is(icmp.parse(out, 20, n), Drop.None);
   assert.equal([icmp.type, icmp.code, icmp.nextHopMtu, icmp.innerOff, icmp.innerLen], [3, 4, 1400, 28, 28]);
+  assert.equal([ipv4ToString(icmp.innerSrc), ipv4ToString(icmp.innerDst), icmp.innerProto, icmp.innerL4Off], ['10.0.0.2', '10.0.0.1', IPPROTO_UDP, 48]);
+  assert.is((out[icmp.innerL4Off] << 8) | out[icmp.innerL4Off + 1], 1000); // quoted source port
   const q = new Ipv4Header();
   // The quoted header is truncated (total 68, 28 quoted): callers read its fields directly.
   assert.is(q.parse(out, icmp.innerOff, icmp.innerLen), Drop.Ipv4BadTotalLength);
@@ -341,6 +343,7 @@ test('icmp: frag-needed error matches scapy, quoting is bounded, errors parse', 
   assert.is(icmp.nextHopMtu, 0);
   assert.is(toHex(out, 8, inner.length), SCAPY_INNER);
   const huge = new Uint8Array(1500).fill(7);
+  huge[0] = 0x45;
   assert.is(writeIcmpError(out, 0, ICMP_TIME_EXCEEDED, 0, 0, huge, 0, 1500), 556);
   assert.is(icmp.parse(out, 0, 556), Drop.None);
   assert.is(icmp.type, ICMP_TIME_EXCEEDED);
@@ -368,6 +371,18 @@ test('icmp: truncated, bad checksum, unknown type, short quote', () => {
   const s = new Uint8Array(8 + 20);
   writeIcmpError(s, 0, ICMP_DEST_UNREACH, 1, 0, new Uint8Array(20), 0, 20);
   assert.is(icmp.parse(s, 0, 28), Drop.IcmpTruncated);
+  // A quote whose IP options leave no room for the 8 L4 bytes, or that is not IPv4.
+  const qh = hex(SCAPY_INNER);
+  const e2 = new Uint8Array(8 + 30);
+  qh[0] = 0x46;
+  writeIcmpError(e2, 0, ICMP_TIME_EXCEEDED, 0, 0, qh, 0, 30);
+  assert.is(icmp.parse(e2, 0, 38), Drop.IcmpTruncated);
+  qh[0] = 0x65;
+  writeIcmpError(e2, 0, ICMP_TIME_EXCEEDED, 0, 0, qh, 0, 30);
+  assert.is(icmp.parse(e2, 0, 38), Drop.IcmpTruncated);
+  qh[0] = 0x45;
+  writeIcmpError(e2, 0, ICMP_TIME_EXCEEDED, 0, 0, qh, 0, 30);
+  assert.is(icmp.parse(e2, 0, 38), Drop.None);
 });
 
 test('udp: scapy datagram parses; emit reproduces it; zero checksum rules', () => {
