@@ -1,0 +1,454 @@
+/**
+ * The library entry point: `createStack(config | path)` opens the configured devices, builds the
+ * engine and runtime, creates the virtual servers and starts the services.
+ *
+ *   const stack = createStack('demo.json');
+ *   const sock = stack.vs('a').createSocket('udp4');
+ *   sock.bind(9000);
+ *   stack.start();          // real time (AF_XDP); pcap/memory devices can use runVirtual()
+ *   ...
+ *   stack.close();          // closes sockets and drivers (AF_XDP: detaches the XDP program)
+ *
+ * Every driver is wrapped in a tap, so a running stack can mirror the frames of some links into
+ * a pcap file on request (control socket `trace`). With no trace active, a tap costs one length
+ * test per burst.
+ */
+import type { Burst, Driver, DriverStats } from '../driver/types';
+import { macToString, parseMac } from '../driver/types';
+import { openPcapDriver, PcapWriter } from '../driver/pcap';
+import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
+import { ipv4ToString } from '../protocols/ipv4';
+import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
+import { Runtime, monotonicUs } from './runtime';
+import { UdpSocket } from './udp';
+import type { Link, VirtualServer } from './vs';
+import { NSTATE_NAMES } from './neighbor';
+import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
+import type { Counters } from './counters';
+
+export interface StackOptions {
+  /** Use these drivers instead of opening the configured ones (by device name). */
+  drivers?: Record<string, Driver>;
+  /** Start time (µs) of the engine; virtual-time users pass their first timestamp. */
+  now?: number;
+  /** Busy-poll the runtime loop (real time). */
+  busyPoll?: boolean;
+  /** Where driver notices go. Default console.warn. */
+  log?: (msg: string) => void;
+}
+
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters'];
+
+// ---------------------------------------------------------------------------------------------
+// Services
+
+export interface Service {
+  readonly type: string;
+  close(): void;
+}
+
+export type ServiceFactory = (vs: VsHandle, spec: ServiceConfig) => Service;
+
+/** Service implementations by type (the config validator accepts the same names). */
+export const SERVICES: Record<string, ServiceFactory> = {
+  'udp-echo': (vs, spec) => {
+    const sock = vs.createSocket('udp4');
+    sock.on('message', (msg: Buffer, rinfo: { address: string; port: number }) => {
+      sock.send(msg, rinfo.port, rinfo.address, () => { /* errors are counted by the engine */ });
+    });
+    sock.on('error', () => { /* bind errors are reported by the validator; runtime ones are counted */ });
+    sock.bind(spec.port, spec.address);
+    return { type: 'udp-echo', close: () => { if (!sock.closed) sock.close(); } };
+  },
+};
+
+// ---------------------------------------------------------------------------------------------
+// Taps (trace)
+
+/** One active trace: which (device, VLAN) pairs it mirrors and where to. */
+export class Trace {
+  frames = 0;
+  done = false;
+  private readonly listeners: ((frames: number) => void)[] = [];
+  constructor(
+    readonly writer: PcapWriter,
+    /** Per device index: VLAN ids to mirror (-1 = untagged), or null for all frames. */
+    readonly match: Map<number, Set<number> | null>,
+    readonly limit: number,
+    private readonly clockOffset: () => number,
+    private readonly detach: (t: Trace) => void,
+  ) {}
+
+  /** @internal */
+  record(dev: number, bytes: Uint8Array, off: number, len: number, now: number): void {
+    if (this.done) return;
+    const m = this.match.get(dev);
+    if (m === undefined) return;
+    if (m !== null) {
+      let vlan = -1;
+      if (len >= 18 && bytes[off + 12] === 0x81 && bytes[off + 13] === 0x00) vlan = ((bytes[off + 14]! & 0x0f) << 8) | bytes[off + 15]!;
+      if (!m.has(vlan)) return;
+    }
+    this.writer.write(bytes, off, len, now + this.clockOffset());
+    this.frames++;
+    if (this.frames >= this.limit) this.stop();
+  }
+
+  onDone(cb: (frames: number) => void): void {
+    if (this.done) cb(this.frames);
+    else this.listeners.push(cb);
+  }
+
+  /** Stops mirroring and closes the file. */
+  stop(): void {
+    if (this.done) return;
+    this.done = true;
+    this.detach(this);
+    this.writer.close();
+    for (const l of this.listeners) l(this.frames);
+  }
+}
+
+/** A transparent driver wrapper feeding the active traces. */
+export class TapDriver implements Driver {
+  readonly kind: string;
+  traces: Trace[] = [];
+  private txOff = new Uint32Array(64);
+  private txLen = new Uint32Array(64);
+
+  constructor(readonly inner: Driver, readonly dev: number) {
+    this.kind = inner.kind;
+    if (inner.onReadable) this.onReadable = (cb) => inner.onReadable!(cb);
+  }
+
+  get name(): string { return this.inner.name; }
+  get pool() { return this.inner.pool; }
+  get mac(): Uint8Array { return this.inner.mac; }
+  get mtu(): number { return this.inner.mtu; }
+  onReadable?: (cb: () => void) => boolean;
+
+  rx(out: Burst, now: number): number {
+    const start = out.n;
+    const n = this.inner.rx(out, now);
+    if (n > 0 && this.traces.length) {
+      const ts = this.traces;
+      const bytes = this.inner.pool.bytes;
+      for (const t of ts) for (let i = start; i < start + n; i++) t.record(this.dev, bytes, out.off[i]!, out.len[i]!, now);
+    }
+    return n;
+  }
+
+  tx(b: Burst, now: number): number {
+    if (!this.traces.length) return this.inner.tx(b, now);
+    const n = b.n;
+    if (this.txOff.length < n) { this.txOff = new Uint32Array(n); this.txLen = new Uint32Array(n); }
+    this.txOff.set(b.off.subarray(0, n));
+    this.txLen.set(b.len.subarray(0, n));
+    const k = this.inner.tx(b, now);
+    // Accepted frames are not reused before the next allocation: their bytes are still intact.
+    const bytes = this.inner.pool.bytes;
+    const ts = this.traces;
+    for (const t of ts) for (let i = 0; i < k; i++) t.record(this.dev, bytes, this.txOff[i]!, this.txLen[i]!, now);
+    return k;
+  }
+
+  service(now: number): void { this.inner.service(now); }
+  nextDeadline(): number { return this.inner.nextDeadline(); }
+  stats(): DriverStats { return this.inner.stats(); }
+  close(): void { this.inner.close(); }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Virtual server handle
+
+export class VsHandle {
+  constructor(private readonly stack: Stack, readonly raw: VirtualServer) {}
+
+  get name(): string { return this.raw.name; }
+
+  private get engine(): Engine { return this.stack.engine; }
+
+  private linkName(link?: string): string {
+    if (link !== undefined) return link;
+    if (this.raw.links.length === 1) return this.raw.links[0]!.name;
+    throw new Error(`virtual server '${this.name}' has ${this.raw.links.length} links: name one`);
+  }
+
+  addLink(spec: LinkConfig): Link {
+    const link = this.engine.addLink(this.raw, {
+      name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? parseMac(spec.mac) : undefined, mtu: spec.mtu,
+    });
+    for (const a of spec.addresses ?? []) this.engine.addAddress(this.raw, link.name, a);
+    return link;
+  }
+
+  removeLink(name: string): void { this.engine.removeLink(this.raw, name); }
+  addAddress(cidr: string, link?: string): void { this.engine.addAddress(this.raw, this.linkName(link), cidr); }
+  removeAddress(cidr: string, link?: string): void { this.engine.removeAddress(this.raw, this.linkName(link), cidr); }
+  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, spec); }
+  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, spec); }
+  addRule(spec: RuleConfig | RuleSpec): void { this.engine.addRule(this.raw, spec); }
+
+  /** A dgram-like socket inside this virtual server (only 'udp4' for now). */
+  createSocket(type: 'udp4' | { type: 'udp4' }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
+    const t = typeof type === 'string' ? type : type?.type;
+    if (t !== 'udp4') throw new TypeError(`unsupported socket type ${JSON.stringify(t)} (supported: 'udp4')`);
+    const s = this.engine.createUdpSocket(this.raw);
+    if (listener) s.on('message', listener);
+    return s;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Stack
+
+export class Stack {
+  readonly engine: Engine;
+  readonly runtime: Runtime;
+  readonly name: string;
+  /** The drivers as the runtime sees them (taps around the real ones). */
+  readonly taps: TapDriver[] = [];
+  readonly services: Service[] = [];
+  private readonly peers = new Map<string, MemoryEndpoint>();
+  private readonly handles = new Map<VirtualServer, VsHandle>();
+  private readonly activeTraces = new Set<Trace>();
+  private clockOffset = 0;
+  private running = false;
+  private closed = false;
+
+  /** @internal use createStack() */
+  constructor(readonly config: StackConfig, opts: StackOptions = {}) {
+    this.name = config.name ?? 'xdpstack';
+    const log = opts.log ?? ((m: string) => console.warn(m));
+    const drivers: Driver[] = [];
+    try {
+      for (const d of config.devices) drivers.push(opts.drivers?.[d.name] ?? this.openDriver(d, log));
+    } catch (e) {
+      for (const d of drivers) try { d.close(); } catch { /* already failing */ }
+      throw e;
+    }
+    let runtime: Runtime | null = null;
+    const eo: EngineOptions = { ...config.engine, now: opts.now ?? 0, onOutput: () => runtime?.engineKick() };
+    this.engine = new Engine(eo);
+    try {
+      config.devices.forEach((d, i) => {
+        const drv = drivers[i]!;
+        this.engine.addDevice({ name: d.name, pool: drv.pool, mac: drv.mac, mtu: drv.mtu, ...ownership(drv) });
+        this.taps.push(new TapDriver(drv, i));
+      });
+      runtime = new Runtime(this.engine, this.taps, { busyPoll: opts.busyPoll });
+      this.runtime = runtime;
+      for (const v of config.virtualServers) {
+        const h = this.createVs(v.name);
+        for (const l of v.links) h.addLink(l);
+        for (const r of v.rules ?? []) h.addRule(r);
+        for (const r of v.routes ?? []) h.addRoute(r);
+      }
+      for (const s of config.services ?? []) this.startService(s);
+    } catch (e) {
+      for (const d of drivers) try { d.close(); } catch { /* already failing */ }
+      throw e;
+    }
+  }
+
+  private openDriver(d: DeviceConfig, log: (m: string) => void): Driver {
+    switch (d.driver) {
+      case 'afxdp': {
+        // Loaded lazily: pcap/memory stacks never touch the native addon.
+        // eslint-disable-next-line @typescript-eslint/no-var-requires
+        const { openAfxdp } = require('../driver/afxdp') as typeof import('../driver/afxdp');
+        return openAfxdp({
+          ifname: d.ifname ?? d.name, queue: d.queue, frameSize: d.frameSize, frameCount: d.frameCount, mode: d.mode,
+          zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, log,
+        });
+      }
+      case 'pcap':
+        return openPcapDriver({ name: d.name, input: d.input, output: d.output, mac: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount });
+      case 'memory': {
+        const l = createMemoryLink({ nameA: d.name, nameB: `${d.name}-peer`, macA: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount, seed: d.seed });
+        this.peers.set(d.name, l.b);
+        return l.a;
+      }
+      default:
+        throw new Error(`unknown driver ${JSON.stringify((d as DeviceConfig).driver)}`);
+    }
+  }
+
+  private startService(s: ServiceConfig): void {
+    const f = SERVICES[s.type];
+    if (!f) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
+    this.services.push(f(this.vs(s.vs), s));
+  }
+
+  /** The other end of a 'memory' device (tests and simulations drive it). */
+  peer(device: string): MemoryEndpoint {
+    const p = this.peers.get(device);
+    if (!p) throw new Error(`device '${device}' is not a memory device`);
+    return p;
+  }
+
+  vs(name: string): VsHandle {
+    const raw = this.engine.vs(name);
+    let h = this.handles.get(raw);
+    if (!h) { h = new VsHandle(this, raw); this.handles.set(raw, h); }
+    return h;
+  }
+
+  createVs(name: string, links: LinkConfig[] = []): VsHandle {
+    const raw = this.engine.createVs(name);
+    const h = new VsHandle(this, raw);
+    this.handles.set(raw, h);
+    try {
+      for (const l of links) h.addLink(l);
+    } catch (e) {
+      this.destroyVs(name);
+      throw e;
+    }
+    return h;
+  }
+
+  destroyVs(name: string): void {
+    const raw = this.engine.vs(name);
+    this.engine.destroyVs(name);
+    this.handles.delete(raw);
+  }
+
+  /** Real-time loop (returns at once; the event loop runs it). */
+  start(): void {
+    if (this.closed) throw new Error('stack is closed');
+    if (this.running) return;
+    this.running = true;
+    this.clockOffset = Date.now() * 1000 - monotonicUs();
+    this.engine.now = monotonicUs();
+    this.runtime.start();
+  }
+
+  /** Virtual time (pcap and memory devices): runs from `start` until nothing is due or `until`. */
+  runVirtual(start = this.engine.now, until = Infinity): number {
+    if (this.running) throw new Error('stack runs in real time; runVirtual() is for stacks that were not started');
+    this.clockOffset = 0;
+    return this.runtime.runVirtual(start, until);
+  }
+
+  /** Mirrors the frames of `vs`'s links (or of every device) into `writer`, up to `count` frames. */
+  trace(opts: { vs?: string; count?: number; writer: PcapWriter }): Trace {
+    const match = new Map<number, Set<number> | null>();
+    if (opts.vs !== undefined) {
+      const raw = this.engine.vs(opts.vs);
+      for (const l of raw.links) {
+        const s = match.get(l.dev) ?? new Set<number>();
+        s.add(l.vlan);
+        match.set(l.dev, s);
+      }
+    } else {
+      this.taps.forEach((_, i) => match.set(i, null));
+    }
+    const t = new Trace(opts.writer, match, opts.count && opts.count > 0 ? opts.count : Infinity, () => this.clockOffset, (x) => {
+      this.activeTraces.delete(x);
+      for (const tap of this.taps) tap.traces = tap.traces.filter((y) => y !== x);
+    });
+    this.activeTraces.add(t);
+    for (const [dev] of match) { const tap = this.taps[dev]!; tap.traces = [...tap.traces, t]; }
+    return t;
+  }
+
+  /** Stops the loop, the services, the traces, and closes every driver. Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.running = false;
+    this.runtime.stop();
+    for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
+    for (const t of [...this.activeTraces]) t.stop();
+    // Flush what is queued (e.g. last replies) before the drivers go.
+    try { this.runtime.step(this.engine.now); } catch { /* closing anyway */ }
+    const errors: string[] = [];
+    for (const d of this.taps) {
+      try { d.close(); } catch (e) { errors.push(`${d.name}: ${(e as Error).message}`); }
+    }
+    for (const p of this.peers.values()) p.close();
+    if (errors.length) throw new Error(`closing drivers: ${errors.join('; ')}`);
+  }
+
+  get isClosed(): boolean { return this.closed; }
+
+  /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
+  show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
+    const e = this.engine;
+    const all = [...e.vsByName.values()];
+    const vss = opts.vs !== undefined ? [e.vs(opts.vs)] : all;
+    const vlanText = (v: number) => (v >= 0 ? v : null);
+    switch (kind) {
+      case 'vs':
+        return vss.map((v) => ({
+          name: v.name, id: v.id, links: v.links.length,
+          addresses: v.links.reduce((n, l) => n + l.addrs.length, 0),
+          routes: [...v.tables.values()].reduce((n, t) => n + t.size, 0),
+          udpSockets: [...v.udpPorts.values()].reduce((n, l) => n + l.length, 0),
+          rxPackets: v.counters.rxPackets, txPackets: v.counters.txPackets, drops: v.counters.dropTotal,
+        }));
+      case 'links':
+        return vss.flatMap((v) => v.links.map((l) => ({
+          vs: v.name, link: l.name, device: l.devName, vlan: vlanText(l.vlan), mac: macToString(l.mac), mtu: l.mtu,
+          addresses: l.addrs.map((a) => `${ipv4ToString(a.addr)}/${a.prefixLen}`),
+        })));
+      case 'addresses':
+        return vss.flatMap((v) => v.links.flatMap((l) => l.addrs.map((a) => ({
+          vs: v.name, link: l.name, address: `${ipv4ToString(a.addr)}/${a.prefixLen}`, broadcast: a.broadcast ? ipv4ToString(a.broadcast) : null,
+        }))));
+      case 'routes':
+        return vss.flatMap((v) => [...v.tables.values()].sort((a, b) => a.id - b.id).flatMap((t) => t.routes().map((r) => ({
+          vs: v.name, table: t.id, dst: r.prefixLen === 0 && r.dst === 0 ? 'default' : `${ipv4ToString(r.dst)}/${r.prefixLen}`,
+          via: r.gateway ? ipv4ToString(r.gateway) : null, link: v.links[r.link]?.name ?? null,
+          src: r.src ? ipv4ToString(r.src) : null, metric: r.metric, proto: r.proto,
+        }))));
+      case 'rules':
+        return vss.flatMap((v) => (v.rules as unknown as { rules: { priority: number; src: number; srcLen: number; mark?: number; table: number }[] }).rules.map((r) => ({
+          vs: v.name, priority: r.priority, from: r.srcLen ? `${ipv4ToString(r.src)}/${r.srcLen}` : 'all', fwmark: r.mark ?? null, table: r.table,
+        })));
+      case 'neighbors':
+        return vss.flatMap((v) => v.links.flatMap((l) => [...l.neigh.entries.values()].map((n) => ({
+          vs: v.name, link: l.name, address: ipv4ToString(n.ip), mac: n.state === 0 ? null : macToString(n.mac),
+          state: NSTATE_NAMES[n.state] ?? String(n.state), queued: n.queue.length,
+        }))));
+      case 'counters': {
+        const c = (x: Counters) => x.toJSON();
+        return {
+          devices: opts.vs !== undefined ? [] : e.devices.map((d, i) => {
+            const st = this.taps[i]!.stats();
+            return { device: d.name, driver: this.taps[i]!.kind, ...c(d.counters), driverDrops: st.drops };
+          }),
+          vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
+          links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
+        };
+      }
+      default:
+        throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
+    }
+  }
+}
+
+/** Ownership callbacks for drivers that filter in the kernel (AF_XDP: fills the XDP maps). */
+function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
+  const x = drv as unknown as {
+    addOwnedMac?(m: Uint8Array, v: number): void; removeOwnedMac?(m: Uint8Array, v: number): void;
+    addOwnedIpv4?(a: number, v: number): void; removeOwnedIpv4?(a: number, v: number): void;
+  };
+  if (typeof x.addOwnedMac !== 'function' || typeof x.addOwnedIpv4 !== 'function') return {};
+  // The engine says -1 for untagged; the XDP maps say 0.
+  return {
+    ownMac: (mac, vlan, add) => (add ? x.addOwnedMac!(mac, Math.max(vlan, 0)) : x.removeOwnedMac!(mac, Math.max(vlan, 0))),
+    ownIpv4: (addr, vlan, add) => (add ? x.addOwnedIpv4!(addr, Math.max(vlan, 0)) : x.removeOwnedIpv4!(addr, Math.max(vlan, 0))),
+  };
+}
+
+/**
+ * Builds a stack from a config object or a JSON file path (validated first; a ConfigError names
+ * the file, the field and the problem).
+ */
+export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
+  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+  return new Stack(cfg, opts);
+}
+
