@@ -97,6 +97,8 @@ function ipErr(code: string, msg: string): Error {
 
 export class Engine implements UdpHost, NeighborHost {
   readonly devices: Device[] = [];
+  /** Engine-wide counters for what belongs to no single VS (reassembly timeouts). */
+  readonly counters = new Counters();
   readonly vsByName = new Map<string, VirtualServer>();
   readonly vsById = new Map<number, VirtualServer>();
   readonly wheel: TimerWheel;
@@ -921,7 +923,7 @@ export class Engine implements UdpHost, NeighborHost {
     this.now = now;
     this.wheel.advance(now);
     const expired = this.reasm.expire(now);
-    void expired;
+    if (expired) this.counters.drop(Drop.Ipv4ReassemblyTimeout, expired);
     return this.nextDeadline();
   }
 

@@ -1,0 +1,59 @@
+/** A stack over AF_XDP on a lab device, and async helpers to drive kernel peers without blocking it. */
+import { execFile } from 'node:child_process';
+import { openAfxdp, AfxdpDriver } from '../../driver/afxdp';
+import { Engine } from '../../stack/engine';
+import { Runtime } from '../../stack/runtime';
+
+export interface Rig {
+  engine: Engine;
+  runtime: Runtime;
+  driver: AfxdpDriver;
+  close(): void;
+}
+
+/** Opens AF_XDP on `ifname`, builds an engine with that device and starts the real-time loop. */
+export function startRig(ifname: string, frameCount = 4096): Rig {
+  const driver = openAfxdp({ ifname, frameCount, log: () => {} });
+  let runtime: Runtime | null = null;
+  const engine = new Engine({ onOutput: () => runtime?.engineKick() });
+  const v = (vlan: number) => (vlan < 0 ? 0 : vlan);
+  engine.addDevice({
+    name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu,
+    ownMac: (mac, vlan, add) => (add ? driver.addOwnedMac(mac, v(vlan)) : driver.removeOwnedMac(mac, v(vlan))),
+    ownIpv4: (a, vlan, add) => (add ? driver.addOwnedIpv4(a, v(vlan)) : driver.removeOwnedIpv4(a, v(vlan))),
+  });
+  runtime = new Runtime(engine, [driver]);
+  runtime.start();
+  return {
+    engine, runtime, driver,
+    close() { runtime!.stop(); driver.close(); },
+  };
+}
+
+export interface RunResult { code: number; stdout: string; stderr: string }
+
+/** Runs a command inside a network namespace without blocking the event loop. Never throws. */
+export function nsRun(ns: string, cmd: string, args: string[], opts: { timeout?: number; input?: string } = {}): Promise<RunResult> {
+  return new Promise((resolve) => {
+    const child = execFile('ip', ['netns', 'exec', ns, cmd, ...args], { timeout: opts.timeout ?? 20000, encoding: 'utf8' }, (err, stdout, stderr) => {
+      const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? (err as { code: number }).code : 1) : 0;
+      resolve({ code, stdout, stderr });
+    });
+    if (opts.input !== undefined) child.stdin?.end(opts.input);
+  });
+}
+
+/** Sends one UDP datagram from a peer with python3 and returns the reply payload (or null on timeout). */
+export async function udpEcho(ns: string, dst: string, port: number, payload: string, timeoutS = 2): Promise<string | null> {
+  const py = [
+    'import socket,sys',
+    's=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
+    `s.settimeout(${timeoutS})`,
+    `s.sendto(sys.argv[1].encode(),(${JSON.stringify(dst)},${port}))`,
+    'try:\n  print(s.recvfrom(65535)[0].decode(),end="")\nexcept socket.timeout:\n  sys.exit(3)',
+  ].join('\n');
+  const r = await nsRun(ns, '/usr/bin/python3', ['-c', py, payload], { timeout: (timeoutS + 3) * 1000 });
+  return r.code === 0 ? r.stdout : null;
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
