@@ -72,7 +72,7 @@ const isArpFor = (ip: number[]) => (f: Buffer) => {
 
 test.before(() => {
   if (!privileged) return;
-  lab = labUp({ prefix: PREFIX, peers: [{ ipv4: '10.1.1.2/24' }, { vlan: 7, ipv4: '10.1.7.2/24' }] });
+  lab = labUp({ prefix: PREFIX, peers: [{ ipv4: '10.1.1.2/24', ipv6: 'fd00:1::2/64' }, { vlan: 7, ipv4: '10.1.7.2/24' }] });
 });
 
 test.after(() => {
@@ -166,6 +166,35 @@ test('frames from kernel peers arrive with their bytes, VLAN tags in-band', asyn
   }
   assert.equal(d.pool.check(), { free: 1024, kernel: 0, tx: 0, held: 0, total: 1024 });
   assert.equal(attachedPrograms(lab.stackDevice), [], 'program detached on close');
+});
+
+test('IPv6 NDP: neighbour solicitations for an owned address are redirected (busy-poll mode)', async () => {
+  if (!privileged) return;
+  const d = openAfxdp({ ifname: lab.stackDevice, frameCount: 1024, busyPoll: true, log });
+  try {
+    assert.is(d.busyPoll, true);
+    const target = Uint8Array.from([0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    d.addOwnedIpv6(target, 0);
+    const isNs = (f: Buffer) => f.readUInt16BE(12) === 0x86dd && f[14 + 6] === 58 && f[14 + 40] === 135;
+    const p = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
+    const got = await collect(d, isNs, 1, 4000);
+    await exited(p);
+    assert.ok(got.length >= 1, 'NS received');
+    const f = got[0]!;
+    assert.equal([...f.subarray(0, 6)], [0x33, 0x33, 0xff, 0, 0, 1], 'to the solicited-node multicast MAC');
+    assert.equal(f.subarray(14 + 48, 14 + 64), Buffer.from(target), 'NS target');
+    // Removing the address stops the redirection.
+    d.removeOwnedIpv6(target, 0);
+    const p2 = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
+    const none = await collect(d, isNs, 1, 1200);
+    await exited(p2);
+    assert.is(none.length, 0);
+    d.service(Date.now() * 1000);
+    assert.equal(d.pool.check(), { free: 512, kernel: 512, tx: 0, held: 0, total: 1024 });
+  } finally {
+    d.close();
+  }
+  assert.equal(d.pool.check().free, 1024);
 });
 
 /** Minimal pcap reader: the packets of a classic pcap file. */
