@@ -8,6 +8,7 @@
  * Errors are printed as one clear line, never as a stack trace (set XDPSTACK_DEBUG=1 to see it).
  */
 import * as net from 'node:net';
+import { STACK_COMMANDS } from './cli-stack';
 
 export class UsageError extends Error {
   constructor(message: string, readonly usage?: string) { super(message); this.name = 'UsageError'; }
@@ -225,6 +226,7 @@ export const COMMANDS: Command[] = [
     name: 'lab', summary: 'build, remove or show the namespace test lab', usage: LAB_USAGE,
     subcommands: labCommands,
   },
+  ...STACK_COMMANDS,
 ];
 
 export function usage(): string {
