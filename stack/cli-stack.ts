@@ -1,0 +1,270 @@
+/**
+ * CLI commands that run a stack or talk to a running one through its control socket:
+ *   xdpstack run CONFIG                         foreground stack with a control socket
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters
+ *   xdpstack vs add|del NAME                    runtime changes
+ *   xdpstack address add|del CIDR --vs NAME [--link LINK]
+ *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
+ *   xdpstack trace [--vs NAME] [--count N] --out FILE.pcap
+ *   xdpstack replay CONFIG IN.pcap --out OUT.pcap
+ * Every command talking to a stack takes --name NAME (socket /run/xdpstack/NAME.sock) or
+ * --socket PATH; with neither, the only running stack is used.
+ */
+import * as path from 'node:path';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli';
+import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from './control';
+import { createStack, replayCapture, SHOW_KINDS, Stack } from './stack';
+import { loadConfig } from './config';
+
+const TARGET = { name: 'string', socket: 'string' } as const;
+const TARGET_HELP = `  --name NAME    stack name (control socket ${defaultSocketPath('NAME')})
+  --socket PATH  control socket path`;
+
+async function ask(opts: OptValues, req: Request): Promise<unknown> {
+  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const r = await controlRequest(sock, req, { timeoutMs: 10_000 });
+  if (!r.ok) throw new Error(r.error ?? 'request failed');
+  return r.data;
+}
+
+// ---------------------------------------------------------------------------------------------
+// run
+
+const RUN_USAGE = `Usage: xdpstack run CONFIG [--socket PATH] [--no-control] [--busy-poll]
+
+Starts the stack described by CONFIG (JSON) in the foreground, with a control socket for
+'xdpstack show', 'vs', 'address', 'route' and 'trace'. SIGINT/SIGTERM close it cleanly
+(AF_XDP programs are detached).
+  --socket PATH   control socket (default ${defaultSocketPath('NAME')}, NAME from the config)
+  --no-control    no control socket
+  --busy-poll     spin instead of sleeping when idle`;
+
+/** Runs a stack until `stop` resolves (signal); exported for tests. */
+export async function runStack(configPath: string, opts: { socket?: string; control?: boolean; busyPoll?: boolean },
+  ctx: CliContext, stop: Promise<unknown>): Promise<number> {
+  const cfg = loadConfig(configPath);
+  const stack: Stack = createStack(cfg, { busyPoll: opts.busyPoll, log: (m) => ctx.err(m) });
+  let server: ControlServer | null = null;
+  try {
+    const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
+    if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
+    stack.start();
+    ctx.out(`xdpstack: stack '${stack.name}' running: ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
+      `${server ? `, control socket ${server.socketPath}` : ''}`);
+    await stop;
+  } finally {
+    await server?.close();
+    stack.close();
+  }
+  ctx.out(`xdpstack: stack '${stack.name}' stopped`);
+  return 0;
+}
+
+function signalPromise(): Promise<string> {
+  return new Promise((resolve) => {
+    const on = (sig: string) => {
+      process.off('SIGINT', on);
+      process.off('SIGTERM', on);
+      resolve(sig);
+    };
+    process.on('SIGINT', on);
+    process.on('SIGTERM', on);
+  });
+}
+
+// ---------------------------------------------------------------------------------------------
+// show
+
+const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--name NAME | --socket PATH]
+
+Shows the state of a running stack as aligned tables (or JSON).
+  --vs NAME      only this virtual server
+  --json         machine-readable output
+${TARGET_HELP}`;
+
+// ---------------------------------------------------------------------------------------------
+// vs / address / route
+
+const VS_ADD_USAGE = `Usage: xdpstack vs add NAME [--device DEV [--vlan N] [--mac MAC] [--mtu N]] [--name STACK | --socket PATH]
+
+Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N).
+${TARGET_HELP.replace('--name NAME    stack name', '--name STACK   stack name')}`;
+const VS_DEL_USAGE = `Usage: xdpstack vs del NAME [--name STACK | --socket PATH]
+
+Destroys a virtual server: its sockets are closed, its links and addresses removed.`;
+
+const ADDR_USAGE = (op: string) => `Usage: xdpstack address ${op} CIDR --vs NAME [--link LINK] [--name STACK | --socket PATH]
+
+${op === 'add' ? 'Adds' : 'Removes'} an IPv4 address (like 10.1.1.1/24) on a link of a virtual server
+(--link may be left out when the virtual server has one link).`;
+
+const ROUTE_USAGE = (op: string) => `Usage: xdpstack route ${op} DST --vs NAME [--via GW] [--link LINK] [--table N] [--metric N] [--src ADDR]
+                          [--name STACK | --socket PATH]
+
+${op === 'add' ? 'Adds' : 'Removes'} a static route; DST is a.b.c.d/len or 'default'.`;
+
+function vsTarget(opts: OptValues, usage: string): string {
+  const vs = opts.vs as string | undefined;
+  if (!vs) throw new UsageError('option --vs NAME is required', usage);
+  return vs;
+}
+
+function one(positional: string[], what: string, usage: string): string {
+  if (positional.length !== 1) throw new UsageError(`expected ${what}`, usage);
+  return positional[0]!;
+}
+
+const vsCommands: Command[] = [
+  {
+    name: 'add', summary: 'create a virtual server', usage: VS_ADD_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, device: 'string', vlan: 'int', mac: 'string', mtu: 'int' }, VS_ADD_USAGE, 1);
+      const name = one(positional, 'a virtual server NAME', VS_ADD_USAGE);
+      if ((opts.vlan !== undefined || opts.mac !== undefined || opts.mtu !== undefined) && opts.device === undefined) {
+        throw new UsageError('--vlan, --mac and --mtu describe a link: give --device too', VS_ADD_USAGE);
+      }
+      const links = opts.device !== undefined ? [{ device: opts.device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu }] : [];
+      await ask(opts, { cmd: 'vs.add', name, links });
+      ctx.out(`virtual server '${name}' created`);
+      return 0;
+    },
+  },
+  {
+    name: 'del', summary: 'destroy a virtual server', usage: VS_DEL_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, TARGET, VS_DEL_USAGE, 1);
+      const name = one(positional, 'a virtual server NAME', VS_DEL_USAGE);
+      await ask(opts, { cmd: 'vs.del', name });
+      ctx.out(`virtual server '${name}' destroyed`);
+      return 0;
+    },
+  },
+];
+
+function addrCommand(op: 'add' | 'del'): Command {
+  const usage = ADDR_USAGE(op);
+  return {
+    name: op, summary: `${op === 'add' ? 'add' : 'remove'} an address`, usage,
+    async run(args) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', link: 'string' }, usage, 1);
+      const cidr = one(positional, 'an address like 10.1.1.1/24', usage);
+      await ask(opts, { cmd: `address.${op}`, vs: vsTarget(opts, usage), link: opts.link, cidr });
+      return 0;
+    },
+  };
+}
+
+function routeCommand(op: 'add' | 'del'): Command {
+  const usage = ROUTE_USAGE(op);
+  return {
+    name: op, summary: `${op === 'add' ? 'add' : 'remove'} a route`, usage,
+    async run(args) {
+      const { opts, positional } = parseOptions(args,
+        { ...TARGET, vs: 'string', via: 'string', link: 'string', table: 'int', metric: 'int', src: 'string' }, usage, 1);
+      const dst = one(positional, "a destination like 10.2.0.0/16 or 'default'", usage);
+      await ask(opts, { cmd: `route.${op}`, vs: vsTarget(opts, usage), dst, via: opts.via, link: opts.link, table: opts.table, metric: opts.metric, src: opts.src });
+      return 0;
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// trace
+
+const TRACE_USAGE = `Usage: xdpstack trace --out FILE.pcap [--vs NAME] [--count N] [--name STACK | --socket PATH]
+
+Asks the running stack to mirror the frames of a virtual server's links (device + VLAN), or of
+every device, into FILE.pcap (written by the stack). Stops after N frames, or on Ctrl-C.`;
+
+// ---------------------------------------------------------------------------------------------
+// replay
+
+const REPLAY_USAGE = `Usage: xdpstack replay CONFIG IN.pcap --out OUT.pcap [--device NAME] [--mac MAC] [--linger SECONDS] [--json]
+
+Runs the stack of CONFIG under virtual time with its device replaced by a capture reader: frames
+of IN.pcap arrive at their timestamps, and what the stack sends is written to OUT.pcap. The same
+input always gives the same output, byte for byte.
+  --device NAME     the device the capture feeds (needed when CONFIG has several)
+  --mac MAC         MAC of that device (default: from the config, else 02:00:00:00:00:01)
+  --linger SECONDS  keep running timers after the last frame (default 5)
+  --json            print the summary and counters as JSON`;
+
+// ---------------------------------------------------------------------------------------------
+
+export const STACK_COMMANDS: Command[] = [
+  {
+    name: 'run', summary: 'run a stack from a config file (foreground)', usage: RUN_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { socket: 'string', 'no-control': 'bool', 'busy-poll': 'bool' }, RUN_USAGE, 1);
+      const file = one(positional, 'a CONFIG file', RUN_USAGE);
+      return runStack(file, { socket: opts.socket as string | undefined, control: !opts['no-control'], busyPoll: !!opts['busy-poll'] }, ctx, signalPromise());
+    },
+  },
+  {
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors or counters', usage: SHOW_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool' }, SHOW_USAGE, 1);
+      const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
+      if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
+      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs });
+      if (opts.json) ctx.out(JSON.stringify(data, null, 2));
+      else for (const l of formatShow(kind, data)) ctx.out(l);
+      return 0;
+    },
+  },
+  {
+    name: 'vs', summary: 'create or destroy a virtual server in a running stack', usage: `Usage: xdpstack vs add|del NAME ...`,
+    subcommands: vsCommands,
+  },
+  {
+    name: 'address', summary: 'add or remove an address in a running stack', usage: `Usage: xdpstack address add|del CIDR --vs NAME [--link LINK]`,
+    subcommands: [addrCommand('add'), addrCommand('del')],
+  },
+  {
+    name: 'route', summary: 'add or remove a route in a running stack', usage: `Usage: xdpstack route add|del DST --vs NAME [--via GW] [--link L] [--table N]`,
+    subcommands: [routeCommand('add'), routeCommand('del')],
+  },
+  {
+    name: 'trace', summary: 'capture the frames of a running stack into a pcap file', usage: TRACE_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { ...TARGET, vs: 'string', count: 'int', out: 'string' }, TRACE_USAGE);
+      if (!opts.out) throw new UsageError('option --out FILE.pcap is required', TRACE_USAGE);
+      if (opts.count === 0) throw new UsageError('option --count must be at least 1', TRACE_USAGE);
+      const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+      const out = path.resolve(opts.out as string);
+      const ac = new AbortController();
+      const onSig = () => ac.abort();
+      process.once('SIGINT', onSig);
+      try {
+        const r = await controlRequest(sock, { cmd: 'trace', vs: opts.vs, count: opts.count, out }, {
+          signal: ac.signal,
+          onEvent: (e) => { if (e.event === 'started') ctx.err(`tracing${opts.vs ? ` virtual server '${opts.vs}'` : ''} into ${out}${opts.count ? ` (${opts.count} frames)` : ''}; Ctrl-C stops`); },
+        });
+        if (!r.ok) throw new Error(r.error ?? 'trace failed');
+        if (r.event === 'done') ctx.out(`${r.frames} frame(s) written to ${out}`);
+        else ctx.out(`trace stopped; frames written to ${out}`);
+      } finally {
+        process.off('SIGINT', onSig);
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'replay', summary: 'run a config over a capture under virtual time, writing what it sends', usage: REPLAY_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { out: 'string', device: 'string', mac: 'string', linger: 'int', json: 'bool' }, REPLAY_USAGE, 2);
+      if (positional.length !== 2) throw new UsageError('expected CONFIG and IN.pcap', REPLAY_USAGE);
+      if (!opts.out) throw new UsageError('option --out OUT.pcap is required', REPLAY_USAGE);
+      const r = replayCapture(positional[0]!, positional[1]!, opts.out as string, {
+        device: opts.device as string | undefined, mac: opts.mac as string | undefined,
+        lingerUs: opts.linger !== undefined ? (opts.linger as number) * 1e6 : undefined,
+      });
+      if (opts.json) { ctx.out(JSON.stringify(r, null, 2)); return 0; }
+      ctx.out(`replayed ${r.input} frame(s)${r.skippedNonEthernet ? ` (${r.skippedNonEthernet} non-Ethernet record(s) skipped)` : ''}, ` +
+        `sent ${r.output} frame(s) to ${opts.out}`);
+      const c = r.counters as { devices: Record<string, unknown>[] };
+      for (const l of formatTable(c.devices, ['device', 'rxPackets', 'txPackets', 'drops'])) ctx.out(l);
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,285 @@
+/**
+ * Control socket of a running stack: a unix stream socket speaking JSON lines. Each request is one
+ * JSON object on one line; each answer is one line `{"ok":true,"data":...}` or
+ * `{"ok":false,"error":"message"}`. A `trace` request answers twice: when the trace starts
+ * (`{"ok":true,"event":"started"}`) and when it ends (`{"ok":true,"event":"done","frames":N}`);
+ * closing the connection stops the trace.
+ *
+ * Requests:
+ *   {"cmd":"ping"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters","vs":"a"}
+ *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
+ *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
+ *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
+ *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as path from 'node:path';
+import { PcapWriter } from '../driver/pcap';
+import type { Stack } from './stack';
+
+export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
+
+export function defaultSocketPath(name: string): string {
+  return path.join(CONTROL_DIR, `${name}.sock`);
+}
+
+export type Request = Record<string, unknown> & { cmd: string };
+export interface Response { ok: boolean; data?: unknown; error?: string; event?: string; frames?: number }
+
+const MAX_LINE = 1 << 20;
+
+function str(req: Request, k: string, required = true): string | undefined {
+  const v = req[k];
+  if (v === undefined || v === null) {
+    if (required) throw new Error(`request '${req.cmd}' needs '${k}'`);
+    return undefined;
+  }
+  if (typeof v !== 'string' || v === '') throw new Error(`request '${req.cmd}': '${k}' must be a non-empty string`);
+  return v;
+}
+
+function num(req: Request, k: string): number | undefined {
+  const v = req[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) throw new Error(`request '${req.cmd}': '${k}' must be a non-negative integer`);
+  return v;
+}
+
+export class ControlServer {
+  private readonly server: net.Server;
+  private readonly conns = new Set<net.Socket>();
+  private closed = false;
+
+  private constructor(readonly stack: Stack, readonly socketPath: string) {
+    this.server = net.createServer((c) => this.onConnection(c));
+  }
+
+  /** Listens on `socketPath`; a stale socket file (no one listening) is replaced. */
+  static async listen(stack: Stack, socketPath: string): Promise<ControlServer> {
+    fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+    if (fs.existsSync(socketPath)) {
+      const alive = await new Promise<boolean>((resolve) => {
+        const c = net.connect(socketPath);
+        c.once('connect', () => { c.destroy(); resolve(true); });
+        c.once('error', () => resolve(false));
+      });
+      if (alive) throw new Error(`control socket ${socketPath} is in use: another stack named '${stack.name}' is running`);
+      fs.unlinkSync(socketPath);
+    }
+    const s = new ControlServer(stack, socketPath);
+    await new Promise<void>((resolve, reject) => {
+      s.server.once('error', reject);
+      s.server.listen(socketPath, () => { s.server.off('error', reject); resolve(); });
+    });
+    fs.chmodSync(socketPath, 0o600);
+    return s;
+  }
+
+  private onConnection(c: net.Socket): void {
+    this.conns.add(c);
+    let buf = '';
+    const cleanups: (() => void)[] = [];
+    c.setEncoding('utf8');
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      if (buf.length > MAX_LINE) { this.send(c, { ok: false, error: 'request line too long' }); c.destroy(); return; }
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) this.handleLine(c, line, cleanups);
+      }
+    });
+    c.on('error', () => { /* client went away */ });
+    c.on('close', () => {
+      this.conns.delete(c);
+      for (const f of cleanups) f();
+    });
+  }
+
+  private send(c: net.Socket, r: Response): void {
+    if (!c.destroyed) c.write(JSON.stringify(r) + '\n');
+  }
+
+  private handleLine(c: net.Socket, line: string, cleanups: (() => void)[]): void {
+    let req: Request;
+    try {
+      const v = JSON.parse(line) as unknown;
+      if (typeof v !== 'object' || v === null || typeof (v as Request).cmd !== 'string') throw new Error('a request is a JSON object with a "cmd" string');
+      req = v as Request;
+    } catch (e) {
+      this.send(c, { ok: false, error: `bad request: ${(e as Error).message}` });
+      return;
+    }
+    try {
+      if (req.cmd === 'trace') {
+        const t = this.startTrace(req);
+        const stop = () => t.stop();
+        cleanups.push(stop);
+        t.onDone((frames) => this.send(c, { ok: true, event: 'done', frames }));
+        this.send(c, { ok: true, event: 'started' });
+        return;
+      }
+      this.send(c, { ok: true, data: this.handle(req) });
+    } catch (e) {
+      this.send(c, { ok: false, error: (e as Error).message });
+    }
+  }
+
+  private startTrace(req: Request) {
+    const out = str(req, 'out')!;
+    if (!path.isAbsolute(out)) throw new Error(`trace: 'out' must be an absolute path, got '${out}'`);
+    const vs = str(req, 'vs', false);
+    if (vs !== undefined) this.stack.engine.vs(vs); // throws a clear error for an unknown VS
+    const count = num(req, 'count');
+    let writer: PcapWriter;
+    try {
+      writer = new PcapWriter(out);
+    } catch (e) {
+      throw new Error(`trace: cannot write ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    }
+    return this.stack.trace({ vs, count, writer });
+  }
+
+  /** Executes one (non-trace) request; throws an Error whose message goes back to the client. */
+  handle(req: Request): unknown {
+    const st = this.stack;
+    switch (req.cmd) {
+      case 'ping':
+        return { name: st.name, pid: process.pid };
+      case 'show':
+        return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false) });
+      case 'vs.add': {
+        const links = req.links === undefined ? [] : req.links;
+        if (!Array.isArray(links)) throw new Error(`request 'vs.add': 'links' must be an array`);
+        st.createVs(str(req, 'name')!, links as never);
+        return null;
+      }
+      case 'vs.del':
+        st.destroyVs(str(req, 'name')!);
+        return null;
+      case 'address.add':
+      case 'address.del': {
+        const vs = st.vs(str(req, 'vs')!);
+        const cidr = str(req, 'cidr')!;
+        const link = str(req, 'link', false);
+        if (req.cmd === 'address.add') vs.addAddress(cidr, link);
+        else vs.removeAddress(cidr, link);
+        return null;
+      }
+      case 'route.add':
+      case 'route.del': {
+        const vs = st.vs(str(req, 'vs')!);
+        const spec = {
+          dst: str(req, 'dst')!, via: str(req, 'via', false), link: str(req, 'link', false), src: str(req, 'src', false),
+          table: num(req, 'table'), metric: num(req, 'metric'),
+        };
+        if (req.cmd === 'route.add') vs.addRoute(spec);
+        else return { removed: vs.removeRoute(spec) };
+        return null;
+      }
+      default:
+        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, address.add, address.del, route.add, route.del, trace)`);
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    for (const c of this.conns) c.destroy();
+    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    try { fs.unlinkSync(this.socketPath); } catch { /* already gone */ }
+  }
+}
+
+/**
+ * Sends one request and resolves with the first answer. With `onEvent`, keeps reading until an
+ * answer with event 'done' (or an error) arrives, passing each one to onEvent; `signal` ends it.
+ */
+export function controlRequest(socketPath: string, req: Request, opts: { onEvent?: (r: Response) => void; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socketPath);
+    let buf = '';
+    let settled = false;
+    const finish = (err: Error | null, r?: Response) => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      c.destroy();
+      if (err) reject(err); else resolve(r!);
+    };
+    const timer = opts.timeoutMs ? setTimeout(() => finish(new Error(`no answer from ${socketPath} within ${opts.timeoutMs} ms`)), opts.timeoutMs) : null;
+    opts.signal?.addEventListener('abort', () => finish(null, { ok: true, event: 'aborted' }));
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
+    c.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') finish(new Error(`no stack is listening on ${socketPath} (is 'xdpstack run' running?)`));
+      else if (e.code === 'EACCES') finish(new Error(`permission denied on ${socketPath} (run as root)`));
+      else finish(e);
+    });
+    c.on('close', () => finish(new Error(`${socketPath} closed the connection without an answer`)));
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      let nl: number;
+      while ((nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        let r: Response;
+        try { r = JSON.parse(line) as Response; } catch { finish(new Error(`bad answer from ${socketPath}: ${line.slice(0, 200)}`)); return; }
+        if (!opts.onEvent || !r.ok || r.event === 'done') { finish(null, r); return; }
+        opts.onEvent(r);
+      }
+    });
+  });
+}
+
+/** Finds the control socket: explicit path, a stack name, or the only socket in CONTROL_DIR. */
+export function resolveSocket(opts: { socket?: string; name?: string }): string {
+  if (opts.socket) return opts.socket;
+  if (opts.name) return defaultSocketPath(opts.name);
+  let socks: string[] = [];
+  try { socks = fs.readdirSync(CONTROL_DIR).filter((f) => f.endsWith('.sock')); } catch { /* none */ }
+  if (socks.length === 1) return path.join(CONTROL_DIR, socks[0]!);
+  if (socks.length === 0) throw new Error(`no running stack found in ${CONTROL_DIR} (start one with 'xdpstack run CONFIG', or give --socket PATH)`);
+  throw new Error(`several stacks are running (${socks.map((s) => s.replace(/\.sock$/, '')).join(', ')}): choose one with --name NAME`);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Table output
+
+function cell(v: unknown): string {
+  if (v === null || v === undefined) return '-';
+  if (Array.isArray(v)) return v.length ? v.map(cell).join(',') : '-';
+  if (typeof v === 'object') {
+    const e = Object.entries(v as Record<string, unknown>);
+    return e.length ? e.map(([k, x]) => `${k}=${cell(x)}`).join(' ') : '-';
+  }
+  return String(v);
+}
+
+/** Formats rows as aligned columns with a header (numbers right-aligned). */
+export function formatTable(rows: Record<string, unknown>[], columns?: string[]): string[] {
+  if (!rows.length) return ['(none)'];
+  const cols = columns ?? Object.keys(rows[0]!);
+  const text = rows.map((r) => cols.map((c) => cell(r[c])));
+  const numeric = cols.map((c) => rows.every((r) => typeof r[c] === 'number' || r[c] === null || r[c] === undefined));
+  const w = cols.map((c, i) => Math.max(c.length, ...text.map((t) => t[i]!.length)));
+  const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 && !numeric[i] ? v : numeric[i] ? v.padStart(w[i]!) : v.padEnd(w[i]!))).join('  ').trimEnd();
+  return [line(cols.map((c) => c.toUpperCase())), ...text.map(line)];
+}
+
+/** Readable text for `show KIND` data. */
+export function formatShow(kind: string, data: unknown): string[] {
+  if (kind === 'counters') {
+    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[] };
+    const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
+    const out: string[] = [];
+    if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
+    out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
+    out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
+    return out;
+  }
+  return formatTable(data as Record<string, unknown>[]);
+}
