@@ -1,0 +1,258 @@
+/*
+ * AF_XDP traffic generator for xdpstack's packet-rate benchmarks. Runs on a peer's device (in a
+ * lab namespace), sends 60-byte frames (64 on the wire with the FCS) at the maximum rate it can,
+ * answers ARP requests for its own address, and counts the IPv4 frames that come back to its MAC.
+ *
+ *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP
+ *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP)
+ *     SECONDS  measurement window; WARMUP seconds of traffic before it (not counted)
+ *
+ * Output, one line at exit:
+ *   {"tx_pps":N,"rx_pps":N,"tx":N,"rx":N,"seconds":S,"arp_replies":N}
+ *
+ * Same libxdp as the native core; copy-mode bind with need_wakeup; libxdp's default XDP program
+ * redirects every frame of queue 0 to the socket.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+#include <linux/if_xdp.h>
+#include <xdp/xsk.h>
+
+#define FRAME_SIZE 2048
+#define NUM_FRAMES 4096
+#define TX_FRAMES 2048 /* frames 0..TX_FRAMES-1 transmit; the rest receive */
+#define RING 2048
+#define BATCH 64
+#define PKT_LEN 60
+#define ARP_FRAME (TX_FRAMES - 1)
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig) { (void)sig; stop = 1; }
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int parse_mac(const char *s, unsigned char *m)
+{
+	unsigned v[6];
+	if (sscanf(s, "%x:%x:%x:%x:%x:%x", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5]) != 6) return -1;
+	for (int i = 0; i < 6; i++) m[i] = (unsigned char)v[i];
+	return 0;
+}
+
+static int read_mac(const char *ifname, unsigned char *m)
+{
+	char path[128], buf[64];
+	snprintf(path, sizeof path, "/sys/class/net/%s/address", ifname);
+	FILE *f = fopen(path, "r");
+	if (!f) return -1;
+	int ok = fgets(buf, sizeof buf, f) != NULL;
+	fclose(f);
+	return ok ? parse_mac(buf, m) : -1;
+}
+
+static uint16_t csum(const unsigned char *p, size_t n, uint32_t sum)
+{
+	for (size_t i = 0; i + 1 < n; i += 2) sum += (uint32_t)(p[i] << 8 | p[i + 1]);
+	if (n & 1) sum += (uint32_t)(p[n - 1] << 8);
+	while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+static void put16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
+
+/* Builds the request template: Ethernet + IPv4 + UDP (port 7) or ICMP echo, 60 bytes. */
+static void build(unsigned char *b, int icmp, const unsigned char *dmac, const unsigned char *smac, uint32_t sip, uint32_t dip)
+{
+	memset(b, 0, PKT_LEN);
+	memcpy(b, dmac, 6);
+	memcpy(b + 6, smac, 6);
+	put16(b + 12, 0x0800);
+	unsigned char *ip = b + 14;
+	int l4len = PKT_LEN - 14 - 20;
+	ip[0] = 0x45;
+	put16(ip + 2, (uint16_t)(20 + l4len));
+	put16(ip + 4, 1);
+	ip[8] = 64;
+	ip[9] = icmp ? 1 : 17;
+	memcpy(ip + 12, &sip, 4); /* network order already */
+	memcpy(ip + 16, &dip, 4);
+	put16(ip + 10, csum(ip, 20, 0));
+	unsigned char *l4 = ip + 20;
+	for (int i = 8; i < l4len; i++) l4[i] = (unsigned char)('a' + i);
+	if (icmp) {
+		l4[0] = 8;
+		put16(l4 + 4, 0x1234);
+		put16(l4 + 6, 1);
+		put16(l4 + 2, csum(l4, (size_t)l4len, 0));
+	} else {
+		put16(l4, 40000);
+		put16(l4 + 2, 7);
+		put16(l4 + 4, (uint16_t)l4len);
+		uint32_t ps = 0;
+		ps += (uint32_t)(ip[12] << 8 | ip[13]) + (uint32_t)(ip[14] << 8 | ip[15]);
+		ps += (uint32_t)(ip[16] << 8 | ip[17]) + (uint32_t)(ip[18] << 8 | ip[19]);
+		ps += 17 + (uint32_t)l4len;
+		uint16_t c = csum(l4, (size_t)l4len, ps);
+		put16(l4 + 6, c ? c : 0xffff);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 8) {
+		fprintf(stderr, "usage: %s IFNAME udp|icmp DST_MAC SRC_IP DST_IP SECONDS WARMUP\n", argv[0]);
+		return 2;
+	}
+	const char *ifname = argv[1];
+	int icmp = strcmp(argv[2], "icmp") == 0;
+	unsigned char dmac[6], smac[6];
+	struct in_addr sip, dip;
+	if (parse_mac(argv[3], dmac) || read_mac(ifname, smac) || !inet_aton(argv[4], &sip) || !inet_aton(argv[5], &dip)) {
+		fprintf(stderr, "gen: bad MAC/address argument or unknown device %s\n", ifname);
+		return 2;
+	}
+	double seconds = atof(argv[6]), warmup = atof(argv[7]);
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+
+	size_t size = (size_t)FRAME_SIZE * NUM_FRAMES;
+	unsigned char *area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (area == MAP_FAILED) { perror("mmap"); return 1; }
+	struct xsk_ring_prod fill, tx;
+	struct xsk_ring_cons comp, rx;
+	struct xsk_umem *umem;
+	struct xsk_umem_config ucfg = { .fill_size = RING, .comp_size = RING, .frame_size = FRAME_SIZE };
+	int r = xsk_umem__create(&umem, area, size, &fill, &comp, &ucfg);
+	if (r) { fprintf(stderr, "gen: xsk_umem__create: %s\n", strerror(-r)); return 1; }
+	struct xsk_socket *xsk;
+	struct xsk_socket_config scfg = { .rx_size = RING, .tx_size = RING, .bind_flags = XDP_USE_NEED_WAKEUP };
+	for (int attempt = 0;; attempt++) {
+		r = xsk_socket__create(&xsk, ifname, 0, umem, &rx, &tx, &scfg);
+		if (r != -EBUSY || attempt >= 20) break;
+		usleep(50000);
+	}
+	if (r) { fprintf(stderr, "gen: xsk_socket__create(%s): %s\n", ifname, strerror(-r)); return 1; }
+	int fd = xsk_socket__fd(xsk);
+
+	unsigned char tmpl[PKT_LEN];
+	build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
+	static uint64_t free_stack[TX_FRAMES];
+	unsigned nfree = 0;
+	for (unsigned i = 0; i < ARP_FRAME; i++) {
+		memcpy(area + (size_t)i * FRAME_SIZE, tmpl, PKT_LEN);
+		free_stack[nfree++] = (uint64_t)i * FRAME_SIZE;
+	}
+	int arp_busy = 0;
+	unsigned idx = 0;
+	unsigned nrx = NUM_FRAMES - TX_FRAMES;
+	if (nrx > RING) nrx = RING;
+	xsk_ring_prod__reserve(&fill, nrx, &idx);
+	for (unsigned i = 0; i < nrx; i++) *xsk_ring_prod__fill_addr(&fill, idx + i) = (uint64_t)(TX_FRAMES + i) * FRAME_SIZE;
+	xsk_ring_prod__submit(&fill, nrx);
+
+	unsigned long long tx_total = 0, rx_total = 0, tx_w = 0, rx_w = 0, arp_replies = 0;
+	double t0 = now_s(), tw0 = t0 + warmup, tw1 = tw0 + seconds;
+	int in_window = 0;
+	double t = t0;
+	unsigned iter = 0;
+	while (!stop) {
+		/* Completions: TX frames back to the free stack. */
+		unsigned n = xsk_ring_cons__peek(&comp, RING, &idx);
+		for (unsigned i = 0; i < n; i++) {
+			uint64_t a = *xsk_ring_cons__comp_addr(&comp, idx + i) & ~(uint64_t)(FRAME_SIZE - 1);
+			if (a == (uint64_t)ARP_FRAME * FRAME_SIZE) arp_busy = 0;
+			else free_stack[nfree++] = a;
+		}
+		if (n) xsk_ring_cons__release(&comp, n);
+
+		/* Send one batch. */
+		unsigned want = nfree < BATCH ? nfree : BATCH;
+		if (want) {
+			unsigned tidx;
+			unsigned got = xsk_ring_prod__reserve(&tx, want, &tidx);
+			for (unsigned i = 0; i < got; i++) {
+				struct xdp_desc *d = xsk_ring_prod__tx_desc(&tx, tidx + i);
+				d->addr = free_stack[--nfree];
+				d->len = PKT_LEN;
+				d->options = 0;
+			}
+			if (got) {
+				xsk_ring_prod__submit(&tx, got);
+				tx_total += got;
+			}
+		}
+		for (int k = 0; k < 4; k++) {
+			if (sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 || errno != EAGAIN) break;
+		}
+
+		/* Receive: count IPv4 frames to our MAC, answer ARP requests for our address. */
+		unsigned rcvd = xsk_ring_cons__peek(&rx, BATCH, &idx);
+		if (rcvd) {
+			unsigned fidx;
+			while (xsk_ring_prod__reserve(&fill, rcvd, &fidx) != rcvd) { /* the fill ring has room for all RX frames */ }
+			for (unsigned i = 0; i < rcvd; i++) {
+				const struct xdp_desc *d = xsk_ring_cons__rx_desc(&rx, idx + i);
+				unsigned char *p = xsk_umem__get_data(area, d->addr);
+				unsigned len = d->len;
+				if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
+					rx_total++;
+				} else if (len >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[20] == 0 && p[21] == 1 &&
+					   memcmp(p + 38, &sip.s_addr, 4) == 0 && !arp_busy) {
+					unsigned char *a = area + (size_t)ARP_FRAME * FRAME_SIZE;
+					memset(a, 0, PKT_LEN);
+					memcpy(a, p + 6, 6);
+					memcpy(a + 6, smac, 6);
+					put16(a + 12, 0x0806);
+					memcpy(a + 14, p + 14, 6); /* htype, ptype, hlen, plen */
+					put16(a + 20, 2);
+					memcpy(a + 22, smac, 6);
+					memcpy(a + 28, &sip.s_addr, 4);
+					memcpy(a + 32, p + 22, 10); /* target = requester's sha + spa */
+					unsigned tidx;
+					if (xsk_ring_prod__reserve(&tx, 1, &tidx) == 1) {
+						struct xdp_desc *td = xsk_ring_prod__tx_desc(&tx, tidx);
+						td->addr = (uint64_t)ARP_FRAME * FRAME_SIZE;
+						td->len = PKT_LEN;
+						td->options = 0;
+						xsk_ring_prod__submit(&tx, 1);
+						arp_busy = 1;
+						arp_replies++;
+						sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+					}
+				}
+				*xsk_ring_prod__fill_addr(&fill, fidx + i) = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
+			}
+			xsk_ring_cons__release(&rx, rcvd);
+			xsk_ring_prod__submit(&fill, rcvd);
+		}
+		if (xsk_ring_prod__needs_wakeup(&fill)) recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+
+		if ((++iter & 15) == 0) {
+			t = now_s();
+			if (!in_window && t >= tw0) { in_window = 1; tx_w = tx_total; rx_w = rx_total; }
+			if (t >= tw1) break;
+		}
+	}
+	double span = t - tw0;
+	unsigned long long txn = tx_total - tx_w, rxn = rx_total - rx_w;
+	printf("{\"tx_pps\":%.0f,\"rx_pps\":%.0f,\"tx\":%llu,\"rx\":%llu,\"seconds\":%.3f,\"arp_replies\":%llu}\n",
+	       span > 0 ? txn / span : 0, span > 0 ? rxn / span : 0, txn, rxn, span, arp_replies);
+	xsk_socket__delete(xsk);
+	xsk_umem__delete(umem);
+	munmap(area, size);
+	return 0;
+}
