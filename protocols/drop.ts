@@ -58,6 +58,7 @@ export const enum Drop {
   TcpNoSocket,
   // IPv4 reassembly (appended)
   Ipv4FragmentDuplicate, // exact duplicate of a fragment already held: only the copy is dropped
+  TcpListenOverflow, // accept queue full
   Count,
 }
 
@@ -74,6 +75,7 @@ export const DROP_NAMES: readonly string[] = [
   'ipv6-truncated', 'ipv6-bad-version',
   'tcp-truncated', 'tcp-bad-checksum', 'tcp-bad-offset', 'tcp-no-socket',
   'ipv4-fragment-duplicate',
+  'tcp-listen-overflow',
 ];
 
 export function dropName(d: Drop): string {
