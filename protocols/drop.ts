@@ -59,6 +59,15 @@ export const enum Drop {
   // IPv4 reassembly (appended)
   Ipv4FragmentDuplicate, // exact duplicate of a fragment already held: only the copy is dropped
   TcpListenOverflow, // accept queue full
+  // TCP connection-level (appended)
+  TcpOutOfWindow, // sequence not acceptable (RFC 9293 3.10.7.4); an ACK is sent
+  TcpPaws, // timestamp older than TS.Recent (RFC 7323 PAWS)
+  TcpBadAck, // ACK for data not sent, or too old (RFC 5961 5.2), or unacceptable in SYN states
+  TcpNoAck, // synchronized state, ACK bit off
+  TcpChallenged, // in-window RST or SYN answered with a challenge ACK (RFC 5961)
+  TcpBadCookie, // ACK to a listener with an invalid or expired SYN cookie
+  TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
+  TcpClosed, // segment for a connection already closed
   Count,
 }
 
@@ -76,6 +85,8 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-truncated', 'tcp-bad-checksum', 'tcp-bad-offset', 'tcp-no-socket',
   'ipv4-fragment-duplicate',
   'tcp-listen-overflow',
+  'tcp-out-of-window', 'tcp-paws', 'tcp-bad-ack', 'tcp-no-ack', 'tcp-challenged', 'tcp-bad-cookie', 'tcp-bad-flags',
+  'tcp-closed',
 ];
 
 export function dropName(d: Drop): string {
