@@ -1,0 +1,45 @@
+/**
+ * Child process of the `icmp-udp` benchmark: the full stack over AF_XDP on IFNAME (Engine +
+ * Runtime in busy-poll mode), one VS on the untagged link with 10.1.1.1/24 and a UDP echo socket
+ * on port 7. ICMP echo is answered by the engine.
+ *
+ *   node dist/bench/stack-server.js IFNAME SECONDS
+ * Prints "ready" when serving, then one JSON line with the VS counters at the end.
+ */
+import { openAfxdp } from '../driver/afxdp';
+import { Engine } from '../stack/engine';
+import { Runtime } from '../stack/runtime';
+
+function main(): void {
+  const [ifname, secs] = process.argv.slice(2);
+  if (!ifname || !secs) { console.error('usage: stack-server IFNAME SECONDS'); process.exit(2); }
+  const driver = openAfxdp({ ifname, frameCount: 4096, busyPoll: true, log: () => {} });
+  let runtime: Runtime | null = null;
+  const engine = new Engine({ onOutput: () => runtime?.engineKick() });
+  const v = (vlan: number) => (vlan < 0 ? 0 : vlan);
+  engine.addDevice({
+    name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu,
+    ownMac: (mac, vlan, add) => (add ? driver.addOwnedMac(mac, v(vlan)) : driver.removeOwnedMac(mac, v(vlan))),
+    ownIpv4: (a, vlan, add) => (add ? driver.addOwnedIpv4(a, v(vlan)) : driver.removeOwnedIpv4(a, v(vlan))),
+  });
+  runtime = new Runtime(engine, [driver], { busyPoll: true });
+  const vs = engine.createVs('bench');
+  const link = engine.addLink(vs, { device: ifname });
+  engine.addAddress(vs, link.name, '10.1.1.1/24');
+  const sock = engine.createUdpSocket(vs);
+  sock.bind(7);
+  sock.on('message', (m: Buffer, r: { port: number; address: string }) => sock.send(m, r.port, r.address));
+  runtime.start();
+  console.log('ready');
+  const finish = () => {
+    runtime!.stop();
+    const st = driver.stats();
+    driver.close();
+    console.log(JSON.stringify({ vs: vs.counters.toJSON(), steps: runtime!.steps, drops: st.drops, xdp: st.xdp }));
+    process.exit(0);
+  };
+  setTimeout(finish, Number(secs) * 1000);
+  process.on('SIGTERM', finish);
+}
+
+main();
