@@ -1,0 +1,68 @@
+/**
+ * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
+ * (reflector, icmp-udp, vs-scale, vs-memory), prints a table for each and writes a JSON summary
+ * to bench/results/latest.json. Targets are printed, never asserted.
+ *
+ * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (measurement window per run, default 3).
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { benchIcmpUdp, benchReflector, PREFIX } from './net';
+import { benchVsScale } from './vs-scale';
+import { benchVsMemory } from './vs-memory';
+import { ROOT } from './lib';
+import { labDown } from '../stack/lab';
+
+const NAMES = ['reflector', 'icmp-udp', 'vs-scale', 'vs-memory'] as const;
+type Name = (typeof NAMES)[number];
+
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const bad = args.filter((a) => !(NAMES as readonly string[]).includes(a));
+  if (bad.length) {
+    console.error(`unknown benchmark(s): ${bad.join(', ')}; choose from ${NAMES.join(', ')}`);
+    process.exit(2);
+  }
+  const chosen: Name[] = args.length ? (args as Name[]) : [...NAMES];
+  const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
+  const seconds = Number(process.env.BENCH_SECONDS ?? 3);
+  const net = { rounds, seconds, warmup: 1 };
+  const results: Record<string, unknown> = {};
+  const privileged = typeof process.getuid === 'function' && process.getuid() === 0;
+  const t0 = Date.now();
+  for (const name of chosen) {
+    console.log(`\n== ${name}`);
+    const t = Date.now();
+    try {
+      switch (name) {
+        case 'reflector':
+        case 'icmp-udp':
+          if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
+          results[name] = name === 'reflector' ? await benchReflector(net) : await benchIcmpUdp(net);
+          break;
+        case 'vs-scale':
+          results[name] = benchVsScale({ rounds, maxTime: 1 });
+          break;
+        case 'vs-memory':
+          results[name] = await benchVsMemory({ rounds, n: 4096, churn: 20000 });
+          break;
+      }
+    } catch (e) {
+      console.log(`  FAILED: ${(e as Error).stack ?? e}`);
+      results[name] = { error: String((e as Error).message ?? e) };
+      if (name === 'reflector' || name === 'icmp-udp') { try { labDown(PREFIX); } catch { /* already gone */ } }
+    }
+    console.log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
+  }
+  const summary = {
+    date: new Date().toISOString(), node: process.version, kernel: os.release(), cpus: os.cpus().length,
+    rounds, seconds, totalSeconds: (Date.now() - t0) / 1000, results,
+  };
+  const dir = path.join(ROOT, 'bench', 'results');
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(summary, null, 2) + '\n');
+  console.log(`\nsummary written to bench/results/latest.json (${summary.totalSeconds.toFixed(0)} s)`);
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
