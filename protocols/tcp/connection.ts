@@ -1,0 +1,1405 @@
+/**
+ * The TCP connection state machine (RFC 9293), sans-IO. See ./types for the host interface.
+ *
+ * Choices (documented for the integrator and the tests):
+ * - RTO per RFC 6298 with a 200 ms minimum (as Linux; RFC 6298 says 1 s), 1 s initial, 120 s
+ *   maximum, exponential backoff, Karn's rule (RTT from timestamps when negotiated, else one
+ *   timed segment not retransmitted).
+ * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg, IsLost by 3 SMSS SACKed above a hole);
+ *   without, NewReno (RFC 6582) with window inflation. Congestion control NewReno or CUBIC.
+ * - Zero-window and keepalive probes are ACKs with SEG.SEQ = SND.UNA - 1 (as Linux): they
+ *   always elicit an ACK with the current window.
+ * - RST in TIME_WAIT is ignored (RFC 1337). RST/SYN checks follow RFC 5961 with a per
+ *   connection challenge-ACK rate limit.
+ * - Received data is delivered at once (zero copy from the frame) through host.onData; it counts
+ *   against the receive window until consumed(n). Out-of-order data is copied into a ring of
+ *   rcvBuf bytes indexed by sequence number, in at most maxOooRanges ranges.
+ * - The send buffer is a ring indexed by sequence number; a segment never spans the ring's end
+ *   (it is cut there), so host.send always gets one contiguous range.
+ */
+import { Drop } from '../drop';
+import { CongestionControl, createCc } from './cc';
+import { HashKey } from './hash';
+import { isnFor, tsOffsetFor } from './isn';
+import { bufSize, DEFAULT_PEER_MSS, resolveOptions, wscaleFor } from './options';
+import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
+import { keyOf, SynCookieInfo } from './syncookie';
+import {
+  TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpStats, TcpTuple,
+  TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TCP_STATE_NAMES,
+} from './types';
+
+const MAX_SB = 32; // SACK scoreboard ranges
+const DUP_THRESH = 3;
+const TS_STALE_US = 24 * 24 * 3600 * 1_000_000; // RFC 7323 5.5: TS.Recent invalid after 24 days idle
+
+export class TcpConnection {
+  readonly tuple: TcpTuple;
+  user: unknown = null;
+  state: TcpState = TcpState.Closed;
+  readonly stats = new TcpStats();
+  readonly opts: TcpOptions;
+  private readonly host: TcpHost;
+  private readonly out = new TcpSegmentOut();
+
+  // ---- send side
+  iss = 0;
+  sndUna = 0;
+  sndNxt = 0;
+  /** Highest sequence sent + 1. */
+  sndMax = 0;
+  /** Send window in bytes (scaled). */
+  sndWnd = 0;
+  private maxSndWnd = 0;
+  private sndWl1 = 0;
+  private sndWl2 = 0;
+  private sndWscale = 0;
+  /** MSS used for sending (after option overhead). */
+  sndMss = DEFAULT_PEER_MSS;
+  private peerMss = DEFAULT_PEER_MSS;
+  private readonly sbuf: Uint8Array;
+  private readonly sMask: number;
+  /** Sequence of the first byte held in the send buffer, and one past the last. */
+  private sbufStart = 0;
+  private sbufEnd = 0;
+  private finQueued = false;
+  private finAcked = false;
+  private writeBlocked = false;
+
+  // ---- receive side
+  irs = 0;
+  rcvNxt = 0;
+  /** Right edge of the window last advertised. */
+  private rcvAdv = 0;
+  private rcvWscale = 0;
+  private readonly rcvCap: number;
+  private readonly rbuf: Uint8Array;
+  /** Delivered to the application and not yet consumed. */
+  private unread = 0;
+  private readonly oooStart: Uint32Array;
+  private readonly oooEnd: Uint32Array;
+  private oooN = 0;
+  /** Range that received the latest out-of-order segment (first SACK block), -1 none. */
+  private oooLast = -1;
+  private finRcvd = false;
+  private finSeq = 0;
+  private finPending = false;
+  private lastAckSent = 0;
+  private ackPending = 0; // segments received since the last ACK
+
+  // ---- options
+  private tsOk = false;
+  private sackOk = false;
+  private tsOffset = 0;
+  private tsRecent = 0;
+  private tsRecentAge = 0;
+
+  // ---- RTT / RTO
+  srtt = 0;
+  rttvar = 0;
+  rto: number;
+  private backoff = 0;
+  private retries = 0;
+  private rttSeq = 0;
+  private rttTime = -1;
+
+  // ---- congestion and recovery
+  readonly cc: CongestionControl;
+  private dupAcks = 0;
+  private inRecovery = false;
+  private recoverSeq = 0;
+  private highRxt = 0;
+  private readonly sbStart = new Uint32Array(MAX_SB);
+  private readonly sbEnd = new Uint32Array(MAX_SB);
+  private sbN = 0;
+
+  // ---- timers (µs, Infinity = off)
+  private tRtx = Infinity; // retransmission or persist
+  private persist = false;
+  private tDelack = Infinity;
+  private tKeep = Infinity;
+  private tLinger = Infinity; // TIME_WAIT or FIN_WAIT_2
+  private armed = Infinity;
+  private keepProbes = 0;
+  private lastRecv = 0;
+  private orphan = false;
+  private closedReported = false;
+  private released = false;
+  private chalStart = 0;
+  private chalCount = 0;
+  private passive = false;
+
+  constructor(host: TcpHost, tuple: TcpTuple, opts: Partial<TcpOptions> | undefined, secret: Uint8Array | HashKey | null, user: unknown = null) {
+    this.host = host;
+    this.tuple = tuple;
+    this.user = user;
+    this.opts = resolveOptions(opts);
+    const o = this.opts;
+    this.rto = o.rtoInitialUs;
+    const sc = bufSize(o.sndBuf);
+    this.sbuf = new Uint8Array(sc);
+    this.sMask = sc - 1;
+    this.rcvCap = bufSize(o.rcvBuf);
+    this.rbuf = new Uint8Array(this.rcvCap);
+    this.oooStart = new Uint32Array(Math.max(1, o.maxOooRanges));
+    this.oooEnd = new Uint32Array(Math.max(1, o.maxOooRanges));
+    this.cc = createCc(o.cc, o.initialCwnd * DEFAULT_PEER_MSS);
+    this.out.srcPort = tuple.localPort;
+    this.out.dstPort = tuple.remotePort;
+    if (secret) {
+      const key = keyOf(secret);
+      this.iss = isnFor(key, tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort, 0);
+      this.tsOffset = tsOffsetFor(key, tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort);
+      this.key = key;
+    }
+  }
+  private key: HashKey | null = null;
+
+  // =================================================================== public API
+
+  get stateName(): string {
+    return TCP_STATE_NAMES[this.state]!;
+  }
+  get cwnd(): number {
+    return this.cc.cwnd;
+  }
+  get ssthresh(): number {
+    return this.cc.ssthresh;
+  }
+  /** Receive window we would advertise now (bytes). */
+  get rcvWnd(): number {
+    return Math.max(0, this.rcvCap - this.unread);
+  }
+  /** Bytes write() would accept now. */
+  get writableBytes(): number {
+    if (this.finQueued) return 0;
+    return this.sbuf.length - ((this.sbufEnd - this.sbufStart) >>> 0);
+  }
+  /** Bytes in the send buffer (unsent + unacknowledged). */
+  get pendingBytes(): number {
+    return (this.sbufEnd - this.sbufStart) >>> 0;
+  }
+  get timestamps(): boolean { return this.tsOk; }
+  get sack(): boolean { return this.sackOk; }
+  get sendWscale(): number { return this.sndWscale; }
+  get recvWscale(): number { return this.rcvWscale; }
+  /** Next timer deadline (also given to host.setTimer). */
+  get deadline(): number { return this.armed; }
+
+  /** Active open: sends SYN. */
+  connect(now: number): void {
+    if (this.state !== TcpState.Closed) throw new Error(`connect() in state ${this.stateName}`);
+    if (this.key) this.iss = isnFor(this.key, this.tuple.localAddr, this.tuple.localPort, this.tuple.remoteAddr, this.tuple.remotePort, now);
+    this.initSend(this.iss);
+    this.rcvWscale = this.opts.windowScale ? wscaleFor(this.opts.rcvBuf) : 0;
+    this.state = TcpState.SynSent;
+    this.lastRecv = now;
+    this.sendSyn(now, false);
+    this.sndNxt = this.sndMax = seqAdd(this.iss, 1);
+    this.tRtx = now + this.rto;
+    this.arm();
+  }
+
+  /** Passive open: `syn` came to a listener; replies SYN-ACK and returns the connection in SYN_RECEIVED. */
+  static acceptSyn(
+    host: TcpHost, tuple: TcpTuple, opts: Partial<TcpOptions> | undefined, secret: Uint8Array | HashKey, syn: TcpSegmentIn, now: number,
+    user: unknown = null,
+  ): TcpConnection {
+    const c = new TcpConnection(host, tuple, opts, secret, user);
+    c.passive = true;
+    if (c.key) c.iss = isnFor(c.key, tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort, now);
+    c.initSend(c.iss);
+    c.negotiate(syn);
+    c.irs = syn.seq;
+    c.rcvNxt = seqAdd(syn.seq, 1);
+    c.sndWnd = syn.window; // never scaled in a SYN
+    c.maxSndWnd = c.sndWnd;
+    c.sndWl1 = syn.seq;
+    c.sndWl2 = c.iss;
+    if (c.tsOk) { c.tsRecent = syn.tsVal; c.tsRecentAge = now; }
+    c.state = TcpState.SynReceived;
+    c.lastRecv = now;
+    c.sendSyn(now, true);
+    c.sndNxt = c.sndMax = seqAdd(c.iss, 1);
+    c.tRtx = now + c.rto;
+    c.arm();
+    return c;
+  }
+
+  /**
+   * Passive open from a SYN-cookie ACK: the connection starts ESTABLISHED (onEstablished is
+   * called); then pass the same ACK to input() to process its data.
+   */
+  static fromCookie(
+    host: TcpHost, tuple: TcpTuple, opts: Partial<TcpOptions> | undefined, ack: TcpSegmentIn, info: SynCookieInfo, now: number,
+    user: unknown = null,
+  ): TcpConnection {
+    const o = { ...(opts ?? {}) };
+    const c = new TcpConnection(host, tuple, o, null, user);
+    c.passive = true;
+    c.tsOffset = info.tsOffset;
+    c.initSend(info.iss);
+    c.sndUna = c.sndNxt = c.sndMax = seqAdd(info.iss, 1);
+    c.sbufStart = c.sbufEnd = c.sndUna;
+    c.irs = info.irs;
+    c.rcvNxt = seqAdd(info.irs, 1);
+    c.tsOk = info.tsOk;
+    c.sackOk = info.sackOk;
+    if (info.sndWscale >= 0) {
+      c.wsAgreed = true;
+      c.sndWscale = info.sndWscale;
+      c.rcvWscale = wscaleFor(c.opts.rcvBuf);
+    }
+    c.peerMss = info.mss;
+    c.setSndMss();
+    if (c.tsOk) { c.tsRecent = info.tsRecent; c.tsRecentAge = now; }
+    c.sndWnd = ack.window << c.sndWscale;
+    c.maxSndWnd = c.sndWnd;
+    c.sndWl1 = ack.seq;
+    c.sndWl2 = ack.ack;
+    c.rcvAdv = seqAdd(c.rcvNxt, Math.min(c.opts.rcvBuf, 65535));
+    c.lastAckSent = c.rcvNxt;
+    c.state = TcpState.Established;
+    c.lastRecv = now;
+    c.established(now);
+    return c;
+  }
+
+  /**
+   * Processes a received segment of this connection's 4-tuple. Returns Drop.None when the
+   * segment was used, else the reason it was dropped (an ACK or RST may have been sent).
+   */
+  input(seg: TcpSegmentIn, now: number): Drop {
+    this.stats.segsIn++;
+    const flags = seg.flags;
+    if ((flags & TH_SYN) && (flags & (TH_RST | TH_FIN))) return Drop.TcpBadFlags;
+    let r: Drop;
+    switch (this.state) {
+      case TcpState.Closed:
+      case TcpState.Listen:
+        return Drop.TcpClosed;
+      case TcpState.SynSent:
+        r = this.inputSynSent(seg, now);
+        break;
+      default:
+        r = this.inputSynced(seg, now);
+        break;
+    }
+    if (this.state !== TcpState.Closed) {
+      this.output(now);
+      this.arm();
+    }
+    return r;
+  }
+
+  /** Queues data; returns how many bytes were accepted (0 when the buffer is full or after shutdown). */
+  write(b: Uint8Array, off: number, len: number, now?: number): number {
+    if (this.finQueued || this.state === TcpState.Closed || this.state === TcpState.TimeWait || this.state === TcpState.Listen) return 0;
+    const room = this.writableBytes;
+    const n = Math.min(room, len);
+    if (n < len) this.writeBlocked = true;
+    if (n <= 0) return 0;
+    const pos = this.sbufEnd & this.sMask;
+    const first = Math.min(n, this.sbuf.length - pos);
+    this.sbuf.set(b.subarray(off, off + first), pos);
+    if (first < n) this.sbuf.set(b.subarray(off + first, off + n), 0);
+    this.sbufEnd = seqAdd(this.sbufEnd, n);
+    if (now !== undefined && this.canSendData()) {
+      this.output(now);
+      this.arm();
+    }
+    return n;
+  }
+
+  /** Sends what write() queued (when write was called without `now`). */
+  flush(now: number): void {
+    if (this.state === TcpState.Closed) return;
+    this.output(now);
+    this.arm();
+  }
+
+  /** The application consumed `n` delivered bytes: the window opens (a window update may be sent). */
+  consumed(n: number, now: number): void {
+    this.unread = Math.max(0, this.unread - n);
+    if (this.state === TcpState.Closed || this.state === TcpState.SynSent || this.state === TcpState.SynReceived) return;
+    if (this.finRcvd) return;
+    // Send a window update when the right edge can move by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2).
+    const wnd = this.rcvCap - this.unread;
+    const adv = (this.rcvAdv - this.rcvNxt) | 0;
+    if (wnd - adv >= Math.min(2 * this.sndMss, this.rcvCap >>> 1)) {
+      this.sendAck(now);
+      this.arm();
+    }
+  }
+
+  /** Half-close: FIN after the queued data. */
+  shutdown(now: number): void {
+    switch (this.state) {
+      case TcpState.Closed:
+      case TcpState.Listen:
+        return;
+      case TcpState.SynSent:
+        this.finQueued = true; // sent once established
+        return;
+      default:
+        if (this.finQueued) return;
+        this.finQueued = true;
+        if (this.state === TcpState.Established || this.state === TcpState.SynReceived) {
+          if (this.state === TcpState.Established) this.state = TcpState.FinWait1;
+        } else if (this.state === TcpState.CloseWait) {
+          this.state = TcpState.LastAck;
+        }
+        this.output(now);
+        this.arm();
+    }
+  }
+
+  /** shutdown() and orphan: FIN_WAIT_2 times out; data arriving afterwards is answered with RST. */
+  close(now: number): void {
+    this.orphan = true;
+    if (this.state === TcpState.SynSent) { this.toClosed(null); return; }
+    // Unread data at close: abort (RFC 9293 3.10.4 / RFC 2525 2.17).
+    if (this.unread > 0 || this.oooN > 0) { this.abort(now); return; }
+    this.shutdown(now);
+  }
+
+  /** Sends RST (in synchronized states) and closes at once (onClosed with ECONNABORTED is not called: the application asked). */
+  abort(now: number): void {
+    if (this.state === TcpState.Closed) return;
+    if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {
+      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+    }
+    this.closedReported = true;
+    this.toClosed(null);
+  }
+
+  setNoDelay(on: boolean): void {
+    this.opts.noDelay = on;
+  }
+
+  setKeepAlive(on: boolean, idleUs: number | undefined, now: number): void {
+    this.opts.keepAlive = on;
+    if (idleUs !== undefined && idleUs > 0) this.opts.keepIdleUs = idleUs;
+    this.keepProbes = 0;
+    this.tKeep = on && this.state === TcpState.Established ? now + this.opts.keepIdleUs : Infinity;
+    this.arm();
+  }
+
+  /** Path MTU changed (ICMP fragmentation needed): MSS for the IP payload. */
+  setMss(mss: number): void {
+    if (mss >= 88 && mss < this.peerMss) {
+      this.peerMss = mss;
+      this.setSndMss();
+    }
+  }
+
+  /** Whether a SYN for this TIME_WAIT tuple may start a new connection (RFC 6191 / RFC 9293 3.10.7.4). */
+  timeWaitAcceptsSyn(syn: TcpSegmentIn): boolean {
+    if (this.state !== TcpState.TimeWait) return false;
+    if (this.tsOk && syn.hasTs) return seqGt(syn.tsVal, this.tsRecent);
+    return seqGt(syn.seq, this.rcvNxt);
+  }
+
+  /** Timer callback: call when the deadline given to host.setTimer has passed. */
+  onTimer(now: number): void {
+    this.armed = Infinity;
+    if (this.state === TcpState.Closed) return;
+    if (now >= this.tLinger) {
+      this.tLinger = Infinity;
+      if (this.state === TcpState.TimeWait || this.state === TcpState.FinWait2) {
+        this.toClosed(null);
+        return;
+      }
+    }
+    if (now >= this.tDelack) {
+      this.tDelack = Infinity;
+      if (this.ackPending > 0) this.sendAck(now);
+    }
+    if (now >= this.tRtx) {
+      this.tRtx = Infinity;
+      if (this.persist) this.onPersist(now);
+      else this.onRto(now);
+      if (this.isClosed()) return;
+    }
+    if (now >= this.tKeep) {
+      this.tKeep = Infinity;
+      this.onKeepalive(now);
+      if (this.isClosed()) return;
+    }
+    this.arm();
+  }
+
+  // =================================================================== setup helpers
+
+  private initSend(iss: number): void {
+    this.iss = iss;
+    this.sndUna = this.sndNxt = this.sndMax = iss;
+    this.sbufStart = this.sbufEnd = seqAdd(iss, 1);
+    this.highRxt = iss;
+    this.recoverSeq = iss;
+  }
+
+  private negotiate(syn: TcpSegmentIn): void {
+    const o = this.opts;
+    this.wsAgreed = o.windowScale && syn.wscale >= 0;
+    if (this.wsAgreed) {
+      this.sndWscale = Math.min(syn.wscale, 14);
+      this.rcvWscale = wscaleFor(o.rcvBuf);
+    } else {
+      this.sndWscale = 0;
+      this.rcvWscale = 0;
+    }
+    this.tsOk = o.timestamps && syn.hasTs;
+    this.sackOk = o.sack && syn.sackOk;
+    this.peerMss = syn.mss > 0 ? syn.mss : DEFAULT_PEER_MSS;
+    this.setSndMss();
+  }
+
+  private setSndMss(): void {
+    this.sndMss = Math.max(64, Math.min(this.peerMss, this.opts.mss) - (this.tsOk ? 12 : 0));
+    if (this.state === TcpState.Closed || this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
+      this.cc.cwnd = this.opts.initialCwnd * this.sndMss;
+    }
+  }
+
+  private established(now: number): void {
+    this.cc.cwnd = this.opts.initialCwnd * this.sndMss;
+    this.tRtx = Infinity;
+    this.backoff = 0;
+    this.retries = 0;
+    if (this.opts.keepAlive) this.tKeep = now + this.opts.keepIdleUs;
+    this.host.onEstablished(this);
+  }
+
+  // =================================================================== input
+
+  private inputSynSent(seg: TcpSegmentIn, now: number): Drop {
+    const f = seg.flags;
+    if (f & TH_ACK) {
+      if (seqLeq(seg.ack, this.iss) || seqGt(seg.ack, this.sndMax)) {
+        if (!(f & TH_RST)) this.emit(now, seg.ack, TH_RST, null, 0, 0, true);
+        return Drop.TcpBadAck;
+      }
+    }
+    if (f & TH_RST) {
+      if (!(f & TH_ACK)) return Drop.TcpBadAck;
+      this.toClosed('ECONNREFUSED');
+      return Drop.None;
+    }
+    if (!(f & TH_SYN)) return Drop.TcpNoAck;
+    this.irs = seg.seq;
+    this.rcvNxt = seqAdd(seg.seq, 1);
+    this.negotiate(seg);
+    if (this.tsOk) { this.tsRecent = seg.tsVal; this.tsRecentAge = now; }
+    this.lastRecv = now;
+    if (f & TH_ACK) {
+      // RTT from the SYN exchange (Karn: only when the SYN was not retransmitted).
+      if (this.tsOk && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+      else if (this.backoff === 0 && this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      this.rttTime = -1;
+      this.sndUna = seg.ack;
+      this.sndWnd = seg.window << this.sndWscale;
+      this.maxSndWnd = this.sndWnd;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = seg.ack;
+      this.state = TcpState.Established;
+      this.sendAck(now);
+      this.established(now);
+      if (this.state !== TcpState.Established) return Drop.None;
+      if (this.finQueued) this.state = TcpState.FinWait1;
+      if (seg.payloadLen > 0 || (f & TH_FIN)) this.processData(seg, seqAdd(seg.seq, 1), now);
+      return Drop.None;
+    }
+    // Simultaneous open (RFC 9293 3.5 figure 8).
+    this.sndWnd = seg.window;
+    this.maxSndWnd = this.sndWnd;
+    this.sndWl1 = seg.seq;
+    this.sndWl2 = this.iss;
+    this.state = TcpState.SynReceived;
+    this.sendSyn(now, true);
+    this.tRtx = now + this.rto;
+    return Drop.None;
+  }
+
+  private inputSynced(seg: TcpSegmentIn, now: number): Drop {
+    const f = seg.flags;
+    const st = this.state;
+    // Retransmitted SYN while in SYN_RECEIVED: resend SYN-ACK.
+    if (st === TcpState.SynReceived && (f & TH_SYN) && !(f & TH_ACK) && seg.seq === this.irs) {
+      this.sendSyn(now, true);
+      return Drop.None;
+    }
+    let segLen = seg.payloadLen;
+    if (f & TH_SYN) segLen++;
+    if (f & TH_FIN) segLen++;
+
+    // PAWS (RFC 7323 5.3).
+    if (this.tsOk && seg.hasTs && !(f & TH_RST) && seqLt(seg.tsVal, this.tsRecent)) {
+      if (now - this.tsRecentAge > TS_STALE_US) {
+        this.tsRecent = seg.tsVal; // stale TS.Recent: accept
+      } else {
+        this.stats.pawsDrops++;
+        this.sendAck(now);
+        return Drop.TcpPaws;
+      }
+    }
+
+    // Sequence acceptability (RFC 9293 3.10.7.4).
+    const wnd = Math.max(0, (this.rcvAdv - this.rcvNxt) | 0);
+    let ok: boolean;
+    if (segLen === 0) {
+      ok = wnd === 0 ? seg.seq === this.rcvNxt : seqGeq(seg.seq, this.rcvNxt) && seqLt(seg.seq, seqAdd(this.rcvNxt, wnd));
+    } else if (wnd === 0) {
+      ok = false;
+    } else {
+      const last = seqAdd(seg.seq, segLen - 1);
+      ok = (seqGeq(seg.seq, this.rcvNxt) && seqLt(seg.seq, seqAdd(this.rcvNxt, wnd))) ||
+        (seqGeq(last, this.rcvNxt) && seqLt(last, seqAdd(this.rcvNxt, wnd)));
+    }
+    // A zero-window probe or keepalive (one byte or none below RCV.NXT) must still be ACKed: it is.
+    if (!ok) {
+      if (f & TH_RST) return Drop.TcpOutOfWindow;
+      this.stats.outOfWindowDrops++;
+      if (st === TcpState.TimeWait && (f & TH_FIN)) this.tLinger = now + this.opts.timeWaitUs;
+      // Window probes with data at RCV.NXT when the window is 0 are answered too.
+      this.sendAck(now);
+      return Drop.TcpOutOfWindow;
+    }
+
+    // RST (RFC 5961 3.2).
+    if (f & TH_RST) {
+      if (seg.seq !== this.rcvNxt) {
+        this.challengeAck(now);
+        return Drop.TcpChallenged;
+      }
+      if (st === TcpState.TimeWait) return Drop.None; // RFC 1337
+      if (st === TcpState.SynReceived && this.passive) {
+        this.closedReported = true; // never reached the application
+        this.toClosed(null);
+      } else if (st === TcpState.SynReceived) {
+        this.toClosed('ECONNREFUSED');
+      } else if (st === TcpState.Closing || st === TcpState.LastAck) {
+        this.toClosed(null);
+      } else {
+        this.toClosed('ECONNRESET');
+      }
+      return Drop.None;
+    }
+
+    // SYN in a synchronized state (RFC 5961 4.2): challenge ACK.
+    if (f & TH_SYN) {
+      this.challengeAck(now);
+      return Drop.TcpChallenged;
+    }
+
+    if (!(f & TH_ACK)) return Drop.TcpNoAck;
+
+    this.lastRecv = now;
+    this.keepProbes = 0;
+    if (this.opts.keepAlive && (st === TcpState.Established || st === TcpState.CloseWait)) this.tKeep = now + this.opts.keepIdleUs;
+
+    // Timestamp bookkeeping (RFC 7323 4.3).
+    if (this.tsOk && seg.hasTs && seqLeq(seg.seq, this.lastAckSent) && seqGeq(seg.tsVal, this.tsRecent)) {
+      this.tsRecent = seg.tsVal;
+      this.tsRecentAge = now;
+    }
+
+    if (st === TcpState.SynReceived) {
+      if (!(seqGt(seg.ack, this.sndUna) && seqLeq(seg.ack, this.sndMax))) {
+        this.emit(now, seg.ack, TH_RST, null, 0, 0, true);
+        return Drop.TcpBadAck;
+      }
+      this.sndWnd = seg.window << this.sndWscale;
+      this.maxSndWnd = Math.max(this.maxSndWnd, this.sndWnd);
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = seg.ack;
+      this.state = this.finQueued ? TcpState.FinWait1 : TcpState.Established;
+      if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+      else if (this.backoff === 0 && this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      this.rttTime = -1;
+      this.established(now);
+      if (this.isClosed()) return Drop.None;
+    }
+
+    const r = this.processAck(seg, now);
+    if (r !== Drop.None) return r;
+    if (this.state === TcpState.Closed || this.state === TcpState.TimeWait && !(f & TH_FIN)) return Drop.None;
+
+    if (seg.payloadLen > 0 || (f & TH_FIN)) this.processData(seg, seg.seq, now);
+    return Drop.None;
+  }
+
+  private challengeAck(now: number): void {
+    if (now - this.chalStart >= 1_000_000) { this.chalStart = now; this.chalCount = 0; }
+    if (this.chalCount >= this.opts.challengeAckLimit) return;
+    this.chalCount++;
+    this.stats.challengeAcks++;
+    this.sendAck(now);
+  }
+
+  /** ACK field processing (RFC 9293 3.10.7.4 fifth step, RFC 5961 5.2). */
+  private processAck(seg: TcpSegmentIn, now: number): Drop {
+    const ack = seg.ack;
+    if (seqGt(ack, this.sndMax)) {
+      this.challengeAck(now);
+      return Drop.TcpBadAck;
+    }
+    if (seqLt(ack, seqAdd(this.sndUna, -Math.max(this.maxSndWnd, 1) >>> 0)) && seqLt(ack, this.sndUna)) {
+      this.challengeAck(now);
+      return Drop.TcpBadAck;
+    }
+    const oldWnd = this.sndWnd;
+    // Window update.
+    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLeq(this.sndWl2, ack))) {
+      this.sndWnd = seg.window << this.sndWscale;
+      if (this.sndWnd > this.maxSndWnd) this.maxSndWnd = this.sndWnd;
+      this.sndWl1 = seg.seq;
+      this.sndWl2 = ack;
+    }
+    if (this.sackOk && seg.sackCount > 0) this.sbUpdate(seg);
+
+    if (seqGt(ack, this.sndUna)) {
+      this.onNewAck(seg, ack, now);
+    } else if (ack === this.sndUna) {
+      // Duplicate ACK (RFC 5681 section 2, RFC 6675 for SACK).
+      if (this.sndMax !== this.sndUna && seg.payloadLen === 0 && !(seg.flags & (TH_SYN | TH_FIN)) && this.sndWnd === oldWnd) {
+        this.stats.dupAcksIn++;
+        this.dupAcks++;
+        this.onDupAck(now);
+      }
+    }
+    if (this.persist) this.retries = 0; // the peer answers probes: keep probing (RFC 9293 3.8.6.1)
+    if (this.sndWnd > 0 && this.persist) {
+      this.persist = false;
+      this.tRtx = Infinity;
+      this.backoff = 0;
+    }
+    return Drop.None;
+  }
+
+  private onNewAck(seg: TcpSegmentIn, ack: number, now: number): void {
+    const acked = (ack - this.sndUna) >>> 0;
+    // RTT (Karn / timestamps).
+    if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) {
+      this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+    } else if (this.rttTime >= 0 && seqGt(ack, this.rttSeq)) {
+      this.rttSample(now, now - this.rttTime, false);
+      this.rttTime = -1;
+    }
+    const flightBefore = (this.sndMax - this.sndUna) >>> 0;
+    this.sndUna = ack;
+    if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
+    if (seqLt(this.highRxt, ack)) this.highRxt = ack;
+    // Free acknowledged bytes from the send buffer.
+    if (seqGt(ack, this.sbufStart)) {
+      this.sbufStart = seqMin(ack, this.sbufEnd);
+    }
+    if (this.finQueued && !this.finAcked && ack === seqAdd(this.sbufEnd, 1)) this.finAcked = true;
+    this.sbTrim();
+    this.retries = 0;
+    this.backoff = 0;
+
+    if (this.inRecovery) {
+      if (seqGeq(ack, this.recoverSeq)) {
+        this.inRecovery = false;
+        this.dupAcks = 0;
+        this.cc.onRecoveryEnd((this.sndMax - this.sndUna) >>> 0, this.sndMss);
+      } else if (!this.sackOk) {
+        // NewReno partial ACK (RFC 6582 3.2 step 4): retransmit the next hole, deflate.
+        this.retransmitAt(this.sndUna, now);
+        this.cc.cwnd = Math.max(this.cc.cwnd - acked + (acked >= this.sndMss ? this.sndMss : 0), this.sndMss);
+        this.dupAcks = 0;
+      }
+    } else {
+      this.dupAcks = 0;
+      // Do not grow cwnd when the sender was application- or window-limited.
+      if (flightBefore + this.sndMss >= this.cc.cwnd || this.cc.cwnd < this.cc.ssthresh) {
+        this.cc.onAck(acked, now, this.srtt, this.sndMss);
+      }
+      if (this.cc.cwnd > 0x3fffffff) this.cc.cwnd = 0x3fffffff;
+    }
+    // Restart or stop the retransmission timer (RFC 6298 5.2, 5.3).
+    if (this.sndMax === this.sndUna) this.tRtx = Infinity;
+    else this.tRtx = now + this.rto;
+    this.persist = false;
+
+    // State changes on the ACK of our FIN.
+    if (this.finAcked) {
+      switch (this.state) {
+        case TcpState.FinWait1:
+          this.state = TcpState.FinWait2;
+          if (this.orphan) this.tLinger = now + this.opts.finWait2TimeoutUs;
+          break;
+        case TcpState.Closing:
+          this.enterTimeWait(now);
+          this.reportClosed(null);
+          break;
+        case TcpState.LastAck:
+          this.toClosed(null);
+          return;
+        default:
+          break;
+      }
+    }
+    if (this.writeBlocked && this.writableBytes > 0) {
+      this.writeBlocked = false;
+      this.host.onWritable(this);
+    }
+  }
+
+  private onDupAck(now: number): void {
+    if (this.inRecovery) {
+      if (!this.sackOk) this.cc.cwnd += this.sndMss; // NewReno inflation
+      return;
+    }
+    const lost = this.sackOk && this.sbN > 0 && this.sackedAbove(this.sndUna) > (DUP_THRESH - 1) * this.sndMss;
+    if (this.dupAcks < DUP_THRESH && !lost) return;
+    // Fast retransmit (RFC 5681 3.2 / RFC 6675 5).
+    if (!this.sackOk && seqLt(this.sndUna, this.recoverSeq)) {
+      return; // RFC 6582 4.1: no new recovery for losses of the previous window
+    }
+    const flight = (this.sndMax - this.sndUna) >>> 0;
+    this.inRecovery = true;
+    this.recoverSeq = this.sndMax;
+    this.cc.onLoss(now, flight, this.sndMss);
+    this.stats.fastRetransmits++;
+    if (this.sackOk) {
+      this.stats.sackRecoveries++;
+      this.highRxt = this.sndUna;
+      this.rttTime = -1;
+      const len = this.holeLenAt(this.sndUna);
+      this.retransmitAt(this.sndUna, now, len);
+    } else {
+      this.retransmitAt(this.sndUna, now);
+      this.cc.cwnd = this.cc.ssthresh + DUP_THRESH * this.sndMss;
+    }
+    this.tRtx = now + this.rto;
+  }
+
+  /** In-order and out-of-order data, then FIN (RFC 9293 3.10.7.4 seventh and eighth steps). `seq` = sequence of the first payload byte. */
+  private processData(seg: TcpSegmentIn, seq: number, now: number): void {
+    const st = this.state;
+    if (st !== TcpState.Established && st !== TcpState.FinWait1 && st !== TcpState.FinWait2 && st !== TcpState.SynReceived) {
+      // Data or FIN after the peer's FIN: only a retransmitted FIN needs an ACK.
+      if (st === TcpState.TimeWait) this.tLinger = now + this.opts.timeWaitUs;
+      this.sendAck(now);
+      return;
+    }
+    if (this.orphan && seg.payloadLen > 0 && this.finQueued) {
+      // Data for a closed application: reset (RFC 9293 3.10.7.4 / RFC 2525).
+      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.closedReported = true;
+      this.toClosed(null);
+      return;
+    }
+    let off = seg.payloadOff;
+    let len = seg.payloadLen;
+    let s = seq;
+    let fin = (seg.flags & TH_FIN) !== 0;
+    // Trim what precedes RCV.NXT.
+    if (seqLt(s, this.rcvNxt)) {
+      const d = (this.rcvNxt - s) >>> 0;
+      if (d >= len) { len = 0; off += seg.payloadLen; }
+      else { off += d; len -= d; }
+      s = this.rcvNxt;
+    }
+    // Trim to the window right edge.
+    const right = seqMax(this.rcvAdv, this.rcvNxt);
+    const room = (right - s) >>> 0;
+    if (len > room) { len = room; fin = false; }
+    if (fin) {
+      this.finPending = true;
+      this.finSeq = seqAdd(s, len);
+    }
+    let immediate = false;
+    if (len > 0) {
+      this.stats.bytesIn += len;
+      if (s === this.rcvNxt) {
+        this.rcvNxt = seqAdd(this.rcvNxt, len);
+        const hadOoo = this.oooN > 0;
+        this.deliver(seg.buf, off, len);
+        if (hadOoo) { this.drainOoo(); immediate = true; }
+      } else {
+        this.stats.oooSegments++;
+        this.oooInsert(seg.buf, off, s, len);
+        immediate = true; // out of order: dup ACK with SACK at once (RFC 5681 4.2)
+      }
+    } else if (seg.payloadLen > 0) {
+      immediate = true; // duplicate data: ACK at once
+    }
+    if (this.state === TcpState.Closed) return;
+    if (this.finPending && this.rcvNxt === this.finSeq && !this.finRcvd) {
+      this.finRcvd = true;
+      this.finPending = false;
+      this.rcvNxt = seqAdd(this.rcvNxt, 1);
+      this.sendAck(now);
+      switch (this.state) {
+        case TcpState.SynReceived:
+        case TcpState.Established:
+          this.state = TcpState.CloseWait;
+          this.tKeep = Infinity;
+          break;
+        case TcpState.FinWait1:
+          this.state = TcpState.Closing; // our FIN not acknowledged yet (else we were in FIN_WAIT_2)
+          break;
+        case TcpState.FinWait2:
+          this.enterTimeWait(now);
+          break;
+        default:
+          break;
+      }
+      this.host.onRemoteClose(this);
+      if (this.state === TcpState.TimeWait) this.reportClosed(null);
+      return;
+    }
+    if (len === 0 && !immediate) return;
+    this.ackPending++;
+    if (immediate || !this.opts.delayedAck || this.ackPending >= 2) this.sendAck(now);
+    else if (this.tDelack === Infinity) this.tDelack = now + this.opts.ackDelayUs;
+  }
+
+  private deliver(b: Uint8Array, off: number, len: number): void {
+    this.unread += len;
+    this.host.onData(this, b, off, len);
+  }
+
+  private oooInsert(b: Uint8Array, off: number, s: number, len: number): void {
+    let e = seqAdd(s, len);
+    // Copy into the ring (positions are sequence numbers modulo the ring size).
+    const mask = this.rcvCap - 1;
+    const pos = s & mask;
+    const first = Math.min(len, this.rcvCap - pos);
+    this.rbuf.set(b.subarray(off, off + first), pos);
+    if (first < len) this.rbuf.set(b.subarray(off + first, off + len), 0);
+    // Merge into the sorted range list.
+    let i = 0;
+    const n = this.oooN;
+    while (i < n && seqLt(this.oooEnd[i]!, s)) i++;
+    let j = i;
+    let ns = s;
+    while (j < n && seqLeq(this.oooStart[j]!, e)) {
+      ns = seqMin(ns, this.oooStart[j]!);
+      e = seqMax(e, this.oooEnd[j]!);
+      j++;
+    }
+    const removed = j - i;
+    if (removed === 0) {
+      if (n >= this.oooStart.length) {
+        this.stats.oooDropped += len;
+        return;
+      }
+      for (let k = n; k > i; k--) { this.oooStart[k] = this.oooStart[k - 1]!; this.oooEnd[k] = this.oooEnd[k - 1]!; }
+      this.oooN++;
+    } else if (removed > 1) {
+      for (let k = i + 1; k + removed - 1 < n; k++) {
+        this.oooStart[k] = this.oooStart[k + removed - 1]!;
+        this.oooEnd[k] = this.oooEnd[k + removed - 1]!;
+      }
+      this.oooN -= removed - 1;
+    }
+    this.oooStart[i] = ns;
+    this.oooEnd[i] = e;
+    this.oooLast = i;
+  }
+
+  /** Delivers out-of-order ranges that became contiguous with RCV.NXT. */
+  private drainOoo(): void {
+    const mask = this.rcvCap - 1;
+    let k = 0;
+    while (k < this.oooN && seqLeq(this.oooStart[k]!, this.rcvNxt)) {
+      const end = this.oooEnd[k]!;
+      if (seqGt(end, this.rcvNxt)) {
+        let len = (end - this.rcvNxt) >>> 0;
+        let pos = this.rcvNxt & mask;
+        this.rcvNxt = end;
+        while (len > 0) {
+          const c = Math.min(len, this.rcvCap - pos);
+          this.deliver(this.rbuf, pos, c);
+          len -= c;
+          pos = 0;
+        }
+      }
+      k++;
+    }
+    if (k > 0) {
+      for (let i = k; i < this.oooN; i++) { this.oooStart[i - k] = this.oooStart[i]!; this.oooEnd[i - k] = this.oooEnd[i]!; }
+      this.oooN -= k;
+      this.oooLast = -1;
+    }
+  }
+
+  // =================================================================== SACK scoreboard (sender)
+
+  private sbUpdate(seg: TcpSegmentIn): void {
+    for (let i = 0; i < seg.sackCount; i++) {
+      let s = seg.sackStart[i]!;
+      const e = seg.sackEnd[i]!;
+      if (!seqLt(s, e)) continue;
+      if (seqLt(s, this.sndUna)) s = this.sndUna; // D-SACK or stale part
+      if (!seqLt(s, e) || seqGt(e, this.sndMax)) continue;
+      this.sbInsert(s, e);
+    }
+  }
+
+  private sbInsert(s: number, e: number): void {
+    let i = 0;
+    const n = this.sbN;
+    while (i < n && seqLt(this.sbEnd[i]!, s)) i++;
+    let j = i;
+    while (j < n && seqLeq(this.sbStart[j]!, e)) {
+      s = seqMin(s, this.sbStart[j]!);
+      e = seqMax(e, this.sbEnd[j]!);
+      j++;
+    }
+    const removed = j - i;
+    if (removed === 0) {
+      if (n >= MAX_SB) return; // scoreboard full: forget this block (only less precise)
+      for (let k = n; k > i; k--) { this.sbStart[k] = this.sbStart[k - 1]!; this.sbEnd[k] = this.sbEnd[k - 1]!; }
+      this.sbN++;
+    } else if (removed > 1) {
+      for (let k = i + 1; k + removed - 1 < n; k++) {
+        this.sbStart[k] = this.sbStart[k + removed - 1]!;
+        this.sbEnd[k] = this.sbEnd[k + removed - 1]!;
+      }
+      this.sbN -= removed - 1;
+    }
+    this.sbStart[i] = s;
+    this.sbEnd[i] = e;
+  }
+
+  private sbTrim(): void {
+    let k = 0;
+    while (k < this.sbN && seqLeq(this.sbEnd[k]!, this.sndUna)) k++;
+    if (k > 0) {
+      for (let i = k; i < this.sbN; i++) { this.sbStart[i - k] = this.sbStart[i]!; this.sbEnd[i - k] = this.sbEnd[i]!; }
+      this.sbN -= k;
+    }
+    if (this.sbN > 0 && seqLt(this.sbStart[0]!, this.sndUna)) this.sbStart[0] = this.sndUna;
+  }
+
+  /** SACKed bytes above sequence `s`. */
+  private sackedAbove(s: number): number {
+    let n = 0;
+    for (let i = this.sbN - 1; i >= 0; i--) {
+      const e = this.sbEnd[i]!;
+      if (seqLeq(e, s)) break;
+      n += (e - seqMax(this.sbStart[i]!, s)) >>> 0;
+    }
+    return n;
+  }
+
+  /** Length of the un-SACKed run starting at `s` (up to SND.MAX). */
+  private holeLenAt(s: number): number {
+    for (let i = 0; i < this.sbN; i++) {
+      if (seqGt(this.sbStart[i]!, s)) return (this.sbStart[i]! - s) >>> 0;
+      if (seqGt(this.sbEnd[i]!, s)) return 0;
+    }
+    return (this.sndMax - s) >>> 0;
+  }
+
+  /** RFC 6675 pipe: bytes believed in the network. */
+  private pipe(): number {
+    let p = 0;
+    let hs = this.sndUna;
+    const dupBytes = (DUP_THRESH - 1) * this.sndMss;
+    for (let i = 0; i <= this.sbN; i++) {
+      const he = i < this.sbN ? this.sbStart[i]! : this.sndMax;
+      if (seqLt(hs, he)) {
+        const holeLen = (he - hs) >>> 0;
+        const rx = seqGt(this.highRxt, hs) ? Math.min((seqMin(this.highRxt, he) - hs) >>> 0, holeLen) : 0;
+        const lost = i < this.sbN && this.sackedAbove(he) > dupBytes;
+        p += lost ? rx : holeLen + rx;
+      }
+      if (i < this.sbN) hs = this.sbEnd[i]!;
+    }
+    return p;
+  }
+
+  /** RFC 6675 NextSeg(): sequence and length of the next retransmission, or false. */
+  private nextLostSeg(rule3: boolean): boolean {
+    const dupBytes = (DUP_THRESH - 1) * this.sndMss;
+    let hs = this.sndUna;
+    for (let i = 0; i < this.sbN; i++) {
+      const he = this.sbStart[i]!;
+      let s = seqMax(hs, this.highRxt);
+      if (seqLt(s, he) && (rule3 || this.sackedAbove(he) > dupBytes)) {
+        this.nsSeq = s;
+        this.nsLen = Math.min((he - s) >>> 0, this.sndMss);
+        return true;
+      }
+      hs = this.sbEnd[i]!;
+      s = 0;
+    }
+    return false;
+  }
+  private nsSeq = 0;
+  private nsLen = 0;
+
+  // =================================================================== output
+
+  private canSendData(): boolean {
+    const st = this.state;
+    return st === TcpState.Established || st === TcpState.CloseWait || st === TcpState.FinWait1 || st === TcpState.Closing || st === TcpState.LastAck;
+  }
+
+  /** Sends what the windows allow: new data, FIN, recovery retransmissions; pending ACKs ride along. */
+  private output(now: number): void {
+    if (!this.canSendData()) {
+      if (this.ackPending > 0 && this.tDelack === Infinity) this.sendAck(now);
+      return;
+    }
+    let sent = false;
+    if (this.inRecovery && this.sackOk) {
+      // RFC 6675 5 (C): send while cwnd - pipe >= 1 SMSS.
+      let guard = 0;
+      while (guard++ < 1000) {
+        const pipe = this.pipe();
+        if (this.cc.cwnd - pipe < this.sndMss) break;
+        if (this.nextLostSeg(false)) {
+          this.retransmitAt(this.nsSeq, now, this.nsLen);
+          sent = true;
+          continue;
+        }
+        if (this.sendNew(now, true)) { sent = true; continue; }
+        if (this.nextLostSeg(true)) {
+          this.retransmitAt(this.nsSeq, now, this.nsLen);
+          sent = true;
+          continue;
+        }
+        break;
+      }
+    } else {
+      let guard = 0;
+      while (guard++ < 10000 && this.sendNew(now, false)) sent = true;
+    }
+    // Zero window with data waiting and nothing in flight: persist timer.
+    if (this.sndWnd === 0 && this.sndMax === this.sndUna && this.hasUnsent() && this.tRtx === Infinity) {
+      this.persist = true;
+      this.tRtx = now + this.rtoBackedOff();
+    }
+    if (!sent && this.ackPending > 0 && this.tDelack === Infinity) this.sendAck(now);
+  }
+
+  private hasUnsent(): boolean {
+    return seqLt(this.sndNxt, this.sbufEnd) || (this.finQueued && !seqGt(this.sndNxt, this.sbufEnd));
+  }
+
+  /** Sends one segment at SND.NXT if allowed; returns whether one was sent. */
+  private sendNew(now: number, recovery: boolean): boolean {
+    // Skip over SACKed ranges when resending after an RTO (SND.NXT < SND.MAX).
+    if (seqLt(this.sndNxt, this.sndMax) && this.sbN > 0) {
+      for (let i = 0; i < this.sbN; i++) {
+        if (seqLeq(this.sbStart[i]!, this.sndNxt) && seqLt(this.sndNxt, this.sbEnd[i]!)) this.sndNxt = this.sbEnd[i]!;
+      }
+    }
+    const nxt = this.sndNxt;
+    const avail = seqLt(nxt, this.sbufEnd) ? (this.sbufEnd - nxt) >>> 0 : 0;
+    const finNow = this.finQueued && avail === 0 && nxt === this.sbufEnd;
+    if (avail === 0 && !finNow) return false;
+    const flight = recovery ? 0 : (this.sndNxt - this.sndUna) >>> 0;
+    const cwndRoom = recovery ? this.sndMss : this.cc.cwnd - flight;
+    const wndRight = seqAdd(this.sndUna, this.sndWnd);
+    const wndRoom = seqGt(wndRight, nxt) ? (wndRight - nxt) >>> 0 : 0;
+    if (finNow) {
+      if (cwndRoom <= 0 && flight > 0) return false;
+      this.emit(now, nxt, TH_FIN | TH_ACK, null, 0, 0);
+      this.advanceSent(nxt, 1, now);
+      return true;
+    }
+    const isRtx = seqLt(nxt, this.sndMax);
+    const pos = nxt & this.sMask;
+    // The segment we would like to send: one SMSS, the queued data, the ring's end.
+    let want = Math.min(avail, this.sndMss, this.sbuf.length - pos);
+    // Cut where a SACKed range resumes (retransmission after RTO).
+    if (isRtx && this.sbN > 0) {
+      const hole = this.holeLenAt(nxt);
+      if (hole > 0) want = Math.min(want, hole);
+    }
+    if (want <= 0) return false;
+    const unacked = this.sndMax !== this.sndUna;
+    if (!recovery && cwndRoom < want && flight > 0) return false; // wait for room for a full segment
+    let len = want;
+    if (wndRoom < want) {
+      if (wndRoom === 0) return false;
+      // Sender SWS avoidance (RFC 9293 3.8.6.2.1): a small window-limited piece only when it is
+      // at least half the largest window seen, or nothing is in flight.
+      if (wndRoom < (this.maxSndWnd >>> 1) && unacked) return false;
+      len = wndRoom;
+    }
+    // Nagle (RFC 9293 3.7.4): the last small piece waits while data is unacknowledged.
+    if (len < this.sndMss && len === avail && !this.opts.noDelay && unacked && !isRtx && !this.finQueued) return false;
+    let flags = TH_ACK;
+    const end = seqAdd(nxt, len);
+    if (end === this.sbufEnd) flags |= TH_PSH;
+    // Piggyback FIN on the last data segment when the window allows the FIN's sequence.
+    if (this.finQueued && end === this.sbufEnd && seqLt(end, seqAdd(wndRight, 1))) {
+      flags |= TH_FIN;
+    }
+    if (isRtx) this.stats.retransSegs++;
+    this.emit(now, nxt, flags, this.sbuf, pos, len);
+    this.advanceSent(nxt, len + (flags & TH_FIN ? 1 : 0), now);
+    if (!isRtx) this.stats.bytesOut += len;
+    return true;
+  }
+
+  private advanceSent(seq: number, n: number, now: number): void {
+    const end = seqAdd(seq, n);
+    if (seqGt(end, this.sndNxt)) this.sndNxt = end;
+    if (seqGt(end, this.sndMax)) {
+      if (this.rttTime < 0 && !this.tsOk && seqGeq(seq, this.sndMax)) { this.rttTime = now; this.rttSeq = seq; }
+      this.sndMax = end;
+    }
+    if (this.tRtx === Infinity || this.persist) {
+      this.persist = false;
+      this.tRtx = now + this.rtoBackedOff();
+    }
+  }
+
+  /** Retransmits from `seq` (at most `maxLen` bytes, one SMSS by default). */
+  private retransmitAt(seq: number, now: number, maxLen = this.sndMss): void {
+    if (seqGeq(seq, this.sndMax)) return;
+    if (seq === this.iss) { this.sendSyn(now, this.state === TcpState.SynReceived); return; }
+    this.stats.retransSegs++;
+    if (seq === this.rttSeq) this.rttTime = -1; // Karn
+    const avail = seqLt(seq, this.sbufEnd) ? (this.sbufEnd - seq) >>> 0 : 0;
+    if (avail === 0) {
+      // Only the FIN is outstanding.
+      this.emit(now, seq, TH_FIN | TH_ACK, null, 0, 0);
+      if (seqGt(seqAdd(seq, 1), this.highRxt)) this.highRxt = seqAdd(seq, 1);
+      return;
+    }
+    const pos = seq & this.sMask;
+    const len = Math.min(avail, Math.max(1, Math.min(maxLen, this.sndMss)), this.sbuf.length - pos);
+    let flags = TH_ACK;
+    const end = seqAdd(seq, len);
+    if (end === this.sbufEnd) {
+      flags |= TH_PSH;
+      if (this.finQueued && seqGt(this.sndMax, end)) flags |= TH_FIN;
+    }
+    this.emit(now, seq, flags, this.sbuf, pos, len);
+    const rxEnd = seqAdd(end, flags & TH_FIN ? 1 : 0);
+    if (seqGt(rxEnd, this.highRxt)) this.highRxt = rxEnd;
+  }
+
+  private rtoBackedOff(): number {
+    return Math.min(this.rto * Math.pow(2, this.backoff), this.opts.rtoMaxUs);
+  }
+
+  private onRto(now: number): void {
+    const st = this.state;
+    this.stats.rtoExpirations++;
+    if (st === TcpState.SynSent || st === TcpState.SynReceived) {
+      if (this.retries >= this.opts.synRetries) {
+        if (st === TcpState.SynReceived && this.passive) this.closedReported = true;
+        this.toClosed('ETIMEDOUT');
+        return;
+      }
+      this.retries++;
+      this.backoff++;
+      this.rttTime = -1;
+      this.sendSyn(now, st === TcpState.SynReceived);
+      this.tRtx = now + this.rtoBackedOff();
+      return;
+    }
+    if (this.sndMax === this.sndUna) return;
+    if (this.retries >= this.opts.maxRetransmits) {
+      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.toClosed('ETIMEDOUT');
+      return;
+    }
+    this.retries++;
+    // RFC 5681 (4), RFC 6298 5.5-5.7.
+    const flight = (this.sndMax - this.sndUna) >>> 0;
+    if (this.backoff === 0 || !this.inRecovery) this.cc.onRto(now, flight, this.sndMss);
+    else this.cc.cwnd = this.sndMss;
+    this.backoff++;
+    this.inRecovery = false;
+    this.recoverSeq = this.sndMax;
+    this.dupAcks = 0;
+    this.rttTime = -1;
+    this.highRxt = this.sndUna;
+    this.sndNxt = this.sndUna;
+    this.tRtx = now + this.rtoBackedOff();
+    // Go back N, skipping SACKed data; the first segment goes out regardless of cwnd.
+    this.retransmitAt(this.sndUna, now);
+    this.sndNxt = seqMin(this.highRxt, this.sndMax);
+    if (seqLt(this.sndNxt, this.sndUna)) this.sndNxt = this.sndUna;
+  }
+
+  private onPersist(now: number): void {
+    if (this.sndWnd > 0 || !this.hasUnsent()) { this.persist = false; return; }
+    if (this.retries >= this.opts.maxRetransmits) {
+      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.toClosed('ETIMEDOUT');
+      return;
+    }
+    this.retries++;
+    this.stats.windowProbes++;
+    this.emit(now, seqAdd(this.sndUna, -1 >>> 0), TH_ACK, null, 0, 0);
+    this.backoff++;
+    this.persist = true;
+    this.tRtx = now + this.rtoBackedOff();
+  }
+
+  private onKeepalive(now: number): void {
+    if (!this.opts.keepAlive || (this.state !== TcpState.Established && this.state !== TcpState.CloseWait)) return;
+    if (this.sndMax !== this.sndUna) { this.tKeep = now + this.opts.keepIntvlUs; return; }
+    if (this.keepProbes >= this.opts.keepCnt) {
+      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.toClosed('ETIMEDOUT');
+      return;
+    }
+    this.keepProbes++;
+    this.stats.keepAliveProbes++;
+    this.emit(now, seqAdd(this.sndUna, -1 >>> 0), TH_ACK, null, 0, 0);
+    this.tKeep = now + this.opts.keepIntvlUs;
+  }
+
+  // =================================================================== RTT
+
+  /** One RTT sample (RFC 6298 2.2, 2.3). `fromTs`: r is in timestamp ticks (ms). */
+  private rttSample(now: number, r: number, fromTs: boolean): void {
+    let us = fromTs ? r * 1000 : r;
+    if (!(us >= 0) || us > 600_000_000) return;
+    if (us === 0) us = fromTs ? 500 : 1;
+    if (this.srtt === 0) {
+      this.srtt = us;
+      this.rttvar = us / 2;
+    } else {
+      this.rttvar = 0.75 * this.rttvar + 0.25 * Math.abs(this.srtt - us);
+      this.srtt = 0.875 * this.srtt + 0.125 * us;
+    }
+    this.rto = Math.min(Math.max(this.srtt + Math.max(1000, 4 * this.rttvar), this.opts.rtoMinUs), this.opts.rtoMaxUs);
+    void now;
+  }
+
+  private tsNow(now: number): number {
+    return (Math.floor(now / 1000) + this.tsOffset) >>> 0;
+  }
+
+  // =================================================================== emission
+
+  private advWindow(): number {
+    let wnd = this.rcvCap - this.unread;
+    if (wnd < 0) wnd = 0;
+    // Receiver SWS avoidance (RFC 9293 3.8.6.2.2): do not open by less than min(MSS, buf/2).
+    const cur = (this.rcvAdv - this.rcvNxt) | 0;
+    if (wnd - Math.max(cur, 0) < Math.min(this.sndMss, this.rcvCap >>> 1) && wnd < this.rcvCap) wnd = Math.max(cur, 0);
+    // Never shrink the window (right edge does not move left).
+    if (cur > wnd) wnd = cur;
+    const max = 65535 << this.rcvWscale;
+    if (wnd > max) wnd = max;
+    return wnd;
+  }
+
+  private sendAck(now: number): void {
+    this.emit(now, this.sndNxt, TH_ACK, null, 0, 0);
+  }
+
+  private sendSyn(now: number, synAck: boolean): void {
+    const o = this.out;
+    o.reset();
+    o.seq = this.iss;
+    o.flags = synAck ? TH_SYN | TH_ACK : TH_SYN;
+    o.ack = synAck ? this.rcvNxt : 0;
+    o.mss = this.opts.mss;
+    if (synAck ? this.wsAgreed : this.opts.windowScale) o.wscale = this.rcvWscale;
+    o.sackOk = synAck ? this.sackOk : this.opts.sack;
+    const ts = synAck ? this.tsOk : this.opts.timestamps;
+    if (ts) { o.hasTs = true; o.tsVal = this.tsNow(now); o.tsEcr = synAck ? this.tsRecent : 0; }
+    o.window = Math.min(this.rcvCap - this.unread, 65535);
+    this.rcvAdv = seqAdd(this.rcvNxt, o.window);
+    if (synAck) this.lastAckSent = this.rcvNxt;
+    if (this.rttTime < 0 && this.backoff === 0) { this.rttTime = now; this.rttSeq = this.iss; }
+    this.stats.segsOut++;
+    this.host.send(this, o, null, 0, 0);
+  }
+
+  private wsAgreed = false;
+
+  /** Builds and sends one segment (ACK fields, window, timestamps, SACK blocks). */
+  private emit(now: number, seq: number, flags: number, src: Uint8Array | null, off: number, len: number, bare = false): void {
+    const o = this.out;
+    o.reset();
+    o.seq = seq;
+    o.flags = flags;
+    if (bare) {
+      // RST for an unacceptable ACK: <SEQ=SEG.ACK><CTL=RST>, nothing else.
+      this.stats.segsOut++;
+      this.host.send(this, o, null, 0, 0);
+      return;
+    }
+    if (flags & TH_ACK) {
+      o.ack = this.rcvNxt;
+      const wnd = this.advWindow();
+      o.window = wnd >>> this.rcvWscale;
+      this.rcvAdv = seqAdd(this.rcvNxt, o.window << this.rcvWscale);
+      this.lastAckSent = this.rcvNxt;
+      this.ackPending = 0;
+      this.tDelack = Infinity;
+    }
+    if (this.tsOk && !(flags & TH_RST)) {
+      o.hasTs = true;
+      o.tsVal = this.tsNow(now);
+      o.tsEcr = this.tsRecent;
+    }
+    if (this.sackOk && this.oooN > 0 && (flags & TH_ACK) && !(flags & TH_RST)) {
+      let n = 0;
+      const first = this.oooLast >= 0 && this.oooLast < this.oooN ? this.oooLast : -1;
+      if (first >= 0) { o.sackStart[0] = this.oooStart[first]!; o.sackEnd[0] = this.oooEnd[first]!; n = 1; }
+      for (let i = 0; i < this.oooN && n < 4; i++) {
+        if (i === first) continue;
+        o.sackStart[n] = this.oooStart[i]!;
+        o.sackEnd[n] = this.oooEnd[i]!;
+        n++;
+      }
+      o.sackCount = n;
+    }
+    this.stats.segsOut++;
+    this.host.send(this, o, src, off, len);
+  }
+
+  // =================================================================== closing
+
+  private enterTimeWait(now: number): void {
+    this.state = TcpState.TimeWait;
+    this.tRtx = Infinity;
+    this.tKeep = Infinity;
+    this.tDelack = Infinity;
+    this.persist = false;
+    this.tLinger = now + this.opts.timeWaitUs;
+  }
+
+  private reportClosed(err: TcpError | null): void {
+    if (this.closedReported) return;
+    this.closedReported = true;
+    this.host.onClosed(this, err);
+  }
+
+  private toClosed(err: TcpError | null): void {
+    this.state = TcpState.Closed;
+    this.tRtx = this.tDelack = this.tKeep = this.tLinger = Infinity;
+    this.arm();
+    this.reportClosed(err);
+    if (!this.released) {
+      this.released = true;
+      this.host.onRelease(this);
+    }
+  }
+
+  /** A method (not a field test) so control-flow narrowing does not assume the state is unchanged by callbacks. */
+  isClosed(): boolean {
+    return this.state === TcpState.Closed;
+  }
+
+  private arm(): void {
+    let d = this.tRtx;
+    if (this.tDelack < d) d = this.tDelack;
+    if (this.tKeep < d) d = this.tKeep;
+    if (this.tLinger < d) d = this.tLinger;
+    if (d !== this.armed) {
+      this.armed = d;
+      this.host.setTimer(this, d);
+    }
+  }
+}
