@@ -285,7 +285,7 @@ export class TcpConnection {
         r = this.inputSynced(seg, now);
         break;
     }
-    if (this.state !== TcpState.Closed) {
+    if (!this.isClosed()) {
       this.output(now);
       this.arm();
     }
