@@ -33,7 +33,8 @@ function echoTemplate(): Uint8Array {
 
 interface Case { n: number; e: Engine; pools: FramePool[]; run: () => void; replies: () => number }
 
-function makeCase(n: number): Case {
+/** `span`: traffic goes round-robin to the first `span` VSes (default all n). */
+export function makeCase(n: number, span = n): Case {
   const devices = Math.ceil(n / VLANS_PER_DEV);
   const { e, pools } = makeEngine(devices, 512);
   for (let i = 0; i < n; i++) addVs(e, i);
@@ -55,7 +56,7 @@ function makeCase(n: number): Case {
       bytes[off + 14] = vlan >> 8;
       bytes[off + 15] = vlan & 0xff;
       burst.push(f, off, FRAME_LEN, now);
-      next = next + 1 === n ? 0 : next + 1;
+      next = next + 1 === span ? 0 : next + 1;
       if (devOf(next) !== dev) break; // a burst stays on one device
     }
     e.input(dev, burst, now);
@@ -67,7 +68,7 @@ function makeCase(n: number): Case {
   return { n, e, pools, run, replies: () => replies };
 }
 
-function measure(c: Case, maxTime: number): number {
+export function measure(c: Case, maxTime: number): number {
   const b = new Benchmark(`vs=${c.n}`, c.run, { maxTime, minSamples: 20 });
   b.run();
   // One call = one burst of BURST packets (a burst never spans devices; 2048 % 64 == 0).
