@@ -489,6 +489,8 @@ export class TcpConnection {
     if (!(f & TH_SYN)) return Drop.TcpNoAck;
     this.irs = seg.seq;
     this.rcvNxt = seqAdd(seg.seq, 1);
+    this.rcvAdv = seqAdd(this.rcvNxt, Math.min(this.rcvCap - this.unread, 65535));
+    this.lastAckSent = this.rcvNxt;
     this.negotiate(seg);
     if (this.tsOk) { this.tsRecent = seg.tsVal; this.tsRecentAge = now; }
     this.lastRecv = now;
@@ -535,7 +537,9 @@ export class TcpConnection {
 
     // PAWS (RFC 7323 5.3).
     if (this.tsOk && seg.hasTs && !(f & TH_RST) && seqLt(seg.tsVal, this.tsRecent)) {
-      if (now - this.tsRecentAge > TS_STALE_US) {
+      if (segLen === 0 && seg.seq === this.rcvNxt && (f & TH_ACK) && seqLeq(seg.ack, this.sndMax)) {
+        // A reordered pure ACK carries no data to protect: use it without touching TS.Recent (as Linux).
+      } else if (now - this.tsRecentAge > TS_STALE_US) {
         this.tsRecent = seg.tsVal; // stale TS.Recent: accept
       } else {
         this.stats.pawsDrops++;
@@ -1169,7 +1173,10 @@ export class TcpConnection {
       return;
     }
     const pos = seq & this.sMask;
-    const len = Math.min(avail, Math.max(1, Math.min(maxLen, this.sndMss)), this.sbuf.length - pos);
+    // Never beyond what was sent before (SND.MAX), never more than one SMSS.
+    const sent = (seqMin(this.sndMax, this.sbufEnd) - seq) >>> 0;
+    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.sndMss)), this.sbuf.length - pos);
+    if (len <= 0) return;
     let flags = TH_ACK;
     const end = seqAdd(seq, len);
     if (end === this.sbufEnd) {
