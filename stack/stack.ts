@@ -115,6 +115,12 @@ export class Trace {
 export class TapDriver implements Driver {
   readonly kind: string;
   traces: Trace[] = [];
+  /**
+   * Real time with a driver that cannot signal readiness (memory): poll it every `pollUs`
+   * even when the engine's next timer is far away. 0 = off (virtual time, AF_XDP).
+   */
+  pollUs = 0;
+  private lastNow = 0;
   private txOff = new Uint32Array(64);
   private txLen = new Uint32Array(64);
 
@@ -154,8 +160,15 @@ export class TapDriver implements Driver {
     return k;
   }
 
-  service(now: number): void { this.inner.service(now); }
-  nextDeadline(): number { return this.inner.nextDeadline(); }
+  service(now: number): void {
+    this.lastNow = now;
+    this.inner.service(now);
+  }
+
+  nextDeadline(): number {
+    const d = this.inner.nextDeadline();
+    return this.pollUs ? Math.min(d, this.lastNow + this.pollUs) : d;
+  }
   stats(): DriverStats { return this.inner.stats(); }
   close(): void { this.inner.close(); }
 }
@@ -322,6 +335,7 @@ export class Stack {
     this.running = true;
     this.clockOffset = Date.now() * 1000 - monotonicUs();
     this.engine.now = monotonicUs();
+    for (const t of this.taps) if (!t.onReadable) t.pollUs = 1000;
     this.runtime.start();
   }
 
@@ -329,6 +343,7 @@ export class Stack {
   runVirtual(start = this.engine.now, until = Infinity): number {
     if (this.running) throw new Error('stack runs in real time; runVirtual() is for stacks that were not started');
     this.clockOffset = 0;
+    for (const t of this.taps) t.pollUs = 0;
     return this.runtime.runVirtual(start, until);
   }
 
