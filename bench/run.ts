@@ -3,7 +3,8 @@
  * (reflector, icmp-udp, vs-scale, vs-memory), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
- * Environment: BENCH_ROUNDS (default 3), BENCH_SECONDS (measurement window per run, default 3).
+ * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
+ * BENCH_SECONDS (measurement window per packet-rate run, default 3).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -27,7 +28,7 @@ async function main(): Promise<void> {
   const chosen: Name[] = args.length ? (args as Name[]) : [...NAMES];
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
-  const net = { rounds, seconds, warmup: 1 };
+  const net = { rounds: Number(process.env.BENCH_NET_ROUNDS ?? 5), seconds, warmup: 1 };
   const results: Record<string, unknown> = {};
   const privileged = typeof process.getuid === 'function' && process.getuid() === 0;
   const t0 = Date.now();
