@@ -63,8 +63,12 @@ export async function runStack(configPath: string, opts: { socket?: string; cont
 function signalPromise(): Promise<string> {
   return new Promise((resolve) => {
     const on = (sig: string) => {
-      process.off('SIGINT', on);
-      process.off('SIGTERM', on);
+      // Removed later: other handlers of this signal (the AF_XDP driver's) run after this one and
+      // re-raise the signal when they find themselves alone.
+      setImmediate(() => {
+        process.off('SIGINT', on);
+        process.off('SIGTERM', on);
+      });
       resolve(sig);
     };
     process.on('SIGINT', on);
