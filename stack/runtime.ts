@@ -140,6 +140,9 @@ export class Runtime {
       else if (this.pollFallback) this.schedule(1000);
       return; // wait for readability or a kick
     }
-    this.schedule(next - monotonicUs());
+    let delay = next - monotonicUs();
+    // A driver that cannot signal readiness is polled at least every millisecond.
+    if (this.pollFallback && delay > 1000) delay = 1000;
+    this.schedule(delay);
   }
 }
