@@ -12,7 +12,7 @@ import { FramePool } from '../umem/pool';
 import { Drop } from '../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } from '../protocols/ethernet';
 import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
-import { Ipv4Header, IPPROTO_ICMP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
+import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
 import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
 } from '../protocols/icmp';
@@ -25,6 +25,9 @@ import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
 import { addrKey, Link, linkKey, VirtualServer } from './vs';
+import { TcpEngine, TcpLayer } from './tcp';
+import type { TcpOptions } from '../protocols/tcp/types';
+import { randomBytes } from 'node:crypto';
 
 export interface DeviceSpec {
   name: string;
@@ -56,6 +59,10 @@ export interface EngineOptions {
   pmtuExpiryUs?: number;
   /** Start of virtual or real time (µs). */
   now?: number;
+  /** 16-byte secret for TCP ISNs and SYN cookies (random by default; fixed for reproducible replays). */
+  secret?: Uint8Array;
+  /** Defaults for every TCP connection. */
+  tcp?: Partial<TcpOptions>;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
 }
@@ -95,7 +102,7 @@ function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
 
-export class Engine implements UdpHost, NeighborHost {
+export class Engine implements UdpHost, NeighborHost, TcpEngine {
   readonly devices: Device[] = [];
   /** Engine-wide counters for what belongs to no single VS (reassembly timeouts). */
   readonly counters = new Counters();
@@ -107,7 +114,8 @@ export class Engine implements UdpHost, NeighborHost {
   private readonly linkIndex = new Map<number, Link[]>();
   private readonly addrIndex = new Map<number, Link>();
   private readonly readyUdp: UdpSocket[] = [];
-  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now'>>;
+  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp'>>;
+  readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
@@ -133,6 +141,8 @@ export class Engine implements UdpHost, NeighborHost {
   private readonly ipIdx = new Uint16Array(256);
   private readonly icmpIdx = new Uint16Array(256);
   private readonly udpIdx = new Uint16Array(256);
+  private readonly tcpIdx = new Uint16Array(256);
+  private readonly tcpMac = new Uint8Array(6);
   private readonly scratchMac = new Uint8Array(6);
   private readonly l4Scratch = new Uint8Array(1024);
 
@@ -149,6 +159,7 @@ export class Engine implements UdpHost, NeighborHost {
     this.reasm = new Ipv4Reassembler(opts.reassembly);
     this.onOutput = opts.onOutput;
     for (let i = 0; i < 256; i++) this.mLink.push(null);
+    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {});
   }
 
   // ---------------------------------------------------------------- devices
@@ -187,6 +198,7 @@ export class Engine implements UdpHost, NeighborHost {
   destroyVs(name: string): void {
     const vs = this.vs(name);
     for (const socks of [...vs.udpPorts.values()]) for (const s of [...socks]) if (!s.closed) s.close();
+    this.tcp.destroyVs(vs);
     for (const l of [...vs.links].reverse()) this.removeLink(vs, l.name);
     vs.destroyed = true;
     this.vsByName.delete(name);
@@ -396,11 +408,13 @@ export class Engine implements UdpHost, NeighborHost {
       // Stage 3: IPv4.
       let nIcmp = 0;
       let nUdp = 0;
+      let nTcp = 0;
       for (let k = 0; k < nIp; k++) {
         const j = this.ipIdx[k]!;
         const proto = this.ipInput(dev, burst, done, j, now);
         if (proto === IPPROTO_ICMP) this.icmpIdx[nIcmp++] = j;
         else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
+        else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
       }
       // Stage 4: ICMP, then UDP.
       for (let k = 0; k < nIcmp; k++) {
@@ -413,13 +427,21 @@ export class Engine implements UdpHost, NeighborHost {
         this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
           this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, now);
       }
+      for (let k = 0; k < nTcp; k++) {
+        const j = this.tcpIdx[k]!;
+        const so = this.mSrcMac[j]!;
+        const m = this.tcpMac;
+        for (let x = 0; x < 6; x++) m[x] = b[so + x]!;
+        this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now);
+        pool.free(burst.frame[done + j]!);
+      }
       done += n;
     }
     burst.n = 0;
     this.inInput = false;
   }
 
-  private dropOn(link: Link, reason: Drop): void {
+  dropOn(link: Link, reason: Drop): void {
     link.counters.drop(reason);
     link.vs.counters.drop(reason);
   }
@@ -509,7 +531,7 @@ export class Engine implements UdpHost, NeighborHost {
     this.mTos[j] = ip.tos;
     this.mL4Off[j] = ip.payloadOff;
     this.mL4Len[j] = ip.payloadLen;
-    if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP) return ip.proto;
+    if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP || ip.proto === IPPROTO_TCP) return ip.proto;
     // Unknown protocol: protocol unreachable (not for broadcasts), then drop.
     if (!this.isBroadcast(link, ip.dst)) {
       this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0, b, this.mL3Off[j]!, ip.hdrLen + ip.payloadLen, ip.dst, ip.src, b, this.mSrcMac[j]!, now);
@@ -834,6 +856,81 @@ export class Engine implements UdpHost, NeighborHost {
     }
   }
 
+  /** Path MTU toward `dst` from `vs` (route's link MTU, lowered by PMTU discovery). */
+  mtuTo(vs: VirtualServer, dst: number): number {
+    const r = vs.rules.select(0, 0, vs.tables, dst);
+    let mtu = r ? vs.links[r.link]!.mtu : 1500;
+    const pm = vs.pmtu.get(dst);
+    if (pm && pm.expires > this.now && pm.mtu < mtu) mtu = pm.mtu;
+    return mtu;
+  }
+
+  /** TcpEngine: builds one TCP segment in a frame (DF set, never fragmented) and sends it. */
+  tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: number, dst: number, l4Max: number,
+    build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean {
+    let link: Link;
+    let nextHop = dst;
+    let mac: Uint8Array | null = viaMac;
+    if (viaLink) link = viaLink;
+    else {
+      const r = vs.rules.select(src, mark, vs.tables, dst);
+      if (!r) {
+        vs.counters.drop(Drop.Ipv4NoRoute);
+        return false;
+      }
+      link = vs.links[r.link]!;
+      if (r.gateway) nextHop = r.gateway;
+    }
+    const pool = this.devices[link.dev]!.pool;
+    if (link.ethLen + 20 + l4Max > pool.frameSize - pool.headroom) {
+      this.dropOn(link, Drop.Ipv4BadTotalLength);
+      return false;
+    }
+    const f = pool.alloc();
+    if (f < 0) {
+      this.dropOn(link, Drop.NoFrame);
+      return false;
+    }
+    const b = pool.bytes;
+    const start = pool.dataStart(f);
+    const ethLen = link.ethLen;
+    const l4len = build(b, start + ethLen + 20);
+    writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(vs), IP_DF, 0);
+    writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+    const len = ethLen + 20 + l4len;
+    if (mac) {
+      this.enqueue(link, pool, f, start, len);
+      return true;
+    }
+    const m = link.neigh.resolve(nextHop, { dev: link.dev, frame: f, off: start, len }, this.now);
+    if (m) {
+      b.set(m, start);
+      this.enqueue(link, pool, f, start, len);
+    }
+    return true;
+  }
+
+  /** Chooses the source address and an ephemeral port for an active open from `vs`. */
+  tcpSource(vs: VirtualServer, dst: number, localAddr: number, localPort: number, mark: number): { addr: number; port: number } {
+    let addr = localAddr;
+    if (!addr) {
+      const r = vs.rules.select(0, mark, vs.tables, dst);
+      if (!r) throw sockError('ENETUNREACH', `connect ENETUNREACH ${ipv4ToString(dst)} (no route in virtual server '${vs.name}')`);
+      const link = vs.links[r.link]!;
+      addr = r.src || this.sourceFor(link, r.gateway || dst);
+      if (!addr) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: virtual server '${vs.name}' has no address on '${link.name}'`);
+    } else if (!vs.links.some((l) => l.addrs.some((a) => a.addr === addr))) {
+      throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${ipv4ToString(addr)}`);
+    }
+    if (localPort) return { addr, port: localPort };
+    for (let tries = 0; tries < 28232; tries++) {
+      const p = vs.tcpEphemeral;
+      vs.tcpEphemeral = p >= 60999 ? 32768 : p + 1;
+      if (!this.tcp.portInUse(vs, p)) return { addr, port: p };
+    }
+    throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: no ephemeral port left in virtual server '${vs.name}'`);
+  }
+
   // ---------------------------------------------------------------- UDP host
 
   udpBind(sock: UdpSocket, port: number, addr: number): number {
@@ -910,6 +1007,7 @@ export class Engine implements UdpHost, NeighborHost {
 
   /** Emits socket events queued during input (call after each burst). */
   flushEvents(): void {
+    this.tcp.flushEvents();
     while (this.readyUdp.length) {
       const q = this.readyUdp.splice(0);
       for (const s of q) s.flush();

@@ -6,6 +6,7 @@ import { Counters } from './counters';
 import type { NeighborCache } from './neighbor';
 import { RouteTable, RuleSet, TABLE_MAIN } from './routing';
 import type { UdpSocket } from './udp';
+import type { TcpEntry, TcpListener } from './tcp';
 
 export interface Address {
   addr: number;
@@ -69,6 +70,14 @@ export class VirtualServer {
   /** UDP sockets by local port; a port may have several sockets bound to different addresses. */
   readonly udpPorts = new Map<number, UdpSocket[]>();
   readonly pmtu = new Map<number, PathMtu>();
+  /** TCP connections by (remote address, remote port), chained on collisions. */
+  readonly tcpConns = new Map<number, TcpEntry>();
+  /** TCP listeners by local port. */
+  readonly tcpListeners = new Map<number, TcpListener[]>();
+  /** Local ports used by active opens (count of connections). */
+  readonly tcpLocalPorts = new Map<number, number>();
+  /** Next ephemeral TCP port to try. */
+  tcpEphemeral = 32768;
   destroyed = false;
   /** IPv4 identification counter for datagrams this VS sends. */
   ipId = 1;

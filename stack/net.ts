@@ -1,0 +1,426 @@
+/**
+ * TCP sockets and servers shaped like Node's `net`: `Socket` is a `stream.Duplex` with
+ * backpressure both ways (write() returns false → 'drain'; a reader that does not read closes the
+ * receive window), `Server` emits 'connection'. Everything belongs to one virtual server.
+ */
+import { Duplex } from 'node:stream';
+import { EventEmitter } from 'node:events';
+import type { Engine } from './engine';
+import type { VirtualServer } from './vs';
+import type { TcpEntry, TcpListener, TcpSocketSink } from './tcp';
+import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
+import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
+import { sockError } from './udp';
+
+export interface NetContext {
+  engine: Engine;
+  vs: VirtualServer;
+  /** Current time in µs (real time: the runtime's clock; virtual time: the engine's). */
+  now(): number;
+}
+
+const ERR_TEXT: Record<TcpError, string> = {
+  ECONNRESET: 'read ECONNRESET',
+  ECONNREFUSED: 'connect ECONNREFUSED',
+  ETIMEDOUT: 'connect ETIMEDOUT',
+  ECONNABORTED: 'ECONNABORTED',
+  EHOSTUNREACH: 'connect EHOSTUNREACH',
+};
+
+export interface SocketConnectOpts {
+  port: number;
+  host?: string;
+  localAddress?: string;
+  localPort?: number;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  timeout?: number;
+  allowHalfOpen?: boolean;
+  /** Socket mark for policy routing (ip rule fwmark). */
+  mark?: number;
+  tcp?: Partial<TcpOptions>;
+}
+
+type WriteCb = (err?: Error | null) => void;
+
+export class Socket extends Duplex implements TcpSocketSink {
+  connecting = false;
+  private entry: TcpEntry | null = null;
+  private pending: { buf: Uint8Array; off: number; cb: WriteCb } | null = null;
+  private unconsumed = 0;
+  private _bytesRead = 0;
+  private _bytesWritten = 0;
+  private timeoutMs = 0;
+  private idleTimer: NodeJS.Timeout | null = null;
+  private finished = false;
+  private ctx: NetContext | null;
+
+  constructor(ctx?: NetContext, opts: { allowHalfOpen?: boolean } = {}) {
+    super({ allowHalfOpen: !!opts.allowHalfOpen, emitClose: true, autoDestroy: true, decodeStrings: true });
+    this.ctx = ctx ?? null;
+  }
+
+  /** @internal attaches an accepted or connecting connection. */
+  attach(ctx: NetContext, e: TcpEntry): void {
+    this.ctx = ctx;
+    this.entry = e;
+    e.sink = this;
+  }
+
+  // ---------------------------------------------------------------- properties
+
+  get remoteAddress(): string | undefined { return this.entry ? ipv4ToString(this.entry.conn.tuple.remoteAddr) : undefined; }
+  get remotePort(): number | undefined { return this.entry?.conn.tuple.remotePort; }
+  get remoteFamily(): string | undefined { return this.entry ? 'IPv4' : undefined; }
+  get localAddress(): string | undefined { return this.entry ? ipv4ToString(this.entry.conn.tuple.localAddr) : undefined; }
+  get localPort(): number | undefined { return this.entry?.conn.tuple.localPort; }
+  get localFamily(): string | undefined { return this.entry ? 'IPv4' : undefined; }
+  get bytesRead(): number { return this._bytesRead; }
+  get bytesWritten(): number { return this._bytesWritten; }
+  get pending_(): boolean { return this.connecting; }
+  get readyState(): string {
+    if (this.connecting) return 'opening';
+    if (this.readable && this.writable) return 'open';
+    if (this.readable) return 'readOnly';
+    if (this.writable) return 'writeOnly';
+    return 'closed';
+  }
+  /** TCP state name (diagnostics). */
+  get tcpState(): string { return this.entry ? TCP_STATE_NAMES[this.entry.conn.state]! : 'CLOSED'; }
+  /** The connection (diagnostics, tests). */
+  get connection(): TcpEntry | null { return this.entry; }
+
+  address(): { address: string; family: string; port: number } | Record<string, never> {
+    if (!this.entry) return {};
+    return { address: this.localAddress!, family: 'IPv4', port: this.localPort! };
+  }
+
+  setNoDelay(noDelay = true): this {
+    this.entry?.conn.setNoDelay(noDelay);
+    return this;
+  }
+
+  setKeepAlive(enable = false, initialDelay = 0): this {
+    this.entry?.conn.setKeepAlive(enable, initialDelay > 0 ? initialDelay * 1000 : undefined, this.ctx ? this.now() : 0);
+    return this;
+  }
+
+  setTimeout(ms: number, cb?: () => void): this {
+    this.timeoutMs = ms;
+    if (cb) {
+      if (ms === 0) this.removeListener('timeout', cb);
+      else this.once('timeout', cb);
+    }
+    this.touch();
+    return this;
+  }
+
+  ref(): this { return this; }
+  unref(): this { return this; }
+
+  /** Node's http server calls this when a response finished on a non-keep-alive socket. */
+  destroySoon(): void {
+    if (this.writable) this.end();
+    if (this.writableFinished) this.destroy();
+    else this.once('finish', () => this.destroy());
+  }
+
+  private touch(): void {
+    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+    if (this.timeoutMs > 0 && !this.destroyed) {
+      this.idleTimer = setTimeout(() => { this.idleTimer = null; this.emit('timeout'); }, this.timeoutMs);
+      this.idleTimer.unref?.();
+    }
+  }
+
+  private now(): number {
+    return this.ctx!.now();
+  }
+
+  // ---------------------------------------------------------------- connect
+
+  /** @internal active open. */
+  startConnect(ctx: NetContext, o: SocketConnectOpts): void {
+    this.ctx = ctx;
+    if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
+      throw sockError('ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${o.port}.`);
+    }
+    let dst: number;
+    try {
+      dst = parseIpv4(o.host ?? '127.0.0.1');
+    } catch {
+      const err = sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${o.host}`, { syscall: 'getaddrinfo' });
+      process.nextTick(() => this.destroy(err));
+      return;
+    }
+    const e = ctx.engine;
+    this.connecting = true;
+    try {
+      const la = o.localAddress ? parseIpv4(o.localAddress) : 0;
+      const src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0);
+      const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: o.port };
+      if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, o.port)) {
+        throw sockError('EADDRINUSE', `connect EADDRINUSE ${ipv4ToString(src.addr)}:${src.port}`);
+      }
+      const opts: Partial<TcpOptions> = { ...o.tcp };
+      if (o.noDelay) opts.noDelay = true;
+      if (o.keepAlive) { opts.keepAlive = true; if (o.keepAliveInitialDelay) opts.keepIdleUs = o.keepAliveInitialDelay * 1000; }
+      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0);
+    } catch (err) {
+      this.connecting = false;
+      process.nextTick(() => this.destroy(err as Error));
+      return;
+    }
+    if (o.timeout) this.setTimeout(o.timeout);
+  }
+
+  // ---------------------------------------------------------------- events from the engine
+
+  tcpEstablished(): void {
+    if (!this.connecting) return;
+    this.connecting = false;
+    this.emit('connect');
+    this.emit('ready');
+    this.touch();
+    if (this.pending) this.continueWrite();
+  }
+
+  tcpData(chunk: Buffer): void {
+    this._bytesRead += chunk.length;
+    this.touch();
+    if (this.destroyed) return;
+    if (this.push(chunk)) this.entry?.conn.consumed(chunk.length, this.now());
+    else this.unconsumed += chunk.length;
+  }
+
+  tcpRemoteClose(): void {
+    this.push(null);
+  }
+
+  tcpWritable(): void {
+    if (this.pending) this.continueWrite();
+  }
+
+  tcpClosed(err: TcpError | null): void {
+    this.finished = true;
+    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+    if (err) {
+      const code = this.connecting && err === 'ECONNRESET' ? 'ECONNREFUSED' : err;
+      const t = this.entry?.conn.tuple;
+      const where = t ? ` ${ipv4ToString(t.remoteAddr)}:${t.remotePort}` : '';
+      const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, { syscall: this.connecting ? 'connect' : 'read' });
+      this.connecting = false;
+      if (this.pending) { const cb = this.pending.cb; this.pending = null; cb(e); }
+      this.destroy(e);
+      return;
+    }
+    this.connecting = false;
+    if (this.pending) { const cb = this.pending.cb; this.pending = null; cb(sockError('EPIPE', 'write EPIPE')); }
+    if (!this.readableEnded) this.push(null);
+    if (this.writableFinished || !this.writable) this.destroy();
+  }
+
+  // ---------------------------------------------------------------- Duplex
+
+  override _read(): void {
+    if (this.unconsumed && this.entry) {
+      const n = this.unconsumed;
+      this.unconsumed = 0;
+      this.entry.conn.consumed(n, this.now());
+    }
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: WriteCb): void {
+    if (!this.entry || this.finished) {
+      cb(sockError('EPIPE', 'This socket has been ended by the other party'));
+      return;
+    }
+    this.pending = { buf: chunk, off: 0, cb };
+    if (!this.connecting) this.continueWrite();
+  }
+
+  private continueWrite(): void {
+    const p = this.pending;
+    const e = this.entry;
+    if (!p || !e) return;
+    const st = e.conn.state;
+    if (st !== TcpState.Established && st !== TcpState.CloseWait) {
+      if (st === TcpState.SynSent || st === TcpState.SynReceived) return; // wait for the handshake
+      this.pending = null;
+      p.cb(sockError('EPIPE', 'write EPIPE'));
+      return;
+    }
+    const n = e.conn.write(p.buf, p.off, p.buf.length - p.off, this.now());
+    p.off += n;
+    this._bytesWritten += n;
+    if (n) this.touch();
+    if (p.off >= p.buf.length) {
+      this.pending = null;
+      p.cb();
+    }
+  }
+
+  override _final(cb: WriteCb): void {
+    if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
+    cb();
+  }
+
+  override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
+    const e = this.entry;
+    if (e && !this.finished) {
+      const st = e.conn.state;
+      if (st !== TcpState.Closed && st !== TcpState.TimeWait) {
+        // Unread data or an error: reset (as the kernel does on close with unread data); else FIN.
+        if (err || this.unconsumed || this.readableLength) e.conn.abort(this.now());
+        else e.conn.close(this.now());
+      }
+    }
+    if (this.pending) { const p = this.pending; this.pending = null; p.cb(err ?? sockError('EPIPE', 'socket destroyed')); }
+    cb(err);
+  }
+}
+
+export interface ServerOptions {
+  allowHalfOpen?: boolean;
+  noDelay?: boolean;
+  keepAlive?: boolean;
+  keepAliveInitialDelay?: number;
+  pauseOnConnect?: boolean;
+  tcp?: Partial<TcpOptions>;
+}
+
+export class Server extends EventEmitter {
+  listening = false;
+  maxConnections = 0;
+  private listener: TcpListener | null = null;
+  private readonly sockets = new Set<Socket>();
+  private closing = false;
+  private closeCbs: ((err?: Error) => void)[] = [];
+
+  constructor(private readonly ctx: NetContext, private readonly opts: ServerOptions = {}, onConnection?: (s: Socket) => void) {
+    super();
+    if (onConnection) this.on('connection', onConnection);
+  }
+
+  /** listen(port[, host][, backlog][, cb]) or listen({ port, host, backlog }[, cb]). */
+  listen(...args: unknown[]): this {
+    let port = 0;
+    let host: string | undefined;
+    let backlog = 511;
+    let cb: (() => void) | undefined;
+    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+    if (typeof args[0] === 'object' && args[0] !== null) {
+      const o = args[0] as { port?: number; host?: string; backlog?: number };
+      port = o.port ?? 0; host = o.host; backlog = o.backlog ?? backlog;
+    } else {
+      port = (args[0] as number | undefined) ?? 0;
+      if (typeof args[1] === 'string') { host = args[1]; if (typeof args[2] === 'number') backlog = args[2]; }
+      else if (typeof args[1] === 'number') backlog = args[1];
+    }
+    if (this.listening) throw sockError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+    if (!Number.isInteger(port) || port < 0 || port > 65535) throw sockError('ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${port}.`);
+    if (cb) this.once('listening', cb);
+    const vs = this.ctx.vs;
+    const eng = this.ctx.engine;
+    try {
+      let addr = 0;
+      if (host && host !== '0.0.0.0' && host !== '::') {
+        addr = parseIpv4(host);
+        if (!vs.links.some((l) => l.addrs.some((a) => a.addr === addr))) {
+          throw sockError('EADDRNOTAVAIL', `listen EADDRNOTAVAIL: address not available ${host}:${port}`, { syscall: 'listen' });
+        }
+      }
+      if (port === 0) {
+        for (let p = 32768; p < 61000; p++) if (!eng.tcp.portInUse(vs, p)) { port = p; break; }
+      }
+      this.listener = eng.tcp.listen(vs, addr, port, {
+        backlog: Math.max(1, backlog),
+        synBacklog: Math.max(16, backlog),
+        tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
+        onConnection: (e) => this.accept(e),
+      });
+      this.listening = true;
+      process.nextTick(() => this.emit('listening'));
+    } catch (err) {
+      process.nextTick(() => this.emit('error', err));
+    }
+    return this;
+  }
+
+  private accept(e: TcpEntry): void {
+    if (this.maxConnections && this.sockets.size >= this.maxConnections) {
+      e.conn.abort(this.ctx.now());
+      return;
+    }
+    const s = new Socket(this.ctx, { allowHalfOpen: this.opts.allowHalfOpen });
+    s.attach(this.ctx, e);
+    if (this.opts.keepAlive) s.setKeepAlive(true, this.opts.keepAliveInitialDelay ?? 0);
+    this.sockets.add(s);
+    s.once('close', () => {
+      this.sockets.delete(s);
+      this.maybeClosed();
+    });
+    if (this.opts.pauseOnConnect) s.pause();
+    this.emit('connection', s);
+    // Data or FIN that arrived with or right after the handshake.
+    this.ctx.engine.tcp.attached(e);
+  }
+
+  address(): { address: string; family: string; port: number } | null {
+    if (!this.listener) return null;
+    return { address: ipv4ToString(this.listener.addr), family: 'IPv4', port: this.listener.port };
+  }
+
+  getConnections(cb: (err: Error | null, n: number) => void): this {
+    process.nextTick(cb, null, this.sockets.size);
+    return this;
+  }
+
+  /** Stops accepting; 'close' once every connection has closed. */
+  close(cb?: (err?: Error) => void): this {
+    if (!this.listening) {
+      const err = sockError('ERR_SERVER_NOT_RUNNING', 'Server is not running.');
+      if (cb) process.nextTick(cb, err);
+      return this;
+    }
+    if (cb) this.closeCbs.push(cb);
+    this.listening = false;
+    this.closing = true;
+    if (this.listener) this.ctx.engine.tcp.unlisten(this.listener);
+    this.listener = null;
+    this.maybeClosed();
+    return this;
+  }
+
+  private maybeClosed(): void {
+    if (!this.closing || this.sockets.size) return;
+    this.closing = false;
+    process.nextTick(() => {
+      for (const cb of this.closeCbs.splice(0)) cb();
+      this.emit('close');
+    });
+  }
+
+  ref(): this { return this; }
+  unref(): this { return this; }
+}
+
+export function createServer(ctx: NetContext, opts?: ServerOptions | ((s: Socket) => void), onConnection?: (s: Socket) => void): Server {
+  if (typeof opts === 'function') return new Server(ctx, {}, opts);
+  return new Server(ctx, opts ?? {}, onConnection);
+}
+
+/** connect(options[, connectListener]) / connect(port[, host][, connectListener]) like net.connect. */
+export function connect(ctx: NetContext, ...args: unknown[]): Socket {
+  let cb: (() => void) | undefined;
+  if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
+  const o: SocketConnectOpts = typeof args[0] === 'object' && args[0] !== null
+    ? (args[0] as SocketConnectOpts)
+    : { port: args[0] as number, host: args[1] as string | undefined };
+  const s = new Socket(ctx, { allowHalfOpen: o.allowHalfOpen });
+  if (cb) s.once('connect', cb);
+  s.startConnect(ctx, o);
+  return s;
+}

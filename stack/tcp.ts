@@ -1,0 +1,432 @@
+/**
+ * TCP in the engine: per-VS demux of segments to connections (hash on the 4-tuple) and listeners
+ * (hash on the port), SYN and accept queues, SYN cookies when the SYN queue is full, stateless RSTs,
+ * and the TcpHost the sans-IO connections call back into (segment output, timers, events).
+ *
+ * Socket-layer events are queued and delivered by `flushEvents()` after each burst, so user code
+ * never runs in the middle of packet processing.
+ */
+import { Drop } from '../protocols/drop';
+import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
+import {
+  TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
+} from '../protocols/tcp/types';
+import { TcpConnection } from '../protocols/tcp/connection';
+import { rstFor } from '../protocols/tcp/rst';
+import * as synCookie from '../protocols/tcp/syncookie';
+import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
+import type { Timer, TimerWheel } from './timers';
+import type { Link, VirtualServer } from './vs';
+
+/** What the TCP layer needs from the engine. */
+export interface TcpEngine {
+  readonly wheel: TimerWheel;
+  now: number;
+  /**
+   * Routes and sends one TCP segment: `build(b, l4Off)` writes the TCP header + payload at
+   * `l4Off` in the frame and returns the L4 length. Reflection (`viaLink`+`viaMac`) for stateless
+   * replies; otherwise the VS's routing. Returns false when it could not be sent (counted).
+   */
+  tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: number, dst: number, l4Max: number,
+    build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean;
+  /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
+  mtuTo(vs: VirtualServer, dst: number): number;
+  dropOn(link: Link, reason: Drop): void;
+}
+
+/** Events a socket receives (queued, delivered after the burst). */
+export interface TcpSocketSink {
+  tcpEstablished(): void;
+  tcpData(chunk: Buffer): void;
+  tcpWritable(): void;
+  tcpRemoteClose(): void;
+  tcpClosed(err: TcpError | null): void;
+}
+
+/** Per-connection record kept by the engine (conn.user). */
+export class TcpEntry {
+  next: TcpEntry | null = null;
+  /** Set right after creation (the connection is built with this entry as its `user`). */
+  conn!: TcpConnection;
+  /** Counted in its listener's SYN queue (SYN_RECEIVED from a normal passive open). */
+  inSynQueue = false;
+  timer: Timer;
+  sink: TcpSocketSink | null = null;
+  listener: TcpListener | null = null;
+  /** Queued events for the sink. */
+  events: number = 0;
+  data: Buffer[] = [];
+  closeErr: TcpError | null = null;
+  queued = false;
+  released = false;
+  mark = 0;
+  constructor(readonly vs: VirtualServer, wheel: TimerWheel, layer: TcpLayer) {
+    this.timer = wheel.create((now) => layer.onConnTimer(this, now));
+  }
+}
+
+const EV_ESTABLISHED = 1;
+const EV_WRITABLE = 2;
+const EV_REMOTE_CLOSE = 4;
+const EV_CLOSED = 8;
+
+export interface ListenerOptions {
+  backlog: number;
+  synBacklog: number;
+  tcp: Partial<TcpOptions>;
+  /** Called (from flushEvents) with each new established connection. */
+  onConnection: (entry: TcpEntry) => void;
+}
+
+export class TcpListener {
+  synQueue = 0;
+  readonly accept: TcpEntry[] = [];
+  pendingAccept: TcpEntry[] = [];
+  closed = false;
+  synCookiesSent = 0;
+  synCookiesAccepted = 0;
+  overflowDrops = 0;
+  constructor(readonly vs: VirtualServer, readonly addr: number, readonly port: number, readonly opts: ListenerOptions) {}
+}
+
+function tupleKey(remoteAddr: number, remotePort: number): number {
+  return remoteAddr * 65536 + remotePort;
+}
+
+export class TcpLayer implements TcpHost {
+  private readonly hdr = new TcpHeader();
+  private readonly rstOut = new TcpSegmentOut();
+  private readonly ready: TcpEntry[] = [];
+  private readonly readyListeners: TcpListener[] = [];
+  /** Connections per VS (all states, TIME_WAIT included). */
+  connCount = 0;
+  timeWaitCount = 0;
+
+  constructor(private readonly eng: TcpEngine, private readonly secret: Uint8Array, readonly defaults: Partial<TcpOptions> = {},
+    readonly maxTimeWait = 65536) {}
+
+  // ------------------------------------------------------------ demux tables (per VS)
+
+  private table(vs: VirtualServer): Map<number, TcpEntry> {
+    return vs.tcpConns;
+  }
+
+  find(vs: VirtualServer, localAddr: number, localPort: number, remoteAddr: number, remotePort: number): TcpEntry | null {
+    let e = vs.tcpConns.get(tupleKey(remoteAddr, remotePort)) ?? null;
+    while (e) {
+      const t = e.conn.tuple;
+      if (t.localPort === localPort && t.localAddr === localAddr) return e;
+      e = e.next;
+    }
+    return null;
+  }
+
+  private insert(e: TcpEntry): void {
+    const t = e.conn.tuple;
+    const m = this.table(e.vs);
+    const k = tupleKey(t.remoteAddr, t.remotePort);
+    e.next = m.get(k) ?? null;
+    m.set(k, e);
+    this.connCount++;
+  }
+
+  private remove(e: TcpEntry): void {
+    const t = e.conn.tuple;
+    const m = this.table(e.vs);
+    const k = tupleKey(t.remoteAddr, t.remotePort);
+    let p = m.get(k) ?? null;
+    let prev: TcpEntry | null = null;
+    while (p && p !== e) { prev = p; p = p.next; }
+    if (!p) return;
+    if (prev) prev.next = e.next;
+    else if (e.next) m.set(k, e.next);
+    else m.delete(k);
+    e.next = null;
+    this.connCount--;
+  }
+
+  listen(vs: VirtualServer, addr: number, port: number, opts: ListenerOptions): TcpListener {
+    const list = vs.tcpListeners.get(port) ?? [];
+    if (list.some((l) => l.addr === 0 || addr === 0 || l.addr === addr)) {
+      const e = new Error(`listen EADDRINUSE: address already in use ${ipv4ToString(addr)}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
+      e.code = 'EADDRINUSE'; e.errno = -98; e.syscall = 'listen'; e.address = ipv4ToString(addr); e.port = port;
+      throw e;
+    }
+    const l = new TcpListener(vs, addr, port, opts);
+    list.push(l);
+    vs.tcpListeners.set(port, list);
+    return l;
+  }
+
+  unlisten(l: TcpListener): void {
+    l.closed = true;
+    const list = l.vs.tcpListeners.get(l.port);
+    if (list) {
+      const rest = list.filter((x) => x !== l);
+      if (rest.length) l.vs.tcpListeners.set(l.port, rest);
+      else l.vs.tcpListeners.delete(l.port);
+    }
+    // Connections not yet accepted are reset.
+    for (const e of [...l.accept, ...l.pendingAccept]) if (!e.sink) e.conn.abort(this.eng.now);
+    l.accept.length = 0;
+    l.pendingAccept.length = 0;
+  }
+
+  private findListener(vs: VirtualServer, addr: number, port: number): TcpListener | null {
+    const list = vs.tcpListeners.get(port);
+    if (!list) return null;
+    let any: TcpListener | null = null;
+    for (let i = 0; i < list.length; i++) {
+      const l = list[i]!;
+      if (l.addr === addr) return l;
+      if (l.addr === 0) any = l;
+    }
+    return any;
+  }
+
+  portInUse(vs: VirtualServer, port: number): boolean {
+    if (vs.tcpListeners.has(port)) return true;
+    return vs.tcpLocalPorts.has(port);
+  }
+
+  /** Active open from `vs`. The caller chose addresses and port. */
+  connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
+    const mss = Math.min(opts.mss ?? 1460, this.eng.mtuTo(vs, tuple.remoteAddr) - 40);
+    const e = new TcpEntry(vs, this.eng.wheel, this);
+    e.sink = sink;
+    e.mark = mark;
+    e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
+    this.insert(e);
+    vs.tcpLocalPorts.set(tuple.localPort, (vs.tcpLocalPorts.get(tuple.localPort) ?? 0) + 1);
+    e.conn.connect(this.eng.now);
+    return e;
+  }
+
+  // ------------------------------------------------------------ receive
+
+  /** A TCP segment for `link`'s VS. The caller frees the frame afterwards. */
+  input(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number): void {
+    const seg = this.hdr;
+    const d = seg.parse(b, off, len, src, dst);
+    if (d !== Drop.None) return this.eng.dropOn(link, d);
+    const vs = link.vs;
+    const e = this.find(vs, dst, seg.dstPort, src, seg.srcPort);
+    if (e) {
+      const r = e.conn.input(seg, now);
+      if (r !== Drop.None) this.eng.dropOn(link, r);
+      return;
+    }
+    const flags = seg.flags;
+    const l = this.findListener(vs, dst, seg.dstPort);
+    if (l && !l.closed) {
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
+        if (this.onCookieAck(l, link, seg, src, dst, now)) return;
+      }
+    }
+    if (flags & TH_RST) return this.eng.dropOn(link, Drop.TcpNoSocket);
+    this.eng.dropOn(link, Drop.TcpNoSocket);
+    this.sendRst(link, seg, src, dst, srcMac);
+  }
+
+  private sendRst(link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array): void {
+    const out = this.rstOut;
+    out.reset();
+    out.srcPort = seg.dstPort;
+    out.dstPort = seg.srcPort;
+    rstFor(seg, out);
+    this.eng.tcpEmit(link.vs, link, srcMac, dst, src, 20, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
+  }
+
+  private onSyn(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array, now: number): void {
+    if (l.accept.length + l.pendingAccept.length >= l.opts.backlog) {
+      l.overflowDrops++;
+      return this.eng.dropOn(link, Drop.TcpListenOverflow);
+    }
+    const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
+    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? 1460, this.eng.mtuTo(link.vs, src) - 40);
+    if (l.synQueue >= l.opts.synBacklog) {
+      // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
+      const out = this.rstOut;
+      out.reset();
+      out.srcPort = seg.dstPort;
+      out.dstPort = seg.srcPort;
+      synCookie.synAckFor(seg, out, tuple, mss, this.secret, now, { ...this.defaults, ...l.opts.tcp });
+      l.synCookiesSent++;
+      const hl = tcpHeaderLen(out);
+      this.eng.tcpEmit(link.vs, link, srcMac, dst, src, hl, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
+      return;
+    }
+    const e = new TcpEntry(link.vs, this.eng.wheel, this);
+    e.listener = l;
+    e.inSynQueue = true;
+    l.synQueue++;
+    e.conn = TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e);
+    this.insert(e);
+  }
+
+  private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, now: number): boolean {
+    const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
+    const info = synCookie.check(seg, tuple, this.secret, now);
+    if (!info) return false;
+    if (l.accept.length + l.pendingAccept.length >= l.opts.backlog) {
+      l.overflowDrops++;
+      this.eng.dropOn(link, Drop.TcpListenOverflow);
+      return true;
+    }
+    const e = new TcpEntry(link.vs, this.eng.wheel, this);
+    e.listener = l;
+    l.synCookiesAccepted++;
+    this.insert(e);
+    // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
+    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp }, seg, info, now, e);
+    const r = e.conn.input(seg, now);
+    if (r !== Drop.None) this.eng.dropOn(link, r);
+    return true;
+  }
+
+  private toAccept(e: TcpEntry): void {
+    const l = e.listener!;
+    l.pendingAccept.push(e);
+    if (l.pendingAccept.length === 1) this.readyListeners.push(l);
+  }
+
+  // ------------------------------------------------------------ TcpHost
+
+  send(c: { tuple: TcpTuple; user: unknown }, seg: TcpSegmentOut, src: Uint8Array | null, off: number, len: number): void {
+    const e = c.user as TcpEntry | undefined;
+    if (!e) return; // during acceptSyn before the entry exists: handled by the caller's resend
+    const t = c.tuple;
+    seg.srcPort = t.localPort;
+    seg.dstPort = t.remotePort;
+    const hl = tcpHeaderLen(seg);
+    this.eng.tcpEmit(e.vs, null, null, t.localAddr, t.remoteAddr, hl + len, (b, o) => {
+      if (len) b.set(src!.subarray(off, off + len), o + hl);
+      writeTcp(b, o, seg, len, t.localAddr, t.remoteAddr);
+      return hl + len;
+    }, e.mark);
+  }
+
+  setTimer(c: { user: unknown }, deadline: number): void {
+    const e = c.user as TcpEntry | undefined;
+    if (!e) return;
+    if (deadline === Infinity) this.eng.wheel.cancel(e.timer);
+    else this.eng.wheel.set(e.timer, deadline);
+  }
+
+  onConnTimer(e: TcpEntry, now: number): void {
+    e.conn.onTimer(now);
+  }
+
+  onEstablished(c: { user: unknown }): void {
+    const e = c.user as TcpEntry;
+    if (e.listener && !e.sink) {
+      if (e.inSynQueue) { e.inSynQueue = false; e.listener.synQueue--; }
+      this.toAccept(e);
+      return;
+    }
+    this.post(e, EV_ESTABLISHED);
+  }
+
+  onData(c: { user: unknown }, b: Uint8Array, off: number, len: number): void {
+    const e = c.user as TcpEntry;
+    const chunk = Buffer.allocUnsafe(len);
+    chunk.set(b.subarray(off, off + len));
+    e.data.push(chunk);
+    this.post(e, 0);
+  }
+
+  onWritable(c: { user: unknown }): void {
+    this.post(c.user as TcpEntry, EV_WRITABLE);
+  }
+
+  onRemoteClose(c: { user: unknown }): void {
+    this.post(c.user as TcpEntry, EV_REMOTE_CLOSE);
+  }
+
+  onClosed(c: { user: unknown }, err: TcpError | null): void {
+    const e = c.user as TcpEntry;
+    e.closeErr = err;
+    if (e.listener && !e.sink) {
+      // Closed before being accepted (reset in SYN_RECEIVED, or while waiting in the queue).
+      const l = e.listener;
+      if (e.inSynQueue) { e.inSynQueue = false; l.synQueue--; }
+      l.pendingAccept = l.pendingAccept.filter((x) => x !== e);
+      return;
+    }
+    this.post(e, EV_CLOSED);
+  }
+
+  onRelease(c: { tuple: TcpTuple; user: unknown }): void {
+    const e = c.user as TcpEntry;
+    if (e.released) return;
+    e.released = true;
+    this.eng.wheel.cancel(e.timer);
+    this.remove(e);
+    const lp = e.vs.tcpLocalPorts.get(c.tuple.localPort);
+    if (lp !== undefined && !e.listener) {
+      if (lp <= 1) e.vs.tcpLocalPorts.delete(c.tuple.localPort);
+      else e.vs.tcpLocalPorts.set(c.tuple.localPort, lp - 1);
+    }
+  }
+
+  /** A socket was attached to an accepted entry: deliver what arrived before it existed. */
+  attached(e: TcpEntry): void {
+    if (e.data.length || e.events) this.post(e, 0);
+  }
+
+  private post(e: TcpEntry, ev: number): void {
+    e.events |= ev;
+    if (!e.queued) {
+      e.queued = true;
+      this.ready.push(e);
+    }
+  }
+
+  /** Delivers queued events to sockets and new connections to listeners. */
+  flushEvents(): void {
+    while (this.readyListeners.length) {
+      const ls = this.readyListeners.splice(0);
+      for (const l of ls) {
+        const q = l.pendingAccept.splice(0);
+        for (const e of q) {
+          if (l.closed || e.conn.state === TcpState.Closed) continue;
+          l.opts.onConnection(e);
+        }
+      }
+    }
+    while (this.ready.length) {
+      const q = this.ready.splice(0);
+      for (const e of q) {
+        e.queued = false;
+        const s = e.sink;
+        if (!s) continue;
+        const ev = e.events;
+        e.events = 0;
+        if (ev & EV_ESTABLISHED) s.tcpEstablished();
+        if (e.data.length) {
+          const d = e.data.splice(0);
+          for (const chunk of d) s.tcpData(chunk);
+        }
+        if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
+        if (ev & EV_WRITABLE) s.tcpWritable();
+        if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
+      }
+    }
+  }
+
+  /** Resets every connection and closes every listener of a VS being destroyed. */
+  destroyVs(vs: VirtualServer): void {
+    for (const list of [...vs.tcpListeners.values()]) for (const l of list) this.unlisten(l);
+    for (const head of [...vs.tcpConns.values()]) {
+      for (let e: TcpEntry | null = head; e; ) {
+        const next: TcpEntry | null = e.next;
+        if (!e.released) e.conn.abort(this.eng.now);
+        if (!e.released) this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
+        e = next;
+      }
+    }
+  }
+}
+
+export { TH_ACK, TH_SYN, IPPROTO_TCP };
