@@ -500,7 +500,7 @@ export class TcpConnection {
       else if (this.backoff === 0 && this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
       this.rttTime = -1;
       this.sndUna = seg.ack;
-      this.sndWnd = seg.window << this.sndWscale;
+      this.sndWnd = seg.window; // a SYN-ACK's window is never scaled (RFC 7323 2.2)
       this.maxSndWnd = this.sndWnd;
       this.sndWl1 = seg.seq;
       this.sndWl2 = seg.ack;
@@ -810,12 +810,12 @@ export class TcpConnection {
     // Trim to the window right edge.
     const right = seqMax(this.rcvAdv, this.rcvNxt);
     const room = (right - s) >>> 0;
-    if (len > room) { len = room; fin = false; }
+    let immediate = false;
+    if (len > room) { len = room; fin = false; immediate = true; } // beyond the window: ACK at once
     if (fin) {
       this.finPending = true;
       this.finSeq = seqAdd(s, len);
     }
-    let immediate = false;
     if (len > 0) {
       this.stats.bytesIn += len;
       if (s === this.rcvNxt) {
