@@ -99,7 +99,7 @@ export interface StackConfig {
 }
 
 /** Service kinds the config accepts; the stack registers their implementations (see stack.ts). */
-export const SERVICE_TYPES = new Set<string>(['udp-echo']);
+export const SERVICE_TYPES = new Set<string>(['udp-echo', 'tcp-echo']);
 
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: { path: string; message: string }[]) {
@@ -458,7 +458,7 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
       c.fail(join(p, 'address'), `${ipv4ToString(addr)} is not an address of virtual server '${vs}'`);
     }
     if (vs !== undefined && port !== undefined) {
-      const key = `${vs}/udp/${port}`; // every service so far is UDP
+      const key = `${vs}/${type?.startsWith('tcp-') ? 'tcp' : 'udp'}/${port}`;
       const prev = bound.get(key);
       if (prev) c.fail(join(p, 'port'), `port ${port} of virtual server '${vs}' is already used by ${prev}`);
       else bound.set(key, p);

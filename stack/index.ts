@@ -17,3 +17,5 @@ export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
 export { UdpSocket } from './udp';
 export type { RemoteInfo } from './udp';
+export { Socket, Server, createServer, connect } from './net';
+export type { NetContext, ServerOptions, SocketConnectOpts } from './net';

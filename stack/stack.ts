@@ -22,6 +22,7 @@ import { ipv4ToString } from '../protocols/ipv4';
 import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
+import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
 import type { Link, VirtualServer } from './vs';
 import { NSTATE_NAMES } from './neighbor';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
@@ -61,6 +62,15 @@ export const SERVICES: Record<string, ServiceFactory> = {
     sock.on('error', () => { /* bind errors are reported by the validator; runtime ones are counted */ });
     sock.bind(spec.port, spec.address);
     return { type: 'udp-echo', close: () => { if (!sock.closed) sock.close(); } };
+  },
+  'tcp-echo': (vs, spec) => {
+    const srv = vs.createServer((s) => {
+      s.on('error', () => { /* resets are the peer's business */ });
+      s.pipe(s);
+    });
+    srv.on('error', () => { /* bind errors are reported by the validator */ });
+    srv.listen(spec.port, spec.address);
+    return { type: 'tcp-echo', close: () => { if (srv.listening) srv.close(); } };
   },
 };
 
@@ -211,6 +221,21 @@ export class VsHandle {
     const s = this.engine.createUdpSocket(this.raw);
     if (listener) s.on('message', listener);
     return s;
+  }
+
+  /** Context for the `net`-shaped TCP API: this VS, with the stack's clock (real or virtual). */
+  get netContext(): NetContext {
+    return { engine: this.engine, vs: this.raw, now: () => this.stack.nowUs() };
+  }
+
+  /** A TCP server in this virtual server, like net.createServer([options][, connectionListener]). */
+  createServer(opts?: ServerOptions | ((s: NetSocket) => void), listener?: (s: NetSocket) => void): NetServer {
+    return netCreateServer(this.netContext, opts, listener);
+  }
+
+  /** A TCP connection from this virtual server, like net.connect(options | port[, host][, connectListener]). */
+  connect(...args: unknown[]): NetSocket {
+    return netConnect(this.netContext, ...args);
   }
 }
 
@@ -388,6 +413,9 @@ export class Stack {
   }
 
   get isClosed(): boolean { return this.closed; }
+
+  /** The stack's clock in µs: real (monotonic) once started, else the engine's (virtual) time. */
+  nowUs(): number { return this.running ? monotonicUs() : this.engine.now; }
 
   /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
   show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
