@@ -367,7 +367,7 @@ export class TcpConnection {
   abort(now: number): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {
-      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
     }
     this.closedReported = true;
     this.toClosed(null);
@@ -791,7 +791,7 @@ export class TcpConnection {
     }
     if (this.orphan && seg.payloadLen > 0 && this.finQueued) {
       // Data for a closed application: reset (RFC 9293 3.10.7.4 / RFC 2525).
-      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
       this.closedReported = true;
       this.toClosed(null);
       return;
@@ -1210,7 +1210,7 @@ export class TcpConnection {
     }
     if (this.sndMax === this.sndUna) return;
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1236,7 +1236,7 @@ export class TcpConnection {
   private onPersist(now: number): void {
     if (this.sndWnd > 0 || !this.hasUnsent()) { this.persist = false; return; }
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1252,7 +1252,7 @@ export class TcpConnection {
     if (!this.opts.keepAlive || (this.state !== TcpState.Established && this.state !== TcpState.CloseWait)) return;
     if (this.sndMax !== this.sndUna) { this.tKeep = now + this.opts.keepIntvlUs; return; }
     if (this.keepProbes >= this.opts.keepCnt) {
-      this.emit(now, this.sndNxt, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1299,8 +1299,13 @@ export class TcpConnection {
     return wnd;
   }
 
+  /**
+   * Pure ACK. Its sequence is SND.MAX, not SND.NXT: after a timeout SND.NXT goes back to
+   * SND.UNA, and an ACK carrying that old sequence would be unacceptable to the peer
+   * (below its RCV.NXT), so the peer would drop its ACK information.
+   */
   private sendAck(now: number): void {
-    this.emit(now, this.sndNxt, TH_ACK, null, 0, 0);
+    this.emit(now, this.sndMax, TH_ACK, null, 0, 0);
   }
 
   private sendSyn(now: number, synAck: boolean): void {
