@@ -77,7 +77,7 @@ export function measure(c: Case, maxTime: number): number {
 
 export function benchVsScale(o: { rounds: number; maxTime: number }): Record<string, unknown> {
   const sizes = [1, 64, 512, 4096];
-  const cases = sizes.map(makeCase);
+  const cases = sizes.map((s) => makeCase(s));
   // Sanity: every request is answered (one echo reply each).
   for (const c of cases) {
     for (let k = 0; k < 10; k++) c.run();
