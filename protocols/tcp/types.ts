@@ -223,28 +223,32 @@ export class TcpStats {
   oooDropped = 0;
   windowProbes = 0;
   keepAliveProbes = 0;
-  spuriousRetransDrops = 0;
 }
 
 /*
  * The connection API (protocols/tcp/connection.ts), for the integrator:
  *
- *   const c = new TcpConnection(host, tuple, opts: Partial<TcpOptions>, secret)    secret: 16-byte key for ISNs;
+ *   new TcpConnection(host, tuple, opts: Partial<TcpOptions>, secret: Uint8Array(16), user?)
  *   c.connect(now)                       active open: sends SYN (ISN from RFC 6528 with `secret`)
- *   TcpConnection.acceptSyn(host, tuple, opts, secret, seg, now) -> TcpConnection
- *                                        passive open from a listener: replies SYN-ACK (SYN_RECEIVED)
- *   TcpConnection.fromCookie(host, tuple, opts, ackSeg, cookie: SynCookieInfo, now)
- *                                        passive open from a valid SYN-cookie ACK (ESTABLISHED)
- *   c.input(seg, now): Drop              every segment of the 4-tuple; returns the drop reason or None
- *   c.write(b, off, len): number         bytes accepted into the send buffer (0 when full -> onWritable later)
- *   c.consumed(n)                        the application read n delivered bytes (opens the window)
+ *   TcpConnection.acceptSyn(host, tuple, opts, secret, syn, now, user?)
+ *                                        passive open from a listener: sends SYN-ACK (SYN_RECEIVED);
+ *                                        `user` is set before the SYN-ACK goes out
+ *   TcpConnection.fromCookie(host, tuple, opts, ack, info, now, user?)
+ *                                        passive open from a valid SYN-cookie ACK (ESTABLISHED,
+ *                                        onEstablished called); then pass the same ACK to input()
+ *   c.input(seg, now): Drop              every segment of the 4-tuple; the drop reason or None
+ *   c.write(b, off, len, now?): number   bytes taken into the send buffer (fewer -> onWritable later);
+ *                                        without `now` data is only queued until flush(now)/shutdown
+ *   c.consumed(n, now)                   the application read n delivered bytes (opens the window)
  *   c.shutdown(now)                      FIN after the queued data (half-close)
- *   c.close(now)                         shutdown + orphan (FIN_WAIT_2 timeout applies; later data -> RST)
- *   c.abort(now)                         sends RST, CLOSED at once
+ *   c.close(now)                         shutdown + orphan (FIN_WAIT_2 timeout; unread data -> RST)
+ *   c.abort(now)                         RST, CLOSED at once (onRelease, no onClosed)
  *   c.onTimer(now)                       when the deadline given to host.setTimer passed
- *   c.setNoDelay(b), c.setKeepAlive(on, idleUs?), c.setMss(mss) (path MTU changes)
+ *   c.setNoDelay(b), c.setKeepAlive(on, idleUs, now), c.setMss(mss) (path MTU)
+ *   c.timeWaitAcceptsSyn(syn)            TIME_WAIT reuse check for a listener
  *   c.state, c.stats, c.srtt, c.rto, c.cwnd, c.ssthresh, c.sndWnd, c.rcvWnd, c.writableBytes, c.pendingBytes
  *
- * Helpers for the listener / demux (protocols/tcp/*): `rstFor(seg, out)` (RST reply to a segment
- * without connection), `synCookie.make/check` (./syncookie), `isnFor` (./isn).
+ * Helpers for the listener / demux: `rstFor(seg, out)` (./rst: RST reply to a segment without a
+ * connection), `synAckFor(syn, out, tuple, mss, secret, now, opts)` and `check(ack, tuple,
+ * secret, now)` (./syncookie), `isnFor` (./isn), `TcpHeader`/`writeTcp` (protocols/tcp.ts).
  */
