@@ -11,6 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { spawn } from 'node:child_process';
 import { canRunPrivileged } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
@@ -199,6 +200,38 @@ if (privileged) {
     }
     await Promise.all(servers.map((s) => new Promise((res) => s.close(res))));
     framesAccounted();
+  });
+
+  test('examples/echo: the example program echoes TCP (nc -N, cmp) and UDP in each VS', async () => {
+    // The in-test stack owns the device: close it, then run the example as a user would.
+    stack.close();
+    const cfg = path.join(tmp, 'echo.json');
+    fs.writeFileSync(cfg, JSON.stringify({
+      name: 'xk-echo', control: false,
+      devices: [{ name: lab.stackDevice, driver: 'afxdp' }],
+      virtualServers: VLANS.map((vlan, i) => ({ name: `e${i + 1}`, links: [{ device: lab.stackDevice, vlan, addresses: ['10.1.1.1/24'] }] })),
+    }));
+    const child = spawn(process.execPath, [path.join(__dirname, '..', 'examples', 'echo', 'index.js'), cfg, '--port', '7007'],
+      { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    child.stderr.on('data', (d) => { out += d; });
+    try {
+      for (let i = 0; i < 100 && !out.includes('echo on port 7007'); i++) await sleep(100);
+      assert.ok(out.includes('echo on port 7007'), out);
+      const src = path.join(tmp, 'echo-ex-in');
+      fs.writeFileSync(src, randomBytes(300_000));
+      const rs = await Promise.all(lab.peers.map((p, i) => nsRun(p.ns, 'sh', ['-c',
+        `nc -N -w 10 10.1.1.1 7007 < ${src} > ${src}.${i} && cmp ${src} ${src}.${i} && echo udp${i} | nc -u -w 1 10.1.1.1 7007`],
+      { timeout: 20000 })));
+      rs.forEach((r, i) => { assert.is(r.code, 0, r.stderr + out); assert.is(r.stdout, `udp${i}\n`); });
+    } finally {
+      const exited = new Promise((r) => child.once('exit', r));
+      child.kill('SIGINT');
+      await exited;
+    }
+    assert.is(child.exitCode, 0, out);
+    assert.match(out, /stopped after 3 TCP connection/);
   });
 }
 
