@@ -44,7 +44,11 @@ function main(): void {
         }
       }
     }
-    if (b.n) tx += d.tx(b, now); // the driver takes (and shifts out) what fits on the TX ring
+    if (b.n) {
+      const k = d.tx(b, now); // the driver takes what fits on the TX ring; the rest is retried
+      b.shift(k);
+      tx += k;
+    }
   }
   const seconds = (performance.now() - t0) / 1000;
   for (let i = 0; i < b.n; i++) pool.free(b.frame[i]!);

@@ -520,7 +520,7 @@ export class AfxdpDriver implements Driver {
       this.s.txBytes += bytes;
       if (put < k) break; // TX ring full: the caller keeps the rest
     }
-    b.shift(taken);
+    // The caller shifts the taken frames out of its burst (Driver contract).
     this.lastNow = now;
     return taken;
   }

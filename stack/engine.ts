@@ -432,8 +432,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         const so = this.mSrcMac[j]!;
         const m = this.tcpMac;
         for (let x = 0; x < 6; x++) m[x] = b[so + x]!;
-        this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now);
-        pool.free(burst.frame[done + j]!);
+        const f = burst.frame[done + j]!;
+        // A zero-copy reader may keep the frame (it releases it later).
+        if (!this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f)) pool.free(f);
       }
       done += n;
     }

@@ -7,7 +7,7 @@ import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import type { Engine } from './engine';
 import type { VirtualServer } from './vs';
-import type { TcpEntry, TcpListener, TcpSocketSink } from './tcp';
+import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
 import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
 import { sockError } from './udp';
@@ -66,6 +66,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.ctx = ctx;
     this.entry = e;
     e.sink = this;
+    if (this.zcHandler) e.zeroCopy = true;
   }
 
   // ---------------------------------------------------------------- properties
@@ -167,6 +168,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       if (o.noDelay) opts.noDelay = true;
       if (o.keepAlive) { opts.keepAlive = true; if (o.keepAliveInitialDelay) opts.keepIdleUs = o.keepAliveInitialDelay * 1000; }
       this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0);
+      if (this.zcHandler) this.entry.zeroCopy = true;
     } catch (err) {
       this.connecting = false;
       process.nextTick(() => this.destroy(err as Error));
@@ -192,6 +194,33 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (this.destroyed) return;
     if (this.push(chunk)) this.entry?.conn.consumed(chunk.length, this.now());
     else this.unconsumed += chunk.length;
+  }
+
+  /**
+   * Zero-copy receive: in-order data arrives as views into the received frames instead of 'data'
+   * events. The handler must call `chunk.release()` for every chunk (the frame goes back to the pool
+   * and the receive window reopens); holding chunks is the backpressure. Pass null to go back to
+   * copies. Data that cannot be delivered in place (out-of-order repairs) still comes as copies
+   * through the same handler.
+   */
+  setZeroCopyReader(handler: ((chunk: ZeroCopyChunk) => void) | null): this {
+    this.zcHandler = handler;
+    if (this.entry) this.entry.zeroCopy = handler !== null;
+    // Nothing is pushed to the stream in this mode: let it flow so 'end' and 'close' come.
+    if (handler) this.resume();
+    return this;
+  }
+
+  private zcHandler: ((chunk: ZeroCopyChunk) => void) | null = null;
+
+  tcpZeroCopy(chunk: ZeroCopyChunk): void {
+    this._bytesRead += chunk.bytes.length;
+    this.touch();
+    if (this.zcHandler && !this.destroyed) { this.zcHandler(chunk); return; }
+    const copy = chunk.copy();
+    chunk.release();
+    this._bytesRead -= copy.length; // counted again by tcpData
+    this.tcpData(copy);
   }
 
   tcpRemoteClose(): void {

@@ -17,6 +17,7 @@ import * as synCookie from '../protocols/tcp/syncookie';
 import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
 import type { Timer, TimerWheel } from './timers';
 import type { Link, VirtualServer } from './vs';
+import { FramePool, OWNER_ENGINE } from '../umem/pool';
 
 /** What the TCP layer needs from the engine. */
 export interface TcpEngine {
@@ -41,7 +42,31 @@ export interface TcpSocketSink {
   tcpWritable(): void;
   tcpRemoteClose(): void;
   tcpClosed(err: TcpError | null): void;
+  /** Zero-copy mode: in-order payload as a view into a held UMEM frame; release() returns it. */
+  tcpZeroCopy?(chunk: ZeroCopyChunk): void;
 }
+
+/**
+ * Received bytes still in their UMEM frame. `bytes` is valid until `release()`, which frees the frame
+ * and reopens the receive window. Unreleased chunks hold frames (visible in the pool's totals).
+ */
+export class ZeroCopyChunk {
+  private done = false;
+  constructor(readonly bytes: Uint8Array, private readonly pool: FramePool | null, private readonly frame: number,
+    private readonly entry: TcpEntry | null, private readonly layer: TcpLayer) {}
+  get released(): boolean { return this.done; }
+  /** Copies the bytes out (when the application must keep them longer). */
+  copy(): Buffer { return Buffer.from(this.bytes); }
+  release(): void {
+    if (this.done) return;
+    this.done = true;
+    if (this.pool) this.pool.free(this.frame);
+    if (this.entry && !this.entry.released) this.entry.conn.consumed(this.bytes.length, this.layer.clock());
+  }
+}
+
+/** Owner id of frames held by zero-copy readers. */
+export const OWNER_ZEROCOPY = 2;
 
 /** Per-connection record kept by the engine (conn.user). */
 export class TcpEntry {
@@ -55,7 +80,10 @@ export class TcpEntry {
   listener: TcpListener | null = null;
   /** Queued events for the sink. */
   events: number = 0;
-  data: Buffer[] = [];
+  /** Received data in order: copies, or views into held frames (zero-copy mode). */
+  data: (Buffer | ZeroCopyChunk)[] = [];
+  /** Zero-copy mode (the socket reads views into frames). */
+  zeroCopy = false;
   closeErr: TcpError | null = null;
   queued = false;
   released = false;
@@ -205,7 +233,29 @@ export class TcpLayer implements TcpHost {
   // ------------------------------------------------------------ receive
 
   /** A TCP segment for `link`'s VS. The caller frees the frame afterwards. */
-  input(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number): void {
+  /** Frame being processed, for zero-copy delivery; set to -1 once a reader keeps it. */
+  private curPool: FramePool | null = null;
+  private curFrame = -1;
+  private kept = false;
+
+  /** Current time for calls made outside a burst (sockets). */
+  clock: () => number = () => this.eng.now;
+
+  /**
+   * A TCP segment for `link`'s VS, in frame `frame` of `pool`. Returns true when a zero-copy reader
+   * kept the frame (the caller must not free it); false otherwise (the caller frees it).
+   */
+  input(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number,
+    pool: FramePool | null = null, frame = -1): boolean {
+    this.curPool = pool;
+    this.curFrame = frame;
+    this.kept = false;
+    this.demux(link, b, off, len, src, dst, srcMac, now);
+    this.curPool = null;
+    return this.kept;
+  }
+
+  private demux(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number): void {
     const seg = this.hdr;
     const d = seg.parse(b, off, len, src, dst);
     if (d !== Drop.None) return this.eng.dropOn(link, d);
@@ -330,6 +380,15 @@ export class TcpLayer implements TcpHost {
 
   onData(c: { user: unknown }, b: Uint8Array, off: number, len: number): void {
     const e = c.user as TcpEntry;
+    const pool = this.curPool;
+    if (e.zeroCopy && pool && !this.kept && b === pool.bytes && this.curFrame >= 0) {
+      // Keep the frame: the reader gets a view and releases it later.
+      pool.transfer(this.curFrame, OWNER_ENGINE, OWNER_ZEROCOPY);
+      this.kept = true;
+      e.data.push(new ZeroCopyChunk(b.subarray(off, off + len), pool, this.curFrame, e, this));
+      this.post(e, 0);
+      return;
+    }
     const chunk = Buffer.allocUnsafe(len);
     chunk.set(b.subarray(off, off + len));
     e.data.push(chunk);
@@ -361,6 +420,8 @@ export class TcpLayer implements TcpHost {
     const e = c.user as TcpEntry;
     if (e.released) return;
     e.released = true;
+    for (const z of e.data) if (z instanceof ZeroCopyChunk) z.release();
+    e.data = e.data.filter((z) => !(z instanceof ZeroCopyChunk));
     this.eng.wheel.cancel(e.timer);
     this.remove(e);
     const lp = e.vs.tcpLocalPorts.get(c.tuple.localPort);
@@ -406,7 +467,15 @@ export class TcpLayer implements TcpHost {
         if (ev & EV_ESTABLISHED) s.tcpEstablished();
         if (e.data.length) {
           const d = e.data.splice(0);
-          for (const chunk of d) s.tcpData(chunk);
+          for (const chunk of d) {
+            if (!(chunk instanceof ZeroCopyChunk)) {
+              // A copy (out-of-order repair): a zero-copy reader still gets it as a chunk, in order.
+              if (e.zeroCopy && s.tcpZeroCopy) s.tcpZeroCopy(new ZeroCopyChunk(chunk, null, -1, e, this));
+              else s.tcpData(chunk);
+            }
+            else if (s.tcpZeroCopy) s.tcpZeroCopy(chunk);
+            else { s.tcpData(chunk.copy()); chunk.release(); }
+          }
         }
         if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
         if (ev & EV_WRITABLE) s.tcpWritable();
