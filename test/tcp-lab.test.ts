@@ -16,6 +16,8 @@ import { canRunPrivileged } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
+import { validateConfig, ConfigError } from '../stack/config';
+import { createMemoryLink } from '../driver/memory';
 import type { Socket } from '../stack/net';
 
 const PREFIX = 'xk';
@@ -53,6 +55,66 @@ async function connectRetry(vs: string, port: number, host: string, tries = 50):
 async function writeAll(s: Socket, chunks: Iterable<Buffer>): Promise<void> {
   for (const c of chunks) if (!s.write(c)) await once(s, 'drain');
 }
+
+// ---- Without privileges: the same API under virtual time, two stacks joined by the memory link.
+
+test('VsHandle.connect/createServer and the tcp-echo service under virtual time (memory link)', async () => {
+  const link = createMemoryLink({ frameCount: 2048 });
+  const cfg = (addr: string, services: boolean) => ({
+    control: false as const,
+    devices: [{ name: 'm0', driver: 'memory' as const }],
+    virtualServers: [{ name: 'v', links: [{ device: 'm0', vlan: 5, addresses: [addr] }] }],
+    services: services ? [{ type: 'tcp-echo', vs: 'v', port: 7 }, { type: 'udp-echo', vs: 'v', port: 7 }] : [],
+  });
+  const a = createStack(cfg('10.9.0.1/24', true), { drivers: { m0: link.a } });
+  const b = createStack(cfg('10.9.0.2/24', false), { drivers: { m0: link.b } });
+  let now = 0;
+  const run = async (done: () => boolean) => {
+    for (let i = 0; i < 200_000 && !done(); i++) {
+      const next = Math.min(a.runtime.step(now), b.runtime.step(now), link.nextDeadline());
+      await new Promise((r) => setImmediate(r));
+      if (next !== Infinity && next > now) now = Math.min(next, now + 1000);
+      else now += 1;
+    }
+    return done();
+  };
+  const payload = randomBytes(200_000);
+  const parts: Buffer[] = [];
+  let closed = false;
+  const s = b.vs('v').connect({ port: 7, host: '10.9.0.1' }, () => s.end(payload));
+  s.on('data', (d: Buffer) => parts.push(d));
+  s.on('close', () => { closed = true; });
+  assert.ok(await run(() => closed), 'echo connection closed');
+  assert.ok(Buffer.concat(parts).equals(payload), 'echoed byte for byte');
+  assert.is(s.remotePort, 7);
+  // The stack's clock is the engine's virtual time when not started.
+  assert.is(b.nowUs(), b.engine.now);
+  assert.ok(b.engine.now > 0 && b.engine.now <= now);
+  // A server of the handle, reached from the other stack.
+  let greeting = '';
+  b.vs('v').createServer((c) => c.end('hi from b')).listen(80);
+  const c2 = a.vs('v').connect(80, '10.9.0.2');
+  c2.on('data', (d: Buffer) => { greeting += d.toString(); });
+  assert.ok(await run(() => greeting === 'hi from b'));
+  a.close();
+  b.close();
+  for (const st of [a, b]) assert.is(st.engine.devices[0]!.pool.check().held, 0);
+});
+
+test('config: tcp-echo is a known service; TCP and UDP may share a port, two TCP services may not', () => {
+  const base = {
+    devices: [{ name: 'm0', driver: 'memory' }],
+    virtualServers: [{ name: 'v', links: [{ device: 'm0', addresses: ['10.9.0.1/24'] }] }],
+  };
+  validateConfig({ ...base, services: [{ type: 'tcp-echo', vs: 'v', port: 7 }, { type: 'udp-echo', vs: 'v', port: 7 }] });
+  try {
+    validateConfig({ ...base, services: [{ type: 'tcp-echo', vs: 'v', port: 7 }, { type: 'tcp-echo', vs: 'v', port: 7 }] });
+    assert.unreachable('duplicate TCP port accepted');
+  } catch (e) {
+    assert.instance(e, ConfigError);
+    assert.match((e as Error).message, /services\[1\]\.port: port 7 of virtual server 'v' is already used by services\[0\]/);
+  }
+});
 
 if (privileged) {
   test.before(() => {
