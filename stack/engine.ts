@@ -40,6 +40,18 @@ export interface DeviceSpec {
   ownIpv4?(addr: number, vlan: number, add: boolean): void;
 }
 
+/**
+ * The links sharing one (device, VLAN), with their addresses. Keys are addresses as int32, which V8
+ * keeps as small integers: the lookup costs the same for 1 or 4096 virtual servers.
+ */
+class LinkGroup {
+  readonly links: Link[] = [];
+  /** Unicast addresses → link. */
+  readonly addrs = new Map<number, Link>();
+  /** Subnet broadcast addresses → link. */
+  readonly bcast = new Map<number, Link>();
+}
+
 export interface Device extends DeviceSpec {
   index: number;
   /** Frames waiting to be handed to the driver. */
@@ -111,8 +123,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   readonly wheel: TimerWheel;
   readonly reasm: Ipv4Reassembler;
   private nextVsId = 1;
-  private readonly linkIndex = new Map<number, Link[]>();
-  private readonly addrIndex = new Map<number, Link>();
+  /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
+  private readonly groups: (LinkGroup | null)[][] = [];
   private readonly readyUdp: UdpSocket[] = [];
   private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp'>>;
   readonly tcp: TcpLayer;
@@ -137,6 +149,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly mSrc = new Uint32Array(256);
   private readonly mDst = new Uint32Array(256);
   private readonly mTos = new Uint8Array(256);
+  /** 1 when the frame's IPv4 destination is a broadcast address. */
+  private readonly mBcast = new Uint8Array(256);
   private readonly arpIdx = new Uint16Array(256);
   private readonly ipIdx = new Uint16Array(256);
   private readonly icmpIdx = new Uint16Array(256);
@@ -169,6 +183,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (this.devices.length >= 255) throw new Error('at most 255 devices per engine');
     const d: Device = { ...spec, index: this.devices.length, out: new Burst(this.opts.outCapacity), counters: new Counters() };
     this.devices.push(d);
+    this.groups.push(new Array<LinkGroup | null>(4097).fill(null));
     return d;
   }
 
@@ -216,10 +231,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (!(mtu >= 68 && mtu <= dev.mtu)) throw new Error(`link MTU must be 68..${dev.mtu} (device ${dev.name}), got ${mtu}`);
     const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
     link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
-    const key = link.key;
-    const list = this.linkIndex.get(key) ?? [];
-    list.push(link);
-    this.linkIndex.set(key, list);
+    this.group(link, true)!.links.push(link);
     vs.links.push(link);
     dev.ownMac?.(mac, vlan, true);
     return link;
@@ -231,10 +243,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     for (const a of [...link.addrs]) this.removeAddress(vs, link.name, `${ipv4ToString(a.addr)}/${a.prefixLen}`);
     for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link === link.index) t.remove(r.dst, r.prefixLen, (x) => x === r);
     link.neigh.flush();
-    const key = link.key;
-    const list = (this.linkIndex.get(key) ?? []).filter((l) => l !== link);
-    if (list.length) this.linkIndex.set(key, list);
-    else this.linkIndex.delete(key);
+    const g = this.group(link)!;
+    g.links.splice(g.links.indexOf(link), 1);
+    const list = g.links;
+    if (!list.length) this.groups[link.dev]![link.vlan + 1] = null;
     const dev = this.devices[link.dev]!;
     if (!list.some((l) => macEquals(l.mac, 0, link.mac, 0))) dev.ownMac?.(link.mac, link.vlan, false);
     // Renumber the remaining links and the routes that refer to them.
@@ -249,14 +261,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
     const { addr, prefixLen } = parseCidr4(cidr);
     if (addr === 0 || addr >= 0xe0000000) throw new Error(`'${cidr}' is not a usable unicast address`);
-    const key = addrKey(link.dev, link.vlan, addr);
-    const owner = this.addrIndex.get(key);
+    const g = this.group(link)!;
+    const owner = g.addrs.get(addr | 0);
     if (owner) throw new Error(`${ipv4ToString(addr)} is already used on ${link.devName}${link.vlan >= 0 ? ` VLAN ${link.vlan}` : ''} by virtual server '${owner.vs.name}'`);
     const mask = maskOf(prefixLen);
     const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
     link.addrs.push({ addr, prefixLen, broadcast });
-    this.addrIndex.set(key, link);
-    if (broadcast && !this.addrIndex.has(addrKey(link.dev, link.vlan, broadcast))) this.addrIndex.set(addrKey(link.dev, link.vlan, broadcast), link);
+    g.addrs.set(addr | 0, link);
+    if (broadcast && !g.bcast.has(broadcast | 0)) g.bcast.set(broadcast | 0, link);
     vs.table(TABLE_MAIN, true)!.add({ dst: addr & mask, prefixLen, gateway: 0, link: link.index, src: addr, metric: 0, proto: 'connected' });
     this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, true);
     this.gratuitousArp(link, addr);
@@ -270,9 +282,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (i < 0) throw new Error(`virtual server '${vs.name}' has no address ${cidr} on '${linkName}'`);
     const a = link.addrs[i]!;
     link.addrs.splice(i, 1);
-    this.addrIndex.delete(addrKey(link.dev, link.vlan, addr));
-    if (a.broadcast && this.addrIndex.get(addrKey(link.dev, link.vlan, a.broadcast)) === link &&
-      !link.addrs.some((x) => x.broadcast === a.broadcast)) this.addrIndex.delete(addrKey(link.dev, link.vlan, a.broadcast));
+    const g = this.group(link)!;
+    g.addrs.delete(addr | 0);
+    if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
     const mask = maskOf(prefixLen);
     vs.table(TABLE_MAIN)?.remove(addr & mask, prefixLen, (r) => r.proto === 'connected' && r.link === link.index && r.src === addr);
     this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, false);
@@ -364,12 +376,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        const links = this.linkIndex.get(linkKey(devIdx, eth.vlan));
-        if (!links || eth.outerVlan >= 0) {
+        const grp = this.groups[devIdx]![eth.vlan + 1];
+        if (!grp || eth.outerVlan >= 0) {
           dev.counters.drop(Drop.VlanNoLink);
           pool.free(f);
           continue;
         }
+        const links = grp.links;
         let link: Link | null = null;
         if (isMulticast(b, eth.dstOff)) link = links[0]!;
         else {
@@ -420,12 +433,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       for (let k = 0; k < nIcmp; k++) {
         const j = this.icmpIdx[k]!;
         this.icmpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, this.mTos[j]!,
-          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, now);
+          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, this.mBcast[j]!, now);
       }
       for (let k = 0; k < nUdp; k++) {
         const j = this.udpIdx[k]!;
         this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
-          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, now);
+          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, this.mBcast[j]!, now);
       }
       for (let k = 0; k < nTcp; k++) {
         const j = this.tcpIdx[k]!;
@@ -433,6 +446,11 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         const m = this.tcpMac;
         for (let x = 0; x < 6; x++) m[x] = b[so + x]!;
         const f = burst.frame[done + j]!;
+        if (this.mBcast[j]) {
+          this.dropOn(this.mLink[j]!, Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
+          pool.free(f);
+          continue;
+        }
         // A zero-copy reader may keep the frame (it releases it later).
         if (!this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f)) pool.free(f);
       }
@@ -458,9 +476,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       dev.pool.free(f);
       return;
     }
-    const target = this.addrIndex.get(addrKey(dev.index, link0.vlan, arp.tpa));
-    const mine = target !== undefined && target.addrs.some((a) => a.addr === arp.tpa);
-    if (!mine) {
+    const grp = this.groups[dev.index]![link0.vlan + 1]!;
+    const target = grp.addrs.get(arp.tpa | 0);
+    if (!target) {
       // RFC 826 merge: refresh an entry we already have, but do not create one.
       if (arp.spa) link0.neigh.learn(arp.spa, b, arp.shaOff, false, false, now);
       this.dropOn(link0, Drop.ArpNotOurAddress);
@@ -469,7 +487,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
     const link = target!;
     // Never learn our own address (address conflict) nor 0.0.0.0 (a probe).
-    if (arp.spa && !this.addrIndex.has(addrKey(dev.index, link.vlan, arp.spa))) {
+    if (arp.spa && !grp.addrs.has(arp.spa | 0)) {
       link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, true, now);
     }
     if (arp.op !== ARP_REQUEST) {
@@ -504,10 +522,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       dev.pool.free(f);
       return 0;
     }
-    let link = this.addrIndex.get(addrKey(dev.index, link0.vlan, ip.dst));
+    const grp = this.groups[dev.index]![link0.vlan + 1]!;
+    let link = grp.addrs.get(ip.dst | 0);
+    let bcast = 0;
     if (!link) {
-      if (ip.dst === BROADCAST) link = link0;
-      else {
+      link = grp.bcast.get(ip.dst | 0);
+      bcast = 1;
+      if (!link && ip.dst === BROADCAST) link = link0;
+      if (!link) {
         this.dropOn(link0, Drop.Ipv4NotOurAddress);
         dev.pool.free(f);
         return 0;
@@ -527,6 +549,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return 0;
     }
     this.mLink[j] = link;
+    this.mBcast[j] = bcast;
     this.mSrc[j] = ip.src;
     this.mDst[j] = ip.dst;
     this.mTos[j] = ip.tos;
@@ -534,12 +557,22 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.mL4Len[j] = ip.payloadLen;
     if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP || ip.proto === IPPROTO_TCP) return ip.proto;
     // Unknown protocol: protocol unreachable (not for broadcasts), then drop.
-    if (!this.isBroadcast(link, ip.dst)) {
+    if (!bcast) {
       this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0, b, this.mL3Off[j]!, ip.hdrLen + ip.payloadLen, ip.dst, ip.src, b, this.mSrcMac[j]!, now);
     }
     this.dropOn(link, Drop.Ipv4UnknownProtocol);
     dev.pool.free(f);
     return 0;
+  }
+
+  private group(link: Link, create = false): LinkGroup | null {
+    const groups = this.groups[link.dev]!;
+    let g = groups[link.vlan + 1]!;
+    if (!g && create) {
+      g = new LinkGroup();
+      groups[link.vlan + 1] = g;
+    }
+    return g;
   }
 
   private isBroadcast(link: Link, dst: number): boolean {
@@ -549,7 +582,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   private icmpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, tos: number,
-    srcMacOff: number, f: number, ipOff: number, now: number): void {
+    srcMacOff: number, f: number, ipOff: number, bcast: number, now: number): void {
     const pool = this.devices[link.dev]!.pool;
     const icmp = this.icmp;
     const d = icmp.parse(b, off, len);
@@ -559,7 +592,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return;
     }
     if (icmp.type === ICMP_ECHO_REQUEST) {
-      if (this.isBroadcast(link, dst)) {
+      if (bcast) {
         this.dropOn(link, Drop.Ipv4NotOurAddress);
         pool.free(f);
         return;
@@ -598,7 +631,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   private udpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number,
-    srcMacOff: number, f: number, ipOff: number, now: number): void {
+    srcMacOff: number, f: number, ipOff: number, bcast: number, now: number): void {
     const pool = this.devices[link.dev]!.pool;
     const udp = this.udp;
     const d = udp.parse(b, off, len, src, dst);
@@ -609,7 +642,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
     const sock = this.findUdp(link.vs, udp.dstPort, dst);
     if (!sock) {
-      if (!this.isBroadcast(link, dst)) {
+      if (!bcast) {
         this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, b, ipOff, off - ipOff + len, dst, src, b, srcMacOff, now);
       }
       this.dropOn(link, Drop.UdpNoSocket);
