@@ -1,10 +1,11 @@
 /**
  * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
- * (reflector, icmp-udp, vs-scale, vs-memory), prints a table for each and writes a JSON summary
+ * (reflector, icmp-udp, vs-scale, vs-memory, tcp-echo, tcp-bulk, http, tcp-connect), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
  * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
- * BENCH_SECONDS (measurement window per packet-rate run, default 3).
+ * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_TCP_ROUNDS (TCP benchmarks;
+ * default 3), BENCH_HTTP_SECONDS (wrk duration, default 5).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -14,8 +15,10 @@ import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
 import { labDown } from '../stack/lab';
+import { benchHttp, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'vs-scale', 'vs-memory'] as const;
+const NAMES = ['reflector', 'icmp-udp', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
+const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
 async function main(): Promise<void> {
@@ -29,6 +32,10 @@ async function main(): Promise<void> {
   const rounds = Number(process.env.BENCH_ROUNDS ?? 3);
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const net = { rounds: Number(process.env.BENCH_NET_ROUNDS ?? 5), seconds, warmup: 1 };
+  const tcp = {
+    rounds: Number(process.env.BENCH_TCP_ROUNDS ?? 3), seconds, warmup: 1,
+    httpSeconds: Number(process.env.BENCH_HTTP_SECONDS ?? 5), bulkMiB: 200, conns: 32, parallel: 16,
+  };
   const results: Record<string, unknown> = {};
   const privileged = typeof process.getuid === 'function' && process.getuid() === 0;
   const t0 = Date.now();
@@ -48,11 +55,21 @@ async function main(): Promise<void> {
         case 'vs-memory':
           results[name] = await benchVsMemory({ rounds, n: 4096, churn: 20000 });
           break;
+        case 'tcp-echo':
+        case 'tcp-bulk':
+        case 'http':
+        case 'tcp-connect': {
+          if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
+          const f = { 'tcp-echo': benchTcpEcho, 'tcp-bulk': benchTcpBulk, http: benchHttp, 'tcp-connect': benchTcpConnect }[name];
+          results[name] = await f(tcp);
+          break;
+        }
       }
     } catch (e) {
       console.log(`  FAILED: ${(e as Error).stack ?? e}`);
       results[name] = { error: String((e as Error).message ?? e) };
       if (name === 'reflector' || name === 'icmp-udp') { try { labDown(PREFIX); } catch { /* already gone */ } }
+      if (TCP_NAMES.includes(name)) { try { labDown(TCP_PREFIX); } catch { /* already gone */ } }
     }
     console.log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }

@@ -1,0 +1,154 @@
+/*
+ * Kernel TCP load client for the TCP benchmarks (runs in the lab's peer namespace).
+ *
+ *   tcp-echo-client echo    IP PORT CONNS SECONDS [SIZE] [WARMUP]
+ *     CONNS connections; each sends SIZE bytes (default 64), waits for the SIZE-byte echo, repeats.
+ *   tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]
+ *     PARALLEL slots; each connects, sends 1 byte, reads 1 byte, closes, and starts again.
+ *
+ * Counts completed requests (echo) or connections (connect) after WARMUP seconds (default 1) for
+ * SECONDS seconds, then prints one JSON line: {"mode","ops","seconds","rate","errors"}.
+ * One thread, epoll, non-blocking sockets, TCP_NODELAY.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAXC 4096
+
+struct conn {
+	int fd;
+	size_t got;     /* bytes of the current echo received */
+	int connected;
+};
+
+static struct conn conns[MAXC];
+static struct sockaddr_in dst;
+static int ep;
+static size_t size = 64;
+static char sbuf[65536], rbuf[65536];
+static uint64_t ops, errors;
+
+static double now_s(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int open_conn(int i)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) { perror("socket"); exit(1); }
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+		close(fd);
+		return -1;
+	}
+	conns[i].fd = fd;
+	conns[i].got = 0;
+	conns[i].connected = 0;
+	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u32 = i };
+	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	return 0;
+}
+
+static void reopen(int i)
+{
+	epoll_ctl(ep, EPOLL_CTL_DEL, conns[i].fd, NULL);
+	close(conns[i].fd);
+	while (open_conn(i) < 0) errors++;
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: tcp-echo-client echo IP PORT CONNS SECONDS [SIZE] [WARMUP]\n"
+			"       tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 6) usage();
+	int echo = !strcmp(argv[1], "echo");
+	if (!echo && strcmp(argv[1], "connect")) usage();
+	memset(&dst, 0, sizeof(dst));
+	dst.sin_family = AF_INET;
+	dst.sin_port = htons(atoi(argv[3]));
+	if (inet_pton(AF_INET, argv[2], &dst.sin_addr) != 1) usage();
+	int n = atoi(argv[4]);
+	double secs = atof(argv[5]), warm = 1;
+	if (echo && argc > 6) size = strtoul(argv[6], NULL, 0);
+	if (argc > (echo ? 7 : 6)) warm = atof(argv[echo ? 7 : 6]);
+	if (n < 1 || n > MAXC || size < 1 || size > sizeof(sbuf) || secs <= 0) usage();
+	memset(sbuf, 'x', sizeof(sbuf));
+
+	ep = epoll_create1(EPOLL_CLOEXEC);
+	for (int i = 0; i < n; i++)
+		if (open_conn(i) < 0) { perror("connect"); return 1; }
+
+	double t0 = now_s(), start = t0 + warm, end = start + secs;
+	uint64_t base = 0;
+	int counting = 0;
+	struct epoll_event evs[256];
+	for (;;) {
+		double t = now_s();
+		if (!counting && t >= start) { counting = 1; base = ops; }
+		if (t >= end) break;
+		int k = epoll_wait(ep, evs, 256, 10);
+		for (int j = 0; j < k; j++) {
+			int i = evs[j].data.u32;
+			struct conn *c = &conns[i];
+			if (evs[j].events & (EPOLLERR | EPOLLHUP)) {
+				if (!echo || !(evs[j].events & EPOLLIN)) { errors++; reopen(i); continue; }
+			}
+			if ((evs[j].events & EPOLLOUT) && !c->connected) {
+				int err = 0;
+				socklen_t l = sizeof(err);
+				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+				if (err) { errors++; reopen(i); continue; }
+				c->connected = 1;
+				struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+				if (send(c->fd, sbuf, echo ? size : 1, MSG_NOSIGNAL) < 0) { errors++; reopen(i); continue; }
+			}
+			if (evs[j].events & EPOLLIN) {
+				ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
+				if (r <= 0) {
+					if (r < 0 && errno == EAGAIN) continue;
+					errors++;
+					reopen(i);
+					continue;
+				}
+				c->got += r;
+				if (echo) {
+					while (c->got >= size) {
+						c->got -= size;
+						ops++;
+						if (c->got == 0 && send(c->fd, sbuf, size, MSG_NOSIGNAL) < 0) { errors++; reopen(i); break; }
+					}
+				} else {
+					ops++;
+					reopen(i);
+				}
+			}
+		}
+	}
+	double elapsed = now_s() - start;
+	uint64_t done = ops - base;
+	printf("{\"mode\":\"%s\",\"ops\":%llu,\"seconds\":%.3f,\"rate\":%.1f,\"errors\":%llu}\n", argv[1],
+	       (unsigned long long)done, elapsed, done / elapsed, (unsigned long long)errors);
+	return 0;
+}
