@@ -54,6 +54,12 @@ function tool(name: string): string {
 
 let nextPort = 20000;
 
+/** BENCH_TCP_PROFILE=DIR: the xdpstack server runs with `node --cpu-prof` into DIR/<app>/. */
+function profArgs(app: App): string[] {
+  const dir = process.env.BENCH_TCP_PROFILE;
+  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, app)] : [];
+}
+
 class TcpLab {
   readonly lab: Lab;
   private kernelAddr = false;
@@ -83,7 +89,7 @@ class TcpLab {
     } else {
       const script = path.join(DIST_BENCH, 'tcp-server.js');
       p = who === 'xdp'
-        ? run(process.execPath, [script, 'xdp', this.lab.stackDevice, `${STACK_IP}/24`, app, String(port), String(totalS)])
+        ? run(process.execPath, [...profArgs(app), script, 'xdp', this.lab.stackDevice, `${STACK_IP}/24`, app, String(port), String(totalS)])
         : run(process.execPath, [script, 'node', '-', STACK_IP, app, String(port), String(totalS)]);
     }
     await p.waitFor(/^ready/, 20000);
