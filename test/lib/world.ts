@@ -62,7 +62,9 @@ export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: 
         const next = Math.min(na, nb, a.runtime.step(now), b.runtime.step(now), link.nextDeadline());
         if (dirty) continue;
         if (next === Infinity || next > end) return done();
-        now = next > now ? next : now + 1;
+        // Something reported due did not run (the timer wheel fires per 1 ms tick, and a TX burst
+        // that was full retries): move to the next tick boundary rather than crawling by 1 µs.
+        now = next > now ? next : Math.min(Math.floor(now / 1000) * 1000 + 1000, end + 1);
       }
     },
   };
