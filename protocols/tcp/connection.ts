@@ -30,6 +30,7 @@ import {
 } from './types';
 
 const MAX_SB = 32; // SACK scoreboard ranges
+const NO_BYTES = new Uint8Array(0);
 const DUP_THRESH = 3;
 const TS_STALE_US = 24 * 24 * 3600 * 1_000_000; // RFC 7323 5.5: TS.Recent invalid after 24 days idle
 
@@ -57,7 +58,9 @@ export class TcpConnection {
   /** MSS used for sending (after option overhead). */
   sndMss = DEFAULT_PEER_MSS;
   private peerMss = DEFAULT_PEER_MSS;
-  private readonly sbuf: Uint8Array;
+  /** Send ring, allocated on the first write (idle connections cost no buffer). */
+  private sbuf: Uint8Array = NO_BYTES;
+  private readonly sCap: number;
   private readonly sMask: number;
   /** Sequence of the first byte held in the send buffer, and one past the last. */
   private sbufStart = 0;
@@ -73,7 +76,8 @@ export class TcpConnection {
   private rcvAdv = 0;
   private rcvWscale = 0;
   private readonly rcvCap: number;
-  private readonly rbuf: Uint8Array;
+  /** Out-of-order ring, allocated on the first out-of-order segment. */
+  private rbuf: Uint8Array = NO_BYTES;
   /** Delivered to the application and not yet consumed. */
   private unread = 0;
   private readonly oooStart: Uint32Array;
@@ -137,10 +141,9 @@ export class TcpConnection {
     const o = this.opts;
     this.rto = o.rtoInitialUs;
     const sc = bufSize(o.sndBuf);
-    this.sbuf = new Uint8Array(sc);
+    this.sCap = sc;
     this.sMask = sc - 1;
     this.rcvCap = bufSize(o.rcvBuf);
-    this.rbuf = new Uint8Array(this.rcvCap);
     this.oooStart = new Uint32Array(Math.max(1, o.maxOooRanges));
     this.oooEnd = new Uint32Array(Math.max(1, o.maxOooRanges));
     this.cc = createCc(o.cc, o.initialCwnd * DEFAULT_PEER_MSS);
@@ -173,7 +176,7 @@ export class TcpConnection {
   /** Bytes write() would accept now. */
   get writableBytes(): number {
     if (this.finQueued) return 0;
-    return this.sbuf.length - ((this.sbufEnd - this.sbufStart) >>> 0);
+    return this.sCap - ((this.sbufEnd - this.sbufStart) >>> 0);
   }
   /** Bytes in the send buffer (unsent + unacknowledged). */
   get pendingBytes(): number {
@@ -299,8 +302,9 @@ export class TcpConnection {
     const n = Math.min(room, len);
     if (n < len) this.writeBlocked = true;
     if (n <= 0) return 0;
+    if (n > 0 && this.sbuf.length === 0) this.sbuf = new Uint8Array(this.sCap);
     const pos = this.sbufEnd & this.sMask;
-    const first = Math.min(n, this.sbuf.length - pos);
+    const first = Math.min(n, this.sCap - pos);
     this.sbuf.set(b.subarray(off, off + first), pos);
     if (first < n) this.sbuf.set(b.subarray(off + first, off + n), 0);
     this.sbufEnd = seqAdd(this.sbufEnd, n);
@@ -323,10 +327,13 @@ export class TcpConnection {
     this.unread = Math.max(0, this.unread - n);
     if (this.state === TcpState.Closed || this.state === TcpState.SynSent || this.state === TcpState.SynReceived) return;
     if (this.finRcvd) return;
-    // Send a window update when the right edge can move by 2 MSS or half the buffer (RFC 9293 3.8.6.2.2).
+    // Window update only when the read freed a lot: the right edge moves by at least
+    // min(2 MSS, half the buffer) (RFC 9293 3.8.6.2.2) and the new window is at least twice what is
+    // still advertised (as Linux does). While data flows, the every-second-segment ACKs carry the
+    // window; a pure update is only worth a segment when the advertised window ran low.
     const wnd = this.rcvCap - this.unread;
     const adv = (this.rcvAdv - this.rcvNxt) | 0;
-    if (wnd - adv >= Math.min(2 * this.sndMss, this.rcvCap >>> 1)) {
+    if (wnd - adv >= Math.min(2 * this.sndMss, this.rcvCap >>> 1) && wnd >= 2 * adv) {
       this.sendAck(now);
       this.arm();
     }
@@ -873,6 +880,7 @@ export class TcpConnection {
     const mask = this.rcvCap - 1;
     const pos = s & mask;
     const first = Math.min(len, this.rcvCap - pos);
+    if (this.rbuf.length === 0) this.rbuf = new Uint8Array(this.rcvCap);
     this.rbuf.set(b.subarray(off, off + first), pos);
     if (first < len) this.rbuf.set(b.subarray(off + first, off + len), 0);
     // Merge into the sorted range list.
@@ -1113,7 +1121,7 @@ export class TcpConnection {
     const isRtx = seqLt(nxt, this.sndMax);
     const pos = nxt & this.sMask;
     // The segment we would like to send: one SMSS, the queued data, the ring's end.
-    let want = Math.min(avail, this.sndMss, this.sbuf.length - pos);
+    let want = Math.min(avail, this.sndMss, this.sCap - pos);
     // Cut where a SACKed range resumes (retransmission after RTO).
     if (isRtx && this.sbN > 0) {
       const hole = this.holeLenAt(nxt);
@@ -1175,7 +1183,7 @@ export class TcpConnection {
     const pos = seq & this.sMask;
     // Never beyond what was sent before (SND.MAX), never more than one SMSS.
     const sent = (seqMin(this.sndMax, this.sbufEnd) - seq) >>> 0;
-    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.sndMss)), this.sbuf.length - pos);
+    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.sndMss)), this.sCap - pos);
     if (len <= 0) return;
     let flags = TH_ACK;
     const end = seqAdd(seq, len);
