@@ -20,7 +20,10 @@ export interface World {
   a: Host;
   b: Host;
   now(): number;
-  /** Runs until `done()` is true or virtual time passes `maxUs`; returns whether done() held. */
+  /**
+   * Runs until `done()` is true or `maxUs` of virtual time have passed (time then stands at the end
+   * of that span, also when nothing was due); returns whether done() held.
+   */
   run(done: () => boolean, maxUs?: number): Promise<boolean>;
   link: ReturnType<typeof createMemoryLink>;
 }
@@ -61,7 +64,10 @@ export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: 
         if (dirty) continue;
         const next = Math.min(na, nb, a.runtime.step(now), b.runtime.step(now), link.nextDeadline());
         if (dirty) continue;
-        if (next === Infinity || next > end) return done();
+        if (next === Infinity || next > end) {
+          if (end > now) now = end; // the time asked for passes even when nothing is due
+          return done();
+        }
         // Something reported due did not run (the timer wheel fires per 1 ms tick, and a TX burst
         // that was full retries): move to the next tick boundary rather than crawling by 1 µs.
         now = next > now ? next : Math.min(Math.floor(now / 1000) * 1000 + 1000, end + 1);
