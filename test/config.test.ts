@@ -93,7 +93,7 @@ test('invalid configs name the file, the field path and the reason', () => {
   bad((c) => { c.virtualServers[1].rules[0].priority = 40000; }, 'virtualServers[1].rules[0].priority', /0\.\.32767/);
   bad((c) => { delete c.virtualServers[1].rules[0].table; }, 'virtualServers[1].rules[0].table', /is required/);
   bad((c) => { c.virtualServers[1].rules[0].from = 'everything'; }, 'virtualServers[1].rules[0].from', /not an IPv4 address/);
-  bad((c) => { c.services[0].type = 'tcp-echo'; }, 'services[0].type', /unknown service type "tcp-echo" \(known: udp-echo\)/);
+  bad((c) => { c.services[0].type = 'sctp-echo'; }, 'services[0].type', /unknown service type "sctp-echo" \(known: [a-z, -]*udp-echo/);
   bad((c) => { c.services[0].vs = 'z'; }, 'services[0].vs', /no virtual server 'z'/);
   bad((c) => { c.services[0].port = 0; }, 'services[0].port', /1\.\.65535, got 0/);
   bad((c) => { c.services[0].address = '10.1.1.2'; }, 'services[0].address', /not an address of virtual server 'a'/);
