@@ -22,6 +22,9 @@ export function monotonicUs(): number {
   return Math.floor((performance.now() - t0) * 1000);
 }
 
+/** Steps run back to back in one event-loop turn while frames keep arriving. */
+const MAX_STEPS_PER_TURN = 16;
+
 export class Runtime {
   private readonly rxBurst = new Burst();
   private running = false;
@@ -30,6 +33,8 @@ export class Runtime {
   private readonly burstsPerStep: number;
   /** Iterations run (diagnostics). */
   steps = 0;
+  /** Frames received by the last step. */
+  lastRx = 0;
 
   constructor(readonly engine: Engine, readonly drivers: Driver[], readonly opts: RuntimeOptions = {}) {
     if (drivers.length !== engine.devices.length) {
@@ -42,6 +47,7 @@ export class Runtime {
   step(now: number): number {
     this.steps++;
     const e = this.engine;
+    let rx = 0;
     for (let d = 0; d < this.drivers.length; d++) {
       const drv = this.drivers[d]!;
       drv.service(now);
@@ -49,11 +55,13 @@ export class Runtime {
         this.rxBurst.n = 0;
         const n = drv.rx(this.rxBurst, now);
         if (n === 0) break;
+        rx += n;
         e.input(d, this.rxBurst, now);
         this.flushTx(d, now);
         if (n < this.rxBurst.capacity) break;
       }
     }
+    this.lastRx = rx;
     e.advance(now);
     e.flushEvents();
     let next = e.nextDeadline();
@@ -126,10 +134,17 @@ export class Runtime {
 
   private tick(): void {
     if (!this.running) return;
-    const now = monotonicUs();
+    let now = monotonicUs();
     let next: number;
     try {
       next = this.step(now);
+      // While traffic flows, keep stepping in this turn of the event loop (a turn costs more than a
+      // step); socket events were emitted inside the step, so user code has run. Yield after a while
+      // so timers, I/O callbacks and stream internals get their turn.
+      for (let i = 0; i < MAX_STEPS_PER_TURN && this.lastRx > 0 && this.running; i++) {
+        now = monotonicUs();
+        next = this.step(now);
+      }
     } catch (e) {
       // A bug must not stop the loop silently; report and keep serving.
       process.emitWarning(`xdpstack runtime step failed: ${(e as Error).stack ?? e}`);
