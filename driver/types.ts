@@ -13,15 +13,15 @@ export const BURST_MAX = 64;
 /** A vector of frames: struct-of-arrays, allocated once and reused for every burst. */
 export class Burst {
   n = 0;
-  readonly capacity: number;
+  capacity: number;
   /** Frame index in the pool. */
-  readonly frame: Uint32Array;
+  frame: Uint32Array;
   /** Absolute byte offset of the packet's first byte in pool.bytes. */
-  readonly off: Uint32Array;
+  off: Uint32Array;
   /** Packet length in bytes. */
-  readonly len: Uint32Array;
+  len: Uint32Array;
   /** Receive timestamp in microseconds (pcap and memory link set it; AF_XDP sets `now`). */
-  readonly ts: Float64Array;
+  ts: Float64Array;
 
   constructor(capacity = BURST_MAX) {
     this.capacity = capacity;
@@ -56,6 +56,16 @@ export class Burst {
 
   clear(): void {
     this.n = 0;
+  }
+
+  /** Doubles the capacity (keeping the entries): for queues that may absorb a spike. */
+  grow(): void {
+    const c = this.capacity * 2;
+    const f = new Uint32Array(c); f.set(this.frame); this.frame = f;
+    const o = new Uint32Array(c); o.set(this.off); this.off = o;
+    const l = new Uint32Array(c); l.set(this.len); this.len = l;
+    const t = new Float64Array(c); t.set(this.ts); this.ts = t;
+    this.capacity = c;
   }
 }
 

@@ -68,6 +68,7 @@ export const enum Drop {
   TcpBadCookie, // ACK to a listener with an invalid or expired SYN cookie
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
+  TxTooBig, // a frame larger than its link's MTU was not sent
   Count,
 }
 
@@ -87,6 +88,7 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-listen-overflow',
   'tcp-out-of-window', 'tcp-paws', 'tcp-bad-ack', 'tcp-no-ack', 'tcp-challenged', 'tcp-bad-cookie', 'tcp-bad-flags',
   'tcp-closed',
+  'tx-too-big',
 ];
 
 export function dropName(d: Drop): string {

@@ -63,8 +63,9 @@ export interface EngineOptions {
   /** ICMP error messages per second per VS, and burst. */
   icmpRate?: number;
   icmpBurst?: number;
-  /** Capacity of each device's output queue, in frames. */
+  /** Initial capacity of each device's output queue, in frames, and the most it may grow to. */
   outCapacity?: number;
+  outMax?: number;
   neighbor?: Partial<NeighborParams>;
   reassembly?: { maxDatagrams?: number; maxBytes?: number; timeoutUs?: number };
   /** Path MTU entries expire after this (µs). Default 10 minutes (RFC 1191). */
@@ -167,6 +168,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       icmpRate: opts.icmpRate ?? 1000,
       icmpBurst: opts.icmpBurst ?? 50,
       outCapacity: opts.outCapacity ?? 1024,
+      outMax: opts.outMax ?? 65536,
       pmtuExpiryUs: opts.pmtuExpiryUs ?? 600_000_000,
     };
     this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
@@ -614,14 +616,19 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       this.enqueue(link, pool, f, ethStart, link.ethLen + 20 + len);
       return;
     }
-    if (icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED && icmp.innerLen >= 20) {
+    if (icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED) {
       // Path MTU discovery (RFC 1191): the quoted header's destination is the path's end.
-      const inner = icmp.innerOff;
-      const qdst = ((b[inner + 16]! << 24) | (b[inner + 17]! << 16) | (b[inner + 18]! << 8) | b[inner + 19]!) >>> 0;
+      const qdst = icmp.innerDst;
       let mtu = icmp.nextHopMtu;
       if (mtu < 68) mtu = 576; // old routers send 0: assume the minimum reasonable
       const cur = Math.min(link.mtu, link.vs.pmtu.get(qdst)?.mtu ?? link.mtu);
-      if (mtu < cur) link.vs.pmtu.set(qdst, { mtu, expires: now + this.opts.pmtuExpiryUs });
+      if (mtu < cur) {
+        link.vs.pmtu.set(qdst, { mtu, expires: now + this.opts.pmtuExpiryUs });
+        if (icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
+          const p = icmp.innerL4Off;
+          this.tcp.pmtuChanged(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, qdst, (b[p + 2]! << 8) | b[p + 3]!, mtu);
+        }
+      }
       pool.free(f);
       return;
     }
@@ -714,9 +721,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
     const dev = this.devices[link.dev]!;
     if (dev.out.full) {
-      this.dropOn(link, Drop.TxRingFull);
-      pool.free(f);
-      return;
+      // A spike (thousands of sockets sending between two steps) grows the queue up to a bound;
+      // beyond it the frame is dropped and counted.
+      if (dev.out.capacity < this.opts.outMax) dev.out.grow();
+      else {
+        this.dropOn(link, Drop.TxRingFull);
+        pool.free(f);
+        return;
+      }
     }
     dev.out.push(f, off, len, this.now);
     link.counters.txPackets++;
@@ -929,6 +941,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const start = pool.dataStart(f);
     const ethLen = link.ethLen;
     const l4len = build(b, start + ethLen + 20);
+    if (20 + l4len > link.mtu) {
+      // The connection's MSS is larger than this link allows: never send an oversized frame.
+      this.dropOn(link, Drop.TxTooBig);
+      pool.free(f);
+      return false;
+    }
     writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(vs), IP_DF, 0);
     writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
     const len = ethLen + 20 + l4len;

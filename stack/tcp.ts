@@ -272,6 +272,10 @@ export class TcpLayer implements TcpHost {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
         if (this.onCookieAck(l, link, seg, src, dst, now)) return;
+        // Not a valid cookie: counted as such, answered with a RST below.
+        this.eng.dropOn(link, Drop.TcpBadCookie);
+        this.sendRst(link, seg, src, dst, srcMac);
+        return;
       }
     }
     if (flags & TH_RST) return this.eng.dropOn(link, Drop.TcpNoSocket);
@@ -327,9 +331,9 @@ export class TcpLayer implements TcpHost {
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
     e.listener = l;
     l.synCookiesAccepted++;
-    this.insert(e);
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
     e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp }, seg, info, now, e);
+    this.insert(e);
     const r = e.conn.input(seg, now);
     if (r !== Drop.None) this.eng.dropOn(link, r);
     return true;
@@ -420,6 +424,8 @@ export class TcpLayer implements TcpHost {
     const e = c.user as TcpEntry;
     if (e.released) return;
     e.released = true;
+    // A SYN_RECEIVED connection that timed out leaves its listener's SYN queue.
+    if (e.inSynQueue && e.listener) { e.inSynQueue = false; e.listener.synQueue--; }
     for (const z of e.data) if (z instanceof ZeroCopyChunk) z.release();
     e.data = e.data.filter((z) => !(z instanceof ZeroCopyChunk));
     this.eng.wheel.cancel(e.timer);
@@ -482,6 +488,15 @@ export class TcpLayer implements TcpHost {
         if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
       }
     }
+  }
+
+  /**
+   * Path MTU toward `remote` dropped to `mtu` (ICMP fragmentation needed quoting our segment): the
+   * connection it belongs to sends smaller segments from now on.
+   */
+  pmtuChanged(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, mtu: number): void {
+    const e = this.find(vs, local, localPort, remote, remotePort);
+    if (e && !e.released) e.conn.setMss(mtu - 40);
   }
 
   /** Resets every connection and closes every listener of a VS being destroyed. */

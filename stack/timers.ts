@@ -121,7 +121,8 @@ export class TimerWheel {
       const slot = this.tick & (L0_SLOTS - 1);
       if (slot === 0) this.cascade();
       const list = this.l0[slot]!;
-      if (list.size) {
+      // Loop: a callback may arm a timer for this very tick (deadline ≤ now), which lands here again.
+      for (let rounds = 0; list.size && rounds < 1_000_000; rounds++) {
         let t = list.take();
         while (t) {
           const next = t.next;

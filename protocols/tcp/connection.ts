@@ -462,6 +462,20 @@ export class TcpConnection {
     this.setSndMss();
   }
 
+  /** SACK blocks that fit in one segment's options next to a timestamp (3) or without one (4). */
+  private maxSackBlocks(): number {
+    return this.tsOk ? 3 : 4;
+  }
+
+  /**
+   * Payload bytes a data segment may carry now: the send MSS less the room of the SACK blocks it will
+   * carry (RFC 6691: options come out of the MSS), so data + options never exceed the path.
+   */
+  private dataMss(): number {
+    if (!this.sackOk || this.oooN === 0) return this.sndMss;
+    return Math.max(64, this.sndMss - (4 + 8 * Math.min(this.oooN, this.maxSackBlocks())));
+  }
+
   private setSndMss(): void {
     this.sndMss = Math.max(64, Math.min(this.peerMss, this.opts.mss) - (this.tsOk ? 12 : 0));
     if (this.state === TcpState.Closed || this.state === TcpState.SynSent || this.state === TcpState.SynReceived) {
@@ -1121,7 +1135,7 @@ export class TcpConnection {
     const isRtx = seqLt(nxt, this.sndMax);
     const pos = nxt & this.sMask;
     // The segment we would like to send: one SMSS, the queued data, the ring's end.
-    let want = Math.min(avail, this.sndMss, this.sCap - pos);
+    let want = Math.min(avail, this.dataMss(), this.sCap - pos);
     // Cut where a SACKed range resumes (retransmission after RTO).
     if (isRtx && this.sbN > 0) {
       const hole = this.holeLenAt(nxt);
@@ -1139,7 +1153,7 @@ export class TcpConnection {
       len = wndRoom;
     }
     // Nagle (RFC 9293 3.7.4): the last small piece waits while data is unacknowledged.
-    if (len < this.sndMss && len === avail && !this.opts.noDelay && unacked && !isRtx && !this.finQueued) return false;
+    if (len < this.dataMss() && len === avail && !this.opts.noDelay && unacked && !isRtx && !this.finQueued) return false;
     let flags = TH_ACK;
     const end = seqAdd(nxt, len);
     if (end === this.sbufEnd) flags |= TH_PSH;
@@ -1183,7 +1197,7 @@ export class TcpConnection {
     const pos = seq & this.sMask;
     // Never beyond what was sent before (SND.MAX), never more than one SMSS.
     const sent = (seqMin(this.sndMax, this.sbufEnd) - seq) >>> 0;
-    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.sndMss)), this.sCap - pos);
+    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.dataMss())), this.sCap - pos);
     if (len <= 0) return;
     let flags = TH_ACK;
     const end = seqAdd(seq, len);
@@ -1367,7 +1381,8 @@ export class TcpConnection {
       let n = 0;
       const first = this.oooLast >= 0 && this.oooLast < this.oooN ? this.oooLast : -1;
       if (first >= 0) { o.sackStart[0] = this.oooStart[first]!; o.sackEnd[0] = this.oooEnd[first]!; n = 1; }
-      for (let i = 0; i < this.oooN && n < 4; i++) {
+      const max = this.maxSackBlocks();
+      for (let i = 0; i < this.oooN && n < max; i++) {
         if (i === first) continue;
         o.sackStart[n] = this.oooStart[i]!;
         o.sackEnd[n] = this.oooEnd[i]!;
