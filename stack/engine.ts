@@ -442,6 +442,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
           this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, this.mBcast[j]!, now);
       }
+      if (nTcp) this.tcp.beginBurst();
       for (let k = 0; k < nTcp; k++) {
         const j = this.tcpIdx[k]!;
         const so = this.mSrcMac[j]!;
@@ -456,6 +457,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         // A zero-copy reader may keep the frame (it releases it later).
         if (!this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f)) pool.free(f);
       }
+      if (nTcp) this.tcp.endBurst(now);
       done += n;
     }
     burst.n = 0;

@@ -75,6 +75,10 @@ export class TcpEntry {
   conn!: TcpConnection;
   /** Counted in its listener's SYN queue (SYN_RECEIVED from a normal passive open). */
   inSynQueue = false;
+  /** ACK number of the last ACK actually sent (-1: none yet). */
+  lastAck = -1;
+  /** A pure ACK was held back to be sent once at the end of the receive burst. */
+  ackDeferred = false;
   timer: Timer;
   sink: TcpSocketSink | null = null;
   listener: TcpListener | null = null;
@@ -238,6 +242,31 @@ export class TcpLayer implements TcpHost {
   private curFrame = -1;
   private kept = false;
 
+  /** Inside a receive burst: pure ACKs that only advance the acknowledged point are coalesced. */
+  private inBurst = false;
+  private readonly ackQueue: TcpEntry[] = [];
+  /** ACKs saved by coalescing (diagnostics). */
+  acksCoalesced = 0;
+
+  beginBurst(): void {
+    this.inBurst = true;
+  }
+
+  /** Sends one ACK per connection whose ACKs were held back during the burst. */
+  endBurst(now: number): void {
+    this.inBurst = false;
+    const q = this.ackQueue;
+    for (let i = 0; i < q.length; i++) {
+      const e = q[i]!;
+      if (e.ackDeferred && !e.released) {
+        e.ackDeferred = false;
+        e.conn.ackNow(now);
+      }
+      e.ackDeferred = false;
+    }
+    q.length = 0;
+  }
+
   /** Current time for calls made outside a burst (sockets). */
   clock: () => number = () => this.eng.now;
 
@@ -349,7 +378,22 @@ export class TcpLayer implements TcpHost {
 
   send(c: { tuple: TcpTuple; user: unknown }, seg: TcpSegmentOut, src: Uint8Array | null, off: number, len: number): void {
     const e = c.user as TcpEntry | undefined;
-    if (!e) return; // during acceptSyn before the entry exists: handled by the caller's resend
+    if (!e) return;
+    // Coalesce: within a burst, a pure ACK that only moves the acknowledged point forward waits for
+    // the end of the burst (one ACK for many segments, like a GRO receiver). Duplicate ACKs, ACKs with
+    // SACK blocks, window probes and anything carrying data or flags go out at once.
+    if (this.inBurst && len === 0 && seg.flags === TH_ACK && seg.sackCount === 0 && e.lastAck >= 0 &&
+      seg.ack !== e.lastAck && ((seg.ack - e.lastAck) | 0) > 0 && e.conn.state === TcpState.Established) {
+      if (!e.ackDeferred) {
+        e.ackDeferred = true;
+        this.ackQueue.push(e);
+      } else this.acksCoalesced++;
+      return;
+    }
+    if (seg.flags & TH_ACK) {
+      e.lastAck = seg.ack;
+      e.ackDeferred = false; // this segment carries the acknowledgment
+    }
     const t = c.tuple;
     seg.srcPort = t.localPort;
     seg.dstPort = t.remotePort;

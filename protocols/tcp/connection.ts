@@ -322,6 +322,16 @@ export class TcpConnection {
     this.arm();
   }
 
+  /**
+   * Sends an ACK now with the current receive state (the host coalesces the ACKs of one receive
+   * burst into one, as GRO does for a kernel receiver, and calls this at the end of the burst).
+   */
+  ackNow(now: number): void {
+    if (this.state === TcpState.Closed || this.state === TcpState.SynSent || this.state === TcpState.Listen) return;
+    this.sendAck(now);
+    this.arm();
+  }
+
   /** The application consumed `n` delivered bytes: the window opens (a window update may be sent). */
   consumed(n: number, now: number): void {
     this.unread = Math.max(0, this.unread - n);
