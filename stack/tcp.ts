@@ -52,16 +52,38 @@ export interface TcpSocketSink {
  */
 export class ZeroCopyChunk {
   private done = false;
-  constructor(readonly bytes: Uint8Array, private readonly pool: FramePool | null, private readonly frame: number,
-    private readonly entry: TcpEntry | null, private readonly layer: TcpLayer) {}
+  private view: Uint8Array | null;
+  /**
+   * `src` is the frame pool's bytes (with `pool`/`frame` set) or a standalone copy (pool null);
+   * the chunk is `src[off, off + length)`.
+   */
+  constructor(private readonly src: Uint8Array, readonly offset: number, readonly length: number,
+    private readonly pool: FramePool | null, private readonly frame: number,
+    private readonly entry: TcpEntry | null, private readonly layer: TcpLayer) {
+    this.view = pool ? null : src;
+  }
   get released(): boolean { return this.done; }
+  /** The bytes: a view into the UMEM frame (valid until release()). */
+  get bytes(): Uint8Array {
+    return (this.view ??= this.src.subarray(this.offset, this.offset + this.length));
+  }
   /** Copies the bytes out (when the application must keep them longer). */
   copy(): Buffer { return Buffer.from(this.bytes); }
+  /** Copies the bytes into `target` at `pos` without creating a view. */
+  copyTo(target: Buffer, pos: number): void {
+    if (!this.pool) target.set(this.src, pos);
+    else this.layer.poolBuffer(this.pool).copy(target, pos, this.offset, this.offset + this.length);
+  }
   release(): void {
+    if (this.done) return;
+    this.releaseFrame();
+    if (this.entry && !this.entry.released) this.entry.conn.consumed(this.length, this.layer.clock());
+  }
+  /** Returns the frame without touching the receive window (the bytes were copied elsewhere). */
+  releaseFrame(): void {
     if (this.done) return;
     this.done = true;
     if (this.pool) this.pool.free(this.frame);
-    if (this.entry && !this.entry.released) this.entry.conn.consumed(this.bytes.length, this.layer.clock());
   }
 }
 
@@ -267,6 +289,18 @@ export class TcpLayer implements TcpHost {
     q.length = 0;
   }
 
+  private readonly poolBuffers = new WeakMap<FramePool, Buffer>();
+
+  /** A Buffer over a whole frame pool (made once), for copies without per-chunk views. */
+  poolBuffer(pool: FramePool): Buffer {
+    let b = this.poolBuffers.get(pool);
+    if (!b) {
+      b = Buffer.from(pool.buffer, 0, pool.bytes.length);
+      this.poolBuffers.set(pool, b);
+    }
+    return b;
+  }
+
   /** Current time for calls made outside a burst (sockets). */
   clock: () => number = () => this.eng.now;
 
@@ -429,11 +463,13 @@ export class TcpLayer implements TcpHost {
   onData(c: { user: unknown }, b: Uint8Array, off: number, len: number): void {
     const e = c.user as TcpEntry;
     const pool = this.curPool;
-    if (e.zeroCopy && pool && !this.kept && b === pool.bytes && this.curFrame >= 0) {
-      // Keep the frame: the reader gets a view and releases it later.
+    if (pool && !this.kept && b === pool.bytes && this.curFrame >= 0) {
+      // Keep the frame until the burst's events are delivered: a zero-copy reader gets it as a view;
+      // otherwise the in-order data of the whole burst is copied into one Buffer (one allocation and
+      // one stream push per burst instead of per segment, as a GRO receiver would).
       pool.transfer(this.curFrame, OWNER_ENGINE, OWNER_ZEROCOPY);
       this.kept = true;
-      e.data.push(new ZeroCopyChunk(b.subarray(off, off + len), pool, this.curFrame, e, this));
+      e.data.push(new ZeroCopyChunk(b, off, len, pool, this.curFrame, e, this));
       this.post(e, 0);
       return;
     }
@@ -517,14 +553,24 @@ export class TcpLayer implements TcpHost {
         if (ev & EV_ESTABLISHED) s.tcpEstablished();
         if (e.data.length) {
           const d = e.data.splice(0);
-          for (const chunk of d) {
-            if (!(chunk instanceof ZeroCopyChunk)) {
-              // A copy (out-of-order repair): a zero-copy reader still gets it as a chunk, in order.
-              if (e.zeroCopy && s.tcpZeroCopy) s.tcpZeroCopy(new ZeroCopyChunk(chunk, null, -1, e, this));
-              else s.tcpData(chunk);
+          if (e.zeroCopy && s.tcpZeroCopy) {
+            for (const chunk of d) {
+              // Copies (out-of-order repairs) come as chunks too, in order.
+              s.tcpZeroCopy(chunk instanceof ZeroCopyChunk ? chunk : new ZeroCopyChunk(chunk, 0, chunk.length, null, -1, e, this));
             }
-            else if (s.tcpZeroCopy) s.tcpZeroCopy(chunk);
-            else { s.tcpData(chunk.copy()); chunk.release(); }
+          } else if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
+            s.tcpData(d[0] as Buffer);
+          } else {
+            let total = 0;
+            for (const chunk of d) total += chunk.length;
+            const buf = Buffer.allocUnsafe(total);
+            let pos = 0;
+            for (const chunk of d) {
+              if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
+              else buf.set(chunk, pos);
+              pos += chunk.length;
+            }
+            s.tcpData(buf);
           }
         }
         if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
