@@ -57,7 +57,9 @@ function startC(lab: Lab) {
 
 function startNode(script: string, args: string[]) {
   return async (total: number) => {
-    const p = run(process.execPath, [path.join(DIST_BENCH, script), ...args, String(total)]);
+    // BENCH_PROFILE=DIR writes a CPU profile of each server process (summarise with dist/bench/tcp-profile.js).
+    const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    const p = run(process.execPath, [...prof, path.join(DIST_BENCH, script), ...args, String(total)]);
     await p.waitFor(/^ready/, 15000);
     await sleep(200);
     return p;

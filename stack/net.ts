@@ -301,8 +301,15 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (e && !this.finished) {
       const st = e.conn.state;
       if (st !== TcpState.Closed && st !== TcpState.TimeWait) {
-        // Unread data or an error: reset (as the kernel does on close with unread data); else FIN.
-        if (err || this.unconsumed || this.readableLength) e.conn.abort(this.now());
+        // Bytes held back from the window were read if the stream buffer is empty (after EOF the
+        // stream never calls _read again to report them).
+        if (this.unconsumed && !this.readableLength) {
+          e.conn.consumed(this.unconsumed, this.now());
+          this.unconsumed = 0;
+        }
+        // An error, or data the application never read: reset (as the kernel does on close with
+        // unread data); otherwise an orderly FIN after what is still queued.
+        if (err || this.readableLength) e.conn.abort(this.now());
         else e.conn.close(this.now());
       }
     }

@@ -24,6 +24,12 @@ export function monotonicUs(): number {
 
 /** Steps run back to back in one event-loop turn while frames keep arriving. */
 const MAX_STEPS_PER_TURN = 16;
+/**
+ * Busy-poll mode spins only while traffic flows: after this many turns without a received frame
+ * it sleeps until the socket is readable (or a timer is due), so an idle stack leaves the CPU to
+ * others — on a small machine, to the very peers it serves.
+ */
+const BUSY_IDLE_TURNS = 64;
 
 export class Runtime {
   private readonly rxBurst = new Burst();
@@ -35,6 +41,13 @@ export class Runtime {
   steps = 0;
   /** Frames received by the last step. */
   lastRx = 0;
+  /** Consecutive event-loop turns without a received frame. */
+  private idleTurns = 0;
+
+  /** Whether the loop spins (setImmediate) rather than waiting for readiness. */
+  private get spinning(): boolean {
+    return !!this.opts.busyPoll && this.idleTurns < BUSY_IDLE_TURNS;
+  }
 
   constructor(readonly engine: Engine, readonly drivers: Driver[], readonly opts: RuntimeOptions = {}) {
     if (drivers.length !== engine.devices.length) {
@@ -121,7 +134,7 @@ export class Runtime {
 
   private schedule(delayUs: number): void {
     if (!this.running) return;
-    if (delayUs <= 0 || this.opts.busyPoll) {
+    if (delayUs <= 0 || this.spinning) {
       if (this.immediate) return;
       if (this.timer) { clearTimeout(this.timer); this.timer = null; }
       this.immediate = setImmediate(() => { this.immediate = null; this.tick(); });
@@ -150,8 +163,9 @@ export class Runtime {
       process.emitWarning(`xdpstack runtime step failed: ${(e as Error).stack ?? e}`);
       next = now + 1000;
     }
+    this.idleTurns = this.lastRx > 0 ? 0 : this.idleTurns + 1;
     if (next === Infinity) {
-      if (this.opts.busyPoll) this.schedule(0);
+      if (this.spinning) this.schedule(0);
       else if (this.pollFallback) this.schedule(1000);
       return; // wait for readability or a kick
     }

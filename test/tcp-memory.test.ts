@@ -192,4 +192,25 @@ test('zero-copy receive: views into held frames, released explicitly; frames add
   assert.is(pool.check().held, 0);
 });
 
+test('a reader that fell behind then read everything closes with FIN, not RST (echo via pipe after EOF)', async () => {
+  const w = twoHosts();
+  const data = pattern(100_000, 5); // more than the stream buffers, less than the TCP window
+  let server: Socket | null = null;
+  createServer(w.a.ctx(), (s: Socket) => { server = s; s.pause(); }).listen(7007);
+  const got: Buffer[] = [];
+  let ended = false;
+  let err: Error | null = null;
+  const c = connect(w.b.ctx(), 7007, '10.1.1.1', () => c.end(data));
+  c.on('data', (d) => got.push(d));
+  c.on('end', () => { ended = true; });
+  c.on('error', (e) => { err = e; });
+  // The server reads nothing until the client's FIN is in: its window fills, data waits in the stream.
+  await w.run(() => server !== null && server.tcpState === 'CLOSE_WAIT', 30_000_000);
+  assert.is(server!.tcpState, 'CLOSE_WAIT');
+  server!.pipe(server!);
+  assert.ok(await w.run(() => ended || err !== null, 30_000_000));
+  assert.is(err, null);
+  assert.is(sha(Buffer.concat(got)), sha(data));
+});
+
 test.run();
