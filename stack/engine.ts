@@ -76,6 +76,8 @@ export interface EngineOptions {
   secret?: Uint8Array;
   /** Defaults for every TCP connection. */
   tcp?: Partial<TcpOptions>;
+  /** Most connections kept in TIME_WAIT (all VSes); beyond it the oldest are forgotten early. */
+  tcpMaxTimeWait?: number;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
 }
@@ -127,7 +129,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
   private readonly groups: (LinkGroup | null)[][] = [];
   private readonly readyUdp: UdpSocket[] = [];
-  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp'>>;
+  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
@@ -175,7 +177,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.reasm = new Ipv4Reassembler(opts.reassembly);
     this.onOutput = opts.onOutput;
     for (let i = 0; i < 256; i++) this.mLink.push(null);
-    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {});
+    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, opts.tcpMaxTimeWait ?? 65536);
   }
 
   // ---------------------------------------------------------------- devices
@@ -631,6 +633,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           this.tcp.pmtuChanged(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, qdst, (b[p + 2]! << 8) | b[p + 3]!, mtu);
         }
       }
+      pool.free(f);
+      return;
+    }
+    if (icmp.type === ICMP_DEST_UNREACH && icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
+      const p = icmp.innerL4Off;
+      this.tcp.icmpUnreachable(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, icmp.innerDst, (b[p + 2]! << 8) | b[p + 3]!, icmp.code);
       pool.free(f);
       return;
     }

@@ -101,6 +101,8 @@ export class TcpEntry {
   lastAck = -1;
   /** A pure ACK was held back to be sent once at the end of the receive burst. */
   ackDeferred = false;
+  /** Counted in the TIME_WAIT table. */
+  inTimeWait = false;
   timer: Timer;
   sink: TcpSocketSink | null = null;
   listener: TcpListener | null = null;
@@ -154,7 +156,13 @@ export class TcpLayer implements TcpHost {
   private readonly readyListeners: TcpListener[] = [];
   /** Connections per VS (all states, TIME_WAIT included). */
   connCount = 0;
+  /** Connections in TIME_WAIT (all VSes), oldest first; bounded by maxTimeWait. */
   timeWaitCount = 0;
+  private readonly timeWaitQueue: TcpEntry[] = [];
+  private timeWaitHead = 0;
+  /** TIME_WAIT entries dropped early because the table was full, and reused by a new SYN. */
+  timeWaitRecycled = 0;
+  timeWaitReused = 0;
 
   constructor(private readonly eng: TcpEngine, private readonly secret: Uint8Array, readonly defaults: Partial<TcpOptions> = {},
     readonly maxTimeWait = 65536) {}
@@ -323,14 +331,23 @@ export class TcpLayer implements TcpHost {
     const d = seg.parse(b, off, len, src, dst);
     if (d !== Drop.None) return this.eng.dropOn(link, d);
     const vs = link.vs;
+    const flags = seg.flags;
     const e = this.find(vs, dst, seg.dstPort, src, seg.srcPort);
+    let l: TcpListener | null = null;
     if (e) {
+      // A new SYN for a 4-tuple still in TIME_WAIT may start a new connection when it is clearly
+      // newer (RFC 6191: timestamps, else sequence numbers); the old one is forgotten.
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN && e.conn.state === TcpState.TimeWait &&
+        (l = this.findListener(vs, dst, seg.dstPort)) !== null && !l.closed && e.conn.timeWaitAcceptsSyn(seg)) {
+        this.timeWaitReused++;
+        this.forget(e);
+        return this.onSyn(l, link, seg, src, dst, srcMac, now);
+      }
       const r = e.conn.input(seg, now);
       if (r !== Drop.None) this.eng.dropOn(link, r);
       return;
     }
-    const flags = seg.flags;
-    const l = this.findListener(vs, dst, seg.dstPort);
+    l = this.findListener(vs, dst, seg.dstPort);
     if (l && !l.closed) {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
@@ -442,6 +459,8 @@ export class TcpLayer implements TcpHost {
   setTimer(c: { user: unknown }, deadline: number): void {
     const e = c.user as TcpEntry | undefined;
     if (!e) return;
+    // Entering TIME_WAIT arms the 2 MSL timer: count it in the bounded table.
+    if (!e.inTimeWait && !e.released && e.conn && e.conn.state === TcpState.TimeWait) this.enterTimeWait(e);
     if (deadline === Infinity) this.eng.wheel.cancel(e.timer);
     else this.eng.wheel.set(e.timer, deadline);
   }
@@ -490,6 +509,7 @@ export class TcpLayer implements TcpHost {
   onClosed(c: { user: unknown }, err: TcpError | null): void {
     const e = c.user as TcpEntry;
     e.closeErr = err;
+    if (e.conn.state === TcpState.TimeWait && !e.inTimeWait) this.enterTimeWait(e);
     if (e.listener && !e.sink) {
       // Closed before being accepted (reset in SYN_RECEIVED, or while waiting in the queue).
       const l = e.listener;
@@ -504,6 +524,7 @@ export class TcpLayer implements TcpHost {
     const e = c.user as TcpEntry;
     if (e.released) return;
     e.released = true;
+    if (e.inTimeWait) { e.inTimeWait = false; this.timeWaitCount--; }
     // A SYN_RECEIVED connection that timed out leaves its listener's SYN queue.
     if (e.inSynQueue && e.listener) { e.inSynQueue = false; e.listener.synQueue--; }
     for (const z of e.data) if (z instanceof ZeroCopyChunk) z.release();
@@ -515,6 +536,44 @@ export class TcpLayer implements TcpHost {
       if (lp <= 1) e.vs.tcpLocalPorts.delete(c.tuple.localPort);
       else e.vs.tcpLocalPorts.set(c.tuple.localPort, lp - 1);
     }
+  }
+
+  /** Counts a connection entering TIME_WAIT; past the bound the oldest one is forgotten early. */
+  private enterTimeWait(e: TcpEntry): void {
+    e.inTimeWait = true;
+    this.timeWaitCount++;
+    this.timeWaitQueue.push(e);
+    while (this.timeWaitCount > this.maxTimeWait && this.timeWaitHead < this.timeWaitQueue.length) {
+      const old = this.timeWaitQueue[this.timeWaitHead++]!;
+      if (old.inTimeWait && !old.released) {
+        this.timeWaitRecycled++;
+        this.forget(old);
+      }
+    }
+    // Compact the queue now and then (entries leave it when released).
+    if (this.timeWaitHead > 1024 && this.timeWaitHead * 2 > this.timeWaitQueue.length) {
+      const live = this.timeWaitQueue.slice(this.timeWaitHead).filter((x) => x.inTimeWait && !x.released);
+      this.timeWaitQueue.length = 0;
+      this.timeWaitQueue.push(...live);
+      this.timeWaitHead = 0;
+    }
+  }
+
+  /** Drops a connection from the demux without sending anything (TIME_WAIT reuse or overflow). */
+  private forget(e: TcpEntry): void {
+    this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
+  }
+
+  /**
+   * ICMP destination unreachable quoting one of our segments (RFC 1122 4.2.3.9): port and protocol
+   * unreachable are hard errors while the connection is being opened (ECONNREFUSED); others are soft
+   * and left to retransmission.
+   */
+  icmpUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, code: number): void {
+    const e = this.find(vs, local, localPort, remote, remotePort);
+    if (!e || e.released) return;
+    const st = e.conn.state;
+    if ((code === 2 || code === 3) && (st === TcpState.SynSent || st === TcpState.SynReceived)) e.conn.fail('ECONNREFUSED');
   }
 
   /** A socket was attached to an accepted entry: deliver what arrived before it existed. */
@@ -595,6 +654,8 @@ export class TcpLayer implements TcpHost {
     for (const head of [...vs.tcpConns.values()]) {
       for (let e: TcpEntry | null = head; e; ) {
         const next: TcpEntry | null = e.next;
+        // Sockets learn that their connection is gone (abort() reports nothing by itself).
+        if (!e.released && e.sink && e.conn.state !== TcpState.TimeWait) { e.closeErr = 'ECONNABORTED'; this.post(e, EV_CLOSED); }
         if (!e.released) e.conn.abort(this.eng.now);
         if (!e.released) this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
         e = next;

@@ -381,6 +381,15 @@ export class TcpConnection {
   }
 
   /** Sends RST (in synchronized states) and closes at once (onClosed with ECONNABORTED is not called: the application asked). */
+  /**
+   * A hard error from the network (an ICMP port or protocol unreachable during the handshake,
+   * RFC 1122 4.2.3.9): the connection ends without a RST and reports `err`.
+   */
+  fail(err: TcpError): void {
+    if (this.state === TcpState.Closed) return;
+    this.toClosed(err);
+  }
+
   abort(now: number): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {

@@ -30,13 +30,13 @@ export interface World {
 
 const SECRET = new Uint8Array(16).map((_, i) => i * 17 + 3);
 
-export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: Partial<TcpOptions> } = {}): World {
+export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: Partial<TcpOptions>; maxTimeWait?: number } = {}): World {
   const link = createMemoryLink({ frameCount: 8192, wireFrames: 8192, ...o.link });
   let now = 0;
   let dirty = false;
   const vlans = o.vlans ?? [10];
   const mk = (ep: typeof link.a, addr: string): Host => {
-    const engine = new Engine({ secret: SECRET, tcp: o.tcp, onOutput: () => { dirty = true; } });
+    const engine = new Engine({ secret: SECRET, tcp: o.tcp, tcpMaxTimeWait: o.maxTimeWait, onOutput: () => { dirty = true; } });
     engine.addDevice({ name: 'eth0', pool: ep.pool, mac: ep.mac, mtu: ep.mtu });
     const runtime = new Runtime(engine, [ep]);
     const vs = vlans.map((vlan) => {
