@@ -31,6 +31,8 @@ import {
 
 const MAX_SB = 32; // SACK scoreboard ranges
 const NO_BYTES = new Uint8Array(0);
+/** Linearizes a segment that wraps the send ring (host.send consumes it synchronously). */
+const WRAP_SCRATCH = new Uint8Array(65536);
 const DUP_THRESH = 3;
 const TS_STALE_US = 24 * 24 * 3600 * 1_000_000; // RFC 7323 5.5: TS.Recent invalid after 24 days idle
 
@@ -61,7 +63,8 @@ export class TcpConnection {
   /** Send ring, allocated on the first write (idle connections cost no buffer). */
   private sbuf: Uint8Array = NO_BYTES;
   private readonly sCap: number;
-  private readonly sMask: number;
+  /** Mask of the current send ring (its length - 1); the ring grows up to sCap as data queues. */
+  private sMask = 0;
   /** Sequence of the first byte held in the send buffer, and one past the last. */
   private sbufStart = 0;
   private sbufEnd = 0;
@@ -142,7 +145,6 @@ export class TcpConnection {
     this.rto = o.rtoInitialUs;
     const sc = bufSize(o.sndBuf);
     this.sCap = sc;
-    this.sMask = sc - 1;
     this.rcvCap = bufSize(o.rcvBuf);
     this.oooStart = new Uint32Array(Math.max(1, o.maxOooRanges));
     this.oooEnd = new Uint32Array(Math.max(1, o.maxOooRanges));
@@ -302,9 +304,10 @@ export class TcpConnection {
     const n = Math.min(room, len);
     if (n < len) this.writeBlocked = true;
     if (n <= 0) return 0;
-    if (n > 0 && this.sbuf.length === 0) this.sbuf = new Uint8Array(this.sCap);
+    const used = (this.sbufEnd - this.sbufStart) >>> 0;
+    if (used + n > this.sbuf.length) this.growSend(used + n);
     const pos = this.sbufEnd & this.sMask;
-    const first = Math.min(n, this.sCap - pos);
+    const first = Math.min(n, this.sbuf.length - pos);
     this.sbuf.set(b.subarray(off, off + first), pos);
     if (first < n) this.sbuf.set(b.subarray(off + first, off + n), 0);
     this.sbufEnd = seqAdd(this.sbufEnd, n);
@@ -479,6 +482,48 @@ export class TcpConnection {
     this.sackOk = o.sack && syn.sackOk;
     this.peerMss = syn.mss > 0 ? syn.mss : DEFAULT_PEER_MSS;
     this.setSndMss();
+  }
+
+  /**
+   * Grows the send ring (powers of two, from 4 KiB up to sCap) to hold `need` bytes, moving the
+   * queued bytes to their positions in the larger ring. Small writers never pay for a big buffer.
+   */
+  private growSend(need: number): void {
+    let cap = Math.max(4096, this.sbuf.length);
+    while (cap < need && cap < this.sCap) cap *= 2;
+    if (cap > this.sCap) cap = this.sCap;
+    if (cap === this.sbuf.length) return;
+    const nb = new Uint8Array(cap);
+    const nmask = cap - 1;
+    const used = (this.sbufEnd - this.sbufStart) >>> 0;
+    if (used > 0) {
+      const old = this.sbuf;
+      let seq = this.sbufStart;
+      let left = used;
+      while (left > 0) {
+        const from = seq & this.sMask;
+        const to = seq & nmask;
+        const n = Math.min(left, old.length - from, cap - to);
+        nb.set(old.subarray(from, from + n), to);
+        seq = seqAdd(seq, n);
+        left -= n;
+      }
+    }
+    this.sbuf = nb;
+    this.sMask = nmask;
+  }
+
+  /** Emits a data segment from the send ring; one that wraps the ring's end goes through a scratch copy. */
+  private emitData(now: number, seq: number, flags: number, pos: number, len: number): void {
+    const ring = this.sbuf;
+    if (pos + len <= ring.length) {
+      this.emit(now, seq, flags, ring, pos, len);
+      return;
+    }
+    const first = ring.length - pos;
+    WRAP_SCRATCH.set(ring.subarray(pos, ring.length), 0);
+    WRAP_SCRATCH.set(ring.subarray(0, len - first), first);
+    this.emit(now, seq, flags, WRAP_SCRATCH, 0, len);
   }
 
   /** SACK blocks that fit in one segment's options next to a timestamp (3) or without one (4). */
@@ -1154,7 +1199,7 @@ export class TcpConnection {
     const isRtx = seqLt(nxt, this.sndMax);
     const pos = nxt & this.sMask;
     // The segment we would like to send: one SMSS, the queued data, the ring's end.
-    let want = Math.min(avail, this.dataMss(), this.sCap - pos);
+    let want = Math.min(avail, this.dataMss());
     // Cut where a SACKed range resumes (retransmission after RTO).
     if (isRtx && this.sbN > 0) {
       const hole = this.holeLenAt(nxt);
@@ -1181,7 +1226,7 @@ export class TcpConnection {
       flags |= TH_FIN;
     }
     if (isRtx) this.stats.retransSegs++;
-    this.emit(now, nxt, flags, this.sbuf, pos, len);
+    this.emitData(now, nxt, flags, pos, len);
     this.advanceSent(nxt, len + (flags & TH_FIN ? 1 : 0), now);
     if (!isRtx) this.stats.bytesOut += len;
     return true;
@@ -1216,7 +1261,7 @@ export class TcpConnection {
     const pos = seq & this.sMask;
     // Never beyond what was sent before (SND.MAX), never more than one SMSS.
     const sent = (seqMin(this.sndMax, this.sbufEnd) - seq) >>> 0;
-    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.dataMss())), this.sCap - pos);
+    const len = Math.min(avail, sent, Math.max(1, Math.min(maxLen, this.dataMss())));
     if (len <= 0) return;
     let flags = TH_ACK;
     const end = seqAdd(seq, len);
@@ -1224,7 +1269,7 @@ export class TcpConnection {
       flags |= TH_PSH;
       if (this.finQueued && seqGt(this.sndMax, end)) flags |= TH_FIN;
     }
-    this.emit(now, seq, flags, this.sbuf, pos, len);
+    this.emitData(now, seq, flags, pos, len);
     const rxEnd = seqAdd(end, flags & TH_FIN ? 1 : 0);
     if (seqGt(rxEnd, this.highRxt)) this.highRxt = rxEnd;
   }
