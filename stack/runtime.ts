@@ -70,7 +70,8 @@ export class Runtime {
         if (n === 0) break;
         rx += n;
         e.input(d, this.rxBurst, now);
-        this.flushTx(d, now);
+        // Replies wait for the end of the step: one TX kick carries them with what the
+        // applications send from their event handlers (a kick is a system call in copy mode).
         if (n < this.rxBurst.capacity) break;
       }
     }
