@@ -31,7 +31,7 @@ for (const f of files) {
   const rel = path.relative(root, f);
   const started = Date.now();
   const r = spawnSync(process.execPath, ['--enable-source-maps', f], {
-    cwd: root, encoding: 'utf8', timeout: 10 * 60 * 1000, env: process.env,
+    cwd: root, encoding: 'utf8', timeout: 5 * 60 * 1000, env: process.env,
     maxBuffer: 64 * 1024 * 1024,
   });
   const out = (r.stdout || '') + (r.stderr || '');

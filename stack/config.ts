@@ -306,7 +306,8 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     } else if (kind) {
       mac = c.string(d, 'mac', p, false, MAC_RE, 'like 02:00:00:00:00:01');
       if (mac && (parseInt(mac.slice(0, 2), 16) & 1)) c.fail(join(p, 'mac'), `${mac} is a multicast address`);
-      mtu = c.int(d, 'mtu', p, false, 68, frameSize - 256 - 18) ?? 1500;
+      // Room for two VLAN tags plus the Ethernet header after the frame headroom (as the drivers check).
+      mtu = c.int(d, 'mtu', p, false, 68, frameSize - 256 - 22) ?? 1500;
       if (kind === 'pcap') {
         c.string(d, 'input', p, false, /^.+$/, 'a file path');
         c.string(d, 'output', p, false, /^.+$/, 'a file path');

@@ -117,6 +117,24 @@ function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
 
+/**
+ * A virtual server has no loopback interface: 127/8, 0/8 and (for TCP) multicast or broadcast
+ * destinations are refused with a clear error instead of being routed onto the wire.
+ */
+function checkDestination(dst: number, datagram: boolean, syscall: string, port: number): void {
+  const top = dst >>> 24;
+  let why = '';
+  if (top === 127) why = 'loopback addresses are not reachable inside a virtual server (it has no loopback interface)';
+  else if (top === 0) why = 'not a destination address';
+  else if (!datagram && dst >= 0xe0000000) why = 'TCP needs a unicast destination';
+  else if (datagram && dst >= 0xe0000000 && dst !== BROADCAST) why = 'multicast is not supported';
+  if (why) {
+    const a = ipv4ToString(dst);
+    throw sockError(top === 0 || top === 127 ? 'EADDRNOTAVAIL' : 'ENETUNREACH', `${syscall} ${a}${port ? `:${port}` : ''}: ${why}`,
+      { syscall, address: a, port });
+  }
+}
+
 export class Engine implements UdpHost, NeighborHost, TcpEngine {
   readonly devices: Device[] = [];
   /** Engine-wide counters for what belongs to no single VS (reassembly timeouts). */
@@ -270,10 +288,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (owner) throw new Error(`${ipv4ToString(addr)} is already used on ${link.devName}${link.vlan >= 0 ? ` VLAN ${link.vlan}` : ''} by virtual server '${owner.vs.name}'`);
     const mask = maskOf(prefixLen);
     const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
+    // A secondary address in a subnet the link already has shares its connected route (as Linux).
+    const main = vs.table(TABLE_MAIN, true)!;
+    const net = (addr & mask) >>> 0;
+    const sameNet = link.addrs.some((a) => a.prefixLen === prefixLen && ((a.addr & mask) >>> 0) === net);
+    if (!sameNet) main.add({ dst: net, prefixLen, gateway: 0, link: link.index, src: addr, metric: 0, proto: 'connected' });
     link.addrs.push({ addr, prefixLen, broadcast });
     g.addrs.set(addr | 0, link);
     if (broadcast && !g.bcast.has(broadcast | 0)) g.bcast.set(broadcast | 0, link);
-    vs.table(TABLE_MAIN, true)!.add({ dst: addr & mask, prefixLen, gateway: 0, link: link.index, src: addr, metric: 0, proto: 'connected' });
     this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, true);
     this.gratuitousArp(link, addr);
   }
@@ -290,7 +312,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     g.addrs.delete(addr | 0);
     if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
     const mask = maskOf(prefixLen);
-    vs.table(TABLE_MAIN)?.remove(addr & mask, prefixLen, (r) => r.proto === 'connected' && r.link === link.index && r.src === addr);
+    const net = (addr & mask) >>> 0;
+    const other = link.addrs.find((x) => x.prefixLen === prefixLen && ((x.addr & mask) >>> 0) === net);
+    const main = vs.table(TABLE_MAIN);
+    if (other) {
+      // A secondary address of the subnet remains: the connected route now prefers it as source.
+      const r = main?.routes().find((x) => x.proto === 'connected' && x.link === link.index && x.dst === net && x.prefixLen === prefixLen);
+      if (r && r.src === addr) r.src = other.addr;
+    } else {
+      main?.remove(net, prefixLen, (r) => r.proto === 'connected' && r.link === link.index);
+    }
     this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, false);
   }
 
@@ -657,7 +688,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       pool.free(f);
       return;
     }
-    const sock = this.findUdp(link.vs, udp.dstPort, dst);
+    const sock = this.findUdp(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
       if (!bcast) {
         this.icmpErrorTo(link, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, b, ipOff, off - ipOff + len, dst, src, b, srcMacOff, now);
@@ -679,7 +710,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       const udp = this.udp;
       const d = udp.parse(dg, 0, dg.length, src, dst);
       if (d !== Drop.None) return this.dropOn(link, d);
-      const sock = this.findUdp(link.vs, udp.dstPort, dst);
+      const sock = this.findUdp(link.vs, udp.dstPort, dst, src, udp.srcPort);
       if (!sock) return this.dropOn(link, Drop.UdpNoSocket);
       if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
         this.dropOn(link, Drop.UdpSocketQueueFull);
@@ -703,12 +734,15 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.dropOn(link, Drop.Ipv4UnknownProtocol);
   }
 
-  private findUdp(vs: VirtualServer, port: number, dst: number): UdpSocket | null {
+  /** The socket for a datagram to dst:port from src:sport (a connected socket only hears its peer). */
+  private findUdp(vs: VirtualServer, port: number, dst: number, src = 0, sport = 0): UdpSocket | null {
     const list = vs.udpPorts.get(port);
     if (!list) return null;
     let any: UdpSocket | null = null;
     for (let i = 0; i < list.length; i++) {
       const s = list[i]!;
+      const peer = s.connected;
+      if (peer && (peer.addr !== src || peer.port !== sport)) continue;
       if (s.localAddr === dst) return s;
       if (s.localAddr === 0) any = s;
     }
@@ -974,6 +1008,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   /** Chooses the source address and an ephemeral port for an active open from `vs`. */
   tcpSource(vs: VirtualServer, dst: number, localAddr: number, localPort: number, mark: number): { addr: number; port: number } {
+    checkDestination(dst, false, 'connect', 0);
     let addr = localAddr;
     if (!addr) {
       const r = vs.rules.select(0, mark, vs.tables, dst);
@@ -1035,12 +1070,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: number): void {
     const vs = (sock as unknown as { vs: VirtualServer }).vs;
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
+    checkDestination(addr, true, 'send', port);
     if (data.length > 65507) throw sockError('EMSGSIZE', `send EMSGSIZE: ${data.length} bytes`, { syscall: 'send' });
     let src = sock.localAddr;
     // Local delivery inside the VS (to one of its own addresses).
     for (const l of vs.links) {
       if (l.addrs.some((a) => a.addr === addr)) {
-        const dst = this.findUdp(vs, port, addr);
+        const dst = this.findUdp(vs, port, addr, src || addr, sock.localPort);
         if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
         if (!dst) this.dropOn(l, Drop.UdpNoSocket);
         return;

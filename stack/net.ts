@@ -47,7 +47,7 @@ type WriteCb = (err?: Error | null) => void;
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
   private entry: TcpEntry | null = null;
-  private pending: { buf: Uint8Array; off: number; cb: WriteCb } | null = null;
+  private pendingWrite: { buf: Uint8Array; off: number; cb: WriteCb } | null = null;
   private unconsumed = 0;
   private _bytesRead = 0;
   private _bytesWritten = 0;
@@ -79,7 +79,8 @@ export class Socket extends Duplex implements TcpSocketSink {
   get localFamily(): string | undefined { return this.entry ? 'IPv4' : undefined; }
   get bytesRead(): number { return this._bytesRead; }
   get bytesWritten(): number { return this._bytesWritten; }
-  get pending_(): boolean { return this.connecting; }
+  /** True while connecting (as net.Socket#pending). */
+  get pending(): boolean { return this.connecting || !this.entry; }
   get readyState(): string {
     if (this.connecting) return 'opening';
     if (this.readable && this.writable) return 'open';
@@ -185,7 +186,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.emit('connect');
     this.emit('ready');
     this.touch();
-    if (this.pending) this.continueWrite();
+    if (this.pendingWrite) this.continueWrite();
   }
 
   tcpData(chunk: Buffer): void {
@@ -228,7 +229,7 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   tcpWritable(): void {
-    if (this.pending) this.continueWrite();
+    if (this.pendingWrite) this.continueWrite();
   }
 
   tcpClosed(err: TcpError | null): void {
@@ -240,14 +241,18 @@ export class Socket extends Duplex implements TcpSocketSink {
       const where = t ? ` ${ipv4ToString(t.remoteAddr)}:${t.remotePort}` : '';
       const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, { syscall: this.connecting ? 'connect' : 'read' });
       this.connecting = false;
-      if (this.pending) { const cb = this.pending.cb; this.pending = null; cb(e); }
+      if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);
       return;
     }
     this.connecting = false;
-    if (this.pending) { const cb = this.pending.cb; this.pending = null; cb(sockError('EPIPE', 'write EPIPE')); }
+    if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(sockError('EPIPE', 'write EPIPE')); }
+    // Orderly close: the end of the stream comes after whatever the application has not read yet.
+    // With nothing left to read the socket closes now; otherwise once it is read ('end') and
+    // written ('finish'), so no received byte is thrown away.
     if (!this.readableEnded) this.push(null);
-    if (this.writableFinished || !this.writable) this.destroy();
+    if (!this.writableEnded) this.end();
+    if (this.readableLength === 0) this.destroy();
   }
 
   // ---------------------------------------------------------------- Duplex
@@ -265,18 +270,18 @@ export class Socket extends Duplex implements TcpSocketSink {
       cb(sockError('EPIPE', 'This socket has been ended by the other party'));
       return;
     }
-    this.pending = { buf: chunk, off: 0, cb };
+    this.pendingWrite = { buf: chunk, off: 0, cb };
     if (!this.connecting) this.continueWrite();
   }
 
   private continueWrite(): void {
-    const p = this.pending;
+    const p = this.pendingWrite;
     const e = this.entry;
     if (!p || !e) return;
     const st = e.conn.state;
     if (st !== TcpState.Established && st !== TcpState.CloseWait) {
       if (st === TcpState.SynSent || st === TcpState.SynReceived) return; // wait for the handshake
-      this.pending = null;
+      this.pendingWrite = null;
       p.cb(sockError('EPIPE', 'write EPIPE'));
       return;
     }
@@ -285,7 +290,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this._bytesWritten += n;
     if (n) this.touch();
     if (p.off >= p.buf.length) {
-      this.pending = null;
+      this.pendingWrite = null;
       p.cb();
     }
   }
@@ -313,7 +318,7 @@ export class Socket extends Duplex implements TcpSocketSink {
         else e.conn.close(this.now());
       }
     }
-    if (this.pending) { const p = this.pending; this.pending = null; p.cb(err ?? sockError('EPIPE', 'socket destroyed')); }
+    if (this.pendingWrite) { const p = this.pendingWrite; this.pendingWrite = null; p.cb(err ?? sockError('EPIPE', 'socket destroyed')); }
     cb(err);
   }
 }

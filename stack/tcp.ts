@@ -228,10 +228,19 @@ export class TcpLayer implements TcpHost {
       if (rest.length) l.vs.tcpListeners.set(l.port, rest);
       else l.vs.tcpListeners.delete(l.port);
     }
-    // Connections not yet accepted are reset.
+    // Connections not yet accepted (queued, or still in the handshake) are reset.
     for (const e of [...l.accept, ...l.pendingAccept]) if (!e.sink) e.conn.abort(this.eng.now);
     l.accept.length = 0;
     l.pendingAccept.length = 0;
+    if (l.synQueue > 0) {
+      for (const head of [...l.vs.tcpConns.values()]) {
+        for (let e: TcpEntry | null = head; e; ) {
+          const next: TcpEntry | null = e.next;
+          if (e.listener === l && !e.sink && !e.released) e.conn.abort(this.eng.now);
+          e = next;
+        }
+      }
+    }
   }
 
   private findListener(vs: VirtualServer, addr: number, port: number): TcpListener | null {
@@ -596,7 +605,8 @@ export class TcpLayer implements TcpHost {
       for (const l of ls) {
         const q = l.pendingAccept.splice(0);
         for (const e of q) {
-          if (l.closed || e.conn.state === TcpState.Closed) continue;
+          if (e.conn.state === TcpState.Closed) continue;
+          if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
           l.opts.onConnection(e);
         }
       }

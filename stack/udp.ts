@@ -53,7 +53,8 @@ export class UdpSocket extends EventEmitter {
   /** Messages waiting to be emitted. */
   readonly queue: { data: Buffer; addr: number; port: number }[] = [];
   readonly maxQueue: number;
-  private connected: { addr: number; port: number } | null = null;
+  /** The peer of a connected socket (datagrams from elsewhere are not for it). */
+  connected: { addr: number; port: number } | null = null;
   /** Set by the engine: identity of the virtual server that owns the socket. */
   constructor(private readonly host: UdpHost, readonly vsName: string, opts: { maxQueue?: number } = {}) {
     super();
