@@ -317,8 +317,13 @@ export class Stack {
   private startService(s: ServiceConfig): void {
     const f = SERVICES[s.type];
     if (!f) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
-    this.services.push(f(this.vs(s.vs), s));
+    const svc = f(this.vs(s.vs), s);
+    this.serviceVs.set(svc, s.vs);
+    this.services.push(svc);
   }
+
+  /** Which VS each service runs in (services of a destroyed VS are closed and forgotten). */
+  private readonly serviceVs = new Map<Service, string>();
 
   /** The other end of a 'memory' device (tests and simulations drive it). */
   peer(device: string): MemoryEndpoint {
@@ -349,6 +354,13 @@ export class Stack {
 
   destroyVs(name: string): void {
     const raw = this.engine.vs(name);
+    for (let i = this.services.length - 1; i >= 0; i--) {
+      const svc = this.services[i]!;
+      if (this.serviceVs.get(svc) !== name) continue;
+      try { svc.close(); } catch { /* its sockets go with the VS anyway */ }
+      this.services.splice(i, 1);
+      this.serviceVs.delete(svc);
+    }
     this.engine.destroyVs(name);
     this.handles.delete(raw);
   }
