@@ -56,6 +56,8 @@ export interface Device extends DeviceSpec {
   index: number;
   /** Frames waiting to be handed to the driver. */
   out: Burst;
+  /** A Buffer over the whole frame pool, for copies without per-packet views. */
+  buf: Buffer;
   counters: Counters;
 }
 
@@ -203,7 +205,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   addDevice(spec: DeviceSpec): Device {
     if (this.devices.some((d) => d.name === spec.name)) throw new Error(`device '${spec.name}' already added`);
     if (this.devices.length >= 255) throw new Error('at most 255 devices per engine');
-    const d: Device = { ...spec, index: this.devices.length, out: new Burst(this.opts.outCapacity), counters: new Counters() };
+    const d: Device = {
+      ...spec, index: this.devices.length, out: new Burst(this.opts.outCapacity), counters: new Counters(),
+      buf: Buffer.from(spec.pool.buffer, 0, spec.pool.bytes.length),
+    };
     this.devices.push(d);
     this.groups.push(new Array<LinkGroup | null>(4097).fill(null));
     return d;
@@ -698,7 +703,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return;
     }
     const data = Buffer.allocUnsafe(udp.payloadLen);
-    data.set(b.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen));
+    this.devices[link.dev]!.buf.copy(data, 0, udp.payloadOff, udp.payloadOff + udp.payloadLen);
     if (!sock.enqueue(data, src, udp.srcPort)) this.dropOn(link, Drop.UdpSocketQueueFull);
     pool.free(f);
   }
@@ -926,12 +931,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     // Copy the part of the header, then the part of the data, that fall in [pos, pos+n).
     if (pos < hdrLen) {
       const h = Math.min(hdrLen - pos, n);
-      b.set(hdr.subarray(pos, pos + h), w);
+      for (let i = 0; i < h; i++) b[w + i] = hdr[pos + i]!; // a few header bytes: no view needed
       w += h;
     }
     const dFrom = Math.max(0, pos - hdrLen);
     const dTo = Math.min(dLen, pos + n - hdrLen);
-    if (dTo > dFrom) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
+    const dn = dTo - dFrom;
+    if (dn > 64) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
+    else for (let i = 0; i < dn; i++) b[w + i] = data[dOff + dFrom + i]!; // small payloads: a loop beats a view
     writeIpv4(b, start + ethLen, src, dst, proto, n, 64, id, flagsFrag, tos);
     writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
     const len = ethLen + 20 + n;

@@ -5,7 +5,27 @@
  * runtime flushes events after a burst, so user code never runs in the middle of packet processing.
  */
 import { EventEmitter } from 'node:events';
-import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
+import { ipv4ToString, parseIpv4 as parseIpv4Strict } from '../protocols/ipv4';
+
+/**
+ * Address conversions on the per-message path: an echo server turns rinfo.address back into a
+ * number for every reply, so the last conversion each way is remembered.
+ */
+let lastText = '';
+let lastNum = 0;
+function parseIpv4(s: string): number {
+  if (s === lastText) return lastNum;
+  const n = parseIpv4Strict(s);
+  lastText = s;
+  lastNum = n;
+  return n;
+}
+let lastAddr = -1;
+let lastAddrText = '';
+function addrText(a: number): string {
+  if (a !== lastAddr) { lastAddr = a; lastAddrText = ipv4ToString(a); }
+  return lastAddrText;
+}
 
 export interface RemoteInfo {
   address: string;
@@ -202,7 +222,7 @@ export class UdpSocket extends EventEmitter {
     const q = this.queue.splice(0);
     for (const m of q) {
       if (this.closed) return;
-      this.emit('message', m.data, { address: ipv4ToString(m.addr), family: 'IPv4', port: m.port, size: m.data.length } as RemoteInfo);
+      this.emit('message', m.data, { address: addrText(m.addr), family: 'IPv4', port: m.port, size: m.data.length } as RemoteInfo);
     }
   }
 }
