@@ -183,8 +183,11 @@ test('IPv6 NDP: neighbour solicitations for an owned address are redirected (bus
     const f = got[0]!;
     assert.equal([...f.subarray(0, 6)], [0x33, 0x33, 0xff, 0, 0, 1], 'to the solicited-node multicast MAC');
     assert.equal(f.subarray(14 + 48, 14 + 64), Buffer.from(target), 'NS target');
-    // Removing the address stops the redirection.
+    // Removing the address stops the redirection. The peer's own retries of the first resolution may
+    // already sit in our RX ring: drain them and let the peer forget that resolution first.
     d.removeOwnedIpv6(target, 0);
+    await exited(inPeer(0, 'ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']));
+    await collect(d, isNs, 100, 300);
     const p2 = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
     const none = await collect(d, isNs, 1, 1200);
     await exited(p2);
