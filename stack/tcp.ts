@@ -121,6 +121,12 @@ export class TcpEntry {
   }
 }
 
+/**
+ * At most this many bytes are acknowledged by one coalesced ACK: a sender whose window is about a
+ * burst wide must not wait a whole burst for its next ACK (Linux GRO stops at 64 KB too).
+ */
+const ACK_COALESCE_BYTES = 65536;
+
 const EV_ESTABLISHED = 1;
 const EV_WRITABLE = 2;
 const EV_REMOTE_CLOSE = 4;
@@ -443,7 +449,8 @@ export class TcpLayer implements TcpHost {
     // the end of the burst (one ACK for many segments, like a GRO receiver). Duplicate ACKs, ACKs with
     // SACK blocks, window probes and anything carrying data or flags go out at once.
     if (this.inBurst && len === 0 && seg.flags === TH_ACK && seg.sackCount === 0 && e.lastAck >= 0 &&
-      seg.ack !== e.lastAck && ((seg.ack - e.lastAck) | 0) > 0 && e.conn.state === TcpState.Established) {
+      seg.ack !== e.lastAck && ((seg.ack - e.lastAck) | 0) > 0 && ((seg.ack - e.lastAck) | 0) < ACK_COALESCE_BYTES &&
+      e.conn.state === TcpState.Established) {
       if (!e.ackDeferred) {
         e.ackDeferred = true;
         this.ackQueue.push(e);
