@@ -9,6 +9,7 @@
 import { openAfxdp } from '../driver/afxdp';
 import { Engine } from '../stack/engine';
 import { Runtime } from '../stack/runtime';
+import { ownership } from '../stack/stack';
 
 function main(): void {
   const [ifname, secs] = process.argv.slice(2);
@@ -16,12 +17,7 @@ function main(): void {
   const driver = openAfxdp({ ifname, frameCount: 4096, busyPoll: true, log: () => {} });
   let runtime: Runtime | null = null;
   const engine = new Engine({ onOutput: () => runtime?.engineKick() });
-  const v = (vlan: number) => (vlan < 0 ? 0 : vlan);
-  engine.addDevice({
-    name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu,
-    ownMac: (mac, vlan, add) => (add ? driver.addOwnedMac(mac, v(vlan)) : driver.removeOwnedMac(mac, v(vlan))),
-    ownIpv4: (a, vlan, add) => (add ? driver.addOwnedIpv4(a, v(vlan)) : driver.removeOwnedIpv4(a, v(vlan))),
-  });
+  engine.addDevice({ name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu, ...ownership(driver) });
   runtime = new Runtime(engine, [driver], { busyPoll: true });
   const vs = engine.createVs('bench');
   const link = engine.addLink(vs, { device: ifname });

@@ -31,8 +31,6 @@ export class TraceDriver implements Driver {
   private readonly limit: number;
   private readonly closeWriter: boolean;
   // offsets and lengths of a TX burst, saved before the inner driver may reuse the burst
-  private txOff = new Uint32Array(64);
-  private txLen = new Uint32Array(64);
 
   constructor(readonly inner: Driver, readonly writer: PcapWriter, opts: TraceOptions = {}) {
     this.kind = `trace(${inner.kind})`;
@@ -70,14 +68,11 @@ export class TraceDriver implements Driver {
 
   tx(b: Burst, now: number): number {
     if (!this.doTx || this.traced >= this.limit) return this.inner.tx(b, now);
-    const n = b.n;
-    if (this.txOff.length < n) { this.txOff = new Uint32Array(n); this.txLen = new Uint32Array(n); }
-    this.txOff.set(b.off.subarray(0, n));
-    this.txLen.set(b.len.subarray(0, n));
     const k = this.inner.tx(b, now);
-    // The accepted frames' bytes are still intact: drivers only read frames they transmit.
+    // Drivers leave the caller's burst as it is and do not reuse accepted frames before the next
+    // allocation: the first k entries still describe intact bytes.
     const bytes = this.inner.pool.bytes;
-    for (let i = 0; i < k; i++) this.record(bytes, this.txOff[i]!, this.txLen[i]!, now);
+    for (let i = 0; i < k; i++) this.record(bytes, b.off[i]!, b.len[i]!, now);
     return k;
   }
 

@@ -131,8 +131,6 @@ export class TapDriver implements Driver {
    */
   pollUs = 0;
   private lastNow = 0;
-  private txOff = new Uint32Array(64);
-  private txLen = new Uint32Array(64);
 
   constructor(readonly inner: Driver, readonly dev: number) {
     this.kind = inner.kind;
@@ -158,15 +156,12 @@ export class TapDriver implements Driver {
 
   tx(b: Burst, now: number): number {
     if (!this.traces.length) return this.inner.tx(b, now);
-    const n = b.n;
-    if (this.txOff.length < n) { this.txOff = new Uint32Array(n); this.txLen = new Uint32Array(n); }
-    this.txOff.set(b.off.subarray(0, n));
-    this.txLen.set(b.len.subarray(0, n));
     const k = this.inner.tx(b, now);
-    // Accepted frames are not reused before the next allocation: their bytes are still intact.
+    // The caller's burst is left as it is and accepted frames are not reused before the next
+    // allocation: the first k entries still describe intact bytes.
     const bytes = this.inner.pool.bytes;
     const ts = this.traces;
-    for (const t of ts) for (let i = 0; i < k; i++) t.record(this.dev, bytes, this.txOff[i]!, this.txLen[i]!, now);
+    for (const t of ts) for (let i = 0; i < k; i++) t.record(this.dev, bytes, b.off[i]!, b.len[i]!, now);
     return k;
   }
 
@@ -486,7 +481,8 @@ export class Stack {
 }
 
 /** Ownership callbacks for drivers that filter in the kernel (AF_XDP: fills the XDP maps). */
-function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
+/** XDP map hooks for a driver that has them (AF_XDP): the engine's ownership calls, VLAN -1 → 0. */
+export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
   const x = drv as unknown as {
     addOwnedMac?(m: Uint8Array, v: number): void; removeOwnedMac?(m: Uint8Array, v: number): void;
     addOwnedIpv4?(a: number, v: number): void; removeOwnedIpv4?(a: number, v: number): void;

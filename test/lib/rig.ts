@@ -3,6 +3,7 @@ import { execFile } from 'node:child_process';
 import { openAfxdp, AfxdpDriver } from '../../driver/afxdp';
 import { Engine } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
+import { ownership } from '../../stack/stack';
 
 export interface Rig {
   engine: Engine;
@@ -16,12 +17,7 @@ export function startRig(ifname: string, frameCount = 4096): Rig {
   const driver = openAfxdp({ ifname, frameCount, log: () => {} });
   let runtime: Runtime | null = null;
   const engine = new Engine({ onOutput: () => runtime?.engineKick() });
-  const v = (vlan: number) => (vlan < 0 ? 0 : vlan);
-  engine.addDevice({
-    name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu,
-    ownMac: (mac, vlan, add) => (add ? driver.addOwnedMac(mac, v(vlan)) : driver.removeOwnedMac(mac, v(vlan))),
-    ownIpv4: (a, vlan, add) => (add ? driver.addOwnedIpv4(a, v(vlan)) : driver.removeOwnedIpv4(a, v(vlan))),
-  });
+  engine.addDevice({ name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu, ...ownership(driver) });
   runtime = new Runtime(engine, [driver]);
   runtime.start();
   return {
