@@ -47,9 +47,51 @@ export interface DeviceSpec {
 class LinkGroup {
   readonly links: Link[] = [];
   /** Unicast addresses → link. */
-  readonly addrs = new Map<number, Link>();
+  readonly addrs = new AddrMap();
   /** Subnet broadcast addresses → link. */
-  readonly bcast = new Map<number, Link>();
+  readonly bcast = new AddrMap();
+}
+
+/**
+ * int32 address → link. A (device, VLAN) usually has one or two addresses: they are kept in a small
+ * array scanned in place (no hash table to miss in the cache when thousands of tenants take turns);
+ * past 8 entries a Map takes over, so the cost stays flat for large address sets too.
+ */
+class AddrMap {
+  private keys: number[] = [];
+  private vals: Link[] = [];
+  private map: Map<number, Link> | null = null;
+
+  get(k: number): Link | undefined {
+    if (this.map) return this.map.get(k);
+    const keys = this.keys;
+    for (let i = 0; i < keys.length; i++) if (keys[i] === k) return this.vals[i];
+    return undefined;
+  }
+
+  has(k: number): boolean {
+    return this.get(k) !== undefined;
+  }
+
+  set(k: number, v: Link): void {
+    if (this.map) { this.map.set(k, v); return; }
+    const i = this.keys.indexOf(k);
+    if (i >= 0) { this.vals[i] = v; return; }
+    this.keys.push(k);
+    this.vals.push(v);
+    if (this.keys.length > 8) {
+      this.map = new Map();
+      for (let j = 0; j < this.keys.length; j++) this.map.set(this.keys[j]!, this.vals[j]!);
+      this.keys = [];
+      this.vals = [];
+    }
+  }
+
+  delete(k: number): void {
+    if (this.map) { this.map.delete(k); return; }
+    const i = this.keys.indexOf(k);
+    if (i >= 0) { this.keys.splice(i, 1); this.vals.splice(i, 1); }
+  }
 }
 
 export interface Device extends DeviceSpec {
@@ -270,6 +312,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     for (const a of [...link.addrs]) this.removeAddress(vs, link.name, `${ipv4ToString(a.addr)}/${a.prefixLen}`);
     for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link === link.index) t.remove(r.dst, r.prefixLen, (x) => x === r);
     link.neigh.flush();
+    vs.own.add(link.counters); // the VS keeps what its removed link counted
     const g = this.group(link)!;
     g.links.splice(g.links.indexOf(link), 1);
     const list = g.links;
@@ -426,8 +469,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         let link: Link | null = null;
         if (isMulticast(b, eth.dstOff)) link = links[0]!;
         else {
+          const o = eth.dstOff;
+          const hi = (b[o]! << 8) | b[o + 1]!;
+          const lo = ((b[o + 2]! << 24) | (b[o + 3]! << 16) | (b[o + 4]! << 8) | b[o + 5]!) >>> 0;
           for (let k = 0; k < links.length; k++) {
-            if (macEquals(links[k]!.mac, 0, b, eth.dstOff)) { link = links[k]!; break; }
+            const l = links[k]!;
+            if (l.macLo === lo && l.macHi === hi) { link = l; break; }
           }
         }
         if (!link) {
@@ -437,8 +484,6 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         }
         link.counters.rxPackets++;
         link.counters.rxBytes += len;
-        link.vs.counters.rxPackets++;
-        link.vs.counters.rxBytes += len;
         if (d !== Drop.None) {
           this.dropOn(link, d);
           pool.free(f);
@@ -503,8 +548,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   dropOn(link: Link, reason: Drop): void {
-    link.counters.drop(reason);
-    link.vs.counters.drop(reason);
+    link.counters.drop(reason); // the VS's counters are the sum of its links' (and its own)
   }
 
   private arpInput(dev: Device, burst: Burst, base: number, j: number, now: number): void {
@@ -644,7 +688,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), 0x0800, 0x0000));
       for (let i = 0; i < 6; i++) this.scratchMac[i] = b[srcMacOff + i]!;
       const ipStart = off - 20;
-      writeIpv4(b, ipStart, dst, src, IPPROTO_ICMP, len, 64, this.nextIpId(link.vs), 0, tos);
+      writeIpv4(b, ipStart, dst, src, IPPROTO_ICMP, len, 64, this.nextIpId(link), 0, tos);
       const ethStart = ipStart - link.ethLen;
       writeEth(b, ethStart, this.scratchMac, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
       if (20 + len > link.mtu) {
@@ -756,9 +800,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   // ---------------------------------------------------------------- transmit path
 
-  private nextIpId(vs: VirtualServer): number {
-    const id = vs.ipId;
-    vs.ipId = (vs.ipId + 1) & 0xffff;
+  /** IPv4 identification: a counter per link (per source address in practice). */
+  private nextIpId(link: Link): number {
+    const id = link.ipId;
+    link.ipId = (id + 1) & 0xffff;
     return id;
   }
 
@@ -782,8 +827,6 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     dev.out.push(f, off, len, this.now);
     link.counters.txPackets++;
     link.counters.txBytes += len;
-    link.vs.counters.txPackets++;
-    link.vs.counters.txBytes += len;
     dev.counters.txPackets++;
     dev.counters.txBytes += len;
     if (!this.inInput) this.onOutput?.();
@@ -801,7 +844,6 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
     if (vs.icmpTokens < 1) {
       link.counters.drop(Drop.IcmpRateLimited);
-      vs.counters.drop(Drop.IcmpRateLimited);
       return;
     }
     vs.icmpTokens -= 1;
@@ -812,7 +854,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const ethLen = link.ethLen;
     const icmpOff = start + ethLen + 20;
     const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
-    writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, 64, this.nextIpId(vs), 0, 0xc0);
+    writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, 64, this.nextIpId(link), 0, 0xc0);
     writeEth(pool.bytes, start, macBuf, macOff, link.mac, 0, ETH_P_IPV4, link.vlan);
     this.enqueue(link, pool, f, start, ethLen + 20 + ilen);
   }
@@ -880,7 +922,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     } else {
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
-        vs.counters.drop(Drop.Ipv4NoRoute);
+        vs.own.drop(Drop.Ipv4NoRoute);
         throw ipErr('ENETUNREACH', `no route to ${ipv4ToString(dst)} in virtual server '${vs.name}'`);
       }
       link = vs.links[r.link]!;
@@ -899,7 +941,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const total = hdrLen + dLen;
     const ethLen = link.ethLen;
     const room = pool.frameSize - pool.headroom - ethLen - 20;
-    const id = this.nextIpId(vs);
+    const id = this.nextIpId(link);
     if (20 + total <= mtu && total <= room) {
       this.emitFragment(vs, link, mac, nextHop, src, dst, proto, tos, id, df ? IP_DF : 0, hdr, hdrLen, data, dOff, dLen, 0, total);
       return;
@@ -972,7 +1014,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     else {
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
-        vs.counters.drop(Drop.Ipv4NoRoute);
+        vs.own.drop(Drop.Ipv4NoRoute);
         return false;
       }
       link = vs.links[r.link]!;
@@ -998,7 +1040,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       pool.free(f);
       return false;
     }
-    writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(vs), IP_DF, 0);
+    writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(link), IP_DF, 0);
     writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
     const len = ethLen + 20 + l4len;
     if (mac) {

@@ -18,6 +18,11 @@ export interface Address {
 export class Link {
   readonly addrs: Address[] = [];
   readonly counters = new Counters();
+  /** IPv4 identification counter for datagrams sent on this link. */
+  ipId = 1;
+  /** The MAC as two numbers (first 2 bytes, last 4), for comparisons without touching the array. */
+  readonly macHi: number;
+  readonly macLo: number;
   neigh!: NeighborCache;
   constructor(
     readonly vs: VirtualServer,
@@ -30,7 +35,10 @@ export class Link {
     readonly vlan: number,
     readonly mac: Uint8Array,
     public mtu: number,
-  ) {}
+  ) {
+    this.macHi = (mac[0]! << 8) | mac[1]!;
+    this.macLo = ((mac[2]! << 24) | (mac[3]! << 16) | (mac[4]! << 8) | mac[5]!) >>> 0;
+  }
 
   /** Demux key of (device, VLAN). */
   get key(): number {
@@ -66,7 +74,11 @@ export class VirtualServer {
   readonly links: Link[] = [];
   readonly tables = new Map<number, RouteTable>([[TABLE_MAIN, new RouteTable(TABLE_MAIN)]]);
   readonly rules = new RuleSet();
-  readonly counters = new Counters();
+  /**
+   * Counters of events that belong to the VS but to none of its links (no route), plus those of links
+   * already removed. The packet path counts per link only; `counters` adds them up when read.
+   */
+  readonly own = new Counters();
   /** UDP sockets by local port; a port may have several sockets bound to different addresses. */
   readonly udpPorts = new Map<number, UdpSocket[]>();
   readonly pmtu = new Map<number, PathMtu>();
@@ -79,8 +91,6 @@ export class VirtualServer {
   /** Next ephemeral TCP port to try. */
   tcpEphemeral = 32768;
   destroyed = false;
-  /** IPv4 identification counter for datagrams this VS sends. */
-  ipId = 1;
   /** Next ephemeral port to try. */
   ephemeral = 49152;
   /** ICMP error token bucket. */
@@ -95,6 +105,14 @@ export class VirtualServer {
     readonly icmpBurst: number,
   ) {
     this.icmpTokens = icmpBurst;
+  }
+
+  /** Totals of the VS: its own counters plus every link's (computed when read). */
+  get counters(): Counters {
+    const c = new Counters();
+    c.add(this.own);
+    for (const l of this.links) c.add(l.counters);
+    return c;
   }
 
   table(id: number, create = false): RouteTable | undefined {
