@@ -1,7 +1,7 @@
 /**
  * `npm run demo`: three tenants with the same address plan (10.1.1.0/24) on three VLANs, served by
  * one xdpstack process with three virtual servers. Each kernel peer (a network namespace) pings its
- * VS and exchanges UDP echo with it; then the `show` tables of the running stack are printed, and
+ * VS and exchanges UDP and TCP echo with it; then the `show` tables of the running stack are printed, and
  * everything is cleaned up.
  */
 import { execFile, spawn, ChildProcess } from 'node:child_process';
@@ -51,10 +51,13 @@ async function main(): Promise<number> {
       const stats = /(\d+) packets transmitted, (\d+) received/.exec(ping.out);
       const msg = `tenant VLAN ${p.vlan}: hello ${p.vlan}`;
       const echo = await ns(p.ns, 'sh', ['-c', `printf '%s' '${msg}' | nc -u -w 1 10.1.1.1 7`]);
-      const ok = ping.code === 0 && echo.out.trim() === msg;
+      const tcp = await ns(p.ns, 'sh', ['-c', `printf '%s' '${msg} over TCP' | nc -N -w 2 10.1.1.1 7`]);
+      const tcpOk = tcp.out.trim() === `${msg} over TCP`;
+      const ok = ping.code === 0 && echo.out.trim() === msg && tcpOk;
       if (!ok) failures++;
       console.log(`peer ${p.ns} (VLAN ${p.vlan}): ping ${stats ? `${stats[2]}/${stats[1]} replies` : 'failed'}; ` +
-        `UDP echo ${echo.out.trim() === msg ? 'ok' : `FAILED (${JSON.stringify(echo.out.trim())})`}`);
+        `UDP echo ${echo.out.trim() === msg ? 'ok' : `FAILED (${JSON.stringify(echo.out.trim())})`}; ` +
+        `TCP echo ${tcpOk ? 'ok' : `FAILED (${JSON.stringify(tcp.out.trim())})`}`);
     }
     for (const kind of ['vs', 'addresses', 'neighbors', 'counters']) {
       console.log(`\n$ xdpstack show ${kind}`);
