@@ -437,7 +437,9 @@ export class Stack {
           addresses: v.links.reduce((n, l) => n + l.addrs.length, 0),
           routes: [...v.tables.values()].reduce((n, t) => n + t.size, 0),
           udpSockets: [...v.udpPorts.values()].reduce((n, l) => n + l.length, 0),
-          rxPackets: v.counters.rxPackets, txPackets: v.counters.txPackets, drops: v.counters.dropTotal,
+          tcpListeners: [...v.tcpListeners.values()].reduce((n, l) => n + l.length, 0),
+          tcpConnections: countChain(v),
+          ...((c) => ({ rxPackets: c.rxPackets, txPackets: c.txPackets, drops: c.dropTotal }))(v.counters),
         }));
       case 'links':
         return vss.flatMap((v) => v.links.map((l) => ({
@@ -481,6 +483,13 @@ export class Stack {
 }
 
 /** Ownership callbacks for drivers that filter in the kernel (AF_XDP: fills the XDP maps). */
+/** TCP connections of a VS (all states, TIME_WAIT included): the demux chains, counted. */
+function countChain(v: VirtualServer): number {
+  let n = 0;
+  for (const head of v.tcpConns.values()) for (let e: { next: unknown } | null = head; e; e = e.next as { next: unknown } | null) n++;
+  return n;
+}
+
 /** XDP map hooks for a driver that has them (AF_XDP): the engine's ownership calls, VLAN -1 → 0. */
 export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
   const x = drv as unknown as {
