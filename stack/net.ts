@@ -295,6 +295,34 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
   }
 
+  /**
+   * Several chunks at once (corked writes, e.g. an HTTP response's headers and body): they are queued
+   * together and leave in as few segments as the MSS allows, instead of one segment per chunk.
+   */
+  override _writev(chunks: { chunk: Buffer }[], cb: WriteCb): void {
+    const e = this.entry;
+    const st = e?.conn.state;
+    if (!e || this.finished || this.connecting || (st !== TcpState.Established && st !== TcpState.CloseWait)) {
+      this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+      return;
+    }
+    for (let i = 0; i < chunks.length; i++) {
+      const c = chunks[i]!.chunk;
+      const n = e.conn.write(c, 0, c.length);
+      this._bytesWritten += n;
+      if (n < c.length) {
+        // Send buffer full: the rest waits for room, as a single pending write.
+        e.conn.flush(this.now());
+        this.pendingWrite = { buf: Buffer.concat([c.subarray(n), ...chunks.slice(i + 1).map((x) => x.chunk)]), off: 0, cb };
+        this.touch();
+        return;
+      }
+    }
+    e.conn.flush(this.now());
+    this.touch();
+    cb();
+  }
+
   override _final(cb: WriteCb): void {
     if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
     cb();
