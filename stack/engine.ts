@@ -41,18 +41,6 @@ export interface DeviceSpec {
 }
 
 /**
- * The links sharing one (device, VLAN), with their addresses. Keys are addresses as int32, which V8
- * keeps as small integers: the lookup costs the same for 1 or 4096 virtual servers.
- */
-class LinkGroup {
-  readonly links: Link[] = [];
-  /** Unicast addresses → link. */
-  readonly addrs = new AddrMap();
-  /** Subnet broadcast addresses → link. */
-  readonly bcast = new AddrMap();
-}
-
-/**
  * int32 address → link. A (device, VLAN) usually has one or two addresses: they are kept in a small
  * array scanned in place (no hash table to miss in the cache when thousands of tenants take turns);
  * past 8 entries a Map takes over, so the cost stays flat for large address sets too.
@@ -61,8 +49,12 @@ class AddrMap {
   private keys: number[] = [];
   private vals: Link[] = [];
   private map: Map<number, Link> | null = null;
+  /** The first entry, kept in the object itself (the common case: one address per VLAN). */
+  private k0 = 0;
+  private v0: Link | undefined = undefined;
 
   get(k: number): Link | undefined {
+    if (this.v0 !== undefined && this.k0 === k) return this.v0;
     if (this.map) return this.map.get(k);
     const keys = this.keys;
     for (let i = 0; i < keys.length; i++) if (keys[i] === k) return this.vals[i];
@@ -76,22 +68,48 @@ class AddrMap {
   set(k: number, v: Link): void {
     if (this.map) { this.map.set(k, v); return; }
     const i = this.keys.indexOf(k);
-    if (i >= 0) { this.vals[i] = v; return; }
-    this.keys.push(k);
-    this.vals.push(v);
-    if (this.keys.length > 8) {
-      this.map = new Map();
-      for (let j = 0; j < this.keys.length; j++) this.map.set(this.keys[j]!, this.vals[j]!);
-      this.keys = [];
-      this.vals = [];
+    if (i >= 0) this.vals[i] = v;
+    else {
+      this.keys.push(k);
+      this.vals.push(v);
+      if (this.keys.length > 8) {
+        this.map = new Map();
+        for (let j = 0; j < this.keys.length; j++) this.map.set(this.keys[j]!, this.vals[j]!);
+        this.keys = [];
+        this.vals = [];
+      }
     }
+    this.syncFirst();
   }
 
   delete(k: number): void {
     if (this.map) { this.map.delete(k); return; }
     const i = this.keys.indexOf(k);
     if (i >= 0) { this.keys.splice(i, 1); this.vals.splice(i, 1); }
+    this.syncFirst();
   }
+
+  private syncFirst(): void {
+    const has = !this.map && this.keys.length > 0;
+    this.k0 = has ? this.keys[0]! : 0;
+    this.v0 = has ? this.vals[0] : undefined;
+  }
+}
+
+/**
+ * The links sharing one (device, VLAN), with their addresses. Keys are addresses as int32, which V8
+ * keeps as small integers: the lookup costs the same for 1 or 4096 virtual servers.
+ */
+class LinkGroup extends AddrMap {
+  readonly links: Link[] = [];
+  /** links[0], kept in the object itself (usually the only one). */
+  first: Link | null = null;
+  /** Unicast addresses → link: the group itself (one object less to reach per packet). */
+  get addrs(): AddrMap {
+    return this;
+  }
+  /** Subnet broadcast addresses → link. */
+  readonly bcast = new AddrMap();
 }
 
 export interface Device extends DeviceSpec {
@@ -156,6 +174,28 @@ const BROADCAST = 0xffffffff;
 const BCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const ZERO_MAC = new Uint8Array(6);
 const ETH_MIN = 60;
+
+/**
+ * Writes the Ethernet header of a frame leaving `link` (source MAC and VLAN tag from the link,
+ * the MAC taken from its two numbers: no extra object touched per packet). Returns its length.
+ */
+function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: number, link: Link, etherType: number): number {
+  const d0 = dst[dstOff]!, d1 = dst[dstOff + 1]!, d2 = dst[dstOff + 2]!, d3 = dst[dstOff + 3]!, d4 = dst[dstOff + 4]!, d5 = dst[dstOff + 5]!;
+  b[off] = d0; b[off + 1] = d1; b[off + 2] = d2; b[off + 3] = d3; b[off + 4] = d4; b[off + 5] = d5;
+  const hi = link.macHi;
+  const lo = link.macLo;
+  b[off + 6] = hi >>> 8; b[off + 7] = hi & 0xff;
+  b[off + 8] = lo >>> 24; b[off + 9] = (lo >>> 16) & 0xff; b[off + 10] = (lo >>> 8) & 0xff; b[off + 11] = lo & 0xff;
+  const vlan = link.vlan;
+  if (vlan < 0) {
+    b[off + 12] = etherType >>> 8; b[off + 13] = etherType & 0xff;
+    return 14;
+  }
+  b[off + 12] = 0x81; b[off + 13] = 0x00;
+  b[off + 14] = (vlan >>> 8) & 0x0f; b[off + 15] = vlan & 0xff;
+  b[off + 16] = etherType >>> 8; b[off + 17] = etherType & 0xff;
+  return 18;
+}
 
 function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
@@ -300,7 +340,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (!(mtu >= 68 && mtu <= dev.mtu)) throw new Error(`link MTU must be 68..${dev.mtu} (device ${dev.name}), got ${mtu}`);
     const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
     link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
-    this.group(link, true)!.links.push(link);
+    const grp = this.group(link, true)!;
+    grp.links.push(link);
+    grp.first = grp.links[0]!;
     vs.links.push(link);
     dev.ownMac?.(mac, vlan, true);
     return link;
@@ -316,6 +358,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const g = this.group(link)!;
     g.links.splice(g.links.indexOf(link), 1);
     const list = g.links;
+    g.first = list.length ? list[0]! : null;
     if (!list.length) this.groups[link.dev]![link.vlan + 1] = null;
     const dev = this.devices[link.dev]!;
     if (!list.some((l) => macEquals(l.mac, 0, link.mac, 0))) dev.ownMac?.(link.mac, link.vlan, false);
@@ -465,16 +508,20 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        const links = grp.links;
         let link: Link | null = null;
-        if (isMulticast(b, eth.dstOff)) link = links[0]!;
+        if (isMulticast(b, eth.dstOff)) link = grp.first;
         else {
           const o = eth.dstOff;
           const hi = (b[o]! << 8) | b[o + 1]!;
           const lo = ((b[o + 2]! << 24) | (b[o + 3]! << 16) | (b[o + 4]! << 8) | b[o + 5]!) >>> 0;
-          for (let k = 0; k < links.length; k++) {
-            const l = links[k]!;
-            if (l.macLo === lo && l.macHi === hi) { link = l; break; }
+          const f0 = grp.first!;
+          if (f0.macLo === lo && f0.macHi === hi) link = f0;
+          else {
+            const links = grp.links;
+            for (let k = 1; k < links.length; k++) {
+              const l = links[k]!;
+              if (l.macLo === lo && l.macHi === hi) { link = l; break; }
+            }
           }
         }
         if (!link) {
@@ -482,8 +529,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        link.counters.rxPackets++;
-        link.counters.rxBytes += len;
+        link.rxPackets++;
+        link.rxBytes += len;
         if (d !== Drop.None) {
           this.dropOn(link, d);
           pool.free(f);
@@ -548,7 +595,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   dropOn(link: Link, reason: Drop): void {
-    link.counters.drop(reason); // the VS's counters are the sum of its links' (and its own)
+    link.drop(reason); // the VS's counters are the sum of its links' (and its own)
   }
 
   private arpInput(dev: Device, burst: Burst, base: number, j: number, now: number): void {
@@ -586,7 +633,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const spa = arp.spa;
     const tpa = arp.tpa;
     const off = this.mEthOff[j]!;
-    const hl = writeEth(b, off, sm, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    const hl = linkEth(b, off, sm, 0, link, ETH_P_ARP);
     writeArp(b, off + hl, ARP_REPLY, link.mac, 0, tpa, sm, 0, spa);
     this.enqueue(link, dev.pool, f, off, hl + ARP_LEN);
   }
@@ -690,7 +737,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       const ipStart = off - 20;
       writeIpv4(b, ipStart, dst, src, IPPROTO_ICMP, len, 64, this.nextIpId(link), 0, tos);
       const ethStart = ipStart - link.ethLen;
-      writeEth(b, ethStart, this.scratchMac, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+      linkEth(b, ethStart, this.scratchMac, 0, link, ETH_P_IPV4);
       if (20 + len > link.mtu) {
         // Cannot happen for an unfragmented request that fit the link; be safe.
         this.dropOn(link, Drop.Ipv4BadTotalLength);
@@ -825,8 +872,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       }
     }
     dev.out.push(f, off, len, this.now);
-    link.counters.txPackets++;
-    link.counters.txBytes += len;
+    link.txPackets++;
+    link.txBytes += len;
     dev.counters.txPackets++;
     dev.counters.txBytes += len;
     if (!this.inInput) this.onOutput?.();
@@ -843,7 +890,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       vs.icmpStamp = now;
     }
     if (vs.icmpTokens < 1) {
-      link.counters.drop(Drop.IcmpRateLimited);
+      link.drop(Drop.IcmpRateLimited);
       return;
     }
     vs.icmpTokens -= 1;
@@ -855,7 +902,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const icmpOff = start + ethLen + 20;
     const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
     writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, 64, this.nextIpId(link), 0, 0xc0);
-    writeEth(pool.bytes, start, macBuf, macOff, link.mac, 0, ETH_P_IPV4, link.vlan);
+    linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV4);
     this.enqueue(link, pool, f, start, ethLen + 20 + ilen);
   }
 
@@ -864,7 +911,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const f = pool.alloc();
     if (f < 0) return this.dropOn(link, Drop.NoFrame);
     const start = pool.dataStart(f);
-    const hl = writeEth(pool.bytes, start, BCAST_MAC, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    const hl = linkEth(pool.bytes, start, BCAST_MAC, 0, link, ETH_P_ARP);
     writeArp(pool.bytes, start + hl, ARP_REQUEST, link.mac, 0, addr, ZERO_MAC, 0, addr);
     this.enqueue(link, pool, f, start, hl + ARP_LEN);
   }
@@ -877,7 +924,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (f < 0) return this.dropOn(link, Drop.NoFrame);
     const start = pool.dataStart(f);
     const src = this.sourceFor(link, ip);
-    const hl = writeEth(pool.bytes, start, mac ?? BCAST_MAC, 0, link.mac, 0, ETH_P_ARP, link.vlan);
+    const hl = linkEth(pool.bytes, start, mac ?? BCAST_MAC, 0, link, ETH_P_ARP);
     writeArp(pool.bytes, start + hl, ARP_REQUEST, link.mac, 0, src, ZERO_MAC, 0, ip);
     this.enqueue(link, pool, f, start, hl + ARP_LEN);
   }
@@ -982,7 +1029,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (dn > 64) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
     else for (let i = 0; i < dn; i++) b[w + i] = data[dOff + dFrom + i]!; // small payloads: a loop beats a view
     writeIpv4(b, start + ethLen, src, dst, proto, n, 64, id, flagsFrag, tos);
-    writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+    linkEth(b, start, mac ?? ZERO_MAC, 0, link, ETH_P_IPV4);
     const len = ethLen + 20 + n;
     if (mac) {
       this.enqueue(link, pool, f, start, len);
@@ -1041,7 +1088,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return false;
     }
     writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(link), IP_DF, 0);
-    writeEth(b, start, mac ?? ZERO_MAC, 0, link.mac, 0, ETH_P_IPV4, link.vlan);
+    linkEth(b, start, mac ?? ZERO_MAC, 0, link, ETH_P_IPV4);
     const len = ethLen + 20 + l4len;
     if (mac) {
       this.enqueue(link, pool, f, start, len);
