@@ -587,7 +587,6 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         // A zero-copy reader may keep the frame (it releases it later).
         if (!this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f)) pool.free(f);
       }
-      if (nTcp) this.tcp.endBurst(now);
       done += n;
     }
     burst.n = 0;
@@ -1206,6 +1205,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       const q = this.readyUdp.splice(0);
       for (const s of q) s.flush();
     }
+    // ACKs held back during the burst leave now, unless the applications' answers, sent from
+    // their event handlers just above, already carried them.
+    this.tcp.endBurst(this.now);
   }
 
   // ---------------------------------------------------------------- time
