@@ -6,8 +6,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHash } from 'node:crypto';
-import { twoHosts, World } from './lib/world';
+import { twoHosts, World, sha } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
 import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TcpState, TH_ACK, TH_FIN, TH_RST, TH_SYN } from '../protocols/tcp/types';
@@ -19,8 +18,6 @@ import type { MemoryEndpoint } from '../driver/memory';
 
 const A = parseIpv4('10.1.1.1');
 const B = parseIpv4('10.1.1.2');
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
 interface Seen { src: number; dst: number; sport: number; dport: number; flags: number; seq: number; ack: number; len: number; frameLen: number; raw: Uint8Array }
 
 /** Records every IPv4/TCP segment an endpoint transmits. */

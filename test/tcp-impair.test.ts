@@ -7,20 +7,10 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createHash } from 'node:crypto';
-import { twoHosts, World } from './lib/world';
+import { twoHosts, World, pattern, sha, exchange } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
 import type { Impairments } from '../driver/memory';
 import { Drop, DROP_NAMES } from '../protocols/drop';
-
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function pattern(n: number, seed: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; b[i] = x >>> 24; }
-  return b;
-}
 
 /** Drops (by reason name) seen by a host: device-level plus every VS. */
 function drops(w: World, side: 'a' | 'b'): Record<string, number> {
@@ -128,24 +118,12 @@ test('both directions at once over a lossy link: data segments that carry SACK b
   const w = twoHosts({ link: { seed: 15, loss: 0.02, delayUs: 1000 }, tcp: { cc: 'newreno' } });
   const up = pattern(1 << 20, 5);
   const down = pattern(1 << 20, 6);
-  const atServer: Buffer[] = [];
-  const atClient: Buffer[] = [];
-  let serverDone = false;
-  let clientDone = false;
-  createServer(w.a.ctx(), (s: Socket) => {
-    s.on('data', (d) => atServer.push(d));
-    s.on('end', () => { serverDone = true; });
-    s.end(down);
-  }).listen(7002);
-  const c = connect(w.b.ctx(), 7002, '10.1.1.1', () => c.end(up));
-  c.on('data', (d) => atClient.push(d));
-  c.on('end', () => { clientDone = true; });
-  const ok = await w.run(() => serverDone && clientDone, 120_000_000);
+  const r = await exchange(w, 7002, up, down, 120_000_000);
   assert.equal({ a: w.link.a.stats().drops['tx-too-big'] ?? 0, b: w.link.b.stats().drops['tx-too-big'] ?? 0 }, { a: 0, b: 0 },
     'no frame larger than the MTU');
-  assert.ok(ok, 'transfer completed');
-  assert.is(sha(Buffer.concat(atServer)), sha(up));
-  assert.is(sha(Buffer.concat(atClient)), sha(down));
+  assert.ok(r.ok, 'transfer completed');
+  assert.is(sha(r.atServer), sha(up));
+  assert.is(sha(r.atClient), sha(down));
 });
 
 test('a link that drops everything for 3 s in the middle of a transfer: RTO backoff, then recovery', async () => {

@@ -6,18 +6,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as http from 'node:http';
-import { createHash } from 'node:crypto';
-import { twoHosts } from './lib/world';
+import { twoHosts, pattern, sha, exchange } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
-
-const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
-
-function pattern(n: number, seed = 1): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  let x = seed >>> 0;
-  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; b[i] = x >>> 24; }
-  return b;
-}
 
 test('connect, echo both ways, half-close and orderly close', async () => {
   const w = twoHosts();
@@ -118,21 +108,10 @@ for (const cc of ['newreno', 'cubic'] as const) {
     const w = twoHosts({ link: { seed: 42, loss: 0.03, reorder: 0.02, reorderDelayUs: 3000, duplicate: 0.01, delayUs: 500 }, tcp: { cc } });
     const up = pattern(2 * 1024 * 1024, 1);
     const down = pattern(2 * 1024 * 1024, 2);
-    const atServer: Buffer[] = [];
-    const atClient: Buffer[] = [];
-    let serverDone = false;
-    let clientDone = false;
-    createServer(w.a.ctx(), (s: Socket) => {
-      s.on('data', (d) => atServer.push(d));
-      s.on('end', () => { serverDone = true; });
-      s.end(down);
-    }).listen(7000);
-    const c = connect(w.b.ctx(), 7000, '10.1.1.1', () => c.end(up));
-    c.on('data', (d) => atClient.push(d));
-    c.on('end', () => { clientDone = true; });
-    assert.ok(await w.run(() => serverDone && clientDone, 600_000_000), 'transfer completed');
-    assert.is(sha(Buffer.concat(atServer)), sha(up));
-    assert.is(sha(Buffer.concat(atClient)), sha(down));
+    const r = await exchange(w, 7000, up, down, 600_000_000);
+    assert.ok(r.ok, 'transfer completed');
+    assert.is(sha(r.atServer), sha(up));
+    assert.is(sha(r.atClient), sha(down));
   });
 }
 

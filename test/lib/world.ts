@@ -7,7 +7,40 @@ import { Engine } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
 import type { TcpOptions } from '../../protocols/tcp/types';
-import { NetContext } from '../../stack/net';
+import { connect, createServer, NetContext, Socket } from '../../stack/net';
+import { createHash } from 'node:crypto';
+
+export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** Reproducible pseudo-random bytes (an LCG seeded by `seed`). */
+export function pattern(n: number, seed = 1): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  let x = seed >>> 0;
+  for (let i = 0; i < n; i++) { x = (Math.imul(x, 1664525) + 1013904223) >>> 0; b[i] = x >>> 24; }
+  return b;
+}
+
+/**
+ * Both directions at once: the server (host a) sends `down` and ends, the client (host b) sends
+ * `up` and ends. Returns what each side received and whether both saw the end within `maxUs`.
+ */
+export async function exchange(w: World, port: number, up: Buffer, down: Buffer, maxUs: number):
+  Promise<{ ok: boolean; atServer: Buffer; atClient: Buffer }> {
+  const atServer: Buffer[] = [];
+  const atClient: Buffer[] = [];
+  let serverDone = false;
+  let clientDone = false;
+  createServer(w.a.ctx(), (s: Socket) => {
+    s.on('data', (d: Buffer) => atServer.push(d));
+    s.on('end', () => { serverDone = true; });
+    s.end(down);
+  }).listen(port);
+  const c = connect(w.b.ctx(), port, '10.1.1.1', () => c.end(up));
+  c.on('data', (d: Buffer) => atClient.push(d));
+  c.on('end', () => { clientDone = true; });
+  const ok = await w.run(() => serverDone && clientDone, maxUs);
+  return { ok, atServer: Buffer.concat(atServer), atClient: Buffer.concat(atClient) };
+}
 
 export interface Host {
   engine: Engine;
