@@ -100,6 +100,8 @@ class TcpLab {
   async stop(p: Proc): Promise<void> {
     if (p.child.exitCode === null) p.child.kill('SIGTERM');
     await p.done;
+    // BENCH_TCP_VERBOSE=1: the server's closing line (VS counters, device and XDP statistics).
+    if (process.env.BENCH_TCP_VERBOSE) for (const l of p.stdout.split('\n')) if (l.startsWith('{"done"')) console.log(`  server: ${l}`);
     await sleep(300); // XDP detach / sockets settle before the next contender
   }
 
@@ -119,6 +121,8 @@ async function rounds(o: TcpBenchOptions, who: Server[], label: string, unit: st
   fn: (tl: TcpLab, who: Server) => Promise<number>): Promise<Record<Server, number[]>> {
   const tl = new TcpLab();
   const res = { xdp: [], node: [], c: [] } as Record<Server, number[]>;
+  const only = process.env.BENCH_TCP_ONLY?.split(',');
+  if (only) who = who.filter((w) => only.includes(w));
   try {
     for (let r = 0; r < o.rounds; r++) {
       const order = r % 2 === 0 ? who : [...who].reverse();
@@ -158,6 +162,7 @@ async function clientRun(tl: TcpLab, who: Server, mode: 'echo' | 'connect', o: T
 
 function report(title: string, unit: string, res: Record<Server, number[]>, who: Server[],
   targets: Partial<Record<Server, string>>): Record<string, unknown> {
+  who = who.filter((w) => res[w].length > 0); // BENCH_TCP_ONLY may leave some out
   const med = Object.fromEntries(who.map((w) => [w, median(res[w])])) as Record<Server, number>;
   const head = ['server', unit, 'rounds', ...who.filter((w) => w !== 'xdp').map((w) => `xdpstack/${NAMES[w]}`)];
   const rows = who.map((w) => [NAMES[w], med[w], res[w].map((x) => x.toFixed(0)).join(' '),

@@ -77,8 +77,9 @@ function main(): void {
     stack.start();
     finish = () => {
       const counters = vs.raw.counters.toJSON();
+      const devices = (stack!.show('counters') as { devices: unknown[] }).devices;
       try { stack!.close(); } catch { /* exiting */ }
-      console.log(JSON.stringify({ done: true, vs: counters }));
+      console.log(JSON.stringify({ done: true, vs: counters, devices }));
       process.exit(0);
     };
     console.log('ready');
@@ -89,7 +90,8 @@ function main(): void {
     finish = () => { console.log(JSON.stringify({ done: true })); process.exit(0); };
   }
   setTimeout(() => finish(), Number(secs) * 1000);
-  process.on('SIGTERM', () => finish());
+  // Before the driver's own SIGTERM handler closes the socket, so its statistics can still be read.
+  process.prependListener('SIGTERM', () => finish());
 }
 
 main();

@@ -470,7 +470,7 @@ export class Stack {
         return {
           devices: opts.vs !== undefined ? [] : e.devices.map((d, i) => {
             const st = this.taps[i]!.stats();
-            return { device: d.name, driver: this.taps[i]!.kind, ...c(d.counters), driverDrops: st.drops };
+            return { device: d.name, driver: this.taps[i]!.kind, ...c(d.counters), driverDrops: st.drops, ...(st.xdp ? { xdp: st.xdp } : {}) };
           }),
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
