@@ -34,7 +34,7 @@ async function main(): Promise<void> {
   const net = { rounds: Number(process.env.BENCH_NET_ROUNDS ?? 5), seconds, warmup: 1 };
   const tcp = {
     rounds: Number(process.env.BENCH_TCP_ROUNDS ?? 3), seconds, warmup: 1,
-    httpSeconds: Number(process.env.BENCH_HTTP_SECONDS ?? 5), bulkMiB: Number(process.env.BENCH_BULK_MIB ?? 200), conns: 32, parallel: 16,
+    httpSeconds: Number(process.env.BENCH_HTTP_SECONDS ?? 5), conns: 32, parallel: 16,
   };
   const results: Record<string, unknown> = {};
   const privileged = typeof process.getuid === 'function' && process.getuid() === 0;

@@ -35,8 +35,6 @@ export interface TcpBenchOptions {
   warmup: number;
   /** wrk duration for http (s). */
   httpSeconds: number;
-  /** tcp-bulk transfer size (MiB). */
-  bulkMiB: number;
   /** tcp-echo connections. */
   conns: number;
   /** tcp-connect parallel slots. */
@@ -194,9 +192,9 @@ export async function benchTcpBulk(o: TcpBenchOptions): Promise<Record<string, u
   const who: Server[] = ['xdp', 'node'];
   const res = await rounds(o, who, 'MB/s', 'bulk', async (tl, w) => {
     const port = nextPort++;
-    const srv = await tl.start(w, 'sink', port, 120);
+    const srv = await tl.start(w, 'sink', port, o.warmup + o.seconds + 90);
     try {
-      const c = tl.peer(tool('tcp-bulk-send'), [STACK_IP, String(port), String(o.bulkMiB)], 90);
+      const c = tl.peer(tool('tcp-bulk-send'), [STACK_IP, String(port), String(o.seconds), String(o.warmup)], o.warmup + o.seconds + 60);
       const code = await c.done;
       if (code !== 0) throw new Error(`tcp-bulk-send to ${NAMES[w]} failed (${code}): ${c.stderr}`);
       const r = lastJson<{ bytes: number; seconds: number; mbps: number }>(c);
@@ -208,7 +206,7 @@ export async function benchTcpBulk(o: TcpBenchOptions): Promise<Record<string, u
       await tl.stop(srv);
     }
   });
-  return report(`tcp-bulk: one connection, ${o.bulkMiB} MiB from a kernel sender to a byte-counting app (MB/s, median of ${o.rounds})`,
+  return report(`tcp-bulk: one connection, a kernel sender writing for ${o.warmup} + ${o.seconds} s to a byte-counting app (MB/s after the warm-up, median of ${o.rounds})`,
     'MB/s', res, who, { node: '>= 1' });
 }
 

@@ -245,6 +245,8 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
     'sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1',
     `sysctl -q -w net.ipv6.conf.${SWITCH_STACK_PORT}.disable_ipv6=1`,
     `ethtool -K ${SWITCH_STACK_PORT} txvlan off`,
+    // A switch forwards frames: keep the host's IP firewall off bridged traffic (br_netfilter).
+    'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true',
   ].join('\n')]);
   const swBatch = [
     `link set dev lo up`,
