@@ -400,11 +400,13 @@ test('active close: FIN_WAIT_1 -> FIN_WAIT_2 -> TIME_WAIT -> CLOSED after 2 MSL'
 test('passive close: CLOSE_WAIT -> LAST_ACK -> CLOSED', () => {
   const o = openActive();
   o.c.input(peer(o, { flags: TH_ACK | TH_FIN }), 20_000);
-  assert.is(one(o.h).ack, B_ISS + 2);
+  none(o.h); // the ACK of a FIN in ESTABLISHED waits for our answer (delayed ACK)
   assert.is(o.c.state, TcpState.CloseWait);
   assert.is(o.h.remoteClosed, 1);
   o.c.write(pattern(0, 10), 0, 10, 21_000);
-  assert.is(one(o.h).payloadLen, 10, 'we may still send');
+  const d = one(o.h);
+  assert.is(d.payloadLen, 10, 'we may still send');
+  assert.is(d.ack, B_ISS + 2, 'and the data carries the ACK of the FIN');
   o.c.shutdown(22_000);
   assert.is(o.c.state, TcpState.LastAck);
   const fin = one(o.h);
@@ -413,6 +415,23 @@ test('passive close: CLOSE_WAIT -> LAST_ACK -> CLOSED', () => {
   assert.is(o.c.state, TcpState.Closed);
   assert.equal(o.h.closed, [null]);
   assert.is(o.h.released, 1);
+});
+
+test('passive close: the ACK of a FIN leaves with the delayed-ACK timer when the application stays silent', () => {
+  const o = openActive();
+  o.c.input(peer(o, { flags: TH_ACK | TH_FIN }), 20_000);
+  none(o.h);
+  assert.is(o.h.deadline, 20_000 + 40_000, 'delayed-ACK deadline');
+  o.c.onTimer(o.h.deadline);
+  const a = one(o.h);
+  assert.equal([a.flags, a.ack], [TH_ACK, B_ISS + 2]);
+  assert.is(o.c.state, TcpState.CloseWait);
+});
+
+test('passive close without delayed ACK: the FIN is acknowledged at once', () => {
+  const o = openActive({ delayedAck: false });
+  o.c.input(peer(o, { flags: TH_ACK | TH_FIN }), 20_000);
+  assert.is(one(o.h).ack, B_ISS + 2);
 });
 
 test('simultaneous close: FIN_WAIT_1 -> CLOSING -> TIME_WAIT; lost FIN is retransmitted', () => {

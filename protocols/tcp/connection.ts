@@ -921,7 +921,13 @@ export class TcpConnection {
       this.finRcvd = true;
       this.finPending = false;
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
-      this.sendAck(now);
+      const passive = this.state === TcpState.Established || this.state === TcpState.SynReceived;
+      if (passive && this.opts.delayedAck && !immediate) {
+        // Passive close: the application usually answers the FIN with its own (or last data) at
+        // once, and that segment carries the ACK; the delayed-ACK timer covers the other case.
+        this.ackPending++;
+        if (this.tDelack === Infinity) this.tDelack = now + this.opts.ackDelayUs;
+      } else this.sendAck(now);
       switch (this.state) {
         case TcpState.SynReceived:
         case TcpState.Established:
