@@ -55,7 +55,8 @@ let nextPort = 20000;
 /** BENCH_TCP_PROFILE=DIR: the xdpstack server runs with `node --cpu-prof` into DIR/<app>/. */
 function profArgs(app: App): string[] {
   const dir = process.env.BENCH_TCP_PROFILE;
-  return dir ? ['--cpu-prof', '--cpu-prof-dir', path.resolve(dir, app)] : [];
+  const kind = process.env.BENCH_TCP_PROFILE_KIND === 'heap' ? 'heap' : 'cpu';
+  return dir ? [`--${kind}-prof`, `--${kind}-prof-dir`, path.resolve(dir, app)] : [];
 }
 
 class TcpLab {

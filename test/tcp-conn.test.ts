@@ -11,6 +11,7 @@ import {
   TcpOptions, TcpSegmentOut, TcpState, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN,
 } from '../protocols/tcp/types';
 import { rstFor } from '../protocols/tcp/rst';
+import { giveRing, RING_POOL_MAX_BYTES, ringPoolBytes, takeRing } from '../protocols/tcp/rings';
 import { check as cookieCheck, synAckFor } from '../protocols/tcp/syncookie';
 import { isnFor } from '../protocols/tcp/isn';
 import { hashKey } from '../protocols/tcp/hash';
@@ -432,6 +433,40 @@ test('passive close without delayed ACK: the FIN is acknowledged at once', () =>
   const o = openActive({ delayedAck: false });
   o.c.input(peer(o, { flags: TH_ACK | TH_FIN }), 20_000);
   assert.is(one(o.h).ack, B_ISS + 2);
+});
+
+test('rings: a closed connection gives its send ring back and the next connection takes it', () => {
+  const o = openActive();
+  o.c.write(pattern(0, 100), 0, 100, 21_000);
+  one(o.h);
+  const before = ringPoolBytes(); // the first write took a 4 KiB ring (pooled or new)
+  o.c.input(peer(o, { ack: o.seq(100) }), 22_000);
+  o.c.input(peer(o, { seq: B_ISS + 1, ack: o.seq(100), flags: TH_ACK | TH_FIN }), 23_000);
+  o.c.shutdown(24_000);
+  one(o.h);
+  o.c.input(peer(o, { seq: B_ISS + 2, ack: o.seq(101) }), 25_000);
+  assert.is(o.c.state, TcpState.Closed);
+  assert.is(ringPoolBytes(), before + 4096, 'the 4 KiB send ring is pooled');
+  const o2 = openActive();
+  o2.c.write(pattern(0, 10), 0, 10, 21_000);
+  assert.is(ringPoolBytes(), before, 'and taken again');
+  assert.is(one(o2.h).payloadLen, 10);
+});
+
+test('rings: pooled by power-of-two size, bounded in total', () => {
+  const a = takeRing(8192);
+  assert.is(a.length, 8192);
+  const before = ringPoolBytes();
+  assert.is(giveRing(a).length, 0, 'the caller keeps an empty ring');
+  assert.is(ringPoolBytes(), before + 8192);
+  assert.is(takeRing(8192), a, 'same size: the same ring');
+  assert.is(giveRing(new Uint8Array(3000)).length, 0);
+  assert.is(ringPoolBytes(), before, 'odd sizes are not kept');
+  const big: Uint8Array[] = [];
+  for (let i = 0; i <= RING_POOL_MAX_BYTES / (1 << 20); i++) big.push(new Uint8Array(1 << 20));
+  for (const r of big) giveRing(r);
+  assert.ok(ringPoolBytes() <= RING_POOL_MAX_BYTES, 'never more than the bound');
+  for (const _ of big) takeRing(1 << 20);
 });
 
 test('simultaneous close: FIN_WAIT_1 -> CLOSING -> TIME_WAIT; lost FIN is retransmitted', () => {

@@ -22,6 +22,7 @@ import { CongestionControl, createCc } from './cc';
 import { HashKey } from './hash';
 import { isnFor, tsOffsetFor } from './isn';
 import { bufSize, DEFAULT_PEER_MSS, resolveOptions, wscaleFor } from './options';
+import { giveRing, takeRing } from './rings';
 import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
 import { keyOf, SynCookieInfo } from './syncookie';
 import {
@@ -493,7 +494,7 @@ export class TcpConnection {
     while (cap < need && cap < this.sCap) cap *= 2;
     if (cap > this.sCap) cap = this.sCap;
     if (cap === this.sbuf.length) return;
-    const nb = new Uint8Array(cap);
+    const nb = takeRing(cap);
     const nmask = cap - 1;
     const used = (this.sbufEnd - this.sbufStart) >>> 0;
     if (used > 0) {
@@ -509,6 +510,7 @@ export class TcpConnection {
         left -= n;
       }
     }
+    giveRing(this.sbuf);
     this.sbuf = nb;
     this.sMask = nmask;
   }
@@ -964,7 +966,7 @@ export class TcpConnection {
     const mask = this.rcvCap - 1;
     const pos = s & mask;
     const first = Math.min(len, this.rcvCap - pos);
-    if (this.rbuf.length === 0) this.rbuf = new Uint8Array(this.rcvCap);
+    if (this.rbuf.length === 0) this.rbuf = takeRing(this.rcvCap);
     this.rbuf.set(b.subarray(off, off + first), pos);
     if (first < len) this.rbuf.set(b.subarray(off + first, off + len), 0);
     // Merge into the sorted range list.
@@ -1473,6 +1475,15 @@ export class TcpConnection {
     this.tDelack = Infinity;
     this.persist = false;
     this.tLinger = now + this.opts.timeWaitUs;
+    this.freeRings(); // everything sent was acknowledged and everything received is in order
+  }
+
+  /** Returns the send ring and the reorder buffer for reuse (no data is left in them). */
+  private freeRings(): void {
+    this.sbuf = giveRing(this.sbuf);
+    this.rbuf = giveRing(this.rbuf);
+    this.sbufStart = this.sbufEnd;
+    this.sMask = 0;
   }
 
   private reportClosed(err: TcpError | null): void {
@@ -1486,6 +1497,7 @@ export class TcpConnection {
     this.tRtx = this.tDelack = this.tKeep = this.tLinger = Infinity;
     this.arm();
     this.reportClosed(err);
+    this.freeRings();
     if (!this.released) {
       this.released = true;
       this.host.onRelease(this);
