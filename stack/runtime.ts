@@ -148,21 +148,36 @@ export class Runtime {
 
   private tick(): void {
     if (!this.running) return;
-    let now = monotonicUs();
+    this.turnSteps = 0;
+    this.turnStep();
+  }
+
+  /** Steps taken in this turn of the event loop. */
+  private turnSteps = 0;
+  private readonly afterTicks = (): void => { queueMicrotask(this.continueTurn); };
+  private readonly continueTurn = (): void => { this.turnStep(); };
+
+  /**
+   * One step. While traffic flows, the next step of the same event-loop turn (a turn costs more
+   * than a step) follows once the process.nextTick callbacks and then the promise jobs queued by the
+   * step's socket events have run: those often write the answer (a stream's end() after 'end', an
+   * HTTP response), which then leaves in that next step instead of after the whole turn. After
+   * MAX_STEPS_PER_TURN steps the loop yields, so timers and I/O callbacks get their turn.
+   */
+  private turnStep(): void {
+    if (!this.running) return;
+    const now = monotonicUs();
     let next: number;
     try {
       next = this.step(now);
-      // While traffic flows, keep stepping in this turn of the event loop (a turn costs more than a
-      // step); socket events were emitted inside the step, so user code has run. Yield after a while
-      // so timers, I/O callbacks and stream internals get their turn.
-      for (let i = 0; i < MAX_STEPS_PER_TURN && this.lastRx > 0 && this.running; i++) {
-        now = monotonicUs();
-        next = this.step(now);
-      }
     } catch (e) {
       // A bug must not stop the loop silently; report and keep serving.
       process.emitWarning(`xdpstack runtime step failed: ${(e as Error).stack ?? e}`);
       next = now + 1000;
+    }
+    if (this.lastRx > 0 && ++this.turnSteps < MAX_STEPS_PER_TURN && this.running) {
+      process.nextTick(this.afterTicks);
+      return;
     }
     this.idleTurns = this.lastRx > 0 ? 0 : this.idleTurns + 1;
     if (next === Infinity) {
