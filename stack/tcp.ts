@@ -268,7 +268,9 @@ export class TcpLayer implements TcpHost {
 
   /** Active open from `vs`. The caller chose addresses and port. */
   connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
-    const mss = Math.min(opts.mss ?? 1460, this.eng.mtuTo(vs, tuple.remoteAddr) - 40);
+    // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
+    // `mss` option only lowers it.
+    const mss = Math.min(opts.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(vs, tuple.remoteAddr) - 40);
     const e = new TcpEntry(vs, this.eng.wheel, this);
     e.sink = sink;
     e.mark = mark;
@@ -393,7 +395,7 @@ export class TcpLayer implements TcpHost {
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
     }
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
-    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? 1460, this.eng.mtuTo(link.vs, src) - 40);
+    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(link.vs, src) - 40);
     if (l.synQueue >= l.opts.synBacklog) {
       // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
       const out = this.rstOut;

@@ -331,6 +331,37 @@ test('path MTU: ICMP fragmentation-needed lowers the MSS of a live connection; t
   assert.ok(later.length > 0 && later.every((s) => s.frameLen <= 18 + 1000), 'every later data frame fits the path MTU');
 });
 
+test('MSS follows the link MTU (jumbo frames): MTU - 40 offered, full segments used; an mss option lowers it', async () => {
+  const w = twoHosts({ link: { mtu: 3000, frameSize: 4096 } });
+  const fromA = tap(w.link.a);
+  let server: Socket | null = null;
+  createServer(w.a.ctx(), (s: Socket) => { server = s; }).listen(80);
+  const c = connect(w.b.ctx(), 80, '10.1.1.1');
+  const got: Buffer[] = [];
+  let ended = false;
+  c.on('data', (d) => got.push(d));
+  c.on('end', () => { ended = true; });
+  assert.ok(await w.run(() => server !== null, 1_000_000));
+  const synAck = fromA.find((x) => x.flags === (TH_SYN | TH_ACK))!;
+  const h = new TcpHeader();
+  assert.is(h.parse(synAck.raw, 18 + 20, synAck.raw.length - 18 - 20, synAck.src, synAck.dst), 0);
+  assert.is(h.mss, 2960, 'SYN-ACK offers MTU - 40');
+  assert.is((server! as Socket).connection!.conn.sndMss, 2960 - 12, 'timestamps take 12 bytes');
+  const data = Buffer.alloc(200_000, 7);
+  (server! as Socket).end(data);
+  assert.ok(await w.run(() => ended, 10_000_000));
+  assert.is(Buffer.concat(got).length, data.length);
+  assert.ok(fromA.some((x) => x.len === 2948), 'full jumbo segments on the wire');
+  assert.ok(fromA.every((x) => x.frameLen <= 18 + 3000), 'none beyond the MTU');
+
+  const w2 = twoHosts({ link: { mtu: 3000, frameSize: 4096 } });
+  let s2: Socket | null = null;
+  createServer(w2.a.ctx(), { tcp: { mss: 1200 } }, (s: Socket) => { s2 = s; }).listen(80);
+  const c2 = connect(w2.b.ctx(), 80, '10.1.1.1');
+  assert.ok(await w2.run(() => s2 !== null, 1_000_000));
+  assert.is(c2.connection!.conn.sndMss, 1200 - 12, 'the peer sends at most the lowered MSS');
+});
+
 test('destroyVs with live connections resets them at the peers and frees everything', async () => {
   const w = twoHosts({ vlans: [10, 20] });
   const servers: Socket[] = [];

@@ -120,7 +120,11 @@ export type TcpError = 'ECONNRESET' | 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNABORT
 export type CongestionControlName = 'newreno' | 'cubic';
 
 export interface TcpOptions {
-  /** MSS we advertise (link MTU - 40 for IPv4). Default 1460. Also caps our send MSS. */
+  /**
+   * MSS we advertise. Default (through the stack): the path MTU to the peer less 40 (IPv4 and TCP
+   * headers), as a kernel does; a value here only lowers it. Also caps our send MSS. A connection
+   * made directly without one uses 1460.
+   */
   mss: number;
   /** Receive buffer in bytes (rounded up to a power of two, >= 4096). Default 256 KiB. */
   rcvBuf: number;
