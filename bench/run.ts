@@ -5,7 +5,7 @@
  *
  * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
  * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_TCP_ROUNDS (TCP benchmarks;
- * default 3), BENCH_HTTP_SECONDS (wrk duration, default 5).
+ * default 5), BENCH_HTTP_SECONDS (wrk duration, default 5).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
   const seconds = Number(process.env.BENCH_SECONDS ?? 3);
   const net = { rounds: Number(process.env.BENCH_NET_ROUNDS ?? 5), seconds, warmup: 1 };
   const tcp = {
-    rounds: Number(process.env.BENCH_TCP_ROUNDS ?? 3), seconds, warmup: 1,
+    rounds: Number(process.env.BENCH_TCP_ROUNDS ?? 5), seconds, warmup: 1,
     httpSeconds: Number(process.env.BENCH_HTTP_SECONDS ?? 5), conns: 32, parallel: 16,
   };
   const results: Record<string, unknown> = {};

@@ -35,7 +35,8 @@ function main(): void {
     process.exit(0);
   };
   setTimeout(finish, Number(secs) * 1000);
-  process.on('SIGTERM', finish);
+  // Before the driver's own SIGTERM handler closes the socket, so its statistics can still be read.
+  process.prependListener('SIGTERM', finish);
 }
 
 main();
