@@ -89,6 +89,12 @@ export class TcpConnection {
   private oooN = 0;
   /** Range that received the latest out-of-order segment (first SACK block), -1 none. */
   private oooLast = -1;
+  /** D-SACK (RFC 2883): a duplicate range received, reported once as the first SACK block. */
+  private dsackStart = 0;
+  private dsackEnd = 0;
+  private dsackPending = false;
+  /** TSval of our last retransmission timeout's retransmission (-1: none since the last new ACK). */
+  private rtoTsVal = -1;
   private finRcvd = false;
   private finSeq = 0;
   private finPending = false;
@@ -538,8 +544,9 @@ export class TcpConnection {
    * carry (RFC 6691: options come out of the MSS), so data + options never exceed the path.
    */
   private dataMss(): number {
-    if (!this.sackOk || this.oooN === 0) return this.sndMss;
-    return Math.max(64, this.sndMss - (4 + 8 * Math.min(this.oooN, this.maxSackBlocks())));
+    const blocks = this.oooN + (this.dsackPending ? 1 : 0);
+    if (!this.sackOk || blocks === 0) return this.sndMss;
+    return Math.max(64, this.sndMss - (4 + 8 * Math.min(blocks, this.maxSackBlocks())));
   }
 
   private setSndMss(): void {
@@ -652,6 +659,10 @@ export class TcpConnection {
       if (f & TH_RST) return Drop.TcpOutOfWindow;
       this.stats.outOfWindowDrops++;
       if (st === TcpState.TimeWait && (f & TH_FIN)) this.tLinger = now + this.opts.timeWaitUs;
+      // An old duplicate (typically a spurious retransmission): tell the sender (D-SACK).
+      if (seg.payloadLen > 0 && seqLt(seg.seq, this.rcvNxt) && st !== TcpState.TimeWait) {
+        this.noteDuplicate(seg.seq, seqMin(seqAdd(seg.seq, seg.payloadLen), this.rcvNxt));
+      }
       // Window probes with data at RCV.NXT when the window is 0 are answered too.
       this.sendAck(now);
       return Drop.TcpOutOfWindow;
@@ -772,7 +783,10 @@ export class TcpConnection {
     const acked = (ack - this.sndUna) >>> 0;
     // RTT (Karn / timestamps).
     if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) {
-      this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+      // After a timeout, an echo older than the retransmission only says how long the ACKs were
+      // lost (the peer echoes the last segment that advanced its RCV.NXT): no sample (Karn, RFC 6298
+      // 5). Taking it would inflate the RTO, which then lengthens the next outage.
+      if (this.rtoTsVal < 0 || !seqLt(seg.tsEcr, this.rtoTsVal)) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
     } else if (this.rttTime >= 0 && seqGt(ack, this.rttSeq)) {
       this.rttSample(now, now - this.rttTime, false);
       this.rttTime = -1;
@@ -789,6 +803,7 @@ export class TcpConnection {
     this.sbTrim();
     this.retries = 0;
     this.backoff = 0;
+    this.rtoTsVal = -1;
 
     if (this.inRecovery) {
       if (seqGeq(ack, this.recoverSeq)) {
@@ -890,6 +905,7 @@ export class TcpConnection {
     // Trim what precedes RCV.NXT.
     if (seqLt(s, this.rcvNxt)) {
       const d = (this.rcvNxt - s) >>> 0;
+      if (len > 0) this.noteDuplicate(s, seqAdd(s, Math.min(d, len)));
       if (d >= len) { len = 0; off += seg.payloadLen; }
       else { off += d; len -= d; }
       s = this.rcvNxt;
@@ -912,6 +928,7 @@ export class TcpConnection {
         if (hadOoo) { this.drainOoo(); immediate = true; }
       } else {
         this.stats.oooSegments++;
+        this.noteOooDuplicate(s, seqAdd(s, len));
         this.oooInsert(seg.buf, off, s, len);
         immediate = true; // out of order: dup ACK with SACK at once (RFC 5681 4.2)
       }
@@ -924,9 +941,11 @@ export class TcpConnection {
       this.finPending = false;
       this.rcvNxt = seqAdd(this.rcvNxt, 1);
       const passive = this.state === TcpState.Established || this.state === TcpState.SynReceived;
-      if (passive && this.opts.delayedAck && !immediate) {
+      if (passive && this.opts.delayedAck && !immediate && this.ackPending === 0) {
         // Passive close: the application usually answers the FIN with its own (or last data) at
         // once, and that segment carries the ACK; the delayed-ACK timer covers the other case.
+        // With a segment already waiting for its ACK, this is the second one: ACK now (RFC 9293
+        // 3.8.6.3).
         this.ackPending++;
         if (this.tDelack === Infinity) this.tDelack = now + this.opts.ackDelayUs;
       } else this.sendAck(now);
@@ -958,6 +977,24 @@ export class TcpConnection {
   private deliver(b: Uint8Array, off: number, len: number): void {
     this.unread += len;
     this.host.onData(this, b, off, len);
+  }
+
+  /** A duplicate of data already received: report it in the next ACK (D-SACK, RFC 2883). */
+  private noteDuplicate(start: number, end: number): void {
+    if (!this.sackOk) return;
+    this.dsackStart = start;
+    this.dsackEnd = end;
+    this.dsackPending = true;
+  }
+
+  /** Out-of-order data that falls inside a range already held is a duplicate too (RFC 2883 4.1.2). */
+  private noteOooDuplicate(start: number, end: number): void {
+    for (let i = 0; i < this.oooN; i++) {
+      if (seqGeq(start, this.oooStart[i]!) && seqLeq(end, this.oooEnd[i]!)) {
+        this.noteDuplicate(start, end);
+        return;
+      }
+    }
   }
 
   private oooInsert(b: Uint8Array, off: number, s: number, len: number): void {
@@ -1321,6 +1358,7 @@ export class TcpConnection {
     this.highRxt = this.sndUna;
     this.sndNxt = this.sndUna;
     this.tRtx = now + this.rtoBackedOff();
+    if (this.tsOk) this.rtoTsVal = this.tsNow(now);
     // Go back N, skipping SACKed data; the first segment goes out regardless of cwnd.
     this.retransmitAt(this.sndUna, now);
     this.sndNxt = seqMin(this.highRxt, this.sndMax);
@@ -1449,11 +1487,19 @@ export class TcpConnection {
       o.tsVal = this.tsNow(now);
       o.tsEcr = this.tsRecent;
     }
-    if (this.sackOk && this.oooN > 0 && (flags & TH_ACK) && !(flags & TH_RST)) {
+    if (this.sackOk && (this.oooN > 0 || this.dsackPending) && (flags & TH_ACK) && !(flags & TH_RST)) {
       let n = 0;
-      const first = this.oooLast >= 0 && this.oooLast < this.oooN ? this.oooLast : -1;
-      if (first >= 0) { o.sackStart[0] = this.oooStart[first]!; o.sackEnd[0] = this.oooEnd[first]!; n = 1; }
       const max = this.maxSackBlocks();
+      if (this.dsackPending) {
+        // D-SACK first (RFC 2883 4): the duplicate range, then the block that contains it, if any
+        // (oooLast points at it: the duplicate merged into it).
+        this.dsackPending = false;
+        o.sackStart[0] = this.dsackStart;
+        o.sackEnd[0] = this.dsackEnd;
+        n = 1;
+      }
+      const first = this.oooLast >= 0 && this.oooLast < this.oooN ? this.oooLast : -1;
+      if (first >= 0) { o.sackStart[n] = this.oooStart[first]!; o.sackEnd[n] = this.oooEnd[first]!; n++; }
       for (let i = 0; i < this.oooN && n < max; i++) {
         if (i === first) continue;
         o.sackStart[n] = this.oooStart[i]!;
