@@ -1041,9 +1041,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
   }
 
-  /** Path MTU toward `dst` from `vs` (route's link MTU, lowered by PMTU discovery). */
-  mtuTo(vs: VirtualServer, dst: number): number {
-    const r = vs.rules.select(0, 0, vs.tables, dst);
+  /**
+   * Path MTU toward `dst` from `vs`: the MTU of the link the route takes (for source `src` and
+   * firewall mark `mark`, as output routes them), lowered by PMTU discovery.
+   */
+  mtuTo(vs: VirtualServer, dst: number, src = 0, mark = 0): number {
+    const r = vs.rules.select(src, mark, vs.tables, dst);
     let mtu = r ? vs.links[r.link]!.mtu : 1500;
     const pm = vs.pmtu.get(dst);
     if (pm && pm.expires > this.now && pm.mtu < mtu) mtu = pm.mtu;

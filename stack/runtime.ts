@@ -174,6 +174,7 @@ export class Runtime {
       // A bug must not stop the loop silently; report and keep serving.
       process.emitWarning(`xdpstack runtime step failed: ${(e as Error).stack ?? e}`);
       next = now + 1000;
+      this.lastRx = 0; // end this turn; retry after the back-off
     }
     if (this.lastRx > 0 && ++this.turnSteps < MAX_STEPS_PER_TURN && this.running) {
       process.nextTick(this.afterTicks);

@@ -31,7 +31,7 @@ export interface TcpEngine {
   tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: number, dst: number, l4Max: number,
     build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean;
   /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
-  mtuTo(vs: VirtualServer, dst: number): number;
+  mtuTo(vs: VirtualServer, dst: number, src?: number, mark?: number): number;
   dropOn(link: Link, reason: Drop): void;
 }
 
@@ -270,7 +270,7 @@ export class TcpLayer implements TcpHost {
   connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
     // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
-    const mss = Math.min(opts.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(vs, tuple.remoteAddr) - 40);
+    const mss = Math.min(opts.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(vs, tuple.remoteAddr, tuple.localAddr, mark) - 40);
     const e = new TcpEntry(vs, this.eng.wheel, this);
     e.sink = sink;
     e.mark = mark;
@@ -395,7 +395,7 @@ export class TcpLayer implements TcpHost {
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
     }
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
-    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(link.vs, src) - 40);
+    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(link.vs, src, dst) - 40);
     if (l.synQueue >= l.opts.synBacklog) {
       // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
       const out = this.rstOut;

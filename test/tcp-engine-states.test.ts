@@ -362,6 +362,30 @@ test('MSS follows the link MTU (jumbo frames): MTU - 40 offered, full segments u
   assert.is(c2.connection!.conn.sndMss, 1200 - 12, 'the peer sends at most the lowered MSS');
 });
 
+test('MSS follows the route the connection takes: a source rule onto a smaller-MTU link lowers it', async () => {
+  const w = twoHosts({ link: { mtu: 3000, frameSize: 4096 } });
+  const e = w.b.engine;
+  const vs = w.b.vs[0]!;
+  e.addLink(vs, { name: 'small', device: 'eth0', vlan: 20, mtu: 1500 });
+  e.addAddress(vs, 'small', '10.1.2.2/24');
+  e.addRoute(vs, { dst: '10.1.1.0/24', via: '10.1.2.1', link: 'small', table: 100 });
+  // A router on that link (host a answers ARP for 10.1.2.1 on VLAN 20).
+  w.a.engine.addLink(w.a.vs[0]!, { name: 'small', device: 'eth0', vlan: 20, mtu: 1500 });
+  w.a.engine.addAddress(w.a.vs[0]!, 'small', '10.1.2.1/24');
+  e.addRule(vs, { priority: 100, from: '10.1.2.2', table: 100 });
+  assert.is(e.mtuTo(vs, A), 3000, 'the main table takes the jumbo link');
+  assert.is(e.mtuTo(vs, A, parseIpv4('10.1.2.2')), 1500, 'the source rule takes the small one');
+  const fromB = tap(w.link.b);
+  createServer(w.a.ctx(), () => {}).listen(80);
+  connect(w.b.ctx(), { port: 80, host: '10.1.1.1', localAddress: '10.1.2.2' }).on('error', () => {});
+  await w.run(() => fromB.some((x) => x.flags === TH_SYN), 1_000_000);
+  const syn = fromB.find((x) => x.flags === TH_SYN)!;
+  assert.is(syn.src, parseIpv4('10.1.2.2'));
+  const h = new TcpHeader();
+  assert.is(h.parse(syn.raw, 18 + 20, syn.raw.length - 18 - 20, syn.src, syn.dst), 0);
+  assert.is(h.mss, 1460, 'MSS of the link the SYN leaves on');
+});
+
 test('destroyVs with live connections resets them at the peers and frees everything', async () => {
   const w = twoHosts({ vlans: [10, 20] });
   const servers: Socket[] = [];
