@@ -397,6 +397,30 @@ test('SACK recovery (RFC 6675): retransmits the holes only', () => {
   assert.is(o.c.sndUna, o.seq(10_000));
 });
 
+test('SACK recovery (RFC 6675 NextSeg rule 4): one rescue retransmission repairs a lost tail', () => {
+  const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk: true, window: 65535 });
+  fillFlight(o, 10, 20_000);
+  // Segment 1 and the tail (8, 9) lost; SACKs for 2..7 arrive.
+  const S = (a: number, b: number): [number, number] => [o.seq(a * 1000), o.seq(b * 1000)];
+  o.c.input(peer(o, { ack: o.seq(1000), window: 65535 }), 30_000);
+  o.h.take();
+  for (let k = 3; k <= 8; k++) o.c.input(peer(o, { ack: o.seq(1000), window: 65535, sack: [S(2, k)] }), 30_000 + k);
+  const r = o.h.take();
+  assert.ok(r.some((x) => x.seq === o.seq(1000)), `hole retransmitted: ${r.map(fmt).join(' | ')}`);
+  const rescue = r.filter((x) => x.seq === o.seq(9000));
+  assert.is(rescue.length, 1, `the highest unSACKed segment is resent once: ${r.map(fmt).join(' | ')}`);
+  assert.not.ok(r.some((x) => x.seq === o.seq(8000)), 'only one rescue segment');
+  assert.is(o.c.stats.rescueRetransmits, 1);
+  // More SACKs in the same recovery: no second rescue.
+  o.c.input(peer(o, { ack: o.seq(1000), window: 65535, sack: [S(2, 8), S(9, 10)] }), 31_000);
+  o.c.input(peer(o, { ack: o.seq(8000), window: 65535, sack: [S(9, 10)] }), 31_001);
+  const r2 = o.h.take();
+  assert.is(o.c.stats.rescueRetransmits, 1);
+  assert.ok(r2.some((x) => x.seq === o.seq(8000)), `segment 8 (now below a SACK block) is a normal hole: ${r2.map(fmt).join(' | ')}`);
+  o.c.input(peer(o, { ack: o.seq(10_000), window: 65535 }), 32_000);
+  assert.is(o.c.sndUna, o.seq(10_000));
+});
+
 test('zero window: persist probes with backoff, data resumes when the window opens', () => {
   const o = openActive({}, { mss: 1000, ts: undefined, window: 2000 });
   o.c.write(pattern(0, 5000), 0, 5000, 20_000);

@@ -4,9 +4,11 @@
  * Choices (documented for the integrator and the tests):
  * - RTO per RFC 6298 with a 200 ms minimum (as Linux; RFC 6298 says 1 s), 1 s initial, 120 s
  *   maximum, exponential backoff, Karn's rule (RTT from timestamps when negotiated, else one
- *   timed segment not retransmitted).
- * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg, IsLost by 3 SMSS SACKed above a hole);
- *   without, NewReno (RFC 6582) with window inflation. Congestion control NewReno or CUBIC.
+ *   timed segment not retransmitted). After a timeout, an echoed timestamp older than the
+ *   retransmission gives no sample (it only measures how long the ACKs were lost).
+ * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg with the rescue retransmission, IsLost by
+ *   3 SMSS SACKed above a hole); without, NewReno (RFC 6582) with window inflation. Congestion
+ *   control NewReno or CUBIC. As a receiver, duplicates are reported with D-SACK (RFC 2883).
  * - Zero-window and keepalive probes are ACKs with SEG.SEQ = SND.UNA - 1 (as Linux): they
  *   always elicit an ACK with the current window.
  * - RST in TIME_WAIT is ignored (RFC 1337). RST/SYN checks follow RFC 5961 with a per
@@ -123,6 +125,8 @@ export class TcpConnection {
   private inRecovery = false;
   private recoverSeq = 0;
   private highRxt = 0;
+  /** RFC 6675 RescueRxt: RecoveryPoint of the last rescue retransmission (-1: undefined). */
+  private rescueRxt = -1;
   private readonly sbStart = new Uint32Array(MAX_SB);
   private readonly sbEnd = new Uint32Array(MAX_SB);
   private sbN = 0;
@@ -1170,6 +1174,31 @@ export class TcpConnection {
   private nsSeq = 0;
   private nsLen = 0;
 
+  /**
+   * RFC 6675 NextSeg (4): when rules (1)-(3) find nothing but unSACKed data is outstanding, once per
+   * recovery (HighACK > RescueRxt), up to one SMSS ending at the highest unSACKed sequence number.
+   * It repairs a lost tail that no later SACK will ever reveal, without waiting for the RTO.
+   */
+  private rescueSeg(): boolean {
+    if (this.rescueRxt >= 0 && !seqGt(this.sndUna, this.rescueRxt)) return false;
+    // The highest hole: above the last SACK block, else just below it.
+    let hs: number;
+    let he: number;
+    if (this.sbN === 0 || seqLt(this.sbEnd[this.sbN - 1]!, this.sndMax)) {
+      hs = this.sbN === 0 ? this.sndUna : this.sbEnd[this.sbN - 1]!;
+      he = this.sndMax;
+    } else {
+      hs = this.sbN >= 2 ? this.sbEnd[this.sbN - 2]! : this.sndUna;
+      he = this.sbStart[this.sbN - 1]!;
+    }
+    if (seqLt(hs, this.sndUna)) hs = this.sndUna;
+    if (!seqLt(hs, he)) return false;
+    const len = Math.min((he - hs) >>> 0, this.sndMss);
+    this.nsSeq = seqAdd(hs, ((he - hs) >>> 0) - len);
+    this.nsLen = len;
+    return true;
+  }
+
   // =================================================================== output
 
   private canSendData(): boolean {
@@ -1198,6 +1227,16 @@ export class TcpConnection {
         if (this.sendNew(now, true)) { sent = true; continue; }
         if (this.nextLostSeg(true)) {
           this.retransmitAt(this.nsSeq, now, this.nsLen);
+          sent = true;
+          continue;
+        }
+        if (this.rescueSeg()) {
+          // RFC 6675 NextSeg (4): one rescue retransmission per recovery, HighRxt unchanged.
+          const h = this.highRxt;
+          this.retransmitAt(this.nsSeq, now, this.nsLen);
+          this.highRxt = h;
+          this.rescueRxt = this.recoverSeq;
+          this.stats.rescueRetransmits++;
           sent = true;
           continue;
         }

@@ -218,6 +218,8 @@ export class TcpStats {
   fastRetransmits = 0;
   rtoExpirations = 0;
   sackRecoveries = 0;
+  /** RFC 6675 rescue retransmissions (a lost tail repaired without waiting for the RTO). */
+  rescueRetransmits = 0;
   dupAcksIn = 0;
   challengeAcks = 0;
   pawsDrops = 0;
