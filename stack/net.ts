@@ -52,7 +52,15 @@ export class Socket extends Duplex implements TcpSocketSink {
   private _bytesRead = 0;
   private _bytesWritten = 0;
   private timeoutMs = 0;
+  /**
+   * Idle timeout, checked lazily: activity only records its time; the one timer, when it fires,
+   * re-arms itself for the rest of the period if there was activity meanwhile. So the per-request
+   * setTimeout(n) / setTimeout(0) of Node's http server and every read and write cost no timer work.
+   */
   private idleTimer: NodeJS.Timeout | null = null;
+  /** When the armed timer fires (performance.now() ms). */
+  private idleDue = 0;
+  private lastActive = 0;
   private finished = false;
   private ctx: NetContext | null;
 
@@ -109,6 +117,11 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   setTimeout(ms: number, cb?: () => void): this {
+    if (!(typeof ms === 'number' && ms >= 0 && Number.isFinite(ms))) {
+      const e = new RangeError(`The value of "msecs" is out of range. It must be a non-negative finite number. Received ${String(ms)}`);
+      (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
+      throw e;
+    }
     this.timeoutMs = ms;
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
@@ -116,6 +129,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
     this.touch();
     return this;
+  }
+
+  /** The idle timeout set with setTimeout (ms), undefined when none (as net.Socket). */
+  get timeout(): number | undefined {
+    return this.timeoutMs > 0 ? this.timeoutMs : undefined;
   }
 
   ref(): this { return this; }
@@ -129,12 +147,30 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   private touch(): void {
-    if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
-    if (this.timeoutMs > 0 && !this.destroyed) {
-      this.idleTimer = setTimeout(() => { this.idleTimer = null; this.emit('timeout'); }, this.timeoutMs);
-      this.idleTimer.unref?.();
-    }
+    if (this.timeoutMs <= 0 || this.destroyed) return;
+    const now = performance.now();
+    this.lastActive = now;
+    const due = now + this.timeoutMs;
+    // An armed timer that fires before the new deadline re-arms itself then; one that fires later
+    // (a shorter timeout was just set) is replaced.
+    if (this.idleTimer && this.idleDue <= due + 1) return;
+    this.armIdle(due);
   }
+
+  private armIdle(due: number): void {
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.idleDue = due;
+    this.idleTimer = setTimeout(this.onIdle, Math.max(1, due - performance.now()));
+    this.idleTimer.unref?.();
+  }
+
+  private readonly onIdle = (): void => {
+    this.idleTimer = null;
+    if (this.timeoutMs <= 0 || this.destroyed) return;
+    const due = this.lastActive + this.timeoutMs;
+    if (due > performance.now() + 1) { this.armIdle(due); return; }
+    this.emit('timeout'); // once per idle period: the next activity arms the timer again (as net.Socket)
+  };
 
   private now(): number {
     return this.ctx!.now();
