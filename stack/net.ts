@@ -44,10 +44,22 @@ export interface SocketConnectOpts {
 
 type WriteCb = (err?: Error | null) => void;
 
+/**
+ * Strings written to sockets (HTTP headers, text protocols) are encoded here, then copied into the
+ * send ring, instead of becoming a Buffer each (as net.Socket, the stream keeps strings as they are).
+ * A string of n UTF-16 units takes at most 3n bytes in any encoding.
+ */
+const STR_SCRATCH = Buffer.allocUnsafe(65536);
+const STR_MAX_UNITS = Math.floor(STR_SCRATCH.length / 3);
+
+function toBuffer(chunk: Buffer | string, enc: BufferEncoding): Buffer {
+  return typeof chunk === 'string' ? Buffer.from(chunk, enc) : chunk;
+}
+
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
   private entry: TcpEntry | null = null;
-  private pendingWrite: { buf: Uint8Array; off: number; cb: WriteCb } | null = null;
+  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb } | null = null;
   private unconsumed = 0;
   private _bytesRead = 0;
   private _bytesWritten = 0;
@@ -65,7 +77,7 @@ export class Socket extends Duplex implements TcpSocketSink {
   private ctx: NetContext | null;
 
   constructor(ctx?: NetContext, opts: { allowHalfOpen?: boolean } = {}) {
-    super({ allowHalfOpen: !!opts.allowHalfOpen, emitClose: true, autoDestroy: true, decodeStrings: true });
+    super({ allowHalfOpen: !!opts.allowHalfOpen, emitClose: true, autoDestroy: true, decodeStrings: false });
     this.ctx = ctx ?? null;
   }
 
@@ -301,12 +313,23 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
   }
 
-  override _write(chunk: Buffer, _enc: BufferEncoding, cb: WriteCb): void {
+  override _write(chunk: Buffer | string, enc: BufferEncoding, cb: WriteCb): void {
     if (!this.entry || this.finished) {
       cb(sockError('EPIPE', 'This socket has been ended by the other party'));
       return;
     }
-    this.pendingWrite = { buf: chunk, off: 0, cb };
+    if (typeof chunk === 'string') {
+      if (this.connecting || chunk.length > STR_MAX_UNITS) chunk = Buffer.from(chunk, enc);
+      else {
+        const p = { buf: STR_SCRATCH as Uint8Array, off: 0, end: STR_SCRATCH.write(chunk, 0, enc), cb };
+        this.pendingWrite = p;
+        this.continueWrite();
+        // What did not fit waits in a copy of its own (the scratch serves the next write).
+        if (this.pendingWrite === p) this.pendingWrite = { buf: Buffer.from(STR_SCRATCH.subarray(p.off, p.end)), off: 0, end: p.end - p.off, cb };
+        return;
+      }
+    }
+    this.pendingWrite = { buf: chunk, off: 0, end: chunk.length, cb };
     if (!this.connecting) this.continueWrite();
   }
 
@@ -321,11 +344,11 @@ export class Socket extends Duplex implements TcpSocketSink {
       p.cb(sockError('EPIPE', 'write EPIPE'));
       return;
     }
-    const n = e.conn.write(p.buf, p.off, p.buf.length - p.off, this.now());
+    const n = e.conn.write(p.buf, p.off, p.end - p.off, this.now());
     p.off += n;
     this._bytesWritten += n;
     if (n) this.touch();
-    if (p.off >= p.buf.length) {
+    if (p.off >= p.end) {
       this.pendingWrite = null;
       p.cb();
     }
@@ -335,21 +358,28 @@ export class Socket extends Duplex implements TcpSocketSink {
    * Several chunks at once (corked writes, e.g. an HTTP response's headers and body): they are queued
    * together and leave in as few segments as the MSS allows, instead of one segment per chunk.
    */
-  override _writev(chunks: { chunk: Buffer }[], cb: WriteCb): void {
+  override _writev(chunks: { chunk: Buffer | string; encoding: BufferEncoding }[], cb: WriteCb): void {
     const e = this.entry;
     const st = e?.conn.state;
     if (!e || this.finished || this.connecting || (st !== TcpState.Established && st !== TcpState.CloseWait)) {
-      this._write(Buffer.concat(chunks.map((c) => c.chunk)), 'binary', cb);
+      this._write(Buffer.concat(chunks.map((c) => toBuffer(c.chunk, c.encoding))), 'binary', cb);
       return;
     }
     for (let i = 0; i < chunks.length; i++) {
-      const c = chunks[i]!.chunk;
-      const n = e.conn.write(c, 0, c.length);
+      const x = chunks[i]!;
+      let c: Uint8Array;
+      let len: number;
+      if (typeof x.chunk !== 'string') { c = x.chunk; len = c.length; }
+      else if (x.chunk.length <= STR_MAX_UNITS) { c = STR_SCRATCH; len = STR_SCRATCH.write(x.chunk, 0, x.encoding); }
+      else { c = Buffer.from(x.chunk, x.encoding); len = c.length; }
+      const n = e.conn.write(c, 0, len);
       this._bytesWritten += n;
-      if (n < c.length) {
-        // Send buffer full: the rest waits for room, as a single pending write.
+      if (n < len) {
+        // Send buffer full: the rest waits for room, as a single pending write (copied: the
+        // scratch serves the next write).
         e.conn.flush(this.now());
-        this.pendingWrite = { buf: Buffer.concat([c.subarray(n), ...chunks.slice(i + 1).map((x) => x.chunk)]), off: 0, cb };
+        const rest = Buffer.concat([c.subarray(n, len), ...chunks.slice(i + 1).map((y) => toBuffer(y.chunk, y.encoding))]);
+        this.pendingWrite = { buf: rest, off: 0, end: rest.length, cb };
         this.touch();
         return;
       }
