@@ -250,6 +250,36 @@ test('after a timeout, an ACK echoing a timestamp older than the retransmission 
   assert.ok(o.c.srtt !== srtt0 && o.c.srtt < srtt0 + 10_000, `sampled (srtt ${o.c.srtt})`);
 });
 
+test('Karn in the handshake: a SYN-ACK after SYN timeouts gives no RTT sample, even echoing a timestamp', () => {
+  const h = new RecHost();
+  const c = new TcpConnection(h, TUPLE_A, {}, SECRET);
+  c.connect(0);
+  const syn1 = one(h);
+  c.onTimer(h.deadline);
+  one(h);
+  c.onTimer(h.deadline);
+  one(h);
+  const t = h.deadline - 1000;
+  c.input(mkSeg({ seq: B_ISS, ack: syn1.seq + 1, flags: F_SA, mss: 1460, wscale: 7, sackOk: true, ts: [777, syn1.tsVal] }), t);
+  assert.is(c.state, TcpState.Established);
+  assert.is(c.srtt, 0, 'no sample spanning the SYN timeouts');
+});
+
+test('passive open: a retransmitted SYN is answered echoing its timestamp; the completing ACK after a SYN-ACK timeout gives no sample', () => {
+  const h = new RecHost();
+  const syn = mkSeg({ seq: 5000, flags: TH_SYN, window: 29200, mss: 1460, wscale: 7, sackOk: true, ts: [100, 0], srcPort: 1234, dstPort: 80 });
+  const c = TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, syn, 0);
+  assert.is(one(h).tsEcr, 100);
+  c.input(mkSeg({ seq: 5000, flags: TH_SYN, window: 29200, mss: 1460, wscale: 7, sackOk: true, ts: [1100, 0], srcPort: 1234, dstPort: 80 }), 1_000_000);
+  const sa2 = one(h);
+  assert.is(sa2.tsEcr, 1100, 'echoes the newest SYN');
+  c.onTimer(h.deadline); // our SYN-ACK times out too
+  const sa3 = one(h);
+  c.input(mkSeg({ seq: 5001, ack: (sa3.seq + 1) >>> 0, flags: TH_ACK, window: 29200, ts: [4000, sa2.tsVal], srcPort: 1234, dstPort: 80 }), 4_000_000);
+  assert.is(c.state, TcpState.Established);
+  assert.is(c.srtt, 0, 'no sample after our SYN-ACK was retransmitted');
+});
+
 test('D-SACK needs SACK: without it a duplicate gets a plain ACK', () => {
   const o = openActive({}, { mss: 1460, wscale: 7, sackOk: false, ts: [5000, 0] });
   const d = pattern(0, 1000);

@@ -97,6 +97,8 @@ export class TcpConnection {
   private dsackPending = false;
   /** TSval of our last retransmission timeout's retransmission (-1: none since the last new ACK). */
   private rtoTsVal = -1;
+  /** The ACK completing a passive open was already used for an RTT sample. */
+  private handshakeSampled = false;
   private finRcvd = false;
   private finSeq = 0;
   private finPending = false;
@@ -593,9 +595,12 @@ export class TcpConnection {
     if (this.tsOk) { this.tsRecent = seg.tsVal; this.tsRecentAge = now; }
     this.lastRecv = now;
     if (f & TH_ACK) {
-      // RTT from the SYN exchange (Karn: only when the SYN was not retransmitted).
-      if (this.tsOk && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
-      else if (this.backoff === 0 && this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      // RTT from the SYN exchange (Karn: only when the SYN was not retransmitted, also with
+      // timestamps: the SYN-ACK may echo the first of several SYNs).
+      if (this.backoff === 0) {
+        if (this.tsOk && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+        else if (this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      }
       this.rttTime = -1;
       this.sndUna = seg.ack;
       this.sndWnd = seg.window; // a SYN-ACK's window is never scaled (RFC 7323 2.2)
@@ -626,6 +631,9 @@ export class TcpConnection {
     const st = this.state;
     // Retransmitted SYN while in SYN_RECEIVED: resend SYN-ACK.
     if (st === TcpState.SynReceived && (f & TH_SYN) && !(f & TH_ACK) && seg.seq === this.irs) {
+      // Echo the newest SYN (RFC 7323 4.3), not the first one, or the peer's RTT sample spans its
+      // SYN timeouts.
+      if (this.tsOk && seg.hasTs && seqGeq(seg.tsVal, this.tsRecent)) { this.tsRecent = seg.tsVal; this.tsRecentAge = now; }
       this.sendSyn(now, true);
       return Drop.None;
     }
@@ -720,14 +728,18 @@ export class TcpConnection {
       this.sndWl1 = seg.seq;
       this.sndWl2 = seg.ack;
       this.state = this.finQueued ? TcpState.FinWait1 : TcpState.Established;
-      if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
-      else if (this.backoff === 0 && this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      if (this.backoff === 0) { // Karn, as for the SYN-ACK
+        if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) this.rttSample(now, (this.tsNow(now) - seg.tsEcr) >>> 0, true);
+        else if (this.rttTime >= 0) this.rttSample(now, now - this.rttTime, false);
+      }
       this.rttTime = -1;
+      this.handshakeSampled = true; // processAck's new-ACK path must not sample the same ACK again
       this.established(now);
       if (this.isClosed()) return Drop.None;
     }
 
     const r = this.processAck(seg, now);
+    this.handshakeSampled = false;
     if (r !== Drop.None) return r;
     if (this.state === TcpState.Closed || this.state === TcpState.TimeWait && !(f & TH_FIN)) return Drop.None;
 
@@ -786,7 +798,9 @@ export class TcpConnection {
   private onNewAck(seg: TcpSegmentIn, ack: number, now: number): void {
     const acked = (ack - this.sndUna) >>> 0;
     // RTT (Karn / timestamps).
-    if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) {
+    if (this.handshakeSampled) {
+      this.handshakeSampled = false;
+    } else if (this.tsOk && seg.hasTs && seg.tsEcr !== 0) {
       // After a timeout, an echo older than the retransmission only says how long the ACKs were
       // lost (the peer echoes the last segment that advanced its RCV.NXT): no sample (Karn, RFC 6298
       // 5). Taking it would inflate the RTO, which then lengthens the next outage.
