@@ -451,6 +451,25 @@ test('SACK recovery (RFC 6675 NextSeg rule 4): one rescue retransmission repairs
   assert.is(o.c.sndUna, o.seq(10_000));
 });
 
+test('early retransmit (RFC 5827): two segments out, the first lost, one duplicate ACK retransmits it', () => {
+  for (const sackOk of [true, false]) {
+    const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk, window: 65535 });
+    fillFlight(o, 2, 20_000);
+    o.c.input(peer(o, { ack: o.seq(0), window: 65535, sack: sackOk ? [[o.seq(1000), o.seq(2000)]] : undefined }), 30_000);
+    const r = one(o.h);
+    assert.equal([r.seq, r.payloadLen], [o.seq(0), 1000], `retransmitted at once (sack ${sackOk})`);
+    assert.is(o.c.stats.fastRetransmits, 1);
+  }
+  // With new data allowed out, the usual three duplicate ACKs are needed.
+  const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  o.c.write(pattern(0, 2000), 0, 2000, 20_000);
+  o.h.take();
+  o.c.write(pattern(0, 500), 0, 500, 20_001); // held by Nagle, but the window would allow it
+  none(o.h);
+  o.c.input(peer(o, { ack: o.seq(0), window: 65535 }), 30_000);
+  assert.is(o.c.stats.fastRetransmits, 0);
+});
+
 test('zero window: persist probes with backoff, data resumes when the window opens', () => {
   const o = openActive({}, { mss: 1000, ts: undefined, window: 2000 });
   o.c.write(pattern(0, 5000), 0, 5000, 20_000);

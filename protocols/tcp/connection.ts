@@ -8,7 +8,8 @@
  *   retransmission gives no sample (it only measures how long the ACKs were lost).
  * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg with the rescue retransmission, IsLost by
  *   3 SMSS SACKed above a hole); without, NewReno (RFC 6582) with window inflation. Congestion
- *   control NewReno or CUBIC. As a receiver, duplicates are reported with D-SACK (RFC 2883).
+ *   control NewReno or CUBIC. Early retransmit (RFC 5827) for flights under four segments. As a
+ *   receiver, duplicates are reported with D-SACK (RFC 2883).
  * - Zero-window and keepalive probes are ACKs with SEG.SEQ = SND.UNA - 1 (as Linux): they
  *   always elicit an ACK with the current window.
  * - RST in TIME_WAIT is ignored (RFC 1337). RST/SYN checks follow RFC 5961 with a per
@@ -871,13 +872,25 @@ export class TcpConnection {
     }
   }
 
+  /**
+   * Early retransmit (RFC 5827): with fewer than four segments outstanding and no new segment
+   * allowed out, three duplicate ACKs can never arrive; oseg - 1 of them are enough then.
+   */
+  private earlyRetransmitThresh(): number {
+    const flight = (this.sndMax - this.sndUna) >>> 0;
+    const oseg = Math.ceil(flight / this.sndMss);
+    if (oseg < 2 || oseg >= 4) return Infinity;
+    const canSendNew = seqLt(this.sndNxt, this.sbufEnd) && flight + this.sndMss <= Math.min(this.cc.cwnd, this.sndWnd);
+    return canSendNew ? Infinity : oseg - 1;
+  }
+
   private onDupAck(now: number): void {
     if (this.inRecovery) {
       if (!this.sackOk) this.cc.cwnd += this.sndMss; // NewReno inflation
       return;
     }
     const lost = this.sackOk && this.sbN > 0 && this.sackedAbove(this.sndUna) > (DUP_THRESH - 1) * this.sndMss;
-    if (this.dupAcks < DUP_THRESH && !lost) return;
+    if (this.dupAcks < DUP_THRESH && !lost && this.dupAcks < this.earlyRetransmitThresh()) return;
     // Fast retransmit (RFC 5681 3.2 / RFC 6675 5).
     if (!this.sackOk && seqLt(this.sndUna, this.recoverSeq)) {
       return; // RFC 6582 4.1: no new recovery for losses of the previous window
