@@ -25,6 +25,7 @@ import { CongestionControl, createCc } from './cc';
 import { HashKey } from './hash';
 import { isnFor, tsOffsetFor } from './isn';
 import { bufSize, DEFAULT_PEER_MSS, resolveOptions, wscaleFor } from './options';
+import { addRange, RANGE_RADIX } from './ranges';
 import { giveRing, takeRing } from './rings';
 import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
 import { keyOf, SynCookieInfo } from './syncookie';
@@ -1029,7 +1030,7 @@ export class TcpConnection {
   }
 
   private oooInsert(b: Uint8Array, off: number, s: number, len: number): void {
-    let e = seqAdd(s, len);
+    const e = seqAdd(s, len);
     // Copy into the ring (positions are sequence numbers modulo the ring size).
     const mask = this.rcvCap - 1;
     const pos = s & mask;
@@ -1038,34 +1039,13 @@ export class TcpConnection {
     this.rbuf.set(b.subarray(off, off + first), pos);
     if (first < len) this.rbuf.set(b.subarray(off + first, off + len), 0);
     // Merge into the sorted range list.
-    let i = 0;
-    const n = this.oooN;
-    while (i < n && seqLt(this.oooEnd[i]!, s)) i++;
-    let j = i;
-    let ns = s;
-    while (j < n && seqLeq(this.oooStart[j]!, e)) {
-      ns = seqMin(ns, this.oooStart[j]!);
-      e = seqMax(e, this.oooEnd[j]!);
-      j++;
+    const r = addRange(this.oooStart, this.oooEnd, this.oooN, s, e);
+    if (r < 0) {
+      this.stats.oooDropped += len;
+      return;
     }
-    const removed = j - i;
-    if (removed === 0) {
-      if (n >= this.oooStart.length) {
-        this.stats.oooDropped += len;
-        return;
-      }
-      for (let k = n; k > i; k--) { this.oooStart[k] = this.oooStart[k - 1]!; this.oooEnd[k] = this.oooEnd[k - 1]!; }
-      this.oooN++;
-    } else if (removed > 1) {
-      for (let k = i + 1; k + removed - 1 < n; k++) {
-        this.oooStart[k] = this.oooStart[k + removed - 1]!;
-        this.oooEnd[k] = this.oooEnd[k + removed - 1]!;
-      }
-      this.oooN -= removed - 1;
-    }
-    this.oooStart[i] = ns;
-    this.oooEnd[i] = e;
-    this.oooLast = i;
+    this.oooN = r % RANGE_RADIX;
+    this.oooLast = Math.floor(r / RANGE_RADIX);
   }
 
   /** Delivers out-of-order ranges that became contiguous with RCV.NXT. */
@@ -1108,29 +1088,8 @@ export class TcpConnection {
   }
 
   private sbInsert(s: number, e: number): void {
-    let i = 0;
-    const n = this.sbN;
-    while (i < n && seqLt(this.sbEnd[i]!, s)) i++;
-    let j = i;
-    while (j < n && seqLeq(this.sbStart[j]!, e)) {
-      s = seqMin(s, this.sbStart[j]!);
-      e = seqMax(e, this.sbEnd[j]!);
-      j++;
-    }
-    const removed = j - i;
-    if (removed === 0) {
-      if (n >= MAX_SB) return; // scoreboard full: forget this block (only less precise)
-      for (let k = n; k > i; k--) { this.sbStart[k] = this.sbStart[k - 1]!; this.sbEnd[k] = this.sbEnd[k - 1]!; }
-      this.sbN++;
-    } else if (removed > 1) {
-      for (let k = i + 1; k + removed - 1 < n; k++) {
-        this.sbStart[k] = this.sbStart[k + removed - 1]!;
-        this.sbEnd[k] = this.sbEnd[k + removed - 1]!;
-      }
-      this.sbN -= removed - 1;
-    }
-    this.sbStart[i] = s;
-    this.sbEnd[i] = e;
+    const r = addRange(this.sbStart, this.sbEnd, this.sbN, s, e);
+    if (r >= 0) this.sbN = r % RANGE_RADIX; // scoreboard full: forget this block (only less precise)
   }
 
   private sbTrim(): void {
