@@ -3,12 +3,13 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SAMPLE_PCAPS } from './lib/env';
 import { execFileSync } from 'node:child_process';
 import { readCapture, PcapWriter, openPcapDriver, CaptureFormatError, LINKTYPE_ETHERNET } from '../driver/pcap';
 import { Burst } from '../driver/types';
 
 const repoRoot = path.join(__dirname, '..', '..');
-const pcapDir = path.join(repoRoot, '..', 'shared', 'pcaps');
+const pcapDir = SAMPLE_PCAPS;
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-pcap-'));
 
 function tshark(args: string[]): string {
@@ -148,7 +149,7 @@ test('readCapture returns views into the file bytes, not copies', () => {
 
 test('every sample capture loads, frame counts match tshark', () => {
   if (!fs.existsSync(pcapDir)) {
-    throw new Error(`sample captures not found at ${pcapDir} (expected shared/pcaps beside the repository checkout)`);
+    throw new Error(`sample captures not found at ${pcapDir} (test/pcaps in the repository)`);
   }
   const files = fs.readdirSync(pcapDir).filter((f) => /\.pcap(ng)?$/.test(f)).sort();
   assert.ok(files.length >= 10, `only ${files.length} captures in ${pcapDir}`);

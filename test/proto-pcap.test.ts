@@ -6,8 +6,9 @@ import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isBroadcast, macToString }
 import { ArpPacket, ARP_REPLY, ARP_REQUEST } from '../protocols/arp';
 import { Ipv4Header, ipv4ToString, IPPROTO_TCP } from '../protocols/ipv4';
 import { internetChecksum, sum16, fold, pseudoSum4 } from '../protocols/checksum';
+import { SAMPLE_PCAPS } from './lib/env';
 
-const PCAPS = '/work/shared/pcaps';
+const PCAPS = SAMPLE_PCAPS;
 
 interface Packet { data: Uint8Array; linkType: number }
 
@@ -120,7 +121,7 @@ test('TCP captures: valid IPv4 headers, verified TCP checksums', () => {
   }
 });
 
-test('every shared capture: parsers never throw on any frame or truncation of it', () => {
+test('every sample capture: parsers never throw on any frame or truncation of it', () => {
   const e = new EthFrame();
   const ip = new Ipv4Header();
   const a = new ArpPacket();

@@ -3,6 +3,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import { SAMPLE_PCAPS } from './lib/env';
 import { execFileSync } from 'node:child_process';
 import { main } from '../stack/cli';
 import { replayCapture } from '../stack/stack';
@@ -10,7 +11,7 @@ import { readCapture } from '../driver/pcap';
 import { buildInput, CONFIG, EXPECTED, GOLDEN_DIR, INPUT } from './golden/gen-replay';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-replay-'));
-const SHARED = path.join(GOLDEN_DIR, '..', '..', '..', 'shared', 'pcaps');
+const SHARED = SAMPLE_PCAPS;
 
 function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
   const out: string[] = [];
@@ -98,7 +99,7 @@ test('replay errors: usage → 2, bad files → 1 with a clear message', async (
   assert.match(r.err, /not a pcap or pcapng file/);
 });
 
-test('the shared captures replay without crashing, with drops counted', () => {
+test('the sample captures replay without crashing, with drops counted', () => {
   const files = fs.readdirSync(SHARED).filter((f) => f.endsWith('.pcap'));
   assert.ok(files.length >= 5, `captures in ${SHARED}`);
   for (const f of files) {

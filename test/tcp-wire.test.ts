@@ -5,6 +5,8 @@ import { Drop } from '../protocols/drop';
 import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import { fold, pseudoSum4, sum16 } from '../protocols/checksum';
+import * as path from 'node:path';
+import { SAMPLE_PCAPS } from './lib/env';
 
 /** Parses the TCP segment of an untagged Ethernet (link type 1) or Linux cooked (113) IPv4 frame. */
 function parseFrame(f: Uint8Array, linkType: number): { h: TcpHeader; r: Drop } {
@@ -19,7 +21,7 @@ function parseFrame(f: Uint8Array, linkType: number): { h: TcpHeader; r: Drop } 
 }
 
 test('capture: handshake with MSS, SACK-permitted, timestamps and window scale', () => {
-  const recs = readCapture('/work/shared/pcaps/tcp-handshake-nano.pcap');
+  const recs = readCapture(path.join(SAMPLE_PCAPS, 'tcp-handshake-nano.pcap'));
   assert.is(recs.length, 3);
   const [syn, synack, ack] = recs.map((r) => parseFrame(r.data, r.linkType));
   for (const x of [syn!, synack!, ack!]) assert.is(x.r, Drop.None);
@@ -35,7 +37,7 @@ test('capture: handshake with MSS, SACK-permitted, timestamps and window scale',
 });
 
 test('capture: all eight flags set parse (the connection rejects the combination, not the parser)', () => {
-  const recs = readCapture('/work/shared/pcaps/tcp_eight_lowest_weight_flags_set.pcap');
+  const recs = readCapture(path.join(SAMPLE_PCAPS, 'tcp_eight_lowest_weight_flags_set.pcap'));
   const { h, r } = parseFrame(recs[0]!.data, recs[0]!.linkType);
   assert.is(r, Drop.None);
   assert.is(h.flags, 0xff);

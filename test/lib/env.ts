@@ -1,5 +1,9 @@
 /** Helpers for tests that need root, network namespaces or the native addon. */
 import { execFileSync } from 'node:child_process';
+import * as path from 'node:path';
+
+/** The sample captures kept in the repository (test/pcaps; tests run from dist/test). */
+export const SAMPLE_PCAPS = path.join(__dirname, '..', '..', '..', 'test', 'pcaps');
 
 export const isRoot = typeof process.getuid === 'function' && process.getuid() === 0;
 export const inCI = process.env.CI === 'true' || process.env.CI === '1';
