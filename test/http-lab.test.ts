@@ -11,13 +11,13 @@ import * as https from 'node:https';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
-import { canRunPrivileged } from './lib/env';
+import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
 import { serveNode, selfSignedCert, CertFiles } from '../examples/http/serve';
 
-const PREFIX = 'xh';
+const PREFIX = labPrefix('xh');
 const privileged = canRunPrivileged();
 let lab: Lab;
 let stack: Stack;

@@ -4,12 +4,12 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { canRunPrivileged } from './lib/env';
+import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, Rig, startRig, udpEcho } from './lib/rig';
 import { parseIpv4 } from '../protocols/ipv4';
 
-const PREFIX = 'xi';
+const PREFIX = labPrefix('xi');
 const N = 16;
 const VLANS = Array.from({ length: N }, (_, i) => 101 + i);
 let lab: Lab;

@@ -5,9 +5,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { labUp, labDown, labStatus, LabConfigError, Lab, stackMacFor, peerMacFor } from '../stack/lab';
 import { main, CliContext, parseOptions, UsageError, hostInNet } from '../stack/cli';
-import { canRunPrivileged, sh } from './lib/env';
+import { canRunPrivileged, sh, labPrefix } from './lib/env';
 
-const P = 'xt';
+const P = labPrefix('xt');
 const ROOT = path.resolve(__dirname, '..', '..');
 
 function capture(): { ctx: CliContext; out: string[]; err: string[] } {
@@ -269,11 +269,11 @@ if (privileged) {
     assert.equal(lab.peers.map((p) => [p.vlan, p.ipv4]), [[10, '10.1.1.2/24'], [20, '10.1.1.2/24'], [10, '10.1.1.3/24']]);
     const s = capture();
     assert.is(await main(['lab', 'status', '--prefix', P], s.ctx), 0);
-    assert.match(s.out.join('\n'), /xt-p2\s+\S+\s+10\s+10\.1\.1\.3\/24/);
+    assert.match(s.out.join('\n'), new RegExp(`${P}-p2\\s+\\S+\\s+10\\s+10\\.1\\.1\\.3/24`));
     assert.is(await main(['lab', 'down', '--prefix', P], capture().ctx), 0);
     const n = capture();
     assert.is(await main(['lab', 'status', '--prefix', P], n.ctx), 1);
-    assert.match(n.out.join('\n'), /no lab with prefix xt/);
+    assert.match(n.out.join('\n'), new RegExp(`no lab with prefix ${P}`));
   });
 
   test('down leaves nothing behind', () => {

@@ -4,14 +4,14 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { canRunPrivileged } from './lib/env';
+import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, Rig, sleep, startRig, udpEcho } from './lib/rig';
 import type { VirtualServer } from '../stack/vs';
 import { parseIpv4 } from '../protocols/ipv4';
 import { NSTATE_NAMES } from '../stack/neighbor';
 
-const PREFIX = 'xn';
+const PREFIX = labPrefix('xn');
 const privileged = canRunPrivileged();
 let lab: Lab;
 let rig: Rig;

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
-import { canRunPrivileged } from './lib/env';
+import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
@@ -20,7 +20,7 @@ import { validateConfig, ConfigError } from '../stack/config';
 import { createMemoryLink } from '../driver/memory';
 import type { Socket } from '../stack/net';
 
-const PREFIX = 'xk';
+const PREFIX = labPrefix('xk');
 const VLANS = [10, 20, 30];
 const privileged = canRunPrivileged();
 let lab: Lab;

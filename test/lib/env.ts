@@ -24,3 +24,15 @@ export function sh(cmd: string, args: string[], opts: { ns?: string; input?: str
   const bin = opts.ns ? 'ip' : cmd;
   return execFileSync(bin, full, { encoding: 'utf8', input: opts.input, timeout: opts.timeout ?? 30000, stdio: ['pipe', 'pipe', 'pipe'] });
 }
+
+/**
+ * A lab prefix for one test process: the file's two-letter base plus two characters from the
+ * process id, so two test runs on one machine (two checkouts, or CI beside a developer) build
+ * separate labs instead of replacing each other's. `XDPSTACK_LAB_TAG` pins the tag.
+ */
+export function labPrefix(base: string): string {
+  if (!/^[a-z][a-z0-9]$/.test(base)) throw new Error(`lab prefix base must be 2 characters: ${base}`);
+  const pinned = process.env.XDPSTACK_LAB_TAG;
+  const tag = pinned && /^[a-z0-9]{2}$/.test(pinned) ? pinned : (process.pid % 1296).toString(36).padStart(2, '0');
+  return base + tag;
+}
