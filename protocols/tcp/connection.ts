@@ -672,6 +672,17 @@ export class TcpConnection {
     if (!ok) {
       if (f & TH_RST) return Drop.TcpOutOfWindow;
       this.stats.outOfWindowDrops++;
+      // RFC 9293 3.10.7.4: "If the RCV.WND is zero, no segments will be acceptable, but special
+      // allowance should be made to accept valid ACKs": a segment at RCV.NXT (data beyond the closed
+      // window, a probe with data) still acknowledges our data and updates the send window (as
+      // Linux's tcp_sequence). Ignoring it deadlocks two senders that both wait for an ACK.
+      if (wnd === 0 && (f & TH_ACK) && !(f & TH_SYN) && st !== TcpState.SynReceived && st !== TcpState.TimeWait &&
+        seqLeq(seg.seq, this.rcvNxt) && seqGeq(seqAdd(seg.seq, segLen), this.rcvNxt)) {
+        this.lastRecv = now;
+        this.keepProbes = 0;
+        const r = this.processAck(seg, now);
+        if (r !== Drop.None || this.isClosed()) return r;
+      }
       if (st === TcpState.TimeWait && (f & TH_FIN)) this.tLinger = now + this.opts.timeWaitUs;
       // An old duplicate (typically a spurious retransmission): tell the sender (D-SACK).
       if (seg.payloadLen > 0 && seqLt(seg.seq, this.rcvNxt) && st !== TcpState.TimeWait) {
@@ -1500,9 +1511,14 @@ export class TcpConnection {
     }
     if (flags & TH_ACK) {
       o.ack = this.rcvNxt;
-      const wnd = this.advWindow();
-      o.window = wnd >>> this.rcvWscale;
-      this.rcvAdv = seqAdd(this.rcvNxt, o.window << this.rcvWscale);
+      const ws = this.rcvWscale;
+      let w = this.advWindow() >>> ws;
+      // The advertised right edge never moves left (RFC 9293 3.8.6, RFC 7323 2.4): when scaling
+      // down would cut into what is already advertised, round up to the next unit (as Linux).
+      const cur = Math.max(0, (this.rcvAdv - this.rcvNxt) | 0);
+      if (w << ws < cur) w = (cur + (1 << ws) - 1) >>> ws;
+      o.window = w;
+      this.rcvAdv = seqAdd(this.rcvNxt, w << ws);
       this.lastAckSent = this.rcvNxt;
       this.ackPending = 0;
       this.tDelack = Infinity;
