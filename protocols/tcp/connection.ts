@@ -273,6 +273,8 @@ export class TcpConnection {
     c.peerMss = info.mss;
     c.setSndMss();
     if (c.tsOk) { c.tsRecent = info.tsRecent; c.tsRecentAge = now; }
+    // Our TSvals continue from the SYN-ACK's (echoed in the ACK): never behind it (RFC 7323 5.4).
+    if (c.tsOk && ack.hasTs && seqLt(c.tsNow(now), ack.tsEcr)) c.tsOffset = (c.tsOffset + ((ack.tsEcr - c.tsNow(now)) >>> 0)) >>> 0;
     c.sndWnd = ack.window << c.sndWscale;
     c.maxSndWnd = c.sndWnd;
     c.sndWl1 = ack.seq;
