@@ -174,6 +174,13 @@ export class TcpConnection {
     }
   }
   private key: HashKey | null = null;
+  /**
+   * SYN-ACK retransmissions allowed in SYN_RECEIVED before giving up (at most opts.synRetries): a
+   * listener under a SYN flood lowers it (RFC 4987 3.2, Linux reqsk_timer_handler).
+   */
+  synAckRetryLimit = Infinity;
+  /** SYN or SYN-ACK retransmissions so far (in the handshake). */
+  get handshakeRetries(): number { return this.state === TcpState.SynSent || this.state === TcpState.SynReceived ? this.retries : 0; }
 
   // =================================================================== public API
 
@@ -1365,7 +1372,7 @@ export class TcpConnection {
     const st = this.state;
     this.stats.rtoExpirations++;
     if (st === TcpState.SynSent || st === TcpState.SynReceived) {
-      if (this.retries >= this.opts.synRetries) {
+      if (this.retries >= (st === TcpState.SynReceived ? Math.min(this.opts.synRetries, this.synAckRetryLimit) : this.opts.synRetries)) {
         if (st === TcpState.SynReceived && this.passive) this.closedReported = true;
         this.toClosed('ETIMEDOUT');
         return;
