@@ -237,6 +237,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
   now: number;
+  /**
+   * The clock read by calls from the application, made outside a step (connect, write, close, UDP
+   * send...): the runtime sets it (real time: the monotonic clock; virtual time: the virtual clock).
+   * By default the engine's own time (the last step's).
+   */
+  clock: () => number = () => this.now;
 
   // Reusable parse results and per-burst metadata (no allocation per packet).
   private readonly eth = new EthFrame();
@@ -1166,6 +1172,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: number): void {
+    this.time(); // an application call: the neighbor cache's timers start from the current time
     const vs = (sock as unknown as { vs: VirtualServer }).vs;
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
     checkDestination(addr, true, 'send', port);
@@ -1214,6 +1221,17 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   // ---------------------------------------------------------------- time
+
+  /**
+   * The current time for a call from the application: the engine's time first moves up to the
+   * clock (and to `at`, the caller's own reading), never back. After an idle spell the last step's
+   * time may be seconds old: a SYN stamped with it had its retransmission timer already expired.
+   */
+  time(at = -Infinity): number {
+    const t = Math.max(this.clock(), at);
+    if (t > this.now) this.now = t;
+    return this.now;
+  }
 
   /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
   advance(now: number): number {
