@@ -236,6 +236,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
+  /** Inside advance() or flushEvents(): the runtime reads the next deadline after them. */
+  private inStep = false;
   now: number;
   /**
    * The clock read by calls from the application, made outside a step (connect, write, close, UDP
@@ -1210,14 +1212,28 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   /** Emits socket events queued during input (call after each burst). */
   flushEvents(): void {
-    this.tcp.flushEvents();
-    while (this.readyUdp.length) {
-      const q = this.readyUdp.splice(0);
-      for (const s of q) s.flush();
+    this.inStep = true;
+    try {
+      this.tcp.flushEvents();
+      while (this.readyUdp.length) {
+        const q = this.readyUdp.splice(0);
+        for (const s of q) s.flush();
+      }
+      // ACKs held back during the burst leave now, unless the applications' answers, sent from
+      // their event handlers just above, already carried them.
+      this.tcp.endBurst(this.now);
+    } finally {
+      this.inStep = false;
     }
-    // ACKs held back during the burst leave now, unless the applications' answers, sent from
-    // their event handlers just above, already carried them.
-    this.tcp.endBurst(this.now);
+  }
+
+  /**
+   * A timer was armed. From an application call between steps (a write into a zero window arms
+   * the persist timer, setKeepAlive the keepalive timer, without sending anything), the runtime
+   * is told, as for output: a runtime asleep until the next frame would otherwise never run it.
+   */
+  timerArmed(): void {
+    if (!this.inInput && !this.inStep) this.onOutput?.();
   }
 
   // ---------------------------------------------------------------- time
@@ -1236,7 +1252,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
   advance(now: number): number {
     this.now = now;
-    this.wheel.advance(now);
+    this.inStep = true;
+    try {
+      this.wheel.advance(now);
+    } finally {
+      this.inStep = false;
+    }
     const expired = this.reasm.expire(now);
     if (expired) this.counters.drop(Drop.Ipv4ReassemblyTimeout, expired);
     return this.nextDeadline();

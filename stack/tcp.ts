@@ -25,6 +25,8 @@ export interface TcpEngine {
   now: number;
   /** The current time for a call from the application (moves `now` up to the clock). */
   time(): number;
+  /** A timer was armed (the runtime must learn its deadline when it came from an application call). */
+  timerArmed(): void;
   /**
    * Routes and sends one TCP segment: `build(b, l4Off)` writes the TCP header + payload at
    * `l4Off` in the frame and returns the L4 length. Reflection (`viaLink`+`viaMac`) for stateless
@@ -491,7 +493,10 @@ export class TcpLayer implements TcpHost {
     // Entering TIME_WAIT arms the 2 MSL timer: count it in the bounded table.
     if (!e.inTimeWait && !e.released && e.conn && e.conn.state === TcpState.TimeWait) this.enterTimeWait(e);
     if (deadline === Infinity) this.eng.wheel.cancel(e.timer);
-    else this.eng.wheel.set(e.timer, deadline);
+    else {
+      this.eng.wheel.set(e.timer, deadline);
+      this.eng.timerArmed();
+    }
   }
 
   onConnTimer(e: TcpEntry, now: number): void {

@@ -17,6 +17,7 @@ import { Engine } from '../stack/engine';
 import { Runtime } from '../stack/runtime';
 import { connect, createServer, NetContext, Socket } from '../stack/net';
 import type { ZeroCopyChunk } from '../stack/tcp';
+import { realTimeHosts, until } from './lib/realtime';
 import { TcpHeader } from '../protocols/tcp';
 import { TH_SYN } from '../protocols/tcp/types';
 import { ETH_P_IPV4 } from '../protocols/ethernet';
@@ -163,6 +164,28 @@ test('UDP send() after an idle spell: ARP for a new neighbor is retried each sec
   assert.ok(arps[0]!.at - t0 < 2000, 'the first at once');
   assert.ok(Math.abs(arps[1]!.at - arps[0]!.at - 1_000_000) <= 2000, `then one second later (${arps[1]!.at - arps[0]!.at} µs)`);
   u.close();
+});
+
+test('real time: setKeepAlive() on an idle connection wakes the sleeping runtime; the probe leaves after the idle delay', async () => {
+  const w = realTimeHosts();
+  try {
+    let server: Socket | null = null;
+    createServer(w.a.ctx, (s: Socket) => { server = s; }).listen(80);
+    const c = connect(w.b.ctx, 80, '10.1.1.1');
+    assert.ok(await until(() => server !== null, 3000), 'connected');
+    await until(() => false, 300); // both runtimes asleep: nothing is due
+    const srv = server as unknown as Socket;
+    const conn = srv.connection!.conn;
+    const t0 = Date.now();
+    srv.setKeepAlive(true, 300);
+    assert.ok(await until(() => conn.stats.keepAliveProbes >= 1, 3000), 'a keepalive probe was sent');
+    const dt = Date.now() - t0;
+    assert.ok(dt >= 280, `not before the idle delay (${dt} ms)`);
+    assert.is(conn.stateName, 'ESTABLISHED');
+    c.destroy();
+  } finally {
+    w.stop();
+  }
 });
 
 test.run();
