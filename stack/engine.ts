@@ -618,9 +618,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return;
     }
     const link = target!;
-    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe).
+    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe). A new entry is made
+    // only for a sender in a connected prefix of the link (RFC 826 learning is about the hosts of
+    // that network; off-subnet senders would only fill the table): others may refresh an entry
+    // the stack made itself (an on-link gateway it is resolving) but never create one.
     if (arp.spa && !grp.addrs.has(arp.spa | 0)) {
-      link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, true, now);
+      link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, this.onLinkSubnet(link, arp.spa), now);
     }
     if (arp.op !== ARP_REQUEST) {
       dev.pool.free(f);
@@ -941,6 +944,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const link = cache.linkRef as Link;
     this.devices[p.dev]!.pool.free(p.frame);
     this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /** Whether `addr` lies in a prefix of one of `link`'s addresses (a connected subnet). */
+  private onLinkSubnet(link: Link, addr: number): boolean {
+    for (const a of link.addrs) {
+      if (((a.addr ^ addr) & maskOf(a.prefixLen)) === 0) return true;
+    }
+    return false;
   }
 
   /** Source address on `link` best matching destination `dst`. */
