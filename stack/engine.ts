@@ -231,6 +231,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
   private readonly groups: (LinkGroup | null)[][] = [];
   private readonly readyUdp: UdpSocket[] = [];
+  /** Per device: frames a VS sent to its own addresses, received again at the next step. */
+  private readonly loop: Burst[] = [];
+  private readonly loopSpare: Burst[] = [];
+  private loopPending = 0;
   private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
@@ -292,6 +296,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       buf: Buffer.from(spec.pool.buffer, 0, spec.pool.bytes.length),
     };
     this.devices.push(d);
+    this.loop.push(new Burst(64));
+    this.loopSpare.push(new Burst(64));
     this.groups.push(new Array<LinkGroup | null>(4097).fill(null));
     return d;
   }
@@ -942,8 +948,68 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** NeighborHost: a queued frame is dropped. */
   discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void {
     const link = cache.linkRef as Link;
-    this.devices[p.dev]!.pool.free(p.frame);
+    const pool = this.devices[p.dev]!.pool;
+    if (unreachable) this.neighborUnreachable(link, pool.bytes, p.off + link.ethLen, p.len - link.ethLen);
+    pool.free(p.frame);
     this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /**
+   * Address resolution failed for a frame the stack built (IPv4 at `b[off..off+len)`): the error
+   * goes to the connection that sent it, as a kernel reports a failed neighbor (EHOSTUNREACH)
+   * instead of retransmitting into the void until the connect times out. A datagram is only
+   * counted (by the caller).
+   */
+  private neighborUnreachable(link: Link, b: Uint8Array, off: number, len: number): void {
+    if (len < 20 || b[off + 9] !== IPPROTO_TCP) return;
+    const ihl = (b[off]! & 0x0f) * 4;
+    if ((rd16(b, off + 6) & 0x1fff) !== 0 || len < ihl + 4) return;
+    const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+    const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    this.tcp.hostUnreachable(link.vs, src, rd16(b, off + ihl), dst, rd16(b, off + ihl + 2));
+  }
+
+  /** The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. */
+  private ownLink(vs: VirtualServer, addr: number): Link | null {
+    const links = vs.links;
+    for (let i = 0; i < links.length; i++) {
+      const as = links[i]!.addrs;
+      for (let k = 0; k < as.length; k++) if (as[k]!.addr === addr) return links[i]!;
+    }
+    return null;
+  }
+
+  /**
+   * Queues a frame the VS sent to itself: it comes back as received on `link` at the next step
+   * (`flushEvents`), through the whole receive path, as a kernel's loopback does.
+   */
+  private loopback(link: Link, pool: FramePool, f: number, off: number, len: number): void {
+    const q = this.loop[link.dev]!;
+    if (q.full) {
+      if (q.capacity < this.opts.outMax) q.grow();
+      else {
+        this.dropOn(link, Drop.TxRingFull);
+        pool.free(f);
+        return;
+      }
+    }
+    q.push(f, off, len, this.now);
+    this.loopPending++;
+    this.onOutput?.(); // also from inside input(): another step must run to receive it
+  }
+
+  /** Feeds the frames looped back since the last call to the receive path. */
+  private inputLoopback(): void {
+    if (!this.loopPending) return;
+    this.loopPending = 0;
+    for (let d = 0; d < this.loop.length; d++) {
+      const q = this.loop[d]!;
+      if (!q.n) continue;
+      // What this input sends to the VS itself goes into the other queue, for the next round.
+      this.loop[d] = this.loopSpare[d]!;
+      this.loopSpare[d] = q;
+      this.input(d, q, this.now);
+    }
   }
 
   /** Whether `addr` lies in a prefix of one of `link`'s addresses (a connected subnet). */
@@ -1070,7 +1136,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let link: Link;
     let nextHop = dst;
     let mac: Uint8Array | null = viaMac;
-    if (viaLink) link = viaLink;
+    // To an address of the VS itself: looped back inside the VS (the same test as UDP's local
+    // delivery), never onto the wire.
+    const own = this.ownLink(vs, dst);
+    if (own) {
+      link = own;
+      mac = own.mac;
+    } else if (viaLink) link = viaLink;
     else {
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
@@ -1103,6 +1175,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(link), IP_DF, 0);
     linkEth(b, start, mac ?? ZERO_MAC, 0, link, ETH_P_IPV4);
     const len = ethLen + 20 + l4len;
+    if (own) {
+      this.loopback(link, pool, f, start, len);
+      return true;
+    }
     if (mac) {
       this.enqueue(link, pool, f, start, len);
       return true;
@@ -1183,13 +1259,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (data.length > 65507) throw sockError('EMSGSIZE', `send EMSGSIZE: ${data.length} bytes`, { syscall: 'send' });
     let src = sock.localAddr;
     // Local delivery inside the VS (to one of its own addresses).
-    for (const l of vs.links) {
-      if (l.addrs.some((a) => a.addr === addr)) {
-        const dst = this.findUdp(vs, port, addr, src || addr, sock.localPort);
-        if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
-        if (!dst) this.dropOn(l, Drop.UdpNoSocket);
-        return;
-      }
+    const l = this.ownLink(vs, addr);
+    if (l) {
+      const dst = this.findUdp(vs, port, addr, src || addr, sock.localPort);
+      if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
+      if (!dst) this.dropOn(l, Drop.UdpNoSocket);
+      return;
     }
     if (!src) {
       const r = vs.rules.select(0, sock.mark, vs.tables, addr);
@@ -1214,6 +1289,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   /** Emits socket events queued during input (call after each burst). */
   flushEvents(): void {
+    this.inputLoopback();
     this.tcp.flushEvents();
     while (this.readyUdp.length) {
       const q = this.readyUdp.splice(0);
@@ -1236,6 +1312,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   nextDeadline(): number {
+    if (this.loopPending) return this.now; // looped-back frames wait for the next step
     return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline());
   }
 }

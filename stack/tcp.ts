@@ -594,6 +594,18 @@ export class TcpLayer implements TcpHost {
     if ((code === 2 || code === 3) && (st === TcpState.SynSent || st === TcpState.SynReceived)) e.conn.fail('ECONNREFUSED');
   }
 
+  /**
+   * The next hop toward `remote` did not answer address resolution (a segment of this connection
+   * was waiting for it). While the connection is being opened this is a hard error, EHOSTUNREACH,
+   * as a kernel reports it (Linux: the neighbor's failure reaches the socket as a host
+   * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error).
+   */
+  hostUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number): void {
+    const e = this.find(vs, local, localPort, remote, remotePort);
+    if (!e || e.released) return;
+    if (e.conn.state === TcpState.SynSent) e.conn.fail('EHOSTUNREACH');
+  }
+
   /** A socket was attached to an accepted entry: deliver what arrived before it existed. */
   attached(e: TcpEntry): void {
     if (e.data.length || e.events) this.post(e, 0);
