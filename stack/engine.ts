@@ -20,7 +20,7 @@ import { UdpHeader, UDP_HLEN } from '../protocols/udp';
 import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
 import { Ipv4Reassembler } from '../protocols/reassembly';
 import { Counters } from './counters';
-import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from './neighbor';
+import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, NState, PendingFrame } from './neighbor';
 import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
@@ -804,6 +804,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const data = Buffer.allocUnsafe(udp.payloadLen);
     this.devices[link.dev]!.buf.copy(data, 0, udp.payloadOff, udp.payloadOff + udp.payloadLen);
     if (!sock.enqueue(data, src, udp.srcPort)) this.dropOn(link, Drop.UdpSocketQueueFull);
+    else sock.heardFrom(src, udp.srcPort, link, b, srcMacOff, bcast ? 0 : dst);
     pool.free(f);
   }
 
@@ -818,7 +819,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       if (!sock) return this.dropOn(link, Drop.UdpNoSocket);
       if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
         this.dropOn(link, Drop.UdpSocketQueueFull);
-      }
+      } else sock.heardFrom(src, udp.srcPort, link, peerMac, 0, this.isBroadcast(link, dst) ? 0 : dst);
       return;
     }
     if (proto === IPPROTO_ICMP) {
@@ -969,6 +970,18 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.tcp.hostUnreachable(link.vs, src, rd16(b, off + ihl), dst, rd16(b, off + ihl + 2));
   }
 
+  /**
+   * Traffic reflection: a reply leaves through the link its request came in on, to the MAC it came
+   * from (a peer behind a router is answered through that router, with no route or ARP needed),
+   * unless the peer is a neighbor on that link whose MAC is known: then the neighbor cache, which
+   * keeps checking that it is reachable, gives the MAC. Returns the MAC to use, or null for the cache.
+   */
+  private reflectTo(link: Link, dst: number, viaMac: Uint8Array | null): Uint8Array | null {
+    if (!viaMac) return null;
+    const n = link.neigh.peek(dst);
+    return n !== undefined && n.state !== NState.Incomplete ? null : viaMac;
+  }
+
   /** The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. */
   private ownLink(vs: VirtualServer, addr: number): Link | null {
     const links = vs.links;
@@ -1042,6 +1055,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let mac: Uint8Array | null = viaMac;
     if (viaLink) {
       link = viaLink;
+      mac = this.reflectTo(link, dst, viaMac);
     } else {
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
@@ -1142,8 +1156,11 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (own) {
       link = own;
       mac = own.mac;
-    } else if (viaLink) link = viaLink;
-    else {
+    } else if (viaLink && vs.links[viaLink.index] === viaLink) {
+      link = viaLink;
+      mac = this.reflectTo(link, dst, viaMac);
+    } else {
+      mac = null;
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
         vs.own.drop(Drop.Ipv4NoRoute);
@@ -1266,7 +1283,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       if (!dst) this.dropOn(l, Drop.UdpNoSocket);
       return;
     }
-    if (!src) {
+    // A reply to a peer heard from lately goes back the way its datagram came (traffic reflection):
+    // through that link, to that MAC, from the address it was sent to.
+    const rp = sock.returnPaths?.get(addr * 65536 + port);
+    let via: Link | null = null;
+    if (rp && vs.links[rp.link.index] === rp.link) {
+      via = rp.link;
+      if (!src) src = rp.local || this.sourceFor(via, addr);
+    } else if (!src) {
       const r = vs.rules.select(0, sock.mark, vs.tables, addr);
       if (!r) throw sockError('ENETUNREACH', `send ENETUNREACH ${ipv4ToString(addr)}:${port}`, { syscall: 'send', address: ipv4ToString(addr), port });
       const link = vs.links[r.link]!;
@@ -1280,7 +1304,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum4(src, addr, IPPROTO_UDP, len))));
     if (c === 0) c = 0xffff;
     hdr[6] = c >>> 8; hdr[7] = c & 0xff;
-    this.emit(vs, null, null, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
+    this.emit(vs, via, via ? rp!.mac : null, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
   }
 
   udpReady(sock: UdpSocket): void {
