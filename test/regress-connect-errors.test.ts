@@ -12,13 +12,19 @@
  * Virtual time over the memory link; only host a of the world is used (host b answers ARP only for
  * its own address).
  */
-import { test } from 'uvu';
+import { suite, test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { constants as osConstants } from 'node:os';
 import { twoHosts, World, pattern, sha } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
 import { ip } from './lib/frames';
 import { TcpState } from '../protocols/tcp/types';
+import { canRunPrivileged, labPrefix } from './lib/env';
+import { labDown, labUp, Lab } from '../stack/lab';
+import { nsRun, Rig, startRig } from './lib/rig';
+import { monotonicUs } from '../stack/runtime';
+import type { VirtualServer } from '../stack/vs';
+import type { NetContext } from '../stack/net';
 
 interface Sent { arpTpa: number[]; tcp: number; ipv4: number }
 
@@ -168,3 +174,72 @@ test('TCP to an own address with no listener: ECONNREFUSED at once', async () =>
 });
 
 test.run();
+
+// ---- In the lab, over AF_XDP with a Linux peer: an address nobody owns, and a client behind a
+// "router" (the peer sends from an off-subnet address of its own, with its MAC as the router's).
+const privileged = canRunPrivileged();
+if (privileged) {
+  const lab = suite('lab');
+  const PREFIX = labPrefix('xe');
+  let l: Lab;
+  let rig: Rig;
+  let vs: VirtualServer;
+  let ctx: NetContext;
+  lab.before(() => {
+    l = labUp({ prefix: PREFIX, peers: [{ vlan: 10, ipv4: '10.1.1.2/24' }] });
+    rig = startRig(l.stackDevice);
+    vs = rig.engine.createVs('e1');
+    rig.engine.addLink(vs, { device: l.stackDevice, vlan: 10 });
+    rig.engine.addAddress(vs, `${l.stackDevice}.10`, '10.1.1.1/24');
+    ctx = { engine: rig.engine, vs, now: monotonicUs };
+  });
+  lab.after(() => {
+    rig?.close();
+    labDown(PREFIX);
+  });
+
+  lab('connect() to a lab address nobody owns: EHOSTUNREACH after the ARP retries, as the kernel peer gets', async () => {
+    const t0 = performance.now();
+    const s = connect(ctx, 80, '10.1.1.77');
+    const e = await new Promise<ConnErr | null>((resolve) => {
+      const timer = setTimeout(() => resolve(null), 20_000);
+      s.once('error', (x: ConnErr) => { clearTimeout(timer); resolve(x); });
+      s.once('connect', () => { clearTimeout(timer); resolve(null); });
+    });
+    const ms = performance.now() - t0;
+    assert.ok(e, 'an error within 20 s');
+    assert.is(e!.code, 'EHOSTUNREACH');
+    assert.is(e!.address, '10.1.1.77');
+    // Three ARP requests one second apart; the first is stamped with the engine's clock of the last
+    // step, which may lag real time by a fraction of a second while the stack is idle.
+    assert.ok(ms >= 1500, `not before the ARP retries (${ms.toFixed(0)} ms)`);
+    // The kernel peer, asked the same: EHOSTUNREACH (No route to host) too.
+    const py = 'import socket,errno,time\ns=socket.socket()\ns.settimeout(30)\nt=time.monotonic()\ntry:\n  s.connect(("10.1.1.78",80))\nexcept OSError as x:\n  print(errno.errorcode.get(x.errno), int((time.monotonic()-t)*1000))';
+    const r = await nsRun(l.peers[0]!.ns, '/usr/bin/python3', ['-c', py], { timeout: 40_000 });
+    assert.is(r.stdout.trim().split(' ')[0], 'EHOSTUNREACH', r.stdout + r.stderr);
+    console.log(`# EHOSTUNREACH after: stack ${ms.toFixed(0)} ms, kernel peer ${r.stdout.trim().split(' ')[1]} ms`);
+  });
+
+  lab('a client behind a router gets UDP echo and TCP answers with no route and no ARP for it', async () => {
+    const p = l.peers[0]!;
+    await nsRun(p.ns, 'ip', ['addr', 'add', '198.51.100.7/32', 'dev', p.ifname]);
+    const u = rig.engine.createUdpSocket(vs);
+    u.bind(7);
+    u.on('message', (m: Buffer, r) => u.send(m, r.port, r.address));
+    createServer(ctx, (x: Socket) => { x.on('data', (d: Buffer) => x.write(d)); x.on('end', () => x.end()); }).listen(8080);
+    const py = [
+      'import socket',
+      'u=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\nu.bind(("198.51.100.7",0))\nu.settimeout(3)',
+      'u.sendto(b"udp-behind-router",("10.1.1.1",7))\nprint(u.recvfrom(100)[0].decode())',
+      't=socket.socket()\nt.bind(("198.51.100.7",0))\nt.settimeout(5)\nt.connect(("10.1.1.1",8080))',
+      't.sendall(b"tcp-behind-router")\nprint(t.recv(100).decode())\nt.close()',
+    ].join('\n');
+    const r = await nsRun(p.ns, '/usr/bin/python3', ['-c', py], { timeout: 20_000 });
+    assert.equal(r.stdout.trim().split('\n'), ['udp-behind-router', 'tcp-behind-router'], r.stdout + r.stderr);
+    assert.is(vs.links[0]!.neigh.peek(ip('198.51.100.7')), undefined, 'no neighbor entry for the off-subnet client');
+    assert.is(vs.counters.toJSON().drops['ipv4-no-route'] ?? 0, 0);
+    u.close();
+  });
+
+  lab.run();
+}
