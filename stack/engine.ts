@@ -20,7 +20,7 @@ import { UdpHeader, UDP_HLEN } from '../protocols/udp';
 import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
 import { Ipv4Reassembler } from '../protocols/reassembly';
 import { Counters } from './counters';
-import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from './neighbor';
+import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, NState, PendingFrame } from './neighbor';
 import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
@@ -231,6 +231,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
   private readonly groups: (LinkGroup | null)[][] = [];
   private readonly readyUdp: UdpSocket[] = [];
+  /** Per device: frames a VS sent to its own addresses, received again at the next step. */
+  private readonly loop: Burst[] = [];
+  private readonly loopSpare: Burst[] = [];
+  private loopPending = 0;
   private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
@@ -300,6 +304,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       buf: Buffer.from(spec.pool.buffer, 0, spec.pool.bytes.length),
     };
     this.devices.push(d);
+    this.loop.push(new Burst(64));
+    this.loopSpare.push(new Burst(64));
     this.groups.push(new Array<LinkGroup | null>(4097).fill(null));
     return d;
   }
@@ -626,9 +632,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       return;
     }
     const link = target!;
-    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe).
+    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe). A new entry is made
+    // only for a sender in a connected prefix of the link (RFC 826 learning is about the hosts of
+    // that network; off-subnet senders would only fill the table): others may refresh an entry
+    // the stack made itself (an on-link gateway it is resolving) but never create one.
     if (arp.spa && !grp.addrs.has(arp.spa | 0)) {
-      link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, true, now);
+      link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, this.onLinkSubnet(link, arp.spa), now);
     }
     if (arp.op !== ARP_REQUEST) {
       dev.pool.free(f);
@@ -803,6 +812,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const data = Buffer.allocUnsafe(udp.payloadLen);
     this.devices[link.dev]!.buf.copy(data, 0, udp.payloadOff, udp.payloadOff + udp.payloadLen);
     if (!sock.enqueue(data, src, udp.srcPort)) this.dropOn(link, Drop.UdpSocketQueueFull);
+    else sock.heardFrom(src, udp.srcPort, link, b, srcMacOff, bcast ? 0 : dst);
     pool.free(f);
   }
 
@@ -817,7 +827,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       if (!sock) return this.dropOn(link, Drop.UdpNoSocket);
       if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
         this.dropOn(link, Drop.UdpSocketQueueFull);
-      }
+      } else sock.heardFrom(src, udp.srcPort, link, peerMac, 0, this.isBroadcast(link, dst) ? 0 : dst);
       return;
     }
     if (proto === IPPROTO_ICMP) {
@@ -947,8 +957,88 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** NeighborHost: a queued frame is dropped. */
   discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void {
     const link = cache.linkRef as Link;
-    this.devices[p.dev]!.pool.free(p.frame);
+    const pool = this.devices[p.dev]!.pool;
+    if (unreachable) this.neighborUnreachable(link, pool.bytes, p.off + link.ethLen, p.len - link.ethLen);
+    pool.free(p.frame);
     this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /**
+   * Address resolution failed for a frame the stack built (IPv4 at `b[off..off+len)`): the error
+   * goes to the connection that sent it, as a kernel reports a failed neighbor (EHOSTUNREACH)
+   * instead of retransmitting into the void until the connect times out. A datagram is only
+   * counted (by the caller).
+   */
+  private neighborUnreachable(link: Link, b: Uint8Array, off: number, len: number): void {
+    if (len < 20 || b[off + 9] !== IPPROTO_TCP) return;
+    const ihl = (b[off]! & 0x0f) * 4;
+    if ((rd16(b, off + 6) & 0x1fff) !== 0 || len < ihl + 4) return;
+    const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+    const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    this.tcp.hostUnreachable(link.vs, src, rd16(b, off + ihl), dst, rd16(b, off + ihl + 2));
+  }
+
+  /**
+   * Traffic reflection: a reply leaves through the link its request came in on, to the MAC it came
+   * from (a peer behind a router is answered through that router, with no route or ARP needed),
+   * unless the peer is a neighbor on that link whose MAC is known: then the neighbor cache, which
+   * keeps checking that it is reachable, gives the MAC. Returns the MAC to use, or null for the cache.
+   */
+  private reflectTo(link: Link, dst: number, viaMac: Uint8Array | null): Uint8Array | null {
+    if (!viaMac) return null;
+    const n = link.neigh.peek(dst);
+    return n !== undefined && n.state !== NState.Incomplete ? null : viaMac;
+  }
+
+  /** The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. */
+  private ownLink(vs: VirtualServer, addr: number): Link | null {
+    const links = vs.links;
+    for (let i = 0; i < links.length; i++) {
+      const as = links[i]!.addrs;
+      for (let k = 0; k < as.length; k++) if (as[k]!.addr === addr) return links[i]!;
+    }
+    return null;
+  }
+
+  /**
+   * Queues a frame the VS sent to itself: it comes back as received on `link` at the next step
+   * (`flushEvents`), through the whole receive path, as a kernel's loopback does.
+   */
+  private loopback(link: Link, pool: FramePool, f: number, off: number, len: number): void {
+    const q = this.loop[link.dev]!;
+    if (q.full) {
+      if (q.capacity < this.opts.outMax) q.grow();
+      else {
+        this.dropOn(link, Drop.TxRingFull);
+        pool.free(f);
+        return;
+      }
+    }
+    q.push(f, off, len, this.now);
+    this.loopPending++;
+    this.onOutput?.(); // also from inside input(): another step must run to receive it
+  }
+
+  /** Feeds the frames looped back since the last call to the receive path. */
+  private inputLoopback(): void {
+    if (!this.loopPending) return;
+    this.loopPending = 0;
+    for (let d = 0; d < this.loop.length; d++) {
+      const q = this.loop[d]!;
+      if (!q.n) continue;
+      // What this input sends to the VS itself goes into the other queue, for the next round.
+      this.loop[d] = this.loopSpare[d]!;
+      this.loopSpare[d] = q;
+      this.input(d, q, this.now);
+    }
+  }
+
+  /** Whether `addr` lies in a prefix of one of `link`'s addresses (a connected subnet). */
+  private onLinkSubnet(link: Link, addr: number): boolean {
+    for (const a of link.addrs) {
+      if (((a.addr ^ addr) & maskOf(a.prefixLen)) === 0) return true;
+    }
+    return false;
   }
 
   /** Source address on `link` best matching destination `dst`. */
@@ -973,6 +1063,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let mac: Uint8Array | null = viaMac;
     if (viaLink) {
       link = viaLink;
+      mac = this.reflectTo(link, dst, viaMac);
     } else {
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
@@ -1067,8 +1158,17 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let link: Link;
     let nextHop = dst;
     let mac: Uint8Array | null = viaMac;
-    if (viaLink) link = viaLink;
-    else {
+    // To an address of the VS itself: looped back inside the VS (the same test as UDP's local
+    // delivery), never onto the wire.
+    const own = this.ownLink(vs, dst);
+    if (own) {
+      link = own;
+      mac = own.mac;
+    } else if (viaLink && vs.links[viaLink.index] === viaLink) {
+      link = viaLink;
+      mac = this.reflectTo(link, dst, viaMac);
+    } else {
+      mac = null;
       const r = vs.rules.select(src, mark, vs.tables, dst);
       if (!r) {
         vs.own.drop(Drop.Ipv4NoRoute);
@@ -1100,6 +1200,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     writeIpv4(b, start + ethLen, src, dst, IPPROTO_TCP, l4len, 64, this.nextIpId(link), IP_DF, 0);
     linkEth(b, start, mac ?? ZERO_MAC, 0, link, ETH_P_IPV4);
     const len = ethLen + 20 + l4len;
+    if (own) {
+      this.loopback(link, pool, f, start, len);
+      return true;
+    }
     if (mac) {
       this.enqueue(link, pool, f, start, len);
       return true;
@@ -1181,15 +1285,21 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (data.length > 65507) throw sockError('EMSGSIZE', `send EMSGSIZE: ${data.length} bytes`, { syscall: 'send' });
     let src = sock.localAddr;
     // Local delivery inside the VS (to one of its own addresses).
-    for (const l of vs.links) {
-      if (l.addrs.some((a) => a.addr === addr)) {
-        const dst = this.findUdp(vs, port, addr, src || addr, sock.localPort);
-        if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
-        if (!dst) this.dropOn(l, Drop.UdpNoSocket);
-        return;
-      }
+    const l = this.ownLink(vs, addr);
+    if (l) {
+      const dst = this.findUdp(vs, port, addr, src || addr, sock.localPort);
+      if (dst && !dst.enqueue(Buffer.from(data), src || addr, sock.localPort)) this.dropOn(l, Drop.UdpSocketQueueFull);
+      if (!dst) this.dropOn(l, Drop.UdpNoSocket);
+      return;
     }
-    if (!src) {
+    // A reply to a peer heard from lately goes back the way its datagram came (traffic reflection):
+    // through that link, to that MAC, from the address it was sent to.
+    const rp = sock.returnPaths?.get(addr * 65536 + port);
+    let via: Link | null = null;
+    if (rp && vs.links[rp.link.index] === rp.link) {
+      via = rp.link;
+      if (!src) src = rp.local || this.sourceFor(via, addr);
+    } else if (!src) {
       const r = vs.rules.select(0, sock.mark, vs.tables, addr);
       if (!r) throw sockError('ENETUNREACH', `send ENETUNREACH ${ipv4ToString(addr)}:${port}`, { syscall: 'send', address: ipv4ToString(addr), port });
       const link = vs.links[r.link]!;
@@ -1203,7 +1313,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum4(src, addr, IPPROTO_UDP, len))));
     if (c === 0) c = 0xffff;
     hdr[6] = c >>> 8; hdr[7] = c & 0xff;
-    this.emit(vs, null, null, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
+    this.emit(vs, via, via ? rp!.mac : null, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
   }
 
   udpReady(sock: UdpSocket): void {
@@ -1214,6 +1324,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   flushEvents(): void {
     this.inStep = true;
     try {
+      this.inputLoopback();
       this.tcp.flushEvents();
       while (this.readyUdp.length) {
         const q = this.readyUdp.splice(0);
@@ -1264,6 +1375,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   nextDeadline(): number {
+    if (this.loopPending) return this.now; // looped-back frames wait for the next step
     return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline());
   }
 }

@@ -59,6 +59,10 @@ export class Neighbor {
   readonly mac = new Uint8Array(6);
   probes = 0;
   updated = 0;
+  /** Last time a frame was sent (or queued) through this entry; -Infinity: never. */
+  used = -Infinity;
+  /** Learned from the wire and never used for output (first to go when the table is full). */
+  learnedOnly = false;
   readonly queue: PendingFrame[] = [];
   timer: Timer;
   constructor(readonly ip: number, readonly cache: NeighborCache) {
@@ -66,8 +70,19 @@ export class Neighbor {
   }
 }
 
+/**
+ * An entry's place in the use order is refreshed at most this often (µs): the output path touches
+ * the order about once per second per neighbor instead of once per frame.
+ */
+const USE_REFRESH_US = 1_000_000;
+/** Entries looked at per eviction before giving up (skipped entries move to the back). */
+const EVICT_SCAN = 64;
+
 export class NeighborCache {
+  /** Entries by address, least recently used first (see `touch`). */
   readonly entries = new Map<number, Neighbor>();
+  /** Entries learned from the wire and not used for output yet, oldest first. */
+  private readonly learnedOnly = new Set<Neighbor>();
   /** Counters: resolved, failed, queueDrops, evicted. */
   resolved = 0;
   failed = 0;
@@ -100,12 +115,14 @@ export class NeighborCache {
       }
       n = new Neighbor(ip, this);
       this.entries.set(ip, n);
+      n.used = now;
       n.probes = 1;
       n.queue.push(p);
       this.host.solicit(this, ip, null, now);
       this.wheel.set(n.timer, now + this.params.retransUs);
       return null;
     }
+    if (now - n.used >= USE_REFRESH_US) this.touch(n, now);
     switch (n.state) {
       case NState.Incomplete:
         if (n.queue.length >= this.params.queueLen) {
@@ -141,6 +158,8 @@ export class NeighborCache {
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) return;
       n = new Neighbor(ip, this);
       this.entries.set(ip, n);
+      n.learnedOnly = true;
+      this.learnedOnly.add(n);
     }
     let changed = false;
     for (let i = 0; i < 6; i++) {
@@ -209,6 +228,15 @@ export class NeighborCache {
   remove(n: Neighbor): void {
     this.wheel.cancel(n.timer);
     this.entries.delete(n.ip);
+    if (n.learnedOnly) { n.learnedOnly = false; this.learnedOnly.delete(n); }
+  }
+
+  /** Output went through `n`: it moves to the back of the use order (most recently used). */
+  private touch(n: Neighbor, now: number): void {
+    n.used = now;
+    if (n.learnedOnly) { n.learnedOnly = false; this.learnedOnly.delete(n); }
+    this.entries.delete(n.ip);
+    this.entries.set(n.ip, n);
   }
 
   /** Frees every queued frame and forgets every entry (link or VS removed). */
@@ -219,15 +247,37 @@ export class NeighborCache {
       for (const p of q) this.host.discard(this, p, true);
     }
     this.entries.clear();
+    this.learnedOnly.clear();
   }
 
+  /**
+   * Makes room for one entry (the table is at its cap). First an entry only learned from the wire
+   * and never used for output, the oldest first (a flood of ARP senders churns through these);
+   * then the least recently used STALE entry. An entry in use (REACHABLE, DELAY, PROBE, or resolving
+   * with frames queued) is never taken: when there are only such entries the new one is refused.
+   */
   private evictOne(): boolean {
+    for (const n of this.learnedOnly) {
+      this.evicted++;
+      this.remove(n);
+      return true;
+    }
+    let scanned = 0;
     for (const n of this.entries.values()) {
       if (n.state === NState.Stale && n.queue.length === 0) {
         this.evicted++;
         this.remove(n);
         return true;
       }
+      if (++scanned >= EVICT_SCAN) break;
+    }
+    // None in the front of the order: rotate what was looked at to the back, so the next eviction
+    // looks further (bounded work per call, every entry reached over a few calls).
+    let k = 0;
+    for (const n of this.entries.values()) {
+      if (k++ >= scanned) break;
+      this.entries.delete(n.ip);
+      this.entries.set(n.ip, n);
     }
     return false;
   }

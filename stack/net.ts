@@ -11,6 +11,7 @@ import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './tcp'
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
 import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
 import { sockError } from './udp';
+import { constants as osConstants } from 'node:os';
 
 export interface NetContext {
   engine: Engine;
@@ -288,7 +289,12 @@ export class Socket extends Duplex implements TcpSocketSink {
       const code = this.connecting && err === 'ECONNRESET' ? 'ECONNREFUSED' : err;
       const t = this.entry?.conn.tuple;
       const where = t ? ` ${ipv4ToString(t.remoteAddr)}:${t.remotePort}` : '';
-      const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, { syscall: this.connecting ? 'connect' : 'read' });
+      // Shaped like Node's errors: code, errno, syscall, and for connect the address and port.
+      const errno = (osConstants.errno as Record<string, number>)[code];
+      const extra = this.connecting && t
+        ? { syscall: 'connect', address: ipv4ToString(t.remoteAddr), port: t.remotePort }
+        : { syscall: this.connecting ? 'connect' : 'read' };
+      const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, errno ? { errno: -errno, ...extra } : extra);
       this.connecting = false;
       if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);

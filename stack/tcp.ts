@@ -91,6 +91,13 @@ export class ZeroCopyChunk {
   }
 }
 
+/** Remembers (or refreshes) the way back to a passive connection's peer. */
+function setReturnPath(e: TcpEntry, link: Link, mac: Uint8Array): void {
+  e.via = link;
+  const m = (e.viaMac ??= new Uint8Array(6));
+  for (let i = 0; i < 6; i++) m[i] = mac[i]!;
+}
+
 /** Owner id of frames held by zero-copy readers. */
 export const OWNER_ZEROCOPY = 2;
 
@@ -122,6 +129,12 @@ export class TcpEntry {
   queued = false;
   released = false;
   mark = 0;
+  /**
+   * A passively opened connection answers through the link and to the MAC its peer's segments come
+   * from (traffic reflection); null for active opens, which the VS's routing sends.
+   */
+  via: Link | null = null;
+  viaMac: Uint8Array | null = null;
   constructor(readonly vs: VirtualServer, wheel: TimerWheel, layer: TcpLayer) {
     this.timer = wheel.create((now) => layer.onConnTimer(this, now));
   }
@@ -373,13 +386,16 @@ export class TcpLayer implements TcpHost {
       }
       const r = e.conn.input(seg, now);
       if (r !== Drop.None) this.eng.dropOn(link, r);
+      // The way the peer's latest accepted segment came is the way back (a segment that failed
+      // the checks does not move it).
+      else if (e.via && !e.released) setReturnPath(e, link, srcMac);
       return;
     }
     l = this.findListener(vs, dst, seg.dstPort);
     if (l && !l.closed) {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
-        if (this.onCookieAck(l, link, seg, src, dst, now)) return;
+        if (this.onCookieAck(l, link, seg, src, dst, srcMac, now)) return;
         // Not a valid cookie: counted as such, answered with a RST below.
         this.eng.dropOn(link, Drop.TcpBadCookie);
         this.sendRst(link, seg, src, dst, srcMac);
@@ -421,6 +437,7 @@ export class TcpLayer implements TcpHost {
     }
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
     e.listener = l;
+    setReturnPath(e, link, srcMac);
     e.inSynQueue = true;
     e.young = true;
     l.synQueue++;
@@ -429,7 +446,7 @@ export class TcpLayer implements TcpHost {
     this.insert(e);
   }
 
-  private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, now: number): boolean {
+  private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array, now: number): boolean {
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
     const info = synCookie.check(seg, tuple, this.secret, now);
     if (!info) return false;
@@ -440,6 +457,7 @@ export class TcpLayer implements TcpHost {
     }
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
     e.listener = l;
+    setReturnPath(e, link, srcMac);
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
     e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp }, seg, info, now, e);
@@ -480,7 +498,7 @@ export class TcpLayer implements TcpHost {
     seg.srcPort = t.localPort;
     seg.dstPort = t.remotePort;
     const hl = tcpHeaderLen(seg);
-    this.eng.tcpEmit(e.vs, null, null, t.localAddr, t.remoteAddr, hl + len, (b, o) => {
+    this.eng.tcpEmit(e.vs, e.via, e.viaMac, t.localAddr, t.remoteAddr, hl + len, (b, o) => {
       if (len) b.set(src!.subarray(off, off + len), o + hl);
       writeTcp(b, o, seg, len, t.localAddr, t.remoteAddr);
       return hl + len;
@@ -634,6 +652,18 @@ export class TcpLayer implements TcpHost {
     if (!e || e.released) return;
     const st = e.conn.state;
     if ((code === 2 || code === 3) && (st === TcpState.SynSent || st === TcpState.SynReceived)) e.conn.fail('ECONNREFUSED');
+  }
+
+  /**
+   * The next hop toward `remote` did not answer address resolution (a segment of this connection
+   * was waiting for it). While the connection is being opened this is a hard error, EHOSTUNREACH,
+   * as a kernel reports it (Linux: the neighbor's failure reaches the socket as a host
+   * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error).
+   */
+  hostUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number): void {
+    const e = this.find(vs, local, localPort, remote, remotePort);
+    if (!e || e.released) return;
+    if (e.conn.state === TcpState.SynSent) e.conn.fail('EHOSTUNREACH');
   }
 
   /** A socket was attached to an accepted entry: deliver what arrived before it existed. */

@@ -6,6 +6,18 @@
  */
 import { EventEmitter } from 'node:events';
 import { ipv4ToString, parseIpv4 as parseIpv4Strict } from '../protocols/ipv4';
+import type { Link } from './vs';
+
+/** Peers whose way back a socket remembers (traffic reflection); the least recently heard goes first. */
+export const UDP_RETURN_PATHS_MAX = 1024;
+
+/** Where a peer's datagrams came from: the way its replies go back. */
+export class ReturnPath {
+  link!: Link;
+  readonly mac = new Uint8Array(6);
+  /** The unicast address the datagram was sent to (0 for a broadcast): the reply's source. */
+  local = 0;
+}
 
 /**
  * Address conversions on the per-message path: an echo server turns rinfo.address back into a
@@ -75,6 +87,9 @@ export class UdpSocket extends EventEmitter {
   readonly maxQueue: number;
   /** The peer of a connected socket (datagrams from elsewhere are not for it). */
   connected: { addr: number; port: number } | null = null;
+  /** Peer (addr * 65536 + port) → the link and MAC its last datagram came from; made on first use. */
+  returnPaths: Map<number, ReturnPath> | null = null;
+  private lastHeard = -1;
   /** Set by the engine: identity of the virtual server that owns the socket. */
   constructor(private readonly host: UdpHost, readonly vsName: string, opts: { maxQueue?: number } = {}) {
     super();
@@ -198,6 +213,7 @@ export class UdpSocket extends EventEmitter {
     if (this.bound) this.host.udpUnbind(this);
     this.bound = false;
     this.queue.length = 0;
+    this.returnPaths = null;
     if (cb) this.once('close', cb);
     process.nextTick(() => this.emit('close'));
     return this;
@@ -215,6 +231,29 @@ export class UdpSocket extends EventEmitter {
     this.queue.push({ data, addr, port });
     if (this.queue.length === 1) this.host.udpReady(this);
     return true;
+  }
+
+  /**
+   * @internal engine → socket: a datagram from `addr:port` arrived on `link` from the MAC at
+   * `mac[macOff..]`, sent to `local`; replies to that peer go back the same way.
+   */
+  heardFrom(addr: number, port: number, link: Link, mac: Uint8Array, macOff: number, local: number): void {
+    const key = addr * 65536 + port;
+    const paths = (this.returnPaths ??= new Map());
+    let p = paths.get(key);
+    if (!p) {
+      if (paths.size >= UDP_RETURN_PATHS_MAX) paths.delete(paths.keys().next().value!);
+      p = new ReturnPath();
+      paths.set(key, p);
+    } else if (key !== this.lastHeard) {
+      paths.delete(key); // most recently heard at the back
+      paths.set(key, p);
+    }
+    this.lastHeard = key;
+    p.link = link;
+    p.local = local;
+    const m = p.mac;
+    for (let i = 0; i < 6; i++) m[i] = mac[macOff + i]!;
   }
 
   /** @internal emits queued messages. */

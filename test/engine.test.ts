@@ -102,13 +102,15 @@ test('ICMP echo is answered in place through the link and MAC it came from', () 
   assert.is(s.pool.check().free, 512);
 });
 
-test('UDP: same port and address in two VSes, each socket hears only its own VLAN; replies resolve ARP', () => {
+test('UDP: same port and address in two VSes, each socket hears only its own VLAN; sends to an unknown neighbor resolve ARP', () => {
   const s = setup();
   const got: string[][] = [[], []];
   const socks = s.vses.map(({ vs }, i) => {
     const sock = s.e.createUdpSocket(vs);
     sock.bind(7);
-    sock.on('message', (m: Buffer, r) => { got[i]!.push(`${m.toString()}@${r.address}:${r.port}`); sock.send(m, r.port, r.address); });
+    // Forwarded to another host of the subnet, whose MAC nobody knows yet (a reply to the sender
+    // itself would be reflected to the MAC it came from, without ARP).
+    sock.on('message', (m: Buffer, r) => { got[i]!.push(`${m.toString()}@${r.address}:${r.port}`); sock.send(m, r.port, '10.1.1.3'); });
     return sock;
   });
   const out1 = run(s, [
@@ -118,12 +120,12 @@ test('UDP: same port and address in two VSes, each socket hears only its own VLA
   s.e.flushEvents();
   assert.equal(got, [['to-vs1@10.1.1.2:5000'], ['to-vs2@10.1.1.2:5001']]);
   assert.is(out1.length, 0);
-  // The echo replies wait for ARP: two broadcast requests, one per VLAN.
+  // The forwarded datagrams wait for ARP: two broadcast requests, one per VLAN.
   const arps = drain(s.pool, s.out);
   assert.is(arps.length, 2);
-  assert.equal(arps.map((d) => [d.vlan, d.arp!.op, d.arp!.tpa, d.dst]), [[10, 1, ip('10.1.1.2'), 'ff:ff:ff:ff:ff:ff'], [20, 1, ip('10.1.1.2'), 'ff:ff:ff:ff:ff:ff']]);
+  assert.equal(arps.map((d) => [d.vlan, d.arp!.op, d.arp!.tpa, d.dst]), [[10, 1, ip('10.1.1.3'), 'ff:ff:ff:ff:ff:ff'], [20, 1, ip('10.1.1.3'), 'ff:ff:ff:ff:ff:ff']]);
   // Only VLAN 10 answers: its queued reply leaves; VLAN 20's stays queued.
-  const out2 = run(s, [arpFrame(2, 10, s.vses[0]!.mac, PEER_A, '10.1.1.2', s.vses[0]!.mac, '10.1.1.1')], 2000);
+  const out2 = run(s, [arpFrame(2, 10, s.vses[0]!.mac, PEER_A, '10.1.1.3', s.vses[0]!.mac, '10.1.1.1')], 2000);
   assert.is(out2.length, 1);
   assert.is(out2[0]!.vlan, 10);
   assert.is(out2[0]!.dst, '02:00:00:00:0a:02');
