@@ -189,7 +189,9 @@ Runs the stack of CONFIG under virtual time with its device replaced by a captur
 of IN.pcap arrive at their timestamps, and what the stack sends is written to OUT.pcap. The same
 input always gives the same output, byte for byte.
   --device NAME     the device the capture feeds (needed when CONFIG has several)
-  --mac MAC         MAC of that device (default: from the config, else 02:00:00:00:00:01)
+  --mac MAC         MAC of that device (default: the config's; for an AF_XDP device, whose MAC is
+                    the interface's, the destination MAC of the capture's frames to the config's
+                    addresses; else 02:00:00:00:00:01)
   --linger SECONDS  keep running timers after the last frame (default 5)
   --json            print the summary and counters as JSON`;
 
@@ -265,7 +267,7 @@ export const STACK_COMMANDS: Command[] = [
       });
       if (opts.json) { ctx.out(JSON.stringify(r, null, 2)); return 0; }
       ctx.out(`replayed ${r.input} frame(s)${r.skippedNonEthernet ? ` (${r.skippedNonEthernet} non-Ethernet record(s) skipped)` : ''}, ` +
-        `sent ${r.output} frame(s) to ${opts.out}`);
+        `sent ${r.output} frame(s) to ${opts.out} (device MAC ${r.mac})`);
       const c = r.counters as { devices: Record<string, unknown>[] };
       for (const l of formatTable(c.devices, ['device', 'rxPackets', 'txPackets', 'drops'])) ctx.out(l);
       return 0;

@@ -18,7 +18,7 @@ import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { ipv4ToString } from '../protocols/ipv4';
+import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
 import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
@@ -524,11 +524,53 @@ export interface ReplayResult {
   skippedNonEthernet: number;
   /** Frames the stack sent (written to the output). */
   output: number;
+  /** The MAC the replayed device had. */
+  mac: string;
   /** Virtual time span covered (µs). */
   startUs: number;
   endUs: number;
   counters: unknown;
   frames: { total: number; free: number; held: number };
+}
+
+/** IPv4 addresses of the links on `device` that use the device's MAC (links with their own MAC excluded). */
+function addressesOn(cfg: StackConfig, device: string): Set<number> {
+  const out = new Set<number>();
+  for (const v of cfg.virtualServers) {
+    for (const l of v.links) {
+      if (l.device !== device || l.mac !== undefined) continue;
+      for (const a of l.addresses ?? []) out.add(parseIpv4(a.split('/')[0]!));
+    }
+  }
+  return out;
+}
+
+/**
+ * The unicast destination MAC most used by the capture's frames to one of `addrs` (IPv4 to the
+ * address, or an ARP reply to it), through up to two VLAN tags; null when there is none.
+ */
+export function captureMacFor(recs: { data: Uint8Array }[], addrs: Set<number>): string | null {
+  const votes = new Map<string, number>();
+  for (const { data: b } of recs) {
+    if (b.length < 14 || (b[0]! & 1)) continue;
+    let off = 12;
+    let type = (b[off]! << 8) | b[off + 1]!;
+    for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && b.length >= off + 6; tags++) {
+      off += 4;
+      type = (b[off]! << 8) | b[off + 1]!;
+    }
+    off += 2;
+    let target = -1;
+    if (type === 0x0800 && b.length >= off + 20) target = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    else if (type === 0x0806 && b.length >= off + 28 && b[off + 7] === 2) target = ((b[off + 24]! << 24) | (b[off + 25]! << 16) | (b[off + 26]! << 8) | b[off + 27]!) >>> 0;
+    if (target < 0 || !addrs.has(target)) continue;
+    const m = macToString(b.subarray(0, 6));
+    votes.set(m, (votes.get(m) ?? 0) + 1);
+  }
+  let best: string | null = null;
+  let n = 0;
+  for (const [m, k] of votes) if (k > n) { best = m; n = k; }
+  return best;
 }
 
 /**
@@ -561,7 +603,9 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   }
   const start = eth.length ? eth[0]!.tsUs : 0;
   const end = eth.length ? eth[eth.length - 1]!.tsUs : 0;
-  const mac = opts.mac ?? dev.mac ?? '02:00:00:00:00:01';
+  // The device's MAC: given, else the config's, else the one the capture's traffic to the config's
+  // addresses was sent to (an AF_XDP device takes its interface's MAC, which the config does not say).
+  const mac = opts.mac ?? dev.mac ?? captureMacFor(eth, addressesOn(cfg, dev.name)) ?? '02:00:00:00:00:01';
   const mtu = dev.driver === 'afxdp' ? 1500 : dev.mtu;
   const writer = typeof output === 'string' ? new PcapWriter(output) : output;
   const pcap = openPcapDriver({ name: dev.name, input: bytes, output: writer, mac, mtu, frameSize: dev.frameSize, frameCount: dev.frameCount ?? 1024 });
@@ -586,7 +630,7 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   }
   const pool = stack.engine.devices[cfg.devices.indexOf(dev)]!.pool.check();
   return {
-    input: eth.length, skippedNonEthernet: recs.length - eth.length, output: pcap.stats().txPackets,
+    input: eth.length, skippedNonEthernet: recs.length - eth.length, output: pcap.stats().txPackets, mac: mac.toLowerCase(),
     startUs: start, endUs: final, counters: stack.show('counters'),
     frames: { total: pool.total, free: pool.free, held: pool.held },
   };
