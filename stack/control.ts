@@ -7,7 +7,7 @@
  *
  * Requests:
  *   {"cmd":"ping"}
- *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters","vs":"a"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool","vs":"a"}
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
@@ -270,16 +270,20 @@ export function formatTable(rows: Record<string, unknown>[], columns?: string[])
   return [line(cols.map((c) => c.toUpperCase())), ...text.map(line)];
 }
 
+const POOL_COLUMNS = ['device', 'total', 'free', 'kernel', 'tx', 'held', 'queued'];
+
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
   if (kind === 'counters') {
-    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[] };
+    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[] };
     const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
     const out: string[] = [];
     if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
+    if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, POOL_COLUMNS).map((l) => `  ${l}`));
     return out;
   }
+  if (kind === 'pool') return formatTable(data as Record<string, unknown>[], POOL_COLUMNS);
   return formatTable(data as Record<string, unknown>[]);
 }

@@ -39,8 +39,8 @@ export interface StackOptions {
   log?: (msg: string) => void;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool'];
 
 // ---------------------------------------------------------------------------------------------
 // Services
@@ -424,6 +424,18 @@ export class Stack {
   /** The stack's clock in µs: real (monotonic) once started, else the engine's (virtual) time. */
   nowUs(): number { return this.running ? monotonicUs() : this.engine.now; }
 
+  /**
+   * Frame pool totals per device: every frame is free, in the kernel's rings (fill and RX),
+   * on the TX ring until its completion, or held (by the engine, sockets, zero-copy readers);
+   * `queued` counts the held frames waiting in the engine's output queue for the driver.
+   */
+  poolRows(): { device: string; total: number; free: number; kernel: number; tx: number; held: number; queued: number }[] {
+    return this.engine.devices.map((d) => {
+      const p = d.pool.counts();
+      return { device: d.name, total: p.total, free: p.free, kernel: p.kernel, tx: p.tx, held: p.held, queued: d.out.n };
+    });
+  }
+
   /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
   show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
     const e = this.engine;
@@ -474,8 +486,11 @@ export class Stack {
           }),
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
+          pool: opts.vs !== undefined ? [] : this.poolRows(),
         };
       }
+      case 'pool':
+        return this.poolRows();
       default:
         throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
     }
