@@ -9,6 +9,10 @@
  *   {"cmd":"ping"}
  *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool","vs":"a"}
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
+ *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
+ *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
+ * Every change is checked by the validator (stack/validate.ts) against the running state, with the
+ * rules a config file is checked by.
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
@@ -18,6 +22,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../driver/pcap';
 import type { Stack } from './stack';
+import { LINK_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -160,6 +165,17 @@ export class ControlServer {
       case 'vs.del':
         st.destroyVs(str(req, 'name')!);
         return null;
+      case 'link.add': {
+        // The link's fields are checked by the validator, as in a config file's link.
+        const vs = st.vs(str(req, 'vs')!);
+        const spec: Record<string, unknown> = {};
+        for (const k of LINK_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+        vs.addLink(spec as never);
+        return null;
+      }
+      case 'link.del':
+        st.vs(str(req, 'vs')!).removeLink(str(req, 'link')!);
+        return null;
       case 'address.add':
       case 'address.del': {
         const vs = st.vs(str(req, 'vs')!);
@@ -181,7 +197,7 @@ export class ControlServer {
         return null;
       }
       default:
-        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, address.add, address.del, route.add, route.del, trace)`);
+        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, trace)`);
     }
   }
 

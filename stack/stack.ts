@@ -27,6 +27,7 @@ import type { Link, VirtualServer } from './vs';
 import { NSTATE_NAMES } from './neighbor';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
+import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
 
 export interface StackOptions {
   /** Use these drivers instead of opening the configured ones (by device name). */
@@ -194,7 +195,9 @@ export class VsHandle {
     throw new Error(`virtual server '${this.name}' has ${this.raw.links.length} links: name one`);
   }
 
+  /** Adds a link (with its addresses), all checked first by the validator: nothing is added when one is refused. */
   addLink(spec: LinkConfig): Link {
+    enforce(`virtual server '${this.name}': link`, (c) => checkLink(c, spec, '', this.engine.state, this.name, this.raw.links.length));
     const link = this.engine.addLink(this.raw, {
       name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? parseMac(spec.mac) : undefined, mtu: spec.mtu,
     });
@@ -334,7 +337,27 @@ export class Stack {
     return h;
   }
 
+  /**
+   * Creates a virtual server with `links` (each with its addresses). Everything is checked by the
+   * validator against the running state first (a VLAN + MAC or an address another VS uses is
+   * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
+   */
   createVs(name: string, links: LinkConfig[] = []): VsHandle {
+    enforce('virtual server', (c) => {
+      const bad = vsNameProblem(name);
+      if (bad) c.fail('name', bad);
+      else if (this.engine.vsByName.has(name)) c.fail('', `virtual server '${name}' already exists`);
+      if (!Array.isArray(links)) { c.fail('links', `must be an array, got ${describe(links)}`); return; }
+      const siblings: LinkFacts[] = [];
+      const state = this.engine.state;
+      // Links of one request must not collide with each other either: record them as they pass.
+      const view: ValidationState = {
+        device: (d) => state.device(d), deviceNames: () => state.deviceNames(), links: () => siblings, hasRulePriority: () => false,
+        macUser: (d, v, m) => state.macUser(d, v, m) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.mac === m) ? 'another link of this request' : undefined),
+        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => y.addr === a)) ? 'another link of this request' : undefined),
+      };
+      links.forEach((l, i) => { const f = checkLink(c, l, join('links', i), view, name, i, siblings); if (f) siblings.push(f); });
+    });
     const raw = this.engine.createVs(name);
     const h = new VsHandle(this, raw);
     this.handles.set(raw, h);
