@@ -346,7 +346,11 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   addLink(vs: VirtualServer, spec: LinkSpec): Link {
     // The validator's rules (name, VLAN, MAC, MTU; a (device, VLAN, MAC) used by another link).
-    const asConfig = defined({ name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? macText(spec.mac) : undefined, mtu: spec.mtu });
+    const asConfig: Record<string, unknown> = { device: spec.device };
+    if (spec.name !== undefined) asConfig.name = spec.name;
+    if (spec.vlan !== undefined) asConfig.vlan = spec.vlan;
+    if (spec.mac !== undefined) asConfig.mac = macText(spec.mac);
+    if (spec.mtu !== undefined) asConfig.mtu = spec.mtu;
     enforce(`virtual server '${vs.name}': link`, (c) => checkLink(c, asConfig, '', this.state, vs.name, vs.links.length));
     const dev = this.device(spec.device);
     const vlan = spec.vlan ?? -1;

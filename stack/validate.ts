@@ -371,10 +371,18 @@ function linkFacts(l: Link): LinkFacts {
 }
 
 export class EngineState implements ValidationState {
+  /** Devices are only ever added: their facts are kept (no string building per check). */
+  private readonly devs = new Map<string, { mtu: number; mac: string }>();
   constructor(private readonly e: RunningEngine) {}
   device(name: string) {
-    const d = this.e.devices.find((x) => x.name === name);
-    return d ? { mtu: d.mtu, mac: macToString(d.mac) } : undefined;
+    let f = this.devs.get(name);
+    if (!f) {
+      const d = this.e.devices.find((x) => x.name === name);
+      if (!d) return undefined;
+      f = { mtu: d.mtu, mac: macToString(d.mac) };
+      this.devs.set(name, f);
+    }
+    return f;
   }
   deviceNames() { return this.e.devices.map((d) => d.name); }
   macUser(device: string, vlan: number, mac: string) {
