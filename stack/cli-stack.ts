@@ -3,6 +3,7 @@
  *   xdpstack run CONFIG                         foreground stack with a control socket
  *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters
  *   xdpstack vs add|del NAME                    runtime changes
+ *   xdpstack link add DEV --vs NAME [--vlan N] / link del LINK --vs NAME
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]
  *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
  *   xdpstack trace [--vs NAME] [--count N] --out FILE.pcap
@@ -91,8 +92,16 @@ ${TARGET_HELP}`;
 
 const VS_ADD_USAGE = `Usage: xdpstack vs add NAME [--device DEV [--vlan N] [--mac MAC] [--mtu N]] [--name STACK | --socket PATH]
 
-Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N).
+Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N); more
+links can be added later with 'xdpstack link add'.
 ${TARGET_HELP.replace('--name NAME    stack name', '--name STACK   stack name')}`;
+const LINK_ADD_USAGE = `Usage: xdpstack link add DEV --vs NAME [--vlan N] [--mac MAC] [--mtu N] [--link LINK] [--name STACK | --socket PATH]
+
+Adds a link on device DEV (VLAN N) to a virtual server of the running stack; --link names it
+(default DEV or DEV.N). The rules are a config file's: a VLAN + MAC another link uses is refused.`;
+const LINK_DEL_USAGE = `Usage: xdpstack link del LINK --vs NAME [--name STACK | --socket PATH]
+
+Removes a link of a virtual server with its addresses and the routes through it.`;
 const VS_DEL_USAGE = `Usage: xdpstack vs del NAME [--name STACK | --socket PATH]
 
 Destroys a virtual server: its sockets are closed, its links and addresses removed.`;
@@ -145,6 +154,29 @@ const vsCommands: Command[] = [
   },
 ];
 
+const linkCommands: Command[] = [
+  {
+    name: 'add', summary: 'add a link to a virtual server', usage: LINK_ADD_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', vlan: 'int', mac: 'string', mtu: 'int', link: 'string' }, LINK_ADD_USAGE, 1);
+      const device = one(positional, 'a device DEV', LINK_ADD_USAGE);
+      const vs = vsTarget(opts, LINK_ADD_USAGE);
+      await ask(opts, { cmd: 'link.add', vs, device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu, name: opts.link });
+      ctx.out(`link ${(opts.link as string | undefined) ?? (opts.vlan !== undefined ? `${device}.${opts.vlan}` : device)} added to virtual server '${vs}'`);
+      return 0;
+    },
+  },
+  {
+    name: 'del', summary: 'remove a link of a virtual server', usage: LINK_DEL_USAGE,
+    async run(args) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string' }, LINK_DEL_USAGE, 1);
+      const link = one(positional, 'a LINK name', LINK_DEL_USAGE);
+      await ask(opts, { cmd: 'link.del', vs: vsTarget(opts, LINK_DEL_USAGE), link });
+      return 0;
+    },
+  },
+];
+
 function addrCommand(op: 'add' | 'del'): Command {
   const usage = ADDR_USAGE(op);
   return {
@@ -189,7 +221,9 @@ Runs the stack of CONFIG under virtual time with its device replaced by a captur
 of IN.pcap arrive at their timestamps, and what the stack sends is written to OUT.pcap. The same
 input always gives the same output, byte for byte.
   --device NAME     the device the capture feeds (needed when CONFIG has several)
-  --mac MAC         MAC of that device (default: from the config, else 02:00:00:00:00:01)
+  --mac MAC         MAC of that device (default: the config's; for an AF_XDP device, whose MAC is
+                    the interface's, the destination MAC of the capture's frames to the config's
+                    addresses; else 02:00:00:00:00:01)
   --linger SECONDS  keep running timers after the last frame (default 5)
   --json            print the summary and counters as JSON`;
 
@@ -219,6 +253,10 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'vs', summary: 'create or destroy a virtual server in a running stack', usage: `Usage: xdpstack vs add|del NAME ...`,
     subcommands: vsCommands,
+  },
+  {
+    name: 'link', summary: 'add or remove a link of a virtual server in a running stack', usage: `Usage: xdpstack link add DEV --vs NAME [--vlan N] | link del LINK --vs NAME`,
+    subcommands: linkCommands,
   },
   {
     name: 'address', summary: 'add or remove an address in a running stack', usage: `Usage: xdpstack address add|del CIDR --vs NAME [--link LINK]`,
@@ -265,7 +303,7 @@ export const STACK_COMMANDS: Command[] = [
       });
       if (opts.json) { ctx.out(JSON.stringify(r, null, 2)); return 0; }
       ctx.out(`replayed ${r.input} frame(s)${r.skippedNonEthernet ? ` (${r.skippedNonEthernet} non-Ethernet record(s) skipped)` : ''}, ` +
-        `sent ${r.output} frame(s) to ${opts.out}`);
+        `sent ${r.output} frame(s) to ${opts.out} (device MAC ${r.mac})`);
       const c = r.counters as { devices: Record<string, unknown>[] };
       for (const l of formatTable(c.devices, ['device', 'rxPackets', 'txPackets', 'drops'])) ctx.out(l);
       return 0;

@@ -239,8 +239,31 @@ const defaultCtx: CliContext = {
   err: (l) => process.stderr.write(l + '\n'),
 };
 
+/** Exit status of a process ended by SIGPIPE, as a shell reports it (128 + 13). */
+export const EXIT_EPIPE = 141;
+let pipeHandlers = false;
+
+/**
+ * A reader that goes away (`xdpstack show counters | head -1`, `| true`) ends the command quietly,
+ * as SIGPIPE ends the usual Unix tools; Node ignores SIGPIPE and reports EPIPE as an 'error' event
+ * on the stream instead, which would otherwise print a stack trace.
+ */
+export function exitQuietlyOnClosedPipe(): void {
+  if (pipeHandlers) return;
+  pipeHandlers = true;
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (e: NodeJS.ErrnoException) => {
+      if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') process.exit(EXIT_EPIPE);
+      // Any other output failure: nothing more can be printed where it went; say it once elsewhere.
+      try { (stream === process.stdout ? process.stderr : process.stdout).write(`xdpstack: output error: ${e.code ?? e.message}\n`); } catch { /* both gone */ }
+      process.exit(1);
+    });
+  }
+}
+
 /** Runs the command line (without `node` and the script name); resolves to the exit code. */
 export async function main(argv: string[], ctx: CliContext = defaultCtx): Promise<number> {
+  if (ctx === defaultCtx) exitQuietlyOnClosedPipe();
   try {
     if (argv[0] === '--version' || argv[0] === '-V') {
       // eslint-disable-next-line @typescript-eslint/no-var-requires

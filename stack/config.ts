@@ -20,8 +20,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseCidr4, parseIpv4, ipv4ToString } from '../protocols/ipv4';
-import { maskOf } from './routing';
+import { ipv4ToString } from '../protocols/ipv4';
+import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, ValidationState } from './validate';
 
 export type DriverKind = 'afxdp' | 'pcap' | 'memory';
 
@@ -111,139 +111,6 @@ export class ConfigError extends Error {
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
-const DEV_NAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
-const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
-
-type Obj = Record<string, unknown>;
-
-class Checker {
-  readonly problems: { path: string; message: string }[] = [];
-
-  fail(p: string, message: string): void {
-    this.problems.push({ path: p || '(top level)', message });
-  }
-
-  isObject(v: unknown, p: string): v is Obj {
-    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
-      this.fail(p, `must be an object, got ${describe(v)}`);
-      return false;
-    }
-    return true;
-  }
-
-  keys(o: Obj, p: string, allowed: readonly string[]): void {
-    for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
-    }
-  }
-
-  array(o: Obj, k: string, p: string, required: boolean): unknown[] | null {
-    const v = o[k];
-    if (v === undefined) {
-      if (required) this.fail(join(p, k), 'is required (an array)');
-      return null;
-    }
-    if (!Array.isArray(v)) {
-      this.fail(join(p, k), `must be an array, got ${describe(v)}`);
-      return null;
-    }
-    return v;
-  }
-
-  string(o: Obj, k: string, p: string, required: boolean, re?: RegExp, hint?: string): string | undefined {
-    const v = o[k];
-    if (v === undefined) {
-      if (required) this.fail(join(p, k), 'is required');
-      return undefined;
-    }
-    if (typeof v !== 'string') {
-      this.fail(join(p, k), `must be a string, got ${describe(v)}`);
-      return undefined;
-    }
-    if (re && !re.test(v)) {
-      this.fail(join(p, k), `${JSON.stringify(v)} is not valid${hint ? ` (${hint})` : ''}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  int(o: Obj, k: string, p: string, required: boolean, min: number, max: number): number | undefined {
-    const v = o[k];
-    if (v === undefined) {
-      if (required) this.fail(join(p, k), `is required (an integer ${min}..${max})`);
-      return undefined;
-    }
-    if (typeof v !== 'number' || !Number.isInteger(v)) {
-      this.fail(join(p, k), `must be an integer, got ${describe(v)}`);
-      return undefined;
-    }
-    if (v < min || v > max) {
-      this.fail(join(p, k), `must be ${min}..${max}, got ${v}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  oneOf<T extends string | number>(o: Obj, k: string, p: string, required: boolean, values: readonly T[]): T | undefined {
-    const v = o[k];
-    if (v === undefined) {
-      if (required) this.fail(join(p, k), `is required (one of ${values.map((x) => JSON.stringify(x)).join(', ')})`);
-      return undefined;
-    }
-    if (!values.includes(v as T)) {
-      this.fail(join(p, k), `must be one of ${values.map((x) => JSON.stringify(x)).join(', ')}, got ${describe(v)}`);
-      return undefined;
-    }
-    return v as T;
-  }
-
-  bool(o: Obj, k: string, p: string): boolean | undefined {
-    const v = o[k];
-    if (v === undefined) return undefined;
-    if (typeof v !== 'boolean') {
-      this.fail(join(p, k), `must be true or false, got ${describe(v)}`);
-      return undefined;
-    }
-    return v;
-  }
-
-  ipv4(o: Obj, k: string, p: string, required: boolean): number | undefined {
-    const s = this.string(o, k, p, required);
-    if (s === undefined) return undefined;
-    try {
-      return parseIpv4(s);
-    } catch (e) {
-      this.fail(join(p, k), (e as Error).message);
-      return undefined;
-    }
-  }
-}
-
-function join(p: string, k: string | number): string {
-  if (typeof k === 'number') return `${p}[${k}]`;
-  return p ? `${p}.${k}` : k;
-}
-
-function describe(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'an array';
-  if (typeof v === 'string') return JSON.stringify(v);
-  if (typeof v === 'object') return 'an object';
-  return `${typeof v} ${String(v)}`;
-}
-
-function cidr(c: Checker, s: unknown, p: string): { addr: number; prefixLen: number } | undefined {
-  if (typeof s !== 'string') {
-    c.fail(p, `must be a string like "10.0.0.1/24", got ${describe(s)}`);
-    return undefined;
-  }
-  try {
-    return parseCidr4(s);
-  } catch (e) {
-    c.fail(p, (e as Error).message);
-    return undefined;
-  }
-}
 
 const DEVICE_KEYS: Record<DriverKind, readonly string[]> = {
   afxdp: ['name', 'driver', 'ifname', 'queue', 'frameSize', 'frameCount', 'mode', 'zeroCopy', 'busyPoll', 'ringSize'],
@@ -252,7 +119,30 @@ const DEVICE_KEYS: Record<DriverKind, readonly string[]> = {
 };
 
 interface DevInfo { kind: DriverKind; mtu: number | undefined; mac: string | undefined }
-interface LinkInfo { name: string; device: string; vlan: number; mac: string; addrs: { addr: number; prefixLen: number }[] }
+
+/** What a config file has declared so far, as the validator's rules ask it (first owner wins). */
+class ConfigState implements ValidationState {
+  readonly vsLinks = new Map<string, LinkFacts[]>();
+  private readonly macOwner = new Map<string, string>();
+  private readonly addrOwner = new Map<string, string>();
+  constructor(private readonly devs: Map<string, DevInfo>) {}
+  device(name: string) { return this.devs.get(name); }
+  deviceNames() { return [...this.devs.keys()]; }
+  macUser(device: string, vlan: number, mac: string) { return this.macOwner.get(`${device}/${vlan}/${mac}`); }
+  addressUser(device: string, vlan: number, addr: number) { return this.addrOwner.get(`${device}/${vlan}/${addr}`); }
+  links(vs: string) { return this.vsLinks.get(vs) ?? []; }
+  hasRulePriority() { return false; }
+  /** Records a checked link: its (device, VLAN, MAC) and addresses now belong to `where`. */
+  record(l: LinkFacts, where: string): void {
+    if (!l.device || !this.devs.has(l.device)) return;
+    const key = `${l.device}/${l.vlan}/${l.mac}`;
+    if (!this.macOwner.has(key)) this.macOwner.set(key, where);
+    l.addrs.forEach((a) => {
+      const k = `${l.device}/${l.vlan}/${a.addr}`;
+      if (!this.addrOwner.has(k)) this.addrOwner.set(k, a.where ?? where);
+    });
+  }
+}
 
 /**
  * Checks a parsed config and returns it typed. `sourceName` (usually the file path) starts every
@@ -322,17 +212,16 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
   });
   if (devices && devices.length > 255) c.fail('devices', `at most 255 devices, got ${devices.length}`);
 
-  // ---- virtual servers
-  const vsLinks = new Map<string, LinkInfo[]>();
-  const addrOwner = new Map<string, string>();
-  const macOwner = new Map<string, string>();
+  // ---- virtual servers (the rules are stack/validate.ts's, checked against what the file builds)
+  const state = new ConfigState(devs);
+  const vsLinks = state.vsLinks;
   const vss = c.array(obj, 'virtualServers', '', true);
   vss?.forEach((v, i) => {
     const p = join('virtualServers', i);
     if (!c.isObject(v, p)) return;
     c.keys(v, p, ['name', 'links', 'routes', 'rules']);
-    const name = c.string(v, 'name', p, true, NAME_RE, 'letters, digits, _ . -; at most 64');
-    const links: LinkInfo[] = [];
+    const name = c.string(v, 'name', p, true, NAME_RE, NAME_HINT);
+    const links: LinkFacts[] = [];
     if (name) {
       if (vsLinks.has(name)) c.fail(join(p, 'name'), `duplicate virtual server name '${name}'`);
       else vsLinks.set(name, links);
@@ -340,105 +229,16 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     const ls = c.array(v, 'links', p, true);
     ls?.forEach((l, j) => {
       const lp = join(join(p, 'links'), j);
-      if (!c.isObject(l, lp)) return;
-      c.keys(l, lp, ['name', 'device', 'vlan', 'mac', 'mtu', 'addresses']);
-      const device = c.string(l, 'device', lp, true);
-      const dev = device !== undefined ? devs.get(device) : undefined;
-      if (device !== undefined && !dev) {
-        c.fail(join(lp, 'device'), `no device '${device}' in devices (known: ${[...devs.keys()].join(', ') || 'none'})`);
-      }
-      const vlan = c.int(l, 'vlan', lp, false, 1, 4094) ?? -1;
-      let mac = c.string(l, 'mac', lp, false, MAC_RE, 'like 02:00:00:00:00:01');
-      if (mac && (parseInt(mac.slice(0, 2), 16) & 1)) { c.fail(join(lp, 'mac'), `${mac} is a multicast address`); mac = undefined; }
-      const maxMtu = dev?.mtu ?? 9000;
-      c.int(l, 'mtu', lp, false, 68, maxMtu);
-      const lname = c.string(l, 'name', lp, false, NAME_RE, 'letters, digits, _ . -') ??
-        (device ? (vlan >= 0 ? `${device}.${vlan}` : device) : `#${j}`);
-      if (links.some((x) => x.name === lname)) c.fail(lp, `duplicate link name '${lname}' in virtual server '${name}' (give links distinct 'name's)`);
-      const effMac = (mac ?? dev?.mac ?? `device:${device}`).toLowerCase();
-      const info: LinkInfo = { name: lname, device: device ?? '', vlan, mac: effMac, addrs: [] };
-      if (device && dev) {
-        const key = `${device}/${vlan}/${effMac}`;
-        const prev = macOwner.get(key);
-        if (prev) {
-          c.fail(lp, `device ${device}${vlan >= 0 ? ` VLAN ${vlan}` : ' (untagged)'} with the same MAC is already used by ${prev}: give one of them its own 'mac'`);
-        } else macOwner.set(key, lp);
-      }
-      const addrs = c.array(l, 'addresses', lp, false);
-      addrs?.forEach((a, k) => {
-        const ap = join(join(lp, 'addresses'), k);
-        const r = cidr(c, a, ap);
-        if (!r) return;
-        if (r.addr === 0 || r.addr >= 0xe0000000 || (r.addr >>> 24) === 127) {
-          c.fail(ap, `${a} is not a usable unicast address`);
-          return;
-        }
-        if (r.prefixLen === 0) { c.fail(ap, 'prefix length must be 1..32'); return; }
-        const key = `${device}/${vlan}/${r.addr}`;
-        const prev = addrOwner.get(key);
-        if (prev) c.fail(ap, `${ipv4ToString(r.addr)} is already used on device ${device}${vlan >= 0 ? ` VLAN ${vlan}` : ''} by ${prev}`);
-        else addrOwner.set(key, ap);
-        info.addrs.push(r);
-      });
+      const info = checkLink(c, l, lp, state, name ?? '', j, links);
+      if (!info) return;
+      state.record(info, lp);
       links.push(info);
     });
-
     const routes = c.array(v, 'routes', p, false);
-    routes?.forEach((r, j) => {
-      const rp = join(join(p, 'routes'), j);
-      if (!c.isObject(r, rp)) return;
-      c.keys(r, rp, ['dst', 'via', 'link', 'table', 'metric', 'src']);
-      const dst = c.string(r, 'dst', rp, true);
-      if (dst !== undefined && dst !== 'default') {
-        const d = cidr(c, dst, join(rp, 'dst'));
-        if (d && ((d.addr & ~maskOf(d.prefixLen)) >>> 0) !== 0) {
-          c.fail(join(rp, 'dst'), `${dst} has host bits set (did you mean ${ipv4ToString((d.addr & maskOf(d.prefixLen)) >>> 0)}/${d.prefixLen}?)`);
-        }
-      }
-      const via = c.ipv4(r, 'via', rp, false);
-      const linkName = c.string(r, 'link', rp, false);
-      c.int(r, 'table', rp, false, 1, 0xffffffff);
-      c.int(r, 'metric', rp, false, 0, 0xffffffff);
-      const src = c.ipv4(r, 'src', rp, false);
-      let link: LinkInfo | undefined;
-      if (linkName !== undefined) {
-        link = links.find((x) => x.name === linkName);
-        if (!link) c.fail(join(rp, 'link'), `virtual server '${name}' has no link '${linkName}' (links: ${links.map((x) => x.name).join(', ') || 'none'})`);
-      }
-      if (via !== undefined) {
-        const onLink = (x: LinkInfo) => x.addrs.some((a) => ((a.addr ^ via) & maskOf(a.prefixLen)) === 0);
-        if (link ? !onLink(link) : !links.some(onLink)) {
-          c.fail(join(rp, 'via'), `gateway ${ipv4ToString(via)} is not on a connected network of ${link ? `link '${link.name}'` : `virtual server '${name}'`}`);
-        }
-      } else if (linkName === undefined && links.length > 1) {
-        c.fail(rp, `give 'via' or 'link': virtual server '${name}' has ${links.length} links`);
-      } else if (links.length === 0) {
-        c.fail(rp, `virtual server '${name}' has no link for this route`);
-      }
-      if (src !== undefined && !links.some((x) => x.addrs.some((a) => a.addr === src))) {
-        c.fail(join(rp, 'src'), `${ipv4ToString(src)} is not an address of virtual server '${name}'`);
-      }
-    });
-
+    routes?.forEach((r, j) => checkRoute(c, r, join(join(p, 'routes'), j), state, name ?? '', links));
     const rules = c.array(v, 'rules', p, false);
     const prios = new Set<number>();
-    rules?.forEach((r, j) => {
-      const rp = join(join(p, 'rules'), j);
-      if (!c.isObject(r, rp)) return;
-      c.keys(r, rp, ['priority', 'from', 'fwmark', 'table']);
-      const prio = c.int(r, 'priority', rp, true, 0, 32767);
-      if (prio !== undefined) {
-        if (prios.has(prio)) c.fail(join(rp, 'priority'), `duplicate rule priority ${prio}`);
-        prios.add(prio);
-      }
-      const from = c.string(r, 'from', rp, false);
-      if (from !== undefined && from !== 'all') {
-        if (from.includes('/')) cidr(c, from, join(rp, 'from'));
-        else c.ipv4(r, 'from', rp, false);
-      }
-      c.int(r, 'fwmark', rp, false, 0, 0xffffffff);
-      c.int(r, 'table', rp, true, 1, 0xffffffff);
-    });
+    rules?.forEach((r, j) => checkRule(c, r, join(join(p, 'rules'), j), state, name ?? '', prios));
   });
 
   // ---- services

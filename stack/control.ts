@@ -7,8 +7,12 @@
  *
  * Requests:
  *   {"cmd":"ping"}
- *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters","vs":"a"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool","vs":"a"}
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
+ *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
+ *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
+ * Every change is checked by the validator (stack/validate.ts) against the running state, with the
+ * rules a config file is checked by.
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
@@ -18,6 +22,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../driver/pcap';
 import type { Stack } from './stack';
+import { LINK_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -160,6 +165,17 @@ export class ControlServer {
       case 'vs.del':
         st.destroyVs(str(req, 'name')!);
         return null;
+      case 'link.add': {
+        // The link's fields are checked by the validator, as in a config file's link.
+        const vs = st.vs(str(req, 'vs')!);
+        const spec: Record<string, unknown> = {};
+        for (const k of LINK_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+        vs.addLink(spec as never);
+        return null;
+      }
+      case 'link.del':
+        st.vs(str(req, 'vs')!).removeLink(str(req, 'link')!);
+        return null;
       case 'address.add':
       case 'address.del': {
         const vs = st.vs(str(req, 'vs')!);
@@ -181,7 +197,7 @@ export class ControlServer {
         return null;
       }
       default:
-        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, address.add, address.del, route.add, route.del, trace)`);
+        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, trace)`);
     }
   }
 
@@ -270,16 +286,20 @@ export function formatTable(rows: Record<string, unknown>[], columns?: string[])
   return [line(cols.map((c) => c.toUpperCase())), ...text.map(line)];
 }
 
+const POOL_COLUMNS = ['device', 'total', 'free', 'kernel', 'tx', 'held', 'queued'];
+
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
   if (kind === 'counters') {
-    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[] };
+    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[] };
     const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
     const out: string[] = [];
     if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
+    if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, POOL_COLUMNS).map((l) => `  ${l}`));
     return out;
   }
+  if (kind === 'pool') return formatTable(data as Record<string, unknown>[], POOL_COLUMNS);
   return formatTable(data as Record<string, unknown>[]);
 }

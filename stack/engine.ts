@@ -12,7 +12,7 @@ import { FramePool } from '../umem/pool';
 import { Drop } from '../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } from '../protocols/ethernet';
 import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
-import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
+import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, isBadSource4, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
 import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
 } from '../protocols/icmp';
@@ -26,6 +26,7 @@ import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
 import { addrKey, Link, linkKey, VirtualServer } from './vs';
 import { TcpEngine, TcpLayer } from './tcp';
+import { checkAddress, checkLink, checkRoute, checkRule, defined, EngineState, enforce, ValidationError, vsNameProblem } from './validate';
 import type { TcpOptions } from '../protocols/tcp/types';
 import { randomBytes } from 'node:crypto';
 
@@ -197,6 +198,10 @@ function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: number, li
   return 18;
 }
 
+function macText(m: Uint8Array): string {
+  return Array.from(m.subarray(0, 6), (x) => x.toString(16).padStart(2, '0')).join(':');
+}
+
 function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
@@ -318,8 +323,18 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   // ---------------------------------------------------------------- virtual servers
 
+  /** The running state as the validator (stack/validate.ts) asks it. */
+  readonly state: EngineState = new EngineState(this);
+
+  /** The links on (device, VLAN) of every VS (the demux index; empty for an unknown device). */
+  linksOn(device: string, vlan: number): readonly Link[] {
+    const d = this.devices.find((x) => x.name === device);
+    return (d && this.groups[d.index]![vlan + 1]?.links) || [];
+  }
+
   createVs(name: string): VirtualServer {
-    if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`bad virtual server name '${name}' (letters, digits, _ . -; at most 64)`);
+    const bad = vsNameProblem(name);
+    if (bad) throw new ValidationError(`virtual server name: ${bad}`);
     if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
     const vs = new VirtualServer(this.nextVsId++, name, this.opts.icmpRate, this.opts.icmpBurst);
     this.vsByName.set(name, vs);
@@ -344,14 +359,18 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   addLink(vs: VirtualServer, spec: LinkSpec): Link {
+    // The validator's rules (name, VLAN, MAC, MTU; a (device, VLAN, MAC) used by another link).
+    const asConfig: Record<string, unknown> = { device: spec.device };
+    if (spec.name !== undefined) asConfig.name = spec.name;
+    if (spec.vlan !== undefined) asConfig.vlan = spec.vlan;
+    if (spec.mac !== undefined) asConfig.mac = macText(spec.mac);
+    if (spec.mtu !== undefined) asConfig.mtu = spec.mtu;
+    enforce(`virtual server '${vs.name}': link`, (c) => checkLink(c, asConfig, '', this.state, vs.name, vs.links.length));
     const dev = this.device(spec.device);
     const vlan = spec.vlan ?? -1;
-    if (vlan !== -1 && !(Number.isInteger(vlan) && vlan >= 1 && vlan <= 4094)) throw new Error(`VLAN id must be 1..4094, got ${spec.vlan}`);
     const name = spec.name ?? (vlan >= 0 ? `${dev.name}.${vlan}` : dev.name);
-    if (vs.links.some((l) => l.name === name)) throw new Error(`virtual server '${vs.name}' already has a link '${name}'`);
     const mac = spec.mac ? Uint8Array.from(spec.mac) : Uint8Array.from(dev.mac);
     const mtu = spec.mtu ?? dev.mtu;
-    if (!(mtu >= 68 && mtu <= dev.mtu)) throw new Error(`link MTU must be 68..${dev.mtu} (device ${dev.name}), got ${mtu}`);
     const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
     link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
     const grp = this.group(link, true)!;
@@ -386,11 +405,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   addAddress(vs: VirtualServer, linkName: string, cidr: string): void {
     const link = vs.link(linkName);
     if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+    enforce(`virtual server '${vs.name}': address`, (c) => checkAddress(c, cidr, '', this.state, this.state.link(link)));
     const { addr, prefixLen } = parseCidr4(cidr);
-    if (addr === 0 || addr >= 0xe0000000) throw new Error(`'${cidr}' is not a usable unicast address`);
     const g = this.group(link)!;
-    const owner = g.addrs.get(addr | 0);
-    if (owner) throw new Error(`${ipv4ToString(addr)} is already used on ${link.devName}${link.vlan >= 0 ? ` VLAN ${link.vlan}` : ''} by virtual server '${owner.vs.name}'`);
     const mask = maskOf(prefixLen);
     const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
     // A secondary address in a subnet the link already has shares its connected route (as Linux).
@@ -431,6 +448,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   addRoute(vs: VirtualServer, spec: RouteSpec): Route {
+    enforce(`virtual server '${vs.name}': route ${spec.dst}`, (c) => checkRoute(c, defined({ ...spec }), '', this.state, vs.name));
     let dst = 0;
     let prefixLen = 0;
     if (spec.dst !== 'default') ({ addr: dst, prefixLen } = parseCidr4(spec.dst));
@@ -469,6 +487,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   addRule(vs: VirtualServer, spec: RuleSpec): void {
+    enforce(`virtual server '${vs.name}': rule ${spec.priority}`, (c) => checkRule(c, defined({ ...spec }), '', this.state, vs.name));
     let src = 0;
     let srcLen = 0;
     if (spec.from && spec.from !== 'all') ({ addr: src, prefixLen: srcLen } = parseCidr4(spec.from.includes('/') ? spec.from : `${spec.from}/32`));
@@ -666,7 +685,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       dev.pool.free(f);
       return 0;
     }
-    if (ip.src === 0 || ip.src >= 0xe0000000 || (ip.src >>> 24) === 127) {
+    if (ip.src === 0 || isBadSource4(ip.src)) {
       this.dropOn(link0, Drop.Ipv4BadSource);
       dev.pool.free(f);
       return 0;

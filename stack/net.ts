@@ -482,6 +482,7 @@ export class Server extends EventEmitter {
         synBacklog: Math.max(16, backlog),
         tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
         onConnection: (e) => this.accept(e),
+        onVsDestroyed: () => this.vsDestroyed(),
       });
       this.listening = true;
       process.nextTick(() => this.emit('listening'));
@@ -534,6 +535,15 @@ export class Server extends EventEmitter {
     this.listener = null;
     this.maybeClosed();
     return this;
+  }
+
+  /** The VS went away: as close(), with the connections already being destroyed by the engine. */
+  private vsDestroyed(): void {
+    if (!this.listening) return;
+    this.listening = false;
+    this.closing = true;
+    this.listener = null;
+    this.maybeClosed();
   }
 
   private maybeClosed(): void {

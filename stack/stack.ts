@@ -18,7 +18,7 @@ import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { ipv4ToString } from '../protocols/ipv4';
+import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
 import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
@@ -27,6 +27,7 @@ import type { Link, VirtualServer } from './vs';
 import { NSTATE_NAMES } from './neighbor';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
+import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
 
 export interface StackOptions {
   /** Use these drivers instead of opening the configured ones (by device name). */
@@ -39,8 +40,8 @@ export interface StackOptions {
   log?: (msg: string) => void;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool'];
 
 // ---------------------------------------------------------------------------------------------
 // Services
@@ -194,7 +195,9 @@ export class VsHandle {
     throw new Error(`virtual server '${this.name}' has ${this.raw.links.length} links: name one`);
   }
 
+  /** Adds a link (with its addresses), all checked first by the validator: nothing is added when one is refused. */
   addLink(spec: LinkConfig): Link {
+    enforce(`virtual server '${this.name}': link`, (c) => checkLink(c, spec, '', this.engine.state, this.name, this.raw.links.length));
     const link = this.engine.addLink(this.raw, {
       name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? parseMac(spec.mac) : undefined, mtu: spec.mtu,
     });
@@ -334,7 +337,27 @@ export class Stack {
     return h;
   }
 
+  /**
+   * Creates a virtual server with `links` (each with its addresses). Everything is checked by the
+   * validator against the running state first (a VLAN + MAC or an address another VS uses is
+   * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
+   */
   createVs(name: string, links: LinkConfig[] = []): VsHandle {
+    enforce('virtual server', (c) => {
+      const bad = vsNameProblem(name);
+      if (bad) c.fail('name', bad);
+      else if (this.engine.vsByName.has(name)) c.fail('', `virtual server '${name}' already exists`);
+      if (!Array.isArray(links)) { c.fail('links', `must be an array, got ${describe(links)}`); return; }
+      const siblings: LinkFacts[] = [];
+      const state = this.engine.state;
+      // Links of one request must not collide with each other either: record them as they pass.
+      const view: ValidationState = {
+        device: (d) => state.device(d), deviceNames: () => state.deviceNames(), links: () => siblings, hasRulePriority: () => false,
+        macUser: (d, v, m) => state.macUser(d, v, m) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.mac === m) ? 'another link of this request' : undefined),
+        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => y.addr === a)) ? 'another link of this request' : undefined),
+      };
+      links.forEach((l, i) => { const f = checkLink(c, l, join('links', i), view, name, i, siblings); if (f) siblings.push(f); });
+    });
     const raw = this.engine.createVs(name);
     const h = new VsHandle(this, raw);
     this.handles.set(raw, h);
@@ -424,6 +447,18 @@ export class Stack {
   /** The stack's clock in µs: real (monotonic) once started, else the engine's (virtual) time. */
   nowUs(): number { return this.running ? monotonicUs() : this.engine.now; }
 
+  /**
+   * Frame pool totals per device: every frame is free, in the kernel's rings (fill and RX),
+   * on the TX ring until its completion, or held (by the engine, sockets, zero-copy readers);
+   * `queued` counts the held frames waiting in the engine's output queue for the driver.
+   */
+  poolRows(): { device: string; total: number; free: number; kernel: number; tx: number; held: number; queued: number }[] {
+    return this.engine.devices.map((d) => {
+      const p = d.pool.counts();
+      return { device: d.name, total: p.total, free: p.free, kernel: p.kernel, tx: p.tx, held: p.held, queued: d.out.n };
+    });
+  }
+
   /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
   show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
     const e = this.engine;
@@ -474,8 +509,11 @@ export class Stack {
           }),
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
+          pool: opts.vs !== undefined ? [] : this.poolRows(),
         };
       }
+      case 'pool':
+        return this.poolRows();
       default:
         throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
     }
@@ -524,11 +562,53 @@ export interface ReplayResult {
   skippedNonEthernet: number;
   /** Frames the stack sent (written to the output). */
   output: number;
+  /** The MAC the replayed device had. */
+  mac: string;
   /** Virtual time span covered (µs). */
   startUs: number;
   endUs: number;
   counters: unknown;
   frames: { total: number; free: number; held: number };
+}
+
+/** IPv4 addresses of the links on `device` that use the device's MAC (links with their own MAC excluded). */
+function addressesOn(cfg: StackConfig, device: string): Set<number> {
+  const out = new Set<number>();
+  for (const v of cfg.virtualServers) {
+    for (const l of v.links) {
+      if (l.device !== device || l.mac !== undefined) continue;
+      for (const a of l.addresses ?? []) out.add(parseIpv4(a.split('/')[0]!));
+    }
+  }
+  return out;
+}
+
+/**
+ * The unicast destination MAC most used by the capture's frames to one of `addrs` (IPv4 to the
+ * address, or an ARP reply to it), through up to two VLAN tags; null when there is none.
+ */
+export function captureMacFor(recs: { data: Uint8Array }[], addrs: Set<number>): string | null {
+  const votes = new Map<string, number>();
+  for (const { data: b } of recs) {
+    if (b.length < 14 || (b[0]! & 1)) continue;
+    let off = 12;
+    let type = (b[off]! << 8) | b[off + 1]!;
+    for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && b.length >= off + 6; tags++) {
+      off += 4;
+      type = (b[off]! << 8) | b[off + 1]!;
+    }
+    off += 2;
+    let target = -1;
+    if (type === 0x0800 && b.length >= off + 20) target = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    else if (type === 0x0806 && b.length >= off + 28 && b[off + 7] === 2) target = ((b[off + 24]! << 24) | (b[off + 25]! << 16) | (b[off + 26]! << 8) | b[off + 27]!) >>> 0;
+    if (target < 0 || !addrs.has(target)) continue;
+    const m = macToString(b.subarray(0, 6));
+    votes.set(m, (votes.get(m) ?? 0) + 1);
+  }
+  let best: string | null = null;
+  let n = 0;
+  for (const [m, k] of votes) if (k > n) { best = m; n = k; }
+  return best;
 }
 
 /**
@@ -561,7 +641,9 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   }
   const start = eth.length ? eth[0]!.tsUs : 0;
   const end = eth.length ? eth[eth.length - 1]!.tsUs : 0;
-  const mac = opts.mac ?? dev.mac ?? '02:00:00:00:00:01';
+  // The device's MAC: given, else the config's, else the one the capture's traffic to the config's
+  // addresses was sent to (an AF_XDP device takes its interface's MAC, which the config does not say).
+  const mac = opts.mac ?? dev.mac ?? captureMacFor(eth, addressesOn(cfg, dev.name)) ?? '02:00:00:00:00:01';
   const mtu = dev.driver === 'afxdp' ? 1500 : dev.mtu;
   const writer = typeof output === 'string' ? new PcapWriter(output) : output;
   const pcap = openPcapDriver({ name: dev.name, input: bytes, output: writer, mac, mtu, frameSize: dev.frameSize, frameCount: dev.frameCount ?? 1024 });
@@ -586,7 +668,7 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   }
   const pool = stack.engine.devices[cfg.devices.indexOf(dev)]!.pool.check();
   return {
-    input: eth.length, skippedNonEthernet: recs.length - eth.length, output: pcap.stats().txPackets,
+    input: eth.length, skippedNonEthernet: recs.length - eth.length, output: pcap.stats().txPackets, mac: mac.toLowerCase(),
     startUs: start, endUs: final, counters: stack.show('counters'),
     frames: { total: pool.total, free: pool.free, held: pool.held },
   };

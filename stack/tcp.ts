@@ -157,6 +157,8 @@ export interface ListenerOptions {
   tcp: Partial<TcpOptions>;
   /** Called (from flushEvents) with each new established connection. */
   onConnection: (entry: TcpEntry) => void;
+  /** Called when the listener is closed by its VS going away (not by the owner's own unlisten). */
+  onVsDestroyed?: () => void;
 }
 
 export class TcpListener {
@@ -742,7 +744,8 @@ export class TcpLayer implements TcpHost {
   /** Resets every connection and closes every listener of a VS being destroyed. */
   destroyVs(vs: VirtualServer): void {
     const now = this.clock();
-    for (const list of [...vs.tcpListeners.values()]) for (const l of list) this.unlisten(l);
+    const gone: TcpListener[] = [];
+    for (const list of [...vs.tcpListeners.values()]) for (const l of list) { this.unlisten(l); gone.push(l); }
     for (const head of [...vs.tcpConns.values()]) {
       for (let e: TcpEntry | null = head; e; ) {
         const next: TcpEntry | null = e.next;
@@ -753,6 +756,8 @@ export class TcpLayer implements TcpHost {
         e = next;
       }
     }
+    // Servers learn last, once their connections have their close events posted.
+    for (const l of gone) l.opts.onVsDestroyed?.();
   }
 }
 

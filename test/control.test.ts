@@ -107,7 +107,7 @@ test('errors come back as clear messages with exit code 1; bad usage exits 2', a
   assert.match(r.err, /virtual server 'a' already exists/);
   r = await cli(['address', 'add', '10.1.1.1/24', '--vs', 'b', '--socket', sock]);
   assert.is(r.code, 1);
-  assert.match(r.err, /10\.1\.1\.1 is already used on m0 VLAN 20 by virtual server 'b'/);
+  assert.match(r.err, /10\.1\.1\.1 is already used on device m0 VLAN 20 by virtual server 'b'/);
   r = await cli(['address', 'add', '10.1.1.300/24', '--vs', 'b', '--socket', sock]);
   assert.is(r.code, 1);
   assert.match(r.err, /not an IPv4 address/);

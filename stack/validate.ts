@@ -1,0 +1,407 @@
+/**
+ * The one validator of virtual-server settings: names, links, VLAN/MAC conflicts, addresses,
+ * routes and policy rules. The same rules serve
+ *   - config files (stack/config.ts: against the state the file builds, every problem at once),
+ *   - the control socket and the library API (stack/control.ts, stack/stack.ts), and the engine's
+ *     entry points (stack/engine.ts: createVs, addLink, addAddress, addRoute, addRule), checked
+ *     against the running state (a VLAN + MAC already used by another VS, an address taken...).
+ *
+ * Shape rules (types, unknown keys) are checked by `Checker`; the semantic rules take parsed values
+ * and a `ValidationState` answering questions about what exists. A problem is reported as
+ * (field path, message); at run time the first one becomes a `ValidationError`.
+ */
+import { isBadSource4, ipv4ToString, parseCidr4, parseIpv4 } from '../protocols/ipv4';
+import { maskOf } from './routing';
+import { macToString } from '../driver/types';
+import type { Link, VirtualServer } from './vs';
+
+export const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+export const NAME_HINT = 'letters, digits, _ . -; at most 64';
+export const DEV_NAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
+export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
+export const LINK_KEYS = ['name', 'device', 'vlan', 'mac', 'mtu', 'addresses'] as const;
+export const ROUTE_KEYS = ['dst', 'via', 'link', 'table', 'metric', 'src'] as const;
+export const RULE_KEYS = ['priority', 'from', 'fwmark', 'table'] as const;
+/** The main table's rule that every VS has (as Linux's `32766: from all lookup main`). */
+export const DEFAULT_RULE_PRIORITY = 32766;
+
+/** A runtime change refused by the validator (the message names the field and the reason). */
+export class ValidationError extends Error {
+  constructor(message: string, readonly path = '') {
+    super(message);
+    this.name = 'ValidationError';
+  }
+}
+
+export type Obj = Record<string, unknown>;
+export type Fail = (path: string, message: string) => void;
+
+export function join(p: string, k: string | number): string {
+  if (typeof k === 'number') return `${p}[${k}]`;
+  return p ? `${p}.${k}` : k;
+}
+
+export function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return JSON.stringify(v);
+  if (typeof v === 'object') return 'an object';
+  return `${typeof v} ${String(v)}`;
+}
+
+/** Shape checks of JSON values; every problem is collected with its field path. */
+export class Checker {
+  readonly problems: { path: string; message: string }[] = [];
+
+  fail(p: string, message: string): void {
+    this.problems.push({ path: p || '(top level)', message });
+  }
+
+  isObject(v: unknown, p: string): v is Obj {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) {
+      this.fail(p, `must be an object, got ${describe(v)}`);
+      return false;
+    }
+    return true;
+  }
+
+  keys(o: Obj, p: string, allowed: readonly string[]): void {
+    for (const k of Object.keys(o)) {
+      if (!allowed.includes(k)) this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
+    }
+  }
+
+  array(o: Obj, k: string, p: string, required: boolean): unknown[] | null {
+    const v = o[k];
+    if (v === undefined) {
+      if (required) this.fail(join(p, k), 'is required (an array)');
+      return null;
+    }
+    if (!Array.isArray(v)) {
+      this.fail(join(p, k), `must be an array, got ${describe(v)}`);
+      return null;
+    }
+    return v;
+  }
+
+  string(o: Obj, k: string, p: string, required: boolean, re?: RegExp, hint?: string): string | undefined {
+    const v = o[k];
+    if (v === undefined) {
+      if (required) this.fail(join(p, k), 'is required');
+      return undefined;
+    }
+    if (typeof v !== 'string') {
+      this.fail(join(p, k), `must be a string, got ${describe(v)}`);
+      return undefined;
+    }
+    if (re && !re.test(v)) {
+      this.fail(join(p, k), `${JSON.stringify(v)} is not valid${hint ? ` (${hint})` : ''}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  int(o: Obj, k: string, p: string, required: boolean, min: number, max: number): number | undefined {
+    const v = o[k];
+    if (v === undefined) {
+      if (required) this.fail(join(p, k), `is required (an integer ${min}..${max})`);
+      return undefined;
+    }
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      this.fail(join(p, k), `must be an integer, got ${describe(v)}`);
+      return undefined;
+    }
+    if (v < min || v > max) {
+      this.fail(join(p, k), `must be ${min}..${max}, got ${v}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  oneOf<T extends string | number>(o: Obj, k: string, p: string, required: boolean, values: readonly T[]): T | undefined {
+    const v = o[k];
+    if (v === undefined) {
+      if (required) this.fail(join(p, k), `is required (one of ${values.map((x) => JSON.stringify(x)).join(', ')})`);
+      return undefined;
+    }
+    if (!values.includes(v as T)) {
+      this.fail(join(p, k), `must be one of ${values.map((x) => JSON.stringify(x)).join(', ')}, got ${describe(v)}`);
+      return undefined;
+    }
+    return v as T;
+  }
+
+  bool(o: Obj, k: string, p: string): boolean | undefined {
+    const v = o[k];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') {
+      this.fail(join(p, k), `must be true or false, got ${describe(v)}`);
+      return undefined;
+    }
+    return v;
+  }
+
+  ipv4(o: Obj, k: string, p: string, required: boolean): number | undefined {
+    const s = this.string(o, k, p, required);
+    if (s === undefined) return undefined;
+    try {
+      return parseIpv4(s);
+    } catch (e) {
+      this.fail(join(p, k), (e as Error).message);
+      return undefined;
+    }
+  }
+
+  /** Throws the first problem as a ValidationError (run-time changes: one clear line). */
+  throwFirst(what: string): void {
+    const p = this.problems[0];
+    if (!p) return;
+    throw new ValidationError(p.path && p.path !== '(top level)' ? `${what}: ${p.path}: ${p.message}` : `${what}: ${p.message}`, p.path);
+  }
+}
+
+export function cidr(c: Checker, s: unknown, p: string): { addr: number; prefixLen: number } | undefined {
+  if (typeof s !== 'string') {
+    c.fail(p, `must be a string like "10.0.0.1/24", got ${describe(s)}`);
+    return undefined;
+  }
+  try {
+    return parseCidr4(s);
+  } catch (e) {
+    c.fail(p, (e as Error).message);
+    return undefined;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the rules ask about the state they check against
+
+export interface AddrFacts { addr: number; prefixLen: number; /** Where it was declared (config files). */ where?: string }
+
+export interface LinkFacts {
+  vs: string;
+  name: string;
+  device: string;
+  /** 802.1Q id, -1 untagged. */
+  vlan: number;
+  /** Lower-case MAC, or `device:NAME` when it is the device's and the device's is not known. */
+  mac: string;
+  addrs: AddrFacts[];
+}
+
+export interface ValidationState {
+  /** A known device: its MTU and MAC when known (an AF_XDP device in a file: not yet). */
+  device(name: string): { mtu?: number; mac?: string } | undefined;
+  deviceNames(): string[];
+  /** Who already uses (device, VLAN, MAC), as text for the message; undefined when free. */
+  macUser(device: string, vlan: number, mac: string): string | undefined;
+  /** Who already has `addr` on (device, VLAN); undefined when free. */
+  addressUser(device: string, vlan: number, addr: number): string | undefined;
+  /** The links of a VS (empty for a VS not yet created). */
+  links(vs: string): LinkFacts[];
+  /** Whether the VS has a policy rule with this priority (its built-in main-table rule aside). */
+  hasRulePriority(vs: string, priority: number): boolean;
+}
+
+const where = (device: string, vlan: number) => `device ${device}${vlan >= 0 ? ` VLAN ${vlan}` : ' (untagged)'}`;
+
+// ---------------------------------------------------------------------------------------------
+// Rules
+
+/** A virtual server's name. */
+export function vsNameProblem(name: unknown): string | null {
+  if (typeof name !== 'string') return `must be a string, got ${describe(name)}`;
+  return NAME_RE.test(name) ? null : `${JSON.stringify(name)} is not valid (${NAME_HINT})`;
+}
+
+/**
+ * An interface address: a unicast host address (RFC 1122 3.2.1.3: not 0/8, not loopback 127/8,
+ * not multicast or 240/4, the same rule that refuses such sources on the wire) with a prefix
+ * length of 1..32.
+ */
+export function interfaceAddressProblem(addr: number, prefixLen: number, text: string): string | null {
+  if ((addr >>> 24) === 0 || isBadSource4(addr)) return `${text} is not a usable unicast address (not 0/8, 127/8, multicast or 240/4)`;
+  if (prefixLen < 1 || prefixLen > 32) return `${text}: prefix length must be 1..32`;
+  return null;
+}
+
+export interface LinkInput {
+  name?: unknown;
+  device?: unknown;
+  vlan?: unknown;
+  mac?: unknown;
+  mtu?: unknown;
+  addresses?: unknown;
+}
+
+/**
+ * Checks one link object of virtual server `vs` (shape and rules) against `state`; `index` names
+ * it when it has no name. Returns the link's facts (with the addresses that passed) for the checks
+ * that refer to it, or undefined when it is not an object. Problems go to `c` under path `p`.
+ */
+export function checkLink(c: Checker, l: unknown, p: string, state: ValidationState, vs: string, index: number,
+  siblings: LinkFacts[] = state.links(vs)): LinkFacts | undefined {
+  if (!c.isObject(l, p)) return undefined;
+  c.keys(l, p, LINK_KEYS);
+  const device = c.string(l, 'device', p, true);
+  const dev = device !== undefined ? state.device(device) : undefined;
+  if (device !== undefined && !dev) {
+    c.fail(join(p, 'device'), `no device '${device}' (known: ${state.deviceNames().join(', ') || 'none'})`);
+  }
+  const vlan = c.int(l, 'vlan', p, false, 1, 4094) ?? -1;
+  let mac = c.string(l, 'mac', p, false, MAC_RE, 'like 02:00:00:00:00:01');
+  if (mac && (parseInt(mac.slice(0, 2), 16) & 1)) { c.fail(join(p, 'mac'), `${mac} is a multicast address`); mac = undefined; }
+  c.int(l, 'mtu', p, false, 68, dev?.mtu ?? 9000);
+  const lname = c.string(l, 'name', p, false, NAME_RE, 'letters, digits, _ . -') ??
+    (device ? (vlan >= 0 ? `${device}.${vlan}` : device) : `#${index}`);
+  if (siblings.some((x) => x.name === lname)) c.fail(p, `duplicate link name '${lname}' in virtual server '${vs}' (give links distinct 'name's)`);
+  const effMac = (mac ?? dev?.mac ?? `device:${device}`).toLowerCase();
+  const facts: LinkFacts = { vs, name: lname, device: device ?? '', vlan, mac: effMac, addrs: [] };
+  if (device && dev) {
+    // Frames are demultiplexed by (device, VLAN, destination MAC): two links there would share them.
+    const prev = state.macUser(device, vlan, effMac);
+    if (prev) c.fail(p, `${where(device, vlan)} with the same MAC is already used by ${prev}: give one of them its own 'mac'`);
+  }
+  const addrs = c.array(l, 'addresses', p, false);
+  addrs?.forEach((a, k) => {
+    const ap = join(join(p, 'addresses'), k);
+    const r = checkAddress(c, a, ap, state, facts);
+    if (r) facts.addrs.push({ ...r, where: ap });
+  });
+  return facts;
+}
+
+/** Checks an address (CIDR text) for `link`: usable, and not already used on its (device, VLAN). */
+export function checkAddress(c: Checker, a: unknown, p: string, state: ValidationState, link: LinkFacts): AddrFacts | undefined {
+  const r = cidr(c, a, p);
+  if (!r) return undefined;
+  const bad = interfaceAddressProblem(r.addr, r.prefixLen, String(a));
+  if (bad) { c.fail(p, bad); return undefined; }
+  const prev = (link.device ? state.addressUser(link.device, link.vlan, r.addr) : undefined) ??
+    (link.addrs.some((x) => x.addr === r.addr) ? `link '${link.name}' itself` : undefined);
+  if (prev) { c.fail(p, `${ipv4ToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
+  return r;
+}
+
+/** Checks a route object of virtual server `vs` (shape and rules) against its links. */
+export function checkRoute(c: Checker, r: unknown, p: string, state: ValidationState, vs: string,
+  links: LinkFacts[] = state.links(vs)): void {
+  if (!c.isObject(r, p)) return;
+  c.keys(r, p, ROUTE_KEYS);
+  const dst = c.string(r, 'dst', p, true);
+  if (dst !== undefined && dst !== 'default') {
+    const d = cidr(c, dst, join(p, 'dst'));
+    if (d && ((d.addr & ~maskOf(d.prefixLen)) >>> 0) !== 0) {
+      c.fail(join(p, 'dst'), `${dst} has host bits set (did you mean ${ipv4ToString((d.addr & maskOf(d.prefixLen)) >>> 0)}/${d.prefixLen}?)`);
+    }
+  }
+  const via = c.ipv4(r, 'via', p, false);
+  const linkName = c.string(r, 'link', p, false);
+  c.int(r, 'table', p, false, 1, 0xffffffff);
+  c.int(r, 'metric', p, false, 0, 0xffffffff);
+  const src = c.ipv4(r, 'src', p, false);
+  let link: LinkFacts | undefined;
+  if (linkName !== undefined) {
+    link = links.find((x) => x.name === linkName);
+    if (!link) c.fail(join(p, 'link'), `virtual server '${vs}' has no link '${linkName}' (links: ${links.map((x) => x.name).join(', ') || 'none'})`);
+  }
+  if (via !== undefined) {
+    const onLink = (x: LinkFacts) => x.addrs.some((a) => ((a.addr ^ via) & maskOf(a.prefixLen)) === 0);
+    if (link ? !onLink(link) : !links.some(onLink)) {
+      c.fail(join(p, 'via'), `gateway ${ipv4ToString(via)} is not on a connected network of ${link ? `link '${link.name}'` : `virtual server '${vs}'`}`);
+    }
+  } else if (linkName === undefined && links.length > 1) {
+    c.fail(p, `give 'via' or 'link': virtual server '${vs}' has ${links.length} links`);
+  } else if (links.length === 0) {
+    c.fail(p, `virtual server '${vs}' has no link for this route`);
+  }
+  if (src !== undefined && !links.some((x) => x.addrs.some((a) => a.addr === src))) {
+    c.fail(join(p, 'src'), `${ipv4ToString(src)} is not an address of virtual server '${vs}'`);
+  }
+}
+
+/**
+ * Checks a policy rule object of virtual server `vs`; `taken` (priorities already used by rules of
+ * the same source) is consulted and updated when given, else the state is asked.
+ */
+export function checkRule(c: Checker, r: unknown, p: string, state: ValidationState, vs: string, taken?: Set<number>): void {
+  if (!c.isObject(r, p)) return;
+  c.keys(r, p, RULE_KEYS);
+  const prio = c.int(r, 'priority', p, true, 0, 32767);
+  if (prio !== undefined) {
+    if (taken ? taken.has(prio) : state.hasRulePriority(vs, prio)) c.fail(join(p, 'priority'), `duplicate rule priority ${prio}`);
+    taken?.add(prio);
+  }
+  const from = c.string(r, 'from', p, false);
+  if (from !== undefined && from !== 'all') {
+    if (from.includes('/')) cidr(c, from, join(p, 'from'));
+    else c.ipv4(r, 'from', p, false);
+  }
+  c.int(r, 'fwmark', p, false, 0, 0xffffffff);
+  c.int(r, 'table', p, true, 1, 0xffffffff);
+}
+
+/** Runs one check against `state` and throws its first problem (run-time changes). */
+export function enforce(what: string, check: (c: Checker) => void): void {
+  const c = new Checker();
+  check(c);
+  c.throwFirst(what);
+}
+
+/** Drops undefined fields (library callers pass `{ vlan: undefined }` for "none"). */
+export function defined<T extends object>(o: T): T {
+  const out: Obj = {};
+  for (const [k, v] of Object.entries(o)) if (v !== undefined) out[k] = v;
+  return out as T;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The running state, as the rules ask it (control socket, library API, engine entry points)
+
+/** What the engine's running state answers; lookups go through its (device, VLAN) index. */
+export interface RunningEngine {
+  readonly devices: readonly { name: string; mac: Uint8Array; mtu: number }[];
+  readonly vsByName: ReadonlyMap<string, VirtualServer>;
+  /** The links on (device, VLAN), every VS. */
+  linksOn(device: string, vlan: number): readonly Link[];
+}
+
+function linkFacts(l: Link): LinkFacts {
+  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
+}
+
+export class EngineState implements ValidationState {
+  /** Devices are only ever added: their facts are kept (no string building per check). */
+  private readonly devs = new Map<string, { mtu: number; mac: string }>();
+  constructor(private readonly e: RunningEngine) {}
+  device(name: string) {
+    let f = this.devs.get(name);
+    if (!f) {
+      const d = this.e.devices.find((x) => x.name === name);
+      if (!d) return undefined;
+      f = { mtu: d.mtu, mac: macToString(d.mac) };
+      this.devs.set(name, f);
+    }
+    return f;
+  }
+  deviceNames() { return this.e.devices.map((d) => d.name); }
+  macUser(device: string, vlan: number, mac: string) {
+    const l = this.e.linksOn(device, vlan).find((x) => macToString(x.mac) === mac);
+    return l ? `link '${l.name}' of virtual server '${l.vs.name}'` : undefined;
+  }
+  addressUser(device: string, vlan: number, addr: number) {
+    const l = this.e.linksOn(device, vlan).find((x) => x.addrs.some((a) => a.addr === addr));
+    return l ? `virtual server '${l.vs.name}'` : undefined;
+  }
+  links(vs: string) { return (this.e.vsByName.get(vs)?.links ?? []).map(linkFacts); }
+  hasRulePriority(vs: string, priority: number) {
+    const v = this.e.vsByName.get(vs);
+    if (!v) return false;
+    let n = 0;
+    for (const r of v.rules.list()) if (r.priority === priority) n++;
+    // The built-in main-table rule may be given again explicitly (as a config file may).
+    return priority === DEFAULT_RULE_PRIORITY ? n > 1 : n > 0;
+  }
+  /** The facts of one existing link. */
+  link(l: Link): LinkFacts { return linkFacts(l); }
+}
