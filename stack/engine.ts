@@ -619,10 +619,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     }
     const link = target!;
     // Never learn our own address (address conflict) nor 0.0.0.0 (a probe).
-    if (arp.spa && !grp.addrs.has(arp.spa | 0)) {
+    const learnable = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
+    if (learnable) {
       link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, true, now);
     }
     if (arp.op !== ARP_REQUEST) {
+      // A reply that taught nothing (sender 0.0.0.0, or our own address: RFC 5227 2.4 conflict) is counted.
+      if (!learnable) this.dropOn(link, Drop.ArpBadSender);
       dev.pool.free(f);
       return;
     }
