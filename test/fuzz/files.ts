@@ -124,7 +124,7 @@ export const pcapTarget: Target<CapIn> = {
   },
   corpus: () => [...captureFiles()],
   execBytes: (b) => { checkCapture(b); },
-  structuredShare: 0.2,
+  structuredShare: 0.15,
   maxLen: 4096,
 };
 
@@ -192,12 +192,15 @@ function applyEdits(x: CfgIn): unknown {
       parentKey = Array.isArray(cur) ? Number(k) : k;
       cur = (cur as Record<string, unknown>)[k];
     }
+    // A copy of the value: the generators share constant objects between runs.
+    const value = e.value === undefined ? undefined : JSON.parse(JSON.stringify(e.value)) as unknown;
     if (cur !== null && typeof cur === 'object' && e.key !== null) {
+      if (Array.isArray(cur) && !/^\d{1,2}$/.test(e.key)) continue; // only indexes of arrays
       if (e.del) delete (cur as Record<string, unknown>)[e.key];
-      else (cur as Record<string, unknown>)[e.key] = e.value;
+      else (cur as Record<string, unknown>)[e.key] = value;
     } else if (parent) {
       if (e.del && !Array.isArray(parent)) delete (parent as Record<string, unknown>)[parentKey as string];
-      else (parent as Record<string, unknown>)[parentKey as string] = e.value;
+      else (parent as Record<string, unknown>)[parentKey as string] = value;
     }
   }
   return root;
@@ -232,7 +235,7 @@ export const configTarget: Target<CfgIn> = {
     try { v = JSON.parse(Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('utf8')); } catch { return; }
     checkConfig(v);
   },
-  structuredShare: 0.5,
+  structuredShare: 0.25,
   maxLen: 4096,
 };
 
@@ -347,7 +350,7 @@ export const controlTarget: Target<CtlIn> = {
     expect(c.out.length === 1 && (JSON.parse(c.out[0]!) as { ok: boolean }).ok === true, 'ping not answered');
   },
   close() { harness?.stack.close(); harness = null; },
-  structuredShare: 0.5,
+  structuredShare: 0.25,
   maxLen: 1024,
 };
 

@@ -274,6 +274,8 @@ export interface Target<S = unknown> {
   periodic?(): void;
   /** Clean-up (sockets, timers). */
   close?(): void;
+  /** A line about what the run reached (printed at the end). */
+  summary?(): string;
   /** Whether a failing byte input is shrunk (not for stateful targets, where a rerun differs). */
   minimize?: boolean;
   /** Executions between turns of the event loop (stream events of the engine target need them). */
@@ -300,6 +302,7 @@ export interface RunStats {
   ms: number;
   perSec: number;
   findings: Finding[];
+  summary?: string;
 }
 
 export interface RunOptions {
@@ -335,7 +338,7 @@ export async function runTarget<S>(t: Target<S>, opts: RunOptions): Promise<RunS
     if (old) old.count++;
     else findings.set(k, { ...f, count: 1 });
   };
-  const share = t.structuredShare ?? 0.3;
+  const share = process.env.FUZZ_STRUCTURED !== undefined ? Number(process.env.FUZZ_STRUCTURED) : t.structuredShare ?? 0.2;
   const nStruct = Math.round(opts.runs * share);
   const nMut = opts.runs - nStruct;
   const chunk = t.chunk ?? opts.chunk ?? 20000;
@@ -422,5 +425,5 @@ export async function runTarget<S>(t: Target<S>, opts: RunOptions): Promise<RunS
   periodic('end');
   const ms = Date.now() - t0;
   const execs = s + m;
-  return { target: t.name, structured: s, mutations: m, execs, ms, perSec: Math.round(execs / Math.max(ms, 1) * 1000), findings: [...findings.values()] };
+  return { target: t.name, structured: s, mutations: m, execs, ms, perSec: Math.round(execs / Math.max(ms, 1) * 1000), findings: [...findings.values()], summary: t.summary?.() };
 }

@@ -7,6 +7,7 @@
  *   FUZZ_TARGETS=a,b     only these targets (names as printed)
  *   FUZZ_JOBS=n          targets run in n processes at once (default 1)
  *   FUZZ_OUT=file.json   where the summary goes (default fuzz-results.json in the working directory)
+ *   FUZZ_STRUCTURED=x    share of fast-check (structured) executions, 0..1 (default: per target)
  */
 import { fork } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -32,6 +33,7 @@ async function runOne(t: Target<unknown>, seed: number): Promise<RunStats> {
   t.close?.();
   log(`${t.name}: ${st.execs} executions (${st.structured} structured, ${st.mutations} mutated) in ${(st.ms / 1000).toFixed(1)} s, ` +
     `${st.perSec}/s, ${st.findings.length} finding(s)`);
+  if (st.summary) log(`${t.name}: ${st.summary}`);
   for (const f of st.findings) {
     log(`  FINDING ${f.known ? `(known: ${f.known}) ` : ''}${f.kind} x${f.count}: ${f.message.split('\n')[0]}\n    repro: ${f.repro}\n    input: ${f.input.slice(0, 600)}`);
   }

@@ -107,7 +107,7 @@ export const ethernetTarget: Target<EthIn> = {
   },
   corpus: () => [...captureFrames(), ...emitterFrames()],
   execBytes: (b) => { checkEth(b); },
-  structuredShare: 0.2,
+  structuredShare: 0.1,
 };
 
 function buildEth(x: EthIn): Uint8Array {
@@ -168,7 +168,7 @@ export const arpTarget: Target<ArpIn> = {
   },
   corpus: () => [...captureFrames(), ...emitterFrames()],
   execBytes: (b) => { checkArpAt(b, layoutL3(b)); },
-  structuredShare: 0.2,
+  structuredShare: 0.1,
 };
 
 function buildArp(x: ArpIn): Uint8Array {
@@ -264,7 +264,7 @@ export const ipv4Target: Target<IpIn> = {
   },
   corpus: () => [...captureFrames(), ...emitterFrames()],
   execBytes: (b) => { checkIp(b.subarray(Math.min(layoutL3(b), b.length))); },
-  structuredShare: 0.2,
+  structuredShare: 0.1,
 };
 
 function buildIp(x: IpIn): Uint8Array {
@@ -378,7 +378,7 @@ export const reassemblyTarget: Target<ReasmIn> = {
     if ((sharedNow & 0xfffff) === 0) shared.expire(sharedNow);
     checkReasmState(shared);
   },
-  structuredShare: 0.15,
+  structuredShare: 0.1,
   maxLen: 1600,
 };
 
@@ -425,7 +425,7 @@ export const icmpTarget: Target<IcmpIn> = {
   },
   corpus: () => [...captureFrames(), ...emitterFrames()].map((f) => l4Of(f, IPPROTO_ICMP)).filter((x): x is Uint8Array => x !== null),
   execBytes: (b) => { checkIcmp(b); },
-  structuredShare: 0.2,
+  structuredShare: 0.1,
   maxLen: 700,
 };
 
@@ -490,7 +490,7 @@ export const udpTarget: Target<UdpIn> = {
   },
   corpus: () => [...captureFrames(), ...emitterFrames()].map((f) => l4Of(f, IPPROTO_UDP)).filter((x): x is Uint8Array => x !== null),
   execBytes: (b) => { checkUdp(b); },
-  structuredShare: 0.2,
+  structuredShare: 0.1,
   maxLen: 700,
 };
 
@@ -586,7 +586,7 @@ export const tcpTarget: Target<TcpIn> = {
     checkTcp(b, SRC, DST, false);
     checkTcp(b);
   },
-  structuredShare: 0.25,
+  structuredShare: 0.15,
   maxLen: 700,
 };
 
