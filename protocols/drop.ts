@@ -69,6 +69,7 @@ export const enum Drop {
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
+  ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn
   Count,
 }
 
@@ -89,6 +90,7 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-out-of-window', 'tcp-paws', 'tcp-bad-ack', 'tcp-no-ack', 'tcp-challenged', 'tcp-bad-cookie', 'tcp-bad-flags',
   'tcp-closed',
   'tx-too-big',
+  'arp-bad-sender',
 ];
 
 export function dropName(d: Drop): string {

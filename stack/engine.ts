@@ -655,10 +655,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     // only for a sender in a connected prefix of the link (RFC 826 learning is about the hosts of
     // that network; off-subnet senders would only fill the table): others may refresh an entry
     // the stack made itself (an on-link gateway it is resolving) but never create one.
-    if (arp.spa && !grp.addrs.has(arp.spa | 0)) {
+    const learnable = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
+    if (learnable) {
       link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, this.onLinkSubnet(link, arp.spa), now);
     }
     if (arp.op !== ARP_REQUEST) {
+      // A reply that taught nothing (sender 0.0.0.0, or our own address: RFC 5227 2.4 conflict) is counted.
+      if (!learnable) this.dropOn(link, Drop.ArpBadSender);
       dev.pool.free(f);
       return;
     }
