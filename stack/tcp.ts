@@ -97,6 +97,8 @@ export class TcpEntry {
   conn!: TcpConnection;
   /** Counted in its listener's SYN queue (SYN_RECEIVED from a normal passive open). */
   inSynQueue = false;
+  /** In the SYN queue and its SYN-ACK not retransmitted yet (Linux's "young" request). */
+  young = false;
   /** ACK number of the last ACK actually sent (-1: none yet). */
   lastAck = -1;
   /** A pure ACK was held back to be sent once at the end of the receive burst. */
@@ -142,6 +144,10 @@ export interface ListenerOptions {
 
 export class TcpListener {
   synQueue = 0;
+  /** Entries of the SYN queue whose SYN-ACK was not retransmitted yet. */
+  synYoung = 0;
+  /** SYN_RECEIVED entries given up early because the SYN queue was under pressure. */
+  synQueuePruned = 0;
   readonly accept: TcpEntry[] = [];
   pendingAccept: TcpEntry[] = [];
   closed = false;
@@ -411,7 +417,9 @@ export class TcpLayer implements TcpHost {
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
     e.listener = l;
     e.inSynQueue = true;
+    e.young = true;
     l.synQueue++;
+    l.synYoung++;
     e.conn = TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e);
     this.insert(e);
   }
@@ -484,13 +492,39 @@ export class TcpLayer implements TcpHost {
   }
 
   onConnTimer(e: TcpEntry, now: number): void {
+    const l = e.listener;
+    if (!e.inSynQueue || !l) { e.conn.onTimer(now); return; }
+    // SYN-RECEIVED under pressure (RFC 4987 3.2 "reducing the SYN-RECEIVED timer"): as Linux's
+    // reqsk_timer_handler, when the SYN queue is more than half full and few of its entries are
+    // young (SYN-ACK not yet retransmitted), an entry is given up after fewer retransmissions, down
+    // to 2 (about 7 s instead of 127 s). The lower limit sticks to the entry: one that was old
+    // under a flood does not get its full lifetime back when the flood's other entries expire.
+    // Real clients keep connecting meanwhile: a full queue answers with cookies.
+    const lim = synAckRetriesUnderPressure(l.synQueue, l.synYoung, l.opts.synBacklog, e.conn.opts.synRetries);
+    if (lim < e.conn.synAckRetryLimit) e.conn.synAckRetryLimit = lim;
+    const before = e.conn.handshakeRetries;
     e.conn.onTimer(now);
+    if (e.conn.isClosed()) { if (e.conn.synAckRetryLimit < e.conn.opts.synRetries) l.synQueuePruned++; return; }
+    if (e.inSynQueue && e.conn.state === TcpState.SynReceived && e.conn.handshakeRetries > before && e.young) {
+      e.young = false;
+      l.synYoung--;
+    }
+  }
+
+  /** Leaves the listener's SYN queue (established, closed or released). */
+  private leaveSynQueue(e: TcpEntry): void {
+    if (!e.inSynQueue) return;
+    e.inSynQueue = false;
+    const l = e.listener;
+    if (!l) return;
+    l.synQueue--;
+    if (e.young) { e.young = false; l.synYoung--; }
   }
 
   onEstablished(c: { user: unknown }): void {
     const e = c.user as TcpEntry;
     if (e.listener && !e.sink) {
-      if (e.inSynQueue) { e.inSynQueue = false; e.listener.synQueue--; }
+      this.leaveSynQueue(e);
       this.toAccept(e);
       return;
     }
@@ -531,7 +565,7 @@ export class TcpLayer implements TcpHost {
     if (e.listener && !e.sink) {
       // Closed before being accepted (reset in SYN_RECEIVED, or while waiting in the queue).
       const l = e.listener;
-      if (e.inSynQueue) { e.inSynQueue = false; l.synQueue--; }
+      this.leaveSynQueue(e);
       l.pendingAccept = l.pendingAccept.filter((x) => x !== e);
       return;
     }
@@ -544,7 +578,7 @@ export class TcpLayer implements TcpHost {
     e.released = true;
     if (e.inTimeWait) { e.inTimeWait = false; this.timeWaitCount--; }
     // A SYN_RECEIVED connection that timed out leaves its listener's SYN queue.
-    if (e.inSynQueue && e.listener) { e.inSynQueue = false; e.listener.synQueue--; }
+    this.leaveSynQueue(e);
     for (const z of e.data) if (z instanceof ZeroCopyChunk) z.release();
     e.data = e.data.filter((z) => !(z instanceof ZeroCopyChunk));
     this.eng.wheel.cancel(e.timer);
@@ -684,3 +718,22 @@ export class TcpLayer implements TcpHost {
 }
 
 export { TH_ACK, TH_SYN, IPPROTO_TCP };
+
+/**
+ * SYN-ACK retransmissions allowed for an entry of a SYN queue holding `qlen` entries of which
+ * `young` never retransmitted, with room for `max` (Linux reqsk_timer_handler): when the queue is
+ * more than half full, one less for each doubling of young entries still below the queue length,
+ * down to 2.
+ */
+export function synAckRetriesUnderPressure(qlen: number, young: number, max: number, retries: number): number {
+  let r = retries;
+  if (qlen * 2 > Math.max(8, max)) {
+    let y = young * 2;
+    while (r > 2) {
+      if (qlen < y) break;
+      r--;
+      y *= 2;
+    }
+  }
+  return r;
+}

@@ -174,6 +174,13 @@ export class TcpConnection {
     }
   }
   private key: HashKey | null = null;
+  /**
+   * SYN-ACK retransmissions allowed in SYN_RECEIVED before giving up (at most opts.synRetries): a
+   * listener under a SYN flood lowers it (RFC 4987 3.2, Linux reqsk_timer_handler).
+   */
+  synAckRetryLimit = Infinity;
+  /** SYN or SYN-ACK retransmissions so far (in the handshake). */
+  get handshakeRetries(): number { return this.state === TcpState.SynSent || this.state === TcpState.SynReceived ? this.retries : 0; }
 
   // =================================================================== public API
 
@@ -273,6 +280,8 @@ export class TcpConnection {
     c.peerMss = info.mss;
     c.setSndMss();
     if (c.tsOk) { c.tsRecent = info.tsRecent; c.tsRecentAge = now; }
+    // Our TSvals continue from the SYN-ACK's (echoed in the ACK): never behind it (RFC 7323 5.4).
+    if (c.tsOk && ack.hasTs && seqLt(c.tsNow(now), ack.tsEcr)) c.tsOffset = (c.tsOffset + ((ack.tsEcr - c.tsNow(now)) >>> 0)) >>> 0;
     c.sndWnd = ack.window << c.sndWscale;
     c.maxSndWnd = c.sndWnd;
     c.sndWl1 = ack.seq;
@@ -672,6 +681,17 @@ export class TcpConnection {
     if (!ok) {
       if (f & TH_RST) return Drop.TcpOutOfWindow;
       this.stats.outOfWindowDrops++;
+      // RFC 9293 3.10.7.4: "If the RCV.WND is zero, no segments will be acceptable, but special
+      // allowance should be made to accept valid ACKs": a segment at RCV.NXT (data beyond the closed
+      // window, a probe with data) still acknowledges our data and updates the send window (as
+      // Linux's tcp_sequence). Ignoring it deadlocks two senders that both wait for an ACK.
+      if (wnd === 0 && (f & TH_ACK) && !(f & TH_SYN) && st !== TcpState.SynReceived && st !== TcpState.TimeWait &&
+        seqLeq(seg.seq, this.rcvNxt) && seqGeq(seqAdd(seg.seq, segLen), this.rcvNxt)) {
+        this.lastRecv = now;
+        this.keepProbes = 0;
+        const r = this.processAck(seg, now);
+        if (r !== Drop.None || this.isClosed()) return r;
+      }
       if (st === TcpState.TimeWait && (f & TH_FIN)) this.tLinger = now + this.opts.timeWaitUs;
       // An old duplicate (typically a spurious retransmission): tell the sender (D-SACK).
       if (seg.payloadLen > 0 && seqLt(seg.seq, this.rcvNxt) && st !== TcpState.TimeWait) {
@@ -1352,7 +1372,7 @@ export class TcpConnection {
     const st = this.state;
     this.stats.rtoExpirations++;
     if (st === TcpState.SynSent || st === TcpState.SynReceived) {
-      if (this.retries >= this.opts.synRetries) {
+      if (this.retries >= (st === TcpState.SynReceived ? Math.min(this.opts.synRetries, this.synAckRetryLimit) : this.opts.synRetries)) {
         if (st === TcpState.SynReceived && this.passive) this.closedReported = true;
         this.toClosed('ETIMEDOUT');
         return;
@@ -1500,9 +1520,14 @@ export class TcpConnection {
     }
     if (flags & TH_ACK) {
       o.ack = this.rcvNxt;
-      const wnd = this.advWindow();
-      o.window = wnd >>> this.rcvWscale;
-      this.rcvAdv = seqAdd(this.rcvNxt, o.window << this.rcvWscale);
+      const ws = this.rcvWscale;
+      let w = this.advWindow() >>> ws;
+      // The advertised right edge never moves left (RFC 9293 3.8.6, RFC 7323 2.4): when scaling
+      // down would cut into what is already advertised, round up to the next unit (as Linux).
+      const cur = Math.max(0, (this.rcvAdv - this.rcvNxt) | 0);
+      if (w << ws < cur) w = (cur + (1 << ws) - 1) >>> ws;
+      o.window = w;
+      this.rcvAdv = seqAdd(this.rcvNxt, w << ws);
       this.lastAckSent = this.rcvNxt;
       this.ackPending = 0;
       this.tDelack = Infinity;

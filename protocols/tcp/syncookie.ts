@@ -86,7 +86,13 @@ export function synAckFor(
   if (tsOk) {
     out.hasTs = true;
     const clock = (Math.floor(now / 1000) + tsOffsetFor(key, t.localAddr, t.localPort, t.remoteAddr, t.remotePort)) >>> 0;
-    out.tsVal = ((clock & ~0x3f) | bits) >>> 0;
+    // The low 6 bits carry the options; when that puts the TSval ahead of the clock, take the
+    // previous 64 ms step (as Linux's cookie_init_timestamp): the connection built from the cookie
+    // continues from the clock, and a TSval that went backwards would fail the client's PAWS
+    // (RFC 7323 5.3) on our first data.
+    let tsv = ((clock & ~0x3f) | bits) >>> 0;
+    if (((tsv - clock) | 0) > 0) tsv = (tsv - 64) >>> 0;
+    out.tsVal = tsv;
     out.tsEcr = syn.tsVal;
     if (bits & 0x10) out.sackOk = true;
     if ((bits & 15) !== 15) out.wscale = wscaleFor(l.rcvBuf);
