@@ -89,7 +89,8 @@ export class ImpairRig {
   readonly source = randomBytes(SOURCE_MAX);
   readonly tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xl-impair-'));
   private readonly live = new Set<Live>();
-  private readonly finished = new Map<Socket, { retransSegs: number; rtoExpirations: number }>();
+  /** Retransmission figures of connections closed since a transfer took its own (bounded). */
+  private finished: { role: string; remote: string; retransSegs: number; rtoExpirations: number }[] = [];
   private readonly script = path.join(this.tmp, 'peer.py');
   private seq = 0;
 
@@ -123,10 +124,12 @@ export class ImpairRig {
     const l: Live = { sock, role, opened: Date.now() };
     this.live.add(l);
     const stats = sock.connection?.conn.stats;
+    const remote = sock.remoteAddress;
     sock.on('error', () => {});
     sock.on('close', () => {
       this.live.delete(l);
-      if (stats) this.finished.set(sock, { retransSegs: stats.retransSegs, rtoExpirations: stats.rtoExpirations });
+      if (stats) this.finished.push({ role, remote: remote ?? '', retransSegs: stats.retransSegs, rtoExpirations: stats.rtoExpirations });
+      if (this.finished.length > 64) this.finished.splice(0, this.finished.length - 64);
     });
   }
 
@@ -205,7 +208,6 @@ export class ImpairRig {
     let args: string[];
     let want: string;
     let file: string | null = null;
-    const before = new Set(this.finishedKeys());
     if (kind === 'from-stack') {
       args = ['recv', v.host, String(SOURCE_PORT), String(bytes)];
       want = `${bytes} ${createHash('sha256').update(this.source.subarray(0, bytes)).digest('hex')}`;
@@ -229,16 +231,17 @@ export class ImpairRig {
       throw new TransferError(`${what}: NOT byte-exact: got '${r.stdout.trim()}', want '${want}'\n    impairment: ${JSON.stringify(this.impairment(peer))}`);
     }
     // The connection's retransmission figures (the stack side closes just after the peer).
+    // Each peer runs one transfer at a time, so (server role, peer address) names the connection.
+    const role = kind === 'to-stack' ? 'sink' : kind === 'from-stack' ? 'source' : 'echo';
+    const addr = this.lab.peers[peer]!.ipv4!.split('/')[0]!;
     let st = { retransSegs: 0, rtoExpirations: 0 };
     for (let i = 0; i < 100; i++) {
-      const fresh = this.finishedKeys().filter((k) => !before.has(k));
-      if (fresh.length) { st = this.finished.get(fresh[0]!)!; break; }
+      const k = this.finished.findIndex((f) => f.role === role && f.remote === addr);
+      if (k >= 0) { st = this.finished[k]!; this.finished.splice(k, 1); break; }
       await new Promise((res) => setTimeout(res, 20));
     }
-    return { kind, peer, bytes, ms, ...st };
+    return { kind, peer, bytes, ms, retransSegs: st.retransSegs, rtoExpirations: st.rtoExpirations };
   }
-
-  private finishedKeys(): Socket[] { return [...this.finished.keys()]; }
 
   /** The peer sends `bytes` to the stack's sink; the stack's hash must match. */
   toStack(peer: number, bytes: number, deadlineMs: number): Promise<TransferResult> { return this.runPeer('to-stack', peer, bytes, deadlineMs); }
@@ -268,14 +271,21 @@ export class ImpairRig {
   }
 }
 
-/** A Linux peer's TCP checksum-error counter (TcpInCsumErrors, /proc/net/snmp of its namespace). */
-export async function peerCsumErrors(ns: string): Promise<number> {
+/** A Linux peer's TCP counters (the Tcp: lines of /proc/net/snmp in its namespace). */
+export async function peerTcpCounters(ns: string): Promise<Record<string, number>> {
   const r = await nsRun(ns, 'cat', ['/proc/net/snmp']);
   const lines = r.stdout.split('\n').filter((l) => l.startsWith('Tcp:'));
   if (lines.length < 2) throw new Error(`no Tcp lines in /proc/net/snmp of ${ns}`);
   const names = lines[0]!.split(/\s+/);
   const vals = lines[1]!.split(/\s+/);
-  const i = names.indexOf('InCsumErrors');
-  if (i < 0) throw new Error('no InCsumErrors in /proc/net/snmp');
-  return Number(vals[i]);
+  const out: Record<string, number> = {};
+  names.forEach((n, i) => { if (i > 0) out[n] = Number(vals[i]); });
+  return out;
+}
+
+/** A Linux peer's TCP checksum-error counter (TcpInCsumErrors). */
+export async function peerCsumErrors(ns: string): Promise<number> {
+  const c = await peerTcpCounters(ns);
+  if (c.InCsumErrors === undefined) throw new Error('no InCsumErrors in /proc/net/snmp');
+  return c.InCsumErrors;
 }
