@@ -13,6 +13,7 @@ import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labImpair, labUp, Lab, LabConfigError, validateImpair } from '../stack/lab';
 import { COMMANDS, parsePercent, UsageError } from '../stack/cli';
 import { ImpairRig, peerCsumErrors, TransferResult } from './lib/impair';
+import { nsRun } from './lib/rig';
 
 const PREFIX = labPrefix('xl');
 const privileged = canRunPrivileged();
@@ -103,6 +104,31 @@ if (privileged) {
       assert.ok(p.in.frames > 0 && p.out.frames > 150, `peer ${p.peer} frames counted: ${JSON.stringify(p)}`);
     }
     await settled();
+  });
+
+  test('xdpstack lab impair on the running lab: 100 % loss toward peer 0 cuts only it off; 0 % restores it', async () => {
+    const impair = COMMANDS.find((c) => c.name === 'lab')!.subcommands!.find((c) => c.name === 'impair')!;
+    const status = COMMANDS.find((c) => c.name === 'lab')!.subcommands!.find((c) => c.name === 'status')!;
+    const out: string[] = [];
+    const ctx = { out: (l: string) => out.push(l), err: (l: string) => out.push(l) };
+    const ping = (peer: number) => nsRun(lab.peers[peer]!.ns, 'ping', ['-c', '3', '-i', '0.2', '-W', '1', '-w', '3', rig.vss[peer]!.host]);
+    assert.is((await ping(0)).code, 0, 'peer 0 answers before');
+    assert.is(await impair.run!(['--prefix', PREFIX, '--loss', '100%', '--peer', '0', '--dir', 'in', '--reset'], ctx), 0);
+    const r0 = await ping(0);
+    const r1 = await ping(1);
+    assert.is.not(r0.code, 0, `peer 0 gets no reply: ${r0.stdout}`);
+    assert.is(r1.code, 0, `peer 1 is not impaired: ${r1.stdout}`);
+    out.length = 0;
+    assert.is(await status.run!(['--prefix', PREFIX], ctx), 0);
+    const row = out.find((l) => /^\s+0\s+in\s+100%/.test(l));
+    assert.ok(row, `status shows peer 0 in at 100 %: ${out.join('\n')}`);
+    const [frames, dropped] = row!.trim().split(/\s+/).slice(4, 6).map(Number);
+    assert.ok(dropped! >= 3 && dropped === frames, `every frame toward peer 0 dropped: ${row}`);
+    assert.is(await impair.run!(['--prefix', PREFIX, '--loss', '0%', '--peer', '0'], ctx), 0);
+    assert.is((await ping(0)).code, 0, 'peer 0 answers again');
+    const st = rig.impairment(0)[0]!;
+    assert.equal([st.in.loss, st.out.loss], [0, 0]);
+    assert.is(st.in.corrupt, 0, 'corruption kept (was 0)');
   });
 
   // Loss only: each direction of the stack, both peers, sizes that keep the suite short.
