@@ -100,7 +100,7 @@ function tableUsage(title: string, table: Command[]): string {
 // lab
 
 const LAB_UP_USAGE = `Usage: xdpstack lab up [--peers N] [--vlans 10,20,30] [--net 10.1.1.0/24] [--net6 fd00::/64]
-                       [--mtu N] [--prefix xs] [--json]
+                       [--mtu N] [--loss P%] [--corrupt P%] [--prefix xs] [--json]
 
 Builds the test lab: the stack's device <prefix>0 in this namespace, a bridge in <prefix>-sw and
 kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
@@ -109,6 +109,8 @@ kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
   --net CIDR    IPv4 network; in each VLAN the peers take .2, .3, ... (.1 is left for the stack)
   --net6 CIDR   optional IPv6 network, numbered like --net (::2, ::3, ...)
   --mtu N       MTU of every lab link (default 1500)
+  --loss P%     random loss on every peer's path, both directions (default 0%)
+  --corrupt P%  random bit corruption on every peer's path, both directions (default 0%)
   --prefix P    lab prefix, 1-4 characters (default xs)
   --json        print the lab as JSON`;
 const LAB_DOWN_USAGE = `Usage: xdpstack lab down [--prefix xs]
@@ -116,7 +118,41 @@ const LAB_DOWN_USAGE = `Usage: xdpstack lab down [--prefix xs]
 Removes the lab: its namespaces (and processes in them), links, tc programs and state.`;
 const LAB_STATUS_USAGE = `Usage: xdpstack lab status [--prefix xs] [--json]
 
-Shows the lab; exit code 1 when there is none.`;
+Shows the lab and its impairment (probabilities, frames seen, dropped and corrupted per peer and
+direction); exit code 1 when there is none.`;
+const LAB_IMPAIR_USAGE = `Usage: xdpstack lab impair [--loss P%] [--corrupt P%] [--peer N] [--dir in|out|both] [--reset]
+                           [--prefix xs] [--json]
+
+Changes the random impairment of a running lab's paths (tc BPF on each peer's switch port; the
+links and connections stay up). Options not given keep their values.
+  --loss P%      probability a frame is dropped, e.g. 1% or 0.1% (0% turns loss off)
+  --corrupt P%   probability one random bit of a frame's TCP/UDP/ICMP segment is flipped
+  --peer N       only peer N (default: every peer)
+  --dir D        in = toward the peer (frames the stack sends), out = from the peer, both (default)
+  --reset        zero the counters of the directions chosen
+  --prefix P     lab prefix (default xs)
+  --json         print the new state as JSON`;
+
+/** '1%', '0.1%' → 0.01, 0.001; anything else is a UsageError. */
+export function parsePercent(v: string | undefined, opt: string, usage: string): number | undefined {
+  if (v === undefined) return undefined;
+  const m = /^(\d+(?:\.\d+)?)%$/.exec(v);
+  if (!m || Number(m[1]) > 100) throw new UsageError(`option '--${opt}' expects a percentage 0%..100% like 1% or 0.1%, got '${v}'`, usage);
+  return Number(m[1]) / 100;
+}
+
+function pct(p: number): string { return `${Number((p * 100).toPrecision(6))}%`; }
+
+function printImpairment(ctx: CliContext, imp: import('./lab').PeerImpairment[]): void {
+  ctx.out('  impairment (in = toward the peer, out = from the peer)');
+  ctx.out('  peer  dir  loss      corrupt   frames      dropped     corrupted');
+  for (const p of imp) {
+    for (const d of ['in', 'out'] as const) {
+      const s = p[d];
+      ctx.out(`  ${String(p.peer).padEnd(4)}  ${d.padEnd(3)}  ${pct(s.loss).padEnd(8)}  ${pct(s.corrupt).padEnd(8)}  ${String(s.frames).padEnd(10)}  ${String(s.dropped).padEnd(10)}  ${s.corrupted}`);
+    }
+  }
+}
 
 function ipv4ToInt(a: string): number { return a.split('.').reduce((n, o) => (n * 256) + Number(o), 0); }
 function intToIpv4(n: number): string { return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'); }
@@ -170,7 +206,9 @@ const labCommands: Command[] = [
   {
     name: 'up', summary: 'build the test lab (replaces an existing one)', usage: LAB_UP_USAGE,
     async run(args, ctx) {
-      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', prefix: 'string', json: 'bool' }, LAB_UP_USAGE);
+      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', loss: 'string', corrupt: 'string', prefix: 'string', json: 'bool' }, LAB_UP_USAGE);
+      const loss = parsePercent(opts.loss as string | undefined, 'loss', LAB_UP_USAGE);
+      const corrupt = parsePercent(opts.corrupt as string | undefined, 'corrupt', LAB_UP_USAGE);
       const vlans = ((opts.vlans as string[] | undefined) ?? []).map((s) => {
         if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 4094) throw new UsageError(`option '--vlans': bad VLAN id '${s}' (expected 1..4094)`, LAB_UP_USAGE);
         return Number(s);
@@ -188,7 +226,8 @@ const labCommands: Command[] = [
         peers.push({ vlan, ipv4: hostInNet(net4, k + 2, 4, 'net'), ipv6: net6 ? hostInNet(net6, k + 2, 6, 'net6') : undefined });
       }
       const lab = await loadLab();
-      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined });
+      const impair = loss !== undefined || corrupt !== undefined ? { loss, corrupt } : undefined;
+      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined, impair });
       if (opts.json) ctx.out(JSON.stringify(l, null, 2)); else printLab(ctx, l);
       return 0;
     },
@@ -208,22 +247,47 @@ const labCommands: Command[] = [
       const lab = await loadLab();
       const prefix = labPrefix(opts) ?? lab.DEFAULT_PREFIX;
       const l = lab.labStatus(prefix);
-      if (opts.json) { ctx.out(JSON.stringify(l, null, 2)); return l ? 0 : 1; }
+      const imp = l ? impairmentOrNull(lab, prefix) : null;
+      if (opts.json) { ctx.out(JSON.stringify(l ? { ...l, impairment: imp } : null, null, 2)); return l ? 0 : 1; }
       if (!l) { ctx.out(`no lab with prefix ${prefix}`); return 1; }
       printLab(ctx, l);
+      if (imp) printImpairment(ctx, imp);
+      else ctx.out('  impairment: none (lab built without the impairment programs)');
+      return 0;
+    },
+  },
+  {
+    name: 'impair', summary: 'change the random loss/corruption of a running lab', usage: LAB_IMPAIR_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { loss: 'string', corrupt: 'string', peer: 'int', dir: 'string', reset: 'bool', prefix: 'string', json: 'bool' }, LAB_IMPAIR_USAGE);
+      const loss = parsePercent(opts.loss as string | undefined, 'loss', LAB_IMPAIR_USAGE);
+      const corrupt = parsePercent(opts.corrupt as string | undefined, 'corrupt', LAB_IMPAIR_USAGE);
+      const dir = opts.dir as string | undefined;
+      if (dir !== undefined && dir !== 'in' && dir !== 'out' && dir !== 'both') throw new UsageError(`option '--dir' expects in, out or both, got '${dir}'`, LAB_IMPAIR_USAGE);
+      if (loss === undefined && corrupt === undefined && !opts.reset) throw new UsageError('nothing to change: give --loss, --corrupt or --reset', LAB_IMPAIR_USAGE);
+      const lab = await loadLab();
+      const prefix = labPrefix(opts) ?? lab.DEFAULT_PREFIX;
+      const r = lab.labImpair(prefix, { loss, corrupt, dir: dir as 'in' | 'out' | 'both' | undefined, peer: opts.peer as number | undefined, resetCounters: opts.reset === true });
+      if (opts.json) ctx.out(JSON.stringify(r, null, 2));
+      else { ctx.out(`lab ${prefix}:`); printImpairment(ctx, r); }
       return 0;
     },
   },
 ];
 
-const LAB_USAGE = tableUsage('Usage: xdpstack lab <up|down|status> [options]   (xdpstack lab <command> --help)', labCommands);
+/** The lab's impairment, or null for a lab built without it. */
+function impairmentOrNull(lab: typeof import('./lab'), prefix: string): import('./lab').PeerImpairment[] | null {
+  try { return lab.labImpairment(prefix); } catch { return null; }
+}
+
+const LAB_USAGE = tableUsage('Usage: xdpstack lab <up|down|status|impair> [options]   (xdpstack lab <command> --help)', labCommands);
 
 // ---------------------------------------------------------------------------------------------
 // Top level
 
 export const COMMANDS: Command[] = [
   {
-    name: 'lab', summary: 'build, remove or show the namespace test lab', usage: LAB_USAGE,
+    name: 'lab', summary: 'build, remove, show or impair the namespace test lab', usage: LAB_USAGE,
     subcommands: labCommands,
   },
   ...STACK_COMMANDS,

@@ -9,6 +9,12 @@
  * VLAN peers tag/untag with a tc clsact BPF program on their eth0 (this kernel has no 8021q), and
  * the bridge port toward the stack has `txvlan off`, so tags reach the stack's device in-band.
  *
+ * Every peer's switch port p${i} carries the impairment tc program (driver/bpf/impair_tc.bpf.c; this
+ * kernel has no netem): random loss and bit corruption per direction, set at `lab up` and changed on
+ * a running lab by a map update (`labImpair`, `xdpstack lab impair`), with counters of what it did
+ * (`labImpairment`, `xdpstack lab status`). Directions are the peer's: `in` = frames toward the peer
+ * (sent by the stack), `out` = frames from the peer.
+ *
  * Control-plane code: `ip`, `tc`, `ethtool`, `sysctl` through child_process, never on a packet path.
  */
 import { execFileSync } from 'node:child_process';
@@ -21,8 +27,25 @@ export interface PeerSpec {
   ipv4?: string /* CIDR '10.1.1.2/24' */;
   ipv6?: string /* CIDR */;
   mtu?: number;
+  /** Impairment of this peer's path (overrides the lab's `impair`). */
+  impair?: ImpairSpec;
 }
-export interface LabOptions { prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number }
+export interface LabOptions {
+  prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number;
+  /** Impairment of every peer's path at start (default none; change it later with labImpair). */
+  impair?: ImpairSpec;
+}
+/** A direction of a peer's path: `in` = toward the peer (from the stack), `out` = from the peer. */
+export type ImpairDir = 'in' | 'out';
+/**
+ * Random impairment as probabilities (fractions 0..1, e.g. 0.01 = 1 %): `loss` drops a frame,
+ * `corrupt` flips one random bit of its TCP/UDP/ICMP segment. `dir` picks the direction(s)
+ * (default both). Omitted probabilities keep their current value (0 for a new lab).
+ */
+export interface ImpairSpec { loss?: number; corrupt?: number; dir?: ImpairDir | 'both' }
+/** One direction of one peer: the configured probabilities and what the program did. */
+export interface ImpairState { loss: number; corrupt: number; frames: number; dropped: number; corrupted: number }
+export interface PeerImpairment { peer: number; in: ImpairState; out: ImpairState }
 export interface LabPeer {
   index: number; ns: string; ifname: string /* 'eth0' inside ns */; mac: string; vlan: number;
   ipv4?: string /* CIDR as given */; ipv6?: string /* CIDR as given */;
@@ -44,6 +67,11 @@ export const SWITCH_STACK_PORT = 'stk';
 export const SWITCH_BRIDGE = 'br0';
 const STATE_ROOT = '/run/xdpstack/lab';
 const BPFFS = '/sys/fs/bpf';
+
+/** Where the compiled impairment tc program lives (override with XDPSTACK_IMPAIR_BPF). */
+export function impairBpfObject(): string {
+  return process.env.XDPSTACK_IMPAIR_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'impair_tc.bpf.o');
+}
 
 /** Where the compiled VLAN tc program lives (override with XDPSTACK_VLAN_BPF). */
 export function vlanBpfObject(): string {
@@ -89,7 +117,36 @@ export function parseCidr(cidr: unknown, family: 4 | 6, where: string): { addr: 
   return { addr, len };
 }
 
-interface CheckedPeer { vlan: number; ipv4?: string; ipv6?: string; mtu: number }
+const IMPAIR_KEYS = new Set(['loss', 'corrupt', 'dir']);
+
+function checkProbability(v: unknown, what: string, where: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) {
+    throw new LabConfigError(`${where}: bad ${what} probability ${JSON.stringify(v)} (expected a fraction 0..1, e.g. 0.01 for 1 %)`);
+  }
+  return v;
+}
+
+/** Validates an impairment spec; throws LabConfigError naming `where` and the bad field. */
+export function validateImpair(spec: unknown, where: string): ImpairSpec {
+  if (!spec || typeof spec !== 'object' || Array.isArray(spec)) throw new LabConfigError(`${where}: impairment must be an object like { loss: 0.01, corrupt: 0.001 }`);
+  for (const k of Object.keys(spec)) {
+    if (!IMPAIR_KEYS.has(k)) throw new LabConfigError(`${where}: unknown impairment field '${k}' (expected loss, corrupt, dir)`);
+  }
+  const o = spec as Record<string, unknown>;
+  const out: ImpairSpec = {};
+  const loss = checkProbability(o.loss, 'loss', where);
+  const corrupt = checkProbability(o.corrupt, 'corrupt', where);
+  if (loss !== undefined) out.loss = loss;
+  if (corrupt !== undefined) out.corrupt = corrupt;
+  if (o.dir !== undefined) {
+    if (o.dir !== 'in' && o.dir !== 'out' && o.dir !== 'both') throw new LabConfigError(`${where}: bad impairment direction ${JSON.stringify(o.dir)} (expected 'in', 'out' or 'both')`);
+    out.dir = o.dir;
+  }
+  return out;
+}
+
+interface CheckedPeer { vlan: number; ipv4?: string; ipv6?: string; mtu: number; impair?: ImpairSpec }
 
 function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number } {
   if (!opts || typeof opts !== 'object') throw new LabConfigError('lab options must be an object with a peers array');
@@ -97,6 +154,7 @@ function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[];
   if (!Array.isArray(opts.peers) || opts.peers.length === 0) throw new LabConfigError('lab needs at least one peer (options.peers)');
   if (opts.peers.length > MAX_PEERS) throw new LabConfigError(`too many peers: ${opts.peers.length} (at most ${MAX_PEERS})`);
   const mtu = validateMtu(opts.mtu, 'lab') ?? 1500;
+  const labImpair = opts.impair === undefined ? undefined : validateImpair(opts.impair, 'lab');
   const peers = opts.peers.map((p, i): CheckedPeer => {
     const where = `peer ${i}`;
     if (!p || typeof p !== 'object') throw new LabConfigError(`${where}: expected an object`);
@@ -104,7 +162,8 @@ function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[];
     if (p.ipv4 !== undefined) parseCidr(p.ipv4, 4, where);
     if (p.ipv6 !== undefined) parseCidr(p.ipv6, 6, where);
     const pm = validateMtu(p.mtu, where) ?? mtu;
-    return { vlan, ipv4: p.ipv4, ipv6: p.ipv6, mtu: pm };
+    const impair = p.impair === undefined ? labImpair : validateImpair(p.impair, where);
+    return { vlan, ipv4: p.ipv4, ipv6: p.ipv6, mtu: pm, impair };
   });
   return { prefix, peers, mtu };
 }
@@ -259,6 +318,7 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
   });
   swBatch.push(`link set dev ${SWITCH_BRIDGE} up`);
   run('ip', ['-n', sw, '-batch', '-'], swBatch.join('\n') + '\n');
+  attachImpairment(prefix, peers);
 
   // 3. peers: kernel stack on eth0, full checksums, VLAN tagging by tc BPF.
   const objects = new Map<number, string>();
@@ -292,6 +352,173 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
   const lab: Lab = { prefix, stackDevice: dev, stackMac, switchNs: sw, peers: labPeers };
   fs.writeFileSync(path.join(stateDir(prefix), 'lab.json'), JSON.stringify(lab, null, 2) + '\n');
   return lab;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Impairment (tc BPF on the switch ports; maps found by id and written with bpftool)
+
+interface ImpairMaps { cfg: number; cnt: number }
+interface ImpairIds { peer: number; in: ImpairMaps; out: ImpairMaps }
+
+const TWO32 = 2 ** 32;
+const DIRS: ImpairDir[] = ['in', 'out'];
+/** The switch port's tc hook of each peer direction: frames toward the peer leave p<i> (egress). */
+const HOOK: Record<ImpairDir, 'egress' | 'ingress'> = { in: 'egress', out: 'ingress' };
+
+function impairFile(prefix: string): string { return path.join(stateDir(prefix), 'impair.json'); }
+
+/** Runs bpftool commands in one process (`batch file -`); returns each command's JSON output. */
+function bpftoolBatch(cmds: string[]): unknown[] {
+  if (cmds.length === 0) return [];
+  let out: string;
+  try {
+    out = execFileSync('bpftool', ['-j', 'batch', 'file', '-'], { input: cmds.join('\n') + '\n', encoding: 'utf8', timeout: 60_000, stdio: ['pipe', 'pipe', 'pipe'], maxBuffer: 64 << 20 });
+  } catch (e) {
+    const err = e as { stdout?: string; code?: string; message: string };
+    if (err.code === 'ENOENT') throw new Error(`lab: 'bpftool' not found (run scripts/setup.sh)`);
+    out = err.stdout ?? '';
+    if (!out.trim()) throw new Error(`lab: bpftool failed: ${err.message}`);
+  }
+  const res = JSON.parse(out) as Array<{ command: string[]; output: unknown }>;
+  return res.map((r) => {
+    const o = r.output as { error?: string } | null;
+    if (o && typeof o === 'object' && typeof o.error === 'string') throw new Error(`lab: 'bpftool ${r.command.join(' ')}' failed: ${o.error}`);
+    return r.output;
+  });
+}
+
+function thresholdHex(p: number): string {
+  const t = BigInt(Math.round(p * TWO32));
+  const b = Buffer.alloc(8);
+  b.writeBigUInt64LE(t);
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(' ');
+}
+
+/** A threshold back as a probability, rounded to 1e-8 (the thresholds have 2^-32 steps). */
+function probabilityOf(t: bigint): number { return Math.round((Number(t) / TWO32) * 1e8) / 1e8; }
+
+function valueBytes(out: unknown): Buffer {
+  const v = (out as { value?: string[] } | null)?.value;
+  if (!Array.isArray(v)) throw new Error(`lab: unexpected bpftool output ${JSON.stringify(out).slice(0, 200)}`);
+  return Buffer.from(v.map((x) => parseInt(x, 16)));
+}
+
+/** Attaches the impairment program to both directions of every peer's switch port and records its maps. */
+function attachImpairment(prefix: string, peers: CheckedPeer[]): void {
+  const sw = switchNsName(prefix);
+  const obj = impairBpfObject();
+  if (!fs.existsSync(obj)) throw new Error(`lab: impairment tc BPF object ${obj} is missing: build it with 'make -C driver' (or scripts/setup.sh)`);
+  const tcBatch: string[] = [];
+  peers.forEach((_, i) => {
+    tcBatch.push(`qdisc add dev p${i} clsact`);
+    for (const d of DIRS) tcBatch.push(`filter add dev p${i} ${HOOK[d]} pref 1 bpf da obj ${obj} sec classifier/${HOOK[d]}`);
+  });
+  if (/\s/.test(obj)) throw new Error(`lab: the impairment object path must not contain spaces: ${obj}`);
+  run('ip', ['netns', 'exec', sw, 'tc', '-batch', '-'], tcBatch.join('\n') + '\n');
+  // The program ids, then their maps (each attached program has its own pair of maps).
+  const shown = run('ip', ['netns', 'exec', sw, 'sh', '-ec',
+    `i=0; while [ $i -lt ${peers.length} ]; do tc -j filter show dev p$i egress; echo; tc -j filter show dev p$i ingress; echo; i=$((i+1)); done`]);
+  const progIds = shown.split('\n').filter((l) => l.trim()).map((l, k) => {
+    const f = (JSON.parse(l) as Array<{ options?: { prog?: { id?: number; name?: string } } }>).find((x) => x.options?.prog?.id);
+    if (!f) throw new Error(`lab: no impairment program found on p${k >> 1} (${l.slice(0, 200)})`);
+    return f.options!.prog!.id!;
+  });
+  if (progIds.length !== peers.length * 2) throw new Error(`lab: expected ${peers.length * 2} impairment programs, found ${progIds.length}`);
+  const progs = bpftoolBatch(progIds.map((id) => `prog show id ${id}`)) as Array<{ map_ids?: number[] }>;
+  const names = new Map<number, string>();
+  for (const m of bpftoolBatch(['map show'])[0] as Array<{ id: number; name: string }>) names.set(m.id, m.name);
+  const mapsOf = (k: number): ImpairMaps => {
+    const ids = progs[k]?.map_ids ?? [];
+    const cfg = ids.find((id) => names.get(id) === 'impair_cfg');
+    const cnt = ids.find((id) => names.get(id) === 'impair_cnt');
+    if (cfg === undefined || cnt === undefined) throw new Error(`lab: the impairment program ${progIds[k]} has no impair_cfg/impair_cnt maps`);
+    return { cfg, cnt };
+  };
+  const ids: ImpairIds[] = peers.map((_, i) => ({ peer: i, in: mapsOf(2 * i), out: mapsOf(2 * i + 1) }));
+  fs.writeFileSync(impairFile(prefix), JSON.stringify(ids) + '\n');
+  const cmds: string[] = [];
+  peers.forEach((p, i) => { if (p.impair) cmds.push(...impairCommands(ids[i]!, p.impair, null)); });
+  bpftoolBatch(cmds);
+}
+
+/** bpftool commands setting `spec` on a peer; `current` fills omitted probabilities (null = 0). */
+function impairCommands(ids: ImpairIds, spec: ImpairSpec, current: PeerImpairment | null): string[] {
+  const dirs: ImpairDir[] = spec.dir === 'in' ? ['in'] : spec.dir === 'out' ? ['out'] : DIRS;
+  return dirs.map((d) => {
+    const loss = spec.loss ?? current?.[d].loss ?? 0;
+    const corrupt = spec.corrupt ?? current?.[d].corrupt ?? 0;
+    return `map update id ${ids[d].cfg} key 0 0 0 0 value hex ${thresholdHex(loss)} ${thresholdHex(corrupt)}`;
+  });
+}
+
+function loadImpairIds(prefix: string): ImpairIds[] {
+  if (!labStatus(prefix)) throw new LabConfigError(`no lab with prefix ${prefix}`);
+  try {
+    return JSON.parse(fs.readFileSync(impairFile(prefix), 'utf8')) as ImpairIds[];
+  } catch {
+    throw new Error(`lab ${prefix} has no impairment programs (built by an older xdpstack): run 'xdpstack lab up' again`);
+  }
+}
+
+function readImpair(ids: ImpairIds[]): PeerImpairment[] {
+  const cmds: string[] = [];
+  for (const p of ids) for (const d of DIRS) cmds.push(`map lookup id ${p[d].cfg} key 0 0 0 0`, `map lookup id ${p[d].cnt} key 0 0 0 0`);
+  const outs = bpftoolBatch(cmds);
+  let k = 0;
+  return ids.map((p) => {
+    const r = { peer: p.peer } as PeerImpairment;
+    for (const d of DIRS) {
+      const cfg = valueBytes(outs[k++]);
+      const cnt = valueBytes(outs[k++]);
+      r[d] = {
+        loss: probabilityOf(cfg.readBigUInt64LE(0)), corrupt: probabilityOf(cfg.readBigUInt64LE(8)),
+        frames: Number(cnt.readBigUInt64LE(0)), dropped: Number(cnt.readBigUInt64LE(8)), corrupted: Number(cnt.readBigUInt64LE(16)),
+      };
+    }
+    return r;
+  });
+}
+
+/** The impairment of every peer of a running lab: probabilities and counters per direction. */
+export function labImpairment(prefix: string = DEFAULT_PREFIX): PeerImpairment[] {
+  validatePrefix(prefix);
+  requireRoot();
+  return readImpair(loadImpairIds(prefix));
+}
+
+export interface ImpairChange extends ImpairSpec {
+  /** Peer index; default every peer. */
+  peer?: number;
+  /** Zero the counters of the directions changed. */
+  resetCounters?: boolean;
+}
+
+/**
+ * Changes the impairment of a running lab (a map update: links and connections stay up). Omitted
+ * probabilities keep their values. Returns the new state of the peers changed.
+ */
+export function labImpair(prefix: string, change: ImpairChange): PeerImpairment[] {
+  validatePrefix(prefix);
+  if (!change || typeof change !== 'object') throw new LabConfigError('impairment change must be an object like { loss: 0.01 }');
+  const { peer, resetCounters, ...rest } = change;
+  const spec = validateImpair(rest, 'impair');
+  if (resetCounters !== undefined && typeof resetCounters !== 'boolean') throw new LabConfigError(`impair: resetCounters must be a boolean`);
+  if (spec.loss === undefined && spec.corrupt === undefined && !resetCounters) throw new LabConfigError('impair: nothing to change (give loss, corrupt or resetCounters)');
+  requireRoot();
+  const ids = loadImpairIds(prefix);
+  if (peer !== undefined && (typeof peer !== 'number' || !Number.isInteger(peer) || peer < 0 || peer >= ids.length)) {
+    throw new LabConfigError(`impair: bad peer ${JSON.stringify(peer)} (lab ${prefix} has peers 0..${ids.length - 1})`);
+  }
+  const chosen = peer === undefined ? ids : [ids[peer]!];
+  const current = readImpair(chosen);
+  const cmds: string[] = [];
+  const dirs: ImpairDir[] = spec.dir === 'in' ? ['in'] : spec.dir === 'out' ? ['out'] : DIRS;
+  chosen.forEach((p, k) => {
+    if (spec.loss !== undefined || spec.corrupt !== undefined) cmds.push(...impairCommands(p, spec, current[k]!));
+    if (resetCounters) for (const d of dirs) cmds.push(`map update id ${p[d].cnt} key 0 0 0 0 value hex ${Array(24).fill('00').join(' ')}`);
+  });
+  bpftoolBatch(cmds);
+  return readImpair(chosen);
 }
 
 /**

@@ -796,13 +796,21 @@ export class TcpConnection {
       this.sndWl1 = seg.seq;
       this.sndWl2 = ack;
     }
-    if (this.sackOk && seg.sackCount > 0) this.sbUpdate(seg);
+    let newlySacked = false;
+    if (this.sackOk && seg.sackCount > 0) {
+      const before = this.sackedAbove(this.sndUna);
+      this.sbUpdate(seg);
+      newlySacked = this.sackedAbove(this.sndUna) > before;
+    }
 
     if (seqGt(ack, this.sndUna)) {
       this.onNewAck(seg, ack, now);
     } else if (ack === this.sndUna) {
-      // Duplicate ACK (RFC 5681 section 2, RFC 6675 for SACK).
-      if (this.sndMax !== this.sndUna && seg.payloadLen === 0 && !(seg.flags & (TH_SYN | TH_FIN)) && this.sndWnd === oldWnd) {
+      // Duplicate ACK (RFC 5681 section 2). With SACK, an ACK that SACKs new octets is one too,
+      // even when it carries data or changes the window (RFC 6675 section 2): a Linux receiver's
+      // window grows with nearly every ACK, so the RFC 5681 rule alone never saw three of them.
+      if (this.sndMax !== this.sndUna && (newlySacked ||
+        (seg.payloadLen === 0 && !(seg.flags & (TH_SYN | TH_FIN)) && this.sndWnd === oldWnd))) {
         this.stats.dupAcksIn++;
         this.dupAcks++;
         this.onDupAck(now);
