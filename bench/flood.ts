@@ -302,6 +302,10 @@ async function packetFlood(fl: FloodLab, name: string, mode: string, what: strin
   const res: Result = {
     what, rateAsked: genRate || 'max', sent: { frames: g.tx_total, fps: Math.round(g.tx_total / g.elapsed), seconds: g.elapsed, arpSeenByFlooder: g.arp_rx, ipv4BackToFlooder: g.rx_total },
     stackRx: end.rx - before.rx, stackTx: end.tx - before.tx,
+    // Every flood frame either reached the stack or was dropped by the kernel for want of a free
+    // fill-ring slot (the XDP socket's counter); the excess is the service traffic of the same window.
+    accounting: ((x) => ({ sent: g.tx_total, stackRx: end.rx - before.rx, xdpDropped: x, rxPlusDropped: end.rx - before.rx + x,
+      excessOverSent: end.rx - before.rx + x - g.tx_total }))((end.xdp?.rxDropped ?? 0) - (before.xdp?.rxDropped ?? 0)),
     drops: diff(before.drops, end.drops), vsDrops: diff(before.vsDrops, end.vsDrops),
     xdp: diff(xdpDrops(before), xdpDrops(end)), kernelPath: diff(k0, k1),
     cookiesSent: end.cookiesSent - before.cookiesSent, cookiesAccepted: end.cookiesAccepted - before.cookiesAccepted,
