@@ -59,6 +59,8 @@ export class TimerWheel {
   private readonly l0: TimerList[] = [];
   private readonly l1: TimerList[] = [];
   private readonly overflow = new TimerList();
+  /** Timers of the tick being drained whose deadline is after `now` (see advance). */
+  private readonly waiting = new TimerList();
   /** Current tick (all ticks < tick have been processed). */
   private tick: number;
   private count = 0;
@@ -121,25 +123,29 @@ export class TimerWheel {
       const slot = this.tick & (L0_SLOTS - 1);
       if (slot === 0) this.cascade();
       const list = this.l0[slot]!;
-      // Loop: a callback may arm a timer for this very tick (deadline ≤ now), which lands here again.
-      for (let rounds = 0; list.size && rounds < 1_000_000; rounds++) {
-        let t = list.take();
-        while (t) {
-          const next = t.next;
-          t.list = null;
-          t.next = t.prev = null;
+      // One timer at a time from the slot's head, so callbacks may cancel or re-arm any timer; a
+      // timer armed for this very tick (deadline ≤ now) lands here again and fires in this advance.
+      for (let n = 0; list.head && n < 1_000_000; n++) {
+        const t = list.head;
+        list.remove(t);
+        if (Math.floor(t.deadline / TICK_US) > this.tick) {
+          this.place(t); // belongs to a later revolution
+        } else if (t.deadline > now) {
+          // Due later in this very tick: it waits (never fires before its deadline, so a callback
+          // that re-arms for the deadline cannot spin here), still cancellable and re-armable.
+          this.waiting.add(t);
+        } else {
           this.count--;
-          if (Math.floor(t.deadline / TICK_US) > this.tick) {
-            this.count++;
-            this.place(t); // belongs to a later revolution
-          } else {
-            fired++;
-            // A timer sees the time it was due, so a long jump of virtual time replays the
-            // sequence exactly (a retry timer re-armed from here can fire within this advance).
-            t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
-          }
-          t = next;
+          fired++;
+          // A timer sees the time it was due, so a long jump of virtual time replays the
+          // sequence exactly (a retry timer re-armed from here can fire within this advance).
+          t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
         }
+      }
+      if (this.waiting.size) {
+        // The rest of this tick is still to come: the next advance starts here again.
+        for (let t = this.waiting.take(); t; ) { const next = t.next; list.add(t); t = next; }
+        break;
       }
       this.tick++;
     }

@@ -46,4 +46,40 @@ test('many timers: cost follows expirations, not pending count', () => {
   assert.is(n, 100_000);
 });
 
+test('a timer due later in the current millisecond does not fire early, so a callback that re-arms it cannot spin', () => {
+  // A TCP connection's timer callback does nothing before its deadline and re-arms for it: fired
+  // early, it was re-armed into the slot being drained and fired again, a million times per step.
+  const w = new TimerWheel(0);
+  const at: number[] = [];
+  const t = w.create((now) => { at.push(now); if (now < 5_900) w.set(t, 5_900); });
+  w.set(t, 5_900);
+  w.advance(5_200); // same 1 ms tick as the deadline, before it
+  assert.equal(at, []);
+  assert.is(w.size, 1);
+  assert.is(w.nextDeadline(), 5_900);
+  w.advance(5_600);
+  assert.equal(at, []);
+  w.advance(5_900);
+  assert.equal(at, [5_900]);
+  assert.is(w.size, 0);
+});
+
+test('a timer cancelled or re-armed by another callback while it waits for the rest of its tick', () => {
+  const w = new TimerWheel(0);
+  const fired: string[] = [];
+  const late = w.create(() => fired.push('late'));
+  const moved = w.create(() => fired.push('moved'));
+  const first = w.create(() => { fired.push('first'); w.cancel(late); w.set(moved, 9_000); });
+  w.set(late, 5_800);
+  w.set(moved, 5_700);
+  w.set(first, 5_100);
+  w.advance(5_300);
+  assert.equal(fired, ['first']);
+  w.advance(6_000);
+  assert.equal(fired, ['first']);
+  w.advance(9_000);
+  assert.equal(fired, ['first', 'moved']);
+  assert.is(w.size, 0);
+});
+
 test.run();

@@ -3,12 +3,28 @@
  * lab namespace), sends 60-byte frames (64 on the wire with the FCS) at the maximum rate it can,
  * answers ARP requests for its own address, and counts the IPv4 frames that come back to its MAC.
  *
- *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP
- *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP)
+ *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]
+ *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP), or one
+ *              of the flood modes, every frame built afresh with valid checksums:
+ *       syn      TCP SYNs (MSS, SACK-permitted, timestamps, window scale) to DST_IP:PORT from
+ *                spoofed sources: random addresses in SRC_IP's /16 (host part 256..256+SOURCES-1,
+ *                so the lab's real peers at .0.x are never spoofed), random ports, random ISNs
+ *       arp      ARP from SOURCES spoofed senders on SRC_IP's /16 (same host parts as syn), each
+ *                with its own MAC (Ethernet source = sender MAC): broadcast requests for DST_IP
+ *                and unicast replies to DST_MAC, alternating
+ *       arp-off  the same from senders off the subnet (100.64.0.0/10)
+ *       frag     incomplete IPv4 fragment trains: UDP fragments of 512 bytes to DST_IP with MF set
+ *                (offset 0 or a random middle offset, never the last), random IDs, from SRC_IP
  *     SECONDS  measurement window; WARMUP seconds of traffic before it (not counted)
+ *     RATE     frames per second at most (0 or absent: as fast as possible)
+ *     COUNT    stop after this many frames (0 or absent: no limit; SECONDS still ends the run)
+ *     PORT     destination port of syn (default 7)
+ *     SOURCES  number of spoofed senders (default 65000 for syn, 8192 for arp; at most 65000)
  *
  * Output, one line at exit:
- *   {"tx_pps":N,"rx_pps":N,"tx":N,"rx":N,"seconds":S,"arp_replies":N}
+ *   {"tx_pps":N,"rx_pps":N,"tx":N,"rx":N,"seconds":S,"arp_replies":N,"tx_total":N,"rx_total":N,
+ *    "arp_rx":N,"elapsed":S}
+ * (tx/rx/…_pps over the window; *_total and arp_rx (ARP frames received) over the whole run).
  *
  * Same libxdp as the native core; copy-mode bind with need_wakeup; libxdp's default XDP program
  * redirects every frame of queue 0 to the socket.
@@ -33,6 +49,8 @@
 #define RING 2048
 #define BATCH 64
 #define PKT_LEN 60
+#define FRAG_PAYLOAD 512
+#define MAX_LEN (14 + 20 + FRAG_PAYLOAD)
 #define ARP_FRAME (TX_FRAMES - 1)
 
 static volatile sig_atomic_t stop;
@@ -73,6 +91,112 @@ static uint16_t csum(const unsigned char *p, size_t n, uint32_t sum)
 }
 
 static void put16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
+static void put32(unsigned char *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
+
+enum mode { M_UDP, M_ICMP, M_SYN, M_ARP, M_ARP_OFF, M_FRAG };
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static uint32_t rnd(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (uint32_t)(rng >> 16);
+}
+
+/* Flood frame builders: write one frame at `b`, return its length. Addresses in host order. */
+struct flood {
+	enum mode mode;
+	unsigned char dmac[6], smac[6];
+	uint32_t sip, dip; /* host order */
+	uint16_t port;
+	uint32_t sources;
+	uint64_t n;
+};
+
+static uint32_t spoofed(const struct flood *f, uint32_t i)
+{
+	if (f->mode == M_ARP_OFF) return 0x64400000u + 256 + i; /* 100.64.1.0 upward: off any lab subnet */
+	return (f->sip & 0xffff0000u) + 256 + i;
+}
+
+static void ipv4(unsigned char *ip, uint16_t total, uint16_t id, uint16_t frag, uint8_t proto, uint32_t sip, uint32_t dip)
+{
+	ip[0] = 0x45;
+	ip[1] = 0;
+	put16(ip + 2, total);
+	put16(ip + 4, id);
+	put16(ip + 6, frag);
+	ip[8] = 64;
+	ip[9] = proto;
+	put16(ip + 10, 0);
+	put32(ip + 12, sip);
+	put32(ip + 16, dip);
+	put16(ip + 10, csum(ip, 20, 0));
+}
+
+static unsigned build_flood(unsigned char *b, struct flood *f)
+{
+	f->n++;
+	uint32_t r = rnd();
+	if (f->mode == M_SYN) {
+		uint32_t src = spoofed(f, r % f->sources);
+		memcpy(b, f->dmac, 6);
+		memcpy(b + 6, f->smac, 6);
+		put16(b + 12, 0x0800);
+		unsigned char *ip = b + 14, *t = ip + 20;
+		ipv4(ip, 20 + 40, (uint16_t)rnd(), 0x4000, 6, src, f->dip);
+		memset(t, 0, 40);
+		put16(t, (uint16_t)(1024 + rnd() % 64000));
+		put16(t + 2, f->port);
+		put32(t + 4, rnd() ^ (rnd() << 16));
+		t[12] = 10 << 4; /* data offset: 40 bytes */
+		t[13] = 0x02;    /* SYN */
+		put16(t + 14, 64240);
+		unsigned char *o = t + 20; /* as Linux: MSS, SACK-permitted + timestamps, NOP + window scale */
+		o[0] = 2; o[1] = 4; put16(o + 2, 1460);
+		o[4] = 4; o[5] = 2; o[6] = 8; o[7] = 10; put32(o + 8, (uint32_t)f->n); put32(o + 12, 0);
+		o[16] = 1; o[17] = 3; o[18] = 3; o[19] = 7;
+		uint32_t ps = (src >> 16) + (src & 0xffff) + (f->dip >> 16) + (f->dip & 0xffff) + 6 + 40;
+		put16(t + 16, csum(t, 40, ps));
+		return 14 + 20 + 40;
+	}
+	if (f->mode == M_ARP || f->mode == M_ARP_OFF) {
+		uint32_t i = r % f->sources, spa = spoofed(f, i);
+		unsigned char sha[6] = { 0x02, 0xaf, (unsigned char)(i >> 24), (unsigned char)(i >> 16), (unsigned char)(i >> 8), (unsigned char)i };
+		int reply = f->n & 1;
+		memset(b, 0, PKT_LEN);
+		if (reply) memcpy(b, f->dmac, 6);
+		else memset(b, 0xff, 6);
+		memcpy(b + 6, sha, 6);
+		put16(b + 12, 0x0806);
+		put16(b + 14, 1);
+		put16(b + 16, 0x0800);
+		b[18] = 6;
+		b[19] = 4;
+		put16(b + 20, reply ? 2 : 1);
+		memcpy(b + 22, sha, 6);
+		put32(b + 28, spa);
+		if (reply) memcpy(b + 32, f->dmac, 6);
+		put32(b + 38, f->dip);
+		return PKT_LEN;
+	}
+	/* M_FRAG: a first fragment (offset 0) or a middle one, MF always set: never completes. */
+	memcpy(b, f->dmac, 6);
+	memcpy(b + 6, f->smac, 6);
+	put16(b + 12, 0x0800);
+	unsigned char *ip = b + 14, *p = ip + 20;
+	uint16_t off = (r & 1) ? 0 : (uint16_t)(1 + (r >> 1) % 100) * (FRAG_PAYLOAD / 8);
+	ipv4(ip, 20 + FRAG_PAYLOAD, (uint16_t)rnd(), (uint16_t)(0x2000 | off), 17, f->sip, f->dip);
+	if (off == 0) {
+		/* UDP header of a 4 KiB datagram to port 7 (its checksum cannot be checked before reassembly) */
+		put16(p, 40000);
+		put16(p + 2, 7);
+		put16(p + 4, 4096);
+		put16(p + 6, 0);
+	}
+	return 14 + 20 + FRAG_PAYLOAD;
+}
 
 /* Builds the request template: Ethernet + IPv4 + UDP (port 7) or ICMP echo, 60 bytes. */
 static void build(unsigned char *b, int icmp, const unsigned char *dmac, const unsigned char *smac, uint32_t sip, uint32_t dip)
@@ -114,11 +238,22 @@ static void build(unsigned char *b, int icmp, const unsigned char *dmac, const u
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
-		fprintf(stderr, "usage: %s IFNAME udp|icmp DST_MAC SRC_IP DST_IP SECONDS WARMUP\n", argv[0]);
+		fprintf(stderr, "usage: %s IFNAME udp|icmp|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
-	int icmp = strcmp(argv[2], "icmp") == 0;
+	static const char *const MODES[] = { "udp", "icmp", "syn", "arp", "arp-off", "frag" };
+	int m = -1;
+	for (int i = 0; i < 6; i++) if (!strcmp(argv[2], MODES[i])) m = i;
+	if (m < 0) { fprintf(stderr, "gen: unknown mode %s\n", argv[2]); return 2; }
+	int icmp = m == M_ICMP;
+	double rate = argc > 8 ? atof(argv[8]) : 0;
+	unsigned long long limit = argc > 9 ? strtoull(argv[9], NULL, 0) : 0;
+	struct flood fl = { .mode = (enum mode)m, .port = 7, .sources = m == M_SYN ? 65000 : 8192 };
+	if (argc > 10) fl.port = (uint16_t)atoi(argv[10]);
+	if (argc > 11) fl.sources = (uint32_t)strtoul(argv[11], NULL, 0);
+	if (fl.sources < 1 || fl.sources > 65000 || rate < 0) { fprintf(stderr, "gen: SOURCES must be 1..65000, RATE >= 0\n"); return 2; }
+	rng ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	unsigned char dmac[6], smac[6];
 	struct in_addr sip, dip;
 	if (parse_mac(argv[3], dmac) || read_mac(ifname, smac) || !inet_aton(argv[4], &sip) || !inet_aton(argv[5], &dip)) {
@@ -150,6 +285,11 @@ int main(int argc, char **argv)
 
 	unsigned char tmpl[PKT_LEN];
 	build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
+	int flood = m >= M_SYN;
+	memcpy(fl.dmac, dmac, 6);
+	memcpy(fl.smac, smac, 6);
+	fl.sip = ntohl(sip.s_addr);
+	fl.dip = ntohl(dip.s_addr);
 	static uint64_t free_stack[TX_FRAMES];
 	unsigned nfree = 0;
 	for (unsigned i = 0; i < ARP_FRAME; i++) {
@@ -164,7 +304,7 @@ int main(int argc, char **argv)
 	for (unsigned i = 0; i < nrx; i++) *xsk_ring_prod__fill_addr(&fill, idx + i) = (uint64_t)(TX_FRAMES + i) * FRAME_SIZE;
 	xsk_ring_prod__submit(&fill, nrx);
 
-	unsigned long long tx_total = 0, rx_total = 0, tx_w = 0, rx_w = 0, arp_replies = 0;
+	unsigned long long tx_total = 0, rx_total = 0, tx_w = 0, rx_w = 0, arp_replies = 0, arp_rx = 0;
 	double t0 = now_s(), tw0 = t0 + warmup, tw1 = tw0 + seconds;
 	int in_window = 0;
 	double t = t0;
@@ -179,15 +319,21 @@ int main(int argc, char **argv)
 		}
 		if (n) xsk_ring_cons__release(&comp, n);
 
-		/* Send one batch. */
+		/* Send one batch (at most RATE frames per second, COUNT in all). */
 		unsigned want = nfree < BATCH ? nfree : BATCH;
+		if (rate > 0) {
+			double allowed = (now_s() - t0) * rate - (double)tx_total;
+			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
+			if (!want && nfree == ARP_FRAME) usleep(100); /* paced and nothing in flight: leave the CPU */
+		}
+		if (limit && tx_total + want > limit) want = (unsigned)(limit - tx_total);
 		if (want) {
 			unsigned tidx;
 			unsigned got = xsk_ring_prod__reserve(&tx, want, &tidx);
 			for (unsigned i = 0; i < got; i++) {
 				struct xdp_desc *d = xsk_ring_prod__tx_desc(&tx, tidx + i);
 				d->addr = free_stack[--nfree];
-				d->len = PKT_LEN;
+				d->len = flood ? build_flood(area + d->addr, &fl) : PKT_LEN;
 				d->options = 0;
 			}
 			if (got) {
@@ -208,6 +354,7 @@ int main(int argc, char **argv)
 				const struct xdp_desc *d = xsk_ring_cons__rx_desc(&rx, idx + i);
 				unsigned char *p = xsk_umem__get_data(area, d->addr);
 				unsigned len = d->len;
+				if (len >= 14 && p[12] == 0x08 && p[13] == 0x06) arp_rx++;
 				if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
 					rx_total++;
 				} else if (len >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[20] == 0 && p[21] == 1 &&
@@ -245,12 +392,15 @@ int main(int argc, char **argv)
 			t = now_s();
 			if (!in_window && t >= tw0) { in_window = 1; tx_w = tx_total; rx_w = rx_total; }
 			if (t >= tw1) break;
+			if (limit && tx_total >= limit && nfree == ARP_FRAME && !arp_busy) break; /* all sent and completed */
 		}
 	}
 	double span = t - tw0;
 	unsigned long long txn = tx_total - tx_w, rxn = rx_total - rx_w;
-	printf("{\"tx_pps\":%.0f,\"rx_pps\":%.0f,\"tx\":%llu,\"rx\":%llu,\"seconds\":%.3f,\"arp_replies\":%llu}\n",
-	       span > 0 ? txn / span : 0, span > 0 ? rxn / span : 0, txn, rxn, span, arp_replies);
+	printf("{\"tx_pps\":%.0f,\"rx_pps\":%.0f,\"tx\":%llu,\"rx\":%llu,\"seconds\":%.3f,\"arp_replies\":%llu,"
+	       "\"tx_total\":%llu,\"rx_total\":%llu,\"arp_rx\":%llu,\"elapsed\":%.3f}\n",
+	       span > 0 ? txn / span : 0, span > 0 ? rxn / span : 0, txn, rxn, span, arp_replies,
+	       tx_total, rx_total, arp_rx, t - t0);
 	xsk_socket__delete(xsk);
 	xsk_umem__delete(umem);
 	munmap(area, size);

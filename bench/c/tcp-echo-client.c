@@ -6,8 +6,16 @@
  *   tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]
  *     PARALLEL slots; each connects, sends 1 byte, reads 1 byte, closes, and starts again.
  *
+ *   tcp-echo-client hold    IP PORT CONNS SECONDS
+ *     opens CONNS connections (at most 256 handshakes at a time), sends 1 byte on each and reads its
+ *     echo, prints {"mode":"hold","held":N,"errors":N,"seconds":S} once all are established (or after
+ *     SECONDS), then keeps them open until killed; SIGUSR1 resets them all (SO_LINGER 0: one RST
+ *     each), prints {"reset":N} and exits. SIGKILL leaves the closing to the kernel (a FIN each).
+ *
  * Counts completed requests (echo) or connections (connect) after WARMUP seconds (default 1) for
  * SECONDS seconds, then prints one JSON line: {"mode","ops","seconds","rate","errors"}.
+ * With the environment variable TCP_CLIENT_INTERVAL=S (seconds), echo and connect also print
+ * {"t":S,"ops":N,"errors":N} every S seconds from the start (cumulative counts, for time series).
  * One thread, epoll, non-blocking sockets, TCP_NODELAY.
  */
 #define _GNU_SOURCE
@@ -20,12 +28,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MAXC 4096
+#define MAXC 20000
 
 struct conn {
 	int fd;
@@ -75,15 +85,73 @@ static void reopen(int i)
 static void usage(void)
 {
 	fprintf(stderr, "usage: tcp-echo-client echo IP PORT CONNS SECONDS [SIZE] [WARMUP]\n"
-			"       tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]\n");
+			"       tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]\n"
+			"       tcp-echo-client hold IP PORT CONNS SECONDS\n");
 	exit(2);
+}
+
+static volatile sig_atomic_t reset_all;
+static void on_usr1(int sig) { (void)sig; reset_all = 1; }
+
+/* hold: CONNS established connections (1 byte echoed on each), kept until killed or reset. */
+static int hold(int n, double secs)
+{
+	struct rlimit rl = { (rlim_t)n + 64, (rlim_t)n + 64 };
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) { perror("setrlimit"); return 1; }
+	signal(SIGUSR1, on_usr1);
+	int next = 0, inflight = 0, held = 0;
+	double t0 = now_s();
+	struct epoll_event evs[256];
+	while (held < n && now_s() - t0 < secs) {
+		while (next < n && inflight < 256) {
+			if (open_conn(next) < 0) { errors++; break; }
+			next++;
+			inflight++;
+		}
+		int k = epoll_wait(ep, evs, 256, 10);
+		for (int j = 0; j < k; j++) {
+			int i = evs[j].data.u32;
+			struct conn *c = &conns[i];
+			if (evs[j].events & (EPOLLERR | EPOLLHUP)) { errors++; reopen(i); c->connected = 0; continue; }
+			if ((evs[j].events & EPOLLOUT) && !c->connected) {
+				int err = 0;
+				socklen_t l = sizeof(err);
+				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+				if (err) { errors++; reopen(i); continue; }
+				c->connected = 1;
+				struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+				if (send(c->fd, sbuf, 1, MSG_NOSIGNAL) < 0) { errors++; reopen(i); c->connected = 0; continue; }
+			}
+			if (evs[j].events & EPOLLIN) {
+				ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
+				if (r < 0 && errno == EAGAIN) continue;
+				if (r <= 0) { errors++; reopen(i); c->connected = 0; continue; }
+				epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+				held++;
+				inflight--;
+			}
+		}
+	}
+	printf("{\"mode\":\"hold\",\"held\":%d,\"errors\":%llu,\"seconds\":%.3f}\n", held, (unsigned long long)errors, now_s() - t0);
+	fflush(stdout);
+	while (!reset_all) pause();
+	struct linger lg = { 1, 0 };
+	int reset = 0;
+	for (int i = 0; i < next; i++) {
+		setsockopt(conns[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		if (close(conns[i].fd) == 0) reset++;
+	}
+	printf("{\"reset\":%d}\n", reset);
+	return 0;
 }
 
 int main(int argc, char **argv)
 {
 	if (argc < 6) usage();
 	int echo = !strcmp(argv[1], "echo");
-	if (!echo && strcmp(argv[1], "connect")) usage();
+	int holding = !strcmp(argv[1], "hold");
+	if (!echo && !holding && strcmp(argv[1], "connect")) usage();
 	memset(&dst, 0, sizeof(dst));
 	dst.sin_family = AF_INET;
 	dst.sin_port = htons(atoi(argv[3]));
@@ -96,10 +164,14 @@ int main(int argc, char **argv)
 	memset(sbuf, 'x', sizeof(sbuf));
 
 	ep = epoll_create1(EPOLL_CLOEXEC);
+	if (holding) return hold(n, secs);
+	const char *iv = getenv("TCP_CLIENT_INTERVAL");
+	double interval = iv ? atof(iv) : 0, next_report = 0;
 	for (int i = 0; i < n; i++)
 		if (open_conn(i) < 0) { perror("connect"); return 1; }
 
 	double t0 = now_s(), start = t0 + warm, end = start + secs;
+	next_report = t0 + interval;
 	uint64_t base = 0;
 	int counting = 0;
 	struct epoll_event evs[256];
@@ -107,6 +179,11 @@ int main(int argc, char **argv)
 		double t = now_s();
 		if (!counting && t >= start) { counting = 1; base = ops; }
 		if (t >= end) break;
+		if (interval > 0 && t >= next_report) {
+			printf("{\"t\":%.3f,\"ops\":%llu,\"errors\":%llu}\n", t - t0, (unsigned long long)ops, (unsigned long long)errors);
+			fflush(stdout);
+			next_report += interval;
+		}
 		int k = epoll_wait(ep, evs, 256, 10);
 		for (int j = 0; j < k; j++) {
 			int i = evs[j].data.u32;
