@@ -706,6 +706,14 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
         return 0;
       }
     }
+    // A datagram from the wire that claims one of our own addresses as its source is spoofed or
+    // looped (Linux: a martian source); answering it would talk to ourselves. Only the VS's own
+    // loopback carries such datagrams.
+    if (!this.inLoopback && grp.addrs.has(ip.src | 0)) {
+      this.dropOn(link0, Drop.Ipv4BadSource);
+      dev.pool.free(f);
+      return 0;
+    }
     if (ip.mf || ip.fragOff) {
       const src = ip.src, dst = ip.dst, proto = ip.proto, tos = ip.tos;
       const rd = this.reasm.push(link.vs.id, ip, b, now);
@@ -1042,6 +1050,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   /** Feeds the frames looped back since the last call to the receive path. */
+  /** Set while looped-back frames (sent by a VS to its own address) go through input. */
+  private inLoopback = false;
+
   private inputLoopback(): void {
     if (!this.loopPending) return;
     this.loopPending = 0;
@@ -1051,7 +1062,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       // What this input sends to the VS itself goes into the other queue, for the next round.
       this.loop[d] = this.loopSpare[d]!;
       this.loopSpare[d] = q;
-      this.input(d, q, this.now);
+      this.inLoopback = true;
+      try {
+        this.input(d, q, this.now);
+      } finally {
+        this.inLoopback = false;
+      }
     }
   }
 
