@@ -100,16 +100,18 @@ function tableUsage(title: string, table: Command[]): string {
 // lab
 
 const LAB_UP_USAGE = `Usage: xdpstack lab up [--peers N] [--vlans 10,20,30] [--net 10.1.1.0/24] [--net6 fd00::/64]
-                       [--mtu N] [--prefix xs] [--json]
+                       [--mtu N] [--prefix xs] [--force] [--json]
 
 Builds the test lab: the stack's device <prefix>0 in this namespace, a bridge in <prefix>-sw and
-kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
+kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced, unless a running
+stack uses its device (then --force is needed; the stack gets the new device when it is up).
   --peers N     number of peers (default: the number of VLANs, or 1)
   --vlans L     VLAN ids, assigned to peers in turn (default: untagged)
   --net CIDR    IPv4 network; in each VLAN the peers take .2, .3, ... (.1 is left for the stack)
   --net6 CIDR   optional IPv6 network, numbered like --net (::2, ::3, ...)
   --mtu N       MTU of every lab link (default 1500)
   --prefix P    lab prefix, 1-4 characters (default xs)
+  --force       replace the lab even when a running stack uses its device
   --json        print the lab as JSON`;
 const LAB_DOWN_USAGE = `Usage: xdpstack lab down [--prefix xs]
 
@@ -170,7 +172,7 @@ const labCommands: Command[] = [
   {
     name: 'up', summary: 'build the test lab (replaces an existing one)', usage: LAB_UP_USAGE,
     async run(args, ctx) {
-      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', prefix: 'string', json: 'bool' }, LAB_UP_USAGE);
+      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', prefix: 'string', force: 'bool', json: 'bool' }, LAB_UP_USAGE);
       const vlans = ((opts.vlans as string[] | undefined) ?? []).map((s) => {
         if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 4094) throw new UsageError(`option '--vlans': bad VLAN id '${s}' (expected 1..4094)`, LAB_UP_USAGE);
         return Number(s);
@@ -188,7 +190,7 @@ const labCommands: Command[] = [
         peers.push({ vlan, ipv4: hostInNet(net4, k + 2, 4, 'net'), ipv6: net6 ? hostInNet(net6, k + 2, 6, 'net6') : undefined });
       }
       const lab = await loadLab();
-      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined });
+      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined, force: !!opts.force });
       if (opts.json) ctx.out(JSON.stringify(l, null, 2)); else printLab(ctx, l);
       return 0;
     },

@@ -13,6 +13,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { deviceUser } from '../driver/afxdp';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
@@ -22,7 +23,11 @@ export interface PeerSpec {
   ipv6?: string /* CIDR */;
   mtu?: number;
 }
-export interface LabOptions { prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number }
+export interface LabOptions {
+  prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number;
+  /** Replace the lab even when a running stack uses its device (the stack loses it until it is back). */
+  force?: boolean;
+}
 export interface LabPeer {
   index: number; ns: string; ifname: string /* 'eth0' inside ns */; mac: string; vlan: number;
   ipv4?: string /* CIDR as given */; ipv6?: string /* CIDR as given */;
@@ -35,6 +40,11 @@ export interface Lab {
 /** Invalid lab options (bad prefix, VLAN id, address, MTU...). */
 export class LabConfigError extends Error {
   constructor(message: string) { super(message); this.name = 'LabConfigError'; }
+}
+
+/** `labUp` refused: a running stack uses the lab's device. */
+export class LabInUseError extends Error {
+  constructor(message: string) { super(message); this.name = 'LabInUseError'; }
 }
 
 export const DEFAULT_PREFIX = 'xs';
@@ -216,6 +226,12 @@ function vlanObjectFor(prefix: string, vid: number): string {
 export function labUp(opts: LabOptions): Lab {
   const { prefix, peers, mtu } = checkOptions(opts);
   requireRoot();
+  // A running stack on the lab's device would be left deaf by the replacement: say so first.
+  const user = deviceUser(`${prefix}0`);
+  if (user !== null && !opts.force) {
+    throw new LabInUseError(`lab ${prefix}: device ${prefix}0 is in use by a running stack (pid ${user}${user === process.pid ? ', this process' : ''}); ` +
+      `stop it first, or replace the lab anyway with --force (the stack loses the device until the new one is up)`);
+  }
   labDown(prefix);
   try {
     return build(prefix, peers, mtu);
