@@ -443,6 +443,8 @@ export class AfxdpDriver implements Driver {
   private nextCheck = 0;
   private lastKickErrors = 0;
   private readableCb: (() => void) | null = null;
+  private watch: NodeJS.Timeout | null = null;
+  private stepChecked = false;
   /** Times the device was lost, and times it came back and was served again. */
   losses = 0;
   recoveries = 0;
@@ -571,6 +573,7 @@ export class AfxdpDriver implements Driver {
     if (now >= this.nextCheck || xsk.kickErrors !== this.lastKickErrors) {
       this.nextCheck = now + DEVICE_CHECK_US;
       this.lastKickErrors = xsk.kickErrors;
+      this.stepChecked = true;
       this.checkDevice();
       if (this.lostReason) return;
     } else if (this.lostReason) return;
@@ -592,9 +595,9 @@ export class AfxdpDriver implements Driver {
   }
 
   nextDeadline(): number {
-    // Completions of queued frames need another service() soon; received frames wake onReadable;
-    // the device check runs once a second.
-    return this.txInFlight > 0 && !this.lostReason ? this.lastNow + 50 : this.nextCheck;
+    // Completions of queued frames need another service() soon; received frames wake onReadable.
+    // (The device check of an idle driver runs from its own timer: see onReadable.)
+    return this.txInFlight > 0 && !this.lostReason ? this.lastNow + 50 : Infinity;
   }
 
   /** Whether the device is there and up ('lost' after it disappeared, went down or was replaced). */
@@ -685,15 +688,30 @@ export class AfxdpDriver implements Driver {
     if (this.readableCb) xsk.pollStart(this.readableCb);
   }
 
-  /** Calls cb from the Node event loop whenever the socket is readable (uv_poll on the XSK fd). */
+  /**
+   * Calls cb from the Node event loop whenever the socket is readable (uv_poll on the XSK fd).
+   * While it is armed, the device is also checked once a second when no step did it (an idle or
+   * deaf stack has no steps), and cb runs when the device is lost or back so the loop takes note.
+   */
   onReadable(cb: () => void): boolean {
     this.readableCb = cb;
+    if (!this.watch) {
+      this.watch = setInterval(() => {
+        if (this.closed) return;
+        if (this.stepChecked) { this.stepChecked = false; return; } // a step checked within the last second
+        const was = this.lostReason;
+        this.checkDevice();
+        if (was !== this.lostReason) this.readableCb?.();
+      }, DEVICE_CHECK_US / 1000);
+      this.watch.unref();
+    }
     return this.sock.pollStart(cb);
   }
 
   /** Stops the readable callback. */
   offReadable(): void {
     this.readableCb = null;
+    if (this.watch) { clearInterval(this.watch); this.watch = null; }
     this.xsk?.pollStop();
   }
 
@@ -784,6 +802,7 @@ export class AfxdpDriver implements Driver {
     if (this.closed) return;
     this.closed = true;
     openDrivers.delete(this);
+    if (this.watch) { clearInterval(this.watch); this.watch = null; }
     const xsk = this.xsk;
     this.xsk = null;
     try { xsk?.close(); } finally {
