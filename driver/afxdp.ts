@@ -8,7 +8,11 @@
  *   tx() puts them on the TX ring -> Tx, until the completion ring returns them -> Free
  *
  * Every native call moves a whole burst (≤ 64 descriptors) through preallocated Uint32Arrays.
- * Control-plane work (sysfs, ethtool, pid file) happens only in openAfxdp() and close().
+ * Control-plane work (sysfs, ethtool, pid file) happens in openAfxdp() and close(), and once a
+ * second in service() to notice a device that disappeared, went down or was replaced: the loss is
+ * logged once and counted, frames given to the driver meanwhile are dropped (`device_lost`), and when
+ * a device of that name is back and up the XDP program, the owned MACs/addresses in its maps and the
+ * socket (over the same UMEM) are set up again.
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -46,6 +50,14 @@ const RX_HEADROOM = 256;
 
 // ---------------------------------------------------------------------------------------------
 // Control plane helpers (never on a packet path)
+
+/** The interface's index, 0 when there is no such interface. */
+function ifindexOf(ifname: string): number {
+  return Number(sysfs(ifname, 'ifindex') ?? 0) || 0;
+}
+
+/** The interval of the device check in service() (µs). */
+export const DEVICE_CHECK_US = 1_000_000;
 
 function sysfs(ifname: string, file: string): string | null {
   try {
@@ -111,11 +123,17 @@ function pidFile(ifname: string): string {
 
 /** The live process (other than us) recorded as owning ifname, or null. */
 export function ownerOf(ifname: string): number | null {
+  const pid = deviceUser(ifname);
+  return pid === process.pid ? null : pid;
+}
+
+/** The live process (this one included) whose stack has our program on ifname, or null. */
+export function deviceUser(ifname: string): number | null {
   let text: string;
   try { text = fs.readFileSync(pidFile(ifname), 'utf8'); } catch { return null; }
   const [p, st] = text.trim().split(/\s+/);
   const pid = Number(p);
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return null;
+  if (!Number.isInteger(pid) || pid <= 0) return null;
   const now = startTimeOf(pid);
   if (now === null || (st !== undefined && st !== now)) return null;
   return pid;
@@ -161,6 +179,11 @@ interface Attachment {
   ifname: string;
   prog: NativeProgram;
   queues: Set<number>;
+  mode: 'native' | 'skb';
+  /** The interface the program is attached to (a device recreated under the name gets another). */
+  ifindex: number;
+  /** Entries of the owned-address maps, kept to fill the maps of a re-attached program. */
+  owned: Map<string, { kind: 0 | 1 | 2; key: Uint8Array; vlan: number }>;
 }
 
 const attachments = new Map<string, Attachment>();
@@ -252,7 +275,7 @@ function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb',
     prog.detach();
     throw new Error(`afxdp: cannot write ${pidFile(ifname)}: ${(e as Error).message}`);
   }
-  const a: Attachment = { ifname, prog, queues: new Set() };
+  const a: Attachment = { ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new Map() };
   attachments.set(ifname, a);
   return a;
 }
@@ -357,7 +380,7 @@ export function openAfxdp(o: AfxdpOptions): AfxdpDriver {
     throw new Error(`afxdp: cannot register the socket in the XSKMAP of ${ifname}: ${nativeMessage(e).msg}`);
   }
   a.queues.add(queue);
-  const d = new AfxdpDriver(n, xsk, a, {
+  const d = new AfxdpDriver(n, xsk, a, log, {
     ifname, queue, frameSize, frameCount, ringSize, busyPoll: !!o.busyPoll,
     mac: macOf(ifname), mtu: Math.min(Number(sysfs(ifname, 'mtu') ?? '1500'), frameSize - RX_HEADROOM - 22),
   });
@@ -410,12 +433,29 @@ export class AfxdpDriver implements Driver {
   private readonly fillTarget: number;
   private lastNow = 0;
   private closed = false;
+  private readonly log: (msg: string) => void;
+  /** The interface this socket is bound to. */
+  private boundIfindex: number;
+  /** Why the device is lost ('' while it is up). */
+  private lostReason = '';
+  /** Last recovery failure reported (each different one is logged once). */
+  private lastRecoverError = '';
+  private nextCheck = 0;
+  private lastKickErrors = 0;
+  private readableCb: (() => void) | null = null;
+  private watch: NodeJS.Timeout | null = null;
+  private stepChecked = false;
+  /** Times the device was lost, and times it came back and was served again. */
+  losses = 0;
+  recoveries = 0;
 
   /** @internal use openAfxdp() */
-  constructor(n: NativeAddon, xsk: NativeXsk, att: Attachment, c: Config) {
+  constructor(n: NativeAddon, xsk: NativeXsk, att: Attachment, log: (msg: string) => void, c: Config) {
     this.n = n;
     this.xsk = xsk;
     this.att = att;
+    this.log = log;
+    this.boundIfindex = att.ifindex;
     this.name = c.ifname;
     this.queue = c.queue;
     this.mac = c.mac;
@@ -457,6 +497,7 @@ export class AfxdpDriver implements Driver {
   }
 
   rx(out: Burst, now: number): number {
+    if (this.lostReason) return 0;
     const xsk = this.sock;
     const room = Math.min(BURST_MAX, out.capacity - out.n);
     if (room <= 0) return 0;
@@ -480,6 +521,7 @@ export class AfxdpDriver implements Driver {
   }
 
   tx(b: Burst, now: number): number {
+    if (this.lostReason) return this.dropAll(b, now);
     const xsk = this.sock;
     const pool = this.pool;
     const fs_ = pool.frameSize;
@@ -528,6 +570,13 @@ export class AfxdpDriver implements Driver {
   service(now: number): void {
     this.lastNow = now;
     const xsk = this.sock;
+    if (now >= this.nextCheck || xsk.kickErrors !== this.lastKickErrors) {
+      this.nextCheck = now + DEVICE_CHECK_US;
+      this.lastKickErrors = xsk.kickErrors;
+      this.stepChecked = true;
+      this.checkDevice();
+      if (this.lostReason) return;
+    } else if (this.lostReason) return;
     if (this.txInFlight > 0) {
       const pool = this.pool;
       for (;;) {
@@ -547,16 +596,122 @@ export class AfxdpDriver implements Driver {
 
   nextDeadline(): number {
     // Completions of queued frames need another service() soon; received frames wake onReadable.
-    return this.txInFlight > 0 ? this.lastNow + 50 : Infinity;
+    // (The device check of an idle driver runs from its own timer: see onReadable.)
+    return this.txInFlight > 0 && !this.lostReason ? this.lastNow + 50 : Infinity;
   }
 
-  /** Calls cb from the Node event loop whenever the socket is readable (uv_poll on the XSK fd). */
+  /** Whether the device is there and up ('lost' after it disappeared, went down or was replaced). */
+  get deviceState(): 'up' | 'lost' {
+    return this.lostReason ? 'lost' : 'up';
+  }
+
+  /** Frames handed over while the device is lost cannot be sent: freed and counted. */
+  private dropAll(b: Burst, now: number): number {
+    const pool = this.pool;
+    for (let i = 0; i < b.n; i++) {
+      const f = b.frame[i]!;
+      if (pool.stateOf(f) === FrameState.Held) pool.free(f);
+      countDrop(this.s, 'device_lost');
+    }
+    this.lastNow = now;
+    return b.n;
+  }
+
+  /** Once a second (and after a TX kick error): is the device still the one we are bound to, and up? */
+  private checkDevice(): void {
+    const name = this.name;
+    const idx = ifindexOf(name);
+    const up = idx > 0 && (Number(sysfs(name, 'flags') ?? '0') & 1) === 1;
+    if (!this.lostReason) {
+      if (idx === this.boundIfindex && up) return;
+      this.lostReason = idx === 0 ? 'it no longer exists'
+        : idx !== this.boundIfindex ? `it was replaced (ifindex ${this.boundIfindex} → ${idx})` : 'it is down';
+      this.losses++;
+      this.lastRecoverError = '';
+      this.log(`afxdp: lost device ${name} queue ${this.queue}: ${this.lostReason}; nothing is received or sent on it ` +
+        `(frames for it are dropped and counted as device_lost) until it is back`);
+    }
+    if (!up) return;
+    try {
+      const replaced = idx !== this.boundIfindex;
+      if (replaced) this.reattach(idx);
+      this.lostReason = '';
+      this.recoveries++;
+      this.log(`afxdp: device ${name} queue ${this.queue} is back (${replaced ? `ifindex ${idx}: XDP program, socket and ` +
+        `${this.att.owned.size} owned MAC/address entries set up again` : 'up again'}): serving it again`);
+    } catch (e) {
+      const m = (e as Error).message;
+      if (m !== this.lastRecoverError) this.log(`afxdp: device ${name} is back but cannot be served yet: ${m}; retrying every second`);
+      this.lastRecoverError = m;
+    }
+  }
+
+  /**
+   * The device was replaced: attach the program to the new one (first queue of the device to get
+   * here), fill its maps with the owned entries, and open this queue's socket again over the same
+   * UMEM. Frames that were in the old rings return to the pool.
+   */
+  private reattach(idx: number): void {
+    const a = this.att;
+    const xsk = this.sock;
+    if (a.ifindex !== idx) {
+      try { a.prog.detach(); } catch { /* went with the old device */ }
+      let prog: NativeProgram;
+      try {
+        prog = new this.n.Program(this.name, XDP_OBJECT_PATH, a.mode);
+      } catch (e) {
+        const x = nativeMessage(e);
+        throw new Error(describeAttachError(this.name, a.mode, x.errno, x.msg));
+      }
+      a.prog = prog;
+      a.ifindex = idx;
+      for (const o of a.owned.values()) prog.mapUpdate(o.kind, o.key, o.vlan, true);
+      for (const m of keepVlanTagsInBand(this.name)) this.log(m);
+    }
+    xsk.pollStop();
+    try {
+      xsk.reopen();
+    } finally {
+      // Whatever the old rings held is gone with them.
+      const pool = this.pool;
+      for (let f = 0; f < pool.frameCount; f++) {
+        const st = pool.stateOf(f);
+        if (st === FrameState.Kernel || st === FrameState.Tx) pool.free(f);
+      }
+      this.rxKernel = 0;
+      this.txInFlight = 0;
+    }
+    xsk.register(a.prog);
+    this.boundIfindex = idx;
+    this.lastKickErrors = xsk.kickErrors;
+    this.refill();
+    if (this.readableCb) xsk.pollStart(this.readableCb);
+  }
+
+  /**
+   * Calls cb from the Node event loop whenever the socket is readable (uv_poll on the XSK fd).
+   * While it is armed, the device is also checked once a second when no step did it (an idle or
+   * deaf stack has no steps), and cb runs when the device is lost or back so the loop takes note.
+   */
   onReadable(cb: () => void): boolean {
+    this.readableCb = cb;
+    if (!this.watch) {
+      this.watch = setInterval(() => {
+        if (this.closed) return;
+        if (this.stepChecked) { this.stepChecked = false; return; } // a step checked within the last second
+        const was = this.lostReason;
+        this.checkDevice();
+        if (was !== this.lostReason) this.readableCb?.();
+      }, DEVICE_CHECK_US / 1000);
+      this.watch.unref();
+    }
     return this.sock.pollStart(cb);
   }
 
   /** Stops the readable callback. */
   offReadable(): void {
+    this.readableCb = null;
+    if (this.watch) { clearInterval(this.watch); this.watch = null; }
     this.xsk?.pollStop();
   }
 
@@ -596,7 +751,16 @@ export class AfxdpDriver implements Driver {
     if (this.closed) throw new Error(`afxdp: ${this.name} queue ${this.queue} is closed`);
     if (!(key instanceof Uint8Array) || key.length !== len) throw new RangeError(`afxdp: key must be ${len} bytes`);
     if (!Number.isInteger(vlan) || vlan < 0 || vlan > 4095) throw new RangeError(`afxdp: bad VLAN id ${vlan} (0 = untagged, 1..4095)`);
-    this.att.prog.mapUpdate(kind, key, vlan, add);
+    // Kept for a program attached again after the device comes back.
+    const id = `${kind}/${vlan}/${Array.from(key.subarray(0, len)).join('.')}`;
+    if (add) this.att.owned.set(id, { kind, key: Uint8Array.from(key.subarray(0, len)), vlan });
+    else this.att.owned.delete(id);
+    try {
+      this.att.prog.mapUpdate(kind, key, vlan, add);
+    } catch (e) {
+      // While the device is gone its program may be too: the entries wait in `owned`.
+      if (!this.lostReason) throw e;
+    }
   }
 
   xdpStats(): XdpStatistics {
@@ -618,10 +782,13 @@ export class AfxdpDriver implements Driver {
   stats(): DriverStats {
     const out: DriverStats = { ...this.s, drops: { ...this.s.drops } };
     if (this.xsk) {
-      out.xdp = this.xsk.stats();
+      try { out.xdp = this.xsk.stats(); } catch { /* the socket's device is gone */ }
       out.rings = this.ringLevels();
       out.kickErrors = this.xsk.kickErrors;
     }
+    out.device = this.deviceState;
+    out.losses = this.losses;
+    out.recoveries = this.recoveries;
     out.bindMode = this.bindMode;
     out.attachMode = this.attachMode;
     return out;
@@ -635,6 +802,7 @@ export class AfxdpDriver implements Driver {
     if (this.closed) return;
     this.closed = true;
     openDrivers.delete(this);
+    if (this.watch) { clearInterval(this.watch); this.watch = null; }
     const xsk = this.xsk;
     this.xsk = null;
     try { xsk?.close(); } finally {

@@ -56,6 +56,8 @@ export interface NativeXsk {
   ringLevels(out: Uint32Array): void;
   pollStart(cb: () => void): boolean;
   pollStop(): void;
+  /** Closes the socket and the UMEM registration and creates both again (same area, same interface name and queue). */
+  reopen(): boolean;
   close(): void;
 }
 

@@ -100,10 +100,11 @@ function tableUsage(title: string, table: Command[]): string {
 // lab
 
 const LAB_UP_USAGE = `Usage: xdpstack lab up [--peers N] [--vlans 10,20,30] [--net 10.1.1.0/24] [--net6 fd00::/64]
-                       [--mtu N] [--loss P%] [--corrupt P%] [--prefix xs] [--json]
+                       [--mtu N] [--loss P%] [--corrupt P%] [--prefix xs] [--force] [--json]
 
 Builds the test lab: the stack's device <prefix>0 in this namespace, a bridge in <prefix>-sw and
-kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
+kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced, unless a running
+stack uses its device (then --force is needed; the stack gets the new device when it is up).
   --peers N     number of peers (default: the number of VLANs, or 1)
   --vlans L     VLAN ids, assigned to peers in turn (default: untagged)
   --net CIDR    IPv4 network; in each VLAN the peers take .2, .3, ... (.1 is left for the stack)
@@ -112,6 +113,7 @@ kernel peers <prefix>-p<i>. An existing lab of the same prefix is replaced.
   --loss P%     random loss on every peer's path, both directions (default 0%)
   --corrupt P%  random bit corruption on every peer's path, both directions (default 0%)
   --prefix P    lab prefix, 1-4 characters (default xs)
+  --force       replace the lab even when a running stack uses its device
   --json        print the lab as JSON`;
 const LAB_DOWN_USAGE = `Usage: xdpstack lab down [--prefix xs]
 
@@ -206,7 +208,7 @@ const labCommands: Command[] = [
   {
     name: 'up', summary: 'build the test lab (replaces an existing one)', usage: LAB_UP_USAGE,
     async run(args, ctx) {
-      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', loss: 'string', corrupt: 'string', prefix: 'string', json: 'bool' }, LAB_UP_USAGE);
+      const { opts } = parseOptions(args, { peers: 'int', vlans: 'list', net: 'string', net6: 'string', mtu: 'int', loss: 'string', corrupt: 'string', prefix: 'string', force: 'bool', json: 'bool' }, LAB_UP_USAGE);
       const loss = parsePercent(opts.loss as string | undefined, 'loss', LAB_UP_USAGE);
       const corrupt = parsePercent(opts.corrupt as string | undefined, 'corrupt', LAB_UP_USAGE);
       const vlans = ((opts.vlans as string[] | undefined) ?? []).map((s) => {
@@ -227,7 +229,7 @@ const labCommands: Command[] = [
       }
       const lab = await loadLab();
       const impair = loss !== undefined || corrupt !== undefined ? { loss, corrupt } : undefined;
-      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined, impair });
+      const l = lab.labUp({ prefix: labPrefix(opts), peers, mtu: opts.mtu as number | undefined, impair, force: !!opts.force });
       if (opts.json) ctx.out(JSON.stringify(l, null, 2)); else printLab(ctx, l);
       return 0;
     },

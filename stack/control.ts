@@ -294,7 +294,7 @@ export function formatShow(kind: string, data: unknown): string[] {
     const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[] };
     const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
     const out: string[] = [];
-    if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
+    if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', 'state', 'losses', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
     if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, POOL_COLUMNS).map((l) => `  ${l}`));

@@ -7,12 +7,12 @@
  * struct-of-arrays. Demux to a virtual server is by hash on (device, VLAN, address): the cost of a
  * packet does not depend on how many virtual servers exist.
  */
-import { Burst } from '../driver/types';
+import { Burst, macToString } from '../driver/types';
 import { FramePool } from '../umem/pool';
 import { Drop } from '../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } from '../protocols/ethernet';
 import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
-import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, isBadSource4, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
+import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
 import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
 } from '../protocols/icmp';
@@ -198,10 +198,6 @@ function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: number, li
   return 18;
 }
 
-function macText(m: Uint8Array): string {
-  return Array.from(m.subarray(0, 6), (x) => x.toString(16).padStart(2, '0')).join(':');
-}
-
 function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
@@ -363,7 +359,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const asConfig: Record<string, unknown> = { device: spec.device };
     if (spec.name !== undefined) asConfig.name = spec.name;
     if (spec.vlan !== undefined) asConfig.vlan = spec.vlan;
-    if (spec.mac !== undefined) asConfig.mac = macText(spec.mac);
+    if (spec.mac !== undefined) asConfig.mac = macToString(spec.mac);
     if (spec.mtu !== undefined) asConfig.mtu = spec.mtu;
     enforce(`virtual server '${vs.name}': link`, (c) => checkLink(c, asConfig, '', this.state, vs.name, vs.links.length));
     const dev = this.device(spec.device);
@@ -688,7 +684,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       dev.pool.free(f);
       return 0;
     }
-    if (ip.src === 0 || isBadSource4(ip.src)) {
+    if (ip.src === 0 || ip.src >= 0xe0000000 || (ip.src >>> 24) === 127) {
       this.dropOn(link0, Drop.Ipv4BadSource);
       dev.pool.free(f);
       return 0;

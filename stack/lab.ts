@@ -19,6 +19,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import { deviceUser } from '../driver/afxdp';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
@@ -34,6 +35,8 @@ export interface LabOptions {
   prefix?: string /* default 'xs', ≤ 4 chars */; peers: PeerSpec[]; mtu?: number;
   /** Impairment of every peer's path at start (default none; change it later with labImpair). */
   impair?: ImpairSpec;
+  /** Replace the lab even when a running stack uses its device (the stack loses it until it is back). */
+  force?: boolean;
 }
 /** A direction of a peer's path: `in` = toward the peer (from the stack), `out` = from the peer. */
 export type ImpairDir = 'in' | 'out';
@@ -58,6 +61,11 @@ export interface Lab {
 /** Invalid lab options (bad prefix, VLAN id, address, MTU...). */
 export class LabConfigError extends Error {
   constructor(message: string) { super(message); this.name = 'LabConfigError'; }
+}
+
+/** `labUp` refused: a running stack uses the lab's device. */
+export class LabInUseError extends Error {
+  constructor(message: string) { super(message); this.name = 'LabInUseError'; }
 }
 
 export const DEFAULT_PREFIX = 'xs';
@@ -275,6 +283,12 @@ function vlanObjectFor(prefix: string, vid: number): string {
 export function labUp(opts: LabOptions): Lab {
   const { prefix, peers, mtu } = checkOptions(opts);
   requireRoot();
+  // A running stack on the lab's device would be left deaf by the replacement: say so first.
+  const user = deviceUser(`${prefix}0`);
+  if (user !== null && !opts.force) {
+    throw new LabInUseError(`lab ${prefix}: device ${prefix}0 is in use by a running stack (pid ${user}${user === process.pid ? ', this process' : ''}); ` +
+      `stop it first, or replace the lab anyway with --force (the stack loses the device until the new one is up)`);
+  }
   labDown(prefix);
   try {
     return build(prefix, peers, mtu);

@@ -447,6 +447,11 @@ export class Stack {
   /** The stack's clock in µs: real (monotonic) once started, else the engine's (virtual) time. */
   nowUs(): number { return this.running ? monotonicUs() : this.engine.now; }
 
+  /** 'up', or 'lost' while a driver that watches its device (AF_XDP) has lost it. */
+  deviceState(dev: number): 'up' | 'lost' {
+    return (this.taps[dev]?.inner as { deviceState?: 'up' | 'lost' } | undefined)?.deviceState ?? 'up';
+  }
+
   /**
    * Frame pool totals per device: every frame is free, in the kernel's rings (fill and RX),
    * on the TX ring until its completion, or held (by the engine, sockets, zero-copy readers);
@@ -480,6 +485,7 @@ export class Stack {
         return vss.flatMap((v) => v.links.map((l) => ({
           vs: v.name, link: l.name, device: l.devName, vlan: vlanText(l.vlan), mac: macToString(l.mac), mtu: l.mtu,
           addresses: l.addrs.map((a) => `${ipv4ToString(a.addr)}/${a.prefixLen}`),
+          state: this.deviceState(l.dev),
         })));
       case 'addresses':
         return vss.flatMap((v) => v.links.flatMap((l) => l.addrs.map((a) => ({
@@ -505,7 +511,10 @@ export class Stack {
         return {
           devices: opts.vs !== undefined ? [] : e.devices.map((d, i) => {
             const st = this.taps[i]!.stats();
-            return { device: d.name, driver: this.taps[i]!.kind, ...c(d.counters), driverDrops: st.drops, ...(st.xdp ? { xdp: st.xdp } : {}) };
+            return {
+              device: d.name, driver: this.taps[i]!.kind, state: this.deviceState(i), losses: typeof st.losses === 'number' ? st.losses : 0,
+              ...c(d.counters), driverDrops: st.drops, ...(st.xdp ? { xdp: st.xdp } : {}),
+            };
           }),
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),

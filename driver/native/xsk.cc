@@ -260,6 +260,7 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
                         InstanceMethod("pollStart", &Xsk::PollStart),
                         InstanceMethod("pollStop", &Xsk::PollStop),
                         InstanceMethod("close", &Xsk::Close),
+                        InstanceMethod("reopen", &Xsk::Reopen),
                         InstanceAccessor("fd", &Xsk::Fd, nullptr),
                         InstanceAccessor("zeroCopy", &Xsk::ZeroCopy, nullptr),
                         InstanceAccessor("kickErrors", &Xsk::KickErrors, nullptr)});
@@ -290,35 +291,49 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
     Napi::ArrayBuffer ab = Napi::ArrayBuffer::New(env, area_, size_, FreeUmem, len);
     Value().Set("umem", ab);
 
+    ifname_ = ifname;
+    queue_ = queue;
+    ring_ = ring;
+    zc_ = zc;
+    Create(env);
+  }
+
+  ~Xsk() override { Cleanup(); }
+
+ private:
+  // Registers the UMEM area and creates the socket on (ifname_, queue_). On failure an exception
+  // is pending and the object is left closed (the area stays mapped: JS owns it).
+  bool Create(Napi::Env env) {
     struct xsk_umem_config ucfg = {};
-    ucfg.fill_size = ring;
-    ucfg.comp_size = ring;
+    ucfg.fill_size = ring_;
+    ucfg.comp_size = ring_;
     ucfg.frame_size = frame_size_;
     ucfg.frame_headroom = 0;
     ucfg.flags = 0;
     int r = xsk_umem__create(&umem_, area_, size_, &fill_, &comp_, &ucfg);
-    if (r) { umem_ = nullptr; ErrnoError(env, "xsk_umem__create", r); return; }
+    if (r) { umem_ = nullptr; ErrnoError(env, "xsk_umem__create", r); return false; }
 
     struct xsk_socket_config scfg = {};
-    scfg.rx_size = ring;
-    scfg.tx_size = ring;
+    scfg.rx_size = ring_;
+    scfg.tx_size = ring_;
     scfg.libxdp_flags = XSK_LIBXDP_FLAGS__INHIBIT_PROG_LOAD;
-    scfg.bind_flags = XDP_USE_NEED_WAKEUP | (zc == 1 ? XDP_ZEROCOPY : zc == 2 ? XDP_COPY : 0);
+    scfg.bind_flags = XDP_USE_NEED_WAKEUP | (zc_ == 1 ? XDP_ZEROCOPY : zc_ == 2 ? XDP_COPY : 0);
     // Re-binding right after a close can fail with EBUSY for a short while: retry with backoff.
     for (int attempt = 0;; attempt++) {
-      r = xsk_socket__create(&xsk_, ifname.c_str(), queue, umem_, &rx_, &tx_, &scfg);
+      r = xsk_socket__create(&xsk_, ifname_.c_str(), queue_, umem_, &rx_, &tx_, &scfg);
       if (r != -EBUSY || attempt >= 8) break;
       usleep(5000u << attempt);
     }
     if (r) {
       xsk_ = nullptr;
-      ErrnoError(env, "xsk_socket__create(" + ifname + ", queue " + std::to_string(queue) + ")", r);
+      ErrnoError(env, "xsk_socket__create(" + ifname_ + ", queue " + std::to_string(queue_) + ")", r);
       Cleanup();
-      return;
+      return false;
     }
     fd_ = xsk_socket__fd(xsk_);
     struct xdp_options opts = {};
     socklen_t ol = sizeof opts;
+    zero_copy_ = false;
     if (getsockopt(fd_, SOL_XDP, XDP_OPTIONS, &opts, &ol) == 0) zero_copy_ = opts.flags & XDP_OPTIONS_ZEROCOPY;
     if (busy_poll_) {
       int v = 1;
@@ -328,11 +343,20 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
       v = kBurstMax;
       setsockopt(fd_, SOL_SOCKET, SO_BUSY_POLL_BUDGET, &v, sizeof v);
     }
+    return true;
   }
 
-  ~Xsk() override { Cleanup(); }
+  // reopen() -> closes the socket and the UMEM registration and creates both again on the same
+  // interface name and queue, over the same UMEM area (frame addresses stay valid). For a device
+  // that disappeared and came back: the old socket is bound to an interface that no longer exists.
+  Napi::Value Reopen(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!area_) return TypeErr(env, "reopen: no UMEM area");
+    Cleanup();
+    if (!Create(env)) return env.Undefined();
+    return Napi::Boolean::New(env, true);
+  }
 
- private:
   void Cleanup() {
     StopPoll();
     if (xsk_) { xsk_socket__delete(xsk_); xsk_ = nullptr; }
@@ -551,6 +575,10 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
 
   void* area_ = nullptr;
   size_t size_ = 0;
+  std::string ifname_;
+  uint32_t queue_ = 0;
+  uint32_t ring_ = 0;
+  int zc_ = 0;
   uint32_t frame_size_ = 0;
   struct xsk_umem* umem_ = nullptr;
   struct xsk_socket* xsk_ = nullptr;
