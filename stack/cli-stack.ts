@@ -111,7 +111,7 @@ const ADDR_USAGE = (op: string) => `Usage: xdpstack address ${op} CIDR --vs NAME
 ${op === 'add' ? 'Adds' : 'Removes'} an IPv4 address (like 10.1.1.1/24) on a link of a virtual server
 (--link may be left out when the virtual server has one link).`;
 
-const ROUTE_USAGE = (op: string) => `Usage: xdpstack route ${op} DST --vs NAME [--via GW] [--link LINK] [--table N] [--metric N] [--src ADDR]
+const ROUTE_USAGE = (op: string) => `Usage: xdpstack route ${op} DST --vs NAME [--via GW] [--link LINK] [--onlink] [--table N] [--metric N] [--src ADDR]
                           [--name STACK | --socket PATH]
 
 ${op === 'add' ? 'Adds' : 'Removes'} a static route; DST is a.b.c.d/len or 'default'.`;
@@ -196,9 +196,9 @@ function routeCommand(op: 'add' | 'del'): Command {
     name: op, summary: `${op === 'add' ? 'add' : 'remove'} a route`, usage,
     async run(args) {
       const { opts, positional } = parseOptions(args,
-        { ...TARGET, vs: 'string', via: 'string', link: 'string', table: 'int', metric: 'int', src: 'string' }, usage, 1);
+        { ...TARGET, vs: 'string', via: 'string', link: 'string', onlink: 'bool', table: 'int', metric: 'int', src: 'string' }, usage, 1);
       const dst = one(positional, "a destination like 10.2.0.0/16 or 'default'", usage);
-      await ask(opts, { cmd: `route.${op}`, vs: vsTarget(opts, usage), dst, via: opts.via, link: opts.link, table: opts.table, metric: opts.metric, src: opts.src });
+      await ask(opts, { cmd: `route.${op}`, vs: vsTarget(opts, usage), dst, via: opts.via, link: opts.link, onlink: opts.onlink ? true : undefined, table: opts.table, metric: opts.metric, src: opts.src });
       return 0;
     },
   };

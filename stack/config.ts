@@ -61,6 +61,8 @@ export interface RouteConfig {
   dst: string;
   via?: string;
   link?: string;
+  /** The gateway `via` is on `link` although no address of the link covers it (as `ip route ... onlink`). */
+  onlink?: boolean;
   table?: number;
   metric?: number;
   src?: string;

@@ -190,6 +190,7 @@ export class ControlServer {
         const vs = st.vs(str(req, 'vs')!);
         const spec = {
           dst: str(req, 'dst')!, via: str(req, 'via', false), link: str(req, 'link', false), src: str(req, 'src', false),
+          onlink: req.onlink as boolean | undefined,
           table: num(req, 'table'), metric: num(req, 'metric'),
         };
         if (req.cmd === 'route.add') vs.addRoute(spec);

@@ -159,6 +159,8 @@ export interface RouteSpec {
   via?: string;
   /** Link name; needed for a connected route without gateway when several links exist. */
   link?: string;
+  /** The gateway is on `link` although no address of the link covers it (Linux's `onlink`). */
+  onlink?: boolean;
   src?: string;
   metric?: number;
   table?: number;

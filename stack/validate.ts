@@ -20,7 +20,7 @@ export const NAME_HINT = 'letters, digits, _ . -; at most 64';
 export const DEV_NAME_RE = /^[A-Za-z0-9_.:-]{1,15}$/;
 export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 export const LINK_KEYS = ['name', 'device', 'vlan', 'mac', 'mtu', 'addresses'] as const;
-export const ROUTE_KEYS = ['dst', 'via', 'link', 'table', 'metric', 'src'] as const;
+export const ROUTE_KEYS = ['dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'] as const;
 export const RULE_KEYS = ['priority', 'from', 'fwmark', 'table'] as const;
 /** The main table's rule that every VS has (as Linux's `32766: from all lookup main`). */
 export const DEFAULT_RULE_PRIORITY = 32766;
@@ -300,12 +300,16 @@ export function checkRoute(c: Checker, r: unknown, p: string, state: ValidationS
   c.int(r, 'table', p, false, 1, 0xffffffff);
   c.int(r, 'metric', p, false, 0, 0xffffffff);
   const src = c.ipv4(r, 'src', p, false);
+  // 'onlink' (as Linux's `ip route ... onlink`): the gateway is reachable on the named link even
+  // though no address of the link covers it (a provider's gateway outside the tenant's prefix).
+  const onlink = c.bool(r, 'onlink', p) === true;
+  if (onlink && (linkName === undefined || via === undefined)) c.fail(join(p, 'onlink'), "'onlink' needs 'via' and 'link'");
   let link: LinkFacts | undefined;
   if (linkName !== undefined) {
     link = links.find((x) => x.name === linkName);
     if (!link) c.fail(join(p, 'link'), `virtual server '${vs}' has no link '${linkName}' (links: ${links.map((x) => x.name).join(', ') || 'none'})`);
   }
-  if (via !== undefined) {
+  if (via !== undefined && !onlink) {
     const onLink = (x: LinkFacts) => x.addrs.some((a) => ((a.addr ^ via) & maskOf(a.prefixLen)) === 0);
     if (link ? !onLink(link) : !links.some(onLink)) {
       c.fail(join(p, 'via'), `gateway ${ipv4ToString(via)} is not on a connected network of ${link ? `link '${link.name}'` : `virtual server '${vs}'`}`);

@@ -83,7 +83,7 @@ test('an ARP flood from off-subnet senders creates no neighbor entries (each req
 
 test('an off-subnet on-link gateway the stack is resolving is still learned from its ARP reply', () => {
   const s = setup();
-  s.e.addRoute(s.vs, { dst: 'default', via: '192.0.2.1', link: 'eth0.10' });
+  s.e.addRoute(s.vs, { dst: 'default', via: '192.0.2.1', link: 'eth0.10', onlink: true });
   s.e.udpSend(s.sock, new Uint8Array([1]), 53, ip('198.51.100.53'));
   const req = drain(s.pool, s.e.devices[0]!.out);
   assert.ok(req.some((d) => d.arp?.op === 1 && d.arp.tpa === ip('192.0.2.1')));

@@ -154,6 +154,19 @@ test('routes and rules: the config rules hold at run time (host bits, source not
   assert.is(r.code, 0, r.err);
 });
 
+test("'onlink': a gateway outside the link's prefixes is accepted only when named on a link, the same everywhere", async () => {
+  const link = 'm0.10';
+  assert.match(String(configVerdict((c) => { c.virtualServers[0]!.routes = [{ dst: 'default', via: '192.0.2.1', onlink: true }]; })), /'onlink' needs 'via' and 'link'/);
+  assert.match(String(configVerdict((c) => { c.virtualServers[0]!.routes = [{ dst: 'default', via: '192.0.2.1', link, onlink: 'yes' as unknown as boolean }]; })), /onlink: must be true or false/);
+  assert.is(configVerdict((c) => { c.virtualServers[0]!.routes = [{ dst: 'default', via: '192.0.2.1', link, onlink: true }]; }), null);
+  let r = await cli(['route', 'add', '10.8.0.0/16', '--via', '192.0.2.1', '--link', link, '--vs', 'a']);
+  assert.match(r.err, /not on a connected network/);
+  r = await cli(['route', 'add', '10.8.0.0/16', '--via', '192.0.2.1', '--link', link, '--onlink', '--vs', 'a']);
+  assert.is(r.code, 0, r.err);
+  const lib = libraryVerdict(() => stack.vs('a').addRoute({ dst: '10.7.0.0/16', via: '192.0.2.1', onlink: true }));
+  assert.match(String(lib), /'onlink' needs 'via' and 'link'/);
+});
+
 test('names and link fields: the same rules for a file and a run-time change', async () => {
   assert.match(String(configVerdict((c) => { c.virtualServers[0]!.name = 'bad name'; })), /"bad name" is not valid/);
   let r = await cli(['vs', 'add', 'bad name']);
