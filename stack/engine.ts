@@ -982,12 +982,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     return n !== undefined && n.state !== NState.Incomplete ? null : viaMac;
   }
 
-  /** The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. */
+  /**
+   * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
+   * of the address index per link of the VS (never a scan of its addresses).
+   */
   private ownLink(vs: VirtualServer, addr: number): Link | null {
     const links = vs.links;
     for (let i = 0; i < links.length; i++) {
-      const as = links[i]!.addrs;
-      for (let k = 0; k < as.length; k++) if (as[k]!.addr === addr) return links[i]!;
+      const l = links[i]!;
+      const owner = this.groups[l.dev]![l.vlan + 1]?.addrs.get(addr | 0);
+      if (owner !== undefined && owner.vs === vs) return owner;
     }
     return null;
   }
