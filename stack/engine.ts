@@ -20,7 +20,7 @@ import { UdpHeader, UDP_HLEN } from '../protocols/udp';
 import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
 import { Ipv4Reassembler } from '../protocols/reassembly';
 import { Counters } from './counters';
-import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, NState, PendingFrame } from './neighbor';
+import { DEFAULT_NEIGHBOR_PARAMS, Neighbor, NeighborCache, NeighborHost, NeighborParams, NState, PendingFrame } from './neighbor';
 import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
@@ -177,6 +177,8 @@ const BROADCAST = 0xffffffff;
 const BCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 const ZERO_MAC = new Uint8Array(6);
 const ETH_MIN = 60;
+/** Connections noted per neighbor entry whose segments fell out of its full queue while resolving. */
+const NEIGH_NOTES_MAX = 64;
 
 /**
  * Writes the Ethernet header of a frame leaving `link` (source MAC and VLAN tag from the link,
@@ -983,27 +985,39 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   /** NeighborHost: a queued frame is dropped. */
-  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void {
+  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean, n?: Neighbor): void {
     const link = cache.linkRef as Link;
     const pool = this.devices[p.dev]!.pool;
-    if (unreachable) this.neighborUnreachable(link, pool.bytes, p.off + link.ethLen, p.len - link.ethLen);
+    const t = this.tcpTupleOf(pool.bytes, p.off + link.ethLen, p.len - link.ethLen);
+    if (t) {
+      if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1], t[2], t[3]);
+      else if (n && (n.notes?.length ?? 0) < NEIGH_NOTES_MAX * 4) (n.notes ??= []).push(t[0], t[1], t[2], t[3]);
+    }
     pool.free(p.frame);
     this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
   }
 
   /**
-   * Address resolution failed for a frame the stack built (IPv4 at `b[off..off+len)`): the error
-   * goes to the connection that sent it, as a kernel reports a failed neighbor (EHOSTUNREACH)
-   * instead of retransmitting into the void until the connect times out. A datagram is only
-   * counted (by the caller).
+   * NeighborHost: address resolution failed. The connections whose segments were waiting for it
+   * (queued, or dropped from the full queue meanwhile) get the error, as a kernel reports a failed
+   * neighbor (EHOSTUNREACH) instead of retransmitting into the void until the connect times out.
+   * Datagrams are only counted (in `discard`).
    */
-  private neighborUnreachable(link: Link, b: Uint8Array, off: number, len: number): void {
-    if (len < 20 || b[off + 9] !== IPPROTO_TCP) return;
+  failed(cache: NeighborCache, n: Neighbor): void {
+    const t = n.notes;
+    if (!t) return;
+    const vs = (cache.linkRef as Link).vs;
+    for (let i = 0; i + 3 < t.length; i += 4) this.tcp.hostUnreachable(vs, t[i]!, t[i + 1]!, t[i + 2]!, t[i + 3]!);
+  }
+
+  /** The TCP 4-tuple (src, sport, dst, dport) of a frame the stack built (IPv4 at `b[off..off+len)`), or null. */
+  private tcpTupleOf(b: Uint8Array, off: number, len: number): [number, number, number, number] | null {
+    if (len < 20 || b[off + 9] !== IPPROTO_TCP) return null;
     const ihl = (b[off]! & 0x0f) * 4;
-    if ((rd16(b, off + 6) & 0x1fff) !== 0 || len < ihl + 4) return;
+    if ((rd16(b, off + 6) & 0x1fff) !== 0 || len < ihl + 4) return null;
     const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
     const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
-    this.tcp.hostUnreachable(link.vs, src, rd16(b, off + ihl), dst, rd16(b, off + ihl + 2));
+    return [src, rd16(b, off + ihl), dst, rd16(b, off + ihl + 2)];
   }
 
   /**
@@ -1018,12 +1032,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     return n !== undefined && n.state !== NState.Incomplete ? null : viaMac;
   }
 
-  /** The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. */
+  /**
+   * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
+   * of the address index per link of the VS (never a scan of its addresses).
+   */
   private ownLink(vs: VirtualServer, addr: number): Link | null {
     const links = vs.links;
     for (let i = 0; i < links.length; i++) {
-      const as = links[i]!.addrs;
-      for (let k = 0; k < as.length; k++) if (as[k]!.addr === addr) return links[i]!;
+      const l = links[i]!;
+      const owner = this.groups[l.dev]![l.vlan + 1]?.addrs.get(addr | 0);
+      if (owner !== undefined && owner.vs === vs) return owner;
     }
     return null;
   }

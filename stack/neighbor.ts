@@ -50,8 +50,13 @@ export interface NeighborHost {
   solicit(cache: NeighborCache, ip: number, mac: Uint8Array | null, now: number): void;
   /** Sends a frame whose neighbor just resolved, writing `mac` as Ethernet destination. */
   release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, now: number): void;
-  /** Drops a queued frame (resolution failed or queue overflow), counting `reason`. */
-  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void;
+  /**
+   * Drops a queued frame (resolution failed or queue overflow), counting it. On overflow `n` is the
+   * entry being resolved: the host may note in `n.notes` what the frame was, to report a failure.
+   */
+  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean, n?: Neighbor): void;
+  /** Resolution of `n` failed; its queued frames were discarded just before. */
+  failed(cache: NeighborCache, n: Neighbor): void;
 }
 
 export class Neighbor {
@@ -64,6 +69,8 @@ export class Neighbor {
   /** Learned from the wire and never used for output (first to go when the table is full). */
   learnedOnly = false;
   readonly queue: PendingFrame[] = [];
+  /** The host's notes about frames dropped from the queue while resolving (see `discard`). */
+  notes: number[] | null = null;
   timer: Timer;
   constructor(readonly ip: number, readonly cache: NeighborCache) {
     this.timer = cache.wheel.create((now) => cache.onTimer(this, now));
@@ -128,7 +135,7 @@ export class NeighborCache {
         if (n.queue.length >= this.params.queueLen) {
           // Keep the newest packets, as Linux does.
           this.queueDrops++;
-          this.host.discard(this, n.queue.shift()!, false);
+          this.host.discard(this, n.queue.shift()!, false, n);
         }
         n.queue.push(p);
         return null;
@@ -179,6 +186,7 @@ export class NeighborCache {
       n.state = NState.Stale;
       this.wheel.set(n.timer, now + this.params.gcStaleUs);
     }
+    n.notes = null;
     if (wasIncomplete) {
       const q = n.queue.splice(0);
       for (const p of q) this.host.release(this, p, n.mac, now);
@@ -223,6 +231,8 @@ export class NeighborCache {
     const q = n.queue.splice(0);
     this.remove(n);
     for (const p of q) this.host.discard(this, p, true);
+    this.host.failed(this, n);
+    n.notes = null;
   }
 
   remove(n: Neighbor): void {

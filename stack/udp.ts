@@ -17,6 +17,8 @@ export class ReturnPath {
   readonly mac = new Uint8Array(6);
   /** The unicast address the datagram was sent to (0 for a broadcast): the reply's source. */
   local = 0;
+  /** The socket's insertion/move count when this path last moved to the back of the order. */
+  stamp = 0;
 }
 
 /**
@@ -89,7 +91,8 @@ export class UdpSocket extends EventEmitter {
   connected: { addr: number; port: number } | null = null;
   /** Peer (addr * 65536 + port) → the link and MAC its last datagram came from; made on first use. */
   returnPaths: Map<number, ReturnPath> | null = null;
-  private lastHeard = -1;
+  /** Counts insertions and moves in `returnPaths` (its order is that of these stamps). */
+  private pathStamp = 0;
   /** Set by the engine: identity of the virtual server that owns the socket. */
   constructor(private readonly host: UdpHost, readonly vsName: string, opts: { maxQueue?: number } = {}) {
     super();
@@ -242,14 +245,17 @@ export class UdpSocket extends EventEmitter {
     const paths = (this.returnPaths ??= new Map());
     let p = paths.get(key);
     if (!p) {
-      if (paths.size >= UDP_RETURN_PATHS_MAX) paths.delete(paths.keys().next().value!);
+      if (paths.size >= UDP_RETURN_PATHS_MAX) paths.delete(paths.keys().next().value!); // least recently heard
       p = new ReturnPath();
+      p.stamp = ++this.pathStamp;
       paths.set(key, p);
-    } else if (key !== this.lastHeard) {
-      paths.delete(key); // most recently heard at the back
+    } else if (this.pathStamp - p.stamp > UDP_RETURN_PATHS_MAX / 2) {
+      // Heard again after half the table moved past it: to the back (least recently heard go
+      // first), without reordering on every datagram.
+      p.stamp = ++this.pathStamp;
+      paths.delete(key);
       paths.set(key, p);
     }
-    this.lastHeard = key;
     p.link = link;
     p.local = local;
     const m = p.mac;

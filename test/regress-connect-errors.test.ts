@@ -99,6 +99,24 @@ test('connect() through a gateway that does not answer ARP fails with EHOSTUNREA
   assert.ok(sent.arpTpa.every((t) => t === ip('10.1.1.254')) && sent.arpTpa.length === 3, 'ARP asked for the gateway');
 });
 
+test('ten connects at once to an address that does not answer ARP all fail with EHOSTUNREACH at the neighbor failure', async () => {
+  // More SYNs wait than the neighbor queue holds (it keeps the newest frames): those that fell out
+  // of it are told too.
+  const w = twoHosts();
+  const got: [string, number][] = [];
+  for (let i = 0; i < 10; i++) {
+    const s = connect(w.a.ctx(), 8000 + i, '10.1.1.9');
+    s.on('error', (e: ConnErr) => got.push([e.code ?? '', w.now()]));
+  }
+  await w.run(() => got.length === 10, 30_000_000);
+  assert.is(got.length, 10);
+  for (const [code, at] of got) {
+    assert.is(code, 'EHOSTUNREACH');
+    assert.ok(at <= 4_000_000, `failed at ${at} µs`);
+  }
+  assert.is(w.a.engine.tcp.connCount, 0);
+});
+
 test('a datagram to an address that does not answer ARP is dropped and counted as neighbor-unreachable', async () => {
   const w = twoHosts();
   const s = w.a.engine.createUdpSocket(w.a.vs[0]!);

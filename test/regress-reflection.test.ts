@@ -17,6 +17,7 @@ import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';
 import { ip, udpFrame, push, drain } from './lib/frames';
 import { ipv4ToString } from '../protocols/ipv4';
+import { UDP_RETURN_PATHS_MAX } from '../stack/udp';
 
 /** Host b becomes 198.51.100.7/24, a client behind a "router" (its own MAC) reaching 10.1.1.0/24 on-link. */
 function behindRouter(): { w: World; arpFromA: number[] } {
@@ -134,6 +135,37 @@ test('UDP reflection at the frame level: the router\'s MAC, the link it came on,
   assert.is(err?.code, 'ENETUNREACH');
   s.close();
   assert.is(pool.check().free, 64);
+});
+
+test('the return paths a UDP socket remembers are bounded; a peer heard again stays', () => {
+  const pool = new FramePool({ frameSize: 2048, frameCount: 256 });
+  const e = new Engine();
+  e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
+  const vs = e.createVs('t');
+  const vsMac = parseMac('02:00:00:00:01:01');
+  e.addLink(vs, { device: 'eth0', vlan: 10, mac: vsMac });
+  e.addAddress(vs, 'eth0.10', '10.1.1.1/24');
+  drain(pool, e.devices[0]!.out);
+  const s = e.createUdpSocket(vs);
+  s.bind(53);
+  s.on('message', () => {});
+  const router = parseMac('02:00:00:00:99:01');
+  const burst = new Burst();
+  const n = UDP_RETURN_PATHS_MAX + 200;
+  const keep = ip('203.0.113.9') * 65536 + 1000;
+  for (let i = 0; i < n; i++) {
+    push(pool, burst, udpFrame(10, vsMac, router, '203.0.113.9', 1000 + i, '10.1.1.1', 53, new Uint8Array([1])));
+    // The first peer is heard again now and then, as a client in a conversation.
+    if (i % 300 === 299) push(pool, burst, udpFrame(10, vsMac, router, '203.0.113.9', 1000, '10.1.1.1', 53, new Uint8Array([2])));
+    if (burst.n >= 32) { e.input(0, burst, 1000 + i); e.flushEvents(); }
+  }
+  e.input(0, burst, 1_000_000);
+  e.flushEvents();
+  assert.is(s.returnPaths!.size, UDP_RETURN_PATHS_MAX);
+  assert.ok(s.returnPaths!.has(keep), 'the peer in conversation kept its return path');
+  assert.not.ok(s.returnPaths!.has(ip('203.0.113.9') * 65536 + 1001), 'the least recently heard went first');
+  s.close();
+  assert.is(pool.check().free, 256);
 });
 
 test.run();
