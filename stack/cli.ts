@@ -289,7 +289,7 @@ const LAB_USAGE = tableUsage('Usage: xdpstack lab <up|down|status|impair> [optio
 
 export const COMMANDS: Command[] = [
   {
-    name: 'lab', summary: 'build, remove, show or impair the namespace test lab', usage: LAB_USAGE,
+    name: 'lab', summary: 'build, remove or show the namespace test lab, or impair its paths', usage: LAB_USAGE,
     subcommands: labCommands,
   },
   ...STACK_COMMANDS,

@@ -130,7 +130,7 @@ const IMPAIR_KEYS = new Set(['loss', 'corrupt', 'dir']);
 function checkProbability(v: unknown, what: string, where: string): number | undefined {
   if (v === undefined) return undefined;
   if (typeof v !== 'number' || !Number.isFinite(v) || v < 0 || v > 1) {
-    throw new LabConfigError(`${where}: bad ${what} probability ${JSON.stringify(v)} (expected a fraction 0..1, e.g. 0.01 for 1 %)`);
+    throw new LabConfigError(`${where}: bad ${what} probability ${typeof v === 'number' ? String(v) : JSON.stringify(v)} (expected a fraction 0..1, e.g. 0.01 for 1 %)`);
   }
   return v;
 }

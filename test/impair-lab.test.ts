@@ -22,7 +22,7 @@ const badSpecs: [unknown, RegExp][] = [
   [{ loss: 1.5 }, /bad loss probability 1.5 \(expected a fraction 0\.\.1/],
   [{ loss: -0.1 }, /bad loss probability -0.1/],
   [{ corrupt: '1%' }, /bad corrupt probability "1%"/],
-  [{ loss: Number.NaN }, /bad loss probability/],
+  [{ loss: Number.NaN }, /bad loss probability NaN/],
   [{ loss: 0.1, dir: 'up' }, /bad impairment direction "up" \(expected 'in', 'out' or 'both'\)/],
   [{ los: 0.1 }, /unknown impairment field 'los'/],
   ['1%', /impairment must be an object/],
