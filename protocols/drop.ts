@@ -69,6 +69,7 @@ export const enum Drop {
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
+  InternalError, // the stack's own code threw while handling the frame: freed, counted, logged once
   Count,
 }
 
@@ -89,6 +90,7 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-out-of-window', 'tcp-paws', 'tcp-bad-ack', 'tcp-no-ack', 'tcp-challenged', 'tcp-bad-cookie', 'tcp-bad-flags',
   'tcp-closed',
   'tx-too-big',
+  'internal-error',
 ];
 
 export function dropName(d: Drop): string {

@@ -33,6 +33,10 @@ export interface TcpEngine {
   /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
   mtuTo(vs: VirtualServer, dst: number, src?: number, mark?: number): number;
   dropOn(link: Link, reason: Drop): void;
+  /** An exception thrown by application code in a socket callback. */
+  callbackError(err: unknown): void;
+  /** An exception thrown by the stack's own code (counted, reported once). */
+  internalError(err: unknown): void;
 }
 
 /** Events a socket receives (queued, delivered after the burst). */
@@ -338,8 +342,11 @@ export class TcpLayer implements TcpHost {
     this.curPool = pool;
     this.curFrame = frame;
     this.kept = false;
-    this.demux(link, b, off, len, src, dst, srcMac, now);
-    this.curPool = null;
+    try {
+      this.demux(link, b, off, len, src, dst, srcMac, now);
+    } finally {
+      this.curPool = null;
+    }
     return this.kept;
   }
 
@@ -607,7 +614,12 @@ export class TcpLayer implements TcpHost {
     }
   }
 
-  /** Delivers queued events to sockets and new connections to listeners. */
+  /**
+   * Delivers queued events to sockets and new connections to listeners. This runs application code
+   * (listeners of 'connection', 'connect', 'data'...): each call is guarded, and an exception goes to
+   * the engine's callbackError() (an uncaught exception, as in Node) once this delivery is over, so
+   * every other socket still gets its events, no zero-copy frame is left held and no event is lost.
+   */
   flushEvents(): void {
     while (this.readyListeners.length) {
       const ls = this.readyListeners.splice(0);
@@ -616,7 +628,13 @@ export class TcpLayer implements TcpHost {
         for (const e of q) {
           if (e.conn.state === TcpState.Closed) continue;
           if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
-          l.opts.onConnection(e);
+          try {
+            l.opts.onConnection(e);
+          } catch (err) {
+            this.eng.callbackError(err);
+          }
+          // What came with the handshake is delivered even when a 'connection' listener threw.
+          if (e.sink && (e.data.length || e.events)) this.post(e, 0);
         }
       }
     }
@@ -628,33 +646,61 @@ export class TcpLayer implements TcpHost {
         if (!s) continue;
         const ev = e.events;
         e.events = 0;
-        if (ev & EV_ESTABLISHED) s.tcpEstablished();
-        if (e.data.length) {
-          const d = e.data.splice(0);
-          if (e.zeroCopy && s.tcpZeroCopy) {
-            for (const chunk of d) {
-              // Copies (out-of-order repairs) come as chunks too, in order.
-              s.tcpZeroCopy(chunk instanceof ZeroCopyChunk ? chunk : new ZeroCopyChunk(chunk, 0, chunk.length, null, -1, e, this));
-            }
-          } else if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
-            s.tcpData(d[0] as Buffer);
-          } else {
-            let total = 0;
-            for (const chunk of d) total += chunk.length;
-            const buf = Buffer.allocUnsafe(total);
-            let pos = 0;
-            for (const chunk of d) {
-              if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
-              else buf.set(chunk, pos);
-              pos += chunk.length;
-            }
-            s.tcpData(buf);
-          }
+        if (ev & EV_ESTABLISHED) {
+          try { s.tcpEstablished(); } catch (err) { this.eng.callbackError(err); }
         }
-        if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
-        if (ev & EV_WRITABLE) s.tcpWritable();
-        if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
+        if (e.data.length) {
+          try { this.deliverData(e, s); } catch (err) { this.eng.internalError(err); }
+        }
+        if (ev & EV_REMOTE_CLOSE) {
+          try { s.tcpRemoteClose(); } catch (err) { this.eng.callbackError(err); }
+        }
+        if (ev & EV_WRITABLE) {
+          try { s.tcpWritable(); } catch (err) { this.eng.callbackError(err); }
+        }
+        if (ev & EV_CLOSED) {
+          try { s.tcpClosed(e.closeErr); } catch (err) { this.eng.callbackError(err); }
+        }
       }
+    }
+  }
+
+  /** Hands the data received for `e` to its socket (views into frames for a zero-copy reader, else one Buffer). */
+  private deliverData(e: TcpEntry, s: TcpSocketSink): void {
+    const d = e.data.splice(0);
+    if (e.zeroCopy && s.tcpZeroCopy) {
+      for (const c of d) {
+        // Copies (out-of-order repairs) come as chunks too, in order.
+        const chunk = c instanceof ZeroCopyChunk ? c : new ZeroCopyChunk(c, 0, c.length, null, -1, e, this);
+        try {
+          s.tcpZeroCopy(chunk);
+        } catch (err) {
+          // The reader threw before it could keep the chunk: its frame goes back to the pool (and
+          // the window reopens) rather than being held forever.
+          chunk.release();
+          this.eng.callbackError(err);
+        }
+      }
+      return;
+    }
+    let buf: Buffer;
+    if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
+      buf = d[0] as Buffer;
+    } else {
+      let total = 0;
+      for (const chunk of d) total += chunk.length;
+      buf = Buffer.allocUnsafe(total);
+      let pos = 0;
+      for (const chunk of d) {
+        if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
+        else buf.set(chunk, pos);
+        pos += chunk.length;
+      }
+    }
+    try {
+      s.tcpData(buf);
+    } catch (err) {
+      this.eng.callbackError(err);
     }
   }
 
