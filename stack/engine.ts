@@ -14,7 +14,8 @@ import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } fro
 import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
 import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
 import {
-  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
+  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
+  ICMP_TIME_EXCEEDED, writeIcmpError,
 } from '../protocols/icmp';
 import { UdpHeader, UDP_HLEN } from '../protocols/udp';
 import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
@@ -156,6 +157,12 @@ export interface EngineOptions {
   onCallbackError?: (err: unknown) => void;
 }
 
+/**
+ * Smallest path MTU learned from ICMP (Linux net.ipv4.route.min_pmtu): a next-hop MTU below it
+ * (68, 8, 0 from an old router, or a forgery) is taken as this, so no path ever gets segments too
+ * small to carry data efficiently.
+ */
+export const PMTU_MIN = 552;
 /** Distinct internal errors reported (beyond it they are only counted). */
 const INTERNAL_ERRORS_LOGGED = 16;
 
@@ -891,31 +898,65 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       this.enqueue(link, pool, f, ethStart, link.ethLen + 20 + len);
       return;
     }
-    if (icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED) {
-      // Path MTU discovery (RFC 1191): the quoted header's destination is the path's end.
-      const qdst = icmp.innerDst;
-      let mtu = icmp.nextHopMtu;
-      if (mtu < 68) mtu = 576; // old routers send 0: assume the minimum reasonable
-      const cur = Math.min(link.mtu, link.vs.pmtu.get(qdst)?.mtu ?? link.mtu);
-      if (mtu < cur) {
-        link.vs.pmtu.set(qdst, { mtu, expires: now + this.opts.pmtuExpiryUs });
-        if (icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
-          const p = icmp.innerL4Off;
-          this.tcp.pmtuChanged(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, qdst, (b[p + 2]! << 8) | b[p + 3]!, mtu);
-        }
-      }
-      pool.free(f);
-      return;
-    }
-    if (icmp.type === ICMP_DEST_UNREACH && icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
-      const p = icmp.innerL4Off;
-      this.tcp.icmpUnreachable(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, icmp.innerDst, (b[p + 2]! << 8) | b[p + 3]!, icmp.code);
+    if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
+      const r = this.icmpErrorInput(link, b, dst);
+      if (r !== Drop.None) this.dropOn(link, r);
       pool.free(f);
       return;
     }
     // Echo replies (no ping sockets yet) and other ICMP types are counted and dropped.
     this.dropOn(link, Drop.IcmpUnknownType);
     pool.free(f);
+  }
+
+  /**
+   * An ICMP error (parsed in this.icmp: it quotes an IPv4 header and 8 bytes) that came to our
+   * address `dst`. It is believed only when it quotes live state (RFC 5927 section 4, as Linux's
+   * tcp_v4_err and __udp4_lib_err): a datagram we sent from `dst`, of a TCP connection that exists
+   * with a sequence number in SND.UNA..SND.NXT, or of a UDP socket bound to its source port (and
+   * connected to its destination, when connected). Anything else is a counted drop and changes
+   * nothing: a forged "fragmentation needed" cannot lower the path MTU toward a host, nor a forged
+   * "port unreachable" end a connection.
+   */
+  private icmpErrorInput(link: Link, b: Uint8Array, dst: number): Drop {
+    const icmp = this.icmp;
+    const q = icmp.innerOff;
+    const p = icmp.innerL4Off;
+    const qsrc = icmp.innerSrc;
+    const qdst = icmp.innerDst;
+    // Ours was sent from the address the error came to, and a non-first fragment has no ports.
+    if (qsrc !== dst || (((b[q + 6]! << 8) | b[q + 7]!) & 0x1fff) !== 0) return Drop.IcmpNoFlow;
+    const sport = (b[p]! << 8) | b[p + 1]!;
+    const dport = (b[p + 2]! << 8) | b[p + 3]!;
+    const fragNeeded = icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED;
+    if (icmp.innerProto === IPPROTO_TCP) {
+      const seq = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
+      return this.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, icmp.type, icmp.code, icmp.nextHopMtu);
+    }
+    if (icmp.innerProto === IPPROTO_UDP) {
+      const sock = this.findUdp(link.vs, sport, qsrc, qdst, dport);
+      if (!sock) return Drop.IcmpNoFlow;
+      if (fragNeeded) this.pmtuUpdate(link.vs, qdst, icmp.nextHopMtu, qsrc, sock.mark);
+      // Other errors are not reported to UDP sockets (Node's dgram does not either).
+      return Drop.None;
+    }
+    return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote
+  }
+
+  /**
+   * ICMP "fragmentation needed" with next-hop MTU `mtu` for the path from `vs` to `dst` (its sender
+   * already validated against a live flow). As RFC 1191 section 3 and Linux: an MTU below PMTU_MIN
+   * (0 from an old router, 68, 8...) is taken as PMTU_MIN; one not below the current path MTU
+   * changes nothing (PMTU only decreases until the entry expires). Returns the path MTU now in use.
+   */
+  pmtuUpdate(vs: VirtualServer, dst: number, mtu: number, src = 0, mark = 0): number {
+    const cur = this.mtuTo(vs, dst, src, mark);
+    if (mtu < PMTU_MIN) mtu = PMTU_MIN;
+    if (mtu < cur) {
+      vs.pmtu.set(dst, { mtu, expires: this.now + this.opts.pmtuExpiryUs });
+      return mtu;
+    }
+    return cur;
   }
 
   private udpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number,

@@ -13,6 +13,8 @@ import {
 } from '../protocols/tcp/types';
 import { TcpConnection } from '../protocols/tcp/connection';
 import { rstFor } from '../protocols/tcp/rst';
+import { clampMss, resolveOptions } from '../protocols/tcp/options';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../protocols/icmp';
 import * as synCookie from '../protocols/tcp/syncookie';
 import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
 import type { Timer, TimerWheel } from './timers';
@@ -32,6 +34,8 @@ export interface TcpEngine {
     build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean;
   /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
   mtuTo(vs: VirtualServer, dst: number, src?: number, mark?: number): number;
+  /** A validated "fragmentation needed" (next-hop MTU `mtu`) for the path to `dst`: returns the path MTU now in use. */
+  pmtuUpdate(vs: VirtualServer, dst: number, mtu: number, src?: number, mark?: number): number;
   dropOn(link: Link, reason: Drop): void;
   /** An exception thrown by application code in a socket callback. */
   callbackError(err: unknown): void;
@@ -175,7 +179,17 @@ export class TcpLayer implements TcpHost {
   timeWaitReused = 0;
 
   constructor(private readonly eng: TcpEngine, private readonly secret: Uint8Array, readonly defaults: Partial<TcpOptions> = {},
-    readonly maxTimeWait = 65536) {}
+    readonly maxTimeWait = 65536) {
+    resolveOptions(defaults); // bad defaults are a configuration error now, not an exception per SYN later
+  }
+
+  /**
+   * The MSS a connection from `vs` to `dst` offers: the path MTU less 40 (brought into range: a tiny
+   * link or path MTU must not make the receive path throw), lowered by an `mss` option.
+   */
+  private mssFor(vs: VirtualServer, dst: number, src: number, mark: number, opt: number | undefined): number {
+    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - 40));
+  }
 
   // ------------------------------------------------------------ demux tables (per VS)
 
@@ -218,6 +232,8 @@ export class TcpLayer implements TcpHost {
   }
 
   listen(vs: VirtualServer, addr: number, port: number, opts: ListenerOptions): TcpListener {
+    // The listener's options are checked now (a clear error for listen()) rather than at each SYN.
+    resolveOptions({ ...this.defaults, ...opts.tcp });
     const list = vs.tcpListeners.get(port) ?? [];
     if (list.some((l) => l.addr === 0 || addr === 0 || l.addr === addr)) {
       const e = new Error(`listen EADDRINUSE: address already in use ${ipv4ToString(addr)}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
@@ -274,7 +290,7 @@ export class TcpLayer implements TcpHost {
   connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
     // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
-    const mss = Math.min(opts.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(vs, tuple.remoteAddr, tuple.localAddr, mark) - 40);
+    const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
     e.sink = sink;
     e.mark = mark;
@@ -402,7 +418,7 @@ export class TcpLayer implements TcpHost {
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
     }
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
-    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(link.vs, src, dst) - 40);
+    const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
     if (l.synQueue >= l.opts.synBacklog) {
       // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
       const out = this.rstOut;
@@ -436,7 +452,8 @@ export class TcpLayer implements TcpHost {
     e.listener = l;
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
-    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp }, seg, info, now, e);
+    const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
+    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e);
     this.insert(e);
     const r = e.conn.input(seg, now);
     if (r !== Drop.None) this.eng.dropOn(link, r);
@@ -590,15 +607,31 @@ export class TcpLayer implements TcpHost {
   }
 
   /**
-   * ICMP destination unreachable quoting one of our segments (RFC 1122 4.2.3.9): port and protocol
-   * unreachable are hard errors while the connection is being opened (ECONNREFUSED); others are soft
-   * and left to retransmission.
+   * An ICMP error (destination unreachable, time exceeded, parameter problem) quoting a segment
+   * local:localPort → remote:remotePort with sequence number `seq`. RFC 5927 section 4.1 (as Linux's
+   * tcp_v4_err): it is believed only when the connection exists and SND.UNA <= seq <= SND.NXT (the
+   * highest sent: sndMax); otherwise nothing changes and the reason is returned for the drop count.
+   * Then (RFC 1122 4.2.3.9): port and protocol unreachable are hard errors while the connection is
+   * being opened (ECONNREFUSED); "fragmentation needed" lowers the path MTU (RFC 1191) and this
+   * connection's MSS; the others are soft errors, left to retransmission.
    */
-  icmpUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, code: number): void {
+  icmpError(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, seq: number,
+    type: number, code: number, nextHopMtu: number): Drop {
     const e = this.find(vs, local, localPort, remote, remotePort);
-    if (!e || e.released) return;
-    const st = e.conn.state;
-    if ((code === 2 || code === 3) && (st === TcpState.SynSent || st === TcpState.SynReceived)) e.conn.fail('ECONNREFUSED');
+    if (!e || e.released) return Drop.IcmpNoFlow;
+    const c = e.conn;
+    const st = c.state;
+    if (st === TcpState.Closed || st === TcpState.TimeWait) return Drop.IcmpNoFlow; // nothing in flight
+    if (((seq - c.sndUna) >>> 0) > ((c.sndMax - c.sndUna) >>> 0)) return Drop.IcmpOutOfWindow;
+    if (type !== ICMP_DEST_UNREACH) return Drop.None;
+    if (code === ICMP_FRAG_NEEDED) {
+      // The path MTU may already be as low (another connection's error): this one follows it too.
+      const mtu = this.eng.pmtuUpdate(vs, remote, nextHopMtu, local, e.mark);
+      c.setMss(clampMss(mtu - 40));
+    } else if ((code === ICMP_PROTO_UNREACH || code === ICMP_PORT_UNREACH) && (st === TcpState.SynSent || st === TcpState.SynReceived)) {
+      c.fail('ECONNREFUSED');
+    }
+    return Drop.None;
   }
 
   /** A socket was attached to an accepted entry: deliver what arrived before it existed. */
@@ -702,15 +735,6 @@ export class TcpLayer implements TcpHost {
     } catch (err) {
       this.eng.callbackError(err);
     }
-  }
-
-  /**
-   * Path MTU toward `remote` dropped to `mtu` (ICMP fragmentation needed quoting our segment): the
-   * connection it belongs to sends smaller segments from now on.
-   */
-  pmtuChanged(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, mtu: number): void {
-    const e = this.find(vs, local, localPort, remote, remotePort);
-    if (e && !e.released) e.conn.setMss(mtu - 40);
   }
 
   /** Resets every connection and closes every listener of a VS being destroyed. */
