@@ -1012,6 +1012,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       this.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
       return;
     }
+    if (proto === IPPROTO_TCP) {
+      if (this.isBroadcast(link, dst)) return this.dropOn(link, Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
+      // The reassembled segment is no UMEM frame (no pool): TCP copies what it keeps, since the
+      // reassembler reuses its buffer.
+      this.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
+      return;
+    }
     this.dropOn(link, Drop.Ipv4UnknownProtocol);
   }
 
