@@ -383,7 +383,13 @@ export class TcpLayer implements TcpHost {
         this.forget(e);
         return this.onSyn(l, link, seg, src, dst, srcMac, now);
       }
-      const r = e.conn.input(seg, now);
+      let r: Drop;
+      try {
+        r = e.conn.input(seg, now);
+      } catch (err) {
+        this.connFailed(e); // then the engine counts the error and frees the frame
+        throw err;
+      }
       if (r !== Drop.None) this.eng.dropOn(link, r);
       return;
     }
@@ -508,7 +514,27 @@ export class TcpLayer implements TcpHost {
   }
 
   onConnTimer(e: TcpEntry, now: number): void {
-    e.conn.onTimer(now);
+    try {
+      e.conn.onTimer(now);
+    } catch (err) {
+      this.eng.internalError(err);
+      this.connFailed(e);
+    }
+  }
+
+  /**
+   * The connection's own code threw (a bug, counted by the caller): a connection left half-updated
+   * must not live on, holding its timer, buffers and 4-tuple. It is reset (RST to the peer), its
+   * socket learns ECONNABORTED, and it leaves the tables.
+   */
+  private connFailed(e: TcpEntry): void {
+    try {
+      if (!e.released && e.sink && e.conn.state !== TcpState.TimeWait) { e.closeErr = 'ECONNABORTED'; this.post(e, EV_CLOSED); }
+      if (!e.released) e.conn.abort(this.eng.now);
+    } catch (err) {
+      this.eng.internalError(err);
+    }
+    if (!e.released) this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
   }
 
   onEstablished(c: { user: unknown }): void {

@@ -198,4 +198,46 @@ test('the real-time loop: a driver that throws every step is counted and reporte
   assert.is(logs.length, 1);
 });
 
+test("a connection whose own code throws (on a segment, on a timer) is reset, its sockets told; the other connections go on", async () => {
+  const w = twoHosts();
+  const logs: string[] = [];
+  w.a.engine.log = (m) => logs.push(m);
+  const servers: Socket[] = [];
+  const serverErr: string[] = [];
+  createServer(w.a.ctx(), (s: Socket) => {
+    servers.push(s);
+    s.on('data', (d) => s.write(d));
+    s.on('error', (e: NodeJS.ErrnoException) => serverErr.push(e.code!));
+  }).listen(80);
+  const clients: Socket[] = [];
+  const clientErr: string[] = [];
+  const echoed = ['', '', ''];
+  for (let i = 0; i < 3; i++) {
+    const c = connect(w.b.ctx(), 80, '10.1.1.1');
+    c.on('data', (d) => { echoed[i] += d; });
+    c.on('error', (e: NodeJS.ErrnoException) => clientErr.push(e.code!));
+    clients.push(c);
+    assert.ok(await w.run(() => servers.length === i + 1, 1_000_000));
+  }
+  // Connection 0: its segment handling throws. Connection 1: its timer handling throws.
+  const c0 = servers[0]!.connection!.conn as unknown as Any;
+  c0.input = () => { throw new Error('injected fault in segment handling'); };
+  const c1 = servers[1]!.connection!.conn as unknown as Any;
+  c1.onTimer = () => { throw new Error('injected fault in timer handling'); };
+  servers[1]!.setKeepAlive(true, 1000);
+  clients[0]!.write('to the broken one');
+  clients[2]!.write('to the healthy one');
+  assert.ok(await w.run(() => clientErr.length === 2 && echoed[2] === 'to the healthy one', 5_000_000), `errors ${clientErr}`);
+  assert.equal(clientErr.sort(), ['ECONNRESET', 'ECONNRESET'], 'the peers got a RST');
+  assert.equal(serverErr.sort(), ['ECONNABORTED', 'ECONNABORTED']);
+  assert.is(w.a.engine.internalErrors, 2);
+  assert.is(logs.length, 2, 'two distinct faults, each reported once');
+  assert.is(w.a.engine.tcp.connCount, 1, 'only the healthy connection is left');
+  clients[2]!.write(' again');
+  assert.ok(await w.run(() => echoed[2] === 'to the healthy one again', 1_000_000));
+  clients[2]!.destroy();
+  await w.run(() => false, 200_000_000);
+  assert.equal(held(w), [0, 0]);
+});
+
 test.run();
