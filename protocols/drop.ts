@@ -70,6 +70,10 @@ export const enum Drop {
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
   ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn
+  InternalError, // the stack's own code threw while handling the frame: freed, counted, logged once
+  // ICMP errors validated against live state (RFC 5927 4)
+  IcmpNoFlow, // an ICMP error quoting no live connection or socket of ours: nothing changes
+  IcmpOutOfWindow, // an ICMP error quoting a TCP sequence number outside SND.UNA..SND.NXT (RFC 5927 4.1)
   Count,
 }
 
@@ -91,6 +95,8 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-closed',
   'tx-too-big',
   'arp-bad-sender',
+  'internal-error',
+  'icmp-no-flow', 'icmp-out-of-window',
 ];
 
 export function dropName(d: Drop): string {

@@ -8,13 +8,14 @@
  * packet does not depend on how many virtual servers exist.
  */
 import { Burst, macToString } from '../driver/types';
-import { FramePool } from '../umem/pool';
+import { FramePool, FrameState, OWNER_ENGINE } from '../umem/pool';
 import { Drop } from '../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, isMulticast, macEquals, writeEth } from '../protocols/ethernet';
 import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../protocols/arp';
 import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseCidr4, parseIpv4, ipv4ToString, writeIpv4, IP_DF, IP_MF } from '../protocols/ipv4';
 import {
-  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH, writeIcmpError,
+  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
+  ICMP_TIME_EXCEEDED, writeIcmpError,
 } from '../protocols/icmp';
 import { UdpHeader, UDP_HLEN } from '../protocols/udp';
 import { checksumAdjust, fold, pseudoSum4, rd16, sum16, wr16 } from '../protocols/checksum';
@@ -143,7 +144,28 @@ export interface EngineOptions {
   tcpMaxTimeWait?: number;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
+  /**
+   * Reports an exception thrown by the stack's own code while it handled input, timers or events
+   * (every one is counted as an `internal-error` drop; each distinct one is reported once).
+   * Default: process.emitWarning.
+   */
+  log?: (message: string) => void;
+  /**
+   * An exception thrown by application code in a socket callback ('data', 'connection', 'message',
+   * a write callback...). Default: rethrown from process.nextTick, so it is an uncaught exception
+   * as in Node (where it escapes an I/O callback): 'uncaughtException', or the process exits.
+   */
+  onCallbackError?: (err: unknown) => void;
 }
+
+/**
+ * Smallest path MTU learned from ICMP (Linux net.ipv4.route.min_pmtu): a next-hop MTU below it
+ * (68, 8, 0 from an old router, or a forgery) is taken as this, so no path ever gets segments too
+ * small to carry data efficiently.
+ */
+export const PMTU_MIN = 552;
+/** Distinct internal errors reported (beyond it they are only counted). */
+const INTERNAL_ERRORS_LOGGED = 16;
 
 export interface LinkSpec {
   name?: string;
@@ -240,7 +262,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly loop: Burst[] = [];
   private readonly loopSpare: Burst[] = [];
   private loopPending = 0;
-  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait'>>;
+  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait' |
+    'log' | 'onCallbackError'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
@@ -254,6 +277,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
    * By default the engine's own time (the last step's).
    */
   clock: () => number = () => this.now;
+  /** Exceptions from the stack's own code, counted (also as `internal-error` drops). */
+  internalErrors = 0;
+  private readonly internalSeen = new Set<string>();
+  /** Where internal errors are reported (see EngineOptions.log). */
+  log: (message: string) => void;
+  /** Where an exception from application code in a socket callback goes (see EngineOptions). */
+  onCallbackError: (err: unknown) => void;
+  /** Start of the receive chunk being handled, and whether stage 1 (Ethernet) is running (error recovery). */
+  private rxDone = 0;
+  private rxStage1 = false;
 
   // Reusable parse results and per-burst metadata (no allocation per packet).
   private readonly eth = new EthFrame();
@@ -295,6 +328,9 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
     this.reasm = new Ipv4Reassembler(opts.reassembly);
     this.onOutput = opts.onOutput;
+    this.log = opts.log ?? ((m) => process.emitWarning(m, 'XdpstackInternalError'));
+    this.onCallbackError = opts.onCallbackError ?? ((err) => process.nextTick(() => { throw err; }));
+    this.wheel.onError = (err) => this.internalError(err);
     for (let i = 0; i < 256; i++) this.mLink.push(null);
     this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, opts.tcpMaxTimeWait ?? 65536);
   }
@@ -512,6 +548,88 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     if (!dev) throw new Error(`no device index ${devIdx}`);
     this.now = now;
     this.inInput = true;
+    this.rxDone = 0;
+    try {
+      this.inputBurst(dev, devIdx, burst, now);
+    } catch (err) {
+      this.burstThrew(dev, burst, err);
+    } finally {
+      burst.n = 0;
+      this.inInput = false;
+    }
+  }
+
+  /**
+   * An exception escaped the per-frame guards (only stage 1, Ethernet demux, runs unguarded; it
+   * frees or keeps frames but never allocates or sends): every frame of the burst it has not freed
+   * is freed now (Principle 3), the exception counted and reported.
+   */
+  private burstThrew(dev: Device, burst: Burst, err: unknown): void {
+    this.internalError(err, null, dev);
+    const pool = dev.pool;
+    // Frames of the chunk being handled are still the engine's only if stage 1 was running; later
+    // chunks are untouched.
+    const from = this.rxStage1 ? this.rxDone : Math.min(burst.n, this.rxDone + 256);
+    this.rxStage1 = false;
+    for (let i = from; i < burst.n; i++) {
+      const f = burst.frame[i]!;
+      try {
+        if (pool.stateOf(f) === FrameState.Held && pool.ownerOf(f) === OWNER_ENGINE) pool.free(f);
+      } catch { /* not a frame of this pool: nothing to free */ }
+    }
+  }
+
+  /**
+   * A handler threw while it had received frame `f` (generation `gen`; `outMark` = the device's
+   * output queue length before the handler ran): the frame is freed unless the handler consumed it
+   * before throwing (freed it, queued it as a reply, or handed it to a zero-copy reader).
+   */
+  private rxThrew(dev: Device, f: number, gen: number, outMark: number, link: Link | null, err: unknown): void {
+    this.internalError(err, link, dev);
+    const pool = dev.pool;
+    try {
+      if (pool.generation(f) !== gen) return; // freed (and maybe already reused by someone else)
+      if (pool.stateOf(f) !== FrameState.Held || pool.ownerOf(f) !== OWNER_ENGINE) return;
+      const out = dev.out;
+      for (let i = outMark; i < out.n; i++) if (out.frame[i] === f) return; // queued as a reply
+      pool.free(f);
+    } catch (e2) {
+      this.internalError(e2, link, dev);
+    }
+  }
+
+  /**
+   * An exception from the stack's own code (a bug, never the input's fault: malformed input is a
+   * counted drop). Counted as an `internal-error` drop on `link` (else `dev`, else the engine) and
+   * reported once per distinct error (by message and throw site), so a packet that keeps triggering
+   * it cannot flood the log.
+   */
+  internalError(err: unknown, link: Link | null = null, dev: Device | null = null): void {
+    this.internalErrors++;
+    if (link) this.dropOn(link, Drop.InternalError);
+    else if (dev) dev.counters.drop(Drop.InternalError);
+    else this.counters.drop(Drop.InternalError);
+    try {
+      const e = err instanceof Error ? err : null;
+      const text = e ? `${e.name}: ${e.message}` : String(err);
+      const site = e?.stack?.split('\n').find((l) => l.trim().startsWith('at ')) ?? '';
+      const key = `${e ? e.name : typeof err} ${site}`;
+      if (this.internalSeen.has(key) || this.internalSeen.size >= INTERNAL_ERRORS_LOGGED) return;
+      this.internalSeen.add(key);
+      this.log(`xdpstack internal error (counted as 'internal-error' drops; reported once): ${e?.stack ?? text}`);
+    } catch { /* reporting must not throw */ }
+  }
+
+  /** An exception from application code in a socket callback (see EngineOptions.onCallbackError). */
+  callbackError(err: unknown): void {
+    try {
+      this.onCallbackError(err);
+    } catch (e2) {
+      this.internalError(e2);
+    }
+  }
+
+  private inputBurst(dev: Device, devIdx: number, burst: Burst, now: number): void {
     const b = dev.pool.bytes;
     const pool = dev.pool;
     let done = 0;
@@ -519,6 +637,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       const n = Math.min(burst.n - done, 256);
       let nArp = 0;
       let nIp = 0;
+      this.rxDone = done;
+      this.rxStage1 = true;
       // Stage 1: Ethernet / VLAN demux.
       for (let j = 0; j < n; j++) {
         const i = done + j;
@@ -581,15 +701,31 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           pool.free(f);
         }
       }
+      this.rxStage1 = false;
+      // Stages 2 to 4 guard each frame: a handler that throws costs that frame only (rxThrew).
       // Stage 2: ARP.
-      for (let k = 0; k < nArp; k++) this.arpInput(dev, burst, done, this.arpIdx[k]!, now);
+      for (let k = 0; k < nArp; k++) {
+        const j = this.arpIdx[k]!;
+        const f = burst.frame[done + j]!, gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.arpInput(dev, burst, done, j, now);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, this.mLink[j]!, err);
+        }
+      }
       // Stage 3: IPv4.
       let nIcmp = 0;
       let nUdp = 0;
       let nTcp = 0;
       for (let k = 0; k < nIp; k++) {
         const j = this.ipIdx[k]!;
-        const proto = this.ipInput(dev, burst, done, j, now);
+        const f = burst.frame[done + j]!, gen = pool.generation(f), mark = dev.out.n;
+        let proto = 0;
+        try {
+          proto = this.ipInput(dev, burst, done, j, now);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, this.mLink[j]!, err);
+        }
         if (proto === IPPROTO_ICMP) this.icmpIdx[nIcmp++] = j;
         else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
         else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
@@ -597,13 +733,23 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       // Stage 4: ICMP, then UDP.
       for (let k = 0; k < nIcmp; k++) {
         const j = this.icmpIdx[k]!;
-        this.icmpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, this.mTos[j]!,
-          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, this.mBcast[j]!, now);
+        const f = burst.frame[done + j]!, gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.icmpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, this.mTos[j]!,
+            this.mSrcMac[j]!, f, this.mL3Off[j]!, this.mBcast[j]!, now);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, this.mLink[j]!, err);
+        }
       }
       for (let k = 0; k < nUdp; k++) {
         const j = this.udpIdx[k]!;
-        this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
-          this.mSrcMac[j]!, burst.frame[done + j]!, this.mL3Off[j]!, this.mBcast[j]!, now);
+        const f = burst.frame[done + j]!, gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.udpInput(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!,
+            this.mSrcMac[j]!, f, this.mL3Off[j]!, this.mBcast[j]!, now);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, this.mLink[j]!, err);
+        }
       }
       if (nTcp) this.tcp.beginBurst();
       for (let k = 0; k < nTcp; k++) {
@@ -618,12 +764,18 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
           continue;
         }
         // A zero-copy reader may keep the frame (it releases it later).
-        if (!this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f)) pool.free(f);
+        const gen = pool.generation(f), mark = dev.out.n;
+        let kept: boolean;
+        try {
+          kept = this.tcp.input(this.mLink[j]!, b, this.mL4Off[j]!, this.mL4Len[j]!, this.mSrc[j]!, this.mDst[j]!, m, now, pool, f);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, this.mLink[j]!, err);
+          continue;
+        }
+        if (!kept) pool.free(f);
       }
       done += n;
     }
-    burst.n = 0;
-    this.inInput = false;
   }
 
   dropOn(link: Link, reason: Drop): void {
@@ -793,31 +945,65 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       this.enqueue(link, pool, f, ethStart, link.ethLen + 20 + len);
       return;
     }
-    if (icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED) {
-      // Path MTU discovery (RFC 1191): the quoted header's destination is the path's end.
-      const qdst = icmp.innerDst;
-      let mtu = icmp.nextHopMtu;
-      if (mtu < 68) mtu = 576; // old routers send 0: assume the minimum reasonable
-      const cur = Math.min(link.mtu, link.vs.pmtu.get(qdst)?.mtu ?? link.mtu);
-      if (mtu < cur) {
-        link.vs.pmtu.set(qdst, { mtu, expires: now + this.opts.pmtuExpiryUs });
-        if (icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
-          const p = icmp.innerL4Off;
-          this.tcp.pmtuChanged(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, qdst, (b[p + 2]! << 8) | b[p + 3]!, mtu);
-        }
-      }
-      pool.free(f);
-      return;
-    }
-    if (icmp.type === ICMP_DEST_UNREACH && icmp.innerProto === IPPROTO_TCP && icmp.innerL4Off + 4 <= off + len) {
-      const p = icmp.innerL4Off;
-      this.tcp.icmpUnreachable(link.vs, icmp.innerSrc, (b[p]! << 8) | b[p + 1]!, icmp.innerDst, (b[p + 2]! << 8) | b[p + 3]!, icmp.code);
+    if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
+      const r = this.icmpErrorInput(link, b, dst);
+      if (r !== Drop.None) this.dropOn(link, r);
       pool.free(f);
       return;
     }
     // Echo replies (no ping sockets yet) and other ICMP types are counted and dropped.
     this.dropOn(link, Drop.IcmpUnknownType);
     pool.free(f);
+  }
+
+  /**
+   * An ICMP error (parsed in this.icmp: it quotes an IPv4 header and 8 bytes) that came to our
+   * address `dst`. It is believed only when it quotes live state (RFC 5927 section 4, as Linux's
+   * tcp_v4_err and __udp4_lib_err): a datagram we sent from `dst`, of a TCP connection that exists
+   * with a sequence number in SND.UNA..SND.NXT, or of a UDP socket bound to its source port (and
+   * connected to its destination, when connected). Anything else is a counted drop and changes
+   * nothing: a forged "fragmentation needed" cannot lower the path MTU toward a host, nor a forged
+   * "port unreachable" end a connection.
+   */
+  private icmpErrorInput(link: Link, b: Uint8Array, dst: number): Drop {
+    const icmp = this.icmp;
+    const q = icmp.innerOff;
+    const p = icmp.innerL4Off;
+    const qsrc = icmp.innerSrc;
+    const qdst = icmp.innerDst;
+    // Ours was sent from the address the error came to, and a non-first fragment has no ports.
+    if (qsrc !== dst || (((b[q + 6]! << 8) | b[q + 7]!) & 0x1fff) !== 0) return Drop.IcmpNoFlow;
+    const sport = (b[p]! << 8) | b[p + 1]!;
+    const dport = (b[p + 2]! << 8) | b[p + 3]!;
+    const fragNeeded = icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED;
+    if (icmp.innerProto === IPPROTO_TCP) {
+      const seq = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
+      return this.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, icmp.type, icmp.code, icmp.nextHopMtu);
+    }
+    if (icmp.innerProto === IPPROTO_UDP) {
+      const sock = this.findUdp(link.vs, sport, qsrc, qdst, dport);
+      if (!sock) return Drop.IcmpNoFlow;
+      if (fragNeeded) this.pmtuUpdate(link.vs, qdst, icmp.nextHopMtu, qsrc, sock.mark);
+      // Other errors are not reported to UDP sockets (Node's dgram does not either).
+      return Drop.None;
+    }
+    return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote
+  }
+
+  /**
+   * ICMP "fragmentation needed" with next-hop MTU `mtu` for the path from `vs` to `dst` (its sender
+   * already validated against a live flow). As RFC 1191 section 3 and Linux: an MTU below PMTU_MIN
+   * (0 from an old router, 68, 8...) is taken as PMTU_MIN; one not below the current path MTU
+   * changes nothing (PMTU only decreases until the entry expires). Returns the path MTU now in use.
+   */
+  pmtuUpdate(vs: VirtualServer, dst: number, mtu: number, src = 0, mark = 0): number {
+    const cur = this.mtuTo(vs, dst, src, mark);
+    if (mtu < PMTU_MIN) mtu = PMTU_MIN;
+    if (mtu < cur) {
+      vs.pmtu.set(dst, { mtu, expires: this.now + this.opts.pmtuExpiryUs });
+      return mtu;
+    }
+    return cur;
   }
 
   private udpInput(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number,
@@ -872,6 +1058,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8)));
       hdr[2] = c >>> 8; hdr[3] = c & 0xff;
       this.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
+      return;
+    }
+    if (proto === IPPROTO_TCP) {
+      if (this.isBroadcast(link, dst)) return this.dropOn(link, Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
+      // The reassembled segment is no UMEM frame (no pool): TCP copies what it keeps, since the
+      // reassembler reuses its buffer.
+      this.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;
     }
     this.dropOn(link, Drop.Ipv4UnknownProtocol);
@@ -1178,8 +1371,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const dFrom = Math.max(0, pos - hdrLen);
     const dTo = Math.min(dLen, pos + n - hdrLen);
     const dn = dTo - dFrom;
-    if (dn > 64) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
-    else for (let i = 0; i < dn; i++) b[w + i] = data[dOff + dFrom + i]!; // small payloads: a loop beats a view
+    try {
+      if (dn > 64) b.set(data.subarray(dOff + dFrom, dOff + dTo), w);
+      else for (let i = 0; i < dn; i++) b[w + i] = data[dOff + dFrom + i]!; // small payloads: a loop beats a view
+    } catch (err) {
+      pool.free(f); // the frame was not handed on: it must not leak with the exception
+      throw err;
+    }
     writeIpv4(b, start + ethLen, src, dst, proto, n, 64, id, flagsFrag, tos);
     linkEth(b, start, mac ?? ZERO_MAC, 0, link, ETH_P_IPV4);
     const len = ethLen + 20 + n;
@@ -1244,7 +1442,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const b = pool.bytes;
     const start = pool.dataStart(f);
     const ethLen = link.ethLen;
-    const l4len = build(b, start + ethLen + 20);
+    let l4len: number;
+    try {
+      l4len = build(b, start + ethLen + 20);
+    } catch (err) {
+      pool.free(f); // the frame was not handed on: it must not leak with the exception
+      throw err;
+    }
     if (20 + l4len > link.mtu) {
       // The connection's MSS is larger than this link allows: never send an oversized frame.
       this.dropOn(link, Drop.TxTooBig);
@@ -1374,15 +1578,30 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.readyUdp.push(sock);
   }
 
-  /** Emits socket events queued during input (call after each burst). */
+  /**
+   * Emits socket events queued during input (call after each burst). Application code runs here:
+   * an exception from a callback goes to callbackError() (by default rethrown asynchronously, an
+   * uncaught exception as in Node) after the stack has finished its own work, so no frame leaks,
+   * no event of another socket is lost and the stack's state stays whole.
+   */
   flushEvents(): void {
     this.inStep = true;
     try {
       this.inputLoopback();
-      this.tcp.flushEvents();
+      try {
+        this.tcp.flushEvents();
+      } catch (err) {
+        this.internalError(err); // the TCP layer reports application exceptions itself
+      }
       while (this.readyUdp.length) {
         const q = this.readyUdp.splice(0);
-        for (const s of q) s.flush();
+        for (const s of q) {
+          try {
+            s.flush();
+          } catch (err) {
+            this.callbackError(err); // a 'message' listener threw (the socket kept what it had not delivered)
+          }
+        }
       }
       // ACKs held back during the burst leave now, unless the applications' answers, sent from
       // their event handlers just above, already carried them.

@@ -233,18 +233,28 @@ export class Socket extends Duplex implements TcpSocketSink {
   tcpEstablished(): void {
     if (!this.connecting) return;
     this.connecting = false;
-    this.emit('connect');
-    this.emit('ready');
-    this.touch();
-    if (this.pendingWrite) this.continueWrite();
+    try {
+      this.emit('connect');
+      this.emit('ready');
+    } finally {
+      // Also when a 'connect' listener threw: writes queued before the connection existed go out.
+      this.touch();
+      if (this.pendingWrite) this.continueWrite();
+    }
   }
 
   tcpData(chunk: Buffer): void {
     this._bytesRead += chunk.length;
     this.touch();
     if (this.destroyed) return;
-    if (this.push(chunk)) this.entry?.conn.consumed(chunk.length, this.now());
-    else this.unconsumed += chunk.length;
+    let taken = true;
+    try {
+      taken = this.push(chunk);
+    } finally {
+      // A 'data' listener that threw was still given the bytes: the receive window reopens for them.
+      if (taken) this.entry?.conn.consumed(chunk.length, this.now());
+      else this.unconsumed += chunk.length;
+    }
   }
 
   /**

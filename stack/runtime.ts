@@ -178,8 +178,9 @@ export class Runtime {
     try {
       next = this.step(now);
     } catch (e) {
-      // A bug must not stop the loop silently; report and keep serving.
-      process.emitWarning(`xdpstack runtime step failed: ${(e as Error).stack ?? e}`);
+      // A bug must not stop the loop: counted as an internal error, reported once, and the loop
+      // keeps serving. (Received frames are accounted for by the engine itself, whatever throws.)
+      this.engine.internalError(e);
       next = now + 1000;
       this.lastRx = 0; // end this turn; retry after the back-off
     }

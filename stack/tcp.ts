@@ -13,6 +13,8 @@ import {
 } from '../protocols/tcp/types';
 import { TcpConnection } from '../protocols/tcp/connection';
 import { rstFor } from '../protocols/tcp/rst';
+import { clampMss, resolveOptions } from '../protocols/tcp/options';
+import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../protocols/icmp';
 import * as synCookie from '../protocols/tcp/syncookie';
 import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
 import type { Timer, TimerWheel } from './timers';
@@ -36,7 +38,13 @@ export interface TcpEngine {
     build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean;
   /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
   mtuTo(vs: VirtualServer, dst: number, src?: number, mark?: number): number;
+  /** A validated "fragmentation needed" (next-hop MTU `mtu`) for the path to `dst`: returns the path MTU now in use. */
+  pmtuUpdate(vs: VirtualServer, dst: number, mtu: number, src?: number, mark?: number): number;
   dropOn(link: Link, reason: Drop): void;
+  /** An exception thrown by application code in a socket callback. */
+  callbackError(err: unknown): void;
+  /** An exception thrown by the stack's own code (counted, reported once). */
+  internalError(err: unknown): void;
 }
 
 /** Events a socket receives (queued, delivered after the burst). */
@@ -196,7 +204,17 @@ export class TcpLayer implements TcpHost {
   timeWaitReused = 0;
 
   constructor(private readonly eng: TcpEngine, private readonly secret: Uint8Array, readonly defaults: Partial<TcpOptions> = {},
-    readonly maxTimeWait = 65536) {}
+    readonly maxTimeWait = 65536) {
+    resolveOptions(defaults); // bad defaults are a configuration error now, not an exception per SYN later
+  }
+
+  /**
+   * The MSS a connection from `vs` to `dst` offers: the path MTU less 40 (brought into range: a tiny
+   * link or path MTU must not make the receive path throw), lowered by an `mss` option.
+   */
+  private mssFor(vs: VirtualServer, dst: number, src: number, mark: number, opt: number | undefined): number {
+    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - 40));
+  }
 
   // ------------------------------------------------------------ demux tables (per VS)
 
@@ -239,6 +257,8 @@ export class TcpLayer implements TcpHost {
   }
 
   listen(vs: VirtualServer, addr: number, port: number, opts: ListenerOptions): TcpListener {
+    // The listener's options are checked now (a clear error for listen()) rather than at each SYN.
+    resolveOptions({ ...this.defaults, ...opts.tcp });
     const list = vs.tcpListeners.get(port) ?? [];
     if (list.some((l) => l.addr === 0 || addr === 0 || l.addr === addr)) {
       const e = new Error(`listen EADDRINUSE: address already in use ${ipv4ToString(addr)}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
@@ -296,7 +316,7 @@ export class TcpLayer implements TcpHost {
   connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
     // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
-    const mss = Math.min(opts.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(vs, tuple.remoteAddr, tuple.localAddr, mark) - 40);
+    const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
     e.sink = sink;
     e.mark = mark;
@@ -364,8 +384,11 @@ export class TcpLayer implements TcpHost {
     this.curPool = pool;
     this.curFrame = frame;
     this.kept = false;
-    this.demux(link, b, off, len, src, dst, srcMac, now);
-    this.curPool = null;
+    try {
+      this.demux(link, b, off, len, src, dst, srcMac, now);
+    } finally {
+      this.curPool = null;
+    }
     return this.kept;
   }
 
@@ -386,7 +409,13 @@ export class TcpLayer implements TcpHost {
         this.forget(e);
         return this.onSyn(l, link, seg, src, dst, srcMac, now);
       }
-      const r = e.conn.input(seg, now);
+      let r: Drop;
+      try {
+        r = e.conn.input(seg, now);
+      } catch (err) {
+        this.connFailed(e); // then the engine counts the error and frees the frame
+        throw err;
+      }
       if (r !== Drop.None) this.eng.dropOn(link, r);
       // The way the peer's latest accepted segment came is the way back (a segment that failed
       // the checks does not move it).
@@ -424,7 +453,7 @@ export class TcpLayer implements TcpHost {
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
     }
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
-    const mss = Math.min(l.opts.tcp.mss ?? this.defaults.mss ?? Infinity, this.eng.mtuTo(link.vs, src, dst) - 40);
+    const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
     if (l.synQueue >= l.opts.synBacklog) {
       // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
       const out = this.rstOut;
@@ -462,7 +491,8 @@ export class TcpLayer implements TcpHost {
     setReturnPath(e, link, srcMac);
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
-    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp }, seg, info, now, e);
+    const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
+    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e);
     this.insert(e);
     const r = e.conn.input(seg, now);
     if (r !== Drop.None) this.eng.dropOn(link, r);
@@ -521,7 +551,7 @@ export class TcpLayer implements TcpHost {
 
   onConnTimer(e: TcpEntry, now: number): void {
     const l = e.listener;
-    if (!e.inSynQueue || !l) { e.conn.onTimer(now); return; }
+    if (!e.inSynQueue || !l) { this.connTimer(e, now); return; }
     // SYN-RECEIVED under pressure (RFC 4987 3.2 "reducing the SYN-RECEIVED timer"): as Linux's
     // reqsk_timer_handler, when the SYN queue is more than half full and few of its entries are
     // young (SYN-ACK not yet retransmitted), an entry is given up after fewer retransmissions, down
@@ -531,7 +561,7 @@ export class TcpLayer implements TcpHost {
     const lim = synAckRetriesUnderPressure(l.synQueue, l.synYoung, l.opts.synBacklog, e.conn.opts.synRetries);
     if (lim < e.conn.synAckRetryLimit) e.conn.synAckRetryLimit = lim;
     const before = e.conn.handshakeRetries;
-    e.conn.onTimer(now);
+    if (!this.connTimer(e, now)) return;
     if (e.conn.isClosed()) { if (e.conn.synAckRetryLimit < e.conn.opts.synRetries) l.synQueuePruned++; return; }
     if (e.inSynQueue && e.conn.state === TcpState.SynReceived && e.conn.handshakeRetries > before && e.young) {
       e.young = false;
@@ -547,6 +577,33 @@ export class TcpLayer implements TcpHost {
     if (!l) return;
     l.synQueue--;
     if (e.young) { e.young = false; l.synYoung--; }
+  }
+
+  /** Runs a connection's timer; false when the connection's own code threw (it is then gone). */
+  private connTimer(e: TcpEntry, now: number): boolean {
+    try {
+      e.conn.onTimer(now);
+      return true;
+    } catch (err) {
+      this.eng.internalError(err);
+      this.connFailed(e);
+      return false;
+    }
+  }
+
+  /**
+   * The connection's own code threw (a bug, counted by the caller): a connection left half-updated
+   * must not live on, holding its timer, buffers and 4-tuple. It is reset (RST to the peer), its
+   * socket learns ECONNABORTED, and it leaves the tables.
+   */
+  private connFailed(e: TcpEntry): void {
+    try {
+      if (!e.released && e.sink && e.conn.state !== TcpState.TimeWait) { e.closeErr = 'ECONNABORTED'; this.post(e, EV_CLOSED); }
+      if (!e.released) e.conn.abort(this.eng.now);
+    } catch (err) {
+      this.eng.internalError(err);
+    }
+    if (!e.released) this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
   }
 
   onEstablished(c: { user: unknown }): void {
@@ -645,15 +702,31 @@ export class TcpLayer implements TcpHost {
   }
 
   /**
-   * ICMP destination unreachable quoting one of our segments (RFC 1122 4.2.3.9): port and protocol
-   * unreachable are hard errors while the connection is being opened (ECONNREFUSED); others are soft
-   * and left to retransmission.
+   * An ICMP error (destination unreachable, time exceeded, parameter problem) quoting a segment
+   * local:localPort → remote:remotePort with sequence number `seq`. RFC 5927 section 4.1 (as Linux's
+   * tcp_v4_err): it is believed only when the connection exists and SND.UNA <= seq <= SND.NXT (the
+   * highest sent: sndMax); otherwise nothing changes and the reason is returned for the drop count.
+   * Then (RFC 1122 4.2.3.9): port and protocol unreachable are hard errors while the connection is
+   * being opened (ECONNREFUSED); "fragmentation needed" lowers the path MTU (RFC 1191) and this
+   * connection's MSS; the others are soft errors, left to retransmission.
    */
-  icmpUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, code: number): void {
+  icmpError(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, seq: number,
+    type: number, code: number, nextHopMtu: number): Drop {
     const e = this.find(vs, local, localPort, remote, remotePort);
-    if (!e || e.released) return;
-    const st = e.conn.state;
-    if ((code === 2 || code === 3) && (st === TcpState.SynSent || st === TcpState.SynReceived)) e.conn.fail('ECONNREFUSED');
+    if (!e || e.released) return Drop.IcmpNoFlow;
+    const c = e.conn;
+    const st = c.state;
+    if (st === TcpState.Closed || st === TcpState.TimeWait) return Drop.IcmpNoFlow; // nothing in flight
+    if (((seq - c.sndUna) >>> 0) > ((c.sndMax - c.sndUna) >>> 0)) return Drop.IcmpOutOfWindow;
+    if (type !== ICMP_DEST_UNREACH) return Drop.None;
+    if (code === ICMP_FRAG_NEEDED) {
+      // The path MTU may already be as low (another connection's error): this one follows it too.
+      const mtu = this.eng.pmtuUpdate(vs, remote, nextHopMtu, local, e.mark);
+      c.setMss(clampMss(mtu - 40));
+    } else if ((code === ICMP_PROTO_UNREACH || code === ICMP_PORT_UNREACH) && (st === TcpState.SynSent || st === TcpState.SynReceived)) {
+      c.fail('ECONNREFUSED');
+    }
+    return Drop.None;
   }
 
   /**
@@ -681,7 +754,12 @@ export class TcpLayer implements TcpHost {
     }
   }
 
-  /** Delivers queued events to sockets and new connections to listeners. */
+  /**
+   * Delivers queued events to sockets and new connections to listeners. This runs application code
+   * (listeners of 'connection', 'connect', 'data'...): each call is guarded, and an exception goes to
+   * the engine's callbackError() (an uncaught exception, as in Node) once this delivery is over, so
+   * every other socket still gets its events, no zero-copy frame is left held and no event is lost.
+   */
   flushEvents(): void {
     while (this.readyListeners.length) {
       const ls = this.readyListeners.splice(0);
@@ -690,7 +768,13 @@ export class TcpLayer implements TcpHost {
         for (const e of q) {
           if (e.conn.state === TcpState.Closed) continue;
           if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
-          l.opts.onConnection(e);
+          try {
+            l.opts.onConnection(e);
+          } catch (err) {
+            this.eng.callbackError(err);
+          }
+          // What came with the handshake is delivered even when a 'connection' listener threw.
+          if (e.sink && (e.data.length || e.events)) this.post(e, 0);
         }
       }
     }
@@ -702,43 +786,62 @@ export class TcpLayer implements TcpHost {
         if (!s) continue;
         const ev = e.events;
         e.events = 0;
-        if (ev & EV_ESTABLISHED) s.tcpEstablished();
-        if (e.data.length) {
-          const d = e.data.splice(0);
-          if (e.zeroCopy && s.tcpZeroCopy) {
-            for (const chunk of d) {
-              // Copies (out-of-order repairs) come as chunks too, in order.
-              s.tcpZeroCopy(chunk instanceof ZeroCopyChunk ? chunk : new ZeroCopyChunk(chunk, 0, chunk.length, null, -1, e, this));
-            }
-          } else if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
-            s.tcpData(d[0] as Buffer);
-          } else {
-            let total = 0;
-            for (const chunk of d) total += chunk.length;
-            const buf = Buffer.allocUnsafe(total);
-            let pos = 0;
-            for (const chunk of d) {
-              if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
-              else buf.set(chunk, pos);
-              pos += chunk.length;
-            }
-            s.tcpData(buf);
-          }
+        if (ev & EV_ESTABLISHED) {
+          try { s.tcpEstablished(); } catch (err) { this.eng.callbackError(err); }
         }
-        if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
-        if (ev & EV_WRITABLE) s.tcpWritable();
-        if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
+        if (e.data.length) {
+          try { this.deliverData(e, s); } catch (err) { this.eng.internalError(err); }
+        }
+        if (ev & EV_REMOTE_CLOSE) {
+          try { s.tcpRemoteClose(); } catch (err) { this.eng.callbackError(err); }
+        }
+        if (ev & EV_WRITABLE) {
+          try { s.tcpWritable(); } catch (err) { this.eng.callbackError(err); }
+        }
+        if (ev & EV_CLOSED) {
+          try { s.tcpClosed(e.closeErr); } catch (err) { this.eng.callbackError(err); }
+        }
       }
     }
   }
 
-  /**
-   * Path MTU toward `remote` dropped to `mtu` (ICMP fragmentation needed quoting our segment): the
-   * connection it belongs to sends smaller segments from now on.
-   */
-  pmtuChanged(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, mtu: number): void {
-    const e = this.find(vs, local, localPort, remote, remotePort);
-    if (e && !e.released) e.conn.setMss(mtu - 40);
+  /** Hands the data received for `e` to its socket (views into frames for a zero-copy reader, else one Buffer). */
+  private deliverData(e: TcpEntry, s: TcpSocketSink): void {
+    const d = e.data.splice(0);
+    if (e.zeroCopy && s.tcpZeroCopy) {
+      for (const c of d) {
+        // Copies (out-of-order repairs) come as chunks too, in order.
+        const chunk = c instanceof ZeroCopyChunk ? c : new ZeroCopyChunk(c, 0, c.length, null, -1, e, this);
+        try {
+          s.tcpZeroCopy(chunk);
+        } catch (err) {
+          // The reader threw before it could keep the chunk: its frame goes back to the pool (and
+          // the window reopens) rather than being held forever.
+          chunk.release();
+          this.eng.callbackError(err);
+        }
+      }
+      return;
+    }
+    let buf: Buffer;
+    if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
+      buf = d[0] as Buffer;
+    } else {
+      let total = 0;
+      for (const chunk of d) total += chunk.length;
+      buf = Buffer.allocUnsafe(total);
+      let pos = 0;
+      for (const chunk of d) {
+        if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
+        else buf.set(chunk, pos);
+        pos += chunk.length;
+      }
+    }
+    try {
+      s.tcpData(buf);
+    } catch (err) {
+      this.eng.callbackError(err);
+    }
   }
 
   /** Resets every connection and closes every listener of a VS being destroyed. */

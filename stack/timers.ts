@@ -68,6 +68,12 @@ export class TimerWheel {
   fired = 0;
   /** Time of the previous advance: callbacks see max(deadline, lastNow) as their `now`. */
   private lastNow = 0;
+  /**
+   * Called with an exception thrown by a timer callback. The wheel goes on with the other timers
+   * (one failing callback must not strand the timers detached with it); without a handler the
+   * exception is rethrown after this advance.
+   */
+  onError: ((err: unknown) => void) | null = null;
 
   constructor(now = 0) {
     for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList());
@@ -115,6 +121,8 @@ export class TimerWheel {
   advance(now: number): number {
     const target = Math.floor(now / TICK_US);
     let fired = 0;
+    let failed: unknown = undefined;
+    let hasFailed = false;
     while (this.tick <= target) {
       if (this.count === 0) {
         this.tick = target + 1;
@@ -139,7 +147,12 @@ export class TimerWheel {
           fired++;
           // A timer sees the time it was due, so a long jump of virtual time replays the
           // sequence exactly (a retry timer re-armed from here can fire within this advance).
-          t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
+          try {
+            t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
+          } catch (err) {
+            if (this.onError) this.onError(err);
+            else if (!hasFailed) { hasFailed = true; failed = err; }
+          }
         }
       }
       if (this.waiting.size) {
@@ -151,6 +164,7 @@ export class TimerWheel {
     }
     this.fired += fired;
     this.lastNow = now;
+    if (hasFailed) throw failed;
     return fired;
   }
 

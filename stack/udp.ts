@@ -265,9 +265,20 @@ export class UdpSocket extends EventEmitter {
   /** @internal emits queued messages. */
   flush(): void {
     const q = this.queue.splice(0);
-    for (const m of q) {
+    for (let i = 0; i < q.length; i++) {
       if (this.closed) return;
-      this.emit('message', m.data, { address: addrText(m.addr), family: 'IPv4', port: m.port, size: m.data.length } as RemoteInfo);
+      const m = q[i]!;
+      try {
+        this.emit('message', m.data, { address: addrText(m.addr), family: 'IPv4', port: m.port, size: m.data.length } as RemoteInfo);
+      } catch (err) {
+        // A 'message' listener threw: the messages not yet emitted stay queued for the next flush.
+        if (i + 1 < q.length && !this.closed) {
+          const was = this.queue.length;
+          this.queue.unshift(...q.slice(i + 1));
+          if (was === 0) this.host.udpReady(this);
+        }
+        throw err;
+      }
     }
   }
 }

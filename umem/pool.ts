@@ -66,6 +66,8 @@ export class FramePool {
   private freeTop: number;
   private readonly state: Uint8Array;
   private readonly owner: Uint16Array;
+  /** Per frame: times it was freed (wraps). */
+  private readonly uses: Uint32Array;
   private readonly stateCount = new Int32Array(4);
 
   constructor(opts: FramePoolOptions) {
@@ -91,6 +93,7 @@ export class FramePool {
     this.freeStack = new Uint32Array(frameCount);
     this.state = new Uint8Array(frameCount);
     this.owner = new Uint16Array(frameCount);
+    this.uses = new Uint32Array(frameCount);
     // Lowest frame indices on top of the stack: deterministic allocation order.
     for (let i = 0; i < frameCount; i++) this.freeStack[i] = frameCount - 1 - i;
     this.freeTop = frameCount;
@@ -147,6 +150,7 @@ export class FramePool {
     this.stateCount[FrameState.Free]++;
     this.state[f] = FrameState.Free;
     this.owner[f] = OWNER_NONE;
+    this.uses[f]++;
     this.freeStack[this.freeTop++] = f;
   }
 
@@ -170,6 +174,15 @@ export class FramePool {
       throw new FrameAccountingError(`frame ${f} is not held by owner ${from}`);
     }
     this.owner[f] = to;
+  }
+
+  /**
+   * How many times frame `f` has been freed (modulo 2^32). Equal values before and after some code
+   * ran mean the frame was not freed meanwhile: it is still the same use (error recovery asks this
+   * to tell a frame still waiting to be handled from one freed and already reused).
+   */
+  generation(f: number): number {
+    return this.uses[f]!;
   }
 
   stateOf(f: number): FrameState {

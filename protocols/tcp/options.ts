@@ -31,9 +31,24 @@ export const DEFAULT_TCP_OPTIONS: Readonly<TcpOptions> = {
 /** Default MSS when the peer sends none (RFC 9293 3.7.1). */
 export const DEFAULT_PEER_MSS = 536;
 
+/** Range of an MSS option we offer or send with (TCP_MIN_MSS of Linux; the largest IPv4 payload less 40). */
+export const MSS_MIN = 88;
+export const MSS_MAX = 65495;
+
+/**
+ * An MSS computed from a path or link MTU (MTU - 40), brought into MSS_MIN..MSS_MAX: a tiny MTU
+ * (a link of 68 bytes, a path MTU from ICMP) must give a usable connection, never an exception on
+ * the receive path. Only values the application passes itself are refused (resolveOptions).
+ */
+export function clampMss(mss: number): number {
+  if (!(mss >= MSS_MIN)) return MSS_MIN; // NaN too
+  if (mss > MSS_MAX) return MSS_MAX;
+  return Math.floor(mss);
+}
+
 export function resolveOptions(o: Partial<TcpOptions> | undefined): TcpOptions {
   const r: TcpOptions = { ...DEFAULT_TCP_OPTIONS, ...(o ?? {}) };
-  if (!(Number.isInteger(r.mss) && r.mss >= 88 && r.mss <= 65495)) throw new RangeError(`TCP mss must be an integer 88..65495, got ${r.mss}`);
+  if (!(Number.isInteger(r.mss) && r.mss >= MSS_MIN && r.mss <= MSS_MAX)) throw new RangeError(`TCP mss must be an integer ${MSS_MIN}..${MSS_MAX}, got ${r.mss}`);
   if (!(r.rcvBuf >= 1 && r.rcvBuf <= 1 << 30)) throw new RangeError(`TCP rcvBuf must be 1..2^30, got ${r.rcvBuf}`);
   if (!(r.sndBuf >= 1 && r.sndBuf <= 1 << 30)) throw new RangeError(`TCP sndBuf must be 1..2^30, got ${r.sndBuf}`);
   if (r.cc !== 'newreno' && r.cc !== 'cubic') throw new RangeError(`TCP cc must be 'newreno' or 'cubic', got '${r.cc as string}'`);
