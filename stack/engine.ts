@@ -140,6 +140,14 @@ export interface EngineOptions {
   tcp?: Partial<TcpOptions>;
   /** Most connections kept in TIME_WAIT (all VSes); beyond it the oldest are forgotten early. */
   tcpMaxTimeWait?: number;
+  /**
+   * Work done by one step at most, carried over to the next step beyond it: timer callbacks run by
+   * `advance()` and connections whose socket events `flushEvents()` delivers. However many
+   * connections expire or close together, each step stays short, so the receive path and the
+   * fill ring are served between them. Defaults 256 and 512.
+   */
+  stepTimers?: number;
+  stepEvents?: number;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
 }
@@ -197,6 +205,13 @@ function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: number, li
   return 18;
 }
 
+/** An optional positive integer option, or its default. */
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`engine option ${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
 function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
@@ -231,7 +246,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
   private readonly groups: (LinkGroup | null)[][] = [];
   private readonly readyUdp: UdpSocket[] = [];
-  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait'>>;
+  private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait' | 'limits'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
@@ -274,6 +289,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       outCapacity: opts.outCapacity ?? 1024,
       outMax: opts.outMax ?? 65536,
       pmtuExpiryUs: opts.pmtuExpiryUs ?? 600_000_000,
+      stepTimers: positive(opts.stepTimers, 256, 'stepTimers'),
+      stepEvents: positive(opts.stepEvents, 512, 'stepEvents'),
     };
     this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
     this.reasm = new Ipv4Reassembler(opts.reassembly);
@@ -1201,9 +1218,12 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.readyUdp.push(sock);
   }
 
-  /** Emits socket events queued during input (call after each burst). */
+  /**
+   * Emits socket events queued during input (call after each burst): for at most `stepEvents`
+   * connections; the others keep theirs for the next step (`nextDeadline()` is then now).
+   */
   flushEvents(): void {
-    this.tcp.flushEvents();
+    this.tcp.flushEvents(this.opts.stepEvents);
     while (this.readyUdp.length) {
       const q = this.readyUdp.splice(0);
       for (const s of q) s.flush();
@@ -1215,16 +1235,21 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   // ---------------------------------------------------------------- time
 
-  /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
+  /**
+   * Runs timers due at `now`, at most `stepTimers` of them (the rest stay due: the next deadline is
+   * then ≤ now); returns the next deadline (µs, Infinity if none).
+   */
   advance(now: number): number {
     this.now = now;
-    this.wheel.advance(now);
+    this.wheel.advance(now, this.opts.stepTimers);
     const expired = this.reasm.expire(now);
     if (expired) this.counters.drop(Drop.Ipv4ReassemblyTimeout, expired);
     return this.nextDeadline();
   }
 
   nextDeadline(): number {
+    // Socket events carried over from a step that reached its budget are due at once.
+    if (this.tcp.eventsPending) return this.now;
     return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline());
   }
 }

@@ -607,55 +607,82 @@ export class TcpLayer implements TcpHost {
     }
   }
 
-  /** Delivers queued events to sockets and new connections to listeners. */
-  flushEvents(): void {
-    while (this.readyListeners.length) {
-      const ls = this.readyListeners.splice(0);
-      for (const l of ls) {
-        const q = l.pendingAccept.splice(0);
-        for (const e of q) {
-          if (e.conn.state === TcpState.Closed) continue;
-          if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
-          l.opts.onConnection(e);
+  /** Connections whose events wait for the next step (a step delivered its budget). */
+  get eventsPending(): boolean {
+    return this.readyHead < this.ready.length || this.readyListeners.length > 0;
+  }
+
+  /** Next entry of `ready` to deliver (the queue is consumed from the head, compacted when drained). */
+  private readyHead = 0;
+  /** Connections whose events were delivered, and steps that left some for the next (diagnostics). */
+  eventsDelivered = 0;
+  eventsCarried = 0;
+
+  /**
+   * Delivers queued events to sockets and new connections to listeners: to at most `budget`
+   * connections (each new connection handed to a listener counts as one). The rest wait, in order,
+   * for the next call, so a step stays short when thousands of connections close together.
+   */
+  flushEvents(budget = Infinity): void {
+    let work = 0;
+    while (this.readyListeners.length && work < budget) {
+      const l = this.readyListeners[0]!;
+      const batch = l.pendingAccept.splice(0, budget - work);
+      for (const e of batch) {
+        work++;
+        if (e.conn.state === TcpState.Closed) continue;
+        if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
+        l.opts.onConnection(e);
+      }
+      if (l.pendingAccept.length === 0) this.readyListeners.shift();
+    }
+    const q = this.ready;
+    while (this.readyHead < q.length && work < budget) {
+      const e = q[this.readyHead++]!;
+      work++;
+      this.eventsDelivered++;
+      this.deliver(e);
+    }
+    if (this.readyHead >= q.length) { q.length = 0; this.readyHead = 0; }
+    else if (work >= budget) {
+      this.eventsCarried++;
+      if (this.readyHead > 4096) { q.splice(0, this.readyHead); this.readyHead = 0; }
+    }
+  }
+
+  /** Delivers one connection's queued events to its socket. */
+  private deliver(e: TcpEntry): void {
+    e.queued = false;
+    const s = e.sink;
+    if (!s) return;
+    const ev = e.events;
+    e.events = 0;
+    if (ev & EV_ESTABLISHED) s.tcpEstablished();
+    if (e.data.length) {
+      const d = e.data.splice(0);
+      if (e.zeroCopy && s.tcpZeroCopy) {
+        for (const chunk of d) {
+          // Copies (out-of-order repairs) come as chunks too, in order.
+          s.tcpZeroCopy(chunk instanceof ZeroCopyChunk ? chunk : new ZeroCopyChunk(chunk, 0, chunk.length, null, -1, e, this));
         }
+      } else if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
+        s.tcpData(d[0] as Buffer);
+      } else {
+        let total = 0;
+        for (const chunk of d) total += chunk.length;
+        const buf = Buffer.allocUnsafe(total);
+        let pos = 0;
+        for (const chunk of d) {
+          if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
+          else buf.set(chunk, pos);
+          pos += chunk.length;
+        }
+        s.tcpData(buf);
       }
     }
-    while (this.ready.length) {
-      const q = this.ready.splice(0);
-      for (const e of q) {
-        e.queued = false;
-        const s = e.sink;
-        if (!s) continue;
-        const ev = e.events;
-        e.events = 0;
-        if (ev & EV_ESTABLISHED) s.tcpEstablished();
-        if (e.data.length) {
-          const d = e.data.splice(0);
-          if (e.zeroCopy && s.tcpZeroCopy) {
-            for (const chunk of d) {
-              // Copies (out-of-order repairs) come as chunks too, in order.
-              s.tcpZeroCopy(chunk instanceof ZeroCopyChunk ? chunk : new ZeroCopyChunk(chunk, 0, chunk.length, null, -1, e, this));
-            }
-          } else if (d.length === 1 && !(d[0] instanceof ZeroCopyChunk)) {
-            s.tcpData(d[0] as Buffer);
-          } else {
-            let total = 0;
-            for (const chunk of d) total += chunk.length;
-            const buf = Buffer.allocUnsafe(total);
-            let pos = 0;
-            for (const chunk of d) {
-              if (chunk instanceof ZeroCopyChunk) { chunk.copyTo(buf, pos); chunk.releaseFrame(); }
-              else buf.set(chunk, pos);
-              pos += chunk.length;
-            }
-            s.tcpData(buf);
-          }
-        }
-        if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
-        if (ev & EV_WRITABLE) s.tcpWritable();
-        if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
-      }
-    }
+    if (ev & EV_REMOTE_CLOSE) s.tcpRemoteClose();
+    if (ev & EV_WRITABLE) s.tcpWritable();
+    if (ev & EV_CLOSED) s.tcpClosed(e.closeErr);
   }
 
   /**

@@ -109,44 +109,53 @@ export class TimerWheel {
     }
   }
 
-  /** Fires every timer whose deadline is ≤ now. Callbacks may set or cancel timers. */
-  advance(now: number): number {
+  /**
+   * Fires every timer whose deadline is ≤ now, at most `budget` of them: the rest stay due and fire
+   * at the next advance (`nextDeadline()` then reports a time ≤ now), so one call never does more
+   * than a bounded amount of work however many timers expire together. Callbacks may set or cancel
+   * timers. Returns the number fired.
+   */
+  advance(now: number, budget = Infinity): number {
     const target = Math.floor(now / TICK_US);
     let fired = 0;
+    let work = 0;
     while (this.tick <= target) {
       if (this.count === 0) {
         this.tick = target + 1;
         break;
       }
       const slot = this.tick & (L0_SLOTS - 1);
-      if (slot === 0) this.cascade();
+      // Cascade once per revolution: not again when a budgeted advance resumes within this tick.
+      if (slot === 0 && this.cascadedAt !== this.tick) { this.cascadedAt = this.tick; this.cascade(); }
       const list = this.l0[slot]!;
-      // Loop: a callback may arm a timer for this very tick (deadline ≤ now), which lands here again.
-      for (let rounds = 0; list.size && rounds < 1_000_000; rounds++) {
-        let t = list.take();
-        while (t) {
-          const next = t.next;
-          t.list = null;
-          t.next = t.prev = null;
-          this.count--;
-          if (Math.floor(t.deadline / TICK_US) > this.tick) {
-            this.count++;
-            this.place(t); // belongs to a later revolution
-          } else {
-            fired++;
-            // A timer sees the time it was due, so a long jump of virtual time replays the
-            // sequence exactly (a retry timer re-armed from here can fire within this advance).
-            t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
-          }
-          t = next;
+      // One timer at a time from the head: a callback may arm a timer for this very tick
+      // (deadline ≤ now), which lands here again and runs in this loop (within the budget).
+      let t: Timer | null;
+      while ((t = list.head) !== null) {
+        if (work >= budget) break;
+        work++;
+        list.remove(t);
+        this.count--;
+        if (Math.floor(t.deadline / TICK_US) > this.tick) {
+          this.count++;
+          this.place(t); // belongs to a later revolution
+        } else {
+          fired++;
+          // A timer sees the time it was due, so a long jump of virtual time replays the
+          // sequence exactly (a retry timer re-armed from here can fire within this advance).
+          t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
         }
       }
+      if (list.head !== null) break; // budget spent: this tick resumes at the next advance
       this.tick++;
     }
     this.fired += fired;
     this.lastNow = now;
     return fired;
   }
+
+  /** Tick whose level-1 cascade was done (a resumed tick must not cascade twice). */
+  private cascadedAt = -1;
 
   /** At the start of each level-0 revolution, move the level-1 slot now due into level 0. */
   private cascade(): void {
