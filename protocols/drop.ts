@@ -69,6 +69,10 @@ export const enum Drop {
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
+  // limits (stack/limits.ts)
+  TcpConnectionLimit, // SYN or cookie ACK refused: the VS's or the stack's connection limit is reached
+  TcpReorderMemory, // out-of-order segment not kept: the stack's reorder memory limit is reached
+  NeighborTableFull, // frame to a neighbor the link's full neighbor table has no room for
   Count,
 }
 
@@ -89,6 +93,7 @@ export const DROP_NAMES: readonly string[] = [
   'tcp-out-of-window', 'tcp-paws', 'tcp-bad-ack', 'tcp-no-ack', 'tcp-challenged', 'tcp-bad-cookie', 'tcp-bad-flags',
   'tcp-closed',
   'tx-too-big',
+  'tcp-connection-limit', 'tcp-reorder-memory', 'neighbor-table-full',
 ];
 
 export function dropName(d: Drop): string {

@@ -1,7 +1,7 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits
  *   xdpstack vs add|del NAME                    runtime changes
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]
  *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
@@ -81,7 +81,8 @@ function signalPromise(): Promise<string> {
 
 const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--name NAME | --socket PATH]
 
-Shows the state of a running stack as aligned tables (or JSON).
+Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
+peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
   --vs NAME      only this virtual server
   --json         machine-readable output
 ${TARGET_HELP}`;
@@ -205,7 +206,7 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors or counters', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
     async run(args, ctx) {
       const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);

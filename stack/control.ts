@@ -7,7 +7,7 @@
  *
  * Requests:
  *   {"cmd":"ping"}
- *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters","vs":"a"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|limits","vs":"a"}
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)

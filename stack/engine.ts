@@ -24,6 +24,7 @@ import { DEFAULT_NEIGHBOR_PARAMS, NeighborCache, NeighborHost, NeighborParams, P
 import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
+import { checkVsLimits, Limits, resolveLimits, VsLimits } from './limits';
 import { addrKey, Link, linkKey, VirtualServer } from './vs';
 import { TcpEngine, TcpLayer } from './tcp';
 import type { TcpOptions } from '../protocols/tcp/types';
@@ -150,6 +151,11 @@ export interface EngineOptions {
   stepEvents?: number;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
+  /**
+   * Limits on the tables peers can grow (limits.ts; defaults there). They take precedence over
+   * `tcpMaxTimeWait`, `reassembly.maxDatagrams/maxBytes` and `neighbor.maxEntries`.
+   */
+  limits?: Partial<Limits>;
 }
 
 export interface LinkSpec {
@@ -249,6 +255,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait' | 'limits'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
+  /** The limits in force (defaults with the options applied). */
+  readonly limits: Limits;
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
   now: number;
@@ -292,11 +300,15 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       stepTimers: positive(opts.stepTimers, 256, 'stepTimers'),
       stepEvents: positive(opts.stepEvents, 512, 'stepEvents'),
     };
-    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
-    this.reasm = new Ipv4Reassembler(opts.reassembly);
+    this.limits = resolveLimits({
+      tcpTimeWait: opts.tcpMaxTimeWait, reassemblyDatagrams: opts.reassembly?.maxDatagrams,
+      reassemblyMemory: opts.reassembly?.maxBytes, neighbors: opts.neighbor?.maxEntries, ...opts.limits,
+    });
+    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor, maxEntries: this.limits.neighbors };
+    this.reasm = new Ipv4Reassembler({ ...opts.reassembly, maxDatagrams: this.limits.reassemblyDatagrams, maxBytes: this.limits.reassemblyMemory });
     this.onOutput = opts.onOutput;
     for (let i = 0; i < 256; i++) this.mLink.push(null);
-    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, opts.tcpMaxTimeWait ?? 65536);
+    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, this.limits.tcpTimeWait, this.limits);
   }
 
   // ---------------------------------------------------------------- devices
@@ -321,10 +333,15 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   // ---------------------------------------------------------------- virtual servers
 
-  createVs(name: string): VirtualServer {
+  /** A new VS; `limits` are its own (each defaults to the stack's: limits.ts). */
+  createVs(name: string, limits: VsLimits = {}): VirtualServer {
     if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new Error(`bad virtual server name '${name}' (letters, digits, _ . -; at most 64)`);
     if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
+    checkVsLimits(limits);
     const vs = new VirtualServer(this.nextVsId++, name, this.opts.icmpRate, this.opts.icmpBurst);
+    vs.maxTcpConns = limits.tcpConnections ?? this.limits.tcpConnectionsPerVs;
+    vs.maxSynQueue = limits.tcpSynQueue ?? this.limits.tcpSynQueue;
+    vs.maxNeighbors = limits.neighbors ?? this.limits.neighbors;
     this.vsByName.set(name, vs);
     this.vsById.set(vs.id, vs);
     return vs;
@@ -356,7 +373,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const mtu = spec.mtu ?? dev.mtu;
     if (!(mtu >= 68 && mtu <= dev.mtu)) throw new Error(`link MTU must be 68..${dev.mtu} (device ${dev.name}), got ${mtu}`);
     const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
-    link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
+    link.neigh = new NeighborCache(this.wheel, this, link, { ...this.neighParams, maxEntries: vs.maxNeighbors });
     const grp = this.group(link, true)!;
     grp.links.push(link);
     grp.first = grp.links[0]!;
@@ -958,6 +975,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const link = cache.linkRef as Link;
     this.devices[p.dev]!.pool.free(p.frame);
     this.dropOn(link, unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /** NeighborHost: a frame for a new neighbor is dropped because the link's table is full. */
+  discardTableFull(cache: NeighborCache, p: PendingFrame): void {
+    const link = cache.linkRef as Link;
+    this.devices[p.dev]!.pool.free(p.frame);
+    this.dropOn(link, Drop.NeighborTableFull);
   }
 
   /** Source address on `link` best matching destination `dst`. */

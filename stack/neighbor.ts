@@ -52,6 +52,8 @@ export interface NeighborHost {
   release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, now: number): void;
   /** Drops a queued frame (resolution failed or queue overflow), counting `reason`. */
   discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean): void;
+  /** Drops a frame for a new neighbor: the table is at its limit (maxEntries) and nothing could go. */
+  discardTableFull(cache: NeighborCache, p: PendingFrame): void;
 }
 
 export class Neighbor {
@@ -73,6 +75,8 @@ export class NeighborCache {
   failed = 0;
   queueDrops = 0;
   evicted = 0;
+  /** Times an entry could not be created because the table was at maxEntries (limit hits). */
+  tableFull = 0;
 
   constructor(
     readonly wheel: TimerWheel,
@@ -94,8 +98,8 @@ export class NeighborCache {
     let n = this.entries.get(ip);
     if (!n) {
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) {
-        this.queueDrops++;
-        this.host.discard(this, p, false);
+        this.tableFull++;
+        this.host.discardTableFull(this, p);
         return null;
       }
       n = new Neighbor(ip, this);
@@ -138,7 +142,7 @@ export class NeighborCache {
     let n = this.entries.get(ip);
     if (!n) {
       if (!create) return;
-      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) return;
+      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) { this.tableFull++; return; }
       n = new Neighbor(ip, this);
       this.entries.set(ip, n);
     }
