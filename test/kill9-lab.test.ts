@@ -57,9 +57,17 @@ interface Proc { child: ChildProcess; out: string[]; exited: Promise<void> }
 function start(cmd: string, args: string[]): Proc {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const out: string[] = [];
-  const add = (b: Buffer) => { for (const l of b.toString().split('\n')) if (l) out.push(l); };
-  child.stdout!.on('data', add);
-  child.stderr!.on('data', add);
+  // Whole lines only: a chunk may end in the middle of one.
+  const reader = () => {
+    let part = '';
+    return (b: Buffer) => {
+      const lines = (part + b.toString()).split('\n');
+      part = lines.pop()!;
+      for (const l of lines) if (l) out.push(l);
+    };
+  };
+  child.stdout!.on('data', reader());
+  child.stderr!.on('data', reader());
   const exited = new Promise<void>((r) => child.once('exit', () => r()));
   return { child, out, exited };
 }
