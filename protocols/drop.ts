@@ -74,6 +74,10 @@ export const enum Drop {
   // ICMP errors validated against live state (RFC 5927 4)
   IcmpNoFlow, // an ICMP error quoting no live connection or socket of ours: nothing changes
   IcmpOutOfWindow, // an ICMP error quoting a TCP sequence number outside SND.UNA..SND.NXT (RFC 5927 4.1)
+  // limits (stack/limits.ts)
+  TcpConnectionLimit, // SYN or cookie ACK refused: the VS's or the stack's connection limit is reached
+  TcpReorderMemory, // out-of-order segment not kept: the stack's reorder memory limit is reached
+  NeighborTableFull, // frame to a neighbor the link's full neighbor table has no room for
   Count,
 }
 
@@ -97,6 +101,7 @@ export const DROP_NAMES: readonly string[] = [
   'arp-bad-sender',
   'internal-error',
   'icmp-no-flow', 'icmp-out-of-window',
+  'tcp-connection-limit', 'tcp-reorder-memory', 'neighbor-table-full',
 ];
 
 export function dropName(d: Drop): string {

@@ -146,6 +146,10 @@ export class Ipv4Reassembler {
     return this.held;
   }
 
+  /** Fragments refused because `maxDatagrams` datagrams were in progress, or `maxBytes` were held. */
+  datagramsFull = 0;
+  memoryFull = 0;
+
   /**
    * Adds one fragment. `hdr` was parsed from `b` (payloadOff is absolute in `b`); `ctx` is the
    * tenant/context id. Returns Drop.None when the fragment was taken (then `done` tells
@@ -171,7 +175,8 @@ export class Ipv4Reassembler {
       s = -1;
     }
     if (s < 0) {
-      if (this.active >= this.maxDatagrams || this.held + len > this.maxBytes) return this.count(Drop.Ipv4ReassemblyOverflow);
+      if (this.active >= this.maxDatagrams) { this.datagramsFull++; return this.count(Drop.Ipv4ReassemblyOverflow); }
+      if (this.held + len > this.maxBytes) { this.memoryFull++; return this.count(Drop.Ipv4ReassemblyOverflow); }
       s = this.create(ctx, hdr.src, hdr.dst, hdr.proto, hdr.id, now);
     } else {
       const total = this.total[s];
@@ -189,7 +194,8 @@ export class Ipv4Reassembler {
           return this.killCount(s, Drop.Ipv4ReassemblyOverlap);
         }
       }
-      if (n >= this.maxFragments || this.held + len > this.maxBytes) return this.killCount(s, Drop.Ipv4ReassemblyOverflow);
+      if (n >= this.maxFragments) return this.killCount(s, Drop.Ipv4ReassemblyOverflow);
+      if (this.held + len > this.maxBytes) { this.memoryFull++; return this.killCount(s, Drop.Ipv4ReassemblyOverflow); }
     }
 
     // Store the fragment.

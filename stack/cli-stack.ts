@@ -1,7 +1,7 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits
  *   xdpstack vs add|del NAME                    runtime changes
  *   xdpstack link add DEV --vs NAME [--vlan N] / link del LINK --vs NAME
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]
@@ -82,7 +82,8 @@ function signalPromise(): Promise<string> {
 
 const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--name NAME | --socket PATH]
 
-Shows the state of a running stack as aligned tables (or JSON).
+Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
+peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
   --vs NAME      only this virtual server
   --json         machine-readable output
 ${TARGET_HELP}`;
@@ -239,7 +240,7 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors or counters', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
     async run(args, ctx) {
       const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);

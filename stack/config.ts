@@ -21,7 +21,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ipv4ToString } from '../protocols/ipv4';
-import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, ValidationState } from './validate';
+import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from './limits';
 
 export type DriverKind = 'afxdp' | 'pcap' | 'memory';
 
@@ -80,6 +81,8 @@ export interface VsConfig {
   links: LinkConfig[];
   routes?: RouteConfig[];
   rules?: RuleConfig[];
+  /** This VS's own limits (tcpConnections, tcpSynQueue, neighbors); the stack's `limits` otherwise. */
+  limits?: VsLimits;
 }
 
 export interface ServiceConfig {
@@ -95,6 +98,8 @@ export interface StackConfig {
   /** Control socket path, or false for none. Default /run/xdpstack/NAME.sock. */
   control?: { socket?: string } | false;
   engine?: { icmpRate?: number; icmpBurst?: number; outCapacity?: number };
+  /** Limits on the tables peers can grow (stack/limits.ts: keys, defaults, ranges). */
+  limits?: Partial<Limits>;
   devices: DeviceConfig[];
   virtualServers: VsConfig[];
   services?: ServiceConfig[];
@@ -153,7 +158,7 @@ class ConfigState implements ValidationState {
 export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig {
   const c = new Checker();
   if (!c.isObject(obj, '')) throw new ConfigError(sourceName, c.problems);
-  c.keys(obj, '', ['name', 'control', 'engine', 'devices', 'virtualServers', 'services']);
+  c.keys(obj, '', ['name', 'control', 'engine', 'limits', 'devices', 'virtualServers', 'services']);
   c.string(obj, 'name', '', false, NAME_RE, 'letters, digits, _ . -; at most 64');
   if (obj.control !== undefined && obj.control !== false && c.isObject(obj.control, 'control')) {
     c.keys(obj.control, 'control', ['socket']);
@@ -164,6 +169,16 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     c.int(obj.engine, 'icmpRate', 'engine', false, 0, 1_000_000);
     c.int(obj.engine, 'icmpBurst', 'engine', false, 0, 1_000_000);
     c.int(obj.engine, 'outCapacity', 'engine', false, 64, 1 << 20);
+  }
+
+  // ---- limits (ranges from limits.ts, shared with the engine)
+  if (obj.limits !== undefined && c.isObject(obj.limits, 'limits')) {
+    c.keys(obj.limits, 'limits', LIMIT_KEYS);
+    for (const k of LIMIT_KEYS) {
+      const v = obj.limits[k];
+      const why = v === undefined ? null : limitProblem(k, v);
+      if (why) c.fail(join('limits', k), why);
+    }
   }
 
   // ---- devices
@@ -221,7 +236,16 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
   vss?.forEach((v, i) => {
     const p = join('virtualServers', i);
     if (!c.isObject(v, p)) return;
-    c.keys(v, p, ['name', 'links', 'routes', 'rules']);
+    c.keys(v, p, ['name', 'links', 'routes', 'rules', 'limits']);
+    if (v.limits !== undefined && c.isObject(v.limits, join(p, 'limits'))) {
+      const lp = join(p, 'limits');
+      c.keys(v.limits, lp, Object.keys(VS_LIMIT_KEYS));
+      for (const [k, base] of Object.entries(VS_LIMIT_KEYS)) {
+        const x = (v.limits as Obj)[k];
+        const why = x === undefined ? null : limitProblem(base, x);
+        if (why) c.fail(join(lp, k), why);
+      }
+    }
     const name = c.string(v, 'name', p, true, NAME_RE, NAME_HINT);
     const links: LinkFacts[] = [];
     if (name) {

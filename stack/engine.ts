@@ -25,6 +25,7 @@ import { DEFAULT_NEIGHBOR_PARAMS, Neighbor, NeighborCache, NeighborHost, Neighbo
 import { maskOf, Route, TABLE_MAIN } from './routing';
 import { TimerWheel } from './timers';
 import { sockError, UdpHost, UdpSocket } from './udp';
+import { checkVsLimits, Limits, resolveLimits, VsLimits } from './limits';
 import { addrKey, Link, linkKey, VirtualServer } from './vs';
 import { TcpEngine, TcpLayer } from './tcp';
 import { checkAddress, checkLink, checkRoute, checkRule, defined, EngineState, enforce, ValidationError, vsNameProblem } from './validate';
@@ -142,6 +143,14 @@ export interface EngineOptions {
   tcp?: Partial<TcpOptions>;
   /** Most connections kept in TIME_WAIT (all VSes); beyond it the oldest are forgotten early. */
   tcpMaxTimeWait?: number;
+  /**
+   * Work done by one step at most, carried over to the next step beyond it: timer callbacks run by
+   * `advance()` and connections whose socket events `flushEvents()` delivers. However many
+   * connections expire or close together, each step stays short, so the receive path and the
+   * fill ring are served between them. Defaults 256 and 512.
+   */
+  stepTimers?: number;
+  stepEvents?: number;
   /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
   onOutput?: () => void;
   /**
@@ -156,6 +165,11 @@ export interface EngineOptions {
    * as in Node (where it escapes an I/O callback): 'uncaughtException', or the process exits.
    */
   onCallbackError?: (err: unknown) => void;
+  /**
+   * Limits on the tables peers can grow (limits.ts; defaults there). They take precedence over
+   * `tcpMaxTimeWait`, `reassembly.maxDatagrams/maxBytes` and `neighbor.maxEntries`.
+   */
+  limits?: Partial<Limits>;
 }
 
 /**
@@ -224,6 +238,13 @@ function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: number, li
   return 18;
 }
 
+/** An optional positive integer option, or its default. */
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`engine option ${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
 function ipErr(code: string, msg: string): Error {
   return sockError(code, msg);
 }
@@ -263,9 +284,11 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly loopSpare: Burst[] = [];
   private loopPending = 0;
   private readonly opts: Required<Omit<EngineOptions, 'neighbor' | 'reassembly' | 'onOutput' | 'now' | 'secret' | 'tcp' | 'tcpMaxTimeWait' |
-    'log' | 'onCallbackError'>>;
+    'log' | 'onCallbackError' | 'limits'>>;
   readonly tcp: TcpLayer;
   private readonly neighParams: NeighborParams;
+  /** The limits in force (defaults with the options applied). */
+  readonly limits: Limits;
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
   /** Inside advance() or flushEvents(): the runtime reads the next deadline after them. */
@@ -324,15 +347,21 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       outCapacity: opts.outCapacity ?? 1024,
       outMax: opts.outMax ?? 65536,
       pmtuExpiryUs: opts.pmtuExpiryUs ?? 600_000_000,
+      stepTimers: positive(opts.stepTimers, 256, 'stepTimers'),
+      stepEvents: positive(opts.stepEvents, 512, 'stepEvents'),
     };
-    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor };
-    this.reasm = new Ipv4Reassembler(opts.reassembly);
+    this.limits = resolveLimits({
+      tcpTimeWait: opts.tcpMaxTimeWait, reassemblyDatagrams: opts.reassembly?.maxDatagrams,
+      reassemblyMemory: opts.reassembly?.maxBytes, neighbors: opts.neighbor?.maxEntries, ...opts.limits,
+    });
+    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor, maxEntries: this.limits.neighbors };
+    this.reasm = new Ipv4Reassembler({ ...opts.reassembly, maxDatagrams: this.limits.reassemblyDatagrams, maxBytes: this.limits.reassemblyMemory });
     this.onOutput = opts.onOutput;
     this.log = opts.log ?? ((m) => process.emitWarning(m, 'XdpstackInternalError'));
     this.onCallbackError = opts.onCallbackError ?? ((err) => process.nextTick(() => { throw err; }));
     this.wheel.onError = (err) => this.internalError(err);
     for (let i = 0; i < 256; i++) this.mLink.push(null);
-    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, opts.tcpMaxTimeWait ?? 65536);
+    this.tcp = new TcpLayer(this, opts.secret ?? randomBytes(16), opts.tcp ?? {}, this.limits.tcpTimeWait, this.limits);
   }
 
   // ---------------------------------------------------------------- devices
@@ -368,11 +397,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     return (d && this.groups[d.index]![vlan + 1]?.links) || [];
   }
 
-  createVs(name: string): VirtualServer {
+  /** A new VS; `limits` are its own (each defaults to the stack's: limits.ts). */
+  createVs(name: string, limits: VsLimits = {}): VirtualServer {
     const bad = vsNameProblem(name);
     if (bad) throw new ValidationError(`virtual server name: ${bad}`);
     if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
+    checkVsLimits(limits);
     const vs = new VirtualServer(this.nextVsId++, name, this.opts.icmpRate, this.opts.icmpBurst);
+    vs.maxTcpConns = limits.tcpConnections ?? this.limits.tcpConnectionsPerVs;
+    vs.maxSynQueue = limits.tcpSynQueue ?? this.limits.tcpSynQueue;
+    vs.maxNeighbors = limits.neighbors ?? this.limits.neighbors;
     this.vsByName.set(name, vs);
     this.vsById.set(vs.id, vs);
     return vs;
@@ -408,7 +442,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     const mac = spec.mac ? Uint8Array.from(spec.mac) : Uint8Array.from(dev.mac);
     const mtu = spec.mtu ?? dev.mtu;
     const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
-    link.neigh = new NeighborCache(this.wheel, this, link, this.neighParams);
+    link.neigh = new NeighborCache(this.wheel, this, link, { ...this.neighParams, maxEntries: vs.maxNeighbors });
     const grp = this.group(link, true)!;
     grp.links.push(link);
     grp.first = grp.links[0]!;
@@ -1258,10 +1292,10 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     this.onOutput?.(); // also from inside input(): another step must run to receive it
   }
 
-  /** Feeds the frames looped back since the last call to the receive path. */
   /** Set while looped-back frames (sent by a VS to its own address) go through input. */
   private inLoopback = false;
 
+  /** Feeds the frames looped back since the last call to the receive path. */
   private inputLoopback(): void {
     if (!this.loopPending) return;
     this.loopPending = 0;
@@ -1286,6 +1320,13 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
       if (((a.addr ^ addr) & maskOf(a.prefixLen)) === 0) return true;
     }
     return false;
+  }
+
+  /** NeighborHost: a frame for a new neighbor is dropped because the link's table is full. */
+  discardTableFull(cache: NeighborCache, p: PendingFrame): void {
+    const link = cache.linkRef as Link;
+    this.devices[p.dev]!.pool.free(p.frame);
+    this.dropOn(link, Drop.NeighborTableFull);
   }
 
   /** Source address on `link` best matching destination `dst`. */
@@ -1582,14 +1623,16 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
    * Emits socket events queued during input (call after each burst). Application code runs here:
    * an exception from a callback goes to callbackError() (by default rethrown asynchronously, an
    * uncaught exception as in Node) after the stack has finished its own work, so no frame leaks,
-   * no event of another socket is lost and the stack's state stays whole.
+   * no event of another socket is lost and the stack's state stays whole. Events are delivered
+   * to at most `stepEvents` connections; the others keep theirs for the next step
+   * (`nextDeadline()` is then now).
    */
   flushEvents(): void {
     this.inStep = true;
     try {
       this.inputLoopback();
       try {
-        this.tcp.flushEvents();
+        this.tcp.flushEvents(this.opts.stepEvents);
       } catch (err) {
         this.internalError(err); // the TCP layer reports application exceptions itself
       }
@@ -1633,12 +1676,15 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     return this.now;
   }
 
-  /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
+  /**
+   * Runs timers due at `now`, at most `stepTimers` of them (the rest stay due: the next deadline is
+   * then ≤ now); returns the next deadline (µs, Infinity if none).
+   */
   advance(now: number): number {
     this.now = now;
     this.inStep = true;
     try {
-      this.wheel.advance(now);
+      this.wheel.advance(now, this.opts.stepTimers);
     } finally {
       this.inStep = false;
     }
@@ -1649,6 +1695,8 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   nextDeadline(): number {
     if (this.loopPending) return this.now; // looped-back frames wait for the next step
+    // Socket events carried over from a step that reached its budget are due at once.
+    if (this.tcp.eventsPending) return this.now;
     return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline());
   }
 }

@@ -57,6 +57,8 @@ export interface NeighborHost {
   discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean, n?: Neighbor): void;
   /** Resolution of `n` failed; its queued frames were discarded just before. */
   failed(cache: NeighborCache, n: Neighbor): void;
+  /** Drops a frame for a new neighbor: the table is at its limit (maxEntries) and nothing could go. */
+  discardTableFull(cache: NeighborCache, p: PendingFrame): void;
 }
 
 export class Neighbor {
@@ -95,6 +97,8 @@ export class NeighborCache {
   failed = 0;
   queueDrops = 0;
   evicted = 0;
+  /** Times an entry could not be created because the table was at maxEntries (limit hits). */
+  tableFull = 0;
 
   constructor(
     readonly wheel: TimerWheel,
@@ -116,8 +120,8 @@ export class NeighborCache {
     let n = this.entries.get(ip);
     if (!n) {
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) {
-        this.queueDrops++;
-        this.host.discard(this, p, false);
+        this.tableFull++;
+        this.host.discardTableFull(this, p);
         return null;
       }
       n = new Neighbor(ip, this);
@@ -162,7 +166,7 @@ export class NeighborCache {
     let n = this.entries.get(ip);
     if (!n) {
       if (!create) return;
-      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) return;
+      if (this.entries.size >= this.params.maxEntries && !this.evictOne()) { this.tableFull++; return; }
       n = new Neighbor(ip, this);
       this.entries.set(ip, n);
       n.learnedOnly = true;

@@ -28,6 +28,7 @@ import { NSTATE_NAMES } from './neighbor';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
+import type { VsLimits } from './limits';
 
 export interface StackOptions {
   /** Use these drivers instead of opening the configured ones (by device name). */
@@ -40,8 +41,8 @@ export interface StackOptions {
   log?: (msg: string) => void;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits'];
 
 // ---------------------------------------------------------------------------------------------
 // Services
@@ -266,7 +267,7 @@ export class Stack {
       throw e;
     }
     let runtime: Runtime | null = null;
-    const eo: EngineOptions = { ...config.engine, now: opts.now ?? 0, onOutput: () => runtime?.engineKick() };
+    const eo: EngineOptions = { ...config.engine, limits: config.limits, now: opts.now ?? 0, onOutput: () => runtime?.engineKick() };
     this.engine = new Engine(eo);
     try {
       config.devices.forEach((d, i) => {
@@ -277,7 +278,7 @@ export class Stack {
       runtime = new Runtime(this.engine, this.taps, { busyPoll: opts.busyPoll });
       this.runtime = runtime;
       for (const v of config.virtualServers) {
-        const h = this.createVs(v.name);
+        const h = this.createVs(v.name, [], v.limits);
         for (const l of v.links) h.addLink(l);
         for (const r of v.rules ?? []) h.addRule(r);
         for (const r of v.routes ?? []) h.addRoute(r);
@@ -342,7 +343,7 @@ export class Stack {
    * validator against the running state first (a VLAN + MAC or an address another VS uses is
    * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
    */
-  createVs(name: string, links: LinkConfig[] = []): VsHandle {
+  createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits): VsHandle {
     enforce('virtual server', (c) => {
       const bad = vsNameProblem(name);
       if (bad) c.fail('name', bad);
@@ -358,7 +359,7 @@ export class Stack {
       };
       links.forEach((l, i) => { const f = checkLink(c, l, join('links', i), view, name, i, siblings); if (f) siblings.push(f); });
     });
-    const raw = this.engine.createVs(name);
+    const raw = this.engine.createVs(name, limits);
     const h = new VsHandle(this, raw);
     this.handles.set(raw, h);
     try {
@@ -523,10 +524,50 @@ export class Stack {
       }
       case 'pool':
         return this.poolRows();
+      case 'limits':
+        return limitRows(e, vss, opts.vs === undefined);
       default:
         throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
     }
   }
+}
+
+/** One row of `show limits`: what is limited where, its use, the limit and how often it was reached. */
+export interface LimitRow { vs: string | null; scope: string; limit: string; used: number; max: number; hits: number }
+
+/**
+ * `show limits`: the stack-wide limits (with `all`), then per VS its connections, each listener's
+ * SYN queue and each link's neighbor table.
+ */
+function limitRows(e: Engine, vss: VirtualServer[], all: boolean): LimitRow[] {
+  const L = e.limits;
+  const t = e.tcp;
+  const r = e.reasm;
+  const rows: LimitRow[] = [];
+  if (all) {
+    rows.push(
+      { vs: null, scope: 'stack', limit: 'tcpConnections', used: t.activeCount, max: L.tcpConnections, hits: t.connLimitHits },
+      { vs: null, scope: 'stack', limit: 'tcpTimeWait', used: t.timeWaitCount, max: t.maxTimeWait, hits: t.timeWaitRecycled },
+      { vs: null, scope: 'stack', limit: 'tcpReorderMemory', used: t.reorderBytes, max: L.tcpReorderMemory, hits: t.reorderLimitHits },
+      { vs: null, scope: 'stack', limit: 'reassemblyDatagrams', used: r.pending, max: r.maxDatagrams, hits: r.datagramsFull },
+      { vs: null, scope: 'stack', limit: 'reassemblyMemory', used: r.heldBytes, max: r.maxBytes, hits: r.memoryFull },
+    );
+  }
+  for (const v of vss) {
+    rows.push({ vs: v.name, scope: 'vs', limit: 'tcpConnections', used: v.tcpActive, max: v.maxTcpConns, hits: v.tcpConnLimitHits });
+    for (const list of v.tcpListeners.values()) {
+      for (const l of list) {
+        rows.push({
+          vs: v.name, scope: `listener ${l.addr ? ipv4ToString(l.addr) : '*'}:${l.port}`, limit: 'tcpSynQueue',
+          used: l.synQueue, max: Math.min(l.opts.synBacklog, v.maxSynQueue), hits: l.synCookiesSent,
+        });
+      }
+    }
+    for (const l of v.links) {
+      rows.push({ vs: v.name, scope: `link ${l.name}`, limit: 'neighbors', used: l.neigh.size, max: l.neigh.params.maxEntries, hits: l.neigh.tableFull });
+    }
+  }
+  return rows;
 }
 
 /** Ownership callbacks for drivers that filter in the kernel (AF_XDP: fills the XDP maps). */

@@ -20,6 +20,7 @@ import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
 import type { Timer, TimerWheel } from './timers';
 import type { Link, VirtualServer } from './vs';
 import { FramePool, OWNER_ENGINE } from '../umem/pool';
+import { DEFAULT_LIMITS, Limits } from './limits';
 
 /** What the TCP layer needs from the engine. */
 export interface TcpEngine {
@@ -203,8 +204,16 @@ export class TcpLayer implements TcpHost {
   timeWaitRecycled = 0;
   timeWaitReused = 0;
 
+  /** Connections not in TIME_WAIT, all VSes (counted against limits.tcpConnections). */
+  activeCount = 0;
+  /** Connections refused because the stack-wide limit was reached. */
+  connLimitHits = 0;
+  /** Bytes of reorder buffers held by connections, and out-of-order segments refused for lack of it. */
+  reorderBytes = 0;
+  reorderLimitHits = 0;
+
   constructor(private readonly eng: TcpEngine, private readonly secret: Uint8Array, readonly defaults: Partial<TcpOptions> = {},
-    readonly maxTimeWait = 65536) {
+    readonly maxTimeWait = 65536, readonly limits: Pick<Limits, 'tcpConnections' | 'tcpReorderMemory'> = DEFAULT_LIMITS) {
     resolveOptions(defaults); // bad defaults are a configuration error now, not an exception per SYN later
   }
 
@@ -214,6 +223,16 @@ export class TcpLayer implements TcpHost {
    */
   private mssFor(vs: VirtualServer, dst: number, src: number, mark: number, opt: number | undefined): number {
     return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - 40));
+  }
+
+  /**
+   * Whether `vs` may have one more connection: false (counted as a hit of the limit reached) when
+   * the VS or the whole stack is at its connection limit.
+   */
+  private admit(vs: VirtualServer): boolean {
+    if (vs.tcpActive >= vs.maxTcpConns) { vs.tcpConnLimitHits++; return false; }
+    if (this.activeCount >= this.limits.tcpConnections) { this.connLimitHits++; return false; }
+    return true;
   }
 
   // ------------------------------------------------------------ demux tables (per VS)
@@ -239,9 +258,12 @@ export class TcpLayer implements TcpHost {
     e.next = m.get(k) ?? null;
     m.set(k, e);
     this.connCount++;
+    this.activeCount++;
+    e.vs.tcpActive++;
   }
 
-  private remove(e: TcpEntry): void {
+  /** Removes `e` from the demux; `timeWait`: it was counted in TIME_WAIT rather than as active. */
+  private remove(e: TcpEntry, timeWait: boolean): void {
     const t = e.conn.tuple;
     const m = this.table(e.vs);
     const k = tupleKey(t.remoteAddr, t.remotePort);
@@ -254,6 +276,7 @@ export class TcpLayer implements TcpHost {
     else m.delete(k);
     e.next = null;
     this.connCount--;
+    if (!timeWait) { this.activeCount--; e.vs.tcpActive--; }
   }
 
   listen(vs: VirtualServer, addr: number, port: number, opts: ListenerOptions): TcpListener {
@@ -314,6 +337,19 @@ export class TcpLayer implements TcpHost {
 
   /** Active open from `vs`. The caller chose addresses and port. */
   connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
+    // A full connection table fails the call as a full descriptor table does in a kernel: EMFILE
+    // for the VS's own limit (like a process's RLIMIT_NOFILE), ENFILE for the stack's (like the
+    // system-wide file table); Node programs already treat both as "out of sockets, retry later".
+    if (!this.admit(vs)) {
+      const own = vs.tcpActive >= vs.maxTcpConns;
+      const code = own ? 'EMFILE' : 'ENFILE';
+      const where = `${ipv4ToString(tuple.remoteAddr)}:${tuple.remotePort}`;
+      const e = new Error(own
+        ? `connect EMFILE ${where}: virtual server '${vs.name}' has ${vs.tcpActive} TCP connections, its limit (limits.tcpConnections)`
+        : `connect ENFILE ${where}: the stack has ${this.activeCount} TCP connections, its limit (limits.tcpConnections)`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
+      e.code = code; e.errno = own ? -24 : -23; e.syscall = 'connect'; e.address = ipv4ToString(tuple.remoteAddr); e.port = tuple.remotePort;
+      throw e;
+    }
     // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
     const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
@@ -334,6 +370,8 @@ export class TcpLayer implements TcpHost {
   private curPool: FramePool | null = null;
   private curFrame = -1;
   private kept = false;
+  /** Link of the segment being processed (to count drops decided inside the connection). */
+  private curLink: Link | null = null;
 
   /** Inside a receive burst: pure ACKs that only advance the acknowledged point are coalesced. */
   private inBurst = false;
@@ -383,11 +421,13 @@ export class TcpLayer implements TcpHost {
     pool: FramePool | null = null, frame = -1): boolean {
     this.curPool = pool;
     this.curFrame = frame;
+    this.curLink = link;
     this.kept = false;
     try {
       this.demux(link, b, off, len, src, dst, srcMac, now);
     } finally {
       this.curPool = null;
+      this.curLink = null;
     }
     return this.kept;
   }
@@ -452,9 +492,11 @@ export class TcpLayer implements TcpHost {
       l.overflowDrops++;
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
     }
+    // At the connection limit a SYN is dropped (no SYN cookie either: its ACK could not be taken).
+    if (!this.admit(link.vs)) return this.eng.dropOn(link, Drop.TcpConnectionLimit);
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
     const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
-    if (l.synQueue >= l.opts.synBacklog) {
+    if (l.synQueue >= l.opts.synBacklog || l.synQueue >= link.vs.maxSynQueue) {
       // SYN flood: answer statelessly with a cookie (RFC 4987); no state until the ACK comes back.
       const out = this.rstOut;
       out.reset();
@@ -484,6 +526,11 @@ export class TcpLayer implements TcpHost {
     if (l.accept.length + l.pendingAccept.length >= l.opts.backlog) {
       l.overflowDrops++;
       this.eng.dropOn(link, Drop.TcpListenOverflow);
+      return true;
+    }
+    if (!this.admit(link.vs)) {
+      // As Linux does when it cannot take a cookie's ACK: dropped; the peer retransmits.
+      this.eng.dropOn(link, Drop.TcpConnectionLimit);
       return true;
     }
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
@@ -635,6 +682,20 @@ export class TcpLayer implements TcpHost {
     this.post(e, 0);
   }
 
+  /**
+   * TcpHost: a connection asks for (`bytes` > 0) or gives back (< 0) a reorder buffer. Refused past
+   * limits.tcpReorderMemory: the out-of-order segment is dropped (counted) and comes again later.
+   */
+  reorderMemory(_c: { user: unknown }, bytes: number): boolean {
+    if (bytes > 0 && this.reorderBytes + bytes > this.limits.tcpReorderMemory) {
+      this.reorderLimitHits++;
+      if (this.curLink) this.eng.dropOn(this.curLink, Drop.TcpReorderMemory);
+      return false;
+    }
+    this.reorderBytes += bytes;
+    return true;
+  }
+
   onWritable(c: { user: unknown }): void {
     this.post(c.user as TcpEntry, EV_WRITABLE);
   }
@@ -661,13 +722,14 @@ export class TcpLayer implements TcpHost {
     const e = c.user as TcpEntry;
     if (e.released) return;
     e.released = true;
+    const timeWait = e.inTimeWait;
     if (e.inTimeWait) { e.inTimeWait = false; this.timeWaitCount--; }
     // A SYN_RECEIVED connection that timed out leaves its listener's SYN queue.
     this.leaveSynQueue(e);
     for (const z of e.data) if (z instanceof ZeroCopyChunk) z.release();
     e.data = e.data.filter((z) => !(z instanceof ZeroCopyChunk));
     this.eng.wheel.cancel(e.timer);
-    this.remove(e);
+    this.remove(e, timeWait);
     const lp = e.vs.tcpLocalPorts.get(c.tuple.localPort);
     if (lp !== undefined && !e.listener) {
       if (lp <= 1) e.vs.tcpLocalPorts.delete(c.tuple.localPort);
@@ -679,6 +741,8 @@ export class TcpLayer implements TcpHost {
   private enterTimeWait(e: TcpEntry): void {
     e.inTimeWait = true;
     this.timeWaitCount++;
+    this.activeCount--; // TIME_WAIT has its own limit (tcpTimeWait)
+    e.vs.tcpActive--;
     this.timeWaitQueue.push(e);
     while (this.timeWaitCount > this.maxTimeWait && this.timeWaitHead < this.timeWaitQueue.length) {
       const old = this.timeWaitQueue[this.timeWaitHead++]!;
@@ -754,54 +818,80 @@ export class TcpLayer implements TcpHost {
     }
   }
 
+  /** Connections whose events wait for the next step (a step delivered its budget). */
+  get eventsPending(): boolean {
+    return this.readyHead < this.ready.length || this.readyListeners.length > 0;
+  }
+
+  /** Next entry of `ready` to deliver (the queue is consumed from the head, compacted when drained). */
+  private readyHead = 0;
+  /** Connections whose events were delivered, and steps that left some for the next (diagnostics). */
+  eventsDelivered = 0;
+  eventsCarried = 0;
+
   /**
-   * Delivers queued events to sockets and new connections to listeners. This runs application code
-   * (listeners of 'connection', 'connect', 'data'...): each call is guarded, and an exception goes to
-   * the engine's callbackError() (an uncaught exception, as in Node) once this delivery is over, so
-   * every other socket still gets its events, no zero-copy frame is left held and no event is lost.
+   * Delivers queued events to sockets and new connections to listeners: to at most `budget`
+   * connections (each new connection handed to a listener counts as one). The rest wait, in order,
+   * for the next call, so a step stays short when thousands of connections close together.
+   * This runs application code (listeners of 'connection', 'connect', 'data'...): each call is
+   * guarded, and an exception goes to the engine's callbackError() (an uncaught exception, as in
+   * Node) once this delivery is over, so every other socket still gets its events, no zero-copy
+   * frame is left held and no event is lost.
    */
-  flushEvents(): void {
-    while (this.readyListeners.length) {
-      const ls = this.readyListeners.splice(0);
-      for (const l of ls) {
-        const q = l.pendingAccept.splice(0);
-        for (const e of q) {
-          if (e.conn.state === TcpState.Closed) continue;
-          if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
-          try {
-            l.opts.onConnection(e);
-          } catch (err) {
-            this.eng.callbackError(err);
-          }
-          // What came with the handshake is delivered even when a 'connection' listener threw.
-          if (e.sink && (e.data.length || e.events)) this.post(e, 0);
+  flushEvents(budget = Infinity): void {
+    let work = 0;
+    while (this.readyListeners.length && work < budget) {
+      const l = this.readyListeners[0]!;
+      const batch = l.pendingAccept.splice(0, budget - work);
+      for (const e of batch) {
+        work++;
+        if (e.conn.state === TcpState.Closed) continue;
+        if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
+        try {
+          l.opts.onConnection(e);
+        } catch (err) {
+          this.eng.callbackError(err);
         }
+        // What came with the handshake is delivered even when a 'connection' listener threw.
+        if (e.sink && (e.data.length || e.events)) this.post(e, 0);
       }
+      if (l.pendingAccept.length === 0) this.readyListeners.shift();
     }
-    while (this.ready.length) {
-      const q = this.ready.splice(0);
-      for (const e of q) {
-        e.queued = false;
-        const s = e.sink;
-        if (!s) continue;
-        const ev = e.events;
-        e.events = 0;
-        if (ev & EV_ESTABLISHED) {
-          try { s.tcpEstablished(); } catch (err) { this.eng.callbackError(err); }
-        }
-        if (e.data.length) {
-          try { this.deliverData(e, s); } catch (err) { this.eng.internalError(err); }
-        }
-        if (ev & EV_REMOTE_CLOSE) {
-          try { s.tcpRemoteClose(); } catch (err) { this.eng.callbackError(err); }
-        }
-        if (ev & EV_WRITABLE) {
-          try { s.tcpWritable(); } catch (err) { this.eng.callbackError(err); }
-        }
-        if (ev & EV_CLOSED) {
-          try { s.tcpClosed(e.closeErr); } catch (err) { this.eng.callbackError(err); }
-        }
-      }
+    const q = this.ready;
+    while (this.readyHead < q.length && work < budget) {
+      const e = q[this.readyHead++]!;
+      work++;
+      this.eventsDelivered++;
+      this.deliver(e);
+    }
+    if (this.readyHead >= q.length) { q.length = 0; this.readyHead = 0; }
+    else if (work >= budget) {
+      this.eventsCarried++;
+      if (this.readyHead > 4096) { q.splice(0, this.readyHead); this.readyHead = 0; }
+    }
+  }
+
+  /** Delivers one connection's queued events to its socket (each application call guarded). */
+  private deliver(e: TcpEntry): void {
+    e.queued = false;
+    const s = e.sink;
+    if (!s) return;
+    const ev = e.events;
+    e.events = 0;
+    if (ev & EV_ESTABLISHED) {
+      try { s.tcpEstablished(); } catch (err) { this.eng.callbackError(err); }
+    }
+    if (e.data.length) {
+      try { this.deliverData(e, s); } catch (err) { this.eng.internalError(err); }
+    }
+    if (ev & EV_REMOTE_CLOSE) {
+      try { s.tcpRemoteClose(); } catch (err) { this.eng.callbackError(err); }
+    }
+    if (ev & EV_WRITABLE) {
+      try { s.tcpWritable(); } catch (err) { this.eng.callbackError(err); }
+    }
+    if (ev & EV_CLOSED) {
+      try { s.tcpClosed(e.closeErr); } catch (err) { this.eng.callbackError(err); }
     }
   }
 

@@ -117,23 +117,32 @@ export class TimerWheel {
     }
   }
 
-  /** Fires every timer whose deadline is ≤ now. Callbacks may set or cancel timers. */
-  advance(now: number): number {
+  /**
+   * Fires every timer whose deadline is ≤ now, at most `budget` of them: the rest stay due and fire
+   * at the next advance (`nextDeadline()` then reports a time ≤ now), so one call never does more
+   * than a bounded amount of work however many timers expire together. Callbacks may set or cancel
+   * timers. Returns the number fired.
+   */
+  advance(now: number, budget = Infinity): number {
     const target = Math.floor(now / TICK_US);
     let fired = 0;
     let failed: unknown = undefined;
     let hasFailed = false;
+    let work = 0;
     while (this.tick <= target) {
       if (this.count === 0) {
         this.tick = target + 1;
         break;
       }
       const slot = this.tick & (L0_SLOTS - 1);
-      if (slot === 0) this.cascade();
+      // Cascade once per revolution: not again when a budgeted advance resumes within this tick.
+      if (slot === 0 && this.cascadedAt !== this.tick) { this.cascadedAt = this.tick; this.cascade(); }
       const list = this.l0[slot]!;
       // One timer at a time from the slot's head, so callbacks may cancel or re-arm any timer; a
-      // timer armed for this very tick (deadline ≤ now) lands here again and fires in this advance.
+      // timer armed for this very tick (deadline ≤ now) lands here again and fires in this advance
+      // (within the budget).
       for (let n = 0; list.head && n < 1_000_000; n++) {
+        if (work >= budget) break;
         const t = list.head;
         list.remove(t);
         if (Math.floor(t.deadline / TICK_US) > this.tick) {
@@ -143,6 +152,7 @@ export class TimerWheel {
           // that re-arms for the deadline cannot spin here), still cancellable and re-armable.
           this.waiting.add(t);
         } else {
+          work++;
           this.count--;
           fired++;
           // A timer sees the time it was due, so a long jump of virtual time replays the
@@ -160,6 +170,7 @@ export class TimerWheel {
         for (let t = this.waiting.take(); t; ) { const next = t.next; list.add(t); t = next; }
         break;
       }
+      if (list.head !== null) break; // budget spent: this tick resumes at the next advance
       this.tick++;
     }
     this.fired += fired;
@@ -167,6 +178,9 @@ export class TimerWheel {
     if (hasFailed) throw failed;
     return fired;
   }
+
+  /** Tick whose level-1 cascade was done (a resumed tick must not cascade twice). */
+  private cascadedAt = -1;
 
   /** At the start of each level-0 revolution, move the level-1 slot now due into level 0. */
   private cascade(): void {

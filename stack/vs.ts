@@ -101,6 +101,14 @@ export class VirtualServer {
   destroyed = false;
   /** Next ephemeral port to try. */
   ephemeral = 49152;
+  /** This VS's limits (its own, else the stack's defaults; see limits.ts). */
+  maxTcpConns = Infinity;
+  maxSynQueue = Infinity;
+  maxNeighbors = Infinity;
+  /** TCP connections not in TIME_WAIT (counted against maxTcpConns). */
+  tcpActive = 0;
+  /** Connections refused because maxTcpConns was reached (SYNs dropped, connect() failed). */
+  tcpConnLimitHits = 0;
   /** ICMP error token bucket. */
   icmpTokens: number;
   icmpStamp = 0;

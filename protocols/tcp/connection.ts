@@ -1083,7 +1083,15 @@ export class TcpConnection {
     const mask = this.rcvCap - 1;
     const pos = s & mask;
     const first = Math.min(len, this.rcvCap - pos);
-    if (this.rbuf.length === 0) this.rbuf = takeRing(this.rcvCap);
+    if (this.rbuf.length === 0) {
+      // The stack bounds the memory of all reorder buffers: without one the segment is dropped
+      // (not acknowledged, not SACKed) and the peer sends it again.
+      if (this.host.reorderMemory && !this.host.reorderMemory(this, this.rcvCap)) {
+        this.stats.oooDropped += len;
+        return;
+      }
+      this.rbuf = takeRing(this.rcvCap);
+    }
     this.rbuf.set(b.subarray(off, off + first), pos);
     if (first < len) this.rbuf.set(b.subarray(off + first, off + len), 0);
     // Merge into the sorted range list.
@@ -1119,7 +1127,15 @@ export class TcpConnection {
       for (let i = k; i < this.oooN; i++) { this.oooStart[i - k] = this.oooStart[i]!; this.oooEnd[i - k] = this.oooEnd[i]!; }
       this.oooN -= k;
       this.oooLast = -1;
+      if (this.oooN === 0) this.freeReorder(); // all delivered: the buffer goes back until needed again
     }
+  }
+
+  /** Gives the reorder buffer back (to the ring pool and the stack's reorder memory budget). */
+  private freeReorder(): void {
+    if (this.rbuf.length === 0) return;
+    this.host.reorderMemory?.(this, -this.rbuf.length);
+    this.rbuf = giveRing(this.rbuf);
   }
 
   // =================================================================== SACK scoreboard (sender)
@@ -1606,7 +1622,7 @@ export class TcpConnection {
   /** Returns the send ring and the reorder buffer for reuse (no data is left in them). */
   private freeRings(): void {
     this.sbuf = giveRing(this.sbuf);
-    this.rbuf = giveRing(this.rbuf);
+    this.freeReorder();
     this.sbufStart = this.sbufEnd;
     this.sMask = 0;
   }

@@ -197,6 +197,11 @@ export interface TcpHost {
   onClosed(conn: TcpConnectionLike, err: TcpError | null): void;
   /** The connection reached CLOSED (after TIME_WAIT, reset or abort): drop it from the demux. */
   onRelease(conn: TcpConnectionLike): void;
+  /**
+   * Optional memory budget for reorder buffers: asked before one is taken (`bytes` > 0; false
+   * refuses it and the out-of-order segment is dropped), told when it is given back (`bytes` < 0).
+   */
+  reorderMemory?(conn: TcpConnectionLike, bytes: number): boolean;
 }
 
 /** Structural view of a connection used by the host interface (avoids an import cycle). */
