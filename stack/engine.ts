@@ -236,7 +236,15 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   private readonly neighParams: NeighborParams;
   private readonly onOutput: (() => void) | undefined;
   private inInput = false;
+  /** Inside advance() or flushEvents(): the runtime reads the next deadline after them. */
+  private inStep = false;
   now: number;
+  /**
+   * The clock read by calls from the application, made outside a step (connect, write, close, UDP
+   * send...): the runtime sets it (real time: the monotonic clock; virtual time: the virtual clock).
+   * By default the engine's own time (the last step's).
+   */
+  clock: () => number = () => this.now;
 
   // Reusable parse results and per-burst metadata (no allocation per packet).
   private readonly eth = new EthFrame();
@@ -1166,6 +1174,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
   }
 
   udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: number): void {
+    this.time(); // an application call: the neighbor cache's timers start from the current time
     const vs = (sock as unknown as { vs: VirtualServer }).vs;
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
     checkDestination(addr, true, 'send', port);
@@ -1203,22 +1212,52 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
 
   /** Emits socket events queued during input (call after each burst). */
   flushEvents(): void {
-    this.tcp.flushEvents();
-    while (this.readyUdp.length) {
-      const q = this.readyUdp.splice(0);
-      for (const s of q) s.flush();
+    this.inStep = true;
+    try {
+      this.tcp.flushEvents();
+      while (this.readyUdp.length) {
+        const q = this.readyUdp.splice(0);
+        for (const s of q) s.flush();
+      }
+      // ACKs held back during the burst leave now, unless the applications' answers, sent from
+      // their event handlers just above, already carried them.
+      this.tcp.endBurst(this.now);
+    } finally {
+      this.inStep = false;
     }
-    // ACKs held back during the burst leave now, unless the applications' answers, sent from
-    // their event handlers just above, already carried them.
-    this.tcp.endBurst(this.now);
+  }
+
+  /**
+   * A timer was armed. From an application call between steps (a write into a zero window arms
+   * the persist timer, setKeepAlive the keepalive timer, without sending anything), the runtime
+   * is told, as for output: a runtime asleep until the next frame would otherwise never run it.
+   */
+  timerArmed(): void {
+    if (!this.inInput && !this.inStep) this.onOutput?.();
   }
 
   // ---------------------------------------------------------------- time
 
+  /**
+   * The current time for a call from the application: the engine's time first moves up to the
+   * clock (and to `at`, the caller's own reading), never back. After an idle spell the last step's
+   * time may be seconds old: a SYN stamped with it had its retransmission timer already expired.
+   */
+  time(at = -Infinity): number {
+    const t = Math.max(this.clock(), at);
+    if (t > this.now) this.now = t;
+    return this.now;
+  }
+
   /** Runs timers due at `now`; returns the next deadline (µs, Infinity if none). */
   advance(now: number): number {
     this.now = now;
-    this.wheel.advance(now);
+    this.inStep = true;
+    try {
+      this.wheel.advance(now);
+    } finally {
+      this.inStep = false;
+    }
     const expired = this.reasm.expire(now);
     if (expired) this.counters.drop(Drop.Ipv4ReassemblyTimeout, expired);
     return this.nextDeadline();

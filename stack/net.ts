@@ -184,8 +184,9 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.emit('timeout'); // once per idle period: the next activity arms the timer again (as net.Socket)
   };
 
+  /** The current time for a call into the connection (the engine's time moves up to it too). */
   private now(): number {
-    return this.ctx!.now();
+    return this.ctx!.engine.time(this.ctx!.now());
   }
 
   // ---------------------------------------------------------------- connect
@@ -486,7 +487,7 @@ export class Server extends EventEmitter {
 
   private accept(e: TcpEntry): void {
     if (this.maxConnections && this.sockets.size >= this.maxConnections) {
-      e.conn.abort(this.ctx.now());
+      e.conn.abort(this.ctx.engine.time(this.ctx.now()));
       return;
     }
     const s = new Socket(this.ctx, { allowHalfOpen: this.opts.allowHalfOpen });

@@ -14,6 +14,11 @@ export interface RuntimeOptions {
   busyPoll?: boolean;
   /** Max bursts read per driver per step (fairness between devices). */
   burstsPerStep?: number;
+  /**
+   * Clock for the application's calls made between steps (µs). Real time (start()): the monotonic
+   * clock by default. Virtual time: the virtual clock, when the caller advances it between steps.
+   */
+  clock?: () => number;
 }
 
 const t0 = performance.now();
@@ -54,6 +59,7 @@ export class Runtime {
       throw new Error(`runtime needs one driver per engine device (${engine.devices.length}), got ${drivers.length}`);
     }
     this.burstsPerStep = opts.burstsPerStep ?? 8;
+    if (opts.clock) engine.clock = opts.clock;
   }
 
   /** One iteration at time `now` (µs). Returns the earliest time something is due. */
@@ -110,6 +116,7 @@ export class Runtime {
   start(): void {
     if (this.running) return;
     this.running = true;
+    this.engine.clock = this.opts.clock ?? monotonicUs;
     this.engineKick = () => this.schedule(0);
     this.pollFallback = false;
     for (const d of this.drivers) {

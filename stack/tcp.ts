@@ -23,6 +23,10 @@ import { FramePool, OWNER_ENGINE } from '../umem/pool';
 export interface TcpEngine {
   readonly wheel: TimerWheel;
   now: number;
+  /** The current time for a call from the application (moves `now` up to the clock). */
+  time(): number;
+  /** A timer was armed (the runtime must learn its deadline when it came from an application call). */
+  timerArmed(): void;
   /**
    * Routes and sends one TCP segment: `build(b, l4Off)` writes the TCP header + payload at
    * `l4Off` in the frame and returns the L4 length. Reflection (`viaLink`+`viaMac`) for stateless
@@ -241,14 +245,15 @@ export class TcpLayer implements TcpHost {
       else l.vs.tcpListeners.delete(l.port);
     }
     // Connections not yet accepted (queued, or still in the handshake) are reset.
-    for (const e of [...l.accept, ...l.pendingAccept]) if (!e.sink) e.conn.abort(this.eng.now);
+    const now = this.clock();
+    for (const e of [...l.accept, ...l.pendingAccept]) if (!e.sink) e.conn.abort(now);
     l.accept.length = 0;
     l.pendingAccept.length = 0;
     if (l.synQueue > 0) {
       for (const head of [...l.vs.tcpConns.values()]) {
         for (let e: TcpEntry | null = head; e; ) {
           const next: TcpEntry | null = e.next;
-          if (e.listener === l && !e.sink && !e.released) e.conn.abort(this.eng.now);
+          if (e.listener === l && !e.sink && !e.released) e.conn.abort(now);
           e = next;
         }
       }
@@ -283,7 +288,7 @@ export class TcpLayer implements TcpHost {
     e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
     this.insert(e);
     vs.tcpLocalPorts.set(tuple.localPort, (vs.tcpLocalPorts.get(tuple.localPort) ?? 0) + 1);
-    e.conn.connect(this.eng.now);
+    e.conn.connect(this.clock());
     return e;
   }
 
@@ -332,8 +337,8 @@ export class TcpLayer implements TcpHost {
     return b;
   }
 
-  /** Current time for calls made outside a burst (sockets). */
-  clock: () => number = () => this.eng.now;
+  /** Current time for calls made outside a burst (sockets): the engine's clock. */
+  clock: () => number = () => this.eng.time();
 
   /**
    * A TCP segment for `link`'s VS, in frame `frame` of `pool`. Returns true when a zero-copy reader
@@ -488,7 +493,10 @@ export class TcpLayer implements TcpHost {
     // Entering TIME_WAIT arms the 2 MSL timer: count it in the bounded table.
     if (!e.inTimeWait && !e.released && e.conn && e.conn.state === TcpState.TimeWait) this.enterTimeWait(e);
     if (deadline === Infinity) this.eng.wheel.cancel(e.timer);
-    else this.eng.wheel.set(e.timer, deadline);
+    else {
+      this.eng.wheel.set(e.timer, deadline);
+      this.eng.timerArmed();
+    }
   }
 
   onConnTimer(e: TcpEntry, now: number): void {
@@ -703,13 +711,14 @@ export class TcpLayer implements TcpHost {
 
   /** Resets every connection and closes every listener of a VS being destroyed. */
   destroyVs(vs: VirtualServer): void {
+    const now = this.clock();
     for (const list of [...vs.tcpListeners.values()]) for (const l of list) this.unlisten(l);
     for (const head of [...vs.tcpConns.values()]) {
       for (let e: TcpEntry | null = head; e; ) {
         const next: TcpEntry | null = e.next;
         // Sockets learn that their connection is gone (abort() reports nothing by itself).
         if (!e.released && e.sink && e.conn.state !== TcpState.TimeWait) { e.closeErr = 'ECONNABORTED'; this.post(e, EV_CLOSED); }
-        if (!e.released) e.conn.abort(this.eng.now);
+        if (!e.released) e.conn.abort(now);
         if (!e.released) this.onRelease(e.conn as unknown as { tuple: TcpTuple; user: unknown });
         e = next;
       }

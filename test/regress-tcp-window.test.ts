@@ -151,4 +151,62 @@ test('RCV.WND = 0: a data segment at RCV.NXT is not taken but its ACK and window
   assert.equal([r[0]!.ack, r[0]!.window, r[0]!.payloadLen], [seq, 0, 0]);
 });
 
+test('data in flight when the peer\'s window closes: retransmissions answered by zero-window ACKs never time the connection out (RFC 1122 4.2.2.17)', () => {
+  const o = open({}, { wscale: 7 });
+  o.c.write(pattern(0, 1000), 0, 1000, 20_000);
+  assert.is(o.h.take().filter((s) => s.payloadLen === 1000).length, 1);
+  // The peer's window closed before the data arrived: it keeps answering with ACK = SND.UNA, window 0.
+  let t = 20_000;
+  const rounds = 25; // more than maxRetransmits (15)
+  for (let i = 0; i < rounds; i++) {
+    t = o.h.deadline;
+    assert.ok(t < Infinity, `timer armed (round ${i})`);
+    o.c.onTimer(t);
+    const s = o.h.take();
+    assert.ok(s.length >= 1, 'a retransmission (a probe in effect)');
+    o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1, flags: TH_ACK, window: 0 }), t + 500);
+    o.h.take();
+    assert.is(o.c.state, TcpState.Established, `still established after ${i + 1} answered retransmissions`);
+  }
+  assert.equal(o.h.closed, [], 'no ETIMEDOUT');
+  // The window opens: the data is acknowledged, the transfer goes on.
+  o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1001, flags: TH_ACK, window: 1000 }), t + 1000);
+  assert.is(o.c.sndUna, (o.iss + 1001) >>> 0);
+  assert.is(o.h.deadline, Infinity);
+});
+
+test('the window reopens after retransmission timeouts into it: the head is resent at once and the timer loses its backoff', () => {
+  const o = open({}, { wscale: 7 });
+  o.c.write(pattern(0, 1000), 0, 1000, 20_000);
+  o.h.take();
+  o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1, flags: TH_ACK, window: 0 }), 25_000);
+  let t = 25_000;
+  for (let i = 0; i < 6; i++) { // 6 timeouts: the timer is backed off 64-fold
+    t = o.h.deadline;
+    o.c.onTimer(t);
+    o.h.take();
+    o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1, flags: TH_ACK, window: 0 }), t + 500);
+    o.h.take();
+  }
+  const rto = o.c.rto;
+  assert.ok(o.h.deadline - (t + 500) > 16 * rto, 'backed off while the window was closed');
+  // The window update: nothing new acknowledged (the data sent into the closed window was dropped).
+  const now = t + 10_000;
+  o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1, flags: TH_ACK, window: 1000 }), now);
+  const s = o.h.take().filter((x) => x.payloadLen > 0);
+  assert.is(s.length, 1, 'the first unacknowledged segment is resent at once');
+  assert.is(s[0]!.seq, (o.iss + 1) >>> 0);
+  assert.is(o.h.deadline, now + rto, 'the retransmission timer restarts without backoff');
+  o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1001, flags: TH_ACK, window: 1000 }), now + 1000);
+  assert.is(o.c.sndUna, (o.iss + 1001) >>> 0);
+});
+
+test('data in flight, the peer silent: the connection still times out (maxRetransmits)', () => {
+  const o = open({ rtoMaxUs: 2_000_000 }, { wscale: 7 });
+  o.c.write(pattern(0, 1000), 0, 1000, 20_000);
+  o.c.input(mkSeg({ seq: B_ISS + 1, ack: o.iss + 1, flags: TH_ACK, window: 0 }), 30_000);
+  for (let i = 0; i < 40 && !o.c.isClosed(); i++) o.c.onTimer(o.h.deadline);
+  assert.equal(o.h.closed, ['ETIMEDOUT']);
+});
+
 test.run();

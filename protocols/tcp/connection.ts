@@ -99,6 +99,8 @@ export class TcpConnection {
   private dsackPending = false;
   /** TSval of our last retransmission timeout's retransmission (-1: none since the last new ACK). */
   private rtoTsVal = -1;
+  /** Our retransmission timer expired while the peer's window was zero (the retransmissions were probes in effect). */
+  private rtoInZeroWnd = false;
   /** The ACK completing a passive open was already used for an RTT sample. */
   private handshakeSampled = false;
   private finRcvd = false;
@@ -816,11 +818,28 @@ export class TcpConnection {
         this.onDupAck(now);
       }
     }
-    if (this.persist) this.retries = 0; // the peer answers probes: keep probing (RFC 9293 3.8.6.1)
+    // The peer answers probes, or answers our retransmissions into its closed window (they act as
+    // probes, as in Linux's tcp_retransmit_timer): keep the connection open. "As long as the
+    // receiving TCP continues to send acknowledgments in response to the probe segments, the
+    // sending TCP MUST allow the connection to stay open" (RFC 1122 4.2.2.17, RFC 9293 3.8.6.1).
+    if (this.persist || this.sndWnd === 0) this.retries = 0;
     if (this.sndWnd > 0 && this.persist) {
       this.persist = false;
       this.tRtx = Infinity;
       this.backoff = 0;
+    }
+    if (this.sndWnd > 0 && this.rtoInZeroWnd) {
+      // The window opens after our retransmission timeouts went into a closed window: the backoff
+      // measured the closed window, not the path, and what we sent into it was dropped. As when a
+      // persist period ends (and as Linux's loss recovery after such timeouts), resend the first
+      // unacknowledged segment now and restart the timer without the backoff (RFC 6298 5.5 backs
+      // off for lost segments, not for a receiver that was only full).
+      this.rtoInZeroWnd = false;
+      if (this.sndUna !== this.sndMax) {
+        this.backoff = 0;
+        this.retransmitAt(this.sndUna, now);
+        this.tRtx = now + this.rto;
+      }
     }
     return Drop.None;
   }
@@ -852,6 +871,7 @@ export class TcpConnection {
     this.retries = 0;
     this.backoff = 0;
     this.rtoTsVal = -1;
+    this.rtoInZeroWnd = false;
 
     if (this.inRecovery) {
       if (seqGeq(ack, this.recoverSeq)) {
@@ -1399,6 +1419,7 @@ export class TcpConnection {
       return;
     }
     this.retries++;
+    if (this.sndWnd === 0) this.rtoInZeroWnd = true;
     // RFC 5681 (4), RFC 6298 5.5-5.7.
     const flight = (this.sndMax - this.sndUna) >>> 0;
     if (this.backoff === 0 || !this.inRecovery) this.cc.onRto(now, flight, this.sndMss);

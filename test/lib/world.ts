@@ -71,7 +71,7 @@ export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: 
   const mk = (ep: typeof link.a, addr: string): Host => {
     const engine = new Engine({ secret: SECRET, tcp: o.tcp, tcpMaxTimeWait: o.maxTimeWait, onOutput: () => { dirty = true; } });
     engine.addDevice({ name: 'eth0', pool: ep.pool, mac: ep.mac, mtu: ep.mtu });
-    const runtime = new Runtime(engine, [ep]);
+    const runtime = new Runtime(engine, [ep], { clock: () => now });
     const vs = vlans.map((vlan) => {
       const v = engine.createVs(`vs${vlan}`);
       engine.addLink(v, { device: 'eth0', vlan });
