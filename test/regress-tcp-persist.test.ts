@@ -138,7 +138,7 @@ test('real time: a write into a zero window wakes the sleeping runtime for the p
     createServer(w.a.ctx, (s: Socket) => { server = s; }).listen(80);
     const c = connect(w.b.ctx, 80, '10.1.1.1');
     c.pause();
-    assert.ok(await until(() => server !== null, 3000), 'connected');
+    assert.ok(await until(() => server !== null, 10_000), 'connected');
     const srv = server as unknown as Socket;
     const e = srv.connection!;
     let sent = 0;
@@ -146,7 +146,7 @@ test('real time: a write into a zero window wakes the sleeping runtime for the p
       const n = sent === 0 ? 200 * 1024 : e.conn.sndWnd;
       srv.write(Buffer.alloc(n, 1));
       sent += n;
-      assert.ok(await until(() => e.conn.sndUna === e.conn.sndMax, 3000), 'acknowledged');
+      assert.ok(await until(() => e.conn.sndUna === e.conn.sndMax, 10_000), 'acknowledged');
       await until(() => false, 100); // the client's last window update
     }
     assert.is(e.conn.sndWnd, 0, 'zero window, nothing in flight');
@@ -154,11 +154,11 @@ test('real time: a write into a zero window wakes the sleeping runtime for the p
     const probes0 = e.conn.stats.windowProbes;
     srv.write(Buffer.alloc(1000, 2));
     // The RTO after a LAN handshake is the 200 ms floor: probes at about 0.2 s, 0.6 s, 1.4 s.
-    assert.ok(await until(() => e.conn.stats.windowProbes - probes0 >= 2, 3000), `probes sent: ${e.conn.stats.windowProbes - probes0}`);
+    assert.ok(await until(() => e.conn.stats.windowProbes - probes0 >= 2, 10_000), `probes sent: ${e.conn.stats.windowProbes - probes0}`);
     let got = 0;
     c.on('data', (d: Buffer) => { got += d.length; });
     c.resume();
-    assert.ok(await until(() => got === sent + 1000, 5000), `received ${got} of ${sent + 1000}`);
+    assert.ok(await until(() => got === sent + 1000, 15_000), `received ${got} of ${sent + 1000}`);
     c.destroy();
   } finally {
     w.stop();
