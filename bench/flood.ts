@@ -445,6 +445,8 @@ async function connFlood(fl: FloodLab, name: Scenario, how: 'kill' | 'rst' | 'va
     memory: { idle: memRow(base0), before: memRow(before), loaded: memRow(loaded),
       peak: { heapMiB: peak((s) => s.heap), rssMiB: peak((s) => s.rss), poolHeld: peak((s) => s.pool.held), poolFreeMin: -peak((s) => -s.pool.free), conns: peak((s) => s.conns), neigh: peak((s) => s.neigh) },
       after: memRow(after) },
+    // Seconds from the drop until the connection table is back to its size before the 10,000 opened.
+    tablesIdleAfterDropS: ((x) => (x ? +(x.T - tDrop).toFixed(2) : null))(srv.stats.find((x) => x.T >= tDrop && x.conns <= before.conns)),
     server: serverLoad(srv, tDrop, tRecovered),
     recoverySeconds: recovery,
     series: series(echo.samples, srv.stats, tDrop),
