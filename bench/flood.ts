@@ -28,8 +28,11 @@
  * during (peak) / after, the service (echo rate, new connections, ping) before and during, and the
  * time until the tables are back to their size before the flood (bounded by FLOOD_RECOVER_S).
  *
- * Environment: FLOOD_SECONDS (flood length, default 8), FLOOD_RATE (generator frames/s, default 0
- * = as fast as it can), FLOOD_SYN_RATES (the syn scenario runs once per rate; default 0,100000,25000), FLOOD_CONNS (default 10000), FLOOD_RECOVER_S (default 150).
+ * The packet floods are switched on and off FLOOD_ROUNDS times (see packetFlood); the echo ratio is
+ * flood windows over quiet windows of the same run.
+ *
+ * Environment: FLOOD_SECONDS (length of one flood window, default 5), FLOOD_ROUNDS (default 3),
+ * FLOOD_RATE (generator frames/s, default 0 = as fast as it can), FLOOD_SYN_RATES (the syn scenario runs once per rate; default 0,100000,25000), FLOOD_CONNS (default 10000), FLOOD_RECOVER_S (default 150).
  * Results: printed, and bench/results/flood.json.
  */
 import * as fs from 'node:fs';
@@ -37,7 +40,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab';
 import { controlRequest } from '../stack/control';
-import { BUILD, DIST_BENCH, lastJson, Proc, ROOT, run, sleep, table } from './lib';
+import { BUILD, DIST_BENCH, lastJson, median, Proc, ROOT, run, sleep, table } from './lib';
 
 export const FLOOD_PREFIX = 'xf';
 const STACK_IP = '10.88.0.1';
@@ -49,14 +52,16 @@ const CONTROL = `/run/xdpstack/flood-${FLOOD_PREFIX}.sock`;
 const SCENARIOS = ['syn', 'arp', 'arp-off', 'frag', 'conn-kill', 'conn-rst', 'conn-vanish', 'syn-recv'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 
-const FLOOD_S = Number(process.env.FLOOD_SECONDS ?? 8);
+const FLOOD_S = Number(process.env.FLOOD_SECONDS ?? 5);
 const RATE = Number(process.env.FLOOD_RATE ?? 0);
 const CONNS = Number(process.env.FLOOD_CONNS ?? 10000);
 const RECOVER_S = Number(process.env.FLOOD_RECOVER_S ?? 150);
 /** SYN flood rates (frames/s; 0 = as fast as the generator can). */
 const SYN_RATES = (process.env.FLOOD_SYN_RATES ?? '0,100000,25000').split(',').map(Number);
-const BEFORE_S = 4;
-const AFTER_S = 4;
+/** Quiet windows between floods (s), rounds of flood + quiet, probe length in every window (s). */
+const OFF_S = 4;
+const ROUNDS = Number(process.env.FLOOD_ROUNDS ?? 3);
+const PROBE_S = 2;
 
 function tool(name: string): string {
   const f = path.join(BUILD, name);
@@ -265,63 +270,90 @@ function kernelPath(fl: FloodLab): Record<string, number> {
 
 type Result = Record<string, unknown>;
 
-/** Scenarios syn, arp, arp-off, frag: echo loop; probes before; flood; probes during; recovery. */
+/**
+ * Scenarios syn, arp, arp-off, frag. The echo loop runs throughout; the flood is switched on and
+ * off ROUNDS times (OFF_S off, FLOOD_S on, ..., OFF_S off at the end), each window with the same
+ * probe (new connections and ping for PROBE_S), and the ratio is the median echo rate of the
+ * flood windows over the median of the quiet ones: on this shared machine the load of others
+ * drifts, and alternating windows see the same drift.
+ */
 async function packetFlood(fl: FloodLab, name: string, mode: string, what: string, genRate = RATE): Promise<Result> {
   const clock = new Clock();
-  const total = BEFORE_S + FLOOD_S + AFTER_S;
+  const total = OFF_S + ROUNDS * (FLOOD_S + OFF_S) + 3;
   const srv = new Server(fl, clock, total + RECOVER_S + 60);
   await srv.ready();
   const base0 = await srv.gcStat();
-  const echo = echoLoop(fl, clock, total);
-  const tEcho = clock.s;
+  const echo = echoLoop(fl, clock, total + 10);
   await sleep(1000);
-  const probeBefore = await probe(fl);
-  await sleep(Math.max(0, (tEcho + BEFORE_S - clock.s) * 1000));
   const before = await srv.gcStat();
   const k0 = kernelPath(fl);
-  const tFlood = clock.s;
-  const gen = fl.gen(mode, FLOOD_S, genRate);
-  await sleep(1500);
-  const probeDuring = await probe(fl, Math.max(1, Math.min(3, FLOOD_S - 3)));
-  const genCode = await gen.done;
-  const tEnd = clock.s;
-  if (genCode !== 0) throw new Error(`generator failed (${genCode}): ${gen.stderr}`);
-  const g = lastJson<{ tx_total: number; tx_pps: number; elapsed: number; arp_rx: number; rx_total: number }>(gen);
+  const windows: { kind: 'quiet' | 'flood'; a: number; b: number; probe: Probe }[] = [];
+  const sent: { tx_total: number; elapsed: number; arp_rx: number; rx_total: number }[] = [];
+  const quiet = async () => {
+    const a = clock.s;
+    const pr = await probe(fl, PROBE_S);
+    await sleep(Math.max(0, (a + OFF_S - clock.s) * 1000));
+    windows.push({ kind: 'quiet', a: a + 0.3, b: clock.s, probe: pr });
+  };
+  let tFirst = 0, tLast = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    await quiet();
+    const a = clock.s;
+    if (!tFirst) tFirst = a;
+    const gen = fl.gen(mode, FLOOD_S, genRate);
+    await sleep(700); // the generator attaches its XDP program and starts
+    const pr = await probe(fl, PROBE_S);
+    const code = await gen.done;
+    if (code !== 0) throw new Error(`generator failed (${code}): ${gen.stderr}`);
+    sent.push(lastJson(gen));
+    tLast = clock.s;
+    windows.push({ kind: 'flood', a: a + 0.7, b: tLast, probe: pr });
+  }
+  await quiet();
   const k1 = kernelPath(fl);
-  await sleep(1000);
-  const probeAfter = await probe(fl);
-  await echo.p.done;
   const end = srv.last;
+  echo.p.child.kill('SIGTERM');
+  await echo.p.done;
   const recovery = await srv.until(idleLike(before), RECOVER_S);
   const after = await srv.gcStat();
   await srv.stop();
 
-  const rBefore = rate(echo.samples, tEcho + 0.5, tFlood);
-  const rDuring = rate(echo.samples, tFlood + 0.5, tEnd);
-  const rAfter = rate(echo.samples, tEnd + 0.5, tEcho + total);
-  const peak = (f: (s: Stat) => number) => srv.peak(tFlood, tEnd + 0.5, f);
+  const rates = (k: string) => windows.filter((w) => w.kind === k).map((w) => rate(echo.samples, w.a, w.b));
+  const probes = (k: string) => windows.filter((w) => w.kind === k).map((w) => w.probe);
+  const rQuiet = rates('quiet'), rFlood = rates('flood');
+  const frames = sent.reduce((n, g) => n + g.tx_total, 0), secs = sent.reduce((n, g) => n + g.elapsed, 0);
+  const xdpDropped = (end.xdp?.rxDropped ?? 0) - (before.xdp?.rxDropped ?? 0);
+  const peak = (f: (s: Stat) => number) => srv.peak(tFirst, tLast + 0.5, f);
+  const sumProbe = (ps: Probe[]) => ({
+    seconds: ps.reduce((n, p) => n + p.seconds, 0), connects: ps.reduce((n, p) => n + p.connects, 0),
+    connectErrors: ps.reduce((n, p) => n + p.connectErrors, 0),
+    pingSent: ps.reduce((n, p) => n + (p.ping?.sent ?? 0), 0), pingReceived: ps.reduce((n, p) => n + (p.ping?.received ?? 0), 0),
+    pingMaxMs: Math.max(...ps.map((p) => p.ping?.maxMs ?? NaN)),
+  });
   const res: Result = {
-    what, rateAsked: genRate || 'max', sent: { frames: g.tx_total, fps: Math.round(g.tx_total / g.elapsed), seconds: g.elapsed, arpSeenByFlooder: g.arp_rx, ipv4BackToFlooder: g.rx_total },
-    stackRx: end.rx - before.rx, stackTx: end.tx - before.tx,
+    what, rateAsked: genRate || 'max', rounds: ROUNDS,
+    sent: { frames, fps: Math.round(frames / secs), seconds: secs, arpSeenByFlooder: sent.reduce((n, g) => n + g.arp_rx, 0),
+      ipv4BackToFlooder: sent.reduce((n, g) => n + g.rx_total, 0) },
     // Every flood frame either reached the stack or was dropped by the kernel for want of a free
-    // fill-ring slot (the XDP socket's counter); the excess is the service traffic of the same window.
-    accounting: ((x) => ({ sent: g.tx_total, stackRx: end.rx - before.rx, xdpDropped: x, rxPlusDropped: end.rx - before.rx + x,
-      excessOverSent: end.rx - before.rx + x - g.tx_total }))((end.xdp?.rxDropped ?? 0) - (before.xdp?.rxDropped ?? 0)),
+    // fill-ring slot (the XDP socket's counter); the excess is the service traffic of the same time.
+    accounting: { sent: frames, stackRx: end.rx - before.rx, xdpDropped, excessOverSent: end.rx - before.rx + xdpDropped - frames },
+    stackTx: end.tx - before.tx,
     drops: diff(before.drops, end.drops), vsDrops: diff(before.vsDrops, end.vsDrops),
     xdp: diff(xdpDrops(before), xdpDrops(end)), kernelPath: diff(k0, k1),
     cookiesSent: end.cookiesSent - before.cookiesSent, cookiesAccepted: end.cookiesAccepted - before.cookiesAccepted,
-    echo: { before: rBefore, during: rDuring, after: rAfter, ratio: rDuring / rBefore, longestStallDuring: longestStall(echo.samples, tFlood, tEnd) },
-    probes: { before: probeBefore, during: probeDuring, after: probeAfter },
+    echo: { quiet: median(rQuiet), flood: median(rFlood), ratio: median(rFlood) / median(rQuiet), quietWindows: rQuiet, floodWindows: rFlood,
+      longestStallInFlood: Math.max(...windows.filter((w) => w.kind === 'flood').map((w) => longestStall(echo.samples, w.a, w.b))) },
+    probes: { quiet: sumProbe(probes('quiet')), flood: sumProbe(probes('flood')) },
     memory: {
       idle: memRow(base0), before: memRow(before),
       peak: { heapMiB: peak((s) => s.heap), rssMiB: peak((s) => s.rss), poolHeld: peak((s) => s.pool.held), poolFreeMin: -peak((s) => -s.pool.free),
         conns: peak((s) => s.conns), synQueue: peak((s) => s.synQueue), neigh: peak((s) => s.neigh), neighMax: before.neighMax,
         reasmHeld: peak((s) => s.reasmHeld), reasmActive: peak((s) => s.reasmActive), reasmMaxBytes: before.reasmMaxBytes },
-      after: memRow(after),
+      end: memRow(end), after: memRow(after),
     },
-    server: serverLoad(srv, tFlood, tEnd),
+    server: serverLoad(srv, tFirst, tLast),
     recoverySeconds: recovery,
-    series: series(echo.samples, srv.stats, tFlood),
+    series: series(echo.samples, srv.stats, tFirst),
   };
   report(name, res);
   return res;
@@ -386,6 +418,8 @@ async function connFlood(fl: FloodLab, name: Scenario, how: 'kill' | 'rst' | 'va
   const tTeardown = clock.s;
   const recovery = await srv.until((s) => s.conns <= before.conns && s.pool.held <= before.pool.held + 64, RECOVER_S);
   const tRecovered = clock.s;
+  await sleep(3000); // a quiet window after recovery, for the echo baseline
+  const tQuiet = clock.s;
   echo.p.child.kill('SIGTERM');
   await echo.p.done;
   await sleep(300);
@@ -402,14 +436,17 @@ async function connFlood(fl: FloodLab, name: Scenario, how: 'kill' | 'rst' | 'va
     closedByApp: after.closed - before.closed, connsAfter: after.conns,
     countersAddUp: { accepted: after.accepted, closed: after.closed, live: after.conns, ok: after.accepted === after.closed + after.conns },
     drops: diff(before.drops, after.drops), vsDrops: diff(before.vsDrops, after.vsDrops), xdp: diff(xdpDrops(before), xdpDrops(after)),
-    echo: { before: rate(echo.samples, tEcho + 0.5, tOpen), loaded: rate(echo.samples, tOpen, tDrop),
-      teardown: rate(echo.samples, tDrop, tTeardown), ratio: rate(echo.samples, tDrop, tTeardown) / rate(echo.samples, tEcho + 0.5, tOpen),
-      longestStallTeardown: longestStall(echo.samples, tDrop, tRecovered) },
+    echo: ((q: number[], t: number) => ({ before: q[0], loaded: q[1], afterRecovery: q[2], quiet: median(q), teardown: t, ratio: t / median(q),
+      longestStallTeardown: longestStall(echo.samples, tDrop, tRecovered) }))(
+      [rate(echo.samples, tEcho + 0.5, tOpen), rate(echo.samples, tOpen + held.seconds + 0.5, tDrop), rate(echo.samples, tRecovered + 0.3, tQuiet)],
+      rate(echo.samples, tDrop, tTeardown)),
     probes: { before: probeBefore, loaded: probeLoaded },
     teardown: during,
     memory: { idle: memRow(base0), before: memRow(before), loaded: memRow(loaded),
       peak: { heapMiB: peak((s) => s.heap), rssMiB: peak((s) => s.rss), poolHeld: peak((s) => s.pool.held), poolFreeMin: -peak((s) => -s.pool.free), conns: peak((s) => s.conns), neigh: peak((s) => s.neigh) },
       after: memRow(after) },
+    // Seconds from the drop until the connection table is back to its size before the 10,000 opened.
+    tablesIdleAfterDropS: ((x) => (x ? +(x.T - tDrop).toFixed(2) : null))(srv.stats.find((x) => x.T >= tDrop && x.conns <= before.conns)),
     server: serverLoad(srv, tDrop, tRecovered),
     recoverySeconds: recovery,
     series: series(echo.samples, srv.stats, tDrop),
@@ -485,14 +522,14 @@ function summary(results: Record<string, Result>): void {
   const rows: (string | number)[][] = [];
   for (const [name, r] of Object.entries(results)) {
     if ((r as { error?: string }).error) { rows.push([name, 'FAILED', '', '', '', '', '']); continue; }
-    const e = r.echo as { before: number; during?: number; teardown?: number; ratio: number };
+    const e = r.echo as { quiet?: number; before: number; flood?: number; during?: number; teardown?: number; ratio: number };
     const m = r.memory as { before: Record<string, number>; peak: Record<string, number>; after: Record<string, number> };
-    rows.push([name, `${Math.round(e.before)} → ${Math.round(e.during ?? e.teardown ?? NaN)}`, e.ratio,
+    rows.push([name, `${Math.round(e.quiet ?? e.before)} → ${Math.round(e.flood ?? e.during ?? e.teardown ?? NaN)}`, e.ratio,
       `${m.before.heapMiB} / ${m.peak.heapMiB} / ${m.after.heapMiB}`, `${m.before.rssMiB} / ${m.peak.rssMiB} / ${m.after.rssMiB}`,
       `${m.before.poolHeld} / ${m.peak.poolHeld} / ${m.after.poolHeld}`,
       r.recoverySeconds === null ? `> ${RECOVER_S}` : (r.recoverySeconds as number).toFixed(1)]);
   }
-  table('floods: echo req/s before → during (one connection), heap/RSS MiB and held frames before / peak / after (after a GC), seconds to idle tables',
+  table('floods: echo req/s quiet → flood (one connection; medians of windows), heap/RSS MiB and held frames before / peak / after (after a GC), seconds to idle tables',
     ['scenario', 'echo req/s', 'ratio', 'heap MiB', 'RSS MiB', 'held frames', 'recovery s'], rows);
 }
 
