@@ -8,77 +8,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, sha } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
-import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
-import { TcpSegmentOut, TcpState, TH_ACK, TH_FIN, TH_RST, TH_SYN } from '../protocols/tcp/types';
+import { TcpHeader } from '../protocols/tcp';
+import { TcpState, TH_ACK, TH_FIN, TH_RST, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4, writeIpv4, IPPROTO_ICMP } from '../protocols/ipv4';
 import { writeEth, ETH_P_IPV4 } from '../protocols/ethernet';
 import { writeIcmpError, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED } from '../protocols/icmp';
-import { Burst } from '../driver/types';
-import type { MemoryEndpoint } from '../driver/memory';
-
-const A = parseIpv4('10.1.1.1');
-const B = parseIpv4('10.1.1.2');
-interface Seen { src: number; dst: number; sport: number; dport: number; flags: number; seq: number; ack: number; len: number; frameLen: number; raw: Uint8Array }
-
-/** Records every IPv4/TCP segment an endpoint transmits. */
-function tap(ep: MemoryEndpoint): Seen[] {
-  const seen: Seen[] = [];
-  const h = new TcpHeader();
-  const orig = ep.tx.bind(ep);
-  ep.tx = (b: Burst, now: number) => {
-    const bytes = ep.pool.bytes;
-    for (let i = 0; i < b.n; i++) {
-      const off = b.off[i]!;
-      const len = b.len[i]!;
-      let l3 = off + 14;
-      let et = (bytes[off + 12]! << 8) | bytes[off + 13]!;
-      if (et === 0x8100) { et = (bytes[off + 16]! << 8) | bytes[off + 17]!; l3 += 4; }
-      if (et !== ETH_P_IPV4 || bytes[l3 + 9] !== 6) continue;
-      const ihl = (bytes[l3]! & 15) * 4;
-      const tot = (bytes[l3 + 2]! << 8) | bytes[l3 + 3]!;
-      const rd = (o: number) => ((bytes[o]! << 24) | (bytes[o + 1]! << 16) | (bytes[o + 2]! << 8) | bytes[o + 3]!) >>> 0;
-      const src = rd(l3 + 12);
-      const dst = rd(l3 + 16);
-      if (h.parse(bytes, l3 + ihl, tot - ihl, src, dst)) continue;
-      seen.push({ src, dst, sport: h.srcPort, dport: h.dstPort, flags: h.flags, seq: h.seq, ack: h.ack, len: h.payloadLen, frameLen: len,
-        raw: bytes.slice(off, off + len) });
-    }
-    return orig(b, now);
-  };
-  return seen;
-}
-
-/** Sends a hand-made TCP segment from host b's wire side (any source address/port: spoofing). */
-function inject(w: World, s: { src?: number; sport: number; dport: number; flags: number; seq?: number; ack?: number; mss?: number; data?: Uint8Array }): void {
-  const out = new TcpSegmentOut();
-  out.srcPort = s.sport;
-  out.dstPort = s.dport;
-  out.seq = s.seq ?? 1000;
-  out.ack = s.ack ?? 0;
-  out.flags = s.flags;
-  out.window = 65535;
-  if (s.mss) out.mss = s.mss;
-  const src = s.src ?? B;
-  const data = s.data ?? new Uint8Array(0);
-  const hl = tcpHeaderLen(out);
-  const vs = w.b.vs[0]!;
-  w.b.engine.tcpEmit(vs, vs.links[0]!, w.link.a.mac, src, A, hl + data.length, (b, o) => {
-    b.set(data, o + hl);
-    writeTcp(b, o, out, data.length, src, A);
-    return hl + data.length;
-  }, 0);
-}
-
-/** Sends a raw Ethernet frame from host b's endpoint. */
-function injectFrame(w: World, bytes: Uint8Array): void {
-  const ep = w.link.b;
-  const f = ep.pool.alloc();
-  const at = ep.pool.dataStart(f);
-  ep.pool.bytes.set(bytes, at);
-  const burst = new Burst(1);
-  burst.push(f, at, bytes.length);
-  ep.tx(burst, w.now());
-}
+import { A, B, tap, inject, injectFrame } from './lib/inject';
 
 function heldZero(w: World): void {
   for (const h of [w.a, w.b]) assert.is(h.engine.devices[0]!.pool.check().held, 0, 'no frame held');
