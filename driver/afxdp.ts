@@ -672,14 +672,7 @@ export class AfxdpDriver implements Driver {
     try {
       xsk.reopen();
     } finally {
-      // Whatever the old rings held is gone with them.
-      const pool = this.pool;
-      for (let f = 0; f < pool.frameCount; f++) {
-        const st = pool.stateOf(f);
-        if (st === FrameState.Kernel || st === FrameState.Tx) pool.free(f);
-      }
-      this.rxKernel = 0;
-      this.txInFlight = 0;
+      this.reclaimRings(); // whatever the old rings held is gone with them
     }
     xsk.register(a.prog);
     this.boundIfindex = idx;
@@ -798,6 +791,17 @@ export class AfxdpDriver implements Driver {
    * Closes the socket and, with the last queue of the device in this process, detaches the XDP
    * program. Frames that were in the rings return to the pool; frames Held by callers stay Held.
    */
+  /** Frames that were in the kernel's rings or on the TX ring of a closed socket are free again. */
+  private reclaimRings(): void {
+    const pool = this.pool;
+    for (let f = 0; f < pool.frameCount; f++) {
+      const st = pool.stateOf(f);
+      if (st === FrameState.Kernel || st === FrameState.Tx) pool.free(f);
+    }
+    this.rxKernel = 0;
+    this.txInFlight = 0;
+  }
+
   close(): void {
     if (this.closed) return;
     this.closed = true;
@@ -806,13 +810,7 @@ export class AfxdpDriver implements Driver {
     const xsk = this.xsk;
     this.xsk = null;
     try { xsk?.close(); } finally {
-      const pool = this.pool;
-      for (let f = 0; f < pool.frameCount; f++) {
-        const st = pool.stateOf(f);
-        if (st === FrameState.Kernel || st === FrameState.Tx) pool.free(f);
-      }
-      this.rxKernel = 0;
-      this.txInFlight = 0;
+      this.reclaimRings();
       release(this.att, this.queue);
     }
   }
