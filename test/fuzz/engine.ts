@@ -96,6 +96,7 @@ class Rig {
   private readonly icmpp = new IcmpPacket();
   private readonly toInject: Uint8Array[] = [];
   inputs = 0;
+  synAcks = 0;
 
   constructor() {
     instrument();
@@ -191,7 +192,20 @@ class Rig {
     const t = this.tcpp;
     if (t.parse(b, ip.payloadOff, ip.payloadLen, ip.src, ip.dst) !== Drop.None) throw new Violation('engine sent a TCP segment with a bad checksum or offset');
     const c = this.conns.find((x) => x.lport === t.srcPort && x.rport === t.dstPort && this.vses[x.v]!.vlan === e.vlan);
-    if (!c) return;
+    if (!c) {
+      // Every second SYN-ACK to a fuzzed SYN (SYN queue or SYN cookie) gets the ACK that completes the
+      // handshake: cookie validation, accept queues and many connections are reached too.
+      if ((t.flags & (TH_SYN | TH_ACK | TH_RST)) === (TH_SYN | TH_ACK) && this.toInject.length < 8 && (this.synAcks++ & 1) === 0) {
+        const v = this.vses.find((x) => x.vlan === e.vlan);
+        if (!v) return;
+        const s = seg(t.dstPort, t.srcPort, t.ack, (t.seq + 1) >>> 0, TH_ACK);
+        s.window = 2000;
+        if (t.hasTs) { s.hasTs = true; s.tsVal = (t.tsEcr + 1) >>> 0; s.tsEcr = t.tsVal; }
+        this.toInject.push(tcpFrameOf(this.spec(v, { ipSrc: ip.dst }), s, new Uint8Array(0)));
+        handshakeAcks++;
+      }
+      return;
+    }
     const end = (t.seq + t.payloadLen + ((t.flags & TH_SYN) ? 1 : 0) + ((t.flags & TH_FIN) ? 1 : 0)) >>> 0;
     if (((end - c.rcvNxt) | 0) > 0) c.rcvNxt = end;
     if (t.hasTs) c.tsEcr = t.tsVal;
@@ -343,9 +357,15 @@ function framesFor(r: Rig, x: EngIn): Uint8Array[] {
       return [f];
     }
     case 1: {
-      const s = seg(1024 + (x.conn % 60000), PORTS[x.port % 3]!, x.ackDelta >>> 0, 0, TH_SYN);
-      s.mss = x.mtu & 0xffff; s.wscale = x.code; s.sackOk = x.sendAsIs; s.hasTs = x.tsDelta !== 7; s.tsVal = x.tsDelta >>> 0;
-      return [tcpFrameOf(r.spec(info, { ipSrc: peer }), s, new Uint8Array(0))];
+      // One SYN, or (one time in seven) a flood of 48 from as many ports: SYN queues fill, cookies go out.
+      const n = x.len % 7 === 1 ? 48 : 1;
+      const out: Uint8Array[] = [];
+      for (let i = 0; i < n; i++) {
+        const s = seg(1024 + ((x.conn + i * 7919) % 60000), PORTS[x.port % 3]!, (x.ackDelta + i * 100003) >>> 0, 0, TH_SYN);
+        s.mss = x.mtu & 0xffff; s.wscale = x.code; s.sackOk = x.sendAsIs; s.hasTs = x.tsDelta !== 7; s.tsVal = x.tsDelta >>> 0;
+        out.push(tcpFrameOf(r.spec(info, { ipSrc: n > 1 ? info.peer : peer }), s, new Uint8Array(0)));
+      }
+      return out;
     }
     case 2:
       return [udpFrameOf(r.spec(info, { ipSrc: peer }), 1024 + (x.conn % 1000), x.port, data.subarray(0, Math.min(data.length, 1400)))];
@@ -414,6 +434,7 @@ let framesIn = 0;
 let consumed = 0;
 let topUps = 0;
 let periodicCalls = 0;
+let handshakeAcks = 0;
 /** Heap samples (MB) every 2^20 executions, for the report. */
 export const heapSamples: number[] = [];
 
@@ -521,7 +542,11 @@ function checkMemory(): void {
   }
   // Listener queues + accept backlogs + TIME_WAIT + the peer's own connections (and the apps' accepted ones).
   const bound = r.vses.length * PORTS.length * (SYN_BACKLOG + BACKLOG) + MAX_TIME_WAIT + 4096;
-  if (e.tcp.connCount > bound) throw new Violation(`${e.tcp.connCount} TCP connections (bound ${bound})`, KNOWN_LIMITS);
+  if (e.tcp.connCount > bound) {
+    const n = e.tcp.connCount;
+    discardRig(); // start again with empty tables
+    throw new Violation(`${n} TCP connections (bound ${bound}): a peer opens as many as it likes`, KNOWN_LIMITS);
+  }
   if (pmtu > 4096) throw new Violation(`path-MTU table holds ${pmtu} entries from forged ICMP`, KNOWN_PMTU);
   const heap = process.memoryUsage().heapUsed / 1048576;
   if (heap > heapMax) heapMax = heap;
@@ -570,7 +595,8 @@ export const engineTarget: Target<EngIn> & { heapMax(): number; resetState(seed:
     const top = Object.entries(drops).sort((a, b) => b[1] - a[1]).map(([k, n]) => `${k} ${n}`).join(', ');
     return `${framesIn} frames; ${consumed} taken without a drop; consumers: TCP connection input ${ev.tcpConn}, SYNs to listeners ${ev.syn}, ` +
       `cookie ACKs ${ev.cookie}, fragments held ${ev.frag}, ARP learned ${ev.arpLearn}, ICMP errors applied ${ev.icmpErr}, UDP datagrams queued ${ev.udp}; ` +
-      `peer connections opened by handshake ${topUps} top-ups; heap max ${heapMax.toFixed(0)} MB, samples ${heapSamples.join('/')} MB; ` +
+      `handshakes of fuzzed SYNs completed by the peer ${handshakeAcks}; TCP connections in the current engine ${rig?.e.tcp.connCount ?? 0}; ` +
+      `peer connections topped up ${topUps} times; heap max ${heapMax.toFixed(0)} MB, samples ${heapSamples.join('/')} MB; ` +
       `engines rebuilt after an exception: ${rebuilds}; drops by reason: ${top}`;
   },
   resetState(seed: number) { rig?.close(); rig = null; rng = new Rng(seed); execs = 0; periodicCalls = 0; },
