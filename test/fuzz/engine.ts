@@ -93,7 +93,6 @@ class Rig {
   private readonly ipp = new Ipv4Header();
   private readonly tcpp = new TcpHeader();
   private readonly arpp = new ArpPacket();
-  private readonly icmpp = new IcmpPacket();
   private readonly toInject: Uint8Array[] = [];
   inputs = 0;
   synAcks = 0;
