@@ -357,7 +357,7 @@ export class Stack {
         macUser: (d, v, m) => state.macUser(d, v, m) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.mac === m) ? 'another link of this request' : undefined),
         addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => y.addr === a)) ? 'another link of this request' : undefined),
       };
-      links.forEach((l, i) => { const f = checkLink(c, l, join('links', i), view, name, i, siblings); if (f) siblings.push(f); });
+      for (let i = 0; i < links.length; i++) { const f = checkLink(c, links[i], join('links', i), view, name, i, siblings); if (f) siblings.push(f); }
     });
     const raw = this.engine.createVs(name, limits);
     const h = new VsHandle(this, raw);

@@ -81,6 +81,13 @@ export class Checker {
       this.fail(join(p, k), `must be an array, got ${describe(v)}`);
       return null;
     }
+    // A sparse array (library API) would pass forEach with its holes unchecked.
+    for (let i = 0; i < v.length; i++) {
+      if (!(i in v)) {
+        this.fail(join(join(p, k), i), 'is missing (a hole in the array)');
+        return null;
+      }
+    }
     return v;
   }
 

@@ -11,7 +11,7 @@ import { allTargets } from './fuzz/targets';
 import { engineTarget } from './fuzz/engine';
 
 /** Executions per target and seed (the engine target is slower: fewer). */
-const RUNS = Number(process.env.FUZZ_SMOKE_RUNS ?? 10000);
+const RUNS = Number(process.env.FUZZ_SMOKE_RUNS ?? 5000);
 const FIXED_SEEDS = [1, 20261202];
 const RANDOM_SEED = (Math.random() * 0x7fffffff) | 0;
 

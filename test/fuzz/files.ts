@@ -20,7 +20,7 @@ import { validateConfig, ConfigError, StackConfig } from '../../stack/config';
 import { ControlServer } from '../../stack/control';
 import { createStack, Stack } from '../../stack/stack';
 import { Target, Violation } from './lib';
-import { captureFiles, captureFrames, emitterFrames } from './corpus';
+import { captureFiles } from './corpus';
 
 function expect(cond: boolean, msg: string): void {
   if (!cond) throw new Violation(msg);
@@ -364,5 +364,3 @@ function ctlLine(x: CtlIn): string {
   if (x.wrap === 2) return `${s} trailing`;
   return s;
 }
-
-export { captureFrames, emitterFrames };

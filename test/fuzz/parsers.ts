@@ -17,11 +17,11 @@ import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../protoc
 import { Ipv4Reassembler } from '../../protocols/reassembly';
 import { IcmpPacket } from '../../protocols/icmp';
 import { UdpHeader } from '../../protocols/udp';
-import { TcpHeader, tcpHeaderLen } from '../../protocols/tcp';
+import { TcpHeader } from '../../protocols/tcp';
 import { MAX_SACK_BLOCKS, TcpSegmentOut } from '../../protocols/tcp/types';
 import { fold, pseudoSum4, sum16 } from '../../protocols/checksum';
 import { Target, Violation, layoutOf } from './lib';
-import { captureFrames, emitterFrames, ipFrame, tcpFrameOf, udpFrameOf, FrameSpec, icmpErrorOf, icmpEchoOf } from './corpus';
+import { captureFrames, emitterFrames, ipFrame, tcpFrameOf, udpFrameOf, FrameSpec } from './corpus';
 
 const PAD = 64;
 const CAP = 4096 + 2 * PAD;
@@ -601,13 +601,11 @@ function buildTcp(x: TcpIn): Uint8Array {
   let f = tcpFrameOf({ vlan: -1, ipSrc: SRC, ipDst: DST }, s, x.data).slice(34);
   if (x.raw !== null) {
     // Replace the options by the raw list.
-    const hl = tcpHeaderLen(s);
     const nb = new Uint8Array(20 + x.raw.length + x.data.length);
     nb.set(f.subarray(0, 20));
     nb.set(x.raw, 20);
     nb.set(x.data, 20 + x.raw.length);
     nb[12] = ((20 + x.raw.length) >> 2) << 4;
-    void hl;
     f = nb;
   }
   if (x.doff >= 0) f[12] = x.doff << 4;
@@ -616,5 +614,3 @@ function buildTcp(x: TcpIn): Uint8Array {
   f[16] = c >>> 8; f[17] = c & 0xff;
   return f;
 }
-
-export { icmpErrorOf, icmpEchoOf, IPPROTO_UDP, IPPROTO_ICMP };
