@@ -305,17 +305,13 @@ function checkLine(line: string): void {
   if (h.internal.length) {
     const e = h.internal[0]!;
     h.internal.length = 0;
-    // vs.add hands its links to the stack unchecked (the config validator is not used for runtime
-    // changes): a bug of the issue's control-plane validation item, fixed there.
     let cmd = '';
     try { cmd = String((JSON.parse(trimmed) as { cmd?: unknown }).cmd); } catch { /* not JSON */ }
-    throw new Violation(`request '${cmd}' made the server fail with ${e.name}: ${e.message}`, cmd === 'vs.add' ? KNOWN_CONTROL : '');
+    throw new Violation(`request '${cmd}' made the server fail with ${e.name}: ${e.message}`);
   }
 }
 
-const KNOWN_CONTROL = 'runtime changes bypass the config validator (issue 8 section 1, control-plane validation work)';
-
-const CMDS = ['ping', 'show', 'vs.add', 'vs.del', 'address.add', 'address.del', 'route.add', 'route.del'];
+const CMDS = ['ping', 'show', 'vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del'];
 const KINDS = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'x'];
 
 interface CtlIn { cmd: string; fields: [string, unknown][]; wrap: number }
