@@ -520,7 +520,14 @@ function step(frames: Uint8Array[], dt: number): void {
       throw new Violation(`exception out of the engine while the peer opened connections: ${err.name}: ${err.message}\n${(err.stack ?? '').split('\n').slice(1, 4).join('\n')}`);
     }
   }
+  // A long-lived engine fills up with the peer's connections (the limit then refuses every new
+  // SYN, and handshakes, cookies and teardown are no longer reached): retire it now and then.
+  if (r.inputs >= RIG_LIFE) { rigDrops(r, dropsAcc); retired++; r.close(); rig = null; }
 }
+
+/** Inputs an engine serves before it is retired for a fresh one (coverage of connection set-up). */
+const RIG_LIFE = 50_000;
+let retired = 0;
 
 /**
  * Frames the stack may take without a trace, by the rules it implements: an ICMP
@@ -603,7 +610,7 @@ export const engineTarget: Target<EngIn> & { heapMax(): number; resetState(seed:
       `cookie ACKs ${ev.cookie}, fragments held ${ev.frag}, ARP learned ${ev.arpLearn}, ICMP errors applied ${ev.icmpErr}, UDP datagrams queued ${ev.udp}; ` +
       `handshakes of fuzzed SYNs completed by the peer ${handshakeAcks}; TCP connections in the current engine ${rig?.e.tcp.connCount ?? 0}; ` +
       `peer connections topped up ${topUps} times; heap max ${heapMax.toFixed(0)} MB, samples ${heapSamples.join('/')} MB; ` +
-      `engines rebuilt after an exception: ${rebuilds}; drops by reason: ${top}`;
+      `engines rebuilt after an exception: ${rebuilds}, retired after ${RIG_LIFE} inputs: ${retired}; drops by reason: ${top}`;
   },
   resetState(seed: number) { rig?.close(); rig = null; rng = new Rng(seed); execs = 0; periodicCalls = 0; },
   structuredShare: 0.25,
