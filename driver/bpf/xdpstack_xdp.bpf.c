@@ -142,6 +142,8 @@ static __always_inline int is_tcp_syn(__u8 *p, void *end, __u16 proto)
 		/* Later fragments carry no TCP header. */
 		if (((p[6] & 0x1f) | p[7]) != 0)
 			return 0;
+		if ((p[0] & 0x0f) < 5)
+			return 0;
 		tcp = p + (p[0] & 0x0f) * 4;
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
 		if ((void *)(p + 40) > end || (p[0] >> 4) != 6 || p[6] != IPPROTO_TCP)
@@ -152,7 +154,8 @@ static __always_inline int is_tcp_syn(__u8 *p, void *end, __u16 proto)
 	}
 	if ((void *)(tcp + 14) > end)
 		return 0;
-	return (tcp[13] & 0x12) == 0x02; /* SYN set, ACK clear */
+	/* A connection request (RFC 9293 3.5): SYN set, ACK clear (byte 13: CWR ECE URG ACK PSH RST SYN FIN). */
+	return (tcp[13] & 0x12) == 0x02;
 }
 
 SEC("xdp")
