@@ -34,7 +34,8 @@ async function main(): Promise<void> {
   const keepalive = Number(keepS ?? 0);
   const stack = createStack({
     name: 'flood',
-    devices: [{ name: ifname, driver: 'afxdp', busyPoll: true }],
+    // FLOOD_POLICE: the device's XDP policers as JSON (e.g. {"synRate":0} = SYN policer off); default: driver/police.ts.
+    devices: [{ name: ifname, driver: 'afxdp', busyPoll: true, ...(process.env.FLOOD_POLICE ? { police: JSON.parse(process.env.FLOOD_POLICE) as object } : {}) }],
     virtualServers: [{ name: 'flood', links: [{ device: ifname, addresses: [cidr] }] }],
   }, { busyPoll: true, log: () => {} });
   const vs = stack.vs('flood');
@@ -80,7 +81,7 @@ async function main(): Promise<void> {
     let neigh = 0, neighMax = 0;
     for (const l of v.links) { neigh += l.neigh.entries.size; neighMax += (l.neigh as unknown as { params?: { maxEntries?: number } }).params?.maxEntries ?? 0; }
     const reasm = e.reasm as unknown as { held: number; active: number; maxBytes: number };
-    const c = stack.show('counters') as { devices: { rxPackets: number; txPackets: number; drops: Record<string, number>; xdp?: unknown }[]; vs: { drops: Record<string, number> }[] };
+    const c = stack.show('counters') as { devices: { rxPackets: number; txPackets: number; drops: Record<string, number>; driverDrops?: Record<string, number>; xdp?: unknown }[]; vs: { drops: Record<string, number> }[] };
     const d = c.devices[0]!;
     console.log(JSON.stringify({
       stat: true, gc, t: +((performance.now() - t0) / 1000).toFixed(3),
@@ -88,7 +89,7 @@ async function main(): Promise<void> {
       heap: +(mem.heapUsed / 1048576).toFixed(2), rss: +(mem.rss / 1048576).toFixed(2),
       pool: dev.pool.counts(), conns, states, timeWait: e.tcp.timeWaitCount, synQueue, cookiesSent, cookiesAccepted,
       accepted, closed, timersFired: (e as unknown as { wheel: { fired: number } }).wheel.fired, neigh, neighMax, reasmHeld: reasm.held, reasmActive: reasm.active, reasmMaxBytes: reasm.maxBytes,
-      rx: d.rxPackets, tx: d.txPackets, drops: d.drops, vsDrops: c.vs[0]!.drops, xdp: d.xdp,
+      rx: d.rxPackets, tx: d.txPackets, drops: d.drops, vsDrops: c.vs[0]!.drops, xdp: d.xdp, driverDrops: d.driverDrops ?? {},
     }));
   };
   const iv = setInterval(stat, interval);

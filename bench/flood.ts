@@ -32,7 +32,7 @@
  * flood windows over quiet windows of the same run.
  *
  * Environment: FLOOD_SECONDS (length of one flood window, default 5), FLOOD_ROUNDS (default 3),
- * FLOOD_RATE (generator frames/s, default 0 = as fast as it can), FLOOD_SYN_RATES (the syn scenario runs once per rate; default 0,100000,25000), FLOOD_CONNS (default 10000), FLOOD_RECOVER_S (default 150).
+ * FLOOD_RATE (generator frames/s, default 0 = as fast as it can), FLOOD_SYN_RATES (the syn scenario runs once per rate; default 0,100000,25000), FLOOD_CONNS (default 10000), FLOOD_RECOVER_S (default 150), FLOOD_POLICE (the device's XDP policers as JSON, e.g. {"synRate":100000}; default: driver/police.ts).
  * Results: printed, and bench/results/flood.json.
  */
 import * as fs from 'node:fs';
@@ -76,6 +76,8 @@ interface Stat {
   conns: number; states: Record<string, number>; timeWait: number; synQueue: number; cookiesSent: number; cookiesAccepted: number;
   accepted: number; closed: number; neigh: number; neighMax: number; reasmHeld: number; reasmActive: number; reasmMaxBytes: number;
   rx: number; tx: number; drops: Record<string, number>; vsDrops: Record<string, number>; xdp?: Record<string, number>;
+  /** The driver's drops, with the XDP program's policers (xdp-syn-policed, xdp-arp-policed). */
+  driverDrops?: Record<string, number>;
 }
 interface Sample { T: number; ops: number; errors: number }
 interface Ping { sent: number; received: number; lossPct: number; avgMs: number; maxMs: number }
@@ -323,6 +325,8 @@ async function packetFlood(fl: FloodLab, name: string, mode: string, what: strin
   const rQuiet = rates('quiet'), rFlood = rates('flood');
   const frames = sent.reduce((n, g) => n + g.tx_total, 0), secs = sent.reduce((n, g) => n + g.elapsed, 0);
   const xdpDropped = (end.xdp?.rxDropped ?? 0) - (before.xdp?.rxDropped ?? 0);
+  const policedOf = (st: Stat) => (st.driverDrops?.['xdp-syn-policed'] ?? 0) + (st.driverDrops?.['xdp-arp-policed'] ?? 0);
+  const policed = policedOf(end) - policedOf(before);
   const peak = (f: (s: Stat) => number) => srv.peak(tFirst, tLast + 0.5, f);
   const sumProbe = (ps: Probe[]) => ({
     seconds: ps.reduce((n, p) => n + p.seconds, 0), connects: ps.reduce((n, p) => n + p.connects, 0),
@@ -334,9 +338,10 @@ async function packetFlood(fl: FloodLab, name: string, mode: string, what: strin
     what, rateAsked: genRate || 'max', rounds: ROUNDS,
     sent: { frames, fps: Math.round(frames / secs), seconds: secs, arpSeenByFlooder: sent.reduce((n, g) => n + g.arp_rx, 0),
       ipv4BackToFlooder: sent.reduce((n, g) => n + g.rx_total, 0) },
-    // Every flood frame either reached the stack or was dropped by the kernel for want of a free
-    // fill-ring slot (the XDP socket's counter); the excess is the service traffic of the same time.
-    accounting: { sent: frames, stackRx: end.rx - before.rx, xdpDropped, excessOverSent: end.rx - before.rx + xdpDropped - frames },
+    // Every flood frame either reached the stack, was shed by the XDP program's policers, or was
+    // dropped by the kernel for want of a free fill-ring slot (the XDP socket's counter); the
+    // excess is the service traffic of the same time.
+    accounting: { sent: frames, stackRx: end.rx - before.rx, policed, xdpDropped, excessOverSent: end.rx - before.rx + policed + xdpDropped - frames },
     stackTx: end.tx - before.tx,
     drops: diff(before.drops, end.drops), vsDrops: diff(before.vsDrops, end.vsDrops),
     xdp: diff(xdpDrops(before), xdpDrops(end)), kernelPath: diff(k0, k1),

@@ -19,6 +19,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { FramePool, FrameState } from '../umem/pool';
 import { BURST_MAX, Burst, countDrop, Driver, DriverStats, newStats } from './types';
+import { DEFAULT_POLICE, gcraParams, PoliceConfig, resolvePolice } from './police';
 import { loadNative, NativeAddon, NativeError, NativeProgram, NativeXsk, XDP_OBJECT_PATH, XDP_PROG_NAME, XdpStatistics } from './native';
 
 export interface AfxdpOptions {
@@ -33,6 +34,11 @@ export interface AfxdpOptions {
   ringSize?: number;
   /** Where configuration changes and fallbacks are reported. Default: console.warn. */
   log?: (msg: string) => void;
+  /**
+   * Policers of SYNs and ARP in the XDP program (driver/police.ts: keys, defaults, ranges). They
+   * belong to the device's program: the last queue opened sets them for all its queues.
+   */
+  police?: Partial<PoliceConfig>;
 }
 
 export interface RingLevels {
@@ -184,6 +190,10 @@ interface Attachment {
   ifindex: number;
   /** Entries of the owned-address maps, kept to fill the maps of a re-attached program. */
   owned: Map<string, { kind: 0 | 1 | 2; key: Uint8Array; vlan: number }>;
+  /** The policers' settings, kept for a re-attached program. */
+  police: PoliceConfig;
+  /** Frames policed (SYN, ARP) by programs this attachment had before the current one. */
+  policedBefore: [number, number];
 }
 
 const attachments = new Map<string, Attachment>();
@@ -275,9 +285,20 @@ function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb',
     prog.detach();
     throw new Error(`afxdp: cannot write ${pidFile(ifname)}: ${(e as Error).message}`);
   }
-  const a: Attachment = { ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new Map() };
+  const a: Attachment = {
+    ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new Map(),
+    police: { ...DEFAULT_POLICE }, policedBefore: [0, 0],
+  };
   attachments.set(ifname, a);
   return a;
+}
+
+/** Sets the program's policers (SYN, ARP) from `p`. */
+function applyPolice(prog: NativeProgram, p: PoliceConfig): void {
+  const syn = gcraParams(p.synRate, p.synBurst);
+  const arp = gcraParams(p.arpRate, p.arpBurst);
+  prog.police(0, syn.intervalNs, syn.burstNs);
+  prog.police(1, arp.intervalNs, arp.burstNs);
 }
 
 function release(a: Attachment, queue: number): void {
@@ -346,6 +367,12 @@ export function openAfxdp(o: AfxdpOptions): AfxdpDriver {
     throw new RangeError(`afxdp: ringSize must be a power of two ≥ 64, got ${ringSize}`);
   }
   if (!Number.isInteger(queue) || queue < 0) throw new RangeError(`afxdp: bad queue ${queue}`);
+  let police: PoliceConfig;
+  try {
+    police = resolvePolice(o.police);
+  } catch (e) {
+    throw new RangeError(`afxdp: ${(e as Error).message}`);
+  }
 
   if (sysfs(ifname, 'ifindex') === null) {
     throw new Error(`afxdp: no network device '${ifname}' in this namespace: check the name with 'ip link' (or create it, e.g. the lab's labUp())`);
@@ -378,6 +405,14 @@ export function openAfxdp(o: AfxdpOptions): AfxdpDriver {
     xsk.close();
     if (!a.queues.size) release(a, queue);
     throw new Error(`afxdp: cannot register the socket in the XSKMAP of ${ifname}: ${nativeMessage(e).msg}`);
+  }
+  try {
+    applyPolice(a.prog, police);
+    a.police = police;
+  } catch (e) {
+    xsk.close();
+    if (!a.queues.size) release(a, queue);
+    throw new Error(`afxdp: cannot set the SYN/ARP policers of ${ifname}: ${nativeMessage(e).msg}`);
   }
   a.queues.add(queue);
   const d = new AfxdpDriver(n, xsk, a, log, {
@@ -655,6 +690,11 @@ export class AfxdpDriver implements Driver {
     const a = this.att;
     const xsk = this.sock;
     if (a.ifindex !== idx) {
+      try {
+        const c = a.prog.counters();
+        a.policedBefore[0] += c[2] ?? 0;
+        a.policedBefore[1] += c[3] ?? 0;
+      } catch { /* went with the old device */ }
       try { a.prog.detach(); } catch { /* went with the old device */ }
       let prog: NativeProgram;
       try {
@@ -666,6 +706,7 @@ export class AfxdpDriver implements Driver {
       a.prog = prog;
       a.ifindex = idx;
       for (const o of a.owned.values()) prog.mapUpdate(o.kind, o.key, o.vlan, true);
+      applyPolice(prog, a.police);
       for (const m of keepVlanTagsInBand(this.name)) this.log(m);
     }
     xsk.pollStop();
@@ -766,10 +807,14 @@ export class AfxdpDriver implements Driver {
     return { fill: l[0]!, rx: l[1]!, tx: l[2]!, completion: l[3]! };
   }
 
-  /** Frames our XDP program redirected / passed on this device (all queues). */
-  programCounters(): { redirected: number; passed: number } {
-    const [redirected, passed] = this.att.prog.counters();
-    return { redirected, passed };
+  /**
+   * Frames our XDP program redirected / passed on this device (all queues), and the SYNs and ARP
+   * frames its policers dropped (also over earlier programs of a device that came back).
+   */
+  programCounters(): { redirected: number; passed: number; synPoliced: number; arpPoliced: number } {
+    const [redirected, passed, syn, arp] = this.att.prog.counters();
+    const b = this.att.policedBefore;
+    return { redirected, passed, synPoliced: b[0] + (syn ?? 0), arpPoliced: b[1] + (arp ?? 0) };
   }
 
   stats(): DriverStats {
@@ -778,6 +823,12 @@ export class AfxdpDriver implements Driver {
       try { out.xdp = this.xsk.stats(); } catch { /* the socket's device is gone */ }
       out.rings = this.ringLevels();
       out.kickErrors = this.xsk.kickErrors;
+      // Shed by the XDP program's policers, before the fill ring (driver/police.ts).
+      try {
+        const pc = this.programCounters();
+        if (pc.synPoliced) out.drops['xdp-syn-policed'] = pc.synPoliced;
+        if (pc.arpPoliced) out.drops['xdp-arp-policed'] = pc.arpPoliced;
+      } catch { /* the program went with the device */ }
     }
     out.device = this.deviceState;
     out.losses = this.losses;

@@ -22,6 +22,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { ipv4ToString } from '../protocols/ipv4';
 import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { POLICE_KEYS, PoliceConfig, policeProblem } from '../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from './limits';
 
 export type DriverKind = 'afxdp' | 'pcap' | 'memory';
@@ -38,6 +39,11 @@ export interface DeviceConfig {
   zeroCopy?: 'auto' | 'on' | 'off';
   busyPoll?: boolean;
   ringSize?: number;
+  /**
+   * afxdp: SYN and ARP policers of the device's XDP program (frames over the rate are dropped in
+   * the kernel, counted as xdp-syn-policed / xdp-arp-policed). driver/police.ts: keys, defaults.
+   */
+  police?: Partial<PoliceConfig>;
   /** pcap/memory: the device MAC (afxdp takes the interface's). */
   mac?: string;
   /** pcap/memory: the device MTU (afxdp takes the interface's). */
@@ -120,7 +126,7 @@ export class ConfigError extends Error {
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 const DEVICE_KEYS: Record<DriverKind, readonly string[]> = {
-  afxdp: ['name', 'driver', 'ifname', 'queue', 'frameSize', 'frameCount', 'mode', 'zeroCopy', 'busyPoll', 'ringSize'],
+  afxdp: ['name', 'driver', 'ifname', 'queue', 'frameSize', 'frameCount', 'mode', 'zeroCopy', 'busyPoll', 'ringSize', 'police'],
   pcap: ['name', 'driver', 'mac', 'mtu', 'frameSize', 'frameCount', 'input', 'output'],
   memory: ['name', 'driver', 'mac', 'mtu', 'frameSize', 'frameCount', 'seed'],
 };
@@ -204,6 +210,16 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
       c.bool(d, 'busyPoll', p);
       const rs = c.int(d, 'ringSize', p, false, 64, 1 << 16);
       if (rs !== undefined && (rs & (rs - 1)) !== 0) c.fail(join(p, 'ringSize'), `must be a power of two, got ${rs}`);
+      // Policer ranges from driver/police.ts, shared with the driver.
+      const pp = join(p, 'police');
+      if (d.police !== undefined && c.isObject(d.police, pp)) {
+        c.keys(d.police, pp, POLICE_KEYS);
+        for (const k of POLICE_KEYS) {
+          const v = (d.police as Obj)[k];
+          const why = v === undefined ? null : policeProblem(k, v);
+          if (why) c.fail(join(pp, k), why);
+        }
+      }
       if (ifname) {
         const key = `${ifname}/${queue}`;
         const prev = afxdpQueues.get(key);

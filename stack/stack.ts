@@ -298,7 +298,7 @@ export class Stack {
         const { openAfxdp } = require('../driver/afxdp') as typeof import('../driver/afxdp');
         return openAfxdp({
           ifname: d.ifname ?? d.name, queue: d.queue, frameSize: d.frameSize, frameCount: d.frameCount, mode: d.mode,
-          zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, log,
+          zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, police: d.police, log,
         });
       }
       case 'pcap':

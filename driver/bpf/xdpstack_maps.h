@@ -23,4 +23,24 @@ struct xs_ip6_key {
 	unsigned int vlan;
 };
 
+/*
+ * Policers of the XDP program (index XS_POLICE_SYN / XS_POLICE_ARP of the xs_police map), each a
+ * token bucket in its GCRA form: a frame is let through when the bucket's theoretical arrival time
+ * is at most burst_ns ahead of now, and then moves it interval_ns on. interval_ns = 1e9 / rate,
+ * burst_ns = (burst - 1) * interval_ns; interval_ns 0 = no policing. Written by user space.
+ */
+#define XS_POLICE_SYN 0
+#define XS_POLICE_ARP 1
+struct xs_police_cfg {
+	unsigned long long interval_ns;
+	unsigned long long burst_ns;
+};
+
+/* Indices of the per-CPU counter map xs_counters. */
+#define XS_CNT_REDIRECTED 0
+#define XS_CNT_PASSED 1
+#define XS_CNT_SYN_POLICED 2
+#define XS_CNT_ARP_POLICED 3
+#define XS_CNT_N 4
+
 #endif

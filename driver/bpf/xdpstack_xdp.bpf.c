@@ -8,6 +8,11 @@
  *  (b) ARP whose target IPv4 + VLAN id is in owned_ip4 (broadcast requests for our addresses);
  *  (c) ICMPv6 neighbour solicitation / advertisement whose target + VLAN id is in owned_ip6.
  *
+ * Early shedding: of the frames redirected, TCP SYNs (SYN set, ACK clear) over IPv4 or IPv6 and
+ * ARP frames each pass a policer (rate and burst set by user space, see xdpstack_maps.h); frames
+ * over the rate are dropped here (XDP_DROP, counted) before they take a slot of the socket's fill
+ * ring, so that a flood of them cannot starve the established traffic that shares the ring.
+ *
  * VLAN handling: an 802.1ad outer tag (0x88a8) is skipped; the key is the 802.1Q id (the inner
  * one with QinQ; the outer id when an 802.1ad tag carries no inner tag). 0 = untagged.
  */
@@ -47,10 +52,32 @@ struct {
 	__type(value, __u8);
 } owned_ip6 SEC(".maps");
 
-/* Per-CPU counters: 0 redirected, 1 passed. */
+/* Policer settings (XS_POLICE_SYN, XS_POLICE_ARP), written by user space. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_police_cfg);
+} xs_police SEC(".maps");
+
+/* Policer state: one bucket per device for all CPUs (a per-CPU bucket would let a flood spread
+ * over n CPUs through n times the rate). */
+struct xs_police_state {
+	struct bpf_spin_lock lock;
+	__u64 tat;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, struct xs_police_state);
+} xs_police_state SEC(".maps");
+
+/* Per-CPU counters (XS_CNT_*): redirected, passed, SYNs policed, ARP policed. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, XS_CNT_N);
 	__type(key, __u32);
 	__type(value, __u64);
 } xs_counters SEC(".maps");
@@ -72,7 +99,63 @@ static __always_inline int count(int idx, int verdict)
 static __always_inline int redirect(struct xdp_md *ctx)
 {
 	int v = bpf_redirect_map(&xsks_map, ctx->rx_queue_index, XDP_PASS);
-	return count(v == XDP_REDIRECT ? 0 : 1, v);
+	return count(v == XDP_REDIRECT ? XS_CNT_REDIRECTED : XS_CNT_PASSED, v);
+}
+
+/* 1 when a frame of policer idx exceeds its rate (GCRA; see xdpstack_maps.h), 0 otherwise. */
+static __always_inline int over_rate(__u32 idx)
+{
+	struct xs_police_cfg *c = bpf_map_lookup_elem(&xs_police, &idx);
+	if (!c || !c->interval_ns)
+		return 0;
+	__u64 interval = c->interval_ns, burst = c->burst_ns;
+	struct xs_police_state *s = bpf_map_lookup_elem(&xs_police_state, &idx);
+	if (!s)
+		return 0;
+	__u64 now = bpf_ktime_get_ns();
+	int over = 0;
+	bpf_spin_lock(&s->lock);
+	__u64 tat = s->tat > now ? s->tat : now;
+	if (tat - now > burst)
+		over = 1;
+	else
+		s->tat = tat + interval;
+	bpf_spin_unlock(&s->lock);
+	return over;
+}
+
+/* Redirects an ARP frame unless the ARP policer sheds it. */
+static __always_inline int redirect_arp(struct xdp_md *ctx)
+{
+	if (over_rate(XS_POLICE_ARP))
+		return count(XS_CNT_ARP_POLICED, XDP_DROP);
+	return redirect(ctx);
+}
+
+/* 1 when the IPv4 / IPv6 packet at p is a TCP SYN without ACK (a connection request). */
+static __always_inline int is_tcp_syn(__u8 *p, void *end, __u16 proto)
+{
+	__u8 *tcp;
+	if (proto == bpf_htons(ETH_P_IP)) {
+		if ((void *)(p + 20) > end || (p[0] >> 4) != 4 || p[9] != IPPROTO_TCP)
+			return 0;
+		/* Later fragments carry no TCP header. */
+		if (((p[6] & 0x1f) | p[7]) != 0)
+			return 0;
+		if ((p[0] & 0x0f) < 5)
+			return 0;
+		tcp = p + (p[0] & 0x0f) * 4;
+	} else if (proto == bpf_htons(ETH_P_IPV6)) {
+		if ((void *)(p + 40) > end || (p[0] >> 4) != 6 || p[6] != IPPROTO_TCP)
+			return 0;
+		tcp = p + 40;
+	} else {
+		return 0;
+	}
+	if ((void *)(tcp + 14) > end)
+		return 0;
+	/* A connection request (RFC 9293 3.5): SYN set, ACK clear (byte 13: CWR ECE URG ACK PSH RST SYN FIN). */
+	return (tcp[13] & 0x12) == 0x02;
 }
 
 SEC("xdp")
@@ -108,8 +191,13 @@ int xdpstack_xdp(struct xdp_md *ctx)
 	struct xs_mac_key mk = {};
 	__builtin_memcpy(mk.mac, eth->h_dest, 6);
 	mk.vlan = vlan;
-	if (bpf_map_lookup_elem(&owned_macs, &mk))
+	if (bpf_map_lookup_elem(&owned_macs, &mk)) {
+		if (proto == bpf_htons(ETH_P_ARP))
+			return redirect_arp(ctx);
+		if (is_tcp_syn(p, end, proto) && over_rate(XS_POLICE_SYN))
+			return count(XS_CNT_SYN_POLICED, XDP_DROP);
 		return redirect(ctx);
+	}
 
 	if (proto == bpf_htons(ETH_P_ARP)) {
 		/* Ethernet/IPv4 ARP: 8-byte header, SHA(6) SPA(4) THA(6) TPA(4). */
@@ -122,7 +210,7 @@ int xdpstack_xdp(struct xdp_md *ctx)
 		__builtin_memcpy(&k4.addr, a + 24, 4);
 		k4.vlan = vlan;
 		if (bpf_map_lookup_elem(&owned_ip4, &k4))
-			return redirect(ctx);
+			return redirect_arp(ctx);
 		return count(1, XDP_PASS);
 	}
 

@@ -111,6 +111,7 @@ class Program : public Napi::ObjectWrap<Program> {
     return DefineClass(env, "Program",
                        {InstanceMethod("mapUpdate", &Program::MapUpdate),
                         InstanceMethod("counters", &Program::Counters),
+                        InstanceMethod("police", &Program::Police),
                         InstanceMethod("detach", &Program::Detach),
                         InstanceAccessor("attachMode", &Program::AttachMode, nullptr),
                         InstanceAccessor("dispatcher", &Program::Dispatcher, nullptr),
@@ -148,6 +149,7 @@ class Program : public Napi::ObjectWrap<Program> {
     ip4_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_ip4");
     ip6_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_ip6");
     cnt_fd_ = bpf_object__find_map_fd_by_name(obj, "xs_counters");
+    police_fd_ = bpf_object__find_map_fd_by_name(obj, "xs_police");
     struct xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
     if (!libxdp_get_error(mp) && mp) {
       dispatcher_ = !xdp_multiprog__is_legacy(mp);
@@ -171,7 +173,7 @@ class Program : public Napi::ObjectWrap<Program> {
       prog_ = nullptr;
     }
     attached_ = false;
-    xsks_fd_ = mac_fd_ = ip4_fd_ = ip6_fd_ = cnt_fd_ = -1;
+    xsks_fd_ = mac_fd_ = ip4_fd_ = ip6_fd_ = cnt_fd_ = police_fd_ = -1;
   }
 
   // mapUpdate(kind 0=mac 1=ip4 2=ip6, key: Uint8Array (6 / 4 network order / 16), vlan, add)
@@ -203,12 +205,29 @@ class Program : public Napi::ObjectWrap<Program> {
     return Napi::Boolean::New(env, r == 0);
   }
 
-  // counters() -> [redirected, passed] summed over CPUs
+  // police(which 0=SYN 1=ARP, intervalNs, burstNs): sets a policer of the program (interval 0 = off).
+  Napi::Value Police(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!prog_) return TypeErr(env, "program detached");
+    if (info.Length() < 3 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber())
+      return TypeErr(env, "police(which, intervalNs, burstNs)");
+    uint32_t k = info[0].As<Napi::Number>().Uint32Value();
+    double iv = info[1].As<Napi::Number>().DoubleValue(), b = info[2].As<Napi::Number>().DoubleValue();
+    if (k > XS_POLICE_ARP || !(iv >= 0) || !(b >= 0) || iv > 9.0e15 || b > 9.0e15)
+      return TypeErr(env, "police: bad policer or value");
+    if (police_fd_ < 0) return TypeErr(env, "XDP object lacks the policer map (rebuild: make -C driver)");
+    xs_police_cfg c = {(unsigned long long)iv, (unsigned long long)b};
+    int r = bpf_map_update_elem(police_fd_, &k, &c, BPF_ANY);
+    if (r) return ErrnoError(env, "bpf_map_update_elem(xs_police)", r);
+    return info.Env().Undefined();
+  }
+
+  // counters() -> [redirected, passed, SYNs policed, ARP policed] summed over CPUs
   Napi::Value Counters(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    Napi::Array out = Napi::Array::New(env, 2);
+    Napi::Array out = Napi::Array::New(env, XS_CNT_N);
     int ncpu = libbpf_num_possible_cpus();
-    for (uint32_t k = 0; k < 2; k++) {
+    for (uint32_t k = 0; k < XS_CNT_N; k++) {
       uint64_t sum = 0;
       if (prog_ && cnt_fd_ >= 0 && ncpu > 0) {
         uint64_t vals[ncpu];
@@ -236,7 +255,7 @@ class Program : public Napi::ObjectWrap<Program> {
   struct xdp_program* prog_ = nullptr;
   bool attached_ = false;
   bool dispatcher_ = false;
-  int xsks_fd_ = -1, mac_fd_ = -1, ip4_fd_ = -1, ip6_fd_ = -1, cnt_fd_ = -1;
+  int xsks_fd_ = -1, mac_fd_ = -1, ip4_fd_ = -1, ip6_fd_ = -1, cnt_fd_ = -1, police_fd_ = -1;
 };
 
 // ---- Xsk -----------------------------------------------------------------------------------
