@@ -74,6 +74,15 @@ export class TimerWheel {
    * exception is rethrown after this advance.
    */
   onError: ((err: unknown) => void) | null = null;
+  /**
+   * Whether a late timer sees the time it was due (true: virtual time, where a long jump replays the
+   * sequence exactly) or the current time (false: real time). In real time a step that comes late
+   * (the event loop was busy or the process stopped for a while) must not replay the missed
+   * deadlines: a retransmission timer re-armed from its due time would fire again at once, and a
+   * connect would send its SYN retransmissions back to back and give up early. Kernels fire a late
+   * timer once, at the time it runs.
+   */
+  replayLate = true;
 
   constructor(now = 0) {
     for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList());
@@ -155,10 +164,11 @@ export class TimerWheel {
           work++;
           this.count--;
           fired++;
-          // A timer sees the time it was due, so a long jump of virtual time replays the
-          // sequence exactly (a retry timer re-armed from here can fire within this advance).
+          // Under virtual time a timer sees the time it was due, so a long jump replays the
+          // sequence exactly (a retry timer re-armed from here can fire within this advance); in
+          // real time it sees the current time (replayLate).
           try {
-            t.cb(Math.min(now, Math.max(t.deadline, this.lastNow)));
+            t.cb(this.replayLate ? Math.min(now, Math.max(t.deadline, this.lastNow)) : now);
           } catch (err) {
             if (this.onError) this.onError(err);
             else if (!hasFailed) { hasFailed = true; failed = err; }

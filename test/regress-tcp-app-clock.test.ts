@@ -125,6 +125,39 @@ test('connect() after an idle spell: the SYN leaves at once, retransmissions fol
   c.destroy();
 });
 
+test('real time: a step that comes 10 s late fires each due timer once (no burst of SYN retransmissions, no early ETIMEDOUT)', async () => {
+  const w = world();
+  const fromB = tap(w.link.b);
+  let refused = '';
+  const c0 = connect(w.b.ctx, 81, '10.1.1.1');
+  c0.on('error', (e: NodeJS.ErrnoException) => { refused = e.code ?? ''; });
+  await w.run(100_000);
+  assert.is(refused, 'ECONNREFUSED');
+  w.link.setImpairments('ba', { loss: 1 });
+  // As Runtime.start() sets it for real time: a late timer sees the time it runs.
+  w.b.engine.wheel.replayLate = false;
+  let err = '';
+  const c = connect(w.b.ctx, 80, '10.1.1.1');
+  c.on('error', (e: NodeJS.ErrnoException) => { err = e.code ?? ''; });
+  await w.run(10_000);
+  const before = fromB.length;
+  const synsSince = (k: number) => fromB.slice(k).filter((x) => x.proto === 6 && x.flags === TH_SYN);
+  // The process was stopped (or the event loop busy) for 10 s: the RTO was due after 1 s, and
+  // replaying the missed deadlines would send the retransmissions due at 1, 3 and 7 s at once.
+  w.idle(10_000_000);
+  w.b.runtime.step(w.now());
+  const late = synsSince(before);
+  assert.is(late.length, 1, `SYNs sent by the late step: ${late.length}`);
+  // The next retransmission follows the doubled RTO from now (RFC 6298 5.5), not from the missed deadline.
+  const mark = fromB.length;
+  await w.run(1_500_000);
+  assert.is(synsSince(mark).length, 0, 'no retransmission within 1.5 s of the late one');
+  await w.run(1_000_000);
+  assert.is(synsSince(mark).length, 1, 'one retransmission 2 s after the late one');
+  assert.is(err, '', 'the connect is still going (6 SYN retries take 127 s)');
+  c.destroy();
+});
+
 test('a zero-copy reader releasing its chunks after an idle spell: the window update carries the current TSval', async () => {
   const w = world();
   const fromA = tap(w.link.a);

@@ -36,6 +36,17 @@ test('a timer re-armed from its callback replays exactly during one long jump', 
   assert.equal(at, [1_000_000, 2_000_000, 3_000_000, 4_000_000]);
 });
 
+test('replayLate = false (real time): a late advance fires a re-arming timer once, with the current time', () => {
+  const w = new TimerWheel(0);
+  w.replayLate = false;
+  const seen: number[] = [];
+  const t = w.create((now) => { seen.push(now); w.set(t, now + 1_000_000); });
+  w.set(t, 1_000_000);
+  w.advance(10_000_000);
+  assert.equal(seen, [10_000_000]);
+  assert.is(w.nextDeadline(), 11_000_000);
+});
+
 test('many timers: cost follows expirations, not pending count', () => {
   const w = new TimerWheel(0);
   let n = 0;
