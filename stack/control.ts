@@ -8,7 +8,7 @@
  * Requests:
  *   {"cmd":"ping"}
  *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool|limits","vs":"a"}
- *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}]}     {"cmd":"vs.del","name":"c"}
+ *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}],"limits":{"tcpConnections":1000}}     {"cmd":"vs.del","name":"c"}
  *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
  * Every change is checked by the validator (stack/validate.ts) against the running state, with the
@@ -17,6 +17,7 @@
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
  */
+import { VS_LIMIT_KEYS, VsLimits } from './limits';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
@@ -159,7 +160,11 @@ export class ControlServer {
       case 'vs.add': {
         const links = req.links === undefined ? [] : req.links;
         if (!Array.isArray(links)) throw new Error(`request 'vs.add': 'links' must be an array`);
-        st.createVs(str(req, 'name')!, links as never);
+        const limits = req.limits;
+        if (limits !== undefined && (typeof limits !== 'object' || limits === null || Array.isArray(limits))) {
+          throw new Error(`request 'vs.add': 'limits' must be an object (its own limits: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
+        }
+        st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined);
         return null;
       }
       case 'vs.del':

@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createMemoryLink, MemoryLink } from '../driver/memory';
 import { main } from '../stack/cli';
-import { ControlServer } from '../stack/control';
+import { ControlServer, controlRequest } from '../stack/control';
 import { Burst } from '../driver/types';
 import { ConfigError, StackConfig, validateConfig } from '../stack/config';
 import { Engine } from '../stack/engine';
@@ -366,6 +366,18 @@ test('xdpstack show limits [--vs NAME] [--json] over the control socket', async 
     const rows = JSON.parse(r.out) as LimitRow[];
     assert.ok(rows.length >= 2 && rows.every((x) => x.vs === 'a'));
     assert.equal(rows.find((x) => x.limit === 'neighbors'), { vs: 'a', scope: 'link eth0', limit: 'neighbors', used: 0, max: 16, hits: 0 });
+    // A VS added at run time takes its own limits, checked as in a config file.
+    const add = async (req: { cmd: string } & Record<string, unknown>) => controlRequest(sock, req);
+    const ok = await add({ cmd: 'vs.add', name: 'd', limits: { tcpConnections: 7 } });
+    assert.is(ok.ok, true, JSON.stringify(ok));
+    r = await run(['show', 'limits', '--vs', 'd', '--json', '--socket', sock]);
+    assert.is((JSON.parse(r.out) as LimitRow[]).find((x) => x.limit === 'tcpConnections')?.max, 7, r.out);
+    for (const [limits, re] of [[{ tcpConnections: 0 }, /tcpConnections/], [{ nope: 1 }, /unknown virtual server limit 'nope'/], ['x', /'limits' must be an object/]] as const) {
+      const bad = await add({ cmd: 'vs.add', name: 'e', limits });
+      assert.is(bad.ok, false);
+      assert.match(String(bad.error), re);
+    }
+    assert.is(w.stack.engine.vsByName.has('e'), false, 'a refused VS is not created');
   } finally {
     await server.close();
     w.stack.close();
