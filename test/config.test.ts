@@ -66,6 +66,8 @@ test('invalid configs name the file, the field path and the reason', () => {
   bad((c) => { c.devices = [{ name: 'x', driver: 'afxdp' }, { name: 'y', driver: 'afxdp', ifname: 'x' }]; c.virtualServers = []; delete c.services; },
     'devices[1]', /queue 0 is already used by devices\[0\]/);
   bad((c) => { c.devices = [{ name: 'x', driver: 'afxdp', mode: 'generic' }]; c.virtualServers = []; delete c.services; }, 'devices[0].mode', /"auto", "native", "skb"/);
+  bad((c) => { c.engine = { stepTimers: 0 }; }, 'engine.stepTimers', /must be 1\.\.1048576, got 0/);
+  bad((c) => { c.engine = { stepEvents: 1.5 }; }, 'engine.stepEvents', /must be an integer/);
   bad((c) => { c.virtualServers[1].name = 'a'; }, 'virtualServers[1].name', /duplicate virtual server name 'a'/);
   bad((c) => { c.virtualServers[0].name = 'bad name'; }, 'virtualServers[0].name', /not valid/);
   bad((c) => { c.virtualServers[1].links[0].vlan = 5000; }, 'virtualServers[1].links[0].vlan', /1\.\.4094, got 5000/);
