@@ -8,22 +8,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseMac, Burst } from '../driver/types';
-import { FramePool } from '../umem/pool';
-import { Engine } from '../stack/engine';
-import { udpFrame, push, drain } from './lib/frames';
+import { udpFrame, push, drain, oneVs } from './lib/frames';
 
-function setup() {
-  const pool = new FramePool({ frameSize: 2048, frameCount: 64 });
-  const e = new Engine();
-  e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
-  const vs = e.createVs('t');
-  const vsMac = parseMac('02:00:00:00:01:01');
-  e.addLink(vs, { device: 'eth0', vlan: 10, mac: vsMac });
-  e.addAddress(vs, 'eth0.10', '10.1.1.1/24');
-  e.addAddress(vs, 'eth0.10', '10.1.1.5/24');
-  drain(pool, e.devices[0]!.out);
-  return { pool, e, vs, vsMac };
-}
+const setup = () => oneVs(64, ['10.1.1.1/24', '10.1.1.5/24']);
 
 test('a UDP datagram from the wire with our own address as source is a counted drop, never answered', () => {
   const { pool, e, vs, vsMac } = setup();

@@ -13,9 +13,7 @@ import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern, sha } from './lib/world';
 import { connect, createServer, Socket } from '../stack/net';
 import { parseMac, Burst } from '../driver/types';
-import { FramePool } from '../umem/pool';
-import { Engine } from '../stack/engine';
-import { ip, udpFrame, push, drain } from './lib/frames';
+import { ip, udpFrame, push, drain, oneVs } from './lib/frames';
 import { ipv4ToString } from '../protocols/ipv4';
 import { UDP_RETURN_PATHS_MAX } from '../stack/udp';
 
@@ -104,15 +102,8 @@ test('TCP: a RST for a closed port goes back through the router (the client is r
 });
 
 test('UDP reflection at the frame level: the router\'s MAC, the link it came on, from the address it was sent to', () => {
-  const pool = new FramePool({ frameSize: 2048, frameCount: 64 });
-  const e = new Engine();
-  e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
-  const vs = e.createVs('t');
-  const vsMac = parseMac('02:00:00:00:01:01');
-  e.addLink(vs, { device: 'eth0', vlan: 10, mac: vsMac });
-  e.addAddress(vs, 'eth0.10', '10.1.1.1/24');
-  e.addAddress(vs, 'eth0.10', '10.1.1.5/24'); // secondary: the request goes to this one
-  drain(pool, e.devices[0]!.out);
+  // The secondary address 10.1.1.5 is the one the request goes to.
+  const { pool, e, vs, vsMac } = oneVs(64, ['10.1.1.1/24', '10.1.1.5/24']);
   const router = parseMac('02:00:00:00:99:01');
   const s = e.createUdpSocket(vs);
   s.bind(53);
@@ -138,14 +129,7 @@ test('UDP reflection at the frame level: the router\'s MAC, the link it came on,
 });
 
 test('the return paths a UDP socket remembers are bounded; a peer heard again stays', () => {
-  const pool = new FramePool({ frameSize: 2048, frameCount: 256 });
-  const e = new Engine();
-  e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
-  const vs = e.createVs('t');
-  const vsMac = parseMac('02:00:00:00:01:01');
-  e.addLink(vs, { device: 'eth0', vlan: 10, mac: vsMac });
-  e.addAddress(vs, 'eth0.10', '10.1.1.1/24');
-  drain(pool, e.devices[0]!.out);
+  const { pool, e, vs, vsMac } = oneVs(256, ['10.1.1.1/24']);
   const s = e.createUdpSocket(vs);
   s.bind(53);
   s.on('message', () => {});

@@ -8,6 +8,8 @@ import { IcmpPacket } from '../../protocols/icmp';
 import { UdpHeader, writeUdp } from '../../protocols/udp';
 import { fold, sum16 } from '../../protocols/checksum';
 import { parseMac } from '../../driver/types';
+import { Engine } from '../../stack/engine';
+import type { VirtualServer } from '../../stack/vs';
 
 export const BCAST = parseMac('ff:ff:ff:ff:ff:ff');
 export const ZERO = new Uint8Array(6);
@@ -129,4 +131,20 @@ export function drain(pool: FramePool, out: Burst): Decoded[] {
   }
   out.n = 0;
   return r;
+}
+
+/**
+ * One engine with device eth0 (MAC 02:00:00:00:00:01) and one VS 't' on VLAN 10 (MAC
+ * 02:00:00:00:01:01) with `addresses` on link eth0.10; the gratuitous ARPs are drained.
+ */
+export function oneVs(frameCount: number, addresses: string[]): { pool: FramePool; e: Engine; vs: VirtualServer; vsMac: Uint8Array } {
+  const pool = new FramePool({ frameSize: 2048, frameCount });
+  const e = new Engine();
+  e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
+  const vs = e.createVs('t');
+  const vsMac = parseMac('02:00:00:00:01:01');
+  e.addLink(vs, { device: 'eth0', vlan: 10, mac: vsMac });
+  for (const a of addresses) e.addAddress(vs, 'eth0.10', a);
+  drain(pool, e.devices[0]!.out);
+  return { pool, e, vs, vsMac };
 }
