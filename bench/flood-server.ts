@@ -20,6 +20,7 @@
  * CONTROL_SOCKET: the stack's control socket listens there (for `show` latency under load).
  * Exits after SECONDS or on SIGTERM with {"done":true}.
  */
+import { tcpState } from '../stack/transport/tcp';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ControlServer } from '../stack/control';
 import { createStack } from '../stack/stack';
@@ -69,7 +70,7 @@ async function main(): Promise<void> {
     loop.reset();
     const states: Record<string, number> = {};
     let conns = 0;
-    for (const head of v.tcpConns.values()) {
+    for (const head of tcpState(v).conns.values()) {
       for (let x: typeof head | null = head; x; x = x.next) {
         conns++;
         const n = x.conn.stateName;
@@ -77,7 +78,7 @@ async function main(): Promise<void> {
       }
     }
     let synQueue = 0, cookiesSent = 0, cookiesAccepted = 0;
-    for (const ls of v.tcpListeners.values()) for (const l of ls) { synQueue += l.synQueue; cookiesSent += l.synCookiesSent; cookiesAccepted += l.synCookiesAccepted; }
+    for (const ls of tcpState(v).listeners.values()) for (const l of ls) { synQueue += l.synQueue; cookiesSent += l.synCookiesSent; cookiesAccepted += l.synCookiesAccepted; }
     let neigh = 0, neighMax = 0;
     for (const l of v.links) { neigh += l.neigh.entries.size; neighMax += (l.neigh as unknown as { params?: { maxEntries?: number } }).params?.maxEntries ?? 0; }
     const reasm = e.reasm as unknown as { held: number; active: number; maxBytes: number };

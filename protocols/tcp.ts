@@ -5,7 +5,8 @@
  * option, what was read before is kept, and `badOptions` is set).
  */
 import { Drop } from './drop';
-import { fold, pseudoSum4, sum16 } from './checksum';
+import { fold, sum16 } from './checksum';
+import { IpAddr, pseudoSum } from './ip/addr';
 import { MAX_SACK_BLOCKS, TcpSegmentIn, TcpSegmentOut } from './tcp/types';
 
 export const TCP_HLEN = 20;
@@ -45,20 +46,30 @@ export class TcpHeader implements TcpSegmentIn {
   buf: Uint8Array = EMPTY;
   payloadOff = 0;
   payloadLen = 0;
+  /**
+   * The received frame the segment lies in (its pool's bytes are `buf`), -1 when the segment is
+   * no frame (a reassembled datagram): a zero-copy reader may keep the frame instead of a copy of
+   * the payload, and then sets `frameKept` (whoever passed the frame must not free it).
+   */
+  frame = -1;
+  framePool: unknown = null;
+  frameKept = false;
 
   /**
-   * Parses the segment at `off`, `len` = IP payload length. `src`/`dst` are the IPv4 addresses
-   * for the pseudo-header; pass `verify = false` to skip the checksum (e.g. already checked by
+   * Parses the segment at `off`, `len` = IP payload length. `src`/`dst` are the IP addresses
+   * (either family) for the pseudo-header; pass `verify = false` to skip the checksum (e.g. already checked by
    * hardware). Returns TcpTruncated, TcpBadOffset, TcpBadChecksum or None.
    */
-  parse(b: Uint8Array, off: number, len: number, src: number, dst: number, verify = true): Drop {
+  parse(b: Uint8Array, off: number, len: number, src: IpAddr, dst: IpAddr, verify = true): Drop {
     this.buf = b;
+    this.frame = -1;
+    this.frameKept = false;
     this.payloadOff = off;
     this.payloadLen = 0;
     if (len < TCP_HLEN) return Drop.TcpTruncated;
     const hl = (b[off + 12] >>> 4) << 2;
     if (hl < TCP_HLEN || hl > len) return Drop.TcpBadOffset;
-    if (verify && fold(sum16(b, off, len, pseudoSum4(src, dst, IPPROTO_TCP, len))) !== 0) return Drop.TcpBadChecksum;
+    if (verify && fold(sum16(b, off, len, pseudoSum(src, dst, IPPROTO_TCP, len))) !== 0) return Drop.TcpBadChecksum;
     this.srcPort = (b[off] << 8) | b[off + 1];
     this.dstPort = (b[off + 2] << 8) | b[off + 3];
     this.seq = rd32(b, off + 4);
@@ -163,10 +174,10 @@ export function tcpHeaderLen(seg: TcpSegmentOut): number {
 
 /**
  * Writes the TCP header for `seg` at `off`, for a payload of `payloadLen` bytes already in place
- * at `off + tcpHeaderLen(seg)`, and computes the checksum with the IPv4 pseudo-header.
+ * at `off + tcpHeaderLen(seg)`, and computes the checksum with the pseudo-header of either family.
  * Returns the header length.
  */
-export function writeTcp(b: Uint8Array, off: number, seg: TcpSegmentOut, payloadLen: number, src: number, dst: number): number {
+export function writeTcp(b: Uint8Array, off: number, seg: TcpSegmentOut, payloadLen: number, src: IpAddr, dst: IpAddr): number {
   b[off] = seg.srcPort >>> 8; b[off + 1] = seg.srcPort;
   b[off + 2] = seg.dstPort >>> 8; b[off + 3] = seg.dstPort;
   wr32(b, off + 4, seg.seq);
@@ -208,7 +219,7 @@ export function writeTcp(b: Uint8Array, off: number, seg: TcpSegmentOut, payload
   const hl = p - off;
   b[off + 12] = (hl >>> 2) << 4;
   const len = hl + payloadLen;
-  const c = fold(sum16(b, off, len, pseudoSum4(src, dst, IPPROTO_TCP, len)));
+  const c = fold(sum16(b, off, len, pseudoSum(src, dst, IPPROTO_TCP, len)));
   b[off + 16] = c >>> 8; b[off + 17] = c;
   return hl;
 }

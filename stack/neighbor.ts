@@ -1,11 +1,13 @@
 /**
- * Neighbor cache (ARP, RFC 826 + the RFC 1122/4861-style state machine Linux uses for IPv4 too).
+ * Neighbor cache, one for both families: ARP (RFC 826) for IPv4 and NDP (RFC 4861) for IPv6 run the
+ * same RFC 4861 state machine (Linux uses it for IPv4 too); the host sends the family's solicitation.
  *
  * States: INCOMPLETE (resolving, packets queued), REACHABLE, STALE, DELAY, PROBE, FAILED (removed).
  * Packets waiting for resolution are whole frames (frame accounting stays exact); the queue is
  * bounded per entry, and the number of entries per cache is bounded too.
  */
 import type { Timer, TimerWheel } from './timers';
+import { addrKey, IpAddr } from '../protocols/ip/addr';
 
 export const enum NState {
   Incomplete = 0,
@@ -46,8 +48,11 @@ export interface PendingFrame {
 }
 
 export interface NeighborHost {
-  /** Sends an ARP request for `ip` (broadcast when `mac` is null, else unicast to `mac`). */
-  solicit(cache: NeighborCache, ip: number, mac: Uint8Array | null, now: number): void;
+  /**
+   * Sends an ARP request or NDP Neighbor Solicitation for `ip` (broadcast / to the solicited-node
+   * group when `mac` is null, else unicast to `mac`).
+   */
+  solicit(cache: NeighborCache, ip: IpAddr, mac: Uint8Array | null, now: number): void;
   /** Sends a frame whose neighbor just resolved, writing `mac` as Ethernet destination. */
   release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, now: number): void;
   /**
@@ -72,9 +77,12 @@ export class Neighbor {
   learnedOnly = false;
   readonly queue: PendingFrame[] = [];
   /** The host's notes about frames dropped from the queue while resolving (see `discard`). */
-  notes: number[] | null = null;
+  notes: IpAddr[] | null = null;
   timer: Timer;
-  constructor(readonly ip: number, readonly cache: NeighborCache) {
+  /** The entry's key in its cache's Map. */
+  readonly key: number | string;
+  constructor(readonly ip: IpAddr, readonly cache: NeighborCache) {
+    this.key = addrKey(ip);
     this.timer = cache.wheel.create((now) => cache.onTimer(this, now));
   }
 }
@@ -89,7 +97,7 @@ const EVICT_SCAN = 64;
 
 export class NeighborCache {
   /** Entries by address, least recently used first (see `touch`). */
-  readonly entries = new Map<number, Neighbor>();
+  readonly entries = new Map<number | string, Neighbor>();
   /** Entries learned from the wire and not used for output yet, oldest first. */
   private readonly learnedOnly = new Set<Neighbor>();
   /** Counters: resolved, failed, queueDrops, evicted. */
@@ -116,8 +124,8 @@ export class NeighborCache {
    * Resolves `ip` for an outgoing frame. Returns the MAC when it can be sent now; otherwise the frame
    * is queued (or dropped when the queue is full) and null is returned: the caller no longer owns it.
    */
-  resolve(ip: number, p: PendingFrame, now: number): Uint8Array | null {
-    let n = this.entries.get(ip);
+  resolve(ip: IpAddr, p: PendingFrame, now: number): Uint8Array | null {
+    let n = this.entries.get(typeof ip === 'number' ? ip : ip.toString());
     if (!n) {
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) {
         this.tableFull++;
@@ -125,7 +133,7 @@ export class NeighborCache {
         return null;
       }
       n = new Neighbor(ip, this);
-      this.entries.set(ip, n);
+      this.entries.set(n.key, n);
       n.used = now;
       n.probes = 1;
       n.queue.push(p);
@@ -153,8 +161,8 @@ export class NeighborCache {
   }
 
   /** Looks up without side effects. */
-  peek(ip: number): Neighbor | undefined {
-    return this.entries.get(ip);
+  peek(ip: IpAddr): Neighbor | undefined {
+    return this.entries.get(typeof ip === 'number' ? ip : ip.toString());
   }
 
   /**
@@ -162,13 +170,13 @@ export class NeighborCache {
    * request from the neighbor creates or refreshes it as STALE (RFC 826 merge + RFC 4861 rules).
    * `create` is false for frames that only update an existing entry.
    */
-  learn(ip: number, mac: Uint8Array, macOff: number, confirmed: boolean, create: boolean, now: number): void {
-    let n = this.entries.get(ip);
+  learn(ip: IpAddr, mac: Uint8Array, macOff: number, confirmed: boolean, create: boolean, now: number): void {
+    let n = this.entries.get(typeof ip === 'number' ? ip : ip.toString());
     if (!n) {
       if (!create) return;
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) { this.tableFull++; return; }
       n = new Neighbor(ip, this);
-      this.entries.set(ip, n);
+      this.entries.set(n.key, n);
       n.learnedOnly = true;
       this.learnedOnly.add(n);
     }
@@ -194,6 +202,43 @@ export class NeighborCache {
     if (wasIncomplete) {
       const q = n.queue.splice(0);
       for (const p of q) this.host.release(this, p, n.mac, now);
+    }
+  }
+
+  /**
+   * A Neighbor Advertisement for `ip` (RFC 4861 section 7.2.5). An NA never creates an entry. For
+   * an INCOMPLETE entry: without a target link-layer address it is ignored; with one, the entry
+   * resolves (REACHABLE when Solicited, else STALE). For a resolved entry: with Override clear and
+   * a different address, a REACHABLE entry only becomes STALE (the address is not taken); otherwise
+   * the address is taken when given, Solicited makes the entry REACHABLE, and a changed address
+   * without Solicited makes it STALE. `mac` null: no Target Link-Layer Address option.
+   */
+  learnAdvert(ip: IpAddr, mac: Uint8Array | null, macOff: number, solicited: boolean, override: boolean, now: number): void {
+    const n = this.entries.get(typeof ip === 'number' ? ip : ip.toString());
+    if (!n) return;
+    if (n.state === NState.Incomplete) {
+      if (!mac) return;
+      this.learn(ip, mac, macOff, solicited, false, now);
+      return;
+    }
+    let differs = false;
+    if (mac) for (let i = 0; i < 6; i++) if (n.mac[i] !== mac[macOff + i]) { differs = true; break; }
+    if (!override && differs) {
+      if (n.state === NState.Reachable) {
+        n.state = NState.Stale;
+        this.wheel.set(n.timer, now + this.params.gcStaleUs);
+      }
+      return;
+    }
+    if (mac && differs) for (let i = 0; i < 6; i++) n.mac[i] = mac[macOff + i]!;
+    n.updated = now;
+    if (solicited) {
+      n.state = NState.Reachable;
+      n.probes = 0;
+      this.wheel.set(n.timer, now + this.params.reachableUs);
+    } else if (differs) {
+      n.state = NState.Stale;
+      this.wheel.set(n.timer, now + this.params.gcStaleUs);
     }
   }
 
@@ -241,7 +286,7 @@ export class NeighborCache {
 
   remove(n: Neighbor): void {
     this.wheel.cancel(n.timer);
-    this.entries.delete(n.ip);
+    this.entries.delete(n.key);
     if (n.learnedOnly) { n.learnedOnly = false; this.learnedOnly.delete(n); }
   }
 
@@ -249,8 +294,8 @@ export class NeighborCache {
   private touch(n: Neighbor, now: number): void {
     n.used = now;
     if (n.learnedOnly) { n.learnedOnly = false; this.learnedOnly.delete(n); }
-    this.entries.delete(n.ip);
-    this.entries.set(n.ip, n);
+    this.entries.delete(n.key);
+    this.entries.set(n.key, n);
   }
 
   /** Frees every queued frame and forgets every entry (link or VS removed). */
@@ -290,8 +335,8 @@ export class NeighborCache {
     let k = 0;
     for (const n of this.entries.values()) {
       if (k++ >= scanned) break;
-      this.entries.delete(n.ip);
-      this.entries.set(n.ip, n);
+      this.entries.delete(n.key);
+      this.entries.set(n.key, n);
     }
     return false;
   }

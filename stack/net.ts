@@ -7,9 +7,9 @@ import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import type { Engine } from './engine';
 import type { VirtualServer } from './vs';
-import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './tcp';
+import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './transport/tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
-import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
+import { addrToString, ANY6, IpAddr, isIp6, isV4Mapped, parseIp4, parseIp6, splitZone } from '../protocols/ip/addr';
 import { sockError } from './udp';
 import { constants as osConstants } from 'node:os';
 
@@ -92,12 +92,24 @@ export class Socket extends Duplex implements TcpSocketSink {
 
   // ---------------------------------------------------------------- properties
 
-  get remoteAddress(): string | undefined { return this.entry ? ipv4ToString(this.entry.conn.tuple.remoteAddr) : undefined; }
+  /**
+   * Addresses as Node reports them: an IPv4 connection accepted by a server listening on `::`
+   * shows its addresses IPv4-mapped (::ffff:a.b.c.d), family 'IPv6'.
+   */
+  get remoteAddress(): string | undefined { return this.entry ? this.text(this.entry.conn.tuple.remoteAddr) : undefined; }
   get remotePort(): number | undefined { return this.entry?.conn.tuple.remotePort; }
-  get remoteFamily(): string | undefined { return this.entry ? 'IPv4' : undefined; }
-  get localAddress(): string | undefined { return this.entry ? ipv4ToString(this.entry.conn.tuple.localAddr) : undefined; }
+  get remoteFamily(): string | undefined { return this.entry ? this.family(this.entry.conn.tuple.remoteAddr) : undefined; }
+  get localAddress(): string | undefined { return this.entry ? this.text(this.entry.conn.tuple.localAddr) : undefined; }
   get localPort(): number | undefined { return this.entry?.conn.tuple.localPort; }
-  get localFamily(): string | undefined { return this.entry ? 'IPv4' : undefined; }
+  get localFamily(): string | undefined { return this.entry ? this.family(this.entry.conn.tuple.localAddr) : undefined; }
+  /** @internal accepted by a dual-stack (::) listener: IPv4 addresses are shown mapped. */
+  mapped = false;
+  private text(a: IpAddr): string {
+    return this.mapped && typeof a === 'number' ? `::ffff:${addrToString(a)}` : addrToString(a);
+  }
+  private family(a: IpAddr): string {
+    return this.mapped || isIp6(a) ? 'IPv6' : 'IPv4';
+  }
   get bytesRead(): number { return this._bytesRead; }
   get bytesWritten(): number { return this._bytesWritten; }
   /** True while connecting (as net.Socket#pending). */
@@ -198,9 +210,10 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
       throw sockError('ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${o.port}.`);
     }
-    let dst: number;
+    let dst: IpAddr;
+    let zone = '';
     try {
-      dst = parseIpv4(o.host ?? '127.0.0.1');
+      ({ addr: dst, zone } = hostAddr(o.host ?? 'localhost'));
     } catch {
       const err = sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${o.host}`, { syscall: 'getaddrinfo' });
       process.nextTick(() => this.destroy(err));
@@ -209,16 +222,16 @@ export class Socket extends Duplex implements TcpSocketSink {
     const e = ctx.engine;
     this.connecting = true;
     try {
-      const la = o.localAddress ? parseIpv4(o.localAddress) : 0;
-      const src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0);
+      const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
+      const src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
       const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: o.port };
       if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, o.port)) {
-        throw sockError('EADDRINUSE', `connect EADDRINUSE ${ipv4ToString(src.addr)}:${src.port}`);
+        throw sockError('EADDRINUSE', `connect EADDRINUSE ${addrToString(src.addr)}:${src.port}`);
       }
       const opts: Partial<TcpOptions> = { ...o.tcp };
       if (o.noDelay) opts.noDelay = true;
       if (o.keepAlive) { opts.keepAlive = true; if (o.keepAliveInitialDelay) opts.keepIdleUs = o.keepAliveInitialDelay * 1000; }
-      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0);
+      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0, src.via);
       if (this.zcHandler) this.entry.zeroCopy = true;
     } catch (err) {
       this.connecting = false;
@@ -298,11 +311,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (err) {
       const code = this.connecting && err === 'ECONNRESET' ? 'ECONNREFUSED' : err;
       const t = this.entry?.conn.tuple;
-      const where = t ? ` ${ipv4ToString(t.remoteAddr)}:${t.remotePort}` : '';
+      const where = t ? ` ${addrToString(t.remoteAddr)}:${t.remotePort}` : '';
       // Shaped like Node's errors: code, errno, syscall, and for connect the address and port.
       const errno = (osConstants.errno as Record<string, number>)[code];
       const extra = this.connecting && t
-        ? { syscall: 'connect', address: ipv4ToString(t.remoteAddr), port: t.remotePort }
+        ? { syscall: 'connect', address: addrToString(t.remoteAddr), port: t.remotePort }
         : { syscall: this.connecting ? 'connect' : 'read' };
       const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, errno ? { errno: -errno, ...extra } : extra);
       this.connecting = false;
@@ -461,11 +474,12 @@ export class Server extends EventEmitter {
     let port = 0;
     let host: string | undefined;
     let backlog = 511;
+    let ipv6Only = false;
     let cb: (() => void) | undefined;
     if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
     if (typeof args[0] === 'object' && args[0] !== null) {
-      const o = args[0] as { port?: number; host?: string; backlog?: number };
-      port = o.port ?? 0; host = o.host; backlog = o.backlog ?? backlog;
+      const o = args[0] as { port?: number; host?: string; backlog?: number; ipv6Only?: boolean };
+      port = o.port ?? 0; host = o.host; backlog = o.backlog ?? backlog; ipv6Only = !!o.ipv6Only;
     } else {
       port = (args[0] as number | undefined) ?? 0;
       if (typeof args[1] === 'string') { host = args[1]; if (typeof args[2] === 'number') backlog = args[2]; }
@@ -477,10 +491,17 @@ export class Server extends EventEmitter {
     const vs = this.ctx.vs;
     const eng = this.ctx.engine;
     try {
-      let addr = 0;
-      if (host && host !== '0.0.0.0' && host !== '::') {
-        addr = parseIpv4(host);
-        if (!vs.links.some((l) => l.addrs.some((a) => a.addr === addr))) {
+      // As Node: no host listens on :: (both families, IPv4 peers seen as ::ffff:a.b.c.d).
+      let addr: IpAddr = ANY6;
+      if (host === '0.0.0.0') addr = 0;
+      else if (host && host !== '::') {
+        try {
+          addr = hostAddr(host).addr;
+        } catch {
+          throw sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${host}`, { syscall: 'getaddrinfo' });
+        }
+        const want = addr;
+        if (!vs.links.some((l) => l.addrs.some((a) => typeof a.addr === typeof want && addrToString(a.addr) === addrToString(want)))) {
           throw sockError('EADDRNOTAVAIL', `listen EADDRNOTAVAIL: address not available ${host}:${port}`, { syscall: 'listen' });
         }
       }
@@ -493,7 +514,7 @@ export class Server extends EventEmitter {
         tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
         onConnection: (e) => this.accept(e),
         onVsDestroyed: () => this.vsDestroyed(),
-      });
+      }, ipv6Only && addr === ANY6);
       this.listening = true;
       process.nextTick(() => this.emit('listening'));
     } catch (err) {
@@ -508,6 +529,7 @@ export class Server extends EventEmitter {
       return;
     }
     const s = new Socket(this.ctx, { allowHalfOpen: this.opts.allowHalfOpen });
+    s.mapped = this.listener !== null && this.listener.addr === ANY6;
     s.attach(this.ctx, e);
     if (this.opts.keepAlive) s.setKeepAlive(true, this.opts.keepAliveInitialDelay ?? 0);
     this.sockets.add(s);
@@ -523,7 +545,8 @@ export class Server extends EventEmitter {
 
   address(): { address: string; family: string; port: number } | null {
     if (!this.listener) return null;
-    return { address: ipv4ToString(this.listener.addr), family: 'IPv4', port: this.listener.port };
+    const a = this.listener.addr;
+    return { address: addrToString(a), family: isIp6(a) ? 'IPv6' : 'IPv4', port: this.listener.port };
   }
 
   getConnections(cb: (err: Error | null, n: number) => void): this {
@@ -585,4 +608,17 @@ export function connect(ctx: NetContext, ...args: unknown[]): Socket {
   if (cb) s.once('connect', cb);
   s.startConnect(ctx, o);
   return s;
+}
+
+/**
+ * The address a host string names: an IPv4 or IPv6 literal ('localhost' is the loopback, which a
+ * VS does not have: refused later with a clear error), an IPv4-mapped IPv6 address meaning its IPv4
+ * address, and a zone (fe80::1%link) naming the link of a link-local address. Throws RangeError.
+ */
+export function hostAddr(host: string): { addr: IpAddr; zone: string } {
+  if (host === 'localhost') return { addr: 0x7f000001, zone: '' };
+  if (!host.includes(':')) return { addr: parseIp4(host), zone: '' };
+  const { addr, zone } = splitZone(host.startsWith('[') && host.endsWith(']') ? host.slice(1, -1) : host);
+  const a = parseIp6(addr);
+  return { addr: isV4Mapped(a) ? a.w3 : a, zone };
 }

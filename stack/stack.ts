@@ -18,13 +18,15 @@ import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
+import { parseIpv4 } from '../protocols/ipv4';
+import { addrToString, IpAddr } from '../protocols/ip/addr';
 import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
 import type { Link, VirtualServer } from './vs';
 import { NSTATE_NAMES } from './neighbor';
+import { tcpState } from './transport/tcp';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
@@ -478,33 +480,33 @@ export class Stack {
           addresses: v.links.reduce((n, l) => n + l.addrs.length, 0),
           routes: [...v.tables.values()].reduce((n, t) => n + t.size, 0),
           udpSockets: [...v.udpPorts.values()].reduce((n, l) => n + l.length, 0),
-          tcpListeners: [...v.tcpListeners.values()].reduce((n, l) => n + l.length, 0),
+          tcpListeners: [...tcpState(v).listeners.values()].reduce((n, l) => n + l.length, 0),
           tcpConnections: countChain(v),
           ...((c) => ({ rxPackets: c.rxPackets, txPackets: c.txPackets, drops: c.dropTotal }))(v.counters),
         }));
       case 'links':
         return vss.flatMap((v) => v.links.map((l) => ({
           vs: v.name, link: l.name, device: l.devName, vlan: vlanText(l.vlan), mac: macToString(l.mac), mtu: l.mtu,
-          addresses: l.addrs.map((a) => `${ipv4ToString(a.addr)}/${a.prefixLen}`),
+          addresses: l.addrs.map((a) => `${addrToString(a.addr)}/${a.prefixLen}`),
           state: this.deviceState(l.dev),
         })));
       case 'addresses':
         return vss.flatMap((v) => v.links.flatMap((l) => l.addrs.map((a) => ({
-          vs: v.name, link: l.name, address: `${ipv4ToString(a.addr)}/${a.prefixLen}`, broadcast: a.broadcast ? ipv4ToString(a.broadcast) : null,
+          vs: v.name, link: l.name, address: `${addrToString(a.addr)}/${a.prefixLen}`, broadcast: a.broadcast ? addrToString(a.broadcast) : null, state: a.state,
         }))));
       case 'routes':
         return vss.flatMap((v) => [...v.tables.values()].sort((a, b) => a.id - b.id).flatMap((t) => t.routes().map((r) => ({
-          vs: v.name, table: t.id, dst: r.prefixLen === 0 && r.dst === 0 ? 'default' : `${ipv4ToString(r.dst)}/${r.prefixLen}`,
-          via: r.gateway ? ipv4ToString(r.gateway) : null, link: v.links[r.link]?.name ?? null,
-          src: r.src ? ipv4ToString(r.src) : null, metric: r.metric, proto: r.proto,
+          vs: v.name, table: t.id, dst: r.prefixLen === 0 ? 'default' : `${addrToString(r.dst)}/${r.prefixLen}`,
+          via: r.gateway !== 0 ? addrToString(r.gateway) : null, link: v.links[r.link]?.name ?? null,
+          src: r.src !== 0 ? addrToString(r.src) : null, metric: r.metric, proto: r.proto,
         }))));
       case 'rules':
-        return vss.flatMap((v) => (v.rules as unknown as { rules: { priority: number; src: number; srcLen: number; mark?: number; table: number }[] }).rules.map((r) => ({
-          vs: v.name, priority: r.priority, from: r.srcLen ? `${ipv4ToString(r.src)}/${r.srcLen}` : 'all', fwmark: r.mark ?? null, table: r.table,
+        return vss.flatMap((v) => (v.rules as unknown as { rules: { priority: number; src: IpAddr; srcLen: number; mark?: number; table: number }[] }).rules.map((r) => ({
+          vs: v.name, priority: r.priority, from: r.srcLen ? `${addrToString(r.src)}/${r.srcLen}` : 'all', fwmark: r.mark ?? null, table: r.table,
         })));
       case 'neighbors':
         return vss.flatMap((v) => v.links.flatMap((l) => [...l.neigh.entries.values()].map((n) => ({
-          vs: v.name, link: l.name, address: ipv4ToString(n.ip), mac: n.state === 0 ? null : macToString(n.mac),
+          vs: v.name, link: l.name, address: addrToString(n.ip), mac: n.state === 0 ? null : macToString(n.mac),
           state: NSTATE_NAMES[n.state] ?? String(n.state), queued: n.queue.length,
         }))));
       case 'counters': {
@@ -554,11 +556,12 @@ function limitRows(e: Engine, vss: VirtualServer[], all: boolean): LimitRow[] {
     );
   }
   for (const v of vss) {
-    rows.push({ vs: v.name, scope: 'vs', limit: 'tcpConnections', used: v.tcpActive, max: v.maxTcpConns, hits: v.tcpConnLimitHits });
-    for (const list of v.tcpListeners.values()) {
+    const ts = tcpState(v);
+    rows.push({ vs: v.name, scope: 'vs', limit: 'tcpConnections', used: ts.active, max: v.maxTcpConns, hits: ts.limitHits });
+    for (const list of tcpState(v).listeners.values()) {
       for (const l of list) {
         rows.push({
-          vs: v.name, scope: `listener ${l.addr ? ipv4ToString(l.addr) : '*'}:${l.port}`, limit: 'tcpSynQueue',
+          vs: v.name, scope: `listener ${l.wildcard ? '*' : addrToString(l.addr)}:${l.port}`, limit: 'tcpSynQueue',
           used: l.synQueue, max: Math.min(l.opts.synBacklog, v.maxSynQueue), hits: l.synCookiesSent,
         });
       }
@@ -574,12 +577,12 @@ function limitRows(e: Engine, vss: VirtualServer[], all: boolean): LimitRow[] {
 /** TCP connections of a VS (all states, TIME_WAIT included): the demux chains, counted. */
 function countChain(v: VirtualServer): number {
   let n = 0;
-  for (const head of v.tcpConns.values()) for (let e: { next: unknown } | null = head; e; e = e.next as { next: unknown } | null) n++;
+  for (const head of tcpState(v).conns.values()) for (let e: { next: unknown } | null = head; e; e = e.next as { next: unknown } | null) n++;
   return n;
 }
 
 /** XDP map hooks for a driver that has them (AF_XDP): the engine's ownership calls, VLAN -1 → 0. */
-export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
+export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; own?(addr: IpAddr, vlan: number, add: boolean): void } {
   const x = drv as unknown as {
     addOwnedMac?(m: Uint8Array, v: number): void; removeOwnedMac?(m: Uint8Array, v: number): void;
     addOwnedIpv4?(a: number, v: number): void; removeOwnedIpv4?(a: number, v: number): void;
@@ -588,7 +591,11 @@ export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number,
   // The engine says -1 for untagged; the XDP maps say 0.
   return {
     ownMac: (mac, vlan, add) => (add ? x.addOwnedMac!(mac, Math.max(vlan, 0)) : x.removeOwnedMac!(mac, Math.max(vlan, 0))),
-    ownIpv4: (addr, vlan, add) => (add ? x.addOwnedIpv4!(addr, Math.max(vlan, 0)) : x.removeOwnedIpv4!(addr, Math.max(vlan, 0))),
+    own: (addr, vlan, add) => {
+      if (typeof addr !== 'number') return;
+      if (add) x.addOwnedIpv4!(addr, Math.max(vlan, 0));
+      else x.removeOwnedIpv4!(addr, Math.max(vlan, 0));
+    },
   };
 }
 

@@ -378,7 +378,7 @@ export interface RunningEngine {
 }
 
 function linkFacts(l: Link): LinkFacts {
-  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
+  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.map((a) => ({ addr: a.addr as number, prefixLen: a.prefixLen })) };
 }
 
 export class EngineState implements ValidationState {

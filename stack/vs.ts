@@ -6,13 +6,23 @@ import { Counters } from './counters';
 import type { NeighborCache } from './neighbor';
 import { RouteTable, RuleSet, TABLE_MAIN } from './routing';
 import type { UdpSocket } from './udp';
-import type { TcpEntry, TcpListener } from './tcp';
+import type { IpAddr } from '../protocols/ip/addr';
+
+/**
+ * An address's state (RFC 4862): an IPv6 address is `tentative` until Duplicate Address Detection
+ * passes (it is neither used as a source nor answered for meanwhile), `duplicate` when DAD found
+ * another holder (kept, reported, never used); IPv4 addresses are `preferred` at once.
+ */
+export type AddressState = 'preferred' | 'tentative' | 'duplicate';
 
 export interface Address {
-  addr: number;
+  addr: IpAddr;
   prefixLen: number;
-  /** Subnet broadcast address (for /31 and /32: none, 0). */
+  /** Subnet broadcast address (IPv4 /30 and shorter; else 0). */
   broadcast: number;
+  state: AddressState;
+  /** Made by the stack (the link-local address of a link), not configured. */
+  auto?: boolean;
 }
 
 /**
@@ -31,6 +41,8 @@ export class Link extends Counters {
   readonly macHi: number;
   readonly macLo: number;
   neigh!: NeighborCache;
+  /** Scratch for a multicast MAC computed on the output path. */
+  readonly scratchMac = new Uint8Array(6);
   constructor(
     readonly vs: VirtualServer,
     public index: number,
@@ -58,19 +70,20 @@ export class Link extends Counters {
     return this.vlan >= 0 ? 18 : 14;
   }
 
-  /** First address (preferred source), 0 if none. */
+  /** First usable IPv4 address (preferred source), 0 if none. */
   get primary(): number {
-    return this.addrs.length ? this.addrs[0]!.addr : 0;
+    for (const a of this.addrs) if (typeof a.addr === 'number') return a.addr;
+    return 0;
+  }
+
+  /** Usable (not tentative or duplicate) addresses of the link. */
+  usable(): Address[] {
+    return this.addrs.filter((a) => a.state === 'preferred');
   }
 }
 
 export function linkKey(dev: number, vlan: number): number {
   return dev * 4097 + (vlan + 1);
-}
-
-/** Key of (device, VLAN, IPv4 address): exact in a double (dev < 2^8). */
-export function addrKey(dev: number, vlan: number, addr: number): number {
-  return linkKey(dev, vlan) * 4294967296 + addr;
 }
 
 export interface PathMtu {
@@ -89,15 +102,10 @@ export class VirtualServer {
   readonly own = new Counters();
   /** UDP sockets by local port; a port may have several sockets bound to different addresses. */
   readonly udpPorts = new Map<number, UdpSocket[]>();
-  readonly pmtu = new Map<number, PathMtu>();
-  /** TCP connections by (remote address, remote port), chained on collisions. */
-  readonly tcpConns = new Map<number, TcpEntry>();
-  /** TCP listeners by local port. */
-  readonly tcpListeners = new Map<number, TcpListener[]>();
-  /** Local ports used by active opens (count of connections). */
-  readonly tcpLocalPorts = new Map<number, number>();
-  /** Next ephemeral TCP port to try. */
-  tcpEphemeral = 32768;
+  /** Path MTUs learned by destination (key: `addrKey`). */
+  readonly pmtu = new Map<number | string, PathMtu>();
+  /** The TCP layer's state of this VS (its demux tables): kept by the transport, opaque here. */
+  tcp: object | null = null;
   destroyed = false;
   /** Next ephemeral port to try. */
   ephemeral = 49152;
@@ -105,10 +113,6 @@ export class VirtualServer {
   maxTcpConns = Infinity;
   maxSynQueue = Infinity;
   maxNeighbors = Infinity;
-  /** TCP connections not in TIME_WAIT (counted against maxTcpConns). */
-  tcpActive = 0;
-  /** Connections refused because maxTcpConns was reached (SYNs dropped, connect() failed). */
-  tcpConnLimitHits = 0;
   /** ICMP error token bucket. */
   icmpTokens: number;
   icmpStamp = 0;

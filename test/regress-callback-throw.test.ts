@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { twoHosts, pattern, sha } from './lib/world';
 import { held } from './lib/inject';
 import { connect, createServer, Socket } from '../stack/net';
-import type { ZeroCopyChunk } from '../stack/tcp';
+import type { ZeroCopyChunk } from '../stack/transport/tcp';
 
 /** Collects uncaught exceptions while `fn` runs (Node's 'uncaughtException'). */
 async function catching(fn: (errors: unknown[]) => Promise<void>): Promise<unknown[]> {

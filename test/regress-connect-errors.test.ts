@@ -167,7 +167,7 @@ test('TCP to an own address of the VS: accepted by a server of the same VS, data
   c.on('error', (e: Error) => assert.unreachable(`client error ${e.message}`));
   const done = await w.run(() => serverEnd && clientEnd && serverClosed && clientClosed, 30_000_000);
   assert.ok(done, `exchange ended (serverEnd ${serverEnd} clientEnd ${clientEnd} state ${c.connection?.conn.state})`);
-  assert.is(remote, '10.1.1.1');
+  assert.is(remote, '::ffff:10.1.1.1', 'a server listening on :: (no host) sees an IPv4 peer IPv4-mapped, as Node');
   assert.is(sha(Buffer.concat(atServer)), sha(up), 'client → server byte-exact');
   assert.is(sha(Buffer.concat(atClient)), sha(down), 'server → client byte-exact');
   assert.is(sent.tcp, 0, 'no segment left on the wire');

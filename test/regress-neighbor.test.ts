@@ -71,7 +71,7 @@ function talkTo(s: S, peer: string, mac: Uint8Array, now: number): void {
 test('an ARP flood from off-subnet senders creates no neighbor entries (each request is still answered)', () => {
   const s = setup();
   const out = input(s, flood(3 * CAP, (i) => `203.0.113.${i + 1}`), 1000);
-  assert.is(s.link.neigh.size, 0, `entries: ${[...s.link.neigh.entries.keys()].map(ipv4ToString)}`);
+  assert.is(s.link.neigh.size, 0, `entries: ${[...s.link.neigh.entries.keys()].map((k) => ipv4ToString(k as number))}`);
   assert.is(out.filter((d) => d.arp?.op === 2).length, 3 * CAP, 'every request answered');
   // On-subnet senders are learned as before (RFC 826).
   input(s, flood(2, (i) => `10.1.1.${i + 10}`), 2000);

@@ -126,12 +126,12 @@ test('a handler that throws after sending its frame as a reply, or after freeing
   const got: Buffer[] = [];
   sock.on('message', (m: Buffer) => got.push(m));
   // ICMP: the echo reply is queued in place (the request's frame), then the handler throws.
-  const icmpInput = eng.icmpInput;
-  eng.icmpInput = function (this: unknown, ...args: unknown[]) { icmpInput.apply(this, args); throw new Error('fault after reply'); };
+  const icmpInput = eng.icmp4.input;
+  eng.icmp4.input = function (this: unknown, ...args: unknown[]) { icmpInput.apply(this, args); throw new Error('fault after reply'); };
   // UDP: the datagram is delivered and its frame freed; then the handler sends to a host whose MAC is
   // unknown (the freed frame is taken again and waits for ARP), then throws.
-  const udpInput = eng.udpInput;
-  eng.udpInput = function (this: unknown, ...args: unknown[]) {
+  const udpInput = eng.udp.input;
+  eng.udp.input = function (this: unknown, ...args: unknown[]) {
     udpInput.apply(this, args);
     sock.send(Buffer.from('x'), 9, '10.1.1.50');
     throw new Error('fault after reuse');
@@ -149,8 +149,8 @@ test('a handler that throws after sending its frame as a reply, or after freeing
   let c = r.pool.check(); // exact accounting: no double free, no leak
   assert.is(c.held, 2, 'the two datagrams waiting for ARP');
   // ARP for 10.1.1.50 fails: the waiting frames are discarded; every frame is free again.
-  eng.icmpInput = icmpInput;
-  eng.udpInput = udpInput;
+  eng.icmp4.input = icmpInput;
+  eng.udp.input = udpInput;
   for (let t = 3000; t < 10_000_000; t += 500_000) { r.e.advance(t); drain(r.pool, r.e.devices[0]!.out); }
   c = r.pool.check();
   assert.is(c.free, 256);

@@ -16,7 +16,7 @@ import { Burst } from '../driver/types';
 import { Engine } from '../stack/engine';
 import { Runtime } from '../stack/runtime';
 import { connect, createServer, NetContext, Socket } from '../stack/net';
-import type { ZeroCopyChunk } from '../stack/tcp';
+import type { ZeroCopyChunk } from '../stack/transport/tcp';
 import { realTimeHosts, until } from './lib/realtime';
 import { TcpHeader } from '../protocols/tcp';
 import { TH_SYN } from '../protocols/tcp/types';

@@ -5,6 +5,7 @@
  * server's first data and the answer came a 1 s RTO later (14-24 of 20-30 connections).
  * The SYN queue is kept full by spoofed SYNs sent with scapy from the peer's namespace.
  */
+import { tcpState } from '../stack/transport/tcp';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { test } from 'uvu';
@@ -49,7 +50,7 @@ if (privileged) {
       'send(p, inter=0.01, verbose=0)',
     ].join('\n')], { stdio: 'ignore' });
     const floodDone = once(flood, 'exit');
-    const l = vs.tcpListeners.get(PORT)![0]!;
+    const l = tcpState(vs).listeners.get(PORT)![0]!;
     for (let i = 0; i < 300 && l.synCookiesSent === 0; i++) await sleep(10);
     assert.ok(l.synCookiesSent > 0, `the SYN queue filled (${l.synQueue}) and cookies are in use`);
     // 20 Linux connections one after the other: connect, send, time until the echo comes back.

@@ -17,7 +17,7 @@ const BASE = 5_000_000_000; // µs
 
 /** The clock a normal (non-cookie) passive open of this tuple would put in its SYN-ACK at `now`. */
 function clockAt(syn: ReturnType<typeof mkSeg>, now: number): number {
-  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const h = new RecHost(TUPLE_B.localAddr as number, TUPLE_B.remoteAddr as number);
   TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, syn, now);
   return h.take()[0]!.tsVal;
 }
@@ -51,7 +51,7 @@ test('the first data segment of a cookie connection carries a TSval >= the SYN-A
     const ack = mkSeg({ seq: 7001 + k, ack: cookie + 1, flags: TH_ACK, window: 500, ts: [101 + k, synAckTs], srcPort: 1234, dstPort: 80 });
     const info = check(ack, TUPLE_B, SECRET, tAck);
     assert.ok(info, 'valid cookie');
-    const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+    const h = new RecHost(TUPLE_B.localAddr as number, TUPLE_B.remoteAddr as number);
     const c = TcpConnection.fromCookie(h, TUPLE_B, {}, ack, info!, tAck);
     h.conn = c;
     c.input(ack, tAck);

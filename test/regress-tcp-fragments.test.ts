@@ -16,7 +16,7 @@ import { tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4, writeIpv4, IPPROTO_TCP } from '../protocols/ipv4';
 import { writeEth, ETH_P_IPV4 } from '../protocols/ethernet';
-import type { ZeroCopyChunk } from '../stack/tcp';
+import type { ZeroCopyChunk } from '../stack/transport/tcp';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { createStack, Stack } from '../stack/stack';

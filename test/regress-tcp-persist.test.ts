@@ -86,7 +86,7 @@ test('write() without a time (queued, flushed later) into a zero window: persist
 });
 
 test('passive open: the handshake-completing ACK closes the window, then write(): persist probes', () => {
-  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const h = new RecHost(TUPLE_B.localAddr as number, TUPLE_B.remoteAddr as number);
   const syn = mkSeg({ seq: 5000, flags: TH_SYN, window: 29200, mss: 1000, srcPort: 1234, dstPort: 80 });
   const c = TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, syn, 0);
   const sa = h.take()[0]!;

@@ -6,6 +6,7 @@
  * down to 2, given up about 1 + 2 + 4 = 7 s after their SYN. Cookies answer meanwhile.
  * Two engines over the memory link, virtual time.
  */
+import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
@@ -13,7 +14,7 @@ import { connect, createServer, Socket } from '../stack/net';
 import { tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4 } from '../protocols/ipv4';
-import { synAckRetriesUnderPressure } from '../stack/tcp';
+import { synAckRetriesUnderPressure } from '../stack/transport/tcp';
 
 const A = parseIpv4('10.1.1.1');
 
@@ -56,7 +57,7 @@ test('2,000 spoofed SYNs in one second: the 511-entry SYN queue drains in about 
     s.on('end', () => s.end(`echo:${got}`));
   }).listen(80); // backlog 511 (Node's default), SYN queue 511
   await w.run(() => false, 1000);
-  const l = w.a.vs[0]!.tcpListeners.get(80)![0]!;
+  const l = tcpState(w.a.vs[0]!).listeners.get(80)![0]!;
   assert.is(l.opts.synBacklog, 511);
   const t0 = w.now();
   const answers: string[] = [];

@@ -1,4 +1,5 @@
 /** Regression: closing a listener must also end its half-open (SYN_RECEIVED) connections. */
+import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
@@ -12,7 +13,7 @@ test('server.close() while a handshake is half done: no orphan connection, no he
   await w.run(() => false, 1000);
   const c = connect(w.b.ctx(), 80, '10.1.1.1');
   c.on('error', () => {});
-  const conns = w.a.vs[0]!.tcpConns;
+  const conns = tcpState(w.a.vs[0]!).conns;
   const synRcvd = () => [...conns.values()].some((e) => e.conn.state === TcpState.SynReceived);
   assert.ok(await w.run(synRcvd, 100_000), 'server saw the SYN');
   srv.close();

@@ -93,7 +93,7 @@ test('active open when the peer offers no options: MSS 536, nothing scaled', () 
 });
 
 test('passive open: SYN-ACK mirrors the offered options, ACK establishes', () => {
-  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const h = new RecHost(TUPLE_B.localAddr as number, TUPLE_B.remoteAddr as number);
   const syn = mkSeg({ seq: 5000, flags: TH_SYN, window: 29200, mss: 1460, wscale: 7, sackOk: true, ts: [100, 0], srcPort: 1234, dstPort: 80 });
   const c = TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, syn, 0);
   assert.is(c.state, TcpState.SynReceived);
@@ -741,7 +741,7 @@ test('SYN cookies: encode MSS, WS and SACK through timestamps; reject tampering 
   assert.ok(cookieCheck(ack(now), TUPLE_B, SECRET, now + 40_000_000), 'valid in the next period');
   assert.is(cookieCheck(ack(now), TUPLE_B, SECRET, now + 200_000_000), null, 'expired');
   // The connection built from the cookie is established and takes the ACK's data.
-  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const h = new RecHost(TUPLE_B.localAddr as number, TUPLE_B.remoteAddr as number);
   const c = TcpConnection.fromCookie(h, TUPLE_B, {}, ack(now), info!, now + 1000);
   assert.is(c.state, TcpState.Established);
   assert.is(h.established, 1);

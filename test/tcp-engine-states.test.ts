@@ -4,6 +4,7 @@
  * close, half-close, abort, keepalive against a dead peer, path MTU changes, destroying a VS with
  * live connections. Segments are observed on the wire by tapping the link's transmit side.
  */
+import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, sha } from './lib/world';
@@ -35,7 +36,7 @@ test('SYN flood beyond the SYN backlog: cookies answer, a legitimate client stil
     s.on('end', () => { ended++; s.end('ok'); });
   }).listen({ port: 80, backlog: 16 });
   await w.run(() => false, 1000);
-  const l = w.a.vs[0]!.tcpListeners.get(80)![0]!;
+  const l = tcpState(w.a.vs[0]!).listeners.get(80)![0]!;
   // 300 SYNs from a spoofed address that never answers (its SYN-ACKs go nowhere).
   const spoof = parseIpv4('10.1.1.77');
   for (let p = 0; p < 300; p++) inject(w, { src: spoof, sport: 2000 + p, dport: 80, flags: TH_SYN, seq: 5000 + p, mss: 1460 });
@@ -115,13 +116,13 @@ test('TIME_WAIT: the active closer keeps the tuple for 2 MSL (60 s), then it is 
   assert.is(e.conn.state, TcpState.TimeWait);
   const t0 = w.now();
   assert.is(w.b.engine.tcp.connCount, 1, 'the TIME_WAIT entry is kept');
-  assert.ok(await w.run(() => w.a.engine.tcp.connCount === 0, 1_000_000), `the passive closer is gone after LAST_ACK (${[...w.a.vs[0]!.tcpConns.values()].map((x) => x.conn.state)})`);
+  assert.ok(await w.run(() => w.a.engine.tcp.connCount === 0, 1_000_000), `the passive closer is gone after LAST_ACK (${[...tcpState(w.a.vs[0]!).conns.values()].map((x) => x.conn.state)})`);
   await w.run(() => false, 59_000_000);
   assert.is(w.b.engine.tcp.connCount, 1, 'still in TIME_WAIT at 59 s');
   assert.ok(await w.run(() => w.b.engine.tcp.connCount === 0, 2_000_000), 'gone at 60 s');
   assert.ok(w.now() - t0 >= 60_000_000 && w.now() - t0 <= 60_100_000, `after ${w.now() - t0} µs`);
   assert.is(w.b.engine.tcp.find(w.b.vs[0]!, t.localAddr, t.localPort, t.remoteAddr, t.remotePort), null);
-  assert.is(w.b.vs[0]!.tcpLocalPorts.size, 0, 'the ephemeral port is free again');
+  assert.is(tcpState(w.b.vs[0]!).localPorts.size, 0, 'the ephemeral port is free again');
   heldZero(w);
 });
 
@@ -338,12 +339,12 @@ test('destroyVs with live connections resets them at the peers and frees everyth
   w.a.engine.destroyVs('vs20');
   assert.ok(await w.run(() => errs.length === 3, 2_000_000), `errors ${errs}`);
   assert.equal(errs, ['1:ECONNRESET', '1:ECONNRESET', '1:ECONNRESET']);
-  assert.is(w.a.vs[1]!.tcpConns.size, 0);
-  assert.is(w.a.vs[1]!.tcpListeners.size, 0);
+  assert.is(tcpState(w.a.vs[1]!).conns.size, 0);
+  assert.is(tcpState(w.a.vs[1]!).listeners.size, 0);
   assert.is(w.a.engine.tcp.connCount, 1, 'the other VS keeps its connection');
   assert.is(clients[0]!.tcpState, 'ESTABLISHED');
   await w.run(() => false, 1_000_000);
-  assert.is(w.b.vs[1]!.tcpConns.size, 0);
+  assert.is(tcpState(w.b.vs[1]!).conns.size, 0);
   heldZero(w);
 });
 

@@ -149,7 +149,7 @@ test('zero-copy receive: views into held frames, released explicitly; frames add
   let chunks = 0;
   let inPlace = 0;
   let ended = false;
-  const held: import('../stack/tcp').ZeroCopyChunk[] = [];
+  const held: import('../stack/transport/tcp').ZeroCopyChunk[] = [];
   createServer(w.a.ctx(), (s: Socket) => {
     s.setZeroCopyReader((chunk) => {
       chunks++;

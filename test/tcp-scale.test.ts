@@ -5,6 +5,7 @@
  * connection costs (heap + buffers, measured after a full GC) and checks that every table, timer
  * and UMEM frame comes back.
  */
+import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as v8 from 'node:v8';
@@ -70,7 +71,7 @@ test(`${TOTAL} concurrent connections: established together, echo, close; memory
   assert.is(ca, TOTAL, 'server side connections');
   assert.is(cb, TOTAL, 'client side connections');
   let perVs = 0;
-  for (const v of w.a.vs) perVs += v.tcpConns.size;
+  for (const v of w.a.vs) perVs += tcpState(v).conns.size;
   assert.is(perVs, TOTAL, 'server demux tables hold every 4-tuple');
 
   // All established at once: every one exchanges a small message. Sent 500 per event-loop turn:
@@ -106,8 +107,8 @@ test(`${TOTAL} concurrent connections: established together, echo, close; memory
     `left: ${w.a.engine.tcp.connCount} / ${w.b.engine.tcp.connCount}`);
   for (const h of [w.a, w.b]) {
     for (const v of h.vs) {
-      assert.is(v.tcpConns.size, 0);
-      assert.is(v.tcpLocalPorts.size, 0);
+      assert.is(tcpState(v).conns.size, 0);
+      assert.is(tcpState(v).localPorts.size, 0);
     }
   }
   await w.run(() => false, 1_000_000);

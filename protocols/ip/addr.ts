@@ -507,3 +507,17 @@ export class AddrMap<V> {
     for (const [k, v] of this.entries()) fn(v, k);
   }
 }
+
+/**
+ * A primitive key for a JS Map (insertion-ordered, e.g. for LRU): the number for IPv4, the text
+ * form (made once per Ip6 value) for IPv6.
+ */
+export function addrKey(a: IpAddr): number | string {
+  return typeof a === 'number' ? a : a.toString();
+}
+
+/** A hash of `a`'s first `prefixLen` bits (no allocation; equal prefixes hash equal). */
+export function prefixHash(a: IpAddr, prefixLen: number): number {
+  if (typeof a === 'number') return (a & mask32(prefixLen)) >>> 0;
+  return hash6(a.w0 & mask32(prefixLen), a.w1 & mask32(prefixLen - 32), a.w2 & mask32(prefixLen - 64), a.w3 & mask32(prefixLen - 96));
+}

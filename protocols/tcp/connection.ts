@@ -1004,7 +1004,7 @@ export class TcpConnection {
       if (s === this.rcvNxt) {
         this.rcvNxt = seqAdd(this.rcvNxt, len);
         const hadOoo = this.oooN > 0;
-        this.deliver(seg.buf, off, len);
+        this.deliver(seg.buf, off, len, seg);
         if (hadOoo) { this.drainOoo(); immediate = true; }
       } else {
         this.stats.oooSegments++;
@@ -1054,9 +1054,10 @@ export class TcpConnection {
     else if (this.tDelack === Infinity) this.tDelack = now + this.opts.ackDelayUs;
   }
 
-  private deliver(b: Uint8Array, off: number, len: number): void {
+  /** In-order bytes for the application: the received segment's own payload (`seg`), or a copy (null). */
+  private deliver(b: Uint8Array, off: number, len: number, seg: TcpSegmentIn | null): void {
     this.unread += len;
-    this.host.onData(this, b, off, len);
+    this.host.onData(this, b, off, len, seg);
   }
 
   /** A duplicate of data already received: report it in the next ACK (D-SACK, RFC 2883). */
@@ -1116,7 +1117,7 @@ export class TcpConnection {
         this.rcvNxt = end;
         while (len > 0) {
           const c = Math.min(len, this.rcvCap - pos);
-          this.deliver(this.rbuf, pos, c);
+          this.deliver(this.rbuf, pos, c, null);
           len -= c;
           pos = 0;
         }

@@ -7,7 +7,7 @@
  * timestamps a cookie connection has no window scaling and no SACK (as Linux).
  */
 import { HashKey, hash5, hashKey } from './hash';
-import { tsOffsetFor } from './isn';
+import { addrWord, tsOffsetFor } from './isn';
 import { resolveOptions, wscaleFor } from './options';
 import { TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpTuple, TH_ACK, TH_SYN } from './types';
 
@@ -50,7 +50,7 @@ function mssIndex(clientMss: number, ours: number): number {
 }
 
 function cookieHash(key: HashKey, t: TcpTuple, clientIsn: number, counter: number, mssIdx: number, bits: number): number {
-  return hash5(key, t.localAddr, t.remoteAddr, ((t.localPort & 0xffff) << 16) | (t.remotePort & 0xffff), clientIsn,
+  return hash5(key, addrWord(key, t.localAddr), addrWord(key, t.remoteAddr), ((t.localPort & 0xffff) << 16) | (t.remotePort & 0xffff), clientIsn,
     ((counter & 31) << 16) | (mssIdx << 8) | bits) & 0xffffff;
 }
 

@@ -7,6 +7,7 @@
  * Sequence numbers are u32 numbers (0 .. 2^32-1); compare them with the helpers in `./seq`.
  * Times are microseconds (`now`), always passed in.
  */
+import type { IpAddr } from '../ip/addr';
 
 /** TCP header flag bits (low byte of the flags field; the 4 reserved bits are ignored). */
 export const TH_FIN = 0x01;
@@ -52,6 +53,10 @@ export interface TcpSegmentIn {
   buf: Uint8Array;
   payloadOff: number;
   payloadLen: number;
+  /** The received frame holding the segment, when it is one (-1 or absent: not a frame). */
+  frame?: number;
+  /** Set by a host that kept that frame for a zero-copy reader: the frame's owner must not free it. */
+  frameKept?: boolean;
 }
 
 /**
@@ -86,11 +91,11 @@ export class TcpSegmentOut {
   }
 }
 
-/** Addresses and ports of a connection (IPv4 addresses as u32). Informational for the host. */
+/** Addresses and ports of a connection (both of one family; see protocols/ip/addr.ts). */
 export interface TcpTuple {
-  localAddr: number;
+  localAddr: IpAddr;
   localPort: number;
-  remoteAddr: number;
+  remoteAddr: IpAddr;
   remotePort: number;
 }
 
@@ -183,9 +188,11 @@ export interface TcpHost {
   onEstablished(conn: TcpConnectionLike): void;
   /**
    * In-order data for the application: `len` bytes of `b` from `off`, valid only during the
-   * call (copy it). The bytes count against the receive window until `conn.consumed(n)`.
+   * call (copy it). The bytes count against the receive window until `conn.consumed(n)`. `seg` is
+   * the received segment when the bytes are its own payload (the host may then keep the frame the
+   * segment came in: see `TcpSegmentIn.frame`), null for bytes from the reorder buffer.
    */
-  onData(conn: TcpConnectionLike, b: Uint8Array, off: number, len: number): void;
+  onData(conn: TcpConnectionLike, b: Uint8Array, off: number, len: number, seg: TcpSegmentIn | null): void;
   /** Send buffer space became available after `write()` returned less than asked. */
   onWritable(conn: TcpConnectionLike): void;
   /** The peer sent FIN (all its data was delivered before). */

@@ -19,11 +19,12 @@
  */
 import * as fc from 'fast-check';
 import { Engine } from '../../stack/engine';
+import { Icmp4 } from '../../stack/ip/icmp4';
 import { FramePool } from '../../umem/pool';
 import { Burst } from '../../driver/types';
 import { createServer, Socket } from '../../stack/net';
 import { TcpConnection } from '../../protocols/tcp/connection';
-import { TcpLayer } from '../../stack/tcp';
+import { TcpLayer } from '../../stack/transport/tcp';
 import { UdpSocket } from '../../stack/udp';
 import { NeighborCache } from '../../stack/neighbor';
 import { Ipv4Reassembler } from '../../protocols/reassembly';
@@ -57,7 +58,7 @@ function instrument(): void {
   wrap(TcpLayer.prototype, 'onSyn', () => { ev.syn++; });
   wrap(TcpLayer.prototype, 'onCookieAck', (r) => { if (r) ev.cookie++; });
   // An ICMP error believed (it quotes live state of ours: RFC 5927); others are counted drops.
-  wrap(Engine.prototype, 'icmpErrorInput', (r) => { if (r === Drop.None) ev.icmpErr++; });
+  wrap(Icmp4.prototype, 'errorInput', (r) => { if (r === Drop.None) ev.icmpErr++; });
   wrap(Ipv4Reassembler.prototype, 'push', (r) => { if (r === Drop.None) ev.frag++; });
   wrap(NeighborCache.prototype, 'learn', () => { ev.arpLearn++; });
   wrap(UdpSocket.prototype, 'enqueue', () => { ev.udp++; });

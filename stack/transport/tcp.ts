@@ -6,21 +6,58 @@
  * Socket-layer events are queued and delivered by `flushEvents()` after each burst, so user code
  * never runs in the middle of packet processing.
  */
-import { Drop } from '../protocols/drop';
-import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
+import { Drop } from '../../protocols/drop';
+import { TcpHeader, tcpHeaderLen, writeTcp } from '../../protocols/tcp';
 import {
-  TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
-} from '../protocols/tcp/types';
-import { TcpConnection } from '../protocols/tcp/connection';
-import { rstFor } from '../protocols/tcp/rst';
-import { clampMss, resolveOptions } from '../protocols/tcp/options';
-import { ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../protocols/icmp';
-import * as synCookie from '../protocols/tcp/syncookie';
-import { IPPROTO_TCP, ipv4ToString } from '../protocols/ipv4';
-import type { Timer, TimerWheel } from './timers';
-import type { Link, VirtualServer } from './vs';
-import { FramePool, OWNER_ENGINE } from '../umem/pool';
-import { DEFAULT_LIMITS, Limits } from './limits';
+  TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
+} from '../../protocols/tcp/types';
+import { TcpConnection } from '../../protocols/tcp/connection';
+import { rstFor } from '../../protocols/tcp/rst';
+import { clampMss, resolveOptions } from '../../protocols/tcp/options';
+import * as synCookie from '../../protocols/tcp/syncookie';
+import { IPPROTO_TCP } from '../../protocols/ipv4';
+import { addrEq, addrToString, ANY6, IpAddr, isIp6 } from '../../protocols/ip/addr';
+import type { Timer, TimerWheel } from '../timers';
+import type { Link, VirtualServer } from '../vs';
+import { FramePool, OWNER_ENGINE } from '../../umem/pool';
+import { DEFAULT_LIMITS, Limits } from '../limits';
+
+/**
+ * What an ICMP or ICMPv6 error means for a connection (the engine maps each family's type/code):
+ * `Mtu` the path MTU dropped (IPv4 "fragmentation needed", ICMPv6 Packet Too Big), `Refused` a hard
+ * error while opening (port/protocol unreachable; ICMPv6 port unreachable), `Soft` the others.
+ */
+export const enum IcmpKind {
+  Soft = 0,
+  Mtu = 1,
+  Refused = 2,
+}
+
+/** The TCP state of one VS: its demux tables and counts (kept here, opaque to the VS itself). */
+export class TcpVs {
+  /** Connections by (remote address, remote port) hash, chained on collisions. */
+  readonly conns = new Map<number, TcpEntry>();
+  /** Listeners by local port. */
+  readonly listeners = new Map<number, TcpListener[]>();
+  /** Local ports used by active opens (count of connections). */
+  readonly localPorts = new Map<number, number>();
+  /** Next ephemeral port to try. */
+  ephemeral = 32768;
+  /** Connections not in TIME_WAIT (counted against the VS's maxTcpConns). */
+  active = 0;
+  /** Connections refused because maxTcpConns was reached (SYNs dropped, connect() failed). */
+  limitHits = 0;
+}
+
+/** The TCP state of `vs` (made on first use). */
+export function tcpState(vs: VirtualServer): TcpVs {
+  return (vs.tcp ??= new TcpVs()) as TcpVs;
+}
+
+/** Bytes of IP + TCP header without options: the MSS is the MTU less this (RFC 9293 3.7.1; RFC 8200 8.3). */
+export function tcpOverhead(a: IpAddr): number {
+  return typeof a === 'number' ? 40 : 60;
+}
 
 /** What the TCP layer needs from the engine. */
 export interface TcpEngine {
@@ -35,12 +72,12 @@ export interface TcpEngine {
    * `l4Off` in the frame and returns the L4 length. Reflection (`viaLink`+`viaMac`) for stateless
    * replies; otherwise the VS's routing. Returns false when it could not be sent (counted).
    */
-  tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: number, dst: number, l4Max: number,
+  tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: IpAddr, dst: IpAddr, l4Max: number,
     build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean;
   /** Path MTU / link MTU toward `dst` from `vs` (for the MSS). */
-  mtuTo(vs: VirtualServer, dst: number, src?: number, mark?: number): number;
-  /** A validated "fragmentation needed" (next-hop MTU `mtu`) for the path to `dst`: returns the path MTU now in use. */
-  pmtuUpdate(vs: VirtualServer, dst: number, mtu: number, src?: number, mark?: number): number;
+  mtuTo(vs: VirtualServer, dst: IpAddr, src?: IpAddr, mark?: number): number;
+  /** A validated "packet too big" (next-hop MTU `mtu`) for the path to `dst`: returns the path MTU now in use. */
+  pmtuUpdate(vs: VirtualServer, dst: IpAddr, mtu: number, src?: IpAddr, mark?: number): number;
   dropOn(link: Link, reason: Drop): void;
   /** An exception thrown by application code in a socket callback. */
   callbackError(err: unknown): void;
@@ -182,11 +219,43 @@ export class TcpListener {
   synCookiesSent = 0;
   synCookiesAccepted = 0;
   overflowDrops = 0;
-  constructor(readonly vs: VirtualServer, readonly addr: number, readonly port: number, readonly opts: ListenerOptions) {}
+  /**
+   * `addr`: the local address listened on; 0 is 0.0.0.0 (IPv4 only), ANY6 is :: (both families,
+   * IPv4 peers seen as ::ffff:a.b.c.d, unless `v6Only`), as for a Node server.
+   */
+  constructor(readonly vs: VirtualServer, readonly addr: IpAddr, readonly port: number, readonly opts: ListenerOptions,
+    readonly v6Only = false) {}
+
+  /** Whether a segment to local address `dst` belongs to this listener's address. */
+  hears(dst: IpAddr): boolean {
+    const a = this.addr;
+    if (a === 0) return typeof dst === 'number';
+    if (a === ANY6) return isIp6(dst) || !this.v6Only;
+    return addrEq(a, dst);
+  }
+
+  /** Whether this listener is bound to a wildcard address (0.0.0.0 or ::). */
+  get wildcard(): boolean {
+    return this.addr === 0 || this.addr === ANY6;
+  }
 }
 
-function tupleKey(remoteAddr: number, remotePort: number): number {
-  return remoteAddr * 65536 + remotePort;
+/** Whether two listeners' local addresses overlap (EADDRINUSE), as Linux decides for one port. */
+function listenersOverlap(a: IpAddr, aV6Only: boolean, b: IpAddr, bV6Only: boolean): boolean {
+  const cover = (w: IpAddr, v6Only: boolean, x: IpAddr): boolean => {
+    if (w === 0) return typeof x === 'number';
+    if (w === ANY6) return isIp6(x) || !v6Only;
+    return addrEq(w, x);
+  };
+  if (a === ANY6 && b === ANY6) return true;
+  if (a === ANY6 && b === 0) return !aV6Only;
+  if (b === ANY6 && a === 0) return !bV6Only;
+  return cover(a, aV6Only, b) || cover(b, bV6Only, a);
+}
+
+/** Demux key of a connection: its remote address and port (IPv6: the address's hash). */
+function tupleKey(remoteAddr: IpAddr, remotePort: number): number {
+  return (typeof remoteAddr === 'number' ? remoteAddr : remoteAddr.hash) * 65536 + remotePort;
 }
 
 export class TcpLayer implements TcpHost {
@@ -221,8 +290,8 @@ export class TcpLayer implements TcpHost {
    * The MSS a connection from `vs` to `dst` offers: the path MTU less 40 (brought into range: a tiny
    * link or path MTU must not make the receive path throw), lowered by an `mss` option.
    */
-  private mssFor(vs: VirtualServer, dst: number, src: number, mark: number, opt: number | undefined): number {
-    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - 40));
+  private mssFor(vs: VirtualServer, dst: IpAddr, src: IpAddr, mark: number, opt: number | undefined): number {
+    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - tcpOverhead(dst)));
   }
 
   /**
@@ -230,7 +299,8 @@ export class TcpLayer implements TcpHost {
    * the VS or the whole stack is at its connection limit.
    */
   private admit(vs: VirtualServer): boolean {
-    if (vs.tcpActive >= vs.maxTcpConns) { vs.tcpConnLimitHits++; return false; }
+    const st = tcpState(vs);
+    if (st.active >= vs.maxTcpConns) { st.limitHits++; return false; }
     if (this.activeCount >= this.limits.tcpConnections) { this.connLimitHits++; return false; }
     return true;
   }
@@ -238,14 +308,14 @@ export class TcpLayer implements TcpHost {
   // ------------------------------------------------------------ demux tables (per VS)
 
   private table(vs: VirtualServer): Map<number, TcpEntry> {
-    return vs.tcpConns;
+    return tcpState(vs).conns;
   }
 
-  find(vs: VirtualServer, localAddr: number, localPort: number, remoteAddr: number, remotePort: number): TcpEntry | null {
-    let e = vs.tcpConns.get(tupleKey(remoteAddr, remotePort)) ?? null;
+  find(vs: VirtualServer, localAddr: IpAddr, localPort: number, remoteAddr: IpAddr, remotePort: number): TcpEntry | null {
+    let e = tcpState(vs).conns.get(tupleKey(remoteAddr, remotePort)) ?? null;
     while (e) {
       const t = e.conn.tuple;
-      if (t.localPort === localPort && t.localAddr === localAddr) return e;
+      if (t.localPort === localPort && t.remotePort === remotePort && addrEq(t.localAddr, localAddr) && addrEq(t.remoteAddr, remoteAddr)) return e;
       e = e.next;
     }
     return null;
@@ -259,7 +329,7 @@ export class TcpLayer implements TcpHost {
     m.set(k, e);
     this.connCount++;
     this.activeCount++;
-    e.vs.tcpActive++;
+    tcpState(e.vs).active++;
   }
 
   /** Removes `e` from the demux; `timeWait`: it was counted in TIME_WAIT rather than as active. */
@@ -276,31 +346,34 @@ export class TcpLayer implements TcpHost {
     else m.delete(k);
     e.next = null;
     this.connCount--;
-    if (!timeWait) { this.activeCount--; e.vs.tcpActive--; }
+    if (!timeWait) { this.activeCount--; tcpState(e.vs).active--; }
   }
 
-  listen(vs: VirtualServer, addr: number, port: number, opts: ListenerOptions): TcpListener {
+  listen(vs: VirtualServer, addr: IpAddr, port: number, opts: ListenerOptions, v6Only = false): TcpListener {
     // The listener's options are checked now (a clear error for listen()) rather than at each SYN.
     resolveOptions({ ...this.defaults, ...opts.tcp });
-    const list = vs.tcpListeners.get(port) ?? [];
-    if (list.some((l) => l.addr === 0 || addr === 0 || l.addr === addr)) {
-      const e = new Error(`listen EADDRINUSE: address already in use ${ipv4ToString(addr)}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
-      e.code = 'EADDRINUSE'; e.errno = -98; e.syscall = 'listen'; e.address = ipv4ToString(addr); e.port = port;
+    const listeners = tcpState(vs).listeners;
+    const list = listeners.get(port) ?? [];
+    if (list.some((l) => listenersOverlap(l.addr, l.v6Only, addr, v6Only))) {
+      const text = isIp6(addr) ? `${addrToString(addr)}` : addrToString(addr);
+      const e = new Error(`listen EADDRINUSE: address already in use ${isIp6(addr) ? `[${text}]` : text}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
+      e.code = 'EADDRINUSE'; e.errno = -98; e.syscall = 'listen'; e.address = text; e.port = port;
       throw e;
     }
-    const l = new TcpListener(vs, addr, port, opts);
+    const l = new TcpListener(vs, addr, port, opts, v6Only);
     list.push(l);
-    vs.tcpListeners.set(port, list);
+    listeners.set(port, list);
     return l;
   }
 
   unlisten(l: TcpListener): void {
     l.closed = true;
-    const list = l.vs.tcpListeners.get(l.port);
+    const listeners = tcpState(l.vs).listeners;
+    const list = listeners.get(l.port);
     if (list) {
       const rest = list.filter((x) => x !== l);
-      if (rest.length) l.vs.tcpListeners.set(l.port, rest);
-      else l.vs.tcpListeners.delete(l.port);
+      if (rest.length) listeners.set(l.port, rest);
+      else listeners.delete(l.port);
     }
     // Connections not yet accepted (queued, or still in the handshake) are reset.
     const now = this.clock();
@@ -308,7 +381,7 @@ export class TcpLayer implements TcpHost {
     l.accept.length = 0;
     l.pendingAccept.length = 0;
     if (l.synQueue > 0) {
-      for (const head of [...l.vs.tcpConns.values()]) {
+      for (const head of [...tcpState(l.vs).conns.values()]) {
         for (let e: TcpEntry | null = head; e; ) {
           const next: TcpEntry | null = e.next;
           if (e.listener === l && !e.sink && !e.released) e.conn.abort(now);
@@ -318,58 +391,69 @@ export class TcpLayer implements TcpHost {
     }
   }
 
-  private findListener(vs: VirtualServer, addr: number, port: number): TcpListener | null {
-    const list = vs.tcpListeners.get(port);
+  /** The listener for a segment to `addr`:`port`: one bound to that address first, else a wildcard one. */
+  private findListener(vs: VirtualServer, addr: IpAddr, port: number): TcpListener | null {
+    const list = tcpState(vs).listeners.get(port);
     if (!list) return null;
     let any: TcpListener | null = null;
     for (let i = 0; i < list.length; i++) {
       const l = list[i]!;
-      if (l.addr === addr) return l;
-      if (l.addr === 0) any = l;
+      if (l.wildcard) { if (l.hears(addr)) any = l; }
+      else if (addrEq(l.addr, addr)) return l;
     }
     return any;
   }
 
   portInUse(vs: VirtualServer, port: number): boolean {
-    if (vs.tcpListeners.has(port)) return true;
-    return vs.tcpLocalPorts.has(port);
+    const st = tcpState(vs);
+    if (st.listeners.has(port)) return true;
+    return st.localPorts.has(port);
+  }
+
+  /** The next ephemeral port of `vs` not in use, or -1 when none is left. */
+  ephemeralPort(vs: VirtualServer): number {
+    const st = tcpState(vs);
+    for (let tries = 0; tries < 28232; tries++) {
+      const p = st.ephemeral;
+      st.ephemeral = p >= 60999 ? 32768 : p + 1;
+      if (!this.portInUse(vs, p)) return p;
+    }
+    return -1;
   }
 
   /** Active open from `vs`. The caller chose addresses and port. */
-  connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number): TcpEntry {
+  connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number, via: Link | null = null): TcpEntry {
     // A full connection table fails the call as a full descriptor table does in a kernel: EMFILE
     // for the VS's own limit (like a process's RLIMIT_NOFILE), ENFILE for the stack's (like the
     // system-wide file table); Node programs already treat both as "out of sockets, retry later".
     if (!this.admit(vs)) {
-      const own = vs.tcpActive >= vs.maxTcpConns;
+      const active = tcpState(vs).active;
+      const own = active >= vs.maxTcpConns;
       const code = own ? 'EMFILE' : 'ENFILE';
-      const where = `${ipv4ToString(tuple.remoteAddr)}:${tuple.remotePort}`;
+      const where = `${addrToString(tuple.remoteAddr)}:${tuple.remotePort}`;
       const e = new Error(own
-        ? `connect EMFILE ${where}: virtual server '${vs.name}' has ${vs.tcpActive} TCP connections, its limit (limits.tcpConnections)`
+        ? `connect EMFILE ${where}: virtual server '${vs.name}' has ${active} TCP connections, its limit (limits.tcpConnections)`
         : `connect ENFILE ${where}: the stack has ${this.activeCount} TCP connections, its limit (limits.tcpConnections)`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
-      e.code = code; e.errno = own ? -24 : -23; e.syscall = 'connect'; e.address = ipv4ToString(tuple.remoteAddr); e.port = tuple.remotePort;
+      e.code = code; e.errno = own ? -24 : -23; e.syscall = 'connect'; e.address = addrToString(tuple.remoteAddr); e.port = tuple.remotePort;
       throw e;
     }
-    // MSS we offer: the route's (path) MTU less the IPv4 and TCP headers, as a kernel does; an
+    // MSS we offer: the route's (path) MTU less the IP and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
     const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
     e.sink = sink;
     e.mark = mark;
+    e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
     e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
     this.insert(e);
-    vs.tcpLocalPorts.set(tuple.localPort, (vs.tcpLocalPorts.get(tuple.localPort) ?? 0) + 1);
+    const lp = tcpState(vs).localPorts;
+    lp.set(tuple.localPort, (lp.get(tuple.localPort) ?? 0) + 1);
     e.conn.connect(this.clock());
     return e;
   }
 
   // ------------------------------------------------------------ receive
 
-  /** A TCP segment for `link`'s VS. The caller frees the frame afterwards. */
-  /** Frame being processed, for zero-copy delivery; set to -1 once a reader keeps it. */
-  private curPool: FramePool | null = null;
-  private curFrame = -1;
-  private kept = false;
   /** Link of the segment being processed (to count drops decided inside the connection). */
   private curLink: Link | null = null;
 
@@ -417,25 +501,29 @@ export class TcpLayer implements TcpHost {
    * A TCP segment for `link`'s VS, in frame `frame` of `pool`. Returns true when a zero-copy reader
    * kept the frame (the caller must not free it); false otherwise (the caller frees it).
    */
-  input(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number,
+  input(link: Link, b: Uint8Array, off: number, len: number, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number,
     pool: FramePool | null = null, frame = -1): boolean {
-    this.curPool = pool;
-    this.curFrame = frame;
-    this.curLink = link;
-    this.kept = false;
-    try {
-      this.demux(link, b, off, len, src, dst, srcMac, now);
-    } finally {
-      this.curPool = null;
-      this.curLink = null;
-    }
-    return this.kept;
-  }
-
-  private demux(link: Link, b: Uint8Array, off: number, len: number, src: number, dst: number, srcMac: Uint8Array, now: number): void {
     const seg = this.hdr;
     const d = seg.parse(b, off, len, src, dst);
-    if (d !== Drop.None) return this.eng.dropOn(link, d);
+    if (d !== Drop.None) {
+      this.eng.dropOn(link, d);
+      return false;
+    }
+    // The segment carries its frame to the connection (a zero-copy reader may keep it: onData).
+    if (pool && b === pool.bytes) {
+      seg.frame = frame;
+      seg.framePool = pool;
+    }
+    this.curLink = link;
+    try {
+      this.demux(link, seg, src, dst, srcMac, now);
+    } finally {
+      this.curLink = null;
+    }
+    return seg.frameKept;
+  }
+
+  private demux(link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): void {
     const vs = link.vs;
     const flags = seg.flags;
     const e = this.find(vs, dst, seg.dstPort, src, seg.srcPort);
@@ -478,7 +566,7 @@ export class TcpLayer implements TcpHost {
     this.sendRst(link, seg, src, dst, srcMac);
   }
 
-  private sendRst(link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array): void {
+  private sendRst(link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array): void {
     const out = this.rstOut;
     out.reset();
     out.srcPort = seg.dstPort;
@@ -487,7 +575,7 @@ export class TcpLayer implements TcpHost {
     this.eng.tcpEmit(link.vs, link, srcMac, dst, src, 20, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
   }
 
-  private onSyn(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array, now: number): void {
+  private onSyn(l: TcpListener, link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): void {
     if (l.accept.length + l.pendingAccept.length >= l.opts.backlog) {
       l.overflowDrops++;
       return this.eng.dropOn(link, Drop.TcpListenOverflow);
@@ -519,7 +607,7 @@ export class TcpLayer implements TcpHost {
     this.insert(e);
   }
 
-  private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: number, dst: number, srcMac: Uint8Array, now: number): boolean {
+  private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): boolean {
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
     const info = synCookie.check(seg, tuple, this.secret, now);
     if (!info) return false;
@@ -663,16 +751,17 @@ export class TcpLayer implements TcpHost {
     this.post(e, EV_ESTABLISHED);
   }
 
-  onData(c: { user: unknown }, b: Uint8Array, off: number, len: number): void {
+  onData(c: { user: unknown }, b: Uint8Array, off: number, len: number, seg: TcpSegmentIn | null): void {
     const e = c.user as TcpEntry;
-    const pool = this.curPool;
-    if (pool && !this.kept && b === pool.bytes && this.curFrame >= 0) {
+    const h = seg as TcpHeader | null;
+    const pool = h && h.frame >= 0 ? h.framePool as FramePool : null;
+    if (h && pool && !h.frameKept && b === pool.bytes) {
       // Keep the frame until the burst's events are delivered: a zero-copy reader gets it as a view;
       // otherwise the in-order data of the whole burst is copied into one Buffer (one allocation and
       // one stream push per burst instead of per segment, as a GRO receiver would).
-      pool.transfer(this.curFrame, OWNER_ENGINE, OWNER_ZEROCOPY);
-      this.kept = true;
-      e.data.push(new ZeroCopyChunk(b, off, len, pool, this.curFrame, e, this));
+      pool.transfer(h.frame, OWNER_ENGINE, OWNER_ZEROCOPY);
+      h.frameKept = true;
+      e.data.push(new ZeroCopyChunk(b, off, len, pool, h.frame, e, this));
       this.post(e, 0);
       return;
     }
@@ -730,10 +819,11 @@ export class TcpLayer implements TcpHost {
     e.data = e.data.filter((z) => !(z instanceof ZeroCopyChunk));
     this.eng.wheel.cancel(e.timer);
     this.remove(e, timeWait);
-    const lp = e.vs.tcpLocalPorts.get(c.tuple.localPort);
+    const ports = tcpState(e.vs).localPorts;
+    const lp = ports.get(c.tuple.localPort);
     if (lp !== undefined && !e.listener) {
-      if (lp <= 1) e.vs.tcpLocalPorts.delete(c.tuple.localPort);
-      else e.vs.tcpLocalPorts.set(c.tuple.localPort, lp - 1);
+      if (lp <= 1) ports.delete(c.tuple.localPort);
+      else ports.set(c.tuple.localPort, lp - 1);
     }
   }
 
@@ -742,7 +832,7 @@ export class TcpLayer implements TcpHost {
     e.inTimeWait = true;
     this.timeWaitCount++;
     this.activeCount--; // TIME_WAIT has its own limit (tcpTimeWait)
-    e.vs.tcpActive--;
+    tcpState(e.vs).active--;
     this.timeWaitQueue.push(e);
     while (this.timeWaitCount > this.maxTimeWait && this.timeWaitHead < this.timeWaitQueue.length) {
       const old = this.timeWaitQueue[this.timeWaitHead++]!;
@@ -774,20 +864,19 @@ export class TcpLayer implements TcpHost {
    * being opened (ECONNREFUSED); "fragmentation needed" lowers the path MTU (RFC 1191) and this
    * connection's MSS; the others are soft errors, left to retransmission.
    */
-  icmpError(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number, seq: number,
-    type: number, code: number, nextHopMtu: number): Drop {
+  icmpError(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, seq: number,
+    kind: IcmpKind, nextHopMtu: number): Drop {
     const e = this.find(vs, local, localPort, remote, remotePort);
     if (!e || e.released) return Drop.IcmpNoFlow;
     const c = e.conn;
     const st = c.state;
     if (st === TcpState.Closed || st === TcpState.TimeWait) return Drop.IcmpNoFlow; // nothing in flight
     if (((seq - c.sndUna) >>> 0) > ((c.sndMax - c.sndUna) >>> 0)) return Drop.IcmpOutOfWindow;
-    if (type !== ICMP_DEST_UNREACH) return Drop.None;
-    if (code === ICMP_FRAG_NEEDED) {
+    if (kind === IcmpKind.Mtu) {
       // The path MTU may already be as low (another connection's error): this one follows it too.
       const mtu = this.eng.pmtuUpdate(vs, remote, nextHopMtu, local, e.mark);
-      c.setMss(clampMss(mtu - 40));
-    } else if ((code === ICMP_PROTO_UNREACH || code === ICMP_PORT_UNREACH) && (st === TcpState.SynSent || st === TcpState.SynReceived)) {
+      c.setMss(clampMss(mtu - tcpOverhead(remote)));
+    } else if (kind === IcmpKind.Refused && (st === TcpState.SynSent || st === TcpState.SynReceived)) {
       c.fail('ECONNREFUSED');
     }
     return Drop.None;
@@ -799,7 +888,7 @@ export class TcpLayer implements TcpHost {
    * as a kernel reports it (Linux: the neighbor's failure reaches the socket as a host
    * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error).
    */
-  hostUnreachable(vs: VirtualServer, local: number, localPort: number, remote: number, remotePort: number): void {
+  hostUnreachable(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): void {
     const e = this.find(vs, local, localPort, remote, remotePort);
     if (!e || e.released) return;
     if (e.conn.state === TcpState.SynSent) e.conn.fail('EHOSTUNREACH');
@@ -938,8 +1027,9 @@ export class TcpLayer implements TcpHost {
   destroyVs(vs: VirtualServer): void {
     const now = this.clock();
     const gone: TcpListener[] = [];
-    for (const list of [...vs.tcpListeners.values()]) for (const l of list) { this.unlisten(l); gone.push(l); }
-    for (const head of [...vs.tcpConns.values()]) {
+    const st = tcpState(vs);
+    for (const list of [...st.listeners.values()]) for (const l of list) { this.unlisten(l); gone.push(l); }
+    for (const head of [...st.conns.values()]) {
       for (let e: TcpEntry | null = head; e; ) {
         const next: TcpEntry | null = e.next;
         // Sockets learn that their connection is gone (abort() reports nothing by itself).

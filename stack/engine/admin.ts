@@ -1,0 +1,244 @@
+/**
+ * Virtual server administration: links, addresses (both families), routes and rules. Every entry
+ * point checks its input with the one validator (stack/validate.ts) first, then updates the demux
+ * index, the VS's tables and the driver's ownership (XDP maps).
+ */
+import { macToString } from '../../driver/types';
+import { macEquals } from '../../protocols/ethernet';
+import {
+  addrEq, addrToString, Ip6, IpAddr, isLinkLocal6, linkLocalFromMac, maskAddr, parseAddr, parseCidr, prefixMatch, splitZone,
+} from '../../protocols/ip/addr';
+import { NeighborCache } from '../neighbor';
+import { maskOf, Route, TABLE_MAIN } from '../routing';
+import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce } from '../validate';
+import { Address, Link, VirtualServer } from '../vs';
+import type { Engine } from './engine';
+
+export interface LinkSpec {
+  name?: string;
+  device: string;
+  vlan?: number;
+  mac?: Uint8Array;
+  mtu?: number;
+}
+
+export interface RouteSpec {
+  /** 'a.b.c.d/n', 'x::/n', or 'default' (IPv4 unless `via` is IPv6). */
+  dst: string;
+  via?: string;
+  /** Link name; needed for a connected route without gateway when several links exist, and for a link-local gateway. */
+  link?: string;
+  /** The gateway is on `link` although no address of the link covers it (Linux's `onlink`). */
+  onlink?: boolean;
+  src?: string;
+  metric?: number;
+  table?: number;
+}
+
+export interface RuleSpec {
+  priority: number;
+  from?: string;
+  fwmark?: number;
+  table: number;
+}
+
+/** The destination prefix of a route spec: 'default' takes its family from the gateway. */
+function routeDst(spec: RouteSpec): { dst: IpAddr; prefixLen: number } {
+  if (spec.dst === 'default') {
+    const v6 = typeof spec.via === 'string' && spec.via.includes(':');
+    return { dst: v6 ? parseCidr('::/0').addr : 0, prefixLen: 0 };
+  }
+  const c = parseCidr(spec.dst);
+  return { dst: c.addr, prefixLen: c.prefixLen };
+}
+
+export function addLink(eng: Engine, vs: VirtualServer, spec: LinkSpec): Link {
+  // The validator's rules (name, VLAN, MAC, MTU; a (device, VLAN, MAC) used by another link).
+  const asConfig: Record<string, unknown> = { device: spec.device };
+  if (spec.name !== undefined) asConfig.name = spec.name;
+  if (spec.vlan !== undefined) asConfig.vlan = spec.vlan;
+  if (spec.mac !== undefined) asConfig.mac = macToString(spec.mac);
+  if (spec.mtu !== undefined) asConfig.mtu = spec.mtu;
+  enforce(`virtual server '${vs.name}': link`, (c) => checkLink(c, asConfig, '', eng.state, vs.name, vs.links.length));
+  const dev = eng.device(spec.device);
+  const vlan = spec.vlan ?? -1;
+  const name = spec.name ?? (vlan >= 0 ? `${dev.name}.${vlan}` : dev.name);
+  const mac = spec.mac ? Uint8Array.from(spec.mac) : Uint8Array.from(dev.mac);
+  const mtu = spec.mtu ?? dev.mtu;
+  const link = new Link(vs, vs.links.length, name, dev.index, dev.name, vlan, mac, mtu);
+  link.neigh = new NeighborCache(eng.wheel, eng, link, { ...eng.neighParams, maxEntries: vs.maxNeighbors });
+  const grp = eng.groupOf(link, true)!;
+  grp.links.push(link);
+  grp.first = grp.links[0]!;
+  vs.links.push(link);
+  dev.ownMac?.(mac, vlan, true);
+  return link;
+}
+
+export function removeLink(eng: Engine, vs: VirtualServer, linkName: string): void {
+  const link = vs.link(linkName);
+  if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+  // Configured addresses first; the link-local address goes with the last IPv6 one.
+  for (const a of [...link.addrs].filter((x) => !x.auto)) removeAddress(eng, vs, link.name, `${addrToString(a.addr)}/${a.prefixLen}`);
+  for (const a of [...link.addrs]) dropAddress(eng, link, a);
+  for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link === link.index) t.remove(r.dst, r.prefixLen, (x) => x === r);
+  link.neigh.flush();
+  vs.own.add(link.counters); // the VS keeps what its removed link counted
+  const g = eng.groupOf(link)!;
+  g.links.splice(g.links.indexOf(link), 1);
+  const list = g.links;
+  g.first = list.length ? list[0]! : null;
+  if (!list.length) eng.dropGroup(link);
+  const dev = eng.devices[link.dev]!;
+  if (!list.some((l) => macEquals(l.mac, 0, link.mac, 0))) dev.ownMac?.(link.mac, link.vlan, false);
+  // Renumber the remaining links and the routes that refer to them.
+  const removed = vs.links.indexOf(link);
+  vs.links.splice(removed, 1);
+  for (let i = removed; i < vs.links.length; i++) vs.links[i]!.index = i;
+  for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link > removed) r.link--;
+}
+
+export function addAddress(eng: Engine, vs: VirtualServer, linkName: string, cidr: string): void {
+  const link = vs.link(linkName);
+  if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+  enforce(`virtual server '${vs.name}': address`, (c) => checkAddress(c, cidr, '', eng.state, eng.state.link(link)));
+  const { addr, prefixLen } = parseCidr(cidr);
+  if (link.addrs.some((a) => addrEq(a.addr, addr))) throw new Error(`virtual server '${vs.name}' already has address ${addrToString(addr)} on '${linkName}'`);
+  if (typeof addr === 'number') return addAddress4(eng, vs, link, addr, prefixLen);
+  // IPv6: the link's link-local address comes with its first IPv6 address (RFC 4291 2.1: every
+  // interface has one), unless a link-local address is configured explicitly.
+  if (!isLinkLocal6(addr) && !link.addrs.some((a) => typeof a.addr !== 'number' && isLinkLocal6(a.addr))) {
+    addAddress6(eng, vs, link, linkLocalFromMac(link.mac), 64, true);
+  }
+  addAddress6(eng, vs, link, addr, prefixLen, false);
+}
+
+function addAddress4(eng: Engine, vs: VirtualServer, link: Link, addr: number, prefixLen: number): void {
+  const g = eng.groupOf(link)!;
+  const mask = maskOf(prefixLen);
+  const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
+  // A secondary address in a subnet the link already has shares its connected route (as Linux).
+  const main = vs.table(TABLE_MAIN, true)!;
+  const net = (addr & mask) >>> 0;
+  const sameNet = link.addrs.some((a) => typeof a.addr === 'number' && a.prefixLen === prefixLen && prefixMatch(a.addr, addr, prefixLen));
+  if (!sameNet) main.add({ dst: net, prefixLen, gateway: 0, link: link.index, src: addr, metric: 0, proto: 'connected' });
+  link.addrs.push({ addr, prefixLen, broadcast, state: 'preferred' });
+  g.addrs.set(addr | 0, link);
+  if (broadcast && !g.bcast.has(broadcast | 0)) g.bcast.set(broadcast | 0, link);
+  eng.devices[link.dev]!.own?.(addr, link.vlan, true);
+  eng.arp.announce(link, addr);
+}
+
+function addAddress6(eng: Engine, vs: VirtualServer, link: Link, addr: Ip6, prefixLen: number, auto: boolean): void {
+  const g = eng.groupOf(link)!;
+  // The connected route of the prefix (not for link-local: those need their link named anyway).
+  const main = vs.table(TABLE_MAIN, true)!;
+  const sameNet = link.addrs.some((a) => typeof a.addr !== 'number' && a.prefixLen === prefixLen && prefixMatch(a.addr, addr, prefixLen));
+  if (!isLinkLocal6(addr) && !sameNet && prefixLen < 128) {
+    main.add({ dst: maskAddr(addr, prefixLen), prefixLen, gateway: 0, link: link.index, src: addr, metric: 256, proto: 'connected' });
+  }
+  const a: Address = { addr, prefixLen, broadcast: 0, state: 'tentative' };
+  if (auto) a.auto = true;
+  link.addrs.push(a);
+  g.tentative6.set(addr, link);
+  eng.devices[link.dev]!.own?.(addr, link.vlan, true);
+  eng.ndp.addressAdded(link, a);
+}
+
+export function removeAddress(eng: Engine, vs: VirtualServer, linkName: string, cidr: string): void {
+  const link = vs.link(linkName);
+  if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+  const { addr, prefixLen } = parseCidr(cidr);
+  const a = link.addrs.find((x) => addrEq(x.addr, addr) && x.prefixLen === prefixLen);
+  if (!a) throw new Error(`virtual server '${vs.name}' has no address ${cidr} on '${linkName}'`);
+  dropAddress(eng, link, a);
+  // The link-local address made for the IPv6 addresses goes with the last of them.
+  if (typeof addr !== 'number' && !a.auto && !link.addrs.some((x) => typeof x.addr !== 'number' && !x.auto)) {
+    for (const x of link.addrs.filter((y) => y.auto)) dropAddress(eng, link, x);
+  }
+}
+
+/** Takes address `a` off `link`: demux index, connected route, ownership, NDP state. */
+function dropAddress(eng: Engine, link: Link, a: Address): void {
+  const vs = link.vs;
+  const i = link.addrs.indexOf(a);
+  if (i < 0) return;
+  link.addrs.splice(i, 1);
+  const g = eng.groupOf(link)!;
+  const addr = a.addr;
+  const prefixLen = a.prefixLen;
+  const main = vs.table(TABLE_MAIN);
+  const other = link.addrs.find((x) => typeof x.addr === typeof addr && x.prefixLen === prefixLen && prefixMatch(x.addr, addr, prefixLen));
+  const net = maskAddr(addr, prefixLen);
+  if (other) {
+    // A secondary address of the subnet remains: the connected route now prefers it as source.
+    const r = main?.routes().find((x) => x.proto === 'connected' && x.link === link.index && addrEq(x.dst, net) && x.prefixLen === prefixLen);
+    if (r && addrEq(r.src, addr)) r.src = other.addr;
+  } else {
+    main?.remove(net, prefixLen, (r) => r.proto === 'connected' && r.link === link.index);
+  }
+  if (typeof addr === 'number') {
+    g.addrs.delete(addr | 0);
+    if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
+  } else {
+    if (g.addrs6.get(addr) === link) g.addrs6.delete(addr);
+    if (g.tentative6.get(addr) === link) g.tentative6.delete(addr);
+    eng.ndp.addressRemoved(link, a);
+  }
+  eng.devices[link.dev]!.own?.(addr, link.vlan, false);
+}
+
+export function addRoute(eng: Engine, vs: VirtualServer, spec: RouteSpec): Route {
+  enforce(`virtual server '${vs.name}': route ${spec.dst}`, (c) => checkRoute(c, defined({ ...spec }), '', eng.state, vs.name));
+  const { dst, prefixLen } = routeDst(spec);
+  let viaText = spec.via;
+  let linkName = spec.link;
+  if (viaText && viaText.includes('%')) {
+    // A scoped gateway, fe80::1%link: the zone names the link.
+    const z = splitZone(viaText);
+    viaText = z.addr;
+    linkName = linkName ?? z.zone;
+  }
+  const gateway: IpAddr = viaText ? parseAddr(viaText) : 0;
+  const table = spec.table ?? TABLE_MAIN;
+  if (!Number.isInteger(table) || table < 1 || table > 0xffffffff) throw new Error(`bad table id ${spec.table}`);
+  let link: Link | undefined;
+  if (linkName) {
+    link = vs.link(linkName);
+    if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
+  } else if (gateway !== 0) {
+    if (typeof gateway !== 'number' && isLinkLocal6(gateway)) throw new Error(`route ${spec.dst}: a link-local gateway ${viaText} needs its 'link'`);
+    // The gateway must be on a connected network.
+    const r = vs.table(TABLE_MAIN)?.lookup(gateway);
+    if (!r || r.gateway !== 0) throw new Error(`gateway ${viaText} is not on a connected network of virtual server '${vs.name}'`);
+    link = vs.links[r.link];
+  } else if (vs.links.length === 1) {
+    link = vs.links[0];
+  } else {
+    throw new Error(`route ${spec.dst}: give 'via' or 'link'`);
+  }
+  const route: Route = {
+    dst, prefixLen, gateway, link: link!.index, src: spec.src ? parseAddr(spec.src) : 0, metric: spec.metric ?? 0, proto: 'static',
+  };
+  vs.table(table, true)!.add(route);
+  return route;
+}
+
+export function removeRoute(vs: VirtualServer, spec: RouteSpec): number {
+  const { dst, prefixLen } = routeDst(spec);
+  const gw = spec.via ? parseAddr(splitZone(spec.via).addr) : undefined;
+  const n = vs.table(spec.table ?? TABLE_MAIN)?.remove(dst, prefixLen, (r) => r.proto === 'static' && (gw === undefined || addrEq(r.gateway, gw))) ?? 0;
+  if (!n) throw new Error(`virtual server '${vs.name}' has no route ${spec.dst}${spec.via ? ` via ${spec.via}` : ''}`);
+  return n;
+}
+
+export function addRule(eng: Engine, vs: VirtualServer, spec: RuleSpec): void {
+  enforce(`virtual server '${vs.name}': rule ${spec.priority}`, (c) => checkRule(c, defined({ ...spec }), '', eng.state, vs.name));
+  let src: IpAddr = 0;
+  let srcLen = 0;
+  if (spec.from && spec.from !== 'all') {
+    const f = spec.from.includes('/') ? spec.from : `${spec.from}/${spec.from.includes(':') ? 128 : 32}`;
+    ({ addr: src, prefixLen: srcLen } = parseCidr(f));
+  }
+  vs.rules.add({ priority: spec.priority, src, srcLen, mark: spec.fwmark, table: spec.table });
+}

@@ -1,0 +1,857 @@
+/**
+ * The sans-IO engine: fed with bursts of received frames and the current time, it produces frames
+ * to send (per device output bursts) and a next deadline. No clock, socket or native call here.
+ *
+ * A burst is processed layer by layer (vector style), each layer in its own module:
+ *
+ *   stage 1  Ethernet / VLAN demux to a link ............ here (inputBurst)
+ *   stage 2  ARP ........................................ stack/link/arp.ts
+ *   stage 3  IPv4, IPv6 (ext headers, reassembly) ....... stack/ip/ipv4.ts, stack/ip/ipv6.ts
+ *   stage 4  ICMP, ICMPv6 + NDP, UDP, TCP ............... stack/ip/icmp4.ts, stack/ip/icmp6.ts,
+ *                                                         stack/link/ndp.ts, stack/transport/*
+ *   output   one IP output path ......................... stack/ip/output.ts
+ *   admin    VS, link, address, route, rule changes ..... stack/engine/admin.ts
+ *
+ * Per-frame metadata lives in preallocated struct-of-arrays (RxMeta) that each stage reads and
+ * writes by index. Demux to a virtual server is by hash on (device, VLAN, address): the cost of a
+ * packet does not depend on how many virtual servers exist.
+ */
+import { Burst } from '../../driver/types';
+import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
+import { Drop } from '../../protocols/drop';
+import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
+import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH } from '../../protocols/icmp';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
+import { addrEq, addrToString, ip6At, IpAddr, isLinkLocal6 } from '../../protocols/ip/addr';
+import { hashKey } from '../../protocols/tcp/hash';
+import { Ipv4Reassembler } from '../../protocols/reassembly';
+import { Counters } from '../counters';
+import { DEFAULT_NEIGHBOR_PARAMS, Neighbor, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from '../neighbor';
+import type { Route } from '../routing';
+import { TimerWheel } from '../timers';
+import { sockError, UdpSocket } from '../udp';
+import { checkVsLimits, Limits, resolveLimits, VsLimits } from '../limits';
+import { Link, VirtualServer } from '../vs';
+import { TcpLayer, TcpEngine } from '../transport/tcp';
+import { checkDestination, UdpLayer } from '../transport/udp';
+import { EngineState, ValidationError, vsNameProblem } from '../validate';
+import { LinkGroup } from '../link/demux';
+import { Arp } from '../link/arp';
+import { Ndp, NdpOptions } from '../link/ndp';
+import { Ipv4Input } from '../ip/ipv4';
+import { Ipv6Input } from '../ip/ipv6';
+import { Icmp4 } from '../ip/icmp4';
+import { Icmp6 } from '../ip/icmp6';
+import { IpOutput, PMTU_MIN } from '../ip/output';
+import * as admin from './admin';
+import { CHUNK, RxMeta } from './meta';
+import type { Device, DeviceSpec } from './device';
+import type { TcpOptions } from '../../protocols/tcp/types';
+import { randomBytes } from 'node:crypto';
+
+export type { Device, DeviceSpec } from './device';
+export type { LinkSpec, RouteSpec, RuleSpec } from './admin';
+export { PMTU_MIN };
+
+export interface EngineOptions {
+  /** ICMP error messages per second per VS, and burst. */
+  icmpRate?: number;
+  icmpBurst?: number;
+  /** Initial capacity of each device's output queue, in frames, and the most it may grow to. */
+  outCapacity?: number;
+  outMax?: number;
+  neighbor?: Partial<NeighborParams>;
+  /** IPv6 neighbor discovery: Duplicate Address Detection (RFC 4862). */
+  ndp?: Partial<NdpOptions>;
+  reassembly?: { maxDatagrams?: number; maxBytes?: number; timeoutUs?: number };
+  /** Path MTU entries expire after this (µs). Default 10 minutes (RFC 1191, RFC 8201). */
+  pmtuExpiryUs?: number;
+  /** Start of virtual or real time (µs). */
+  now?: number;
+  /** 16-byte secret for TCP ISNs, SYN cookies and IPv6 flow labels (random by default; fixed for reproducible replays). */
+  secret?: Uint8Array;
+  /** Defaults for every TCP connection. */
+  tcp?: Partial<TcpOptions>;
+  /** Most connections kept in TIME_WAIT (all VSes); beyond it the oldest are forgotten early. */
+  tcpMaxTimeWait?: number;
+  /**
+   * Work done by one step at most, carried over to the next step beyond it: timer callbacks run by
+   * `advance()` and connections whose socket events `flushEvents()` delivers. However many
+   * connections expire or close together, each step stays short, so the receive path and the
+   * fill ring are served between them. Defaults 256 and 512.
+   */
+  stepTimers?: number;
+  stepEvents?: number;
+  /** Called when frames were queued outside `input()` (socket sends, timers): the runtime should flush. */
+  onOutput?: () => void;
+  /**
+   * Reports an exception thrown by the stack's own code while it handled input, timers or events
+   * (every one is counted as an `internal-error` drop; each distinct one is reported once), and
+   * events an operator should know (a duplicate IPv6 address). Default: process.emitWarning.
+   */
+  log?: (message: string) => void;
+  /**
+   * An exception thrown by application code in a socket callback ('data', 'connection', 'message',
+   * a write callback...). Default: rethrown from process.nextTick, so it is an uncaught exception
+   * as in Node (where it escapes an I/O callback): 'uncaughtException', or the process exits.
+   */
+  onCallbackError?: (err: unknown) => void;
+  /**
+   * Limits on the tables peers can grow (limits.ts; defaults there). They take precedence over
+   * `tcpMaxTimeWait`, `reassembly.maxDatagrams/maxBytes` and `neighbor.maxEntries`.
+   */
+  limits?: Partial<Limits>;
+}
+
+/** Distinct internal errors reported (beyond it they are only counted). */
+const INTERNAL_ERRORS_LOGGED = 16;
+/** Connections noted per neighbor entry whose segments fell out of its full queue while resolving. */
+const NEIGH_NOTES_MAX = 64;
+
+/** An optional positive integer option, or its default. */
+function positive(v: number | undefined, dflt: number, name: string): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new RangeError(`engine option ${name} must be a positive integer, got ${v}`);
+  return v;
+}
+
+export class Engine implements NeighborHost, TcpEngine {
+  readonly devices: Device[] = [];
+  /** Engine-wide counters for what belongs to no single VS (reassembly timeouts). */
+  readonly counters = new Counters();
+  readonly vsByName = new Map<string, VirtualServer>();
+  readonly vsById = new Map<number, VirtualServer>();
+  readonly wheel: TimerWheel;
+  readonly reasm: Ipv4Reassembler;
+  private nextVsId = 1;
+  /** Per device: link groups indexed by VLAN + 1 (0 = untagged). */
+  private readonly groups: (LinkGroup | null)[][] = [];
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+  readonly out: IpOutput;
+  readonly arp: Arp;
+  readonly ndp: Ndp;
+  readonly ip4: Ipv4Input;
+  readonly ip6: Ipv6Input;
+  readonly icmp4: Icmp4;
+  readonly icmp6: Icmp6;
+  readonly neighParams: NeighborParams;
+  /** The limits in force (defaults with the options applied). */
+  readonly limits: Limits;
+  readonly icmpRate: number;
+  readonly icmpBurst: number;
+  readonly outMax: number;
+  readonly pmtuExpiryUs: number;
+  private readonly outCapacity: number;
+  private readonly stepTimers: number;
+  private readonly stepEvents: number;
+  private readonly onOutput: (() => void) | undefined;
+  private inInput = false;
+  /** Inside advance() or flushEvents(): the runtime reads the next deadline after them. */
+  private inStep = false;
+  /** Set while looped-back frames (sent by a VS to its own addresses) go through input. */
+  inLoopback = false;
+  now: number;
+  /**
+   * The clock read by calls from the application, made outside a step (connect, write, close, UDP
+   * send...): the runtime sets it (real time: the monotonic clock; virtual time: the virtual clock).
+   * By default the engine's own time (the last step's).
+   */
+  clock: () => number = () => this.now;
+  /** Exceptions from the stack's own code, counted (also as `internal-error` drops). */
+  internalErrors = 0;
+  private readonly internalSeen = new Set<string>();
+  /** Where internal errors are reported (see EngineOptions.log). */
+  log: (message: string) => void;
+  /** Where an exception from application code in a socket callback goes (see EngineOptions). */
+  onCallbackError: (err: unknown) => void;
+  /** Start of the receive chunk being handled, and whether stage 1 (Ethernet) is running (error recovery). */
+  private rxDone = 0;
+  private rxStage1 = false;
+
+  // Reusable parse results and per-burst metadata (no allocation per packet).
+  private readonly eth = new EthFrame();
+  private readonly meta = new RxMeta();
+  private readonly arpIdx = new Uint16Array(CHUNK);
+  private readonly ip4Idx = new Uint16Array(CHUNK);
+  private readonly ip6Idx = new Uint16Array(CHUNK);
+  private readonly icmpIdx = new Uint16Array(CHUNK);
+  private readonly icmp6Idx = new Uint16Array(CHUNK);
+  private readonly udpIdx = new Uint16Array(CHUNK);
+  private readonly tcpIdx = new Uint16Array(CHUNK);
+  private readonly tcpMac = new Uint8Array(6);
+
+  constructor(opts: EngineOptions = {}) {
+    this.now = opts.now ?? 0;
+    this.wheel = new TimerWheel(this.now);
+    this.icmpRate = opts.icmpRate ?? 1000;
+    this.icmpBurst = opts.icmpBurst ?? 50;
+    this.outCapacity = opts.outCapacity ?? 1024;
+    this.outMax = opts.outMax ?? 65536;
+    this.pmtuExpiryUs = opts.pmtuExpiryUs ?? 600_000_000;
+    this.stepTimers = positive(opts.stepTimers, 256, 'stepTimers');
+    this.stepEvents = positive(opts.stepEvents, 512, 'stepEvents');
+    this.limits = resolveLimits({
+      tcpTimeWait: opts.tcpMaxTimeWait, reassemblyDatagrams: opts.reassembly?.maxDatagrams,
+      reassemblyMemory: opts.reassembly?.maxBytes, neighbors: opts.neighbor?.maxEntries, ...opts.limits,
+    });
+    this.neighParams = { ...DEFAULT_NEIGHBOR_PARAMS, ...opts.neighbor, maxEntries: this.limits.neighbors };
+    const reasmOpts = { ...opts.reassembly, maxDatagrams: this.limits.reassemblyDatagrams, maxBytes: this.limits.reassemblyMemory };
+    this.reasm = new Ipv4Reassembler(reasmOpts);
+    this.onOutput = opts.onOutput;
+    this.log = opts.log ?? ((m) => process.emitWarning(m, 'XdpstackInternalError'));
+    this.onCallbackError = opts.onCallbackError ?? ((err) => process.nextTick(() => { throw err; }));
+    this.wheel.onError = (err) => this.internalError(err);
+    const secret = opts.secret ?? randomBytes(16);
+    this.tcp = new TcpLayer(this, secret, opts.tcp ?? {}, this.limits.tcpTimeWait, this.limits);
+    this.udp = new UdpLayer(this);
+    this.out = new IpOutput(this, hashKey(secret));
+    this.arp = new Arp(this);
+    this.ndp = new Ndp(this, opts.ndp ?? {});
+    this.ip4 = new Ipv4Input(this);
+    this.ip6 = new Ipv6Input(this, reasmOpts);
+    this.icmp4 = new Icmp4(this);
+    this.icmp6 = new Icmp6(this);
+  }
+
+  // ---------------------------------------------------------------- devices
+
+  addDevice(spec: DeviceSpec): Device {
+    if (this.devices.some((d) => d.name === spec.name)) throw new Error(`device '${spec.name}' already added`);
+    if (this.devices.length >= 255) throw new Error('at most 255 devices per engine');
+    const d: Device = {
+      ...spec, index: this.devices.length, out: new Burst(this.outCapacity), counters: new Counters(),
+      buf: Buffer.from(spec.pool.buffer, 0, spec.pool.bytes.length),
+    };
+    this.devices.push(d);
+    this.out.addDevice();
+    this.groups.push(new Array<LinkGroup | null>(4097).fill(null));
+    return d;
+  }
+
+  device(name: string): Device {
+    const d = this.devices.find((x) => x.name === name);
+    if (!d) throw new Error(`no device '${name}' (known: ${this.devices.map((x) => x.name).join(', ') || 'none'})`);
+    return d;
+  }
+
+  // ---------------------------------------------------------------- virtual servers
+
+  /** The running state as the validator (stack/validate.ts) asks it. */
+  readonly state: EngineState = new EngineState(this);
+
+  /** The links on (device, VLAN) of every VS (the demux index; empty for an unknown device). */
+  linksOn(device: string, vlan: number): readonly Link[] {
+    const d = this.devices.find((x) => x.name === device);
+    return (d && this.groups[d.index]![vlan + 1]?.links) || [];
+  }
+
+  /** The demux group of `link`'s (device, VLAN); made when `create`. */
+  groupOf(link: Link, create = false): LinkGroup | null {
+    const groups = this.groups[link.dev]!;
+    let g = groups[link.vlan + 1]!;
+    if (!g && create) {
+      g = new LinkGroup();
+      groups[link.vlan + 1] = g;
+    }
+    return g;
+  }
+
+  /** Forgets the (now empty) demux group of `link`'s (device, VLAN). */
+  dropGroup(link: Link): void {
+    this.groups[link.dev]![link.vlan + 1] = null;
+  }
+
+  /** A new VS; `limits` are its own (each defaults to the stack's: limits.ts). */
+  createVs(name: string, limits: VsLimits = {}): VirtualServer {
+    const bad = vsNameProblem(name);
+    if (bad) throw new ValidationError(`virtual server name: ${bad}`);
+    if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
+    checkVsLimits(limits);
+    const vs = new VirtualServer(this.nextVsId++, name, this.icmpRate, this.icmpBurst);
+    vs.maxTcpConns = limits.tcpConnections ?? this.limits.tcpConnectionsPerVs;
+    vs.maxSynQueue = limits.tcpSynQueue ?? this.limits.tcpSynQueue;
+    vs.maxNeighbors = limits.neighbors ?? this.limits.neighbors;
+    this.vsByName.set(name, vs);
+    this.vsById.set(vs.id, vs);
+    return vs;
+  }
+
+  vs(name: string): VirtualServer {
+    const v = this.vsByName.get(name);
+    if (!v) throw new Error(`no virtual server '${name}'`);
+    return v;
+  }
+
+  destroyVs(name: string): void {
+    const vs = this.vs(name);
+    for (const socks of [...vs.udpPorts.values()]) for (const s of [...socks]) if (!s.closed) s.close();
+    this.tcp.destroyVs(vs);
+    for (const l of [...vs.links].reverse()) this.removeLink(vs, l.name);
+    vs.destroyed = true;
+    this.vsByName.delete(name);
+    this.vsById.delete(vs.id);
+  }
+
+  addLink(vs: VirtualServer, spec: admin.LinkSpec): Link { return admin.addLink(this, vs, spec); }
+  removeLink(vs: VirtualServer, linkName: string): void { admin.removeLink(this, vs, linkName); }
+  /** Adds an address of either family ('10.0.0.1/24', 'fd00::1/64'); an IPv6 one is tentative until DAD passes. */
+  addAddress(vs: VirtualServer, linkName: string, cidr: string): void { admin.addAddress(this, vs, linkName, cidr); }
+  removeAddress(vs: VirtualServer, linkName: string, cidr: string): void { admin.removeAddress(this, vs, linkName, cidr); }
+  addRoute(vs: VirtualServer, spec: admin.RouteSpec): Route { return admin.addRoute(this, vs, spec); }
+  removeRoute(vs: VirtualServer, spec: admin.RouteSpec): number { return admin.removeRoute(vs, spec); }
+  addRule(vs: VirtualServer, spec: admin.RuleSpec): void { admin.addRule(this, vs, spec); }
+
+  createUdpSocket(vs: VirtualServer | string, opts: { maxQueue?: number; type?: 'udp4' | 'udp6'; ipv6Only?: boolean } = {}): UdpSocket {
+    const v = typeof vs === 'string' ? this.vs(vs) : vs;
+    const s = new UdpSocket(this.udp, v.name, opts);
+    (s as unknown as { vs: VirtualServer }).vs = v;
+    return s;
+  }
+
+  /** The VS a UDP socket belongs to. */
+  vsOf(sock: UdpSocket): VirtualServer {
+    return (sock as unknown as { vs: VirtualServer }).vs;
+  }
+
+  // ---------------------------------------------------------------- receive path
+
+  /**
+   * Processes a burst of received frames from device `devIdx`. Every frame is consumed: freed,
+   * queued for transmission (replies reuse the request's frame), or handed to a neighbor queue.
+   */
+  input(devIdx: number, burst: Burst, now: number): void {
+    const dev = this.devices[devIdx];
+    if (!dev) throw new Error(`no device index ${devIdx}`);
+    this.now = now;
+    this.inInput = true;
+    this.rxDone = 0;
+    try {
+      this.inputBurst(dev, devIdx, burst, now);
+    } catch (err) {
+      this.burstThrew(dev, burst, err);
+    } finally {
+      burst.n = 0;
+      this.inInput = false;
+    }
+  }
+
+  /**
+   * An exception escaped the per-frame guards (only stage 1, Ethernet demux, runs unguarded; it
+   * frees or keeps frames but never allocates or sends): every frame of the burst it has not freed
+   * is freed now (Principle 3), the exception counted and reported.
+   */
+  private burstThrew(dev: Device, burst: Burst, err: unknown): void {
+    this.internalError(err, null, dev);
+    const pool = dev.pool;
+    // Frames of the chunk being handled are still the engine's only if stage 1 was running; later
+    // chunks are untouched.
+    const from = this.rxStage1 ? this.rxDone : Math.min(burst.n, this.rxDone + CHUNK);
+    this.rxStage1 = false;
+    for (let i = from; i < burst.n; i++) {
+      const f = burst.frame[i]!;
+      try {
+        if (pool.stateOf(f) === FrameState.Held && pool.ownerOf(f) === OWNER_ENGINE) pool.free(f);
+      } catch { /* not a frame of this pool: nothing to free */ }
+    }
+  }
+
+  /**
+   * A handler threw while it had received frame `f` (generation `gen`; `outMark` = the device's
+   * output queue length before the handler ran): the frame is freed unless the handler consumed it
+   * before throwing (freed it, queued it as a reply, or handed it to a zero-copy reader).
+   */
+  private rxThrew(dev: Device, f: number, gen: number, outMark: number, link: Link | null, err: unknown): void {
+    this.internalError(err, link, dev);
+    const pool = dev.pool;
+    try {
+      if (pool.generation(f) !== gen) return; // freed (and maybe already reused by someone else)
+      if (pool.stateOf(f) !== FrameState.Held || pool.ownerOf(f) !== OWNER_ENGINE) return;
+      const out = dev.out;
+      for (let i = outMark; i < out.n; i++) if (out.frame[i] === f) return; // queued as a reply
+      pool.free(f);
+    } catch (e2) {
+      this.internalError(e2, link, dev);
+    }
+  }
+
+  /**
+   * An exception from the stack's own code (a bug, never the input's fault: malformed input is a
+   * counted drop). Counted as an `internal-error` drop on `link` (else `dev`, else the engine) and
+   * reported once per distinct error (by message and throw site), so a packet that keeps triggering
+   * it cannot flood the log.
+   */
+  internalError(err: unknown, link: Link | null = null, dev: Device | null = null): void {
+    this.internalErrors++;
+    if (link) link.drop(Drop.InternalError);
+    else if (dev) dev.counters.drop(Drop.InternalError);
+    else this.counters.drop(Drop.InternalError);
+    try {
+      const e = err instanceof Error ? err : null;
+      const text = e ? `${e.name}: ${e.message}` : String(err);
+      const site = e?.stack?.split('\n').find((l) => l.trim().startsWith('at ')) ?? '';
+      const key = `${e ? e.name : typeof err} ${site}`;
+      if (this.internalSeen.has(key) || this.internalSeen.size >= INTERNAL_ERRORS_LOGGED) return;
+      this.internalSeen.add(key);
+      this.log(`xdpstack internal error (counted as 'internal-error' drops; reported once): ${e?.stack ?? text}`);
+    } catch { /* reporting must not throw */ }
+  }
+
+  /** An exception from application code in a socket callback (see EngineOptions.onCallbackError). */
+  callbackError(err: unknown): void {
+    try {
+      this.onCallbackError(err);
+    } catch (e2) {
+      this.internalError(e2);
+    }
+  }
+
+  private inputBurst(dev: Device, devIdx: number, burst: Burst, now: number): void {
+    const m = this.meta;
+    m.dev = dev;
+    m.pool = dev.pool;
+    m.b = dev.pool.bytes;
+    m.burst = burst;
+    m.now = now;
+    const b = m.b;
+    const pool = dev.pool;
+    let done = 0;
+    while (done < burst.n) {
+      const n = Math.min(burst.n - done, CHUNK);
+      let nArp = 0;
+      let nIp4 = 0;
+      let nIp6 = 0;
+      m.base = done;
+      this.rxDone = done;
+      this.rxStage1 = true;
+      // Stage 1: Ethernet / VLAN demux.
+      for (let j = 0; j < n; j++) {
+        const i = done + j;
+        const f = burst.frame[i]!;
+        const off = burst.off[i]!;
+        const len = burst.len[i]!;
+        dev.counters.rxPackets++;
+        dev.counters.rxBytes += len;
+        m.link[j] = null;
+        const eth = this.eth;
+        const d = eth.parse(b, off, len);
+        if (d !== Drop.None && d !== Drop.EthUnknownType) {
+          dev.counters.drop(d);
+          pool.free(f);
+          continue;
+        }
+        const grp = this.groups[devIdx]![eth.vlan + 1];
+        if (!grp || eth.outerVlan >= 0) {
+          dev.counters.drop(Drop.VlanNoLink);
+          pool.free(f);
+          continue;
+        }
+        let link: Link | null = null;
+        if (isMulticast(b, eth.dstOff)) link = grp.first;
+        else {
+          const o = eth.dstOff;
+          const hi = (b[o]! << 8) | b[o + 1]!;
+          const lo = ((b[o + 2]! << 24) | (b[o + 3]! << 16) | (b[o + 4]! << 8) | b[o + 5]!) >>> 0;
+          const f0 = grp.first!;
+          if (f0.macLo === lo && f0.macHi === hi) link = f0;
+          else {
+            const links = grp.links;
+            for (let k = 1; k < links.length; k++) {
+              const l = links[k]!;
+              if (l.macLo === lo && l.macHi === hi) { link = l; break; }
+            }
+          }
+        }
+        if (!link) {
+          dev.counters.drop(Drop.NotForUs);
+          pool.free(f);
+          continue;
+        }
+        link.rxPackets++;
+        link.rxBytes += len;
+        if (d !== Drop.None) {
+          link.drop(d);
+          pool.free(f);
+          continue;
+        }
+        m.link[j] = link;
+        m.ethOff[j] = off;
+        m.srcMac[j] = eth.srcOff;
+        m.l3Off[j] = eth.l3Off;
+        m.l3Len[j] = eth.l3Len;
+        const et = eth.etherType;
+        if (et === ETH_P_IPV4) this.ip4Idx[nIp4++] = j;
+        else if (et === ETH_P_IPV6) this.ip6Idx[nIp6++] = j;
+        else if (et === ETH_P_ARP) this.arpIdx[nArp++] = j;
+        else {
+          link.drop(Drop.EthUnknownType);
+          pool.free(f);
+        }
+      }
+      this.rxStage1 = false;
+      // Stages 2 to 4 guard each frame: a handler that throws costs that frame only (rxThrew).
+      // Stage 2: ARP.
+      for (let k = 0; k < nArp; k++) {
+        const j = this.arpIdx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.arp.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+      }
+      // Stage 3: IPv4, IPv6.
+      let nIcmp = 0;
+      let nIcmp6 = 0;
+      let nUdp = 0;
+      let nTcp = 0;
+      for (let k = 0; k < nIp4; k++) {
+        const j = this.ip4Idx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        let proto = 0;
+        try {
+          proto = this.ip4.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+        if (proto === IPPROTO_ICMP) this.icmpIdx[nIcmp++] = j;
+        else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
+        else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
+      }
+      for (let k = 0; k < nIp6; k++) {
+        const j = this.ip6Idx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        let proto = 0;
+        try {
+          proto = this.ip6.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+        if (proto === IPPROTO_ICMPV6) this.icmp6Idx[nIcmp6++] = j;
+        else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
+        else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
+      }
+      // Stage 4: ICMP, ICMPv6 (with NDP), UDP, TCP.
+      for (let k = 0; k < nIcmp; k++) {
+        const j = this.icmpIdx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.icmp4.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+      }
+      for (let k = 0; k < nIcmp6; k++) {
+        const j = this.icmp6Idx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.icmp6.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+      }
+      for (let k = 0; k < nUdp; k++) {
+        const j = this.udpIdx[k]!;
+        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+        try {
+          this.udp.input(m, j);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        }
+      }
+      if (nTcp) this.tcp.beginBurst();
+      for (let k = 0; k < nTcp; k++) {
+        const j = this.tcpIdx[k]!;
+        const so = m.srcMac[j]!;
+        const mac = this.tcpMac;
+        for (let x = 0; x < 6; x++) mac[x] = b[so + x]!;
+        const f = m.frame(j);
+        if (m.bcast[j]) {
+          // No TCP to broadcast or multicast addresses.
+          m.drop(j, m.dst6[j] ? Drop.Ipv6NotOurAddress : Drop.Ipv4NotOurAddress);
+          continue;
+        }
+        // A zero-copy reader may keep the frame (it releases it later).
+        const gen = pool.generation(f), mark = dev.out.n;
+        let kept: boolean;
+        try {
+          kept = this.tcp.input(m.link[j]!, b, m.l4Off[j]!, m.l4Len[j]!, m.srcAddr(j), m.dstAddr(j), mac, now, pool, f);
+        } catch (err) {
+          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+          continue;
+        }
+        if (!kept) pool.free(f);
+      }
+      done += n;
+    }
+  }
+
+  /** Counts a drop for `reason` on `link` (TcpEngine). */
+  dropOn(link: Link, reason: Drop): void {
+    link.drop(reason); // the VS's counters are the sum of its links' (and its own)
+  }
+
+  /**
+   * Frame `j` (a UDP datagram, or a packet of an unknown protocol) had no taker: ICMP "port
+   * unreachable" (`port`) or "protocol unreachable" in the frame's family. The caller drops it.
+   */
+  unreachable(m: RxMeta, j: number, port: boolean): void {
+    const link = m.link[j]!;
+    const l3 = m.l3Off[j]!;
+    const ipLen = m.l4Off[j]! - l3 + m.l4Len[j]!;
+    if (m.dst6[j]) this.icmp6.unreachable(m, j, port);
+    else {
+      this.icmp4.errorTo(link, ICMP_DEST_UNREACH, port ? ICMP_PORT_UNREACH : 2, 0, m.b, l3, ipLen, m.dst[j]!, m.src[j]!, m.b, m.srcMac[j]!, m.now);
+    }
+  }
+
+  // ---------------------------------------------------------------- output (the one IP output path)
+
+  /** Routes and sends one datagram of either family (see IpOutput.emit). */
+  emit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: IpAddr, dst: IpAddr, proto: number, tos: number,
+    hdr: Uint8Array, hdrLen: number, data: Uint8Array, dOff: number, dLen: number, df: boolean, mark: number): void {
+    this.out.emit(vs, viaLink, viaMac, src, dst, proto, tos, hdr, hdrLen, data, dOff, dLen, df, mark);
+  }
+
+  /** TcpEngine: builds one TCP segment in a frame and sends it (see IpOutput.tcpEmit). */
+  tcpEmit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: IpAddr, dst: IpAddr, l4Max: number,
+    build: (b: Uint8Array, l4Off: number) => number, mark: number): boolean {
+    return this.out.tcpEmit(vs, viaLink, viaMac, src, dst, l4Max, build, mark);
+  }
+
+  mtuTo(vs: VirtualServer, dst: IpAddr, src: IpAddr = 0, mark = 0): number {
+    return this.out.mtuTo(vs, dst, src, mark);
+  }
+
+  pmtuUpdate(vs: VirtualServer, dst: IpAddr, mtu: number, src: IpAddr = 0, mark = 0): number {
+    return this.out.pmtuUpdate(vs, dst, mtu, src, mark);
+  }
+
+  /** Chooses the source address and an ephemeral port for an active open from `vs` (`zone`: the link of a scoped address). */
+  tcpSource(vs: VirtualServer, dst: IpAddr, localAddr: IpAddr, localPort: number, mark: number, zone = ''): { addr: IpAddr; port: number; via: Link | null } {
+    checkDestination(dst, false, 'connect', 0);
+    let addr = localAddr;
+    let via: Link | null = null;
+    if (addr !== 0 && typeof addr !== typeof dst) {
+      throw sockError('EINVAL', `connect EINVAL: local address ${addrToString(addr)} and destination ${addrToString(dst)} are of different families`);
+    }
+    if (zone || (typeof dst !== 'number' && isLinkLocal6(dst))) {
+      // A link-local destination needs its link (fe80::2%link), as with any socket API.
+      via = zone ? vs.link(zone) ?? null : null;
+      if (!via) {
+        throw sockError('EINVAL', `connect EINVAL ${addrToString(dst)}${zone ? `%${zone}` : ''}: ${zone ? `virtual server '${vs.name}' has no link '${zone}'` : 'a link-local address needs its link (%link)'}`);
+      }
+      if (addr === 0) addr = this.out.sourceFor(via, dst);
+      if (addr === 0) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: link '${via.name}' of virtual server '${vs.name}' has no usable IPv6 address`);
+    } else if (addr === 0) {
+      const r = vs.rules.select(0, mark, vs.tables, dst);
+      if (!r) throw sockError('ENETUNREACH', `connect ENETUNREACH ${addrToString(dst)} (no route in virtual server '${vs.name}')`);
+      const link = vs.links[r.link]!;
+      addr = r.src !== 0 ? r.src : this.out.sourceFor(link, r.gateway !== 0 ? r.gateway : dst);
+      if (addr === 0) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof dst === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`);
+    } else if (!vs.links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr) && a.state === 'preferred'))) {
+      throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${addrToString(addr)}`);
+    }
+    if (localPort) return { addr, port: localPort, via };
+    const p = this.tcp.ephemeralPort(vs);
+    if (p < 0) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: no ephemeral port left in virtual server '${vs.name}'`);
+    return { addr, port: p, via };
+  }
+
+  /** UdpHost: sends one datagram from a socket (see UdpLayer.udpSend). */
+  udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: IpAddr, zone = ''): void {
+    this.udp.udpSend(sock, data, port, addr, zone);
+  }
+
+  /** A frame was queued for a device. */
+  outputQueued(): void {
+    if (!this.inInput) this.onOutput?.();
+  }
+
+  /** A frame was looped back: another step must run to receive it (also from inside input()). */
+  loopQueued(): void {
+    this.onOutput?.();
+  }
+
+  // ---------------------------------------------------------------- NeighborHost (ARP for IPv4, NDP for IPv6)
+
+  /** NeighborHost: ARP request or Neighbor Solicitation for `ip` on the cache's link. */
+  solicit(cache: NeighborCache, ip: IpAddr, mac: Uint8Array | null, _now: number): void {
+    const link = cache.linkRef as Link;
+    if (typeof ip === 'number') this.arp.request(link, this.out.sourceFor(link, ip) as number, ip, mac);
+    else this.ndp.solicit(link, ip, mac);
+  }
+
+  /** NeighborHost: a queued frame's neighbor resolved. */
+  release(cache: NeighborCache, p: PendingFrame, mac: Uint8Array, _now: number): void {
+    const link = cache.linkRef as Link;
+    const pool = this.devices[p.dev]!.pool;
+    pool.bytes.set(mac, p.off);
+    this.out.enqueue(link, pool, p.frame, p.off, p.len);
+  }
+
+  /** NeighborHost: a queued frame is dropped. */
+  discard(cache: NeighborCache, p: PendingFrame, unreachable: boolean, n?: Neighbor): void {
+    const link = cache.linkRef as Link;
+    const pool = this.devices[p.dev]!.pool;
+    const t = tcpTupleOf(pool, p.off + link.ethLen, p.len - link.ethLen);
+    if (t) {
+      if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1] as number, t[2], t[3] as number);
+      else if (n && (n.notes?.length ?? 0) < NEIGH_NOTES_MAX * 4) (n.notes ??= []).push(t[0], t[1], t[2], t[3]);
+    }
+    pool.free(p.frame);
+    link.drop(unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+  }
+
+  /**
+   * NeighborHost: address resolution failed. The connections whose segments were waiting for it
+   * (queued, or dropped from the full queue meanwhile) get the error, as a kernel reports a failed
+   * neighbor (EHOSTUNREACH) instead of retransmitting into the void until the connect times out.
+   * Datagrams are only counted (in `discard`).
+   */
+  failed(cache: NeighborCache, n: Neighbor): void {
+    const t = n.notes;
+    if (!t) return;
+    const vs = (cache.linkRef as Link).vs;
+    for (let i = 0; i + 3 < t.length; i += 4) this.tcp.hostUnreachable(vs, t[i]!, t[i + 1] as number, t[i + 2]!, t[i + 3] as number);
+  }
+
+  /** NeighborHost: a frame for a new neighbor is dropped because the link's table is full. */
+  discardTableFull(cache: NeighborCache, p: PendingFrame): void {
+    const link = cache.linkRef as Link;
+    this.devices[p.dev]!.pool.free(p.frame);
+    link.drop(Drop.NeighborTableFull);
+  }
+
+  // ---------------------------------------------------------------- events
+
+  /**
+   * Emits socket events queued during input (call after each burst). Application code runs here:
+   * an exception from a callback goes to callbackError() (by default rethrown asynchronously, an
+   * uncaught exception as in Node) after the stack has finished its own work, so no frame leaks,
+   * no event of another socket is lost and the stack's state stays whole. Events are delivered
+   * to at most `stepEvents` connections; the others keep theirs for the next step
+   * (`nextDeadline()` is then now).
+   */
+  flushEvents(): void {
+    this.inStep = true;
+    try {
+      this.inputLoopback();
+      try {
+        this.tcp.flushEvents(this.stepEvents);
+      } catch (err) {
+        this.internalError(err); // the TCP layer reports application exceptions itself
+      }
+      const ready = this.udp.ready;
+      while (ready.length) {
+        const q = ready.splice(0);
+        for (const s of q) {
+          try {
+            s.flush();
+          } catch (err) {
+            this.callbackError(err); // a 'message' listener threw (the socket kept what it had not delivered)
+          }
+        }
+      }
+      // ACKs held back during the burst leave now, unless the applications' answers, sent from
+      // their event handlers just above, already carried them.
+      this.tcp.endBurst(this.now);
+    } finally {
+      this.inStep = false;
+    }
+  }
+
+  /** Feeds the frames looped back since the last call to the receive path. */
+  private inputLoopback(): void {
+    const o = this.out;
+    if (!o.loopPending) return;
+    o.loopPending = 0;
+    for (let d = 0; d < o.loop.length; d++) {
+      const q = o.loop[d]!;
+      if (!q.n) continue;
+      // What this input sends to the VS itself goes into the other queue, for the next round.
+      o.loop[d] = o.loopSpare[d]!;
+      o.loopSpare[d] = q;
+      this.inLoopback = true;
+      try {
+        this.input(d, q, this.now);
+      } finally {
+        this.inLoopback = false;
+      }
+    }
+  }
+
+  /**
+   * A timer was armed. From an application call between steps (a write into a zero window arms
+   * the persist timer, setKeepAlive the keepalive timer, without sending anything), the runtime
+   * is told, as for output: a runtime asleep until the next frame would otherwise never run it.
+   */
+  timerArmed(): void {
+    if (!this.inInput && !this.inStep) this.onOutput?.();
+  }
+
+  // ---------------------------------------------------------------- time
+
+  /**
+   * The current time for a call from the application: the engine's time first moves up to the
+   * clock (and to `at`, the caller's own reading), never back. After an idle spell the last step's
+   * time may be seconds old: a SYN stamped with it had its retransmission timer already expired.
+   */
+  time(at = -Infinity): number {
+    const t = Math.max(this.clock(), at);
+    if (t > this.now) this.now = t;
+    return this.now;
+  }
+
+  /**
+   * Runs timers due at `now`, at most `stepTimers` of them (the rest stay due: the next deadline is
+   * then ≤ now); returns the next deadline (µs, Infinity if none).
+   */
+  advance(now: number): number {
+    this.now = now;
+    this.inStep = true;
+    try {
+      this.wheel.advance(now, this.stepTimers);
+    } finally {
+      this.inStep = false;
+    }
+    const expired = this.reasm.expire(now);
+    if (expired) this.counters.drop(Drop.Ipv4ReassemblyTimeout, expired);
+    this.ip6.expire(now);
+    return this.nextDeadline();
+  }
+
+  nextDeadline(): number {
+    if (this.out.loopPending) return this.now; // looped-back frames wait for the next step
+    // Socket events carried over from a step that reached its budget are due at once.
+    if (this.tcp.eventsPending) return this.now;
+    return Math.min(this.wheel.nextDeadline(), this.reasm.nextDeadline(), this.ip6.nextDeadline());
+  }
+}
+
+const IPPROTO_ICMPV6 = 58;
+
+/**
+ * The TCP 4-tuple (src, sport, dst, dport) of a frame the stack built (an IP packet at
+ * `pool.bytes[off..off+len)`, either family), or null.
+ */
+function tcpTupleOf(pool: FramePool, off: number, len: number): [IpAddr, number, IpAddr, number] | null {
+  const b = pool.bytes;
+  if (len < 20) return null;
+  const v = b[off]! >>> 4;
+  if (v === 4) {
+    if (b[off + 9] !== IPPROTO_TCP) return null;
+    const ihl = (b[off]! & 0x0f) * 4;
+    if ((((b[off + 6]! << 8) | b[off + 7]!) & 0x1fff) !== 0 || len < ihl + 4) return null;
+    const src = ((b[off + 12]! << 24) | (b[off + 13]! << 16) | (b[off + 14]! << 8) | b[off + 15]!) >>> 0;
+    const dst = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
+    const p = off + ihl;
+    return [src, (b[p]! << 8) | b[p + 1]!, dst, (b[p + 2]! << 8) | b[p + 3]!];
+  }
+  if (v === 6 && len >= 44 && b[off + 6] === IPPROTO_TCP) {
+    const p = off + 40;
+    return [ip6At(b, off + 8), (b[p]! << 8) | b[p + 1]!, ip6At(b, off + 24), (b[p + 2]! << 8) | b[p + 3]!];
+  }
+  return null;
+}
+

@@ -1,0 +1,3 @@
+/** The engine (see ./engine.ts for the layout of the receive and output paths). */
+export * from './engine';
+export type { RxMeta } from './meta';

@@ -1,0 +1,144 @@
+/**
+ * ICMP for IPv4 (RFC 792, RFC 1122 3.2.2): echo answered in place, errors validated against live
+ * state before they change anything (RFC 5927), errors sent rate-limited per VS.
+ */
+import { Drop } from '../../protocols/drop';
+import { ETH_P_IPV4 } from '../../protocols/ethernet';
+import {
+  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
+  ICMP_TIME_EXCEEDED, writeIcmpError,
+} from '../../protocols/icmp';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
+import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
+import { linkEth } from '../link/demux';
+import { IcmpKind } from '../transport/tcp';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Link, VirtualServer } from '../vs';
+import { HOP_LIMIT } from './output';
+
+/**
+ * Takes one token from the VS's ICMP error bucket (RFC 1812 4.3.2.8 / RFC 4443 2.4(f)); false
+ * (counted) when empty. Shared by ICMP and ICMPv6.
+ */
+export function icmpErrorToken(vs: VirtualServer, link: Link, now: number): boolean {
+  const elapsed = now - vs.icmpStamp;
+  if (elapsed > 0) {
+    vs.icmpTokens = Math.min(vs.icmpBurst, vs.icmpTokens + (elapsed * vs.icmpRate) / 1e6);
+    vs.icmpStamp = now;
+  }
+  if (vs.icmpTokens < 1) {
+    link.drop(Drop.IcmpRateLimited);
+    return false;
+  }
+  vs.icmpTokens -= 1;
+  return true;
+}
+
+export class Icmp4 {
+  private readonly icmp = new IcmpPacket();
+  private readonly mac = new Uint8Array(6);
+  private readonly hdr = new Uint8Array(8);
+
+  constructor(private readonly eng: Engine) {}
+
+  input(m: RxMeta, j: number): void {
+    const link = m.link[j]!;
+    const b = m.b;
+    const off = m.l4Off[j]!;
+    const len = m.l4Len[j]!;
+    const icmp = this.icmp;
+    const d = icmp.parse(b, off, len);
+    if (d !== Drop.None) return m.drop(j, d);
+    if (icmp.type === ICMP_ECHO_REQUEST) {
+      if (m.bcast[j]) return m.drop(j, Drop.Ipv4NotOurAddress);
+      // Echo reply in place: type 8 → 0 with an incremental checksum update (RFC 1624).
+      b[off] = 0;
+      wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), 0x0800, 0x0000));
+      const so = m.srcMac[j]!;
+      for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
+      const ipStart = off - 20;
+      writeIpv4(b, ipStart, m.dst[j]!, m.src[j]!, IPPROTO_ICMP, len, HOP_LIMIT, this.eng.out.nextIpId(link), 0, m.tos[j]!);
+      const ethStart = ipStart - link.ethLen;
+      linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV4);
+      // Cannot happen for an unfragmented request that fit the link; be safe.
+      if (20 + len > link.mtu) return m.drop(j, Drop.Ipv4BadTotalLength);
+      this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      return;
+    }
+    if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
+      const r = this.errorInput(link, b, m.dst[j]!);
+      if (r !== Drop.None) return m.drop(j, r);
+      return m.free(j);
+    }
+    // Echo replies (no ping sockets yet) and other ICMP types are counted and dropped.
+    m.drop(j, Drop.IcmpUnknownType);
+  }
+
+  /** A reassembled ICMP message: a large echo is answered with the same data, fragmented for the path. */
+  datagram(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): void {
+    const icmp = this.icmp;
+    const d = icmp.parse(dg, 0, dg.length);
+    if (d !== Drop.None) return link.drop(d);
+    if (icmp.type !== ICMP_ECHO_REQUEST || bcast) return link.drop(Drop.IcmpUnknownType);
+    const hdr = this.hdr;
+    hdr[0] = 0; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+    hdr[4] = dg[4]!; hdr[5] = dg[5]!; hdr[6] = dg[6]!; hdr[7] = dg[7]!;
+    const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8)));
+    hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+    this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
+  }
+
+  /**
+   * An ICMP error (parsed in this.icmp: it quotes an IPv4 header and 8 bytes) that came to our
+   * address `dst`. It is believed only when it quotes live state (RFC 5927 section 4, as Linux's
+   * tcp_v4_err and __udp4_lib_err): a datagram we sent from `dst`, of a TCP connection that exists
+   * with a sequence number in SND.UNA..SND.NXT, or of a UDP socket bound to its source port (and
+   * connected to its destination, when connected). Anything else is a counted drop and changes
+   * nothing: a forged "fragmentation needed" cannot lower the path MTU toward a host, nor a forged
+   * "port unreachable" end a connection.
+   */
+  private errorInput(link: Link, b: Uint8Array, dst: number): Drop {
+    const icmp = this.icmp;
+    const q = icmp.innerOff;
+    const p = icmp.innerL4Off;
+    const qsrc = icmp.innerSrc;
+    const qdst = icmp.innerDst;
+    // Ours was sent from the address the error came to, and a non-first fragment has no ports.
+    if (qsrc !== dst || (((b[q + 6]! << 8) | b[q + 7]!) & 0x1fff) !== 0) return Drop.IcmpNoFlow;
+    const sport = (b[p]! << 8) | b[p + 1]!;
+    const dport = (b[p + 2]! << 8) | b[p + 3]!;
+    const fragNeeded = icmp.type === ICMP_DEST_UNREACH && icmp.code === ICMP_FRAG_NEEDED;
+    if (icmp.innerProto === IPPROTO_TCP) {
+      const seq = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
+      // RFC 1122 4.2.3.9: port and protocol unreachable are hard errors while opening.
+      const kind = icmp.type !== ICMP_DEST_UNREACH ? IcmpKind.Soft : fragNeeded ? IcmpKind.Mtu
+        : icmp.code === ICMP_PROTO_UNREACH || icmp.code === ICMP_PORT_UNREACH ? IcmpKind.Refused : IcmpKind.Soft;
+      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.nextHopMtu);
+    }
+    if (icmp.innerProto === IPPROTO_UDP) {
+      const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);
+      if (!sock) return Drop.IcmpNoFlow;
+      if (fragNeeded) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.nextHopMtu, qsrc, sock.mark);
+      // Other errors are not reported to UDP sockets (Node's dgram does not either).
+      return Drop.None;
+    }
+    return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote
+  }
+
+  /** Sends an ICMP error quoting `orig[ipOff..]`, to the sender's MAC through `link`, rate-limited. */
+  errorTo(link: Link, type: number, code: number, mtu: number, orig: Uint8Array, ipOff: number, ipLen: number,
+    from: number, to: number, macBuf: Uint8Array, macOff: number, now: number): void {
+    if (!icmpErrorToken(link.vs, link, now)) return;
+    const pool = this.eng.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return link.drop(Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const ethLen = link.ethLen;
+    const icmpOff = start + ethLen + 20;
+    const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
+    writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, HOP_LIMIT, this.eng.out.nextIpId(link), 0, 0xc0);
+    linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV4);
+    this.eng.out.enqueue(link, pool, f, start, ethLen + 20 + ilen);
+  }
+}

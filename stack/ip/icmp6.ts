@@ -1,0 +1,219 @@
+/**
+ * ICMPv6 (RFC 4443) in the engine: echo answered (in place when the request has no extension
+ * headers), errors validated against live state before they change anything (RFC 5927, as for
+ * ICMP: Packet Too Big lowers the path MTU and the MSS of the connection it quotes), NDP messages
+ * handed to stack/link/ndp.ts, and errors sent within RFC 4443 2.4's rules (never about an error,
+ * never to a multicast or unspecified source, to a multicast destination only Packet Too Big and
+ * Parameter Problem code 2), rate-limited per VS.
+ */
+import { Drop } from '../../protocols/drop';
+import { ETH_P_IPV6 } from '../../protocols/ethernet';
+import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
+import { Ip6, ip6At, isMulticast6, isUnspecified, pseudoSum6 } from '../../protocols/ip/addr';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
+import { IPPROTO_ICMPV6 } from '../../protocols/ipv6';
+import {
+  Icmp6Packet, ICMP6_DST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_PACKET_TOO_BIG, ICMP6_PARAM_PROB,
+  ICMP6_TIME_EXCEEDED, writeIcmp6Error,
+} from '../../protocols/icmpv6';
+import { linkEth } from '../link/demux';
+import { IcmpKind } from '../transport/tcp';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Link } from '../vs';
+import { icmpErrorToken } from './icmp4';
+import { HOP_LIMIT, writeIp6Header } from './output';
+
+/** ICMPv6 Destination Unreachable codes (RFC 4443 3.1). */
+const UNREACH_ADMIN = 1;
+const UNREACH_PORT = 4;
+/** ND types (RFC 4861 section 4) and MLD (RFC 3810). */
+const ND_FIRST = 133;
+const ND_LAST = 137;
+const ND_ROUTER_ADVERT = 134;
+const ND_REDIRECT = 137;
+const MLD_QUERY = 130;
+
+export class Icmp6 {
+  private readonly icmp = new Icmp6Packet();
+  private readonly mac = new Uint8Array(6);
+  private readonly hdr = new Uint8Array(8);
+
+  constructor(private readonly eng: Engine) {}
+
+  input(m: RxMeta, j: number): void {
+    const link = m.link[j]!;
+    const b = m.b;
+    const off = m.l4Off[j]!;
+    const len = m.l4Len[j]!;
+    const l3 = m.l3Off[j]!;
+    const icmp = this.icmp;
+    const d = icmp.parse(b, off, len, l3 + 8, l3 + 24);
+    if (d !== Drop.None) return m.drop(j, d);
+    const type = icmp.type;
+    if (type >= ND_FIRST && type <= ND_LAST) {
+      if (type === ND_ROUTER_ADVERT) return m.drop(j, Drop.NdpRouterAdvert); // servers are configured statically
+      // RFC 4861 7.1.1/7.1.2: a hop limit below 255 means the message crossed a router.
+      if (m.hops[j] !== 255) return m.drop(j, Drop.NdpBadHopLimit);
+      return this.eng.ndp.input(m, j);
+    }
+    if (type === MLD_QUERY) return this.eng.ndp.mldQuery(m, j);
+    if (m.src6[j] && isUnspecified(m.src6[j]!)) return m.drop(j, Drop.Ipv6BadSource); // :: only for DAD
+    if (type === ICMP6_ECHO_REQUEST) {
+      if (m.bcast[j]) return m.drop(j, Drop.Ipv6NotOurAddress); // echo to a group: not served
+      return this.echo(m, j, off, len);
+    }
+    if (type === ICMP6_DST_UNREACH || type === ICMP6_PACKET_TOO_BIG || type === ICMP6_TIME_EXCEEDED || type === ICMP6_PARAM_PROB) {
+      const r = this.errorInput(link, b, m.dst6[j]!);
+      if (r !== Drop.None) return m.drop(j, r);
+      return m.free(j);
+    }
+    m.drop(j, Drop.Icmpv6UnknownType); // echo replies (no ping sockets), redirects, others
+  }
+
+  /** Echo Reply (RFC 4443 4.2) with the request's data. */
+  private echo(m: RxMeta, j: number, off: number, len: number): void {
+    const link = m.link[j]!;
+    const b = m.b;
+    const l3 = m.l3Off[j]!;
+    const src = m.src6[j]!;
+    const dst = m.dst6[j]!;
+    if (off !== l3 + 40) {
+      // Extension headers in the request: the reply is built anew (they are not echoed).
+      const hdr = this.hdr;
+      hdr[0] = ICMP6_ECHO_REPLY; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+      hdr[4] = b[off + 4]!; hdr[5] = b[off + 5]!; hdr[6] = b[off + 6]!; hdr[7] = b[off + 7]!;
+      const c = fold(sum16(b, off + 8, len - 8, sum16(hdr, 0, 8, pseudoSum6(dst, src, IPPROTO_ICMPV6, len))));
+      hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+      const so = m.srcMac[j]!;
+      for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
+      try {
+        this.eng.out.emit(link.vs, link, this.mac, dst, src, IPPROTO_ICMPV6, 0, hdr, 8, b, off + 8, len - 8, false, 0);
+      } finally {
+        m.free(j);
+      }
+      return;
+    }
+    // In place: addresses swapped (the pseudo-header sum does not change), type 128 → 129 with an
+    // incremental checksum update (RFC 1624).
+    const code = b[off + 1]!;
+    b[off] = ICMP6_ECHO_REPLY;
+    wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), (ICMP6_ECHO_REQUEST << 8) | code, (ICMP6_ECHO_REPLY << 8) | code));
+    const so = m.srcMac[j]!;
+    for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
+    const flow = this.eng.out.flowLabel(dst, src, 0);
+    writeIp6Header(b, l3, dst, src, IPPROTO_ICMPV6, len, HOP_LIMIT, flow, m.tos[j]!);
+    const ethStart = l3 - link.ethLen;
+    linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV6);
+    this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+  }
+
+  /** A reassembled ICMPv6 message (only a large echo request is served). */
+  datagram(link: Link, src: Ip6, dst: Ip6, dg: Uint8Array, peerMac: Uint8Array): void {
+    if (dg.length < 8 || fold(sum16(dg, 0, dg.length, pseudoSum6(src, dst, IPPROTO_ICMPV6, dg.length))) !== 0) {
+      return link.drop(Drop.Icmpv6BadChecksum);
+    }
+    if (dg[0] !== ICMP6_ECHO_REQUEST) return link.drop(Drop.Icmpv6UnknownType);
+    const hdr = this.hdr;
+    hdr[0] = ICMP6_ECHO_REPLY; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+    hdr[4] = dg[4]!; hdr[5] = dg[5]!; hdr[6] = dg[6]!; hdr[7] = dg[7]!;
+    const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8, pseudoSum6(dst, src, IPPROTO_ICMPV6, dg.length))));
+    hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+    this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMPV6, 0, hdr, 8, dg, 8, dg.length - 8, false, 0);
+  }
+
+  /**
+   * An ICMPv6 error (parsed in this.icmp) to our address `dst`, believed only when it quotes live
+   * state (RFC 5927 section 4, as Linux's tcp_v6_err): a packet we sent from `dst`, of a TCP
+   * connection with a sequence number in SND.UNA..SND.NXT or of a bound UDP socket.
+   */
+  private errorInput(link: Link, b: Uint8Array, dst: Ip6): Drop {
+    const icmp = this.icmp;
+    if (icmp.innerSrcOff < 0 || icmp.innerL4Off < 0 || icmp.innerL4Len < 4) return Drop.IcmpNoFlow;
+    const qsrc = ip6At(b, icmp.innerSrcOff);
+    if (qsrc.w0 !== dst.w0 || qsrc.w1 !== dst.w1 || qsrc.w2 !== dst.w2 || qsrc.w3 !== dst.w3) return Drop.IcmpNoFlow;
+    const qdst = ip6At(b, icmp.innerDstOff);
+    const p = icmp.innerL4Off;
+    const sport = (b[p]! << 8) | b[p + 1]!;
+    const dport = (b[p + 2]! << 8) | b[p + 3]!;
+    const tooBig = icmp.type === ICMP6_PACKET_TOO_BIG;
+    if (icmp.innerNextHeader === IPPROTO_TCP) {
+      if (icmp.innerL4Len < 8) return Drop.IcmpNoFlow;
+      const seq = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
+      // RFC 4443 3.1 + RFC 1122 4.2.3.9: port unreachable (and administratively prohibited) are
+      // hard errors while the connection is being opened; Packet Too Big lowers the path MTU.
+      const kind = tooBig ? IcmpKind.Mtu
+        : icmp.type === ICMP6_DST_UNREACH && (icmp.code === UNREACH_PORT || icmp.code === UNREACH_ADMIN) ? IcmpKind.Refused : IcmpKind.Soft;
+      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.mtu);
+    }
+    if (icmp.innerNextHeader === IPPROTO_UDP) {
+      const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);
+      if (!sock) return Drop.IcmpNoFlow;
+      if (tooBig) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.mtu, qsrc, sock.mark);
+      return Drop.None;
+    }
+    return Drop.IcmpNoFlow;
+  }
+
+  /** Port / protocol unreachable for frame `j` (a datagram with no taker). */
+  unreachable(m: RxMeta, j: number, port: boolean): void {
+    if (port) this.errorFor(m, j, ICMP6_DST_UNREACH, UNREACH_PORT, 0, m.dst6[j]!);
+    // An unknown upper layer is answered by Parameter Problem (ipv6.ts), not here.
+  }
+
+  /**
+   * Sends an ICMPv6 error about frame `j` (the IPv6 packet at its l3Off) back to its sender, within
+   * RFC 4443 2.4(e): not about an ICMPv6 error or a Redirect, not to an unspecified or multicast
+   * source, and about a packet to a multicast group only when it is Packet Too Big or Parameter
+   * Problem code 2; (f) rate-limited per VS. `ours`: the address the packet came to.
+   */
+  errorFor(m: RxMeta, j: number, type: number, code: number, param: number, ours: Ip6): void {
+    const link = m.link[j]!;
+    const b = m.b;
+    const l3 = m.l3Off[j]!;
+    if (m.l3Len[j]! < 40) return;
+    const to = ip6At(b, l3 + 8);
+    if (isUnspecified(to) || isMulticast6(to)) return;
+    if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
+    // Never about an ICMPv6 error message or a Redirect (the upper layer is known when the chain was walked).
+    const nhOff = m.l4Off[j]!;
+    if (b[l3 + 6] === IPPROTO_ICMPV6 && nhOff === l3 + 40) {
+      const t = b[nhOff]!;
+      if (t < 128 || t === ND_REDIRECT) return;
+    }
+    if (!icmpErrorToken(link.vs, link, m.now)) return;
+    const from = isMulticast6(ours) ? this.eng.out.sourceFor(link, to) : ours;
+    if (typeof from === 'number') return; // no usable IPv6 address on the link
+    const payload = 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!);
+    this.send(link, b, m.srcMac[j]!, from, to, type, code, param, b, l3, Math.min(payload, m.l3Len[j]!));
+  }
+
+  /** Time Exceeded code 1 (fragment reassembly time exceeded, RFC 8200 4.5) quoting the first fragment. */
+  reassemblyTimeout(first: Uint8Array, vsId: number, now: number): void {
+    const vs = this.eng.vsById.get(vsId);
+    if (!vs || first.length < 40) return;
+    const to = ip6At(first, 8);
+    const ours = ip6At(first, 24);
+    const link = this.eng.out.ownLink(vs, ours);
+    if (!link || isMulticast6(to) || isUnspecified(to)) return;
+    const n = link.neigh.peek(to);
+    if (!n || n.state === 0) return; // no known way back to the sender (its MAC)
+    if (!icmpErrorToken(vs, link, now)) return;
+    this.send(link, n.mac, 0, ours, to, ICMP6_TIME_EXCEEDED, 1, 0, first, 0, first.length);
+  }
+
+  /** Builds and queues an ICMPv6 error from `from` to `to` (the MAC at macBuf[macOff..]) quoting orig[origOff..+origLen). */
+  private send(link: Link, macBuf: Uint8Array, macOff: number, from: Ip6, to: Ip6, type: number, code: number, param: number,
+    orig: Uint8Array, origOff: number, origLen: number): void {
+    const pool = this.eng.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return link.drop(Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const ethLen = link.ethLen;
+    const room = Math.min(pool.frameSize - pool.headroom - ethLen, link.mtu) - 40;
+    const ilen = writeIcmp6Error(pool.bytes, start + ethLen + 40, type, code, param, orig, origOff, Math.min(origLen, room - 8), from, to);
+    writeIp6Header(pool.bytes, start + ethLen, from, to, IPPROTO_ICMPV6, ilen, HOP_LIMIT, 0, 0);
+    linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV6);
+    this.eng.out.enqueue(link, pool, f, start, ethLen + 40 + ilen);
+  }
+}

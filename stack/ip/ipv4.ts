@@ -1,0 +1,102 @@
+/**
+ * IPv4 input (RFC 791, RFC 1122 3.2.1): header checks, demux to the VS by destination address
+ * (unicast or subnet broadcast), martian sources, reassembly of fragments (bounded), then the L4
+ * protocol for the next stage. Reassembled datagrams go to their L4 handler at once.
+ */
+import { Drop } from '../../protocols/drop';
+import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header } from '../../protocols/ipv4';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Link } from '../vs';
+
+const BROADCAST = 0xffffffff;
+
+export class Ipv4Input {
+  private readonly ip = new Ipv4Header();
+  /** The sender's MAC of the fragment that completed a datagram (reflection for the reply). */
+  private readonly peerMac = new Uint8Array(6);
+
+  constructor(private readonly eng: Engine) {}
+
+  /** Returns the L4 protocol for the next stage, or 0 when the frame was consumed here. */
+  input(m: RxMeta, j: number): number {
+    const link0 = m.link[j]!;
+    const b = m.b;
+    const ip = this.ip;
+    const d = ip.parse(b, m.l3Off[j]!, m.l3Len[j]!);
+    if (d !== Drop.None) {
+      m.drop(j, d);
+      return 0;
+    }
+    if (ip.src === 0 || ip.src >= 0xe0000000 || (ip.src >>> 24) === 127) {
+      m.drop(j, Drop.Ipv4BadSource);
+      return 0;
+    }
+    const grp = this.eng.groupOf(link0)!;
+    let link = grp.addrs.get(ip.dst | 0);
+    let bcast = 0;
+    if (!link) {
+      link = grp.bcast.get(ip.dst | 0);
+      bcast = 1;
+      if (!link && ip.dst === BROADCAST) link = link0;
+      if (!link) {
+        m.drop(j, Drop.Ipv4NotOurAddress);
+        return 0;
+      }
+    }
+    // A datagram from the wire that claims one of our own addresses as its source is spoofed or
+    // looped (Linux: a martian source); answering it would talk to ourselves. Only the VS's own
+    // loopback carries such datagrams.
+    if (!this.eng.inLoopback && grp.addrs.has(ip.src | 0)) {
+      m.drop(j, Drop.Ipv4BadSource);
+      return 0;
+    }
+    m.link[j] = link;
+    if (ip.mf || ip.fragOff) {
+      const src = ip.src, dst = ip.dst, proto = ip.proto, tos = ip.tos;
+      const reasm = this.eng.reasm;
+      const rd = reasm.push(link.vs.id, ip, b, m.now);
+      const so = m.srcMac[j]!;
+      for (let i = 0; i < 6; i++) this.peerMac[i] = b[so + i]!;
+      m.free(j);
+      if (rd !== Drop.None) {
+        link.drop(rd);
+        return 0;
+      }
+      if (reasm.done) this.datagram(link, src, dst, proto, tos, reasm.datagram, m.now);
+      return 0;
+    }
+    m.bcast[j] = bcast;
+    m.src[j] = ip.src;
+    m.dst[j] = ip.dst;
+    m.src6[j] = null;
+    m.dst6[j] = null;
+    m.tos[j] = ip.tos;
+    m.l4Off[j] = ip.payloadOff;
+    m.l4Len[j] = ip.payloadLen;
+    if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP || ip.proto === IPPROTO_TCP) return ip.proto;
+    // Unknown protocol: protocol unreachable (not for broadcasts), then drop.
+    if (!bcast) {
+      this.eng.icmp4.errorTo(link, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0, b, m.l3Off[j]!, ip.hdrLen + ip.payloadLen,
+        ip.dst, ip.src, b, m.srcMac[j]!, m.now);
+    }
+    m.drop(j, Drop.Ipv4UnknownProtocol);
+    return 0;
+  }
+
+  /** A reassembled datagram (the payload of the IP packet in `dg`, which the reassembler reuses). */
+  private datagram(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, now: number): void {
+    const peerMac = Uint8Array.from(this.peerMac);
+    const bcast = this.eng.out.isBroadcast(link, dst);
+    if (proto === IPPROTO_UDP) return this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast);
+    if (proto === IPPROTO_ICMP) return this.eng.icmp4.datagram(link, src, dst, tos, dg, peerMac, bcast);
+    if (proto === IPPROTO_TCP) {
+      if (bcast) return link.drop(Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
+      // The reassembled segment is no UMEM frame (no pool): TCP copies what it keeps.
+      this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
+      return;
+    }
+    link.drop(Drop.Ipv4UnknownProtocol);
+  }
+}

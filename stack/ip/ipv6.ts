@@ -1,0 +1,173 @@
+/**
+ * IPv6 input (RFC 8200): header and extension header checks (the wire view walks the chain),
+ * demux to the VS by destination address (our unicast addresses, all-nodes and the solicited-node
+ * groups for ICMPv6), martian sources, reassembly of fragments (bounded; RFC 5722 overlaps drop
+ * the datagram; atomic fragments per RFC 6946), Parameter Problem for what cannot be processed,
+ * then the upper-layer protocol for the next stage.
+ */
+import { Drop } from '../../protocols/drop';
+import { eq6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
+import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
+import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
+import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
+import { Ipv6Reassembler } from '../../protocols/reassembly6';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Link } from '../vs';
+
+export interface Reassembly6Options {
+  maxDatagrams?: number;
+  maxBytes?: number;
+  timeoutUs?: number;
+}
+
+export class Ipv6Input {
+  private readonly ip = new Ipv6Header();
+  readonly reasm: Ipv6Reassembler;
+  private readonly peerMac = new Uint8Array(6);
+
+  constructor(private readonly eng: Engine, opts: Reassembly6Options) {
+    this.reasm = new Ipv6Reassembler(opts);
+  }
+
+  /** Returns the upper-layer protocol for the next stage, or 0 when the frame was consumed here. */
+  input(m: RxMeta, j: number): number {
+    const link0 = m.link[j]!;
+    const b = m.b;
+    const ip = this.ip;
+    const l3 = m.l3Off[j]!;
+    const d = ip.parse(b, l3, m.l3Len[j]!);
+    const grp = this.eng.groupOf(link0)!;
+    const dOff = ip.dstOff;
+    // Which of our addresses (or groups) it is for: the destination's value is our own address
+    // record's, found from the bytes (no allocation).
+    let link: Link | undefined;
+    let dst: Ip6 | null = null;
+    let multicast = 0;
+    if (d === Drop.None || ip.ppCode >= 0) {
+      if (b[dOff] === 0xff) {
+        // Multicast: all-nodes (ff02::1) and solicited-node groups (ff02::1:ffXX:XXXX) carry NDP
+        // and MLD; the ICMPv6 stage checks the target. Nothing else multicast is served.
+        const allNodes = b[dOff + 1] === 0x02 && eq6At(ALL_NODES, b, dOff);
+        if (!allNodes && !isSolicitedNodeAt(b, dOff)) {
+          m.drop(j, Drop.Ipv6NotOurAddress);
+          return 0;
+        }
+        link = link0;
+        dst = allNodes ? ALL_NODES : ip6At(b, dOff);
+        multicast = 1;
+      } else {
+        link = grp.addrs6.get6At(b, dOff);
+        if (link) {
+          dst = addrValue(link, b, dOff);
+        } else {
+          const t = grp.tentative6.get6At(b, dOff);
+          // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's
+          // DAD... which RFC 4862 5.4.3 says to treat like the multicast one; the ICMPv6 stage decides.
+          if (t && b[l3 + 6] === IPPROTO_ICMPV6) {
+            link = t;
+            dst = addrValue(t, b, dOff);
+          } else {
+            m.drop(j, t ? Drop.Ipv6AddressTentative : Drop.Ipv6NotOurAddress);
+            return 0;
+          }
+        }
+      }
+    }
+    if (d !== Drop.None) {
+      if (link && ip.ppCode >= 0 && !multicast) {
+        m.link[j] = link;
+        this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, ip.ppCode, ip.ppPointer, dst!);
+      } else if (link && ip.ppCode === 2) {
+        // RFC 8200 4.2: an unknown option of type 10xxxxxx is answered even to multicast.
+        m.link[j] = link;
+        this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, ip.ppCode, ip.ppPointer, dst!);
+      }
+      m.drop(j, d);
+      return 0;
+    }
+    const sOff = ip.srcOff;
+    const src = ip6At(b, sOff);
+    // `::` is a valid source only for DAD's Neighbor Solicitations (RFC 4862 5.4.2), checked by NDP.
+    if (isBadSource6(src) || (!this.eng.inLoopback && grp.addrs6.get6At(b, sOff) !== undefined)) {
+      m.drop(j, Drop.Ipv6BadSource);
+      return 0;
+    }
+    if ((src.w0 | src.w1 | src.w2 | src.w3) === 0 && ip.nextHeader !== IPPROTO_ICMPV6) {
+      m.drop(j, Drop.Ipv6BadSource);
+      return 0;
+    }
+    m.link[j] = link!;
+    m.src6[j] = src;
+    m.dst6[j] = dst;
+    m.bcast[j] = multicast;
+    m.tos[j] = ip.tclass;
+    m.hops[j] = ip.hopLimit;
+    if (ip.isFragment && !ip.atomic) {
+      if (multicast) {
+        m.drop(j, Drop.Ipv6NotOurAddress);
+        return 0;
+      }
+      const so = m.srcMac[j]!;
+      for (let i = 0; i < 6; i++) this.peerMac[i] = b[so + i]!;
+      const rd = this.reasm.push(link!.vs.id, ip, b, m.now);
+      if (rd !== Drop.None) {
+        if (this.reasm.ppCode >= 0) this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, this.reasm.ppCode, this.reasm.ppPointer, dst!);
+        m.drop(j, rd);
+        return 0;
+      }
+      m.free(j);
+      if (this.reasm.done) this.datagram(link!, src, dst!, this.reasm.nextHeader, this.reasm.datagram, m.now);
+      return 0;
+    }
+    m.l4Off[j] = ip.l4Off;
+    m.l4Len[j] = ip.l4Len;
+    const nh = ip.nextHeader;
+    if (nh === IPPROTO_ICMPV6) return nh;
+    if (multicast) {
+      m.drop(j, Drop.Ipv6NotOurAddress); // no UDP or TCP to groups
+      return 0;
+    }
+    if (nh === IPPROTO_UDP || nh === IPPROTO_TCP) return nh;
+    // Unknown upper layer: Parameter Problem code 1 pointing at the Next Header field that named it
+    // (RFC 8200 section 4; RFC 4443 3.4).
+    this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, 1, ip.nhFieldOff - l3, dst!);
+    m.drop(j, Drop.Ipv6UnknownNextHeader);
+    return 0;
+  }
+
+  /** A reassembled datagram: its upper-layer part `dg` (reused by the reassembler). */
+  private datagram(link: Link, src: Ip6, dst: Ip6, nh: number, dg: Uint8Array, now: number): void {
+    const peerMac = Uint8Array.from(this.peerMac);
+    if (nh === IPPROTO_UDP) return this.eng.udp.datagram(link, src, dst, dg, peerMac, false);
+    if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac);
+    if (nh === IPPROTO_TCP) {
+      this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
+      return;
+    }
+    link.drop(Drop.Ipv6UnknownNextHeader);
+  }
+
+  /** Drops datagrams whose fragments did not all come in time; Time Exceeded for those whose first fragment came. */
+  expire(now: number): void {
+    const n = this.reasm.expire(now, (first, vsId) => this.eng.icmp6.reassemblyTimeout(first, vsId, now));
+    if (n) this.eng.counters.drop(Drop.Ipv6ReassemblyTimeout, n);
+  }
+
+  nextDeadline(): number {
+    return this.reasm.nextDeadline();
+  }
+}
+
+const ALL_NODES = new Ip6(0xff020000, 0, 0, 1);
+
+/** The value of `link`'s address at `b[off..]` (our own record: no allocation per packet). */
+function addrValue(link: Link, b: Uint8Array, off: number): Ip6 {
+  const addrs = link.addrs;
+  for (let i = 0; i < addrs.length; i++) {
+    const a = addrs[i]!.addr;
+    if (typeof a !== 'number' && eq6At(a, b, off)) return a;
+  }
+  return ip6At(b, off);
+}
+

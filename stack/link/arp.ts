@@ -1,0 +1,79 @@
+/**
+ * ARP (RFC 826) for IPv4 neighbors: answers requests for the VS's addresses in place, learns
+ * senders into the link's neighbor cache (the state machine shared with NDP), and sends requests
+ * and gratuitous announcements.
+ */
+import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../../protocols/arp';
+import { Drop } from '../../protocols/drop';
+import { ETH_P_ARP } from '../../protocols/ethernet';
+import { prefixMatch } from '../../protocols/ip/addr';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Link } from '../vs';
+import { BCAST_MAC, linkEth, ZERO_MAC } from './demux';
+
+export class Arp {
+  private readonly arp = new ArpPacket();
+  private readonly mac = new Uint8Array(6);
+
+  constructor(private readonly eng: Engine) {}
+
+  input(m: RxMeta, j: number): void {
+    const link0 = m.link[j]!;
+    const b = m.b;
+    const arp = this.arp;
+    const d = arp.parse(b, m.l3Off[j]!, m.l3Len[j]!);
+    if (d !== Drop.None) return m.drop(j, d);
+    const grp = this.eng.groupOf(link0)!;
+    const target = grp.addrs.get(arp.tpa | 0);
+    if (!target) {
+      // RFC 826 merge: refresh an entry we already have, but do not create one.
+      if (arp.spa) link0.neigh.learn(arp.spa, b, arp.shaOff, false, false, m.now);
+      return m.drop(j, Drop.ArpNotOurAddress);
+    }
+    const link = target;
+    m.link[j] = link;
+    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe). A new entry is made
+    // only for a sender in a connected prefix of the link (RFC 826 learning is about the hosts of
+    // that network; off-subnet senders would only fill the table): others may refresh an entry
+    // the stack made itself (an on-link gateway it is resolving) but never create one.
+    const learnable = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
+    if (learnable) link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, onLinkSubnet(link, arp.spa), m.now);
+    if (arp.op !== ARP_REQUEST) {
+      // A reply that taught nothing (sender 0.0.0.0, or our own address: RFC 5227 2.4 conflict) is counted.
+      if (!learnable) return m.drop(j, Drop.ArpBadSender);
+      return m.free(j);
+    }
+    // Reply in place, to the requester's hardware address, through the link it arrived on.
+    const sm = this.mac;
+    for (let i = 0; i < 6; i++) sm[i] = b[arp.shaOff + i]!;
+    const spa = arp.spa;
+    const tpa = arp.tpa;
+    const off = m.ethOff[j]!;
+    const hl = linkEth(b, off, sm, 0, link, ETH_P_ARP);
+    writeArp(b, off + hl, ARP_REPLY, link.mac, 0, tpa, sm, 0, spa);
+    this.eng.out.enqueue(link, m.pool, m.frame(j), off, hl + ARP_LEN);
+  }
+
+  /** An ARP request for `ip` from `src` (broadcast when `mac` is null, else unicast to `mac`). */
+  request(link: Link, src: number, ip: number, mac: Uint8Array | null): void {
+    const pool = this.eng.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) return link.drop(Drop.NoFrame);
+    const start = pool.dataStart(f);
+    const hl = linkEth(pool.bytes, start, mac ?? BCAST_MAC, 0, link, ETH_P_ARP);
+    writeArp(pool.bytes, start + hl, ARP_REQUEST, link.mac, 0, src, ZERO_MAC, 0, ip);
+    this.eng.out.enqueue(link, pool, f, start, hl + ARP_LEN);
+  }
+
+  /** A gratuitous ARP announcing `addr` (RFC 5227 section 3), sent when the address is added. */
+  announce(link: Link, addr: number): void {
+    this.request(link, addr, addr, null);
+  }
+}
+
+/** Whether IPv4 `addr` lies in a prefix of one of `link`'s addresses (a connected subnet). */
+export function onLinkSubnet(link: Link, addr: number): boolean {
+  for (const a of link.addrs) if (typeof a.addr === 'number' && prefixMatch(a.addr, addr, a.prefixLen)) return true;
+  return false;
+}

@@ -1,0 +1,305 @@
+/**
+ * IPv6 neighbor discovery in the engine (RFC 4861), address autoconfiguration's duplicate address
+ * detection (RFC 4862) and the MLDv2 reports (RFC 3810) that make switches with MLD snooping
+ * deliver solicitations to us. The neighbor state machine itself is the one ARP uses
+ * (stack/neighbor.ts); this module speaks NDP for it:
+ *
+ * - Neighbor Solicitation for one of our addresses: the sender is learned (STALE) and answered with
+ *   a solicited Neighbor Advertisement; from `::` (another node's DAD) the answer goes to all nodes.
+ * - Neighbor Advertisement: updates the cache per RFC 4861 7.2.5.
+ * - A new address is tentative: DAD sends `dadTransmits` solicitations from `::`; if nobody claims
+ *   the address within `retransUs` after the last, it becomes preferred and is announced with an
+ *   unsolicited advertisement (RFC 4861 7.2.6); a solicitation from `::` or an advertisement for it
+ *   meanwhile marks it duplicate: reported once and never used (RFC 4862 5.4.5).
+ */
+import { Drop } from '../../protocols/drop';
+import { ETH_P_IPV6 } from '../../protocols/ethernet';
+import {
+  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isUnspecified, multicastMac6, solicitedNode,
+} from '../../protocols/ip/addr';
+import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
+import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
+import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
+import { MldQuery, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
+import type { Timer } from '../timers';
+import type { Engine } from '../engine/engine';
+import type { RxMeta } from '../engine/meta';
+import type { Address, Link } from '../vs';
+import { linkEth } from './demux';
+import { writeIp6Header } from '../ip/output';
+
+export interface NdpOptions {
+  /** Neighbor Solicitations sent by DAD (RFC 4862 DupAddrDetectTransmits); 0 turns DAD off. Default 1. */
+  dadTransmits: number;
+  /** Time between them and after the last (RFC 4861 RetransTimer, µs). Default 1 s. */
+  retransUs: number;
+}
+
+const NDP_HOP_LIMIT = 255;
+
+/** DAD in progress for one address. */
+interface Dad {
+  link: Link;
+  addr: Address;
+  sent: number;
+  timer: Timer;
+}
+
+export class Ndp {
+  private readonly opts: NdpOptions;
+  private readonly nd = new NdpPacket();
+  private readonly query = new MldQuery();
+  private readonly dad = new Map<Address, Dad>();
+  /** Per link: solicited-node groups joined (low 24 bits → number of our addresses in it). */
+  private readonly groups = new WeakMap<Link, Map<number, number>>();
+  /** Duplicate addresses found (reported once each). */
+  duplicates = 0;
+
+  constructor(private readonly eng: Engine, opts: Partial<NdpOptions>) {
+    const dadTransmits = opts.dadTransmits ?? 1;
+    const retransUs = opts.retransUs ?? 1_000_000;
+    if (!Number.isInteger(dadTransmits) || dadTransmits < 0 || dadTransmits > 16) throw new RangeError(`ndp.dadTransmits must be 0..16, got ${dadTransmits}`);
+    if (!Number.isFinite(retransUs) || retransUs < 1000) throw new RangeError(`ndp.retransUs must be at least 1000, got ${retransUs}`);
+    this.opts = { dadTransmits, retransUs };
+  }
+
+  // ------------------------------------------------------------ addresses
+
+  /** A new IPv6 address on `link` (tentative): join its solicited-node group, then DAD. */
+  addressAdded(link: Link, a: Address): void {
+    const addr = a.addr as Ip6;
+    this.join(link, addr);
+    if (this.opts.dadTransmits === 0) return this.preferred(link, a);
+    const d: Dad = { link, addr: a, sent: 0, timer: this.eng.wheel.create((now) => this.dadTimer(d, now)) };
+    this.dad.set(a, d);
+    this.dadTimer(d, this.eng.time());
+  }
+
+  addressRemoved(link: Link, a: Address): void {
+    const d = this.dad.get(a);
+    if (d) {
+      this.eng.wheel.cancel(d.timer);
+      this.dad.delete(a);
+    }
+    this.leave(link, a.addr as Ip6);
+  }
+
+  private dadTimer(d: Dad, now: number): void {
+    if (d.addr.state !== 'tentative' || !d.link.addrs.includes(d.addr)) {
+      this.dad.delete(d.addr);
+      return;
+    }
+    if (d.sent >= this.opts.dadTransmits) {
+      this.dad.delete(d.addr);
+      this.preferred(d.link, d.addr);
+      return;
+    }
+    d.sent++;
+    // RFC 4862 5.4.2: from the unspecified address, to the target's solicited-node group.
+    this.sendNs(d.link, d.addr.addr as Ip6, ANY6, null);
+    this.eng.wheel.set(d.timer, now + this.opts.retransUs);
+    this.eng.timerArmed();
+  }
+
+  /** DAD passed (or is off): the address is used, and announced to all nodes (RFC 4861 7.2.6). */
+  private preferred(link: Link, a: Address): void {
+    a.state = 'preferred';
+    const g = this.eng.groupOf(link)!;
+    const addr = a.addr as Ip6;
+    g.tentative6.delete(addr);
+    g.addrs6.set(addr, link);
+    this.sendNa(link, addr, ALL_NODES6, null, NA_FLAG_OVERRIDE);
+  }
+
+  /** DAD found another holder of `a` (RFC 4862 5.4.5): kept as duplicate, never used, reported once. */
+  private duplicate(link: Link, a: Address): void {
+    if (a.state !== 'tentative') return;
+    a.state = 'duplicate';
+    const d = this.dad.get(a);
+    if (d) {
+      this.eng.wheel.cancel(d.timer);
+      this.dad.delete(a);
+    }
+    this.duplicates++;
+    this.eng.log(`xdpstack: virtual server '${link.vs.name}' link '${link.name}': address ${a.addr.toString()} is a duplicate ` +
+      '(another node on the link holds it); it is not used');
+  }
+
+  // ------------------------------------------------------------ receive
+
+  /** A Neighbor Solicitation or Advertisement (hop limit already checked) in frame `j`. */
+  input(m: RxMeta, j: number): void {
+    const link0 = m.link[j]!;
+    const b = m.b;
+    const nd = this.nd;
+    const l3 = m.l3Off[j]!;
+    const d = nd.parse(b, m.l4Off[j]!, m.l4Len[j]!, l3 + 8, l3 + 24, m.hops[j]!);
+    if (d !== Drop.None) return m.drop(j, d);
+    if (nd.type !== ND_NEIGHBOR_SOLICIT && nd.type !== ND_NEIGHBOR_ADVERT) return m.drop(j, Drop.Icmpv6UnknownType); // RS, redirect
+    const grp = this.eng.groupOf(link0)!;
+    const src = m.src6[j]!;
+    const fromDad = isUnspecified(src);
+    const tOff = nd.targetOff;
+    const preferredLink = grp.addrs6.get6At(b, tOff);
+    const tentativeLink = preferredLink ? undefined : grp.tentative6.get6At(b, tOff);
+    const link = preferredLink ?? tentativeLink;
+    const dst = m.dst6[j]!;
+    if (nd.type === ND_NEIGHBOR_SOLICIT) {
+      // RFC 4861 7.1.1: from :: only to a solicited-node group and without a source link-layer address.
+      if (fromDad && (!isMulticast6(dst) || nd.sllaOff >= 0)) return m.drop(j, Drop.NdpInvalid);
+      if (!link) return m.drop(j, Drop.Ipv6NotOurAddress);
+      m.link[j] = link;
+      const target = this.ourAddr(link, b, tOff);
+      if (tentativeLink) {
+        // RFC 4862 5.4.3: another node's DAD for our tentative address makes it a duplicate; a
+        // solicitation from a unicast source (address resolution) is ignored meanwhile.
+        if (fromDad && target) this.duplicate(link, target);
+        return m.free(j);
+      }
+      const t = target!.addr as Ip6;
+      if (fromDad) {
+        // Another node's DAD for an address we hold: defend it, to all nodes (RFC 4861 7.2.4).
+        this.sendNa(link, t, ALL_NODES6, null, NA_FLAG_OVERRIDE);
+        return m.free(j);
+      }
+      // Learn the sender (RFC 4861 7.2.3: create or update as STALE) and answer it, solicited.
+      let mac: Uint8Array | null = null;
+      let macOff = 0;
+      if (nd.sllaOff >= 0) {
+        link.neigh.learn(src, b, nd.sllaOff, false, true, m.now);
+        mac = b;
+        macOff = nd.sllaOff;
+      } else if (!isMulticast6(dst)) {
+        mac = b; // unicast NS without SLLA (NUD probe): answer to the frame's sender
+        macOff = m.srcMac[j]!;
+      } else {
+        return m.drop(j, Drop.NdpInvalid); // to a group without SLLA: nowhere to answer
+      }
+      this.sendNa(link, t, src, mac, NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE, macOff);
+      return m.free(j);
+    }
+    // Neighbor Advertisement. RFC 4861 7.1.2: to a group, Solicited must be clear.
+    if (isMulticast6(dst) && nd.solicited) return m.drop(j, Drop.NdpInvalid);
+    if (tentativeLink) {
+      const target = this.ourAddr(tentativeLink, b, tOff);
+      if (target) this.duplicate(tentativeLink, target); // RFC 4862 5.4.4
+      return m.free(j);
+    }
+    if (preferredLink) return m.drop(j, Drop.Ipv6BadSource); // someone else claims our address: not learned
+    const target = ip6At(b, tOff);
+    link0.neigh.learnAdvert(target, nd.tllaOff >= 0 ? b : null, nd.tllaOff, nd.solicited, nd.override, m.now);
+    m.free(j);
+  }
+
+  /** An MLD query: answered with a report of the link's groups (RFC 3810 6.2). */
+  mldQuery(m: RxMeta, j: number): void {
+    const link = m.link[j]!;
+    const q = this.query;
+    const d = q.parse(m.b, m.l4Off[j]!, m.l4Len[j]!, m.l3Off[j]! + 8);
+    if (d !== Drop.None) return m.drop(j, d);
+    const g = this.groups.get(link);
+    // Only a General Query or one for a group of ours is answered; others are not about us.
+    const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
+    if (!g || g.size === 0 || (!q.general && !g.has(low))) return m.drop(j, Drop.Ipv6NotOurAddress);
+    m.free(j);
+    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false);
+  }
+
+  /** The address record of `link` at b[off..off+16), or null. */
+  private ourAddr(link: Link, b: Uint8Array, off: number): Address | null {
+    for (const a of link.addrs) {
+      const x = a.addr;
+      if (typeof x !== 'number' && x.w0 === rd32(b, off) && x.w1 === rd32(b, off + 4) && x.w2 === rd32(b, off + 8) && x.w3 === rd32(b, off + 12)) return a;
+    }
+    return null;
+  }
+
+  // ------------------------------------------------------------ send
+
+  /** NeighborHost's solicitation for `target` on `link` (multicast, or unicast to `mac` for NUD probes). */
+  solicit(link: Link, target: Ip6, mac: Uint8Array | null): void {
+    const src = this.eng.out.sourceFor(link, target);
+    if (src === 0 || typeof src === 'number') return link.drop(Drop.Ipv6NoRoute); // no usable address yet
+    this.sendNs(link, target, src, mac);
+  }
+
+  private sendNs(link: Link, target: Ip6, src: Ip6, mac: Uint8Array | null): void {
+    const dst = mac ? target : solicitedNode(target);
+    const f = this.frame(link);
+    if (f < 0) return;
+    const pool = this.eng.devices[link.dev]!.pool;
+    const start = pool.dataStart(f);
+    const ip = start + link.ethLen;
+    // RFC 4861 4.3: the source link-layer address is included, except from :: (DAD).
+    const len = writeNs(pool.bytes, ip + 40, target, isUnspecified(src) ? null : link.mac, src, dst);
+    writeIp6Header(pool.bytes, ip, src, dst, IPPROTO_ICMPV6, len, NDP_HOP_LIMIT, 0, 0);
+    linkEth(pool.bytes, start, mac ?? multicastMac6(dst, link.scratchMac), 0, link, ETH_P_IPV6);
+    this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + len);
+  }
+
+  /** An advertisement of our `target` to `to` (at `mac[macOff..]`, or the group's MAC when null). */
+  private sendNa(link: Link, target: Ip6, to: Ip6, mac: Uint8Array | null, flags: number, macOff = 0): void {
+    const f = this.frame(link);
+    if (f < 0) return;
+    const pool = this.eng.devices[link.dev]!.pool;
+    const start = pool.dataStart(f);
+    const ip = start + link.ethLen;
+    const len = writeNa(pool.bytes, ip + 40, target, flags, link.mac, target, to);
+    writeIp6Header(pool.bytes, ip, target, to, IPPROTO_ICMPV6, len, NDP_HOP_LIMIT, 0, 0);
+    linkEth(pool.bytes, start, mac ?? multicastMac6(to, link.scratchMac), mac ? macOff : 0, link, ETH_P_IPV6);
+    this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + len);
+  }
+
+  private frame(link: Link): number {
+    const pool = this.eng.devices[link.dev]!.pool;
+    const f = pool.alloc();
+    if (f < 0) link.drop(Drop.NoFrame);
+    return f;
+  }
+
+  // ------------------------------------------------------------ MLDv2
+
+  private join(link: Link, addr: Ip6): void {
+    let g = this.groups.get(link);
+    if (!g) this.groups.set(link, (g = new Map()));
+    const low = addr.w3 & 0xffffff;
+    const n = g.get(low) ?? 0;
+    g.set(low, n + 1);
+    if (n === 0) this.report(link, [solicitedNode(addr)], false);
+  }
+
+  private leave(link: Link, addr: Ip6): void {
+    const g = this.groups.get(link);
+    if (!g) return;
+    const low = addr.w3 & 0xffffff;
+    const n = g.get(low) ?? 0;
+    if (n <= 1) {
+      g.delete(low);
+      this.report(link, [solicitedNode(addr)], true);
+    } else g.set(low, n - 1);
+  }
+
+  /**
+   * An MLDv2 report (RFC 3810 5.2) for `groups`: joins (EXCLUDE {}) or leaves (INCLUDE {}), to
+   * ff02::16 with hop limit 1 and a Router Alert, from the link-local address (`::` while it is
+   * still tentative, as RFC 3810 5.2.13 allows).
+   */
+  private report(link: Link, groups: Ip6[], leave: boolean): void {
+    const f = this.frame(link);
+    if (f < 0) return;
+    const pool = this.eng.devices[link.dev]!.pool;
+    const start = pool.dataStart(f);
+    const ip = start + link.ethLen;
+    let src: Ip6 = ANY6;
+    for (const a of link.addrs) if (typeof a.addr !== 'number' && a.state === 'preferred' && (a.addr.w0 >>> 22) === 0x3fa) { src = a.addr; break; }
+    const hbh = writeRouterAlertHbh(pool.bytes, ip + 40, IPPROTO_ICMPV6);
+    const len = writeMldv2Report(pool.bytes, ip + 40 + hbh, groups, src, ALL_MLDV2_ROUTERS6, leave);
+    writeIp6Header(pool.bytes, ip, src, ALL_MLDV2_ROUTERS6, IPPROTO_HOPOPTS, hbh + len, 1, 0, 0);
+    linkEth(pool.bytes, start, multicastMac6(ALL_MLDV2_ROUTERS6, link.scratchMac), 0, link, ETH_P_IPV6);
+    this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + hbh + len);
+  }
+}
+
+function rd32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
