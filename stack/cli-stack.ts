@@ -12,7 +12,7 @@
  * --socket PATH; with neither, the only running stack is used.
  */
 import * as path from 'node:path';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from './control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from './stack';
 import { loadConfig } from './config';
