@@ -27,7 +27,8 @@ import type { Link, VirtualServer } from './vs';
 import { NSTATE_NAMES } from './neighbor';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
+import { checkLink, describe, enforce, join, LinkFacts, splitScopedVia, ValidationState, vsNameProblem } from './validate';
+import { addrEq } from '../protocols/ip/addr';
 import type { VsLimits } from './limits';
 
 export interface StackOptions {
@@ -209,9 +210,16 @@ export class VsHandle {
   removeLink(name: string): void { this.engine.removeLink(this.raw, name); }
   addAddress(cidr: string, link?: string): void { this.engine.addAddress(this.raw, this.linkName(link), cidr); }
   removeAddress(cidr: string, link?: string): void { this.engine.removeAddress(this.raw, this.linkName(link), cidr); }
-  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, spec); }
-  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, spec); }
+  /** Adds a route; a scoped gateway `fe80::1%LINK` is its `via` plus its `link`. */
+  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, splitScopedVia(spec)); }
+  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, splitScopedVia(spec)); }
   addRule(spec: RuleConfig | RuleSpec): void { this.engine.addRule(this.raw, spec); }
+  /** Removes the policy rules of `priority`; throws when there is none. */
+  removeRule(priority: number): number {
+    const n = this.raw.rules.remove(priority);
+    if (!n) throw new Error(`virtual server '${this.name}' has no rule of priority ${priority}`);
+    return n;
+  }
 
   /** A dgram-like socket inside this virtual server (only 'udp4' for now). */
   createSocket(type: 'udp4' | { type: 'udp4' }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
@@ -355,7 +363,7 @@ export class Stack {
       const view: ValidationState = {
         device: (d) => state.device(d), deviceNames: () => state.deviceNames(), links: () => siblings, hasRulePriority: () => false,
         macUser: (d, v, m) => state.macUser(d, v, m) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.mac === m) ? 'another link of this request' : undefined),
-        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => y.addr === a)) ? 'another link of this request' : undefined),
+        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => addrEq(y.addr, a))) ? 'another link of this request' : undefined),
       };
       for (let i = 0; i < links.length; i++) { const f = checkLink(c, links[i], join('links', i), view, name, i, siblings); if (f) siblings.push(f); }
     });
