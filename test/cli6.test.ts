@@ -14,6 +14,7 @@ import {
   addressRow, addrOrNull, cidrText, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeDstText, routeRow, ruleRow,
 } from '../stack/show';
 import { formatShow } from '../stack/control';
+import { hostInNet } from '../stack/cli';
 import { createStack } from '../stack/stack';
 import { captureMacFor } from '../stack/stack';
 import { AddrMap, ANY6, parseIp6 } from '../protocols/ip/addr';
@@ -131,6 +132,18 @@ test('replay: the device MAC is found from IPv6 frames to the config\'s IPv6 add
   assert.is(captureMacFor(recs, ours), '02:aa:00:00:00:01');
   // Frames to no address of ours give no answer.
   assert.is(captureMacFor(recs.slice(2), ours), null);
+});
+
+test('lab --net6: peer addresses in RFC 5952 form (the longest zero run compressed), through the one IPv6 parser', () => {
+  assert.is(hostInNet('fd00:0:0:1::/64', 2, 6, 'net6'), 'fd00:0:0:1::2/64');
+  assert.is(hostInNet('fd00:1::/64', 3, 6, 'net6'), 'fd00:1::3/64');
+  assert.is(hostInNet('2001:db8::ff00/120', 5, 6, 'net6'), '2001:db8::ff05/120');
+  assert.is(hostInNet('10.1.1.77/24', 2, 4, 'net'), '10.1.1.2/24');
+  assert.throws(() => hostInNet('10.1.1.0/24', 2, 6, 'net6'), /option '--net6' expects an IPv6 network like fd00::\/64, got '10\.1\.1\.0\/24'/);
+  assert.throws(() => hostInNet('fd00::/64', 2, 4, 'net'), /expects an IPv4 network/);
+  assert.throws(() => hostInNet('fd00::zz/64', 2, 6, 'net6'), /expects an IPv6 network/);
+  assert.throws(() => hostInNet('fd00::/127', 2, 6, 'net6'), /prefix length 127 leaves no room for hosts/);
+  assert.throws(() => hostInNet('fd00::/126', 3, 6, 'net6'), /has no room for 2 peers/);
 });
 
 test('the CLI files import no circle (stack/cli.ts and stack/cli-stack.ts share stack/cli-args.ts)', () => {
