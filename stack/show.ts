@@ -6,7 +6,7 @@
  *
  * The builders take the few fields they print (structural types), not the engine's classes.
  */
-import { addrToString, IpAddr, isUnspecified } from '../protocols/ip/addr';
+import { addrToString, IpAddr, isIp6, isUnspecified } from '../protocols/ip/addr';
 import { macToString } from '../driver/types';
 import { NSTATE_NAMES } from './neighbor';
 
@@ -96,7 +96,8 @@ export function routeRow(vs: string, table: number, r: RouteLike, linkName: stri
 }
 
 export function ruleRow(vs: string, r: RuleLike) {
-  return { vs, priority: r.priority, from: r.srcLen ? cidrText(r.src, r.srcLen) : 'all', fwmark: r.mark ?? null, table: r.table };
+  // 'all' matches both families; `from ::/0` (an IPv6 value of length 0) only IPv6 sources.
+  return { vs, priority: r.priority, from: r.srcLen || isIp6(r.src) ? cidrText(r.src, r.srcLen) : 'all', fwmark: r.mark ?? null, table: r.table };
 }
 
 export function neighborRow(vs: string, link: string, n: NeighborLike) {

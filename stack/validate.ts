@@ -23,7 +23,7 @@
  */
 import { isBadSource4, parseCidr4 } from '../protocols/ipv4';
 import {
-  addrEq, addrToString, familyOf, IpAddr, isBadSource6, isIp6, isLinkLocal6, isUnspecified, maskAddr, parseAddr, parseCidr,
+  addrEq, addrToString, ANY6, familyOf, IpAddr, isBadSource6, isIp6, isLinkLocal6, isUnspecified, maskAddr, parseAddr, parseCidr,
   prefixMatch, splitZone,
 } from '../protocols/ip/addr';
 import { macToString } from '../driver/types';
@@ -383,6 +383,44 @@ export function splitScopedVia<T extends { via?: string; link?: string }>(spec: 
 export function routeFamilyOf(dst: IpAddr | 'default', via?: IpAddr, src?: IpAddr): 4 | 6 {
   const a = dst !== 'default' ? dst : via ?? src;
   return a !== undefined && isIp6(a) ? 6 : 4;
+}
+
+/** A route's values, parsed once for whoever applies it (the engine) after `checkRoute` passed. */
+export interface ParsedRoute {
+  /** The destination network (masked), `0` or `::` for a default route. */
+  dst: IpAddr;
+  prefixLen: number;
+  /** The gateway, or 0 for none (a connected route); either family. */
+  gateway: IpAddr;
+  /** The preferred source, or 0 for none. */
+  src: IpAddr;
+  /** The link named by `link` or by the gateway's zone. */
+  link?: string;
+  family: 4 | 6;
+}
+
+/**
+ * Parses a route's text fields (`fe80::1%LINK` included) the way `checkRoute` reads them: 'default'
+ * is 0.0.0.0/0, or ::/0 when the gateway (else the source) is IPv6. Throws RangeError on bad text;
+ * the semantic rules are `checkRoute`'s.
+ */
+export function parseRoute(spec: { dst: string; via?: string; link?: string; src?: string }): ParsedRoute {
+  const s = splitScopedVia(spec);
+  const via = s.via !== undefined ? parseAddr(s.via) : undefined;
+  const src = s.src !== undefined ? parseAddrText(s.src) : undefined;
+  let dst: IpAddr;
+  let prefixLen = 0;
+  if (s.dst === 'default') dst = routeFamilyOf('default', via, src) === 6 ? ANY6 : 0;
+  else ({ addr: dst, prefixLen } = parseCidrText(s.dst));
+  return { dst: maskAddr(dst, prefixLen), prefixLen, gateway: via ?? 0, src: src ?? 0, link: s.link, family: routeFamilyOf(dst, via, src) };
+}
+
+/** A rule's `from` as (source prefix, length): 'all' or absent is length 0; a plain address is a host. */
+export function parseRuleFrom(from: string | undefined): { src: IpAddr; srcLen: number } {
+  if (from === undefined || from === 'all') return { src: 0, srcLen: 0 };
+  if (from.includes('/')) { const r = parseCidrText(from); return { src: maskAddr(r.addr, r.prefixLen), srcLen: r.prefixLen }; }
+  const a = parseAddrText(from);
+  return { src: a, srcLen: isIp6(a) ? 128 : 32 };
 }
 
 /** Checks a route object of virtual server `vs` (shape and rules) against its links. */

@@ -75,7 +75,8 @@ test('show routes: ::/0 is "default" as in ip -6 route; IPv6 gateways and source
 
 test('show rules: an IPv6 source prefix', () => {
   assert.equal(ruleRow('a', { priority: 100, src: v6('fd00:2::'), srcLen: 64, table: 100 }), { vs: 'a', priority: 100, from: 'fd00:2::/64', fwmark: null, table: 100 });
-  assert.equal(ruleRow('a', { priority: 32766, src: ANY6, srcLen: 0, table: 254 }).from, 'all');
+  assert.equal(ruleRow('a', { priority: 32766, src: 0, srcLen: 0, table: 254 }).from, 'all');
+  assert.equal(ruleRow('a', { priority: 200, src: ANY6, srcLen: 0, table: 254 }).from, '::/0');
   assert.equal(ruleRow('a', { priority: 5, src: parseIpv4('10.1.0.0'), srcLen: 16, mark: 7, table: 9 }), { vs: 'a', priority: 5, from: '10.1.0.0/16', fwmark: 7, table: 9 });
 });
 

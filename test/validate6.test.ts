@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import {
   Checker, checkAddress, checkRoute, checkRule, interfaceAddressProblem, isUsableUnicast, LinkFacts, parseCidrText,
-  routeFamilyOf, splitScopedVia, ValidationState,
+  parseRoute, parseRuleFrom, routeFamilyOf, splitScopedVia, ValidationState,
 } from '../stack/validate';
 import { ConfigError, loadConfig, StackConfig, validateConfig } from '../stack/config';
 import { createStack, Stack } from '../stack/stack';
@@ -188,6 +188,27 @@ test('splitScopedVia: fe80::1%LINK is via fe80::1 on LINK; conflicting or unscop
   assert.is(splitScopedVia(plain), plain);
   const empty = { dst: 'default', via: 'fe80::1%' };
   assert.is(splitScopedVia(empty), empty);
+});
+
+test('parseRoute / parseRuleFrom: the values the engine applies, read as the validator reads them', () => {
+  const d = parseRoute({ dst: 'default', via: 'fe80::1%l0' });
+  assert.equal([String(d.dst), d.prefixLen, String(d.gateway), d.src, d.link, d.family], ['::', 0, 'fe80::1', 0, 'l0', 6]);
+  const d4 = parseRoute({ dst: 'default', via: '10.1.1.254' });
+  assert.equal([d4.dst, d4.prefixLen, d4.gateway, d4.family], [0, 0, parseIpv4('10.1.1.254'), 4]);
+  assert.equal(parseRoute({ dst: 'default', link: 'l0' }).family, 4);
+  assert.equal(String(parseRoute({ dst: 'default', link: 'l0', src: 'fd00:1::1' }).dst), '::');
+  const n = parseRoute({ dst: 'fd00:9::/48', via: 'fd00:1::fe', src: 'fd00:1::1' });
+  assert.equal([String(n.dst), n.prefixLen, String(n.gateway), String(n.src), n.link, n.family], ['fd00:9::', 48, 'fd00:1::fe', 'fd00:1::1', undefined, 6]);
+  assert.throws(() => parseRoute({ dst: 'fd00:9::/129' }), /prefix length must be 0\.\.128/);
+  assert.equal(parseRuleFrom(undefined), { src: 0, srcLen: 0 });
+  assert.equal(parseRuleFrom('all'), { src: 0, srcLen: 0 });
+  assert.equal(parseRuleFrom('10.1.1.5'), { src: parseIpv4('10.1.1.5'), srcLen: 32 });
+  const r6 = parseRuleFrom('fd00:2::5/64');
+  assert.equal([String(r6.src), r6.srcLen], ['fd00:2::', 64]);
+  const h6 = parseRuleFrom('fd00:2::5');
+  assert.equal([String(h6.src), h6.srcLen], ['fd00:2::5', 128]);
+  // ::/0 stays IPv6 (a value, not the number 0 of 'all').
+  assert.instance(parseRuleFrom('::/0').src, Ip6);
 });
 
 // ------------------------------------------------------------------ rules
