@@ -187,8 +187,7 @@ const ZONE_HINT = (s: string, zone: string) =>
 
 /** Parses an address of either family without a zone. Throws RangeError with a clear message. */
 export function parseAddrText(s: string): IpAddr {
-  const z = typeof s === 'string' ? splitZone(s) : { addr: s, zone: '' };
-  if (z.zone || (typeof s === 'string' && s.includes('%'))) throw new RangeError(ZONE_HINT(s, z.zone || 'LINK'));
+  if (typeof s === 'string' && s.includes('%')) throw new RangeError(ZONE_HINT(s, splitZone(s).zone || 'LINK'));
   return parseAddr(s);
 }
 
@@ -357,13 +356,6 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
   return r;
 }
 
-/** A route's fields as text (config files, the control socket, the library API). */
-export interface RouteText {
-  dst: string;
-  via?: string;
-  link?: string;
-}
-
 /**
  * The scoped gateway form `fe80::1%LINK` (RFC 4007 section 11) written as its two fields:
  * `{ via: 'fe80::1', link: 'LINK' }`. A spec without a zone, or whose zone and `link` disagree
@@ -470,13 +462,13 @@ export function checkRoute(c: Checker, r: unknown, p: string, state: ValidationS
   // One family per route: the destination's (for 'default', the gateway's; see routeFamilyOf).
   const fam = routeFamilyOf(d ? d.addr : 'default', via, src);
   const famOk = (a: IpAddr) => (isIp6(a) ? 6 : 4) === fam;
-  if (dst !== undefined && (d || dst === 'default')) {
-    if (via !== undefined && !famOk(via)) {
-      c.fail(join(p, 'via'), `gateway ${viaText} is ${familyName(via)} but the destination ${dst} is IPv${fam}`);
-      via = undefined;
-    }
+  // (Against a destination that did not parse there is nothing to compare.)
+  const dstOk = d !== undefined || dst === 'default';
+  if (dstOk && via !== undefined && !famOk(via)) {
+    c.fail(join(p, 'via'), `gateway ${viaText} is ${familyName(via)} but the destination ${dst} is IPv${fam}`);
+    via = undefined;
   }
-  const srcBad = src !== undefined && !famOk(src);
+  const srcBad = dstOk && src !== undefined && !famOk(src);
   if (srcBad) c.fail(join(p, 'src'), `${addrToString(src!)} is ${familyName(src!)} but the route is IPv${fam}${dst === 'default' ? ` (write the destination as ${fam === 4 ? '::/0' : '0.0.0.0/0'} for the other family)` : ''}`);
   // 'onlink' (as Linux's `ip route ... onlink`): the gateway is reachable on the named link even
   // though no address of the link covers it (a provider's gateway outside the tenant's prefix).
