@@ -4,15 +4,16 @@
  *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits
  *   xdpstack vs add|del NAME                    runtime changes
  *   xdpstack link add DEV --vs NAME [--vlan N] / link del LINK --vs NAME
- *   xdpstack address add|del CIDR --vs NAME [--link LINK]
+ *   xdpstack address add|del CIDR --vs NAME [--link LINK]          CIDR of either family
  *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
+ *   xdpstack rule add|del --priority N [--from CIDR] [--fwmark N] --table N --vs NAME
  *   xdpstack trace [--vs NAME] [--count N] --out FILE.pcap
  *   xdpstack replay CONFIG IN.pcap --out OUT.pcap
  * Every command talking to a stack takes --name NAME (socket /run/xdpstack/NAME.sock) or
  * --socket PATH; with neither, the only running stack is used.
  */
 import * as path from 'node:path';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from './control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from './stack';
 import { loadConfig } from './config';
@@ -91,15 +92,19 @@ ${TARGET_HELP}`;
 // ---------------------------------------------------------------------------------------------
 // vs / address / route
 
-const VS_ADD_USAGE = `Usage: xdpstack vs add NAME [--device DEV [--vlan N] [--mac MAC] [--mtu N]] [--name STACK | --socket PATH]
+const VS_ADD_USAGE = `Usage: xdpstack vs add NAME [--device DEV [--vlan N] [--mac MAC] [--mtu N] [--address CIDR,...]]
+                       [--name STACK | --socket PATH]
 
-Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N); more
-links can be added later with 'xdpstack link add'.
+Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N) and its
+addresses (IPv4 or IPv6: 10.1.1.1/24,fd00::1/64); more links can be added later with
+'xdpstack link add'.
 ${TARGET_HELP.replace('--name NAME    stack name', '--name STACK   stack name')}`;
-const LINK_ADD_USAGE = `Usage: xdpstack link add DEV --vs NAME [--vlan N] [--mac MAC] [--mtu N] [--link LINK] [--name STACK | --socket PATH]
+const LINK_ADD_USAGE = `Usage: xdpstack link add DEV --vs NAME [--vlan N] [--mac MAC] [--mtu N] [--link LINK] [--address CIDR,...]
+                         [--name STACK | --socket PATH]
 
 Adds a link on device DEV (VLAN N) to a virtual server of the running stack; --link names it
-(default DEV or DEV.N). The rules are a config file's: a VLAN + MAC another link uses is refused.`;
+(default DEV or DEV.N), --address gives its addresses (IPv4 or IPv6: 10.2.2.1/24,fd00:2::1/64).
+The rules are a config file's: a VLAN + MAC another link uses is refused.`;
 const LINK_DEL_USAGE = `Usage: xdpstack link del LINK --vs NAME [--name STACK | --socket PATH]
 
 Removes a link of a virtual server with its addresses and the routes through it.`;
@@ -109,13 +114,25 @@ Destroys a virtual server: its sockets are closed, its links and addresses remov
 
 const ADDR_USAGE = (op: string) => `Usage: xdpstack address ${op} CIDR --vs NAME [--link LINK] [--name STACK | --socket PATH]
 
-${op === 'add' ? 'Adds' : 'Removes'} an IPv4 address (like 10.1.1.1/24) on a link of a virtual server
-(--link may be left out when the virtual server has one link).`;
+${op === 'add' ? 'Adds' : 'Removes'} an IPv4 or IPv6 address (like 10.1.1.1/24 or fd00::1/64) on a link of a
+virtual server (--link may be left out when the virtual server has one link). Every link has an
+IPv6 link-local address (fe80::/64 from its MAC); adding a link-local address replaces it. A new
+IPv6 address is 'tentative' in 'xdpstack show addresses' until duplicate address detection
+passes, and 'duplicate' (not used) when another node has it.`;
 
 const ROUTE_USAGE = (op: string) => `Usage: xdpstack route ${op} DST --vs NAME [--via GW] [--link LINK] [--onlink] [--table N] [--metric N] [--src ADDR]
                           [--name STACK | --socket PATH]
 
-${op === 'add' ? 'Adds' : 'Removes'} a static route; DST is a.b.c.d/len or 'default'.`;
+${op === 'add' ? 'Adds' : 'Removes'} a static route. DST is a.b.c.d/len, an IPv6 prefix like fd00:2::/48, or
+'default' (0.0.0.0/0, or ::/0 when --via or --src is IPv6; ::/0 may be written). GW and ADDR are
+of DST's family; a link-local gateway needs its link: --via fe80::1 --link LINK, or --via fe80::1%LINK.`;
+
+const RULE_USAGE = (op: string) => `Usage: xdpstack rule ${op} --priority N${op === 'add' ? ' [--from PREFIX] [--fwmark N] --table N' : ''} --vs NAME [--name STACK | --socket PATH]
+
+${op === 'add'
+    ? `Adds a policy rule: packets from PREFIX (IPv4 or IPv6, like 10.1.0.0/16 or fd00:1::/64; a plain
+address is one host; default all) and/or with socket mark N look up table N, in priority order.`
+    : 'Removes the policy rules of priority N.'}`;
 
 function vsTarget(opts: OptValues, usage: string): string {
   const vs = opts.vs as string | undefined;
@@ -132,12 +149,12 @@ const vsCommands: Command[] = [
   {
     name: 'add', summary: 'create a virtual server', usage: VS_ADD_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, device: 'string', vlan: 'int', mac: 'string', mtu: 'int' }, VS_ADD_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, device: 'string', vlan: 'int', mac: 'string', mtu: 'int', address: 'list' }, VS_ADD_USAGE, 1);
       const name = one(positional, 'a virtual server NAME', VS_ADD_USAGE);
-      if ((opts.vlan !== undefined || opts.mac !== undefined || opts.mtu !== undefined) && opts.device === undefined) {
-        throw new UsageError('--vlan, --mac and --mtu describe a link: give --device too', VS_ADD_USAGE);
+      if ((opts.vlan !== undefined || opts.mac !== undefined || opts.mtu !== undefined || opts.address !== undefined) && opts.device === undefined) {
+        throw new UsageError('--vlan, --mac, --mtu and --address describe a link: give --device too', VS_ADD_USAGE);
       }
-      const links = opts.device !== undefined ? [{ device: opts.device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu }] : [];
+      const links = opts.device !== undefined ? [{ device: opts.device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu, addresses: opts.address }] : [];
       await ask(opts, { cmd: 'vs.add', name, links });
       ctx.out(`virtual server '${name}' created`);
       return 0;
@@ -159,10 +176,10 @@ const linkCommands: Command[] = [
   {
     name: 'add', summary: 'add a link to a virtual server', usage: LINK_ADD_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', vlan: 'int', mac: 'string', mtu: 'int', link: 'string' }, LINK_ADD_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', vlan: 'int', mac: 'string', mtu: 'int', link: 'string', address: 'list' }, LINK_ADD_USAGE, 1);
       const device = one(positional, 'a device DEV', LINK_ADD_USAGE);
       const vs = vsTarget(opts, LINK_ADD_USAGE);
-      await ask(opts, { cmd: 'link.add', vs, device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu, name: opts.link });
+      await ask(opts, { cmd: 'link.add', vs, device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu, name: opts.link, addresses: opts.address });
       ctx.out(`link ${(opts.link as string | undefined) ?? (opts.vlan !== undefined ? `${device}.${opts.vlan}` : device)} added to virtual server '${vs}'`);
       return 0;
     },
@@ -184,7 +201,7 @@ function addrCommand(op: 'add' | 'del'): Command {
     name: op, summary: `${op === 'add' ? 'add' : 'remove'} an address`, usage,
     async run(args) {
       const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', link: 'string' }, usage, 1);
-      const cidr = one(positional, 'an address like 10.1.1.1/24', usage);
+      const cidr = one(positional, 'an address like 10.1.1.1/24 or fd00::1/64', usage);
       await ask(opts, { cmd: `address.${op}`, vs: vsTarget(opts, usage), link: opts.link, cidr });
       return 0;
     },
@@ -198,8 +215,24 @@ function routeCommand(op: 'add' | 'del'): Command {
     async run(args) {
       const { opts, positional } = parseOptions(args,
         { ...TARGET, vs: 'string', via: 'string', link: 'string', onlink: 'bool', table: 'int', metric: 'int', src: 'string' }, usage, 1);
-      const dst = one(positional, "a destination like 10.2.0.0/16 or 'default'", usage);
+      const dst = one(positional, "a destination like 10.2.0.0/16, fd00:2::/48 or 'default'", usage);
       await ask(opts, { cmd: `route.${op}`, vs: vsTarget(opts, usage), dst, via: opts.via, link: opts.link, onlink: opts.onlink ? true : undefined, table: opts.table, metric: opts.metric, src: opts.src });
+      return 0;
+    },
+  };
+}
+
+function ruleCommand(op: 'add' | 'del'): Command {
+  const usage = RULE_USAGE(op);
+  return {
+    name: op, summary: `${op === 'add' ? 'add' : 'remove'} a policy rule`, usage,
+    async run(args) {
+      const spec = op === 'add' ? { ...TARGET, vs: 'string', priority: 'int', from: 'string', fwmark: 'int', table: 'int' } as const
+        : { ...TARGET, vs: 'string', priority: 'int' } as const;
+      const { opts } = parseOptions(args, spec, usage);
+      if (opts.priority === undefined) throw new UsageError('option --priority N is required', usage);
+      if (op === 'add' && opts.table === undefined) throw new UsageError('option --table N is required', usage);
+      await ask(opts, { cmd: `rule.${op}`, vs: vsTarget(opts, usage), priority: opts.priority, from: opts.from, fwmark: opts.fwmark, table: opts.table });
       return 0;
     },
   };
@@ -266,6 +299,10 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'route', summary: 'add or remove a route in a running stack', usage: `Usage: xdpstack route add|del DST --vs NAME [--via GW] [--link L] [--table N]`,
     subcommands: [routeCommand('add'), routeCommand('del')],
+  },
+  {
+    name: 'rule', summary: 'add or remove a policy rule in a running stack', usage: `Usage: xdpstack rule add|del --priority N [--from PREFIX] [--table N] --vs NAME`,
+    subcommands: [ruleCommand('add'), ruleCommand('del')],
   },
   {
     name: 'trace', summary: 'capture the frames of a running stack into a pcap file', usage: TRACE_USAGE,

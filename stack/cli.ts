@@ -7,77 +7,12 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments (UsageError / LabConfigError).
  * Errors are printed as one clear line, never as a stack trace (set XDPSTACK_DEBUG=1 to see it).
  */
-import * as net from 'node:net';
+import { addrToString, Cidr, Ip6, isIp6, maskAddr, parseCidr } from '../protocols/ip/addr';
 import { STACK_COMMANDS } from './cli-stack';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
 
-export class UsageError extends Error {
-  constructor(message: string, readonly usage?: string) { super(message); this.name = 'UsageError'; }
-}
-
-export interface Command {
-  name: string;
-  summary: string;
-  /** Full usage text, shown by --help and after a UsageError. */
-  usage: string;
-  /** Either a handler... */
-  run?(args: string[], ctx: CliContext): number | Promise<number>;
-  /** ...or a nested table (`xdpstack lab up`). */
-  subcommands?: Command[];
-}
-
-export interface CliContext {
-  out(line: string): void;
-  err(line: string): void;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Option parsing
-
-export type OptKind = 'string' | 'int' | 'bool' | 'list';
-export type OptSpec = Record<string, OptKind>;
-export type OptValues = Record<string, string | number | boolean | string[] | undefined>;
-
-/**
- * Parses `--name value`, `--name=value` and boolean `--flag` according to spec; anything else
- * (unknown option, missing or malformed value, stray positional) is a UsageError.
- */
-export function parseOptions(args: string[], spec: OptSpec, usage?: string, maxPositional = 0): { opts: OptValues; positional: string[] } {
-  const opts: OptValues = {};
-  const positional: string[] = [];
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i];
-    if (!a.startsWith('--') || a === '--') {
-      if (positional.length >= maxPositional) throw new UsageError(`unexpected argument '${a}'`, usage);
-      positional.push(a);
-      continue;
-    }
-    const eq = a.indexOf('=');
-    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
-    const kind = spec[name];
-    if (!kind) throw new UsageError(`unknown option '--${name}'`, usage);
-    if (kind === 'bool') {
-      if (eq >= 0) throw new UsageError(`option '--${name}' takes no value`, usage);
-      opts[name] = true;
-      continue;
-    }
-    let v: string;
-    if (eq >= 0) v = a.slice(eq + 1);
-    else {
-      if (i + 1 >= args.length || args[i + 1].startsWith('--')) throw new UsageError(`option '--${name}' needs a value`, usage);
-      v = args[++i];
-    }
-    if (v === '') throw new UsageError(`option '--${name}' needs a value`, usage);
-    if (kind === 'int') {
-      if (!/^\d+$/.test(v)) throw new UsageError(`option '--${name}' expects a non-negative integer, got '${v}'`, usage);
-      opts[name] = Number(v);
-    } else if (kind === 'list') {
-      const items = v.split(',').map((s) => s.trim());
-      if (items.some((s) => s === '')) throw new UsageError(`option '--${name}' expects a comma-separated list, got '${v}'`, usage);
-      opts[name] = items;
-    } else opts[name] = v;
-  }
-  return { opts, positional };
-}
+export { UsageError, parseOptions } from './cli-args';
+export type { Command, CliContext, OptKind, OptSpec, OptValues } from './cli-args';
 
 function dispatch(table: Command[], args: string[], ctx: CliContext, usage: string): number | Promise<number> {
   const [name, ...rest] = args;
@@ -156,40 +91,25 @@ function printImpairment(ctx: CliContext, imp: import('./lab').PeerImpairment[])
   }
 }
 
-function ipv4ToInt(a: string): number { return a.split('.').reduce((n, o) => (n * 256) + Number(o), 0); }
-function intToIpv4(n: number): string { return [n >>> 24, (n >>> 16) & 255, (n >>> 8) & 255, n & 255].join('.'); }
-
-function ipv6ToBig(a: string): bigint {
-  let [head, tail] = a.includes('::') ? a.split('::') : [a, undefined];
-  const h = head ? head.split(':') : [];
-  const t = tail !== undefined && tail !== '' ? tail.split(':') : [];
-  const fill = tail !== undefined ? 8 - h.length - t.length : 0;
-  const groups = [...h, ...Array(fill).fill('0'), ...t];
-  return groups.reduce((n, g) => (n << 16n) | BigInt(parseInt(g, 16)), 0n);
-}
-function bigToIpv6(n: bigint): string {
-  const g: string[] = [];
-  for (let i = 7; i >= 0; i--) g.push(((n >> BigInt(i * 16)) & 0xffffn).toString(16));
-  return g.join(':').replace(/(^|:)0(:0)+(:|$)/, '::').replace(/:::+/, '::');
-}
-
 /** Host number `host` inside a network given as CIDR; UsageError when it does not fit. */
 export function hostInNet(cidr: string, host: number, family: 4 | 6, opt: string): string {
-  const m = /^([^/\s]+)\/(\d{1,3})$/.exec(cidr);
-  if (!m || net.isIP(m[1]) !== family) throw new UsageError(`option '--${opt}' expects an IPv${family} network like ${family === 4 ? '10.1.1.0/24' : 'fd00::/64'}, got '${cidr}'`);
-  const len = Number(m[2]);
-  const bits = family === 4 ? 32 : 128;
-  if (len > bits - 2) throw new UsageError(`option '--${opt}': prefix length ${len} leaves no room for hosts`);
-  if (family === 4) {
-    const size = 2 ** (32 - len);
-    if (host >= size - 1) throw new UsageError(`option '--${opt}': ${cidr} has no room for ${host - 1} peers in one VLAN`);
-    const base = ipv4ToInt(m[1]) - (ipv4ToInt(m[1]) % size);
-    return `${intToIpv4(base + host)}/${len}`;
+  const bad = () => new UsageError(`option '--${opt}' expects an IPv${family} network like ${family === 4 ? '10.1.1.0/24' : 'fd00::/64'}, got '${cidr}'`);
+  let c: Cidr;
+  try {
+    c = parseCidr(cidr);
+  } catch {
+    throw bad();
   }
-  const hostBits = BigInt(128 - len);
-  if (hostBits < 64n && BigInt(host) >= (1n << hostBits) - 1n) throw new UsageError(`option '--${opt}': ${cidr} has no room for ${host - 1} peers in one VLAN`);
-  const base = (ipv6ToBig(m[1]) >> hostBits) << hostBits;
-  return `${bigToIpv6(base + BigInt(host))}/${len}`;
+  if (c.family.fam !== family) throw bad();
+  const len = c.prefixLen;
+  const hostBits = c.family.bits - len;
+  if (hostBits < 2) throw new UsageError(`option '--${opt}': prefix length ${len} leaves no room for hosts`);
+  // The last host number is the subnet broadcast in IPv4 and left out in IPv6 as well.
+  if (hostBits < 32 && host >= 2 ** hostBits - 1) throw new UsageError(`option '--${opt}': ${cidr} has no room for ${host - 1} peers in one VLAN`);
+  const base = maskAddr(c.addr, len);
+  // host < 2^hostBits: it fits in the zero host bits of the last word (the whole word when hostBits >= 32).
+  const a = isIp6(base) ? new Ip6(base.w0, base.w1, base.w2, base.w3 | host) : (base | host) >>> 0;
+  return `${addrToString(a)}/${len}`;
 }
 
 function labPrefix(opts: OptValues): string | undefined { return opts.prefix as string | undefined; }

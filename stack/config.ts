@@ -12,15 +12,15 @@
  *     "devices": [{ "name": "xs0", "driver": "afxdp", "queue": 0 }],
  *     "virtualServers": [{
  *       "name": "a",
- *       "links": [{ "device": "xs0", "vlan": 10, "addresses": ["10.1.1.1/24"] }],
- *       "routes": [{ "dst": "default", "via": "10.1.1.254" }]
+ *       "links": [{ "device": "xs0", "vlan": 10, "addresses": ["10.1.1.1/24", "fd00:1::1/64"] }],
+ *       "routes": [{ "dst": "default", "via": "10.1.1.254" }, { "dst": "::/0", "via": "fe80::1%xs0.10" }]
  *     }],
  *     "services": [{ "type": "udp-echo", "vs": "a", "port": 7 }]
  *   }
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { ipv4ToString } from '../protocols/ipv4';
+import { addrEq, addrToString, IpAddr, isUnspecified } from '../protocols/ip/addr';
 import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from './limits';
@@ -61,11 +61,14 @@ export interface LinkConfig {
   vlan?: number;
   mac?: string;
   mtu?: number;
+  /** CIDRs of either family: "10.1.1.1/24", "fd00::1/64" (a link-local one replaces the link's automatic fe80::/64). */
   addresses?: string[];
 }
 
 export interface RouteConfig {
+  /** "10.2.0.0/16", "fd00:2::/48", or 'default' (IPv4 unless `via` or `src` is IPv6; ::/0 for IPv6). */
   dst: string;
+  /** Gateway of the route's family; a link-local one needs `link`, or is written scoped: "fe80::1%LINK". */
   via?: string;
   link?: string;
   /** The gateway `via` is on `link` although no address of the link covers it (as `ip route ... onlink`). */
@@ -142,7 +145,7 @@ class ConfigState implements ValidationState {
   device(name: string) { return this.devs.get(name); }
   deviceNames() { return [...this.devs.keys()]; }
   macUser(device: string, vlan: number, mac: string) { return this.macOwner.get(`${device}/${vlan}/${mac}`); }
-  addressUser(device: string, vlan: number, addr: number) { return this.addrOwner.get(`${device}/${vlan}/${addr}`); }
+  addressUser(device: string, vlan: number, addr: IpAddr) { return this.addrOwner.get(`${device}/${vlan}/${addrToString(addr)}`); }
   links(vs: string) { return this.vsLinks.get(vs) ?? []; }
   hasRulePriority() { return false; }
   /** Records a checked link: its (device, VLAN, MAC) and addresses now belong to `where`. */
@@ -151,7 +154,7 @@ class ConfigState implements ValidationState {
     const key = `${l.device}/${l.vlan}/${l.mac}`;
     if (!this.macOwner.has(key)) this.macOwner.set(key, where);
     l.addrs.forEach((a) => {
-      const k = `${l.device}/${l.vlan}/${a.addr}`;
+      const k = `${l.device}/${l.vlan}/${addrToString(a.addr)}`;
       if (!this.addrOwner.has(k)) this.addrOwner.set(k, a.where ?? where);
     });
   }
@@ -299,9 +302,10 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     const links = vs !== undefined ? vsLinks.get(vs) : undefined;
     if (vs !== undefined && !links) c.fail(join(p, 'vs'), `no virtual server '${vs}' (known: ${[...vsLinks.keys()].join(', ') || 'none'})`);
     const port = c.int(s, 'port', p, true, 1, 65535);
-    const addr = c.ipv4(s, 'address', p, false);
-    if (addr !== undefined && addr !== 0 && links && !links.some((l) => l.addrs.some((a) => a.addr === addr))) {
-      c.fail(join(p, 'address'), `${ipv4ToString(addr)} is not an address of virtual server '${vs}'`);
+    // An address of the VS, of either family, or the unspecified one (0.0.0.0 or ::: every address).
+    const addr = c.addr(s, 'address', p, false);
+    if (addr !== undefined && !isUnspecified(addr) && links && !links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr)))) {
+      c.fail(join(p, 'address'), `${addrToString(addr)} is not an address of virtual server '${vs}'`);
     }
     if (vs !== undefined && port !== undefined) {
       const key = `${vs}/${type?.startsWith('tcp-') ? 'tcp' : 'udp'}/${port}`;

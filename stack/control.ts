@@ -13,8 +13,10 @@
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
  * Every change is checked by the validator (stack/validate.ts) against the running state, with the
  * rules a config file is checked by.
+ * Addresses, gateways and prefixes are IPv4 or IPv6 text ("fd00::1/64", "via":"fe80::1%xs0.10").
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
+ *   {"cmd":"rule.add","vs":"a","priority":100,"from":"fd00:1::/64","fwmark":1,"table":100}  {"cmd":"rule.del","vs":"a","priority":100}
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
  */
 import { VS_LIMIT_KEYS, VsLimits } from './limits';
@@ -23,7 +25,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../driver/pcap';
 import type { Stack } from './stack';
-import { LINK_KEYS } from './validate';
+import { LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -202,8 +204,20 @@ export class ControlServer {
         else return { removed: vs.removeRoute(spec) };
         return null;
       }
+      case 'rule.add': {
+        // Shape and values are the validator's (checkRule), as a config file's rules.
+        const spec: Record<string, unknown> = {};
+        for (const k of RULE_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+        st.vs(str(req, 'vs')!).addRule(spec as never);
+        return null;
+      }
+      case 'rule.del': {
+        const priority = num(req, 'priority');
+        if (priority === undefined) throw new Error(`request 'rule.del' needs 'priority'`);
+        return { removed: st.vs(str(req, 'vs')!).removeRule(priority) };
+      }
       default:
-        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, trace)`);
+        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, rule.add, rule.del, trace)`);
     }
   }
 

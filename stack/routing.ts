@@ -169,7 +169,8 @@ export class RuleSet {
     const rules = this.rules;
     for (let i = 0; i < rules.length; i++) {
       const r = rules[i]!;
-      if (r.srcLen && !prefixMatch(src, r.src, r.srcLen)) continue;
+      // `from ::/0` (length 0, an IPv6 value) matches IPv6 sources only; `all` (0, the number 0) any.
+      if ((r.srcLen || typeof r.src !== 'number') && !prefixMatch(src, r.src, r.srcLen)) continue;
       if (r.mark !== undefined && r.mark !== mark) continue;
       const t = tables.get(r.table);
       if (!t) continue;

@@ -18,18 +18,17 @@ import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { parseIpv4 } from '../protocols/ipv4';
-import { addrToString, IpAddr } from '../protocols/ip/addr';
 import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
 import type { Link, VirtualServer } from './vs';
-import { NSTATE_NAMES } from './neighbor';
 import { tcpState } from './transport/tcp';
+import { addressRow, hostPort, linkAddressTexts, neighborRow, routeRow, ruleRow } from './show';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, ValidationState, vsNameProblem } from './validate';
+import { checkLink, describe, enforce, join, LinkFacts, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './validate';
+import { AddrMap, addrEq, IpAddr } from '../protocols/ip/addr';
 import type { VsLimits } from './limits';
 
 export interface StackOptions {
@@ -211,9 +210,16 @@ export class VsHandle {
   removeLink(name: string): void { this.engine.removeLink(this.raw, name); }
   addAddress(cidr: string, link?: string): void { this.engine.addAddress(this.raw, this.linkName(link), cidr); }
   removeAddress(cidr: string, link?: string): void { this.engine.removeAddress(this.raw, this.linkName(link), cidr); }
-  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, spec); }
-  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, spec); }
+  /** Adds a route; a scoped gateway `fe80::1%LINK` is its `via` plus its `link`. */
+  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, splitScopedVia(spec)); }
+  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, splitScopedVia(spec)); }
   addRule(spec: RuleConfig | RuleSpec): void { this.engine.addRule(this.raw, spec); }
+  /** Removes the policy rules of `priority`; throws when there is none. */
+  removeRule(priority: number): number {
+    const n = this.raw.rules.remove(priority);
+    if (!n) throw new Error(`virtual server '${this.name}' has no rule of priority ${priority}`);
+    return n;
+  }
 
   /** A dgram-like socket inside this virtual server (only 'udp4' for now). */
   createSocket(type: 'udp4' | { type: 'udp4' }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
@@ -357,7 +363,7 @@ export class Stack {
       const view: ValidationState = {
         device: (d) => state.device(d), deviceNames: () => state.deviceNames(), links: () => siblings, hasRulePriority: () => false,
         macUser: (d, v, m) => state.macUser(d, v, m) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.mac === m) ? 'another link of this request' : undefined),
-        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => y.addr === a)) ? 'another link of this request' : undefined),
+        addressUser: (d, v, a) => state.addressUser(d, v, a) ?? (siblings.find((x) => x.device === d && x.vlan === v && x.addrs.some((y) => addrEq(y.addr, a))) ? 'another link of this request' : undefined),
       };
       for (let i = 0; i < links.length; i++) { const f = checkLink(c, links[i], join('links', i), view, name, i, siblings); if (f) siblings.push(f); }
     });
@@ -487,28 +493,18 @@ export class Stack {
       case 'links':
         return vss.flatMap((v) => v.links.map((l) => ({
           vs: v.name, link: l.name, device: l.devName, vlan: vlanText(l.vlan), mac: macToString(l.mac), mtu: l.mtu,
-          addresses: l.addrs.map((a) => `${addrToString(a.addr)}/${a.prefixLen}`),
+          addresses: linkAddressTexts(l.addrs),
           state: this.deviceState(l.dev),
         })));
       case 'addresses':
-        return vss.flatMap((v) => v.links.flatMap((l) => l.addrs.map((a) => ({
-          vs: v.name, link: l.name, address: `${addrToString(a.addr)}/${a.prefixLen}`, broadcast: a.broadcast ? addrToString(a.broadcast) : null, state: a.state,
-        }))));
+        return vss.flatMap((v) => v.links.flatMap((l) => l.addrs.map((a) => addressRow(v.name, l.name, a))));
       case 'routes':
-        return vss.flatMap((v) => [...v.tables.values()].sort((a, b) => a.id - b.id).flatMap((t) => t.routes().map((r) => ({
-          vs: v.name, table: t.id, dst: r.prefixLen === 0 ? 'default' : `${addrToString(r.dst)}/${r.prefixLen}`,
-          via: r.gateway !== 0 ? addrToString(r.gateway) : null, link: v.links[r.link]?.name ?? null,
-          src: r.src !== 0 ? addrToString(r.src) : null, metric: r.metric, proto: r.proto,
-        }))));
+        return vss.flatMap((v) => [...v.tables.values()].sort((a, b) => a.id - b.id).flatMap((t) => t.routes().map((r) =>
+          routeRow(v.name, t.id, r, v.links[r.link]?.name ?? null))));
       case 'rules':
-        return vss.flatMap((v) => (v.rules as unknown as { rules: { priority: number; src: IpAddr; srcLen: number; mark?: number; table: number }[] }).rules.map((r) => ({
-          vs: v.name, priority: r.priority, from: r.srcLen ? `${addrToString(r.src)}/${r.srcLen}` : 'all', fwmark: r.mark ?? null, table: r.table,
-        })));
+        return vss.flatMap((v) => v.rules.list().map((r) => ruleRow(v.name, r)));
       case 'neighbors':
-        return vss.flatMap((v) => v.links.flatMap((l) => [...l.neigh.entries.values()].map((n) => ({
-          vs: v.name, link: l.name, address: addrToString(n.ip), mac: n.state === 0 ? null : macToString(n.mac),
-          state: NSTATE_NAMES[n.state] ?? String(n.state), queued: n.queue.length,
-        }))));
+        return vss.flatMap((v) => v.links.flatMap((l) => [...l.neigh.entries.values()].map((n) => neighborRow(v.name, l.name, n))));
       case 'counters': {
         const c = (x: Counters) => x.toJSON();
         return {
@@ -561,7 +557,7 @@ function limitRows(e: Engine, vss: VirtualServer[], all: boolean): LimitRow[] {
     for (const list of tcpState(v).listeners.values()) {
       for (const l of list) {
         rows.push({
-          vs: v.name, scope: `listener ${l.wildcard ? '*' : addrToString(l.addr)}:${l.port}`, limit: 'tcpSynQueue',
+          vs: v.name, scope: `listener ${l.wildcard ? `*:${l.port}` : hostPort(l.addr, l.port)}`, limit: 'tcpSynQueue',
           used: l.synQueue, max: Math.min(l.opts.synBacklog, v.maxSynQueue), hits: l.synCookiesSent,
         });
       }
@@ -628,23 +624,23 @@ export interface ReplayResult {
   frames: { total: number; free: number; held: number };
 }
 
-/** IPv4 addresses of the links on `device` that use the device's MAC (links with their own MAC excluded). */
-function addressesOn(cfg: StackConfig, device: string): Set<number> {
-  const out = new Set<number>();
+/** Addresses (both families) of the links on `device` that use the device's MAC (links with their own MAC excluded). */
+function addressesOn(cfg: StackConfig, device: string): AddrMap<true> {
+  const out = new AddrMap<true>();
   for (const v of cfg.virtualServers) {
     for (const l of v.links) {
       if (l.device !== device || l.mac !== undefined) continue;
-      for (const a of l.addresses ?? []) out.add(parseIpv4(a.split('/')[0]!));
+      for (const a of l.addresses ?? []) out.set(parseCidrText(a).addr, true);
     }
   }
   return out;
 }
 
 /**
- * The unicast destination MAC most used by the capture's frames to one of `addrs` (IPv4 to the
- * address, or an ARP reply to it), through up to two VLAN tags; null when there is none.
+ * The unicast destination MAC most used by the capture's frames to one of `addrs` (IPv4 or IPv6
+ * to the address, or an ARP reply to it), through up to two VLAN tags; null when there is none.
  */
-export function captureMacFor(recs: { data: Uint8Array }[], addrs: Set<number>): string | null {
+export function captureMacFor(recs: { data: Uint8Array }[], addrs: { has(a: number): boolean; get6At?(b: Uint8Array, off: number): unknown }): string | null {
   const votes = new Map<string, number>();
   for (const { data: b } of recs) {
     if (b.length < 14 || (b[0]! & 1)) continue;
@@ -658,7 +654,10 @@ export function captureMacFor(recs: { data: Uint8Array }[], addrs: Set<number>):
     let target = -1;
     if (type === 0x0800 && b.length >= off + 20) target = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
     else if (type === 0x0806 && b.length >= off + 28 && b[off + 7] === 2) target = ((b[off + 24]! << 24) | (b[off + 25]! << 16) | (b[off + 26]! << 8) | b[off + 27]!) >>> 0;
-    if (target < 0 || !addrs.has(target)) continue;
+    if (type === 0x86dd && b.length >= off + 40) {
+      // IPv6 (and NDP, whose unicast advertisements go to the address too): the destination address.
+      if (addrs.get6At?.(b, off + 24) === undefined) continue;
+    } else if (target < 0 || !addrs.has(target)) continue;
     const m = macToString(b.subarray(0, 6));
     votes.set(m, (votes.get(m) ?? 0) + 1);
   }

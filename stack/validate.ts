@@ -9,9 +9,23 @@
  * Shape rules (types, unknown keys) are checked by `Checker`; the semantic rules take parsed values
  * and a `ValidationState` answering questions about what exists. A problem is reported as
  * (field path, message); at run time the first one becomes a `ValidationError`.
+ *
+ * Both families are accepted wherever an address is: a text with a colon is IPv6 (RFC 4291 2.2),
+ * anything else IPv4. Addresses of the running state are `IpAddr` values (IPv4 a number, IPv6 an
+ * `Ip6`) and are compared with `addrEq`, never `===`.
+ *
+ * IPv6 link-local addresses (fe80::/10, RFC 4291 2.5.6): every link gets one automatically
+ * (fe80::/64 from its MAC, RFC 4862 5.3), so configuring one on a link replaces the automatic
+ * one, as `ip addr add fe80::1/64 dev X` with `addrgenmode none` does on Linux. A link-local
+ * address means nothing without its link, so it is accepted as an address of a link only; a route
+ * through a link-local gateway must name its link (`link`, or the scoped form `fe80::1%LINK`), as
+ * Linux needs `dev` for such a next hop.
  */
-import { isBadSource4, ipv4ToString, parseCidr4, parseIpv4 } from '../protocols/ipv4';
-import { maskOf } from './routing';
+import { isBadSource4, parseCidr4 } from '../protocols/ipv4';
+import {
+  addrEq, addrToString, ANY6, familyOf, IpAddr, isBadSource6, isIp6, isLinkLocal6, isUnspecified, maskAddr, parseAddr, parseCidr,
+  prefixMatch, splitZone,
+} from '../protocols/ip/addr';
 import { macToString } from '../driver/types';
 import type { Link, VirtualServer } from './vs';
 
@@ -148,11 +162,12 @@ export class Checker {
     return v;
   }
 
-  ipv4(o: Obj, k: string, p: string, required: boolean): number | undefined {
+  /** An address of either family (IPv6 when the text holds a colon); no zone. */
+  addr(o: Obj, k: string, p: string, required: boolean): IpAddr | undefined {
     const s = this.string(o, k, p, required);
     if (s === undefined) return undefined;
     try {
-      return parseIpv4(s);
+      return parseAddrText(s);
     } catch (e) {
       this.fail(join(p, k), (e as Error).message);
       return undefined;
@@ -167,23 +182,55 @@ export class Checker {
   }
 }
 
-export function cidr(c: Checker, s: unknown, p: string): { addr: number; prefixLen: number } | undefined {
+const ZONE_HINT = (s: string, zone: string) =>
+  `not an address: ${JSON.stringify(s)} (a zone such as %${zone} belongs to a gateway only, e.g. "via": "fe80::1%${zone}"; an address names its link with 'link')`;
+
+/** Parses an address of either family without a zone. Throws RangeError with a clear message. */
+export function parseAddrText(s: string): IpAddr {
+  if (typeof s === 'string' && s.includes('%')) throw new RangeError(ZONE_HINT(s, splitZone(s).zone || 'LINK'));
+  return parseAddr(s);
+}
+
+/**
+ * Parses "address/prefix-length" of either family (the address kept as given). IPv4 keeps its
+ * messages ("not an IPv4 CIDR: ..."); IPv6 says "not an IPv6 CIDR". Throws RangeError.
+ */
+export function parseCidrText(s: string): { addr: IpAddr; prefixLen: number } {
+  if (typeof s !== 'string' || !s.includes(':')) return parseCidr4(s);
+  if (s.includes('%')) {
+    const zone = /%([^/]*)/.exec(s)?.[1] || 'LINK';
+    throw new RangeError(ZONE_HINT(s, zone));
+  }
+  try {
+    const r = parseCidr(s);
+    return { addr: r.addr, prefixLen: r.prefixLen };
+  } catch (e) {
+    throw new RangeError((e as Error).message.replace(/^not a CIDR/, 'not an IPv6 CIDR'));
+  }
+}
+
+export function cidr(c: Checker, s: unknown, p: string): { addr: IpAddr; prefixLen: number } | undefined {
   if (typeof s !== 'string') {
-    c.fail(p, `must be a string like "10.0.0.1/24", got ${describe(s)}`);
+    c.fail(p, `must be a string like "10.0.0.1/24" or "fd00::1/64", got ${describe(s)}`);
     return undefined;
   }
   try {
-    return parseCidr4(s);
+    return parseCidrText(s);
   } catch (e) {
     c.fail(p, (e as Error).message);
     return undefined;
   }
 }
 
+/** 'IPv4' or 'IPv6'. */
+export function familyName(a: IpAddr): string {
+  return familyOf(a).name;
+}
+
 // ---------------------------------------------------------------------------------------------
 // What the rules ask about the state they check against
 
-export interface AddrFacts { addr: number; prefixLen: number; /** Where it was declared (config files). */ where?: string }
+export interface AddrFacts { addr: IpAddr; prefixLen: number; /** Where it was declared (config files). */ where?: string }
 
 export interface LinkFacts {
   vs: string;
@@ -202,8 +249,11 @@ export interface ValidationState {
   deviceNames(): string[];
   /** Who already uses (device, VLAN, MAC), as text for the message; undefined when free. */
   macUser(device: string, vlan: number, mac: string): string | undefined;
-  /** Who already has `addr` on (device, VLAN); undefined when free. */
-  addressUser(device: string, vlan: number, addr: number): string | undefined;
+  /**
+   * Who already has `addr` on (device, VLAN); undefined when free. (device, VLAN) is one link's
+   * segment, so it is also the scope in which a link-local address must be unique.
+   */
+  addressUser(device: string, vlan: number, addr: IpAddr): string | undefined;
   /** The links of a VS (empty for a VS not yet created). */
   links(vs: string): LinkFacts[];
   /** Whether the VS has a policy rule with this priority (its built-in main-table rule aside). */
@@ -222,13 +272,29 @@ export function vsNameProblem(name: unknown): string | null {
 }
 
 /**
- * An interface address: a unicast host address (RFC 1122 3.2.1.3: not 0/8, not loopback 127/8,
- * not multicast or 240/4, the same rule that refuses such sources on the wire) with a prefix
- * length of 1..32.
+ * Whether `addr` can be a host's own unicast address: IPv4 not 0/8 and not what `isBadSource4`
+ * refuses as a source on the wire (RFC 1122 3.2.1.3: loopback 127/8, multicast, 240/4); IPv6 not
+ * the unspecified address :: (RFC 4291 2.5.2) and not what `isBadSource6` refuses (loopback ::1,
+ * multicast ff00::/8, IPv4-mapped ::ffff:0:0/96: RFC 4291 2.5.3, 2.7, 2.5.5.2). One rule for
+ * config files, the control socket, the library API and the engine's entry points.
  */
-export function interfaceAddressProblem(addr: number, prefixLen: number, text: string): string | null {
-  if ((addr >>> 24) === 0 || isBadSource4(addr)) return `${text} is not a usable unicast address (not 0/8, 127/8, multicast or 240/4)`;
-  if (prefixLen < 1 || prefixLen > 32) return `${text}: prefix length must be 1..32`;
+export function isUsableUnicast(addr: IpAddr): boolean {
+  if (typeof addr === 'number') return (addr >>> 24) !== 0 && !isBadSource4(addr);
+  return !isUnspecified(addr) && !isBadSource6(addr);
+}
+
+/**
+ * An interface address: a unicast host address (above) with a prefix length of 1..32 (IPv4) or
+ * 1..128 (IPv6): a /0 would make the whole address space on-link.
+ */
+export function interfaceAddressProblem(addr: IpAddr, prefixLen: number, text: string): string | null {
+  if (typeof addr === 'number') {
+    if (!isUsableUnicast(addr)) return `${text} is not a usable unicast address (not 0/8, 127/8, multicast or 240/4)`;
+    if (prefixLen < 1 || prefixLen > 32) return `${text}: prefix length must be 1..32`;
+    return null;
+  }
+  if (!isUsableUnicast(addr)) return `${text} is not a usable unicast address (not ::, ::1, multicast ff00::/8 or IPv4-mapped ::ffff:0:0/96)`;
+  if (prefixLen < 1 || prefixLen > 128) return `${text}: prefix length must be 1..128`;
   return null;
 }
 
@@ -285,9 +351,68 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
   const bad = interfaceAddressProblem(r.addr, r.prefixLen, String(a));
   if (bad) { c.fail(p, bad); return undefined; }
   const prev = (link.device ? state.addressUser(link.device, link.vlan, r.addr) : undefined) ??
-    (link.addrs.some((x) => x.addr === r.addr) ? `link '${link.name}' itself` : undefined);
-  if (prev) { c.fail(p, `${ipv4ToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
+    (link.addrs.some((x) => addrEq(x.addr, r.addr)) ? `link '${link.name}' itself` : undefined);
+  if (prev) { c.fail(p, `${addrToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
   return r;
+}
+
+/**
+ * The scoped gateway form `fe80::1%LINK` (RFC 4007 section 11) written as its two fields:
+ * `{ via: 'fe80::1', link: 'LINK' }`. A spec without a zone, or whose zone and `link` disagree
+ * (the validator reports it), is returned as it is.
+ */
+export function splitScopedVia<T extends { via?: string; link?: string }>(spec: T): T {
+  if (typeof spec?.via !== 'string' || !spec.via.includes('%')) return spec;
+  const { addr, zone } = splitZone(spec.via);
+  if (!zone || (spec.link !== undefined && spec.link !== zone)) return spec;
+  return { ...spec, via: addr, link: zone };
+}
+
+/**
+ * The family of a route: its destination's, for 'default' its gateway's, else its source's, else
+ * IPv4 (`default` alone means 0.0.0.0/0, as in `ip route`; write ::/0 for IPv6).
+ */
+export function routeFamilyOf(dst: IpAddr | 'default', via?: IpAddr, src?: IpAddr): 4 | 6 {
+  const a = dst !== 'default' ? dst : via ?? src;
+  return a !== undefined && isIp6(a) ? 6 : 4;
+}
+
+/** A route's values, parsed once for whoever applies it (the engine) after `checkRoute` passed. */
+export interface ParsedRoute {
+  /** The destination network (masked), `0` or `::` for a default route. */
+  dst: IpAddr;
+  prefixLen: number;
+  /** The gateway, or 0 for none (a connected route); either family. */
+  gateway: IpAddr;
+  /** The preferred source, or 0 for none. */
+  src: IpAddr;
+  /** The link named by `link` or by the gateway's zone. */
+  link?: string;
+  family: 4 | 6;
+}
+
+/**
+ * Parses a route's text fields (`fe80::1%LINK` included) the way `checkRoute` reads them: 'default'
+ * is 0.0.0.0/0, or ::/0 when the gateway (else the source) is IPv6. Throws RangeError on bad text;
+ * the semantic rules are `checkRoute`'s.
+ */
+export function parseRoute(spec: { dst: string; via?: string; link?: string; src?: string }): ParsedRoute {
+  const s = splitScopedVia(spec);
+  const via = s.via !== undefined ? parseAddr(s.via) : undefined;
+  const src = s.src !== undefined ? parseAddrText(s.src) : undefined;
+  let dst: IpAddr;
+  let prefixLen = 0;
+  if (s.dst === 'default') dst = routeFamilyOf('default', via, src) === 6 ? ANY6 : 0;
+  else ({ addr: dst, prefixLen } = parseCidrText(s.dst));
+  return { dst: maskAddr(dst, prefixLen), prefixLen, gateway: via ?? 0, src: src ?? 0, link: s.link, family: routeFamilyOf(dst, via, src) };
+}
+
+/** A rule's `from` as (source prefix, length): 'all' or absent is length 0; a plain address is a host. */
+export function parseRuleFrom(from: string | undefined): { src: IpAddr; srcLen: number } {
+  if (from === undefined || from === 'all') return { src: 0, srcLen: 0 };
+  if (from.includes('/')) { const r = parseCidrText(from); return { src: maskAddr(r.addr, r.prefixLen), srcLen: r.prefixLen }; }
+  const a = parseAddrText(from);
+  return { src: a, srcLen: isIp6(a) ? 128 : 32 };
 }
 
 /** Checks a route object of virtual server `vs` (shape and rules) against its links. */
@@ -296,38 +421,83 @@ export function checkRoute(c: Checker, r: unknown, p: string, state: ValidationS
   if (!c.isObject(r, p)) return;
   c.keys(r, p, ROUTE_KEYS);
   const dst = c.string(r, 'dst', p, true);
+  let d: { addr: IpAddr; prefixLen: number } | undefined;
   if (dst !== undefined && dst !== 'default') {
-    const d = cidr(c, dst, join(p, 'dst'));
-    if (d && ((d.addr & ~maskOf(d.prefixLen)) >>> 0) !== 0) {
-      c.fail(join(p, 'dst'), `${dst} has host bits set (did you mean ${ipv4ToString((d.addr & maskOf(d.prefixLen)) >>> 0)}/${d.prefixLen}?)`);
+    d = cidr(c, dst, join(p, 'dst'));
+    if (d) {
+      const net = maskAddr(d.addr, d.prefixLen);
+      if (!addrEq(net, d.addr)) c.fail(join(p, 'dst'), `${dst} has host bits set (did you mean ${addrToString(net)}/${d.prefixLen}?)`);
     }
   }
-  const via = c.ipv4(r, 'via', p, false);
-  const linkName = c.string(r, 'link', p, false);
+  // The gateway, possibly scoped: "fe80::1%LINK" names its link (RFC 4007 section 11).
+  const viaText = c.string(r, 'via', p, false);
+  let via: IpAddr | undefined;
+  let zone = '';
+  if (viaText !== undefined) {
+    const z = splitZone(viaText);
+    zone = z.zone;
+    try {
+      via = parseAddr(z.addr);
+    } catch (e) {
+      c.fail(join(p, 'via'), (e as Error).message);
+    }
+    if (via !== undefined && !isUsableUnicast(via) && isIp6(via)) {
+      c.fail(join(p, 'via'), `gateway ${viaText} is not a unicast address (not ::, ::1, multicast or IPv4-mapped)`);
+      via = undefined;
+    } else if (via !== undefined && viaText.includes('%') && (!isIp6(via) || !isLinkLocal6(via) || !zone)) {
+      c.fail(join(p, 'via'), `${JSON.stringify(viaText)}: a zone (%LINK) is only for a link-local gateway (fe80::/10), e.g. fe80::1%${zone || 'LINK'}`);
+      via = undefined;
+      zone = '';
+    }
+  }
+  const linkField = c.string(r, 'link', p, false);
+  let linkName = linkField;
+  if (zone) {
+    if (linkName !== undefined && linkName !== zone) c.fail(join(p, 'via'), `${viaText} names link '${zone}' but 'link' is '${linkName}'`);
+    linkName ??= zone;
+  }
   c.int(r, 'table', p, false, 1, 0xffffffff);
   c.int(r, 'metric', p, false, 0, 0xffffffff);
-  const src = c.ipv4(r, 'src', p, false);
+  const src = c.addr(r, 'src', p, false);
+  // One family per route: the destination's (for 'default', the gateway's; see routeFamilyOf).
+  const fam = routeFamilyOf(d ? d.addr : 'default', via, src);
+  const famOk = (a: IpAddr) => (isIp6(a) ? 6 : 4) === fam;
+  // (Against a destination that did not parse there is nothing to compare.)
+  const dstOk = d !== undefined || dst === 'default';
+  if (dstOk && via !== undefined && !famOk(via)) {
+    c.fail(join(p, 'via'), `gateway ${viaText} is ${familyName(via)} but the destination ${dst} is IPv${fam}`);
+    via = undefined;
+  }
+  const srcBad = dstOk && src !== undefined && !famOk(src);
+  if (srcBad) c.fail(join(p, 'src'), `${addrToString(src!)} is ${familyName(src!)} but the route is IPv${fam}${dst === 'default' ? ` (write the destination as ${fam === 4 ? '::/0' : '0.0.0.0/0'} for the other family)` : ''}`);
   // 'onlink' (as Linux's `ip route ... onlink`): the gateway is reachable on the named link even
   // though no address of the link covers it (a provider's gateway outside the tenant's prefix).
   const onlink = c.bool(r, 'onlink', p) === true;
-  if (onlink && (linkName === undefined || via === undefined)) c.fail(join(p, 'onlink'), "'onlink' needs 'via' and 'link'");
+  if (onlink && (linkName === undefined || viaText === undefined)) c.fail(join(p, 'onlink'), "'onlink' needs 'via' and 'link'");
   let link: LinkFacts | undefined;
   if (linkName !== undefined) {
     link = links.find((x) => x.name === linkName);
-    if (!link) c.fail(join(p, 'link'), `virtual server '${vs}' has no link '${linkName}' (links: ${links.map((x) => x.name).join(', ') || 'none'})`);
+    if (!link) c.fail(join(p, linkField === undefined ? 'via' : 'link'), `virtual server '${vs}' has no link '${linkName}' (links: ${links.map((x) => x.name).join(', ') || 'none'})`);
   }
-  if (via !== undefined && !onlink) {
-    const onLink = (x: LinkFacts) => x.addrs.some((a) => ((a.addr ^ via) & maskOf(a.prefixLen)) === 0);
+  const linkLocalVia = via !== undefined && isIp6(via) && isLinkLocal6(via);
+  if (linkLocalVia && linkName === undefined) {
+    // RFC 4007 section 6: a link-local address is ambiguous without its link (Linux: `dev` needed).
+    c.fail(join(p, 'via'), `link-local gateway ${viaText} needs its link: give 'link', or write it as ${viaText}%LINK`);
+  } else if (via !== undefined && !onlink && !linkLocalVia) {
+    // A link-local gateway is on-link on its link by definition (RFC 4291 2.5.6); others must be
+    // covered by an address of the link (or of some link when none is named).
+    const gw = via;
+    const onLink = (x: LinkFacts) => x.addrs.some((a) => prefixMatch(a.addr, gw, a.prefixLen));
     if (link ? !onLink(link) : !links.some(onLink)) {
-      c.fail(join(p, 'via'), `gateway ${ipv4ToString(via)} is not on a connected network of ${link ? `link '${link.name}'` : `virtual server '${vs}'`}`);
+      c.fail(join(p, 'via'), `gateway ${addrToString(gw)} is not on a connected network of ${link ? `link '${link.name}'` : `virtual server '${vs}'`}`);
     }
-  } else if (linkName === undefined && links.length > 1) {
+  } else if (viaText === undefined && linkName === undefined && links.length > 1) {
     c.fail(p, `give 'via' or 'link': virtual server '${vs}' has ${links.length} links`);
   } else if (links.length === 0) {
     c.fail(p, `virtual server '${vs}' has no link for this route`);
   }
-  if (src !== undefined && !links.some((x) => x.addrs.some((a) => a.addr === src))) {
-    c.fail(join(p, 'src'), `${ipv4ToString(src)} is not an address of virtual server '${vs}'`);
+  if (src !== undefined && !srcBad && !links.some((x) => x.addrs.some((a) => addrEq(a.addr, src)))) {
+    c.fail(join(p, 'src'), `${addrToString(src)} is not an address of virtual server '${vs}'`);
   }
 }
 
@@ -343,10 +513,11 @@ export function checkRule(c: Checker, r: unknown, p: string, state: ValidationSt
     if (taken ? taken.has(prio) : state.hasRulePriority(vs, prio)) c.fail(join(p, 'priority'), `duplicate rule priority ${prio}`);
     taken?.add(prio);
   }
+  // A source prefix of either family (a plain address: the host itself), or 'all'.
   const from = c.string(r, 'from', p, false);
   if (from !== undefined && from !== 'all') {
     if (from.includes('/')) cidr(c, from, join(p, 'from'));
-    else c.ipv4(r, 'from', p, false);
+    else c.addr(r, 'from', p, false);
   }
   c.int(r, 'fwmark', p, false, 0, 0xffffffff);
   c.int(r, 'table', p, true, 1, 0xffffffff);
@@ -378,7 +549,7 @@ export interface RunningEngine {
 }
 
 function linkFacts(l: Link): LinkFacts {
-  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.map((a) => ({ addr: a.addr as number, prefixLen: a.prefixLen })) };
+  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.filter((a) => !a.auto).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
 }
 
 export class EngineState implements ValidationState {
@@ -400,8 +571,8 @@ export class EngineState implements ValidationState {
     const l = this.e.linksOn(device, vlan).find((x) => macToString(x.mac) === mac);
     return l ? `link '${l.name}' of virtual server '${l.vs.name}'` : undefined;
   }
-  addressUser(device: string, vlan: number, addr: number) {
-    const l = this.e.linksOn(device, vlan).find((x) => x.addrs.some((a) => a.addr === addr));
+  addressUser(device: string, vlan: number, addr: IpAddr) {
+    const l = this.e.linksOn(device, vlan).find((x) => x.addrs.some((a) => addrEq(a.addr, addr)));
     return l ? `virtual server '${l.vs.name}'` : undefined;
   }
   links(vs: string) { return (this.e.vsByName.get(vs)?.links ?? []).map(linkFacts); }

@@ -5,12 +5,10 @@
  */
 import { macToString } from '../../driver/types';
 import { macEquals } from '../../protocols/ethernet';
-import {
-  addrEq, addrToString, Ip6, IpAddr, isLinkLocal6, linkLocalFromMac, maskAddr, parseAddr, parseCidr, prefixMatch, splitZone,
-} from '../../protocols/ip/addr';
+import { addrEq, addrToString, Ip6, isLinkLocal6, linkLocalFromMac, maskAddr, parseCidr, prefixMatch } from '../../protocols/ip/addr';
 import { NeighborCache } from '../neighbor';
 import { maskOf, Route, TABLE_MAIN } from '../routing';
-import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce } from '../validate';
+import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce, parseRoute, parseRuleFrom } from '../validate';
 import { Address, Link, VirtualServer } from '../vs';
 import type { Engine } from './engine';
 
@@ -40,16 +38,6 @@ export interface RuleSpec {
   from?: string;
   fwmark?: number;
   table: number;
-}
-
-/** The destination prefix of a route spec: 'default' takes its family from the gateway. */
-function routeDst(spec: RouteSpec): { dst: IpAddr; prefixLen: number } {
-  if (spec.dst === 'default') {
-    const v6 = typeof spec.via === 'string' && spec.via.includes(':');
-    return { dst: v6 ? parseCidr('::/0').addr : 0, prefixLen: 0 };
-  }
-  const c = parseCidr(spec.dst);
-  return { dst: c.addr, prefixLen: c.prefixLen };
 }
 
 export function addLink(eng: Engine, vs: VirtualServer, spec: LinkSpec): Link {
@@ -190,16 +178,9 @@ function dropAddress(eng: Engine, link: Link, a: Address): void {
 
 export function addRoute(eng: Engine, vs: VirtualServer, spec: RouteSpec): Route {
   enforce(`virtual server '${vs.name}': route ${spec.dst}`, (c) => checkRoute(c, defined({ ...spec }), '', eng.state, vs.name));
-  const { dst, prefixLen } = routeDst(spec);
-  let viaText = spec.via;
-  let linkName = spec.link;
-  if (viaText && viaText.includes('%')) {
-    // A scoped gateway, fe80::1%link: the zone names the link.
-    const z = splitZone(viaText);
-    viaText = z.addr;
-    linkName = linkName ?? z.zone;
-  }
-  const gateway: IpAddr = viaText ? parseAddr(viaText) : 0;
+  // Read as the validator reads it (a scoped gateway, fe80::1%link, names its link).
+  const { dst, prefixLen, gateway, src, link: linkName } = parseRoute(spec);
+  const viaText = gateway !== 0 ? addrToString(gateway) : '';
   const table = spec.table ?? TABLE_MAIN;
   if (!Number.isInteger(table) || table < 1 || table > 0xffffffff) throw new Error(`bad table id ${spec.table}`);
   let link: Link | undefined;
@@ -218,27 +199,21 @@ export function addRoute(eng: Engine, vs: VirtualServer, spec: RouteSpec): Route
     throw new Error(`route ${spec.dst}: give 'via' or 'link'`);
   }
   const route: Route = {
-    dst, prefixLen, gateway, link: link!.index, src: spec.src ? parseAddr(spec.src) : 0, metric: spec.metric ?? 0, proto: 'static',
+    dst, prefixLen, gateway, link: link!.index, src, metric: spec.metric ?? 0, proto: 'static',
   };
   vs.table(table, true)!.add(route);
   return route;
 }
 
 export function removeRoute(vs: VirtualServer, spec: RouteSpec): number {
-  const { dst, prefixLen } = routeDst(spec);
-  const gw = spec.via ? parseAddr(splitZone(spec.via).addr) : undefined;
-  const n = vs.table(spec.table ?? TABLE_MAIN)?.remove(dst, prefixLen, (r) => r.proto === 'static' && (gw === undefined || addrEq(r.gateway, gw))) ?? 0;
+  const { dst, prefixLen, gateway } = parseRoute(spec);
+  const n = vs.table(spec.table ?? TABLE_MAIN)?.remove(dst, prefixLen, (r) => r.proto === 'static' && (spec.via === undefined || addrEq(r.gateway, gateway))) ?? 0;
   if (!n) throw new Error(`virtual server '${vs.name}' has no route ${spec.dst}${spec.via ? ` via ${spec.via}` : ''}`);
   return n;
 }
 
 export function addRule(eng: Engine, vs: VirtualServer, spec: RuleSpec): void {
   enforce(`virtual server '${vs.name}': rule ${spec.priority}`, (c) => checkRule(c, defined({ ...spec }), '', eng.state, vs.name));
-  let src: IpAddr = 0;
-  let srcLen = 0;
-  if (spec.from && spec.from !== 'all') {
-    const f = spec.from.includes('/') ? spec.from : `${spec.from}/${spec.from.includes(':') ? 128 : 32}`;
-    ({ addr: src, prefixLen: srcLen } = parseCidr(f));
-  }
+  const { src, srcLen } = parseRuleFrom(spec.from);
   vs.rules.add({ priority: spec.priority, src, srcLen, mark: spec.fwmark, table: spec.table });
 }

@@ -5,7 +5,7 @@
  */
 import { Drop } from '../../protocols/drop';
 import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header } from '../../protocols/ipv4';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
 import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
@@ -29,7 +29,8 @@ export class Ipv4Input {
       m.drop(j, d);
       return 0;
     }
-    if (ip.src === 0 || ip.src >= 0xe0000000 || (ip.src >>> 24) === 127) {
+    // RFC 1122 3.2.1.3: never a source from the wire (the one rule: isBadSource4), nor 0.0.0.0.
+    if (ip.src === 0 || isBadSource4(ip.src)) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }

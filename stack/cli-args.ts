@@ -1,0 +1,74 @@
+/**
+ * What every `xdpstack` command shares: the command table's shape, the output context, the usage
+ * error and option parsing. Both the top level (stack/cli.ts) and the stack commands
+ * (stack/cli-stack.ts) import it, so neither imports the other's internals (no import circle).
+ */
+
+export class UsageError extends Error {
+  constructor(message: string, readonly usage?: string) { super(message); this.name = 'UsageError'; }
+}
+
+export interface Command {
+  name: string;
+  summary: string;
+  /** Full usage text, shown by --help and after a UsageError. */
+  usage: string;
+  /** Either a handler... */
+  run?(args: string[], ctx: CliContext): number | Promise<number>;
+  /** ...or a nested table (`xdpstack lab up`). */
+  subcommands?: Command[];
+}
+
+export interface CliContext {
+  out(line: string): void;
+  err(line: string): void;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Option parsing
+
+export type OptKind = 'string' | 'int' | 'bool' | 'list';
+export type OptSpec = Record<string, OptKind>;
+export type OptValues = Record<string, string | number | boolean | string[] | undefined>;
+
+/**
+ * Parses `--name value`, `--name=value` and boolean `--flag` according to spec; anything else
+ * (unknown option, missing or malformed value, stray positional) is a UsageError.
+ */
+export function parseOptions(args: string[], spec: OptSpec, usage?: string, maxPositional = 0): { opts: OptValues; positional: string[] } {
+  const opts: OptValues = {};
+  const positional: string[] = [];
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    if (!a.startsWith('--') || a === '--') {
+      if (positional.length >= maxPositional) throw new UsageError(`unexpected argument '${a}'`, usage);
+      positional.push(a);
+      continue;
+    }
+    const eq = a.indexOf('=');
+    const name = eq >= 0 ? a.slice(2, eq) : a.slice(2);
+    const kind = spec[name];
+    if (!kind) throw new UsageError(`unknown option '--${name}'`, usage);
+    if (kind === 'bool') {
+      if (eq >= 0) throw new UsageError(`option '--${name}' takes no value`, usage);
+      opts[name] = true;
+      continue;
+    }
+    let v: string;
+    if (eq >= 0) v = a.slice(eq + 1);
+    else {
+      if (i + 1 >= args.length || args[i + 1].startsWith('--')) throw new UsageError(`option '--${name}' needs a value`, usage);
+      v = args[++i];
+    }
+    if (v === '') throw new UsageError(`option '--${name}' needs a value`, usage);
+    if (kind === 'int') {
+      if (!/^\d+$/.test(v)) throw new UsageError(`option '--${name}' expects a non-negative integer, got '${v}'`, usage);
+      opts[name] = Number(v);
+    } else if (kind === 'list') {
+      const items = v.split(',').map((s) => s.trim());
+      if (items.some((s) => s === '')) throw new UsageError(`option '--${name}' expects a comma-separated list, got '${v}'`, usage);
+      opts[name] = items;
+    } else opts[name] = v;
+  }
+  return { opts, positional };
+}
