@@ -21,7 +21,7 @@ export interface NativeProgram {
   readonly dispatcher: boolean;
   readonly xsksMapFd: number;
   /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes). */
-  mapUpdate(kind: 0 | 1 | 2, key: Uint8Array, vlan: number, add: boolean): boolean;
+  mapUpdate(kind: 0 | 1 | 2 | 3, key: Uint8Array, vlan: number, add: boolean): boolean;
   /** [redirected, passed, SYNs policed, ARP policed] frames, summed over CPUs. */
   counters(): [number, number, number, number];
   /** Sets policer `which` (0 SYN, 1 ARP): GCRA interval and burst tolerance in ns; interval 0 = off. */

@@ -29,6 +29,7 @@ import { checkVsLimits, Limits, resolveLimits, VsLimits } from './limits';
 import { addrKey, Link, linkKey, VirtualServer } from './vs';
 import { TcpEngine, TcpLayer } from './tcp';
 import { checkAddress, checkLink, checkRoute, checkRule, defined, EngineState, enforce, ValidationError, vsNameProblem } from './validate';
+import type { IpAddr } from '../protocols/ip/addr';
 import type { TcpOptions } from '../protocols/tcp/types';
 import { randomBytes } from 'node:crypto';
 
@@ -39,8 +40,8 @@ export interface DeviceSpec {
   mtu: number;
   /** Called when the stack starts/stops owning a MAC on a VLAN (-1 = untagged): fills XDP maps. */
   ownMac?(mac: Uint8Array, vlan: number, add: boolean): void;
-  /** Called when the stack starts/stops owning an IPv4 address on a VLAN. */
-  ownIpv4?(addr: number, vlan: number, add: boolean): void;
+  /** Called when the stack starts/stops owning a unicast address (either family) on a VLAN (-1 = untagged). */
+  own?(addr: IpAddr, vlan: number, add: boolean): void;
 }
 
 /**
@@ -488,7 +489,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     link.addrs.push({ addr, prefixLen, broadcast });
     g.addrs.set(addr | 0, link);
     if (broadcast && !g.bcast.has(broadcast | 0)) g.bcast.set(broadcast | 0, link);
-    this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, true);
+    this.devices[link.dev]!.own?.(addr, link.vlan, true);
     this.gratuitousArp(link, addr);
   }
 
@@ -514,7 +515,7 @@ export class Engine implements UdpHost, NeighborHost, TcpEngine {
     } else {
       main?.remove(net, prefixLen, (r) => r.proto === 'connected' && r.link === link.index);
     }
-    this.devices[link.dev]!.ownIpv4?.(addr, link.vlan, false);
+    this.devices[link.dev]!.own?.(addr, link.vlan, false);
   }
 
   addRoute(vs: VirtualServer, spec: RouteSpec): Route {

@@ -19,7 +19,7 @@ import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
 import { ipv4ToString, parseIpv4 } from '../protocols/ipv4';
-import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
+import { DeviceSpec, Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
@@ -579,16 +579,13 @@ function countChain(v: VirtualServer): number {
 }
 
 /** XDP map hooks for a driver that has them (AF_XDP): the engine's ownership calls, VLAN -1 → 0. */
-export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; ownIpv4?(addr: number, vlan: number, add: boolean): void } {
-  const x = drv as unknown as {
-    addOwnedMac?(m: Uint8Array, v: number): void; removeOwnedMac?(m: Uint8Array, v: number): void;
-    addOwnedIpv4?(a: number, v: number): void; removeOwnedIpv4?(a: number, v: number): void;
-  };
-  if (typeof x.addOwnedMac !== 'function' || typeof x.addOwnedIpv4 !== 'function') return {};
+export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
+  const { ownMac, own } = drv;
+  if (typeof ownMac !== 'function' || typeof own !== 'function') return {};
   // The engine says -1 for untagged; the XDP maps say 0.
   return {
-    ownMac: (mac, vlan, add) => (add ? x.addOwnedMac!(mac, Math.max(vlan, 0)) : x.removeOwnedMac!(mac, Math.max(vlan, 0))),
-    ownIpv4: (addr, vlan, add) => (add ? x.addOwnedIpv4!(addr, Math.max(vlan, 0)) : x.removeOwnedIpv4!(addr, Math.max(vlan, 0))),
+    ownMac: (mac, vlan, add) => ownMac.call(drv, mac, Math.max(vlan, 0), add),
+    own: (addr, vlan, add) => own.call(drv, addr, Math.max(vlan, 0), add),
   };
 }
 

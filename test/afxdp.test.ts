@@ -13,6 +13,7 @@ import { canRunPrivileged, sh, labPrefix } from './lib/env';
 import { labUp, labDown, Lab } from '../stack/lab';
 import { openAfxdp, ipv4ToU32, attachedPrograms, AfxdpDriver, RUN_DIR } from '../driver/afxdp';
 import { Burst, parseMac } from '../driver/types';
+import { parseIp6 } from '../protocols/ip/addr';
 
 const PREFIX = labPrefix('xa');
 const privileged = canRunPrivileged();
@@ -104,8 +105,8 @@ ptest('frames from kernel peers arrive with their bytes, VLAN tags in-band', asy
     assert.is(rings.fill, 512, 'fill ring topped up with half the frames');
     d.service(Date.now() * 1000);
     assert.equal(d.pool.check(), { free: 512, kernel: 512, tx: 0, held: 0, total: 1024 });
-    d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
-    d.addOwnedIpv4(ipv4ToU32('10.1.7.1'), 7);
+    d.own(ipv4ToU32('10.1.1.1'), 0, true);
+    d.own(ipv4ToU32('10.1.7.1'), 7, true);
     d.addOwnedMac(parseMac(lab.stackMac), 0);
 
     // (1) Broadcast ARP request from an untagged peer, for an owned address.
@@ -172,7 +173,7 @@ ptest('IPv6 NDP: neighbour solicitations for an owned address are redirected (bu
   try {
     assert.is(d.busyPoll, true);
     const target = Uint8Array.from([0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    d.addOwnedIpv6(target, 0);
+    d.own(parseIp6('fd00:1::1'), 0, true);
     const isNs = (f: Buffer) => f.readUInt16BE(12) === 0x86dd && f[14 + 6] === 58 && f[14 + 40] === 135;
     const p = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
     const got = await collect(d, isNs, 1, 4000);
@@ -183,7 +184,7 @@ ptest('IPv6 NDP: neighbour solicitations for an owned address are redirected (bu
     assert.equal(f.subarray(14 + 48, 14 + 64), Buffer.from(target), 'NS target');
     // Removing the address stops the redirection. The peer's own retries of the first resolution may
     // already sit in our RX ring: drain them and let the peer forget that resolution first.
-    d.removeOwnedIpv6(target, 0);
+    d.own(parseIp6('fd00:1::1'), 0, false);
     await exited(inPeer(0, 'ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']));
     await collect(d, isNs, 100, 300);
     const p2 = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
@@ -291,7 +292,7 @@ ptest('XDP_PASS: host traffic on the device keeps working while attached', async
   const d = open();
   try {
     d.addOwnedMac(parseMac('02:00:00:aa:bb:01'), 0);
-    d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+    d.own(ipv4ToU32('10.1.1.1'), 0, true);
     const p = inPeer(0, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '10.1.1.100']);
     const stolen = collect(d, () => true, 1000, 2500);
     assert.is(await exited(p), 0, 'the kernel answered the peer\'s ping through the attached device');
@@ -310,7 +311,7 @@ ptest('XDP_PASS: host traffic on the device keeps working while attached', async
 const childScript = (dev: string) => `
 const { openAfxdp, ipv4ToU32 } = require(${JSON.stringify(path.resolve(__dirname, '..', 'driver', 'afxdp.js'))});
 const d = openAfxdp({ ifname: ${JSON.stringify(dev)}, frameCount: 256, log: () => {} });
-d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+d.own(ipv4ToU32('10.1.1.1'), 0, true);
 console.log('ready ' + d.attachMode);
 setInterval(() => d.service(0), 1000);
 `;
@@ -347,7 +348,7 @@ ptest('a second process gets "in use by pid N"; kill -9 leaves an attachment the
   try {
     assert.ok(logs.some((m) => /removed 1 stale/.test(m)), 'stale program reported: ' + logs.join(' | '));
     assert.equal(attachedPrograms(lab.stackDevice), ['xdpstack_xdp']);
-    d2.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+    d2.own(ipv4ToU32('10.1.1.1'), 0, true);
     const p = inPeer(0, 'ping', ['-c', '1', '-W', '1', '10.1.1.1']);
     const got = await collect(d2, isArpFor([10, 1, 1, 1]), 1, 4000);
     await exited(p);
