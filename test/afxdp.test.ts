@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { canRunPrivileged, sh, labPrefix } from './lib/env';
+import { collect } from './lib/collect';
 import { labUp, labDown, Lab } from '../stack/lab';
 import { openAfxdp, ipv4ToU32, attachedPrograms, AfxdpDriver, RUN_DIR } from '../driver/afxdp';
 import { Burst, parseMac } from '../driver/types';
@@ -25,38 +26,6 @@ const log = (m: string) => { logs.push(m); };
 
 function open(): AfxdpDriver {
   return openAfxdp({ ifname: lab.stackDevice, frameCount: 1024, log });
-}
-
-/** Receives until `want` frames matching `pred` arrived (or `ms` passed); copies them, frees all. */
-function collect(d: AfxdpDriver, pred: (f: Buffer) => boolean, want: number, ms: number): Promise<Buffer[]> {
-  return new Promise((resolve) => {
-    const b = new Burst();
-    const out: Buffer[] = [];
-    const drain = () => {
-      d.service(Date.now() * 1000);
-      while (d.rx(b, Date.now() * 1000) > 0) {
-        for (let i = 0; i < b.n; i++) {
-          const f = Buffer.from(d.pool.bytes.subarray(b.off[i]!, b.off[i]! + b.len[i]!));
-          if (pred(f)) out.push(f);
-          d.pool.free(b.frame[i]!);
-        }
-        b.clear();
-      }
-      if (out.length >= want) finish();
-    };
-    const timer = setTimeout(() => finish(), ms);
-    const tick = setInterval(drain, 50);
-    let done = false;
-    function finish(): void {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(tick);
-      d.offReadable();
-      resolve(out);
-    }
-    assert.ok(d.onReadable(drain), 'onReadable is supported');
-  });
 }
 
 function inPeer(i: number, cmd: string, args: string[]): ChildProcess {
