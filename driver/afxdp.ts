@@ -148,14 +148,22 @@ export function deviceUser(ifname: string): number | null {
 }
 
 /**
- * VLAN tags must stay in the frame. NIC: rxvlan off. veth whose peer is in this namespace: the
- * peer's txvlan off. Returns descriptions of what was changed.
+ * VLAN tags (802.1Q and 802.1ad) must stay in the frame. NIC: rx-vlan-offload and
+ * rx-vlan-stag-hw-parse off. veth whose peer is in this namespace: the peer's tx-vlan-offload and
+ * tx-vlan-stag-hw-insert off. Returns descriptions of what was changed.
  */
 function keepVlanTagsInBand(ifname: string): string[] {
   const changed: string[] = [];
   const info = tryExec('ethtool', ['-i', ifname]) ?? '';
   const driver = /^driver:\s*(\S+)/m.exec(info)?.[1] ?? '';
-  const featureOn = (dev: string, name: string) => new RegExp(`^${name}:\\s*on`, 'm').test(tryExec('ethtool', ['-k', dev]) ?? '');
+  const turnOff = (dev: string, features: string[], what: string) => {
+    const k = tryExec('ethtool', ['-k', dev]) ?? '';
+    for (const f of features) {
+      if (new RegExp(`^${f}:\\s*on`, 'm').test(k) && tryExec('ethtool', ['-K', dev, f, 'off']) !== null) {
+        changed.push(`afxdp: turned ${f} off on ${dev}${what} so VLAN tags reach AF_XDP in-band`);
+      }
+    }
+  };
   if (driver === 'veth') {
     // The peer is visible only when it lives in this namespace (no link-netnsid).
     let peer: string | undefined;
@@ -164,13 +172,9 @@ function keepVlanTagsInBand(ifname: string): string[] {
       if (j[0] && j[0].link_netnsid === undefined && j[0].link) peer = j[0].link;
     } catch { /* no peer information */ }
     // Peer in another namespace (the lab): its owner keeps tags in band.
-    if (peer && featureOn(peer, 'tx-vlan-offload') && tryExec('ethtool', ['-K', peer, 'txvlan', 'off']) !== null) {
-      changed.push(`afxdp: turned txvlan off on ${peer} (veth peer of ${ifname}) so VLAN tags reach AF_XDP in-band`);
-    }
+    if (peer) turnOff(peer, ['tx-vlan-offload', 'tx-vlan-stag-hw-insert'], ` (veth peer of ${ifname})`);
   } else if (fs.existsSync(`/sys/class/net/${ifname}/device`)) {
-    if (featureOn(ifname, 'rx-vlan-offload') && tryExec('ethtool', ['-K', ifname, 'rxvlan', 'off']) !== null) {
-      changed.push(`afxdp: turned rxvlan off on ${ifname} so VLAN tags reach AF_XDP in-band`);
-    }
+    turnOff(ifname, ['rx-vlan-offload', 'rx-vlan-stag-hw-parse'], '');
   }
   return changed;
 }

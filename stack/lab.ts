@@ -7,7 +7,8 @@
  *    no IPv4, IPv6 off)
  *
  * VLAN peers tag/untag with a tc clsact BPF program on their eth0 (this kernel has no 8021q), and
- * the bridge port toward the stack has `txvlan off`, so tags reach the stack's device in-band.
+ * the bridge port toward the stack has `txvlan off` (802.1Q) and `tx-vlan-stag-hw-insert off` (802.1ad),
+ * so tags reach the stack's device in-band.
  *
  * IPv6: a peer has it only when given an address (`ipv6: true` takes the lab's default
  * fd00:<vlan>::<2 + rank in its VLAN>/64, the stack side being fd00:<vlan>::1). Peers neither accept
@@ -343,6 +344,7 @@ export function labUp(opts: LabOptions): Lab {
     throw new LabInUseError(`lab ${prefix}: device ${prefix}0 is in use by a running stack (pid ${user}${user === process.pid ? ', this process' : ''}); ` +
       `stop it first, or replace the lab anyway with --force (the stack loses the device until the new one is up)`);
   }
+  if (hostIpv6) checkHostPrefix(hostIpv6, `${prefix}0`);
   labDown(prefix);
   try {
     return build(prefix, peers, mtu, hostIpv6);
@@ -350,6 +352,16 @@ export function labUp(opts: LabOptions): Lab {
     try { labDown(prefix); } catch { /* keep the first error */ }
     throw e;
   }
+}
+
+/** The host's lab prefix must not be one it already routes elsewhere (its replies would leave there). */
+function checkHostPrefix(cidr: string, dev: string): void {
+  const c = parseAddrCidr(cidr);
+  const net = `${addrToString(maskAddr(c.addr, c.prefixLen))}/${c.prefixLen}`;
+  let routes: Array<{ dev?: string }> = [];
+  try { routes = JSON.parse(tryRun('ip', ['-j', '-6', 'route', 'show', 'exact', net]) || '[]') as Array<{ dev?: string }>; } catch { /* no answer: nothing known */ }
+  const other = routes.find((r) => r.dev && r.dev !== dev);
+  if (other) throw new LabConfigError(`hostIpv6 ${cidr}: this host already routes ${net} via ${other.dev}; choose another prefix`);
 }
 
 function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: string | undefined): Lab {
@@ -380,7 +392,7 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: stri
   run('ip', ['netns', 'exec', sw, 'sh', '-ec', [
     'sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1',
     `sysctl -q -w net.ipv6.conf.${SWITCH_STACK_PORT}.disable_ipv6=1`,
-    `ethtool -K ${SWITCH_STACK_PORT} txvlan off`,
+    `ethtool -K ${SWITCH_STACK_PORT} txvlan off tx-vlan-stag-hw-insert off`,
     // A switch forwards frames: keep the host's IP firewall off bridged traffic (br_netfilter).
     'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true',
   ].join('\n')]);
