@@ -20,7 +20,7 @@ export interface NativeProgram {
   /** True when attached through libxdp's multiprog dispatcher. */
   readonly dispatcher: boolean;
   readonly xsksMapFd: number;
-  /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes). */
+  /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes), 3 = solicited-node group (its last 4 bytes); see driver/owned.ts. */
   mapUpdate(kind: 0 | 1 | 2 | 3, key: Uint8Array, vlan: number, add: boolean): boolean;
   /** [redirected, passed, SYNs policed, ARP policed] frames, summed over CPUs. */
   counters(): [number, number, number, number];

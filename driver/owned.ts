@@ -26,7 +26,9 @@ export interface OwnedEntry extends MapKey { vlan: number; refs: number }
 /** The map keys of owning `addr` (IPv4: its ARP key; IPv6: the address and its solicited-node group). */
 export function ownKeys(addr: IpAddr): MapKey[] {
   if (typeof addr === 'number') {
-    if (!Number.isInteger(addr) || addr < 0 || addr > 0xffffffff) throw new RangeError(`afxdp: not an IPv4 address: ${addr}`);
+    // A u32, or the same bits as an int32 (`addr | 0`, as some engine tables key them).
+    if (!Number.isInteger(addr) || addr < -0x80000000 || addr > 0xffffffff) throw new RangeError(`afxdp: not an IPv4 address: ${addr}`);
+    addr >>>= 0;
     if (addr === 0) throw new RangeError('afxdp: cannot own the unspecified address 0.0.0.0');
     return [{ kind: KIND_IP4, key: Uint8Array.of(addr >>> 24, (addr >>> 16) & 0xff, (addr >>> 8) & 0xff, addr & 0xff) }];
   }

@@ -15,6 +15,8 @@ const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 test('ownKeys: IPv4 gives its ARP key (network order); IPv6 its address and its solicited-node group', () => {
   const k4 = ownKeys(parseIp4('10.1.7.1'));
   assert.equal(k4.map((k) => [k.kind, hex(k.key)]), [[KIND_IP4, '0a010701']]);
+  // The int32 form of an address (bit 31 set) is the same address.
+  assert.equal(hex(ownKeys(parseIp4('200.1.1.1') | 0)[0]!.key), 'c8010101');
   const k6 = ownKeys(parseIp6('fd00:7::12:3456'));
   assert.equal(k6.map((k) => [k.kind, hex(k.key)]), [
     [KIND_IP6, 'fd000007000000000000000000123456'],
@@ -30,7 +32,8 @@ test('ownKeys: only unicast addresses can be owned', () => {
   assert.throws(() => ownKeys(parseIp6('ff02::1:ff00:1')), RangeError);
   assert.throws(() => ownKeys(parseIp6('::')), /not a unicast address/);
   assert.throws(() => ownKeys(0), /unspecified/);
-  assert.throws(() => ownKeys(-1), /not an IPv4 address/);
+  assert.throws(() => ownKeys(-0x80000001), /not an IPv4 address/);
+  assert.throws(() => ownKeys(1.5), /not an IPv4 address/);
   assert.throws(() => ownKeys(2 ** 32), /not an IPv4 address/);
 });
 
