@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { FramePool, FrameState } from '../umem/pool';
 import { BURST_MAX, Burst, countDrop, Driver, DriverStats, newStats } from './types';
 import { DEFAULT_POLICE, gcraParams, PoliceConfig, resolvePolice } from './police';
-import { KIND_MAC, MapKey, MapKind, OwnedTable, ownKeys } from './owned';
+import { KIND_MAC, KIND_SNM, MapKey, MapKind, OwnedTable, ownKeys } from './owned';
 import type { IpAddr } from '../protocols/ip/addr';
 import { loadNative, NativeAddon, NativeError, NativeProgram, NativeXsk, XDP_OBJECT_PATH, XDP_PROG_NAME, XdpStatistics } from './native';
 
@@ -196,6 +196,11 @@ interface Attachment {
   ifindex: number;
   /** Entries of the ownership maps with their owner counts, kept to fill the maps of a re-attached program. */
   owned: OwnedTable;
+  /**
+   * The device's allmulticast flag while the stack owns IPv6 addresses on it: 'ours' = we turned it
+   * on (and turn it off at detach), 'theirs' = it was on already, 'unset' = not needed yet.
+   */
+  allmulti: 'unset' | 'ours' | 'theirs';
   /** The policers' settings, kept for a re-attached program. */
   police: PoliceConfig;
   /** Frames policed (SYN, ARP) by programs this attachment had before the current one. */
@@ -292,7 +297,7 @@ function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb',
     throw new Error(`afxdp: cannot write ${pidFile(ifname)}: ${(e as Error).message}`);
   }
   const a: Attachment = {
-    ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new OwnedTable(),
+    ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new OwnedTable(), allmulti: 'unset',
     police: { ...DEFAULT_POLICE }, policedBefore: [0, 0],
   };
   attachments.set(ifname, a);
@@ -312,10 +317,36 @@ function release(a: Attachment, queue: number): void {
   if (a.queues.size) return;
   attachments.delete(a.ifname);
   try { a.prog.detach(); } catch { /* already gone with the device */ }
+  dropAllmulti(a);
   try {
     const text = fs.readFileSync(pidFile(a.ifname), 'utf8');
     if (Number(text.trim().split(/\s+/)[0]) === process.pid) fs.unlinkSync(pidFile(a.ifname));
   } catch { /* no pid file */ }
+}
+
+/** IFF_ALLMULTI in /sys/class/net/IF/flags. */
+const IFF_ALLMULTI = 0x200;
+
+/**
+ * The solicited-node groups of the stack's IPv6 addresses (33:33:ff:xx:xx:xx) must pass the NIC's
+ * multicast filter, which the kernel fills only for groups it joins itself (none: the device has
+ * no kernel IPv6 of the stack's). Rather than one filter entry per group, the device receives all
+ * multicast while the stack owns an IPv6 address (the XDP program passes what is not the stack's).
+ */
+function ensureAllmulti(a: Attachment, log: (m: string) => void): void {
+  if (a.allmulti !== 'unset') return;
+  if ((parseInt(sysfs(a.ifname, 'flags') ?? '0', 16) & IFF_ALLMULTI) !== 0) { a.allmulti = 'theirs'; return; }
+  if (tryExec('ip', ['link', 'set', 'dev', a.ifname, 'allmulticast', 'on']) === null) {
+    log(`afxdp: could not turn allmulticast on for ${a.ifname}: neighbour solicitations to the stack's IPv6 addresses may not reach it`);
+    return;
+  }
+  a.allmulti = 'ours';
+}
+
+/** Turns allmulticast off again if we turned it on. */
+function dropAllmulti(a: Attachment): void {
+  if (a.allmulti === 'ours') tryExec('ip', ['link', 'set', 'dev', a.ifname, 'allmulticast', 'off']);
+  a.allmulti = 'unset';
 }
 
 function describeAttachError(ifname: string, mode: string, errno: number, msg: string): string {
@@ -711,6 +742,9 @@ export class AfxdpDriver implements Driver {
       a.prog = prog;
       a.ifindex = idx;
       for (const o of a.owned.entries()) prog.mapUpdate(o.kind, o.key, o.vlan, true);
+      // A new device has its own flags.
+      a.allmulti = 'unset';
+      if (a.owned.count(KIND_SNM) > 0) ensureAllmulti(a, this.log);
       applyPolice(prog, a.police);
       for (const m of keepVlanTagsInBand(this.name)) this.log(m);
     }
@@ -799,6 +833,10 @@ export class AfxdpDriver implements Driver {
       if (this.lostReason) return;
       if (add) owned.release(kind, key, vlan);
       throw e;
+    }
+    if (kind === KIND_SNM) {
+      if (add) ensureAllmulti(this.att, this.log);
+      else if (owned.count(KIND_SNM) === 0) dropAllmulti(this.att);
     }
   }
 

@@ -45,6 +45,7 @@ function checkVlan(vlan: number): void {
 /** The owned entries of one device's program, with their owner counts. */
 export class OwnedTable {
   private readonly m = new Map<string, OwnedEntry>();
+  private readonly perKind = [0, 0, 0, 0];
 
   private static id(kind: MapKind, vlan: number, key: Uint8Array): string {
     return `${kind}/${vlan}/${key.join('.')}`;
@@ -63,6 +64,7 @@ export class OwnedTable {
       return false;
     }
     this.m.set(id, { kind, key: Uint8Array.from(key), vlan, refs: 1 });
+    this.perKind[kind]!++;
     return true;
   }
 
@@ -74,6 +76,7 @@ export class OwnedTable {
     if (!e) return false;
     if (--e.refs > 0) return false;
     this.m.delete(id);
+    this.perKind[kind]!--;
     return true;
   }
 
@@ -85,6 +88,11 @@ export class OwnedTable {
   /** The keys the maps hold (to fill the maps of a program attached again). */
   entries(): IterableIterator<OwnedEntry> {
     return this.m.values();
+  }
+
+  /** Keys of one kind in the maps. */
+  count(kind: MapKind): number {
+    return this.perKind[kind]!;
   }
 
   get size(): number {

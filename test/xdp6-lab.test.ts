@@ -58,6 +58,9 @@ const isEcho = (dst: string, vlan?: number) => (f: Buffer) => {
   return !!x && x.type === 128 && x.dst === canon(dst) && (vlan === undefined || x.vlan === vlan);
 };
 
+/** Whether the stack's device has IFF_ALLMULTI. */
+const allmulti = () => (parseInt(fs.readFileSync(`/sys/class/net/${lab.stackDevice}/flags`, 'utf8'), 16) & 0x200) !== 0;
+
 function open(): AfxdpDriver {
   return openAfxdp({ ifname: lab.stackDevice, frameCount: 1024, log: () => {} });
 }
@@ -136,7 +139,9 @@ ptest('IPv6 to an owned address on a VLAN is redirected; other addresses, VLANs 
     const mac = parseMac(lab.stackMac);
     d.ownMac(mac, 7, true);
     d.ownMac(mac, 8, true);
+    assert.is(allmulti(), false);
     d.own(parseIp6('fd00:7::1'), 7, true);
+    assert.is(allmulti(), true, 'the device receives all multicast (the solicited-node groups) while the stack owns IPv6 addresses');
 
     // (1) The peer's NS for the owned address, to its solicited-node group, tagged 7.
     let p = ping6(1, 'fd00:7::1', 1);
@@ -189,6 +194,7 @@ ptest('IPv6 to an owned address on a VLAN is redirected; other addresses, VLANs 
     await p;
     assert.is(got.length, 0, 'no owner left: passed');
     assert.ok(d.programCounters().passed >= before + 2);
+    assert.is(allmulti(), false, 'no IPv6 address owned: allmulticast off again');
     d.service(Date.now() * 1000);
     assert.equal(d.pool.check(), { free: 512, kernel: 512, tx: 0, held: 0, total: 1024 });
   } finally {
@@ -235,6 +241,7 @@ ptest("the host's own IPv6 traffic on the stack's device and MAC passes while th
     c.stop();
     d.close();
   }
+  assert.is(allmulti(), false, 'allmulticast off after the last queue closed');
 });
 
 ptest('crafted frames: all-nodes NA for an owned target, 802.1ad tags; other NDP, multicast, MACs and VLANs passed', async () => {

@@ -60,8 +60,10 @@ test('OwnedTable: addresses with the same low 24 bits share one solicited-node k
   assert.equal(changes(x, true), [true, true]);
   assert.equal(changes(y, true), [true, false], 'the group is already in the map');
   assert.is(t.refs(KIND_SNM, x[1]!.key, 0), 2);
+  assert.equal([t.count(KIND_IP6), t.count(KIND_SNM)], [2, 1]);
   assert.equal(changes(x, false), [true, false], 'fd00::1 leaves; the group stays for fe80::1');
   assert.equal(changes(y, false), [true, true], 'the last address takes the group with it');
+  assert.equal([t.count(KIND_IP6), t.count(KIND_SNM)], [0, 0]);
   assert.is(t.size, 0);
 });
 
