@@ -20,6 +20,8 @@ import * as path from 'node:path';
 import { FramePool, FrameState } from '../umem/pool';
 import { BURST_MAX, Burst, countDrop, Driver, DriverStats, newStats } from './types';
 import { DEFAULT_POLICE, gcraParams, PoliceConfig, resolvePolice } from './police';
+import { KIND_MAC, KIND_SNM, MapKey, MapKind, OwnedTable, ownKeys } from './owned';
+import type { IpAddr } from '../protocols/ip/addr';
 import { loadNative, NativeAddon, NativeError, NativeProgram, NativeXsk, XDP_OBJECT_PATH, XDP_PROG_NAME, XdpStatistics } from './native';
 
 export interface AfxdpOptions {
@@ -146,14 +148,22 @@ export function deviceUser(ifname: string): number | null {
 }
 
 /**
- * VLAN tags must stay in the frame. NIC: rxvlan off. veth whose peer is in this namespace: the
- * peer's txvlan off. Returns descriptions of what was changed.
+ * VLAN tags (802.1Q and 802.1ad) must stay in the frame. NIC: rx-vlan-offload and
+ * rx-vlan-stag-hw-parse off. veth whose peer is in this namespace: the peer's tx-vlan-offload and
+ * tx-vlan-stag-hw-insert off. Returns descriptions of what was changed.
  */
 function keepVlanTagsInBand(ifname: string): string[] {
   const changed: string[] = [];
   const info = tryExec('ethtool', ['-i', ifname]) ?? '';
   const driver = /^driver:\s*(\S+)/m.exec(info)?.[1] ?? '';
-  const featureOn = (dev: string, name: string) => new RegExp(`^${name}:\\s*on`, 'm').test(tryExec('ethtool', ['-k', dev]) ?? '');
+  const turnOff = (dev: string, features: string[], what: string) => {
+    const k = tryExec('ethtool', ['-k', dev]) ?? '';
+    for (const f of features) {
+      if (new RegExp(`^${f}:\\s*on`, 'm').test(k) && tryExec('ethtool', ['-K', dev, f, 'off']) !== null) {
+        changed.push(`afxdp: turned ${f} off on ${dev}${what} so VLAN tags reach AF_XDP in-band`);
+      }
+    }
+  };
   if (driver === 'veth') {
     // The peer is visible only when it lives in this namespace (no link-netnsid).
     let peer: string | undefined;
@@ -162,13 +172,9 @@ function keepVlanTagsInBand(ifname: string): string[] {
       if (j[0] && j[0].link_netnsid === undefined && j[0].link) peer = j[0].link;
     } catch { /* no peer information */ }
     // Peer in another namespace (the lab): its owner keeps tags in band.
-    if (peer && featureOn(peer, 'tx-vlan-offload') && tryExec('ethtool', ['-K', peer, 'txvlan', 'off']) !== null) {
-      changed.push(`afxdp: turned txvlan off on ${peer} (veth peer of ${ifname}) so VLAN tags reach AF_XDP in-band`);
-    }
+    if (peer) turnOff(peer, ['tx-vlan-offload', 'tx-vlan-stag-hw-insert'], ` (veth peer of ${ifname})`);
   } else if (fs.existsSync(`/sys/class/net/${ifname}/device`)) {
-    if (featureOn(ifname, 'rx-vlan-offload') && tryExec('ethtool', ['-K', ifname, 'rxvlan', 'off']) !== null) {
-      changed.push(`afxdp: turned rxvlan off on ${ifname} so VLAN tags reach AF_XDP in-band`);
-    }
+    turnOff(ifname, ['rx-vlan-offload', 'rx-vlan-stag-hw-parse'], '');
   }
   return changed;
 }
@@ -188,8 +194,13 @@ interface Attachment {
   mode: 'native' | 'skb';
   /** The interface the program is attached to (a device recreated under the name gets another). */
   ifindex: number;
-  /** Entries of the owned-address maps, kept to fill the maps of a re-attached program. */
-  owned: Map<string, { kind: 0 | 1 | 2; key: Uint8Array; vlan: number }>;
+  /** Entries of the ownership maps with their owner counts, kept to fill the maps of a re-attached program. */
+  owned: OwnedTable;
+  /**
+   * The device's allmulticast flag while the stack owns IPv6 addresses on it: 'ours' = we turned it
+   * on (and turn it off at detach), 'theirs' = it was on already, 'unset' = not needed yet.
+   */
+  allmulti: 'unset' | 'ours' | 'theirs';
   /** The policers' settings, kept for a re-attached program. */
   police: PoliceConfig;
   /** Frames policed (SYN, ARP) by programs this attachment had before the current one. */
@@ -286,7 +297,7 @@ function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb',
     throw new Error(`afxdp: cannot write ${pidFile(ifname)}: ${(e as Error).message}`);
   }
   const a: Attachment = {
-    ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new Map(),
+    ifname, prog, queues: new Set(), mode: prog.attachMode, ifindex: ifindexOf(ifname), owned: new OwnedTable(), allmulti: 'unset',
     police: { ...DEFAULT_POLICE }, policedBefore: [0, 0],
   };
   attachments.set(ifname, a);
@@ -306,10 +317,36 @@ function release(a: Attachment, queue: number): void {
   if (a.queues.size) return;
   attachments.delete(a.ifname);
   try { a.prog.detach(); } catch { /* already gone with the device */ }
+  dropAllmulti(a);
   try {
     const text = fs.readFileSync(pidFile(a.ifname), 'utf8');
     if (Number(text.trim().split(/\s+/)[0]) === process.pid) fs.unlinkSync(pidFile(a.ifname));
   } catch { /* no pid file */ }
+}
+
+/** IFF_ALLMULTI in /sys/class/net/IF/flags. */
+const IFF_ALLMULTI = 0x200;
+
+/**
+ * The solicited-node groups of the stack's IPv6 addresses (33:33:ff:xx:xx:xx) must pass the NIC's
+ * multicast filter, which the kernel fills only for groups it joins itself (none: the device has
+ * no kernel IPv6 of the stack's). Rather than one filter entry per group, the device receives all
+ * multicast while the stack owns an IPv6 address (the XDP program passes what is not the stack's).
+ */
+function ensureAllmulti(a: Attachment, log: (m: string) => void): void {
+  if (a.allmulti !== 'unset') return;
+  if ((parseInt(sysfs(a.ifname, 'flags') ?? '0', 16) & IFF_ALLMULTI) !== 0) { a.allmulti = 'theirs'; return; }
+  if (tryExec('ip', ['link', 'set', 'dev', a.ifname, 'allmulticast', 'on']) === null) {
+    log(`afxdp: could not turn allmulticast on for ${a.ifname}: neighbour solicitations to the stack's IPv6 addresses may not reach it`);
+    return;
+  }
+  a.allmulti = 'ours';
+}
+
+/** Turns allmulticast off again if we turned it on. */
+function dropAllmulti(a: Attachment): void {
+  if (a.allmulti === 'ours') tryExec('ip', ['link', 'set', 'dev', a.ifname, 'allmulticast', 'off']);
+  a.allmulti = 'unset';
 }
 
 function describeAttachError(ifname: string, mode: string, errno: number, msg: string): string {
@@ -460,7 +497,6 @@ export class AfxdpDriver implements Driver {
   private readonly addrs = new Uint32Array(BURST_MAX);
   private readonly lens = new Uint32Array(BURST_MAX);
   private readonly levels = new Uint32Array(4);
-  private readonly keyBuf4 = new Uint8Array(4);
   /** Frames given to the fill ring and not yet received (Kernel, RX side). */
   private rxKernel = 0;
   /** Frames on the TX ring awaiting completion (state Tx). */
@@ -705,7 +741,10 @@ export class AfxdpDriver implements Driver {
       }
       a.prog = prog;
       a.ifindex = idx;
-      for (const o of a.owned.values()) prog.mapUpdate(o.kind, o.key, o.vlan, true);
+      for (const o of a.owned.entries()) prog.mapUpdate(o.kind, o.key, o.vlan, true);
+      // A new device has its own flags.
+      a.allmulti = 'unset';
+      if (a.owned.count(KIND_SNM) > 0) ensureAllmulti(a, this.log);
       applyPolice(prog, a.police);
       for (const m of keepVlanTagsInBand(this.name)) this.log(m);
     }
@@ -749,51 +788,55 @@ export class AfxdpDriver implements Driver {
     this.xsk?.pollStop();
   }
 
+  /** The stack owns / stops owning `mac` on VLAN `vlan` (0 = untagged): frames to it are redirected. */
   addOwnedMac(mac: Uint8Array, vlan: number): void {
-    this.update(0, mac, 6, vlan, true);
+    this.ownMac(mac, vlan, true);
   }
 
   removeOwnedMac(mac: Uint8Array, vlan: number): void {
-    this.update(0, mac, 6, vlan, false);
+    this.ownMac(mac, vlan, false);
   }
 
-  /** addr: IPv4 address as a u32 in host order (10.1.1.1 = 0x0a010101). */
-  addOwnedIpv4(addr: number, vlan: number): void {
-    this.update(1, this.ip4Key(addr), 4, vlan, true);
+  ownMac(mac: Uint8Array, vlan: number, add: boolean): void {
+    if (!(mac instanceof Uint8Array) || mac.length !== 6) throw new RangeError('afxdp: a MAC is 6 bytes');
+    this.update(KIND_MAC, mac, vlan, add);
   }
 
-  removeOwnedIpv4(addr: number, vlan: number): void {
-    this.update(1, this.ip4Key(addr), 4, vlan, false);
+  /**
+   * The stack starts (add) or stops owning unicast address `addr` on VLAN `vlan` (0 = untagged),
+   * counted per owner: the address leaves the XDP maps with its last owner. IPv4: ARP requests for
+   * it are redirected (its packets come through the owned MAC). IPv6: packets to it (through an
+   * owned MAC), and NS/NA about it sent to its solicited-node group or to all-nodes.
+   */
+  own(addr: IpAddr, vlan: number, add: boolean): void {
+    const keys = ownKeys(addr);
+    const done: MapKey[] = [];
+    try {
+      for (const k of keys) { this.update(k.kind, k.key, vlan, add); done.push(k); }
+    } catch (e) {
+      // All or nothing: undo the keys this call changed.
+      for (const k of done) { try { this.update(k.kind, k.key, vlan, !add); } catch { /* keep the first error */ } }
+      throw e;
+    }
   }
 
-  /** Owns NDP for addr; also add its solicited-node multicast MAC with addOwnedMac if needed. */
-  addOwnedIpv6(addr: Uint8Array, vlan: number): void {
-    this.update(2, addr, 16, vlan, true);
-  }
-
-  removeOwnedIpv6(addr: Uint8Array, vlan: number): void {
-    this.update(2, addr, 16, vlan, false);
-  }
-
-  private ip4Key(addr: number): Uint8Array {
-    const k = this.keyBuf4;
-    k[0] = addr >>> 24; k[1] = (addr >>> 16) & 0xff; k[2] = (addr >>> 8) & 0xff; k[3] = addr & 0xff;
-    return k;
-  }
-
-  private update(kind: 0 | 1 | 2, key: Uint8Array, len: number, vlan: number, add: boolean): void {
+  private update(kind: MapKind, key: Uint8Array, vlan: number, add: boolean): void {
     if (this.closed) throw new Error(`afxdp: ${this.name} queue ${this.queue} is closed`);
-    if (!(key instanceof Uint8Array) || key.length !== len) throw new RangeError(`afxdp: key must be ${len} bytes`);
-    if (!Number.isInteger(vlan) || vlan < 0 || vlan > 4095) throw new RangeError(`afxdp: bad VLAN id ${vlan} (0 = untagged, 1..4095)`);
-    // Kept for a program attached again after the device comes back.
-    const id = `${kind}/${vlan}/${Array.from(key.subarray(0, len)).join('.')}`;
-    if (add) this.att.owned.set(id, { kind, key: Uint8Array.from(key.subarray(0, len)), vlan });
-    else this.att.owned.delete(id);
+    const owned = this.att.owned;
+    // Kept (and counted) for a program attached again after the device comes back.
+    const change = add ? owned.acquire(kind, key, vlan) : owned.release(kind, key, vlan);
+    if (!change) return;
     try {
       this.att.prog.mapUpdate(kind, key, vlan, add);
     } catch (e) {
       // While the device is gone its program may be too: the entries wait in `owned`.
-      if (!this.lostReason) throw e;
+      if (this.lostReason) return;
+      if (add) owned.release(kind, key, vlan);
+      throw e;
+    }
+    if (kind === KIND_SNM) {
+      if (add) ensureAllmulti(this.att, this.log);
+      else if (owned.count(KIND_SNM) === 0) dropAllmulti(this.att);
     }
   }
 

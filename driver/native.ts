@@ -20,8 +20,8 @@ export interface NativeProgram {
   /** True when attached through libxdp's multiprog dispatcher. */
   readonly dispatcher: boolean;
   readonly xsksMapFd: number;
-  /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes). */
-  mapUpdate(kind: 0 | 1 | 2, key: Uint8Array, vlan: number, add: boolean): boolean;
+  /** kind 0 = MAC (6 bytes), 1 = IPv4 (4 bytes, network order), 2 = IPv6 (16 bytes), 3 = solicited-node group (its last 4 bytes); see driver/owned.ts. */
+  mapUpdate(kind: 0 | 1 | 2 | 3, key: Uint8Array, vlan: number, add: boolean): boolean;
   /** [redirected, passed, SYNs policed, ARP policed] frames, summed over CPUs. */
   counters(): [number, number, number, number];
   /** Sets policer `which` (0 SYN, 1 ARP): GCRA interval and burst tolerance in ns; interval 0 = off. */

@@ -7,6 +7,7 @@
  * time (AF_XDP) and virtual time (pcap replay, memory link).
  */
 import type { FramePool } from '../umem/pool';
+import type { IpAddr } from '../protocols/ip/addr';
 
 export const BURST_MAX = 64;
 
@@ -109,6 +110,13 @@ export interface Driver {
    * drivers only; returns false when unsupported.
    */
   onReadable?(cb: () => void): boolean;
+  /**
+   * Drivers that filter in the kernel (AF_XDP: the XDP program's maps): the stack starts (add) or
+   * stops owning a MAC / a unicast address of either family on a VLAN (0 = untagged). Frames
+   * for what it does not own stay with the host.
+   */
+  ownMac?(mac: Uint8Array, vlan: number, add: boolean): void;
+  own?(addr: IpAddr, vlan: number, add: boolean): void;
   stats(): DriverStats;
   close(): void;
 }

@@ -9,7 +9,7 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- 1. Debian packages -------------------------------------------------------------------
 PKGS=(libxdp-dev libbpf-dev clang llvm xdp-tools iproute2 ethtool tshark tcpdump bpftool
       python3-scapy iputils-ping iputils-arping netcat-openbsd gcc-multilib linux-libc-dev
-      make g++ python3 hyperfine wrk curl openssl)
+      make g++ python3 hyperfine wrk curl openssl ndisc6)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -7,7 +7,16 @@
  *    no IPv4, IPv6 off)
  *
  * VLAN peers tag/untag with a tc clsact BPF program on their eth0 (this kernel has no 8021q), and
- * the bridge port toward the stack has `txvlan off`, so tags reach the stack's device in-band.
+ * the bridge port toward the stack has `txvlan off` (802.1Q) and `tx-vlan-stag-hw-insert off` (802.1ad),
+ * so tags reach the stack's device in-band.
+ *
+ * IPv6: a peer has it only when given an address (`ipv6: true` takes the lab's default
+ * fd00:<vlan>::<2 + rank in its VLAN>/64, the stack side being fd00:<vlan>::1). Peers neither accept
+ * nor solicit Router Advertisements, and hold their addresses without DAD (at once, for
+ * deterministic timing) unless `dad: true`. The root side has IPv6 off, unless `hostIpv6` gives the
+ * host an address of its own on the stack's device (to check that the host's IPv6 traffic passes
+ * while the stack is attached): then its link-local address is random, so it never equals the
+ * stack's EUI-64 one, and it neither sends nor accepts Router Advertisements or Solicitations.
  *
  * Every peer's switch port p${i} carries the impairment tc program (driver/bpf/impair_tc.bpf.c; this
  * kernel has no netem): random loss and bit corruption per direction, set at `lab up` and changed on
@@ -17,16 +26,20 @@
  *
  * Control-plane code: `ip`, `tc`, `ethtool`, `sysctl` through child_process, never on a packet path.
  */
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import { deviceUser } from '../driver/afxdp';
+import { addrEq, addrToString, Ip6, maskAddr, parseCidr as parseAddrCidr } from '../protocols/ip/addr';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
 export interface PeerSpec {
   vlan?: number /* 1..4094; absent/0 = untagged */;
   ipv4?: string /* CIDR '10.1.1.2/24' */;
-  ipv6?: string /* CIDR */;
+  /** CIDR 'fd00:7::2/64', or true for the lab's default (see ipv6Default). Absent: IPv6 off. */
+  ipv6?: string | true;
+  /** Run Duplicate Address Detection (RFC 4862) on the peer's IPv6 address; default off (nodad). */
+  dad?: boolean;
   mtu?: number;
   /** Impairment of this peer's path (overrides the lab's `impair`). */
   impair?: ImpairSpec;
@@ -37,6 +50,8 @@ export interface LabOptions {
   impair?: ImpairSpec;
   /** Replace the lab even when a running stack uses its device (the stack loses it until it is back). */
   force?: boolean;
+  /** An IPv6 address (CIDR) of the host itself on the stack's device; absent: IPv6 off there. */
+  hostIpv6?: string;
 }
 /** A direction of a peer's path: `in` = toward the peer (from the stack), `out` = from the peer. */
 export type ImpairDir = 'in' | 'out';
@@ -51,11 +66,17 @@ export interface ImpairState { loss: number; corrupt: number; frames: number; dr
 export interface PeerImpairment { peer: number; in: ImpairState; out: ImpairState }
 export interface LabPeer {
   index: number; ns: string; ifname: string /* 'eth0' inside ns */; mac: string; vlan: number;
-  ipv4?: string /* CIDR as given */; ipv6?: string /* CIDR as given */;
+  ipv4?: string /* CIDR as given */; ipv6?: string /* CIDR as given, or the default chosen */;
+  /** The address (CIDR) the stack side takes to reach this peer: prefix::1 of the peer's prefix (unset if that is the peer's own). */
+  stackIpv6?: string;
+  /** The peer runs DAD on its IPv6 address (see peerIpv6State). */
+  dad?: boolean;
 }
 export interface Lab {
   prefix: string; stackDevice: string /* `${prefix}0`, in the root namespace */; stackMac: string;
   switchNs: string; peers: LabPeer[];
+  /** The host's own IPv6 address on stackDevice (LabOptions.hostIpv6). */
+  hostIpv6?: string;
 }
 
 /** Invalid lab options (bad prefix, VLAN id, address, MTU...). */
@@ -154,26 +175,60 @@ export function validateImpair(spec: unknown, where: string): ImpairSpec {
   return out;
 }
 
-interface CheckedPeer { vlan: number; ipv4?: string; ipv6?: string; mtu: number; impair?: ImpairSpec }
+interface CheckedPeer { vlan: number; ipv4?: string; ipv6?: string; stackIpv6?: string; dad: boolean; mtu: number; impair?: ImpairSpec }
 
-function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number } {
+/**
+ * The lab's default IPv6 addresses on a VLAN (0 = untagged): the peer of rank `rank` in its VLAN
+ * (0, 1, ...) on fd00:<vlan>::<2 + rank>/64 and the stack side on fd00:<vlan>::1/64, the VLAN id
+ * written with its decimal digits (VLAN 42 → fd00:42::/64, untagged → fd00::/64), in RFC 5952 form.
+ */
+export function ipv6Default(vlan: number, rank: number): { peer: string; stack: string } {
+  const text = (host: number) => `${addrToString(parseAddrCidr(`fd00:${vlan}::${host.toString(16)}/64`).addr)}/64`;
+  return { peer: text(rank + 2), stack: text(1) };
+}
+
+/** prefix::1 of an IPv6 CIDR with its length, or undefined when that is the address itself or no such host exists. */
+function firstHost6(cidr: string): string | undefined {
+  const c = parseAddrCidr(cidr);
+  if (typeof c.addr === 'number' || c.prefixLen > 127) return undefined;
+  const base = maskAddr(c.addr, c.prefixLen) as Ip6;
+  const one = new Ip6(base.w0, base.w1, base.w2, (base.w3 | 1) >>> 0);
+  if (addrEq(one, c.addr)) return undefined;
+  return `${addrToString(one)}/${c.prefixLen}`;
+}
+
+function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number; hostIpv6?: string } {
   if (!opts || typeof opts !== 'object') throw new LabConfigError('lab options must be an object with a peers array');
   const prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX);
   if (!Array.isArray(opts.peers) || opts.peers.length === 0) throw new LabConfigError('lab needs at least one peer (options.peers)');
   if (opts.peers.length > MAX_PEERS) throw new LabConfigError(`too many peers: ${opts.peers.length} (at most ${MAX_PEERS})`);
   const mtu = validateMtu(opts.mtu, 'lab') ?? 1500;
   const labImpair = opts.impair === undefined ? undefined : validateImpair(opts.impair, 'lab');
+  if (opts.hostIpv6 !== undefined) parseCidr(opts.hostIpv6, 6, 'hostIpv6');
+  const rank = new Map<number, number>();
   const peers = opts.peers.map((p, i): CheckedPeer => {
     const where = `peer ${i}`;
     if (!p || typeof p !== 'object') throw new LabConfigError(`${where}: expected an object`);
     const vlan = validateVlan(p.vlan, where);
     if (p.ipv4 !== undefined) parseCidr(p.ipv4, 4, where);
-    if (p.ipv6 !== undefined) parseCidr(p.ipv6, 6, where);
+    let ipv6: string | undefined;
+    let stackIpv6: string | undefined;
+    if (p.ipv6 === true) {
+      const r = rank.get(vlan) ?? 0;
+      rank.set(vlan, r + 1);
+      ({ peer: ipv6, stack: stackIpv6 } = ipv6Default(vlan, r));
+    } else if (p.ipv6 !== undefined) {
+      parseCidr(p.ipv6, 6, where);
+      ipv6 = p.ipv6;
+      stackIpv6 = firstHost6(p.ipv6);
+    }
+    if (p.dad !== undefined && typeof p.dad !== 'boolean') throw new LabConfigError(`${where}: dad must be true or false`);
+    if (p.dad && !ipv6) throw new LabConfigError(`${where}: dad needs an IPv6 address (ipv6)`);
     const pm = validateMtu(p.mtu, where) ?? mtu;
     const impair = p.impair === undefined ? labImpair : validateImpair(p.impair, where);
-    return { vlan, ipv4: p.ipv4, ipv6: p.ipv6, mtu: pm, impair };
+    return { vlan, ipv4: p.ipv4, ipv6, stackIpv6, dad: p.dad === true, mtu: pm, impair };
   });
-  return { prefix, peers, mtu };
+  return { prefix, peers, mtu, hostIpv6: opts.hostIpv6 };
 }
 
 function requireRoot(): void {
@@ -281,7 +336,7 @@ function vlanObjectFor(prefix: string, vid: number): string {
 
 /** Builds the lab (replacing an existing lab of the same prefix) and returns its description. */
 export function labUp(opts: LabOptions): Lab {
-  const { prefix, peers, mtu } = checkOptions(opts);
+  const { prefix, peers, mtu, hostIpv6 } = checkOptions(opts);
   requireRoot();
   // A running stack on the lab's device would be left deaf by the replacement: say so first.
   const user = deviceUser(`${prefix}0`);
@@ -289,16 +344,27 @@ export function labUp(opts: LabOptions): Lab {
     throw new LabInUseError(`lab ${prefix}: device ${prefix}0 is in use by a running stack (pid ${user}${user === process.pid ? ', this process' : ''}); ` +
       `stop it first, or replace the lab anyway with --force (the stack loses the device until the new one is up)`);
   }
+  if (hostIpv6) checkHostPrefix(hostIpv6, `${prefix}0`);
   labDown(prefix);
   try {
-    return build(prefix, peers, mtu);
+    return build(prefix, peers, mtu, hostIpv6);
   } catch (e) {
     try { labDown(prefix); } catch { /* keep the first error */ }
     throw e;
   }
 }
 
-function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
+/** The host's lab prefix must not be one it already routes elsewhere (its replies would leave there). */
+function checkHostPrefix(cidr: string, dev: string): void {
+  const c = parseAddrCidr(cidr);
+  const net = `${addrToString(maskAddr(c.addr, c.prefixLen))}/${c.prefixLen}`;
+  let routes: Array<{ dev?: string }> = [];
+  try { routes = JSON.parse(tryRun('ip', ['-j', '-6', 'route', 'show', 'exact', net]) || '[]') as Array<{ dev?: string }>; } catch { /* no answer: nothing known */ }
+  const other = routes.find((r) => r.dev && r.dev !== dev);
+  if (other) throw new LabConfigError(`hostIpv6 ${cidr}: this host already routes ${net} via ${other.dev}; choose another prefix`);
+}
+
+function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: string | undefined): Lab {
   const sw = switchNsName(prefix);
   const dev = `${prefix}0`;
   const stackMac = stackMacFor(prefix);
@@ -310,14 +376,23 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
   const rootBatch = [`netns add ${sw}`, ...peers.map((_, i) => `netns add ${peerNsName(prefix, i)}`),
     `link add ${dev} address ${stackMac} mtu ${mtu} type veth peer name ${SWITCH_STACK_PORT} mtu ${mtu} netns ${sw}`];
   run('ip', ['-batch', '-'], rootBatch.join('\n') + '\n');
-  fs.writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/disable_ipv6`, '1');
+  const conf = (k: string, v: string) => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/${k}`, v);
+  conf('disable_ipv6', '1');
+  if (hostIpv6) {
+    // The host's own IPv6 on the stack's device: a random link-local (never the stack's EUI-64
+    // one), no router discovery either way, no forwarding (a host never sends RAs), no DAD delay.
+    conf('addr_gen_mode', '3');
+    for (const k of ['accept_ra', 'router_solicitations', 'forwarding', 'accept_dad']) conf(k, '0');
+    conf('disable_ipv6', '0');
+  }
   run('ip', ['link', 'set', 'dev', dev, 'up']);
+  if (hostIpv6) run('ip', ['-6', 'addr', 'add', hostIpv6, 'dev', dev, 'nodad']);
 
   // 2. switch namespace: bridge, stack port (tags in-band toward the stack), one port per peer.
   run('ip', ['netns', 'exec', sw, 'sh', '-ec', [
     'sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1',
     `sysctl -q -w net.ipv6.conf.${SWITCH_STACK_PORT}.disable_ipv6=1`,
-    `ethtool -K ${SWITCH_STACK_PORT} txvlan off`,
+    `ethtool -K ${SWITCH_STACK_PORT} txvlan off tx-vlan-stag-hw-insert off`,
     // A switch forwards frames: keep the host's IP firewall off bridged traffic (br_netfilter).
     'for f in /proc/sys/net/bridge/bridge-nf-call-*; do [ -e "$f" ] && echo 0 > "$f"; done; true',
   ].join('\n')]);
@@ -345,7 +420,11 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
       'ethtool -K eth0 tx off',
       'ip link set dev lo up',
     ];
-    if (p.ipv6) lines.push('sysctl -q -w net.ipv6.conf.eth0.accept_dad=0');
+    if (p.ipv6) {
+      // Statically configured peers: no router discovery (RFC 4861 6.3.7 / 6.3.4 off).
+      for (const d of ['all', 'default', 'eth0']) lines.push(`sysctl -q -w net.ipv6.conf.${d}.accept_ra=0 net.ipv6.conf.${d}.router_solicitations=0`);
+      lines.push(`sysctl -q -w net.ipv6.conf.eth0.accept_dad=${p.dad ? 1 : 0}`);
+    }
     if (p.ipv4) lines.push(`ip addr add ${p.ipv4} dev eth0`);
     if (p.vlan !== 0 || anyTagged) {
       let obj = objects.get(p.vlan);
@@ -355,15 +434,18 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number): Lab {
         `tc filter add dev eth0 ingress pref 1 bpf da obj ${shQuote(obj)} sec classifier/ingress`);
     }
     lines.push('ip link set dev eth0 up');
-    if (p.ipv6) lines.push(`ip -6 addr add ${p.ipv6} dev eth0 nodad`);
+    if (p.ipv6) lines.push(`ip -6 addr add ${p.ipv6} dev eth0${p.dad ? '' : ' nodad'}`);
     run('ip', ['netns', 'exec', ns, 'sh', '-ec', lines.join('\n')]);
     const lp: LabPeer = { index: i, ns, ifname: 'eth0', mac: peerMacFor(prefix, i), vlan: p.vlan };
     if (p.ipv4) lp.ipv4 = p.ipv4;
     if (p.ipv6) lp.ipv6 = p.ipv6;
+    if (p.stackIpv6) lp.stackIpv6 = p.stackIpv6;
+    if (p.dad) lp.dad = true;
     return lp;
   });
 
   const lab: Lab = { prefix, stackDevice: dev, stackMac, switchNs: sw, peers: labPeers };
+  if (hostIpv6) lab.hostIpv6 = hostIpv6;
   fs.writeFileSync(path.join(stateDir(prefix), 'lab.json'), JSON.stringify(lab, null, 2) + '\n');
   return lab;
 }
@@ -578,4 +660,41 @@ export function labStatus(prefix: string = DEFAULT_PREFIX): Lab | null {
   if (!nss.has(lab.switchNs) || !linkExists(lab.stackDevice)) return null;
   if (!lab.peers.every((p) => nss.has(p.ns))) return null;
   return lab;
+}
+
+// ---------------------------------------------------------------------------------------------
+// IPv6 helpers for tests (asynchronous: a stack running in this process keeps being served)
+
+/** State of a peer's IPv6 address: usable, still in DAD, found duplicate by DAD, or not there. */
+export type PeerIpv6State = 'ready' | 'tentative' | 'dadfailed' | 'absent';
+
+/** The state of peer `i`'s IPv6 address (LabPeer.ipv6) as its kernel reports it. Never throws. */
+export function peerIpv6State(lab: Lab, i: number): Promise<PeerIpv6State> {
+  const p = lab.peers[i];
+  if (!p?.ipv6) return Promise.resolve('absent');
+  const want = parseAddrCidr(p.ipv6).addr;
+  return new Promise((resolve) => {
+    execFile('ip', ['-n', p.ns, '-j', '-6', 'addr', 'show', 'dev', p.ifname], { encoding: 'utf8', timeout: 10_000 }, (err, out) => {
+      if (err) { resolve('absent'); return; }
+      try {
+        const ifs = JSON.parse(out) as Array<{ addr_info?: Array<{ local?: string; tentative?: boolean; dadfailed?: boolean }> }>;
+        for (const a of ifs[0]?.addr_info ?? []) {
+          if (!a.local || !addrEq(parseAddrCidr(`${a.local}/128`).addr, want)) continue;
+          resolve(a.dadfailed ? 'dadfailed' : a.tentative ? 'tentative' : 'ready');
+          return;
+        }
+      } catch { /* not JSON: treated as absent */ }
+      resolve('absent');
+    });
+  });
+}
+
+/** Waits (at most `timeoutMs`) until peer `i`'s IPv6 address leaves DAD; returns its state then. */
+export async function waitPeerIpv6(lab: Lab, i: number, timeoutMs = 5000): Promise<PeerIpv6State> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    const st = await peerIpv6State(lab, i);
+    if (st !== 'tentative' || Date.now() >= until) return st;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }

@@ -18,7 +18,7 @@ import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
+import { DeviceSpec, Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
 import { UdpSocket } from './udp';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
@@ -578,20 +578,13 @@ function countChain(v: VirtualServer): number {
 }
 
 /** XDP map hooks for a driver that has them (AF_XDP): the engine's ownership calls, VLAN -1 → 0. */
-export function ownership(drv: Driver): { ownMac?(mac: Uint8Array, vlan: number, add: boolean): void; own?(addr: IpAddr, vlan: number, add: boolean): void } {
-  const x = drv as unknown as {
-    addOwnedMac?(m: Uint8Array, v: number): void; removeOwnedMac?(m: Uint8Array, v: number): void;
-    addOwnedIpv4?(a: number, v: number): void; removeOwnedIpv4?(a: number, v: number): void;
-  };
-  if (typeof x.addOwnedMac !== 'function' || typeof x.addOwnedIpv4 !== 'function') return {};
+export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
+  const { ownMac, own } = drv;
+  if (typeof ownMac !== 'function' || typeof own !== 'function') return {};
   // The engine says -1 for untagged; the XDP maps say 0.
   return {
-    ownMac: (mac, vlan, add) => (add ? x.addOwnedMac!(mac, Math.max(vlan, 0)) : x.removeOwnedMac!(mac, Math.max(vlan, 0))),
-    own: (addr, vlan, add) => {
-      if (typeof addr !== 'number') return;
-      if (add) x.addOwnedIpv4!(addr, Math.max(vlan, 0));
-      else x.removeOwnedIpv4!(addr, Math.max(vlan, 0));
-    },
+    ownMac: (mac, vlan, add) => ownMac.call(drv, mac, Math.max(vlan, 0), add),
+    own: (addr, vlan, add) => own.call(drv, addr, Math.max(vlan, 0), add),
   };
 }
 

@@ -10,9 +10,11 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { canRunPrivileged, sh, labPrefix } from './lib/env';
+import { collect } from './lib/collect';
 import { labUp, labDown, Lab } from '../stack/lab';
 import { openAfxdp, ipv4ToU32, attachedPrograms, AfxdpDriver, RUN_DIR } from '../driver/afxdp';
 import { Burst, parseMac } from '../driver/types';
+import { parseIp6 } from '../protocols/ip/addr';
 
 const PREFIX = labPrefix('xa');
 const privileged = canRunPrivileged();
@@ -24,38 +26,6 @@ const log = (m: string) => { logs.push(m); };
 
 function open(): AfxdpDriver {
   return openAfxdp({ ifname: lab.stackDevice, frameCount: 1024, log });
-}
-
-/** Receives until `want` frames matching `pred` arrived (or `ms` passed); copies them, frees all. */
-function collect(d: AfxdpDriver, pred: (f: Buffer) => boolean, want: number, ms: number): Promise<Buffer[]> {
-  return new Promise((resolve) => {
-    const b = new Burst();
-    const out: Buffer[] = [];
-    const drain = () => {
-      d.service(Date.now() * 1000);
-      while (d.rx(b, Date.now() * 1000) > 0) {
-        for (let i = 0; i < b.n; i++) {
-          const f = Buffer.from(d.pool.bytes.subarray(b.off[i]!, b.off[i]! + b.len[i]!));
-          if (pred(f)) out.push(f);
-          d.pool.free(b.frame[i]!);
-        }
-        b.clear();
-      }
-      if (out.length >= want) finish();
-    };
-    const timer = setTimeout(() => finish(), ms);
-    const tick = setInterval(drain, 50);
-    let done = false;
-    function finish(): void {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      clearInterval(tick);
-      d.offReadable();
-      resolve(out);
-    }
-    assert.ok(d.onReadable(drain), 'onReadable is supported');
-  });
 }
 
 function inPeer(i: number, cmd: string, args: string[]): ChildProcess {
@@ -104,8 +74,8 @@ ptest('frames from kernel peers arrive with their bytes, VLAN tags in-band', asy
     assert.is(rings.fill, 512, 'fill ring topped up with half the frames');
     d.service(Date.now() * 1000);
     assert.equal(d.pool.check(), { free: 512, kernel: 512, tx: 0, held: 0, total: 1024 });
-    d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
-    d.addOwnedIpv4(ipv4ToU32('10.1.7.1'), 7);
+    d.own(ipv4ToU32('10.1.1.1'), 0, true);
+    d.own(ipv4ToU32('10.1.7.1'), 7, true);
     d.addOwnedMac(parseMac(lab.stackMac), 0);
 
     // (1) Broadcast ARP request from an untagged peer, for an owned address.
@@ -172,7 +142,7 @@ ptest('IPv6 NDP: neighbour solicitations for an owned address are redirected (bu
   try {
     assert.is(d.busyPoll, true);
     const target = Uint8Array.from([0xfd, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    d.addOwnedIpv6(target, 0);
+    d.own(parseIp6('fd00:1::1'), 0, true);
     const isNs = (f: Buffer) => f.readUInt16BE(12) === 0x86dd && f[14 + 6] === 58 && f[14 + 40] === 135;
     const p = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
     const got = await collect(d, isNs, 1, 4000);
@@ -183,7 +153,7 @@ ptest('IPv6 NDP: neighbour solicitations for an owned address are redirected (bu
     assert.equal(f.subarray(14 + 48, 14 + 64), Buffer.from(target), 'NS target');
     // Removing the address stops the redirection. The peer's own retries of the first resolution may
     // already sit in our RX ring: drain them and let the peer forget that resolution first.
-    d.removeOwnedIpv6(target, 0);
+    d.own(parseIp6('fd00:1::1'), 0, false);
     await exited(inPeer(0, 'ip', ['-6', 'neigh', 'flush', 'dev', 'eth0']));
     await collect(d, isNs, 100, 300);
     const p2 = inPeer(0, 'ping', ['-6', '-c', '1', '-W', '1', 'fd00:1::1']);
@@ -291,7 +261,7 @@ ptest('XDP_PASS: host traffic on the device keeps working while attached', async
   const d = open();
   try {
     d.addOwnedMac(parseMac('02:00:00:aa:bb:01'), 0);
-    d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+    d.own(ipv4ToU32('10.1.1.1'), 0, true);
     const p = inPeer(0, 'ping', ['-c', '3', '-i', '0.2', '-W', '2', '10.1.1.100']);
     const stolen = collect(d, () => true, 1000, 2500);
     assert.is(await exited(p), 0, 'the kernel answered the peer\'s ping through the attached device');
@@ -310,7 +280,7 @@ ptest('XDP_PASS: host traffic on the device keeps working while attached', async
 const childScript = (dev: string) => `
 const { openAfxdp, ipv4ToU32 } = require(${JSON.stringify(path.resolve(__dirname, '..', 'driver', 'afxdp.js'))});
 const d = openAfxdp({ ifname: ${JSON.stringify(dev)}, frameCount: 256, log: () => {} });
-d.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+d.own(ipv4ToU32('10.1.1.1'), 0, true);
 console.log('ready ' + d.attachMode);
 setInterval(() => d.service(0), 1000);
 `;
@@ -347,7 +317,7 @@ ptest('a second process gets "in use by pid N"; kill -9 leaves an attachment the
   try {
     assert.ok(logs.some((m) => /removed 1 stale/.test(m)), 'stale program reported: ' + logs.join(' | '));
     assert.equal(attachedPrograms(lab.stackDevice), ['xdpstack_xdp']);
-    d2.addOwnedIpv4(ipv4ToU32('10.1.1.1'), 0);
+    d2.own(ipv4ToU32('10.1.1.1'), 0, true);
     const p = inPeer(0, 'ping', ['-c', '1', '-W', '1', '10.1.1.1']);
     const got = await collect(d2, isArpFor([10, 1, 1, 1]), 1, 4000);
     await exited(p);

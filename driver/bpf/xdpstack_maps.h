@@ -17,9 +17,19 @@ struct xs_ip4_key {
 	unsigned int vlan;
 };
 
-/* IPv6 address owned on a VLAN: NDP (NS/NA) whose target is it are redirected. */
+/* IPv6 unicast address owned on a VLAN: packets to it, and NDP (NS/NA) whose target it is. */
 struct xs_ip6_key {
 	unsigned char addr[16];
+	unsigned int vlan;
+};
+
+/*
+ * Solicited-node group ff02::1:ffXX:XXXX (RFC 4291 2.7.1) of owned addresses on a VLAN: tail is
+ * its last 4 bytes (0xff and the low 24 bits of the address). Refcounted by user space, as
+ * addresses with the same low 24 bits share it.
+ */
+struct xs_snm_key {
+	unsigned char tail[4];
 	unsigned int vlan;
 };
 

@@ -3,10 +3,17 @@
  * xdpstack's XDP program: redirects to the AF_XDP socket of the receive queue only the frames
  * the stack owns, and passes everything else to the kernel.
  *
- *  (a) destination MAC + VLAN id in owned_macs (includes solicited-node multicast MACs the stack
- *      adds for its IPv6 addresses);
- *  (b) ARP whose target IPv4 + VLAN id is in owned_ip4 (broadcast requests for our addresses);
- *  (c) ICMPv6 neighbour solicitation / advertisement whose target + VLAN id is in owned_ip6.
+ * Not IPv6:
+ *  (a) destination MAC + VLAN id in owned_macs;
+ *  (b) ARP whose target IPv4 + VLAN id is in owned_ip4 (broadcast requests for our addresses).
+ * IPv6 (decided by the IPv6 header alone, whatever the MAC, so that the host keeps its own IPv6
+ * traffic on the same device and MAC: its addresses, link-local NDP, RA, MLD):
+ *  (c) unicast destination + VLAN id in owned_ip6, sent to a MAC in owned_macs;
+ *  (d) ICMPv6 neighbour solicitation / advertisement (RFC 4861 4.3, 4.4) sent to a solicited-node
+ *      group in owned_snm (ff02::1:ffXX:XXXX, RFC 4291 2.7.1) or to all-nodes ff02::1 (unsolicited
+ *      NA, a DAD defence: RFC 4861 7.2.4, RFC 4862 5.4.4), whose target + VLAN id is in owned_ip6
+ *      (a group is shared by every address with the same low 24 bits, the host's included).
+ *  Every other IPv6 frame (other multicast, RA, MLD, NDP for other targets) is passed.
  *
  * Early shedding: of the frames redirected, TCP SYNs (SYN set, ACK clear) over IPv4 or IPv6 and
  * ARP frames each pass a policer (rate and burst set by user space, see xdpstack_maps.h); frames
@@ -51,6 +58,14 @@ struct {
 	__type(key, struct xs_ip6_key);
 	__type(value, __u8);
 } owned_ip6 SEC(".maps");
+
+/* Solicited-node groups of the owned IPv6 addresses (refcounted by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, XDPSTACK_MAX_OWNED);
+	__type(key, struct xs_snm_key);
+	__type(value, __u8);
+} owned_snm SEC(".maps");
 
 /* Policer settings (XS_POLICE_SYN, XS_POLICE_ARP), written by user space. */
 struct {
@@ -158,6 +173,75 @@ static __always_inline int is_tcp_syn(__u8 *p, void *end, __u16 proto)
 	return (tcp[13] & 0x12) == 0x02;
 }
 
+/*
+ * Skips one VLAN tag of type tpid at *p, if there is one: *vlan gets its id, *proto the type
+ * after it. -1 when the tag is truncated.
+ */
+static __always_inline int skip_tag(void **p, void *end, __u16 *proto, __u16 *vlan, __u16 tpid)
+{
+	struct vlan_tag *t = *p;
+	if (*proto != bpf_htons(tpid))
+		return 0;
+	if ((void *)(t + 1) > end)
+		return -1;
+	*vlan = bpf_ntohs(t->tci) & 0x0fff;
+	*proto = t->proto;
+	*p = t + 1;
+	return 0;
+}
+
+/* 1 when the stack owns the destination MAC of the frame on this VLAN. */
+static __always_inline int mac_owned(struct ethhdr *eth, __u16 vlan)
+{
+	struct xs_mac_key mk = {};
+	__builtin_memcpy(mk.mac, eth->h_dest, 6);
+	mk.vlan = vlan;
+	return bpf_map_lookup_elem(&owned_macs, &mk) != 0;
+}
+
+/* The verdict for an IPv6 packet at ip6 (rules (c) and (d) above). */
+static __always_inline int ipv6_verdict(struct xdp_md *ctx, struct ethhdr *eth, __u8 *ip6, void *end, __u16 vlan)
+{
+	struct xs_ip6_key k6 = {};
+	__u32 w[4];
+
+	if ((void *)(ip6 + 40) > end || (ip6[0] >> 4) != 6)
+		return count(XS_CNT_PASSED, XDP_PASS);
+	__builtin_memcpy(w, ip6 + 24, 16);
+	k6.vlan = vlan;
+	if ((w[0] & bpf_htonl(0xff000000)) != bpf_htonl(0xff000000)) {
+		/* (c) unicast to an owned address, through an owned MAC (as the IPv4 path). */
+		__builtin_memcpy(k6.addr, w, 16);
+		if (!bpf_map_lookup_elem(&owned_ip6, &k6) || !mac_owned(eth, vlan))
+			return count(XS_CNT_PASSED, XDP_PASS);
+		if (is_tcp_syn(ip6, end, bpf_htons(ETH_P_IPV6)) && over_rate(XS_POLICE_SYN))
+			return count(XS_CNT_SYN_POLICED, XDP_DROP);
+		return redirect(ctx);
+	}
+	/* (d) link-local scope ff02::/16 only: ff02::1:ffXX:XXXX or ff02::1. */
+	if (w[0] != bpf_htonl(0xff020000) || w[1] != 0)
+		return count(XS_CNT_PASSED, XDP_PASS);
+	if (w[2] == bpf_htonl(1) && (w[3] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000)) {
+		struct xs_snm_key ks = {};
+		__builtin_memcpy(ks.tail, &w[3], 4);
+		ks.vlan = vlan;
+		if (!bpf_map_lookup_elem(&owned_snm, &ks))
+			return count(XS_CNT_PASSED, XDP_PASS);
+	} else if (w[2] != 0 || w[3] != bpf_htonl(1)) {
+		return count(XS_CNT_PASSED, XDP_PASS);
+	}
+	/* NS / NA right after the fixed header (type, code, checksum, flags, target 16). */
+	if ((void *)(ip6 + 40 + 24) > end || ip6[6] != 58 /* ICMPv6 */)
+		return count(XS_CNT_PASSED, XDP_PASS);
+	__u8 *icmp = ip6 + 40;
+	if (icmp[0] != 135 && icmp[0] != 136)
+		return count(XS_CNT_PASSED, XDP_PASS);
+	__builtin_memcpy(k6.addr, icmp + 8, 16);
+	if (bpf_map_lookup_elem(&owned_ip6, &k6))
+		return redirect(ctx);
+	return count(XS_CNT_PASSED, XDP_PASS);
+}
+
 SEC("xdp")
 int xdpstack_xdp(struct xdp_md *ctx)
 {
@@ -168,30 +252,16 @@ int xdpstack_xdp(struct xdp_md *ctx)
 	void *p;
 
 	if ((void *)(eth + 1) > end)
-		return count(1, XDP_PASS);
+		return count(XS_CNT_PASSED, XDP_PASS);
 	proto = eth->h_proto;
 	p = eth + 1;
-	if (proto == bpf_htons(ETH_P_8021AD)) {
-		struct vlan_tag *t = p;
-		if ((void *)(t + 1) > end)
-			return count(1, XDP_PASS);
-		vlan = bpf_ntohs(t->tci) & 0x0fff;
-		proto = t->proto;
-		p = t + 1;
-	}
-	if (proto == bpf_htons(ETH_P_8021Q)) {
-		struct vlan_tag *t = p;
-		if ((void *)(t + 1) > end)
-			return count(1, XDP_PASS);
-		vlan = bpf_ntohs(t->tci) & 0x0fff;
-		proto = t->proto;
-		p = t + 1;
-	}
+	if (skip_tag(&p, end, &proto, &vlan, ETH_P_8021AD) < 0 || skip_tag(&p, end, &proto, &vlan, ETH_P_8021Q) < 0)
+		return count(XS_CNT_PASSED, XDP_PASS);
 
-	struct xs_mac_key mk = {};
-	__builtin_memcpy(mk.mac, eth->h_dest, 6);
-	mk.vlan = vlan;
-	if (bpf_map_lookup_elem(&owned_macs, &mk)) {
+	if (proto == bpf_htons(ETH_P_IPV6))
+		return ipv6_verdict(ctx, eth, p, end, vlan);
+
+	if (mac_owned(eth, vlan)) {
 		if (proto == bpf_htons(ETH_P_ARP))
 			return redirect_arp(ctx);
 		if (is_tcp_syn(p, end, proto) && over_rate(XS_POLICE_SYN))
@@ -203,34 +273,16 @@ int xdpstack_xdp(struct xdp_md *ctx)
 		/* Ethernet/IPv4 ARP: 8-byte header, SHA(6) SPA(4) THA(6) TPA(4). */
 		__u8 *a = p;
 		if ((void *)(a + 28) > end)
-			return count(1, XDP_PASS);
+			return count(XS_CNT_PASSED, XDP_PASS);
 		if (a[0] != 0 || a[1] != 1 || a[2] != 0x08 || a[3] != 0 || a[4] != 6 || a[5] != 4)
-			return count(1, XDP_PASS);
+			return count(XS_CNT_PASSED, XDP_PASS);
 		struct xs_ip4_key k4 = {};
 		__builtin_memcpy(&k4.addr, a + 24, 4);
 		k4.vlan = vlan;
 		if (bpf_map_lookup_elem(&owned_ip4, &k4))
 			return redirect_arp(ctx);
-		return count(1, XDP_PASS);
 	}
-
-	if (proto == bpf_htons(ETH_P_IPV6)) {
-		/* IPv6 header (40) + ICMPv6 NS/NA (type, code, csum, flags/reserved, target 16). */
-		__u8 *ip6 = p;
-		if ((void *)(ip6 + 40 + 24) > end)
-			return count(1, XDP_PASS);
-		if ((ip6[0] >> 4) != 6 || ip6[6] != 58 /* ICMPv6 */)
-			return count(1, XDP_PASS);
-		__u8 *icmp = ip6 + 40;
-		if (icmp[0] != 135 && icmp[0] != 136)
-			return count(1, XDP_PASS);
-		struct xs_ip6_key k6 = {};
-		__builtin_memcpy(k6.addr, icmp + 8, 16);
-		k6.vlan = vlan;
-		if (bpf_map_lookup_elem(&owned_ip6, &k6))
-			return redirect(ctx);
-	}
-	return count(1, XDP_PASS);
+	return count(XS_CNT_PASSED, XDP_PASS);
 }
 
 /* Run config for the libxdp dispatcher: our verdicts XDP_PASS continue the chain. */

@@ -148,6 +148,7 @@ class Program : public Napi::ObjectWrap<Program> {
     mac_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_macs");
     ip4_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_ip4");
     ip6_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_ip6");
+    snm_fd_ = bpf_object__find_map_fd_by_name(obj, "owned_snm");
     cnt_fd_ = bpf_object__find_map_fd_by_name(obj, "xs_counters");
     police_fd_ = bpf_object__find_map_fd_by_name(obj, "xs_police");
     struct xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex_);
@@ -155,7 +156,7 @@ class Program : public Napi::ObjectWrap<Program> {
       dispatcher_ = !xdp_multiprog__is_legacy(mp);
       xdp_multiprog__close(mp);
     }
-    if (xsks_fd_ < 0 || mac_fd_ < 0 || ip4_fd_ < 0 || ip6_fd_ < 0) {
+    if (xsks_fd_ < 0 || mac_fd_ < 0 || ip4_fd_ < 0 || ip6_fd_ < 0 || snm_fd_ < 0) {
       DoDetach();
       TypeErr(env, "XDP object lacks the xdpstack maps");
     }
@@ -173,10 +174,11 @@ class Program : public Napi::ObjectWrap<Program> {
       prog_ = nullptr;
     }
     attached_ = false;
-    xsks_fd_ = mac_fd_ = ip4_fd_ = ip6_fd_ = cnt_fd_ = police_fd_ = -1;
+    xsks_fd_ = mac_fd_ = ip4_fd_ = ip6_fd_ = snm_fd_ = cnt_fd_ = police_fd_ = -1;
   }
 
-  // mapUpdate(kind 0=mac 1=ip4 2=ip6, key: Uint8Array (6 / 4 network order / 16), vlan, add)
+  // mapUpdate(kind 0=mac 1=ip4 2=ip6 3=solicited-node group, key: Uint8Array (6 / 4 network order /
+  // 16 / the group's last 4 bytes), vlan, add)
   Napi::Value MapUpdate(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!prog_) return TypeErr(env, "program detached");
@@ -189,7 +191,7 @@ class Program : public Napi::ObjectWrap<Program> {
     if (vlan > 4095) return TypeErr(env, "vlan must be 0..4095");
     uint8_t one = 1;
     int fd, r;
-    union { xs_mac_key m; xs_ip4_key a4; xs_ip6_key a6; } k;
+    union { xs_mac_key m; xs_ip4_key a4; xs_ip6_key a6; xs_snm_key g; } k;
     memset(&k, 0, sizeof k);
     if (kind == 0 && key.ByteLength() == 6) {
       memcpy(k.m.mac, key.Data(), 6); k.m.vlan = (uint16_t)vlan; fd = mac_fd_;
@@ -197,6 +199,8 @@ class Program : public Napi::ObjectWrap<Program> {
       memcpy(&k.a4.addr, key.Data(), 4); k.a4.vlan = vlan; fd = ip4_fd_;
     } else if (kind == 2 && key.ByteLength() == 16) {
       memcpy(k.a6.addr, key.Data(), 16); k.a6.vlan = vlan; fd = ip6_fd_;
+    } else if (kind == 3 && key.ByteLength() == 4) {
+      memcpy(k.g.tail, key.Data(), 4); k.g.vlan = vlan; fd = snm_fd_;
     } else {
       return TypeErr(env, "mapUpdate: bad kind or key length");
     }
@@ -255,7 +259,7 @@ class Program : public Napi::ObjectWrap<Program> {
   struct xdp_program* prog_ = nullptr;
   bool attached_ = false;
   bool dispatcher_ = false;
-  int xsks_fd_ = -1, mac_fd_ = -1, ip4_fd_ = -1, ip6_fd_ = -1, cnt_fd_ = -1, police_fd_ = -1;
+  int xsks_fd_ = -1, mac_fd_ = -1, ip4_fd_ = -1, ip6_fd_ = -1, snm_fd_ = -1, cnt_fd_ = -1, police_fd_ = -1;
 };
 
 // ---- Xsk -----------------------------------------------------------------------------------
