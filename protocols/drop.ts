@@ -78,6 +78,30 @@ export const enum Drop {
   TcpConnectionLimit, // SYN or cookie ACK refused: the VS's or the stack's connection limit is reached
   TcpReorderMemory, // out-of-order segment not kept: the stack's reorder memory limit is reached
   NeighborTableFull, // frame to a neighbor the link's full neighbor table has no room for
+  // IPv6 (RFC 8200) and its control protocols (appended)
+  Ipv6ExtTruncated, // an extension header runs past the payload, or the first fragment lacks the header chain (RFC 8200 4.5)
+  Ipv6ExtChainTooLong, // more extension headers than the bounded walk takes (IPV6_MAX_EXT_HEADERS)
+  Ipv6HbhNotFirst, // Hop-by-Hop Options header not right after the IPv6 header (RFC 8200 4.3): Param Problem code 1
+  Ipv6BadOption, // an option TLV runs past the end of its extension header
+  Ipv6UnknownOption, // an unrecognized option whose action bits say discard (RFC 8200 4.2)
+  Ipv6RoutingType0, // Routing header type 0 with Segments Left > 0 (RFC 5095 3): Param Problem code 0
+  Ipv6RoutingUnknown, // Routing header of a type we do not implement with Segments Left > 0 (RFC 8200 4.4)
+  Ipv6UnknownNextHeader, // upper-layer protocol nobody handles: Param Problem code 1 (RFC 8200 4)
+  Ipv6BadSource, // source multicast, loopback or IPv4-mapped (RFC 4291)
+  Ipv6NotOurAddress,
+  Ipv6NoRoute,
+  Ipv6FragmentInvalid, // fragment malformed or inconsistent (RFC 8200 4.5): length not a multiple of 8, beyond 65535, ...
+  Ipv6FragmentDuplicate, // exact duplicate of a fragment already held
+  Ipv6FragOverlap, // overlapping fragments: the whole datagram is discarded and its later fragments too (RFC 5722)
+  Ipv6ReassemblyTimeout,
+  Ipv6ReassemblyOverflow, // reassembly datagram, memory or fragment-count limit
+  Icmpv6Truncated,
+  Icmpv6BadChecksum,
+  Icmpv6UnknownType, // unknown informational message, silently discarded (RFC 4443 2.4(b))
+  Icmpv6RateLimited,
+  NdpBadHopLimit, // NDP message with a hop limit other than 255 (RFC 4861 6.1, 7.1)
+  NdpInvalid, // NDP message failing the other checks of RFC 4861 6.1 / 7.1 / 8.1
+  MldInvalid, // MLD message failing the checks of RFC 3810 5 (e.g. query from a non link-local source)
   Count,
 }
 
@@ -102,6 +126,12 @@ export const DROP_NAMES: readonly string[] = [
   'internal-error',
   'icmp-no-flow', 'icmp-out-of-window',
   'tcp-connection-limit', 'tcp-reorder-memory', 'neighbor-table-full',
+  'ipv6-ext-truncated', 'ipv6-ext-chain-too-long', 'ipv6-hbh-not-first', 'ipv6-bad-option', 'ipv6-unknown-option',
+  'ipv6-routing-type0', 'ipv6-routing-unknown', 'ipv6-unknown-next-header', 'ipv6-bad-source', 'ipv6-not-our-address',
+  'ipv6-no-route', 'ipv6-fragment-invalid', 'ipv6-fragment-duplicate', 'ipv6-frag-overlap', 'ipv6-reassembly-timeout',
+  'ipv6-reassembly-overflow',
+  'icmpv6-truncated', 'icmpv6-bad-checksum', 'icmpv6-unknown-type', 'icmpv6-rate-limited',
+  'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
 ];
 
 export function dropName(d: Drop): string {
