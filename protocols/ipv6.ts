@@ -6,7 +6,7 @@
  */
 import { Drop } from './drop';
 import { sum16 } from './checksum';
-import { Ip6, write6 } from './ip/addr';
+import { Ip6 } from './ip/addr';
 
 export const IPV6_HLEN = 40;
 export const IPPROTO_HOPOPTS = 0;
@@ -315,9 +315,24 @@ export function writeIpv6(
   b[off + 5] = payloadLen;
   b[off + 6] = nextHeader;
   b[off + 7] = hopLimit;
-  write6(b, off + 8, src);
-  write6(b, off + 24, dst);
+  wrAddr(b, off + 8, src);
+  wrAddr(b, off + 24, dst);
   return IPV6_HLEN;
+}
+
+function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+/** Writes the 16 bytes of `a` at `off` (allocates nothing: the transmit path writes two per packet). */
+function wrAddr(b: Uint8Array, off: number, a: Ip6): void {
+  wr32(b, off, a.w0);
+  wr32(b, off + 4, a.w1);
+  wr32(b, off + 8, a.w2);
+  wr32(b, off + 12, a.w3);
 }
 
 /**
