@@ -5,7 +5,6 @@
  * the parse path.
  */
 import { Drop } from './drop';
-import { sum16 } from './checksum';
 import { Ip6 } from './ip/addr';
 
 export const IPV6_HLEN = 40;
@@ -357,7 +356,9 @@ export function writeFragHdr(b: Uint8Array, off: number, nextHeader: number, fra
  * `b[srcOff..+16)` and `b[dstOff..+16)`: no Ip6 value needed on the receive path.
  */
 export function pseudoSum6At(b: Uint8Array, srcOff: number, dstOff: number, proto: number, len: number): number {
-  return sum16(b, srcOff, 16, sum16(b, dstOff, 16, (len >>> 16) + (len & 0xffff) + proto));
+  let s = (len >>> 16) + (len & 0xffff) + proto;
+  for (let i = 0; i < 16; i += 2) s += ((b[srcOff + i] << 8) | b[srcOff + i + 1]) + ((b[dstOff + i] << 8) | b[dstOff + i + 1]);
+  return s;
 }
 
 /**
