@@ -38,6 +38,23 @@ function rd32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
+/** Whether the 16 bytes at `off` are `::`. */
+export function isUnspecifiedAt(b: Uint8Array, off: number): boolean {
+  return (rd32(b, off) | rd32(b, off + 4) | rd32(b, off + 8) | rd32(b, off + 12)) === 0;
+}
+
+/**
+ * Whether the address at `off` may not be the source of a packet from the wire (the bytes form
+ * of `isBadSource6`): multicast (RFC 4291 2.7), loopback ::1 (RFC 4291 2.5.3) or IPv4-mapped
+ * (RFC 4291 2.5.5.2). `::` is left to the caller (valid for DAD and MLD only).
+ */
+export function isBadSource6At(b: Uint8Array, off: number): boolean {
+  if (b[off] === 0xff) return true;
+  const w0 = rd32(b, off), w1 = rd32(b, off + 4), w2 = rd32(b, off + 8);
+  if (w0 === 0 && w1 === 0 && w2 === 0xffff) return true;
+  return w0 === 0 && w1 === 0 && w2 === 0 && rd32(b, off + 12) === 1;
+}
+
 /** Whether `nh` is an extension header this module walks (Hop-by-Hop, Routing, Fragment, Destination Options). */
 export function isExtHeader(nh: number): boolean {
   return nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || nh === IPPROTO_FRAGMENT || nh === IPPROTO_DSTOPTS;
@@ -112,6 +129,17 @@ export class Ipv6Header {
   /** Whether the destination address is multicast (ff00::/8). */
   dstMulticast(b: Uint8Array): boolean {
     return b[this.dstOff] === 0xff;
+  }
+
+  /**
+   * For a parsed packet whose `nextHeader` no one handles: sets the Parameter Problem code 1
+   * pointing at the field that named it (RFC 8200 4, RFC 4443 3.4) and returns
+   * Ipv6UnknownNextHeader, the drop to count.
+   */
+  unknownNextHeader(): Drop {
+    this.ppCode = PP_UNRECOGNIZED_NEXT_HEADER;
+    this.ppPointer = this.nhFieldOff - this.hdrOff;
+    return Drop.Ipv6UnknownNextHeader;
   }
 
   /**

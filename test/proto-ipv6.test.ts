@@ -8,10 +8,10 @@ import * as assert from 'uvu/assert';
 import * as path from 'node:path';
 import { Drop, DROP_NAMES, dropName } from '../protocols/drop';
 import {
-  Ipv6Header, writeIpv6, writeFragHdr, flowLabelOf, pseudoSum6At, skipChain, IPV6_HLEN, IPV6_MAX_EXT_HEADERS,
+  Ipv6Header, writeIpv6, writeFragHdr, flowLabelOf, pseudoSum6At, skipChain, isBadSource6At, isUnspecifiedAt, IPV6_HLEN, IPV6_MAX_EXT_HEADERS,
   IPPROTO_HOPOPTS, IPPROTO_FRAGMENT, IPPROTO_ICMPV6, IPPROTO_NONE, IPPROTO_DSTOPTS,
 } from '../protocols/ipv6';
-import { parseIp6, pseudoSum6, ip6At } from '../protocols/ip/addr';
+import { parseIp6, pseudoSum6, ip6At, isBadSource6, isUnspecified } from '../protocols/ip/addr';
 import { sum16 } from '../protocols/checksum';
 import { SAMPLE_PCAPS } from './lib/env';
 import { packet, optsHdr, routing, frag, readPcap } from './lib/ipv6-frames';
@@ -219,6 +219,30 @@ test('extension header past the payload is a drop; No Next Header and unknown pr
   b = packet([optsHdr(IPPROTO_DSTOPTS, [])], 253, new Uint8Array(5));
   assert.is(h.parse(b, 0, b.length), Drop.None);
   assert.equal([h.nextHeader, h.nhFieldOff], [253, 40], 'the caller sends Parameter Problem code 1 pointing here');
+});
+
+test('unknownNextHeader: Parameter Problem code 1 at the field that named it', () => {
+  const h = new Ipv6Header();
+  let b = packet([optsHdr(IPPROTO_HOPOPTS, []), optsHdr(IPPROTO_DSTOPTS, [])], 253, new Uint8Array(4));
+  assert.is(h.parse(b, 0, b.length), Drop.None);
+  assert.is(h.unknownNextHeader(), Drop.Ipv6UnknownNextHeader);
+  assert.equal([h.ppCode, h.ppPointer], [1, 48]);
+  b = packet([], 253, new Uint8Array(4));
+  const at = new Uint8Array(b.length + 18);
+  at.set(b, 18);
+  assert.is(h.parse(at, 18, b.length), Drop.None);
+  h.unknownNextHeader();
+  assert.equal([h.ppCode, h.ppPointer], [1, 6], 'relative to the IPv6 header, not the buffer');
+});
+
+test('source checks from bytes agree with isBadSource6 / isUnspecified', () => {
+  for (const s of ['::', '::1', 'ff02::1', 'ff05::2', '::ffff:10.0.0.1', 'fe80::1', 'fd00::2', '2001:db8::1', '::2', '::ffff:0:1']) {
+    const a = parseIp6(s);
+    const b = new Uint8Array(20);
+    b.set(a.bytes(), 4);
+    assert.is(isBadSource6At(b, 4), isBadSource6(a), s);
+    assert.is(isUnspecifiedAt(b, 4), isUnspecified(a), s);
+  }
 });
 
 test('skipChain stops at the upper layer, after a non-first fragment, or reports a chain past the end', () => {
