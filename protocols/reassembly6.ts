@@ -206,8 +206,10 @@ export class Ipv6Reassembler {
       this.firstNhField[s] = hdr.fragNhFieldOff - hdr.hdrOff;
     }
     if (st.store(s, start, b, hdr.l4Off, len, hdr.more)) {
-      if (this.firstLen[s] === 0) {
-        // Cannot happen (full coverage includes offset 0); kept as a guard.
+      // Full coverage includes offset 0, so its headers are here. The payload length is checked
+      // again with the offset-0 fragment's unfragmentable part, which may be longer than the one
+      // of the fragment that fixed the end (RFC 8200 4.5: at most 65535 bytes).
+      if (this.firstLen[s] === 0 || this.firstLen[s] - IPV6_FRAG_HLEN - IPV6_HLEN + st.totalOf(s) > MAX_PAYLOAD) {
         return st.killCount(s, Drop.Ipv6FragmentInvalid);
       }
       this.completeSlot(s);

@@ -164,6 +164,19 @@ test('Parameter Problem: M=1 with a length not a multiple of 8 (pointer 4); beyo
   assert.is(r.stats[Drop.Ipv6FragmentInvalid], 3);
 });
 
+test('a datagram whose offset-0 fragment brings a longer unfragmentable part past 65535 bytes is refused', () => {
+  const r = new Ipv6Reassembler();
+  const data = payload(65535);
+  // The last fragment (no extension headers) ends the payload at exactly 65535: fine on its own.
+  assert.is(push(r, 0, data, 65528, 7, false), Drop.None);
+  for (let o = 8; o < 65528; o += 8184) assert.is(push(r, 0, data, o, Math.min(8184, 65528 - o), true), Drop.None);
+  // The offset-0 fragment carries an 8-byte Hop-by-Hop header: reassembled, 65543 bytes.
+  const b = frag(data, 0, 8, true, 42, SRC, DST, true);
+  assert.is(r.push(0, hdr, b, 0), Drop.Ipv6FragmentInvalid);
+  assert.not.ok(r.done);
+  assert.equal([r.pending, r.heldBytes], [0, 0]);
+});
+
 test('inconsistent fragments: a second different last fragment, data beyond the end', () => {
   const r = new Ipv6Reassembler();
   const data = payload(4000);
