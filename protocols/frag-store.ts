@@ -65,7 +65,13 @@ export class FragStore {
   private newest = -1;
   private freeHead = 0;
 
-  constructor(opts: ReassemblyOptions, private readonly drops: FragDrops, defaultTimeoutUs: number, private readonly rememberOverlap: boolean) {
+  /**
+   * `rememberOverlap`: keep an overlapped datagram until its deadline (RFC 5722) instead of
+   * freeing its slot. `headroom`: bytes left free before the data in each slot buffer (data byte
+   * `i` is at `bufs[s][headroom + i]`), so a caller can put headers in front without a copy.
+   */
+  constructor(opts: ReassemblyOptions, private readonly drops: FragDrops, defaultTimeoutUs: number,
+    private readonly rememberOverlap: boolean, readonly headroom = 0) {
     const md = opts.maxDatagrams ?? 64;
     const mb = opts.maxBytes ?? 256 * 1024;
     const to = opts.timeoutUs ?? defaultTimeoutUs;
@@ -166,21 +172,23 @@ export class FragStore {
   }
 
   /**
-   * Stores the admitted fragment's `len` bytes from `b[dataOff..)` at `start`. Returns whether the
-   * datagram is complete (then its `total()` bytes are `bufs[s][0..total)`).
+   * Stores the admitted fragment's `len` bytes (`start + len` ≤ 65536) from `b[dataOff..)` at
+   * `start`. Returns whether the datagram is complete (then its `totalOf(s)` bytes are
+   * `bufs[s][headroom .. headroom + total)`).
    */
   store(s: number, start: number, b: Uint8Array, dataOff: number, len: number, more: boolean): boolean {
     const end = start + len;
+    const hr = this.headroom;
     let buf = this.bufs[s];
-    if (buf.length < end) {
+    if (buf.length < hr + end) {
       let cap = buf.length > 2048 ? buf.length : 2048;
-      while (cap < end) cap *= 2;
-      if (cap > 65536) cap = 65536;
+      while (cap < hr + end) cap *= 2;
+      if (cap > hr + 65536) cap = hr + 65536;
       const nbuf = new Uint8Array(cap);
-      if (this.maxEnd[s] > 0) copyBytes(nbuf, 0, buf, 0, this.maxEnd[s]);
+      if (this.maxEnd[s] > 0) copyBytes(nbuf, hr, buf, hr, this.maxEnd[s]);
       this.bufs[s] = buf = nbuf;
     }
-    copyBytes(buf, start, b, dataOff, len);
+    copyBytes(buf, hr + start, b, dataOff, len);
     const fi = s * this.maxFragments + this.nFrags[s]++;
     this.fragStart[fi] = start;
     this.fragEnd[fi] = end;

@@ -6,7 +6,7 @@
 import { Drop } from './drop';
 import { sum16, fold, copyBytes, checksumAdjust } from './checksum';
 import { Ip6, pseudoSum6 } from './ip/addr';
-import { IPV6_HLEN, IPPROTO_ICMPV6, Ipv6Header, pseudoSum6At, skipChain, IPV6_MAX_EXT_HEADERS } from './ipv6';
+import { IPV6_HLEN, IPPROTO_ICMPV6, Ipv6Header, pseudoSum6At, skipChain, isUnspecifiedAt, IPV6_MAX_EXT_HEADERS } from './ipv6';
 
 export const ICMP6_HLEN = 8;
 // Error messages (type < 128).
@@ -275,7 +275,7 @@ export function icmp6EchoReplyInPlace(b: Uint8Array, off: number): void {
 export function mustNotSendError6(errType: number, errCode: number, b: Uint8Array, hdr: Ipv6Header, linkMulticast = false): boolean {
   const s = hdr.srcOff;
   if (b[s] === 0xff) return true;
-  if ((rd32(b, s) | rd32(b, s + 4) | rd32(b, s + 8) | rd32(b, s + 12)) === 0) return true;
+  if (isUnspecifiedAt(b, s)) return true;
   if (hdr.nextHeader === IPPROTO_ICMPV6 && (!hdr.isFragment || hdr.fragOffset === 0) && hdr.l4Len > 0) {
     const t = b[hdr.l4Off];
     if (t < 128 || t === ND_REDIRECT) return true;

@@ -5,8 +5,7 @@
  * the parse path.
  */
 import { Drop } from './drop';
-import { sum16 } from './checksum';
-import { Ip6, write6 } from './ip/addr';
+import { Ip6 } from './ip/addr';
 
 export const IPV6_HLEN = 40;
 export const IPPROTO_HOPOPTS = 0;
@@ -37,6 +36,23 @@ function rd16(b: Uint8Array, o: number): number {
 
 function rd32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
+}
+
+/** Whether the 16 bytes at `off` are `::`. */
+export function isUnspecifiedAt(b: Uint8Array, off: number): boolean {
+  return (rd32(b, off) | rd32(b, off + 4) | rd32(b, off + 8) | rd32(b, off + 12)) === 0;
+}
+
+/**
+ * Whether the address at `off` may not be the source of a packet from the wire (the bytes form
+ * of `isBadSource6`): multicast (RFC 4291 2.7), loopback ::1 (RFC 4291 2.5.3) or IPv4-mapped
+ * (RFC 4291 2.5.5.2). `::` is left to the caller (valid for DAD and MLD only).
+ */
+export function isBadSource6At(b: Uint8Array, off: number): boolean {
+  if (b[off] === 0xff) return true;
+  const w0 = rd32(b, off), w1 = rd32(b, off + 4), w2 = rd32(b, off + 8);
+  if (w0 === 0 && w1 === 0 && w2 === 0xffff) return true;
+  return w0 === 0 && w1 === 0 && w2 === 0 && rd32(b, off + 12) === 1;
 }
 
 /** Whether `nh` is an extension header this module walks (Hop-by-Hop, Routing, Fragment, Destination Options). */
@@ -113,6 +129,17 @@ export class Ipv6Header {
   /** Whether the destination address is multicast (ff00::/8). */
   dstMulticast(b: Uint8Array): boolean {
     return b[this.dstOff] === 0xff;
+  }
+
+  /**
+   * For a parsed packet whose `nextHeader` no one handles: sets the Parameter Problem code 1
+   * pointing at the field that named it (RFC 8200 4, RFC 4443 3.4) and returns
+   * Ipv6UnknownNextHeader, the drop to count.
+   */
+  unknownNextHeader(): Drop {
+    this.ppCode = PP_UNRECOGNIZED_NEXT_HEADER;
+    this.ppPointer = this.nhFieldOff - this.hdrOff;
+    return Drop.Ipv6UnknownNextHeader;
   }
 
   /**
@@ -315,9 +342,24 @@ export function writeIpv6(
   b[off + 5] = payloadLen;
   b[off + 6] = nextHeader;
   b[off + 7] = hopLimit;
-  write6(b, off + 8, src);
-  write6(b, off + 24, dst);
+  wrAddr(b, off + 8, src);
+  wrAddr(b, off + 24, dst);
   return IPV6_HLEN;
+}
+
+function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = v >>> 16;
+  b[o + 2] = v >>> 8;
+  b[o + 3] = v;
+}
+
+/** Writes the 16 bytes of `a` at `off` (allocates nothing: the transmit path writes two per packet). */
+function wrAddr(b: Uint8Array, off: number, a: Ip6): void {
+  wr32(b, off, a.w0);
+  wr32(b, off + 4, a.w1);
+  wr32(b, off + 8, a.w2);
+  wr32(b, off + 12, a.w3);
 }
 
 /**
@@ -342,7 +384,9 @@ export function writeFragHdr(b: Uint8Array, off: number, nextHeader: number, fra
  * `b[srcOff..+16)` and `b[dstOff..+16)`: no Ip6 value needed on the receive path.
  */
 export function pseudoSum6At(b: Uint8Array, srcOff: number, dstOff: number, proto: number, len: number): number {
-  return sum16(b, srcOff, 16, sum16(b, dstOff, 16, (len >>> 16) + (len & 0xffff) + proto));
+  let s = (len >>> 16) + (len & 0xffff) + proto;
+  for (let i = 0; i < 16; i += 2) s += ((b[srcOff + i] << 8) | b[srcOff + i + 1]) + ((b[dstOff + i] << 8) | b[dstOff + i + 1]);
+  return s;
 }
 
 /**

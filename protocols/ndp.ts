@@ -6,7 +6,8 @@
  * destination offsets, hop limit) so that every check lives here.
  */
 import { Drop } from './drop';
-import { Ip6, write6 } from './ip/addr';
+import { Ip6, write6, isSolicitedNodeAt } from './ip/addr';
+import { isUnspecifiedAt } from './ipv6';
 import { setIcmp6Checksum, ND_NEIGHBOR_SOLICIT, ND_NEIGHBOR_ADVERT, ND_ROUTER_SOLICIT, ND_ROUTER_ADVERT, ND_REDIRECT } from './icmpv6';
 
 // Option types (RFC 4861 4.6; RFC 7527 for the nonce).
@@ -26,20 +27,8 @@ export const NDP_HOP_LIMIT = 255;
 export const NS_NA_LEN = 24;
 export const NS_NA_LLA_LEN = 32;
 
-function rd32(b: Uint8Array, o: number): number {
-  return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
-}
-
-function isUnspecifiedAt(b: Uint8Array, o: number): boolean {
-  return (rd32(b, o) | rd32(b, o + 4) | rd32(b, o + 8) | rd32(b, o + 12)) === 0;
-}
-
 function isLinkLocalAt(b: Uint8Array, o: number): boolean {
   return b[o] === 0xfe && (b[o + 1] & 0xc0) === 0x80;
-}
-
-function isSolicitedNodeAt(b: Uint8Array, o: number): boolean {
-  return rd32(b, o) === 0xff020000 && rd32(b, o + 4) === 0 && rd32(b, o + 8) === 1 && b[o + 12] === 0xff;
 }
 
 /** A parsed NDP message. Offsets are absolute, -1 when absent. */

@@ -28,7 +28,11 @@ import { Ipv6Header, IPV6_HLEN, IPV6_FRAG_HLEN } from './ipv6';
 
 const EMPTY = new Uint8Array(0);
 const MAX_PAYLOAD = 65535;
-/** Largest unfragmentable part kept per datagram (IPv6 header and the extension headers before the Fragment header). */
+/**
+ * Largest unfragmentable part (IPv6 header and the extension headers before the Fragment header,
+ * plus the Fragment header) kept per datagram; also the headroom before the data in each slot
+ * buffer, where the completed packet's headers are put.
+ */
 export const MAX_UNFRAG_LEN = 2048;
 const DROPS6 = {
   invalid: Drop.Ipv6FragmentInvalid,
@@ -91,11 +95,10 @@ export class Ipv6Reassembler {
   private readonly firstHdr: Uint8Array[];
   private readonly firstLen: Int32Array; // bytes in firstHdr, 0 until the offset-0 fragment
   private readonly firstNhField: Int32Array; // offset in firstHdr of the field naming the Fragment header
-  private out: Uint8Array = EMPTY;
   private scratch: Uint8Array = EMPTY;
 
   constructor(opts: Reassembly6Options = {}) {
-    const st = new FragStore(opts, DROPS6, 60_000_000, true);
+    const st = new FragStore(opts, DROPS6, 60_000_000, true, MAX_UNFRAG_LEN);
     this.st = st;
     this.stats = st.stats;
     this.maxDatagrams = st.maxDatagrams;
@@ -203,8 +206,10 @@ export class Ipv6Reassembler {
       this.firstNhField[s] = hdr.fragNhFieldOff - hdr.hdrOff;
     }
     if (st.store(s, start, b, hdr.l4Off, len, hdr.more)) {
-      if (this.firstLen[s] === 0) {
-        // Cannot happen (full coverage includes offset 0); kept as a guard.
+      // Full coverage includes offset 0, so its headers are here. The payload length is checked
+      // again with the offset-0 fragment's unfragmentable part, which may be longer than the one
+      // of the fragment that fixed the end (RFC 8200 4.5: at most 65535 bytes).
+      if (this.firstLen[s] === 0 || this.firstLen[s] - IPV6_FRAG_HLEN - IPV6_HLEN + st.totalOf(s) > MAX_PAYLOAD) {
         return st.killCount(s, Drop.Ipv6FragmentInvalid);
       }
       this.completeSlot(s);
@@ -249,7 +254,7 @@ export class Ipv6Reassembler {
       if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, 2048));
       const out = this.scratch;
       copyBytes(out, 0, this.firstHdr[s], 0, fl);
-      copyBytes(out, fl, st.bufs[s], 0, firstEnd);
+      copyBytes(out, fl, st.bufs[s], MAX_UNFRAG_LEN, firstEnd);
       const ctx = this.kCtx[s];
       st.killCount(s, Drop.Ipv6ReassemblyTimeout);
       cb(out.subarray(0, n), ctx);
@@ -258,33 +263,28 @@ export class Ipv6Reassembler {
     st.killCount(s, Drop.Ipv6ReassemblyTimeout);
   }
 
+  /** Puts the offset-0 fragment's headers (without its Fragment header) right before the data, in the slot's headroom: no copy of the data. */
   private completeSlot(s: number): void {
     const st = this.st;
     const total = st.totalOf(s);
     const fl = this.firstLen[s];
     const unfrag = fl - IPV6_FRAG_HLEN;
-    const n = unfrag + total;
-    if (this.out.length < n) {
-      let cap = this.out.length > 2048 ? this.out.length : 2048;
-      while (cap < n) cap *= 2;
-      this.out = new Uint8Array(cap);
-    }
-    const out = this.out;
+    const buf = st.bufs[s];
+    const at = MAX_UNFRAG_LEN - unfrag;
     const fh = this.firstHdr[s];
-    copyBytes(out, 0, fh, 0, unfrag);
+    copyBytes(buf, at, fh, 0, unfrag);
     // The field that named the Fragment header now names what followed it (RFC 8200 4.5).
-    out[this.firstNhField[s]] = fh[unfrag];
-    const plen = n - IPV6_HLEN;
-    out[4] = plen >>> 8;
-    out[5] = plen;
-    copyBytes(out, unfrag, st.bufs[s], 0, total);
+    buf[at + this.firstNhField[s]] = fh[unfrag];
+    const plen = unfrag + total - IPV6_HLEN;
+    buf[at + 4] = plen >>> 8;
+    buf[at + 5] = plen;
     this.done = true;
     this.doneCtx = this.kCtx[s];
     this.doneId = this.kId[s];
     this.nextHeader = fh[unfrag];
     this.unfragLen = unfrag;
-    this.packet = out.subarray(0, n);
-    this.datagram = out.subarray(unfrag, n);
+    this.packet = buf.subarray(at, MAX_UNFRAG_LEN + total);
+    this.datagram = buf.subarray(MAX_UNFRAG_LEN, MAX_UNFRAG_LEN + total);
   }
 
   private hash(ctx: number, b: Uint8Array, so: number, dO: number, id: number): number {

@@ -57,8 +57,10 @@ export type ServiceFactory = (vs: VsHandle, spec: ServiceConfig) => Service;
 
 /** Service implementations by type (the config validator accepts the same names). */
 export const SERVICES: Record<string, ServiceFactory> = {
+  // Services serve both families on every address of their VS unless they name one, as a Node
+  // server does on '::' (IPv4 peers reach it as ::ffff:a.b.c.d).
   'udp-echo': (vs, spec) => {
-    const sock = vs.createSocket('udp4');
+    const sock = vs.createSocket(spec.address && !spec.address.includes(':') ? 'udp4' : 'udp6');
     sock.on('message', (msg: Buffer, rinfo: { address: string; port: number }) => {
       sock.send(msg, rinfo.port, rinfo.address, () => { /* errors are counted by the engine */ });
     });
@@ -221,11 +223,16 @@ export class VsHandle {
     return n;
   }
 
-  /** A dgram-like socket inside this virtual server (only 'udp4' for now). */
-  createSocket(type: 'udp4' | { type: 'udp4' }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
+  /**
+   * A dgram-like socket inside this virtual server, as dgram.createSocket(type | options[, listener]):
+   * 'udp4', or 'udp6' (bound to :: it also hears IPv4 peers, as ::ffff:a.b.c.d, unless `ipv6Only`).
+   */
+  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6'; ipv6Only?: boolean }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
     const t = typeof type === 'string' ? type : type?.type;
-    if (t !== 'udp4') throw new TypeError(`unsupported socket type ${JSON.stringify(t)} (supported: 'udp4')`);
-    const s = this.engine.createUdpSocket(this.raw);
+    if (t !== 'udp4' && t !== 'udp6') {
+      throw Object.assign(new TypeError(`Bad socket type specified. Valid types are: udp4, udp6 (got ${JSON.stringify(t)})`), { code: 'ERR_SOCKET_BAD_TYPE' });
+    }
+    const s = this.engine.createUdpSocket(this.raw, { type: t, ipv6Only: typeof type === 'object' && !!type.ipv6Only });
     if (listener) s.on('message', listener);
     return s;
   }

@@ -23,6 +23,8 @@ export interface Reassembly6Options {
 
 export class Ipv6Input {
   private readonly ip = new Ipv6Header();
+  /** The view of a reassembled packet. */
+  private readonly whole = new Ipv6Header();
   readonly reasm: Ipv6Reassembler;
   private readonly peerMac = new Uint8Array(6);
 
@@ -36,6 +38,7 @@ export class Ipv6Input {
     const b = m.b;
     const ip = this.ip;
     const l3 = m.l3Off[j]!;
+    m.l4Off[j] = 0; // set once the chain is walked (the error path reads it)
     const d = ip.parse(b, l3, m.l3Len[j]!);
     const grp = this.eng.groupOf(link0)!;
     const dOff = ip.dstOff;
@@ -117,7 +120,7 @@ export class Ipv6Input {
         return 0;
       }
       m.free(j);
-      if (this.reasm.done) this.datagram(link!, src, dst!, this.reasm.nextHeader, this.reasm.datagram, m.now);
+      if (this.reasm.done) this.datagram(link!, src, dst!, m.now);
       return 0;
     }
     m.l4Off[j] = ip.l4Off;
@@ -131,13 +134,24 @@ export class Ipv6Input {
     if (nh === IPPROTO_UDP || nh === IPPROTO_TCP) return nh;
     // Unknown upper layer: Parameter Problem code 1 pointing at the Next Header field that named it
     // (RFC 8200 section 4; RFC 4443 3.4).
-    this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, 1, ip.nhFieldOff - l3, dst!);
-    m.drop(j, Drop.Ipv6UnknownNextHeader);
+    const drop = ip.unknownNextHeader();
+    this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, ip.ppCode, ip.ppPointer, dst!);
+    m.drop(j, drop);
     return 0;
   }
 
-  /** A reassembled datagram: its upper-layer part `dg` (reused by the reassembler). */
-  private datagram(link: Link, src: Ip6, dst: Ip6, nh: number, dg: Uint8Array, now: number): void {
+  /**
+   * A reassembled packet (`reasm.packet`, rebuilt without its Fragment header and reused by the
+   * reassembler): its header chain is walked again, for the headers that came after the Fragment
+   * header, then the upper layer gets its part.
+   */
+  private datagram(link: Link, src: Ip6, dst: Ip6, now: number): void {
+    const pkt = this.reasm.packet;
+    const h = this.whole;
+    const d = h.parse(pkt, 0, pkt.length);
+    if (d !== Drop.None) return link.drop(d);
+    const nh = h.nextHeader;
+    const dg = pkt.subarray(h.l4Off, h.l4Off + h.l4Len);
     const peerMac = Uint8Array.from(this.peerMac);
     if (nh === IPPROTO_UDP) return this.eng.udp.datagram(link, src, dst, dg, peerMac, false);
     if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac);
