@@ -3,7 +3,7 @@
  * the Node event loop turning between steps (so stream callbacks and nextTicks run as in real life).
  */
 import { createMemoryLink, MemoryLinkOptions } from '../../driver/memory';
-import { Engine } from '../../stack/engine';
+import { Engine, EngineOptions } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
 import type { TcpOptions } from '../../protocols/tcp/types';
@@ -63,19 +63,25 @@ export interface World {
 
 const SECRET = new Uint8Array(16).map((_, i) => i * 17 + 3);
 
-export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: Partial<TcpOptions>; maxTimeWait?: number } = {}): World {
+/**
+ * Two hosts on the memory link, a VS per VLAN each: 10.1.1.1/24 and 10.1.1.2/24, and with `ipv6`
+ * also fd00::1/64 and fd00::2/64 (tentative until DAD passes: `ndp.dadTransmits` 0 skips it).
+ */
+export function twoHosts(o: { link?: MemoryLinkOptions; vlans?: number[]; tcp?: Partial<TcpOptions>; maxTimeWait?: number;
+  ipv6?: boolean; engine?: Partial<EngineOptions> } = {}): World {
   const link = createMemoryLink({ frameCount: 8192, wireFrames: 8192, ...o.link });
   let now = 0;
   let dirty = false;
   const vlans = o.vlans ?? [10];
   const mk = (ep: typeof link.a, addr: string): Host => {
-    const engine = new Engine({ secret: SECRET, tcp: o.tcp, tcpMaxTimeWait: o.maxTimeWait, onOutput: () => { dirty = true; } });
+    const engine = new Engine({ secret: SECRET, tcp: o.tcp, tcpMaxTimeWait: o.maxTimeWait, ...o.engine, onOutput: () => { dirty = true; } });
     engine.addDevice({ name: 'eth0', pool: ep.pool, mac: ep.mac, mtu: ep.mtu });
     const runtime = new Runtime(engine, [ep], { clock: () => now });
     const vs = vlans.map((vlan) => {
       const v = engine.createVs(`vs${vlan}`);
       engine.addLink(v, { device: 'eth0', vlan });
       engine.addAddress(v, `eth0.${vlan}`, addr);
+      if (o.ipv6) engine.addAddress(v, `eth0.${vlan}`, addr === '10.1.1.1/24' ? 'fd00::1/64' : 'fd00::2/64');
       return v;
     });
     return { engine, runtime, vs, ctx: (i = 0) => ({ engine, vs: vs[i]!, now: () => now }) };
