@@ -1,5 +1,6 @@
 /** IPv4 header (RFC 791): reusable parse result, emitter and config-time address helpers. */
 import { Drop } from './drop';
+import { ip4ToString, parseIp4 } from './ip/addr';
 import { sum16, fold } from './checksum';
 
 export const IPV4_HLEN = 20;
@@ -110,27 +111,11 @@ export function decrementTtl(b: Uint8Array, off: number): number {
   return ttl - 1;
 }
 
-/** Parses dotted-quad "a.b.c.d" into a u32. Config-time only: throws RangeError. */
-export function parseIpv4(s: string): number {
-  if (typeof s !== 'string') throw new RangeError(`not an IPv4 address: ${String(s)}`);
-  const m = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(s);
-  if (!m) throw new RangeError(`not an IPv4 address: ${JSON.stringify(s)}`);
-  let a = 0;
-  for (let i = 1; i <= 4; i++) {
-    const part = m[i];
-    // Leading zeros are refused: "010" means 8 to some parsers and 10 to others.
-    if (part.length > 1 && part[0] === '0') throw new RangeError(`not an IPv4 address: ${JSON.stringify(s)} (leading zero)`);
-    const v = Number(part);
-    if (v > 255) throw new RangeError(`not an IPv4 address: ${JSON.stringify(s)} (${part} > 255)`);
-    a = a * 256 + v;
-  }
-  return a;
-}
+/** Parses dotted-quad "a.b.c.d" into a u32 (one parser for the project: protocols/ip/addr.ts). Throws RangeError. */
+export const parseIpv4 = parseIp4;
 
 /** Formats a u32 as dotted quad. */
-export function ipv4ToString(a: number): string {
-  return `${(a >>> 24) & 0xff}.${(a >>> 16) & 0xff}.${(a >>> 8) & 0xff}.${a & 0xff}`;
-}
+export const ipv4ToString = ip4ToString;
 
 /** Parses "a.b.c.d/len" (the address is kept as given, not masked). Throws RangeError. */
 export function parseCidr4(s: string): { addr: number; prefixLen: number } {

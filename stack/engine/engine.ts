@@ -180,6 +180,11 @@ export class Engine implements NeighborHost, TcpEngine {
   private readonly udpIdx = new Uint16Array(CHUNK);
   private readonly tcpIdx = new Uint16Array(CHUNK);
   private readonly tcpMac = new Uint8Array(6);
+  /** Frames queued for stage 4 by the IP stages, per upper layer. */
+  private nIcmp = 0;
+  private nIcmp6 = 0;
+  private nUdp = 0;
+  private nTcp = 0;
 
   constructor(opts: EngineOptions = {}) {
     this.now = opts.now ?? 0;
@@ -491,74 +496,16 @@ export class Engine implements NeighborHost, TcpEngine {
       this.rxStage1 = false;
       // Stages 2 to 4 guard each frame: a handler that throws costs that frame only (rxThrew).
       // Stage 2: ARP.
-      for (let k = 0; k < nArp; k++) {
-        const j = this.arpIdx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        try {
-          this.arp.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-      }
-      // Stage 3: IPv4, IPv6.
-      let nIcmp = 0;
-      let nIcmp6 = 0;
-      let nUdp = 0;
-      let nTcp = 0;
-      for (let k = 0; k < nIp4; k++) {
-        const j = this.ip4Idx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        let proto = 0;
-        try {
-          proto = this.ip4.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-        if (proto === IPPROTO_ICMP) this.icmpIdx[nIcmp++] = j;
-        else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
-        else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
-      }
-      for (let k = 0; k < nIp6; k++) {
-        const j = this.ip6Idx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        let proto = 0;
-        try {
-          proto = this.ip6.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-        if (proto === IPPROTO_ICMPV6) this.icmp6Idx[nIcmp6++] = j;
-        else if (proto === IPPROTO_UDP) this.udpIdx[nUdp++] = j;
-        else if (proto === IPPROTO_TCP) this.tcpIdx[nTcp++] = j;
-      }
+      this.stage(m, this.arp, this.arpIdx, nArp);
+      // Stage 3: IPv4, IPv6; each sorts its frames by upper layer for stage 4.
+      this.nIcmp = this.nIcmp6 = this.nUdp = this.nTcp = 0;
+      this.stage(m, this.ip4, this.ip4Idx, nIp4);
+      this.stage(m, this.ip6, this.ip6Idx, nIp6);
       // Stage 4: ICMP, ICMPv6 (with NDP), UDP, TCP.
-      for (let k = 0; k < nIcmp; k++) {
-        const j = this.icmpIdx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        try {
-          this.icmp4.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-      }
-      for (let k = 0; k < nIcmp6; k++) {
-        const j = this.icmp6Idx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        try {
-          this.icmp6.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-      }
-      for (let k = 0; k < nUdp; k++) {
-        const j = this.udpIdx[k]!;
-        const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
-        try {
-          this.udp.input(m, j);
-        } catch (err) {
-          this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
-        }
-      }
+      this.stage(m, this.icmp4, this.icmpIdx, this.nIcmp);
+      this.stage(m, this.icmp6, this.icmp6Idx, this.nIcmp6);
+      this.stage(m, this.udp, this.udpIdx, this.nUdp);
+      const nTcp = this.nTcp;
       if (nTcp) this.tcp.beginBurst();
       for (let k = 0; k < nTcp; k++) {
         const j = this.tcpIdx[k]!;
@@ -583,6 +530,32 @@ export class Engine implements NeighborHost, TcpEngine {
         if (!kept) pool.free(f);
       }
       done += n;
+    }
+  }
+
+  /**
+   * Runs one stage's `input(m, j)` on the frames `idx[0..n)` of the chunk, each guarded: a
+   * handler that throws costs that frame only (rxThrew). A stage returning an upper-layer protocol
+   * (IPv4, IPv6) queues the frame for that protocol's stage.
+   */
+  private stage(m: RxMeta, st: { input(m: RxMeta, j: number): number | void }, idx: Uint16Array, n: number): void {
+    const dev = m.dev;
+    const pool = m.pool;
+    for (let k = 0; k < n; k++) {
+      const j = idx[k]!;
+      const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
+      let proto: number | void = 0;
+      try {
+        proto = st.input(m, j);
+      } catch (err) {
+        this.rxThrew(dev, f, gen, mark, m.link[j]!, err);
+        continue;
+      }
+      if (!proto) continue;
+      if (proto === IPPROTO_UDP) this.udpIdx[this.nUdp++] = j;
+      else if (proto === IPPROTO_TCP) this.tcpIdx[this.nTcp++] = j;
+      else if (proto === IPPROTO_ICMP && m.dst6[j] === null) this.icmpIdx[this.nIcmp++] = j;
+      else if (proto === IPPROTO_ICMPV6) this.icmp6Idx[this.nIcmp6++] = j;
     }
   }
 
