@@ -98,6 +98,8 @@ export function addAddress(eng: Engine, vs: VirtualServer, linkName: string, cid
   if (!isLinkLocal6(addr) && !link.addrs.some((a) => typeof a.addr !== 'number' && isLinkLocal6(a.addr))) {
     addAddress6(eng, vs, link, linkLocalFromMac(link.mac), 64, true);
   }
+  // A configured link-local address replaces the one made from the MAC.
+  if (isLinkLocal6(addr)) for (const a of link.addrs.filter((x) => x.auto)) dropAddress(eng, link, a);
   addAddress6(eng, vs, link, addr, prefixLen, false);
 }
 
