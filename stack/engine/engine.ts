@@ -20,7 +20,7 @@ import { Burst } from '../../driver/types';
 import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
 import { Drop } from '../../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
-import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH } from '../../protocols/icmp';
+import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { addrEq, addrToString, ip6At, IpAddr, isLinkLocal6 } from '../../protocols/ip/addr';
 import { hashKey } from '../../protocols/tcp/hash';
@@ -569,13 +569,8 @@ export class Engine implements NeighborHost, TcpEngine {
    * unreachable" (`port`) or "protocol unreachable" in the frame's family. The caller drops it.
    */
   unreachable(m: RxMeta, j: number, port: boolean): void {
-    const link = m.link[j]!;
-    const l3 = m.l3Off[j]!;
-    const ipLen = m.l4Off[j]! - l3 + m.l4Len[j]!;
     if (m.dst6[j]) this.icmp6.unreachable(m, j, port);
-    else {
-      this.icmp4.errorTo(link, ICMP_DEST_UNREACH, port ? ICMP_PORT_UNREACH : 2, 0, m.b, l3, ipLen, m.dst[j]!, m.src[j]!, m.b, m.srcMac[j]!, m.now);
-    }
+    else this.icmp4.errorFor(m, j, ICMP_DEST_UNREACH, port ? ICMP_PORT_UNREACH : ICMP_PROTO_UNREACH, 0);
   }
 
   // ---------------------------------------------------------------- output (the one IP output path)

@@ -126,10 +126,19 @@ export class Icmp4 {
     return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote
   }
 
-  /** Sends an ICMP error quoting `orig[ipOff..]`, to the sender's MAC through `link`, rate-limited. */
-  errorTo(link: Link, type: number, code: number, mtu: number, orig: Uint8Array, ipOff: number, ipLen: number,
-    from: number, to: number, macBuf: Uint8Array, macOff: number, now: number): void {
-    if (!icmpErrorToken(link.vs, link, now)) return;
+  /**
+   * Sends an ICMP error about frame `j` (the IPv4 datagram at its l3Off, whose header and L4
+   * fields the IPv4 stage set) back to its sender's MAC through its link, rate-limited.
+   */
+  errorFor(m: RxMeta, j: number, type: number, code: number, mtu: number): void {
+    const link = m.link[j]!;
+    if (!icmpErrorToken(link.vs, link, m.now)) return;
+    const l3 = m.l3Off[j]!;
+    const orig = m.b;
+    const ipOff = l3;
+    const ipLen = m.l4Off[j]! - l3 + m.l4Len[j]!;
+    const from = m.dst[j]!;
+    const to = m.src[j]!;
     const pool = this.eng.devices[link.dev]!.pool;
     const f = pool.alloc();
     if (f < 0) return link.drop(Drop.NoFrame);
@@ -138,7 +147,7 @@ export class Icmp4 {
     const icmpOff = start + ethLen + 20;
     const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
     writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, HOP_LIMIT, this.eng.out.nextIpId(link), 0, 0xc0);
-    linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV4);
+    linkEth(pool.bytes, start, m.b, m.srcMac[j]!, link, ETH_P_IPV4);
     this.eng.out.enqueue(link, pool, f, start, ethLen + 20 + ilen);
   }
 }

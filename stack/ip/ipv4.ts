@@ -78,10 +78,7 @@ export class Ipv4Input {
     m.l4Len[j] = ip.payloadLen;
     if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP || ip.proto === IPPROTO_TCP) return ip.proto;
     // Unknown protocol: protocol unreachable (not for broadcasts), then drop.
-    if (!bcast) {
-      this.eng.icmp4.errorTo(link, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0, b, m.l3Off[j]!, ip.hdrLen + ip.payloadLen,
-        ip.dst, ip.src, b, m.srcMac[j]!, m.now);
-    }
+    if (!bcast) this.eng.icmp4.errorFor(m, j, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0);
     m.drop(j, Drop.Ipv4UnknownProtocol);
     return 0;
   }
