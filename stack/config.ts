@@ -106,7 +106,7 @@ export interface StackConfig {
   name?: string;
   /** Control socket path, or false for none. Default /run/xdpstack/NAME.sock. */
   control?: { socket?: string } | false;
-  engine?: { icmpRate?: number; icmpBurst?: number; outCapacity?: number; stepTimers?: number; stepEvents?: number };
+  engine?: { icmpRate?: number; icmpBurst?: number; outCapacity?: number; stepTimers?: number; stepEvents?: number; dadTransmits?: number };
   /** Limits on the tables peers can grow (stack/limits.ts: keys, defaults, ranges). */
   limits?: Partial<Limits>;
   devices: DeviceConfig[];
@@ -174,13 +174,15 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     c.string(obj.control, 'socket', 'control', false, /^\S+$/, 'a path');
   }
   if (obj.engine !== undefined && c.isObject(obj.engine, 'engine')) {
-    c.keys(obj.engine, 'engine', ['icmpRate', 'icmpBurst', 'outCapacity', 'stepTimers', 'stepEvents']);
+    c.keys(obj.engine, 'engine', ['icmpRate', 'icmpBurst', 'outCapacity', 'stepTimers', 'stepEvents', 'dadTransmits']);
     c.int(obj.engine, 'icmpRate', 'engine', false, 0, 1_000_000);
     c.int(obj.engine, 'icmpBurst', 'engine', false, 0, 1_000_000);
     c.int(obj.engine, 'outCapacity', 'engine', false, 64, 1 << 20);
     // Work of one step: timer callbacks, and connections whose socket events are delivered.
     c.int(obj.engine, 'stepTimers', 'engine', false, 1, 1 << 20);
     c.int(obj.engine, 'stepEvents', 'engine', false, 1, 1 << 20);
+    // Duplicate Address Detection probes per new IPv6 address (RFC 4862 DupAddrDetectTransmits; 0: none).
+    c.int(obj.engine, 'dadTransmits', 'engine', false, 0, 16);
   }
 
   // ---- limits (ranges from limits.ts, shared with the engine)

@@ -282,7 +282,11 @@ export class Stack {
       throw e;
     }
     let runtime: Runtime | null = null;
-    const eo: EngineOptions = { ...config.engine, limits: config.limits, now: opts.now ?? 0, onOutput: () => runtime?.engineKick() };
+    const { dadTransmits, ...engineOpts } = config.engine ?? {};
+    const eo: EngineOptions = {
+      ...engineOpts, limits: config.limits, now: opts.now ?? 0, onOutput: () => runtime?.engineKick(),
+      ...(dadTransmits !== undefined ? { ndp: { dadTransmits } } : {}),
+    };
     this.engine = new Engine(eo);
     try {
       config.devices.forEach((d, i) => {
