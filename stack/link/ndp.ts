@@ -68,8 +68,13 @@ export class Ndp {
   /** A new IPv6 address on `link` (tentative): join its solicited-node group, then DAD. */
   addressAdded(link: Link, a: Address): void {
     const addr = a.addr as Ip6;
+    if (this.opts.dadTransmits === 0) {
+      // Usable at once: announced, then the group joined (the report then has a link-local source).
+      this.preferred(link, a);
+      this.join(link, addr);
+      return;
+    }
     this.join(link, addr);
-    if (this.opts.dadTransmits === 0) return this.preferred(link, a);
     const d: Dad = { link, addr: a, sent: 0, timer: this.eng.wheel.create((now) => this.dadTimer(d, now)) };
     this.dad.set(a, d);
     this.dadTimer(d, this.eng.time());
