@@ -96,8 +96,8 @@ export class IpOutput {
 
   /**
    * Source address on `link` for destination `dst` (its family): an address of the link in a prefix
-   * covering `dst`, else the link's first usable address of the family (for IPv6 a global one
-   * before the link-local one, unless `dst` is link-local: RFC 6724 rule 2, scope). 0 when none.
+   * covering `dst`, else the link's first usable address of the family and of the destination's
+   * scope (RFC 6724 rule 2: a link-local source only for a link-local destination). 0 when none.
    */
   sourceFor(link: Link, dst: IpAddr): IpAddr {
     const addrs = link.addrs;
@@ -116,12 +116,7 @@ export class IpOutput {
       if (prefixMatch(a.addr, dst, a.prefixLen)) return a.addr;
       if (isLinkLocal6(a.addr) === ll && any === 0) any = a.addr;
     }
-    if (any !== 0) return any;
-    for (let i = 0; i < addrs.length; i++) {
-      const a = addrs[i]!;
-      if (typeof a.addr !== 'number' && a.state === 'preferred') return a.addr;
-    }
-    return 0;
+    return any;
   }
 
   /**
