@@ -24,6 +24,7 @@ import { UdpSocket } from './udp';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './net';
 import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
+import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, routeRow, ruleRow } from './show';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
 import type { Counters } from './counters';
@@ -496,7 +497,7 @@ export class Stack {
           name: v.name, id: v.id, links: v.links.length,
           addresses: v.links.reduce((n, l) => n + l.addrs.length, 0),
           routes: [...v.tables.values()].reduce((n, t) => n + t.size, 0),
-          udpSockets: [...v.udpPorts.values()].reduce((n, l) => n + l.length, 0),
+          udpSockets: [...udpPorts(v).values()].reduce((n, l) => n + l.length, 0),
           tcpListeners: [...tcpState(v).listeners.values()].reduce((n, l) => n + l.length, 0),
           tcpConnections: countChain(v),
           ...((c) => ({ rxPackets: c.rxPackets, txPackets: c.txPackets, drops: c.dropTotal }))(v.counters),

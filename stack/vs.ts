@@ -5,7 +5,6 @@
 import { Counters } from './counters';
 import type { NeighborCache } from './neighbor';
 import { RouteTable, RuleSet, TABLE_MAIN } from './routing';
-import type { UdpSocket } from './udp';
 import type { IpAddr } from '../protocols/ip/addr';
 
 /**
@@ -100,8 +99,8 @@ export class VirtualServer {
    * already removed. The packet path counts per link only; `counters` adds them up when read.
    */
   readonly own = new Counters();
-  /** UDP sockets by local port; a port may have several sockets bound to different addresses. */
-  readonly udpPorts = new Map<number, UdpSocket[]>();
+  /** The UDP layer's state of this VS (its sockets by port): kept by the transport, opaque here. */
+  udp: object | null = null;
   /** Path MTUs learned by destination (key: `addrKey`). */
   readonly pmtu = new Map<number | string, PathMtu>();
   /** The TCP layer's state of this VS (its demux tables): kept by the transport, opaque here. */

@@ -8,6 +8,7 @@ import * as assert from 'uvu/assert';
 import { createStack, Stack } from '../stack/stack';
 import type { StackConfig } from '../stack/config';
 import { parseIp6 as parse6 } from '../protocols/ip/addr';
+import { udpPorts } from '../stack/transport/udp';
 
 function config(dadTransmits?: number): StackConfig {
   return {
@@ -75,7 +76,7 @@ test('services serve both families: the UDP echo socket is a udp6 socket on ::, 
   const s = createStack(config(0));
   try {
     const vs = s.engine.vs('a');
-    const udp = vs.udpPorts.get(7)!;
+    const udp = udpPorts(vs).get(7)!;
     assert.is(udp.length, 1);
     assert.equal(udp[0]!.address(), { address: '::', family: 'IPv6', port: 7 });
     const listeners = (s.show('limits') as Row[]).filter((r) => String(r.scope).startsWith('listener'));

@@ -33,7 +33,7 @@ import { sockError, UdpSocket } from '../udp';
 import { checkVsLimits, Limits, resolveLimits, VsLimits } from '../limits';
 import { Link, VirtualServer } from '../vs';
 import { TcpLayer, TcpEngine } from '../transport/tcp';
-import { checkDestination, UdpLayer } from '../transport/udp';
+import { checkDestination, UdpLayer, udpPorts } from '../transport/udp';
 import { EngineState, ValidationError, vsNameProblem } from '../validate';
 import { LinkGroup } from '../link/demux';
 import { Arp } from '../link/arp';
@@ -290,7 +290,7 @@ export class Engine implements NeighborHost, TcpEngine {
 
   destroyVs(name: string): void {
     const vs = this.vs(name);
-    for (const socks of [...vs.udpPorts.values()]) for (const s of [...socks]) if (!s.closed) s.close();
+    for (const socks of [...udpPorts(vs).values()]) for (const s of [...socks]) if (!s.closed) s.close();
     this.tcp.destroyVs(vs);
     for (const l of [...vs.links].reverse()) this.removeLink(vs, l.name);
     vs.destroyed = true;

@@ -19,6 +19,11 @@ import type { Link, VirtualServer } from '../vs';
 
 const BROADCAST = 0xffffffff;
 
+/** The UDP sockets of `vs` by local port (a port may have several, bound to different addresses). */
+export function udpPorts(vs: VirtualServer): Map<number, UdpSocket[]> {
+  return (vs.udp ??= new Map<number, UdpSocket[]>()) as Map<number, UdpSocket[]>;
+}
+
 /**
  * A virtual server has no loopback interface: 127/8, ::1, 0/8, :: and (for TCP) multicast or
  * broadcast destinations are refused with a clear error instead of being routed onto the wire.
@@ -101,7 +106,7 @@ export class UdpLayer implements UdpHost {
 
   /** The socket for a datagram to dst:port from src:sport (a connected socket only hears its peer). */
   find(vs: VirtualServer, port: number, dst: IpAddr, src: IpAddr = 0, sport = 0): UdpSocket | null {
-    const list = vs.udpPorts.get(port);
+    const list = udpPorts(vs).get(port);
     if (!list) return null;
     let any: UdpSocket | null = null;
     for (let i = 0; i < list.length; i++) {
@@ -136,25 +141,25 @@ export class UdpLayer implements UdpHost {
       const text = addrToString(addr);
       throw sockError('EADDRINUSE', `bind EADDRINUSE ${text}:${port}`, { syscall: 'bind', address: text, port, errno: -98 });
     }
-    const list = vs.udpPorts.get(port) ?? [];
+    const list = udpPorts(vs).get(port) ?? [];
     list.push(sock);
-    vs.udpPorts.set(port, list);
+    udpPorts(vs).set(port, list);
     return port;
   }
 
   private conflict(vs: VirtualServer, port: number, addr: IpAddr, v6Only: boolean): boolean {
-    const list = vs.udpPorts.get(port);
+    const list = udpPorts(vs).get(port);
     if (!list) return false;
     return list.some((s) => localOverlap(s.localAddr, s.ipv6Only, addr, v6Only));
   }
 
   udpUnbind(sock: UdpSocket): void {
     const vs = this.eng.vsOf(sock);
-    const list = vs.udpPorts.get(sock.localPort);
+    const list = udpPorts(vs).get(sock.localPort);
     if (!list) return;
     const rest = list.filter((s) => s !== sock);
-    if (rest.length) vs.udpPorts.set(sock.localPort, rest);
-    else vs.udpPorts.delete(sock.localPort);
+    if (rest.length) udpPorts(vs).set(sock.localPort, rest);
+    else udpPorts(vs).delete(sock.localPort);
   }
 
   udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: IpAddr, zone: string): void {
