@@ -10,7 +10,28 @@ import { NeighborCache } from '../neighbor';
 import { maskOf, Route, TABLE_MAIN } from '../routing';
 import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce, parseRoute, parseRuleFrom } from '../validate';
 import { Address, Link, VirtualServer } from '../vs';
-import type { Engine } from './engine';
+
+import type { Device } from './device';
+import type { LinkGroup } from '../link/demux';
+import type { Arp } from '../link/arp';
+import type { Ndp } from '../link/ndp';
+import type { NeighborHost, NeighborParams } from '../neighbor';
+import type { TimerWheel } from '../timers';
+import type { EngineState } from '../validate';
+
+/** What VS administration needs from the engine (which is also the neighbor caches' host). */
+export interface AdminHost extends NeighborHost {
+  readonly devices: readonly Device[];
+  readonly state: EngineState;
+  readonly wheel: TimerWheel;
+  readonly neighParams: NeighborParams;
+  readonly arp: Arp;
+  readonly ndp: Ndp;
+  device(name: string): Device;
+  groupOf(link: Link, create?: boolean): LinkGroup | null;
+  /** Forgets the (now empty) demux group of `link`'s (device, VLAN). */
+  dropGroup(link: Link): void;
+}
 
 export interface LinkSpec {
   name?: string;
@@ -40,7 +61,7 @@ export interface RuleSpec {
   table: number;
 }
 
-export function addLink(eng: Engine, vs: VirtualServer, spec: LinkSpec): Link {
+export function addLink(eng: AdminHost, vs: VirtualServer, spec: LinkSpec): Link {
   // The validator's rules (name, VLAN, MAC, MTU; a (device, VLAN, MAC) used by another link).
   const asConfig: Record<string, unknown> = { device: spec.device };
   if (spec.name !== undefined) asConfig.name = spec.name;
@@ -63,7 +84,7 @@ export function addLink(eng: Engine, vs: VirtualServer, spec: LinkSpec): Link {
   return link;
 }
 
-export function removeLink(eng: Engine, vs: VirtualServer, linkName: string): void {
+export function removeLink(eng: AdminHost, vs: VirtualServer, linkName: string): void {
   const link = vs.link(linkName);
   if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
   // Configured addresses first; the link-local address goes with the last IPv6 one.
@@ -86,7 +107,7 @@ export function removeLink(eng: Engine, vs: VirtualServer, linkName: string): vo
   for (const t of vs.tables.values()) for (const r of t.routes()) if (r.link > removed) r.link--;
 }
 
-export function addAddress(eng: Engine, vs: VirtualServer, linkName: string, cidr: string): void {
+export function addAddress(eng: AdminHost, vs: VirtualServer, linkName: string, cidr: string): void {
   const link = vs.link(linkName);
   if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
   enforce(`virtual server '${vs.name}': address`, (c) => checkAddress(c, cidr, '', eng.state, eng.state.link(link)));
@@ -103,7 +124,7 @@ export function addAddress(eng: Engine, vs: VirtualServer, linkName: string, cid
   addAddress6(eng, vs, link, addr, prefixLen, false);
 }
 
-function addAddress4(eng: Engine, vs: VirtualServer, link: Link, addr: number, prefixLen: number): void {
+function addAddress4(eng: AdminHost, vs: VirtualServer, link: Link, addr: number, prefixLen: number): void {
   const g = eng.groupOf(link)!;
   const mask = maskOf(prefixLen);
   const broadcast = prefixLen <= 30 ? ((addr & mask) | ~mask) >>> 0 : 0;
@@ -119,7 +140,7 @@ function addAddress4(eng: Engine, vs: VirtualServer, link: Link, addr: number, p
   eng.arp.announce(link, addr);
 }
 
-function addAddress6(eng: Engine, vs: VirtualServer, link: Link, addr: Ip6, prefixLen: number, auto: boolean): void {
+function addAddress6(eng: AdminHost, vs: VirtualServer, link: Link, addr: Ip6, prefixLen: number, auto: boolean): void {
   const g = eng.groupOf(link)!;
   // The connected route of the prefix (not for link-local: those need their link named anyway).
   const main = vs.table(TABLE_MAIN, true)!;
@@ -135,7 +156,7 @@ function addAddress6(eng: Engine, vs: VirtualServer, link: Link, addr: Ip6, pref
   eng.ndp.addressAdded(link, a);
 }
 
-export function removeAddress(eng: Engine, vs: VirtualServer, linkName: string, cidr: string): void {
+export function removeAddress(eng: AdminHost, vs: VirtualServer, linkName: string, cidr: string): void {
   const link = vs.link(linkName);
   if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
   const { addr, prefixLen } = parseCidr(cidr);
@@ -149,7 +170,7 @@ export function removeAddress(eng: Engine, vs: VirtualServer, linkName: string, 
 }
 
 /** Takes address `a` off `link`: demux index, connected route, ownership, NDP state. */
-function dropAddress(eng: Engine, link: Link, a: Address): void {
+function dropAddress(eng: AdminHost, link: Link, a: Address): void {
   const vs = link.vs;
   const i = link.addrs.indexOf(a);
   if (i < 0) return;
@@ -178,7 +199,7 @@ function dropAddress(eng: Engine, link: Link, a: Address): void {
   eng.devices[link.dev]!.own?.(addr, link.vlan, false);
 }
 
-export function addRoute(eng: Engine, vs: VirtualServer, spec: RouteSpec): Route {
+export function addRoute(eng: AdminHost, vs: VirtualServer, spec: RouteSpec): Route {
   enforce(`virtual server '${vs.name}': route ${spec.dst}`, (c) => checkRoute(c, defined({ ...spec }), '', eng.state, vs.name));
   // Read as the validator reads it (a scoped gateway, fe80::1%link, names its link).
   const { dst, prefixLen, gateway, src, link: linkName } = parseRoute(spec);
@@ -214,7 +235,7 @@ export function removeRoute(vs: VirtualServer, spec: RouteSpec): number {
   return n;
 }
 
-export function addRule(eng: Engine, vs: VirtualServer, spec: RuleSpec): void {
+export function addRule(eng: AdminHost, vs: VirtualServer, spec: RuleSpec): void {
   enforce(`virtual server '${vs.name}': rule ${spec.priority}`, (c) => checkRule(c, defined({ ...spec }), '', eng.state, vs.name));
   const { src, srcLen } = parseRuleFrom(spec.from);
   vs.rules.add({ priority: spec.priority, src, srcLen, mark: spec.fwmark, table: spec.table });

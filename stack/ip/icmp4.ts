@@ -12,10 +12,22 @@ import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protoco
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
 import { HOP_LIMIT } from './output';
+
+import type { Device } from '../engine/device';
+import type { TcpLayer } from '../transport/tcp';
+import type { UdpLayer } from '../transport/udp';
+import type { IpOutput } from './output';
+
+/** What ICMP needs from the engine. */
+export interface Icmp4Host {
+  readonly devices: readonly Device[];
+  readonly out: IpOutput;
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+}
 
 /**
  * Takes one token from the VS's ICMP error bucket (RFC 1812 4.3.2.8 / RFC 4443 2.4(f)); false
@@ -40,7 +52,7 @@ export class Icmp4 {
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
 
-  constructor(private readonly eng: Engine) {}
+  constructor(private readonly eng: Icmp4Host) {}
 
   input(m: RxMeta, j: number): void {
     const link = m.link[j]!;

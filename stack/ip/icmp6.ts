@@ -18,11 +18,27 @@ import {
 } from '../../protocols/icmpv6';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 import { icmpErrorToken } from './icmp4';
 import { HOP_LIMIT, writeIp6Header } from './output';
+
+import type { Device } from '../engine/device';
+import type { Ndp } from '../link/ndp';
+import type { TcpLayer } from '../transport/tcp';
+import type { UdpLayer } from '../transport/udp';
+import type { IpOutput } from './output';
+import type { VirtualServer } from '../vs';
+
+/** What ICMPv6 needs from the engine. */
+export interface Icmp6Host {
+  readonly devices: readonly Device[];
+  readonly out: IpOutput;
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+  readonly ndp: Ndp;
+  readonly vsById: ReadonlyMap<number, VirtualServer>;
+}
 
 /** ICMPv6 Destination Unreachable codes (RFC 4443 3.1). */
 const UNREACH_ADMIN = 1;
@@ -39,7 +55,7 @@ export class Icmp6 {
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
 
-  constructor(private readonly eng: Engine) {}
+  constructor(private readonly eng: Icmp6Host) {}
 
   input(m: RxMeta, j: number): void {
     const link = m.link[j]!;

@@ -6,9 +6,27 @@
 import { Drop } from '../../protocols/drop';
 import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
+
+import type { Ipv4Reassembler } from '../../protocols/reassembly';
+import type { LinkGroup } from '../link/demux';
+import type { TcpLayer } from '../transport/tcp';
+import type { UdpLayer } from '../transport/udp';
+import type { Icmp4 } from './icmp4';
+import type { IpOutput } from './output';
+
+/** What IPv4 input needs from the engine. */
+export interface Ipv4Host {
+  readonly reasm: Ipv4Reassembler;
+  readonly icmp4: Icmp4;
+  readonly out: IpOutput;
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+  /** Set while the VS's own looped-back frames go through input. */
+  readonly inLoopback: boolean;
+  groupOf(link: Link): LinkGroup | null;
+}
 
 const BROADCAST = 0xffffffff;
 
@@ -17,7 +35,7 @@ export class Ipv4Input {
   /** The sender's MAC of the fragment that completed a datagram (reflection for the reply). */
   private readonly peerMac = new Uint8Array(6);
 
-  constructor(private readonly eng: Engine) {}
+  constructor(private readonly eng: Ipv4Host) {}
 
   /** Returns the L4 protocol for the next stage, or 0 when the frame was consumed here. */
   input(m: RxMeta, j: number): number {

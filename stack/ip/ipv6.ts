@@ -11,9 +11,24 @@ import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
 import { Ipv6Reassembler } from '../../protocols/reassembly6';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
+
+import type { Counters } from '../counters';
+import type { LinkGroup } from '../link/demux';
+import type { TcpLayer } from '../transport/tcp';
+import type { UdpLayer } from '../transport/udp';
+import type { Icmp6 } from './icmp6';
+
+/** What IPv6 input needs from the engine. */
+export interface Ipv6Host {
+  readonly counters: Counters;
+  readonly icmp6: Icmp6;
+  readonly tcp: TcpLayer;
+  readonly udp: UdpLayer;
+  readonly inLoopback: boolean;
+  groupOf(link: Link): LinkGroup | null;
+}
 
 export interface Reassembly6Options {
   maxDatagrams?: number;
@@ -28,7 +43,7 @@ export class Ipv6Input {
   readonly reasm: Ipv6Reassembler;
   private readonly peerMac = new Uint8Array(6);
 
-  constructor(private readonly eng: Engine, opts: Reassembly6Options) {
+  constructor(private readonly eng: Ipv6Host, opts: Reassembly6Options) {
     this.reasm = new Ipv6Reassembler(opts);
   }
 

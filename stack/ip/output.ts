@@ -23,7 +23,21 @@ import { BCAST_MAC, linkEth, ZERO_MAC } from '../link/demux';
 import { NState } from '../neighbor';
 import { sockError } from '../udp';
 import type { Link, VirtualServer } from '../vs';
-import type { Engine } from '../engine/engine';
+
+import type { Device } from '../engine/device';
+import type { LinkGroup } from '../link/demux';
+
+/** What the output path needs from the engine. */
+export interface OutputHost {
+  readonly devices: readonly Device[];
+  readonly now: number;
+  readonly pmtuExpiryUs: number;
+  readonly outMax: number;
+  groupOf(link: Link): LinkGroup | null;
+  /** A frame was queued for a device / looped back (the runtime must run a step). */
+  outputQueued(): void;
+  loopQueued(): void;
+}
 
 const BROADCAST = 0xffffffff;
 const ETH_MIN = 60;
@@ -76,7 +90,7 @@ export class IpOutput {
   private pOwn = false;
   private pMtu = 0;
 
-  constructor(private readonly eng: Engine, private readonly key: HashKey) {
+  constructor(private readonly eng: OutputHost, private readonly key: HashKey) {
     this.fragId6 = hash5(key, 1, 2, 3, 4, 5);
   }
 

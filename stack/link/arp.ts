@@ -7,16 +7,26 @@ import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../../prot
 import { Drop } from '../../protocols/drop';
 import { ETH_P_ARP } from '../../protocols/ethernet';
 import { prefixMatch } from '../../protocols/ip/addr';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 import { BCAST_MAC, linkEth, ZERO_MAC } from './demux';
+
+import type { Device } from '../engine/device';
+import type { IpOutput } from '../ip/output';
+import type { LinkGroup } from './demux';
+
+/** What ARP needs from the engine. */
+export interface ArpHost {
+  readonly devices: readonly Device[];
+  readonly out: IpOutput;
+  groupOf(link: Link): LinkGroup | null;
+}
 
 export class Arp {
   private readonly arp = new ArpPacket();
   private readonly mac = new Uint8Array(6);
 
-  constructor(private readonly eng: Engine) {}
+  constructor(private readonly eng: ArpHost) {}
 
   input(m: RxMeta, j: number): void {
     const link0 = m.link[j]!;

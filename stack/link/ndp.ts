@@ -22,11 +22,27 @@ import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from
 import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
 import { MldQuery, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
 import type { Timer } from '../timers';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Address, Link } from '../vs';
 import { linkEth } from './demux';
 import { writeIp6Header } from '../ip/output';
+
+import type { Device } from '../engine/device';
+import type { IpOutput } from '../ip/output';
+import type { TimerWheel } from '../timers';
+import type { LinkGroup } from './demux';
+
+/** What NDP needs from the engine. */
+export interface NdpHost {
+  readonly devices: readonly Device[];
+  readonly out: IpOutput;
+  readonly wheel: TimerWheel;
+  groupOf(link: Link): LinkGroup | null;
+  /** The current time for work started outside a step (an address added from the API). */
+  time(): number;
+  timerArmed(): void;
+  log(message: string): void;
+}
 
 export interface NdpOptions {
   /** Neighbor Solicitations sent by DAD (RFC 4862 DupAddrDetectTransmits); 0 turns DAD off. Default 1. */
@@ -55,7 +71,7 @@ export class Ndp {
   /** Duplicate addresses found (reported once each). */
   duplicates = 0;
 
-  constructor(private readonly eng: Engine, opts: Partial<NdpOptions>) {
+  constructor(private readonly eng: NdpHost, opts: Partial<NdpOptions>) {
     const dadTransmits = opts.dadTransmits ?? 1;
     const retransUs = opts.retransUs ?? 1_000_000;
     if (!Number.isInteger(dadTransmits) || dadTransmits < 0 || dadTransmits > 16) throw new RangeError(`ndp.dadTransmits must be 0..16, got ${dadTransmits}`);

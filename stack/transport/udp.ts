@@ -13,9 +13,21 @@ import {
   addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6, isLoopback6, isMulticast6, isUnspecified, pseudoSum,
 } from '../../protocols/ip/addr';
 import { sockError, UdpHost, UdpSocket } from '../udp';
-import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
+
+import type { IpOutput } from '../ip/output';
+
+/** What the UDP layer needs from the engine. */
+export interface UdpLayerHost {
+  readonly out: IpOutput;
+  /** The current time for an application call. */
+  time(): number;
+  /** The VS a socket belongs to. */
+  vsOf(sock: UdpSocket): VirtualServer;
+  /** ICMP port unreachable for frame `j`, in its family. */
+  unreachable(m: RxMeta, j: number, port: boolean): void;
+}
 
 const BROADCAST = 0xffffffff;
 
@@ -65,7 +77,7 @@ export class UdpLayer implements UdpHost {
   private readonly hdr = new Uint8Array(8);
   readonly ready: UdpSocket[] = [];
 
-  constructor(private readonly eng: Engine) {}
+  constructor(private readonly eng: UdpLayerHost) {}
 
   // ------------------------------------------------------------ receive
 
