@@ -151,11 +151,11 @@ test('the CLI files import no circle (stack/cli.ts and stack/cli-stack.ts share 
   const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'import-circles.js'), 'stack'], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /no import circles among \d+ files/);
-  // Type-only imports included, no circle goes through the CLI or the config/control side.
+  // Type-only imports included, no circle anywhere under stack/ (the engine's stages depend on
+  // host interfaces of their own; the transport keeps the per-VS socket tables).
   const t = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'import-circles.js'), '--types', 'stack'], { encoding: 'utf8', timeout: 30_000 });
-  for (const line of t.stdout.split('\n').filter((l) => l.startsWith('circle:'))) {
-    assert.not.match(line, /cli|config|control|validate|show/, line);
-  }
+  assert.is(t.status, 0, t.stdout + t.stderr);
+  assert.match(t.stdout, /no import circles among \d+ files \(type-only imports included\)/);
 });
 
 test.run();
