@@ -47,6 +47,7 @@ export class Ipv6Input {
     let link: Link | undefined;
     let dst: Ip6 | null = null;
     let multicast = 0;
+    let tentative = false;
     if (d === Drop.None || ip.ppCode >= 0) {
       if (b[dOff] === 0xff) {
         // Multicast: all-nodes (ff02::1) and solicited-node groups (ff02::1:ffXX:XXXX) carry NDP
@@ -68,6 +69,7 @@ export class Ipv6Input {
           // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's
           // DAD... which RFC 4862 5.4.3 says to treat like the multicast one; the ICMPv6 stage decides.
           if (t && b[l3 + 6] === IPPROTO_ICMPV6) {
+            tentative = true;
             link = t;
             dst = addrValue(t, b, dOff);
           } else {
@@ -106,6 +108,12 @@ export class Ipv6Input {
     m.bcast[j] = multicast;
     m.tos[j] = ip.tclass;
     m.hops[j] = ip.hopLimit;
+    // RFC 4862 5.4: a tentative (or duplicate) address takes Neighbor Solicitations and
+    // Advertisements only; anything else to it is silently discarded (an echo is not answered).
+    if (tentative && (ip.isFragment && !ip.atomic || ip.nextHeader !== IPPROTO_ICMPV6 || (b[ip.l4Off] !== 135 && b[ip.l4Off] !== 136))) {
+      m.drop(j, Drop.Ipv6AddressTentative);
+      return 0;
+    }
     if (ip.isFragment && !ip.atomic) {
       if (multicast) {
         m.drop(j, Drop.Ipv6NotOurAddress);
