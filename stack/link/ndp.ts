@@ -202,7 +202,8 @@ export class Ndp {
     const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
     if (!g || g.size === 0 || (!q.general && !g.has(low))) return m.drop(j, Drop.Ipv6NotOurAddress);
     m.free(j);
-    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false);
+    // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}).
+    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
   }
 
   /** The address record of `link` at b[off..off+16), or null. */
@@ -284,7 +285,7 @@ export class Ndp {
    * ff02::16 with hop limit 1 and a Router Alert, from the link-local address (`::` while it is
    * still tentative, as RFC 3810 5.2.13 allows).
    */
-  private report(link: Link, groups: Ip6[], leave: boolean): void {
+  private report(link: Link, groups: Ip6[], leave: boolean, current = false): void {
     const f = this.frame(link);
     if (f < 0) return;
     const pool = this.eng.devices[link.dev]!.pool;
@@ -293,7 +294,7 @@ export class Ndp {
     let src: Ip6 = ANY6;
     for (const a of link.addrs) if (typeof a.addr !== 'number' && a.state === 'preferred' && (a.addr.w0 >>> 22) === 0x3fa) { src = a.addr; break; }
     const hbh = writeRouterAlertHbh(pool.bytes, ip + 40, IPPROTO_ICMPV6);
-    const len = writeMldv2Report(pool.bytes, ip + 40 + hbh, groups, src, ALL_MLDV2_ROUTERS6, leave);
+    const len = writeMldv2Report(pool.bytes, ip + 40 + hbh, groups, src, ALL_MLDV2_ROUTERS6, leave, current);
     writeIp6Header(pool.bytes, ip, src, ALL_MLDV2_ROUTERS6, IPPROTO_HOPOPTS, hbh + len, 1, 0, 0);
     linkEth(pool.bytes, start, multicastMac6(ALL_MLDV2_ROUTERS6, link.scratchMac), 0, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + hbh + len);
