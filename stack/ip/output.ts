@@ -125,6 +125,16 @@ export class IpOutput {
   }
 
   /**
+   * The source for a datagram routed by a route whose preferred source is `src` (0: none) through
+   * `link` toward `nextHop`: `src` while it may be used, else one chosen on the link. An IPv6
+   * address still tentative or found duplicate is never a source (RFC 4862 5.4).
+   */
+  routeSource(vs: VirtualServer, link: Link, src: IpAddr, nextHop: IpAddr): IpAddr {
+    if (src !== 0 && (typeof src === 'number' || this.ownLink(vs, src) !== null)) return src;
+    return this.sourceFor(link, nextHop);
+  }
+
+  /**
    * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
    * of the address index per link of the VS (never a scan of its addresses).
    */
@@ -230,7 +240,7 @@ export class IpOutput {
       }
       link = vs.links[r.link]!;
       if (r.gateway !== 0) nextHop = r.gateway;
-      if (src === 0) src = r.src !== 0 ? r.src : this.sourceFor(link, nextHop);
+      if (src === 0) src = this.routeSource(vs, link, r.src, nextHop);
       if (typeof dst === 'number') {
         if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
       } else if (isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);
