@@ -175,13 +175,10 @@ export class Icmp6 {
     const to = ip6At(b, l3 + 8);
     if (isUnspecified(to) || isMulticast6(to)) return;
     if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
-    // Never about an ICMPv6 error message or a Redirect (the upper layer is known when the chain was walked).
-    const nhOff = m.l4Off[j]!;
-    if (b[l3 + 6] === IPPROTO_ICMPV6 && nhOff === l3 + 40) {
-      const t = b[nhOff]!;
-      if (t < 128 || t === ND_REDIRECT) return;
-    }
-    if (!icmpErrorToken(link.vs, link, m.now)) return;
+    // Never about an ICMPv6 error message or a Redirect (RFC 4443 2.4(e.1, e.2)), also when the
+    // packet's chain was not walked to its end (an option or next header in front made us answer).
+    if (isIcmp6ErrorAt(b, l3, l3 + Math.min(m.l3Len[j]!, 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!)))) return;
+    if (!icmpErrorToken(link.vs, link, m.now, Drop.Icmpv6RateLimited)) return;
     const from = isMulticast6(ours) ? this.eng.out.sourceFor(link, to) : ours;
     if (typeof from === 'number') return; // no usable IPv6 address on the link
     const payload = 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!);
@@ -198,7 +195,7 @@ export class Icmp6 {
     if (!link || isMulticast6(to) || isUnspecified(to)) return;
     const n = link.neigh.peek(to);
     if (!n || n.state === 0) return; // no known way back to the sender (its MAC)
-    if (!icmpErrorToken(vs, link, now)) return;
+    if (!icmpErrorToken(vs, link, now, Drop.Icmpv6RateLimited)) return;
     this.send(link, n.mac, 0, ours, to, ICMP6_TIME_EXCEEDED, 1, 0, first, 0, first.length);
   }
 
@@ -216,4 +213,27 @@ export class Icmp6 {
     linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, ethLen + 40 + ilen);
   }
+}
+
+/**
+ * Whether the IPv6 packet at `b[l3..end)` carries an ICMPv6 error message or a Redirect: its
+ * extension headers skipped by their lengths (bounded, as Linux's is_ineligible), no option read.
+ */
+function isIcmp6ErrorAt(b: Uint8Array, l3: number, end: number): boolean {
+  let nh = b[l3 + 6]!;
+  let p = l3 + 40;
+  for (let n = 0; n < 8 && (nh === 0 || nh === 43 || nh === 44 || nh === 60); n++) {
+    if (p + 8 > end) return false;
+    if (nh === 44) {
+      if ((((b[p + 2]! << 8) | b[p + 3]!) & 0xfff8) !== 0) return false; // not the first fragment: unknown
+      nh = b[p]!;
+      p += 8;
+    } else {
+      nh = b[p]!;
+      p += (b[p + 1]! + 1) * 8;
+    }
+  }
+  if (nh !== IPPROTO_ICMPV6 || p >= end) return false;
+  const t = b[p]!;
+  return t < 128 || t === ND_REDIRECT;
 }
