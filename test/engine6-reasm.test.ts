@@ -9,6 +9,7 @@ import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
 import { parseIp6 } from '../protocols/ip/addr';
 import { writeIpv6 } from '../protocols/ipv6';
+import { icmp6Checksum } from '../protocols/icmpv6';
 import { frag } from './lib/ipv6-frames';
 import { A6, B6, C6, frame6, echo6, icmp6, send, tap6, icmpOf, held, drops, Out6 } from './lib/engine6';
 
@@ -133,6 +134,7 @@ test('timeout: Time Exceeded code 1 quoting the first fragment when it came (RFC
   assert.is(te[0]!.code, 1, 'fragment reassembly time exceeded');
   assert.is(te[0]!.dst, 'fd00::2');
   assert.is(te[0]!.src, 'fd00::1');
+  assert.is(icmp6Checksum(te[0]!.l4, 0, te[0]!.l4.length, A6, B6), (te[0]!.l4[2]! << 8) | te[0]!.l4[3]!, 'checksum');
   const quoted = te[0]!.l4.subarray(8);
   assert.equal(Buffer.from(quoted.subarray(0, 48)), Buffer.from(fs[0]!.subarray(18, 18 + 48)), 'quotes the first fragment');
   assert.is(w.a.engine.counters.toJSON().drops['ipv6-reassembly-timeout'], 2, 'both counted');

@@ -14,7 +14,7 @@ import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6 } from '../../protocols/ipv6';
 import {
   Icmp6Packet, ICMP6_DST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_PACKET_TOO_BIG, ICMP6_PARAM_PROB,
-  ICMP6_TIME_EXCEEDED, writeIcmp6Error,
+  ICMP6_TIME_EXCEEDED, ICMP6_ERROR_MAX_QUOTE, writeIcmp6Error,
 } from '../../protocols/icmpv6';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
@@ -193,10 +193,18 @@ export class Icmp6 {
     const ours = ip6At(first, 24);
     const link = this.eng.out.ownLink(vs, ours);
     if (!link || isMulticast6(to) || isUnspecified(to)) return;
-    const n = link.neigh.peek(to);
-    if (!n || n.state === 0) return; // no known way back to the sender (its MAC)
     if (!icmpErrorToken(vs, link, now, Drop.Icmpv6RateLimited)) return;
-    this.send(link, n.mac, 0, ours, to, ICMP6_TIME_EXCEEDED, 1, 0, first, 0, first.length);
+    // Through the output path: the sender's MAC is resolved by NDP when it is not known yet.
+    const q = Math.min(first.length, ICMP6_ERROR_MAX_QUOTE);
+    const hdr = this.hdr;
+    hdr[0] = ICMP6_TIME_EXCEEDED; hdr[1] = 1; hdr[2] = 0; hdr[3] = 0; hdr[4] = 0; hdr[5] = 0; hdr[6] = 0; hdr[7] = 0;
+    const c = fold(sum16(first, 0, q, sum16(hdr, 0, 8, pseudoSum6(ours, to, IPPROTO_ICMPV6, 8 + q))));
+    hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+    try {
+      this.eng.out.emit(vs, link, null, ours, to, IPPROTO_ICMPV6, 0, hdr, 8, first, 0, q, false, 0);
+    } catch {
+      // No frame or no way back (counted by the output path): an error about an error is not made.
+    }
   }
 
   /** Builds and queues an ICMPv6 error from `from` to `to` (the MAC at macBuf[macOff..]) quoting orig[origOff..+origLen). */
