@@ -128,7 +128,7 @@ export class Socket extends Duplex implements TcpSocketSink {
 
   address(): { address: string; family: string; port: number } | Record<string, never> {
     if (!this.entry) return {};
-    return { address: this.localAddress!, family: 'IPv4', port: this.localPort! };
+    return { address: this.localAddress!, family: this.localFamily!, port: this.localPort! };
   }
 
   setNoDelay(noDelay = true): this {
