@@ -192,4 +192,36 @@ test('MLDv2: reports for the solicited-node groups on add (TO_EX) and remove (TO
   void B6;
 });
 
+test('MLDv2: a Multicast Address Specific Query is answered for that group only (RFC 3810 6.2); one for a group not ours is not', async () => {
+  const log: string[] = [];
+  const w = world(log, 0);
+  await w.run(() => false, 10_000);
+  const ta = tap6(w.link.a);
+  const r6 = parseIp6('fe80::99');
+  const g = solicitedNode(A6);
+  const gb = new Uint8Array(20);
+  for (let i = 0; i < 4; i++) {
+    const x = [g.w0, g.w1, g.w2, g.w3][i]!;
+    gb[i * 4] = x >>> 24; gb[i * 4 + 1] = (x >>> 16) & 0xff; gb[i * 4 + 2] = (x >>> 8) & 0xff; gb[i * 4 + 3] = x & 0xff;
+  }
+  // Type 130, Maximum Response Code 1000, then the Multicast Address (the body's first 16 bytes).
+  const q = icmp6(130, 0, r6, g, (1000 << 16) >>> 0, gb);
+  send(w, frame6(w, { src: r6, dst: g, nh: 58, hop: 1, ethDst: snmMacOf(A6), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  await w.run(() => icmpOf(ta, MLDV2_REPORT).length > 0, 11_000_000);
+  const answers = icmpOf(ta, MLDV2_REPORT).flatMap(records);
+  assert.equal(answers, [[2, ip6ToString(g)]], 'one Current State record, for the group asked about');
+  ta.length = 0;
+  const other = solicitedNode(parseIp6('fd00::77'));
+  const ob = new Uint8Array(20);
+  for (let i = 0; i < 4; i++) {
+    const x = [other.w0, other.w1, other.w2, other.w3][i]!;
+    ob[i * 4] = x >>> 24; ob[i * 4 + 1] = (x >>> 16) & 0xff; ob[i * 4 + 2] = (x >>> 8) & 0xff; ob[i * 4 + 3] = x & 0xff;
+  }
+  const q2 = icmp6(130, 0, r6, other, (1000 << 16) >>> 0, ob);
+  send(w, frame6(w, { src: r6, dst: other, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 0x77]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q2 }));
+  await w.run(() => false, 11_000_000);
+  assert.is(icmpOf(ta, MLDV2_REPORT).length, 0, 'not about us');
+  assert.equal(held(w), [0, 0]);
+});
+
 test.run();
