@@ -15,7 +15,7 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import {
-  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isUnspecified, multicastMac6, solicitedNode,
+  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
 } from '../../protocols/ip/addr';
 import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
 import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
@@ -200,10 +200,12 @@ export class Ndp {
     const g = this.groups.get(link);
     // Only a General Query or one for a group of ours is answered; others are not about us.
     const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
-    if (!g || g.size === 0 || (!q.general && !g.has(low))) return m.drop(j, Drop.Ipv6NotOurAddress);
+    if (!g || g.size === 0 || (!q.general && !(isSolicitedNodeAt(m.b, q.groupOff) && g.has(low)))) return m.drop(j, Drop.Ipv6NotOurAddress);
     m.free(j);
-    // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}).
-    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
+    // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}): of every group for
+    // a General Query, of the group asked about for a Multicast Address Specific Query.
+    const groups = q.general ? [...g.keys()] : [low];
+    this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
   }
 
   /** The address record of `link` at b[off..off+16), or null. */
