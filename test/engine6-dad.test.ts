@@ -224,4 +224,24 @@ test('MLDv2: a Multicast Address Specific Query is answered for that group only 
   assert.equal(held(w), [0, 0]);
 });
 
+test('MLDv2: the answer to a General Query for many groups is split into reports that fit the link MTU (RFC 3810 5.2.15)', async () => {
+  const log: string[] = [];
+  const w = world(log, 0);
+  for (let i = 0; i < 150; i++) w.a.engine.addAddress(w.a.vs[0]!, 'eth0.10', `fd00::${(0x1000 + i).toString(16)}/64`);
+  await w.run(() => false, 10_000);
+  const ta = tap6(w.link.a);
+  const r6 = parseIp6('fe80::99');
+  const all = parseIp6('ff02::1');
+  const q = icmp6(130, 0, r6, all, (1000 << 16) >>> 0, new Uint8Array(20));
+  send(w, frame6(w, { src: r6, dst: all, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  await w.run(() => icmpOf(ta, MLDV2_REPORT).length > 0, 11_000_000);
+  const reps = icmpOf(ta, MLDV2_REPORT);
+  assert.ok(reps.length >= 3, `several reports (${reps.length})`);
+  assert.ok(reps.every((r) => r.raw.length - 18 <= 1500), 'each within the MTU');
+  const groups = new Set(reps.flatMap(records).map(([, g]) => g));
+  assert.is(groups.size, 152, 'every group (150 + fd00::1 + the link-local one)');
+  assert.is(w.a.engine.internalErrors, 0);
+  assert.equal(held(w), [0, 0]);
+});
+
 test.run();
