@@ -20,7 +20,7 @@ import {
 import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
 import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
 import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
-import { MldQuery, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
+import { MldQuery, mldv2MaxRecords, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
 import type { Timer } from '../timers';
 import type { Engine } from '../engine/engine';
 import type { RxMeta } from '../engine/meta';
@@ -288,9 +288,16 @@ export class Ndp {
    * still tentative, as RFC 3810 5.2.13 allows).
    */
   private report(link: Link, groups: Ip6[], leave: boolean, current = false): void {
+    const pool = this.eng.devices[link.dev]!.pool;
+    // RFC 3810 5.2.15: records beyond one packet go into further reports, each within the MTU
+    // (and the frame).
+    const max = Math.max(1, mldv2MaxRecords(Math.min(link.mtu, pool.frameSize - pool.headroom - link.ethLen)));
+    if (groups.length > max) {
+      for (let i = 0; i < groups.length; i += max) this.report(link, groups.slice(i, i + max), leave, current);
+      return;
+    }
     const f = this.frame(link);
     if (f < 0) return;
-    const pool = this.eng.devices[link.dev]!.pool;
     const start = pool.dataStart(f);
     const ip = start + link.ethLen;
     let src: Ip6 = ANY6;
