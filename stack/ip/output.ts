@@ -125,13 +125,15 @@ export class IpOutput {
   }
 
   /**
-   * The source for a datagram routed by a route whose preferred source is `src` (0: none) through
-   * `link` toward `nextHop`: `src` while it may be used, else one chosen on the link. An IPv6
-   * address still tentative or found duplicate is never a source (RFC 4862 5.4).
+   * The source for a datagram to `dst` routed by a route whose preferred source is `src` (0: none)
+   * through `link` toward `nextHop`: `src` while it may be used, else one chosen on the link. An
+   * IPv6 address still tentative or found duplicate is never a source (RFC 4862 5.4). IPv4: an
+   * address in the next hop's subnet; IPv6: one for the destination's scope (RFC 6724 rule 2: a
+   * link-local gateway must not make a global destination get a link-local source).
    */
-  routeSource(vs: VirtualServer, link: Link, src: IpAddr, nextHop: IpAddr): IpAddr {
+  routeSource(vs: VirtualServer, link: Link, src: IpAddr, nextHop: IpAddr, dst: IpAddr): IpAddr {
     if (src !== 0 && (typeof src === 'number' || this.ownLink(vs, src) !== null)) return src;
-    return this.sourceFor(link, nextHop);
+    return this.sourceFor(link, typeof dst === 'number' ? nextHop : dst);
   }
 
   /**
@@ -240,7 +242,7 @@ export class IpOutput {
       }
       link = vs.links[r.link]!;
       if (r.gateway !== 0) nextHop = r.gateway;
-      if (src === 0) src = this.routeSource(vs, link, r.src, nextHop);
+      if (src === 0) src = this.routeSource(vs, link, r.src, nextHop, dst);
       if (typeof dst === 'number') {
         if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
       } else if (isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);

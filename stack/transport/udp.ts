@@ -205,7 +205,7 @@ export class UdpLayer implements UdpHost {
         throw sockError('ENETUNREACH', `send ENETUNREACH ${addrToString(addr)}:${port}`, { syscall: 'send', address: addrToString(addr), port });
       }
       const link = vs.links[r.link]!;
-      src = this.eng.out.routeSource(vs, link, r.src, r.gateway !== 0 ? r.gateway : addr);
+      src = this.eng.out.routeSource(vs, link, r.src, r.gateway !== 0 ? r.gateway : addr, addr);
       if (src === 0) {
         throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`,
           { syscall: 'send', port });
