@@ -77,6 +77,34 @@ test('a new address is tentative: not answered for, not used as a source; prefer
   assert.equal(held(w), [0, 0]);
 });
 
+test('a socket bound to a tentative address cannot send from it until DAD passes (RFC 4862 5.4)', async () => {
+  const log: string[] = [];
+  const w = world(log);
+  const ta = tap6(w.link.a);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  s.bind(7100, 'fd00::1');
+  await w.run(() => false, 1000);
+  const errs: (Error & { code?: string })[] = [];
+  s.send('early', 7000, 'fd00::2', (e: Error | null) => { if (e) errs.push(e); });
+  await w.run(() => false, 500_000);
+  assert.is(errs.length, 1, 'the send fails');
+  assert.is(errs[0]!.code, 'EADDRNOTAVAIL');
+  assert.ok(ta.every((o) => o.src !== 'fd00::1'), 'nothing from the tentative address');
+  // Once preferred, it sends.
+  const got: Buffer[] = [];
+  const r = w.b.engine.createUdpSocket(w.b.vs[0]!, { type: 'udp6' });
+  r.on('message', (m: Buffer) => got.push(m));
+  r.bind(7000);
+  await w.run(() => addrState(w, 'fd00::1') === 'preferred' && w.b.vs[0]!.links[0]!.addrs.every((a) => a.state === 'preferred'), 2_000_000);
+  s.send('late', 7000, 'fd00::2', (e: Error | null) => { if (e) errs.push(e); });
+  assert.ok(await w.run(() => got.length === 1, 2_000_000), 'sent once preferred');
+  assert.is(errs.length, 1);
+  s.close();
+  r.close();
+  await w.run(() => false, 10_000);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('the link-local address (modified EUI-64 of the link MAC) appears with the first IPv6 address and goes with the last', async () => {
   const log: string[] = [];
   const w = world(log, 0);
