@@ -211,6 +211,11 @@ export class UdpLayer implements UdpHost {
           { syscall: 'send', port });
       }
     }
+    if (typeof src !== 'number' && this.eng.out.ownLink(vs, src) === null) {
+      // Bound to an IPv6 address still tentative or found duplicate: never a source (RFC 4862 5.4).
+      throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: address ${addrToString(src)} is not usable yet (tentative or duplicate)`,
+        { syscall: 'send', address: addrToString(src), port });
+    }
     hdr[0] = sp >>> 8; hdr[1] = sp & 0xff; hdr[2] = port >>> 8; hdr[3] = port & 0xff;
     hdr[4] = len >>> 8; hdr[5] = len & 0xff; hdr[6] = 0; hdr[7] = 0;
     let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum(src, addr, IPPROTO_UDP, len))));
