@@ -252,6 +252,29 @@ test('MLDv2: a Multicast Address Specific Query is answered for that group only 
   assert.equal(held(w), [0, 0]);
 });
 
+test('MLDv2: a General Query on a VLAN shared by two VSes is answered for the groups of both', async () => {
+  const log: string[] = [];
+  const w = world(log, 0);
+  const e = w.a.engine;
+  const vs2 = e.createVs('second');
+  const mac2 = Uint8Array.from([0x02, 0x00, 0x00, 0x00, 0x02, 0x02]);
+  e.addLink(vs2, { device: 'eth0', vlan: 10, mac: mac2 });
+  e.addAddress(vs2, 'eth0.10', 'fd00::5/64');
+  await w.run(() => false, 10_000);
+  const ta = tap6(w.link.a);
+  const r6 = parseIp6('fe80::99');
+  const all = parseIp6('ff02::1');
+  const q = icmp6(130, 0, r6, all, (1000 << 16) >>> 0, new Uint8Array(20));
+  send(w, frame6(w, { src: r6, dst: all, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  await w.run(() => icmpOf(ta, MLDV2_REPORT).length >= 2, 11_000_000);
+  const reps = icmpOf(ta, MLDV2_REPORT);
+  const groups = new Set(reps.flatMap(records).map(([, g]) => g));
+  assert.ok(groups.has(ip6ToString(solicitedNode(A6))), 'the first VS\'s group');
+  assert.ok(groups.has(ip6ToString(solicitedNode(parseIp6('fd00::5')))), 'the second VS\'s group');
+  assert.ok(reps.some((r) => r.ethSrc === mac(mac2)), 'reported from the second VS\'s link');
+  assert.equal(held(w), [0, 0]);
+});
+
 test('MLDv2: the answer to a General Query for many groups is split into reports that fit the link MTU (RFC 3810 5.2.15)', async () => {
   const log: string[] = [];
   const w = world(log, 0);
