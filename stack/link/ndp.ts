@@ -191,22 +191,31 @@ export class Ndp {
     m.free(j);
   }
 
-  /** An MLD query: answered with a report of the link's groups (RFC 3810 6.2). */
+  /**
+   * An MLD query: answered with a report of the groups of each link on the frame's (device, VLAN)
+   * (RFC 3810 6.2): several VSes may share a VLAN, each listening to its own groups.
+   */
   mldQuery(m: RxMeta, j: number): void {
-    const link = m.link[j]!;
     const q = this.query;
     const d = q.parse(m.b, m.l4Off[j]!, m.l4Len[j]!, m.l3Off[j]! + 8);
     if (d !== Drop.None) return m.drop(j, d);
-    const g = this.groups.get(link);
     // Only a General Query or one for a group of ours is answered; others are not about us.
     const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
-    if (!g || g.size === 0 || (!q.general && !(isSolicitedNodeAt(m.b, q.groupOff) && g.has(low)))) return m.drop(j, Drop.Ipv6NotOurAddress);
+    if (!q.general && !isSolicitedNodeAt(m.b, q.groupOff)) return m.drop(j, Drop.Ipv6NotOurAddress);
+    let answered = false;
+    for (const link of this.eng.groupOf(m.link[j]!)!.links) {
+      const g = this.groups.get(link);
+      if (!g || g.size === 0 || (!q.general && !g.has(low))) continue;
+      // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}): of every group for
+      // a General Query, of the group asked about for a Multicast Address Specific Query.
+      const groups = q.general ? [...g.keys()] : [low];
+      this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
+      answered = true;
+    }
+    if (!answered) return m.drop(j, Drop.Ipv6NotOurAddress);
     m.free(j);
-    // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}): of every group for
-    // a General Query, of the group asked about for a Multicast Address Specific Query.
-    const groups = q.general ? [...g.keys()] : [low];
-    this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
   }
+
 
   /** The address record of `link` at b[off..off+16), or null. */
   private ourAddr(link: Link, b: Uint8Array, off: number): Address | null {
