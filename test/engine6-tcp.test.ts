@@ -220,6 +220,37 @@ test('connect to a scoped link-local address (fe80::…%eth0.10); without the sc
   void Ip6;
 });
 
+test('a VS talking to its own IPv6 addresses (global and scoped link-local): TCP and UDP, nothing on the wire', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const ta = tap6(w.link.a);
+  let acc: Socket | null = null;
+  await listenOn(w, 'a', [80], (s) => { acc = s; s.on('data', (d: Buffer) => s.end(d)); });
+  let echoed = '';
+  const c = connect(w.a.ctx(), { host: 'fd00::1', port: 80 }, () => c.write('self'));
+  c.on('data', (d: Buffer) => { echoed += String(d); });
+  assert.ok(await w.run(() => echoed === 'self', 1_000_000), 'TCP to itself');
+  assert.is(c.remoteAddress, 'fd00::1');
+  assert.is(c.localAddress, 'fd00::1');
+  assert.is((acc! as Socket).remoteAddress, 'fd00::1');
+  const got: [Buffer, { address: string; family: string }][] = [];
+  const r = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  r.on('message', (m: Buffer, ri: { address: string; family: string }) => got.push([m, ri]));
+  r.bind(7000);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  const llA = ip6ToString(linkLocalFromMac(w.link.a.mac));
+  s.send('g', 7000, 'fd00::1');
+  s.send('ll', 7000, `${llA}%eth0.10`);
+  assert.ok(await w.run(() => got.length === 2, 1_000_000), 'UDP to itself');
+  assert.equal(got.map(([m, ri]) => [String(m), ri.address, ri.family]), [['g', 'fd00::1', 'IPv6'], ['ll', llA, 'IPv6']]);
+  assert.is(ta.filter((o) => o.nh === 6 || o.nh === 17).length, 0, 'nothing on the wire');
+  c.destroy();
+  s.close();
+  r.close();
+  await w.run(() => false, 200_000_000);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('5 MB each way over TCP/IPv6, byte-exact', async () => {
   const w = twoHosts(opts);
   await settle(w);
