@@ -12,7 +12,7 @@ import { Ip6, parseIp6 } from '../protocols/ip/addr';
 import { icmp6Checksum } from '../protocols/icmpv6';
 import { writeIpv6 } from '../protocols/ipv6';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, B6, C6, PEER_MAC, frame6, echo6, icmp6, udp6, send, tap6, icmpOf, held, drops, Out6 } from './lib/engine6';
+import { A6, B6, C6, PEER_MAC, frame6, echo6, icmp6, ns6, udp6, send, tap6, icmpOf, held, drops, Out6, solicitedNode } from './lib/engine6';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
 const R6 = parseIp6('fd00::fe');
@@ -109,6 +109,33 @@ test('Packet Too Big on a live TCP connection lowers the path MTU (never below 1
   assert.ok(tcp.every((o) => o.raw.length - 18 <= 1280), `every TCP/IPv6 packet ≤ 1280 (max ${Math.max(...tcp.map((o) => o.raw.length - 18))})`);
   cli.destroy();
   srv.destroy();
+  await w.run(() => false, 200_000_000);
+  assert.equal(held(w), [0, 0]);
+});
+
+test('Destination Unreachable code 4 quoting a SYN fails the connect ECONNREFUSED; a forged one (wrong sequence) does not', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  // Host a learns fd00::99 at PEER_MAC from its solicitation, so its SYNs leave at once.
+  const g = solicitedNode(A6);
+  send(w, frame6(w, { src: C6, dst: g, nh: 58, hop: 255, ethDst: Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 1]), l4: ns6(A6, C6, g, PEER_MAC) }));
+  await settle(w);
+  const ta = tap6(w.link.a);
+  const errs: (Error & { code?: string })[] = [];
+  const c = connect(w.a.ctx(), { host: 'fd00::99', port: 81 });
+  c.on('error', (e: Error) => errs.push(e));
+  await w.run(() => ta.some((o) => o.nh === 6), 100_000);
+  const syn = ta.find((o) => o.nh === 6)!;
+  const sp = (syn.l4[0]! << 8) | syn.l4[1]!;
+  const seq = u32(syn.l4, 4);
+  send(w, frame6(w, { src: C6, dst: A6, nh: 58, l4: icmp6(1, 4, C6, A6, 0, quote(A6, sp, C6, 81, (seq + 12345) >>> 0)) }));
+  await settle(w);
+  assert.is(errs.length, 0, 'out of window: ignored');
+  assert.is(drops(w, 'a', 'icmp-out-of-window'), 1);
+  send(w, frame6(w, { src: C6, dst: A6, nh: 58, l4: icmp6(1, 4, C6, A6, 0, quote(A6, sp, C6, 81, seq)) }));
+  await settle(w);
+  assert.is(errs.length, 1);
+  assert.is(errs[0]!.code, 'ECONNREFUSED');
   await w.run(() => false, 200_000_000);
   assert.equal(held(w), [0, 0]);
 });
