@@ -105,6 +105,26 @@ test('a socket bound to a tentative address cannot send from it until DAD passes
   assert.equal(held(w), [0, 0]);
 });
 
+test('DupAddrDetectTransmits 3: three probes RetransTimer apart, preferred only RetransTimer after the last', async () => {
+  const log: string[] = [];
+  const w = twoHosts({ ipv6: true, engine: { ndp: { dadTransmits: 3, retransUs: 500_000 }, log: (m) => log.push(m) } });
+  const ta = tap6(w.link.a);
+  const times: number[] = [];
+  const n0 = () => icmpOf(ta, NS).filter((o) => target(o.l4) === 'fd00::1').length;
+  for (let k = 0; k < 40 && addrState(w, 'fd00::1') === 'tentative'; k++) {
+    const before = n0();
+    await w.run(() => n0() > before || addrState(w, 'fd00::1') !== 'tentative', 2_000_000);
+    if (n0() > before) times.push(w.now());
+  }
+  assert.is(times.length, 3, 'three probes');
+  assert.ok(times[1]! - times[0]! >= 500_000 && times[2]! - times[1]! >= 500_000, `RetransTimer apart (${times})`);
+  assert.is(addrState(w, 'fd00::1'), 'preferred');
+  assert.ok(w.now() >= times[2]! + 500_000, 'not before RetransTimer after the last');
+  assert.ok(w.now() < times[2]! + 600_000, 'and not much later');
+  await w.run(() => false, 10_000);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('the link-local address (modified EUI-64 of the link MAC) appears with the first IPv6 address and goes with the last', async () => {
   const log: string[] = [];
   const w = world(log, 0);
