@@ -88,6 +88,25 @@ test('connect({ host: "fd00::1" }): MSS offered = MTU − 60, addresses and fami
   assert.equal(held(w), [0, 0]);
 });
 
+test('connect to an IPv4-mapped address (::ffff:10.1.1.1): IPv4 on the wire, addresses shown mapped with family IPv6 as Node', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  let acc: Socket | null = null;
+  const { srv } = await listenOn(w, 'a', [80, '0.0.0.0'], (s) => { acc = s; });
+  const c = connect(w.b.ctx(), { host: '::ffff:10.1.1.1', port: 80 });
+  assert.ok(await w.run(() => acc !== null && !c.pending, 2_000_000), 'connected (over IPv4)');
+  assert.is(c.remoteAddress, '::ffff:10.1.1.1');
+  assert.is(c.remoteFamily, 'IPv6');
+  assert.is(c.localAddress, '::ffff:10.1.1.2');
+  assert.equal(c.address(), { address: '::ffff:10.1.1.2', family: 'IPv6', port: c.localPort });
+  assert.is((acc! as Socket).remoteAddress, '10.1.1.2', 'the IPv4 server sees IPv4');
+  c.destroy();
+  (acc! as Socket).destroy();
+  srv.close();
+  await w.run(() => false, 200_000_000);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('flow label: set, constant for a flow, different between flows (RFC 6437)', async () => {
   const w = twoHosts(opts);
   await settle(w);
