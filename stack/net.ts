@@ -219,6 +219,8 @@ export class Socket extends Duplex implements TcpSocketSink {
       process.nextTick(() => this.destroy(err));
       return;
     }
+    // As Node (an AF_INET6 socket): a connection to ::ffff:a.b.c.d shows both ends IPv4-mapped.
+    if (typeof dst === 'number' && (o.host ?? '').includes(':')) this.mapped = true;
     const e = ctx.engine;
     this.connecting = true;
     try {
