@@ -106,10 +106,16 @@ test('reassembly limits: datagrams beyond the limit are dropped and counted; fra
   await w.run(() => false, 10_000);
   assert.ok(drops(w, 'a', 'ipv6-reassembly-overflow') >= 8, `overflow counted (${drops(w, 'a', 'ipv6-reassembly-overflow')})`);
   assert.ok(w.a.engine.ip6.reasm.nextDeadline() < Infinity, 'some held');
-  // A fragment longer than the 65535-byte datagram limit.
+  // A fragment ending beyond the 65535-byte datagram limit: Parameter Problem code 0 pointing at
+  // the Fragment Offset field (RFC 8200 4.5).
+  const ta = tap6(w.link.a);
   send(w, frame6(w, { src: C6, dst: A6, nh: 58, exts: [frag(65528, false, 0x4999)], l4: new Uint8Array(16) }));
   await w.run(() => false, 10_000);
-  assert.ok(drops(w, 'a', 'ipv6-fragment-invalid') >= 1 || drops(w, 'a', 'ipv6-reassembly-overflow') >= 9);
+  assert.is(drops(w, 'a', 'ipv6-fragment-invalid'), 1);
+  const pp = icmpOf(ta, 4);
+  assert.is(pp.length, 1);
+  assert.is(pp[0]!.code, 0);
+  assert.is(((pp[0]!.l4[4]! << 24) | (pp[0]!.l4[5]! << 16) | (pp[0]!.l4[6]! << 8) | pp[0]!.l4[7]!) >>> 0, 42, 'pointer: the Fragment Offset field');
   await w.run(() => false, 70_000_000);
   assert.is(w.a.engine.ip6.reasm.nextDeadline(), Infinity, 'all expired');
   assert.equal(held(w), [0, 0]);
