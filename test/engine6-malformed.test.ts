@@ -61,6 +61,11 @@ test('each malformed IPv6 frame is dropped with its reason (and its ICMPv6 error
     const o = f.length - l4.length; const fixed = icmp6(135, 0, C6, snm, 0, l4.subarray(8)); f.set(fixed, o); f[o + 25] = 0;
     const again = icmp6(135, 0, C6, snm, 0, f.subarray(o + 8)); f.set(again, o); cases.push(['ndp-invalid', f]); }
   cases.push(['ndp-invalid', frame6(w, { src: C6, dst: A6, nh: 58, hop: 255, l4: na6(parseIp6('ff02::1'), 0x20, PEER_MAC, C6, A6) })]);
+  // NA to a group with Solicited set; NS from :: carrying a source link-layer address (RFC 4861 7.1).
+  { const all = parseIp6('ff02::1');
+    cases.push(['ndp-invalid', frame6(w, { src: C6, dst: all, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), nh: 58, hop: 255, l4: na6(C6, 0x60, PEER_MAC, C6, all) })]);
+    const any = parseIp6('::');
+    cases.push(['ndp-invalid', frame6(w, { src: any, dst: snm, ethDst: snmMac, nh: 58, hop: 255, l4: ns6(A6, any, snm, PEER_MAC) })]); }
   // A first fragment without the upper-layer header (RFC 8200 4.5): Parameter Problem code 3.
   cases.push(['ipv6-ext-truncated', frame6(w, { src: C6, dst: A6, nh: 60, exts: [frag(0, true, 78)], l4: Uint8Array.from([58, 0, 1, 0, 0, 0, 0, 0]) })]);
   for (const [reason, f] of cases) {
