@@ -207,6 +207,11 @@ test('listen on ::, 0.0.0.0 and an IPv6 address: who is heard, server.address(),
   assert.is((await listenOn(w, 'a', [83, '0.0.0.0'])).err?.code, 'EADDRINUSE', '0.0.0.0 after ::');
   assert.is((await listenOn(w, 'a', [83, '10.1.1.1'])).err?.code, 'EADDRINUSE', 'an IPv4 address after ::');
   assert.is((await listenOn(w, 'a', [83, 'fd00::1'])).err?.code, 'EADDRINUSE', 'an IPv6 address after ::');
+  // Another spelling of :: is ::.
+  const z = await listenOn(w, 'a', [85, '0:0:0:0:0:0:0:0']);
+  assert.is(z.err, null);
+  assert.equal(z.srv.address(), { address: '::', family: 'IPv6', port: 85 });
+  assert.is(await tryConnect('10.1.1.1', 85), 'ok');
   await listenOn(w, 'a', [{ port: 84, ipv6Only: true }]);
   assert.is((await listenOn(w, 'a', [84, '10.1.1.1'])).err, null, 'an IPv4 address after :: ipv6Only');
   assert.is((await listenOn(w, 'a', [84, 'fd00::1'])).err?.code, 'EADDRINUSE');

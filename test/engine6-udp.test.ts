@@ -111,6 +111,26 @@ test('ipv6Only refuses IPv4 peers (port unreachable) and shares its port with an
   assert.equal(held(w), [0, 0]);
 });
 
+test('the unspecified address in another spelling (0::0) binds the wildcard as :: does', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  const got = inbox(s);
+  let err: Error | null = null;
+  s.on('error', (e: Error) => { err = e; });
+  s.bind(7400, '0:0::0');
+  await settle(w);
+  assert.is(err, null);
+  assert.equal(s.address(), { address: '::', family: 'IPv6', port: 7400 });
+  const c = w.b.engine.createUdpSocket(w.b.vs[0]!, { type: 'udp4' });
+  c.send('v4', 7400, '10.1.1.1');
+  assert.ok(await w.run(() => got.length === 1, 1_000_000), 'hears IPv4 too');
+  s.close();
+  c.close();
+  await settle(w);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('udp6 bound to an IPv6 address, connected: address() and remoteAddress() families', async () => {
   const w = twoHosts(opts);
   await settle(w);
