@@ -10,6 +10,7 @@ import { twoHosts, World } from './lib/world';
 import { ip6ToString, linkLocalFromMac } from '../protocols/ip/addr';
 import { A6, C6, frame6, udp6, send, tap6, icmpOf, held, drops } from './lib/engine6';
 import type { UdpSocket } from '../stack/udp';
+import { optsHdr } from './lib/ipv6-frames';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
 type Rinfo = { address: string; family: string; port: number; size: number };
@@ -35,8 +36,10 @@ test('a zero UDP checksum over IPv6 is dropped and counted (RFC 8200 8.1)', asyn
   d[6] = 0; d[7] = 0;
   send(w, frame6(w, { src: C6, dst: A6, nh: 17, l4: d }));
   send(w, frame6(w, { src: C6, dst: A6, nh: 17, l4: udp6(C6, 5000, A6, 7000, Buffer.from('good')) }));
+  // Behind Hop-by-Hop and Destination Options headers: delivered as well.
+  send(w, frame6(w, { src: C6, dst: A6, nh: 17, exts: [optsHdr(0, [1, 0]), optsHdr(60, [1, 2, 0, 0])], l4: udp6(C6, 5000, A6, 7000, Buffer.from('ext')) }));
   await settle(w);
-  assert.equal(got.map(([m]) => String(m)), ['good']);
+  assert.equal(got.map(([m]) => String(m)), ['good', 'ext']);
   assert.is(drops(w, 'a', 'udp6-zero-checksum'), 1);
   s.close();
   await settle(w);
