@@ -125,6 +125,25 @@ test('DupAddrDetectTransmits 3: three probes RetransTimer apart, preferred only 
   assert.equal(held(w), [0, 0]);
 });
 
+test('destroying a VS in the middle of DAD, resolution and reassembly leaves no frame held and no timer behind', async () => {
+  const log: string[] = [];
+  const w = world(log);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  s.on('error', () => {});
+  await w.run(() => addrState(w, 'fd00::1') === 'preferred', 2_000_000);
+  // Frames queued for an unresolved neighbor, a new address in DAD, a fragment held.
+  for (let i = 0; i < 3; i++) s.send('q', 7000, 'fd00::99');
+  w.a.engine.addAddress(w.a.vs[0]!, 'eth0.10', 'fd00::7/64');
+  const big = echo6(C6, A6, 1, 1, new Uint8Array(2000));
+  send(w, frame6(w, { src: C6, dst: A6, nh: 58, exts: [{ type: 44, body: Uint8Array.from([58, 0, 0, 1, 0, 0, 0, 9]) }], l4: big.subarray(0, 1232) }));
+  await w.run(() => false, 1000);
+  w.a.engine.destroyVs('vs10');
+  await w.run(() => false, 70_000_000);
+  assert.is(w.a.engine.internalErrors, 0);
+  assert.equal(log.filter((m) => m.includes('internal')), []);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('the link-local address (modified EUI-64 of the link MAC) appears with the first IPv6 address and goes with the last', async () => {
   const log: string[] = [];
   const w = world(log, 0);
