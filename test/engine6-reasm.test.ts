@@ -11,7 +11,7 @@ import { parseIp6 } from '../protocols/ip/addr';
 import { writeIpv6 } from '../protocols/ipv6';
 import { icmp6Checksum } from '../protocols/icmpv6';
 import { frag } from './lib/ipv6-frames';
-import { A6, B6, C6, frame6, echo6, icmp6, send, tap6, icmpOf, held, drops, Out6 } from './lib/engine6';
+import { A6, B6, C6, frame6, echo6, icmp6, udp6, send, tap6, icmpOf, held, drops, Out6 } from './lib/engine6';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
 
@@ -145,6 +145,26 @@ test('timeout: Time Exceeded code 1 quoting the first fragment when it came (RFC
   assert.equal(Buffer.from(quoted.subarray(0, 48)), Buffer.from(fs[0]!.subarray(18, 18 + 48)), 'quotes the first fragment');
   assert.is(w.a.engine.counters.toJSON().drops['ipv6-reassembly-timeout'], 2, 'both counted');
   void tb;
+  await settle(w);
+  assert.equal(held(w), [0, 0]);
+});
+
+test('a reassembled UDP datagram to a closed port: Destination Unreachable code 4 quoting the datagram', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const ta = tap6(w.link.a);
+  const dg = udp6(C6, 5000, A6, 9999, pattern(2000, 3));
+  for (const f of fragments(w, dg, 17, 0x6001, 1232)) send(w, f);
+  await settle(w);
+  const e = icmpOf(ta, 1);
+  assert.is(e.length, 1, 'port unreachable');
+  assert.is(e[0]!.code, 4);
+  assert.is(e[0]!.dst, 'fd00::99');
+  assert.ok(e[0]!.raw.length - 18 <= 1280, 'within the minimum MTU (RFC 4443 2.4(c))');
+  const q = e[0]!.l4.subarray(8);
+  assert.is(q[6], 17, 'the quoted packet is the UDP datagram (no Fragment header)');
+  assert.equal(Buffer.from(q.subarray(40, 48)), Buffer.from(dg.subarray(0, 8)), 'its UDP header');
+  assert.is(drops(w, 'a', 'udp-no-socket'), 1);
   await settle(w);
   assert.equal(held(w), [0, 0]);
 });
