@@ -162,6 +162,16 @@ export class Icmp6 {
   }
 
   /**
+   * Port unreachable for a reassembled UDP datagram with no taker: `pkt` is the packet (its IPv6
+   * header at 0) from `src` to our `dst`, answered to `peerMac` within RFC 4443 2.4's rules.
+   */
+  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number): void {
+    if (isUnspecified(src) || isMulticast6(src) || isMulticast6(dst)) return;
+    if (!icmpErrorToken(link.vs, link, now, Drop.Icmpv6RateLimited)) return;
+    this.send(link, peerMac, 0, dst, src, ICMP6_DST_UNREACH, UNREACH_PORT, 0, pkt, 0, pkt.length);
+  }
+
+  /**
    * Sends an ICMPv6 error about frame `j` (the IPv6 packet at its l3Off) back to its sender, within
    * RFC 4443 2.4(e): not about an ICMPv6 error or a Redirect, not to an unspecified or multicast
    * source, and about a packet to a multicast group only when it is Packet Too Big or Parameter

@@ -161,7 +161,11 @@ export class Ipv6Input {
     const nh = h.nextHeader;
     const dg = pkt.subarray(h.l4Off, h.l4Off + h.l4Len);
     const peerMac = Uint8Array.from(this.peerMac);
-    if (nh === IPPROTO_UDP) return this.eng.udp.datagram(link, src, dst, dg, peerMac, false);
+    if (nh === IPPROTO_UDP) {
+      // No socket: port unreachable quoting the reassembled packet (RFC 4443 3.1), as for a whole one.
+      if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, false)) this.eng.icmp6.portUnreachable(link, pkt, src, dst, peerMac, now);
+      return;
+    }
     if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac);
     if (nh === IPPROTO_TCP) {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);

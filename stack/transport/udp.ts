@@ -86,17 +86,28 @@ export class UdpLayer implements UdpHost {
     m.free(j);
   }
 
-  /** A reassembled datagram (the UDP header and payload in `dg`). */
-  datagram(link: Link, src: IpAddr, dst: IpAddr, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): void {
+  /**
+   * A reassembled datagram (the UDP header and payload in `dg`). Returns false when no socket
+   * took it (counted): the caller may answer port unreachable.
+   */
+  datagram(link: Link, src: IpAddr, dst: IpAddr, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): boolean {
     const udp = this.udp;
     const d = udp.parse(dg, 0, dg.length, src, dst);
-    if (d !== Drop.None) return link.drop(d);
+    if (d !== Drop.None) {
+      link.drop(d);
+      return true;
+    }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
-    if (!sock) return link.drop(Drop.UdpNoSocket);
+    if (!sock) {
+      link.drop(Drop.UdpNoSocket);
+      return false;
+    }
     if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
-      return link.drop(Drop.UdpSocketQueueFull);
+      link.drop(Drop.UdpSocketQueueFull);
+      return true;
     }
     sock.heardFrom(src, udp.srcPort, link, peerMac, 0, bcast ? 0 : dst);
+    return true;
   }
 
   /** The socket for a datagram to dst:port from src:sport (a connected socket only hears its peer). */
