@@ -110,7 +110,7 @@ export class Ipv6Input {
     m.hops[j] = ip.hopLimit;
     // RFC 4862 5.4: a tentative (or duplicate) address takes Neighbor Solicitations and
     // Advertisements only; anything else to it is silently discarded (an echo is not answered).
-    if (tentative && (ip.isFragment && !ip.atomic || ip.nextHeader !== IPPROTO_ICMPV6 || (b[ip.l4Off] !== 135 && b[ip.l4Off] !== 136))) {
+    if (tentative && ((ip.isFragment && !ip.atomic) || ip.nextHeader !== IPPROTO_ICMPV6 || (b[ip.l4Off] !== 135 && b[ip.l4Off] !== 136))) {
       m.drop(j, Drop.Ipv6AddressTentative);
       return 0;
     }
