@@ -193,6 +193,25 @@ test('DAD conflict: an NS from :: for the tentative address makes it duplicate, 
   assert.equal(held(w), [0, 0]);
 });
 
+test('another node\'s DAD for our preferred address is answered to all nodes, Solicited clear (RFC 4861 7.2.4); the address stays ours', async () => {
+  const log: string[] = [];
+  const w = world(log, 0);
+  await w.run(() => false, 10_000);
+  const ta = tap6(w.link.a);
+  const g = solicitedNode(A6);
+  send(w, frame6(w, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4: ns6(A6, ANY6, g, null) }));
+  await w.run(() => false, 10_000);
+  const nas = icmpOf(ta, NA);
+  assert.is(nas.length, 1);
+  assert.is(nas[0]!.dst, 'ff02::1');
+  assert.is(nas[0]!.ethDst, '33:33:00:00:00:01');
+  assert.is(nas[0]!.l4[4]! & 0x60, 0x20, 'Override set, Solicited clear');
+  assert.is(target(nas[0]!.l4), 'fd00::1');
+  assert.is(addrState(w, 'fd00::1'), 'preferred');
+  assert.is(log.length, 0);
+  assert.equal(held(w), [0, 0]);
+});
+
 test('DAD conflict: an NA for the tentative address makes it duplicate', async () => {
   const log: string[] = [];
   const w = world(log);
