@@ -120,6 +120,8 @@ export class Ipv6Header {
    * multicast, then `ppCode` stays -1), -1 otherwise.
    */
   optAction = -1;
+  /** Where the first fragment's chain ends (skipChain's upper layer; reused). */
+  private readonly chainEnd = { nh: 0 };
 
   /** Bytes of the whole packet (header + payload, link padding excluded). */
   get totalLen(): number {
@@ -216,8 +218,9 @@ export class Ipv6Header {
         this.atomic = false;
         if (offset === 0) {
           // RFC 8200 4.5 (RFC 7112): the first fragment holds the whole header chain.
-          const q = skipChain(b, p, end, nh, IPV6_MAX_EXT_HEADERS - this.extCount);
-          if (q < 0) {
+          // That includes the upper-layer header itself (as Linux's ipv6frag_thdr_truncated).
+          const q = skipChain(b, p, end, nh, IPV6_MAX_EXT_HEADERS - this.extCount, this.chainEnd);
+          if (q < 0 || q + upperHeaderMin(this.chainEnd.nh) > end) {
             this.ppCode = PP_INCOMPLETE_CHAIN;
             this.ppPointer = 0;
             return Drop.Ipv6ExtTruncated;
@@ -300,13 +303,19 @@ export class Ipv6Header {
   }
 }
 
+/** Bytes of the upper-layer header a first fragment must hold (RFC 7112): TCP 20, UDP and ICMPv6 8, none after No Next Header, else 1. */
+function upperHeaderMin(nh: number): number {
+  return nh === 6 ? 20 : nh === 17 || nh === IPPROTO_ICMPV6 ? 8 : nh === IPPROTO_NONE || nh < 0 ? 0 : 1;
+}
+
 /**
  * Skips extension headers by their lengths only (no option processing), from `p` with next header
  * `nh`, at most `budget` headers, inside [p, end). Returns the offset of the first header that is
  * not an extension header (or of the data after a non-first Fragment header), or -1 when the chain
- * runs past `end` or over the budget.
+ * runs past `end` or over the budget. `out.nh` receives the upper-layer protocol (-1 after a
+ * non-first Fragment header).
  */
-export function skipChain(b: Uint8Array, p: number, end: number, nh: number, budget: number): number {
+export function skipChain(b: Uint8Array, p: number, end: number, nh: number, budget: number, out?: { nh: number }): number {
   for (let n = 0; isExtHeader(nh); n++) {
     if (n >= budget) return -1;
     if (nh === IPPROTO_FRAGMENT) {
@@ -314,7 +323,10 @@ export function skipChain(b: Uint8Array, p: number, end: number, nh: number, bud
       const fo = rd16(b, p + 2);
       nh = b[p];
       p += IPV6_FRAG_HLEN;
-      if ((fo & 0xfff8) !== 0) return p;
+      if ((fo & 0xfff8) !== 0) {
+        if (out) out.nh = -1;
+        return p;
+      }
       continue;
     }
     if (p + 2 > end) return -1;
@@ -323,6 +335,7 @@ export function skipChain(b: Uint8Array, p: number, end: number, nh: number, bud
     nh = b[p];
     p += hlen;
   }
+  if (out) out.nh = nh;
   return p;
 }
 

@@ -9,7 +9,7 @@ import type { Engine } from './engine';
 import type { VirtualServer } from './vs';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './transport/tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
-import { addrToString, ANY6, IpAddr, isIp6, isV4Mapped, parseIp4, parseIp6, splitZone } from '../protocols/ip/addr';
+import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../protocols/ip/addr';
 import { sockError } from './udp';
 import { constants as osConstants } from 'node:os';
 
@@ -128,7 +128,7 @@ export class Socket extends Duplex implements TcpSocketSink {
 
   address(): { address: string; family: string; port: number } | Record<string, never> {
     if (!this.entry) return {};
-    return { address: this.localAddress!, family: 'IPv4', port: this.localPort! };
+    return { address: this.localAddress!, family: this.localFamily!, port: this.localPort! };
   }
 
   setNoDelay(noDelay = true): this {
@@ -219,6 +219,8 @@ export class Socket extends Duplex implements TcpSocketSink {
       process.nextTick(() => this.destroy(err));
       return;
     }
+    // As Node (an AF_INET6 socket): a connection to ::ffff:a.b.c.d shows both ends IPv4-mapped.
+    if (typeof dst === 'number' && (o.host ?? '').includes(':')) this.mapped = true;
     const e = ctx.engine;
     this.connecting = true;
     try {
@@ -500,6 +502,9 @@ export class Server extends EventEmitter {
         } catch {
           throw sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${host}`, { syscall: 'getaddrinfo' });
         }
+        if (isUnspecified(addr)) addr = typeof addr === 'number' ? 0 : ANY6; // '0::0' is '::'
+      }
+      if (addr !== 0 && addr !== ANY6) {
         const want = addr;
         if (!vs.links.some((l) => l.addrs.some((a) => typeof a.addr === typeof want && addrToString(a.addr) === addrToString(want)))) {
           throw sockError('EADDRNOTAVAIL', `listen EADDRNOTAVAIL: address not available ${host}:${port}`, { syscall: 'listen' });

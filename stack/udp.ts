@@ -8,7 +8,7 @@
  */
 import { EventEmitter } from 'node:events';
 import {
-  addrEq, addrToString, ANY6, Ip6, IpAddr, isIp6, isV4Mapped, parseIp4, parseIp6, splitZone,
+  addrEq, addrToString, ANY6, Ip6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone,
 } from '../protocols/ip/addr';
 import type { Link } from './vs';
 
@@ -171,6 +171,7 @@ export class UdpSocket extends EventEmitter {
     if (!Number.isInteger(p) || p < 0 || p > 65535) throw sockError('ERR_SOCKET_BAD_PORT', `Port should be >= 0 and < 65536. Received ${p}.`);
     let addr: IpAddr = this.anyAddr;
     if (a && a !== '0.0.0.0' && a !== '::') addr = this.addrArg(a);
+    if (addr !== 0 && addr !== ANY6 && isUnspecified(addr)) addr = ANY6; // '0::0' is '::'
     if (cb) this.once('listening', cb);
     try {
       this.localPort = this.host.udpBind(this, p, addr);

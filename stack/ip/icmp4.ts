@@ -31,16 +31,16 @@ export interface Icmp4Host {
 
 /**
  * Takes one token from the VS's ICMP error bucket (RFC 1812 4.3.2.8 / RFC 4443 2.4(f)); false
- * (counted) when empty. Shared by ICMP and ICMPv6.
+ * (counted as `reason`) when empty. Shared by ICMP and ICMPv6.
  */
-export function icmpErrorToken(vs: VirtualServer, link: Link, now: number): boolean {
+export function icmpErrorToken(vs: VirtualServer, link: Link, now: number, reason: Drop = Drop.IcmpRateLimited): boolean {
   const elapsed = now - vs.icmpStamp;
   if (elapsed > 0) {
     vs.icmpTokens = Math.min(vs.icmpBurst, vs.icmpTokens + (elapsed * vs.icmpRate) / 1e6);
     vs.icmpStamp = now;
   }
   if (vs.icmpTokens < 1) {
-    link.drop(Drop.IcmpRateLimited);
+    link.drop(reason);
     return false;
   }
   vs.icmpTokens -= 1;

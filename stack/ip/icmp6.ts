@@ -14,7 +14,7 @@ import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6 } from '../../protocols/ipv6';
 import {
   Icmp6Packet, ICMP6_DST_UNREACH, ICMP6_ECHO_REPLY, ICMP6_ECHO_REQUEST, ICMP6_PACKET_TOO_BIG, ICMP6_PARAM_PROB,
-  ICMP6_TIME_EXCEEDED, writeIcmp6Error,
+  ICMP6_TIME_EXCEEDED, ICMP6_ERROR_MAX_QUOTE, writeIcmp6Error,
 } from '../../protocols/icmpv6';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
@@ -178,6 +178,16 @@ export class Icmp6 {
   }
 
   /**
+   * Port unreachable for a reassembled UDP datagram with no taker: `pkt` is the packet (its IPv6
+   * header at 0) from `src` to our `dst`, answered to `peerMac` within RFC 4443 2.4's rules.
+   */
+  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number): void {
+    if (isUnspecified(src) || isMulticast6(src) || isMulticast6(dst)) return;
+    if (!icmpErrorToken(link.vs, link, now, Drop.Icmpv6RateLimited)) return;
+    this.send(link, peerMac, 0, dst, src, ICMP6_DST_UNREACH, UNREACH_PORT, 0, pkt, 0, pkt.length);
+  }
+
+  /**
    * Sends an ICMPv6 error about frame `j` (the IPv6 packet at its l3Off) back to its sender, within
    * RFC 4443 2.4(e): not about an ICMPv6 error or a Redirect, not to an unspecified or multicast
    * source, and about a packet to a multicast group only when it is Packet Too Big or Parameter
@@ -191,13 +201,10 @@ export class Icmp6 {
     const to = ip6At(b, l3 + 8);
     if (isUnspecified(to) || isMulticast6(to)) return;
     if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
-    // Never about an ICMPv6 error message or a Redirect (the upper layer is known when the chain was walked).
-    const nhOff = m.l4Off[j]!;
-    if (b[l3 + 6] === IPPROTO_ICMPV6 && nhOff === l3 + 40) {
-      const t = b[nhOff]!;
-      if (t < 128 || t === ND_REDIRECT) return;
-    }
-    if (!icmpErrorToken(link.vs, link, m.now)) return;
+    // Never about an ICMPv6 error message or a Redirect (RFC 4443 2.4(e.1, e.2)), also when the
+    // packet's chain was not walked to its end (an option or next header in front made us answer).
+    if (isIcmp6ErrorAt(b, l3, l3 + Math.min(m.l3Len[j]!, 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!)))) return;
+    if (!icmpErrorToken(link.vs, link, m.now, Drop.Icmpv6RateLimited)) return;
     const from = isMulticast6(ours) ? this.eng.out.sourceFor(link, to) : ours;
     if (typeof from === 'number') return; // no usable IPv6 address on the link
     const payload = 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!);
@@ -212,10 +219,18 @@ export class Icmp6 {
     const ours = ip6At(first, 24);
     const link = this.eng.out.ownLink(vs, ours);
     if (!link || isMulticast6(to) || isUnspecified(to)) return;
-    const n = link.neigh.peek(to);
-    if (!n || n.state === 0) return; // no known way back to the sender (its MAC)
-    if (!icmpErrorToken(vs, link, now)) return;
-    this.send(link, n.mac, 0, ours, to, ICMP6_TIME_EXCEEDED, 1, 0, first, 0, first.length);
+    if (!icmpErrorToken(vs, link, now, Drop.Icmpv6RateLimited)) return;
+    // Through the output path: the sender's MAC is resolved by NDP when it is not known yet.
+    const q = Math.min(first.length, ICMP6_ERROR_MAX_QUOTE);
+    const hdr = this.hdr;
+    hdr[0] = ICMP6_TIME_EXCEEDED; hdr[1] = 1; hdr[2] = 0; hdr[3] = 0; hdr[4] = 0; hdr[5] = 0; hdr[6] = 0; hdr[7] = 0;
+    const c = fold(sum16(first, 0, q, sum16(hdr, 0, 8, pseudoSum6(ours, to, IPPROTO_ICMPV6, 8 + q))));
+    hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+    try {
+      this.eng.out.emit(vs, link, null, ours, to, IPPROTO_ICMPV6, 0, hdr, 8, first, 0, q, false, 0);
+    } catch {
+      // No frame or no way back (counted by the output path): an error about an error is not made.
+    }
   }
 
   /** Builds and queues an ICMPv6 error from `from` to `to` (the MAC at macBuf[macOff..]) quoting orig[origOff..+origLen). */
@@ -232,4 +247,27 @@ export class Icmp6 {
     linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, ethLen + 40 + ilen);
   }
+}
+
+/**
+ * Whether the IPv6 packet at `b[l3..end)` carries an ICMPv6 error message or a Redirect: its
+ * extension headers skipped by their lengths (bounded, as Linux's is_ineligible), no option read.
+ */
+function isIcmp6ErrorAt(b: Uint8Array, l3: number, end: number): boolean {
+  let nh = b[l3 + 6]!;
+  let p = l3 + 40;
+  for (let n = 0; n < 8 && (nh === 0 || nh === 43 || nh === 44 || nh === 60); n++) {
+    if (p + 8 > end) return false;
+    if (nh === 44) {
+      if ((((b[p + 2]! << 8) | b[p + 3]!) & 0xfff8) !== 0) return false; // not the first fragment: unknown
+      nh = b[p]!;
+      p += 8;
+    } else {
+      nh = b[p]!;
+      p += (b[p + 1]! + 1) * 8;
+    }
+  }
+  if (nh !== IPPROTO_ICMPV6 || p >= end) return false;
+  const t = b[p]!;
+  return t < 128 || t === ND_REDIRECT;
 }

@@ -62,6 +62,7 @@ export class Ipv6Input {
     let link: Link | undefined;
     let dst: Ip6 | null = null;
     let multicast = 0;
+    let tentative = false;
     if (d === Drop.None || ip.ppCode >= 0) {
       if (b[dOff] === 0xff) {
         // Multicast: all-nodes (ff02::1) and solicited-node groups (ff02::1:ffXX:XXXX) carry NDP
@@ -83,6 +84,7 @@ export class Ipv6Input {
           // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's
           // DAD... which RFC 4862 5.4.3 says to treat like the multicast one; the ICMPv6 stage decides.
           if (t && b[l3 + 6] === IPPROTO_ICMPV6) {
+            tentative = true;
             link = t;
             dst = addrValue(t, b, dOff);
           } else {
@@ -121,6 +123,12 @@ export class Ipv6Input {
     m.bcast[j] = multicast;
     m.tos[j] = ip.tclass;
     m.hops[j] = ip.hopLimit;
+    // RFC 4862 5.4: a tentative (or duplicate) address takes Neighbor Solicitations and
+    // Advertisements only; anything else to it is silently discarded (an echo is not answered).
+    if (tentative && ((ip.isFragment && !ip.atomic) || ip.nextHeader !== IPPROTO_ICMPV6 || (b[ip.l4Off] !== 135 && b[ip.l4Off] !== 136))) {
+      m.drop(j, Drop.Ipv6AddressTentative);
+      return 0;
+    }
     if (ip.isFragment && !ip.atomic) {
       if (multicast) {
         m.drop(j, Drop.Ipv6NotOurAddress);
@@ -168,7 +176,11 @@ export class Ipv6Input {
     const nh = h.nextHeader;
     const dg = pkt.subarray(h.l4Off, h.l4Off + h.l4Len);
     const peerMac = Uint8Array.from(this.peerMac);
-    if (nh === IPPROTO_UDP) return this.eng.udp.datagram(link, src, dst, dg, peerMac, false);
+    if (nh === IPPROTO_UDP) {
+      // No socket: port unreachable quoting the reassembled packet (RFC 4443 3.1), as for a whole one.
+      if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, false)) this.eng.icmp6.portUnreachable(link, pkt, src, dst, peerMac, now);
+      return;
+    }
     if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac);
     if (nh === IPPROTO_TCP) {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);

@@ -134,6 +134,18 @@ export class IpOutput {
   }
 
   /**
+   * The source for a datagram to `dst` routed by a route whose preferred source is `src` (0: none)
+   * through `link` toward `nextHop`: `src` while it may be used, else one chosen on the link. An
+   * IPv6 address still tentative or found duplicate is never a source (RFC 4862 5.4). IPv4: an
+   * address in the next hop's subnet; IPv6: one for the destination's scope (RFC 6724 rule 2: a
+   * link-local gateway must not make a global destination get a link-local source).
+   */
+  routeSource(vs: VirtualServer, link: Link, src: IpAddr, nextHop: IpAddr, dst: IpAddr): IpAddr {
+    if (src !== 0 && (typeof src === 'number' || this.ownLink(vs, src) !== null)) return src;
+    return this.sourceFor(link, typeof dst === 'number' ? nextHop : dst);
+  }
+
+  /**
    * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
    * of the address index per link of the VS (never a scan of its addresses).
    */
@@ -239,7 +251,7 @@ export class IpOutput {
       }
       link = vs.links[r.link]!;
       if (r.gateway !== 0) nextHop = r.gateway;
-      if (src === 0) src = r.src !== 0 ? r.src : this.sourceFor(link, nextHop);
+      if (src === 0) src = this.routeSource(vs, link, r.src, nextHop, dst);
       if (typeof dst === 'number') {
         if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
       } else if (isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);

@@ -15,12 +15,12 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import {
-  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isUnspecified, multicastMac6, solicitedNode,
+  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
 } from '../../protocols/ip/addr';
 import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
 import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
 import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
-import { MldQuery, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
+import { MldQuery, mldv2MaxRecords, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
 import type { Timer } from '../timers';
 import type { RxMeta } from '../engine/meta';
 import type { Address, Link } from '../vs';
@@ -212,19 +212,31 @@ export class Ndp {
     m.free(j);
   }
 
-  /** An MLD query: answered with a report of the link's groups (RFC 3810 6.2). */
+  /**
+   * An MLD query: answered with a report of the groups of each link on the frame's (device, VLAN)
+   * (RFC 3810 6.2): several VSes may share a VLAN, each listening to its own groups.
+   */
   mldQuery(m: RxMeta, j: number): void {
-    const link = m.link[j]!;
     const q = this.query;
     const d = q.parse(m.b, m.l4Off[j]!, m.l4Len[j]!, m.l3Off[j]! + 8);
     if (d !== Drop.None) return m.drop(j, d);
-    const g = this.groups.get(link);
     // Only a General Query or one for a group of ours is answered; others are not about us.
     const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
-    if (!g || g.size === 0 || (!q.general && !g.has(low))) return m.drop(j, Drop.Ipv6NotOurAddress);
+    if (!q.general && !isSolicitedNodeAt(m.b, q.groupOff)) return m.drop(j, Drop.Ipv6NotOurAddress);
+    let answered = false;
+    for (const link of this.eng.groupOf(m.link[j]!)!.links) {
+      const g = this.groups.get(link);
+      if (!g || g.size === 0 || (!q.general && !g.has(low))) continue;
+      // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}): of every group for
+      // a General Query, of the group asked about for a Multicast Address Specific Query.
+      const groups = q.general ? [...g.keys()] : [low];
+      this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
+      answered = true;
+    }
+    if (!answered) return m.drop(j, Drop.Ipv6NotOurAddress);
     m.free(j);
-    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false);
   }
+
 
   /** The address record of `link` at b[off..off+16), or null. */
   private ourAddr(link: Link, b: Uint8Array, off: number): Address | null {
@@ -305,16 +317,23 @@ export class Ndp {
    * ff02::16 with hop limit 1 and a Router Alert, from the link-local address (`::` while it is
    * still tentative, as RFC 3810 5.2.13 allows).
    */
-  private report(link: Link, groups: Ip6[], leave: boolean): void {
+  private report(link: Link, groups: Ip6[], leave: boolean, current = false): void {
+    const pool = this.eng.devices[link.dev]!.pool;
+    // RFC 3810 5.2.15: records beyond one packet go into further reports, each within the MTU
+    // (and the frame).
+    const max = Math.max(1, mldv2MaxRecords(Math.min(link.mtu, pool.frameSize - pool.headroom - link.ethLen)));
+    if (groups.length > max) {
+      for (let i = 0; i < groups.length; i += max) this.report(link, groups.slice(i, i + max), leave, current);
+      return;
+    }
     const f = this.frame(link);
     if (f < 0) return;
-    const pool = this.eng.devices[link.dev]!.pool;
     const start = pool.dataStart(f);
     const ip = start + link.ethLen;
     let src: Ip6 = ANY6;
     for (const a of link.addrs) if (typeof a.addr !== 'number' && a.state === 'preferred' && (a.addr.w0 >>> 22) === 0x3fa) { src = a.addr; break; }
     const hbh = writeRouterAlertHbh(pool.bytes, ip + 40, IPPROTO_ICMPV6);
-    const len = writeMldv2Report(pool.bytes, ip + 40 + hbh, groups, src, ALL_MLDV2_ROUTERS6, leave);
+    const len = writeMldv2Report(pool.bytes, ip + 40 + hbh, groups, src, ALL_MLDV2_ROUTERS6, leave, current);
     writeIp6Header(pool.bytes, ip, src, ALL_MLDV2_ROUTERS6, IPPROTO_HOPOPTS, hbh + len, 1, 0, 0);
     linkEth(pool.bytes, start, multicastMac6(ALL_MLDV2_ROUTERS6, link.scratchMac), 0, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + hbh + len);

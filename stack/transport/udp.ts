@@ -103,17 +103,28 @@ export class UdpLayer implements UdpHost {
     m.free(j);
   }
 
-  /** A reassembled datagram (the UDP header and payload in `dg`). */
-  datagram(link: Link, src: IpAddr, dst: IpAddr, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): void {
+  /**
+   * A reassembled datagram (the UDP header and payload in `dg`). Returns false when no socket
+   * took it (counted): the caller may answer port unreachable.
+   */
+  datagram(link: Link, src: IpAddr, dst: IpAddr, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): boolean {
     const udp = this.udp;
     const d = udp.parse(dg, 0, dg.length, src, dst);
-    if (d !== Drop.None) return link.drop(d);
+    if (d !== Drop.None) {
+      link.drop(d);
+      return true;
+    }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
-    if (!sock) return link.drop(Drop.UdpNoSocket);
+    if (!sock) {
+      link.drop(Drop.UdpNoSocket);
+      return false;
+    }
     if (!sock.enqueue(Buffer.from(dg.subarray(udp.payloadOff, udp.payloadOff + udp.payloadLen)), src, udp.srcPort)) {
-      return link.drop(Drop.UdpSocketQueueFull);
+      link.drop(Drop.UdpSocketQueueFull);
+      return true;
     }
     sock.heardFrom(src, udp.srcPort, link, peerMac, 0, bcast ? 0 : dst);
+    return true;
   }
 
   /** The socket for a datagram to dst:port from src:sport (a connected socket only hears its peer). */
@@ -222,11 +233,16 @@ export class UdpLayer implements UdpHost {
         throw sockError('ENETUNREACH', `send ENETUNREACH ${addrToString(addr)}:${port}`, { syscall: 'send', address: addrToString(addr), port });
       }
       const link = vs.links[r.link]!;
-      src = r.src !== 0 ? r.src : this.eng.out.sourceFor(link, r.gateway !== 0 ? r.gateway : addr);
+      src = this.eng.out.routeSource(vs, link, r.src, r.gateway !== 0 ? r.gateway : addr, addr);
       if (src === 0) {
         throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`,
           { syscall: 'send', port });
       }
+    }
+    if (typeof src !== 'number' && this.eng.out.ownLink(vs, src) === null) {
+      // Bound to an IPv6 address still tentative or found duplicate: never a source (RFC 4862 5.4).
+      throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: address ${addrToString(src)} is not usable yet (tentative or duplicate)`,
+        { syscall: 'send', address: addrToString(src), port });
     }
     hdr[0] = sp >>> 8; hdr[1] = sp & 0xff; hdr[2] = port >>> 8; hdr[3] = port & 0xff;
     hdr[4] = len >>> 8; hdr[5] = len & 0xff; hdr[6] = 0; hdr[7] = 0;
