@@ -106,6 +106,7 @@ export const enum Drop {
   Udp6ZeroChecksum, // UDP over IPv6 with checksum 0 (mandatory over IPv6: RFC 8200 8.1)
   Ipv6AddressTentative, // to an address still tentative (DAD running) or found duplicate (RFC 4862 5.4)
   NdpRouterAdvert, // Router Advertisement: counted and ignored (servers are configured statically)
+  NdpQueueFull, // frame dropped from the queue of an IPv6 neighbor still being resolved (as arp-queue-full for IPv4)
   Count,
 }
 
@@ -136,7 +137,7 @@ export const DROP_NAMES: readonly string[] = [
   'ipv6-reassembly-overflow',
   'icmpv6-truncated', 'icmpv6-bad-checksum', 'icmpv6-unknown-type', 'icmpv6-rate-limited',
   'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
-  'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert',
+  'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full',
 ];
 
 export function dropName(d: Drop): string {

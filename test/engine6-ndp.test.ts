@@ -67,6 +67,20 @@ test('resolution: NS to the solicited-node group with SLLA and hop limit 255, NA
   assert.equal(held(w), [0, 0]);
 });
 
+test('frames beyond the queue of an IPv6 neighbor being resolved are dropped and counted as ndp-queue-full', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  // Nobody holds fd00::99: the frames wait for its resolution, a bounded queue (4 by default).
+  for (let i = 0; i < 10; i++) s.send(Buffer.from(`m${i}`), 7000, 'fd00::99');
+  await settle(w);
+  assert.is(drops(w, 'a', 'ndp-queue-full'), 6, 'six over the queue of four');
+  assert.is(drops(w, 'a', 'arp-queue-full'), 0, 'not counted as ARP');
+  s.close();
+  await w.run(() => false, 5_000_000); // resolution fails: the queued frames are freed
+  assert.equal(held(w), [0, 0]);
+});
+
 test('NUD: REACHABLE → STALE → DELAY → PROBE (unicast NS) → REACHABLE; unanswered probes → entry gone after maxProbes', async () => {
   const w = twoHosts(opts);
   await settle(w);

@@ -667,8 +667,9 @@ export class Engine implements NeighborHost, TcpEngine {
       if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1] as number, t[2], t[3] as number);
       else if (n && (n.notes?.length ?? 0) < NEIGH_NOTES_MAX * 4) (n.notes ??= []).push(t[0], t[1], t[2], t[3]);
     }
+    const v6 = pool.bytes[p.off + link.ethLen]! >>> 4 === 6;
     pool.free(p.frame);
-    link.drop(unreachable ? Drop.NeighborUnreachable : Drop.ArpQueueFull);
+    link.drop(unreachable ? Drop.NeighborUnreachable : v6 ? Drop.NdpQueueFull : Drop.ArpQueueFull);
   }
 
   /**
