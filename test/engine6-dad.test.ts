@@ -57,7 +57,8 @@ test('a new address is tentative: not answered for, not used as a source; prefer
   assert.is(probes[0]!.src, '::');
   assert.is(probes[0]!.dst, ip6ToString(solicitedNode(A6)));
   assert.is(probes[0]!.hop, 255);
-  assert.is(probes[0]!.l4.length, 24, 'no Source Link-Layer Address option');
+  assert.is(probes[0]!.l4.length, 32, 'no Source Link-Layer Address option; a Nonce option (RFC 7527)');
+  assert.is(probes[0]!.l4[24], 14, 'the option after the target is the Nonce, not an SLLA');
   await w.run(() => addrState(w, 'fd00::1') === 'preferred', 1_000_000);
   assert.is(addrState(w, 'fd00::1'), 'preferred', 'preferred after 1 × RetransTimer');
   assert.ok(w.now() >= 1_000_000, 'not before RetransTimer');
@@ -191,6 +192,33 @@ test('DAD conflict: an NS from :: for the tentative address makes it duplicate, 
   s.close();
   await w.run(() => false, 10_000);
   assert.equal(held(w), [0, 0]);
+});
+
+test('DAD loop detection (RFC 7527): our own probe coming back (its Nonce) is no conflict; a probe with another nonce is', async () => {
+  const log: string[] = [];
+  const w = world(log);
+  const ta = tap6(w.link.a);
+  await w.run(() => icmpOf(ta, NS).some((o) => target(o.l4) === 'fd00::1'), 100_000);
+  const ours = icmpOf(ta, NS).find((o) => target(o.l4) === 'fd00::1')!;
+  // The probe carries a Nonce option (type 14, length 1: 6 bytes) after the target.
+  assert.is(ours.l4[24], 14, 'Nonce option');
+  assert.is(ours.l4[25], 1);
+  // A switch reflects it back to us, as received: not a duplicate.
+  send(w, Uint8Array.from(ours.raw));
+  await w.run(() => false, 2_000_000);
+  assert.is(addrState(w, 'fd00::1'), 'preferred', 'our own looped probe does not make the address duplicate');
+  assert.is(w.a.engine.ndp.loopedProbes, 1);
+  // The same probe with another nonce is another node's DAD for the address.
+  const w2 = world(log);
+  const t2 = tap6(w2.link.a);
+  await w2.run(() => icmpOf(t2, NS).some((o) => target(o.l4) === 'fd00::1'), 100_000);
+  const g = solicitedNode(A6);
+  const l4 = ns6(A6, ANY6, g, null);
+  send(w2, frame6(w2, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4 }));
+  await w2.run(() => false, 2_000_000);
+  assert.is(addrState(w2, 'fd00::1'), 'duplicate');
+  assert.equal(held(w), [0, 0]);
+  assert.equal(held(w2), [0, 0]);
 });
 
 test('another node\'s DAD for our preferred address is answered to all nodes, Solicited clear (RFC 4861 7.2.4); the address stays ours', async () => {

@@ -15,7 +15,7 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import {
-  ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
+  hash6, ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
 } from '../../protocols/ip/addr';
 import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
 import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
@@ -59,6 +59,8 @@ interface Dad {
   addr: Address;
   sent: number;
   timer: Timer;
+  /** The Nonce option of our probes (RFC 7527): a probe that comes back with it is our own, looped. */
+  nonce: Uint8Array;
 }
 
 export class Ndp {
@@ -70,6 +72,19 @@ export class Ndp {
   private readonly groups = new WeakMap<Link, Map<number, number>>();
   /** Duplicate addresses found (reported once each). */
   duplicates = 0;
+  /** Our own DAD probes received back (RFC 7527 loop detection), not taken as duplicates. */
+  loopedProbes = 0;
+  private nonceCount = 0;
+
+  /**
+   * A Nonce for a DAD run (RFC 7527 asks for random; a keyed counter is enough here: the nonce only
+   * tells our own looped probes from another node's, and replays stay reproducible).
+   */
+  private nextNonce(addr: Ip6): Uint8Array {
+    const h1 = hash6(addr.w0 ^ this.nonceCount, addr.w1, addr.w2, addr.w3);
+    const h2 = hash6(h1, ++this.nonceCount, addr.w3, addr.hash);
+    return Uint8Array.from([h1 >>> 24, (h1 >>> 16) & 0xff, (h1 >>> 8) & 0xff, h1 & 0xff, h2 & 0xff, (h2 >>> 8) & 0xff]);
+  }
 
   constructor(private readonly eng: NdpHost, opts: Partial<NdpOptions>) {
     const dadTransmits = opts.dadTransmits ?? 1;
@@ -91,7 +106,7 @@ export class Ndp {
       return;
     }
     this.join(link, addr);
-    const d: Dad = { link, addr: a, sent: 0, timer: this.eng.wheel.create((now) => this.dadTimer(d, now)) };
+    const d: Dad = { link, addr: a, sent: 0, timer: this.eng.wheel.create((now) => this.dadTimer(d, now)), nonce: this.nextNonce(addr) };
     this.dad.set(a, d);
     this.dadTimer(d, this.eng.time());
   }
@@ -117,7 +132,7 @@ export class Ndp {
     }
     d.sent++;
     // RFC 4862 5.4.2: from the unspecified address, to the target's solicited-node group.
-    this.sendNs(d.link, d.addr.addr as Ip6, ANY6, null);
+    this.sendNs(d.link, d.addr.addr as Ip6, ANY6, null, d.nonce);
     this.eng.wheel.set(d.timer, now + this.opts.retransUs);
     this.eng.timerArmed();
   }
@@ -174,7 +189,15 @@ export class Ndp {
       if (tentativeLink) {
         // RFC 4862 5.4.3: another node's DAD for our tentative address makes it a duplicate; a
         // solicitation from a unicast source (address resolution) is ignored meanwhile.
-        if (fromDad && target) this.duplicate(link, target);
+        if (fromDad && target) {
+          // RFC 7527: our own probe looped back (a switch that reflects multicast) is no conflict.
+          const d = this.dad.get(target);
+          if (d && nd.nonceOff >= 0 && sameBytes(b, nd.nonceOff, d.nonce)) {
+            this.loopedProbes++;
+            return m.free(j);
+          }
+          this.duplicate(link, target);
+        }
         return m.free(j);
       }
       const t = target!.addr as Ip6;
@@ -256,7 +279,7 @@ export class Ndp {
     this.sendNs(link, target, src, mac);
   }
 
-  private sendNs(link: Link, target: Ip6, src: Ip6, mac: Uint8Array | null): void {
+  private sendNs(link: Link, target: Ip6, src: Ip6, mac: Uint8Array | null, nonce?: Uint8Array): void {
     const dst = mac ? target : solicitedNode(target);
     const f = this.frame(link);
     if (f < 0) return;
@@ -264,7 +287,7 @@ export class Ndp {
     const start = pool.dataStart(f);
     const ip = start + link.ethLen;
     // RFC 4861 4.3: the source link-layer address is included, except from :: (DAD).
-    const len = writeNs(pool.bytes, ip + 40, target, isUnspecified(src) ? null : link.mac, src, dst);
+    const len = writeNs(pool.bytes, ip + 40, target, isUnspecified(src) ? null : link.mac, src, dst, nonce);
     writeIp6Header(pool.bytes, ip, src, dst, IPPROTO_ICMPV6, len, NDP_HOP_LIMIT, 0, 0);
     linkEth(pool.bytes, start, mac ?? multicastMac6(dst, link.scratchMac), 0, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + len);
@@ -342,4 +365,9 @@ export class Ndp {
 
 function rd32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function sameBytes(b: Uint8Array, off: number, x: Uint8Array): boolean {
+  for (let i = 0; i < x.length; i++) if (b[off + i] !== x[i]) return false;
+  return true;
 }
