@@ -15,10 +15,10 @@ import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
 import { labDown } from '../stack/lab';
-import { benchHttp, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
+import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
-const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'];
+const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
+const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
 async function main(): Promise<void> {
@@ -57,11 +57,12 @@ async function main(): Promise<void> {
           results[name] = await benchVsMemory({ rounds, n: 4096, churn: 20000 });
           break;
         case 'tcp-echo':
+        case 'tcp6-echo':
         case 'tcp-bulk':
         case 'http':
         case 'tcp-connect': {
           if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
-          const f = { 'tcp-echo': benchTcpEcho, 'tcp-bulk': benchTcpBulk, http: benchHttp, 'tcp-connect': benchTcpConnect }[name];
+          const f = { 'tcp-echo': benchTcpEcho, 'tcp6-echo': benchTcp6Echo, 'tcp-bulk': benchTcpBulk, http: benchHttp, 'tcp-connect': benchTcpConnect }[name];
           results[name] = await f(tcp);
           break;
         }
