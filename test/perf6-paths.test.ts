@@ -66,6 +66,34 @@ test('AddrMap.get6At finds IPv6 keys from bytes, reports the stored key, forgets
   assert.is(m.size, 4);
 });
 
+test('AddrMap.get6At: the same answers with few keys (scanned) and many (hashed), growing and shrinking', () => {
+  const m = new AddrMap<number>();
+  const keys = Array.from({ length: 40 }, (_, i) => parseIp6(`fd00:${i % 3}::${((i * 7919) & 0xffff).toString(16)}`));
+  const b = new Uint8Array(16);
+  const check = (live: number) => {
+    keys.forEach((k, i) => {
+      write6(b, 0, k);
+      assert.is(m.get6At(b, 0), i < live ? i : undefined, `key ${i} with ${live} live`);
+      if (i < live) assert.ok(m.lastKey6 === k);
+    });
+  };
+  check(0);
+  for (let i = 0; i < keys.length; i++) {
+    m.set(keys[i]!, i);
+    check(i + 1);
+  }
+  for (let i = keys.length - 1; i >= 0; i--) {
+    assert.ok(m.delete(keys[i]!));
+    check(i);
+  }
+  assert.is(m.size, 0);
+  keys.slice(0, 6).forEach((k, i) => m.set(k, i));
+  m.clear();
+  check(0);
+  m.set(keys[0]!, 0);
+  check(1);
+});
+
 /** Two distinct addresses in fd00:1::/64 whose hashes fall in the same slot of a 256-entry cache, and a third in another slot. */
 function slotMates(): [Ip6, Ip6, Ip6] {
   const first = parseIp6('fd00:1::100');

@@ -425,6 +425,9 @@ interface Bucket<V> {
   next: Bucket<V> | null;
 }
 
+/** IPv6 keys an AddrMap scans in an array instead of hashing (see small6). */
+const SMALL6 = 4;
+
 /**
  * A map keyed by addresses of either family. IPv4 keys go to a Map of numbers; IPv6 keys are
  * chained under their hash, so a lookup (also straight from frame bytes: `get6At`) allocates nothing.
@@ -433,6 +436,11 @@ export class AddrMap<V> {
   private readonly m4 = new Map<number, V>();
   private readonly m6 = new Map<number, Bucket<V>>();
   private n6 = 0;
+  /**
+   * While the map holds at most SMALL6 IPv6 keys (a link group's address and its link-local one):
+   * the entries in an array, scanned without hashing (null beyond that).
+   */
+  private small6: Bucket<V>[] | null = [];
   /** The key of the entry the last `get6At` found (the stored value: callers reuse it instead of reading one from the bytes). */
   lastKey6: Ip6 | null = null;
 
@@ -452,6 +460,17 @@ export class AddrMap<V> {
   get6At(b: Uint8Array, off: number): V | undefined {
     if (this.n6 === 0) return undefined;
     const w0 = rd32(b, off), w1 = rd32(b, off + 4), w2 = rd32(b, off + 8), w3 = rd32(b, off + 12);
+    const small = this.small6;
+    if (small !== null) {
+      for (let i = 0; i < small.length; i++) {
+        const e = small[i]!;
+        if (e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+          this.lastKey6 = e.key;
+          return e.value;
+        }
+      }
+      return undefined;
+    }
     for (let e: Bucket<V> | null | undefined = this.m6.get(hash6(w0, w1, w2, w3)); e; e = e.next) {
       if (e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
         this.lastKey6 = e.key;
@@ -478,6 +497,7 @@ export class AddrMap<V> {
     }
     this.m6.set(a.hash, { w0: a.w0, w1: a.w1, w2: a.w2, w3: a.w3, key: a, value: v, next: this.m6.get(a.hash) ?? null });
     this.n6++;
+    this.resmall();
     return this;
   }
 
@@ -490,6 +510,7 @@ export class AddrMap<V> {
       else if (e.next) this.m6.set(a.hash, e.next);
       else this.m6.delete(a.hash);
       this.n6--;
+      this.resmall();
       return true;
     }
     return false;
@@ -499,7 +520,18 @@ export class AddrMap<V> {
     this.m4.clear();
     this.m6.clear();
     this.n6 = 0;
+    this.small6 = [];
     this.lastKey6 = null;
+  }
+
+  private resmall(): void {
+    if (this.n6 > SMALL6) {
+      this.small6 = null;
+      return;
+    }
+    const s: Bucket<V>[] = [];
+    for (const head of this.m6.values()) for (let e: Bucket<V> | null = head; e; e = e.next) s.push(e);
+    this.small6 = s;
   }
 
   *entries(): IterableIterator<[IpAddr, V]> {
