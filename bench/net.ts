@@ -148,6 +148,8 @@ export async function benchIp6Echo(o: NetOptions): Promise<Record<string, unknow
       for (const w of order) {
         const m = await measure(lab, w, lab.stackMac, o, startNode('stack-server.js', [lab.stackDevice, `${STACK_IP6}/64`]));
         if (w.endsWith('6') && m.gen.arp_replies > 1) console.log(`  (${w}: the generator answered ${m.gen.arp_replies} neighbor solicitations)`);
+        // BENCH_NET_VERBOSE=1: the server's closing line (VS counters and drops, runtime steps, XDP socket statistics).
+        if (process.env.BENCH_NET_VERBOSE) for (const l of m.sut.stdout.split('\n')) if (l.startsWith('{')) console.log(`  server: ${l}`);
         res[w].push(m.gen.rx_pps / 1e6);
         process.stdout.write(`  round ${r + 1} ${w}: ${(m.gen.rx_pps / 1e6).toFixed(3)} Mpps answered (offered ${(m.gen.tx_pps / 1e6).toFixed(3)})\n`);
       }
