@@ -441,6 +441,9 @@ export class AddrMap<V> {
    * the entries in an array, scanned without hashing (null beyond that).
    */
   private small6: Bucket<V>[] | null = [];
+  /** The first two entries of small6 (two loads fewer on a lookup: the common case, an address and its link-local one). */
+  private s0: Bucket<V> | null = null;
+  private s1: Bucket<V> | null = null;
   /** The key of the entry the last `get6At` found (the stored value: callers reuse it instead of reading one from the bytes). */
   lastKey6: Ip6 | null = null;
 
@@ -462,7 +465,17 @@ export class AddrMap<V> {
     const w0 = rd32(b, off), w1 = rd32(b, off + 4), w2 = rd32(b, off + 8), w3 = rd32(b, off + 12);
     const small = this.small6;
     if (small !== null) {
-      for (let i = 0; i < small.length; i++) {
+      let e = this.s0;
+      if (e !== null && e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+        this.lastKey6 = e.key;
+        return e.value;
+      }
+      e = this.s1;
+      if (e !== null && e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+        this.lastKey6 = e.key;
+        return e.value;
+      }
+      for (let i = 2; i < small.length; i++) {
         const e = small[i]!;
         if (e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
           this.lastKey6 = e.key;
@@ -521,17 +534,21 @@ export class AddrMap<V> {
     this.m6.clear();
     this.n6 = 0;
     this.small6 = [];
+    this.s0 = this.s1 = null;
     this.lastKey6 = null;
   }
 
   private resmall(): void {
     if (this.n6 > SMALL6) {
       this.small6 = null;
+      this.s0 = this.s1 = null;
       return;
     }
     const s: Bucket<V>[] = [];
     for (const head of this.m6.values()) for (let e: Bucket<V> | null = head; e; e = e.next) s.push(e);
     this.small6 = s;
+    this.s0 = s[0] ?? null;
+    this.s1 = s[1] ?? null;
   }
 
   *entries(): IterableIterator<[IpAddr, V]> {
