@@ -8,6 +8,9 @@
  *    (bench/c/reflector.c), UDP frames.
  *  - icmp-udp: the full stack (Engine + Runtime, busy-poll; a VS with 10.1.1.1/24 and a UDP echo
  *    socket on port 7) answering ICMP echo and UDP, vs the C reflector.
+ *  - ip6-echo: the same stack process with fd00:1::1/64 as well (and an IPv6-only 'udp6' echo
+ *    socket on port 7) answering ICMP echo, ICMPv6 echo, UDP/IPv4 and UDP/IPv6 in every round:
+ *    IPv6 against IPv4 side by side (the IPv6 frames carry the same 18-byte payload: 80 bytes).
  *
  * No CPU pinning: on this 2-core VM pinning the reflector to one core cut its rate by 3x (the
  * veth/XDP softirq work then competes with it). Every round runs each contender once, in
@@ -22,6 +25,8 @@ import { BUILD, DIST_BENCH, lastJson, median, Proc, run, sleep, table } from './
 export const PREFIX = 'xq';
 const STACK_IP = '10.1.1.1';
 const PEER_IP = '10.1.1.2';
+const STACK_IP6 = 'fd00:1::1';
+const PEER_IP6 = 'fd00:1::2';
 
 export interface NetOptions { rounds: number; seconds: number; warmup: number }
 interface GenResult { tx_pps: number; rx_pps: number; tx: number; rx: number; seconds: number; arp_replies: number }
@@ -32,11 +37,13 @@ function need(file: string): string {
 }
 
 /** Runs the generator against a system under test started by `start` (returns when it is ready). */
-async function measure(lab: Lab, mode: 'udp' | 'icmp', dstMac: string, o: NetOptions,
+async function measure(lab: Lab, mode: 'udp' | 'icmp' | 'udp6' | 'icmp6', dstMac: string, o: NetOptions,
   start: (totalS: number) => Promise<Proc>): Promise<{ gen: GenResult; sut: Proc }> {
   const total = o.warmup + o.seconds + 2;
   const sut = await start(total);
-  const gen = run('ip', ['netns', 'exec', lab.switchNs, need(path.join(BUILD, 'gen')), SWITCH_STACK_PORT, mode, dstMac, PEER_IP, STACK_IP,
+  const v6 = mode.endsWith('6');
+  const gen = run('ip', ['netns', 'exec', lab.switchNs, need(path.join(BUILD, 'gen')), SWITCH_STACK_PORT, mode, dstMac,
+    v6 ? PEER_IP6 : PEER_IP, v6 ? STACK_IP6 : STACK_IP,
     String(o.seconds), String(o.warmup)]);
   const code = await gen.done;
   sut.child.kill('SIGTERM');
@@ -120,6 +127,41 @@ export async function benchIcmpUdp(o: NetOptions): Promise<Record<string, unknow
         ['xdpstack ICMP echo', mi, res.icmp!.map((x) => x.toFixed(3)).join(' '), mi / mc, '>= 0.7'],
         ['xdpstack UDP echo socket', mu, res.udp!.map((x) => x.toFixed(3)).join(' '), mu / mc, '>= 0.7']]);
     return { cMpps: mc, icmpMpps: mi, udpMpps: mu, icmpRatio: mi / mc, udpRatio: mu / mc, target: 0.7, rounds: res };
+  } finally {
+    labDown(PREFIX);
+  }
+}
+
+/**
+ * ip6-echo: one stack process serving both families (stack-server.js with fd00:1::1/64), the
+ * generator sending ICMP echo, ICMPv6 echo, UDP/IPv4 and UDP/IPv6 in turn, every round in
+ * alternating order: the IPv6 rates as ratios of the IPv4 ones measured beside them.
+ */
+export async function benchIp6Echo(o: NetOptions): Promise<Record<string, unknown>> {
+  const lab = labFor();
+  type Who = 'icmp' | 'icmp6' | 'udp' | 'udp6';
+  const who: Who[] = ['icmp', 'icmp6', 'udp', 'udp6'];
+  try {
+    const res: Record<Who, number[]> = { icmp: [], icmp6: [], udp: [], udp6: [] };
+    for (let r = 0; r < o.rounds; r++) {
+      const order = r % 2 === 0 ? who : [...who].reverse();
+      for (const w of order) {
+        const m = await measure(lab, w, lab.stackMac, o, startNode('stack-server.js', [lab.stackDevice, `${STACK_IP6}/64`]));
+        if (w.endsWith('6') && m.gen.arp_replies > 1) console.log(`  (${w}: the generator answered ${m.gen.arp_replies} neighbor solicitations)`);
+        // BENCH_NET_VERBOSE=1: the server's closing line (VS counters and drops, runtime steps, XDP socket statistics).
+        if (process.env.BENCH_NET_VERBOSE) for (const l of m.sut.stdout.split('\n')) if (l.startsWith('{')) console.log(`  server: ${l}`);
+        res[w].push(m.gen.rx_pps / 1e6);
+        process.stdout.write(`  round ${r + 1} ${w}: ${(m.gen.rx_pps / 1e6).toFixed(3)} Mpps answered (offered ${(m.gen.tx_pps / 1e6).toFixed(3)})\n`);
+      }
+    }
+    const med = Object.fromEntries(who.map((w) => [w, median(res[w])])) as Record<Who, number>;
+    const rows = (label: string, w: Who, base: Who | null) => [label, med[w], res[w].map((x) => x.toFixed(3)).join(' '),
+      base ? med[w] / med[base] : '', base ? '>= 0.9' : ''];
+    table('ip6-echo: full stack (Engine + Runtime, busy-poll), IPv6 against IPv4 in the same run (Mpps answered, median)',
+      ['server', 'Mpps', 'rounds', 'IPv6/IPv4', 'target'],
+      [rows('ICMP echo (IPv4, 60 B)', 'icmp', null), rows('ICMPv6 echo (80 B)', 'icmp6', 'icmp'),
+        rows('UDP/IPv4 echo socket (60 B)', 'udp', null), rows('UDP/IPv6 echo socket (80 B)', 'udp6', 'udp')]);
+    return { mpps: med, icmp6Ratio: med.icmp6 / med.icmp, udp6Ratio: med.udp6 / med.udp, target: 0.9, rounds: res };
   } finally {
     labDown(PREFIX);
   }

@@ -1,6 +1,6 @@
 /**
  * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
- * (reflector, icmp-udp, vs-scale, vs-memory, tcp-echo, tcp-bulk, http, tcp-connect), prints a table for each and writes a JSON summary
+ * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
  * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
@@ -10,15 +10,15 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchIcmpUdp, benchReflector, PREFIX } from './net';
+import { benchIcmpUdp, benchIp6Echo, benchReflector, PREFIX } from './net';
 import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
 import { labDown } from '../stack/lab';
-import { benchHttp, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
+import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
-const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp-bulk', 'http', 'tcp-connect'];
+const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
+const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
 async function main(): Promise<void> {
@@ -46,8 +46,9 @@ async function main(): Promise<void> {
       switch (name) {
         case 'reflector':
         case 'icmp-udp':
+        case 'ip6-echo':
           if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
-          results[name] = name === 'reflector' ? await benchReflector(net) : await benchIcmpUdp(net);
+          results[name] = await { reflector: benchReflector, 'icmp-udp': benchIcmpUdp, 'ip6-echo': benchIp6Echo }[name](net);
           break;
         case 'vs-scale':
           results[name] = benchVsScale({ rounds, maxTime: 1 });
@@ -56,11 +57,12 @@ async function main(): Promise<void> {
           results[name] = await benchVsMemory({ rounds, n: 4096, churn: 20000 });
           break;
         case 'tcp-echo':
+        case 'tcp6-echo':
         case 'tcp-bulk':
         case 'http':
         case 'tcp-connect': {
           if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
-          const f = { 'tcp-echo': benchTcpEcho, 'tcp-bulk': benchTcpBulk, http: benchHttp, 'tcp-connect': benchTcpConnect }[name];
+          const f = { 'tcp-echo': benchTcpEcho, 'tcp6-echo': benchTcp6Echo, 'tcp-bulk': benchTcpBulk, http: benchHttp, 'tcp-connect': benchTcpConnect }[name];
           results[name] = await f(tcp);
           break;
         }
@@ -68,7 +70,7 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`  FAILED: ${(e as Error).stack ?? e}`);
       results[name] = { error: String((e as Error).message ?? e) };
-      if (name === 'reflector' || name === 'icmp-udp') { try { labDown(PREFIX); } catch { /* already gone */ } }
+      if (name === 'reflector' || name === 'icmp-udp' || name === 'ip6-echo') { try { labDown(PREFIX); } catch { /* already gone */ } }
       if (TCP_NAMES.includes(name)) { try { labDown(TCP_PREFIX); } catch { /* already gone */ } }
     }
     console.log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);

@@ -1,9 +1,11 @@
 /**
- * Child process of the `icmp-udp` benchmark: the full stack over AF_XDP on IFNAME (Engine +
- * Runtime in busy-poll mode), one VS on the untagged link with 10.1.1.1/24 and a UDP echo socket
- * on port 7. ICMP echo is answered by the engine.
+ * Child process of the `icmp-udp` and `ip6-echo` benchmarks: the full stack over AF_XDP on IFNAME
+ * (Engine + Runtime in busy-poll mode), one VS on the untagged link with 10.1.1.1/24 and a 'udp4'
+ * echo socket on port 7. ICMP echo is answered by the engine. With CIDR6 the VS also has that IPv6
+ * address (no DAD: usable at once) and an IPv6-only 'udp6' echo socket on port 7, so both families
+ * are served by one process with the same sockets' code.
  *
- *   node dist/bench/stack-server.js IFNAME SECONDS
+ *   node dist/bench/stack-server.js IFNAME [CIDR6] SECONDS
  * Prints "ready" when serving, then one JSON line with the VS counters at the end.
  */
 import { openAfxdp } from '../driver/afxdp';
@@ -12,11 +14,12 @@ import { Runtime } from '../stack/runtime';
 import { ownership } from '../stack/stack';
 
 function main(): void {
-  const [ifname, secs] = process.argv.slice(2);
-  if (!ifname || !secs) { console.error('usage: stack-server IFNAME SECONDS'); process.exit(2); }
+  const args = process.argv.slice(2);
+  const [ifname, cidr6, secs] = args.length === 3 ? args : [args[0], undefined, args[1]];
+  if (!ifname || !secs) { console.error('usage: stack-server IFNAME [CIDR6] SECONDS'); process.exit(2); }
   const driver = openAfxdp({ ifname, frameCount: 4096, busyPoll: true, log: () => {} });
   let runtime: Runtime | null = null;
-  const engine = new Engine({ onOutput: () => runtime?.engineKick() });
+  const engine = new Engine({ onOutput: () => runtime?.engineKick(), ndp: { dadTransmits: 0 } });
   engine.addDevice({ name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu, ...ownership(driver) });
   runtime = new Runtime(engine, [driver], { busyPoll: true });
   const vs = engine.createVs('bench');
@@ -25,6 +28,12 @@ function main(): void {
   const sock = engine.createUdpSocket(vs);
   sock.bind(7);
   sock.on('message', (m: Buffer, r: { port: number; address: string }) => sock.send(m, r.port, r.address));
+  if (cidr6) {
+    engine.addAddress(vs, link.name, cidr6);
+    const s6 = engine.createUdpSocket(vs, { type: 'udp6', ipv6Only: true });
+    s6.bind(7);
+    s6.on('message', (m: Buffer, r: { port: number; address: string }) => s6.send(m, r.port, r.address));
+  }
   runtime.start();
   console.log('ready');
   const finish = () => {

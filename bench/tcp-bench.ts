@@ -13,6 +13,9 @@
  *  - tcp-bulk: one connection, 200 MiB from a kernel sender (bench/c/tcp-bulk-send.c) to an app
  *    that counts bytes; MB/s from connect to the server's close.
  *  - http: Node `http` hello server, `wrk -t1 -c32 -d5s` from the peer.
+ *  - tcp6-echo: tcp-echo over IPv6 (peer fd00:87::2, stack fd00:87::1) for xdpstack and Node net, beside
+ *    both over IPv4 in the same rounds. For Node over IPv6 the kernel gets fd00:87::1/64 on `xw0`
+ *    (IPv6 on, no DAD); for xdpstack IPv6 is off on `xw0` again (the kernel holds no address).
  *
  * Every round runs each contender once (fresh server process, fresh port), in alternating order;
  * medians over rounds and ratios of medians are reported. Targets are printed, never asserted.
@@ -26,6 +29,8 @@ import { BUILD, DIST_BENCH, lastJson, median, Proc, run, sleep, table } from './
 export const TCP_PREFIX = 'xw';
 const STACK_IP = '10.87.0.1';
 const PEER_IP = '10.87.0.2';
+const STACK_IP6 = 'fd00:87::1';
+const PEER_IP6 = 'fd00:87::2';
 
 export interface TcpBenchOptions {
   rounds: number;
@@ -41,7 +46,7 @@ export interface TcpBenchOptions {
   parallel: number;
 }
 
-type Server = 'xdp' | 'node' | 'c';
+type Server = 'xdp' | 'node' | 'c' | 'xdp6' | 'node6';
 type App = 'echo' | 'sink' | 'http';
 
 function tool(name: string): string {
@@ -62,9 +67,10 @@ function profArgs(app: App): string[] {
 class TcpLab {
   readonly lab: Lab;
   private kernelAddr = false;
+  private kernelAddr6 = false;
 
   constructor() {
-    this.lab = labUp({ prefix: TCP_PREFIX, peers: [{ ipv4: `${PEER_IP}/24` }] });
+    this.lab = labUp({ prefix: TCP_PREFIX, peers: [{ ipv4: `${PEER_IP}/24`, ipv6: `${PEER_IP6}/64` }] });
     // Connection churn from one client: reuse TIME_WAIT ports, use the whole port range.
     execFileSync('ip', ['netns', 'exec', this.ns, 'sysctl', '-q', '-w', 'net.ipv4.tcp_tw_reuse=1',
       'net.ipv4.ip_local_port_range=1024 65535'], { stdio: 'ignore' });
@@ -78,21 +84,38 @@ class TcpLab {
     this.kernelAddr = on;
   }
 
+  /** The kernel's IPv6 on the stack's device: fd00:87::1/64 at once (no DAD, no router discovery), or IPv6 off. */
+  private setKernelAddr6(on: boolean): void {
+    if (on === this.kernelAddr6) return;
+    const conf = (k: string, v: string) => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${this.lab.stackDevice}/${k}`, v);
+    if (on) {
+      for (const k of ['accept_ra', 'router_solicitations', 'accept_dad']) conf(k, '0');
+      conf('disable_ipv6', '0');
+      execFileSync('ip', ['-6', 'addr', 'add', `${STACK_IP6}/64`, 'dev', this.lab.stackDevice, 'nodad'], { stdio: 'ignore' });
+    } else {
+      conf('disable_ipv6', '1'); // drops its addresses too
+    }
+    this.kernelAddr6 = on;
+  }
+
   /** Starts a server of kind `who` running `app`; resolves once it listens. */
   async start(who: Server, app: App, port: number, totalS: number): Promise<Proc> {
-    this.setKernelAddr(who !== 'xdp');
+    this.setKernelAddr(who === 'node' || who === 'c');
+    this.setKernelAddr6(who === 'node6');
+    const v6 = who === 'xdp6' || who === 'node6';
+    const ip = v6 ? STACK_IP6 : STACK_IP;
     let p: Proc;
     if (who === 'c') {
       if (app !== 'echo') throw new Error('the C server only echoes');
       p = run(tool('tcp-echo-server'), [STACK_IP, String(port), String(totalS)]);
     } else {
       const script = path.join(DIST_BENCH, 'tcp-server.js');
-      p = who === 'xdp'
-        ? run(process.execPath, [...profArgs(app), script, 'xdp', this.lab.stackDevice, `${STACK_IP}/24`, app, String(port), String(totalS)])
-        : run(process.execPath, [script, 'node', '-', STACK_IP, app, String(port), String(totalS)]);
+      p = who === 'xdp' || who === 'xdp6'
+        ? run(process.execPath, [...profArgs(app), script, 'xdp', this.lab.stackDevice, v6 ? `${ip}/64` : `${ip}/24`, app, String(port), String(totalS)])
+        : run(process.execPath, [script, 'node', '-', ip, app, String(port), String(totalS)]);
     }
     await p.waitFor(/^ready/, 20000);
-    await sleep(who === 'xdp' ? 300 : 100);
+    await sleep(who === 'xdp' || who === 'xdp6' ? 300 : 100);
     return p;
   }
 
@@ -110,7 +133,7 @@ class TcpLab {
   }
 
   close(): void {
-    try { this.setKernelAddr(false); } catch { /* the lab goes anyway */ }
+    try { this.setKernelAddr(false); this.setKernelAddr6(false); } catch { /* the lab goes anyway */ }
     labDown(TCP_PREFIX);
   }
 }
@@ -119,7 +142,7 @@ class TcpLab {
 async function rounds(o: TcpBenchOptions, who: Server[], label: string, unit: string,
   fn: (tl: TcpLab, who: Server) => Promise<number>): Promise<Record<Server, number[]>> {
   const tl = new TcpLab();
-  const res = { xdp: [], node: [], c: [] } as Record<Server, number[]>;
+  const res = { xdp: [], node: [], c: [], xdp6: [], node6: [] } as Record<Server, number[]>;
   const only = process.env.BENCH_TCP_ONLY?.split(',');
   if (only) who = who.filter((w) => only.includes(w));
   try {
@@ -137,7 +160,9 @@ async function rounds(o: TcpBenchOptions, who: Server[], label: string, unit: st
   return res;
 }
 
-const NAMES: Record<Server, string> = { xdp: 'xdpstack', node: 'Node net', c: 'C epoll' };
+const NAMES: Record<Server, string> = {
+  xdp: 'xdpstack', node: 'Node net', c: 'C epoll', xdp6: 'xdpstack IPv6', node6: 'Node net IPv6',
+};
 interface ClientResult { ops: number; seconds: number; rate: number; errors: number }
 
 async function clientRun(tl: TcpLab, who: Server, mode: 'echo' | 'connect', o: TcpBenchOptions): Promise<number> {
@@ -145,9 +170,10 @@ async function clientRun(tl: TcpLab, who: Server, mode: 'echo' | 'connect', o: T
   const total = o.warmup + o.seconds + 10;
   const srv = await tl.start(who, 'echo', port, total);
   try {
+    const ip = who === 'xdp6' || who === 'node6' ? STACK_IP6 : STACK_IP;
     const args = mode === 'echo'
-      ? ['echo', STACK_IP, String(port), String(o.conns), String(o.seconds), '64', String(o.warmup)]
-      : ['connect', STACK_IP, String(port), String(o.parallel), String(o.seconds), String(o.warmup)];
+      ? ['echo', ip, String(port), String(o.conns), String(o.seconds), '64', String(o.warmup)]
+      : ['connect', ip, String(port), String(o.parallel), String(o.seconds), String(o.warmup)];
     const c = tl.peer(tool('tcp-echo-client'), args, o.warmup + o.seconds + 10);
     const code = await c.done;
     if (code !== 0) throw new Error(`tcp-echo-client ${mode} against ${NAMES[who]} failed (${code}): ${c.stderr}`);
@@ -180,6 +206,24 @@ export async function benchTcpEcho(o: TcpBenchOptions): Promise<Record<string, u
   const res = await rounds(o, who, 'req/s', 'echo', (tl, w) => clientRun(tl, w, 'echo', o));
   return report(`tcp-echo: 64 B request/response, ${o.conns} connections, C epoll client (req/s, median of ${o.rounds})`,
     'req/s', res, who, { node: '>= 2', c: '>= 1' });
+}
+
+/** tcp6-echo: tcp-echo over IPv6 beside IPv4, xdpstack and Node net, in the same rounds. */
+export async function benchTcp6Echo(o: TcpBenchOptions): Promise<Record<string, unknown>> {
+  const who: Server[] = ['xdp', 'xdp6', 'node6', 'node'];
+  const res = await rounds(o, who, 'req/s', 'echo', (tl, w) => clientRun(tl, w, 'echo', o));
+  const med = Object.fromEntries(who.map((w) => [w, median(res[w])])) as Record<Server, number>;
+  const ratio = (a: Server, b: Server) => (res[a].length && res[b].length ? med[a] / med[b] : NaN);
+  const lab = (w: Server) => (w === 'xdp' ? 'xdpstack IPv4' : w === 'node' ? 'Node net IPv4' : NAMES[w]);
+  const shown = who.filter((w) => res[w].length > 0);
+  table(`tcp6-echo: 64 B request/response over IPv6 and IPv4, ${o.conns} connections, C epoll client (req/s, median of ${o.rounds})`,
+    ['server', 'req/s', 'rounds', 'xdpstack IPv6 / this', 'target'],
+    shown.map((w) => [lab(w), med[w], res[w].map((x) => x.toFixed(0)).join(' '), w === 'xdp6' ? '' : ratio('xdp6', w),
+      w === 'xdp' ? '>= 0.9' : '']));
+  const ratios = { xdp6VsXdp: ratio('xdp6', 'xdp'), xdp6VsNode6: ratio('xdp6', 'node6'), xdpVsNode: ratio('xdp', 'node'), node6VsNode: ratio('node6', 'node') };
+  console.log(`  xdpstack IPv6 / xdpstack IPv4: ${ratios.xdp6VsXdp.toFixed(2)}x (target >= 0.9)`);
+  console.log(`  xdpstack IPv6 / Node net IPv6: ${ratios.xdp6VsNode6.toFixed(2)}x; xdpstack IPv4 / Node net IPv4: ${ratios.xdpVsNode.toFixed(2)}x`);
+  return { unit: 'req/s', median: med, ratios, targets: { xdp6VsXdp: 0.9 }, rounds: res };
 }
 
 export async function benchTcpConnect(o: TcpBenchOptions): Promise<Record<string, unknown>> {

@@ -7,7 +7,8 @@
  *
  * APP: `echo` (writes back what it reads), `sink` (counts bytes per connection and prints one JSON
  * line {"bytes","seconds"} per connection at its end, seconds from its first byte), `http` (Node
- * `http` server answering "hello world\n"). Prints "ready" when listening, and a final JSON line
+ * `http` server answering "hello world\n"). CIDR / IP of either family; an IPv6 address of the
+ * stack is ready once Duplicate Address Detection passed (about 1 s). Prints "ready" when listening, and a final JSON line
  * {"done":true,...} (for xdp with the VS counters) when it exits after SECONDS or on SIGTERM.
  */
 import * as http from 'node:http';
@@ -75,6 +76,13 @@ function main(): void {
     attach(app as App, srv as unknown as ServerLike);
     srv.listen(port);
     stack.start();
+    // RFC 4862: an IPv6 address is tentative until DAD passed; wait for it (bounded) before "ready".
+    const until = Date.now() + 10_000;
+    const tentative = () => vs.raw.links.some((l) => l.addrs.some((a) => a.state === 'tentative'));
+    const ready = () => {
+      if (tentative() && Date.now() < until) { setTimeout(ready, 50); return; }
+      console.log(tentative() ? 'ready (address still tentative)' : 'ready');
+    };
     finish = () => {
       const counters = vs.raw.counters.toJSON();
       const devices = (stack!.show('counters') as { devices: unknown[] }).devices;
@@ -82,7 +90,7 @@ function main(): void {
       console.log(JSON.stringify({ done: true, vs: counters, devices }));
       process.exit(0);
     };
-    console.log('ready');
+    ready();
   } else {
     const srv = net.createServer({ noDelay: true });
     attach(app as App, srv as unknown as ServerLike);

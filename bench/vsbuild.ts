@@ -20,7 +20,7 @@ export function drainAll(e: Engine): void {
 }
 
 export function makeEngine(devices: number, frameCount = 1024): { e: Engine; pools: FramePool[] } {
-  const e = new Engine();
+  const e = new Engine({ ndp: { dadTransmits: 0 } }); // IPv6 addresses usable at once
   const pools: FramePool[] = [];
   for (let d = 0; d < devices; d++) {
     const pool = new FramePool({ frameSize: 2048, frameCount });
@@ -30,14 +30,15 @@ export function makeEngine(devices: number, frameCount = 1024): { e: Engine; poo
   return { e, pools };
 }
 
-/** Adds VS number i: one link on its (device, VLAN) with 10.1.1.1/24. */
-export function addVs(e: Engine, i: number): void {
+/** Adds VS number i: one link on its (device, VLAN) with 10.1.1.1/24, and fd00:1::1/64 with `ipv6`. */
+export function addVs(e: Engine, i: number, ipv6 = false): void {
   const vs = e.createVs(`vs${i}`);
   const dev = `eth${devOf(i)}`;
   const vlan = vlanOf(i);
   e.addLink(vs, { device: dev, vlan });
   e.addAddress(vs, `${dev}.${vlan}`, '10.1.1.1/24');
-  drainAll(e); // the gratuitous ARP
+  if (ipv6) e.addAddress(vs, `${dev}.${vlan}`, 'fd00:1::1/64');
+  drainAll(e); // the gratuitous ARP (IPv6: unsolicited NA, MLD reports)
 }
 
 export { Burst };

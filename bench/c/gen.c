@@ -4,8 +4,11 @@
  * answers ARP requests for its own address, and counts the IPv4 frames that come back to its MAC.
  *
  *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]
- *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP), or one
- *              of the flood modes, every frame built afresh with valid checksums:
+ *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP), 60-byte
+ *              frames; udp6 / icmp6: the same over IPv6 (SRC_IP, DST_IP IPv6 addresses; the same
+ *              18-byte payload, so 80-byte frames), answering Neighbor Solicitations for SRC_IP
+ *              (RFC 4861 7.2.4) instead of ARP; or one of the flood modes, every frame built afresh
+ *              with valid checksums:
  *       syn      TCP SYNs (MSS, SACK-permitted, timestamps, window scale) to DST_IP:PORT from
  *                spoofed sources: random addresses in SRC_IP's /16 (host part 256..256+SOURCES-1,
  *                so the lab's real peers at .0.x are never spoofed), random ports, random ISNs
@@ -25,6 +28,9 @@
  *   {"tx_pps":N,"rx_pps":N,"tx":N,"rx":N,"seconds":S,"arp_replies":N,"tx_total":N,"rx_total":N,
  *    "arp_rx":N,"elapsed":S}
  * (tx/rx/…_pps over the window; *_total and arp_rx (ARP frames received) over the whole run).
+ *
+ * Counted as returned: IPv4 frames to our MAC; in the IPv6 modes, IPv6 UDP datagrams and ICMPv6 echo
+ * replies to our MAC ("arp_replies" then counts Neighbor Advertisements sent).
  *
  * Same libxdp as the native core; copy-mode bind with need_wakeup; libxdp's default XDP program
  * redirects every frame of queue 0 to the socket.
@@ -93,7 +99,7 @@ static uint16_t csum(const unsigned char *p, size_t n, uint32_t sum)
 static void put16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
 static void put32(unsigned char *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
 
-enum mode { M_UDP, M_ICMP, M_SYN, M_ARP, M_ARP_OFF, M_FRAG };
+enum mode { M_UDP, M_ICMP, M_SYN, M_ARP, M_ARP_OFF, M_FRAG, M_UDP6, M_ICMP6 };
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
@@ -235,18 +241,92 @@ static void build(unsigned char *b, int icmp, const unsigned char *dmac, const u
 	}
 }
 
+#define PKT6_LEN (14 + 40 + 8 + 18) /* the IPv4 frames' 18-byte payload over IPv6 */
+
+/* Running 16-bit sum of the IPv6 pseudo-header (RFC 8200 8.1). */
+static uint32_t pseudo6(const unsigned char *src, const unsigned char *dst, uint32_t len, uint8_t nh)
+{
+	uint32_t s = 0;
+	for (int i = 0; i < 16; i += 2) s += (uint32_t)(src[i] << 8 | src[i + 1]) + (uint32_t)(dst[i] << 8 | dst[i + 1]);
+	return s + (len >> 16) + (len & 0xffff) + nh;
+}
+
+static void ipv6(unsigned char *ip, uint16_t plen, uint8_t nh, uint8_t hops, const unsigned char *src, const unsigned char *dst)
+{
+	memset(ip, 0, 8);
+	ip[0] = 0x60;
+	put16(ip + 4, plen);
+	ip[6] = nh;
+	ip[7] = hops;
+	memcpy(ip + 8, src, 16);
+	memcpy(ip + 24, dst, 16);
+}
+
+/* Builds the IPv6 request template: Ethernet + IPv6 + UDP (port 7) or ICMPv6 echo, PKT6_LEN bytes. */
+static void build6(unsigned char *b, int icmp, const unsigned char *dmac, const unsigned char *smac,
+		   const unsigned char *sip, const unsigned char *dip)
+{
+	memset(b, 0, PKT6_LEN);
+	memcpy(b, dmac, 6);
+	memcpy(b + 6, smac, 6);
+	put16(b + 12, 0x86dd);
+	unsigned char *l4 = b + 54;
+	int l4len = PKT6_LEN - 54;
+	ipv6(b + 14, (uint16_t)l4len, icmp ? 58 : 17, 64, sip, dip);
+	for (int i = 8; i < l4len; i++) l4[i] = (unsigned char)('a' + i);
+	if (icmp) {
+		l4[0] = 128;
+		put16(l4 + 4, 0x1234);
+		put16(l4 + 6, 1);
+	} else {
+		put16(l4, 40000);
+		put16(l4 + 2, 7);
+		put16(l4 + 4, (uint16_t)l4len);
+	}
+	uint16_t c = csum(l4, (size_t)l4len, pseudo6(sip, dip, (uint32_t)l4len, icmp ? 58 : 17));
+	put16(l4 + (icmp ? 2 : 6), c || icmp ? c : 0xffff);
+}
+
+/*
+ * A Neighbor Advertisement (RFC 4861 4.4) answering the solicitation `ns` for our address `me`:
+ * Solicited and Override, with our link-layer address; to the solicitation's source. Returns its
+ * length, or 0 when `ns` is not a solicitation for `me` from a unicast source.
+ */
+static unsigned build_na(unsigned char *a, const unsigned char *ns, unsigned len, const unsigned char *smac, const unsigned char *me)
+{
+	static const unsigned char zero[16];
+	if (len < 78 || ns[20] != 58 || ns[21] != 255 || ns[54] != 135 || memcmp(ns + 62, me, 16) != 0) return 0;
+	if (memcmp(ns + 22, zero, 16) == 0) return 0; /* DAD probe from :: : the address is ours, nothing to say */
+	memcpy(a, ns + 6, 6);
+	memcpy(a + 6, smac, 6);
+	put16(a + 12, 0x86dd);
+	unsigned char *n = a + 54;
+	ipv6(a + 14, 32, 58, 255, me, ns + 22);
+	memset(n, 0, 32);
+	n[0] = 136;
+	n[4] = 0x60; /* S, O */
+	memcpy(n + 8, me, 16);
+	n[24] = 2; /* target link-layer address */
+	n[25] = 1;
+	memcpy(n + 26, smac, 6);
+	put16(n + 2, csum(n, 32, pseudo6(me, ns + 22, 32, 58)));
+	return 14 + 40 + 32;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
-		fprintf(stderr, "usage: %s IFNAME udp|icmp|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]\n", argv[0]);
+		fprintf(stderr, "usage: %s IFNAME udp|icmp|udp6|icmp6|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
-	static const char *const MODES[] = { "udp", "icmp", "syn", "arp", "arp-off", "frag" };
+	static const char *const MODES[] = { "udp", "icmp", "syn", "arp", "arp-off", "frag", "udp6", "icmp6" };
 	int m = -1;
-	for (int i = 0; i < 6; i++) if (!strcmp(argv[2], MODES[i])) m = i;
+	for (int i = 0; i < 8; i++) if (!strcmp(argv[2], MODES[i])) m = i;
 	if (m < 0) { fprintf(stderr, "gen: unknown mode %s\n", argv[2]); return 2; }
-	int icmp = m == M_ICMP;
+	int icmp = m == M_ICMP || m == M_ICMP6;
+	int v6 = m == M_UDP6 || m == M_ICMP6;
+	unsigned pkt_len = v6 ? PKT6_LEN : PKT_LEN;
 	double rate = argc > 8 ? atof(argv[8]) : 0;
 	unsigned long long limit = argc > 9 ? strtoull(argv[9], NULL, 0) : 0;
 	struct flood fl = { .mode = (enum mode)m, .port = 7, .sources = m == M_SYN ? 65000 : 8192 };
@@ -255,8 +335,11 @@ int main(int argc, char **argv)
 	if (fl.sources < 1 || fl.sources > 65000 || rate < 0) { fprintf(stderr, "gen: SOURCES must be 1..65000, RATE >= 0\n"); return 2; }
 	rng ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	unsigned char dmac[6], smac[6];
-	struct in_addr sip, dip;
-	if (parse_mac(argv[3], dmac) || read_mac(ifname, smac) || !inet_aton(argv[4], &sip) || !inet_aton(argv[5], &dip)) {
+	struct in_addr sip = { 0 }, dip = { 0 };
+	struct in6_addr sip6, dip6;
+	int addrs_ok = v6 ? inet_pton(AF_INET6, argv[4], &sip6) == 1 && inet_pton(AF_INET6, argv[5], &dip6) == 1
+			  : inet_aton(argv[4], &sip) && inet_aton(argv[5], &dip);
+	if (parse_mac(argv[3], dmac) || read_mac(ifname, smac) || !addrs_ok) {
 		fprintf(stderr, "gen: bad MAC/address argument or unknown device %s\n", ifname);
 		return 2;
 	}
@@ -283,9 +366,10 @@ int main(int argc, char **argv)
 	if (r) { fprintf(stderr, "gen: xsk_socket__create(%s): %s\n", ifname, strerror(-r)); return 1; }
 	int fd = xsk_socket__fd(xsk);
 
-	unsigned char tmpl[PKT_LEN];
-	build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
-	int flood = m >= M_SYN;
+	unsigned char tmpl[PKT6_LEN];
+	if (v6) build6(tmpl, icmp, dmac, smac, sip6.s6_addr, dip6.s6_addr);
+	else build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
+	int flood = m >= M_SYN && !v6;
 	memcpy(fl.dmac, dmac, 6);
 	memcpy(fl.smac, smac, 6);
 	fl.sip = ntohl(sip.s_addr);
@@ -293,7 +377,7 @@ int main(int argc, char **argv)
 	static uint64_t free_stack[TX_FRAMES];
 	unsigned nfree = 0;
 	for (unsigned i = 0; i < ARP_FRAME; i++) {
-		memcpy(area + (size_t)i * FRAME_SIZE, tmpl, PKT_LEN);
+		memcpy(area + (size_t)i * FRAME_SIZE, tmpl, pkt_len);
 		free_stack[nfree++] = (uint64_t)i * FRAME_SIZE;
 	}
 	int arp_busy = 0;
@@ -333,7 +417,7 @@ int main(int argc, char **argv)
 			for (unsigned i = 0; i < got; i++) {
 				struct xdp_desc *d = xsk_ring_prod__tx_desc(&tx, tidx + i);
 				d->addr = free_stack[--nfree];
-				d->len = flood ? build_flood(area + d->addr, &fl) : PKT_LEN;
+				d->len = flood ? build_flood(area + d->addr, &fl) : pkt_len;
 				d->options = 0;
 			}
 			if (got) {
@@ -355,7 +439,27 @@ int main(int argc, char **argv)
 				unsigned char *p = xsk_umem__get_data(area, d->addr);
 				unsigned len = d->len;
 				if (len >= 14 && p[12] == 0x08 && p[13] == 0x06) arp_rx++;
-				if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
+				unsigned na_len;
+				if (v6) {
+					/* IPv6: UDP, or ICMPv6 echo replies, to our MAC; NS for our address answered. */
+					int ip6 = len >= 58 && p[12] == 0x86 && p[13] == 0xdd;
+					if (ip6 && memcmp(p, smac, 6) == 0 && (p[20] == 17 || (p[20] == 58 && p[54] == 129))) {
+						rx_total++;
+					} else if (ip6 && !arp_busy &&
+						   (na_len = build_na(area + (size_t)ARP_FRAME * FRAME_SIZE, p, len, smac, sip6.s6_addr)) > 0) {
+						unsigned tidx;
+						if (xsk_ring_prod__reserve(&tx, 1, &tidx) == 1) {
+							struct xdp_desc *td = xsk_ring_prod__tx_desc(&tx, tidx);
+							td->addr = (uint64_t)ARP_FRAME * FRAME_SIZE;
+							td->len = na_len;
+							td->options = 0;
+							xsk_ring_prod__submit(&tx, 1);
+							arp_busy = 1;
+							arp_replies++;
+							sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+						}
+					}
+				} else if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
 					rx_total++;
 				} else if (len >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[20] == 0 && p[21] == 1 &&
 					   memcmp(p + 38, &sip.s_addr, 4) == 0 && !arp_busy) {

@@ -1,6 +1,8 @@
 /*
  * Kernel TCP load client for the TCP benchmarks (runs in the lab's peer namespace).
  *
+ * IP is an IPv4 or an IPv6 address.
+ *
  *   tcp-echo-client echo    IP PORT CONNS SECONDS [SIZE] [WARMUP]
  *     CONNS connections; each sends SIZE bytes (default 64), waits for the SIZE-byte echo, repeats.
  *   tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]
@@ -44,7 +46,8 @@ struct conn {
 };
 
 static struct conn conns[MAXC];
-static struct sockaddr_in dst;
+static struct sockaddr_storage dst;
+static socklen_t dst_len;
 static int ep;
 static size_t size = 64;
 static char sbuf[65536], rbuf[65536];
@@ -59,11 +62,11 @@ static double now_s(void)
 
 static int open_conn(int i)
 {
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	int fd = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0) { perror("socket"); exit(1); }
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) < 0 && errno != EINPROGRESS) {
+	if (connect(fd, (struct sockaddr *)&dst, dst_len) < 0 && errno != EINPROGRESS) {
 		close(fd);
 		return -1;
 	}
@@ -153,9 +156,19 @@ int main(int argc, char **argv)
 	int holding = !strcmp(argv[1], "hold");
 	if (!echo && !holding && strcmp(argv[1], "connect")) usage();
 	memset(&dst, 0, sizeof(dst));
-	dst.sin_family = AF_INET;
-	dst.sin_port = htons(atoi(argv[3]));
-	if (inet_pton(AF_INET, argv[2], &dst.sin_addr) != 1) usage();
+	struct sockaddr_in *d4 = (struct sockaddr_in *)&dst;
+	struct sockaddr_in6 *d6 = (struct sockaddr_in6 *)&dst;
+	if (inet_pton(AF_INET, argv[2], &d4->sin_addr) == 1) {
+		d4->sin_family = AF_INET;
+		d4->sin_port = htons(atoi(argv[3]));
+		dst_len = sizeof(*d4);
+	} else if (inet_pton(AF_INET6, argv[2], &d6->sin6_addr) == 1) {
+		d6->sin6_family = AF_INET6;
+		d6->sin6_port = htons(atoi(argv[3]));
+		dst_len = sizeof(*d6);
+	} else {
+		usage();
+	}
 	int n = atoi(argv[4]);
 	double secs = atof(argv[5]), warm = 1;
 	if (echo && argc > 6) size = strtoul(argv[6], NULL, 0);

@@ -91,16 +91,19 @@ export function ip6At(b: Uint8Array, off: number): Ip6 {
   return new Ip6(rd32(b, off), rd32(b, off + 4), rd32(b, off + 8), rd32(b, off + 12));
 }
 
-/** Writes `a` at `b[off..off+16)`. */
+function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = (v >>> 16) & 0xff;
+  b[o + 2] = (v >>> 8) & 0xff;
+  b[o + 3] = v & 0xff;
+}
+
+/** Writes `a` at `b[off..off+16)` (no allocation: it runs for every IPv6 packet sent). */
 export function write6(b: Uint8Array, off: number, a: Ip6): void {
-  const w = [a.w0, a.w1, a.w2, a.w3];
-  for (let i = 0; i < 4; i++) {
-    const v = w[i]!;
-    b[off + 4 * i] = v >>> 24;
-    b[off + 4 * i + 1] = (v >>> 16) & 0xff;
-    b[off + 4 * i + 2] = (v >>> 8) & 0xff;
-    b[off + 4 * i + 3] = v & 0xff;
-  }
+  wr32(b, off, a.w0);
+  wr32(b, off + 4, a.w1);
+  wr32(b, off + 8, a.w2);
+  wr32(b, off + 12, a.w3);
 }
 
 /** Address equality across families (an IPv4 number never equals an Ip6, mapped or not). */
@@ -411,11 +414,19 @@ export function pseudoSum(src: IpAddr, dst: IpAddr, proto: number, len: number):
 
 // ------------------------------------------------------------------ a map keyed by addresses
 
+/** One IPv6 entry: the key's words inline (a lookup compares them without loading the key). */
 interface Bucket<V> {
+  w0: number;
+  w1: number;
+  w2: number;
+  w3: number;
   key: Ip6;
   value: V;
   next: Bucket<V> | null;
 }
+
+/** IPv6 keys an AddrMap scans in an array instead of hashing (see small6). */
+const SMALL6 = 4;
 
 /**
  * A map keyed by addresses of either family. IPv4 keys go to a Map of numbers; IPv6 keys are
@@ -425,6 +436,16 @@ export class AddrMap<V> {
   private readonly m4 = new Map<number, V>();
   private readonly m6 = new Map<number, Bucket<V>>();
   private n6 = 0;
+  /**
+   * While the map holds at most SMALL6 IPv6 keys (a link group's address and its link-local one):
+   * the entries in an array, scanned without hashing (null beyond that).
+   */
+  private small6: Bucket<V>[] | null = [];
+  /** The first two entries of small6 (two loads fewer on a lookup: the common case, an address and its link-local one). */
+  private s0: Bucket<V> | null = null;
+  private s1: Bucket<V> | null = null;
+  /** The key of the entry the last `get6At` found (the stored value: callers reuse it instead of reading one from the bytes). */
+  lastKey6: Ip6 | null = null;
 
   get size(): number {
     return this.m4.size + this.n6;
@@ -433,16 +454,42 @@ export class AddrMap<V> {
   get(a: IpAddr): V | undefined {
     if (typeof a === 'number') return this.m4.get(a);
     for (let e: Bucket<V> | null | undefined = this.m6.get(a.hash); e; e = e.next) {
-      const k = e.key;
-      if (k.w3 === a.w3 && k.w0 === a.w0 && k.w1 === a.w1 && k.w2 === a.w2) return e.value;
+      if (e.w3 === a.w3 && e.w0 === a.w0 && e.w1 === a.w1 && e.w2 === a.w2) return e.value;
     }
     return undefined;
   }
 
-  /** The value for the IPv6 address at `b[off..off+16)`. */
+  /** The value for the IPv6 address at `b[off..off+16)`; its stored key is then in `lastKey6`. */
   get6At(b: Uint8Array, off: number): V | undefined {
     if (this.n6 === 0) return undefined;
-    for (let e: Bucket<V> | null | undefined = this.m6.get(hash6At(b, off)); e; e = e.next) if (eq6At(e.key, b, off)) return e.value;
+    const w0 = rd32(b, off), w1 = rd32(b, off + 4), w2 = rd32(b, off + 8), w3 = rd32(b, off + 12);
+    const small = this.small6;
+    if (small !== null) {
+      let e = this.s0;
+      if (e !== null && e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+        this.lastKey6 = e.key;
+        return e.value;
+      }
+      e = this.s1;
+      if (e !== null && e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+        this.lastKey6 = e.key;
+        return e.value;
+      }
+      for (let i = 2; i < small.length; i++) {
+        const e = small[i]!;
+        if (e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+          this.lastKey6 = e.key;
+          return e.value;
+        }
+      }
+      return undefined;
+    }
+    for (let e: Bucket<V> | null | undefined = this.m6.get(hash6(w0, w1, w2, w3)); e; e = e.next) {
+      if (e.w3 === w3 && e.w0 === w0 && e.w1 === w1 && e.w2 === w2) {
+        this.lastKey6 = e.key;
+        return e.value;
+      }
+    }
     return undefined;
   }
 
@@ -461,8 +508,9 @@ export class AddrMap<V> {
         return this;
       }
     }
-    this.m6.set(a.hash, { key: a, value: v, next: this.m6.get(a.hash) ?? null });
+    this.m6.set(a.hash, { w0: a.w0, w1: a.w1, w2: a.w2, w3: a.w3, key: a, value: v, next: this.m6.get(a.hash) ?? null });
     this.n6++;
+    this.resmall();
     return this;
   }
 
@@ -475,6 +523,7 @@ export class AddrMap<V> {
       else if (e.next) this.m6.set(a.hash, e.next);
       else this.m6.delete(a.hash);
       this.n6--;
+      this.resmall();
       return true;
     }
     return false;
@@ -484,6 +533,22 @@ export class AddrMap<V> {
     this.m4.clear();
     this.m6.clear();
     this.n6 = 0;
+    this.small6 = [];
+    this.s0 = this.s1 = null;
+    this.lastKey6 = null;
+  }
+
+  private resmall(): void {
+    if (this.n6 > SMALL6) {
+      this.small6 = null;
+      this.s0 = this.s1 = null;
+      return;
+    }
+    const s: Bucket<V>[] = [];
+    for (const head of this.m6.values()) for (let e: Bucket<V> | null = head; e; e = e.next) s.push(e);
+    this.small6 = s;
+    this.s0 = s[0] ?? null;
+    this.s1 = s[1] ?? null;
   }
 
   *entries(): IterableIterator<[IpAddr, V]> {

@@ -6,7 +6,7 @@
  * then the upper-layer protocol for the next stage.
  */
 import { Drop } from '../../protocols/drop';
-import { eq6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
+import { eq6At, hash6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
@@ -36,8 +36,17 @@ export interface Reassembly6Options {
   timeoutUs?: number;
 }
 
+/** Entries of the source address cache (a power of two). */
+const SRC_CACHE = 256;
+
 export class Ipv6Input {
   private readonly ip = new Ipv6Header();
+  /**
+   * Source addresses seen lately, direct-mapped by hash: the packets of one peer share one Ip6
+   * value, so the receive path allocates none for them and the value's text form (neighbor cache
+   * keys, a socket's rinfo) is made once, not per packet. Values are immutable: sharing is safe.
+   */
+  private readonly srcCache: (Ip6 | null)[] = new Array<Ip6 | null>(SRC_CACHE).fill(null);
   /** The view of a reassembled packet. */
   private readonly whole = new Ipv6Header();
   readonly reasm: Ipv6Reassembler;
@@ -78,7 +87,7 @@ export class Ipv6Input {
       } else {
         link = grp.addrs6.get6At(b, dOff);
         if (link) {
-          dst = addrValue(link, b, dOff);
+          dst = grp.addrs6.lastKey6!; // our own address's value: nothing allocated per packet
         } else {
           const t = grp.tentative6.get6At(b, dOff);
           // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's
@@ -107,7 +116,7 @@ export class Ipv6Input {
       return 0;
     }
     const sOff = ip.srcOff;
-    const src = ip6At(b, sOff);
+    const src = this.source(b, sOff);
     // `::` is a valid source only for DAD's Neighbor Solicitations (RFC 4862 5.4.2), checked by NDP.
     if (isBadSource6(src) || (!this.eng.inLoopback && grp.addrs6.get6At(b, sOff) !== undefined)) {
       m.drop(j, Drop.Ipv6BadSource);
@@ -187,6 +196,17 @@ export class Ipv6Input {
       return;
     }
     link.drop(Drop.Ipv6UnknownNextHeader);
+  }
+
+  /** The source address at `b[off..off+16)`, from the cache when seen lately. */
+  private source(b: Uint8Array, off: number): Ip6 {
+    const h = hash6At(b, off);
+    const i = h & (SRC_CACHE - 1);
+    const c = this.srcCache[i]!;
+    if (c !== null && c.hash === h && eq6At(c, b, off)) return c;
+    const a = ip6At(b, off);
+    this.srcCache[i] = a;
+    return a;
   }
 
   /** Drops datagrams whose fragments did not all come in time; Time Exceeded for those whose first fragment came. */

@@ -14,6 +14,7 @@ import { Burst } from '../../driver/types';
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV4, ETH_P_IPV6 } from '../../protocols/ethernet';
 import { IP_DF, IP_MF, IPPROTO_TCP, writeIpv4 } from '../../protocols/ipv4';
+import { flowLabelOf } from '../../protocols/ipv6';
 import {
   addrKey, addrToString, Ip6, IpAddr, isLinkLocal6, isMulticast6, multicastMac6, prefixMatch, write6,
 } from '../../protocols/ip/addr';
@@ -90,8 +91,12 @@ export class IpOutput {
   private pOwn = false;
   private pMtu = 0;
 
+  /** Secret of the flow labels (RFC 6437 3: not predictable from outside). */
+  private readonly flowSecret: number;
+
   constructor(private readonly eng: OutputHost, private readonly key: HashKey) {
     this.fragId6 = hash5(key, 1, 2, 3, 4, 5);
+    this.flowSecret = hash5(key, 6437, 0, 0, 0, 0) | 0;
   }
 
   addDevice(): void {
@@ -265,10 +270,13 @@ export class IpOutput {
     return src === 0 ? (typeof dst === 'number' ? Drop.Ipv4NoRoute : Drop.Ipv6NoRoute) : Drop.None;
   }
 
-  /** A keyed per-flow IPv6 flow label (RFC 6437 section 3): 20 bits, never 0. */
+  /**
+   * A keyed per-flow IPv6 flow label (RFC 6437 section 3): 20 bits, never 0. The one label
+   * function (protocols/ipv6.ts flowLabelOf, a few multiplies as Linux's keyed jhash) under a
+   * secret drawn from the stack's key: it runs for every IPv6 packet sent.
+   */
   flowLabel(src: Ip6, dst: Ip6, ports: number): number {
-    const h = hash5(this.key, src.hash, dst.hash, ports, src.w3, dst.w3) & 0xfffff;
-    return h === 0 ? 1 : h;
+    return flowLabelOf(src, ports >>> 16, dst, ports & 0xffff, this.flowSecret);
   }
 
   // ------------------------------------------------------------ send
