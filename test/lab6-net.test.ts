@@ -17,6 +17,7 @@ import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab';
 import { nsRun, RunResult, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
+import { main as cliMain } from '../stack/cli';
 import { macToString } from '../driver/types';
 import { addrToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
@@ -289,6 +290,50 @@ ptest('DAD: an address a kernel peer already holds is found duplicate, logged on
   await framesAccounted();
 });
 
+ptest("DAD the other way: a kernel peer's DAD for the stack's address is answered, the peer finds it duplicate", async () => {
+  const p1 = lab.peers[1]!; // accept_dad=1 (dad: true)
+  const add = await nsRun(p1.ns, 'ip', ['-6', 'addr', 'add', `${V6}/64`, 'dev', 'eth0']);
+  assert.is(add.code, 0, add.stderr);
+  try {
+    // The stack defends its address with an NA to all nodes (RFC 4861 7.2.4, RFC 4862 5.4.3).
+    let st = '';
+    for (let i = 0; i < 60; i++) {
+      const r = await nsRun(p1.ns, 'ip', ['-j', '-6', 'addr', 'show', 'dev', 'eth0', 'to', `${V6}/128`]);
+      const a = (JSON.parse(r.stdout) as Array<{ addr_info: Array<{ tentative?: boolean; dadfailed?: boolean }> }>)[0]?.addr_info[0];
+      st = a?.dadfailed ? 'dadfailed' : a?.tentative ? 'tentative' : 'ready';
+      if (st !== 'tentative') break;
+      await sleep(100);
+    }
+    assert.is(st, 'dadfailed', "the peer's DAD saw the stack's defence");
+    assert.is(addressState('v61', `${V6}/64`), 'preferred', 'the stack keeps its address');
+    const r = await ping6(lab.peers[0]!.ns, V6, 2);
+    assert.is(r.code, 0, r.stdout + r.stderr);
+  } finally {
+    await nsRun(p1.ns, 'ip', ['-6', 'addr', 'del', `${V6}/64`, 'dev', 'eth0']);
+  }
+  await framesAccounted();
+});
+
+ptest("NUD from the kernel's side: its unicast probe (NS to the stack's MAC) is answered, the entry is REACHABLE again", async () => {
+  const p0 = lab.peers[0]!;
+  const mac = macToString(stack.engine.vs('v61').links[0]!.mac);
+  // Probe one second after a packet to a STALE entry (RFC 4861 7.3.3 DELAY_FIRST_PROBE_TIME, shortened).
+  await nsRun(p0.ns, 'sysctl', ['-q', '-w', 'net.ipv6.neigh.eth0.delay_first_probe_time=1']);
+  const set = await nsRun(p0.ns, 'ip', ['-6', 'neigh', 'replace', V6, 'lladdr', mac, 'dev', 'eth0', 'nud', 'stale']);
+  assert.is(set.code, 0, set.stderr);
+  // An echo does not confirm reachability (only upper layers or a solicited NA do): DELAY, then PROBE.
+  const r = await ping6(p0.ns, V6, 1);
+  assert.is(r.code, 0, r.stdout + r.stderr);
+  let state = '';
+  for (let i = 0; i < 50; i++) {
+    state = (await nsRun(p0.ns, 'ip', ['-6', 'neigh', 'show', V6, 'dev', 'eth0'])).stdout.trim();
+    if (/REACHABLE/.test(state)) break;
+    await sleep(100);
+  }
+  assert.match(state, new RegExp(`lladdr ${mac} .*REACHABLE`), state);
+  await framesAccounted();
+});
+
 ptest("the host's own IPv6 traffic on the stack's device passes while the stack serves its VSes", async () => {
   const dev = lab.stackDevice;
   const p2 = lab.peers[2]!;
@@ -325,6 +370,29 @@ ptest("the host's own IPv6 traffic on the stack's device passes while the stack 
   // None of the host's frames reached the stack (it would have dropped them as not its own).
   assert.is(strays(), straysBefore, 'no host frame was redirected to the stack');
   await framesAccounted();
+});
+
+ptest('CLI: lab up --vlans 10,20 --net6 fd00:1::/64 numbers the peers per VLAN; their kernels hold the addresses', async () => {
+  const prefix = labPrefix('y5');
+  const out: string[] = [];
+  const err: string[] = [];
+  const ctx = { out: (l: string) => out.push(l), err: (l: string) => err.push(l) };
+  try {
+    assert.is(await cliMain(['lab', 'up', '--prefix', prefix, '--vlans', '10,20', '--peers', '3', '--net6', 'fd00:1::/64', '--json'], ctx), 0, err.join('\n'));
+    const l = JSON.parse(out.join('\n')) as Lab;
+    assert.equal(l.peers.map((p) => [p.vlan, p.ipv4, p.ipv6, p.stackIpv6]), [
+      [10, '10.1.1.2/24', 'fd00:1::2/64', 'fd00:1::1/64'], [20, '10.1.1.2/24', 'fd00:1::2/64', 'fd00:1::1/64'], [10, '10.1.1.3/24', 'fd00:1::3/64', 'fd00:1::1/64'],
+    ]);
+    for (const [i, p] of l.peers.entries()) {
+      assert.is(await peerIpv6State(l, i), 'ready', `peer ${i} holds ${p.ipv6}`);
+    }
+    // Bad IPv6 network: a clear usage error, no lab change.
+    err.length = 0;
+    assert.is(await cliMain(['lab', 'up', '--prefix', prefix, '--net6', 'fd00:1::/200'], ctx), 2);
+    assert.match(err.join('\n'), /--net6/);
+  } finally {
+    labDown(prefix);
+  }
 });
 
 test.run();
