@@ -1,7 +1,9 @@
 /**
  * TCP over IPv6 with Linux kernel peers over AF_XDP, through `createStack(config)`: 100 MB each way
  * hashed with sha256 (kernel client → xdpstack server, xdpstack client → kernel server), the kernel
- * as server over a global and a scoped link-local address, and a closed port refused. Privileged:
+ * as server over a global and a scoped link-local address, a closed port refused, and a kernel
+ * router whose next hop has IPv6's minimum MTU: its Packet Too Big lowers the path MTU of a live
+ * connection and of UDP (RFC 8201, RFC 4443 3.2). Privileged:
  * runs as root (always in CI).
  */
 import { test } from 'uvu';
@@ -11,10 +13,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { execFile, execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
+import { parseIp6 } from '../protocols/ip/addr';
 import type { Socket } from '../stack/net';
 
 const PREFIX = labPrefix('y7');
@@ -23,6 +27,7 @@ const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
 const V6 = 'fd00:71::1';
 const PEER6 = 'fd00:71::2';
 const MB = 1 << 20;
+const FAR6 = 'fd00:72::2'; // behind peer 0 acting as a router, over a 1280-byte link
 let lab: Lab;
 let stack: Stack;
 let tmp: string;
@@ -59,7 +64,8 @@ function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 async function writeAll(s: Socket, chunks: Iterable<Buffer>): Promise<void> {
-  for (const c of chunks) if (!s.write(c)) await once(s, 'drain');
+  // Bounded: a stalled connection fails here instead of holding the suite.
+  for (const c of chunks) if (!s.write(c)) await within(once(s, 'drain'), 20000, 'drain');
 }
 
 /** The first link-local address of `eth0` in namespace `ns`. */
@@ -70,8 +76,15 @@ async function peerLinkLocal(ns: string): Promise<string> {
   return a!;
 }
 
+/** The far host's namespace (not a lab peer: made and removed here). */
+const farNs = () => `${PREFIX}-far`;
+function removeFar(): void {
+  try { execFileSync('ip', ['netns', 'del', farNs()], { stdio: 'ignore' }); } catch { /* not there */ }
+}
+
 if (privileged) {
   test.before(async () => {
+    removeFar();
     lab = labUp({ prefix: PREFIX, peers: [{ vlan: 71, ipv6: `${PEER6}/64` }] });
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'y7-tcp6-'));
     stack = createStack({
@@ -87,6 +100,7 @@ if (privileged) {
   });
   test.after(() => {
     try { stack?.close(); } finally {
+      removeFar();
       labDown(PREFIX);
       if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
     }
@@ -194,6 +208,88 @@ ptest('kernel server: a closed IPv6 port answers RST → ECONNREFUSED', async ()
   const [err] = (await within(once(s, 'error'), 10000, 'error')) as [SockErr];
   assert.is(err.code, 'ECONNREFUSED');
   assert.ok(s.destroyed);
+  await framesAccounted();
+});
+
+ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the path MTU of a live TCP connection and of UDP', async () => {
+  const p = lab.peers[0]!;
+  const far = farNs();
+  // peer 0 routes between the VS's VLAN and the far host; the link toward it has MTU 1280.
+  const setup = [
+    `ip netns add ${far}`,
+    `ip -n ${p.ns} link add r1 mtu 1280 type veth peer name f0 netns ${far}`,
+    `ip netns exec ${far} sh -ec 'ip link set lo up; ethtool -K f0 tx off >/dev/null; ip link set f0 mtu 1500 up; ip -6 addr add ${FAR6}/64 dev f0 nodad; ip -6 route add default via fd00:72::1'`,
+    `ip netns exec ${p.ns} sh -ec 'sysctl -q -w net.ipv6.conf.all.forwarding=1; ethtool -K r1 tx off >/dev/null; ip link set r1 up; ip -6 addr add fd00:72::1/64 dev r1 nodad'`,
+  ];
+  for (const cmd of setup) {
+    const err = await new Promise<string | null>((resolve) => {
+      execFile('sh', ['-c', cmd], { timeout: 10000, encoding: 'utf8' }, (e, _o, stderr) => resolve(e ? `${e.message} ${stderr}` : null));
+    });
+    assert.is(err, null, cmd);
+  }
+  stack.vs('v').addRoute({ dst: 'fd00:72::/64', via: PEER6 });
+  const raw = stack.engine.vs('v');
+  assert.is(stack.engine.out.mtuTo(raw, parseIp6(FAR6)), 1500, 'the route first takes the link MTU');
+
+  // TCP: the far host's SYN says MSS 1440 (its own link is 1500), so the first full segments
+  // (1500-byte packets) do not pass the router: it answers Packet Too Big (MTU 1280).
+  const py = [
+    'import socket,hashlib',
+    'l=socket.socket(socket.AF_INET6)',
+    'l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)',
+    `l.bind(("${FAR6}",6100))`,
+    'l.listen(1)',
+    'c,a=l.accept()',
+    'h=hashlib.sha256()',
+    'n=0',
+    'while True:',
+    '  d=c.recv(65536)',
+    '  if not d: break',
+    '  h.update(d); n+=len(d)',
+    'c.sendall(("%d %s" % (n,h.hexdigest())).encode())',
+    'c.close()',
+  ].join('\n');
+  const server = nsRun(far, '/usr/bin/python3', ['-c', py], { timeout: 30000 });
+  const s = await connectRetry({ port: 6100, host: FAR6 });
+  const parts: Buffer[] = [];
+  s.on('data', (d: Buffer) => parts.push(d));
+  const ended = once(s, 'end');
+  const payload = randomBytes(2 * MB);
+  await writeAll(s, [payload]);
+  s.end();
+  await within(ended, 20000, 'end');
+  const r = await server;
+  assert.is(r.code, 0, r.stderr);
+  assert.is(Buffer.concat(parts).toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
+  assert.is(stack.engine.out.mtuTo(raw, parseIp6(FAR6)), 1280, 'path MTU learned from the router');
+  if (!s.destroyed) await within(once(s, 'close'), 10000, 'close');
+
+  // UDP: a datagram fragmented for 1500 does not pass either; after the router's Packet Too Big
+  // the next one is fragmented for 1280 and arrives whole.
+  const udpPy = [
+    'import socket',
+    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
+    `s.bind(("${FAR6}",6200))`,
+    's.settimeout(8)',
+    'd,a=s.recvfrom(65535)',
+    'print(len(d))',
+  ].join('\n');
+  const udpServer = nsRun(far, '/usr/bin/python3', ['-c', udpPy], { timeout: 15000 });
+  await sleep(300);
+  const u = stack.vs('v').createSocket('udp6');
+  u.bind(0);
+  stack.engine.vs('v').pmtu.clear(); // forget what TCP learned: UDP finds it again
+  const big = Buffer.alloc(4000, 0x55);
+  for (let i = 0; i < 10; i++) {
+    u.send(big, 6200, FAR6);
+    await sleep(200);
+    if (stack.engine.out.mtuTo(raw, parseIp6(FAR6)) === 1280) break;
+  }
+  assert.is(stack.engine.out.mtuTo(raw, parseIp6(FAR6)), 1280, 'path MTU learned from the Packet Too Big about a UDP fragment');
+  u.send(big, 6200, FAR6);
+  const ur = await udpServer;
+  assert.is(ur.stdout.trim(), '4000', ur.stderr);
+  u.close();
   await framesAccounted();
 });
 
