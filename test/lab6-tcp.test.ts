@@ -290,6 +290,30 @@ ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the 
   const ur = await udpServer;
   assert.is(ur.stdout.trim(), '4000', ur.stderr);
   u.close();
+
+  // The same far host through a default route via the router's link-local address on the link
+  // (a scoped gateway, fe80::…%l71), instead of the global one.
+  stack.vs('v').removeRoute({ dst: 'fd00:72::/64', via: PEER6 });
+  const ll = await peerLinkLocal(p.ns);
+  stack.vs('v').addRoute({ dst: 'default', via: `${ll}%l71` });
+  const echoPy = [
+    'import socket',
+    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
+    `s.bind(("${FAR6}",6300))`,
+    's.settimeout(8)',
+    'd,a=s.recvfrom(65535)',
+    's.sendto(b"far:"+d,a)',
+    'print(a[0])',
+  ].join('\n');
+  const echoServer = nsRun(far, '/usr/bin/python3', ['-c', echoPy], { timeout: 15000 });
+  await sleep(300);
+  const e = stack.vs('v').createSocket('udp6');
+  const reply = new Promise<string>((resolve) => e.once('message', (m: Buffer) => resolve(m.toString())));
+  e.bind(0);
+  e.send('via link-local', 6300, FAR6);
+  assert.is(await within(reply, 10000, 'reply through the link-local gateway'), 'far:via link-local');
+  assert.is((await echoServer).stdout.trim(), V6, 'the far host saw our global address as the source');
+  e.close();
   await framesAccounted();
 });
 
