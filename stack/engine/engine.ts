@@ -647,7 +647,7 @@ export class Engine implements NeighborHost, TcpEngine {
       const r = vs.rules.select(0, mark, vs.tables, dst);
       if (!r) throw sockError('ENETUNREACH', `connect ENETUNREACH ${addrToString(dst)} (no route in virtual server '${vs.name}')`);
       const link = vs.links[r.link]!;
-      addr = r.src !== 0 ? r.src : this.out.sourceFor(link, r.gateway !== 0 ? r.gateway : dst);
+      addr = r.src !== 0 ? r.src : this.out.routeSource(link, dst, r.gateway !== 0 ? r.gateway : dst);
       if (addr === 0) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof dst === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`);
     } else if (!vs.links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr) && a.state === 'preferred'))) {
       throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${addrToString(addr)}`);

@@ -125,6 +125,16 @@ export class IpOutput {
   }
 
   /**
+   * Source address on `link` for a datagram to `dst` routed through `nextHop` (`dst` itself when
+   * on-link). IPv4: an address in the next hop's subnet, as Linux. IPv6: one for the destination's
+   * scope (RFC 6724 section 5, rule 2), never the next hop's: a global destination through a
+   * link-local gateway gets a global source, which routers forward (RFC 4291 2.5.6).
+   */
+  routeSource(link: Link, dst: IpAddr, nextHop: IpAddr): IpAddr {
+    return this.sourceFor(link, typeof dst === 'number' ? nextHop : dst);
+  }
+
+  /**
    * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
    * of the address index per link of the VS (never a scan of its addresses).
    */
@@ -230,12 +240,12 @@ export class IpOutput {
       }
       link = vs.links[r.link]!;
       if (r.gateway !== 0) nextHop = r.gateway;
-      if (src === 0) src = r.src !== 0 ? r.src : this.sourceFor(link, nextHop);
+      if (src === 0) src = r.src !== 0 ? r.src : this.routeSource(link, dst, nextHop);
       if (typeof dst === 'number') {
         if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
       } else if (isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);
     }
-    if (src === 0) src = this.sourceFor(link, nextHop);
+    if (src === 0) src = this.routeSource(link, dst, nextHop);
     this.pLink = link;
     this.pMac = mac;
     this.pNextHop = nextHop;

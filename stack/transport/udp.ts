@@ -205,7 +205,7 @@ export class UdpLayer implements UdpHost {
         throw sockError('ENETUNREACH', `send ENETUNREACH ${addrToString(addr)}:${port}`, { syscall: 'send', address: addrToString(addr), port });
       }
       const link = vs.links[r.link]!;
-      src = r.src !== 0 ? r.src : this.eng.out.sourceFor(link, r.gateway !== 0 ? r.gateway : addr);
+      src = r.src !== 0 ? r.src : this.eng.out.routeSource(link, addr, r.gateway !== 0 ? r.gateway : addr);
       if (src === 0) {
         throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`,
           { syscall: 'send', port });
