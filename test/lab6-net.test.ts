@@ -372,6 +372,43 @@ ptest("the host's own IPv6 traffic on the stack's device passes while the stack 
   await framesAccounted();
 });
 
+ptest('MLD snooping switch: it learns the stack\'s solicited-node groups from its MLDv2 reports and delivers NS to it', async () => {
+  const sw = lab.switchNs;
+  const p2 = lab.peers[2]!;
+  const mdb = async () => (await nsRun(sw, 'bridge', ['mdb', 'show'])).stdout;
+  const waitMdb = async (re: RegExp, ms: number) => {
+    const until = Date.now() + ms;
+    let m = await mdb();
+    while (!re.test(m) && Date.now() < until) { await sleep(100); m = await mdb(); }
+    return m;
+  };
+  // The lab's bridge as a snooping switch with an MLD querier (1 s query interval).
+  // (MLDv2 queries, sent once br0's link-local address is usable: the querier needs a source.)
+  let r = await nsRun(sw, 'sh', ['-ec', 'sysctl -q -w net.ipv6.conf.br0.disable_ipv6=0; ' +
+    'ip link set br0 type bridge mcast_snooping 1 mcast_mld_version 2 mcast_query_interval 100 mcast_query_response_interval 50 mcast_startup_query_interval 25; ' +
+    'for i in $(seq 30); do ip -6 addr show dev br0 scope link | grep -q tentative || break; sleep 0.1; done; ' +
+    'ip link set br0 type bridge mcast_querier 1']);
+  assert.is(r.code, 0, r.stderr);
+  try {
+    // A peer listens to the group the new address will use (ff02::1:ff00:77): from then on the
+    // switch sends NS for it only to the ports that reported it.
+    r = await nsRun(p2.ns, 'ip', ['-6', 'addr', 'add', 'fd00:99::77/64', 'dev', 'eth0', 'nodad']);
+    assert.is(r.code, 0, r.stderr);
+    stack.vs('v60').addAddress('fd00:60::77/64');
+    let m = await waitMdb(/port stk grp ff02::1:ff00:77/, 5000);
+    assert.match(m, /port stk grp ff02::1:ff00:77/, `the stack's report registered its port:\n${m}`);
+    for (let i = 0; i < 60 && addressState('v60', 'fd00:60::77/64') === 'tentative'; i++) await sleep(50);
+    const ping = await ping6(p2.ns, 'fd00:60::77', 2);
+    assert.is(ping.code, 0, ping.stdout + ping.stderr);
+    // (Keeping the membership alive later: lab6-mld-lab.test.ts.)
+  } finally {
+    await nsRun(sw, 'ip', ['link', 'set', 'br0', 'type', 'bridge', 'mcast_snooping', '0', 'mcast_querier', '0']);
+    await nsRun(p2.ns, 'ip', ['-6', 'addr', 'del', 'fd00:99::77/64', 'dev', 'eth0']);
+    try { stack.vs('v60').removeAddress('fd00:60::77/64'); } catch { /* not added */ }
+  }
+  await framesAccounted();
+});
+
 ptest('CLI: lab up --vlans 10,20 --net6 fd00:1::/64 numbers the peers per VLAN; their kernels hold the addresses', async () => {
   const prefix = labPrefix('y5');
   const out: string[] = [];
