@@ -1,8 +1,9 @@
 /**
- * `npm run demo`: three tenants with the same address plan (10.1.1.0/24) on three VLANs, served by
- * one xdpstack process with three virtual servers. Each kernel peer (a network namespace) pings its
- * VS and exchanges UDP and TCP echo with it; then the `show` tables of the running stack are printed, and
- * everything is cleaned up.
+ * `npm run demo`: three tenants with the same dual-stack address plan (10.1.1.0/24 and fd00:1::/64)
+ * on three VLANs, served by one xdpstack process with three virtual servers. Each kernel peer (a
+ * network namespace) pings its VS and exchanges UDP and TCP echo with it, over IPv4 and over IPv6;
+ * then the `show` tables of the running stack are printed, and everything is cleaned up.
+ * The same lab from the CLI: `xdpstack lab up --vlans 10,20,30 --net6 fd00:1::/64`.
  */
 import { execFile, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
@@ -12,6 +13,8 @@ const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'bin', 'xdpstack.js');
 const config = path.join(root, 'examples', 'demo.json');
 const VLANS = [10, 20, 30];
+const V4 = '10.1.1.1';
+const V6 = 'fd00:1::1';
 
 function run(cmd: string, args: string[], timeoutMs = 15000): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
@@ -33,31 +36,56 @@ async function waitForControl(): Promise<void> {
   throw new Error('the stack did not come up (no control socket)');
 }
 
+/** Waits until no IPv6 address of the stack is tentative (DAD, RFC 4862: about a second). */
+async function waitForDad(): Promise<void> {
+  for (let i = 0; i < 50; i++) {
+    const r = await run(process.execPath, [cli, 'show', 'addresses', '--name', 'demo', '--json']);
+    try {
+      const rows = JSON.parse(r.out) as Array<{ state: string }>;
+      if (r.code === 0 && !rows.some((a) => a.state === 'tentative')) return;
+    } catch { /* not up yet */ }
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new Error('the stack\'s IPv6 addresses stayed tentative (DAD did not finish)');
+}
+
+/** Ping, UDP echo and TCP echo of one peer to `dst`; one line of results, and whether all passed. */
+async function reach(peer: string, dst: string, msg: string): Promise<{ ok: boolean; text: string }> {
+  const fam = dst.includes(':') ? '-6' : '-4';
+  const ping = await ns(peer, 'ping', [fam, '-c', '3', '-i', '0.2', '-w', '5', dst]);
+  const stats = /(\d+) packets transmitted, (\d+) received/.exec(ping.out);
+  const echo = await ns(peer, 'sh', ['-c', `printf '%s' '${msg}' | nc ${fam} -u -w 1 ${dst} 7`]);
+  const tcp = await ns(peer, 'sh', ['-c', `printf '%s' '${msg} over TCP' | nc ${fam} -N -w 2 ${dst} 7`]);
+  const udpOk = echo.out.trim() === msg;
+  const tcpOk = tcp.out.trim() === `${msg} over TCP`;
+  return {
+    ok: ping.code === 0 && udpOk && tcpOk,
+    text: `ping ${stats ? `${stats[2]}/${stats[1]} replies` : 'failed'}; ` +
+      `UDP echo ${udpOk ? 'ok' : `FAILED (${JSON.stringify(echo.out.trim())})`}; ` +
+      `TCP echo ${tcpOk ? 'ok' : `FAILED (${JSON.stringify(tcp.out.trim())})`}`,
+  };
+}
+
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('demo: needs root (network namespaces, AF_XDP). Run: sudo npm run demo');
     return 1;
   }
-  console.log('== lab: 3 kernel peers on VLANs 10, 20, 30, all 10.1.1.2/24 ==');
-  const lab = labUp({ peers: VLANS.map((vlan) => ({ vlan, ipv4: '10.1.1.2/24' })) });
+  console.log('== lab: 3 kernel peers on VLANs 10, 20, 30, all 10.1.1.2/24 and fd00:1::2/64 ==');
+  const lab = labUp({ peers: VLANS.map((vlan) => ({ vlan, ipv4: '10.1.1.2/24', ipv6: 'fd00:1::2/64' })) });
   let stack: ChildProcess | null = null;
   let failures = 0;
   try {
-    console.log(`== one xdpstack process on ${lab.stackDevice}: 3 virtual servers, 10.1.1.1 in each ==`);
+    console.log(`== one xdpstack process on ${lab.stackDevice}: 3 virtual servers, ${V4} and ${V6} in each ==`);
     stack = spawn(process.execPath, [cli, 'run', config], { stdio: ['ignore', 'inherit', 'inherit'] });
     await waitForControl();
+    await waitForDad();
     for (const p of lab.peers) {
-      const ping = await ns(p.ns, 'ping', ['-c', '3', '-i', '0.2', '-w', '5', '10.1.1.1']);
-      const stats = /(\d+) packets transmitted, (\d+) received/.exec(ping.out);
-      const msg = `tenant VLAN ${p.vlan}: hello ${p.vlan}`;
-      const echo = await ns(p.ns, 'sh', ['-c', `printf '%s' '${msg}' | nc -u -w 1 10.1.1.1 7`]);
-      const tcp = await ns(p.ns, 'sh', ['-c', `printf '%s' '${msg} over TCP' | nc -N -w 2 10.1.1.1 7`]);
-      const tcpOk = tcp.out.trim() === `${msg} over TCP`;
-      const ok = ping.code === 0 && echo.out.trim() === msg && tcpOk;
-      if (!ok) failures++;
-      console.log(`peer ${p.ns} (VLAN ${p.vlan}): ping ${stats ? `${stats[2]}/${stats[1]} replies` : 'failed'}; ` +
-        `UDP echo ${echo.out.trim() === msg ? 'ok' : `FAILED (${JSON.stringify(echo.out.trim())})`}; ` +
-        `TCP echo ${tcpOk ? 'ok' : `FAILED (${JSON.stringify(tcp.out.trim())})`}`);
+      for (const [family, dst] of [['IPv4', V4], ['IPv6', V6]] as const) {
+        const r = await reach(p.ns, dst, `tenant VLAN ${p.vlan}: hello ${p.vlan} over ${family}`);
+        if (!r.ok) failures++;
+        console.log(`peer ${p.ns} (VLAN ${p.vlan}) ${family.padEnd(4)} ${dst.padEnd(10)}: ${r.text}`);
+      }
     }
     for (const kind of ['vs', 'addresses', 'neighbors', 'counters']) {
       console.log(`\n$ xdpstack show ${kind}`);

@@ -261,7 +261,7 @@ export class IpOutput {
         if (dst === BROADCAST || this.isBroadcast(link, dst)) mac = BCAST_MAC;
       } else if (isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);
     }
-    if (src === 0) src = this.sourceFor(link, nextHop);
+    if (src === 0) src = this.sourceFor(link, typeof dst === 'number' ? nextHop : dst);
     this.pLink = link;
     this.pMac = mac;
     this.pNextHop = nextHop;

@@ -11,6 +11,10 @@
  *   the address within `retransUs` after the last, it becomes preferred and is announced with an
  *   unsolicited advertisement (RFC 4861 7.2.6); a solicitation from `::` or an advertisement for it
  *   meanwhile marks it duplicate: reported once and never used (RFC 4862 5.4.5).
+ * - The solicited-node groups of a link are reported when joined and again every `mldReportUs`:
+ *   the XDP program leaves MLD queries to the host that shares the device, so the engine may never
+ *   hear one, and a snooping switch forgets a listener that does not report within its Multicast
+ *   Address Listening Interval (RFC 3810 9.4, 260 s by default).
  */
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
@@ -49,6 +53,12 @@ export interface NdpOptions {
   dadTransmits: number;
   /** Time between them and after the last (RFC 4861 RetransTimer, µs). Default 1 s. */
   retransUs: number;
+  /**
+   * Interval of the unsolicited reports of each link's groups (µs); 0 = only when a group is
+   * joined. Default 60 s: within half the default Query Interval (125 s, RFC 3810 9.2), so a
+   * snooping switch keeps the membership even when a report is lost.
+   */
+  mldReportUs: number;
 }
 
 const NDP_HOP_LIMIT = 255;
@@ -70,6 +80,8 @@ export class Ndp {
   private readonly dad = new Map<Address, Dad>();
   /** Per link: solicited-node groups joined (low 24 bits → number of our addresses in it). */
   private readonly groups = new WeakMap<Link, Map<number, number>>();
+  /** Per link with groups: the timer of its periodic report. */
+  private readonly reportTimers = new WeakMap<Link, Timer>();
   /** Duplicate addresses found (reported once each). */
   duplicates = 0;
   /** Our own DAD probes received back (RFC 7527 loop detection), not taken as duplicates. */
@@ -91,7 +103,9 @@ export class Ndp {
     const retransUs = opts.retransUs ?? 1_000_000;
     if (!Number.isInteger(dadTransmits) || dadTransmits < 0 || dadTransmits > 16) throw new RangeError(`ndp.dadTransmits must be 0..16, got ${dadTransmits}`);
     if (!Number.isFinite(retransUs) || retransUs < 1000) throw new RangeError(`ndp.retransUs must be at least 1000, got ${retransUs}`);
-    this.opts = { dadTransmits, retransUs };
+    const mldReportUs = opts.mldReportUs ?? 60_000_000;
+    if (!Number.isFinite(mldReportUs) || (mldReportUs !== 0 && mldReportUs < 100_000)) throw new RangeError(`ndp.mldReportUs must be 0 or at least 100000, got ${mldReportUs}`);
+    this.opts = { dadTransmits, retransUs, mldReportUs };
   }
 
   // ------------------------------------------------------------ addresses
@@ -322,6 +336,20 @@ export class Ndp {
     const n = g.get(low) ?? 0;
     g.set(low, n + 1);
     if (n === 0) this.report(link, [solicitedNode(addr)], false);
+    if (this.opts.mldReportUs > 0 && !this.reportTimers.has(link)) {
+      const t = this.eng.wheel.create((now) => this.reportTimer(link, t, now));
+      this.reportTimers.set(link, t);
+      this.eng.wheel.set(t, this.eng.time() + this.opts.mldReportUs);
+      this.eng.timerArmed();
+    }
+  }
+
+  /** Reports every group of `link` again, and re-arms while it has any. */
+  private reportTimer(link: Link, t: Timer, now: number): void {
+    const g = this.groups.get(link);
+    if (!g || g.size === 0 || this.reportTimers.get(link) !== t) return;
+    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false);
+    this.eng.wheel.set(t, now + this.opts.mldReportUs);
   }
 
   private leave(link: Link, addr: Ip6): void {
@@ -332,6 +360,11 @@ export class Ndp {
     if (n <= 1) {
       g.delete(low);
       this.report(link, [solicitedNode(addr)], true);
+      const t = this.reportTimers.get(link);
+      if (g.size === 0 && t) {
+        this.eng.wheel.cancel(t);
+        this.reportTimers.delete(link);
+      }
     } else g.set(low, n - 1);
   }
 
