@@ -51,6 +51,8 @@ export class Icmp4 {
   private readonly icmp = new IcmpPacket();
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
+  /** The quoted header and 8 bytes of a reassembled datagram. */
+  private readonly quote = new Uint8Array(28);
 
   constructor(private readonly eng: Icmp4Host) {}
 
@@ -146,11 +148,26 @@ export class Icmp4 {
     const link = m.link[j]!;
     if (!icmpErrorToken(link.vs, link, m.now)) return;
     const l3 = m.l3Off[j]!;
-    const orig = m.b;
-    const ipOff = l3;
-    const ipLen = m.l4Off[j]! - l3 + m.l4Len[j]!;
-    const from = m.dst[j]!;
-    const to = m.src[j]!;
+    this.send(link, m.b, m.srcMac[j]!, m.dst[j]!, m.src[j]!, type, code, mtu, m.b, l3, m.l4Off[j]! - l3 + m.l4Len[j]!);
+  }
+
+  /**
+   * Port unreachable for a reassembled UDP datagram no socket took (RFC 1122 3.2.2.1, as for a
+   * whole one), quoting a header rebuilt for it and the start of its UDP part, to the MAC of the
+   * fragment that completed it.
+   */
+  portUnreachable(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
+    if (!icmpErrorToken(link.vs, link, now)) return;
+    const q = this.quote;
+    const n = Math.min(dg.length, 8);
+    writeIpv4(q, 0, src, dst, IPPROTO_UDP, dg.length, HOP_LIMIT, 0, 0, tos);
+    q.set(dg.subarray(0, n), 20);
+    this.send(link, peerMac, 0, dst, src, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, q, 0, 20 + n);
+  }
+
+  /** Builds and queues an ICMP error from `from` to `to` (at macBuf[macOff..]) quoting orig[ipOff..+ipLen). */
+  private send(link: Link, macBuf: Uint8Array, macOff: number, from: number, to: number, type: number, code: number, mtu: number,
+    orig: Uint8Array, ipOff: number, ipLen: number): void {
     const pool = this.eng.devices[link.dev]!.pool;
     const f = pool.alloc();
     if (f < 0) return link.drop(Drop.NoFrame);
@@ -159,7 +176,7 @@ export class Icmp4 {
     const icmpOff = start + ethLen + 20;
     const ilen = writeIcmpError(pool.bytes, icmpOff, type, code, mtu, orig, ipOff, ipLen);
     writeIpv4(pool.bytes, start + ethLen, from, to, IPPROTO_ICMP, ilen, HOP_LIMIT, this.eng.out.nextIpId(link), 0, 0xc0);
-    linkEth(pool.bytes, start, m.b, m.srcMac[j]!, link, ETH_P_IPV4);
+    linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV4);
     this.eng.out.enqueue(link, pool, f, start, ethLen + 20 + ilen);
   }
 }

@@ -105,7 +105,10 @@ export class Ipv4Input {
   private datagram(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, now: number): void {
     const peerMac = Uint8Array.from(this.peerMac);
     const bcast = this.eng.out.isBroadcast(link, dst);
-    if (proto === IPPROTO_UDP) { this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast); return; }
+    if (proto === IPPROTO_UDP) {
+      if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast) && !bcast) this.eng.icmp4.portUnreachable(link, src, dst, tos, dg, peerMac, now);
+      return;
+    }
     if (proto === IPPROTO_ICMP) return this.eng.icmp4.datagram(link, src, dst, tos, dg, peerMac, bcast);
     if (proto === IPPROTO_TCP) {
       if (bcast) return link.drop(Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
