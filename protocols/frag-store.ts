@@ -270,3 +270,52 @@ export class FragStore {
     return this.oldest >= 0 ? this.deadline[this.oldest] : Infinity;
   }
 }
+
+/**
+ * What both reassemblers (IPv4, IPv6) expose of their fragment store: the limits in force, the
+ * drop counts, what is held, the next deadline.
+ */
+export abstract class ReassemblerBase {
+  readonly maxDatagrams: number;
+  readonly maxBytes: number;
+  readonly timeoutUs: number;
+  readonly maxFragments: number;
+  /** Drops counted per reason (index = Drop). */
+  readonly stats: Int32Array;
+
+  constructor(protected readonly st: FragStore) {
+    this.stats = st.stats;
+    this.maxDatagrams = st.maxDatagrams;
+    this.maxBytes = st.maxBytes;
+    this.timeoutUs = st.timeoutUs;
+    this.maxFragments = st.maxFragments;
+  }
+
+  /** Datagrams in progress. */
+  get pending(): number {
+    return this.st.active;
+  }
+
+  /** Payload bytes held by datagrams in progress. */
+  get heldBytes(): number {
+    return this.st.held;
+  }
+
+  /** Fragments refused because `maxDatagrams` datagrams were in progress, or `maxBytes` were held. */
+  get datagramsFull(): number {
+    return this.st.datagramsFull;
+  }
+
+  get memoryFull(): number {
+    return this.st.memoryFull;
+  }
+
+  nextDeadline(): number {
+    return this.st.nextDeadline();
+  }
+
+  /** Discards everything in progress (not counted). */
+  clear(): void {
+    while (this.st.oldest >= 0) this.st.kill(this.st.oldest);
+  }
+}

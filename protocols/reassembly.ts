@@ -27,7 +27,7 @@
  */
 import { Drop } from './drop';
 import { Ipv4Header } from './ipv4';
-import { FragStore, ReassemblyOptions } from './frag-store';
+import { FragStore, ReassemblerBase, ReassemblyOptions } from './frag-store';
 
 export type { ReassemblyOptions } from './frag-store';
 
@@ -41,11 +41,7 @@ const DROPS4 = {
   timeout: Drop.Ipv4ReassemblyTimeout,
 };
 
-export class Ipv4Reassembler {
-  readonly maxDatagrams: number;
-  readonly maxBytes: number;
-  readonly timeoutUs: number;
-  readonly maxFragments: number;
+export class Ipv4Reassembler extends ReassemblerBase {
 
   /** Set by `push` when the fragment completed a datagram. */
   done = false;
@@ -63,10 +59,7 @@ export class Ipv4Reassembler {
    * payloadOff 0 (relative to `datagram`).
    */
   readonly doneHdr = new Ipv4Header();
-  /** Drops counted per reason (index = Drop). */
-  readonly stats: Int32Array;
 
-  private readonly st: FragStore;
   // Per-slot key and first-fragment fields.
   private readonly kCtx: Int32Array;
   private readonly kSrc: Uint32Array;
@@ -78,13 +71,8 @@ export class Ipv4Reassembler {
   private readonly firstHdrLen: Uint8Array;
 
   constructor(opts: ReassemblyOptions = {}) {
-    const st = new FragStore(opts, DROPS4, 30_000_000, false);
-    this.st = st;
-    this.stats = st.stats;
-    this.maxDatagrams = st.maxDatagrams;
-    this.maxBytes = st.maxBytes;
-    this.timeoutUs = st.timeoutUs;
-    this.maxFragments = st.maxFragments;
+    super(new FragStore(opts, DROPS4, 30_000_000, false));
+    const st = this.st;
     const md = st.maxDatagrams;
     this.kCtx = new Int32Array(md);
     this.kSrc = new Uint32Array(md);
@@ -94,25 +82,6 @@ export class Ipv4Reassembler {
     this.firstTos = new Uint8Array(md);
     this.firstTtl = new Uint8Array(md);
     this.firstHdrLen = new Uint8Array(md);
-  }
-
-  /** Datagrams in progress. */
-  get pending(): number {
-    return this.st.active;
-  }
-
-  /** Payload bytes held by datagrams in progress. */
-  get heldBytes(): number {
-    return this.st.held;
-  }
-
-  /** Fragments refused because `maxDatagrams` datagrams were in progress, or `maxBytes` were held. */
-  get datagramsFull(): number {
-    return this.st.datagramsFull;
-  }
-
-  get memoryFull(): number {
-    return this.st.memoryFull;
   }
 
   /**
@@ -180,15 +149,6 @@ export class Ipv4Reassembler {
   }
 
   /** Earliest deadline (µs) of a datagram in progress, or Infinity when there is none. */
-  nextDeadline(): number {
-    return this.st.nextDeadline();
-  }
-
-  /** Discards everything in progress (not counted). */
-  clear(): void {
-    while (this.st.oldest >= 0) this.st.kill(this.st.oldest);
-  }
-
   private complete(ctx: number, src: number, dst: number, proto: number, id: number, tos: number, ttl: number, hdrLen: number, len: number): void {
     this.done = true;
     this.doneCtx = ctx;

@@ -23,7 +23,7 @@
  */
 import { Drop } from './drop';
 import { copyBytes } from './checksum';
-import { FragStore, ReassemblyOptions } from './frag-store';
+import { FragStore, ReassemblerBase, ReassemblyOptions } from './frag-store';
 import { Ipv6Header, IPV6_HLEN, IPV6_FRAG_HLEN } from './ipv6';
 
 const EMPTY = new Uint8Array(0);
@@ -55,11 +55,7 @@ function rd32(b: Uint8Array, o: number): number {
   return ((b[o] << 24) | (b[o + 1] << 16) | (b[o + 2] << 8) | b[o + 3]) >>> 0;
 }
 
-export class Ipv6Reassembler {
-  readonly maxDatagrams: number;
-  readonly maxBytes: number;
-  readonly timeoutUs: number;
-  readonly maxFragments: number;
+export class Ipv6Reassembler extends ReassemblerBase {
 
   /** Set by `push` when the fragment completed a datagram. */
   done = false;
@@ -83,10 +79,7 @@ export class Ipv6Reassembler {
   /** After a `push` refused as malformed: the Parameter Problem to send (code, or -1) and its pointer from the IPv6 header. */
   ppCode = -1;
   ppPointer = 0;
-  /** Drops counted per reason (index = Drop). */
-  readonly stats: Int32Array;
 
-  private readonly st: FragStore;
   private readonly onTimeout: ((first: Uint8Array, ctx: number) => void) | undefined;
   private readonly kCtx: Int32Array;
   private readonly kId: Uint32Array;
@@ -98,13 +91,8 @@ export class Ipv6Reassembler {
   private scratch: Uint8Array = EMPTY;
 
   constructor(opts: Reassembly6Options = {}) {
-    const st = new FragStore(opts, DROPS6, 60_000_000, true, MAX_UNFRAG_LEN);
-    this.st = st;
-    this.stats = st.stats;
-    this.maxDatagrams = st.maxDatagrams;
-    this.maxBytes = st.maxBytes;
-    this.timeoutUs = st.timeoutUs;
-    this.maxFragments = st.maxFragments;
+    super(new FragStore(opts, DROPS6, 60_000_000, true, MAX_UNFRAG_LEN));
+    const st = this.st;
     this.onTimeout = opts.onTimeout;
     const md = st.maxDatagrams;
     this.kCtx = new Int32Array(md);
@@ -113,25 +101,6 @@ export class Ipv6Reassembler {
     this.firstHdr = new Array<Uint8Array>(md).fill(EMPTY);
     this.firstLen = new Int32Array(md);
     this.firstNhField = new Int32Array(md);
-  }
-
-  /** Datagrams in progress (including those remembered after an overlap, RFC 5722). */
-  get pending(): number {
-    return this.st.active;
-  }
-
-  /** Payload bytes held by datagrams in progress. */
-  get heldBytes(): number {
-    return this.st.held;
-  }
-
-  /** Fragments refused because `maxDatagrams` datagrams were in progress, or `maxBytes` were held. */
-  get datagramsFull(): number {
-    return this.st.datagramsFull;
-  }
-
-  get memoryFull(): number {
-    return this.st.memoryFull;
   }
 
   /**
@@ -235,15 +204,6 @@ export class Ipv6Reassembler {
   }
 
   /** Earliest deadline (µs) of a datagram in progress, or Infinity when there is none. */
-  nextDeadline(): number {
-    return this.st.nextDeadline();
-  }
-
-  /** Discards everything in progress (not counted). */
-  clear(): void {
-    while (this.st.oldest >= 0) this.st.kill(this.st.oldest);
-  }
-
   private timeout(s: number, cb: ((first: Uint8Array, ctx: number) => void) | undefined): void {
     const st = this.st;
     const fl = this.firstLen[s];
