@@ -9,45 +9,19 @@
 import { addrToString, IpAddr, isIp6, isUnspecified } from '../protocols/ip/addr';
 import { macToString } from '../driver/types';
 import { NSTATE_NAMES } from './neighbor';
+import type { Neighbor } from './neighbor';
+import type { Route, Rule } from './routing';
+import type { Address, AddressState } from './vs';
 
 /** RFC 4862 section 5.4: an address is tentative until DAD passes; a duplicate is not used. */
-export type AddrState = 'preferred' | 'tentative' | 'duplicate';
+export type AddrState = AddressState;
 
-export interface AddrLike {
-  addr: IpAddr;
-  prefixLen: number;
-  /** IPv4 subnet broadcast, 0 for none (/31, /32, and every IPv6 address). */
-  broadcast?: IpAddr;
-  /** Absent: preferred (IPv4 addresses, and IPv6 ones before DAD existed). */
-  state?: AddrState;
-}
-
-export interface RouteLike {
-  dst: IpAddr;
-  prefixLen: number;
-  /** 0 (or ::) for none: a connected route. */
-  gateway: IpAddr;
-  link: number;
-  /** 0 (or ::) for none: chosen from the link. */
-  src: IpAddr;
-  metric: number;
-  proto: string;
-}
-
-export interface RuleLike {
-  priority: number;
-  src: IpAddr;
-  srcLen: number;
-  mark?: number;
-  table: number;
-}
-
-export interface NeighborLike {
-  ip: IpAddr;
-  state: number;
-  mac: Uint8Array;
-  queue: { length: number };
-}
+/** What the rows print of an address (absent state: preferred). */
+export type AddrLike = Pick<Address, 'addr' | 'prefixLen'> & Partial<Pick<Address, 'broadcast' | 'state'>>;
+/** What the rows print of a route, rule and neighbor: the engine's own types. */
+export type RouteLike = Route;
+export type RuleLike = Rule;
+export type NeighborLike = Pick<Neighbor, 'ip' | 'state' | 'mac'> & { queue: { length: number } };
 
 /** An address as text, or null for "none" (undefined, null, 0, ::). */
 export function addrOrNull(a: IpAddr | null | undefined): string | null {
