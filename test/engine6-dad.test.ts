@@ -11,12 +11,11 @@ import { twoHosts, World } from './lib/world';
 import { ANY6, Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 import { addressRow } from '../stack/show';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, echo6, icmp6, send, tap6, icmpOf, held, drops, solicitedNode } from './lib/engine6';
+import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, echo6, icmp6, send, tap6, icmpOf, held, drops, solicitedNode, mac, addrAt } from './lib/engine6';
 
 const NS = 135;
 const NA = 136;
 const MLDV2_REPORT = 143;
-const mac = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 const snmMacOf = (a: Ip6) => Uint8Array.from([0x33, 0x33, 0xff, (a.w3 >>> 16) & 0xff, (a.w3 >>> 8) & 0xff, a.w3 & 0xff]);
 
 function world(log: string[], dadTransmits = 1): World {
@@ -27,12 +26,6 @@ function addrState(w: World, text: string): string | undefined {
   const l = w.a.vs[0]!.links[0]!;
   const a = l.addrs.find((x) => typeof x.addr !== 'number' && ip6ToString(x.addr) === text);
   return a ? addressRow('vs10', l.name, a).state : undefined;
-}
-
-/** The IPv6 address in the 16 bytes of `b` at `off`, as text. */
-function addrAt(b: Uint8Array, off: number): string {
-  const w = [0, 4, 8, 12].map((k) => ((b[off + k]! << 24) | (b[off + k + 1]! << 16) | (b[off + k + 2]! << 8) | b[off + k + 3]!) >>> 0);
-  return ip6ToString(new Ip6(w[0]!, w[1]!, w[2]!, w[3]!));
 }
 
 /** The target of an NS or NA. */
