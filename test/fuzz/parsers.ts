@@ -20,39 +20,9 @@ import { UdpHeader } from '../../protocols/udp';
 import { TcpHeader } from '../../protocols/tcp';
 import { MAX_SACK_BLOCKS, TcpSegmentOut } from '../../protocols/tcp/types';
 import { fold, pseudoSum4, sum16 } from '../../protocols/checksum';
-import { Target, Violation, layoutOf } from './lib';
+import { Target, layoutOf, fenced, expect, inFamily, PAD } from './lib';
 import { captureFrames, emitterFrames, ipFrame, tcpFrameOf, udpFrameOf, FrameSpec } from './corpus';
 
-const PAD = 64;
-const CAP = 4096 + 2 * PAD;
-const bufA = new Uint8Array(CAP).fill(0x00);
-const bufB = new Uint8Array(CAP).fill(0xa5);
-
-/**
- * Runs `parse` over `input` placed at PAD in two buffers with different surroundings and checks
- * that results (return value and snapshot) agree. Returns the result of the first run.
- */
-function fenced<R>(input: Uint8Array, run: (b: Uint8Array, off: number, len: number) => R, snap: (r: R) => string): R {
-  const n = Math.min(input.length, 4096);
-  bufA.set(input.subarray(0, n), PAD);
-  bufB.set(input.subarray(0, n), PAD);
-  const ra = run(bufA, PAD, n);
-  const sa = snap(ra);
-  const rb = run(bufB, PAD, n);
-  const sb = snap(rb);
-  bufA.fill(0x00, PAD, PAD + n);
-  bufB.fill(0xa5, PAD, PAD + n);
-  if (sa !== sb) throw new Violation(`result depends on bytes outside the input: ${sa} vs ${sb}`);
-  return ra;
-}
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new Violation(msg);
-}
-
-function inFamily(d: number, family: readonly Drop[]): void {
-  if (d !== Drop.None && !family.includes(d)) throw new Violation(`unexpected drop reason ${d}`);
-}
 
 const macArb = fc.uint8Array({ minLength: 6, maxLength: 6 });
 const addrArb = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0x0a010101, 0x0a010102, 0xc0a80001, 0xffffffff, 0, 0x7f000001));

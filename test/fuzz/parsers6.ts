@@ -20,35 +20,9 @@ import { Ipv6Reassembler } from '../../protocols/reassembly6';
 import { Ip6, parseIp6, solicitedNode, ALL_MLDV2_ROUTERS6 } from '../../protocols/ip/addr';
 import { fold, sum16 } from '../../protocols/checksum';
 import { pseudoSum6At } from '../../protocols/ipv6';
-import { Target, Violation } from './lib';
+import { Target, fenced, expect, inFamily, PAD } from './lib';
 import { captureFrames } from './corpus';
 
-const PAD = 64;
-const CAP = 4096 + 2 * PAD;
-const bufA = new Uint8Array(CAP).fill(0x00);
-const bufB = new Uint8Array(CAP).fill(0xa5);
-
-function fenced<R>(input: Uint8Array, run: (b: Uint8Array, off: number, len: number) => R, snap: (r: R) => string): R {
-  const n = Math.min(input.length, 4096);
-  bufA.set(input.subarray(0, n), PAD);
-  bufB.set(input.subarray(0, n), PAD);
-  const ra = run(bufA, PAD, n);
-  const sa = snap(ra);
-  const rb = run(bufB, PAD, n);
-  const sb = snap(rb);
-  bufA.fill(0x00, PAD, PAD + n);
-  bufB.fill(0xa5, PAD, PAD + n);
-  if (sa !== sb) throw new Violation(`result depends on bytes outside the input: ${sa} vs ${sb}`);
-  return ra;
-}
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new Violation(msg);
-}
-
-function inFamily(d: number, family: readonly Drop[]): void {
-  if (d !== Drop.None && !family.includes(d)) throw new Violation(`unexpected drop reason ${d}`);
-}
 
 const SRC = parseIp6('fe80::2');
 const DST = parseIp6('fd00::1');
