@@ -16,7 +16,7 @@ import { once } from 'node:events';
 import { execFile, execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
-import { nsRun, sleep } from './lib/rig';
+import { nsRun, RunResult, sleep } from './lib/rig';
 import {
   addressesPreferred, connectRetry as connectFrom, framesAccounted as accounted, hashOneConnection, privilegedTest,
   pyHashServer, randomChunks, sendAndReceive, SockErr, within, writeAll as writeChunks, writeRandomFile,
@@ -53,6 +53,19 @@ async function peerLinkLocal(ns: string): Promise<string> {
 const farNs = () => `${PREFIX}-far`;
 function removeFar(): void {
   try { execFileSync('ip', ['netns', 'del', farNs()], { stdio: 'ignore' }); } catch { /* not there */ }
+}
+
+/** A python3 UDP socket of the far host on FAR6 `port` that waits (8 s at most) for one datagram `d` from `a`, then runs `then`. */
+function farUdpServer(port: number, then: string[]): Promise<RunResult> {
+  const py = [
+    'import socket',
+    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
+    `s.bind(("${FAR6}",${port}))`,
+    's.settimeout(8)',
+    'd,a=s.recvfrom(65535)',
+    ...then,
+  ].join('\n');
+  return nsRun(farNs(), '/usr/bin/python3', ['-c', py], { timeout: 15000 });
 }
 
 if (privileged) {
@@ -178,15 +191,7 @@ ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the 
 
   // UDP: a datagram fragmented for 1500 does not pass either; after the router's Packet Too Big
   // the next one is fragmented for 1280 and arrives whole.
-  const udpPy = [
-    'import socket',
-    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
-    `s.bind(("${FAR6}",6200))`,
-    's.settimeout(8)',
-    'd,a=s.recvfrom(65535)',
-    'print(len(d))',
-  ].join('\n');
-  const udpServer = nsRun(far, '/usr/bin/python3', ['-c', udpPy], { timeout: 15000 });
+  const udpServer = farUdpServer(6200, ['print(len(d))']);
   await sleep(300);
   const u = stack.vs('v').createSocket('udp6');
   u.bind(0);
@@ -208,16 +213,7 @@ ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the 
   stack.vs('v').removeRoute({ dst: 'fd00:72::/64', via: PEER6 });
   const ll = await peerLinkLocal(p.ns);
   stack.vs('v').addRoute({ dst: 'default', via: `${ll}%l71` });
-  const echoPy = [
-    'import socket',
-    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
-    `s.bind(("${FAR6}",6300))`,
-    's.settimeout(8)',
-    'd,a=s.recvfrom(65535)',
-    's.sendto(b"far:"+d,a)',
-    'print(a[0])',
-  ].join('\n');
-  const echoServer = nsRun(far, '/usr/bin/python3', ['-c', echoPy], { timeout: 15000 });
+  const echoServer = farUdpServer(6300, ['s.sendto(b"far:"+d,a)', 'print(a[0])']);
   await sleep(300);
   const e = stack.vs('v').createSocket('udp6');
   const reply = new Promise<string>((resolve) => e.once('message', (m: Buffer) => resolve(m.toString())));
