@@ -21,33 +21,24 @@ import { addVs, Burst, DEV_MAC, devOf, drainAll, makeEngine, VLANS_PER_DEV } fro
 import { median, table } from './lib';
 
 const PEER_MAC = parseMac('02:00:00:00:0a:02');
-const FRAME_LEN = 18 + 20 + 8 + 18; // 64 bytes with a VLAN tag
 const BURST = 64;
 
-function echoTemplate(): Uint8Array {
-  const b = new Uint8Array(FRAME_LEN);
-  writeEth(b, 0, DEV_MAC, 0, PEER_MAC, 0, ETH_P_IPV4, 1);
-  const o = 18 + 20;
-  b[o] = 8; b[o + 5] = 1; b[o + 7] = 1;
+/**
+ * An ICMP echo request (id 1, seq 1, 18-byte payload) from the peer to the VSes' address, VLAN tag
+ * set per frame by the caller: over IPv4 10.1.1.2 → 10.1.1.1 (64 bytes with the tag), or with `v6`
+ * ICMPv6 fd00:1::2 → fd00:1::1 (the same payload: 84 bytes).
+ */
+function echoTemplate(v6: boolean): Uint8Array {
+  const src6 = parseIp6('fd00:1::2'), dst6 = parseIp6('fd00:1::1');
+  const o = 18 + (v6 ? 40 : 20);
+  const b = new Uint8Array(o + 8 + 18);
+  writeEth(b, 0, DEV_MAC, 0, PEER_MAC, 0, v6 ? ETH_P_IPV6 : ETH_P_IPV4, 1);
+  b[o] = v6 ? 128 : 8; b[o + 5] = 1; b[o + 7] = 1;
   for (let i = 8; i < 26; i++) b[o + i] = i;
-  const c = fold(sum16(b, o, 26));
+  const c = fold(sum16(b, o, 26, v6 ? pseudoSum6(src6, dst6, IPPROTO_ICMPV6, 26) : 0));
   b[o + 2] = c >> 8; b[o + 3] = c & 0xff;
-  writeIpv4(b, 18, parseIpv4('10.1.1.2'), parseIpv4('10.1.1.1'), IPPROTO_ICMP, 26, 64, 1, 0, 0);
-  return b;
-}
-
-const FRAME6_LEN = 18 + 40 + 8 + 18; // the same ICMP payload over IPv6: 84 bytes
-
-function echo6Template(): Uint8Array {
-  const b = new Uint8Array(FRAME6_LEN);
-  writeEth(b, 0, DEV_MAC, 0, PEER_MAC, 0, ETH_P_IPV6, 1);
-  const o = 18 + 40;
-  b[o] = 128; b[o + 5] = 1; b[o + 7] = 1;
-  for (let i = 8; i < 26; i++) b[o + i] = i;
-  const src = parseIp6('fd00:1::2'), dst = parseIp6('fd00:1::1');
-  const c = fold(sum16(b, o, 26, pseudoSum6(src, dst, IPPROTO_ICMPV6, 26)));
-  b[o + 2] = c >> 8; b[o + 3] = c & 0xff;
-  writeIp6Header(b, 18, src, dst, IPPROTO_ICMPV6, 26, 64, 0, 0);
+  if (v6) writeIp6Header(b, 18, src6, dst6, IPPROTO_ICMPV6, 26, 64, 0, 0);
+  else writeIpv4(b, 18, parseIpv4('10.1.1.2'), parseIpv4('10.1.1.1'), IPPROTO_ICMP, 26, 64, 1, 0, 0);
   return b;
 }
 
@@ -58,7 +49,7 @@ export function makeCase(n: number, span = n, v6 = false): Case {
   const devices = Math.ceil(n / VLANS_PER_DEV);
   const { e, pools } = makeEngine(devices, 512);
   for (let i = 0; i < n; i++) addVs(e, i, v6);
-  const tmpl = v6 ? echo6Template() : echoTemplate();
+  const tmpl = echoTemplate(v6);
   const len = tmpl.length;
   const burst = new Burst(BURST);
   let next = 0; // next VS index

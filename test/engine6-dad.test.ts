@@ -11,12 +11,11 @@ import { twoHosts, World } from './lib/world';
 import { ANY6, Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 import { addressRow } from '../stack/show';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, echo6, icmp6, send, tap6, icmpOf, held, drops, solicitedNode } from './lib/engine6';
+import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, echo6, icmp6, send, tap6, icmpOf, held, drops, solicitedNode, mac, addrAt } from './lib/engine6';
 
 const NS = 135;
 const NA = 136;
 const MLDV2_REPORT = 143;
-const mac = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 const snmMacOf = (a: Ip6) => Uint8Array.from([0x33, 0x33, 0xff, (a.w3 >>> 16) & 0xff, (a.w3 >>> 8) & 0xff, a.w3 & 0xff]);
 
 function world(log: string[], dadTransmits = 1): World {
@@ -29,9 +28,33 @@ function addrState(w: World, text: string): string | undefined {
   return a ? addressRow('vs10', l.name, a).state : undefined;
 }
 
-function target(l4: Uint8Array): string {
-  const w = [8, 12, 16, 20].map((o) => ((l4[o]! << 24) | (l4[o + 1]! << 16) | (l4[o + 2]! << 8) | l4[o + 3]!) >>> 0);
-  return ip6ToString(new Ip6(w[0]!, w[1]!, w[2]!, w[3]!));
+/** The target of an NS or NA. */
+const target = (l4: Uint8Array): string => addrAt(l4, 8);
+
+/** Another node's DAD probe for A6: an NS from :: to its solicited-node group (RFC 4862 5.4.2). */
+function dadProbe(w: World): Uint8Array {
+  const g = solicitedNode(A6);
+  return frame6(w, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4: ns6(A6, ANY6, g, null) });
+}
+
+const ROUTER6 = parseIp6('fe80::99');
+
+/**
+ * An MLDv2 query (type 130, Maximum Response Code 1000) from a link-local router, hop limit 1 with
+ * Router Alert: a General Query to ff02::1, or with `group` a Multicast Address Specific Query to
+ * that group (its address the body's first 16 bytes).
+ */
+function mldQuery(w: World, group?: Ip6, ethDst = Uint8Array.from([0x33, 0x33, 0, 0, 0, 1])): Uint8Array {
+  const body = new Uint8Array(20);
+  if (group) {
+    for (let i = 0; i < 4; i++) {
+      const x = [group.w0, group.w1, group.w2, group.w3][i]!;
+      body[i * 4] = x >>> 24; body[i * 4 + 1] = (x >>> 16) & 0xff; body[i * 4 + 2] = (x >>> 8) & 0xff; body[i * 4 + 3] = x & 0xff;
+    }
+  }
+  const dst = group ?? parseIp6('ff02::1');
+  const q = icmp6(130, 0, ROUTER6, dst, (1000 << 16) >>> 0, body);
+  return frame6(w, { src: ROUTER6, dst, nh: 58, hop: 1, ethDst, exts: [optsHdr(0, [5, 2, 0, 0])], l4: q });
 }
 
 test('a new address is tentative: not answered for, not used as a source; preferred after DAD, announced by an unsolicited NA', async () => {
@@ -166,11 +189,9 @@ test('DAD conflict: an NS from :: for the tentative address makes it duplicate, 
   const log: string[] = [];
   const w = world(log);
   const ta = tap6(w.link.a);
-  const g = solicitedNode(A6);
-  const probe = () => frame6(w, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4: ns6(A6, ANY6, g, null) });
-  send(w, probe());
+  send(w, dadProbe(w));
   await w.run(() => false, 200_000);
-  send(w, probe());
+  send(w, dadProbe(w));
   await w.run(() => false, 5_000_000);
   assert.is(addrState(w, 'fd00::1'), 'duplicate', '`show addresses` state');
   assert.is(log.filter((x) => x.includes('fd00::1')).length, 1, 'reported once through the engine log');
@@ -212,9 +233,7 @@ test('DAD loop detection (RFC 7527): our own probe coming back (its Nonce) is no
   const w2 = world(log);
   const t2 = tap6(w2.link.a);
   await w2.run(() => icmpOf(t2, NS).some((o) => target(o.l4) === 'fd00::1'), 100_000);
-  const g = solicitedNode(A6);
-  const l4 = ns6(A6, ANY6, g, null);
-  send(w2, frame6(w2, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4 }));
+  send(w2, dadProbe(w2));
   await w2.run(() => false, 2_000_000);
   assert.is(addrState(w2, 'fd00::1'), 'duplicate');
   assert.equal(held(w), [0, 0]);
@@ -226,8 +245,7 @@ test('another node\'s DAD for our preferred address is answered to all nodes, So
   const w = world(log, 0);
   await w.run(() => false, 10_000);
   const ta = tap6(w.link.a);
-  const g = solicitedNode(A6);
-  send(w, frame6(w, { src: ANY6, dst: g, nh: 58, hop: 255, ethDst: snmMacOf(A6), l4: ns6(A6, ANY6, g, null) }));
+  send(w, dadProbe(w));
   await w.run(() => false, 10_000);
   const nas = icmpOf(ta, NA);
   assert.is(nas.length, 1);
@@ -259,8 +277,7 @@ function records(o: { l4: Uint8Array }): [number, string][] {
   const r: [number, string][] = [];
   for (let i = 0; i < n; i++) {
     const p = 8 + i * 20;
-    const w = [4, 8, 12, 16].map((k) => ((o.l4[p + k]! << 24) | (o.l4[p + k + 1]! << 16) | (o.l4[p + k + 2]! << 8) | o.l4[p + k + 3]!) >>> 0);
-    r.push([o.l4[p]!, ip6ToString(new Ip6(w[0]!, w[1]!, w[2]!, w[3]!))]);
+    r.push([o.l4[p]!, addrAt(o.l4, p + 4)]);
   }
   return r;
 }
@@ -285,10 +302,7 @@ test('MLDv2: reports for the solicited-node groups on add (TO_EX) and remove (TO
   assert.ok(joined.some(([t, g]) => t === 4 && g === ip6ToString(solicitedNode(ll))), 'and for the link-local address group');
   // A general query (from a link-local router, to all nodes, hop limit 1, Router Alert).
   ta.length = 0;
-  const r6 = parseIp6('fe80::99');
-  const all = parseIp6('ff02::1');
-  const q = icmp6(130, 0, r6, all, (1000 << 16) >>> 0, new Uint8Array(20));
-  send(w, frame6(w, { src: r6, dst: all, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  send(w, mldQuery(w));
   await w.run(() => icmpOf(ta, MLDV2_REPORT).length > 0, 11_000_000);
   const answers = icmpOf(ta, MLDV2_REPORT).flatMap(records);
   assert.ok(answers.length >= 2, 'answered');
@@ -311,28 +325,14 @@ test('MLDv2: a Multicast Address Specific Query is answered for that group only 
   const w = world(log, 0);
   await w.run(() => false, 10_000);
   const ta = tap6(w.link.a);
-  const r6 = parseIp6('fe80::99');
   const g = solicitedNode(A6);
-  const gb = new Uint8Array(20);
-  for (let i = 0; i < 4; i++) {
-    const x = [g.w0, g.w1, g.w2, g.w3][i]!;
-    gb[i * 4] = x >>> 24; gb[i * 4 + 1] = (x >>> 16) & 0xff; gb[i * 4 + 2] = (x >>> 8) & 0xff; gb[i * 4 + 3] = x & 0xff;
-  }
-  // Type 130, Maximum Response Code 1000, then the Multicast Address (the body's first 16 bytes).
-  const q = icmp6(130, 0, r6, g, (1000 << 16) >>> 0, gb);
-  send(w, frame6(w, { src: r6, dst: g, nh: 58, hop: 1, ethDst: snmMacOf(A6), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  send(w, mldQuery(w, g, snmMacOf(A6)));
   await w.run(() => icmpOf(ta, MLDV2_REPORT).length > 0, 11_000_000);
   const answers = icmpOf(ta, MLDV2_REPORT).flatMap(records);
   assert.equal(answers, [[2, ip6ToString(g)]], 'one Current State record, for the group asked about');
   ta.length = 0;
   const other = solicitedNode(parseIp6('fd00::77'));
-  const ob = new Uint8Array(20);
-  for (let i = 0; i < 4; i++) {
-    const x = [other.w0, other.w1, other.w2, other.w3][i]!;
-    ob[i * 4] = x >>> 24; ob[i * 4 + 1] = (x >>> 16) & 0xff; ob[i * 4 + 2] = (x >>> 8) & 0xff; ob[i * 4 + 3] = x & 0xff;
-  }
-  const q2 = icmp6(130, 0, r6, other, (1000 << 16) >>> 0, ob);
-  send(w, frame6(w, { src: r6, dst: other, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 0x77]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q2 }));
+  send(w, mldQuery(w, other, Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 0x77])));
   await w.run(() => false, 11_000_000);
   assert.is(icmpOf(ta, MLDV2_REPORT).length, 0, 'not about us');
   assert.equal(held(w), [0, 0]);
@@ -348,10 +348,7 @@ test('MLDv2: a General Query on a VLAN shared by two VSes is answered for the gr
   e.addAddress(vs2, 'eth0.10', 'fd00::5/64');
   await w.run(() => false, 10_000);
   const ta = tap6(w.link.a);
-  const r6 = parseIp6('fe80::99');
-  const all = parseIp6('ff02::1');
-  const q = icmp6(130, 0, r6, all, (1000 << 16) >>> 0, new Uint8Array(20));
-  send(w, frame6(w, { src: r6, dst: all, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  send(w, mldQuery(w));
   await w.run(() => icmpOf(ta, MLDV2_REPORT).length >= 2, 11_000_000);
   const reps = icmpOf(ta, MLDV2_REPORT);
   const groups = new Set(reps.flatMap(records).map(([, g]) => g));
@@ -367,10 +364,7 @@ test('MLDv2: the answer to a General Query for many groups is split into reports
   for (let i = 0; i < 150; i++) w.a.engine.addAddress(w.a.vs[0]!, 'eth0.10', `fd00::${(0x1000 + i).toString(16)}/64`);
   await w.run(() => false, 10_000);
   const ta = tap6(w.link.a);
-  const r6 = parseIp6('fe80::99');
-  const all = parseIp6('ff02::1');
-  const q = icmp6(130, 0, r6, all, (1000 << 16) >>> 0, new Uint8Array(20));
-  send(w, frame6(w, { src: r6, dst: all, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q }));
+  send(w, mldQuery(w));
   await w.run(() => icmpOf(ta, MLDV2_REPORT).length > 0, 11_000_000);
   const reps = icmpOf(ta, MLDV2_REPORT);
   assert.ok(reps.length >= 3, `several reports (${reps.length})`);

@@ -12,11 +12,10 @@ import { Ip6, parseIp6 } from '../protocols/ip/addr';
 import { icmp6Checksum } from '../protocols/icmpv6';
 import { writeIpv6 } from '../protocols/ipv6';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, B6, C6, PEER_MAC, frame6, echo6, icmp6, ns6, udp6, send, tap6, icmpOf, held, drops, Out6, solicitedNode } from './lib/engine6';
+import { A6, B6, C6, PEER_MAC, frame6, echo6, icmp6, ns6, udp6, send, tap6, icmpOf, held, drops, Out6, solicitedNode, mac } from './lib/engine6';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
 const R6 = parseIp6('fd00::fe');
-const mac = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 
 async function settle(w: World): Promise<void> {

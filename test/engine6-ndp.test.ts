@@ -9,12 +9,11 @@ import { twoHosts, World } from './lib/world';
 import { connect } from '../stack/net';
 import { Ip6, ip6ToString, parseIp6 } from '../protocols/ip/addr';
 import { NSTATE_NAMES } from '../stack/neighbor';
-import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, send, tap6, icmpOf, held, drops, solicitedNode } from './lib/engine6';
+import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, send, tap6, icmpOf, held, drops, solicitedNode, mac, addrAt } from './lib/engine6';
 
 const NS = 135;
 const NA = 136;
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
-const mac = (b: Uint8Array) => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':');
 
 function state(w: World, addr: Ip6): string | undefined {
   const n = w.a.vs[0]!.links[0]!.neigh.peek(addr);
@@ -34,6 +33,16 @@ async function settle(w: World): Promise<void> {
   await w.run(() => false, 10_000);
 }
 
+/** Host a reaches fd00::2 (resolved, REACHABLE) with a datagram from a udp6 socket to b's sink. */
+async function resolved(w: World): Promise<{ got: Buffer[]; s: ReturnType<World['a']['engine']['createUdpSocket']> }> {
+  await settle(w);
+  const got = sink(w);
+  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
+  s.send('x', 7000, 'fd00::2');
+  assert.ok(await w.run(() => got.length === 1, 5_000_000));
+  return { got, s };
+}
+
 test('resolution: NS to the solicited-node group with SLLA and hop limit 255, NA solicited+override, queued frames released in order', async () => {
   const w = twoHosts(opts);
   await settle(w);
@@ -51,7 +60,7 @@ test('resolution: NS to the solicited-node group with SLLA and hop limit 255, NA
   assert.is(n.ethDst, '33:33:ff:00:00:02');
   assert.is(n.hop, 255, 'hop limit 255 (RFC 4861 7.1.1)');
   assert.is(n.src, 'fd00::1');
-  assert.is(ip6ToString(new Ip6(...([8, 12, 16, 20].map((o) => ((n.l4[o]! << 24) | (n.l4[o + 1]! << 16) | (n.l4[o + 2]! << 8) | n.l4[o + 3]!) >>> 0) as [number, number, number, number]))), 'fd00::2', 'target');
+  assert.is(addrAt(n.l4, 8), 'fd00::2', 'target');
   assert.is(n.l4[24], 1, 'Source Link-Layer Address option');
   assert.is(mac(n.l4.subarray(26, 32)), mac(w.link.a.mac));
   const nas = icmpOf(tb, NA).filter((x) => x.dst === 'fd00::1');
@@ -83,11 +92,7 @@ test('frames beyond the queue of an IPv6 neighbor being resolved are dropped and
 
 test('NUD: REACHABLE → STALE → DELAY → PROBE (unicast NS) → REACHABLE; unanswered probes → entry gone after maxProbes', async () => {
   const w = twoHosts(opts);
-  await settle(w);
-  const got = sink(w);
-  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
-  s.send('x', 7000, 'fd00::2');
-  assert.ok(await w.run(() => got.length === 1, 5_000_000));
+  const { got, s } = await resolved(w);
   assert.is(state(w, B6), 'REACHABLE');
   await w.run(() => false, 31_000_000); // ReachableTime (30 s) passes
   assert.is(state(w, B6), 'STALE', 'REACHABLE → STALE after ReachableTime');
@@ -143,11 +148,7 @@ test('TCP connect to an IPv6 neighbor that never answers fails EHOSTUNREACH (as 
 
 test('NA per RFC 4861 7.2.5: Override clear with a different MAC does not replace it; Override set does', async () => {
   const w = twoHosts(opts);
-  await settle(w);
-  const got = sink(w);
-  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
-  s.send('x', 7000, 'fd00::2');
-  assert.ok(await w.run(() => got.length === 1, 5_000_000));
+  const { got, s } = await resolved(w);
   const n = () => w.a.vs[0]!.links[0]!.neigh.peek(B6)!;
   assert.is(state(w, B6), 'REACHABLE');
   const other = Uint8Array.from([0x02, 0x66, 0x66, 0x66, 0x66, 0x66]);
@@ -206,11 +207,7 @@ test('NS and NA with a hop limit below 255 are dropped and counted; NS for an ad
 
 test('neighbor table bounded against an NS flood from many sources (RFC 6583); a neighbor in use survives', async () => {
   const w = twoHosts({ ...opts, engine: { ...opts.engine, limits: { neighbors: 32 } } });
-  await settle(w);
-  const got = sink(w);
-  const s = w.a.engine.createUdpSocket(w.a.vs[0]!, { type: 'udp6' });
-  s.send('x', 7000, 'fd00::2');
-  assert.ok(await w.run(() => got.length === 1, 5_000_000));
+  const { got, s } = await resolved(w);
   const snm = solicitedNode(A6);
   const snmMac = Uint8Array.from([0x33, 0x33, 0xff, 0x00, 0x00, 0x01]);
   for (let i = 0; i < 1000; i++) {

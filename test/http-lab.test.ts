@@ -14,6 +14,7 @@ import { spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun } from './lib/rig';
+import { framesAccounted as accounted } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { serveNode, selfSignedCert, CertFiles } from '../examples/http/serve';
 
@@ -25,14 +26,7 @@ let cert: CertFiles;
 let requests = 0;
 const statuses = new Map<number, number>();
 
-/** After the traffic settles (frames queued for TX leave within a few ms), every frame is accounted for. */
-async function framesAccounted(): Promise<void> {
-  const pool = stack.engine.devices[0]!.pool;
-  for (let i = 0; i < 200 && pool.check().held !== 0; i++) await new Promise((r) => setTimeout(r, 10));
-  const c = pool.check();
-  assert.is(c.free + c.kernel + c.tx + c.held, c.total, `frame states add up: ${JSON.stringify(c)}`);
-  assert.is(c.held, 0, `no frame held: ${JSON.stringify(c)}`);
-}
+const framesAccounted = () => accounted(stack);
 
 const handler: http.RequestListener = (req, res) => {
   requests++;

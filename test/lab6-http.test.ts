@@ -9,14 +9,15 @@ import * as assert from 'uvu/assert';
 import * as http from 'node:http';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
-import { nsRun, sleep } from './lib/rig';
+import { nsRun } from './lib/rig';
+import { addressesPreferred, framesAccounted as accounted, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { serveNode } from '../examples/http/serve';
 import { addrToString, linkLocalFromMac } from '../protocols/ip/addr';
 
 const PREFIX = labPrefix('y8');
 const privileged = canRunPrivileged();
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 const V6 = 'fd00:81::1';
 const V4 = '10.8.1.1';
 let lab: Lab;
@@ -25,13 +26,7 @@ let requests = 0;
 const statuses = new Map<number, number>();
 const peers: string[] = [];
 
-async function framesAccounted(): Promise<void> {
-  const pool = stack.engine.devices[0]!.pool;
-  for (let i = 0; i < 200 && pool.check().held !== 0; i++) await sleep(10);
-  const c = pool.check();
-  assert.is(c.free + c.kernel + c.tx + c.held, c.total, `frame states add up: ${JSON.stringify(c)}`);
-  assert.is(c.held, 0, `no frame held: ${JSON.stringify(c)}`);
-}
+const framesAccounted = () => accounted(stack);
 
 const handler: http.RequestListener = (req, res) => {
   requests++;
@@ -61,9 +56,7 @@ if (privileged) {
     // listen(80) with no host: on ::, both families (as a Node server).
     serveNode(stack.vs('web').createServer({ noDelay: true }).listen(80), http.createServer(handler));
     stack.start();
-    const tentative = () => (stack.show('addresses') as Array<{ state: string }>).some((a) => a.state !== 'preferred');
-    for (let i = 0; i < 100 && tentative(); i++) await sleep(50);
-    assert.not.ok(tentative(), 'addresses preferred after DAD');
+    await addressesPreferred(stack);
   });
   test.after(() => {
     try { stack?.close(); } finally { labDown(PREFIX); }

@@ -9,12 +9,13 @@ import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
+import { addressesPreferred, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { macToString } from '../driver/types';
 
 const PREFIX = labPrefix('y9');
 const privileged = canRunPrivileged();
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 const N = 16;
 const VLANS = Array.from({ length: N }, (_, i) => 161 + i);
 const V6 = 'fd00:99::1';
@@ -58,9 +59,7 @@ if (privileged) {
       s.bind(9);
     }
     stack.start();
-    const tentative = () => (stack.show('addresses') as Array<{ state: string }>).some((a) => a.state !== 'preferred');
-    for (let i = 0; i < 100 && tentative(); i++) await sleep(50);
-    assert.not.ok(tentative(), 'addresses preferred after DAD');
+    await addressesPreferred(stack);
   });
   test.after(() => {
     try { stack?.close(); } finally { labDown(PREFIX); }

@@ -11,6 +11,7 @@ import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
+import { privilegedTest } from './lib/lab-stack';
 import { openAfxdp, AfxdpDriver } from '../driver/afxdp';
 import { Engine, EngineOptions } from '../stack/engine';
 import { Runtime } from '../stack/runtime';
@@ -18,7 +19,7 @@ import { ownership } from '../stack/stack';
 
 const PREFIX = labPrefix('y4');
 const privileged = canRunPrivileged();
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 let lab: Lab;
 let driver: AfxdpDriver;
 let engine: Engine;

@@ -16,6 +16,7 @@ import { randomBytes } from 'node:crypto';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab';
 import { nsRun, RunResult, sleep } from './lib/rig';
+import { framesAccounted as accounted, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { main as cliMain } from '../stack/cli';
 import { macToString } from '../driver/types';
@@ -24,7 +25,7 @@ import { addrToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 const PREFIX = labPrefix('y6');
 const privileged = canRunPrivileged();
 /** Registers a test only where it can run (as root): elsewhere the file reports fewer tests. */
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 const VLAN = 61;
 const V4 = '10.6.1.1';
 const V6 = 'fd00:61::1';
@@ -63,14 +64,7 @@ function addressState(vs: string, cidr: string): string | undefined {
   return rows.find((r) => r.address === cidr)?.state;
 }
 
-/** After the traffic settles, every frame is accounted for. */
-async function framesAccounted(): Promise<void> {
-  const pool = stack.engine.devices[0]!.pool;
-  for (let i = 0; i < 200 && pool.check().held !== 0; i++) await sleep(10);
-  const c = pool.check();
-  assert.is(c.free + c.kernel + c.tx + c.held, c.total, `frame states add up: ${JSON.stringify(c)}`);
-  assert.is(c.held, 0, `no frame held: ${JSON.stringify(c)}`);
-}
+const framesAccounted = () => accounted(stack);
 
 /** One UDP datagram from peer `ns` (python3, AF_INET or AF_INET6); the reply payload and its source, or null. */
 async function udpEchoFrom(ns: string, dst: string, port: number, payload: string, timeoutS = 2): Promise<{ data: string; from: string } | null> {

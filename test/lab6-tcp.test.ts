@@ -16,14 +16,18 @@ import { once } from 'node:events';
 import { execFile, execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
-import { nsRun, sleep } from './lib/rig';
+import { nsRun, RunResult, sleep } from './lib/rig';
+import {
+  addressesPreferred, connectRetry as connectFrom, framesAccounted as accounted, hashOneConnection, privilegedTest,
+  pyHashServer, randomChunks, sendAndReceive, SockErr, within, writeAll as writeChunks, writeRandomFile,
+} from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { parseIp6 } from '../protocols/ip/addr';
 import type { Socket } from '../stack/net';
 
 const PREFIX = labPrefix('y7');
 const privileged = canRunPrivileged();
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 const V6 = 'fd00:71::1';
 const PEER6 = 'fd00:71::2';
 const MB = 1 << 20;
@@ -32,41 +36,10 @@ let lab: Lab;
 let stack: Stack;
 let tmp: string;
 
-type SockErr = Error & { code?: string };
-
-async function framesAccounted(): Promise<void> {
-  const pool = stack.engine.devices[0]!.pool;
-  for (let i = 0; i < 200 && pool.check().held !== 0; i++) await sleep(10);
-  const c = pool.check();
-  assert.is(c.free + c.kernel + c.tx + c.held, c.total, `frame states add up: ${JSON.stringify(c)}`);
-  assert.is(c.held, 0, `no frame held: ${JSON.stringify(c)}`);
-}
-
-/** Connects from the VS, retrying (bounded) while the kernel peer's listener is not up yet (RST → ECONNREFUSED). */
-async function connectRetry(opts: { port: number; host: string }, tries = 50): Promise<Socket> {
-  for (let i = 0; ; i++) {
-    const s = stack.vs('v').connect(opts);
-    const r = await new Promise<SockErr | null>((resolve) => {
-      s.once('connect', () => resolve(null));
-      s.once('error', (e: SockErr) => resolve(e));
-    });
-    if (!r) return s;
-    if (r.code !== 'ECONNREFUSED' || i >= tries) throw r;
-    await sleep(100);
-  }
-}
-
-/** `p`, or a rejection naming `what` after `ms` (the timer does not outlive the race). */
-function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
-  let t: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => { t = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms); });
-  return Promise.race([p, timeout]).finally(() => clearTimeout(t));
-}
-
-async function writeAll(s: Socket, chunks: Iterable<Buffer>): Promise<void> {
-  // Bounded: a stalled connection fails here instead of holding the suite.
-  for (const c of chunks) if (!s.write(c)) await within(once(s, 'drain'), 20000, 'drain');
-}
+const framesAccounted = () => accounted(stack);
+const connectRetry = (opts: { port: number; host: string }) => connectFrom(stack.vs('v'), opts);
+// Bounded: a stalled connection fails here instead of holding the suite.
+const writeAll = (s: Socket, chunks: Iterable<Buffer>) => writeChunks(s, chunks, 20000);
 
 /** The first link-local address of `eth0` in namespace `ns`. */
 async function peerLinkLocal(ns: string): Promise<string> {
@@ -82,6 +55,19 @@ function removeFar(): void {
   try { execFileSync('ip', ['netns', 'del', farNs()], { stdio: 'ignore' }); } catch { /* not there */ }
 }
 
+/** A python3 UDP socket of the far host on FAR6 `port` that waits (8 s at most) for one datagram `d` from `a`, then runs `then`. */
+function farUdpServer(port: number, then: string[]): Promise<RunResult> {
+  const py = [
+    'import socket',
+    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
+    `s.bind(("${FAR6}",${port}))`,
+    's.settimeout(8)',
+    'd,a=s.recvfrom(65535)',
+    ...then,
+  ].join('\n');
+  return nsRun(farNs(), '/usr/bin/python3', ['-c', py], { timeout: 15000 });
+}
+
 if (privileged) {
   test.before(async () => {
     removeFar();
@@ -93,10 +79,7 @@ if (privileged) {
       virtualServers: [{ name: 'v', links: [{ name: 'l71', device: lab.stackDevice, vlan: 71, addresses: [`${V6}/64`] }] }],
     }, { log: () => {} });
     stack.start();
-    // The addresses are tentative until DAD passes (RFC 4862, 1 s): bounded wait.
-    const tentative = () => (stack.show('addresses') as Array<{ state: string }>).some((a) => a.state !== 'preferred');
-    for (let i = 0; i < 100 && tentative(); i++) await sleep(50);
-    assert.not.ok(tentative(), 'addresses preferred after DAD');
+    await addressesPreferred(stack);
   });
   test.after(() => {
     try { stack?.close(); } finally {
@@ -109,25 +92,8 @@ if (privileged) {
 
 ptest('kernel → app over IPv6: 100 MB from nc -6, hashed by an xdpstack server on ::, byte-exact', async () => {
   const file = path.join(tmp, 'big');
-  const h = createHash('sha256');
-  const fd = fs.openSync(file, 'w');
-  for (let i = 0; i < 100; i++) { const b = randomBytes(MB); h.update(b); fs.writeSync(fd, b); }
-  fs.closeSync(fd);
-  const want = h.digest('hex');
-  let peer = '';
-  let family = '';
-  const got = new Promise<{ hash: string; bytes: number }>((resolve, reject) => {
-    const srv = stack.vs('v').createServer((s) => {
-      peer = `${s.remoteAddress} ${s.remoteFamily}`;
-      family = String(srv.address() && (srv.address() as { family: string }).family);
-      const hh = createHash('sha256');
-      let n = 0;
-      s.on('data', (d: Buffer) => { hh.update(d); n += d.length; });
-      s.on('error', reject);
-      s.on('end', () => { s.end(); srv.close(); resolve({ hash: hh.digest('hex'), bytes: n }); });
-    });
-    srv.listen(5001);
-  });
+  const want = writeRandomFile(file, 100);
+  const got = hashOneConnection(stack.vs('v'), 5001);
   // Bounded: the transfer takes seconds; a stall fails at nc's -w / the timeout, not the suite's.
   const t0 = Date.now();
   const r = await nsRun(lab.peers[0]!.ns, 'sh', ['-c', `nc -6 -N -w 20 ${V6} 5001 < ${file}`], { timeout: 90000 });
@@ -136,8 +102,8 @@ ptest('kernel → app over IPv6: 100 MB from nc -6, hashed by an xdpstack server
   const ms = Date.now() - t0;
   assert.is(res.bytes, 100 * MB);
   assert.is(res.hash, want);
-  assert.is(peer, `${PEER6} IPv6`);
-  assert.is(family, 'IPv6');
+  assert.is(res.peer, `${PEER6} IPv6`);
+  assert.is(res.family, 'IPv6');
   console.log(`# kernel → xdpstack over IPv6: 100 MB in ${ms} ms (${((100 * 8) / (ms / 1000)).toFixed(0)} Mbit/s)`);
   fs.rmSync(file);
   await framesAccounted();
@@ -152,8 +118,7 @@ ptest('app → kernel over IPv6: 100 MB from connect({ host: fd00:71::2 }) to nc
   assert.is(s.localAddress, V6);
   const h = createHash('sha256');
   const t0 = Date.now();
-  function* chunks() { for (let i = 0; i < 100; i++) { const b = randomBytes(MB); h.update(b); yield b; } }
-  await writeAll(s, chunks());
+  await writeAll(s, randomChunks(h, 100, MB));
   s.end();
   const r = await sink;
   const ms = Date.now() - t0;
@@ -169,35 +134,15 @@ ptest('app → kernel over IPv6: 100 MB from connect({ host: fd00:71::2 }) to nc
 ptest('kernel server over a scoped link-local address (fe80::…%l71): data both ways', async () => {
   const p = lab.peers[0]!;
   const ll = await peerLinkLocal(p.ns);
-  const py = [
-    'import socket,hashlib',
-    'l=socket.socket(socket.AF_INET6)',
-    'l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)',
-    `l.bind(("${ll}",6000,0,socket.if_nametoindex("eth0")))`,
-    'l.listen(1)',
-    'c,a=l.accept()',
-    'h=hashlib.sha256()',
-    'n=0',
-    'while True:',
-    '  d=c.recv(65536)',
-    '  if not d: break',
-    '  h.update(d); n+=len(d)',
-    'c.sendall(("%s %d %s\\n" % (a[0].split("%")[0],n,h.hexdigest())).encode())',
-    'c.close()',
-  ].join('\n');
+  const py = pyHashServer('socket.AF_INET6', `("${ll}",6000,0,socket.if_nametoindex("eth0"))`, '"%s %d %s\\n" % (a[0].split("%")[0],n,h.hexdigest())');
   const server = nsRun(p.ns, '/usr/bin/python3', ['-c', py], { timeout: 30000 });
   const s = await connectRetry({ port: 6000, host: `${ll}%l71` });
-  const parts: Buffer[] = [];
-  s.on('data', (d: Buffer) => parts.push(d));
-  const ended = once(s, 'end');
   const payload = randomBytes(3 * MB);
-  await writeAll(s, [payload]);
-  s.end();
-  await within(ended, 20000, 'end');
+  const back = await sendAndReceive(s, [payload], 20000);
   const r = await server;
   assert.is(r.code, 0, r.stderr);
   const ourLl = (stack.show('addresses', { vs: 'v' }) as Array<{ address: string }>).map((x) => x.address).find((a) => a.startsWith('fe80:'));
-  assert.is(Buffer.concat(parts).toString(), `${ourLl!.split('/')[0]} ${payload.length} ${createHash('sha256').update(payload).digest('hex')}\n`,
+  assert.is(back.toString(), `${ourLl!.split('/')[0]} ${payload.length} ${createHash('sha256').update(payload).digest('hex')}\n`,
     'the server saw our link-local address as the source and every byte');
   if (!s.destroyed) await within(once(s, 'close'), 10000, 'close');
   await framesAccounted();
@@ -233,48 +178,20 @@ ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the 
 
   // TCP: the far host's SYN says MSS 1440 (its own link is 1500), so the first full segments
   // (1500-byte packets) do not pass the router: it answers Packet Too Big (MTU 1280).
-  const py = [
-    'import socket,hashlib',
-    'l=socket.socket(socket.AF_INET6)',
-    'l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)',
-    `l.bind(("${FAR6}",6100))`,
-    'l.listen(1)',
-    'c,a=l.accept()',
-    'h=hashlib.sha256()',
-    'n=0',
-    'while True:',
-    '  d=c.recv(65536)',
-    '  if not d: break',
-    '  h.update(d); n+=len(d)',
-    'c.sendall(("%d %s" % (n,h.hexdigest())).encode())',
-    'c.close()',
-  ].join('\n');
+  const py = pyHashServer('socket.AF_INET6', `("${FAR6}",6100)`, '"%d %s" % (n,h.hexdigest())');
   const server = nsRun(far, '/usr/bin/python3', ['-c', py], { timeout: 30000 });
   const s = await connectRetry({ port: 6100, host: FAR6 });
-  const parts: Buffer[] = [];
-  s.on('data', (d: Buffer) => parts.push(d));
-  const ended = once(s, 'end');
   const payload = randomBytes(2 * MB);
-  await writeAll(s, [payload]);
-  s.end();
-  await within(ended, 20000, 'end');
+  const back = await sendAndReceive(s, [payload], 20000);
   const r = await server;
   assert.is(r.code, 0, r.stderr);
-  assert.is(Buffer.concat(parts).toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
+  assert.is(back.toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
   assert.is(stack.engine.out.mtuTo(raw, parseIp6(FAR6)), 1280, 'path MTU learned from the router');
   if (!s.destroyed) await within(once(s, 'close'), 10000, 'close');
 
   // UDP: a datagram fragmented for 1500 does not pass either; after the router's Packet Too Big
   // the next one is fragmented for 1280 and arrives whole.
-  const udpPy = [
-    'import socket',
-    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
-    `s.bind(("${FAR6}",6200))`,
-    's.settimeout(8)',
-    'd,a=s.recvfrom(65535)',
-    'print(len(d))',
-  ].join('\n');
-  const udpServer = nsRun(far, '/usr/bin/python3', ['-c', udpPy], { timeout: 15000 });
+  const udpServer = farUdpServer(6200, ['print(len(d))']);
   await sleep(300);
   const u = stack.vs('v').createSocket('udp6');
   u.bind(0);
@@ -296,16 +213,7 @@ ptest('a kernel router with a 1280-byte next hop: its Packet Too Big lowers the 
   stack.vs('v').removeRoute({ dst: 'fd00:72::/64', via: PEER6 });
   const ll = await peerLinkLocal(p.ns);
   stack.vs('v').addRoute({ dst: 'default', via: `${ll}%l71` });
-  const echoPy = [
-    'import socket',
-    's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)',
-    `s.bind(("${FAR6}",6300))`,
-    's.settimeout(8)',
-    'd,a=s.recvfrom(65535)',
-    's.sendto(b"far:"+d,a)',
-    'print(a[0])',
-  ].join('\n');
-  const echoServer = nsRun(far, '/usr/bin/python3', ['-c', echoPy], { timeout: 15000 });
+  const echoServer = farUdpServer(6300, ['s.sendto(b"far:"+d,a)', 'print(a[0])']);
   await sleep(300);
   const e = stack.vs('v').createSocket('udp6');
   const reply = new Promise<string>((resolve) => e.once('message', (m: Buffer) => resolve(m.toString())));

@@ -15,10 +15,13 @@ import { spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab';
 import { nsRun, sleep } from './lib/rig';
+import {
+  connectRetry as connectFrom, framesAccounted as accounted, hashOneConnection, pyHashServer, randomChunks,
+  sendAndReceive, SockErr, writeAll, writeRandomFile,
+} from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { validateConfig, ConfigError } from '../stack/config';
 import { createMemoryLink } from '../driver/memory';
-import type { Socket } from '../stack/net';
 
 const PREFIX = labPrefix('xk');
 const VLANS = [10, 20, 30];
@@ -27,34 +30,8 @@ let lab: Lab;
 let stack: Stack;
 let tmp: string;
 
-type SockErr = Error & { code?: string };
-
-/** After the traffic settles (frames queued for TX leave within a few ms), every frame is accounted for. */
-async function framesAccounted(): Promise<void> {
-  const pool = stack.engine.devices[0]!.pool;
-  for (let i = 0; i < 200 && pool.check().held !== 0; i++) await new Promise((r) => setTimeout(r, 10));
-  const c = pool.check();
-  assert.is(c.free + c.kernel + c.tx + c.held, c.total, `frame states add up: ${JSON.stringify(c)}`);
-  assert.is(c.held, 0, `no frame held: ${JSON.stringify(c)}`);
-}
-
-/** Connects from a VS, retrying while the kernel peer's listener is not up yet (RST → ECONNREFUSED). */
-async function connectRetry(vs: string, port: number, host: string, tries = 50): Promise<Socket> {
-  for (let i = 0; ; i++) {
-    const s = stack.vs(vs).connect({ port, host });
-    const r = await new Promise<SockErr | null>((resolve) => {
-      s.once('connect', () => resolve(null));
-      s.once('error', (e: SockErr) => resolve(e));
-    });
-    if (!r) return s;
-    if (r.code !== 'ECONNREFUSED' || i >= tries) throw r;
-    await sleep(100);
-  }
-}
-
-async function writeAll(s: Socket, chunks: Iterable<Buffer>): Promise<void> {
-  for (const c of chunks) if (!s.write(c)) await once(s, 'drain');
-}
+const framesAccounted = () => accounted(stack);
+const connectRetry = (vs: string, port: number, host: string) => connectFrom(stack.vs(vs), { port, host });
 
 // ---- Without privileges: the same API under virtual time, two stacks joined by the memory link.
 
@@ -154,21 +131,8 @@ if (privileged) {
 
   test('kernel → app: 100 MB from nc, hashed by an xdpstack server, byte-exact', async () => {
     const file = path.join(tmp, 'big');
-    const h = createHash('sha256');
-    const fd = fs.openSync(file, 'w');
-    for (let i = 0; i < 100; i++) { const b = randomBytes(1 << 20); h.update(b); fs.writeSync(fd, b); }
-    fs.closeSync(fd);
-    const want = h.digest('hex');
-    const got = new Promise<{ hash: string; bytes: number }>((resolve, reject) => {
-      const srv = stack.vs('t1').createServer((s) => {
-        const hh = createHash('sha256');
-        let n = 0;
-        s.on('data', (d: Buffer) => { hh.update(d); n += d.length; });
-        s.on('error', reject);
-        s.on('end', () => { s.end(); srv.close(); resolve({ hash: hh.digest('hex'), bytes: n }); });
-      });
-      srv.listen(5001);
-    });
+    const want = writeRandomFile(file, 100);
+    const got = hashOneConnection(stack.vs('t1'), 5001);
     const t0 = Date.now();
     const r = await nsRun(lab.peers[0]!.ns, 'sh', ['-c', `nc -N -w 20 10.1.1.1 5001 < ${file}`], { timeout: 60000 });
     assert.is(r.code, 0, r.stdout + r.stderr);
@@ -187,8 +151,7 @@ if (privileged) {
     const s = await connectRetry('t2', 5002, '10.1.1.2');
     const h = createHash('sha256');
     const t0 = Date.now();
-    function* chunks() { for (let i = 0; i < 100; i++) { const b = randomBytes(1 << 20); h.update(b); yield b; } }
-    await writeAll(s, chunks());
+    await writeAll(s, randomChunks(h, 100, 1 << 20));
     s.end();
     const r = await sink;
     const ms = Date.now() - t0;
@@ -202,38 +165,16 @@ if (privileged) {
 
   test('kernel server: xdpstack connect() to a python3 server, data both ways', async () => {
     const p = lab.peers[2]!;
-    const py = [
-      'import socket,hashlib',
-      'l=socket.socket()',
-      'l.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)',
-      'l.bind(("10.1.1.2",6000))',
-      'l.listen(1)',
-      'c,_=l.accept()',
-      'h=hashlib.sha256()',
-      'n=0',
-      'while True:',
-      '  d=c.recv(65536)',
-      '  if not d: break',
-      '  h.update(d); n+=len(d)',
-      'c.sendall(("%d %s\\n" % (n,h.hexdigest())).encode())',
-      'c.sendall(bytes(range(256))*8192)',
-      'c.close()',
-    ].join('\n');
+    const py = pyHashServer('', '("10.1.1.2",6000)', '"%d %s\\n" % (n,h.hexdigest())', ['c.sendall(bytes(range(256))*8192)']);
     const server = nsRun(p.ns, '/usr/bin/python3', ['-c', py], { timeout: 30000 });
     const s = await connectRetry('t3', 6000, '10.1.1.2');
     assert.is(s.remoteAddress, '10.1.1.2');
     assert.is(s.remotePort, 6000);
     assert.is(s.localAddress, '10.1.1.1');
-    const parts: Buffer[] = [];
-    s.on('data', (d: Buffer) => parts.push(d));
-    const ended = once(s, 'end');
     const payload = randomBytes(3 << 20);
-    await writeAll(s, [payload.subarray(0, 1000), payload.subarray(1000)]);
-    s.end();
-    await ended;
+    const all = await sendAndReceive(s, [payload.subarray(0, 1000), payload.subarray(1000)]);
     const r = await server;
     assert.is(r.code, 0, r.stderr);
-    const all = Buffer.concat(parts);
     const nl = all.indexOf(10);
     assert.is(all.subarray(0, nl).toString(), `${payload.length} ${createHash('sha256').update(payload).digest('hex')}`);
     assert.ok(all.subarray(nl + 1).equals(Buffer.from(new Uint8Array(256 * 8192).map((_, i) => i & 255))), 'server data intact');

@@ -10,9 +10,9 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../stack/cli';
-import { createStack, Stack } from '../stack/stack';
-import { ControlServer, controlRequest } from '../stack/control';
+import type { Stack } from '../stack/stack';
+import { controlRequest } from '../stack/control';
+import { cliAt, ControlledStack, startControlled, stopControlled } from './lib/control';
 import { ConfigError, StackConfig, validateConfig } from '../stack/config';
 import { ValidationError } from '../stack/validate';
 import { Burst } from '../driver/types';
@@ -35,14 +35,9 @@ function base(): StackConfig {
 }
 
 let stack: Stack;
-let server: ControlServer;
+let ctl: ControlledStack;
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main([...args, '--socket', sock], { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const cli = (args: string[]) => cliAt(sock, args);
 
 /** The config's verdict on `base()` changed by `edit`: null when valid, else the messages. */
 function configVerdict(edit: (c: StackConfig) => void): string | null {
@@ -66,13 +61,11 @@ function snapshot(): string {
 }
 
 test.before(async () => {
-  stack = createStack(base());
-  server = await ControlServer.listen(stack, sock);
+  ctl = await startControlled(base(), sock);
+  stack = ctl.stack;
 });
 test.after(async () => {
-  await server.close();
-  stack.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
+  await stopControlled(ctl, tmp);
 });
 
 test('a second VS on the same device, VLAN and MAC: refused by the config, the control socket, the CLI and the library', async () => {

@@ -15,9 +15,9 @@ import {
   parseRoute, parseRuleFrom, routeFamilyOf, splitScopedVia, ValidationState,
 } from '../stack/validate';
 import { ConfigError, loadConfig, StackConfig, validateConfig } from '../stack/config';
-import { createStack, Stack } from '../stack/stack';
-import { ControlServer, controlRequest } from '../stack/control';
-import { main } from '../stack/cli';
+import type { Stack } from '../stack/stack';
+import { controlRequest } from '../stack/control';
+import { cliAt, ControlledStack, startControlled, stopControlled } from './lib/control';
 import { Ip6, parseAddr, parseIp6 } from '../protocols/ip/addr';
 import { parseIpv4 } from '../protocols/ipv4';
 
@@ -288,26 +288,19 @@ test('config files: every IPv6 problem is reported at once, with its field path'
 // ------------------------------------------------------------------ the running stack: the same verdicts
 
 let stack: Stack;
-let server: ControlServer;
+let ctl: ControlledStack;
 
-async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main([...args, '--socket', sock], { out: (l) => out.push(l), err: (l) => err.push(l) });
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
+const cli = (args: string[]) => cliAt(sock, args);
 
 test.before(async () => {
-  stack = createStack({
+  ctl = await startControlled({
     name: 'v6', devices: [{ name: 'm0', driver: 'memory', mac: '02:00:00:00:00:01' }],
     virtualServers: [{ name: 'a', links: [{ name: 'l0', device: 'm0', vlan: 10, addresses: ['10.1.1.1/24'] }, { name: 'l1', device: 'm0', vlan: 20 }] }],
-  });
-  server = await ControlServer.listen(stack, sock);
+  }, sock);
+  stack = ctl.stack;
 });
 test.after(async () => {
-  await server.close();
-  stack.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
+  await stopControlled(ctl, tmp);
 });
 
 /** The reason part of a validator message ("...: address: REASON"), or null for another error / none. */

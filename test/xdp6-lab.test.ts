@@ -13,6 +13,7 @@ import * as fs from 'node:fs';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { Collector, collect } from './lib/collect';
 import { nsRun, RunResult } from './lib/rig';
+import { privilegedTest } from './lib/lab-stack';
 import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab';
 import { openAfxdp, AfxdpDriver } from '../driver/afxdp';
 import { parseMac } from '../driver/types';
@@ -21,7 +22,7 @@ import { addrToString, ip6At, linkLocalFromMac, parseIp6 } from '../protocols/ip
 const PREFIX = labPrefix('x6');
 const privileged = canRunPrivileged();
 /** Registers a test only where it can run (as root): elsewhere the file reports fewer tests. */
-const ptest = privileged ? test : ((() => {}) as unknown as typeof test);
+const ptest = privilegedTest(privileged);
 const HOST6 = 'fd00:6::5:0:1'; // the host's own address: same solicited-node group as the stack's fd00:6::1
 let lab: Lab;
 

@@ -19,12 +19,8 @@ import { readCapture, CaptureFormatError } from '../../driver/pcap';
 import { validateConfig, ConfigError, StackConfig } from '../../stack/config';
 import { ControlServer } from '../../stack/control';
 import { createStack, Stack } from '../../stack/stack';
-import { Target, Violation } from './lib';
+import { Target, Violation, expect } from './lib';
 import { captureFiles } from './corpus';
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new Violation(msg);
-}
 
 // ------------------------------------------------------------------ capture reader
 

@@ -6,6 +6,7 @@
  */
 import * as fc from 'fast-check';
 import { fold, pseudoSum4, sum16 } from '../../protocols/checksum';
+import { Drop } from '../../protocols/drop';
 
 /** xorshift128+-like PRNG (32-bit state words), reproducible from a seed. */
 export class Rng {
@@ -245,6 +246,66 @@ export function minimize(input: Uint8Array, fails: (b: Uint8Array) => boolean, b
 }
 
 export const hex = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('hex');
+
+/** The arbitraries of a fragmentation plan (see `fragPlan`), to spread into a target's record. */
+export const fragPlanFields = {
+  payload: fc.integer({ min: 1, max: 3000 }).map((n) => new Uint8Array(n).map((_, i) => (i * 7 + n) & 0xff)),
+  cuts: fc.array(fc.integer({ min: 1, max: 375 }), { maxLength: 12 }),
+  order: fc.array(fc.nat(), { maxLength: 16 }),
+  dups: fc.array(fc.nat(), { maxLength: 3 }),
+};
+
+/**
+ * Splits `payload` at the cuts (times 8, so every piece but the last is a multiple of 8 long),
+ * shuffles the pieces by `order` and inserts the exact duplicates named by `dups`: the pieces as
+ * [start, end) and the delivery sequence of their indexes; null when there are fewer than two.
+ */
+export function fragPlan(x: { payload: Uint8Array; cuts: number[]; order: number[]; dups: number[] }): { pieces: [number, number][]; seq: number[] } | null {
+  const bounds = [...new Set(x.cuts.map((c) => c * 8).filter((c) => c < x.payload.length))].sort((a, b) => a - b);
+  const pieces: [number, number][] = [];
+  let prev = 0;
+  for (const c of [...bounds, x.payload.length]) { if (c > prev) pieces.push([prev, c]); prev = c; }
+  if (pieces.length < 2) return null;
+  const idx = pieces.map((_, i) => i);
+  for (let i = 0; i < x.order.length; i++) { const a = i % idx.length, b = x.order[i]! % idx.length; [idx[a], idx[b]] = [idx[b]!, idx[a]!]; }
+  const seq = [...idx];
+  for (const d of x.dups) seq.splice(d % (seq.length + 1), 0, idx[d % idx.length]!);
+  return { pieces, seq };
+}
+
+/** Where `fenced` places the input in its two buffers (the fuzz targets' offsets are relative to it). */
+export const PAD = 64;
+const CAP = 4096 + 2 * PAD;
+const bufA = new Uint8Array(CAP).fill(0x00);
+const bufB = new Uint8Array(CAP).fill(0xa5);
+
+/**
+ * Runs `parse` over `input` placed at PAD in two buffers with different surroundings and checks
+ * that results (return value and snapshot) agree. Returns the result of the first run.
+ */
+export function fenced<R>(input: Uint8Array, run: (b: Uint8Array, off: number, len: number) => R, snap: (r: R) => string): R {
+  const n = Math.min(input.length, 4096);
+  bufA.set(input.subarray(0, n), PAD);
+  bufB.set(input.subarray(0, n), PAD);
+  const ra = run(bufA, PAD, n);
+  const sa = snap(ra);
+  const rb = run(bufB, PAD, n);
+  const sb = snap(rb);
+  bufA.fill(0x00, PAD, PAD + n);
+  bufB.fill(0xa5, PAD, PAD + n);
+  if (sa !== sb) throw new Violation(`result depends on bytes outside the input: ${sa} vs ${sb}`);
+  return ra;
+}
+
+/** A parser invariant: a Violation when `cond` fails. */
+export function expect(cond: boolean, msg: string): void {
+  if (!cond) throw new Violation(msg);
+}
+
+/** The drop reason is None or one of the parser's own family. */
+export function inFamily(d: number, family: readonly Drop[]): void {
+  if (d !== Drop.None && !family.includes(d)) throw new Violation(`unexpected drop reason ${d}`);
+}
 
 /** An invariant broken by an input; `known` marks bugs already reported in the issue (fixed elsewhere). */
 export class Violation extends Error {

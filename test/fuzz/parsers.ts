@@ -20,39 +20,9 @@ import { UdpHeader } from '../../protocols/udp';
 import { TcpHeader } from '../../protocols/tcp';
 import { MAX_SACK_BLOCKS, TcpSegmentOut } from '../../protocols/tcp/types';
 import { fold, pseudoSum4, sum16 } from '../../protocols/checksum';
-import { Target, Violation, layoutOf } from './lib';
+import { Target, layoutOf, fenced, expect, inFamily, PAD, fragPlan, fragPlanFields } from './lib';
 import { captureFrames, emitterFrames, ipFrame, tcpFrameOf, udpFrameOf, FrameSpec } from './corpus';
 
-const PAD = 64;
-const CAP = 4096 + 2 * PAD;
-const bufA = new Uint8Array(CAP).fill(0x00);
-const bufB = new Uint8Array(CAP).fill(0xa5);
-
-/**
- * Runs `parse` over `input` placed at PAD in two buffers with different surroundings and checks
- * that results (return value and snapshot) agree. Returns the result of the first run.
- */
-function fenced<R>(input: Uint8Array, run: (b: Uint8Array, off: number, len: number) => R, snap: (r: R) => string): R {
-  const n = Math.min(input.length, 4096);
-  bufA.set(input.subarray(0, n), PAD);
-  bufB.set(input.subarray(0, n), PAD);
-  const ra = run(bufA, PAD, n);
-  const sa = snap(ra);
-  const rb = run(bufB, PAD, n);
-  const sb = snap(rb);
-  bufA.fill(0x00, PAD, PAD + n);
-  bufB.fill(0xa5, PAD, PAD + n);
-  if (sa !== sb) throw new Violation(`result depends on bytes outside the input: ${sa} vs ${sb}`);
-  return ra;
-}
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new Violation(msg);
-}
-
-function inFamily(d: number, family: readonly Drop[]): void {
-  if (d !== Drop.None && !family.includes(d)) throw new Violation(`unexpected drop reason ${d}`);
-}
 
 const macArb = fc.uint8Array({ minLength: 6, maxLength: 6 });
 const addrArb = fc.oneof(fc.integer({ min: 0, max: 0xffffffff }), fc.constantFrom(0x0a010101, 0x0a010102, 0xc0a80001, 0xffffffff, 0, 0x7f000001));
@@ -309,10 +279,7 @@ function fragBytes(id: number, proto: number, off: number, mf: boolean, data: Ui
 export const reassemblyTarget: Target<ReasmIn> = {
   name: 'ipv4-reassembly',
   arb: fc.record({
-    payload: fc.integer({ min: 1, max: 3000 }).map((n) => new Uint8Array(n).map((_, i) => (i * 7 + n) & 0xff)),
-    cuts: fc.array(fc.integer({ min: 1, max: 375 }), { maxLength: 12 }),
-    order: fc.array(fc.nat(), { maxLength: 16 }),
-    dups: fc.array(fc.nat(), { maxLength: 3 }),
+    ...fragPlanFields,
     id: fc.integer({ min: 0, max: 0xffff }),
     proto: fc.constantFrom(1, 6, 17, 99),
     bogus: fc.array(fc.record({ off: fc.integer({ min: 0, max: 8191 }).map((x) => x * 8), len: fc.integer({ min: 0, max: 1600 }), mf: fc.boolean() }), { maxLength: 2 }),
@@ -321,15 +288,9 @@ export const reassemblyTarget: Target<ReasmIn> = {
     // Split at multiples of 8, deliver in a shuffled order with exact duplicates: the datagram
     // must come out whole and identical, exactly once (RFC 791, RFC 815).
     const r = new Ipv4Reassembler({ ...REASM_LIMITS, maxFragments: 64 });
-    const bounds = [...new Set(x.cuts.map((c) => c * 8).filter((c) => c < x.payload.length))].sort((a, b) => a - b);
-    const pieces: [number, number][] = [];
-    let prev = 0;
-    for (const c of [...bounds, x.payload.length]) { if (c > prev) pieces.push([prev, c]); prev = c; }
-    if (pieces.length < 2) return;
-    const idx = pieces.map((_, i) => i);
-    for (let i = 0; i < x.order.length; i++) { const a = i % idx.length, b = x.order[i]! % idx.length; [idx[a], idx[b]] = [idx[b]!, idx[a]!]; }
-    const seq = [...idx];
-    for (const d of x.dups) seq.splice(d % (seq.length + 1), 0, idx[d % idx.length]!);
+    const plan = fragPlan(x);
+    if (!plan) return;
+    const { pieces, seq } = plan;
     let completed = 0;
     let result: Uint8Array | null = null;
     const seen = new Set<number>();

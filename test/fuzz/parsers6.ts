@@ -20,35 +20,9 @@ import { Ipv6Reassembler } from '../../protocols/reassembly6';
 import { Ip6, parseIp6, solicitedNode, ALL_MLDV2_ROUTERS6 } from '../../protocols/ip/addr';
 import { fold, sum16 } from '../../protocols/checksum';
 import { pseudoSum6At } from '../../protocols/ipv6';
-import { Target, Violation } from './lib';
+import { Target, fenced, expect, inFamily, PAD, fragPlan, fragPlanFields } from './lib';
 import { captureFrames } from './corpus';
 
-const PAD = 64;
-const CAP = 4096 + 2 * PAD;
-const bufA = new Uint8Array(CAP).fill(0x00);
-const bufB = new Uint8Array(CAP).fill(0xa5);
-
-function fenced<R>(input: Uint8Array, run: (b: Uint8Array, off: number, len: number) => R, snap: (r: R) => string): R {
-  const n = Math.min(input.length, 4096);
-  bufA.set(input.subarray(0, n), PAD);
-  bufB.set(input.subarray(0, n), PAD);
-  const ra = run(bufA, PAD, n);
-  const sa = snap(ra);
-  const rb = run(bufB, PAD, n);
-  const sb = snap(rb);
-  bufA.fill(0x00, PAD, PAD + n);
-  bufB.fill(0xa5, PAD, PAD + n);
-  if (sa !== sb) throw new Violation(`result depends on bytes outside the input: ${sa} vs ${sb}`);
-  return ra;
-}
-
-function expect(cond: boolean, msg: string): void {
-  if (!cond) throw new Violation(msg);
-}
-
-function inFamily(d: number, family: readonly Drop[]): void {
-  if (d !== Drop.None && !family.includes(d)) throw new Violation(`unexpected drop reason ${d}`);
-}
 
 const SRC = parseIp6('fe80::2');
 const DST = parseIp6('fd00::1');
@@ -328,10 +302,7 @@ interface Reasm6In { payload: Uint8Array; cuts: number[]; order: number[]; dups:
 export const reassembly6Target: Target<Reasm6In> = {
   name: 'ipv6-reassembly',
   arb: fc.record({
-    payload: fc.integer({ min: 1, max: 3000 }).map((n) => new Uint8Array(n).map((_, i) => (i * 7 + n) & 0xff)),
-    cuts: fc.array(fc.integer({ min: 1, max: 375 }), { maxLength: 12 }),
-    order: fc.array(fc.nat(), { maxLength: 16 }),
-    dups: fc.array(fc.nat(), { maxLength: 3 }),
+    ...fragPlanFields,
     id: fc.integer({ min: 0, max: 0xffffffff }),
     overlap: fc.option(fc.record({ off: fc.integer({ min: 0, max: 370 }).map((x) => x * 8), len: fc.integer({ min: 1, max: 100 }).map((x) => x * 8) }), { freq: 3 }),
   }),
@@ -341,15 +312,9 @@ export const reassembly6Target: Target<Reasm6In> = {
     // piece: never completes (RFC 5722).
     let timeouts = 0;
     const r = new Ipv6Reassembler({ ...LIMITS6, maxFragments: 64, onTimeout: () => { timeouts++; } });
-    const bounds = [...new Set(x.cuts.map((c) => c * 8).filter((c) => c < x.payload.length))].sort((a, b) => a - b);
-    const pieces: [number, number][] = [];
-    let prev = 0;
-    for (const c of [...bounds, x.payload.length]) { if (c > prev) pieces.push([prev, c]); prev = c; }
-    if (pieces.length < 2) return;
-    const idx = pieces.map((_, i) => i);
-    for (let i = 0; i < x.order.length; i++) { const a = i % idx.length, b = x.order[i]! % idx.length; [idx[a], idx[b]] = [idx[b]!, idx[a]!]; }
-    const seq = [...idx];
-    for (const d of x.dups) seq.splice(d % (seq.length + 1), 0, idx[d % idx.length]!);
+    const plan = fragPlan(x);
+    if (!plan) return;
+    const { pieces, seq } = plan;
     let completed = 0;
     let poisoned = false; // an overlap was seen: nothing may complete afterwards (RFC 5722)
     let disturbed = false; // the extra fragment changed the outcome: no completion count expected

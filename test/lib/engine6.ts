@@ -112,6 +112,12 @@ export interface Out6 {
 
 const hex = (b: Uint8Array, o: number) => Array.from(b.subarray(o, o + 6), (x) => x.toString(16).padStart(2, '0')).join(':');
 
+/** A MAC address as text (02:aa:...), as `Out6.ethDst`/`ethSrc`. */
+export const mac = (b: Uint8Array): string => hex(b, 0);
+
+/** The IPv6 address in the 16 bytes of `b` at `off`, as text. */
+export const addrAt = (b: Uint8Array, off: number): string => ip6ToString(ip6At(b, off));
+
 /** Decodes an IPv6 frame (null if not IPv6). */
 export function decode6(raw: Uint8Array): Out6 | null {
   const e = new EthFrame();
