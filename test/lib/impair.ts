@@ -32,7 +32,7 @@ mode, host, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 arg = sys.argv[4]
 def conn():
     for i in range(100):
-        s = socket.socket()
+        s = socket.socket(socket.AF_INET6 if ':' in host else socket.AF_INET)
         try:
             s.connect((host, port)); return s
         except (ConnectionRefusedError, OSError) as e:
@@ -93,21 +93,25 @@ export class ImpairRig {
   private finished: { role: string; remote: string; retransSegs: number; rtoExpirations: number }[] = [];
   private readonly script = path.join(this.tmp, 'peer.py');
   private seq = 0;
+  private readonly ipv6: boolean;
 
-  constructor(readonly lab: Lab, opts: { frameCount?: number } = {}) {
+  /** `ipv6`: the transfers go over IPv6 (the lab's peers need IPv6 addresses). */
+  constructor(readonly lab: Lab, opts: { frameCount?: number; ipv6?: boolean } = {}) {
     fs.writeFileSync(this.script, PEER_PY);
+    this.ipv6 = !!opts.ipv6;
     this.vss = lab.peers.map((p, i) => {
-      const [addr, len] = p.ipv4!.split('/');
-      const host = addr!.replace(/\.\d+$/, '.1');
-      return { peer: i, vs: `p${i}`, host: `${host}`, len };
-    }).map(({ peer, vs, host }) => ({ peer, vs, host }));
+      const host = opts.ipv6 ? p.stackIpv6!.split('/')[0]! : p.ipv4!.split('/')[0]!.replace(/\.\d+$/, '.1');
+      return { peer: i, vs: `p${i}`, host };
+    });
     this.stack = createStack({
       name: 'impair',
       control: false,
+      ...(opts.ipv6 ? { engine: { dadTransmits: 0 } } : {}),
       devices: [{ name: lab.stackDevice, driver: 'afxdp', frameCount: opts.frameCount ?? 4096 }],
       virtualServers: lab.peers.map((p, i) => {
         const [addr, len] = p.ipv4!.split('/');
-        return { name: `p${i}`, links: [{ device: lab.stackDevice, ...(p.vlan ? { vlan: p.vlan } : {}), addresses: [`${addr!.replace(/\.\d+$/, '.1')}/${len}`] }] };
+        const addresses = [`${addr!.replace(/\.\d+$/, '.1')}/${len}`, ...(opts.ipv6 ? [p.stackIpv6!] : [])];
+        return { name: `p${i}`, links: [{ device: lab.stackDevice, ...(p.vlan ? { vlan: p.vlan } : {}), addresses }] };
       }),
     }, { log: () => {} });
     this.stack.start();
@@ -233,7 +237,9 @@ export class ImpairRig {
     // The connection's retransmission figures (the stack side closes just after the peer).
     // Each peer runs one transfer at a time, so (server role, peer address) names the connection.
     const role = kind === 'to-stack' ? 'sink' : kind === 'from-stack' ? 'source' : 'echo';
-    const addr = this.lab.peers[peer]!.ipv4!.split('/')[0]!;
+    // The servers listen on :: (no host), so an IPv4 peer is seen IPv4-mapped.
+    const p = this.lab.peers[peer]!;
+    const addr = this.ipv6 ? p.ipv6!.split('/')[0]! : `::ffff:${p.ipv4!.split('/')[0]!}`;
     let st = { retransSegs: 0, rtoExpirations: 0 };
     for (let i = 0; i < 100; i++) {
       const k = this.finished.findIndex((f) => f.role === role && f.remote === addr);
