@@ -227,7 +227,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
       const src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
       const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: o.port };
-      if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, o.port)) {
+      if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, o.port, src.via)) {
         throw sockError('EADDRINUSE', `connect EADDRINUSE ${addrToString(src.addr)}:${src.port}`);
       }
       const opts: Partial<TcpOptions> = { ...o.tcp };

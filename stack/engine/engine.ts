@@ -664,7 +664,7 @@ export class Engine implements NeighborHost, TcpEngine {
     const pool = this.devices[p.dev]!.pool;
     const t = tcpTupleOf(pool, p.off + link.ethLen, p.len - link.ethLen);
     if (t) {
-      if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1] as number, t[2], t[3] as number);
+      if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1] as number, t[2], t[3] as number, link);
       else if (n && (n.notes?.length ?? 0) < NEIGH_NOTES_MAX * 4) (n.notes ??= []).push(t[0], t[1], t[2], t[3]);
     }
     const v6 = pool.bytes[p.off + link.ethLen]! >>> 4 === 6;
@@ -681,8 +681,8 @@ export class Engine implements NeighborHost, TcpEngine {
   failed(cache: NeighborCache, n: Neighbor): void {
     const t = n.notes;
     if (!t) return;
-    const vs = (cache.linkRef as Link).vs;
-    for (let i = 0; i + 3 < t.length; i += 4) this.tcp.hostUnreachable(vs, t[i]!, t[i + 1] as number, t[i + 2]!, t[i + 3] as number);
+    const link = cache.linkRef as Link;
+    for (let i = 0; i + 3 < t.length; i += 4) this.tcp.hostUnreachable(link.vs, t[i]!, t[i + 1] as number, t[i + 2]!, t[i + 3] as number, link);
   }
 
   /** NeighborHost: a frame for a new neighbor is dropped because the link's table is full. */

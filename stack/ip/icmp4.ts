@@ -128,7 +128,7 @@ export class Icmp4 {
       // RFC 1122 4.2.3.9: port and protocol unreachable are hard errors while opening.
       const kind = icmp.type !== ICMP_DEST_UNREACH ? IcmpKind.Soft : fragNeeded ? IcmpKind.Mtu
         : icmp.code === ICMP_PROTO_UNREACH || icmp.code === ICMP_PORT_UNREACH ? IcmpKind.Refused : IcmpKind.Soft;
-      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.nextHopMtu);
+      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.nextHopMtu, link);
     }
     if (icmp.innerProto === IPPROTO_UDP) {
       const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);

@@ -160,7 +160,7 @@ export class Icmp6 {
       // hard errors while the connection is being opened; Packet Too Big lowers the path MTU.
       const kind = tooBig ? IcmpKind.Mtu
         : icmp.type === ICMP6_DST_UNREACH && (icmp.code === UNREACH_PORT || icmp.code === UNREACH_ADMIN) ? IcmpKind.Refused : IcmpKind.Soft;
-      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.mtu);
+      return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.mtu, link);
     }
     if (icmp.innerNextHeader === IPPROTO_UDP) {
       const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);

@@ -16,7 +16,7 @@ import { rstFor } from '../../protocols/tcp/rst';
 import { clampMss, resolveOptions } from '../../protocols/tcp/options';
 import * as synCookie from '../../protocols/tcp/syncookie';
 import { IPPROTO_TCP } from '../../protocols/ipv4';
-import { addrEq, addrToString, ANY6, IpAddr, isIp6 } from '../../protocols/ip/addr';
+import { addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6 } from '../../protocols/ip/addr';
 import type { Timer, TimerWheel } from '../timers';
 import type { Link, VirtualServer } from '../vs';
 import { FramePool, OWNER_ENGINE } from '../../umem/pool';
@@ -311,11 +311,18 @@ export class TcpLayer implements TcpHost {
     return tcpState(vs).conns;
   }
 
-  find(vs: VirtualServer, localAddr: IpAddr, localPort: number, remoteAddr: IpAddr, remotePort: number): TcpEntry | null {
+  /**
+   * The connection of a 4-tuple in `vs`. A link-local peer (fe80::/10) is only unique on its link
+   * (RFC 4007 6: the zone is part of the address): with `link` given, the connection must be the one
+   * on that link (two VLAN links of a VS share their link-local address, as they share the MAC).
+   */
+  find(vs: VirtualServer, localAddr: IpAddr, localPort: number, remoteAddr: IpAddr, remotePort: number, link: Link | null = null): TcpEntry | null {
     let e = tcpState(vs).conns.get(tupleKey(remoteAddr, remotePort)) ?? null;
+    const scoped = link !== null && typeof remoteAddr !== 'number' && isLinkLocal6(remoteAddr);
     while (e) {
       const t = e.conn.tuple;
-      if (t.localPort === localPort && t.remotePort === remotePort && addrEq(t.localAddr, localAddr) && addrEq(t.remoteAddr, remoteAddr)) return e;
+      if (t.localPort === localPort && t.remotePort === remotePort && addrEq(t.localAddr, localAddr) && addrEq(t.remoteAddr, remoteAddr) &&
+        (!scoped || e.via === null || e.via === link)) return e;
       e = e.next;
     }
     return null;
@@ -526,7 +533,7 @@ export class TcpLayer implements TcpHost {
   private demux(link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): void {
     const vs = link.vs;
     const flags = seg.flags;
-    const e = this.find(vs, dst, seg.dstPort, src, seg.srcPort);
+    const e = this.find(vs, dst, seg.dstPort, src, seg.srcPort, link);
     let l: TcpListener | null = null;
     if (e) {
       // A new SYN for a 4-tuple still in TIME_WAIT may start a new connection when it is clearly
@@ -865,8 +872,8 @@ export class TcpLayer implements TcpHost {
    * connection's MSS; the others are soft errors, left to retransmission.
    */
   icmpError(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, seq: number,
-    kind: IcmpKind, nextHopMtu: number): Drop {
-    const e = this.find(vs, local, localPort, remote, remotePort);
+    kind: IcmpKind, nextHopMtu: number, link: Link | null = null): Drop {
+    const e = this.find(vs, local, localPort, remote, remotePort, link);
     if (!e || e.released) return Drop.IcmpNoFlow;
     const c = e.conn;
     const st = c.state;
@@ -888,8 +895,8 @@ export class TcpLayer implements TcpHost {
    * as a kernel reports it (Linux: the neighbor's failure reaches the socket as a host
    * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error).
    */
-  hostUnreachable(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number): void {
-    const e = this.find(vs, local, localPort, remote, remotePort);
+  hostUnreachable(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, link: Link | null = null): void {
+    const e = this.find(vs, local, localPort, remote, remotePort, link);
     if (!e || e.released) return;
     if (e.conn.state === TcpState.SynSent) e.conn.fail('EHOSTUNREACH');
   }
