@@ -30,7 +30,17 @@ export class Timer {
 class TimerList {
   head: Timer | null = null;
   size = 0;
+  /**
+   * The earliest deadline in the list, kept as timers come (`minDirty` once the earliest one left:
+   * recomputed when next asked), so reading it costs nothing however many timers a slot holds.
+   */
+  private min = Infinity;
+  private minDirty = false;
+  /** `level.n` counts the timers of every list of one wheel level (a level with none is not scanned). */
+  constructor(private readonly level: { n: number } = { n: 0 }) {}
   add(t: Timer): void {
+    if (t.deadline < this.min) this.min = t.deadline;
+    this.level.n++;
     t.list = this;
     t.prev = null;
     t.next = this.head;
@@ -39,6 +49,8 @@ class TimerList {
     this.size++;
   }
   remove(t: Timer): void {
+    if (t.deadline <= this.min) this.minDirty = true;
+    this.level.n--;
     if (t.prev) t.prev.next = t.next;
     else this.head = t.next;
     if (t.next) t.next.prev = t.prev;
@@ -50,8 +62,21 @@ class TimerList {
   take(): Timer | null {
     const h = this.head;
     this.head = null;
+    this.level.n -= this.size;
     this.size = 0;
+    this.min = Infinity;
+    this.minDirty = false;
     return h;
+  }
+  /** The earliest deadline (Infinity when empty). */
+  earliest(): number {
+    if (this.minDirty) {
+      let m = Infinity;
+      for (let t = this.head; t; t = t.next) if (t.deadline < m) m = t.deadline;
+      this.min = m;
+      this.minDirty = false;
+    }
+    return this.size ? this.min : Infinity;
   }
 }
 
@@ -84,8 +109,11 @@ export class TimerWheel {
    */
   replayLate = true;
 
+  /** Timers in level 0 (nextDeadline skips its slots when there are none). */
+  private readonly l0n = { n: 0 };
+
   constructor(now = 0) {
-    for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList());
+    for (let i = 0; i < L0_SLOTS; i++) this.l0.push(new TimerList(this.l0n));
     for (let i = 0; i < L1_SLOTS; i++) this.l1.push(new TimerList());
     this.tick = Math.floor(now / TICK_US);
   }
@@ -214,23 +242,18 @@ export class TimerWheel {
   /** Earliest pending deadline in µs (Infinity when none). Bounded scan of the slots. */
   nextDeadline(): number {
     if (this.count === 0) return Infinity;
-    for (let i = 0; i < L0_SLOTS; i++) {
+    for (let i = 0; this.l0n.n > 0 && i < L0_SLOTS; i++) {
       const list = this.l0[(this.tick + i) & (L0_SLOTS - 1)]!;
       if (list.size) {
-        let best = Infinity;
-        for (let t = list.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
         // A timer for a later revolution can share the slot; it is still a valid lower bound.
-        return Math.max(best, 0);
+        return Math.max(list.earliest(), 0);
       }
     }
     let best = Infinity;
     const base = Math.floor(this.tick / L1_SPAN);
     for (let i = 0; i < L1_SLOTS; i++) {
       const list = this.l1[(base + i) % L1_SLOTS]!;
-      if (list.size) {
-        for (let t = list.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
-        return best;
-      }
+      if (list.size) return list.earliest();
     }
     for (let t = this.overflow.head; t; t = t.next) if (t.deadline < best) best = t.deadline;
     return best;

@@ -93,4 +93,31 @@ test('a timer cancelled or re-armed by another callback while it waits for the r
   assert.is(w.size, 0);
 });
 
+test('nextDeadline stays exact with thousands of timers in one slot, as timers are cancelled, re-armed and fire', () => {
+  const w = new TimerWheel(0);
+  const ts = Array.from({ length: 5000 }, () => w.create(() => {}));
+  // A minute ahead (level 1), all in one slot, in no particular order.
+  ts.forEach((t, i) => w.set(t, 60_000_000 + ((i * 7919) % 5000) * 10));
+  assert.is(w.nextDeadline(), 60_000_000);
+  const first = ts.find((t) => t.deadline === 60_000_000)!;
+  w.cancel(first);
+  assert.is(w.nextDeadline(), 60_000_010, 'the earliest cancelled: the next one');
+  w.set(first, 59_999_995);
+  assert.is(w.nextDeadline(), 59_999_995, 're-armed earlier');
+  w.set(first, 70_000_000);
+  assert.is(w.nextDeadline(), 60_000_010, 're-armed later');
+  // Near: level 0 wins over level 1; gone again, level 1's minimum is back.
+  const near = w.create(() => {});
+  w.set(near, 5_000);
+  assert.is(w.nextDeadline(), 5_000);
+  w.cancel(near);
+  assert.is(w.nextDeadline(), 60_000_010);
+  // Fire the first half: the next deadline follows.
+  w.advance(60_000_000 + 2500 * 10 - 1);
+  assert.is(w.nextDeadline(), 60_000_000 + 2500 * 10);
+  w.advance(80_000_000);
+  assert.is(w.size, 0);
+  assert.is(w.nextDeadline(), Infinity);
+});
+
 test.run();
