@@ -192,7 +192,7 @@ function dropAddress(eng: AdminHost, link: Link, a: Address): void {
     g.addrs.delete(addr | 0);
     if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
   } else {
-    if (g.addrs6.get(addr) === link) g.addrs6.delete(addr);
+    if (g.addrs6.get(addr) === link) g.deleteAddr6(addr);
     if (g.tentative6.get(addr) === link) g.tentative6.delete(addr);
     eng.ndp.addressRemoved(link, a);
   }

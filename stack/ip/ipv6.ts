@@ -85,9 +85,9 @@ export class Ipv6Input {
         dst = allNodes ? ALL_NODES : ip6At(b, dOff);
         multicast = 1;
       } else {
-        link = grp.addrs6.get6At(b, dOff);
+        link = grp.find6At(b, dOff);
         if (link) {
-          dst = grp.addrs6.lastKey6!; // our own address's value: nothing allocated per packet
+          dst = grp.lastKey6!; // our own address's value: nothing allocated per packet
         } else {
           const t = grp.tentative6.get6At(b, dOff);
           // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's
@@ -118,7 +118,7 @@ export class Ipv6Input {
     const sOff = ip.srcOff;
     const src = this.source(b, sOff);
     // `::` is a valid source only for DAD's Neighbor Solicitations (RFC 4862 5.4.2), checked by NDP.
-    if (isBadSource6(src) || (!this.eng.inLoopback && grp.addrs6.get6At(b, sOff) !== undefined)) {
+    if (isBadSource6(src) || (!this.eng.inLoopback && grp.find6At(b, sOff) !== undefined)) {
       m.drop(j, Drop.Ipv6BadSource);
       return 0;
     }

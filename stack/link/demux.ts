@@ -4,7 +4,7 @@
  * IPv4 a small array or a Map of numbers, for IPv6 an AddrMap probed straight from the frame's
  * bytes): the cost of a packet does not depend on how many virtual servers exist.
  */
-import { AddrMap } from '../../protocols/ip/addr';
+import { AddrMap, Ip6, isLinkLocal6 } from '../../protocols/ip/addr';
 import type { Link } from '../vs';
 
 /**
@@ -77,8 +77,64 @@ export class LinkGroup extends SmallAddrMap {
   }
   /** IPv4 subnet broadcast addresses → link. */
   readonly bcast = new SmallAddrMap();
-  /** IPv6 unicast addresses in use (preferred) → link. */
+  /** IPv6 unicast addresses in use (preferred) → link. Changed through setAddr6/deleteAddr6 only. */
   readonly addrs6 = new AddrMap<Link>();
+  /**
+   * The first two of addrs6 (a global address first: what traffic comes to; then the link-local
+   * one), their words and links kept in the group itself as IPv4's first address is: while the
+   * group has at most two IPv6 addresses, a lookup (destination, or the source's martian check)
+   * touches no other object, which matters when thousands of tenants take turns.
+   */
+  private a0: Ip6 | null = null;
+  private a0w0 = 0; private a0w1 = 0; private a0w2 = 0; private a0w3 = 0;
+  private l0: Link | null = null;
+  private a1: Ip6 | null = null;
+  private a1w0 = 0; private a1w1 = 0; private a1w2 = 0; private a1w3 = 0;
+  private l1: Link | null = null;
+  private n6 = 0;
+  /** Our stored value of the address `find6At` found last (nothing allocated per packet). */
+  lastKey6: Ip6 | null = null;
+
+  /** The link holding the preferred IPv6 address at `b[off..off+16)`; its value is then in `lastKey6`. */
+  find6At(b: Uint8Array, off: number): Link | undefined {
+    if (this.n6 === 0) return undefined;
+    const w3 = rd32(b, off + 12);
+    if (this.a0 !== null && this.a0w3 === w3 && this.a0w0 === rd32(b, off) && this.a0w1 === rd32(b, off + 4) && this.a0w2 === rd32(b, off + 8)) {
+      this.lastKey6 = this.a0;
+      return this.l0!;
+    }
+    if (this.a1 !== null && this.a1w3 === w3 && this.a1w0 === rd32(b, off) && this.a1w1 === rd32(b, off + 4) && this.a1w2 === rd32(b, off + 8)) {
+      this.lastKey6 = this.a1;
+      return this.l1!;
+    }
+    if (this.n6 <= 2) return undefined;
+    const l = this.addrs6.get6At(b, off);
+    if (l !== undefined) this.lastKey6 = this.addrs6.lastKey6;
+    return l;
+  }
+
+  setAddr6(a: Ip6, link: Link): void {
+    this.addrs6.set(a, link);
+    this.inline6();
+  }
+
+  deleteAddr6(a: Ip6): void {
+    this.addrs6.delete(a);
+    this.inline6();
+  }
+
+  private inline6(): void {
+    const all: [Ip6, Link][] = [];
+    for (const [k, v] of this.addrs6) if (typeof k !== 'number') all.push([k, v]);
+    all.sort((x, y) => Number(isLinkLocal6(x[0])) - Number(isLinkLocal6(y[0]))); // global ones first
+    this.n6 = all.length;
+    const [a0, l0] = all[0] ?? [null, null];
+    const [a1, l1] = all[1] ?? [null, null];
+    this.a0 = a0; this.l0 = l0;
+    this.a0w0 = a0 ? a0.w0 : 0; this.a0w1 = a0 ? a0.w1 : 0; this.a0w2 = a0 ? a0.w2 : 0; this.a0w3 = a0 ? a0.w3 : 0;
+    this.a1 = a1; this.l1 = l1;
+    this.a1w0 = a1 ? a1.w0 : 0; this.a1w1 = a1 ? a1.w1 : 0; this.a1w2 = a1 ? a1.w2 : 0; this.a1w3 = a1 ? a1.w3 : 0;
+  }
   /** IPv6 addresses not usable yet or any more (tentative: DAD running; duplicate) → link. */
   readonly tentative6 = new AddrMap<Link>();
 }
@@ -104,3 +160,7 @@ export function linkEth(b: Uint8Array, off: number, dst: Uint8Array, dstOff: num
 
 export const BCAST_MAC = new Uint8Array([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
 export const ZERO_MAC = new Uint8Array(6);
+
+function rd32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}

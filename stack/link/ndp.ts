@@ -157,7 +157,7 @@ export class Ndp {
     const g = this.eng.groupOf(link)!;
     const addr = a.addr as Ip6;
     g.tentative6.delete(addr);
-    g.addrs6.set(addr, link);
+    g.setAddr6(addr, link);
     this.sendNa(link, addr, ALL_NODES6, null, NA_FLAG_OVERRIDE);
   }
 
@@ -190,7 +190,7 @@ export class Ndp {
     const src = m.src6[j]!;
     const fromDad = isUnspecified(src);
     const tOff = nd.targetOff;
-    const preferredLink = grp.addrs6.get6At(b, tOff);
+    const preferredLink = grp.find6At(b, tOff);
     const tentativeLink = preferredLink ? undefined : grp.tentative6.get6At(b, tOff);
     const link = preferredLink ?? tentativeLink;
     const dst = m.dst6[j]!;
