@@ -107,6 +107,7 @@ export const enum Drop {
   Ipv6AddressTentative, // to an address still tentative (DAD running) or found duplicate (RFC 4862 5.4)
   NdpRouterAdvert, // Router Advertisement: counted and ignored (servers are configured statically)
   NdpQueueFull, // frame dropped from the queue of an IPv6 neighbor still being resolved (as arp-queue-full for IPv4)
+  NdpNoEntry, // Neighbor Advertisement for no neighbor entry (or an INCOMPLETE one, without its address): ignored (RFC 4861 7.2.5)
   Count,
 }
 
@@ -137,7 +138,7 @@ export const DROP_NAMES: readonly string[] = [
   'ipv6-reassembly-overflow',
   'icmpv6-truncated', 'icmpv6-bad-checksum', 'icmpv6-unknown-type', 'icmpv6-rate-limited',
   'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
-  'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full',
+  'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full', 'ndp-no-entry',
 ];
 
 export function dropName(d: Drop): string {

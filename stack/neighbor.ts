@@ -211,15 +211,17 @@ export class NeighborCache {
    * resolves (REACHABLE when Solicited, else STALE). For a resolved entry: with Override clear and
    * a different address, a REACHABLE entry only becomes STALE (the address is not taken); otherwise
    * the address is taken when given, Solicited makes the entry REACHABLE, and a changed address
-   * without Solicited makes it STALE. `mac` null: no Target Link-Layer Address option.
+   * without Solicited makes it STALE. `mac` null: no Target Link-Layer Address option. Returns
+   * false when the advertisement was for no entry, or for an INCOMPLETE one without an address: it
+   * taught nothing (the caller counts it).
    */
-  learnAdvert(ip: IpAddr, mac: Uint8Array | null, macOff: number, solicited: boolean, override: boolean, now: number): void {
+  learnAdvert(ip: IpAddr, mac: Uint8Array | null, macOff: number, solicited: boolean, override: boolean, now: number): boolean {
     const n = this.entries.get(typeof ip === 'number' ? ip : ip.toString());
-    if (!n) return;
+    if (!n) return false;
     if (n.state === NState.Incomplete) {
-      if (!mac) return;
+      if (!mac) return false;
       this.learn(ip, mac, macOff, solicited, false, now);
-      return;
+      return true;
     }
     let differs = false;
     if (mac) for (let i = 0; i < 6; i++) if (n.mac[i] !== mac[macOff + i]) { differs = true; break; }
@@ -228,7 +230,7 @@ export class NeighborCache {
         n.state = NState.Stale;
         this.wheel.set(n.timer, now + this.params.gcStaleUs);
       }
-      return;
+      return true;
     }
     if (mac && differs) for (let i = 0; i < 6; i++) n.mac[i] = mac[macOff + i]!;
     n.updated = now;
@@ -240,6 +242,7 @@ export class NeighborCache {
       n.state = NState.Stale;
       this.wheel.set(n.timer, now + this.params.gcStaleUs);
     }
+    return true;
   }
 
   /** @internal timer expiry */

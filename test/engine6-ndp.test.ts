@@ -163,9 +163,11 @@ test('NA per RFC 4861 7.2.5: Override clear with a different MAC does not replac
   assert.is(mac(n().mac), mac(other), 'Override set replaces the MAC');
   assert.is(state(w, B6), 'STALE');
   // An NA never creates an entry (RFC 4861 7.2.5).
+  const noEntry = drops(w, 'a', 'ndp-no-entry'); // b's own announcements (to all nodes) counted so far
   send(w, frame6(w, { src: C6, dst: A6, nh: 58, hop: 255, l4: na6(C6, 0x60, PEER_MAC, C6, A6) }));
   await w.run(() => false, 1000);
   assert.is(state(w, C6), undefined);
+  assert.is(drops(w, 'a', 'ndp-no-entry'), noEntry + 1, 'and is counted');
   s.close();
   await settle(w);
   assert.equal(held(w), [0, 0]);

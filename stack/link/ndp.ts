@@ -245,7 +245,8 @@ export class Ndp {
     }
     if (preferredLink) return m.drop(j, Drop.Ipv6BadSource); // someone else claims our address: not learned
     const target = ip6At(b, tOff);
-    link0.neigh.learnAdvert(target, nd.tllaOff >= 0 ? b : null, nd.tllaOff, nd.solicited, nd.override, m.now);
+    // RFC 4861 7.2.5: an advertisement for a neighbor without an entry is ignored (counted).
+    if (!link0.neigh.learnAdvert(target, nd.tllaOff >= 0 ? b : null, nd.tllaOff, nd.solicited, nd.override, m.now)) return m.drop(j, Drop.NdpNoEntry);
     m.free(j);
   }
 

@@ -11,6 +11,11 @@ import { writeIcmpError, writeIcmpEchoReply, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED
 import { tcpHeaderLen, writeTcp } from '../../protocols/tcp';
 import { TcpSegmentOut, TH_ACK, TH_SYN, TH_FIN, TH_PSH, TH_RST } from '../../protocols/tcp/types';
 import { fixChecksums } from './lib';
+import { ANY6, Ip6, parseIp6, solicitedNode } from '../../protocols/ip/addr';
+import { ETH_P_IPV6 } from '../../protocols/ethernet';
+import { icmp6Checksum } from '../../protocols/icmpv6';
+import { writeNa, writeNs } from '../../protocols/ndp';
+import { frag as fragHdr, optsHdr, packet as ip6Packet } from '../lib/ipv6-frames';
 
 export const DEV_MAC = Uint8Array.from([2, 0, 0, 0, 0, 1]);
 export const PEER_MAC = Uint8Array.from([2, 0, 0, 0, 0x0a, 2]);
@@ -154,4 +159,66 @@ export function seg(sport: number, dport: number, seq: number, ack: number, flag
   const s = new TcpSegmentOut();
   s.srcPort = sport; s.dstPort = dport; s.seq = seq >>> 0; s.ack = ack >>> 0; s.flags = flags; s.window = 65535;
   return s;
+}
+
+/**
+ * IPv6 seeds for the engine target, one set per VS of its rig (VLAN 10, VLAN 20, untagged, each
+ * holding fd00::1): NDP (NS with SLLA, a DAD probe from ::, NA), echo (whole, with a Destination
+ * Options header, and in fragments), UDP (to the echo port, zero checksum), a TCP SYN, an MLD query,
+ * an unknown upper layer and an unknown option with the "send Parameter Problem" action.
+ */
+export function emitterFrames6(): Uint8Array[] {
+  const us = parseIp6('fd00::1'), peer = parseIp6('fd00::2'), sn = solicitedNode(us), all = parseIp6('ff02::1');
+  const llPeer = parseIp6('fe80::2');
+  const out: Uint8Array[] = [];
+  const frame = (vlan: number, mac: Uint8Array, ip: Uint8Array, hop = 64): Uint8Array => {
+    ip[7] = hop;
+    const hl = vlan >= 0 ? 18 : 14;
+    const f = new Uint8Array(hl + ip.length);
+    writeEth(f, 0, mac, 0, PEER_MAC, 0, ETH_P_IPV6, vlan);
+    f.set(ip, hl);
+    return f;
+  };
+  const icmp = (type: number, code: number, src: Ip6, dst: Ip6, rest: number, body: Uint8Array): Uint8Array => {
+    const b = new Uint8Array(8 + body.length);
+    b[0] = type; b[1] = code;
+    b[4] = rest >>> 24; b[5] = (rest >>> 16) & 0xff; b[6] = (rest >>> 8) & 0xff; b[7] = rest & 0xff;
+    b.set(body, 8);
+    const c = icmp6Checksum(b, 0, b.length, src, dst);
+    b[2] = c >>> 8; b[3] = c & 0xff;
+    return b;
+  };
+  const data = new Uint8Array(64).map((_, i) => i);
+  for (const [vlan, macText] of [[10, '02:00:00:00:01:01'], [20, '02:00:00:00:02:01'], [-1, '02:00:00:00:00:01']] as const) {
+    const mac = Uint8Array.from(macText.split(':').map((h) => parseInt(h, 16)));
+    const snMac = Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 1]);
+    const allMac = Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]);
+    const nsb = new Uint8Array(40);
+    out.push(frame(vlan, snMac, ip6Packet([], 58, nsb.slice(0, writeNs(nsb, 0, us, PEER_MAC, peer, sn)), sn, peer), 255));
+    out.push(frame(vlan, snMac, ip6Packet([], 58, nsb.slice(0, writeNs(nsb, 0, us, null, ANY6, sn)), sn, ANY6), 255));
+    const nab = new Uint8Array(32);
+    out.push(frame(vlan, mac, ip6Packet([], 58, nab.slice(0, writeNa(nab, 0, peer, 0x60, PEER_MAC, peer, us)), us, peer), 255));
+    out.push(frame(vlan, mac, ip6Packet([], 58, icmp(128, 0, peer, us, 0x00070001, data), us, peer)));
+    out.push(frame(vlan, mac, ip6Packet([optsHdr(60, [0x1e, 2, 0, 0])], 58, icmp(128, 0, peer, us, 0x00070002, data.subarray(0, 8)), us, peer)));
+    out.push(frame(vlan, mac, ip6Packet([optsHdr(60, [0x80, 2, 0, 0])], 58, icmp(128, 0, peer, us, 0x00070003, data.subarray(0, 8)), us, peer)));
+    const u = new Uint8Array(8 + 16);
+    u.set(data.subarray(0, 16), 8);
+    writeUdp(u, 0, 5000, 7, 16, peer, us);
+    out.push(frame(vlan, mac, ip6Packet([], 17, u.slice(), us, peer)));
+    const uz = u.slice();
+    uz[6] = 0; uz[7] = 0;
+    out.push(frame(vlan, mac, ip6Packet([], 17, uz, us, peer)));
+    const syn = seg(40000, 80, 12345, 0, TH_SYN);
+    syn.mss = 1440; syn.wscale = 7; syn.sackOk = true; syn.hasTs = true; syn.tsVal = 1000; syn.window = 65535;
+    const t = new Uint8Array(tcpHeaderLen(syn));
+    writeTcp(t, 0, syn, 0, peer, us);
+    out.push(frame(vlan, mac, ip6Packet([], 6, t, us, peer)));
+    out.push(frame(vlan, allMac, ip6Packet([optsHdr(0, [5, 2, 0, 0])], 58, icmp(130, 0, llPeer, all, 10000 << 16, new Uint8Array(20)), all, llPeer), 1));
+    out.push(frame(vlan, mac, ip6Packet([], 253, data.subarray(0, 8), us, peer)));
+    // An echo of 1400 bytes in two fragments.
+    const big = icmp(128, 0, peer, us, 0x00070004, new Uint8Array(1392).map((_, i) => i));
+    out.push(frame(vlan, mac, ip6Packet([fragHdr(0, true, 77)], 58, big.subarray(0, 800), us, peer)));
+    out.push(frame(vlan, mac, ip6Packet([fragHdr(800, false, 77)], 58, big.subarray(800), us, peer)));
+  }
+  return out;
 }

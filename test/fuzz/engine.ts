@@ -28,8 +28,13 @@ import { TcpLayer } from '../../stack/transport/tcp';
 import { UdpSocket } from '../../stack/udp';
 import { NeighborCache } from '../../stack/neighbor';
 import { Ipv4Reassembler } from '../../protocols/reassembly';
+import { Ipv6Reassembler } from '../../protocols/reassembly6';
 import { Drop } from '../../protocols/drop';
-import { EthFrame, ETH_P_ARP, ETH_P_IPV4 } from '../../protocols/ethernet';
+import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6 } from '../../protocols/ethernet';
+import { Ipv6Header, IPPROTO_ICMPV6 } from '../../protocols/ipv6';
+import { Icmp6Packet } from '../../protocols/icmpv6';
+import { UdpHeader } from '../../protocols/udp';
+import { ip6At } from '../../protocols/ip/addr';
 import { ArpPacket, ARP_REPLY, ARP_REQUEST } from '../../protocols/arp';
 import { Ipv4Header, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseIpv4 } from '../../protocols/ipv4';
 import { IcmpPacket } from '../../protocols/icmp';
@@ -37,7 +42,7 @@ import { TcpHeader } from '../../protocols/tcp';
 import { TcpState, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG } from '../../protocols/tcp/types';
 import type { VirtualServer } from '../../stack/vs';
 import { Rng, Target, Violation, fixChecksums, mutate } from './lib';
-import { arpFrameOf, captureFrames, emitterFrames, FrameSpec, icmpEchoOf, icmpErrorOf, ipFrame, seg, tcpFrameOf, udpFrameOf, PEER_MAC, BCAST } from './corpus';
+import { arpFrameOf, captureFrames, emitterFrames, emitterFrames6, FrameSpec, icmpEchoOf, icmpErrorOf, ipFrame, seg, tcpFrameOf, udpFrameOf, PEER_MAC, BCAST } from './corpus';
 
 // ------------------------------------------------------------------ instrumentation
 
@@ -60,6 +65,9 @@ function instrument(): void {
   // An ICMP error believed (it quotes live state of ours: RFC 5927); others are counted drops.
   wrap(Icmp4.prototype, 'errorInput', (r) => { if (r === Drop.None) ev.icmpErr++; });
   wrap(Ipv4Reassembler.prototype, 'push', (r) => { if (r === Drop.None) ev.frag++; });
+  wrap(Ipv6Reassembler.prototype, 'push', (r) => { if (r === Drop.None) ev.frag++; });
+  // An NA that updated a neighbor entry (one that taught nothing is a counted drop).
+  wrap(NeighborCache.prototype, 'learnAdvert', (r) => { if (r === true) ev.arpLearn++; });
   wrap(NeighborCache.prototype, 'learn', () => { ev.arpLearn++; });
   wrap(UdpSocket.prototype, 'enqueue', () => { ev.udp++; });
   // An output frame queued for ARP resolution (or dropped from the queue, which is also counted).
@@ -96,6 +104,9 @@ class Rig {
   private readonly ipp = new Ipv4Header();
   private readonly tcpp = new TcpHeader();
   private readonly arpp = new ArpPacket();
+  private readonly ip6p = new Ipv6Header();
+  private readonly icmp6p = new Icmp6Packet();
+  private readonly udpp = new UdpHeader();
   private readonly toInject: Uint8Array[] = [];
   inputs = 0;
   synAcks = 0;
@@ -106,6 +117,8 @@ class Rig {
     instrument();
     this.e = new Engine({
       secret: SECRET, now: this.now, tcpMaxTimeWait: MAX_TIME_WAIT, reassembly: { maxDatagrams: 32, maxBytes: 128 * 1024 },
+      // IPv6 addresses usable at once (fuzzed frames reach NDP, ICMPv6, UDP and TCP over IPv6).
+      ndp: { dadTransmits: 0, mldReportUs: 0 },
       // Connections a peer can open are bounded by the limits (checked by checkMemory()).
       limits: { tcpConnections: CONN_LIMIT },
       // The stack counts an exception of its own code and carries on: here every one is a finding.
@@ -118,6 +131,7 @@ class Rig {
       const mac = Uint8Array.from(macS.split(':').map((h) => parseInt(h, 16)));
       this.e.addLink(vs, { device: 'eth0', vlan: vlan >= 0 ? vlan : undefined, mac });
       this.e.addAddress(vs, vlan >= 0 ? `eth0.${vlan}` : 'eth0', cidr);
+      this.e.addAddress(vs, vlan >= 0 ? `eth0.${vlan}` : 'eth0', 'fd00::1/64');
       this.vses.push({ vs, vlan, mac, local: vlan >= 0 ? A : C, peer });
       const ctx = { engine: this.e, vs, now: () => this.now };
       const track = (s: Socket) => { this.sockets.add(s); s.on('error', () => {}); s.on('close', () => this.sockets.delete(s)); };
@@ -193,6 +207,7 @@ class Rig {
       }
       return;
     }
+    if (e.etherType === ETH_P_IPV6) return this.observe6(b, e.l3Off, e.l3Len);
     if (e.etherType !== ETH_P_IPV4) throw new Violation(`engine sent ethertype ${e.etherType}`);
     const ip = this.ipp;
     const d = ip.parse(b, e.l3Off, e.l3Len);
@@ -219,6 +234,21 @@ class Rig {
     const end = (t.seq + t.payloadLen + ((t.flags & TH_SYN) ? 1 : 0) + ((t.flags & TH_FIN) ? 1 : 0)) >>> 0;
     if (((end - c.rcvNxt) | 0) > 0) c.rcvNxt = end;
     if (t.hasTs) c.tsEcr = t.tsVal;
+  }
+
+  /** An IPv6 packet the engine sent: a valid header, within the MTU, good upper-layer checksums. */
+  private observe6(b: Uint8Array, off: number, len: number): void {
+    const h = this.ip6p;
+    const d = h.parse(b, off, len);
+    if (d !== Drop.None) throw new Violation(`engine sent a malformed IPv6 packet (drop ${d})`);
+    if (40 + h.payloadLen > 1500) throw new Violation(`engine sent ${40 + h.payloadLen} bytes of IPv6 over a 1500-byte MTU`);
+    if (h.isFragment) return;
+    const src = ip6At(b, h.srcOff), dst = ip6At(b, h.dstOff);
+    let bad = Drop.None;
+    if (h.nextHeader === IPPROTO_ICMPV6) bad = this.icmp6p.parse(b, h.l4Off, h.l4Len, h.srcOff, h.dstOff);
+    else if (h.nextHeader === IPPROTO_TCP) bad = this.tcpp.parse(b, h.l4Off, h.l4Len, src, dst);
+    else if (h.nextHeader === IPPROTO_UDP) bad = this.udpp.parse(b, h.l4Off, h.l4Len, src, dst);
+    if (bad !== Drop.None) throw new Violation(`engine sent IPv6 next header ${h.nextHeader} that does not parse (drop ${bad})`);
   }
 
   /** Frames held by neighbor resolution queues. */
@@ -577,7 +607,7 @@ export const engineTarget: Target<EngIn> & { heapMax(): number; resetState(seed:
     if (!x.sendAsIs && frames.length === 1 && (x.window & 3) === 0) frames[0] = mutate(rng, frames[0]!, frames[0]!, 1600);
     step(frames, x.advanceUs);
   },
-  corpus: () => [...captureFrames(), ...emitterFrames()],
+  corpus: () => [...captureFrames(), ...emitterFrames(), ...emitterFrames6()],
   execBytes(b) {
     const r = getRig();
     // Half the time the base is a live frame (current sequence numbers), mutated.
