@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labImpair, labUp, Lab, LabConfigError, validateImpair } from '../stack/lab';
 import { COMMANDS, parsePercent, UsageError } from '../stack/cli';
-import { ImpairRig, peerCsumErrors, TransferResult } from './lib/impair';
+import { corruptionCaught, ImpairRig, TransferResult } from './lib/impair';
 import { nsRun } from './lib/rig';
 
 const PREFIX = labPrefix('xl');
@@ -153,25 +153,7 @@ if (privileged) {
   }
 
   test('1 % corruption + 1 % loss both ways: every corrupted frame is caught by a checksum, data byte-exact', async () => {
-    rig.setImpair(0.01, 0.01);
-    const drops0 = rig.drops()['tcp-bad-checksum'] ?? 0;
-    const peerErr0 = await Promise.all(lab.peers.map((p) => peerCsumErrors(p.ns)));
-    for (const peer of [0, 1]) {
-      results.push(await rig.toStack(peer, 2 << 20, 60_000));
-      results.push(await rig.fromStack(peer, 2 << 20, 60_000));
-    }
-    const imp = rig.impairment();
-    const badAtStack = (rig.drops()['tcp-bad-checksum'] ?? 0) - drops0;
-    const corruptedOut = imp.reduce((n, p) => n + p.out.corrupted, 0);
-    for (const p of imp) assert.ok(p.in.corrupted > 0 && p.out.corrupted > 0, `peer ${p.peer} corrupted both ways: ${JSON.stringify(p)}`);
-    // Frames from the peers: a flipped bit in a TCP segment always fails the checksum (RFC 9293
-    // 3.1: the one's complement sum changes with any single bit).
-    assert.ok(badAtStack >= 1 && badAtStack <= corruptedOut, `stack tcp-bad-checksum ${badAtStack}, corrupted toward the stack ${corruptedOut}`);
-    const peerErr = await Promise.all(lab.peers.map((p) => peerCsumErrors(p.ns)));
-    lab.peers.forEach((_, i) => {
-      const got = peerErr[i]! - peerErr0[i]!;
-      assert.ok(got >= 1 && got <= imp[i]!.in.corrupted, `peer ${i} TcpInCsumErrors +${got}, corrupted toward it ${imp[i]!.in.corrupted}`);
-    });
+    await corruptionCaught(rig, results);
     await settled();
   });
 

@@ -18,6 +18,7 @@ import { labImpair, labImpairment, Lab, PeerImpairment } from '../../stack/lab';
 import type { Socket } from '../../stack/net';
 import { TCP_STATE_NAMES } from '../../protocols/tcp/types';
 import { DROP_NAMES } from '../../protocols/drop';
+import * as assert from 'uvu/assert';
 import { nsRun } from './rig';
 
 export const SINK_PORT = 5001;
@@ -294,4 +295,31 @@ export async function peerCsumErrors(ns: string): Promise<number> {
   const c = await peerTcpCounters(ns);
   if (c.InCsumErrors === undefined) throw new Error('no InCsumErrors in /proc/net/snmp');
   return c.InCsumErrors;
+}
+
+/**
+ * 1 % corruption + 1 % loss both ways on every peer: 2 MB to and from the stack per peer,
+ * byte-exact, and every corrupted frame caught by a checksum (a flipped bit in a TCP segment always
+ * fails it, RFC 9293 3.1): by the stack (tcp-bad-checksum) for frames from the peers, by the peers'
+ * kernels (TcpInCsumErrors) for frames toward them. The transfers' figures go into `results`.
+ */
+export async function corruptionCaught(rig: ImpairRig, results: TransferResult[]): Promise<void> {
+  const lab = rig.lab;
+  rig.setImpair(0.01, 0.01);
+  const drops0 = rig.drops()['tcp-bad-checksum'] ?? 0;
+  const peerErr0 = await Promise.all(lab.peers.map((p) => peerCsumErrors(p.ns)));
+  for (let peer = 0; peer < lab.peers.length; peer++) {
+    results.push(await rig.toStack(peer, 2 << 20, 60_000));
+    results.push(await rig.fromStack(peer, 2 << 20, 60_000));
+  }
+  const imp = rig.impairment();
+  const badAtStack = (rig.drops()['tcp-bad-checksum'] ?? 0) - drops0;
+  const corruptedOut = imp.reduce((n, p) => n + p.out.corrupted, 0);
+  for (const p of imp) assert.ok(p.in.corrupted > 0 && p.out.corrupted > 0, `peer ${p.peer} corrupted both ways: ${JSON.stringify(p)}`);
+  assert.ok(badAtStack >= 1 && badAtStack <= corruptedOut, `stack tcp-bad-checksum ${badAtStack}, corrupted toward the stack ${corruptedOut}`);
+  const peerErr = await Promise.all(lab.peers.map((p) => peerCsumErrors(p.ns)));
+  lab.peers.forEach((_, i) => {
+    const got = peerErr[i]! - peerErr0[i]!;
+    assert.ok(got >= 1 && got <= imp[i]!.in.corrupted, `peer ${i} TcpInCsumErrors +${got}, corrupted toward it ${imp[i]!.in.corrupted}`);
+  });
 }
