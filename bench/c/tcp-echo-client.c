@@ -85,6 +85,24 @@ static void reopen(int i)
 	while (open_conn(i) < 0) errors++;
 }
 
+/*
+ * The non-blocking connect of conns[i] completed (EPOLLOUT): on success it waits for input and sends
+ * its first `len` bytes (returns 0); on failure the slot is reopened and counted (returns -1).
+ */
+static int connected(int i, size_t len)
+{
+	struct conn *c = &conns[i];
+	int err = 0;
+	socklen_t l = sizeof(err);
+	getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
+	if (err) { errors++; reopen(i); return -1; }
+	c->connected = 1;
+	struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
+	epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+	if (send(c->fd, sbuf, len, MSG_NOSIGNAL) < 0) { errors++; reopen(i); return -1; }
+	return 0;
+}
+
 static void usage(void)
 {
 	fprintf(stderr, "usage: tcp-echo-client echo IP PORT CONNS SECONDS [SIZE] [WARMUP]\n"
@@ -116,16 +134,7 @@ static int hold(int n, double secs)
 			int i = evs[j].data.u32;
 			struct conn *c = &conns[i];
 			if (evs[j].events & (EPOLLERR | EPOLLHUP)) { errors++; reopen(i); c->connected = 0; continue; }
-			if ((evs[j].events & EPOLLOUT) && !c->connected) {
-				int err = 0;
-				socklen_t l = sizeof(err);
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-				if (err) { errors++; reopen(i); continue; }
-				c->connected = 1;
-				struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
-				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-				if (send(c->fd, sbuf, 1, MSG_NOSIGNAL) < 0) { errors++; reopen(i); c->connected = 0; continue; }
-			}
+			if ((evs[j].events & EPOLLOUT) && !c->connected && connected(i, 1) < 0) continue;
 			if (evs[j].events & EPOLLIN) {
 				ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
 				if (r < 0 && errno == EAGAIN) continue;
@@ -204,16 +213,7 @@ int main(int argc, char **argv)
 			if (evs[j].events & (EPOLLERR | EPOLLHUP)) {
 				if (!echo || !(evs[j].events & EPOLLIN)) { errors++; reopen(i); continue; }
 			}
-			if ((evs[j].events & EPOLLOUT) && !c->connected) {
-				int err = 0;
-				socklen_t l = sizeof(err);
-				getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &l);
-				if (err) { errors++; reopen(i); continue; }
-				c->connected = 1;
-				struct epoll_event ev = { .events = EPOLLIN, .data.u32 = i };
-				epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
-				if (send(c->fd, sbuf, echo ? size : 1, MSG_NOSIGNAL) < 0) { errors++; reopen(i); continue; }
-			}
+			if ((evs[j].events & EPOLLOUT) && !c->connected && connected(i, echo ? size : 1) < 0) continue;
 			if (evs[j].events & EPOLLIN) {
 				ssize_t r = recv(c->fd, rbuf, sizeof(rbuf), 0);
 				if (r <= 0) {
