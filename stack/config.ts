@@ -24,6 +24,7 @@ import { addrEq, addrToString, IpAddr, isUnspecified } from '../protocols/ip/add
 import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from './limits';
+import { ServiceConfig, serviceKind, serviceTypes } from './services';
 
 export type DriverKind = 'afxdp' | 'pcap' | 'memory';
 
@@ -94,12 +95,6 @@ export interface VsConfig {
   limits?: VsLimits;
 }
 
-export interface ServiceConfig {
-  type: string;
-  vs: string;
-  port: number;
-  address?: string;
-}
 
 export interface StackConfig {
   /** Stack name: names the control socket (default: the config file's base name, or 'xdpstack'). */
@@ -114,8 +109,6 @@ export interface StackConfig {
   services?: ServiceConfig[];
 }
 
-/** Service kinds the config accepts; the stack registers their implementations (see stack.ts). */
-export const SERVICE_TYPES = new Set<string>(['udp-echo', 'tcp-echo']);
 
 export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: { path: string; message: string }[]) {
@@ -297,20 +290,22 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
   svcs?.forEach((s, i) => {
     const p = join('services', i);
     if (!c.isObject(s, p)) return;
-    c.keys(s, p, ['type', 'vs', 'port', 'address']);
     const type = c.string(s, 'type', p, true);
-    if (type !== undefined && !SERVICE_TYPES.has(type)) c.fail(join(p, 'type'), `unknown service type ${JSON.stringify(type)} (known: ${[...SERVICE_TYPES].join(', ')})`);
+    const kind = type !== undefined ? serviceKind(type) : undefined;
+    if (type !== undefined && !kind) c.fail(join(p, 'type'), `unknown service type ${JSON.stringify(type)} (known: ${serviceTypes().join(', ')})`);
+    c.keys(s, p, ['type', 'vs', 'port', 'address', ...(kind?.keys ?? [])]);
+    kind?.validate?.(c, s, p);
     const vs = c.string(s, 'vs', p, true);
     const links = vs !== undefined ? vsLinks.get(vs) : undefined;
     if (vs !== undefined && !links) c.fail(join(p, 'vs'), `no virtual server '${vs}' (known: ${[...vsLinks.keys()].join(', ') || 'none'})`);
-    const port = c.int(s, 'port', p, true, 1, 65535);
+    const port = c.int(s, 'port', p, kind !== undefined && kind.defaultPort === undefined, 1, 65535) ?? kind?.defaultPort;
     // An address of the VS, of either family, or the unspecified one (0.0.0.0 or ::: every address).
     const addr = c.addr(s, 'address', p, false);
     if (addr !== undefined && !isUnspecified(addr) && links && !links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr)))) {
       c.fail(join(p, 'address'), `${addrToString(addr)} is not an address of virtual server '${vs}'`);
     }
     if (vs !== undefined && port !== undefined) {
-      const key = `${vs}/${type?.startsWith('tcp-') ? 'tcp' : 'udp'}/${port}`;
+      const key = `${vs}/${kind?.transport ?? 'udp'}/${port}`;
       const prev = bound.get(key);
       if (prev) c.fail(join(p, 'port'), `port ${port} of virtual server '${vs}' is already used by ${prev}`);
       else bound.set(key, p);

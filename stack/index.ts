@@ -8,10 +8,13 @@
  *   sock.bind(7);
  *   stack.start();
  */
-export { createStack, replayCapture, Stack, VsHandle, Trace, SERVICES, SHOW_KINDS } from './stack';
-export type { StackOptions, ShowKind, Service, ServiceFactory, ReplayResult } from './stack';
-export { loadConfig, validateConfig, ConfigError, SERVICE_TYPES } from './config';
-export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig, ServiceConfig } from './config';
+export { createStack, replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
+export type { StackOptions, ShowKind, ReplayResult } from './stack';
+export { loadConfig, validateConfig, ConfigError } from './config';
+export { registerService, serviceKind, serviceTypes } from './services';
+export type { Service, ServiceKind, ServiceVs } from './services';
+export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig } from './config';
+export type { ServiceConfig } from './services';
 export { ControlServer, controlRequest, defaultSocketPath, resolveSocket, formatTable } from './control';
 export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';

@@ -26,7 +26,8 @@ import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, routeRow, ruleRow } from './show';
-import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, ServiceConfig, StackConfig, validateConfig } from './config';
+import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './config';
+import { Service, ServiceConfig, serviceKind } from './services';
 import type { Counters } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './validate';
 import { AddrMap, addrEq, IpAddr } from '../protocols/ip/addr';
@@ -45,40 +46,6 @@ export interface StackOptions {
 
 export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits';
 export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits'];
-
-// ---------------------------------------------------------------------------------------------
-// Services
-
-export interface Service {
-  readonly type: string;
-  close(): void;
-}
-
-export type ServiceFactory = (vs: VsHandle, spec: ServiceConfig) => Service;
-
-/** Service implementations by type (the config validator accepts the same names). */
-export const SERVICES: Record<string, ServiceFactory> = {
-  // Services serve both families on every address of their VS unless they name one, as a Node
-  // server does on '::' (IPv4 peers reach it as ::ffff:a.b.c.d).
-  'udp-echo': (vs, spec) => {
-    const sock = vs.createSocket(spec.address && !spec.address.includes(':') ? 'udp4' : 'udp6');
-    sock.on('message', (msg: Buffer, rinfo: { address: string; port: number }) => {
-      sock.send(msg, rinfo.port, rinfo.address, () => { /* errors are counted by the engine */ });
-    });
-    sock.on('error', () => { /* bind errors are reported by the validator; runtime ones are counted */ });
-    sock.bind(spec.port, spec.address);
-    return { type: 'udp-echo', close: () => { if (!sock.closed) sock.close(); } };
-  },
-  'tcp-echo': (vs, spec) => {
-    const srv = vs.createServer((s) => {
-      s.on('error', () => { /* resets are the peer's business */ });
-      s.pipe(s);
-    });
-    srv.on('error', () => { /* bind errors are reported by the validator */ });
-    srv.listen(spec.port, spec.address);
-    return { type: 'tcp-echo', close: () => { if (srv.listening) srv.close(); } };
-  },
-};
 
 // ---------------------------------------------------------------------------------------------
 // Taps (trace)
@@ -334,9 +301,11 @@ export class Stack {
   }
 
   private startService(s: ServiceConfig): void {
-    const f = SERVICES[s.type];
-    if (!f) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
-    const svc = f(this.vs(s.vs), s);
+    const kind = serviceKind(s.type);
+    if (!kind) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
+    const port = s.port ?? kind.defaultPort;
+    if (port === undefined) throw new Error(`service ${s.type} in virtual server '${s.vs}': no port`);
+    const svc = kind.start(this.vs(s.vs), { ...s, port });
     this.serviceVs.set(svc, s.vs);
     this.services.push(svc);
   }
