@@ -2,7 +2,9 @@
  * `npm run demo`: three tenants with the same dual-stack address plan (10.1.1.0/24 and fd00:1::/64)
  * on three VLANs, served by one xdpstack process with three virtual servers. Each kernel peer (a
  * network namespace) pings its VS and exchanges UDP and TCP echo with it, over IPv4 and over IPv6;
- * then the `show` tables of the running stack are printed, and everything is cleaned up.
+ * each peer also discovers its tenant's iSCSI portal (libiscsi's iscsi-ls) over both families and
+ * reads its disk's capacity: the same IQN on the same address is a different disk in each tenant.
+ * Then the `show` tables of the running stack are printed, and everything is cleaned up.
  * The same lab from the CLI: `xdpstack lab up --vlans 10,20,30 --net6 fd00:1::/64`.
  */
 import { execFile, spawn, ChildProcess } from 'node:child_process';
@@ -66,6 +68,29 @@ async function reach(peer: string, dst: string, msg: string): Promise<{ ok: bool
   };
 }
 
+const IQN = 'iqn.2026-12.org.xdpstack:disk';
+
+/**
+ * iSCSI from one peer: SendTargets discovery over IPv4 and IPv6, then READ CAPACITY(16) of LUN 0.
+ * Tenant i's disk is 16·(i+1) MiB (examples/demo.json), so each answer shows whose disk it is.
+ */
+async function iscsi(peer: string, i: number): Promise<{ ok: boolean; text: string }> {
+  const found: string[] = [];
+  for (const dst of [V4, `[${V6}]`]) {
+    const r = await ns(peer, 'iscsi-ls', [`iscsi://${dst}`]);
+    if (r.code === 0 && r.out.includes(`Target:${IQN}`)) found.push(dst.includes(':') ? 'IPv6' : 'IPv4');
+  }
+  const cap = await ns(peer, 'iscsi-readcapacity16', [`iscsi://${V4}/${IQN}/0`]);
+  const m = /Total size:(\d+)/.exec(cap.out);
+  const mib = m ? Number(m[1]) / 2 ** 20 : 0;
+  const ok = found.length === 2 && mib === 16 * (i + 1);
+  return {
+    ok,
+    text: `discovery ${found.length === 2 ? 'ok over IPv4 and IPv6' : `FAILED (${found.join(', ') || 'none'})`}; ` +
+      `${IQN} LUN 0 ${m ? `is ${mib} MiB` : `FAILED (${JSON.stringify(cap.out.trim().slice(0, 200))})`}`,
+  };
+}
+
 async function main(): Promise<number> {
   if (process.getuid?.() !== 0) {
     console.error('demo: needs root (network namespaces, AF_XDP). Run: sudo npm run demo');
@@ -86,6 +111,11 @@ async function main(): Promise<number> {
         if (!r.ok) failures++;
         console.log(`peer ${p.ns} (VLAN ${p.vlan}) ${family.padEnd(4)} ${dst.padEnd(10)}: ${r.text}`);
       }
+    }
+    for (const [i, p] of lab.peers.entries()) {
+      const r = await iscsi(p.ns, i);
+      if (!r.ok) failures++;
+      console.log(`peer ${p.ns} (VLAN ${p.vlan}) iSCSI: ${r.text}`);
     }
     for (const kind of ['vs', 'addresses', 'neighbors', 'counters']) {
       console.log(`\n$ xdpstack show ${kind}`);
