@@ -51,15 +51,15 @@ export class IscsiService implements Service {
     }
     this.portal = { targets, sessions: new SessionTable() };
     const nop = {
-      ...(typeof spec['nopInterval'] === 'number' ? { nopIntervalMs: spec['nopInterval'] * 1000 } : {}),
-      ...(typeof spec['nopTimeout'] === 'number' ? { nopTimeoutMs: spec['nopTimeout'] * 1000 } : {}),
+      ...(typeof spec['nopInterval'] === 'number' ? { nopInterval: spec['nopInterval'] * 1000 } : {}),
+      ...(typeof spec['nopTimeout'] === 'number' ? { nopTimeout: spec['nopTimeout'] * 1000 } : {}),
     };
     this.server = vs.createServer({ noDelay: true }, (sock) => this.accept(sock, nop, log));
     this.server.on('error', (e: Error) => log(`iscsi ${vs.name}: port ${spec.port}: ${e.message}`));
     this.server.listen(spec.port, spec.address);
   }
 
-  private accept(sock: NetSocket, nop: { nopIntervalMs?: number; nopTimeoutMs?: number }, log: (m: string) => void): void {
+  private accept(sock: NetSocket, nop: { nopInterval?: number; nopTimeout?: number }, log: (m: string) => void): void {
     if (this.closed) { sock.destroy(); return; }
     this.connections++;
     this.sockets.add(sock);
