@@ -266,4 +266,343 @@ test('discovery: IPv6 portal addresses are bracketed; a Normal session lists onl
   assert.equal(lines, [`TargetName=${IQN}`, 'TargetAddress=10.0.0.1:3260,1']);
 });
 
+// ---- writes and R2T -------------------------------------------------------------------------------
+
+function r2tOf(p: TPdu) {
+  assert.is(p.op, OP.R2t);
+  return { ttt: p.ttt, r2tsn: u32(p.bhs, 36), off: u32(p.bhs, 40), len: u32(p.bhs, 44), statSN: p.statSN };
+}
+
+test('write with InitialR2T=Yes, ImmediateData=No: an R2T solicits all data; StatSN not advanced by R2T; GOOD after the F bit', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No'], ['MaxOutstandingR2T', '1']]);
+  const data = pattern(4096, 1);
+  const itt = rig.cmd({ cdb: write10(10, 8), E: 4096, w: true });
+  const r = r2tOf(rig.one());
+  assert.ok(r.ttt !== 0xffffffff);
+  assert.is(r.r2tsn, 0);
+  assert.is(r.off, 0);
+  assert.is(r.len, 4096);
+  rig.dataOut(itt, r.ttt, 0, 0, data.subarray(0, 2048), false);
+  assert.is(rig.take().length, 0);
+  rig.dataOut(itt, r.ttt, 1, 2048, data.subarray(2048), true);
+  const rsp = rig.one();
+  assert.is(rsp.op, OP.ScsiRsp);
+  assert.is(rsp.itt, itt);
+  assert.is(rsp.flags, 0x80);
+  assert.is(rsp.bhs[2], 0); // command completed at target
+  assert.is(rsp.bhs[3], 0); // GOOD
+  assert.is(rsp.statSN, r.statSN, 'the R2T carried the next StatSN without advancing it (11.8.3)');
+  assert.equal(scsi.disk.subarray(10 * 512, 18 * 512), data);
+});
+
+test('write with InitialR2T=No, ImmediateData=Yes: immediate + unsolicited data up to FirstBurstLength, R2T for the rest', () => {
+  const { rig, scsi, login } = loggedIn([['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '8192']]);
+  assert.is(login.keys.get('InitialR2T'), 'No');
+  assert.is(login.keys.get('FirstBurstLength'), '8192');
+  const data = pattern(16384, 2);
+  const itt = rig.cmd({ cdb: write10(0, 32), E: 16384, w: true, f: false, data: data.subarray(0, 4096) });
+  assert.is(rig.take().length, 0, 'no R2T while the unsolicited burst is open');
+  rig.dataOut(itt, 0xffffffff, 0, 4096, data.subarray(4096, 8192), true);
+  const r = r2tOf(rig.one());
+  assert.is(r.off, 8192);
+  assert.is(r.len, 8192);
+  assert.is(r.r2tsn, 0);
+  rig.dataOut(itt, r.ttt, 0, 8192, data.subarray(8192), true);
+  const rsp = rig.one();
+  assert.is(rsp.bhs[3], 0);
+  assert.equal(scsi.disk.subarray(0, 16384), data);
+});
+
+test('write with immediate data only (F set on the command): R2T from the end of the immediate data', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'Yes']]);
+  const data = pattern(8192, 3);
+  const itt = rig.cmd({ cdb: write10(40, 16), E: 8192, w: true, data: data.subarray(0, 1024) });
+  const r = r2tOf(rig.one());
+  assert.is(r.off, 1024);
+  assert.is(r.len, 7168);
+  rig.dataOut(itt, r.ttt, 0, 1024, data.subarray(1024), true);
+  assert.is(rig.one().bhs[3], 0);
+  assert.equal(scsi.disk.subarray(40 * 512, 56 * 512), data);
+  // All data immediate: no R2T at all.
+  const d2 = pattern(512, 4);
+  rig.cmd({ cdb: write10(1, 1), E: 512, w: true, data: d2 });
+  const p = rig.one();
+  assert.is(p.op, OP.ScsiRsp);
+  assert.equal(scsi.disk.subarray(512, 1024), d2);
+});
+
+test('unsolicited data the negotiation forbids: CHECK CONDITION, ABORTED COMMAND, 0x0C/0x0C (RFC 7143 11.4.7.2); nothing written', () => {
+  {
+    const { rig, scsi } = loggedIn([['ImmediateData', 'No']]);
+    rig.cmd({ cdb: write10(0, 1), E: 512, w: true, data: pattern(512, 5) });
+    const p = rig.one();
+    assert.is(p.op, OP.ScsiRsp);
+    assert.is(p.bhs[3], 2);
+    assert.equal(senseOf(p), [0x0b, 0x0c, 0x0c]);
+    assert.is(scsi.commands.length, 0);
+  }
+  {
+    const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']], { initialR2T: true });
+    const itt = rig.cmd({ cdb: write10(0, 2), E: 1024, w: true, f: false });
+    assert.is(rig.take().length, 0, 'waits for the unsolicited burst to end');
+    rig.dataOut(itt, 0xffffffff, 0, 0, pattern(1024, 6), true);
+    const p = rig.one();
+    assert.is(p.bhs[3], 2);
+    assert.equal(senseOf(p), [0x0b, 0x0c, 0x0c]);
+    assert.is(scsi.commands.length, 0);
+  }
+});
+
+test('data longer than the expected transfer length: CHECK CONDITION, incorrect amount of data (0x0C/0x0D)', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes']]);
+  rig.cmd({ cdb: write10(0, 1), E: 512, w: true, data: pattern(1024, 7) });
+  const p = rig.one();
+  assert.is(p.bhs[3], 2);
+  assert.equal(senseOf(p), [0x0b, 0x0c, 0x0d]);
+  assert.is(scsi.commands.length, 0);
+  // Beyond the R2T's desired length.
+  const itt = rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r = r2tOf(rig.one());
+  rig.dataOut(itt, r.ttt, 0, 0, pattern(1024, 8), true);
+  const q = rig.one();
+  assert.equal(senseOf(q), [0x0b, 0x0c, 0x0d]);
+  assert.is(scsi.commands.length, 0);
+});
+
+test('R2T sequencing: MaxBurstLength per R2T, at most MaxOutstandingR2T open, R2TSN counting up, distinct TTTs', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No'], ['MaxBurstLength', '4096'], ['MaxOutstandingR2T', '2']]);
+  const E = 20480;
+  const data = pattern(E, 9);
+  const itt = rig.cmd({ cdb: write10(100, 40), E, w: true });
+  let open = rig.take().map(r2tOf);
+  assert.equal(open.map((r) => [r.r2tsn, r.off, r.len]), [[0, 0, 4096], [1, 4096, 4096]]);
+  const seen = new Set<number>();
+  let next = 2;
+  while (open.length) {
+    const r = open.shift()!;
+    assert.not.ok(seen.has(r.ttt));
+    seen.add(r.ttt);
+    rig.dataOut(itt, r.ttt, 0, r.off, data.subarray(r.off, r.off + 2048), false);
+    rig.dataOut(itt, r.ttt, 1, r.off + 2048, data.subarray(r.off + 2048, r.off + r.len), true);
+    for (const p of rig.take()) {
+      if (p.op === OP.ScsiRsp) { assert.is(p.bhs[3], 0); continue; }
+      const n = r2tOf(p);
+      assert.is(n.r2tsn, next);
+      assert.is(n.off, next * 4096);
+      assert.is(n.len, 4096);
+      next++;
+      open.push(n);
+      assert.ok(open.length <= 2, 'MaxOutstandingR2T');
+    }
+  }
+  assert.is(next, 5);
+  assert.equal(scsi.disk.subarray(100 * 512, 100 * 512 + E), data);
+});
+
+test('Data-Out DataSN errors (as iscsi-test-cu iSCSIDataSnInvalid): CHECK CONDITION 0x47/0x05 after the F bit, nothing written', () => {
+  for (const sns of [[0, 0], [27], [0xffffffff], [1, 0]]) {
+    const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+    const len = sns.length * 512;
+    const itt = rig.cmd({ cdb: write10(100, sns.length), E: len, w: true });
+    const r = r2tOf(rig.one());
+    sns.forEach((sn, i) => {
+      const last = i === sns.length - 1;
+      const off = i * 512;
+      rig.dataOut(itt, r.ttt, sn, off, pattern(512, i), last);
+      if (!last) assert.is(rig.take().length, 0, 'no answer before the F bit');
+    });
+    const p = rig.one();
+    assert.is(p.op, OP.ScsiRsp, JSON.stringify(sns));
+    assert.is(p.bhs[3], 2);
+    assert.equal(senseOf(p), [0x0b, 0x47, 0x05]);
+    assert.is(scsi.commands.length, 0);
+  }
+});
+
+// ---- reads and residuals --------------------------------------------------------------------------
+
+test('read: Data-In split by the initiator MaxRecvDataSegmentLength, F at each MaxBurstLength, status in the last PDU', () => {
+  const { rig, scsi } = loggedIn([['MaxRecvDataSegmentLength', '1024'], ['MaxBurstLength', '2048']]);
+  scsi.disk.set(pattern(4096, 11), 0);
+  const itt = rig.cmd({ cdb: read10(0, 8), E: 4096, r: true });
+  const ps = rig.take();
+  assert.is(ps.length, 4, 'no separate SCSI Response');
+  ps.forEach((p, i) => {
+    assert.is(p.op, OP.DataIn);
+    assert.is(p.itt, itt);
+    assert.is(p.data.length, 1024);
+    assert.is(u32(p.bhs, 36), i, 'DataSN');
+    assert.is(u32(p.bhs, 40), i * 1024, 'Buffer Offset');
+    assert.is((p.flags & 0x80) !== 0, i === 1 || i === 3, 'F ends each 2048-byte burst');
+    assert.is((p.flags & 0x01) !== 0, i === 3, 'S only on the last');
+  });
+  assert.is(ps[3].bhs[3], 0);
+  assert.is(ps[3].flags & 0x06, 0, 'no residual');
+  assert.equal(Buffer.concat(ps.map((p) => p.data)), Buffer.from(pattern(4096, 11)));
+  // The status PDU took a StatSN: the next status carries the one after it.
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().statSN, ps[3].statSN + 1);
+});
+
+test('residuals (RFC 7143 11.4.5): underflow and overflow on reads with S, on writes in the SCSI Response', () => {
+  const { rig } = loggedIn();
+  rig.cmd({ cdb: read10(0, 1), E: 1024, r: true });
+  let p = rig.one();
+  assert.is(p.data.length, 512);
+  assert.is(p.flags & 0x07, 0x02 | 0x01, 'U and S');
+  assert.is(u32(p.bhs, 44), 512);
+  rig.cmd({ cdb: read10(0, 1), E: 256, r: true });
+  p = rig.one();
+  assert.is(p.data.length, 256, 'truncated to the expected length');
+  assert.is(p.flags & 0x07, 0x04 | 0x01, 'O and S');
+  assert.is(u32(p.bhs, 44), 256);
+  // Write of one block with 1024 bytes expected: the CDB asks for 512, underflow 512.
+  rig.cmd({ cdb: write10(0, 1), E: 1024, w: true, data: pattern(1024, 1) });
+  p = rig.one();
+  assert.is(p.op, OP.ScsiRsp);
+  assert.is(p.flags & 0x06, 0x02);
+  assert.is(u32(p.bhs, 44), 512);
+});
+
+test('read error: a SCSI Response with CHECK CONDITION and SenseLength-prefixed sense, no Data-In', () => {
+  const { rig } = loggedIn();
+  rig.cmd({ cdb: read10(100000, 1), E: 512, r: true });
+  const p = rig.one();
+  assert.is(p.op, OP.ScsiRsp);
+  assert.is(p.bhs[3], 2);
+  assert.is((p.data[0] << 8) | p.data[1], 18);
+  assert.equal(senseOf(p), [0x05, 0x21, 0x00]);
+});
+
+// ---- CmdSN window ---------------------------------------------------------------------------------
+
+test('CmdSN: out-of-order commands wait for the gap, then run in order; outside the window silently ignored (3.2.2.1)', () => {
+  const { rig, portal } = loggedIn();
+  const c = rig.cmdSN;
+  rig.cmd({ cdb: TUR, E: 0, itt: 2, cmdSN: c + 1 });
+  assert.is(rig.take().length, 0, 'CmdSN+1 waits');
+  rig.cmd({ cdb: TUR, E: 0, itt: 1, cmdSN: c });
+  const ps = rig.take();
+  assert.equal(ps.map((p) => p.itt), [1, 2]);
+  assert.is(ps[1].expCmdSN, c + 2);
+  const max = ps[1].maxCmdSN;
+  rig.cmd({ cdb: TUR, E: 0, itt: 3, cmdSN: max + 1 });
+  assert.is(rig.take().length, 0, 'beyond MaxCmdSN');
+  rig.cmd({ cdb: TUR, E: 0, itt: 4, cmdSN: c + 1 });
+  assert.is(rig.take().length, 0, 'below ExpCmdSN');
+  assert.ok((portal.sessions.counters.get('cmdsn-outside-window') ?? 0) >= 2);
+  rig.cmd({ cdb: TUR, E: 0, itt: 5, cmdSN: c + 2 });
+  assert.is(rig.one().itt, 5, 'in window works again');
+  // Immediate: answered at once, ExpCmdSN does not move.
+  rig.cmd({ cdb: TUR, E: 0, itt: 6, cmdSN: c + 3, imm: true });
+  const im = rig.one();
+  assert.is(im.itt, 6);
+  assert.is(im.expCmdSN, c + 3);
+});
+
+test('CmdSN: MaxCmdSN bounds the commands in progress and never goes back', () => {
+  const { rig, scsi } = loggedIn([], { cmdWindow: 4 });
+  scsi.deferred = [];
+  const c = rig.cmdSN;
+  for (let i = 0; i < 4; i++) rig.cmd({ cdb: TUR, E: 0 });
+  rig.cmd({ cdb: TUR, E: 0 }); // the fifth is outside the window of 4
+  assert.is(scsi.commands.length, 4);
+  const fns = scsi.deferred.splice(0);
+  fns[0]();
+  const p = rig.one();
+  assert.is(p.expCmdSN, c + 4);
+  assert.is(p.maxCmdSN, c + 4, 'one slot freed: MaxCmdSN = ExpCmdSN');
+  for (const f of fns.slice(1)) f();
+  const rest = rig.take();
+  assert.is(rest[rest.length - 1].maxCmdSN, c + 7);
+});
+
+// ---- NOP ------------------------------------------------------------------------------------------
+
+test('NOP-Out ping answered by NOP-In echoing ITT, LUN and data, TTT reserved, StatSN advancing (11.18/11.19)', () => {
+  const { rig } = loggedIn();
+  const c = rig.cmdSN++;
+  rig.send(bhs(0x00, 0x80, { itt: 0x55, cmdSN: c, lun: lunField(3) }), Uint8Array.from(Buffer.from('nopping\0')));
+  const a = rig.one();
+  assert.is(a.op, OP.NopIn);
+  assert.is(a.itt, 0x55);
+  assert.is(a.ttt, 0xffffffff);
+  assert.is(a.bhs[9], 3);
+  assert.is(Buffer.from(a.data).toString(), 'nopping\0');
+  assert.is(a.expCmdSN, c + 1);
+  rig.send(bhs(0x00, 0x80, { itt: 0x56, cmdSN: rig.cmdSN++ }));
+  const b = rig.one();
+  assert.is(b.data.length, 0);
+  assert.is(b.statSN, a.statSN + 1);
+  // ITT 0xffffffff with I: no answer.
+  rig.send(bhs(0x00, 0x80, { imm: true, itt: 0xffffffff, cmdSN: rig.cmdSN }));
+  assert.is(rig.take().length, 0);
+});
+
+test('target NOP-In ping on idle; answered keeps the connection, unanswered closes it (dead initiator)', () => {
+  const { rig, portal, scsi } = loggedIn([], { nopInterval: 1000, nopTimeout: 500 });
+  assert.is(rig.conn.advance(500), 1000);
+  assert.is(rig.take().length, 0);
+  const deadline = rig.conn.advance(1000);
+  const ping = rig.one();
+  assert.is(ping.op, OP.NopIn);
+  assert.is(ping.itt, 0xffffffff);
+  assert.ok(ping.ttt !== 0xffffffff);
+  assert.is(deadline, 1500);
+  rig.now = 1200;
+  rig.send(bhs(0x00, 0x80, { imm: true, itt: 0xffffffff, ttt: ping.ttt, cmdSN: rig.cmdSN }));
+  assert.is(rig.take().length, 0);
+  rig.conn.advance(1600);
+  assert.is(rig.closedByTarget, 0);
+  // StatSN was not advanced by the ping (11.19: ITT 0xffffffff).
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().statSN, ping.statSN);
+  // Next ping goes unanswered.
+  rig.conn.advance(1200 + 1000);
+  assert.is(rig.one().op, OP.NopIn);
+  rig.conn.advance(2200 + 499);
+  assert.is(rig.closedByTarget, 0);
+  assert.is(rig.conn.advance(2200 + 500), Infinity);
+  assert.is(rig.closedByTarget, 1);
+  assert.is(portal.sessions.counters.get('nop-timeout'), 1);
+  assert.ok(scsi.log.some((l) => l.startsWith('nexusLost')));
+});
+
+test('login timeout closes a connection that never completes login', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { loginTimeout: 1000 });
+  assert.is(rig.conn.advance(999), 1000);
+  rig.conn.advance(1000);
+  assert.is(rig.closedByTarget, 1);
+});
+
+// ---- logout ---------------------------------------------------------------------------------------
+
+test('logout (close session): Logout Response 0, then the connection closes and the I_T nexus ends', () => {
+  const { rig, portal, scsi } = loggedIn();
+  assert.is(portal.sessions.size, 1);
+  const h = bhs(0x06, 0x80 | 0, { imm: true, itt: 0x99, cmdSN: rig.cmdSN });
+  rig.send(h);
+  const p = rig.one();
+  assert.is(p.op, OP.LogoutRsp);
+  assert.is(p.bhs[2], 0);
+  assert.is(p.itt, 0x99);
+  assert.is(rig.closedByTarget, 1);
+  assert.is(portal.sessions.size, 0);
+  assert.equal(scsi.log, [`nexusLost ${INI},i,0x801234560001`]);
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.take().length, 0, 'nothing after logout');
+});
+
+test('logout: close connection with a wrong CID answers 1, recovery removal answers 2 (ERL 0)', () => {
+  const { rig } = loggedIn();
+  const h = bhs(0x06, 0x80 | 1, { imm: true, itt: 1, cmdSN: rig.cmdSN });
+  h[20] = 0; h[21] = 9;
+  rig.send(h);
+  assert.is(rig.one().bhs[2], 1);
+  rig.send(bhs(0x06, 0x80 | 2, { imm: true, itt: 2, cmdSN: rig.cmdSN }));
+  assert.is(rig.one().bhs[2], 2);
+  assert.is(rig.closedByTarget, 0);
+});
+
 test.run();

@@ -158,7 +158,7 @@ export class IscsiConnection implements SessionMember, TaskHost {
 
   finished(t: Task): void {
     if (this.tasks.get(t.itt) === t) this.tasks.delete(t.itt);
-    if (this.inWindow.delete(t) && this.depth === 0) this.flush();
+    this.inWindow.delete(t);
   }
 
   // ---- SessionMember ----------------------------------------------------------------------------

@@ -283,6 +283,8 @@ export class Task {
   /** Data-In and/or SCSI Response (RFC 7143 11.4, 11.7). */
   private respond(r: ScsiResult): void {
     this.state = 'done';
+    // Forgotten first, so the window in these PDUs' MaxCmdSN already counts this task as done.
+    this.host.finished(this);
     const E = this.expected;
     let flags = 0;
     let residual = 0;
@@ -319,7 +321,6 @@ export class Task {
       }
       this.host.send(h, data, len, 'advance');
     }
-    this.host.finished(this);
   }
 
   /**
