@@ -605,4 +605,242 @@ test('logout: close connection with a wrong CID answers 1, recovery removal answ
   assert.is(rig.closedByTarget, 0);
 });
 
+// ---- task management ------------------------------------------------------------------------------
+
+test('ABORT TASK of a write waiting for R2T data: Function complete; the task is never answered, later Data-Out discarded', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+  const c = rig.cmdSN;
+  const itt = rig.cmd({ cdb: write10(0, 8), E: 4096, w: true });
+  const r = r2tOf(rig.one());
+  const t = rig.tmf(1, { ref: itt, refCmdSN: c });
+  assert.is(t.op, OP.TmfRsp);
+  assert.is(t.flags, 0x80);
+  assert.is(t.bhs[2], 0, 'Function complete');
+  assert.is(t.itt, 900);
+  rig.dataOut(itt, r.ttt, 0, 0, pattern(4096, 1), true);
+  assert.is(rig.take().length, 0);
+  assert.is(scsi.commands.length, 0);
+  assert.is(rig.conn.taskCount, 0);
+});
+
+test('ABORT TASK of a command the SCSI layer is still executing: no answer when it completes', () => {
+  const { rig, scsi } = loggedIn();
+  scsi.deferred = [];
+  const c = rig.cmdSN;
+  const itt = rig.cmd({ cdb: read10(0, 1), E: 512, r: true });
+  assert.is(rig.tmf(1, { ref: itt, refCmdSN: c }).bhs[2], 0);
+  for (const f of scsi.deferred.splice(0)) f();
+  assert.is(rig.take().length, 0);
+  // The session goes on.
+  scsi.deferred = null;
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().op, OP.ScsiRsp);
+});
+
+test('ABORT TASK of an unknown task: "Task does not exist" when RefCmdSN is outside the window; a lost CmdSN in the window is plugged (11.5.1 b)', () => {
+  const { rig } = loggedIn();
+  const c = rig.cmdSN;
+  rig.cmd({ cdb: TUR, E: 0 });
+  rig.one();
+  assert.is(rig.tmf(1, { ref: 0x1234, refCmdSN: c }).bhs[2], 1, 'completed before: does not exist');
+  // CmdSN c+1 "lost"; TMF carries CmdSN c+2 (the initiator's next).
+  rig.cmdSN = c + 2;
+  assert.is(rig.tmf(1, { ref: 0x4321, refCmdSN: c + 1 }).bhs[2], 0);
+  rig.cmd({ cdb: TUR, E: 0, itt: 77, cmdSN: c + 2 });
+  const p = rig.one();
+  assert.is(p.itt, 77, 'the gap at c+1 no longer blocks c+2');
+  assert.is(p.expCmdSN, c + 3);
+});
+
+test('ABORT TASK SET / LUN RESET / TARGET WARM RESET abort tasks, reach the SCSI layer, answer 0; unknown LUN answers 2', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+  rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  rig.one(); // R2T
+  assert.is(rig.conn.taskCount, 1);
+  assert.is(rig.tmf(2, { lun: 0 }).bhs[2], 0);
+  assert.is(rig.conn.taskCount, 0);
+  assert.is(rig.tmf(2, { lun: 5 }).bhs[2], 2, 'LUN does not exist');
+  rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  rig.one();
+  assert.is(rig.tmf(5, { lun: 0 }).bhs[2], 0);
+  assert.is(rig.conn.taskCount, 0);
+  assert.is(rig.tmf(6).bhs[2], 0);
+  assert.equal(scsi.log, [`lunReset 0 ${INI},i,0x801234560001`, `targetReset ${INI},i,0x801234560001`]);
+  assert.is(rig.tmf(4, { lun: 0 }).bhs[2], 0, 'CLEAR TASK SET');
+});
+
+test('TMF responses for unsupported functions: TASK REASSIGN 4 (ERL 0), CLEAR ACA and undefined 5', () => {
+  const { rig } = loggedIn();
+  assert.is(rig.tmf(8).bhs[2], 4);
+  assert.is(rig.tmf(3).bhs[2], 5);
+  assert.is(rig.tmf(20).bhs[2], 5);
+});
+
+test('LUN RESET from one session aborts the other session\'s tasks on that LUN; TARGET COLD RESET closes every session', () => {
+  const { portal, scsi } = makePortal();
+  const a = new Rig(portal);
+  a.login([['InitialR2T', 'Yes'], ['ImmediateData', 'No']], { isid: Uint8Array.of(0x80, 0, 0, 0, 0, 1) });
+  const b = new Rig(portal);
+  b.login([], { isid: Uint8Array.of(0x80, 0, 0, 0, 0, 2) });
+  const itt = a.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r = r2tOf(a.one());
+  assert.is(b.tmf(5, { lun: 0 }).bhs[2], 0);
+  a.dataOut(itt, r.ttt, 0, 0, pattern(512, 1), true);
+  assert.is(a.take().length, 0, 'the aborted task is not answered');
+  assert.is(scsi.get(IQN)!.commands.length, 0);
+  assert.is(b.tmf(7).bhs[2], 0);
+  assert.is(a.closedByTarget, 1);
+  assert.is(b.closedByTarget, 1);
+  assert.is(portal.sessions.size, 0);
+});
+
+// ---- Reject and malformed PDUs --------------------------------------------------------------------
+
+function rejectOf(p: TPdu, reason: number, offending: Uint8Array) {
+  assert.is(p.op, OP.Reject);
+  assert.is(p.flags, 0x80);
+  assert.is(p.bhs[2], reason);
+  assert.is(p.itt, 0xffffffff);
+  assert.is(p.data.length, 48);
+  assert.equal([...p.data.subarray(0, 4)], [...offending.subarray(0, 4)]);
+  assert.equal([...p.data.subarray(8, 48)], [...offending.subarray(8, 48)]);
+}
+
+test('Reject (RFC 7143 11.17): SNACK at ERL 0 is a protocol error, reserved opcodes are not supported, the header comes back', () => {
+  const { rig } = loggedIn();
+  const snack = bhs(0x10, 0x80, { itt: 3 });
+  rig.send(snack);
+  rejectOf(rig.one(), 0x04, snack);
+  for (const op of [0x07, 0x1c, 0x21]) {
+    const h = bhs(op, 0x80, { itt: 4 });
+    rig.send(h);
+    rejectOf(rig.one(), 0x05, h);
+  }
+  const login = Rig.loginBhs(0x87);
+  rig.send(login);
+  rejectOf(rig.one(), 0x04, login);
+  assert.is(rig.closedByTarget, 0);
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().op, OP.ScsiRsp, 'the session goes on');
+});
+
+test('Reject: a command with an AHS (extended CDB) is not supported, its CmdSN consumed; data beyond MaxRecvDataSegmentLength is a protocol error', () => {
+  const { rig } = loggedIn([], { maxRecvDataSegmentLength: 8192 });
+  const c = rig.cmdSN++;
+  const h = bhs(0x01, 0x80, { itt: 9, cmdSN: c });
+  const ahs = new Uint8Array(20); ahs[1] = 17; ahs[2] = 1; // ExtendedCDB AHS (11.2.2.3)
+  rig.raw(encode(h, undefined, {}, ahs));
+  rejectOf(rig.one(), 0x05, h);
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().expCmdSN, c + 2, 'the rejected command consumed its CmdSN');
+  const nop = bhs(0x00, 0x80, { itt: 10, cmdSN: rig.cmdSN });
+  rig.send(nop, new Uint8Array(9000));
+  rejectOf(rig.one(), 0x04, nop);
+  rig.send(bhs(0x00, 0x80, { itt: 11, cmdSN: rig.cmdSN++ }), new Uint8Array(8192));
+  assert.is(rig.one().data.length, 8192, 'exactly MaxRecvDataSegmentLength is fine');
+});
+
+test('Reject: a data digest error discards the PDU (Reject 0x02); a lost Data-Out fails its task with 0x47/0x05', () => {
+  const { rig, scsi } = loggedIn([['DataDigest', 'CRC32C'], ['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+  const nop = bhs(0x00, 0x80, { itt: 12, cmdSN: rig.cmdSN });
+  const b = encode(nop, new Uint8Array(16).fill(1), rig.wire);
+  b[50] ^= 1;
+  rig.raw(b);
+  rejectOf(rig.one(), 0x02, nop);
+  const itt = rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r = r2tOf(rig.one());
+  const h = bhs(0x05, 0x80, { itt, ttt: r.ttt, lun: lunField(0) });
+  const d = encode(h, pattern(512, 3), rig.wire);
+  d[60] ^= 0xff;
+  rig.raw(d);
+  const ps = rig.take();
+  assert.is(ps.length, 2);
+  rejectOf(ps[0], 0x02, h);
+  assert.is(ps[1].op, OP.ScsiRsp);
+  assert.equal(senseOf(ps[1]), [0x0b, 0x47, 0x05]);
+  assert.is(scsi.commands.length, 0);
+});
+
+// ---- connection life ------------------------------------------------------------------------------
+
+test('connection closed mid-PDU: counted, pinned Data-Out released, nexus lost, later input ignored', () => {
+  const { rig, portal, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+  let pins = 0, releases = 0;
+  const hold = () => { pins++; return () => { releases++; }; };
+  const itt = rig.cmd({ cdb: write10(0, 8), E: 4096, w: true });
+  const r = r2tOf(rig.one());
+  rig.dataOut(itt, r.ttt, 0, 0, pattern(1024, 1), false, hold);
+  const h = bhs(0x05, 0, { itt, ttt: r.ttt, lun: lunField(0) });
+  p32(h, 36, 1); p32(h, 40, 1024);
+  rig.raw(encode(h, pattern(1024, 2)).subarray(0, 300), hold);
+  assert.is(pins, 1);
+  rig.conn.closed(rig.now);
+  assert.is(releases, 1);
+  assert.is(portal.sessions.counters.get('closed-mid-pdu'), 1);
+  assert.is(portal.sessions.size, 0);
+  assert.ok(scsi.log.includes(`nexusLost ${INI},i,0x801234560001`));
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.take().length, 0);
+  assert.is(scsi.commands.length, 0);
+});
+
+test('session reinstatement: a new login with the same initiator name and ISID ends the old session', () => {
+  const { portal, scsi } = makePortal();
+  const a = new Rig(portal);
+  a.login([['InitialR2T', 'Yes'], ['ImmediateData', 'No']]);
+  const itt = a.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r = r2tOf(a.one());
+  const b = new Rig(portal);
+  const l = b.login();
+  assert.is(l.status, 0);
+  assert.is(a.closedByTarget, 1);
+  assert.is(portal.sessions.size, 1);
+  assert.is(portal.sessions.counters.get('session-reinstated'), 1);
+  assert.equal(scsi.get(IQN)!.log, [`nexusLost ${INI},i,0x801234560001`]);
+  a.dataOut(itt, r.ttt, 0, 0, pattern(512, 1), true);
+  assert.is(a.take().length, 0);
+  b.cmd({ cdb: TUR, E: 0 });
+  assert.is(b.one().bhs[3], 0);
+});
+
+test('zero copy: Data-Out payloads reach the SCSI layer as views of the received chunks, released after completion', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'No'], ['ImmediateData', 'Yes'], ['FirstBurstLength', '65536']]);
+  scsi.deferred = [];
+  let pins = 0, releases = 0;
+  const chunks: Uint8Array[] = [];
+  const hold = () => { pins++; return () => { releases++; }; };
+  const data = pattern(8192, 5);
+  const c1 = encode((() => { const h = bhs(0x01, 0x20 | 1, { itt: 50, cmdSN: rig.cmdSN++, lun: lunField(0) }); p32(h, 20, 8192); h.set(write10(0, 16), 32); return h; })(), data.subarray(0, 4096));
+  chunks.push(c1);
+  rig.raw(c1, hold);
+  const h2 = bhs(0x05, 0x80, { itt: 50, ttt: 0xffffffff, lun: lunField(0) });
+  p32(h2, 40, 4096);
+  const c2 = encode(h2, data.subarray(4096));
+  chunks.push(c2);
+  rig.raw(c2, hold);
+  assert.is(scsi.commands.length, 1);
+  const views = scsi.seenDataOut[0];
+  assert.is(views.length, 2);
+  assert.is(views[0].buffer, c1.buffer);
+  assert.is(views[1].buffer, c2.buffer);
+  assert.is(pins, 2);
+  assert.is(releases, 0, 'held until the SCSI layer is done');
+  for (const f of scsi.deferred.splice(0)) f();
+  assert.is(releases, 2);
+  assert.is(rig.one().bhs[3], 0);
+  assert.equal(scsi.disk.subarray(0, 8192), data);
+});
+
+test('responses of concurrent commands complete out of order, each command\'s own PDUs stay in order', () => {
+  const { rig, scsi } = loggedIn([['MaxRecvDataSegmentLength', '512']]);
+  scsi.deferred = [];
+  const a = rig.cmd({ cdb: read10(0, 2), E: 1024, r: true });
+  const b = rig.cmd({ cdb: read10(2, 2), E: 1024, r: true });
+  const [fa, fb] = scsi.deferred.splice(0);
+  fb(); fa();
+  const ps = rig.take();
+  assert.equal(ps.map((p) => [p.itt, u32(p.bhs, 36)]), [[b, 0], [b, 1], [a, 0], [a, 1]]);
+  assert.is(ps[3].statSN, ps[1].statSN + 1);
+});
+
 test.run();
