@@ -182,7 +182,7 @@ export class LoginNegotiator {
 
     const reply: KeyPairs = [];
     if (!this.started) {
-      const first = this.first(req, keys, reply);
+      const first = this.first(keys, reply);
       if (first) return fail(first[0], first[1]);
       if (req.csg === STAGE_OPERATIONAL) this.stage = STAGE_OPERATIONAL;
     } else {
@@ -213,6 +213,8 @@ export class LoginNegotiator {
     if (req.transit) {
       const authOk = req.csg !== STAGE_SECURITY || this.auth === 'none' || this.auth === 'chap';
       if (authOk) { transit = true; nsg = req.nsg; }
+      // Leaving security negotiation without having started the required authentication.
+      else if (!this.chap) return fail(LoginStatus.AuthFailure, 'login-auth-required');
     }
     // Declare ours once operational negotiation is under way or about to end (13.12 is declarative).
     if (!this.declaredOurs && (req.csg === STAGE_OPERATIONAL || transit)) {
@@ -224,7 +226,7 @@ export class LoginNegotiator {
   }
 
   /** The first Login Request: declaratives (RFC 7143 13.4-13.6, 13.21) and target lookup. */
-  private first(req: LoginRequest, keys: Map<string, string>, reply: KeyPairs): [LoginStatus, string] | null {
+  private first(keys: Map<string, string>, reply: KeyPairs): [LoginStatus, string] | null {
     const ini = keys.get('InitiatorName');
     if (!ini) return [LoginStatus.MissingParameter, 'login-no-initiator-name']; // 13.6: MUST in the first request
     const st = keys.get('SessionType') ?? 'Normal'; // 13.21 default Normal
