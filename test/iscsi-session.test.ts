@@ -266,6 +266,46 @@ test('discovery: IPv6 portal addresses are bracketed; a Normal session lists onl
   assert.equal(lines, [`TargetName=${IQN}`, 'TargetAddress=10.0.0.1:3260,1']);
 });
 
+test('SendTargets in a normal session (as iscsi-test-cu iSCSISendTargets): All lists the session target; bad keys and values are not answered with targets', () => {
+  const { rig } = loggedIn();
+  const ok = sendTargets(rig, 'All');
+  assert.equal(Buffer.from(ok.data).toString().split('\0').filter(Boolean), [`TargetName=${IQN}`, 'TargetAddress=10.0.0.1:3260,1']);
+  const ask = (pairs: Array<[string, string]>) => {
+    rig.send(bhs(0x04, 0x80, { imm: true, itt: 43, ttt: 0xffffffff, cmdSN: rig.cmdSN }), text(pairs));
+    const p = rig.one();
+    assert.is(p.op, OP.TextRsp);
+    assert.is(p.flags, 0x80);
+    return Buffer.from(p.data).toString().split('\0').filter(Boolean);
+  };
+  assert.equal(ask([['SendTargetsPlease', 'All']]), ['SendTargetsPlease=NotUnderstood']);
+  assert.equal(ask([['SendTargets', 'Alle']]), ['SendTargets=Reject']);
+  assert.equal(ask([['SendTargets', 'A']]), ['SendTargets=Reject']);
+  assert.equal(ask([['sENDtARGETS', 'aLL']]), ['sENDtARGETS=NotUnderstood']);
+  assert.equal(ask([['SendTargets', 'iqn.2024-01.test:other']]), []);
+  assert.equal(ask([['MaxBurstLength', '4096']]), ['MaxBurstLength=Reject'], 'login-only key in full feature phase');
+});
+
+test('Text: a response longer than the initiator MaxRecvDataSegmentLength continues with C and a TTT (11.11)', () => {
+  const many = Array.from({ length: 40 }, (_, i) => ({ iqn: `iqn.2024-01.test.xdpstack:some-long-target-name-${i}` }));
+  const { portal } = makePortal(many);
+  const rig = new Rig(portal);
+  rig.loginStep(0x87, [['InitiatorName', INI], ['SessionType', 'Discovery'], ['MaxRecvDataSegmentLength', '512']]);
+  let p = sendTargets(rig);
+  let all = Buffer.from(p.data);
+  let rounds = 0;
+  while (p.flags !== 0x80 && rounds++ < 20) {
+    assert.is(p.flags, 0x40, 'C set, F clear');
+    assert.ok(p.ttt !== 0xffffffff);
+    assert.ok(p.data.length <= 512);
+    rig.send(bhs(0x04, 0x80, { imm: true, itt: 42, ttt: p.ttt, cmdSN: rig.cmdSN }));
+    p = rig.one();
+    all = Buffer.concat([all, p.data]);
+  }
+  assert.is(p.ttt, 0xffffffff);
+  const names = all.toString().split('\0').filter((l) => l.startsWith('TargetName='));
+  assert.is(names.length, 40);
+});
+
 // ---- writes and R2T -------------------------------------------------------------------------------
 
 function r2tOf(p: TPdu) {

@@ -36,6 +36,8 @@ export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
   const out: KeyPairs = [];
   for (const [k, v] of pairs) {
     if (k === 'SendTargets') {
+      // 13.3: the value is "All", an iSCSI name (11.? / 4.2.7: iqn., eui., naa.) or empty.
+      if (v !== '' && v !== 'All' && !/^(iqn\.|eui\.|naa\.)/i.test(v)) { out.push([k, 'Reject']); continue; }
       let names: string[];
       if (ctx.discovery) {
         // 13.3 / appendix C.1: "All" in a discovery session lists every target; a name lists that one.
