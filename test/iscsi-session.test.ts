@@ -459,6 +459,28 @@ test('Data-Out DataSN errors (as iscsi-test-cu iSCSIDataSnInvalid): CHECK CONDIT
   }
 });
 
+test('bounded memory: a write above maxTransferLength ends with INVALID FIELD IN CDB; solicited data waits for the connection budget', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']], { maxTransferLength: 8192, dataOutBudget: 8192 });
+  rig.cmd({ cdb: write10(0, 32), E: 16384, w: true });
+  const p = rig.one();
+  assert.is(p.op, OP.ScsiRsp);
+  assert.equal(senseOf(p), [0x05, 0x24, 0x00]);
+  const a = rig.cmd({ cdb: write10(0, 16), E: 8192, w: true });
+  const ra = r2tOf(rig.one());
+  const b = rig.cmd({ cdb: write10(16, 16), E: 8192, w: true });
+  assert.is(rig.take().length, 0, 'no room for the second write yet');
+  rig.dataOut(a, ra.ttt, 0, 0, pattern(8192, 1), true);
+  const ps = rig.take();
+  const rspA = ps.find((x) => x.op === OP.ScsiRsp)!;
+  const r2tB = ps.find((x) => x.op === OP.R2t)!;
+  assert.is(ps.length, 2);
+  assert.is(rspA.itt, a);
+  assert.is(r2tB.itt, b);
+  rig.dataOut(b, r2tOf(r2tB).ttt, 0, 0, pattern(8192, 2), true);
+  assert.is(rig.one().bhs[3], 0);
+  assert.equal(scsi.disk.subarray(16 * 512, 32 * 512), pattern(8192, 2));
+});
+
 // ---- reads and residuals --------------------------------------------------------------------------
 
 test('read: Data-In split by the initiator MaxRecvDataSegmentLength, F at each MaxBurstLength, status in the last PDU', () => {

@@ -36,6 +36,10 @@ export interface ConnOptions {
   initialR2T?: boolean;
   /** Our ImmediateData wish (13.11, AND), default true. */
   immediateData?: boolean;
+  /** Largest write collected for one command (bytes), default 16 MiB. */
+  maxTransferLength?: number;
+  /** Buffer budget for solicited Data-Out per connection (bytes, at least maxTransferLength), default 64 MiB. */
+  dataOutBudget?: number;
   /** Commands accepted ahead (MaxCmdSN - ExpCmdSN + 1 when idle), default 128. */
   cmdWindow?: number;
   /** Idle time before a target NOP-In ping (ms); 0 disables; default 5000. */
@@ -89,13 +93,18 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   protected out: Uint8Array[] = [];
   protected depth = 0;
   protected registered = false;
+  /** Solicited Data-Out room left, and tasks waiting for room. */
+  protected budget = 0;
+  protected readonly waitingRoom = new Set<Task>();
 
   constructor(protected readonly portal: Portal, protected readonly host: ConnHost, now: number, opts: ConnOptions = {}) {
     this.o = {
       maxRecvDataSegmentLength: 262144, maxBurstLength: 262144, firstBurstLength: 262144, maxOutstandingR2T: 4,
       initialR2T: false, immediateData: true, cmdWindow: 128, nopInterval: 5000, nopTimeout: 10000,
-      loginTimeout: 15000, defaultTime2Wait: 2, defaultTime2Retain: 20, portalGroupTag: 1, ...opts,
+      loginTimeout: 15000, defaultTime2Wait: 2, defaultTime2Retain: 20, portalGroupTag: 1,
+      maxTransferLength: 16 << 20, dataOutBudget: 64 << 20, ...opts,
     };
+    this.budget = Math.max(this.o.dataOutBudget, this.o.maxTransferLength);
     this.now = now;
     this.lastRx = now;
     this.loginDeadline = now + this.o.loginTimeout;
@@ -116,6 +125,23 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   get expectedCmdSN(): number { return this.expCmdSN; }
   /** Tasks known to the connection (received, not yet answered or aborted). */
   get taskCount(): number { return this.tasks.size; }
+
+  get maxTransferLength(): number { return this.o.maxTransferLength; }
+
+  reserve(t: Task, n: number): boolean {
+    if (n <= this.budget) { this.budget -= n; this.waitingRoom.delete(t); return true; }
+    if (!this.waitingRoom.has(t)) { this.waitingRoom.add(t); this.count('data-out-budget-wait'); }
+    return false;
+  }
+
+  unreserve(n: number): void {
+    this.budget += n;
+    for (const t of [...this.waitingRoom]) {
+      if (this.phase === 'closed') return;
+      if (t.aborted || t.state !== 'collect') { this.waitingRoom.delete(t); continue; }
+      t.resume();
+    }
+  }
 
   nextTtt(): number {
     const t = this.ttt;
@@ -141,6 +167,7 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   }
 
   finished(t: Task): void {
+    this.waitingRoom.delete(t);
     if (this.tasks.get(t.itt) === t) this.tasks.delete(t.itt);
     this.inWindow.delete(t);
   }

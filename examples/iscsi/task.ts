@@ -24,6 +24,15 @@ export interface TaskHost {
   readonly maxOutstandingR2T: number;
   readonly initialR2T: boolean;
   readonly immediateData: boolean;
+  /** Largest write we collect (bytes); larger commands end with CHECK CONDITION. */
+  readonly maxTransferLength: number;
+  /**
+   * Reserves buffer room for a task's solicited data (all of it at once, so tasks never hold part
+   * of the budget while waiting for the rest); false when the connection's budget is used up, and
+   * then the task is resumed (deliver()) once room is freed.
+   */
+  reserve(t: Task, n: number): boolean;
+  unreserve(n: number): void;
   /** A fresh Target Transfer Tag (never 0xffffffff). */
   nextTtt(): number;
   /**
@@ -83,6 +92,8 @@ export class Task {
   private r2ts = new Map<number, R2tState>();
   private error: Uint8Array | null = null;
   private dataInSN = 0;
+  /** Budget reserved for solicited data (0 = none yet). */
+  private reserved = 0;
 
   constructor(private readonly host: TaskHost, h: Uint8Array, lun: number) {
     this.itt = B.itt(h);
@@ -103,7 +114,11 @@ export class Task {
    */
   start(final: boolean, immLen: number, retain: () => { data: Uint8Array; release: () => void }): void {
     const E = this.write ? this.expected : 0;
-    if (immLen > 0) {
+    if (E > this.host.maxTransferLength) {
+      // Beyond what this target collects for one command (SBC-3 5.x: a transfer above the
+      // maximum transfer length is INVALID FIELD IN CDB).
+      this.fail(fixedSense(0x05, 0x24, 0x00), 'write-too-long');
+    } else if (immLen > 0) {
       if (!this.write) this.fail(SENSE_INCORRECT_AMOUNT(), 'immediate-data-without-write');
       else if (!this.host.immediateData) this.fail(SENSE_UNEXPECTED_UNSOLICITED(), 'immediate-data-not-negotiated');
       else if (immLen > E || immLen > this.host.firstBurstLength) this.fail(SENSE_INCORRECT_AMOUNT(), 'immediate-data-too-long');
@@ -189,6 +204,9 @@ export class Task {
     this.kick();
   }
 
+  /** Room was freed: try to solicit again. */
+  resume(): void { this.kick(); }
+
   /** Aborted by task management or session end: never answered; pinned data released now or when the SCSI layer is done. */
   abort(): void {
     if (this.aborted || this.state === 'done') return;
@@ -231,6 +249,11 @@ export class Task {
     if (this.unsolOpen) return; // R2Ts follow the unsolicited burst (DataSequenceInOrder=Yes)
     // RFC 7143 11.8: R2Ts for what is missing, each at most MaxBurstLength (13.13), at most
     // MaxOutstandingR2T open at once (13.17).
+    if (this.r2tNext < E && this.reserved === 0) {
+      const need = E - this.r2tNext;
+      if (!this.host.reserve(this, need)) return; // resumed when room is freed
+      this.reserved = need;
+    }
     while (this.r2tNext < E && this.r2ts.size < this.host.maxOutstandingR2T) {
       const len = Math.min(this.host.maxBurstLength, E - this.r2tNext);
       const ttt = this.host.nextTtt();
@@ -259,9 +282,9 @@ export class Task {
       this.host.scsi.execute(cmd, (r) => {
         if (called) return; // "done is called exactly once"; a second call is ignored
         called = true;
-        this.releaseAll();
-        if (this.aborted) { this.state = 'done'; this.host.finished(this); return; }
+        if (this.aborted) { this.releaseAll(); this.state = 'done'; this.host.finished(this); return; }
         this.respond(r);
+        this.releaseAll(); // after the answer: freed room may start another task's R2Ts
       });
     } catch {
       // The SCSI layer never throws by contract; if it does, the task fails as a target failure.
@@ -278,6 +301,7 @@ export class Task {
   private releaseAll(): void {
     for (const p of this.pieces) p.release();
     this.pieces = [];
+    if (this.reserved) { const n = this.reserved; this.reserved = 0; this.host.unreserve(n); }
   }
 
   /** Data-In and/or SCSI Response (RFC 7143 11.4, 11.7). */
