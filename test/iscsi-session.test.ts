@@ -332,6 +332,7 @@ test('write with InitialR2T=Yes, ImmediateData=No: an R2T solicits all data; Sta
   assert.is(rsp.bhs[2], 0); // command completed at target
   assert.is(rsp.bhs[3], 0); // GOOD
   assert.is(rsp.statSN, r.statSN, 'the R2T carried the next StatSN without advancing it (11.8.3)');
+  assert.is(u32(rsp.bhs, 36), 0, 'ExpDataSN 0: no Data-In sent (11.4.8)');
   assert.equal(scsi.disk.subarray(10 * 512, 18 * 512), data);
 });
 
@@ -532,6 +533,7 @@ test('read error: a SCSI Response with CHECK CONDITION and SenseLength-prefixed 
   const p = rig.one();
   assert.is(p.op, OP.ScsiRsp);
   assert.is(p.bhs[3], 2);
+  assert.is(u32(p.bhs, 36), 0, 'ExpDataSN');
   assert.is((p.data[0] << 8) | p.data[1], 18);
   assert.equal(senseOf(p), [0x05, 0x21, 0x00]);
 });

@@ -331,7 +331,9 @@ export class Task {
       h[2] = 0x00; // 11.4.3: Command Completed at Target
       h[3] = r.status;
       wr32(h, 16, this.itt);
-      wr32(h, 36, this.dataInSN + this.r2tSN); // 11.4.8 ExpDataSN: R2T and Data-In PDUs sent
+      // 11.4.8 ExpDataSN: the Data-In PDUs sent (R2Ts share the numbering only for bidirectional
+      // commands, which are not supported); 0 when no Data-In was sent.
+      wr32(h, 36, this.dataInSN);
       wr32(h, 44, residual);
       let data: Uint8Array[] = [];
       let len = 0;
