@@ -901,7 +901,9 @@ test('responses of concurrent commands complete out of order, each command\'s ow
   const a = rig.cmd({ cdb: read10(0, 2), E: 1024, r: true });
   const b = rig.cmd({ cdb: read10(2, 2), E: 1024, r: true });
   const [fa, fb] = scsi.deferred.splice(0);
+  const before = rig.sends;
   fb(); fa();
+  assert.is(rig.sends - before, 2, 'each completion goes out in one host.send');
   const ps = rig.take();
   assert.equal(ps.map((p) => [p.itt, u32(p.bhs, 36)]), [[b, 0], [b, 1], [a, 0], [a, 1]]);
   assert.is(ps[3].statSN, ps[1].statSN + 1);

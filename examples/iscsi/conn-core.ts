@@ -166,6 +166,12 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     if (this.depth === 0) this.flush();
   }
 
+  batch(fn: () => void): void {
+    this.depth++;
+    try { fn(); } finally { this.depth--; }
+    if (this.depth === 0) this.flush();
+  }
+
   finished(t: Task): void {
     this.waitingRoom.delete(t);
     if (this.tasks.get(t.itt) === t) this.tasks.delete(t.itt);
@@ -191,6 +197,9 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   input(bytes: Uint8Array, now: number, hold?: () => () => void): void {
     if (this.phase === 'closed') return;
     this.now = now;
+    // Any bytes show the initiator is alive (an outstanding ping needs no answer beyond that).
+    this.lastRx = now;
+    this.pingTtt = null;
     this.depth++;
     try {
       this.reader.input(bytes, hold);

@@ -40,6 +40,8 @@ export interface TaskHost {
    * without advancing (R2T, 11.8.3), 'none' leaves the field reserved. ExpCmdSN/MaxCmdSN are filled.
    */
   send(h: Uint8Array, data: readonly Uint8Array[], len: number, stat: 'advance' | 'peek' | 'none'): void;
+  /** Runs `fn` and sends what it produced in one host.send (a Data-In train and its status). */
+  batch(fn: () => void): void;
   /** The task is finished (answered or aborted): forget it. */
   finished(t: Task): void;
   count(reason: string): void;
@@ -283,8 +285,10 @@ export class Task {
         if (called) return; // "done is called exactly once"; a second call is ignored
         called = true;
         if (this.aborted) { this.releaseAll(); this.state = 'done'; this.host.finished(this); return; }
-        this.respond(r);
-        this.releaseAll(); // after the answer: freed room may start another task's R2Ts
+        this.host.batch(() => {
+          this.respond(r);
+          this.releaseAll(); // after the answer: freed room may start another task's R2Ts
+        });
       });
     } catch {
       // The SCSI layer never throws by contract; if it does, the task fails as a target failure.

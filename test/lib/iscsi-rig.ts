@@ -25,6 +25,8 @@ export function makePortal(targets: Array<{ iqn: string; chap?: { user: string; 
 export class Rig {
   readonly parser = new TargetParser();
   closedByTarget = 0;
+  /** host.send calls. */
+  sends = 0;
   readonly conn: IscsiConnection;
   now = 0;
   wire: WireOpts = {};
@@ -34,7 +36,7 @@ export class Rig {
 
   constructor(readonly portal: Portal, opts: ConnOptions = {}, local = { address: '10.0.0.1', port: 3260 }) {
     this.conn = new IscsiConnection(portal, {
-      send: (bufs) => this.parser.push(bufs),
+      send: (bufs) => { this.sends++; this.parser.push(bufs); },
       close: () => { this.closedByTarget++; },
       log: (m) => this.logs.push(m),
     }, local, this.now, { nopInterval: 0, initialStatSN: 5000, ...opts });
