@@ -825,6 +825,20 @@ test('Reject: a data digest error discards the PDU (Reject 0x02); a lost Data-Ou
   assert.is(scsi.commands.length, 0);
 });
 
+test('Reject: a Data-Out longer than MaxRecvDataSegmentLength is rejected and its task ends with CHECK CONDITION, nothing written', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes'], ['ImmediateData', 'No']], { maxRecvDataSegmentLength: 4096 });
+  const itt = rig.cmd({ cdb: write10(0, 16), E: 8192, w: true });
+  const r = r2tOf(rig.one());
+  const h = bhs(0x05, 0x80, { itt, ttt: r.ttt, lun: lunField(0) });
+  rig.send(h, pattern(8192, 1));
+  const ps = rig.take();
+  assert.is(ps.length, 2);
+  rejectOf(ps[0], 0x04, h);
+  assert.is(ps[1].op, OP.ScsiRsp);
+  assert.is(ps[1].bhs[3], 2);
+  assert.is(scsi.commands.length, 0);
+});
+
 // ---- connection life ------------------------------------------------------------------------------
 
 test('connection closed mid-PDU: counted, pinned Data-Out released, nexus lost, later input ignored', () => {

@@ -46,6 +46,7 @@ export class IscsiConnection extends ConnCore {
         // More data than our declared MaxRecvDataSegmentLength (RFC 7143 13.12): protocol error.
         this.reject(RejectReason.ProtocolError, h, 'pdu-data-too-long');
         if (op === Op.ScsiCmd && !B.immediate(h) && this.inCmdWindow(B.cmdSN(h))) this.ordered(h, false, NOOP);
+        if (op === Op.DataOut) this.tasks.get(B.itt(h))?.dataOut(h, null, 0); // its data is lost: the task fails (7.8 b)
         return;
       case 'data-digest':
         // RFC 7143 7.8: discarded and answered with a Reject; a command's CmdSN is not consumed
