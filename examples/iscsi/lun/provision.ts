@@ -1,12 +1,12 @@
 /**
  * Logical block provisioning state (SBC-3 4.7.3): which LBAs are mapped and which are
  * deallocated, for GET LBA STATUS. One bit per granule of `granularity` blocks (1 unless the
- * bitmap would pass 32 MiB); a write maps every granule it touches, an unmap deallocates only the
+ * bitmap would pass 8 MiB); a write maps every granule it touches, an unmap deallocates only the
  * granules it covers whole (SBC-3 4.7.3.4: an LBA in a partly unmapped granule may stay mapped —
  * it still reads as zeros, the backend zeroes it).
  */
 
-const MAX_BITMAP_BYTES = 32 << 20;
+const MAX_BITMAP_BYTES = 8 << 20;
 
 export class ProvisionMap {
   /** Blocks per bit (a power of two). */

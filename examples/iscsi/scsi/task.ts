@@ -4,7 +4,7 @@
  * logical unit's gate until then.
  */
 import { ScsiCommand, ScsiResult, ScsiStatus } from './types';
-import { Check, buildSense } from './sense';
+import { Check, buildSense, INTERNAL_FAILURE } from './sense';
 import { totalLength } from './dataout';
 import type { LogicalUnit } from './lu';
 import { Access } from './reservations';
@@ -59,7 +59,8 @@ export class Task {
     this.lu.gate.enter(exclusive, () => {
       this.gate = exclusive;
       if (this.ended) { this.release(); return; }
-      fn();
+      // A throwing handler must not keep the gate: it ends the command (HARDWARE ERROR).
+      try { fn(); } catch { this.fail(INTERNAL_FAILURE); }
     });
   }
 
