@@ -132,6 +132,17 @@ for (const [type, name, expect] of ACCESS) {
   });
 }
 
+test('under Exclusive Access by another nexus: START (START = 1) and PREVENT = 0 pass; STOP and a prevent conflict', async () => {
+  const t = await ready();
+  good(await prOut(t, NEXUS_A, Sa.RegisterIgnore, 0n, KA));
+  good(await prOut(t, NEXUS_A, Sa.Reserve, KA, 0n, EA));
+  good(await run(t, { cdb: cdb.startStop(0x01), nexus: NEXUS_B }));
+  conflict(await run(t, { cdb: cdb.startStop(0x00), nexus: NEXUS_B }));
+  good(await run(t, { cdb: cdb.preventAllow(0), nexus: NEXUS_B }));
+  conflict(await run(t, { cdb: cdb.preventAllow(1), nexus: NEXUS_B }));
+  good(await run(t, { cdb: cdb.preventAllow(1) }));
+});
+
 test('ownership: an all-registrants reservation outlives its reserver; others end when the holder unregisters', async () => {
   for (const type of [EA, WE, EA_RO, WE_RO, EA_AR, WE_AR]) {
     const t = await ready();

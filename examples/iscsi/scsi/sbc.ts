@@ -10,6 +10,7 @@ import { BlockCdb, blockCdb, u16, u32, u64, put32, put64 } from './cdb';
 import { Asc, SenseKey, check, invalidCdb, LBA_OUT_OF_RANGE, WRITE_PROTECTED } from './sense';
 import { sliceViews, firstDifference } from './dataout';
 import { limits } from './limits';
+import { Access } from './reservations';
 
 // ---- helpers shared by the block commands -------------------------------------------------
 
@@ -237,6 +238,10 @@ export function startStopUnit(t: Task): void {
   const cdb = t.cdb;
   const pc = cdb[4] >>> 4;
   const lu = t.lu;
+  // SBC-3 (commands allowed under reservations): START STOP UNIT with START = 1 and POWER
+  // CONDITION 0h is allowed; any other form conflicts like a write.
+  const starts = pc === 0 && (cdb[4] & 0x01) !== 0;
+  if (!starts && lu.res.conflicts(t.nexus, Access.Write)) return t.status(ScsiStatus.ReservationConflict, 'reservation-conflict');
   switch (pc) {
     case 0x0: break;
     case 0x1: lu.stopped = false; return t.good();
@@ -254,6 +259,8 @@ export function startStopUnit(t: Task): void {
 export function preventAllow(t: Task): void {
   const prevent = t.cdb[4] & 0x03;
   if (prevent > 1) return t.fail(invalidCdb(4, 1));
+  // SPC-4/SBC-3 (commands allowed under reservations): PREVENT = 0 is allowed, a prevent conflicts.
+  if (prevent && t.lu.res.conflicts(t.nexus, Access.Write)) return t.status(ScsiStatus.ReservationConflict, 'reservation-conflict');
   if (prevent) t.lu.prevent.add(t.nexus); else t.lu.prevent.delete(t.nexus);
   t.good();
 }

@@ -75,7 +75,11 @@ export class Task {
     if (this.ended) return;
     this.ended = true;
     const c = this.cmd;
-    if ((c.write || this.cdbOut > 0) && this.cdbOut !== c.expectedLength) r.transferLength = this.cdbOut;
+    // The Data-Out length the CDB asked for, when it differs from the Expected Data Transfer
+    // Length (the iSCSI layer reports the residual, RFC 7143 11.4.5.1). A command that failed
+    // transferred what the iSCSI layer collected; it has no residual of its own.
+    const ok = r.status === ScsiStatus.Good || r.status === ScsiStatus.ConditionMet;
+    if (ok && (c.write || this.cdbOut > 0) && this.cdbOut !== c.expectedLength) r.transferLength = this.cdbOut;
     this.release();
     this.cb(r);
   }
