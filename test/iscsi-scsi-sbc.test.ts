@@ -259,9 +259,12 @@ test('WRITE SAME 10/16: the block repeated; UNMAP with zeros deallocates; 0 bloc
   assert.is((await run(t, { cdb: cdb.writeSame16(100, 8, 0x08), data: new Uint8Array(BS) })).status, ScsiStatus.Good);
   assert.ok(data(await run(t, { cdb: cdb.read10(100, 8) })).every((b) => b === 0));
   assert.equal((await lbaStatus(t, 100)).slice(0, 2), [[100, 8, 1], [108, 8, 0]]);
-  // UNMAP with non-zero data cannot leave zeros: the data is written.
-  await run(t, { cdb: cdb.writeSame10(200, 2, 0x08), data: blk });
-  assert.equal(data(await run(t, { cdb: cdb.read10(201, 1) })), Buffer.from(blk));
+  // UNMAP = 1 deallocates whatever the block holds (SBC-3: the device server should deallocate;
+  // libiscsi WriteSame10.UnmapUntilEnd sends FFh and expects zeros back with LBPRZ = 1).
+  await run(t, { cdb: cdb.write10(200, 4), data: new Uint8Array(4 * BS).fill(0xff) });
+  assert.is((await run(t, { cdb: cdb.writeSame10(200, 2, 0x08), data: blk })).status, ScsiStatus.Good);
+  assert.ok(data(await run(t, { cdb: cdb.read10(200, 2) })).every((b) => b === 0));
+  assert.equal((await lbaStatus(t, 200)).slice(0, 2), [[200, 2, 1], [202, 2, 0]]);
   // 0 blocks: from the LBA to the end (WSNZ = 0), here within MAXIMUM WRITE SAME LENGTH.
   assert.is((await run(t, { cdb: cdb.writeSame10(LAST - 9, 0), data: blk })).status, ScsiStatus.Good);
   assert.equal(data(await run(t, { cdb: cdb.read10(LAST, 1) })), Buffer.from(blk));

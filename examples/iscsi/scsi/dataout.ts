@@ -63,19 +63,3 @@ export function firstDifference(a: readonly Uint8Array[], b: readonly Uint8Array
   }
   return -1;
 }
-
-/** True when every byte of the views is zero. */
-export function allZero(views: readonly Uint8Array[]): boolean {
-  for (const v of views) {
-    let i = 0;
-    // Word-at-a-time where aligned, then bytes.
-    const aligned = (v.byteOffset & 3) === 0 ? v.length >>> 2 : 0;
-    if (aligned > 0) {
-      const w = new Uint32Array(v.buffer, v.byteOffset, aligned);
-      for (let j = 0; j < w.length; j++) if (w[j] !== 0) return false;
-      i = aligned << 2;
-    }
-    for (; i < v.length; i++) if (v[i] !== 0) return false;
-  }
-  return true;
-}

@@ -14,7 +14,10 @@ export interface Limits {
   maxUnmapBlocks: number;
   /** MAXIMUM UNMAP BLOCK DESCRIPTOR COUNT. */
   maxUnmapDescriptors: number;
-  /** MAXIMUM WRITE SAME LENGTH (blocks): 32 MiB. */
+  /**
+   * MAXIMUM WRITE SAME LENGTH (blocks): 8 MiB, as much as one READ or WRITE may move (libiscsi's
+   * WriteSame16.Unmap writes then reads back MAXIMUM WRITE SAME LENGTH blocks when it is ≥ 65536).
+   */
   maxWriteSameBlocks: number;
 }
 
@@ -29,7 +32,7 @@ export function limits(blockSize: number): Limits {
       maxCompareAndWrite: 255,
       maxUnmapBlocks: (32 << 20) / blockSize,
       maxUnmapDescriptors: 256,
-      maxWriteSameBlocks: (32 << 20) / blockSize,
+      maxWriteSameBlocks: (8 << 20) / blockSize,
     };
     cache.set(blockSize, l);
   }

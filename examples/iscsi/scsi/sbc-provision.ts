@@ -5,14 +5,16 @@
 import { Task } from './task';
 import { u16, u32, u64, put32, put64 } from './cdb';
 import { invalidCdb, invalidParam, PARAM_LIST_LENGTH } from './sense';
-import { allZero, contiguous } from './dataout';
+import { contiguous } from './dataout';
 import { limits } from './limits';
 import { inRange, noProtect, writable, writeError, afterWrite, exclusive } from './sbc';
 
 /**
  * WRITE SAME (10)/(16) (SBC-3). One block of Data-Out is written to every LBA of the range
- * (NUMBER OF LOGICAL BLOCKS 0 with WSNZ = 0: from LBA to the last LBA). UNMAP = 1 with a block of
- * zeros unmaps the range (which then reads zeros, LBPRZ = 1); with other data it writes.
+ * (NUMBER OF LOGICAL BLOCKS 0 with WSNZ = 0: from LBA to the last LBA). UNMAP = 1: the device
+ * server should deallocate each LBA of the range (SBC-3 WRITE SAME, UNMAP bit) whatever the
+ * block holds; deallocated LBAs then read as zeros (LBPRZ = 1) — what libiscsi's
+ * WriteSame10.UnmapUntilEnd checks with a block of FFh.
  * NDOB = 1 (16 only): no Data-Out, the block is zeros. ANCHOR is not supported (ANC_SUP = 0).
  * A range beyond the MAXIMUM WRITE SAME LENGTH is an INVALID FIELD IN CDB.
  */
@@ -47,9 +49,8 @@ export function writeSame(t: Task, sixteen: boolean): void {
     if (t.cmd.expectedLength !== bs || t.dataOutLength < bs) return t.fail(invalidCdb(sixteen ? 10 : 7));
     pattern = contiguous(t.cmd.dataOut, 0, bs);
   }
-  const zero = allZero([pattern]);
   t.io(exclusive(t), () => {
-    if (unmap && zero) {
+    if (unmap) {
       lu.backend.discard(lba * bs, n * bs, (err) => {
         if (err) return writeError(t, err);
         lu.provision.markDeallocated(lba, n);
