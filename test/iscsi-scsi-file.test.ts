@@ -148,4 +148,18 @@ test('a closed target answers NOT READY and closes the file once in-flight I/O e
   assert.ok(fs.readFileSync(f).subarray(0, 8 * BS).every((x) => x === 9));
 });
 
+test('growing a file LUN extends the file sparsely; the old data stays', async () => {
+  const f = fresh();
+  const t = await open(f, 1 << 20);
+  const p = pattern(BS, 41);
+  await run(t, { cdb: cdb.write10(2047, 1), data: p });
+  t.resize(0, 4 << 20);
+  assert.is(fs.statSync(f).size, 4 << 20);
+  await clearUa(t);
+  assert.equal(data(await run(t, { cdb: cdb.read10(2047, 1) })), Buffer.from(p));
+  assert.ok(data(await run(t, { cdb: cdb.read10(2048, 8) })).every((b) => b === 0));
+  assert.is((await run(t, { cdb: cdb.write10(8191, 1), data: p })).status, ScsiStatus.Good);
+  t.close();
+});
+
 test.run();

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { createScsiTarget } from '../examples/iscsi/scsi/target';
 import { RamBackend } from '../examples/iscsi/lun/ram';
 import { ScsiStatus } from '../examples/iscsi/scsi/types';
-import { run, data, parseSense, cdb, clearUa, pattern, unmapList } from './lib/scsi';
+import { run, data, parseSense, cdb, clearUa, pattern, unmapList, NEXUS_B } from './lib/scsi';
 
 const BS = 512;
 const BLOCKS = 8192; // 4 MiB
@@ -353,6 +353,22 @@ test('4096-byte blocks: capacity, round-trip, partial Data-Out', async () => {
   await run(t, { cdb: cdb.write10(4093, 3), data: p, split: 1448 });
   assert.equal(data(await run(t, { cdb: cdb.read10(4093, 3) })), Buffer.from(p));
   oob(await run(t, { cdb: cdb.read10(4094, 3) }));
+});
+
+test('growing a LUN: CAPACITY DATA HAS CHANGED for every nexus, data and provisioning kept, the new blocks usable', async () => {
+  const t = await ready(BS * 1000);
+  await clearUa(t, NEXUS_B);
+  const p = pattern(4 * BS, 31);
+  await run(t, { cdb: cdb.write10(996, 4), data: p });
+  assert.throws(() => t.resize(0, BS * 999), /not smaller/);
+  t.resize(0, BS * 5000);
+  expectCheck(await run(t, { cdb: cdb.readCapacity10() }), 0x6, 0x2a, 0x09);
+  expectCheck(await run(t, { cdb: cdb.tur(), nexus: NEXUS_B }), 0x6, 0x2a, 0x09);
+  assert.is(data(await run(t, { cdb: cdb.readCapacity10() })).readUInt32BE(0), 4999);
+  assert.equal(data(await run(t, { cdb: cdb.read10(996, 4) })), Buffer.from(p));
+  assert.ok(data(await run(t, { cdb: cdb.read10(1000, 8) })).every((b) => b === 0));
+  assert.is((await run(t, { cdb: cdb.write10(4999, 1), data: p.subarray(0, BS) })).status, ScsiStatus.Good);
+  assert.equal((await lbaStatus(t, 990)).slice(0, 3), [[990, 6, 1], [996, 4, 0], [1000, 3999, 1]]);
 });
 
 test.run();

@@ -24,6 +24,8 @@ export interface BlockBackend {
   fill(offset: number, length: number, pattern: Uint8Array, cb: IoCallback): void;
   /** Deallocates (UNMAP): afterwards the range reads as zeros. */
   discard(offset: number, length: number, cb: IoCallback): void;
+  /** Grows the device to `size` bytes (the new range reads as zeros unless a file already held data there). */
+  grow(size: number): void;
   /** Makes every completed write durable (file: fdatasync); RAM has nothing to flush. */
   flush(cb: IoCallback): void;
   /** Flushes and releases the backend once in-flight operations have ended; later calls fail. */

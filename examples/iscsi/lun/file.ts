@@ -30,7 +30,7 @@ export class FileBackend implements BlockBackend {
   private closing = false;
 
   /** Opens (or creates, sparse) `path` with at least `size` bytes. Throws on open errors (config time). */
-  constructor(readonly path: string, readonly size: number) {
+  constructor(readonly path: string, public size: number) {
     this.fd = fs.openSync(path, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
     try {
       const st = fs.fstatSync(this.fd);
@@ -105,6 +105,13 @@ export class FileBackend implements BlockBackend {
       this.write(pos, [buf.subarray(0, n)], (err) => (err ? cb(err) : step(pos + n)));
     };
     step(offset);
+  }
+
+  grow(size: number): void {
+    if (size <= this.size || this.closing) return;
+    // Sparse growth: ftruncate leaves a hole, which reads as zeros.
+    if (fs.fstatSync(this.fd).size < size) fs.ftruncateSync(this.fd, size);
+    this.size = size;
   }
 
   flush(cb: IoCallback): void {

@@ -23,6 +23,21 @@ export class ProvisionMap {
     if (initiallyMapped) this.setGranules(0, this.granules, true);
   }
 
+  /**
+   * A map for a grown device: the old LBAs keep their state, the new ones start mapped or
+   * deallocated as `newMapped` says.
+   */
+  static grown(old: ProvisionMap, numBlocks: number, newMapped: boolean): ProvisionMap {
+    const m = new ProvisionMap(numBlocks, newMapped);
+    // Bounded by the number of runs in the old map.
+    for (let lba = 0; lba < old.numBlocks;) {
+      const r = old.run(lba, old.numBlocks - lba);
+      if (r.mapped) m.markMapped(lba, r.blocks); else m.markDeallocated(lba, r.blocks);
+      lba += r.blocks;
+    }
+    return m;
+  }
+
   private setGranules(first: number, end: number, on: boolean): void {
     let i = first;
     while (i < end) {

@@ -14,7 +14,7 @@ export class RamBackend implements BlockBackend {
   private chunks: (Uint8Array | undefined)[];
   private closed = false;
 
-  constructor(readonly size: number) {
+  constructor(public size: number) {
     this.chunks = new Array(Math.ceil(size / RAM_CHUNK));
   }
 
@@ -97,6 +97,20 @@ export class RamBackend implements BlockBackend {
       pos += n;
     }
     cb(null);
+  }
+
+  grow(size: number): void {
+    if (size <= this.size) return;
+    const last = this.chunks.length - 1;
+    this.size = size;
+    // A short last chunk becomes a full one (or as long as the new end needs).
+    const c = last >= 0 ? this.chunks[last] : undefined;
+    if (c && c.length < this.chunkLen(last)) {
+      const bigger = new Uint8Array(this.chunkLen(last));
+      bigger.set(c);
+      this.chunks[last] = bigger;
+    }
+    this.chunks.length = Math.ceil(size / RAM_CHUNK);
   }
 
   flush(cb: IoCallback): void {

@@ -11,6 +11,7 @@ import { ProvisionMap } from '../lun/provision';
 import { ModeState, defaultMode } from './modepages';
 import { UnitAttentions } from './ua';
 import { Reservations } from './reservations';
+import { Asc } from './sense';
 
 /**
  * Lets I/O commands run concurrently (SIMPLE tasks, which SAM-5 lets the device server reorder)
@@ -64,9 +65,10 @@ export const BLOCK_SIZES: readonly number[] = [512, 4096];
 
 export class LogicalUnit {
   readonly blockSize: number;
-  readonly numBlocks: number;
+  /** Capacity in blocks (grows with resize). */
+  numBlocks: number;
   readonly backend: BlockBackend;
-  readonly provision: ProvisionMap;
+  provision: ProvisionMap;
   /** Unit serial number (VPD page 80h): printable ASCII. */
   readonly serial: string;
   /** NAA locally assigned identifier (VPD page 83h, NAA 3h): 8 bytes. */
@@ -101,6 +103,23 @@ export class LogicalUnit {
     // SPC-4 NAA locally assigned designator: NAA = 3h in the top four bits, 60 bits assigned here.
     this.naa = new Uint8Array(digest.subarray(12, 20));
     this.naa[0] = 0x30 | (this.naa[0] & 0x0f);
+  }
+
+  /**
+   * Grows the unit to `size` bytes: SBC-3 "CAPACITY DATA HAS CHANGED" (2Ah/09h) for every I_T
+   * nexus. Shrinking would cut data away under the initiators: refused (throws).
+   */
+  resize(size: number): void {
+    if (!Number.isSafeInteger(size) || size % this.blockSize !== 0 || size < this.numBlocks * this.blockSize) {
+      throw new Error(`LUN ${this.lun}: new size ${size} must be a multiple of ${this.blockSize} and not smaller`);
+    }
+    if (size === this.numBlocks * this.blockSize) return;
+    this.backend.grow(size);
+    const blocks = size / this.blockSize;
+    // New RAM space is unwritten; a file may already have held data past the old size.
+    this.provision = ProvisionMap.grown(this.provision, blocks, this.backend.kind === 'file');
+    this.numBlocks = blocks;
+    this.ua.addAll(Asc.CapacityDataHasChanged);
   }
 
   /**

@@ -178,6 +178,13 @@ export class ScsiTargetDevice implements ScsiTarget, TargetInfo {
     this.log(`scsi: target reset by ${nexus}`);
   }
 
+  /** Grows LUN `lun` to `size` bytes (see LogicalUnit.resize); throws for an unknown LUN or a smaller size. */
+  resize(lun: number, size: number): void {
+    const lu = this.units.get(lun);
+    if (!lu) throw new Error(`no LUN ${lun}`);
+    lu.resize(size);
+  }
+
   nexusLost(nexus: string): void {
     for (const lu of this.units.values()) lu.nexusLost(nexus);
   }
