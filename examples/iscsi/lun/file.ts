@@ -14,7 +14,7 @@
  * cache); reads fill one fresh buffer that is returned as Data-In as it is.
  *
  * UNMAP and WRITE SAME(UNMAP) write zeros: node:fs has no fallocate(PUNCH_HOLE), and zeros keep
- * the LBPRZ = 1 promise (an unmapped block reads as zeros, SBC-3 4.7.3.5).
+ * the LBPRZ = 1 promise (an unmapped block reads as zeros, SBC-3 logical block provisioning).
  */
 import * as fs from 'node:fs';
 import { BlockBackend, IoCallback, ReadCallback, closedError } from './backend';

@@ -1,8 +1,8 @@
 /**
- * Logical block provisioning state (SBC-3 4.7.3): which LBAs are mapped and which are
+ * Logical block provisioning state (SBC-3 "Logical block provisioning"): which LBAs are mapped and which are
  * deallocated, for GET LBA STATUS. One bit per granule of `granularity` blocks (1 unless the
  * bitmap would pass 8 MiB); a write maps every granule it touches, an unmap deallocates only the
- * granules it covers whole (SBC-3 4.7.3.4: an LBA in a partly unmapped granule may stay mapped —
+ * granules it covers whole (SBC-3 unmap: an LBA in a partly unmapped granule may stay mapped —
  * it still reads as zeros, the backend zeroes it).
  */
 

@@ -1,7 +1,7 @@
 /**
  * RAM backend, thin-provisioned: memory is held in 1 MiB chunks allocated on first write and
  * freed when an UNMAP covers a whole chunk. Unwritten and unmapped ranges read as zeros (the
- * LBPRZ = 1 that READ CAPACITY(16) and VPD page B2h report, SBC-3 4.7.3.5).
+ * LBPRZ = 1 that READ CAPACITY(16) and VPD page B2h report, SBC-3 logical block provisioning).
  */
 import { BlockBackend, IoCallback, ReadCallback, closedError } from './backend';
 

@@ -1,6 +1,6 @@
 /**
- * CDB field decoding (SPC-4 4.2): big-endian integers, the CDB length by group code, and the
- * LBA/transfer-length layout of the block commands (SBC-3 5.x). LBAs are JS numbers: a 64-bit LBA
+ * CDB field decoding (SPC-4 "The command descriptor block"): big-endian integers, the CDB length by group code, and the
+ * LBA/transfer-length layout of the block commands (SBC-3 command descriptions). LBAs are JS numbers: a 64-bit LBA
  * at or above 2^53 decodes as Infinity, which is past the end of any logical unit, so range checks
  * stay exact without BigInt on the I/O path.
  */
@@ -57,7 +57,7 @@ export const enum SaIn16 { ReadCapacity16 = 0x10, GetLbaStatus = 0x12 }
 export const enum SaMaintIn { ReportSupportedOpcodes = 0x0c }
 
 /**
- * CDB length from the group code, the top three bits of the operation code (SPC-4 4.2.5.1):
+ * CDB length from the group code, the top three bits of the operation code (SPC-4 "Operation code"):
  * group 0: 6 bytes; 1 and 2: 10; 4: 16; 5: 12; 3 (variable/reserved), 6 and 7 (vendor): 0 = unknown.
  */
 export function cdbLength(opcode: number): number {
@@ -81,7 +81,7 @@ export function u64(b: Uint8Array, o: number): number {
   if (hi >= 0x200000) return Infinity;
   return hi * 0x100000000 + u32(b, o + 4);
 }
-/** A 64-bit big-endian number as a BigInt (reservation keys, SPC-4 6.15). */
+/** A 64-bit big-endian number as a BigInt (reservation keys, SPC-4 PERSISTENT RESERVE OUT). */
 export function u64n(b: Uint8Array, o: number): bigint {
   return (BigInt(u32(b, o)) << 32n) | BigInt(u32(b, o + 4));
 }
@@ -102,7 +102,7 @@ export function put64n(b: Uint8Array, o: number, v: bigint): void {
   put32(b, o + 4, Number(v & 0xffffffffn));
 }
 
-/** The decoded address fields of a block command (SBC-3 5.x). */
+/** The decoded address fields of a block command (SBC-3 READ and WRITE commands). */
 export interface BlockCdb {
   lba: number;
   /** Blocks to transfer (READ/WRITE(6): 0 already turned into 256). */
@@ -115,7 +115,7 @@ export interface BlockCdb {
 
 /**
  * Decodes LBA and TRANSFER LENGTH for the 6/10/12/16-byte read/write-style layouts:
- * 6: LBA bytes 1-3 (21 bits), length byte 4 (SBC-3 5.15: 0 means 256 for READ(6)/WRITE(6));
+ * 6: LBA bytes 1-3 (21 bits), length byte 4 (SBC-3 READ (6)/WRITE (6): 0 means 256);
  * 10: LBA 2-5, length 7-8; 12: LBA 2-5, length 6-9; 16: LBA 2-9, length 10-13.
  */
 export function blockCdb(cdb: Uint8Array, len: number, zeroIs256 = true): BlockCdb {

@@ -78,7 +78,7 @@ export function persistentReserveIn(t: Task): void {
   t.good(b, alloc);
 }
 
-/** READ FULL STATUS: one descriptor per registration with its iSCSI TransportID (SPC-4 7.6.4.6). */
+/** READ FULL STATUS: one descriptor per registration with its iSCSI TransportID (SPC-4 READ FULL STATUS, iSCSI TransportID). */
 function fullStatus(r: Reservations): Uint8Array {
   const parts: Uint8Array[] = [];
   for (const [nexus, key] of r.keys) {

@@ -1,6 +1,7 @@
 /**
  * Sense data (SPC-4 4.5): the fixed format (response code 70h) and the descriptor format (72h),
- * chosen per logical unit by the D_SENSE bit of the Control mode page (SPC-4, Control mode page). Additional sense codes are those of SPC-4 Annex D.
+ * chosen per logical unit by the D_SENSE bit of its Control mode page. Additional sense codes are
+ * those of SPC-4 Annex D.
  */
 
 /** Sense keys (SPC-4 4.5.6, sense key descriptions). */

@@ -28,7 +28,7 @@ function ascii(b: Uint8Array, off: number, len: number, s: string): void {
   }
 }
 
-/** Standard INQUIRY data (SPC-4 6.4.2) for `lu`, or for a LUN that does not exist (null). */
+/** Standard INQUIRY data (SPC-4 INQUIRY, standard INQUIRY data) for `lu`, or for a LUN that does not exist (null). */
 export function standardInquiry(info: TargetInfo, lu: LogicalUnit | null): Uint8Array {
   const b = new Uint8Array(STD_INQUIRY_LEN);
   b[0] = lu ? PDT_DISK : PQ_NO_LUN;
@@ -46,7 +46,7 @@ export function standardInquiry(info: TargetInfo, lu: LogicalUnit | null): Uint8
 }
 
 function vpdPage(lu: LogicalUnit, code: number, body: Uint8Array): Uint8Array {
-  // SPC-4 7.8.1 VPD page format: PERIPHERAL QUALIFIER/DEVICE TYPE, PAGE CODE, PAGE LENGTH.
+  // SPC-4 VPD page format: PERIPHERAL QUALIFIER/DEVICE TYPE, PAGE CODE, PAGE LENGTH.
   const b = new Uint8Array(4 + body.length);
   b[0] = PDT_DISK;
   b[1] = code;
@@ -59,7 +59,7 @@ function vpdPage(lu: LogicalUnit, code: number, body: Uint8Array): Uint8Array {
 export const VPD_PAGES = [0x00, 0x80, 0x83, 0xb0, 0xb1, 0xb2];
 
 function designator(proto: number, codeSet: number, piv: boolean, assoc: number, type: number, value: Uint8Array): Uint8Array {
-  // SPC-4 7.8.6.1 designation descriptor: PROTOCOL IDENTIFIER | CODE SET, PIV | ASSOCIATION | TYPE,
+  // SPC-4 Device Identification VPD page, designation descriptor: PROTOCOL IDENTIFIER | CODE SET, PIV | ASSOCIATION | TYPE,
   // reserved, DESIGNATOR LENGTH, DESIGNATOR.
   const d = new Uint8Array(4 + value.length);
   d[0] = (proto << 4) | codeSet;
@@ -148,7 +148,7 @@ function vpd(info: TargetInfo, lu: LogicalUnit, code: number): Uint8Array | null
   }
 }
 
-/** INQUIRY (SPC-4 6.4). */
+/** INQUIRY (SPC-4). */
 export function inquiry(t: Task): void {
   const cdb = t.cdb;
   const alloc = u16(cdb, 3);
@@ -156,7 +156,7 @@ export function inquiry(t: Task): void {
   // INVALID FIELD IN CDB.
   if (cdb[1] & 0x02) return t.fail(invalidCdb(1, 1));
   if ((cdb[1] & 0x01) === 0) {
-    // EVPD = 0 with a PAGE CODE other than 0: INVALID FIELD IN CDB (SPC-4 6.4.1).
+    // EVPD = 0 with a PAGE CODE other than 0: INVALID FIELD IN CDB (SPC-4 INQUIRY).
     if (cdb[2] !== 0) return t.fail(invalidCdb(2));
     return t.good(standardInquiry(t.target, t.lu), alloc);
   }
@@ -165,7 +165,7 @@ export function inquiry(t: Task): void {
   t.good(page, alloc);
 }
 
-/** TEST UNIT READY (SPC-4 6.37): the dispatcher already answered NOT READY for a stopped unit. */
+/** TEST UNIT READY (SPC-4): the dispatcher already answered NOT READY for a stopped unit. */
 export function testUnitReady(t: Task): void {
   t.good();
 }
@@ -178,10 +178,10 @@ export function encodeLun(lun: number): Uint8Array {
   return b;
 }
 
-/** REPORT LUNS (SPC-4 6.33); answered for any LUN of the target, existing or not. */
+/** REPORT LUNS (SPC-4); answered for any LUN of the target, existing or not. */
 export function reportLuns(info: TargetInfo, cdb: Uint8Array): { data?: Uint8Array; alloc: number; bad?: number } {
   const alloc = u32(cdb, 6);
-  // SPC-4 6.33: an ALLOCATION LENGTH below 16 is an INVALID FIELD IN CDB.
+  // SPC-4 REPORT LUNS: an ALLOCATION LENGTH below 16 is an INVALID FIELD IN CDB.
   if (alloc < 16) return { alloc, bad: 6 };
   const select = cdb[2];
   // SELECT REPORT 00h: LUNs of logical units; 01h: well known LUNs (none here); 02h: all.
@@ -199,20 +199,20 @@ export function reportLunsCommand(t: Task): void {
   t.good(r.data, r.alloc);
 }
 
-/** REQUEST SENSE (SPC-4 6.39): sense data of the current state as parameter data, status GOOD. */
+/** REQUEST SENSE (SPC-4): sense data of the current state as parameter data, status GOOD. */
 export function requestSense(t: Task): void {
   const desc = (t.cdb[1] & 0x01) !== 0;
   const data = t.lu.stopped ? buildSense(NOT_READY_STOPPED, desc) : noSense(desc);
   t.good(data, t.cdb[4]);
 }
 
-/** REQUEST SENSE for a LUN that does not exist: LOGICAL UNIT NOT SUPPORTED as parameter data (SPC-4 6.39). */
+/** REQUEST SENSE for a LUN that does not exist: LOGICAL UNIT NOT SUPPORTED as parameter data (SPC-4 REQUEST SENSE). */
 export function requestSenseNoLun(cdb: Uint8Array): Uint8Array {
   const data = buildSense(LUN_NOT_SUPPORTED, (cdb[1] & 0x01) !== 0);
   return data.subarray(0, Math.min(cdb[4], data.length));
 }
 
-/** Timeouts descriptor (SPC-4 6.35.4): length 0Ah, no nominal time, 30 s recommended. */
+/** Command timeouts descriptor (SPC-4 REPORT SUPPORTED OPERATION CODES): length 0Ah, no nominal time, 30 s recommended. */
 function timeouts(b: Uint8Array, off: number): void {
   put16(b, off, 0x0a);
   put32(b, off + 8, 30);
@@ -222,7 +222,7 @@ function hasServiceActions(defs: readonly CommandDef[], op: number): boolean {
   return defs.some((d) => d.op === op && d.sa !== undefined);
 }
 
-/** REPORT SUPPORTED OPERATION CODES (SPC-4 6.35). */
+/** REPORT SUPPORTED OPERATION CODES (SPC-4). */
 export function reportSupportedOpcodes(t: Task): void {
   const cdb = t.cdb;
   const rctd = (cdb[2] & 0x80) !== 0;

@@ -15,10 +15,10 @@ export interface CommandDef {
   /** Service action (byte 1 bits 4..0) for the commands that have them. */
   sa?: number;
   name: string;
-  /** CDB USAGE DATA (SPC-4 6.35.3): which bits this device server looks at, byte by byte. */
+  /** CDB USAGE DATA (SPC-4 REPORT SUPPORTED OPERATION CODES): which bits this device server looks at, byte by byte. */
   usage: readonly number[];
   access: Access;
-  /** Needs a started unit (a stopped unit answers NOT READY, SBC-3 4.19). */
+  /** Needs a started unit (a stopped unit answers NOT READY, SBC-3 power conditions). */
   media: boolean;
   /** Reports (and clears) a pending unit attention; false for INQUIRY, REPORT LUNS, REQUEST SENSE. */
   ua: boolean;
@@ -84,7 +84,8 @@ export class Task {
     this.cb(r);
   }
 
-  /** GOOD, with parameter data truncated to the allocation length (SPC-4 4.2.5.6). */
+  /** GOOD, with parameter data truncated to the allocation length (SPC-4 "Allocation length": the device server
+   * returns no more than that, and that is not an error). */
   good(data?: Uint8Array | readonly Uint8Array[], allocation?: number): void {
     if (data === undefined) { this.finish({ status: ScsiStatus.Good }); return; }
     if (data instanceof Uint8Array) {
@@ -101,7 +102,7 @@ export class Task {
     this.finish({ status: s });
   }
 
-  /** CHECK CONDITION with sense data in the logical unit's format (D_SENSE, SPC-4 7.5.8). */
+  /** CHECK CONDITION with sense data in the logical unit's format (D_SENSE, SPC-4 Control mode page). */
   fail(c: Check): void {
     this.count(c.reason);
     this.finish({ status: ScsiStatus.CheckCondition, sense: buildSense(c, this.lu.mode.dSense) });

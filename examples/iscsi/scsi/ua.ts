@@ -1,6 +1,6 @@
 /**
  * Unit attention conditions of one logical unit, per I_T nexus (SAM-5 "Unit attention
- * conditions", with UA_INTLCK_CTRL = 00b in the Control mode page, SPC-4 7.5.8). A nexus seen for the first time gets
+ * conditions", with UA_INTLCK_CTRL = 00b in the Control mode page, SPC-4). A nexus seen for the first time gets
  * POWER ON, RESET, OR BUS DEVICE RESET OCCURRED (29h/00h); later events queue behind it and are
  * reported one per command, oldest first.
  */
