@@ -80,12 +80,14 @@ export class Task {
     // transferred what the iSCSI layer collected; it has no residual of its own.
     const ok = r.status === ScsiStatus.Good || r.status === ScsiStatus.ConditionMet;
     if (ok && (c.write || this.cdbOut > 0) && this.cdbOut !== c.expectedLength) r.transferLength = this.cdbOut;
-    this.release();
-    this.cb(r);
+    // Answer first, then let waiting I/O in: the result goes out before anything queued behind it.
+    try { this.cb(r); } finally { this.release(); }
   }
 
-  /** GOOD, with parameter data truncated to the allocation length (SPC-4 "Allocation length": the device server
-   * returns no more than that, and that is not an error). */
+  /**
+   * GOOD, with parameter data cut to the allocation length (SPC-4 "Allocation length": the device
+   * server returns no more than that, and that is not an error).
+   */
   good(data?: Uint8Array | readonly Uint8Array[], allocation?: number): void {
     if (data === undefined) { this.finish({ status: ScsiStatus.Good }); return; }
     if (data instanceof Uint8Array) {
