@@ -4,6 +4,7 @@
  * (4.2.2.1), Reject, timers (login timeout, target NOP-In pings), and the end of the session.
  * session.ts builds the PDU handlers on it.
  */
+import { MAX_TRANSFER_BYTES } from './scsi/limits';
 import { ScsiTarget, TargetSpec } from './scsi/types';
 import { Op, Pdu, PduFatal, PduReader, RejectReason, RESERVED_TAG, bhs as B, newBhs, frame, wr32 } from './pdu';
 import { SessionParams } from './login';
@@ -36,7 +37,7 @@ export interface ConnOptions {
   initialR2T?: boolean;
   /** Our ImmediateData wish (13.11, AND), default true. */
   immediateData?: boolean;
-  /** Largest write collected for one command (bytes), default 16 MiB. */
+  /** Largest write collected for one command (bytes), default the SCSI layer's MAXIMUM TRANSFER LENGTH (8 MiB). */
   maxTransferLength?: number;
   /** Buffer budget for solicited Data-Out per connection (bytes, at least maxTransferLength), default 64 MiB. */
   dataOutBudget?: number;
@@ -102,7 +103,7 @@ export abstract class ConnCore implements SessionMember, TaskHost {
       maxRecvDataSegmentLength: 262144, maxBurstLength: 262144, firstBurstLength: 262144, maxOutstandingR2T: 4,
       initialR2T: false, immediateData: true, cmdWindow: 128, nopInterval: 5000, nopTimeout: 10000,
       loginTimeout: 15000, defaultTime2Wait: 2, defaultTime2Retain: 20, portalGroupTag: 1,
-      maxTransferLength: 16 << 20, dataOutBudget: 64 << 20, ...opts,
+      maxTransferLength: MAX_TRANSFER_BYTES, dataOutBudget: 64 << 20, ...opts,
     };
     this.budget = Math.max(this.o.dataOutBudget, this.o.maxTransferLength);
     this.now = now;

@@ -21,18 +21,21 @@ export interface Limits {
   maxWriteSameBlocks: number;
 }
 
+/** The most one READ or WRITE moves (bytes); the iSCSI layer refuses longer writes before collecting their data. */
+export const MAX_TRANSFER_BYTES = 8 << 20;
+
 const cache = new Map<number, Limits>();
 
 export function limits(blockSize: number): Limits {
   let l = cache.get(blockSize);
   if (!l) {
     l = {
-      maxTransferBlocks: (8 << 20) / blockSize,
+      maxTransferBlocks: MAX_TRANSFER_BYTES / blockSize,
       optimalTransferBlocks: (1 << 20) / blockSize,
       maxCompareAndWrite: 255,
       maxUnmapBlocks: (32 << 20) / blockSize,
       maxUnmapDescriptors: 256,
-      maxWriteSameBlocks: (8 << 20) / blockSize,
+      maxWriteSameBlocks: MAX_TRANSFER_BYTES / blockSize,
     };
     cache.set(blockSize, l);
   }
