@@ -212,7 +212,7 @@ function parseSummary(lines: string[]): CunitSummary | null {
 
 /** Parses `iscsi-test-cu -l`: the full names of families, suites and tests, in order. */
 export function parseTestList(text: string): string[] {
-  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[A-Za-z0-9]+(\.[A-Za-z0-9_]+){0,2}$/.test(l));
+  return text.split(/\r?\n/).map((l) => l.trim()).filter((l) => /^[A-Za-z0-9]+(\.[A-Za-z0-9_-]+){0,2}$/.test(l));
 }
 
 /**
