@@ -172,6 +172,8 @@ export function stackTargetConfig(il: IscsiLab, disk: IscsiDisk, o: StackTargetO
 }
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
+/** What `xdpstack run` prints once its stack runs (stack/cli-stack.ts runStack). */
+const RUNNING = /xdpstack: stack '[^']*' running/;
 
 /** xdpstack with the `iscsi` service (see stackTargetConfig); waits until discovery answers. */
 export function stackStarter(o: StackTargetOptions = {}): TargetStarter {
@@ -206,8 +208,8 @@ export function stackStarter(o: StackTargetOptions = {}): TargetStarter {
       };
       // Running once it says so (bounded), or failed if it exits first.
       const until = Date.now() + 20_000;
-      while (!/running/.test(logTail) && child.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
-      if (!/running/.test(logTail)) {
+      while (!RUNNING.test(logTail) && child.exitCode === null && Date.now() < until) await new Promise((r) => setTimeout(r, 50));
+      if (!RUNNING.test(logTail)) {
         await stopIt();
         throw new Error(`xdpstack did not start: ${logTail.slice(-2000)}`);
       }
