@@ -14,10 +14,11 @@
  * on, tgtd's frames carry partial checksums, fine for the kernel initiator but dropped by the stack
  * (tcp-bad-checksum): a lab where the stack talks to tgtd itself needs `tgtOffloads: false`.
  *
- * A target under test is "a URL and a way to stop it": `TargetUnderTest`. `startTgtTarget` starts
- * tgtd (iscsi-tgt.ts; the disk is LUN 1 there); `startStackTarget` starts xdpstack with an `iscsi`
- * service in its config (the disk is LUN 0), in this process (createStack) or as
- * `xdpstack run CONFIG` in a child process. Both take the same disk geometry (`IscsiDisk`).
+ * A target under test is "a URL and a way to stop it": `TargetUnderTest`, made by a
+ * `TargetStarter(lab, disk)`. `tgtStarter()` starts tgtd (iscsi-tgt.ts; the disk is LUN 1 there);
+ * `stackStarter()` starts xdpstack with an `iscsi` service in its config (`stackTargetConfig`; the
+ * disk is LUN 0), as `xdpstack run CONFIG` in a child process or with createStack in this process.
+ * Both take the same disk geometry (`IscsiDisk`).
  */
 import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -42,7 +43,7 @@ export const TGT_ADDRESS = `${NET}.3`;
  * The fast subset of iscsi-test-cu for `npm test`: the commands every initiator needs (TEST UNIT
  * READY, INQUIRY, READ CAPACITY 10/16, READ/WRITE 10/16, MODE SENSE 6, the mandatory SBC set,
  * REPORT SUPPORTED OPERATION CODES), residuals and task management: 57 tests, about 2 s against
- * tgtd here (the full ALL family: 230 tests, about 21-24 s; iSCSI: 15 tests, 3 s).
+ * tgtd here (the full ALL family: 230 tests, 20-24 s; iSCSI: 15 tests, 3 s).
  */
 export const FAST_SUBSET = [
   'ALL.TestUnitReady', 'ALL.Inquiry', 'ALL.ReadCapacity10', 'ALL.ReadCapacity16', 'ALL.Read10', 'ALL.Read16',
