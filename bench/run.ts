@@ -1,11 +1,13 @@
 /**
  * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
- * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect), prints a table for each and writes a JSON summary
+ * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect, iscsi), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
  * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
  * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_TCP_ROUNDS (TCP benchmarks;
- * default 5), BENCH_HTTP_SECONDS (wrk duration, default 5).
+ * default 5), BENCH_HTTP_SECONDS (wrk duration, default 5), BENCH_ISCSI_ROUNDS (default 3),
+ * BENCH_ISCSI_SECONDS (per iSCSI workload, default 10), BENCH_ISCSI_SIZE (LUN bytes, default 64 MiB),
+ * BENCH_ISCSI_BUSY_POLL=1 (busy-poll xdpstack's loop).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -15,9 +17,10 @@ import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
 import { labDown } from '../stack/lab';
+import { benchIscsi, ISCSI_PREFIX } from './iscsi';
 import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'] as const;
+const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect', 'iscsi'] as const;
 const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
@@ -66,12 +69,20 @@ async function main(): Promise<void> {
           results[name] = await f(tcp);
           break;
         }
+        case 'iscsi':
+          if (!privileged) { console.log('  needs root (AF_XDP, network namespaces, tgtd): skipped'); results[name] = { skipped: 'not root' }; continue; }
+          results[name] = await benchIscsi({
+            rounds: Number(process.env.BENCH_ISCSI_ROUNDS ?? 3), seconds: Number(process.env.BENCH_ISCSI_SECONDS ?? 10),
+            size: Number(process.env.BENCH_ISCSI_SIZE ?? 64 << 20), busyPoll: process.env.BENCH_ISCSI_BUSY_POLL === '1',
+          });
+          break;
       }
     } catch (e) {
       console.log(`  FAILED: ${(e as Error).stack ?? e}`);
       results[name] = { error: String((e as Error).message ?? e) };
       if (name === 'reflector' || name === 'icmp-udp' || name === 'ip6-echo') { try { labDown(PREFIX); } catch { /* already gone */ } }
       if (TCP_NAMES.includes(name)) { try { labDown(TCP_PREFIX); } catch { /* already gone */ } }
+      if (name === 'iscsi') { try { labDown(ISCSI_PREFIX); } catch { /* already gone */ } }
     }
     console.log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }

@@ -9,7 +9,12 @@ log() { printf '[setup] %s\n' "$*" >&2; }
 # --- 1. Debian packages -------------------------------------------------------------------
 PKGS=(libxdp-dev libbpf-dev clang llvm xdp-tools iproute2 ethtool tshark tcpdump bpftool
       python3-scapy iputils-ping iputils-arping netcat-openbsd gcc-multilib linux-libc-dev
-      make g++ python3 hyperfine wrk curl openssl ndisc6)
+      make g++ python3 hyperfine wrk curl openssl ndisc6
+      libiscsi-bin libiscsi-dev tgt)
+# libiscsi-bin: the initiator of the iSCSI proof (iscsi-test-cu, iscsi-ls, iscsi-perf); libiscsi-dev:
+# builds bench/c/iscsi-load (writes, which iscsi-perf lacks); tgt: tgtd, the reference target. The
+# lab runs its own tgtd per test in a namespace with its own control port (test/lib/iscsi-tgt.ts),
+# never the system's tgt service (control port 0, root namespace), which may run or not.
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
