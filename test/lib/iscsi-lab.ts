@@ -25,8 +25,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { labDown, labUp, Lab } from '../../stack/lab';
-import { createStack, SERVICES } from '../../stack/stack';
-import { SERVICE_TYPES, ServiceConfig, StackConfig } from '../../stack/config';
+import { createStack } from '../../stack/stack';
+import type { StackConfig } from '../../stack/config';
+import { ServiceConfig, serviceKind } from '../../stack/services';
+import '../../examples/iscsi/index';
 import { iscsiUrl, startTgt, TgtInstance } from './iscsi-tgt';
 import { iscsiLs } from './iscsi-tools';
 
@@ -134,13 +136,13 @@ export function tgtStarter(o: { params?: Record<string, string | number>; ioThre
   };
 }
 
-/** Our target is started only when the config knows the `iscsi` service (stack/config.ts, stack/stack.ts). */
+/** Our target is started only when the `iscsi` service type is registered (examples/iscsi/index.ts). */
 export class TargetUnavailableError extends Error {
   constructor(message: string) { super(message); this.name = 'TargetUnavailableError'; }
 }
 
 export function iscsiServiceAvailable(): boolean {
-  return SERVICE_TYPES.has('iscsi') && Object.prototype.hasOwnProperty.call(SERVICES, 'iscsi');
+  return serviceKind('iscsi') !== undefined;
 }
 
 export interface StackTargetOptions {
@@ -179,7 +181,7 @@ const RUNNING = /xdpstack: stack '[^']*' running/;
 /** xdpstack with the `iscsi` service (see stackTargetConfig); waits until discovery answers. */
 export function stackStarter(o: StackTargetOptions = {}): TargetStarter {
   return async (il, disk) => {
-    if (!iscsiServiceAvailable()) throw new TargetUnavailableError("xdpstack has no 'iscsi' service type yet (stack/config.ts SERVICE_TYPES, stack/stack.ts SERVICES)");
+    if (!iscsiServiceAvailable()) throw new TargetUnavailableError("xdpstack has no 'iscsi' service type (examples/iscsi/index.ts registers it)");
     const config = stackTargetConfig(il, disk, o);
     const mode = o.mode ?? 'child';
     let logTail = '';
