@@ -60,7 +60,8 @@ function toBuffer(chunk: Buffer | string, enc: BufferEncoding): Buffer {
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
   private entry: TcpEntry | null = null;
-  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb } | null = null;
+  /** A write waiting for send-buffer room: `buf[off, end)`, then the whole buffers of `more` in order (a corked batch). */
+  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number } | null = null;
   private unconsumed = 0;
   private _bytesRead = 0;
   private _bytesWritten = 0;
@@ -376,13 +377,20 @@ export class Socket extends Duplex implements TcpSocketSink {
       p.cb(sockError('EPIPE', 'write EPIPE'));
       return;
     }
-    const n = e.conn.write(p.buf, p.off, p.end - p.off, this.now());
-    p.off += n;
-    this._bytesWritten += n;
-    if (n) this.touch();
-    if (p.off >= p.end) {
+    for (;;) {
+      const n = e.conn.write(p.buf, p.off, p.end - p.off, this.now());
+      p.off += n;
+      this._bytesWritten += n;
+      if (n) this.touch();
+      if (p.off < p.end) return;
+      if (p.more && p.next! < p.more.length) {
+        const b = p.more[p.next!++]!;
+        p.buf = b; p.off = 0; p.end = b.length;
+        continue;
+      }
       this.pendingWrite = null;
       p.cb();
+      return;
     }
   }
 
@@ -407,11 +415,15 @@ export class Socket extends Duplex implements TcpSocketSink {
       const n = e.conn.write(c, 0, len);
       this._bytesWritten += n;
       if (n < len) {
-        // Send buffer full: the rest waits for room, as a single pending write (copied: the
-        // scratch serves the next write).
+        // Send buffer full: the rest waits for room as one pending write over the same buffers
+        // (not a concatenated copy: each byte is copied once, into the send buffer). Only the
+        // scratch's part is copied, as the scratch serves the next write.
         e.conn.flush(this.now());
-        const rest = Buffer.concat([c.subarray(n, len), ...chunks.slice(i + 1).map((y) => toBuffer(y.chunk, y.encoding))]);
-        this.pendingWrite = { buf: rest, off: 0, end: rest.length, cb };
+        const scratch = c === STR_SCRATCH;
+        const more = chunks.slice(i + 1).map((y) => toBuffer(y.chunk, y.encoding));
+        this.pendingWrite = scratch
+          ? { buf: Buffer.from(c.subarray(n, len)), off: 0, end: len - n, cb, more, next: 0 }
+          : { buf: c, off: n, end: len, cb, more, next: 0 };
         this.touch();
         return;
       }
