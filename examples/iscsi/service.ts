@@ -54,6 +54,8 @@ export class IscsiService implements Service {
   connections = 0;
   /** Pinned receive chunks, service-wide (held now, peak, refused). */
   readonly holds: HoldBudget;
+  private readonly live = new Set<IscsiConnection>();
+  private readonly ended = { copiedBytes: 0, heldPieces: 0, refusedHolds: 0 };
 
   constructor(readonly vs: ServiceVs, spec: ServiceConfig & { port: number }, private readonly opts: IscsiServiceOptions = {}) {
     const targets = new Map<string, { spec: TargetSpec; scsi: ScsiTarget }>();
@@ -83,6 +85,19 @@ export class IscsiService implements Service {
     this.server.listen(spec.port, spec.address);
   }
 
+  /**
+   * Data-Out of SCSI Command / Data-Out PDUs over all connections so far: bytes the readers copied
+   * (over budget, or no hold), pieces kept as pinned views of received frames, holds refused.
+   */
+  get dataOut(): { copiedBytes: number; heldPieces: number; refusedHolds: number } {
+    const t = { ...this.ended };
+    for (const c of this.live) {
+      const s = c.dataOutStats;
+      t.copiedBytes += s.copiedBytes; t.heldPieces += s.heldPieces; t.refusedHolds += s.refusedHolds;
+    }
+    return t;
+  }
+
   private accept(sock: NetSocket, nop: { nopInterval?: number; nopTimeout?: number }, log: (m: string) => void): void {
     if (this.closed) { sock.destroy(); return; }
     this.connections++;
@@ -103,6 +118,7 @@ export class IscsiService implements Service {
       close: () => { if (!sock.destroyed) sock.end(); },
       log: (m) => log(`${who}: ${m}`),
     }, { address: plainAddress(sock.localAddress), port: sock.localPort ?? 0 }, now(), nop);
+    this.live.add(conn);
 
     const schedule = () => {
       if (ended) return;
@@ -119,6 +135,9 @@ export class IscsiService implements Service {
       if (timer) { clearTimeout(timer); timer = null; }
       this.sockets.delete(sock);
       conn.closed(now());
+      this.live.delete(conn);
+      const s = conn.dataOutStats;
+      this.ended.copiedBytes += s.copiedBytes; this.ended.heldPieces += s.heldPieces; this.ended.refusedHolds += s.refusedHolds;
     };
     const holds = this.holds.connection();
     sock.setZeroCopyReader((chunk) => {
