@@ -7,6 +7,9 @@
  * pool is reused), so a view kept past its release would show up as corrupt data.
  */
 import { test } from 'uvu';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as assert from 'uvu/assert';
 import * as fc from 'fast-check';
 import { Rig, makePortal, senseOf, IQN } from './lib/iscsi-rig';
@@ -501,6 +504,54 @@ test('RAM LUN: a write split over 1448-byte chunks is copied once into the LUN (
   assert.is(statusOf(ps, 4), 0);
   assert.equal(Uint8Array.from(Buffer.concat(ps.filter((p) => p.op === OP.DataIn).map((p) => p.data))), data);
   real.close();
+});
+
+test('file LUN: a 1 MiB write in 500-byte chunks (over 2000 views, more than one writev takes) lands intact; chunks held until the write completes', async () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-zc-'));
+  const file = path.join(dir, 'lun.img');
+  const spec: TargetSpec = { iqn: IQN, luns: [{ lun: 0, size: 4 << 20, file }] };
+  const real = createScsiTarget(spec);
+  try {
+    const portal: Portal = { targets: new Map([[IQN, { spec, scsi: real }]]), sessions: new SessionTable() };
+    const rig = new Rig(portal);
+    assert.is(rig.login(UNSOLICITED).status, 0);
+    rig.cmd({ cdb: new Uint8Array(16), E: 0 });
+    assert.equal(senseOf(rig.one()), [0x06, 0x29, 0x00]);
+    const budget = new HoldBudget({ maxHeldChunks: 1 << 20, maxHeldBytesPerConnection: 1 << 30 });
+    const f = new Feeder(rig, budget.connection());
+    const data = pattern(1 << 20, 12);
+    f.feed(Uint8Array.from(Buffer.concat([
+      scsiCmd(rig, { itt: 3, lba: 16, blocks: 2048, E: 1 << 20, final: false, imm: data.subarray(0, 65536) }),
+      dataOutTrain(rig, 3, 0xffffffff, 65536, data.subarray(65536, 262144), 65536),
+    ])), [500]);
+    // The rest is solicited (FirstBurstLength 262144): one R2T of MaxBurstLength at a time.
+    let solicited = 0;
+    for (let i = 0; i < 8; i++) {
+      const ps = rig.take();
+      if (ps.length === 0) break;
+      assert.is(ps.length, 1);
+      assert.is(ps[0]!.op, OP.R2t);
+      const off = u32(ps[0]!.bhs, 40), len = u32(ps[0]!.bhs, 44);
+      f.feed(dataOutTrain(rig, 3, ps[0]!.ttt, off, data.subarray(off, off + len), 65536), [500]);
+      solicited += len;
+    }
+    assert.is(solicited, (1 << 20) - 262144);
+    assert.ok(budget.held > 2000, `${budget.held} chunks pinned while the file write runs`);
+    for (let i = 0; i < 500 && rig.parser.pdus.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.is(statusOf(rig.take(), 3), 0);
+    assert.is(budget.held, 0);
+    assert.is(f.freed, f.chunks);
+    assert.is(rig.conn.dataOutStats.copiedBytes, 0);
+    await real.flush();
+    const fd = fs.openSync(file, 'r');
+    const back = Buffer.alloc(1 << 20);
+    fs.readSync(fd, back, 0, back.length, 16 * 512);
+    fs.closeSync(fd);
+    assert.ok(back.equals(data), 'the file holds the data');
+  } finally {
+    real.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test.run();
