@@ -27,6 +27,10 @@ test('the iscsi type is registered and a minimal service validates (port 3260 by
   assert.ok(serviceTypes().includes('iscsi'));
   assert.is(problems(cfg({})), '');
   assert.is(problems(cfg({ port: 3261, nopInterval: 5, nopTimeout: 5 })), '');
+  assert.is(problems(cfg({ maxHeldChunks: 0 })), '');
+  assert.is(problems(cfg({ maxHeldChunks: 256 })), '');
+  assert.match(problems(cfg({ maxHeldChunks: -1 })), /maxHeldChunks/);
+  assert.match(problems(cfg({ maxHeldChunks: 'lots' })), /maxHeldChunks/);
 });
 
 test('sizes: bytes or a unit, a multiple of the block size, at least 16 blocks', () => {

@@ -43,7 +43,9 @@ function reader(maxData = 1 << 20, hd = false, dd = false) {
   const got: Got[] = [];
   const fatal: string[] = [];
   const r = new PduReader((p: Pdu) => {
-    got.push({ op: p.bhs[0] & 0x3f, bhs: p.bhs.slice(), data: p.retain().data.slice(), problem: p.problem });
+    const k = p.retain();
+    got.push({ op: p.bhs[0] & 0x3f, bhs: p.bhs.slice(), data: Uint8Array.from(Buffer.concat(k.parts)), problem: p.problem });
+    k.release();
   }, (f) => fatal.push(f));
   r.maxData = maxData; r.headerDigest = hd; r.dataDigest = dd;
   return { r, got, fatal };
@@ -148,28 +150,46 @@ test('reader: opcodes an initiator may not send are reported as reserved-opcode'
   }
 });
 
-test('reader: retain pins the chunk via hold when the data sits in one chunk, copies when it straddles or without hold', () => {
+test('reader: retain pins the chunk via hold when the data sits in one chunk; a Data-Out split over chunks comes as pinned views; copies without hold', () => {
   const s = encode(bhs(0x05, 0x80, { itt: 1 }), new Uint8Array(100).fill(5));
   let pins = 0, releases = 0;
   const hold = () => { pins++; return () => { releases++; }; };
-  const kept: Uint8Array[] = [];
-  const r = new PduReader((p) => { const k = p.retain(); kept.push(k.data); k.release(); }, () => { /* none */ });
+  const kept: Array<readonly Uint8Array[]> = [];
+  const r = new PduReader((p) => { const k = p.retain(); kept.push(k.parts); k.release(); }, () => { /* none */ });
   const chunk = Uint8Array.from(s);
   r.input(chunk, hold);
   assert.is(pins, 1);
   assert.is(releases, 1);
-  assert.is(kept[0].buffer, chunk.buffer); // a view, no copy
-  // Straddling: the reader assembles the data itself (no pin, not a view of either chunk).
+  assert.is(kept[0].length, 1);
+  assert.is(kept[0][0].buffer, chunk.buffer); // a view, no copy
+  // Straddling: one pinned view per chunk (the header chunk holds data bytes 0..41).
   const c1 = Uint8Array.from(s.subarray(0, 90)), c2 = Uint8Array.from(s.subarray(90));
   r.input(c1, hold); r.input(c2, hold);
-  assert.is(pins, 1);
-  assert.ok(kept[1].buffer !== c1.buffer && kept[1].buffer !== c2.buffer);
-  assert.equal(kept[1], new Uint8Array(100).fill(5));
+  assert.is(pins, 3);
+  assert.is(releases, 3);
+  assert.equal(kept[1].map((v) => [v.buffer === c1.buffer, v.buffer === c2.buffer, v.length]), [[true, false, 42], [false, true, 58]]);
+  assert.equal(Uint8Array.from(Buffer.concat(kept[1])), new Uint8Array(100).fill(5));
   // No hold: a copy that outlives changes to the chunk.
   const c3 = Uint8Array.from(s);
   r.input(c3);
   c3.fill(0);
-  assert.equal(kept[2], new Uint8Array(100).fill(5));
+  assert.equal(Uint8Array.from(Buffer.concat(kept[2])), new Uint8Array(100).fill(5));
+  assert.is(r.stats.copiedBytes, 100);
+});
+
+test('reader: data of a Text or NOP-Out PDU split over chunks is copied (never pinned) and joined', () => {
+  for (const op of [0x00, 0x04]) {
+    const d = Uint8Array.from({ length: 300 }, (_, i) => i & 0xff);
+    const s = encode(bhs(op, 0x80, { itt: 1 }), d);
+    let pins = 0;
+    const hold = () => { pins++; return () => { /* counted by pins */ }; };
+    const got: Uint8Array[] = [];
+    const r = new PduReader((p) => { assert.is(p.dataLength, 300); got.push(p.data.slice()); const k = p.retain(); assert.is(k.parts.length, 1); k.release(); }, () => { /* none */ });
+    const c1 = Uint8Array.from(s.subarray(0, 100)), c2 = Uint8Array.from(s.subarray(100, 200)), c3 = Uint8Array.from(s.subarray(200));
+    r.input(c1, hold); r.input(c2, hold); c1.fill(0); c2.fill(0); r.input(c3, hold);
+    assert.is(pins, 0, `op ${op}`);
+    assert.equal(got, [d]);
+  }
 });
 
 test('reader: a header split from its data in another chunk stays intact when the first chunk is reused', () => {

@@ -6,12 +6,15 @@
  *     "targets": [{ "iqn": "iqn.2026-12.org.example:disk1",
  *                   "luns": [{ "lun": 0, "size": "64MiB", "blockSize": 512, "file": "/var/lib/disk1.img" }],
  *                   "chap": { "user": "alice", "secret": "twelve-chars-min" } }],
- *     "nopInterval": 30, "nopTimeout": 15 }
+ *     "nopInterval": 30, "nopTimeout": 15, "maxHeldChunks": 512 }
+ *
+ * `maxHeldChunks`: received frames the service may keep pinned as Data-Out views (hold.ts); beyond
+ * it Data-Out is copied. Keep it well below the device's frameCount / 2.
  */
 import { Checker, join, Obj } from '../../stack/validate';
 import type { LunSpec, TargetSpec } from './scsi/types';
 
-export const ISCSI_KEYS = ['targets', 'nopInterval', 'nopTimeout'] as const;
+export const ISCSI_KEYS = ['targets', 'nopInterval', 'nopTimeout', 'maxHeldChunks'] as const;
 
 /** RFC 7143 4.2.7.2: iqn.yyyy-mm.reversed-domain[:anything], eui.16 hex, naa.16 or 32 hex. */
 export const IQN_RE = /^(iqn\.\d{4}-(0[1-9]|1[0-2])\.[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[a-z0-9.:\-]+)?|eui\.[0-9a-f]{16}|naa\.([0-9a-f]{16}|[0-9a-f]{32}))$/;
@@ -39,6 +42,7 @@ export function parseSize(v: unknown): number | undefined {
 export function checkIscsi(c: Checker, spec: Obj, path: string): void {
   c.int(spec, 'nopInterval', path, false, 1, 3600);
   c.int(spec, 'nopTimeout', path, false, 1, 3600);
+  c.int(spec, 'maxHeldChunks', path, false, 0, 1 << 20);
   const targets = c.array(spec, 'targets', path, true);
   if (!targets) return;
   if (targets.length === 0) c.fail(join(path, 'targets'), 'must name at least one target');

@@ -6,7 +6,7 @@
  */
 import { MAX_TRANSFER_BYTES } from './scsi/limits';
 import { ScsiTarget, TargetSpec } from './scsi/types';
-import { Op, Pdu, PduFatal, PduReader, RejectReason, RESERVED_TAG, bhs as B, newBhs, frame, wr32 } from './pdu';
+import { Hold, Op, Pdu, PduFatal, PduReader, RejectReason, RESERVED_TAG, bhs as B, newBhs, frame, wr32 } from './pdu';
 import { SessionParams } from './login';
 import { SessionMember, SessionTable } from './sessions';
 import { Task, TaskHost } from './task';
@@ -128,6 +128,8 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   get taskCount(): number { return this.tasks.size; }
 
   get maxTransferLength(): number { return this.o.maxTransferLength; }
+  /** Data-Out bytes copied / pieces kept as pinned views / holds refused, by this connection's reader. */
+  get dataOutStats(): { readonly copiedBytes: number; readonly heldPieces: number; readonly refusedHolds: number } { return this.reader.stats; }
 
   reserve(t: Task, n: number): boolean {
     if (n <= this.budget) { this.budget -= n; this.waitingRoom.delete(t); return true; }
@@ -195,7 +197,14 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   }
 
   // ---- input ------------------------------------------------------------------------------------
-  input(bytes: Uint8Array, now: number, hold?: () => () => void): void {
+  /**
+   * Bytes received, in order. `hold`, when given, pins the chunk's memory: it returns a release
+   * function, or null when the holder is over budget (the bytes are then copied). Views of SCSI
+   * Command immediate data and Data-Out stay pinned until the command is done (the SCSI layer's
+   * `done`), aborted before execution, or the connection closes; everything else is released
+   * before input returns.
+   */
+  input(bytes: Uint8Array, now: number, hold?: Hold): void {
     if (this.phase === 'closed') return;
     this.now = now;
     // Any bytes show the initiator is alive (an outstanding ping needs no answer beyond that).

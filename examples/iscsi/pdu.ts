@@ -155,33 +155,79 @@ export type PduProblem =
 /** Fatal framing errors: the stream cannot be resynchronised, the connection must close. */
 export type PduFatal = 'header-digest';
 
+/**
+ * Pins the memory of the chunk being read so views of it stay valid after `input` returns; the
+ * returned function unpins (idempotent). `null`: over the holder's budget, the reader copies.
+ * (Over TCP a chunk is a received frame: holding it keeps the frame out of the pool and its bytes
+ * in the receive window, so a holder must refuse long before either runs out.)
+ */
+export type Hold = () => (() => void) | null;
+
+/** A data segment kept beyond the PDU callback: views (pinned chunks or buffers the reader filled). */
+export interface Retained {
+  readonly parts: readonly Uint8Array[];
+  /** Unpins the chunks behind `parts` (call once, when the parts are no longer used). */
+  readonly release: () => void;
+}
+
 export interface Pdu {
   /** The 48-byte BHS; valid during the callback only (copy what is kept). */
   readonly bhs: Uint8Array;
-  /** The data segment without padding (empty for a problem other than 'reserved-opcode'/'ahs'). */
+  /** DataSegmentLength as received (0 for a problem other than 'reserved-opcode'/'ahs'). */
+  readonly dataLength: number;
+  /**
+   * The data segment without padding in one array, valid during the callback only: a view when it
+   * arrived in one piece, else joined (a copy) on first use. Data-Out keepers use `retain`.
+   */
   readonly data: Uint8Array;
   readonly problem?: PduProblem;
   /**
-   * Keeps `data` valid after the callback: a pinned view of the received chunk when the input
-   * came with `hold`, else the data itself when the reader already owns it, else a copy.
+   * Keeps the data segment after the callback (call during the callback). SCSI Command immediate
+   * data and Data-Out come as views of the received chunks, pinned through `hold`, one part per
+   * chunk; the rest (other PDUs, input without `hold`, a refused hold) as copies. A PDU not
+   * retained has its pins dropped when the callback returns.
    */
-  retain(): { data: Uint8Array; release: () => void };
+  retain(): Retained;
 }
 
 const NOOP = () => { /* nothing held */ };
 const EMPTY = new Uint8Array(0);
+const NOTHING: Retained = { parts: [], release: NOOP };
 
 const enum St { Header, Data, Skip, Dead }
+
+/** One function that runs every release in `pins` once. */
+function releaser(pins: Array<() => void>): () => void {
+  if (pins.length === 0) return NOOP;
+  if (pins.length === 1) return pins[0];
+  let done = false;
+  return () => { if (!done) { done = true; for (const r of pins) r(); } };
+}
+
+function join(parts: readonly Uint8Array[], len: number): Uint8Array {
+  if (parts.length === 1) return parts[0];
+  const out = new Uint8Array(len);
+  let o = 0;
+  for (const p of parts) { out.set(p, o); o += p.length; }
+  return out;
+}
 
 /**
  * Frames the initiator's byte stream. Digests and the data limit may change between PDUs (after
  * the last Login Response, RFC 7143 13.1: digests start with the first PDU after it).
+ *
+ * Copies: a SCSI Command's immediate data or a Data-Out payload that spans several input chunks is
+ * gathered as views, one per chunk, each chunk pinned with `hold` while the piece is read; the
+ * keeper (the task) gets the views and the pins, so the only copy is the backend's. Other PDUs'
+ * data, and every byte after a refused hold, is copied into a buffer of the reader's.
  */
 export class PduReader {
   headerDigest = false;
   dataDigest = false;
   /** Our MaxRecvDataSegmentLength (RFC 7143 13.12); longer data segments are skipped and reported. */
   maxData = 8192;
+  /** Data segment bytes of SCSI Command / Data-Out PDUs that were copied, and pieces kept as pinned views. */
+  readonly stats = { copiedBytes: 0, heldPieces: 0, refusedHolds: 0 };
 
   private st = St.Header;
   /** Header bytes gathered across chunks (BHS + AHS + digest, at most 48 + 1020 + 4). */
@@ -191,10 +237,16 @@ export class PduReader {
   /** The current PDU's header once complete (a copy in `hdr` or a view of a chunk). */
   private cur: Uint8Array = EMPTY;
   private curProblem: PduProblem | undefined;
-  /** Data segment gathering: data + padding + digest. */
+  /** The current PDU's data may be kept as views (SCSI Command immediate data, Data-Out). */
+  private viewable = false;
+  /** Data segment gathering: data (parts), padding + digest (tail). */
   private dsl = 0;
-  private dataBuf: Uint8Array = EMPTY;
   private dataHave = 0;
+  private parts: Uint8Array[] = [];
+  private pins: Array<() => void> = [];
+  /** Once a piece is copied, the rest of the segment is copied too (parts stay in order). */
+  private copyBuf: Uint8Array = EMPTY;
+  private copyHave = 0;
   private tail = new Uint8Array(3 + DIGEST_LEN);
   private tailHave = 0;
   private tailNeed = 0;
@@ -205,10 +257,13 @@ export class PduReader {
   /** True when bytes of an unfinished PDU are buffered (a close now is "mid-PDU"). */
   get midPdu(): boolean { return this.st !== St.Dead && (this.st !== St.Header || this.hdrHave > 0); }
 
-  /** Stops reading (after a fatal error or when the connection ends). */
-  stop(): void { this.st = St.Dead; this.dataBuf = EMPTY; }
+  /** Stops reading (after a fatal error or when the connection ends); pins of a partial PDU are dropped. */
+  stop(): void {
+    this.st = St.Dead;
+    this.dropGathered();
+  }
 
-  input(chunk: Uint8Array, hold?: () => () => void): void {
+  input(chunk: Uint8Array, hold?: Hold): void {
     let pos = 0;
     const n = chunk.length;
     while (pos < n && this.st !== St.Dead) {
@@ -237,36 +292,40 @@ export class PduReader {
         const take = Math.min(this.skipLeft, n - pos);
         this.skipLeft -= take;
         pos += take;
-        if (this.skipLeft === 0) this.deliver(EMPTY, undefined, false);
+        if (this.skipLeft === 0) this.deliver([], 0, [], true, undefined);
       } else {
         // Data segment, padding, digest.
         const dsl = this.dsl;
         const full = dsl + this.tailNeed;
         if (this.dataHave === 0 && this.tailHave === 0 && n - pos >= full) {
+          // All of it in this chunk: a view, pinned only if the keeper retains it.
           const data = chunk.subarray(pos, pos + dsl);
           const tail = chunk.subarray(pos + dsl, pos + full);
           pos += full;
-          this.dataDone(data, tail, hold);
+          this.dataDone([data], tail, [], false, this.viewable ? hold : undefined);
           continue;
         }
         if (this.dataHave < dsl) {
-          if (this.dataBuf.length === 0) this.dataBuf = new Uint8Array(dsl);
           const take = Math.min(dsl - this.dataHave, n - pos);
-          this.dataBuf.set(chunk.subarray(pos, pos + take), this.dataHave);
+          this.gather(chunk.subarray(pos, pos + take), hold);
           this.dataHave += take;
           pos += take;
           if (this.dataHave < dsl) continue;
+          if (this.copyBuf.length) { this.parts.push(this.copyBuf); this.copyBuf = EMPTY; }
         }
+        // Padding and digest may themselves be split across chunks: gathered in `tail`.
         const take = Math.min(this.tailNeed - this.tailHave, n - pos);
         this.tail.set(chunk.subarray(pos, pos + take), this.tailHave);
         this.tailHave += take;
         pos += take;
         if (this.tailHave < this.tailNeed) continue;
-        const data = this.dataBuf;
-        this.dataBuf = EMPTY;
+        const parts = this.parts;
+        const pins = this.pins;
+        this.parts = [];
+        this.pins = [];
         this.dataHave = 0;
         this.tailHave = 0;
-        this.dataDone(data, this.tail.subarray(0, this.tailNeed), undefined, true);
+        this.dataDone(parts, this.tail.subarray(0, this.tailNeed), pins, true, undefined);
       }
     }
     // A header whose data segment is still to come may be a view of this chunk: keep a copy.
@@ -276,7 +335,39 @@ export class PduReader {
     }
   }
 
-  /** Header length: BHS, AHS (TotalAHSLength words, RFC 7143 11.2.1.4), header digest. */
+  /** One chunk's piece of a data segment that spans chunks: a pinned view, or copied. */
+  private gather(piece: Uint8Array, hold: Hold | undefined): void {
+    if (this.viewable && this.copyBuf.length === 0) {
+      const rel = hold ? hold() : null;
+      if (rel) {
+        this.parts.push(piece);
+        this.pins.push(rel);
+        this.stats.heldPieces++;
+        return;
+      }
+      if (hold) this.stats.refusedHolds++;
+    }
+    if (this.copyBuf.length === 0) {
+      this.copyBuf = new Uint8Array(this.dsl - this.dataHave);
+      this.copyHave = 0;
+    }
+    this.copyBuf.set(piece, this.copyHave);
+    this.copyHave += piece.length;
+    if (this.viewable) this.stats.copiedBytes += piece.length;
+  }
+
+  /** Forgets a partially gathered data segment and drops its pins. */
+  private dropGathered(): void {
+    const pins = this.pins;
+    this.parts = [];
+    this.pins = [];
+    this.copyBuf = EMPTY;
+    this.dataHave = 0;
+    this.tailHave = 0;
+    for (const r of pins) r();
+  }
+
+/** Header length: BHS, AHS (TotalAHSLength words, RFC 7143 11.2.1.4), header digest. */
   private headerLen(b: Uint8Array, o: number): number {
     return BHS_LEN + b[o + 4] * 4 + (this.headerDigest ? DIGEST_LEN : 0);
   }
@@ -294,6 +385,8 @@ export class PduReader {
     }
     this.dsl = rd24(h, 5);
     this.curProblem = h[4] !== 0 ? 'ahs' : !isInitiatorOpcode(h[0] & 0x3f) ? 'reserved-opcode' : undefined;
+    const op = h[0] & 0x3f;
+    this.viewable = this.curProblem === undefined && (op === Op.ScsiCmd || op === Op.DataOut);
     const wire = this.dsl + padLen(this.dsl) + (this.dsl && this.dataDigest ? DIGEST_LEN : 0);
     if (this.dsl > this.maxData) {
       // Never buffered: skipped, then reported.
@@ -301,11 +394,11 @@ export class PduReader {
       this.cur = h.slice(0, BHS_LEN);
       this.skipLeft = wire;
       this.st = St.Skip;
-      if (wire === 0) this.deliver(EMPTY, undefined, false);
+      if (wire === 0) this.deliver([], 0, [], true, undefined);
       return true;
     }
     if (this.dsl === 0) {
-      this.deliver(EMPTY, undefined, false);
+      this.deliver([], 0, [], true, undefined);
       return this.st !== St.Dead;
     }
     this.cur = h.subarray(0, BHS_LEN);
@@ -314,37 +407,63 @@ export class PduReader {
     return true;
   }
 
-  private dataDone(data: Uint8Array, tail: Uint8Array, hold: (() => () => void) | undefined, owned = false): void {
+  /**
+   * A data segment is complete. `stable`: the parts outlive this input call (pinned with `pins`, or
+   * the reader's copies); else they are views of the current chunk, pinned on retain via `hold`.
+   */
+  private dataDone(parts: Uint8Array[], tail: Uint8Array, pins: Array<() => void>, stable: boolean,
+                   hold: Hold | undefined): void {
+    const len = this.dsl;
     if (this.dataDigest) {
+      // RFC 7143 11.2.3 / 13.1: the data digest covers the data and its padding; CRC32C chains over
+      // the parts, so a segment spread over chunks needs no copy to be checked.
       const pad = tail.length - DIGEST_LEN;
-      let crc = crc32c(data);
+      let crc = 0;
+      for (const p of parts) crc = crc32c(p, crc);
       if (pad) crc = crc32c(tail, crc, 0, pad);
       if (crc !== getDigest(tail, pad)) {
         // RFC 7143 7.8: the PDU is discarded and answered with a Reject (Data Digest Error).
+        for (const r of pins) r();
         this.curProblem = 'data-digest';
-        this.deliver(EMPTY, undefined, false);
+        this.deliver([], 0, [], true, undefined);
         return;
       }
     }
-    this.deliver(data, hold, owned);
+    this.deliver(parts, len, pins, stable, hold);
   }
 
-  private deliver(data: Uint8Array, hold: (() => () => void) | undefined, owned: boolean): void {
+  private deliver(parts: readonly Uint8Array[], len: number, pins: Array<() => void>, stable: boolean,
+                  hold: Hold | undefined): void {
     const h = this.cur.length > BHS_LEN ? this.cur.subarray(0, BHS_LEN) : this.cur;
     const problem = this.curProblem;
+    const viewable = this.viewable;
     this.st = St.Header;
     this.cur = EMPTY;
     this.curProblem = undefined;
-    let retained = false;
+    this.viewable = false;
+    const stats = this.stats;
+    let joined: Uint8Array | null = null;
+    let kept = false;
     const pdu: Pdu = {
-      bhs: h, data, problem,
-      retain: () => {
-        if (data.length === 0) return { data, release: NOOP };
-        if (owned && !retained) { retained = true; return { data, release: NOOP }; }
-        if (hold) return { data, release: hold() };
-        return { data: data.slice(), release: NOOP };
+      bhs: h, dataLength: len, problem,
+      get data() { return (joined ??= len === 0 ? EMPTY : join(parts, len)); },
+      retain: (): Retained => {
+        if (len === 0) return NOTHING;
+        if (kept) return { parts: parts.map((p) => p.slice()), release: NOOP }; // a second keeper gets its own copy
+        kept = true;
+        if (stable) return { parts, release: releaser(pins) };
+        const rel = hold ? hold() : null;
+        if (rel) { stats.heldPieces++; return { parts, release: rel }; }
+        if (hold) stats.refusedHolds++;
+        if (viewable) stats.copiedBytes += len;
+        return { parts: parts.map((p) => p.slice()), release: NOOP };
       },
     };
-    this.onPdu(pdu);
+    try {
+      this.onPdu(pdu);
+    } finally {
+      // Not kept: the pins taken while gathering go now.
+      if (!kept) for (const r of pins) r();
+    }
   }
 }

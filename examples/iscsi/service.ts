@@ -5,8 +5,10 @@
  *
  * Received bytes come through the zero-copy reader: a chunk is a view into the received frame and
  * the session may keep views of Data-Out payloads (`hold`) until the backend has taken them, so a
- * written byte is copied once, from the frame into the LUN. Data-In goes out as views of the
- * backend's memory; the socket copies it once into the send buffer.
+ * written byte is copied once, from the frame into the LUN. Pinned frames are budgeted (hold.ts):
+ * past the service's chunk limit or a connection's byte limit the session copies instead, so held
+ * frames never starve the pool or shut a receive window on data a command still waits for. Data-In
+ * goes out as views of the backend's memory; the socket copies it once into the send buffer.
  */
 import type { Server as NetServer, Socket as NetSocket } from '../../stack/net';
 import type { Service, ServiceConfig, ServiceVs } from '../../stack/services';
@@ -15,10 +17,25 @@ import { targetSpecs } from './config';
 import { createScsiTarget } from './scsi/target';
 import type { ScsiTarget, TargetSpec } from './scsi/types';
 import { IscsiConnection, Portal, SessionTable } from './session';
+import { DEFAULT_MAX_HELD_CHUNKS, HoldBudget } from './hold';
 
 export interface IscsiServiceOptions {
   log?: (msg: string) => void;
+  /**
+   * Received chunks (UMEM frames) all connections of the service may keep pinned as Data-Out
+   * views; past it Data-Out is copied. Default 512 (the frame pool's size is not visible here:
+   * keep it well under the device's frameCount / 2). 0 copies always. Also the config key
+   * `maxHeldChunks`.
+   */
+  maxHeldChunks?: number;
+  /**
+   * TCP receive buffer of the service's connections (bytes), default 256 KiB (the stack's
+   * default). A connection pins at most half of it, so its window never closes on held data alone.
+   */
+  receiveBuffer?: number;
 }
+
+const DEFAULT_RECEIVE_BUFFER = 256 * 1024;
 
 /** The address as a Node server shows it, without the IPv4-mapped prefix (SendTargets names it). */
 function plainAddress(a: string | undefined): string {
@@ -35,6 +52,10 @@ export class IscsiService implements Service {
   private closed = false;
   /** Connections accepted since start. */
   connections = 0;
+  /** Pinned receive chunks, service-wide (held now, peak, refused). */
+  readonly holds: HoldBudget;
+  private readonly live = new Set<IscsiConnection>();
+  private readonly ended = { copiedBytes: 0, heldPieces: 0, refusedHolds: 0 };
 
   constructor(readonly vs: ServiceVs, spec: ServiceConfig & { port: number }, private readonly opts: IscsiServiceOptions = {}) {
     const targets = new Map<string, { spec: TargetSpec; scsi: ScsiTarget }>();
@@ -50,13 +71,31 @@ export class IscsiService implements Service {
       throw e;
     }
     this.portal = { targets, sessions: new SessionTable() };
+    const maxHeld = opts.maxHeldChunks ?? (typeof spec['maxHeldChunks'] === 'number' ? spec['maxHeldChunks'] : DEFAULT_MAX_HELD_CHUNKS);
+    const rcvBuf = opts.receiveBuffer ?? DEFAULT_RECEIVE_BUFFER;
+    this.holds = new HoldBudget({ maxHeldChunks: maxHeld, maxHeldBytesPerConnection: rcvBuf >>> 1 });
     const nop = {
       ...(typeof spec['nopInterval'] === 'number' ? { nopInterval: spec['nopInterval'] * 1000 } : {}),
       ...(typeof spec['nopTimeout'] === 'number' ? { nopTimeout: spec['nopTimeout'] * 1000 } : {}),
     };
-    this.server = vs.createServer({ noDelay: true }, (sock) => this.accept(sock, nop, log));
+    // The receive buffer is set here, not inherited, so the per-connection hold limit is known to
+    // be below it.
+    this.server = vs.createServer({ noDelay: true, tcp: { rcvBuf } }, (sock) => this.accept(sock, nop, log));
     this.server.on('error', (e: Error) => log(`iscsi ${vs.name}: port ${spec.port}: ${e.message}`));
     this.server.listen(spec.port, spec.address);
+  }
+
+  /**
+   * Data-Out of SCSI Command / Data-Out PDUs over all connections so far: bytes the readers copied
+   * (over budget, or no hold), pieces kept as pinned views of received frames, holds refused.
+   */
+  get dataOut(): { copiedBytes: number; heldPieces: number; refusedHolds: number } {
+    const t = { ...this.ended };
+    for (const c of this.live) {
+      const s = c.dataOutStats;
+      t.copiedBytes += s.copiedBytes; t.heldPieces += s.heldPieces; t.refusedHolds += s.refusedHolds;
+    }
+    return t;
   }
 
   private accept(sock: NetSocket, nop: { nopInterval?: number; nopTimeout?: number }, log: (m: string) => void): void {
@@ -79,6 +118,7 @@ export class IscsiService implements Service {
       close: () => { if (!sock.destroyed) sock.end(); },
       log: (m) => log(`${who}: ${m}`),
     }, { address: plainAddress(sock.localAddress), port: sock.localPort ?? 0 }, now(), nop);
+    this.live.add(conn);
 
     const schedule = () => {
       if (ended) return;
@@ -95,20 +135,20 @@ export class IscsiService implements Service {
       if (timer) { clearTimeout(timer); timer = null; }
       this.sockets.delete(sock);
       conn.closed(now());
+      this.live.delete(conn);
+      const s = conn.dataOutStats;
+      this.ended.copiedBytes += s.copiedBytes; this.ended.heldPieces += s.heldPieces; this.ended.refusedHolds += s.refusedHolds;
     };
+    const holds = this.holds.connection();
     sock.setZeroCopyReader((chunk) => {
-      // The chunk goes back to the pool when the session and every Data-Out view it kept let go.
-      let refs = 1;
-      const release = () => { if (--refs === 0) chunk.release(); };
-      const hold = () => {
-        refs++;
-        let once = false;
-        return () => { if (!once) { once = true; release(); } };
-      };
+      // The chunk goes back to the pool once input has returned and every Data-Out view the
+      // session pinned is released (command done or aborted, connection closed); a refused hold
+      // (over budget) makes the session copy.
+      const c = holds.chunk(chunk.bytes.length, () => chunk.release());
       try {
-        conn.input(chunk.bytes, now(), hold);
+        conn.input(chunk.bytes, now(), c.hold);
       } finally {
-        release();
+        c.end();
       }
       schedule();
     });

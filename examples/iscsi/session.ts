@@ -67,7 +67,7 @@ export class IscsiConnection extends ConnCore {
       case Op.DataOut: {
         const t = this.tasks.get(B.itt(h));
         if (!t) { this.count('data-out-unknown-task'); return; } // aborted or never accepted
-        t.dataOut(h, p.retain, p.data.length);
+        t.dataOut(h, p.retain, p.dataLength);
         return;
       }
       case Op.NopOut: this.onNopOut(p); return;
@@ -231,7 +231,7 @@ export class IscsiConnection extends ConnCore {
     }
     const t = new Task(this, h, decodeLun(B.lun(h)));
     this.tasks.set(itt, t);
-    t.start(B.final(h), p.data.length, p.retain);
+    t.start(B.final(h), p.dataLength, p.retain);
     this.ordered(h, imm, () => {
       if (t.aborted) return;
       if (!imm) this.inWindow.add(t);

@@ -11,7 +11,7 @@
  * "protocol service CRC error", once every outstanding data sequence has ended (F bit).
  */
 import { ScsiCommand, ScsiResult, ScsiStatus, ScsiTarget, TaskAttr } from './scsi/types';
-import { Op, RESERVED_TAG, newBhs, wr32, rd32, bhs as B } from './pdu';
+import { Op, RESERVED_TAG, Retained, newBhs, wr32, rd32, bhs as B } from './pdu';
 
 /** What a task needs from its connection. */
 export interface TaskHost {
@@ -64,7 +64,8 @@ export const SENSE_INCORRECT_AMOUNT = () => fixedSense(0x0b, 0x0c, 0x0d);
 export const SENSE_PROTOCOL_CRC = () => fixedSense(0x0b, 0x47, 0x05);
 
 interface R2tState { off: number; end: number; next: number; dataSN: number }
-interface Piece { off: number; data: Uint8Array; release: () => void }
+/** Data-Out of one PDU at its buffer offset: views of received chunks (pinned) or copies. */
+interface Piece { off: number; parts: readonly Uint8Array[]; release: () => void }
 
 export class Task {
   readonly itt: number;
@@ -114,7 +115,7 @@ export class Task {
    * The command PDU's immediate data and F bit (RFC 7143 11.3.4 / 4.2.5.1 / 13.10-13.14).
    * `retain` keeps the immediate data beyond the callback.
    */
-  start(final: boolean, immLen: number, retain: () => { data: Uint8Array; release: () => void }): void {
+  start(final: boolean, immLen: number, retain: () => Retained): void {
     const E = this.write ? this.expected : 0;
     if (E > this.host.maxTransferLength) {
       // Beyond what this target collects for one command (SBC-3 5.x: a transfer above the
@@ -126,7 +127,7 @@ export class Task {
       else if (immLen > E || immLen > this.host.firstBurstLength) this.fail(SENSE_INCORRECT_AMOUNT(), 'immediate-data-too-long');
       else {
         const r = retain();
-        this.pieces.push({ off: 0, data: r.data, release: r.release });
+        this.pieces.push({ off: 0, parts: r.parts, release: r.release });
         this.received = immLen;
       }
     }
@@ -146,7 +147,7 @@ export class Task {
    * A Data-Out PDU for this task (RFC 7143 11.7). `retain` null: the PDU was discarded for a data
    * digest error (7.8 b): the task fails, the sequence still ends with its F bit.
    */
-  dataOut(h: Uint8Array, retain: (() => { data: Uint8Array; release: () => void }) | null, len: number): void {
+  dataOut(h: Uint8Array, retain: (() => Retained) | null, len: number): void {
     if (this.state !== 'collect' || this.aborted) { this.host.count('data-out-task-not-collecting'); return; }
     const ttt = B.ttt(h);
     const final = B.final(h);
@@ -223,10 +224,10 @@ export class Task {
   /** Number of R2T sequences still open (tests and TMF checks). */
   get openSequences(): number { return this.r2ts.size + (this.unsolOpen ? 1 : 0); }
 
-  private accept(off: number, len: number, retain: () => { data: Uint8Array; release: () => void }): void {
+  private accept(off: number, len: number, retain: () => Retained): void {
     if (len === 0) return;
     const r = retain();
-    this.pieces.push({ off, data: r.data, release: r.release });
+    this.pieces.push({ off, parts: r.parts, release: r.release });
     this.received += len;
   }
 
@@ -277,7 +278,8 @@ export class Task {
     this.pieces.sort((a, b) => a.off - b.off);
     const cmd: ScsiCommand = {
       lun: this.lun, cdb: this.cdb, expectedLength: this.expected, read: this.read, write: this.write,
-      dataOut: this.pieces.map((p) => p.data), nexus: this.host.nexus, attr: this.attr, taskTag: this.itt,
+      // ScsiCommand.dataOut: every piece's parts in offset order, as received (no copy here).
+      dataOut: this.pieces.flatMap((p) => p.parts), nexus: this.host.nexus, attr: this.attr, taskTag: this.itt,
     };
     let called = false;
     try {

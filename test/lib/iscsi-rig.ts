@@ -4,6 +4,7 @@
  */
 import { IscsiConnection, ConnOptions, Portal, SessionTable } from '../../examples/iscsi/session';
 import { TargetSpec } from '../../examples/iscsi/scsi/types';
+import type { Hold } from '../../examples/iscsi/pdu';
 import { FakeScsi, TargetParser, TPdu, WireOpts, bhs, encode, lunField, p32, parseKeys, text, u32 } from './iscsi-wire';
 
 export const IQN = 'iqn.2024-01.test.xdpstack:disk1';
@@ -43,9 +44,9 @@ export class Rig {
   }
 
   /** Sends raw bytes (one chunk). */
-  raw(b: Uint8Array, hold?: () => () => void): void { this.conn.input(b, this.now, hold); }
+  raw(b: Uint8Array, hold?: Hold): void { this.conn.input(b, this.now, hold); }
   /** Sends a PDU, digests as negotiated. */
-  send(h: Uint8Array, data?: Uint8Array, hold?: () => () => void): void { this.raw(encode(h, data, this.wire), hold); }
+  send(h: Uint8Array, data?: Uint8Array, hold?: Hold): void { this.raw(encode(h, data, this.wire), hold); }
   take(): TPdu[] { return this.parser.take(); }
   one(): TPdu {
     const p = this.take();
@@ -87,7 +88,7 @@ export class Rig {
   }
 
   /** A SCSI Command PDU (RFC 7143 11.3). */
-  cmd(o: { cdb: Uint8Array; E: number; r?: boolean; w?: boolean; f?: boolean; imm?: boolean; itt?: number; cmdSN?: number; lun?: number; data?: Uint8Array }, hold?: () => () => void): number {
+  cmd(o: { cdb: Uint8Array; E: number; r?: boolean; w?: boolean; f?: boolean; imm?: boolean; itt?: number; cmdSN?: number; lun?: number; data?: Uint8Array }, hold?: Hold): number {
     const itt = o.itt ?? this.itt++;
     const sn = o.cmdSN ?? (o.imm ? this.cmdSN : this.cmdSN++);
     const h = bhs(0x01, ((o.f ?? true) ? 0x80 : 0) | (o.r ? 0x40 : 0) | (o.w ? 0x20 : 0) | 1, { imm: o.imm, itt, cmdSN: sn, lun: lunField(o.lun ?? 0) });
@@ -98,7 +99,7 @@ export class Rig {
   }
 
   /** A SCSI Data-Out PDU (RFC 7143 11.7). */
-  dataOut(itt: number, ttt: number, dataSN: number, off: number, data: Uint8Array, final: boolean, hold?: () => () => void): void {
+  dataOut(itt: number, ttt: number, dataSN: number, off: number, data: Uint8Array, final: boolean, hold?: Hold): void {
     const h = bhs(0x05, final ? 0x80 : 0, { itt, ttt, lun: lunField(0) });
     p32(h, 24, 0);
     p32(h, 36, dataSN);
