@@ -9,6 +9,18 @@ import { BlockBackend, IoCallback, ReadCallback, closedError } from './backend';
 export const RAM_CHUNK = 1 << 20;
 const ZERO = new Uint8Array(RAM_CHUNK);
 
+/** Calls `fn(chunk index, offset in chunk, length)` for each chunk-sized piece of [offset, offset + length). */
+function spans(offset: number, length: number, fn: (i: number, o: number, n: number) => void): void {
+  const end = offset + length;
+  for (let pos = offset; pos < end;) {
+    const i = Math.floor(pos / RAM_CHUNK);
+    const o = pos - i * RAM_CHUNK;
+    const n = Math.min(RAM_CHUNK - o, end - pos);
+    fn(i, o, n);
+    pos += n;
+  }
+}
+
 export class RamBackend implements BlockBackend {
   readonly kind = 'ram' as const;
   private chunks: (Uint8Array | undefined)[];
@@ -38,16 +50,10 @@ export class RamBackend implements BlockBackend {
   read(offset: number, length: number, cb: ReadCallback): void {
     if (this.closed) return cb(closedError(), []);
     const out: Uint8Array[] = [];
-    let pos = offset;
-    const end = offset + length;
-    while (pos < end) {
-      const i = Math.floor(pos / RAM_CHUNK);
-      const o = pos - i * RAM_CHUNK;
-      const n = Math.min(RAM_CHUNK - o, end - pos);
+    spans(offset, length, (i, o, n) => {
       const c = this.chunks[i];
       out.push(c ? c.subarray(o, o + n) : ZERO.subarray(0, n));
-      pos += n;
-    }
+    });
     cb(null, out);
   }
 
@@ -56,13 +62,11 @@ export class RamBackend implements BlockBackend {
     let pos = offset;
     for (const v of data) {
       let s = 0;
-      while (s < v.length) {
-        const i = Math.floor(pos / RAM_CHUNK);
-        const o = pos - i * RAM_CHUNK;
-        const n = Math.min(RAM_CHUNK - o, v.length - s);
+      spans(pos, v.length, (i, o, n) => {
         this.chunk(i).set(s === 0 && n === v.length ? v : v.subarray(s, s + n), o);
-        s += n; pos += n;
-      }
+        s += n;
+      });
+      pos += v.length;
     }
     cb(null);
   }
@@ -70,17 +74,11 @@ export class RamBackend implements BlockBackend {
   fill(offset: number, length: number, pattern: Uint8Array, cb: IoCallback): void {
     if (this.closed) return cb(closedError());
     const zero = isZero(pattern);
-    let pos = offset;
-    const end = offset + length;
-    while (pos < end) {
-      const i = Math.floor(pos / RAM_CHUNK);
-      const o = pos - i * RAM_CHUNK;
-      const n = Math.min(RAM_CHUNK - o, end - pos);
+    spans(offset, length, (i, o, n) => {
       // Zeros into a chunk never written: it already reads as zeros.
       if (zero) this.chunks[i]?.fill(0, o, o + n);
       else Buffer.from(this.chunk(i).buffer, this.chunks[i]!.byteOffset + o, n).fill(pattern);
-      pos += n;
-    }
+    });
     cb(null);
   }
 
