@@ -320,6 +320,37 @@ ptest('hostile PDUs over real TCP: each answered as RFC 7143 says, nothing writt
   await framesAccounted(stack!);
 });
 
+ptest('initiators that send requests and never read the answers: the target stops reading them, its memory stays bounded', async () => {
+  const c = portal('a').sessions.counters;
+  const before = new Map(c);
+  const grew = (k: string) => (c.get(k) ?? 0) - (before.get(k) ?? 0);
+  /** Peak growth of this process's ArrayBuffer memory (frames, LUN reads, socket queues) while `p` runs. */
+  const peak = async <T>(p: Promise<T>): Promise<[T, number]> => {
+    const base = process.memoryUsage().arrayBuffers;
+    let max = base;
+    const t = setInterval(() => { max = Math.max(max, process.memoryUsage().arrayBuffers); }, 50);
+    try { return [await p, (max - base) / 2 ** 20]; } finally { clearInterval(t); }
+  };
+  // 120 READs of 8 MiB (960 MiB asked) from the file-backed LUN 1.
+  const [rf, readMiB] = await peak(initiator(0, 'hostile', ['--target', IQN, '--lun', '1', '--cases', 'read-flood-no-read']));
+  const rr = (rf.json['results'] as Record<string, Probe>)['read-flood-no-read']!;
+  assert.not.ok(rr['error'], String(rr['error']));
+  assert.is(rr['reads'], 120);
+  assert.ok(readMiB < 256, `the target held ${readMiB.toFixed(0)} MiB for 960 MiB of unread Data-In (bounded by its Data-In budget)`);
+  assert.ok(grew('task-wait-output') + grew('task-wait-data-in-budget') > 0, 'reads waited for the output / the Data-In budget');
+  // 8 KiB NOP-Out pings as fast as TCP takes them, the NOP-In echoes never read.
+  const [ef, echoMiB] = await peak(initiator(0, 'hostile', ['--target', IQN, '--cases', 'echo-flood-no-read']));
+  const er = (ef.json['results'] as Record<string, Probe>)['echo-flood-no-read']!;
+  assert.not.ok(er['error'], String(er['error']));
+  assert.ok(grew('input-paused-output-backlog') > 0, 'the connection stopped reading while its answers were not taken');
+  assert.ok(echoMiB < 64, `the target held ${echoMiB.toFixed(0)} MiB while ${((er['bytesOffered'] as number) / 2 ** 20).toFixed(0)} MiB of pings were offered`);
+  console.log(`# unread answers: ${readMiB.toFixed(0)} MiB held for 960 MiB of reads, ${echoMiB.toFixed(0)} MiB for ${((er['bytesOffered'] as number) / 2 ** 20).toFixed(0)} MiB of pings offered`);
+  // Both connections were reset by the initiator: nothing held, and a normal session still works.
+  const l = ok(await initiator(0, 'login', ['--target', IQN]), 'login after the floods');
+  assert.is(l['tur'], 0);
+  await framesAccounted(stack!);
+});
+
 ptest('file-backed LUN across a clean stop and a new stack: the data is still there', async () => {
   ok(await initiator(0, 'write', ['--target', IQN, '--lun', '1', '--lba', '0', '--blocks', '4096', '--seed', '33', '--random', '--chunk', '128']), 'write file LUN');
   // A write across the end of the file LUN is refused and does not grow the file (SBC-3 LBA OUT OF RANGE).

@@ -9,12 +9,20 @@
  * backend's memory; the socket copies it once into the send buffer.
  */
 import type { Server as NetServer, Socket as NetSocket } from '../../stack/net';
+import type { ZeroCopyChunk } from '../../stack/transport/tcp';
 import type { Service, ServiceConfig, ServiceVs } from '../../stack/services';
 import type { Obj } from '../../stack/validate';
 import { targetSpecs } from './config';
 import { createScsiTarget } from './scsi/target';
 import type { ScsiTarget, TargetSpec } from './scsi/types';
 import { IscsiConnection, Portal, SessionTable } from './session';
+
+/**
+ * Unsent bytes above which the connection stops reading (its received chunks wait, held, so the
+ * TCP receive window closes) until the socket drains: an initiator that sends requests but does
+ * not read the answers cannot make the target queue answers without bound.
+ */
+export const OUTPUT_HIGH_WATER = 1 << 20;
 
 export interface IscsiServiceOptions {
   log?: (msg: string) => void;
@@ -78,6 +86,7 @@ export class IscsiService implements Service {
       },
       close: () => { if (!sock.destroyed) sock.end(); },
       log: (m) => log(`${who}: ${m}`),
+      backlog: () => sock.writableLength,
     }, { address: plainAddress(sock.localAddress), port: sock.localPort ?? 0 }, now(), nop);
 
     const schedule = () => {
@@ -89,14 +98,20 @@ export class IscsiService implements Service {
         timer.unref?.();
       }
     };
+    // Chunks received while the output is backed up wait here, unreleased (their frames keep the
+    // receive window closed), and are read in order once the socket drains.
+    let waiting: ZeroCopyChunk[] = [];
+    let paused = false;
+    const releaseWaiting = () => { const w = waiting; waiting = []; for (const c of w) c.release(); };
     const end = () => {
       if (ended) return;
       ended = true;
       if (timer) { clearTimeout(timer); timer = null; }
       this.sockets.delete(sock);
+      releaseWaiting();
       conn.closed(now());
     };
-    sock.setZeroCopyReader((chunk) => {
+    const consume = (chunk: ZeroCopyChunk) => {
       // The chunk goes back to the pool when the session and every Data-Out view it kept let go.
       let refs = 1;
       const release = () => { if (--refs === 0) chunk.release(); };
@@ -110,9 +125,28 @@ export class IscsiService implements Service {
       } finally {
         release();
       }
+      if (!paused && sock.writableLength > OUTPUT_HIGH_WATER) {
+        paused = true;
+        this.portal.sessions.count('input-paused-output-backlog');
+      }
+    };
+    const readWaiting = (force: boolean) => {
+      while (waiting.length && (force || !paused) && !ended) consume(waiting.shift()!);
+      if (ended) releaseWaiting();
+    };
+    sock.setZeroCopyReader((chunk) => {
+      if (ended) { chunk.release(); return; }
+      if (paused || waiting.length) { waiting.push(chunk); return; }
+      consume(chunk);
       schedule();
     });
-    sock.on('end', () => { end(); if (!sock.destroyed) sock.end(); });
+    sock.on('drain', () => {
+      paused = false;
+      readWaiting(false);
+      schedule(); // tasks that waited for the output may start (conn.advance)
+    });
+    // The initiator's end comes after its last bytes: read what waits first.
+    sock.on('end', () => { readWaiting(true); end(); if (!sock.destroyed) sock.end(); });
     sock.on('close', end);
     sock.on('error', () => { /* a reset ends the connection: 'close' follows */ });
     schedule();

@@ -432,11 +432,53 @@ export const CASES: Record<string, Case> = {
   },
 };
 
+/** Extra cases: initiators that send requests and never read the answers (run with a memory probe on the target). */
+export const FLOODS: Record<string, Case> = {
+  /** 120 READ(16) of 8 MiB each in the command window, nothing read back, for 2.5 s. */
+  async 'read-flood-no-read'(ctx) {
+    const ini = await session(ctx);
+    const cap = await ini.readCapacity16(ctx.lun);
+    const per = (8 << 20) / cap.blockSize;
+    const spots = Math.max(1, Math.floor(Number(cap.blocks) / per));
+    await ini.nop();
+    ini.sock.pause();
+    const n = Math.min(120, (ini.maxCmdSN - ini.cmdSN + 1) >>> 0);
+    for (let i = 0; i < n; i++) {
+      const h = ini.header(OP.ScsiCmd, 0x80 | 0x40 | 0x01, { itt: ini.nextItt(), cmdSN: ini.cmdSN, lun: ctx.lun });
+      ini.cmdSN = (ini.cmdSN + 1) >>> 0;
+      wr32(h, 20, 8 << 20);
+      h.set(cdb16(0x88, BigInt((i % spots) * per), per), 32);
+      ini.sendPdu(h);
+    }
+    await new Promise((r) => setTimeout(r, 2500));
+    ini.destroy();
+    return { sent: [], replies: [], closed: ini.closed, reads: n, bytesAsked: n * (8 << 20) };
+  },
+
+  /** NOP-Outs with 8 KiB of ping data (each answered by an 8 KiB NOP-In) for 2.5 s, nothing read back. */
+  async 'echo-flood-no-read'(ctx) {
+    const ini = await session(ctx);
+    ini.sock.pause();
+    const data = new Uint8Array(8192).fill(0x3c);
+    const t0 = Date.now();
+    let sent = 0;
+    for (let i = 0; Date.now() - t0 < 2500 && i < 100000; i++) {
+      if (ini.sock.writableLength > 8 << 20) { await new Promise((r) => setTimeout(r, 20)); continue; }
+      ini.sendPdu(ini.header(OP.NopOut, 0x80, { immediate: true, itt: ini.nextItt() }), data);
+      sent += 48 + data.length;
+      if (i % 256 === 255) await new Promise((r) => setImmediate(r));
+    }
+    const unsent = ini.sock.writableLength;
+    ini.destroy();
+    return { sent: [], replies: [], closed: ini.closed, bytesOffered: sent, unsentAtEnd: unsent };
+  },
+};
+
 /** Runs the named cases one after the other, each on its own connection(s). */
 export async function runCases(ctx: HostileContext, names: string[]): Promise<Record<string, Probe | { error: string }>> {
   const out: Record<string, Probe | { error: string }> = {};
   for (const n of names) {
-    const c = CASES[n];
+    const c = CASES[n] ?? FLOODS[n];
     if (!c) { out[n] = { error: 'no such case' }; continue; }
     try { out[n] = await c(ctx); } catch (e) { out[n] = { error: (e as Error).stack ?? String(e) }; }
   }
