@@ -23,6 +23,12 @@ import { IscsiConnection, Portal, SessionTable } from './session';
  * not read the answers cannot make the target queue answers without bound.
  */
 export const OUTPUT_HIGH_WATER = 1 << 20;
+/**
+ * How long a connection the session ended may take to flush its last answers (a Logout Response)
+ * before it is reset: a peer that stopped reading must not keep the socket and its queue.
+ */
+export const CLOSE_LINGER_MS = 3000;
+const EMPTY = new Uint8Array(0);
 
 export interface IscsiServiceOptions {
   log?: (msg: string) => void;
@@ -75,6 +81,13 @@ export class IscsiService implements Service {
     let timer: NodeJS.Timeout | null = null;
     let ended = false;
     const now = () => performance.now();
+    // Chunks received while the output is backed up wait here, unreleased (their frames keep the
+    // receive window closed), and are read in order once the socket drains.
+    let waiting: ZeroCopyChunk[] = [];
+    let paused = false;
+    /** The session ended the connection (close()): what still arrives is dropped. */
+    let over = false;
+    const releaseWaiting = () => { const w = waiting; waiting = []; for (const c of w) c.release(); };
     const conn = new IscsiConnection(this.portal, {
       send: (bufs) => {
         if (sock.destroyed || sock.writableEnded) return;
@@ -84,7 +97,16 @@ export class IscsiService implements Service {
         for (const b of bufs) sock.write(b);
         sock.uncork();
       },
-      close: () => { if (!sock.destroyed) sock.end(); },
+      close: () => {
+        over = true;
+        releaseWaiting(); // the session is over: nothing more is read
+        if (sock.destroyed) return;
+        sock.end();
+        // Destroyed with an error, the socket is reset: a FIN would wait behind the unread data.
+        const t = setTimeout(() => sock.destroy(new Error('iscsi: the initiator did not take the last answers')), CLOSE_LINGER_MS);
+        t.unref?.();
+        sock.once('close', () => clearTimeout(t));
+      },
       log: (m) => log(`${who}: ${m}`),
       backlog: () => sock.writableLength,
     }, { address: plainAddress(sock.localAddress), port: sock.localPort ?? 0 }, now(), nop);
@@ -98,11 +120,6 @@ export class IscsiService implements Service {
         timer.unref?.();
       }
     };
-    // Chunks received while the output is backed up wait here, unreleased (their frames keep the
-    // receive window closed), and are read in order once the socket drains.
-    let waiting: ZeroCopyChunk[] = [];
-    let paused = false;
-    const releaseWaiting = () => { const w = waiting; waiting = []; for (const c of w) c.release(); };
     const end = () => {
       if (ended) return;
       ended = true;
@@ -131,12 +148,16 @@ export class IscsiService implements Service {
       }
     };
     const readWaiting = (force: boolean) => {
-      while (waiting.length && (force || !paused) && !ended) consume(waiting.shift()!);
-      if (ended) releaseWaiting();
+      while (waiting.length && (force || !paused) && !ended && !over) consume(waiting.shift()!);
+      if (ended || over) releaseWaiting();
     };
     sock.setZeroCopyReader((chunk) => {
-      if (ended) { chunk.release(); return; }
-      if (paused || waiting.length) { waiting.push(chunk); return; }
+      if (ended || over) { chunk.release(); return; }
+      if (paused || waiting.length) {
+        waiting.push(chunk);
+        conn.input(EMPTY, now()); // bytes arrived: the initiator is alive (NOP-In pings, RFC 7143 11.19)
+        return;
+      }
       consume(chunk);
       schedule();
     });

@@ -455,22 +455,32 @@ export const FLOODS: Record<string, Case> = {
     return { sent: [], replies: [], closed: ini.closed, reads: n, bytesAsked: n * (8 << 20) };
   },
 
-  /** NOP-Outs with 8 KiB of ping data (each answered by an 8 KiB NOP-In) for 2.5 s, nothing read back. */
+  /**
+   * NOP-Outs with 8 KiB of ping data (each answered by an 8 KiB NOP-In) for 2.5 s, nothing read
+   * back; then still nothing read until the target resets the connection (at most 8 s more).
+   */
   async 'echo-flood-no-read'(ctx) {
     const ini = await session(ctx);
     ini.sock.pause();
     const data = new Uint8Array(8192).fill(0x3c);
     const t0 = Date.now();
     let sent = 0;
-    for (let i = 0; Date.now() - t0 < 2500 && i < 100000; i++) {
+    for (let i = 0; Date.now() - t0 < 2500 && i < 100000 && !ini.closed; i++) {
       if (ini.sock.writableLength > 8 << 20) { await new Promise((r) => setTimeout(r, 20)); continue; }
       ini.sendPdu(ini.header(OP.NopOut, 0x80, { immediate: true, itt: ini.nextItt() }), data);
       sent += 48 + data.length;
       if (i % 256 === 255) await new Promise((r) => setImmediate(r));
     }
     const unsent = ini.sock.writableLength;
+    // A reset arrives even though nothing is read (a FIN would wait behind the unread data). A
+    // paused socket notices a reset only when it writes: a small NOP-Out every 200 ms.
+    for (let i = 0; i < 40 && !ini.closed; i++) {
+      ini.sendPdu(ini.header(OP.NopOut, 0x80, { immediate: true, itt: ini.nextItt() }));
+      await ini.waitFor(() => ini.closed, 200);
+    }
+    const out = { sent: [], replies: [], closed: ini.closed, bytesOffered: sent, unsentAtEnd: unsent, closedAfterMs: ini.closed ? Date.now() - t0 : null };
     ini.destroy();
-    return { sent: [], replies: [], closed: ini.closed, bytesOffered: sent, unsentAtEnd: unsent };
+    return out;
   },
 };
 
