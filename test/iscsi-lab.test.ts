@@ -6,7 +6,9 @@
  *  - discovery (SendTargets), login with every key answered, CRC32C digests, one-way CHAP;
  *  - data integrity: random extents written through one session, hashed back through another;
  *  - two tenants on two VLANs with the same address and IQN: each sees only its own disk;
+ *  - NOP-In pings: a live initiator keeps its session, a silent one is dropped;
  *  - hostile PDUs over real TCP answered as RFC 7143 says, the target serving on afterwards;
+ *  - initiators that never read their answers: bounded memory, noticed and reset;
  *  - a file-backed LUN across a clean stop and a new stack, and across kill -9 of the target
  *    process: every acknowledged write reads back.
  *
