@@ -16,6 +16,13 @@ export interface ConnHost {
   /** Ends the TCP connection (after a Logout Response, or on a fatal protocol error). */
   close(): void;
   log?(msg: string): void;
+  /**
+   * Bytes handed to send() that the transport has not taken yet (optional; absent = 0). Above
+   * ConnOptions.outputHighWater no new task starts until advance() is called with the backlog
+   * below it again: an initiator that does not read its Data-In cannot make the target buffer
+   * without bound.
+   */
+  backlog?(): number;
 }
 
 export interface Portal {
@@ -41,6 +48,10 @@ export interface ConnOptions {
   maxTransferLength?: number;
   /** Buffer budget for solicited Data-Out per connection (bytes, at least maxTransferLength), default 64 MiB. */
   dataOutBudget?: number;
+  /** Data-In of reads executing at once per connection (bytes, at least maxTransferLength), default 64 MiB. */
+  dataInBudget?: number;
+  /** ConnHost.backlog() above which no new task starts (bytes), default 1 MiB. */
+  outputHighWater?: number;
   /** Commands accepted ahead (MaxCmdSN - ExpCmdSN + 1 when idle), default 128. */
   cmdWindow?: number;
   /** Idle time before a target NOP-In ping (ms); 0 disables; default 5000. */
@@ -97,14 +108,18 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   /** Solicited Data-Out room left, and tasks waiting for room. */
   protected budget = 0;
   protected readonly waitingRoom = new Set<Task>();
+  /** Data-In room left for executing reads, and the tasks waiting to start, in arrival order. */
+  protected inRoom = 0;
+  protected admitQueue: Task[] = [];
 
   constructor(protected readonly portal: Portal, protected readonly host: ConnHost, now: number, opts: ConnOptions = {}) {
     this.o = {
       maxRecvDataSegmentLength: 262144, maxBurstLength: 262144, firstBurstLength: 262144, maxOutstandingR2T: 4,
       initialR2T: false, immediateData: true, cmdWindow: 128, nopInterval: 5000, nopTimeout: 10000,
       loginTimeout: 15000, defaultTime2Wait: 2, defaultTime2Retain: 20, portalGroupTag: 1,
-      maxTransferLength: MAX_TRANSFER_BYTES, dataOutBudget: 64 << 20, ...opts,
+      maxTransferLength: MAX_TRANSFER_BYTES, dataOutBudget: 64 << 20, dataInBudget: 64 << 20, outputHighWater: 1 << 20, ...opts,
     };
+    this.inRoom = Math.max(this.o.dataInBudget, this.o.maxTransferLength);
     this.budget = Math.max(this.o.dataOutBudget, this.o.maxTransferLength);
     this.now = now;
     this.lastRx = now;
@@ -146,6 +161,44 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     }
   }
 
+  /**
+   * Whether a task whose data is complete may start now. Tasks start in the order they become
+   * ready: once one waits, the ones after it wait too (the SCSI layer sees them in the same order,
+   * so ORDERED and HEAD OF QUEUE keep their meaning). A read waits while the Data-In of the reads
+   * already executing would exceed the budget, and any task waits while the transport holds more
+   * than outputHighWater unsent bytes (the initiator is not reading).
+   */
+  admit(t: Task, dataIn: number): boolean {
+    const queued = this.admitQueue.length > 0;
+    const first = !queued || this.admitQueue[0] === t;
+    const backlog = this.host.backlog ? this.host.backlog() : 0;
+    if (first && backlog <= this.o.outputHighWater && dataIn <= this.inRoom) {
+      if (queued) this.admitQueue.shift();
+      this.inRoom -= dataIn;
+      return true;
+    }
+    if (!this.admitQueue.includes(t)) {
+      this.admitQueue.push(t);
+      this.count(backlog > this.o.outputHighWater ? 'task-wait-output' : first ? 'task-wait-data-in-budget' : 'task-wait-in-order');
+    }
+    return false;
+  }
+
+  unadmit(dataIn: number): void {
+    this.inRoom += dataIn;
+    this.resumeAdmitted();
+  }
+
+  /** Starts waiting tasks from the head of the queue while they are admitted. */
+  protected resumeAdmitted(): void {
+    for (let i = 0; i < 100000 && this.admitQueue.length && this.phase !== 'closed'; i++) {
+      const t = this.admitQueue[0]!;
+      if (t.aborted || t.state !== 'collect') { this.admitQueue.shift(); continue; }
+      t.resume();
+      if (this.admitQueue[0] === t) return; // still waiting
+    }
+  }
+
   nextTtt(): number {
     const t = this.ttt;
     this.ttt = this.ttt >= 0xfffffffe ? 1 : this.ttt + 1;
@@ -177,6 +230,11 @@ export abstract class ConnCore implements SessionMember, TaskHost {
 
   finished(t: Task): void {
     this.waitingRoom.delete(t);
+    const q = this.admitQueue.indexOf(t);
+    if (q >= 0) {
+      this.admitQueue.splice(q, 1);
+      if (q === 0) this.resumeAdmitted(); // the head went away (aborted): the next may start
+    }
     if (this.tasks.get(t.itt) === t) this.tasks.delete(t.itt);
     this.inWindow.delete(t);
   }
@@ -222,6 +280,9 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   advance(now: number): number {
     this.now = now;
     if (this.phase === 'closed') return Infinity;
+    // The host calls advance when its backlog went down: tasks waiting for the output may start.
+    if (this.admitQueue.length) this.resumeAdmitted();
+    if ((this.phase as Phase) === 'closed') return Infinity;
     if (this.phase === 'login') {
       if (now >= this.loginDeadline) { this.count('login-timeout'); this.shutdown(true); return Infinity; }
       return this.loginDeadline;

@@ -91,4 +91,20 @@ export class ConnHolds {
     };
     return { hold, end: () => { reading = false; maybeFree(); } };
   }
+
+  /** A chunk kept unread (the connection's output is backed up): one frame of the service's budget; false when it is spent. */
+  park(): boolean {
+    const b = this.budget;
+    if (b.held >= b.maxChunks) { b.refused++; return false; }
+    b.held++;
+    if (b.held > b.peak) b.peak = b.held;
+    this.heldChunks++;
+    return true;
+  }
+
+  /** A parked chunk was read or dropped. */
+  unpark(): void {
+    this.budget.held--;
+    this.heldChunks--;
+  }
 }

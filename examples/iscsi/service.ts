@@ -11,6 +11,7 @@
  * goes out as views of the backend's memory; the socket copies it once into the send buffer.
  */
 import type { Server as NetServer, Socket as NetSocket } from '../../stack/net';
+import type { ZeroCopyChunk } from '../../stack/transport/tcp';
 import type { Service, ServiceConfig, ServiceVs } from '../../stack/services';
 import type { Obj } from '../../stack/validate';
 import { targetSpecs } from './config';
@@ -18,6 +19,19 @@ import { createScsiTarget } from './scsi/target';
 import type { ScsiTarget, TargetSpec } from './scsi/types';
 import { IscsiConnection, Portal, SessionTable } from './session';
 import { DEFAULT_MAX_HELD_CHUNKS, HoldBudget } from './hold';
+
+/**
+ * Unsent bytes above which the connection stops reading (its received chunks wait, held, so the
+ * TCP receive window closes) until the socket drains: an initiator that sends requests but does
+ * not read the answers cannot make the target queue answers without bound.
+ */
+export const OUTPUT_HIGH_WATER = 1 << 20;
+/**
+ * How long a connection the session ended may take to flush its last answers (a Logout Response)
+ * before it is reset: a peer that stopped reading must not keep the socket and its queue.
+ */
+export const CLOSE_LINGER_MS = 3000;
+const EMPTY = new Uint8Array(0);
 
 export interface IscsiServiceOptions {
   log?: (msg: string) => void;
@@ -106,6 +120,16 @@ export class IscsiService implements Service {
     let timer: NodeJS.Timeout | null = null;
     let ended = false;
     const now = () => performance.now();
+    // Chunks received while the output is backed up wait here, unreleased (their frames keep the
+    // receive window closed), and are read in order once the socket drains.
+    let waiting: ZeroCopyChunk[] = [];
+    let paused = false;
+    /** The session ended the connection (close()): what still arrives is dropped. */
+    let over = false;
+    const holds = this.holds.connection();
+    // Chunks left unread while the output is backed up are frames of the shared pool too: they
+    // count against the service's pin budget (a connection that would pass it is reset).
+    const releaseWaiting = () => { const w = waiting; waiting = []; for (const c of w) { holds.unpark(); c.release(); } };
     const conn = new IscsiConnection(this.portal, {
       send: (bufs) => {
         if (sock.destroyed || sock.writableEnded) return;
@@ -115,8 +139,18 @@ export class IscsiService implements Service {
         for (const b of bufs) sock.write(b);
         sock.uncork();
       },
-      close: () => { if (!sock.destroyed) sock.end(); },
+      close: () => {
+        over = true;
+        releaseWaiting(); // the session is over: nothing more is read
+        if (sock.destroyed) return;
+        sock.end();
+        // Destroyed with an error, the socket is reset: a FIN would wait behind the unread data.
+        const t = setTimeout(() => sock.destroy(new Error('iscsi: the initiator did not take the last answers')), CLOSE_LINGER_MS);
+        t.unref?.();
+        sock.once('close', () => clearTimeout(t));
+      },
       log: (m) => log(`${who}: ${m}`),
+      backlog: () => sock.writableLength,
     }, { address: plainAddress(sock.localAddress), port: sock.localPort ?? 0 }, now(), nop);
     this.live.add(conn);
 
@@ -134,13 +168,13 @@ export class IscsiService implements Service {
       ended = true;
       if (timer) { clearTimeout(timer); timer = null; }
       this.sockets.delete(sock);
+      releaseWaiting();
       conn.closed(now());
       this.live.delete(conn);
       const s = conn.dataOutStats;
       this.ended.copiedBytes += s.copiedBytes; this.ended.heldPieces += s.heldPieces; this.ended.refusedHolds += s.refusedHolds;
     };
-    const holds = this.holds.connection();
-    sock.setZeroCopyReader((chunk) => {
+    const consume = (chunk: ZeroCopyChunk) => {
       // The chunk goes back to the pool once input has returned and every Data-Out view the
       // session pinned is released (command done or aborted, connection closed); a refused hold
       // (over budget) makes the session copy.
@@ -150,9 +184,40 @@ export class IscsiService implements Service {
       } finally {
         c.end();
       }
+      if (!paused && sock.writableLength > OUTPUT_HIGH_WATER) {
+        paused = true;
+        this.portal.sessions.count('input-paused-output-backlog');
+      }
+    };
+    const readWaiting = (force: boolean) => {
+      while (waiting.length && (force || !paused) && !ended && !over) { holds.unpark(); consume(waiting.shift()!); }
+      if (ended || over) releaseWaiting();
+    };
+    sock.setZeroCopyReader((chunk) => {
+      if (ended || over) { chunk.release(); return; }
+      if (paused || waiting.length) {
+        if (!holds.park()) {
+          this.portal.sessions.count('reset-unread-output-over-budget');
+          chunk.release();
+          over = true;
+          releaseWaiting();
+          sock.destroy(new Error('iscsi: the initiator sends but does not read, and the frame budget is spent'));
+          return;
+        }
+        waiting.push(chunk);
+        conn.input(EMPTY, now()); // bytes arrived: the initiator is alive (NOP-In pings, RFC 7143 11.19)
+        return;
+      }
+      consume(chunk);
       schedule();
     });
-    sock.on('end', () => { end(); if (!sock.destroyed) sock.end(); });
+    sock.on('drain', () => {
+      paused = false;
+      readWaiting(false);
+      schedule(); // tasks that waited for the output may start (conn.advance)
+    });
+    // The initiator's end comes after its last bytes: read what waits first.
+    sock.on('end', () => { readWaiting(true); end(); if (!sock.destroyed) sock.end(); });
     sock.on('close', end);
     sock.on('error', () => { /* a reset ends the connection: 'close' follows */ });
     schedule();

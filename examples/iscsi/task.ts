@@ -33,6 +33,13 @@ export interface TaskHost {
    */
   reserve(t: Task, n: number): boolean;
   unreserve(n: number): void;
+  /**
+   * Whether a task whose data is complete may start executing now, reserving `dataIn` bytes of
+   * the connection's Data-In room; false: it waits and is resumed (resume()) in its turn.
+   */
+  admit(t: Task, dataIn: number): boolean;
+  /** Gives the Data-In room back once the task's Data-In was handed to the connection. */
+  unadmit(dataIn: number): void;
   /** A fresh Target Transfer Tag (never 0xffffffff). */
   nextTtt(): number;
   /**
@@ -97,6 +104,9 @@ export class Task {
   private dataInSN = 0;
   /** Budget reserved for solicited data (0 = none yet). */
   private reserved = 0;
+  /** Admitted to execute (admit()), with this much Data-In room. */
+  private admitted = false;
+  private inReserved = 0;
 
   constructor(private readonly host: TaskHost, h: Uint8Array, lun: number) {
     this.itt = B.itt(h);
@@ -248,7 +258,17 @@ export class Task {
       return;
     }
     const E = this.write ? this.expected : 0;
-    if (this.received >= E && !this.unsolOpen && this.r2ts.size === 0) { this.execute(); return; }
+    if (this.received >= E && !this.unsolOpen && this.r2ts.size === 0) {
+      if (!this.admitted) {
+        // A read's Data-In is at most the transfer limit (the SCSI layer refuses longer ones).
+        const n = this.read ? Math.min(this.expected, this.host.maxTransferLength) : 0;
+        if (!this.host.admit(this, n)) return; // resumed in its turn
+        this.admitted = true;
+        this.inReserved = n;
+      }
+      this.execute();
+      return;
+    }
     if (this.unsolOpen) return; // R2Ts follow the unsolicited burst (DataSequenceInOrder=Yes)
     // RFC 7143 11.8: R2Ts for what is missing, each at most MaxBurstLength (13.13), at most
     // MaxOutstandingR2T open at once (13.17).
@@ -308,6 +328,7 @@ export class Task {
     for (const p of this.pieces) p.release();
     this.pieces = [];
     if (this.reserved) { const n = this.reserved; this.reserved = 0; this.host.unreserve(n); }
+    if (this.inReserved) { const n = this.inReserved; this.inReserved = 0; this.host.unadmit(n); }
   }
 
   /** Data-In and/or SCSI Response (RFC 7143 11.4, 11.7). */

@@ -34,12 +34,15 @@ export class Rig {
   cmdSN = 1000;
   itt = 1;
   readonly logs: string[] = [];
+  /** What the fake transport reports as sent but not yet taken (ConnHost.backlog). */
+  backlog = 0;
 
   constructor(readonly portal: Portal, opts: ConnOptions = {}, local = { address: '10.0.0.1', port: 3260 }) {
     this.conn = new IscsiConnection(portal, {
       send: (bufs) => { this.sends++; this.parser.push(bufs); },
       close: () => { this.closedByTarget++; },
       log: (m) => this.logs.push(m),
+      backlog: () => this.backlog,
     }, local, this.now, { nopInterval: 0, initialStatSN: 5000, ...opts });
   }
 
