@@ -31,6 +31,10 @@ export interface Service {
   close(): void;
 }
 
+export interface ServiceContext {
+  log(msg: string): void;
+}
+
 export interface ServiceKind {
   readonly type: string;
   /** The transport whose port the service binds (two services of a VS may not share one). */
@@ -41,8 +45,8 @@ export interface ServiceKind {
   readonly keys?: readonly string[];
   /** Checks the service's own keys (problems go to `c` under `path`). */
   validate?(c: Checker, spec: Obj, path: string): void;
-  /** Starts the service in `vs` from a validated spec. */
-  start(vs: ServiceVs, spec: ServiceConfig & { port: number }): Service;
+  /** Starts the service in `vs` from a validated spec; `ctx.log` is the stack's log (notices, once per event). */
+  start(vs: ServiceVs, spec: ServiceConfig & { port: number }, ctx: ServiceContext): Service;
 }
 
 const KINDS = new Map<string, ServiceKind>();

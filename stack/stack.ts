@@ -235,6 +235,7 @@ export class Stack {
   private readonly handles = new Map<VirtualServer, VsHandle>();
   private readonly activeTraces = new Set<Trace>();
   private clockOffset = 0;
+  private readonly log: (msg: string) => void;
   private running = false;
   private closed = false;
 
@@ -242,6 +243,7 @@ export class Stack {
   constructor(readonly config: StackConfig, opts: StackOptions = {}) {
     this.name = config.name ?? 'xdpstack';
     const log = opts.log ?? ((m: string) => console.warn(m));
+    this.log = log;
     const drivers: Driver[] = [];
     try {
       for (const d of config.devices) drivers.push(opts.drivers?.[d.name] ?? this.openDriver(d, log));
@@ -305,7 +307,7 @@ export class Stack {
     if (!kind) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
     const port = s.port ?? kind.defaultPort;
     if (port === undefined) throw new Error(`service ${s.type} in virtual server '${s.vs}': no port`);
-    const svc = kind.start(this.vs(s.vs), { ...s, port });
+    const svc = kind.start(this.vs(s.vs), { ...s, port }, { log: this.log });
     this.serviceVs.set(svc, s.vs);
     this.services.push(svc);
   }

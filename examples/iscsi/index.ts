@@ -16,5 +16,5 @@ registerService({
   defaultPort: 3260,
   keys: ISCSI_KEYS,
   validate: checkIscsi,
-  start: (vs, spec) => new IscsiService(vs, spec),
+  start: (vs, spec, ctx) => new IscsiService(vs, spec, { log: ctx.log }),
 });
