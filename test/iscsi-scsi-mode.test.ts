@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createScsiTarget } from '../examples/iscsi/scsi/target';
 import { ScsiStatus } from '../examples/iscsi/scsi/types';
-import { run, data, parseSense, cdb, clearUa, unmapList, NEXUS_A, NEXUS_B } from './lib/scsi';
+import { run, data, parseSense, cdb, clearUa, unmapList, NEXUS_A, NEXUS_B, expectCheck } from './lib/scsi';
 
 const BS = 512;
 const BLOCKS = 4096;
@@ -20,12 +20,6 @@ async function ready() {
   return t;
 }
 
-function expectCheck(r: { status: number; sense?: Uint8Array }, key: number, asc: number, ascq: number) {
-  assert.is(r.status, ScsiStatus.CheckCondition, 'CHECK CONDITION');
-  const s = parseSense(r.sense);
-  assert.equal([s.key, s.asc, s.ascq], [key, asc, ascq]);
-  return s;
-}
 
 /** Pages of a MODE SENSE answer: [code, bytes]. */
 function pages(d: Buffer, ten: boolean): [number, Buffer][] {

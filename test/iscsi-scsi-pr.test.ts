@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createScsiTarget } from '../examples/iscsi/scsi/target';
 import { ScsiStatus } from '../examples/iscsi/scsi/types';
-import { run, data, parseSense, cdb, clearUa, prParams, NEXUS_A, NEXUS_B } from './lib/scsi';
+import { run, data, parseSense, cdb, clearUa, prParams, NEXUS_A, NEXUS_B, expectCheck } from './lib/scsi';
 
 const BS = 512;
 type T = Awaited<ReturnType<typeof ready>>;
@@ -41,11 +41,6 @@ async function reservation(t: T, nexus = NEXUS_A): Promise<{ key: bigint; type: 
 }
 const good = (r: { status: number }) => assert.is(r.status, ScsiStatus.Good);
 const conflict = (r: { status: number }) => assert.is(r.status, ScsiStatus.ReservationConflict);
-function expectCheck(r: { status: number; sense?: Uint8Array }, key: number, asc: number, ascq: number) {
-  assert.is(r.status, ScsiStatus.CheckCondition, 'CHECK CONDITION');
-  const s = parseSense(r.sense);
-  assert.equal([s.key, s.asc, s.ascq], [key, asc, ascq]);
-}
 
 test('REGISTER / REGISTER AND IGNORE EXISTING KEY: keys listed, PRGENERATION counts, re-register with a wrong key conflicts', async () => {
   const t = await ready();

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import { createScsiTarget } from '../examples/iscsi/scsi/target';
 import { RamBackend } from '../examples/iscsi/lun/ram';
 import { ScsiStatus } from '../examples/iscsi/scsi/types';
-import { run, data, parseSense, cdb, clearUa, pattern, unmapList, NEXUS_B } from './lib/scsi';
+import { run, data, parseSense, cdb, clearUa, pattern, unmapList, NEXUS_B, expectCheck } from './lib/scsi';
 
 const BS = 512;
 const BLOCKS = 8192; // 4 MiB
@@ -22,12 +22,6 @@ async function ready(size = BLOCKS * BS, blockSize = BS) {
   return t;
 }
 
-function expectCheck(r: { status: number; sense?: Uint8Array }, key: number, asc: number, ascq: number) {
-  assert.is(r.status, ScsiStatus.CheckCondition, 'CHECK CONDITION');
-  const s = parseSense(r.sense);
-  assert.equal([s.key, s.asc, s.ascq], [key, asc, ascq]);
-  return s;
-}
 const oob = (r: { status: number; sense?: Uint8Array }) => expectCheck(r, 0x5, 0x21, 0x00);
 const badCdb = (r: { status: number; sense?: Uint8Array }) => expectCheck(r, 0x5, 0x24, 0x00);
 

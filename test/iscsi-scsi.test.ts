@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createScsiTarget } from '../examples/iscsi/scsi/target';
 import { ScsiStatus } from '../examples/iscsi/scsi/types';
-import { run, data, parseSense, cdb, clearUa, NEXUS_A, NEXUS_B } from './lib/scsi';
+import { run, data, parseSense, cdb, clearUa, NEXUS_A, NEXUS_B, expectCheck } from './lib/scsi';
 
 const IQN = 'iqn.2024-01.org.example:disk1';
 const MiB = 1 << 20;
@@ -24,12 +24,6 @@ async function ready() {
   return t;
 }
 
-function expectCheck(r: { status: number; sense?: Uint8Array }, key: number, asc: number, ascq: number): ReturnType<typeof parseSense> {
-  assert.is(r.status, ScsiStatus.CheckCondition, 'CHECK CONDITION');
-  const s = parseSense(r.sense);
-  assert.equal([s.key, s.asc, s.ascq], [key, asc, ascq]);
-  return s;
-}
 
 test('the first command of a new I_T nexus reports POWER ON, RESET, OR BUS DEVICE RESET OCCURRED once (SAM-5)', async () => {
   const t = target();

@@ -8,6 +8,8 @@ import { TcpConnection } from '../protocols/tcp/connection';
 import {
   TcpConnectionLike, TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpTuple,
 } from '../protocols/tcp/types';
+import { prng } from './lib/prng';
+export { prng };
 
 export const A_ADDR = 0x0a000001;
 export const B_ADDR = 0x0a000002;
@@ -121,17 +123,6 @@ export class RecHost implements TcpHost {
 export const TUPLE_A: TcpTuple = { localAddr: A_ADDR, localPort: 1234, remoteAddr: B_ADDR, remotePort: 80 };
 export const TUPLE_B: TcpTuple = { localAddr: B_ADDR, localPort: 80, remoteAddr: A_ADDR, remotePort: 1234 };
 
-/** Small deterministic PRNG (mulberry32). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export interface ChannelOpts {
   seed: number;

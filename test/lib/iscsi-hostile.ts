@@ -98,6 +98,18 @@ const keys = (pairs: Array<[string, string]>) => Uint8Array.from(Buffer.from(pai
 
 type Case = (ctx: HostileContext) => Promise<Probe>;
 
+
+/** Ends a probe that wrote `before` at `lba` first: records that write's status and whether the 8 blocks still hold `before`. */
+async function unchangedAfter(ctx: HostileContext, ini: IscsiInitiator, r: Probe, firstWrite: number, lba: number, before: Uint8Array): Promise<Probe> {
+  r.firstWrite = firstWrite;
+  if (!ini.closed) {
+    const back = await ini.read16(lba, 8, 512, ctx.lun);
+    r.unchanged = back.status === 0 && sha(back.data) === sha(before);
+  }
+  await done(ini);
+  return r;
+}
+
 export const CASES: Record<string, Case> = {
   /** RFC 7143 11.2.1.2: opcode 0x0d is not defined for an initiator. */
   async 'reserved-opcode'(ctx) {
@@ -166,13 +178,7 @@ export const CASES: Record<string, Case> = {
       }, 3000, hasOp(OP.ScsiRsp, itt));
       r.r2t = { offset: rd32(r2t.bhs, 40), length: rd32(r2t.bhs, 44) };
     }
-    r.firstWrite = w0.status;
-    if (!ini.closed) {
-      const back = await ini.read16(lba, 8, 512, ctx.lun);
-      r.unchanged = back.status === 0 && sha(back.data) === sha(before);
-    }
-    await done(ini);
-    return r;
+    return unchangedAfter(ctx, ini, r, w0.status, lba, before);
   },
 
   /** Unsolicited data (immediate + Data-Out) past the Expected Data Transfer Length (11.3.4, 11.7). */
@@ -194,13 +200,7 @@ export const CASES: Record<string, Case> = {
       wr32(d, 40, 2048);
       return [sentCmd, put(ini, d, new Uint8Array(4096).fill(0xdd))];
     }, 3000, hasOp(OP.ScsiRsp, itt));
-    r.firstWrite = w0.status;
-    if (!ini.closed) {
-      const back = await ini.read16(lba, 8, 512, ctx.lun);
-      r.unchanged = back.status === 0 && sha(back.data) === sha(before);
-    }
-    await done(ini);
-    return r;
+    return unchangedAfter(ctx, ini, r, w0.status, lba, before);
   },
 
   /** WRITE(16) across the end of the LUN and at LBA 2^64-1 (SBC-3: LBA OUT OF RANGE), then the last blocks read back. */

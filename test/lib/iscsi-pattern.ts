@@ -4,6 +4,8 @@
  * or hashed without keeping a copy; and random extents that tile a range exactly once.
  */
 import { createHash } from 'node:crypto';
+import { prng } from './prng';
+export { prng };
 
 /** xorshift32 state for one block (never 0). */
 function blockState(seed: number, lba: number): number {
@@ -42,17 +44,6 @@ export function patternHash(lba: number, blocks: number, blockSize: number, seed
   return h.digest('hex');
 }
 
-/** A small PRNG (mulberry32) for extent layouts. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /**
  * Extents of 1..maxBlocks blocks that cover [lba, lba + blocks) exactly once, in a random order

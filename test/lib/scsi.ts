@@ -3,7 +3,8 @@
  * data parser (fixed and descriptor formats, SPC-4 4.5) and a promise wrapper around execute.
  * Deliberately independent of examples/iscsi/scsi so the tests check the wire format, not the code.
  */
-import { ScsiCommand, ScsiResult, ScsiTarget, TaskAttr } from '../../examples/iscsi/scsi/types';
+import * as assert from 'uvu/assert';
+import { ScsiCommand, ScsiResult, ScsiStatus, ScsiTarget, TaskAttr } from '../../examples/iscsi/scsi/types';
 
 export const NEXUS_A = 'iqn.2024-01.test:init-a,i,0x230000000001';
 export const NEXUS_B = 'iqn.2024-01.test:init-b,i,0x230000000002';
@@ -183,4 +184,12 @@ export async function clearUa(t: ScsiTarget, nexus = NEXUS_A, lun = 0): Promise<
     if (r.status === 0) return i;
   }
   throw new Error('unit attention never cleared');
+}
+
+/** Asserts CHECK CONDITION with sense key / ASC / ASCQ; the parsed sense. */
+export function expectCheck(r: { status: number; sense?: Uint8Array }, key: number, asc: number, ascq: number): Sense {
+  assert.is(r.status, ScsiStatus.CheckCondition, 'CHECK CONDITION');
+  const s = parseSense(r.sense);
+  assert.equal([s.key, s.asc, s.ascq], [key, asc, ascq]);
+  return s;
 }
