@@ -218,6 +218,25 @@ const arbWrite = fc.record({
   solicited: fc.boolean(),
 });
 
+/**
+ * One WRITE of `data` at `lba`, fed in `w.sizes` chunks: solicited (the R2T asks for all of E), or
+ * immediate data then unsolicited Data-Out (TTT 0xffffffff) up to E (RFC 7143 11.3.4 / 13.11).
+ */
+function sendWrite(rig: ReturnType<typeof session>['rig'], f: Feeder, w: { solicited: boolean; blocks: number; sizes: number[]; seg: number; immFrac: number }, itt: number, lba: number, E: number, data: Uint8Array): void {
+  if (w.solicited) {
+    f.feed(scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: true }), w.sizes);
+    const r2t = rig.one();
+    assert.is(r2t.op, OP.R2t);
+    assert.is(u32(r2t.bhs, 44), E);
+    f.feed(dataOutTrain(rig, itt, r2t.ttt, 0, data, w.seg), w.sizes);
+  } else {
+    const imm = Math.min(E, Math.floor(w.immFrac * E));
+    const stream = [scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: imm === E, imm: data.subarray(0, imm) })];
+    if (imm < E) stream.push(dataOutTrain(rig, itt, 0xffffffff, imm, data.subarray(imm), w.seg));
+    f.feed(Uint8Array.from(Buffer.concat(stream)), w.sizes);
+  }
+}
+
 test('session: writes split over many chunks reach ScsiTarget.execute as views of the chunks; pins held until done, all released after (fast-check)', () => {
   fc.assert(fc.property(arbWrite, (w) => {
     const { rig, scsi } = session([...(w.solicited ? SOLICITED : UNSOLICITED), ...DIGESTS(w.hd, w.dd)]);
@@ -229,19 +248,7 @@ test('session: writes split over many chunks reach ScsiTarget.execute as views o
     const lba = Math.min(w.lba, 256 - w.blocks);
     const data = pattern(E, w.seg);
     const itt = 77;
-    if (w.solicited) {
-      f.feed(scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: true }), w.sizes);
-      const r2t = rig.one();
-      assert.is(r2t.op, OP.R2t);
-      assert.is(u32(r2t.bhs, 44), E);
-      f.feed(dataOutTrain(rig, itt, r2t.ttt, 0, data, w.seg), w.sizes);
-    } else {
-      // RFC 7143 11.3.4 / 13.11: immediate data, then unsolicited Data-Out (TTT 0xffffffff) up to E.
-      const imm = Math.min(E, Math.floor(w.immFrac * E));
-      const stream = [scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: imm === E, imm: data.subarray(0, imm) })];
-      if (imm < E) stream.push(dataOutTrain(rig, itt, 0xffffffff, imm, data.subarray(imm), w.seg));
-      f.feed(Uint8Array.from(Buffer.concat(stream)), w.sizes);
-    }
+    sendWrite(rig, f, w, itt, lba, E, data);
     assert.is(scsi.commands.length, 1, 'executed once all data is in');
     const parts = scsi.seenDataOut[0]!;
     assert.ok(f.allViews(parts), 'dataOut parts are views of the received chunks');
@@ -266,16 +273,7 @@ test('session: with a hold that refuses (null) or no hold at all, split writes a
     const lba = Math.min(w.lba, 256 - w.blocks);
     const data = pattern(E, w.seg + 1);
     const itt = 78;
-    if (w.solicited) {
-      f.feed(scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: true }), w.sizes);
-      const r2t = rig.one();
-      f.feed(dataOutTrain(rig, itt, r2t.ttt, 0, data, w.seg), w.sizes);
-    } else {
-      const imm = Math.min(E, Math.floor(w.immFrac * E));
-      const stream = [scsiCmd(rig, { itt, lba, blocks: w.blocks, E, final: imm === E, imm: data.subarray(0, imm) })];
-      if (imm < E) stream.push(dataOutTrain(rig, itt, 0xffffffff, imm, data.subarray(imm), w.seg));
-      f.feed(Uint8Array.from(Buffer.concat(stream)), w.sizes);
-    }
+    sendWrite(rig, f, w, itt, lba, E, data);
     assert.is(statusOf(rig.take(), itt), 0);
     assert.ok(f.noneViews(scsi.seenDataOut[0]!), 'copies, not views of chunks that were freed');
     assert.is(rig.conn.dataOutStats.copiedBytes, E);
