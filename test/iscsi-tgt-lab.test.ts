@@ -12,6 +12,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
+import { labImpair } from '../stack/lab';
 import { privilegedTest } from './lib/lab-stack';
 import {
   FAST_SUBSET, iscsiLabUp, iscsiLoad, iscsiLoadPath, iscsiLs, iscsiPerf, iscsiServiceAvailable, iscsiUrl, IscsiLab, runTestCu,
@@ -169,6 +170,19 @@ ptest('xdpstack iSCSI target beside tgtd: the fast subset passes everything tgtd
     }
     const after = await iscsiLs(il.initiatorNs, ours.portalUrl);
     assert.equal(after.targets.map((t) => t.iqn), [DISK.iqn]);
+
+    // The same READ/WRITE suites through 1 % loss each way on the initiator's path (libiscsi over
+    // kernel TCP on one side, xdpstack TCP on the other): every test still passes.
+    labImpair(il.lab.prefix, { peer: 0, loss: 0.01, resetCounters: true });
+    try {
+      const lossy = await runTestCu(il.initiatorNs, ours.url, { tests: 'ALL.Read10,ALL.Write10', timeoutMs: 120_000 });
+      const lost = labImpair(il.lab.prefix, { peer: 0, loss: 0 }).find((x) => x.peer === 0)!;
+      assert.ok(lost.in.dropped + lost.out.dropped > 0, 'frames were lost');
+      assert.ok(lossy.consistent && lossy.counts.fail === 0 && lossy.counts.pass > 0, `through loss: ${JSON.stringify(lossy.counts)} ${lossy.problems.join('; ')}`);
+      console.log(`# ALL.Read10 + ALL.Write10 through 1 % loss: ${lossy.counts.pass} pass, ${lossy.counts.skip} skip, ${lost.in.dropped + lost.out.dropped} frames lost, ${(lossy.run.ms / 1000).toFixed(1)} s`);
+    } finally {
+      labImpair(il.lab.prefix, { peer: 0, loss: 0 });
+    }
   } finally {
     await ours.stop();
   }
