@@ -271,6 +271,13 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     this.depth++;
     try {
       this.reader.input(bytes, hold);
+    } catch (e) {
+      // A bug must never reach the event loop (one initiator would stop every tenant's service):
+      // the connection ends, counted and logged; at error recovery level 0 that ends the session.
+      this.count('internal-error');
+      this.log(`iscsi: internal error, closing: ${(e as Error)?.stack ?? e}`);
+      this.depth = 1;
+      this.shutdown(true);
     } finally {
       this.depth--;
     }

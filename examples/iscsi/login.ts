@@ -293,7 +293,8 @@ export class LoginNegotiator {
     };
     // FirstBurstLength is bounded by the MaxBurstLength result (13.14), whatever the key order.
     const mblOffer = keys.has('MaxBurstLength') ? num('MaxBurstLength', keys.get('MaxBurstLength')!) : undefined;
-    const mbl = Math.min(mblOffer ?? 262144, L.maxBurstLength);
+    // Without an offer in this PDU, the value negotiated earlier in the login (or the default) holds.
+    const mbl = Math.min(mblOffer ?? p.maxBurstLength, L.maxBurstLength);
 
     const answers: Record<string, Answer> = {
       HeaderDigest: (v) => this.digest(v, (on) => { p.headerDigest = on; }),
@@ -341,7 +342,9 @@ export class LoginNegotiator {
         if (csg !== STAGE_SECURITY) reply.push([k, 'Irrelevant']);
         continue;
       }
-      const a = answers[k];
+      // Own keys only: a key named like an Object.prototype member ("__proto__", "hasOwnProperty",
+      // "toString") is an unknown key (RFC 7143 6.2.1 NotUnderstood), never a prototype lookup.
+      const a = Object.hasOwn(answers, k) ? answers[k] : undefined;
       if (a) {
         if (this.negotiated.has(k)) return [LoginStatus.InitiatorError, 'login-renegotiated'];
         this.negotiated.add(k);

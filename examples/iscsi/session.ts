@@ -20,7 +20,8 @@ export class IscsiConnection extends ConnCore {
   private loginIsid: Uint8Array | null = null;
   private loginTsih = 0;
   private cid = 0;
-  private textPending: { ttt: number; rest: Uint8Array } | null = null;
+  /** A Text exchange that continues: our answer's rest to send, or (`collecting`) the request's next part to take. */
+  private textPending: { ttt: number; rest: Uint8Array; collecting?: boolean } | null = null;
   private textIn: Uint8Array[] = [];
 
   constructor(portal: Portal, host: ConnHost, private readonly local: { address: string; port: number }, now: number, opts: ConnOptions = {}) {
@@ -224,6 +225,10 @@ export class IscsiConnection extends ConnCore {
     if (itt === RESERVED_TAG) bad = [RejectReason.InvalidPduField, 'scsi-reserved-itt'];
     else if (this.tasks.has(itt)) bad = [RejectReason.ProtocolError, 'scsi-itt-in-use'];
     else if (read && write) bad = [RejectReason.CommandNotSupported, 'scsi-bidirectional'];
+    // Immediate commands bypass the CmdSN window (3.2.2.1), so they are bounded here: past as many
+    // open ones as the window holds, "Immediate command reject - too many immediate commands"
+    // (11.17.1 reason 0x06).
+    else if (imm && this.immediateTasks() >= this.o.cmdWindow) bad = [RejectReason.ImmediateReject, 'scsi-too-many-immediate'];
     if (bad) {
       this.reject(bad[0], h, bad[1]);
       if (!imm) this.ordered(h, false, NOOP); // the header was sound: its CmdSN is consumed
@@ -237,6 +242,14 @@ export class IscsiConnection extends ConnCore {
       if (!imm) this.inWindow.add(t);
       t.deliver();
     });
+  }
+
+  /** Open immediate SCSI tasks (only counted once there are many tasks). */
+  private immediateTasks(): number {
+    if (this.tasks.size < this.o.cmdWindow) return this.tasks.size;
+    let n = 0;
+    for (const t of this.tasks.values()) if (t.immediate) n++;
+    return n;
   }
 
   private onNopOut(p: Pdu): void {
@@ -284,22 +297,30 @@ export class IscsiConnection extends ConnCore {
       }
     };
     if (ttt !== RESERVED_TAG) {
-      if (this.textPending && this.textPending.ttt === ttt) { sendPart(this.textPending.rest); return; }
-      this.reject(RejectReason.InvalidPduField, h, 'text-unknown-ttt');
-      return;
+      const pend = this.textPending;
+      if (!pend || pend.ttt !== ttt) { this.reject(RejectReason.InvalidPduField, h, 'text-unknown-ttt'); return; }
+      // 11.10.4: the initiator copied our TTT to continue: the rest of our answer, or (after an
+      // empty answer to a request with C set) the next part of its request, taken below.
+      if (!pend.collecting) { sendPart(pend.rest); return; }
+    } else {
+      // 11.10.4: TTT 0xffffffff is a new request: the state of an earlier one is reset.
+      this.textIn = [];
+      this.textPending = null;
     }
     if ((h[1] & 0x40) !== 0) {
       // 11.10.2: C set: the request text continues; answer empty with F clear and a TTT.
       this.textIn.push(data);
-      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { this.textIn = []; this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
+      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { this.textIn = []; this.textPending = null; this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
       const r = newBhs(Op.TextRsp, 0);
+      r.set(h.subarray(8, 16), 8);
       wr32(r, 16, itt);
       const tag = this.nextTtt();
-      this.textPending = { ttt: tag, rest: new Uint8Array(0) };
+      this.textPending = { ttt: tag, rest: new Uint8Array(0), collecting: true };
       wr32(r, 20, tag);
       this.send(r, [], 0, 'advance');
       return;
     }
+    this.textPending = null;
     if (this.textIn.length) { this.textIn.push(data); data = Buffer.concat(this.textIn); this.textIn = []; }
     const parsed = parseText(data);
     if (parsed.error) { this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
