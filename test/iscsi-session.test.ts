@@ -687,14 +687,16 @@ test('ABORT TASK of a write waiting for R2T data: Function complete; the task is
   assert.is(rig.conn.taskCount, 0);
 });
 
-test('ABORT TASK of a command the SCSI layer is still executing: no answer when it completes', () => {
+test('ABORT TASK of a command the SCSI layer is still executing: Function complete only once it returned (SAM-5: no further effect), the command unanswered', () => {
   const { rig, scsi } = loggedIn();
   scsi.deferred = [];
   const c = rig.cmdSN;
   const itt = rig.cmd({ cdb: read10(0, 1), E: 512, r: true });
-  assert.is(rig.tmf(1, { ref: itt, refCmdSN: c }).bhs[2], 0);
+  rig.sendTmf(1, { ref: itt, refCmdSN: c });
+  assert.is(rig.take().length, 0, 'no TMF response while the command may still take effect');
   for (const f of scsi.deferred.splice(0)) f();
-  assert.is(rig.take().length, 0);
+  const out = rig.take();
+  assert.equal(out.map((p) => [p.op, p.itt, p.bhs[2]]), [[OP.TmfRsp, 900, 0]], 'then Function complete, and nothing for the aborted command');
   // The session goes on.
   scsi.deferred = null;
   rig.cmd({ cdb: TUR, E: 0 });

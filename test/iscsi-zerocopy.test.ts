@@ -325,13 +325,16 @@ test('release: a task aborted while the SCSI layer runs keeps its views until do
   f.feed(rest, [700]);
   assert.is(scsi.commands.length, 1);
   assert.equal(Uint8Array.from(Buffer.concat(scsi.seenDataOut[0]!)), data);
-  const rsp = rig.tmf(5, {}); // LOGICAL UNIT RESET aborts the LUN's tasks
-  assert.is(rsp.bhs[2], 0);
+  // LOGICAL UNIT RESET aborts the LUN's tasks; its response waits for the running one (SAM-5).
+  rig.sendTmf(5, {});
+  assert.is(rig.take().length, 0);
   assert.ok(budget.held > 0, 'the backend may still be reading the views');
   for (const d of scsi.deferred.splice(0)) d();
   assert.is(budget.held, 0);
   assert.is(f.freed, f.chunks);
-  assert.is(rig.take().filter((p) => p.itt === itt).length, 0, 'an aborted task is not answered');
+  const out = rig.take();
+  assert.is(out.filter((p) => p.itt === itt).length, 0, 'an aborted task is not answered');
+  assert.equal(out.map((p) => [p.op, p.bhs[2]]), [[OP.TmfRsp, 0]], 'Function complete once the command returned');
 });
 
 test('release: the connection closing (mid-PDU, a task collecting) releases every chunk', () => {

@@ -14,7 +14,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Rig, makePortal, IQN, INI } from './lib/iscsi-rig';
-import { bhs, parseKeys, text, write10 } from './lib/iscsi-wire';
+import { bhs, parseKeys, read10, text, write10 } from './lib/iscsi-wire';
 
 const OP = { TextRsp: 0x24, R2t: 0x31, Reject: 0x3f };
 
@@ -135,6 +135,23 @@ test('a throw below the connection (here a SCSI layer bug in LUN RESET) ends tha
   assert.is(rig.closedByTarget, 1, 'the connection is closed');
   assert.is(portal.sessions.counters.get('internal-error'), 1);
   assert.is(portal.sessions.size, 0, 'the session is gone (error recovery level 0)');
+});
+
+test('a throw while a completion is answered (a backend callback, later) or in a timer ends that connection, counted, and never reaches the caller', () => {
+  const { portal, scsi } = makePortal();
+  const rig = new Rig(portal);
+  assert.is(rig.login().status, 0);
+  const fake = scsi.get(IQN)!;
+  fake.deferred = [];
+  rig.cmd({ cdb: read10(0, 1), E: 512, r: true });
+  const done = fake.deferred.splice(0);
+  assert.is(done.length, 1);
+  // A bug on the answer's path surfaces only when the backend completes, from its own callback.
+  (rig.conn as unknown as { send: () => void }).send = () => { throw new Error('bug'); };
+  assert.not.throws(() => done[0]!());
+  assert.is(portal.sessions.counters.get('internal-error'), 1);
+  assert.is(rig.closedByTarget, 1, 'the connection is closed');
+  assert.not.throws(() => rig.conn.advance(rig.now + 60_000), 'a timer after that is harmless');
 });
 
 test.run();

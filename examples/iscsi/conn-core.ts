@@ -224,8 +224,22 @@ export abstract class ConnCore implements SessionMember, TaskHost {
 
   batch(fn: () => void): void {
     this.depth++;
-    try { fn(); } finally { this.depth--; }
+    // Also the way in for completions (a backend's callback): guarded like input.
+    try { fn(); } catch (e) { this.internalError(e); } finally { this.depth--; }
     if (this.depth === 0) this.flush();
+  }
+
+  /**
+   * A bug must never reach the event loop (one initiator would stop every tenant's service): the
+   * connection ends, counted and logged; at error recovery level 0 that ends the session.
+   */
+  private internalError(e: unknown): void {
+    this.count('internal-error');
+    this.log(`iscsi: internal error, closing: ${(e as Error)?.stack ?? e}`);
+    if (this.phase === 'closed') return;
+    const depth = this.depth;
+    this.depth = 1;
+    try { this.shutdown(true); } catch { /* already ending */ } finally { this.depth = depth; }
   }
 
   finished(t: Task): void {
@@ -245,13 +259,13 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     this.shutdown(true);
   }
 
-  abortTasks(lun: number | null, reason: string): number {
-    let n = 0;
+  abortTasks(lun: number | null, reason: string): Task[] {
+    const out: Task[] = [];
     for (const t of [...this.tasks.values()]) {
-      if (lun === null || t.lun === lun) { t.abort(); n++; }
+      if (lun === null || t.lun === lun) { t.abort(); out.push(t); }
     }
-    if (n) this.count(`tasks-aborted-${reason}`);
-    return n;
+    if (out.length) this.count(`tasks-aborted-${reason}`);
+    return out;
   }
 
   // ---- input ------------------------------------------------------------------------------------
@@ -272,12 +286,7 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     try {
       this.reader.input(bytes, hold);
     } catch (e) {
-      // A bug must never reach the event loop (one initiator would stop every tenant's service):
-      // the connection ends, counted and logged; at error recovery level 0 that ends the session.
-      this.count('internal-error');
-      this.log(`iscsi: internal error, closing: ${(e as Error)?.stack ?? e}`);
-      this.depth = 1;
-      this.shutdown(true);
+      this.internalError(e);
     } finally {
       this.depth--;
     }
@@ -285,6 +294,16 @@ export abstract class ConnCore implements SessionMember, TaskHost {
   }
 
   advance(now: number): number {
+    try {
+      return this.advanceTimers(now);
+    } catch (e) {
+      this.internalError(e);
+      this.flush();
+      return Infinity;
+    }
+  }
+
+  private advanceTimers(now: number): number {
     this.now = now;
     if (this.phase === 'closed') return Infinity;
     // The host calls advance when its backlog went down: tasks waiting for the output may start.

@@ -10,6 +10,7 @@ import { encodeText, parseText } from './keys';
 import { Task } from './task';
 import { answerText, targetAddress } from './text';
 import { ConnCore, ConnHost, ConnOptions, Portal, NOOP, snLe, snLt } from './conn-core';
+import { Settling, whenAllSettled } from './sessions';
 
 export { SessionTable } from './sessions';
 export type { SessionMember } from './sessions';
@@ -339,12 +340,18 @@ export class IscsiConnection extends ConnCore {
   private onTmf(h: Uint8Array): void {
     const fn = h[1] & 0x7f;
     const lun = decodeLun(B.lun(h));
+    const itt = B.itt(h);
     const respond = (code: number) => {
       const r = newBhs(Op.TmfRsp, 0x80);
       r[2] = code;
-      wr32(r, 16, B.itt(h));
+      wr32(r, 16, itt);
       this.send(r, [], 0, 'advance');
     };
+    // RFC 7143 4.2.3 / SAM-5: "Function complete" only once the aborted tasks can have no further
+    // effect: a command still running in a backend (a file write) returns first.
+    const completeAfter = (tasks: readonly Settling[]) => whenAllSettled(tasks, () => {
+      if (this.phase !== 'closed') this.batch(() => respond(0));
+    });
     const lunExists = this.scsi.luns.includes(lun);
     const others = () => this.portal.sessions.forTarget(this.targetName).filter((s) => s !== this);
     this.count(`tmf-${fn}`);
@@ -353,7 +360,7 @@ export class IscsiConnection extends ConnCore {
     switch (fn) {
       case 1: { // ABORT TASK
         const t = this.tasks.get(rd32(h, 20));
-        if (t) { t.abort(); respond(0); return; }
+        if (t) { t.abort(); completeAfter([t]); return; }
         const ref = rd32(h, 32);
         const tmfSN = B.cmdSN(h);
         // 11.5.1 b: an unknown task whose RefCmdSN is in the window and before the TMF: the
@@ -369,27 +376,26 @@ export class IscsiConnection extends ConnCore {
       }
       case 2: // ABORT TASK SET: this session's tasks on the LUN
         if (!lunExists) { respond(2); return; }
-        this.abortTasks(lun, 'abort-task-set');
-        respond(0);
+        completeAfter(this.abortTasks(lun, 'abort-task-set'));
         return;
       case 4: // CLEAR TASK SET: every initiator's tasks on the LUN
         if (!lunExists) { respond(2); return; }
-        this.abortTasks(lun, 'clear-task-set');
-        for (const s of others()) s.abortTasks(lun, 'clear-task-set');
-        respond(0);
+        completeAfter([...this.abortTasks(lun, 'clear-task-set'), ...others().flatMap((s) => s.abortTasks(lun, 'clear-task-set'))]);
         return;
       case 5: // LOGICAL UNIT RESET
         if (!lunExists) { respond(2); return; }
-        this.abortTasks(lun, 'lun-reset');
-        for (const s of others()) s.abortTasks(lun, 'lun-reset');
-        this.scsi.lunReset(lun, this.nexus);
-        respond(0);
+        {
+          const aborted = [...this.abortTasks(lun, 'lun-reset'), ...others().flatMap((s) => s.abortTasks(lun, 'lun-reset'))];
+          this.scsi.lunReset(lun, this.nexus);
+          completeAfter(aborted);
+        }
         return;
       case 6: // TARGET WARM RESET
-        this.abortTasks(null, 'target-reset');
-        for (const s of others()) s.abortTasks(null, 'target-reset');
-        this.scsi.targetReset(this.nexus);
-        respond(0);
+        {
+          const aborted = [...this.abortTasks(null, 'target-reset'), ...others().flatMap((s) => s.abortTasks(null, 'target-reset'))];
+          this.scsi.targetReset(this.nexus);
+          completeAfter(aborted);
+        }
         return;
       case 7: // TARGET COLD RESET: as warm, then every connection to the target ends (11.5.1)
         this.abortTasks(null, 'target-reset');

@@ -15,8 +15,27 @@ export interface SessionMember {
   readonly tsih: number;
   /** Ends the session at once: its tasks are aborted unanswered and the connection closes. */
   terminate(reason: string): void;
-  /** Third-party task abort (CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET): lun null = all. */
-  abortTasks(lun: number | null, reason: string): number;
+  /**
+   * Third-party task abort (CLEAR TASK SET, LOGICAL UNIT RESET, TARGET RESET): lun null = all. The
+   * aborted tasks, to wait until they can have no further effect.
+   */
+  abortTasks(lun: number | null, reason: string): Settling[];
+}
+
+/** A task that can say when it can have no further effect (done, or its running command returned). */
+export interface Settling {
+  whenSettled(fn: () => void): void;
+}
+
+/**
+ * Calls `fn` once every task of `tasks` has settled (at once when none is left running). RFC 7143
+ * 4.2.3 / SAM-5: a task management function completes only when the tasks it aborts can have no
+ * further effect, so a write still running in a backend answers before the TMF response does.
+ */
+export function whenAllSettled(tasks: readonly Settling[], fn: () => void): void {
+  let n = tasks.length;
+  if (n === 0) { fn(); return; }
+  for (const t of tasks) t.whenSettled(() => { if (--n === 0) fn(); });
 }
 
 export class SessionTable {

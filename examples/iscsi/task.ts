@@ -228,7 +228,22 @@ export class Task {
       this.releaseAll();
       this.state = 'done';
       this.host.finished(this);
+      this.settle();
     }
+  }
+
+  private waiters: (() => void)[] | null = null;
+
+  /** Calls `fn` once this task can have no further effect: at once when done, else when its command returns. */
+  whenSettled(fn: () => void): void {
+    if (this.state === 'done') fn();
+    else (this.waiters ??= []).push(fn);
+  }
+
+  private settle(): void {
+    const w = this.waiters;
+    this.waiters = null;
+    if (w) for (const f of w) f();
   }
 
   /** Number of R2T sequences still open (tests and TMF checks). */
@@ -306,7 +321,7 @@ export class Task {
       this.host.scsi.execute(cmd, (r) => {
         if (called) return; // "done is called exactly once"; a second call is ignored
         called = true;
-        if (this.aborted) { this.releaseAll(); this.state = 'done'; this.host.finished(this); return; }
+        if (this.aborted) { this.releaseAll(); this.state = 'done'; this.host.finished(this); this.settle(); return; }
         this.host.batch(() => {
           this.respond(r);
           this.releaseAll(); // after the answer: freed room may start another task's R2Ts
@@ -318,7 +333,7 @@ export class Task {
         called = true;
         this.releaseAll();
         this.host.count('scsi-execute-threw');
-        if (this.aborted) { this.state = 'done'; this.host.finished(this); return; }
+        if (this.aborted) { this.state = 'done'; this.host.finished(this); this.settle(); return; }
         this.respond({ status: ScsiStatus.CheckCondition, sense: fixedSense(0x04, 0x44, 0x00) });
       }
     }
@@ -336,6 +351,7 @@ export class Task {
     this.state = 'done';
     // Forgotten first, so the window in these PDUs' MaxCmdSN already counts this task as done.
     this.host.finished(this);
+    this.settle();
     const E = this.expected;
     let flags = 0;
     let residual = 0;

@@ -110,12 +110,17 @@ export class Rig {
     this.send(h, data, hold);
   }
 
-  /** A Task Management Function Request (RFC 7143 11.5), immediate. */
+  /** A Task Management Function Request (RFC 7143 11.5), immediate; its response. */
   tmf(fn: number, o: { ref?: number; refCmdSN?: number; lun?: number; itt?: number } = {}): TPdu {
+    this.sendTmf(fn, o);
+    return this.one();
+  }
+
+  /** Sends a Task Management Function Request without waiting for its response. */
+  sendTmf(fn: number, o: { ref?: number; refCmdSN?: number; lun?: number; itt?: number } = {}): void {
     const h = bhs(0x02, 0x80 | fn, { imm: true, itt: o.itt ?? 900, ttt: o.ref ?? 0xffffffff, cmdSN: this.cmdSN, lun: lunField(o.lun ?? 0) });
     p32(h, 32, o.refCmdSN ?? 0);
     this.send(h);
-    return this.one();
   }
 }
 
