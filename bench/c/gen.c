@@ -313,6 +313,20 @@ static unsigned build_na(unsigned char *a, const unsigned char *ns, unsigned len
 	return 14 + 40 + 32;
 }
 
+/* Sends the reply prepared in the ARP frame (an ARP reply or a Neighbor Advertisement) and kicks TX; 1 when queued. */
+static int send_reply(struct xsk_ring_prod *tx, int fd, unsigned len)
+{
+	unsigned tidx;
+	if (xsk_ring_prod__reserve(tx, 1, &tidx) != 1) return 0;
+	struct xdp_desc *td = xsk_ring_prod__tx_desc(tx, tidx);
+	td->addr = (uint64_t)ARP_FRAME * FRAME_SIZE;
+	td->len = len;
+	td->options = 0;
+	xsk_ring_prod__submit(tx, 1);
+	sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
+	return 1;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
@@ -447,17 +461,7 @@ int main(int argc, char **argv)
 						rx_total++;
 					} else if (ip6 && !arp_busy &&
 						   (na_len = build_na(area + (size_t)ARP_FRAME * FRAME_SIZE, p, len, smac, sip6.s6_addr)) > 0) {
-						unsigned tidx;
-						if (xsk_ring_prod__reserve(&tx, 1, &tidx) == 1) {
-							struct xdp_desc *td = xsk_ring_prod__tx_desc(&tx, tidx);
-							td->addr = (uint64_t)ARP_FRAME * FRAME_SIZE;
-							td->len = na_len;
-							td->options = 0;
-							xsk_ring_prod__submit(&tx, 1);
-							arp_busy = 1;
-							arp_replies++;
-							sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
-						}
+						if (send_reply(&tx, fd, na_len)) { arp_busy = 1; arp_replies++; }
 					}
 				} else if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
 					rx_total++;
@@ -473,17 +477,7 @@ int main(int argc, char **argv)
 					memcpy(a + 22, smac, 6);
 					memcpy(a + 28, &sip.s_addr, 4);
 					memcpy(a + 32, p + 22, 10); /* target = requester's sha + spa */
-					unsigned tidx;
-					if (xsk_ring_prod__reserve(&tx, 1, &tidx) == 1) {
-						struct xdp_desc *td = xsk_ring_prod__tx_desc(&tx, tidx);
-						td->addr = (uint64_t)ARP_FRAME * FRAME_SIZE;
-						td->len = PKT_LEN;
-						td->options = 0;
-						xsk_ring_prod__submit(&tx, 1);
-						arp_busy = 1;
-						arp_replies++;
-						sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0);
-					}
+					if (send_reply(&tx, fd, PKT_LEN)) { arp_busy = 1; arp_replies++; }
 				}
 				*xsk_ring_prod__fill_addr(&fill, fidx + i) = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
 			}
