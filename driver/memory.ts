@@ -88,8 +88,14 @@ function checkNonNeg(name: string, v: number | undefined, dflt: number): number 
   return x;
 }
 
+/** What an endpoint sends into: one wire, or one of several chosen per frame (a multi-queue device). */
+interface WireIn {
+  readonly counters: LinkCounters;
+  send(src: Uint8Array, off: number, len: number, now: number): string;
+}
+
 /** One direction of the link: impairment logic, the frames in flight and their delivery times. */
-class Wire {
+class Wire implements WireIn {
   readonly pool: FramePool;
   readonly counters: LinkCounters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, queueDrops: 0, wireFull: 0, noFrame: 0 };
   private rng: number;
@@ -297,7 +303,7 @@ export class MemoryEndpoint implements Driver {
   private closed = false;
 
   /** @internal */
-  constructor(name: string, pool: FramePool, mac: Uint8Array, mtu: number, private readonly out: Wire, private readonly inc: Wire) {
+  constructor(name: string, pool: FramePool, mac: Uint8Array, mtu: number, private readonly out: WireIn, private readonly inc: Wire) {
     this.name = name;
     this.pool = pool;
     this.mac = mac;
@@ -400,5 +406,70 @@ export function createMemoryLink(opts: MemoryLinkOptions = {}): MemoryLink {
     setImpairments: (dir, imp) => (dir === 'ab' ? ab : ba).configure(imp),
     inFlight: (dir) => (dir === 'ab' ? ab : ba).inFlight,
     nextDeadline: () => Math.min(ab.nextTime(), ba.nextTime()),
+  };
+}
+
+/**
+ * A multi-queue device and its peer: the device side has one endpoint per queue (each with its own
+ * pool, as each queue of an AF_XDP device has its own UMEM), all with the same MAC; the peer's
+ * frames go to the queue `steer` picks (as a NIC's RSS or a veth peer's transmit queue does),
+ * and whatever any queue sends reaches the peer.
+ */
+export interface MultiQueueLink {
+  queues: MemoryEndpoint[];
+  peer: MemoryEndpoint;
+  /** Earliest pending delivery in any direction. */
+  nextDeadline(): number;
+}
+
+export interface MultiQueueLinkOptions {
+  queues: number;
+  /** The queue of a frame the peer sends: 0..queues-1. */
+  steer: (b: Uint8Array, off: number, len: number) => number;
+  name?: string;
+  peerName?: string;
+  mac?: string | Uint8Array;
+  peerMac?: string | Uint8Array;
+  mtu?: number;
+  frameSize?: 2048 | 4096;
+  frameCount?: number;
+  seed?: number;
+}
+
+class SteeredWire implements WireIn {
+  readonly counters: LinkCounters = { sent: 0, delivered: 0, lost: 0, duplicated: 0, reordered: 0, corrupted: 0, queueDrops: 0, wireFull: 0, noFrame: 0 };
+  constructor(private readonly wires: Wire[], private readonly steer: (b: Uint8Array, off: number, len: number) => number) {}
+  send(src: Uint8Array, off: number, len: number, now: number): string {
+    const q = this.steer(src, off, len);
+    const w = this.wires[q];
+    if (!w) throw new RangeError(`steer chose queue ${q} of ${this.wires.length}`);
+    this.counters.sent++;
+    return w.send(src, off, len, now);
+  }
+}
+
+export function createMultiQueueLink(opts: MultiQueueLinkOptions): MultiQueueLink {
+  const n = opts.queues;
+  if (!Number.isInteger(n) || n < 1 || n > 64) throw new RangeError(`queues must be 1..64, got ${n}`);
+  const frameSize = opts.frameSize ?? 2048;
+  const frameCount = opts.frameCount ?? 1024;
+  const mtu = opts.mtu ?? 1500;
+  const seed = opts.seed ?? 1;
+  if (mtu + 22 > frameSize - 256) throw new RangeError(`mtu ${mtu} does not fit a ${frameSize}-byte frame`);
+  const toQueue: Wire[] = [];
+  for (let q = 0; q < n; q++) {
+    const w = new Wire(frameSize, 4096, 256, mixSeed(seed, 16 + q));
+    w.configure({});
+    toQueue.push(w);
+  }
+  const toPeer = new Wire(frameSize, 4096, 256, mixSeed(seed, 2));
+  toPeer.configure({});
+  const mac = toMac(opts.mac, [2, 0, 0, 0, 0, 0x0a]);
+  const queues = toQueue.map((w) => new MemoryEndpoint(opts.name ?? 'mem-a', new FramePool({ frameSize, frameCount }), Uint8Array.from(mac), mtu, toPeer, w));
+  const peer = new MemoryEndpoint(opts.peerName ?? 'mem-b', new FramePool({ frameSize, frameCount }), toMac(opts.peerMac, [2, 0, 0, 0, 0, 0x0b]), mtu,
+    new SteeredWire(toQueue, opts.steer), toPeer);
+  return {
+    queues, peer,
+    nextDeadline: () => Math.min(toPeer.nextTime(), ...toQueue.map((w) => w.nextTime())),
   };
 }

@@ -108,6 +108,9 @@ export const enum Drop {
   NdpRouterAdvert, // Router Advertisement: counted and ignored (servers are configured statically)
   NdpQueueFull, // frame dropped from the queue of an IPv6 neighbor still being resolved (as arp-queue-full for IPv4)
   NdpNoEntry, // Neighbor Advertisement for no neighbor entry (or an INCOMPLETE one, without its address): ignored (RFC 4861 7.2.5)
+  // Shards
+  ShardRingFull, // a frame for a flow of another shard: that shard's ring was full
+  ShardNotForwardable, // a reassembled datagram for a flow of another shard (too large to hand over as one frame)
   Count,
 }
 
@@ -139,6 +142,7 @@ export const DROP_NAMES: readonly string[] = [
   'icmpv6-truncated', 'icmpv6-bad-checksum', 'icmpv6-unknown-type', 'icmpv6-rate-limited',
   'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
   'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full', 'ndp-no-entry',
+  'shard-ring-full', 'shard-not-forwardable',
 ];
 
 export function dropName(d: Drop): string {

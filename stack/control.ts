@@ -153,72 +153,7 @@ export class ControlServer {
 
   /** Executes one (non-trace) request; throws an Error whose message goes back to the client. */
   handle(req: Request): unknown {
-    const st = this.stack;
-    switch (req.cmd) {
-      case 'ping':
-        return { name: st.name, pid: process.pid };
-      case 'show':
-        return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false) });
-      case 'vs.add': {
-        const links = req.links === undefined ? [] : req.links;
-        if (!Array.isArray(links)) throw new Error(`request 'vs.add': 'links' must be an array`);
-        const limits = req.limits;
-        if (limits !== undefined && (typeof limits !== 'object' || limits === null || Array.isArray(limits))) {
-          throw new Error(`request 'vs.add': 'limits' must be an object (its own limits: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
-        }
-        st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined);
-        return null;
-      }
-      case 'vs.del':
-        st.destroyVs(str(req, 'name')!);
-        return null;
-      case 'link.add': {
-        // The link's fields are checked by the validator, as in a config file's link.
-        const vs = st.vs(str(req, 'vs')!);
-        const spec: Record<string, unknown> = {};
-        for (const k of LINK_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
-        vs.addLink(spec as never);
-        return null;
-      }
-      case 'link.del':
-        st.vs(str(req, 'vs')!).removeLink(str(req, 'link')!);
-        return null;
-      case 'address.add':
-      case 'address.del': {
-        const vs = st.vs(str(req, 'vs')!);
-        const cidr = str(req, 'cidr')!;
-        const link = str(req, 'link', false);
-        if (req.cmd === 'address.add') vs.addAddress(cidr, link);
-        else vs.removeAddress(cidr, link);
-        return null;
-      }
-      case 'route.add':
-      case 'route.del': {
-        const vs = st.vs(str(req, 'vs')!);
-        const spec = {
-          dst: str(req, 'dst')!, via: str(req, 'via', false), link: str(req, 'link', false), src: str(req, 'src', false),
-          onlink: req.onlink as boolean | undefined,
-          table: num(req, 'table'), metric: num(req, 'metric'),
-        };
-        if (req.cmd === 'route.add') vs.addRoute(spec);
-        else return { removed: vs.removeRoute(spec) };
-        return null;
-      }
-      case 'rule.add': {
-        // Shape and values are the validator's (checkRule), as a config file's rules.
-        const spec: Record<string, unknown> = {};
-        for (const k of RULE_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
-        st.vs(str(req, 'vs')!).addRule(spec as never);
-        return null;
-      }
-      case 'rule.del': {
-        const priority = num(req, 'priority');
-        if (priority === undefined) throw new Error(`request 'rule.del' needs 'priority'`);
-        return { removed: st.vs(str(req, 'vs')!).removeRule(priority) };
-      }
-      default:
-        throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, rule.add, rule.del, trace)`);
-    }
+    return handleRequest(this.stack, req);
   }
 
   async close(): Promise<void> {
@@ -227,6 +162,82 @@ export class ControlServer {
     for (const c of this.conns) c.destroy();
     await new Promise<void>((resolve) => this.server.close(() => resolve()));
     try { fs.unlinkSync(this.socketPath); } catch { /* already gone */ }
+  }
+}
+
+/** The requests that change the running configuration (shards apply each, in the same order). */
+export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del']);
+
+/**
+ * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
+ * client. Requests are plain JSON: the same request applied to every shard of a group, in the same
+ * order, changes each the same way (`vs.add` may carry the `id` the control plane issued).
+ */
+export function handleRequest(st: Stack, req: Request): unknown {
+  switch (req.cmd) {
+    case 'ping':
+      return { name: st.name, pid: process.pid };
+    case 'show':
+      return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false) });
+    case 'vs.add': {
+      const links = req.links === undefined ? [] : req.links;
+      if (!Array.isArray(links)) throw new Error(`request 'vs.add': 'links' must be an array`);
+      const limits = req.limits;
+      if (limits !== undefined && (typeof limits !== 'object' || limits === null || Array.isArray(limits))) {
+        throw new Error(`request 'vs.add': 'limits' must be an object (its own limits: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
+      }
+      st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined, num(req, 'id'));
+      return null;
+    }
+    case 'vs.del':
+      st.destroyVs(str(req, 'name')!);
+      return null;
+    case 'link.add': {
+      // The link's fields are checked by the validator, as in a config file's link.
+      const vs = st.vs(str(req, 'vs')!);
+      const spec: Record<string, unknown> = {};
+      for (const k of LINK_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+      vs.addLink(spec as never);
+      return null;
+    }
+    case 'link.del':
+      st.vs(str(req, 'vs')!).removeLink(str(req, 'link')!);
+      return null;
+    case 'address.add':
+    case 'address.del': {
+      const vs = st.vs(str(req, 'vs')!);
+      const cidr = str(req, 'cidr')!;
+      const link = str(req, 'link', false);
+      if (req.cmd === 'address.add') vs.addAddress(cidr, link);
+      else vs.removeAddress(cidr, link);
+      return null;
+    }
+    case 'route.add':
+    case 'route.del': {
+      const vs = st.vs(str(req, 'vs')!);
+      const spec = {
+        dst: str(req, 'dst')!, via: str(req, 'via', false), link: str(req, 'link', false), src: str(req, 'src', false),
+        onlink: req.onlink as boolean | undefined,
+        table: num(req, 'table'), metric: num(req, 'metric'),
+      };
+      if (req.cmd === 'route.add') vs.addRoute(spec);
+      else return { removed: vs.removeRoute(spec) };
+      return null;
+    }
+    case 'rule.add': {
+      // Shape and values are the validator's (checkRule), as a config file's rules.
+      const spec: Record<string, unknown> = {};
+      for (const k of RULE_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+      st.vs(str(req, 'vs')!).addRule(spec as never);
+      return null;
+    }
+    case 'rule.del': {
+      const priority = num(req, 'priority');
+      if (priority === undefined) throw new Error(`request 'rule.del' needs 'priority'`);
+      return { removed: st.vs(str(req, 'vs')!).removeRule(priority) };
+    }
+    default:
+      throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, rule.add, rule.del, trace)`);
   }
 }
 

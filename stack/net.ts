@@ -234,7 +234,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       const opts: Partial<TcpOptions> = { ...o.tcp };
       if (o.noDelay) opts.noDelay = true;
       if (o.keepAlive) { opts.keepAlive = true; if (o.keepAliveInitialDelay) opts.keepIdleUs = o.keepAliveInitialDelay * 1000; }
-      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0, src.via);
+      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0, src.via, !o.localPort);
       if (this.zcHandler) this.entry.zeroCopy = true;
     } catch (err) {
       this.connecting = false;

@@ -27,6 +27,9 @@ export function monotonicUs(): number {
   return Math.floor((performance.now() - t0) * 1000);
 }
 
+/** Atomics.waitAsync (Node ≥ 16; not in the ES2022 typings). */
+const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
+
 /** Steps run back to back in one event-loop turn while frames keep arriving. */
 const MAX_STEPS_PER_TURN = 16;
 /**
@@ -46,6 +49,9 @@ export class Runtime {
   steps = 0;
   /** Frames received by the last step. */
   lastRx = 0;
+  /** Shards: the doorbell value read by the last step, and whether a wait on it is pending. */
+  private bellSeen = 0;
+  private bellArmed = false;
   /** Consecutive event-loop turns without a received frame. */
   private idleTurns = 0;
 
@@ -81,6 +87,13 @@ export class Runtime {
         if (n < this.rxBurst.capacity) break;
       }
     }
+    // Shards: frames other shards handed to this one (the doorbell is read first, so a frame
+    // handed over after the rings were read rings it again).
+    const steer = e.steer;
+    if (steer !== null) {
+      this.bellSeen = steer.bell();
+      rx += e.inputForwarded(this.rxBurst, now);
+    }
     this.lastRx = rx;
     e.advance(now);
     e.flushEvents();
@@ -91,6 +104,8 @@ export class Runtime {
       if (dl < next) next = dl;
       if (e.devices[d]!.out.n) next = Math.min(next, now); // TX ring was full: try again soon
     }
+    // Frames left in the rings (no free frame in the pool): again shortly.
+    if (steer !== null && steer.pending > 0) next = Math.min(next, now + 100);
     return next;
   }
 
@@ -125,6 +140,22 @@ export class Runtime {
       if (!ok) this.pollFallback = true;
     }
     this.schedule(0);
+  }
+
+  /**
+   * Shards: wakes the loop when another shard rings this one's doorbell (frames handed over).
+   * The wait is on the value the last step read before it took the rings' frames.
+   */
+  private armBell(): void {
+    const s = this.engine.steer!;
+    this.bellArmed = true;
+    const w = waitAsync(s.bells, s.self, this.bellSeen);
+    const woke = (): void => {
+      this.bellArmed = false;
+      if (this.running) this.schedule(0);
+    };
+    if (w.async) void (w.value as Promise<string>).then(woke);
+    else queueMicrotask(woke);
   }
 
   /** A driver cannot signal readiness: poll it every millisecond while idle. */
@@ -190,6 +221,7 @@ export class Runtime {
       return;
     }
     this.idleTurns = this.lastRx > 0 ? 0 : this.idleTurns + 1;
+    if (!this.bellArmed && this.engine.steer !== null) this.armBell();
     if (next === Infinity) {
       if (this.spinning) this.schedule(0);
       else if (this.pollFallback) this.schedule(1000);

@@ -32,6 +32,7 @@ import type { Counters } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './validate';
 import { AddrMap, addrEq, IpAddr } from '../protocols/ip/addr';
 import type { VsLimits } from './limits';
+import type { Steering } from './shard/steer';
 
 export interface StackOptions {
   /** Use these drivers instead of opening the configured ones (by device name). */
@@ -42,6 +43,13 @@ export interface StackOptions {
   busyPoll?: boolean;
   /** Where driver notices go. Default console.warn. */
   log?: (msg: string) => void;
+  /**
+   * Shards (stack/shard): this stack is one shard of a group; flows of other shards are handed to
+   * them through `steer`. Every shard of a group has the same `secret` (SYN cookies and flow
+   * hashes must agree whichever shard a segment reaches).
+   */
+  steer?: Steering;
+  secret?: Uint8Array;
 }
 
 export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits';
@@ -255,9 +263,11 @@ export class Stack {
     const { dadTransmits, ...engineOpts } = config.engine ?? {};
     const eo: EngineOptions = {
       ...engineOpts, limits: config.limits, now: opts.now ?? 0, onOutput: () => runtime?.engineKick(),
+      ...(opts.secret ? { secret: opts.secret } : {}),
       ...(dadTransmits !== undefined ? { ndp: { dadTransmits } } : {}),
     };
     this.engine = new Engine(eo);
+    if (opts.steer) this.engine.steer = opts.steer;
     try {
       config.devices.forEach((d, i) => {
         const drv = drivers[i]!;
@@ -334,7 +344,7 @@ export class Stack {
    * validator against the running state first (a VLAN + MAC or an address another VS uses is
    * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
    */
-  createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits): VsHandle {
+  createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits, id?: number): VsHandle {
     enforce('virtual server', (c) => {
       const bad = vsNameProblem(name);
       if (bad) c.fail('name', bad);
@@ -350,7 +360,7 @@ export class Stack {
       };
       for (let i = 0; i < links.length; i++) { const f = checkLink(c, links[i], join('links', i), view, name, i, siblings); if (f) siblings.push(f); }
     });
-    const raw = this.engine.createVs(name, limits);
+    const raw = this.engine.createVs(name, limits, id);
     const h = new VsHandle(this, raw);
     this.handles.set(raw, h);
     try {
@@ -501,6 +511,11 @@ export class Stack {
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
           pool: opts.vs !== undefined ? [] : this.poolRows(),
+          // Shards: what this shard handed to others and took from them, and the flows it owns.
+          ...(e.steer !== null && opts.vs === undefined ? { shards: [{
+            shard: e.steer.self, tcpConnections: e.tcp.connCount, forwarded: [...e.steer.counters.forwarded], forwardedIn: e.steer.counters.forwardedIn,
+            neighborShared: e.steer.counters.neighborShared, ringFull: e.steer.counters.ringFull,
+          }] } : {}),
         };
       }
       case 'pool':

@@ -48,6 +48,9 @@ import { CHUNK, RxMeta } from './meta';
 import type { Device, DeviceSpec } from './device';
 import type { TcpOptions } from '../../protocols/tcp/types';
 import { randomBytes } from 'node:crypto';
+import type { Steering } from '../shard/steer';
+import { RingKind } from '../shard/ring';
+import type { TcpTuple } from '../../protocols/tcp/types';
 
 export type { Device, DeviceSpec } from './device';
 export type { LinkSpec, RouteSpec, RuleSpec } from './admin';
@@ -169,6 +172,16 @@ export class Engine implements NeighborHost, TcpEngine {
   private rxDone = 0;
   private rxStage1 = false;
 
+  /**
+   * Shards (stack/shard): where flows live and the rings to the other shards; null with one shard,
+   * then none of the steering below costs anything. Frames handed over by another shard are input
+   * with `forwardedIn` set: they are processed here whatever the tables say (never handed on again).
+   */
+  steer: Steering | null = null;
+  forwardedIn = false;
+  /** The frame (chunk index) a stage-4 handler is running for; -1 for a reassembled datagram. */
+  private rxJ = -1;
+
   // Reusable parse results and per-burst metadata (no allocation per packet).
   private readonly eth = new EthFrame();
   private readonly meta = new RxMeta();
@@ -268,12 +281,15 @@ export class Engine implements NeighborHost, TcpEngine {
   }
 
   /** A new VS; `limits` are its own (each defaults to the stack's: limits.ts). */
-  createVs(name: string, limits: VsLimits = {}): VirtualServer {
+  createVs(name: string, limits: VsLimits = {}, id?: number): VirtualServer {
     const bad = vsNameProblem(name);
     if (bad) throw new ValidationError(`virtual server name: ${bad}`);
     if (this.vsByName.has(name)) throw new Error(`virtual server '${name}' already exists`);
     checkVsLimits(limits);
-    const vs = new VirtualServer(this.nextVsId++, name, this.icmpRate, this.icmpBurst);
+    // Shards: the control plane issues the identity, the same in every shard (never reused).
+    if (id !== undefined && (!Number.isInteger(id) || id < 1 || this.vsById.has(id))) throw new Error(`virtual server id ${id} is not free`);
+    if (id !== undefined && id >= this.nextVsId) this.nextVsId = id + 1;
+    const vs = new VirtualServer(id ?? this.nextVsId++, name, this.icmpRate, this.icmpBurst);
     vs.maxTcpConns = limits.tcpConnections ?? this.limits.tcpConnectionsPerVs;
     vs.maxSynQueue = limits.tcpSynQueue ?? this.limits.tcpSynQueue;
     vs.maxNeighbors = limits.neighbors ?? this.limits.neighbors;
@@ -496,15 +512,18 @@ export class Engine implements NeighborHost, TcpEngine {
       this.rxStage1 = false;
       // Stages 2 to 4 guard each frame: a handler that throws costs that frame only (rxThrew).
       // Stage 2: ARP.
+      // Shards: neighbor answers are copied to the other shards first (the stage frees frames).
+      if (this.steer !== null && !this.forwardedIn) this.shareNeighbor(m, this.arpIdx, nArp, -1);
       this.stage(m, this.arp, this.arpIdx, nArp);
       // Stage 3: IPv4, IPv6; each sorts its frames by upper layer for stage 4.
       this.nIcmp = this.nIcmp6 = this.nUdp = this.nTcp = 0;
       this.stage(m, this.ip4, this.ip4Idx, nIp4);
       this.stage(m, this.ip6, this.ip6Idx, nIp6);
       // Stage 4: ICMP, ICMPv6 (with NDP), UDP, TCP.
-      this.stage(m, this.icmp4, this.icmpIdx, this.nIcmp);
-      this.stage(m, this.icmp6, this.icmp6Idx, this.nIcmp6);
-      this.stage(m, this.udp, this.udpIdx, this.nUdp);
+      if (this.steer !== null && !this.forwardedIn) this.shareNeighbor(m, this.icmp6Idx, this.nIcmp6, 136);
+      this.stage(m, this.icmp4, this.icmpIdx, this.nIcmp, true);
+      this.stage(m, this.icmp6, this.icmp6Idx, this.nIcmp6, true);
+      this.stage(m, this.udp, this.udpIdx, this.nUdp, true);
       const nTcp = this.nTcp;
       if (nTcp) this.tcp.beginBurst();
       for (let k = 0; k < nTcp; k++) {
@@ -521,6 +540,7 @@ export class Engine implements NeighborHost, TcpEngine {
         // A zero-copy reader may keep the frame (it releases it later).
         const gen = pool.generation(f), mark = dev.out.n;
         let kept: boolean;
+        this.rxJ = j;
         try {
           kept = this.tcp.input(m.link[j]!, b, m.l4Off[j]!, m.l4Len[j]!, m.srcAddr(j), m.dstAddr(j), mac, now, pool, f);
         } catch (err) {
@@ -529,6 +549,7 @@ export class Engine implements NeighborHost, TcpEngine {
         }
         if (!kept) pool.free(f);
       }
+      this.rxJ = -1;
       done += n;
     }
   }
@@ -538,13 +559,16 @@ export class Engine implements NeighborHost, TcpEngine {
    * handler that throws costs that frame only (rxThrew). A stage returning an upper-layer protocol
    * (IPv4, IPv6) queues the frame for that protocol's stage.
    */
-  private stage(m: RxMeta, st: { input(m: RxMeta, j: number): number | void }, idx: Uint16Array, n: number): void {
+  private stage(m: RxMeta, st: { input(m: RxMeta, j: number): number | void }, idx: Uint16Array, n: number, upper = false): void {
     const dev = m.dev;
     const pool = m.pool;
     for (let k = 0; k < n; k++) {
       const j = idx[k]!;
       const f = m.frame(j), gen = pool.generation(f), mark = dev.out.n;
       let proto: number | void = 0;
+      // An upper-layer stage handles the frame itself; the IP stages may hand a reassembled
+      // datagram up, which is no frame (rxJ -1).
+      this.rxJ = upper ? j : -1;
       try {
         proto = st.input(m, j);
       } catch (err) {
@@ -560,6 +584,163 @@ export class Engine implements NeighborHost, TcpEngine {
   }
 
   /** Counts a drop for `reason` on `link` (TcpEngine). */
+  // ---------------------------------------------------------------- shards (steering)
+
+  /**
+   * Hands frame `j` of the chunk being received to shard `to` (a copy: the caller frees the
+   * frame). A full ring is a counted drop. Returns true either way: the frame was dealt with.
+   */
+  private forwardFrame(m: RxMeta, j: number, to: number): true {
+    const s = this.steer!;
+    const i = m.base + j;
+    const off = m.burst.off[i]!;
+    if (!s.send(to, m.dev.index, RingKind.Flow, m.b, off, m.burst.len[i]!)) {
+      const l = m.link[j];
+      if (l) l.drop(Drop.ShardRingFull);
+      else m.dev.counters.drop(Drop.ShardRingFull);
+    }
+    return true;
+  }
+
+  /** The frame a stage-4 handler runs for goes to shard `to`; a reassembled datagram cannot (counted). */
+  private forwardRx(to: number): true {
+    if (this.rxJ < 0) {
+      const l = this.meta.link[0];
+      if (l) l.drop(Drop.ShardNotForwardable);
+      else this.counters.drop(Drop.ShardNotForwardable);
+      return true;
+    }
+    return this.forwardFrame(this.meta, this.rxJ, to);
+  }
+
+  /** Copies the neighbor answers among frames idx[0..n) (ARP replies; ICMPv6 `type` 136) to the other shards. */
+  private shareNeighbor(m: RxMeta, idx: Uint16Array, n: number, type: number): void {
+    const b = m.b;
+    for (let k = 0; k < n; k++) {
+      const j = idx[k]!;
+      // ARP: operation 2 (reply) at byte 6 of the ARP header; ICMPv6: the type byte.
+      const answer = type < 0 ? b[m.l3Off[j]! + 7] === 2 && b[m.l3Off[j]! + 6] === 0 : b[m.l4Off[j]!] === type;
+      if (!answer) continue;
+      const i = m.base + j;
+      this.steer!.share(m.dev.index, b, m.burst.off[i]!, m.burst.len[i]!);
+    }
+  }
+
+  /** TcpEngine: a segment matching no connection here goes to the shard owning its flow (or listening on its port). */
+  steerTcp(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, listening: boolean): boolean {
+    const s = this.steer;
+    if (s === null || this.forwardedIn || !this.inInput) return false;
+    const ft = s.flows;
+    let o = ft.owner(ft.flowSlot(vs.id, local, localPort, remote, remotePort));
+    if (o < 0 && !listening) o = ft.otherPortShard(ft.portSlot(vs.id, IPPROTO_TCP, localPort));
+    if (o < 0 || o === s.self) return false;
+    return this.forwardRx(o);
+  }
+
+  /** TcpEngine: takes the flow of a new connection (see TcpEngine.claimTcp). */
+  claimTcp(vs: VirtualServer, t: TcpTuple): number {
+    const s = this.steer;
+    if (s === null) return -1;
+    const slot = s.flows.flowSlot(vs.id, t.localAddr, t.localPort, t.remoteAddr, t.remotePort);
+    const o = s.flows.claim(slot);
+    if (o < 0) return slot;
+    // Another shard owns the slot: the segment being received (a SYN, a cookie's ACK) is its.
+    if (this.inInput && !this.forwardedIn) this.forwardRx(o);
+    return -2;
+  }
+
+  releaseTcp(slot: number): void {
+    this.steer?.flows.release(slot);
+  }
+
+  listenPort(vs: VirtualServer, port: number, add: boolean): void {
+    const s = this.steer;
+    if (s === null) return;
+    const slot = s.flows.portSlot(vs.id, IPPROTO_TCP, port);
+    if (add) s.flows.bindPort(slot);
+    else s.flows.unbindPort(slot);
+  }
+
+  /**
+   * TcpEngine: the first local port to try for an active open. With shards over a device whose
+   * RSS is known, `portForQueue` (set by the shard) gives one whose return traffic comes to this
+   * shard's queue.
+   */
+  tcpPortFor(vs: VirtualServer, t: TcpTuple, dflt: number): number {
+    return this.portForQueue?.(vs, t, dflt) ?? dflt;
+  }
+
+  portForQueue: ((vs: VirtualServer, t: TcpTuple, dflt: number) => number) | null = null;
+
+  /** UdpLayerHost: a datagram for a port without a socket here goes to another shard with one. */
+  steerPort(vs: VirtualServer, proto: number, port: number): boolean {
+    const s = this.steer;
+    if (s === null || this.forwardedIn || this.rxJ < 0) return false;
+    const o = s.flows.otherPortShard(s.flows.portSlot(vs.id, proto, port));
+    if (o < 0) return false;
+    return this.forwardRx(o);
+  }
+
+  /**
+   * UdpLayerHost: an ephemeral port this shard may take: one of its share of the range (so two
+   * shards never both pick it) that no other shard has bound either.
+   */
+  ephemeralFree(vs: VirtualServer, proto: number, port: number): boolean {
+    const s = this.steer;
+    if (s === null) return true;
+    return port % s.shards === s.self && s.flows.otherPortShard(s.flows.portSlot(vs.id, proto, port)) < 0;
+  }
+
+  /**
+   * The fragments of one datagram are reassembled by one shard, chosen by their (source,
+   * destination, identification, protocol): true when frame `j` was handed to it.
+   */
+  steerFragment(m: RxMeta, j: number, a: number, b: number): boolean {
+    const s = this.steer;
+    if (s === null || this.forwardedIn) return false;
+    const h = Math.imul((a ^ Math.imul(b, 0x9e3779b1)) >>> 0, 0x85ebca6b) >>> 0;
+    const to = (h ^ (h >>> 15)) % s.shards;
+    if (to === s.self) return false;
+    return this.forwardFrame(m, j, to);
+  }
+
+  /**
+   * Input of frames other shards handed to this one (flows it owns, neighbor answers): each is
+   * copied into a frame of its device's pool and input as if received, with `forwardedIn` set.
+   * Frames stay in their ring while the pool has none free. Returns how many were taken.
+   */
+  inputForwarded(burst: Burst, now: number): number {
+    const s = this.steer;
+    if (s === null) return 0;
+    let taken = 0;
+    for (const r of s.inc) {
+      if (r === null) continue;
+      for (let at = r.front(); at >= 0; at = r.front()) {
+        const d = r.frameDev(at);
+        const dev = this.devices[d];
+        const len = r.frameLen(at);
+        if (!dev) { r.pop(); this.counters.drop(Drop.ShardRingFull); continue; }
+        const f = dev.pool.alloc();
+        if (f < 0) break;
+        const off = dev.pool.dataStart(f);
+        if (off + len > (f + 1) * dev.pool.frameSize) { dev.pool.free(f); r.pop(); dev.counters.drop(Drop.ShardRingFull); continue; }
+        dev.pool.bytes.set(r.bytes.subarray(at, at + len), off);
+        r.pop();
+        burst.n = 0;
+        burst.push(f, off, len, now);
+        s.counters.forwardedIn++;
+        taken++;
+        this.forwardedIn = true;
+        try {
+          this.input(d, burst, now);
+        } finally {
+          this.forwardedIn = false;
+        }
+      }
+    }
+    return taken;
+  }
+
   dropOn(link: Link, reason: Drop): void {
     link.drop(reason); // the VS's counters are the sum of its links' (and its own)
   }

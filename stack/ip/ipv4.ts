@@ -26,6 +26,8 @@ export interface Ipv4Host {
   /** Set while the VS's own looped-back frames go through input. */
   readonly inLoopback: boolean;
   groupOf(link: Link): LinkGroup | null;
+  /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
+  steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
 }
 
 const BROADCAST = 0xffffffff;
@@ -73,6 +75,11 @@ export class Ipv4Input {
     }
     m.link[j] = link;
     if (ip.mf || ip.fragOff) {
+      // Shards: one shard reassembles all fragments of a datagram.
+      if (this.eng.steerFragment(m, j, ip.src ^ ip.dst, ip.id | (ip.proto << 16))) {
+        m.free(j);
+        return 0;
+      }
       const src = ip.src, dst = ip.dst, proto = ip.proto, tos = ip.tos;
       const reasm = this.eng.reasm;
       const rd = reasm.push(link.vs.id, ip, b, m.now);

@@ -6,7 +6,7 @@
  * then the upper-layer protocol for the next stage.
  */
 import { Drop } from '../../protocols/drop';
-import { eq6At, hash6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
+import { addrHash, eq6At, hash6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
@@ -28,6 +28,8 @@ export interface Ipv6Host {
   readonly udp: UdpLayer;
   readonly inLoopback: boolean;
   groupOf(link: Link): LinkGroup | null;
+  /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
+  steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
 }
 
 export interface Reassembly6Options {
@@ -141,6 +143,11 @@ export class Ipv6Input {
     if (ip.isFragment && !ip.atomic) {
       if (multicast) {
         m.drop(j, Drop.Ipv6NotOurAddress);
+        return 0;
+      }
+      // Shards: one shard reassembles all fragments of a packet.
+      if (this.eng.steerFragment(m, j, addrHash(src) ^ addrHash(dst!), ip.fragId)) {
+        m.free(j);
         return 0;
       }
       const so = m.srcMac[j]!;

@@ -83,6 +83,25 @@ export interface TcpEngine {
   callbackError(err: unknown): void;
   /** An exception thrown by the stack's own code (counted, reported once). */
   internalError(err: unknown): void;
+  /**
+   * Shards (stack/shard): the segment being received matches no connection here; true when it
+   * was handed to (or counted for) the shard that owns its flow or has a listener on its port.
+   */
+  steerTcp(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, listening: boolean): boolean;
+  /**
+   * Shards: takes the flow of `tuple` for this shard before a connection is made. Returns its slot
+   * (≥ 0; release it when the connection goes), -1 when there are no shards, or -2 when another
+   * shard owns it (the segment being received, if any, was handed to it).
+   */
+  claimTcp(vs: VirtualServer, tuple: TcpTuple): number;
+  releaseTcp(slot: number): void;
+  /** Shards: records a listener (or its end) on `port`, so SYNs reaching a shard without one find it. */
+  listenPort(vs: VirtualServer, port: number, add: boolean): void;
+  /**
+   * Shards: the local port to try first for an active open whose ephemeral port is `dflt` (the
+   * port whose return traffic the device steers to this shard's queue, when known); `dflt` otherwise.
+   */
+  tcpPortFor(vs: VirtualServer, tuple: TcpTuple, dflt: number): number;
 }
 
 /** Events a socket receives (queued, delivered after the burst). */
@@ -175,6 +194,8 @@ export class TcpEntry {
   queued = false;
   released = false;
   mark = 0;
+  /** Shards: the flow table slot this connection holds (-1: none). */
+  flowSlot = -1;
   /**
    * A passively opened connection answers through the link and to the MAC its peer's segments come
    * from (traffic reflection); null for active opens, which the VS's routing sends.
@@ -352,6 +373,7 @@ export class TcpLayer implements TcpHost {
     else if (e.next) m.set(k, e.next);
     else m.delete(k);
     e.next = null;
+    if (e.flowSlot >= 0) { this.eng.releaseTcp(e.flowSlot); e.flowSlot = -1; }
     this.connCount--;
     if (!timeWait) { this.activeCount--; tcpState(e.vs).active--; }
   }
@@ -370,6 +392,7 @@ export class TcpLayer implements TcpHost {
     const l = new TcpListener(vs, addr, port, opts, v6Only);
     list.push(l);
     listeners.set(port, list);
+    this.eng.listenPort(vs, port, true);
     return l;
   }
 
@@ -379,6 +402,7 @@ export class TcpLayer implements TcpHost {
     const list = listeners.get(l.port);
     if (list) {
       const rest = list.filter((x) => x !== l);
+      if (rest.length !== list.length) this.eng.listenPort(l.vs, l.port, false);
       if (rest.length) listeners.set(l.port, rest);
       else listeners.delete(l.port);
     }
@@ -429,7 +453,7 @@ export class TcpLayer implements TcpHost {
   }
 
   /** Active open from `vs`. The caller chose addresses and port. */
-  connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number, via: Link | null = null): TcpEntry {
+  connect(vs: VirtualServer, tuple: TcpTuple, opts: Partial<TcpOptions>, sink: TcpSocketSink, mark: number, via: Link | null = null, ephemeral = false): TcpEntry {
     // A full connection table fails the call as a full descriptor table does in a kernel: EMFILE
     // for the VS's own limit (like a process's RLIMIT_NOFILE), ENFILE for the stack's (like the
     // system-wide file table); Node programs already treat both as "out of sockets, retry later".
@@ -446,8 +470,10 @@ export class TcpLayer implements TcpHost {
     }
     // MSS we offer: the route's (path) MTU less the IP and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
+    const slot = this.claimConnect(vs, tuple, ephemeral, via);
     const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
+    e.flowSlot = slot;
     e.sink = sink;
     e.mark = mark;
     e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
@@ -457,6 +483,32 @@ export class TcpLayer implements TcpHost {
     lp.set(tuple.localPort, (lp.get(tuple.localPort) ?? 0) + 1);
     e.conn.connect(this.clock());
     return e;
+  }
+
+  /**
+   * Shards: an active open takes its flow for this shard. With an ephemeral local port the port is
+   * the one whose return traffic the device steers to this shard's queue when that can be known
+   * (RSS), and is exchanged for another when another shard's flow holds the slot; a port the
+   * application chose is refused (EADDRINUSE) in that case. Returns the slot (or -1 without shards).
+   */
+  private claimConnect(vs: VirtualServer, tuple: TcpTuple, ephemeral: boolean, via: Link | null): number {
+    if (!ephemeral) {
+      const slot = this.eng.claimTcp(vs, tuple);
+      if (slot !== -2) return slot;
+    } else {
+      const first = tuple.localPort;
+      for (let tries = 0; tries < 256; tries++) {
+        const p = tries === 0 ? this.eng.tcpPortFor(vs, tuple, first) : this.ephemeralPort(vs);
+        if (p < 0) break;
+        if (p !== first && (this.portInUse(vs, p) || this.find(vs, tuple.localAddr, p, tuple.remoteAddr, tuple.remotePort, via))) continue;
+        tuple.localPort = p;
+        const slot = this.eng.claimTcp(vs, tuple);
+        if (slot !== -2) return slot;
+      }
+    }
+    const e = new Error(`connect EADDRINUSE ${addrToString(tuple.localAddr)}:${tuple.localPort}: the flow belongs to another shard`) as Error & { code: string; errno: number; syscall: string };
+    e.code = 'EADDRINUSE'; e.errno = -98; e.syscall = 'connect';
+    throw e;
   }
 
   // ------------------------------------------------------------ receive
@@ -558,6 +610,9 @@ export class TcpLayer implements TcpHost {
       return;
     }
     l = this.findListener(vs, dst, seg.dstPort);
+    // Shards: a segment of a flow another shard owns (or a SYN for a port only another shard
+    // listens on) is handed to it.
+    if (this.eng.steerTcp(vs, dst, seg.dstPort, src, seg.srcPort, l !== null && !l.closed)) return;
     if (l && !l.closed) {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
@@ -603,7 +658,10 @@ export class TcpLayer implements TcpHost {
       this.eng.tcpEmit(link.vs, link, srcMac, dst, src, hl, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
       return;
     }
+    const slot = this.eng.claimTcp(link.vs, tuple);
+    if (slot === -2) return; // another shard took the flow meanwhile: handed to it
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
+    e.flowSlot = slot;
     e.listener = l;
     setReturnPath(e, link, srcMac);
     e.inSynQueue = true;
@@ -628,7 +686,10 @@ export class TcpLayer implements TcpHost {
       this.eng.dropOn(link, Drop.TcpConnectionLimit);
       return true;
     }
+    const slot = this.eng.claimTcp(link.vs, tuple);
+    if (slot === -2) return true; // another shard took the flow meanwhile: handed to it
     const e = new TcpEntry(link.vs, this.eng.wheel, this);
+    e.flowSlot = slot;
     e.listener = l;
     setReturnPath(e, link, srcMac);
     l.synCookiesAccepted++;
@@ -874,6 +935,8 @@ export class TcpLayer implements TcpHost {
   icmpError(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, seq: number,
     kind: IcmpKind, nextHopMtu: number, link: Link | null = null): Drop {
     const e = this.find(vs, local, localPort, remote, remotePort, link);
+    // Shards: an error about a flow another shard owns is handed to it.
+    if (!e && this.eng.steerTcp(vs, local, localPort, remote, remotePort, true)) return Drop.None;
     if (!e || e.released) return Drop.IcmpNoFlow;
     const c = e.conn;
     const st = c.state;

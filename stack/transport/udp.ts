@@ -17,6 +17,7 @@ import type { RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
 
 import type { IpOutput } from '../ip/output';
+import type { Steering } from '../shard/steer';
 
 /** What the UDP layer needs from the engine. */
 export interface UdpLayerHost {
@@ -27,6 +28,12 @@ export interface UdpLayerHost {
   vsOf(sock: UdpSocket): VirtualServer;
   /** ICMP port unreachable for frame `j`, in its family. */
   unreachable(m: RxMeta, j: number, port: boolean): void;
+  /** Shards (null with one): where flows and ports live. */
+  readonly steer: Steering | null;
+  /** The frame being received is for a port with no socket here: true when another shard took it. */
+  steerPort(vs: VirtualServer, proto: number, port: number): boolean;
+  /** Whether this shard may take `port` as an ephemeral port (no other shard uses it). */
+  ephemeralFree(vs: VirtualServer, proto: number, port: number): boolean;
 }
 
 const BROADCAST = 0xffffffff;
@@ -93,6 +100,9 @@ export class UdpLayer implements UdpHost {
     if (d !== Drop.None) return m.drop(j, d);
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
+      // Shards: another shard may have a socket on the port (one opened there alone, or the
+      // ephemeral port of a socket that sent from there): the datagram is handed to it.
+      if (!m.bcast[j] && this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return m.free(j);
       if (!m.bcast[j]) this.eng.unreachable(m, j, true);
       return m.drop(j, Drop.UdpNoSocket);
     }
@@ -157,7 +167,8 @@ export class UdpLayer implements UdpHost {
       for (let tries = 0; tries < 16384; tries++) {
         const p = vs.ephemeral;
         vs.ephemeral = p >= 65535 ? 49152 : p + 1;
-        if (!this.conflict(vs, p, addr, sock.ipv6Only)) { port = p; break; }
+        // Shards: an ephemeral port is one no other shard uses (replies reach the right one).
+        if (!this.conflict(vs, p, addr, sock.ipv6Only) && this.eng.ephemeralFree(vs, IPPROTO_UDP, p)) { port = p; break; }
       }
       if (port === 0) throw sockError('EADDRINUSE', 'bind EADDRINUSE: no ephemeral port left', { syscall: 'bind' });
     } else if (this.conflict(vs, port, addr, sock.ipv6Only)) {
@@ -167,6 +178,7 @@ export class UdpLayer implements UdpHost {
     const list = udpPorts(vs).get(port) ?? [];
     list.push(sock);
     udpPorts(vs).set(port, list);
+    this.eng.steer?.flows.bindPort(this.eng.steer.flows.portSlot(vs.id, IPPROTO_UDP, port));
     return port;
   }
 
@@ -181,6 +193,7 @@ export class UdpLayer implements UdpHost {
     const list = udpPorts(vs).get(sock.localPort);
     if (!list) return;
     const rest = list.filter((s) => s !== sock);
+    if (rest.length !== list.length) this.eng.steer?.flows.unbindPort(this.eng.steer.flows.portSlot(vs.id, IPPROTO_UDP, sock.localPort));
     if (rest.length) udpPorts(vs).set(sock.localPort, rest);
     else udpPorts(vs).delete(sock.localPort);
   }
