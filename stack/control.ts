@@ -55,17 +55,58 @@ function num(req: Request, k: string): number | undefined {
   return v;
 }
 
+/** A trace as the control socket sees it. */
+export interface TraceLike {
+  stop(): void;
+  onDone(cb: (frames: number) => void): void;
+}
+
+/**
+ * What a control socket serves: a single stack, or a group of shards (stack/shard/threads.ts),
+ * which answers the same requests by asking every shard.
+ */
+export interface ControlTarget {
+  readonly name: string;
+  /**
+   * Executes one (non-trace) request: its answer, or a promise of it (a group asks its shards);
+   * an Error thrown or rejected goes back to the client as its message.
+   */
+  request(req: Request): unknown;
+  /** Starts a trace into the pcap file `out` (an absolute path). */
+  startTrace(opts: { out: string; vs?: string; count?: number }): Promise<TraceLike>;
+}
+
+/** A single stack as a control target. */
+function stackTarget(stack: Stack): ControlTarget {
+  return {
+    name: stack.name,
+    request: (req) => handleRequest(stack, req),
+    startTrace: async ({ out, vs, count }) => {
+      if (vs !== undefined) stack.engine.vs(vs); // throws a clear error for an unknown VS
+      let writer: PcapWriter;
+      try {
+        writer = new PcapWriter(out);
+      } catch (e) {
+        throw new Error(`trace: cannot write ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      }
+      return stack.trace({ vs, count, writer });
+    },
+  };
+}
+
 export class ControlServer {
   private readonly server: net.Server;
   private readonly conns = new Set<net.Socket>();
   private closed = false;
+  readonly target: ControlTarget;
 
-  private constructor(readonly stack: Stack, readonly socketPath: string) {
+  private constructor(target: Stack | ControlTarget, readonly socketPath: string) {
+    this.target = 'request' in target ? target : stackTarget(target);
     this.server = net.createServer((c) => this.onConnection(c));
   }
 
   /** Listens on `socketPath`; a stale socket file (no one listening) is replaced. */
-  static async listen(stack: Stack, socketPath: string): Promise<ControlServer> {
+  static async listen(stack: Stack | ControlTarget, socketPath: string): Promise<ControlServer> {
     fs.mkdirSync(path.dirname(socketPath), { recursive: true });
     if (fs.existsSync(socketPath)) {
       const alive = await new Promise<boolean>((resolve) => {
@@ -121,39 +162,27 @@ export class ControlServer {
       this.send(c, { ok: false, error: `bad request: ${(e as Error).message}` });
       return;
     }
+    const fail = (e: unknown) => this.send(c, { ok: false, error: (e as Error).message });
     try {
       if (req.cmd === 'trace') {
-        const t = this.startTrace(req);
-        const stop = () => t.stop();
-        cleanups.push(stop);
-        t.onDone((frames) => this.send(c, { ok: true, event: 'done', frames }));
-        this.send(c, { ok: true, event: 'started' });
+        const out = str(req, 'out')!;
+        if (!path.isAbsolute(out)) throw new Error(`trace: 'out' must be an absolute path, got '${out}'`);
+        this.target.startTrace({ out, vs: str(req, 'vs', false), count: num(req, 'count') }).then((t) => {
+          const stop = () => t.stop();
+          cleanups.push(stop);
+          t.onDone((frames) => this.send(c, { ok: true, event: 'done', frames }));
+          this.send(c, { ok: true, event: 'started' });
+          if (c.destroyed) stop();
+        }, fail);
         return;
       }
-      this.send(c, { ok: true, data: this.handle(req) });
+      // A single stack answers at once (in order); a group of shards answers when they all have.
+      const data = this.target.request(req);
+      if (data instanceof Promise) data.then((d) => this.send(c, { ok: true, data: d }), fail);
+      else this.send(c, { ok: true, data });
     } catch (e) {
-      this.send(c, { ok: false, error: (e as Error).message });
+      fail(e);
     }
-  }
-
-  private startTrace(req: Request) {
-    const out = str(req, 'out')!;
-    if (!path.isAbsolute(out)) throw new Error(`trace: 'out' must be an absolute path, got '${out}'`);
-    const vs = str(req, 'vs', false);
-    if (vs !== undefined) this.stack.engine.vs(vs); // throws a clear error for an unknown VS
-    const count = num(req, 'count');
-    let writer: PcapWriter;
-    try {
-      writer = new PcapWriter(out);
-    } catch (e) {
-      throw new Error(`trace: cannot write ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-    }
-    return this.stack.trace({ vs, count, writer });
-  }
-
-  /** Executes one (non-trace) request; throws an Error whose message goes back to the client. */
-  handle(req: Request): unknown {
-    return handleRequest(this.stack, req);
   }
 
   async close(): Promise<void> {

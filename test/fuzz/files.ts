@@ -17,7 +17,7 @@ import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { readCapture, CaptureFormatError } from '../../driver/pcap';
 import { validateConfig, ConfigError, StackConfig } from '../../stack/config';
-import { ControlServer } from '../../stack/control';
+import { ControlServer, Request as CtlRequest } from '../../stack/control';
 import { createStack, Stack } from '../../stack/stack';
 import { Target, Violation, expect } from './lib';
 import { captureFiles } from './corpus';
@@ -269,8 +269,9 @@ function getHarness(): ControlHarness {
   const Ctor = ControlServer as unknown as new (s: Stack, p: string) => ControlServer;
   const server = new Ctor(stack, path.join(os.tmpdir(), 'xdpstack-fuzz-unused.sock'));
   const internal: Error[] = [];
-  const orig = server.handle.bind(server);
-  server.handle = (req) => {
+  const target = server.target as { request(req: CtlRequest): unknown };
+  const orig = target.request.bind(target);
+  target.request = (req: CtlRequest) => {
     try { return orig(req); } catch (e) {
       // Errors meant for the client are plain Errors (or the config validator's); anything else is a bug.
       // (RangeError with a message of the address parsers is how they refuse bad text: not internal.)

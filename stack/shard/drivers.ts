@@ -1,0 +1,36 @@
+/**
+ * The drivers of one shard: queue `shard` of each configured device. The main thread attached the
+ * device (AF_XDP: the XDP program and its maps) and passes what a queue needs (`ShardDeviceInfo`).
+ */
+import type { Driver } from '../../driver/types';
+import { createMemoryLink } from '../../driver/memory';
+import type { DeviceConfig } from '../config';
+
+export interface ShardDeviceInfo {
+  /** The main thread keeps the device's ownership maps (shard 0 reports what its engine owns). */
+  ownsInMain: boolean;
+  /** AF_XDP: the interface and the file descriptor of the program's XSKMAP (one entry per queue). */
+  ifname?: string;
+  xsksMapFd?: number;
+}
+
+export function openShardDriver(d: DeviceConfig, shard: number, info: ShardDeviceInfo | undefined, log: (m: string) => void): Driver {
+  switch (d.driver) {
+    case 'afxdp': {
+      if (!info || info.xsksMapFd === undefined) throw new Error(`device '${d.name}': the main thread did not attach it`);
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { openAfxdp } = require('../../driver/afxdp') as typeof import('../../driver/afxdp');
+      return openAfxdp({
+        ifname: info.ifname ?? d.ifname ?? d.name, queue: shard, frameSize: d.frameSize, frameCount: d.frameCount, mode: d.mode,
+        zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, log,
+        program: { xsksMapFd: info.xsksMapFd },
+      } as Parameters<typeof openAfxdp>[0]);
+    }
+    case 'memory':
+      // A queue with nothing on the other end (a shard's memory device carries no traffic: the
+      // main thread's tests of the threaded group use it for everything but packets).
+      return createMemoryLink({ nameA: d.name, macA: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount, seed: (d.seed ?? 1) + shard }).a;
+    default:
+      throw new Error(`device '${d.name}': a ${d.driver} device cannot be shared by shards (afxdp and memory devices can)`);
+  }
+}

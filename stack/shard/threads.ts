@@ -1,0 +1,334 @@
+/**
+ * A stack of shards in worker threads: the main thread is the control plane. It loads the config,
+ * attaches each AF_XDP device's XDP program and keeps its maps, starts one worker per queue
+ * (stack/shard/worker.ts), and then applies every change (VS, link, address, route, rule) to every
+ * shard in the same order: shard 0 first (it validates), then the others. VS identities are issued
+ * here and never reused. `show` merges the shards' answers (stack/shard/merge.ts); a trace writes
+ * one capture per shard and merges them by time.
+ *
+ * A shard that dies takes the whole stack down with a clear message: the other shards are
+ * stopped, the XDP programs detached, and (by default) the process exits with status 1. No
+ * half-alive stack serves on.
+ */
+import { Worker } from 'node:worker_threads';
+import { randomBytes } from 'node:crypto';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { PcapWriter, readCapture } from '../../driver/pcap';
+import { Ip6, IpAddr } from '../../protocols/ip/addr';
+import { loadConfig, StackConfig, validateConfig } from '../config';
+import { CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control';
+import { MAX_SHARDS } from './flows';
+import type { FlowTableSize } from './flows';
+import type { RingSize } from './ring';
+import { mergeShow } from './merge';
+import { allocateMesh, MeshMemory } from './steer';
+import type { ShardDeviceInfo } from './drivers';
+import type { FromShard, ShardData, ToShard } from './worker';
+
+export interface ShardedStackOptions {
+  /** Shards: a number, or 'auto' (the devices' receive queues, at most one per CPU). */
+  shards: number | 'auto';
+  /** Module run in every shard: `module.exports = (stack, { shard, shards }) => { ... }`. */
+  app?: string;
+  busyPoll?: boolean;
+  /** Notices (driver changes, shard messages). Default console.warn. */
+  log?: (msg: string) => void;
+  /**
+   * A shard died (its error in `msg`): after the stack was stopped and its XDP programs detached.
+   * Default: the message on stderr and the process exits with status 1.
+   */
+  onFatal?: (msg: string) => void;
+  /** Modules each worker loads first (e.g. service types they register). */
+  preload?: string[];
+  flowSize?: FlowTableSize;
+  ringSize?: RingSize;
+  /** How long the shards may take to start (ms). Default 30 s. */
+  startTimeoutMs?: number;
+}
+
+/** An attached AF_XDP device as the main thread keeps it. */
+interface Attachment {
+  info: ShardDeviceInfo;
+  own(addr: IpAddr, vlan: number, add: boolean): void;
+  ownMac(mac: Uint8Array, vlan: number, add: boolean): void;
+  close(): void;
+}
+
+/** Receive queues of a kernel interface (its rx-N entries in sysfs); 1 when it cannot be read. */
+export function rxQueues(ifname: string): number {
+  try {
+    return Math.max(1, fs.readdirSync(`/sys/class/net/${ifname}/queues`).filter((q) => /^rx-\d+$/.test(q)).length);
+  } catch {
+    return 1;
+  }
+}
+
+/** The shard count a config runs with: checked (1..32), or 'auto' resolved. */
+export function resolveShards(cfg: StackConfig, shards: number | 'auto'): number {
+  if (shards === 'auto') {
+    const cpus = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+    const afxdp = cfg.devices.filter((d) => d.driver === 'afxdp');
+    const queues = afxdp.length ? Math.min(...afxdp.map((d) => rxQueues(d.ifname ?? d.name))) : cpus;
+    return Math.max(1, Math.min(queues, cpus, MAX_SHARDS));
+  }
+  if (!Number.isInteger(shards) || shards < 1 || shards > MAX_SHARDS) throw new RangeError(`shards must be 'auto' or an integer 1..${MAX_SHARDS}, got ${JSON.stringify(shards)}`);
+  for (const d of cfg.devices) {
+    if (d.queue !== undefined) throw new Error(`devices: '${d.name}' names queue ${d.queue}, but a stack of shards uses queues 0..${shards - 1} (one per shard): remove 'queue'`);
+    if (d.driver === 'afxdp') {
+      const q = rxQueues(d.ifname ?? d.name);
+      if (shards > q) throw new Error(`devices: '${d.name}' has ${q} receive queue(s), fewer than the ${shards} shards (ethtool -L ${d.ifname ?? d.name} combined ${shards}, or fewer shards)`);
+    }
+  }
+  return shards;
+}
+
+/** Omit over each member of a union. */
+type DistOmit<T, K extends PropertyKey> = T extends unknown ? Omit<T, K> : never;
+
+interface Pending { resolve(v: unknown): void; reject(e: Error): void }
+
+export class ShardedStack implements ControlTarget {
+  readonly name: string;
+  private readonly workers: Worker[] = [];
+  private readonly pending: Map<number, Pending>[] = [];
+  private nextId = 1;
+  private nextVsId: number;
+  /** Changes run one after another (each on every shard) in the order they were asked. */
+  private chain: Promise<unknown> = Promise.resolve();
+  private closing = false;
+  private dead = false;
+  private readonly log: (m: string) => void;
+
+  private constructor(readonly config: StackConfig, readonly shards: number, private readonly attachments: Map<string, Attachment>,
+    private readonly opts: ShardedStackOptions) {
+    this.name = config.name ?? 'xdpstack';
+    this.nextVsId = config.virtualServers.length + 1;
+    this.log = opts.log ?? ((m) => console.warn(m));
+  }
+
+  /** Starts the shards; resolves once every shard runs its services and application. */
+  static async start(config: StackConfig | string, opts: ShardedStackOptions): Promise<ShardedStack> {
+    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+    const n = resolveShards(cfg, opts.shards);
+    const attachments = new Map<string, Attachment>();
+    let s: ShardedStack | null = null;
+    try {
+      for (const d of cfg.devices) if (d.driver === 'afxdp') attachments.set(d.name, attachDevice(d, n, opts.log ?? ((m) => console.warn(m))));
+      s = new ShardedStack(cfg, n, attachments, opts);
+      await s.spawn(allocateMesh(n, randomBytes(16), { flowSize: opts.flowSize, ringSize: opts.ringSize }));
+      return s;
+    } catch (e) {
+      if (s) await s.shutdown();
+      else for (const a of attachments.values()) try { a.close(); } catch { /* failing anyway */ }
+      throw e;
+    }
+  }
+
+  private async spawn(mesh: MeshMemory): Promise<void> {
+    const devices: Record<string, ShardDeviceInfo> = {};
+    for (const d of this.config.devices) devices[d.name] = this.attachments.get(d.name)?.info ?? { ownsInMain: false };
+    const secret = randomBytes(16);
+    const ready: Promise<void>[] = [];
+    for (let i = 0; i < this.shards; i++) {
+      const data: ShardData = {
+        config: this.config, shard: i, shards: this.shards, mesh, secret: Uint8Array.from(secret), devices,
+        app: this.opts.app, busyPoll: this.opts.busyPoll, preload: this.opts.preload,
+      };
+      const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: data });
+      this.workers.push(w);
+      this.pending.push(new Map());
+      ready.push(new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`shard ${i} did not start within ${this.opts.startTimeoutMs ?? 30_000} ms`)), this.opts.startTimeoutMs ?? 30_000);
+        const early = (msg: string) => { clearTimeout(timer); reject(new Error(`shard ${i} failed to start: ${msg}`)); };
+        w.on('message', (m: FromShard) => {
+          if (m.t === 'ready') { clearTimeout(timer); resolve(); return; }
+          if (m.t === 'fatal' && !this.started) { early(m.msg); return; }
+          this.onMessage(i, m);
+        });
+        w.on('error', (e) => (this.started ? this.fatal(i, e.stack ?? e.message) : early(e.stack ?? e.message)));
+        w.on('exit', (code) => {
+          if (!this.started) early(`exited with code ${code}`);
+          else if (!this.closing) this.fatal(i, `exited with code ${code}`);
+        });
+      }));
+    }
+    await Promise.all(ready);
+    this.started = true;
+  }
+
+  private started = false;
+
+  private onMessage(shard: number, m: FromShard): void {
+    switch (m.t) {
+      case 'res': {
+        const p = this.pending[shard]!.get(m.id);
+        if (!p) return;
+        this.pending[shard]!.delete(m.id);
+        if (m.ok) p.resolve(m.data);
+        else p.reject(new Error(m.error));
+        return;
+      }
+      case 'own': {
+        const a = this.attachments.get(m.dev);
+        if (!a) return;
+        try {
+          if (m.mac) a.ownMac(m.mac, m.vlan, m.add);
+          else if (m.addr !== undefined) a.own(typeof m.addr === 'number' ? m.addr : new Ip6(m.addr.w0, m.addr.w1, m.addr.w2, m.addr.w3), m.vlan, m.add);
+        } catch (e) {
+          this.log(`device '${m.dev}': XDP map update failed: ${(e as Error).message}`);
+        }
+        return;
+      }
+      case 'log':
+        this.log(m.msg);
+        return;
+      case 'fatal':
+        this.fatal(shard, m.msg);
+        return;
+    }
+  }
+
+  /** Sends one message to shard `i` and resolves with its answer. */
+  private ask(i: number, m: DistOmit<ToShard, 'id'>): Promise<unknown> {
+    if (this.dead) return Promise.reject(new Error('the stack of shards has stopped'));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending[i]!.set(id, { resolve, reject });
+      this.workers[i]!.postMessage({ ...m, id });
+    });
+  }
+
+  private all(m: DistOmit<ToShard, 'id'>): Promise<unknown[]> {
+    return Promise.all(this.workers.map((_, i) => this.ask(i, m)));
+  }
+
+  /** ControlTarget: one request, answered for the whole group. */
+  request(req: Request): Promise<unknown> {
+    if (req.cmd === 'ping') return Promise.resolve({ name: this.name, pid: process.pid, shards: this.shards });
+    if (req.cmd === 'show') {
+      const { perShard, ...rest } = req;
+      return this.all({ t: 'req', req: rest as Request }).then((parts) =>
+        (perShard === true ? parts.map((data, shard) => ({ shard, data })) : mergeShow(String(req.kind), parts)));
+    }
+    if (!CHANGE_REQUESTS.has(req.cmd)) return this.ask(0, { t: 'req', req }); // shard 0 gives the error
+    const run = async (): Promise<unknown> => {
+      const r = req.cmd === 'vs.add' ? { ...req, id: this.nextVsId } : req;
+      const first = await this.ask(0, { t: 'req', req: r });
+      if (req.cmd === 'vs.add') this.nextVsId++;
+      // Shard 0 accepted it: the others hold the same state, so they accept it too.
+      const rest = await Promise.allSettled(this.workers.slice(1).map((_, k) => this.ask(k + 1, { t: 'req', req: r })));
+      const bad = rest.find((x) => x.status === 'rejected') as PromiseRejectedResult | undefined;
+      if (bad) this.fatal(-1, `shards disagree on '${req.cmd}': ${(bad.reason as Error).message}`);
+      return first;
+    };
+    const p = this.chain.then(run, run);
+    this.chain = p.catch(() => undefined);
+    return p;
+  }
+
+  /** `show KIND` over all shards (merged), or each shard's own answer with `perShard`. */
+  show(kind: string, opts: { vs?: string; perShard?: boolean } = {}): Promise<unknown> {
+    return this.request({ cmd: 'show', kind, ...(opts.vs !== undefined ? { vs: opts.vs } : {}), ...(opts.perShard ? { perShard: true } : {}) });
+  }
+
+  /** ControlTarget: a trace of every shard into `out`, merged by time when it stops. */
+  async startTrace(o: { out: string; vs?: string; count?: number }): Promise<TraceLike> {
+    const parts = this.workers.map((_, i) => `${o.out}.shard${i}`);
+    await Promise.all(this.workers.map((_, i) => this.ask(i, { t: 'trace', out: parts[i]!, vs: o.vs, count: o.count })));
+    const listeners: ((n: number) => void)[] = [];
+    let done = false;
+    let finished = false;
+    let frames = 0;
+    const limit = o.count && o.count > 0 ? o.count : Infinity;
+    const stop = async (): Promise<void> => {
+      if (done) return;
+      done = true;
+      clearInterval(poll);
+      await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop' })));
+      frames = mergeCaptures(parts, o.out, limit);
+      finished = true;
+      for (const l of listeners) l(frames);
+    };
+    // The count is the whole group's: the shards' progress is read a few times a second.
+    const poll = setInterval(() => {
+      void this.all({ t: 'traceFrames' }).then((n) => {
+        if ((n as number[]).reduce((a, b) => a + b, 0) >= limit) void stop();
+      }, () => undefined);
+    }, 200);
+    return {
+      stop: () => { void stop(); },
+      onDone: (cb) => { if (finished) cb(frames); else listeners.push(cb); },
+    };
+  }
+
+  /** Stops every shard and detaches the devices. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    await Promise.race([
+      Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'close' }))),
+      new Promise((r) => setTimeout(r, 5000)),
+    ]);
+    await this.shutdown();
+  }
+
+  private async shutdown(): Promise<void> {
+    this.closing = true;
+    this.dead = true;
+    await Promise.allSettled(this.workers.map((w) => w.terminate()));
+    for (const a of this.attachments.values()) try { a.close(); } catch (e) { this.log(`detaching: ${(e as Error).message}`); }
+    this.attachments.clear();
+    for (const p of this.pending) { for (const x of p.values()) x.reject(new Error('the stack of shards has stopped')); p.clear(); }
+  }
+
+  /** A shard died: everything stops, then the process (by default). */
+  private fatal(shard: number, msg: string): void {
+    if (this.closing) return;
+    const text = shard >= 0 ? `xdpstack: shard ${shard} of stack '${this.name}' died: ${msg}\nxdpstack: stopping every shard and detaching the devices`
+      : `xdpstack: ${msg}\nxdpstack: stopping every shard and detaching the devices`;
+    void this.shutdown().then(() => {
+      if (this.opts.onFatal) this.opts.onFatal(text);
+      else {
+        process.stderr.write(`${text}\n`);
+        process.exit(1);
+      }
+    });
+  }
+}
+
+/** Writes the records of every part to `out`, ordered by time (at most `limit`); removes the parts. Returns the count. */
+export function mergeCaptures(parts: string[], out: string, limit = Infinity): number {
+  const recs: { data: Uint8Array; tsUs: number; origLen: number }[] = [];
+  for (const p of parts) {
+    try {
+      for (const r of readCapture(p)) recs.push(r);
+    } catch { /* a shard that never wrote */ }
+  }
+  recs.sort((a, b) => a.tsUs - b.tsUs);
+  const w = new PcapWriter(out);
+  const n = Math.min(recs.length, limit);
+  for (let i = 0; i < n; i++) w.write(recs[i]!.data, 0, recs[i]!.data.length, recs[i]!.tsUs, recs[i]!.origLen);
+  w.close();
+  for (const p of parts) try { fs.unlinkSync(p); } catch { /* already gone */ }
+  return n;
+}
+
+/** Attaches an AF_XDP device for `shards` queues (program and maps in this thread). */
+function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m: string) => void): Attachment {
+  // eslint-disable-next-line @typescript-eslint/no-var-requires
+  const afxdp = require('../../driver/afxdp') as Record<string, unknown>;
+  const attach = afxdp.attachAfxdpProgram as ((o: Record<string, unknown>) => {
+    xsksMapFd: number; own(a: IpAddr, v: number, add: boolean): void; ownMac(m: Uint8Array, v: number, add: boolean): void; close(): void;
+  }) | undefined;
+  if (typeof attach !== 'function') throw new Error('this build cannot attach AF_XDP devices for shards');
+  const ifname = d.ifname ?? d.name;
+  const a = attach({ ifname, mode: d.mode, police: d.police, queues: shards, log });
+  return {
+    info: { ownsInMain: true, ifname, xsksMapFd: a.xsksMapFd },
+    own: (addr, vlan, add) => a.own(addr, Math.max(vlan, 0), add),
+    ownMac: (mac, vlan, add) => a.ownMac(mac, Math.max(vlan, 0), add),
+    close: () => a.close(),
+  };
+}

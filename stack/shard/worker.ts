@@ -1,0 +1,127 @@
+/**
+ * A shard's worker thread: its drivers (queue `shard` of every device), a Stack over them joined to
+ * the group's steering memory, the services of the config and the application module, all on this
+ * thread. The main thread (stack/shard/threads.ts) sends requests as messages; every request is
+ * plain JSON (the control socket's), applied here in the order it came.
+ *
+ * Shard 0 also reports the addresses and MACs its engine owns to the main thread, which keeps the
+ * device's XDP maps (one program per device, shared by all its queues).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import * as path from 'node:path';
+import type { Driver } from '../../driver/types';
+import { PcapWriter } from '../../driver/pcap';
+import type { IpAddr } from '../../protocols/ip/addr';
+import type { StackConfig } from '../config';
+import { handleRequest, Request } from '../control';
+import { Stack, Trace } from '../stack';
+import { MeshMemory, Steering } from './steer';
+import { openShardDriver, ShardDeviceInfo } from './drivers';
+
+/** What the main thread gives a shard. */
+export interface ShardData {
+  config: StackConfig;
+  shard: number;
+  shards: number;
+  mesh: MeshMemory;
+  secret: Uint8Array;
+  /** Per device (by name): what the main thread attached (AF_XDP: the XSKMAP to register in). */
+  devices: Record<string, ShardDeviceInfo>;
+  app?: string;
+  busyPoll?: boolean;
+  /** Modules to load first (service types they register: `xdpstack run` loads the examples'). */
+  preload?: string[];
+}
+
+/** Messages from the main thread. */
+export type ToShard =
+  | { t: 'req'; id: number; req: Request }
+  | { t: 'trace'; id: number; out: string; vs?: string; count?: number }
+  | { t: 'traceStop'; id: number }
+  | { t: 'traceFrames'; id: number }
+  | { t: 'close'; id: number };
+
+/** Messages to the main thread. */
+export type FromShard =
+  | { t: 'ready' }
+  | { t: 'res'; id: number; ok: true; data: unknown }
+  | { t: 'res'; id: number; ok: false; error: string }
+  | { t: 'own'; dev: string; mac?: Uint8Array; addr?: IpAddr; vlan: number; add: boolean }
+  | { t: 'log'; msg: string }
+  | { t: 'fatal'; msg: string };
+
+function post(m: FromShard): void {
+  parentPort!.postMessage(m);
+}
+
+/** The application module's entry: `module.exports = (stack, { shard, shards }) => ...` (or its default export). */
+export type ShardApp = (stack: Stack, info: { shard: number; shards: number }) => void | Promise<void>;
+
+async function main(): Promise<void> {
+  const d = workerData as ShardData;
+  const log = (msg: string) => post({ t: 'log', msg: `shard ${d.shard}: ${msg}` });
+  for (const m of d.preload ?? []) require(m);
+  const drivers: Record<string, Driver> = {};
+  try {
+    for (const dev of d.config.devices) {
+      const drv = openShardDriver(dev, d.shard, d.devices[dev.name], log);
+      // Shard 0 applies every change first: what its engine owns is what the XDP maps must hold.
+      if (d.shard === 0 && d.devices[dev.name]?.ownsInMain) {
+        Object.assign(drv, {
+          ownMac: (mac: Uint8Array, vlan: number, add: boolean) => post({ t: 'own', dev: dev.name, mac: Uint8Array.from(mac), vlan, add }),
+          own: (addr: IpAddr, vlan: number, add: boolean) => post({ t: 'own', dev: dev.name, addr, vlan, add }),
+        });
+      }
+      drivers[dev.name] = drv;
+    }
+  } catch (e) {
+    for (const x of Object.values(drivers)) try { x.close(); } catch { /* failing anyway */ }
+    throw e;
+  }
+  const stack = new Stack(d.config, { drivers, secret: d.secret, steer: new Steering(d.mesh, d.shard), busyPoll: d.busyPoll, log });
+  stack.start();
+  let trace: Trace | null = null;
+  parentPort!.on('message', (m: ToShard) => {
+    try {
+      switch (m.t) {
+        case 'req':
+          post({ t: 'res', id: m.id, ok: true, data: handleRequest(stack, m.req) });
+          break;
+        case 'trace':
+          trace?.stop();
+          trace = stack.trace({ vs: m.vs, count: m.count, writer: new PcapWriter(m.out) });
+          post({ t: 'res', id: m.id, ok: true, data: null });
+          break;
+        case 'traceFrames':
+          post({ t: 'res', id: m.id, ok: true, data: trace ? trace.frames : 0 });
+          break;
+        case 'traceStop': {
+          const frames = trace ? trace.frames : 0;
+          trace?.stop();
+          trace = null;
+          post({ t: 'res', id: m.id, ok: true, data: frames });
+          break;
+        }
+        case 'close':
+          trace?.stop();
+          stack.close();
+          post({ t: 'res', id: m.id, ok: true, data: null });
+          parentPort!.close();
+          break;
+      }
+    } catch (e) {
+      post({ t: 'res', id: m.id, ok: false, error: (e as Error).message });
+    }
+  });
+  if (d.app) {
+    const mod = require(path.resolve(d.app)) as ShardApp | { default?: ShardApp };
+    const fn = typeof mod === 'function' ? mod : mod.default;
+    if (typeof fn !== 'function') throw new Error(`application ${d.app} exports no function (module.exports = (stack, { shard, shards }) => { ... })`);
+    await fn(stack, { shard: d.shard, shards: d.shards });
+  }
+  post({ t: 'ready' });
+}
+
+main().catch((e: unknown) => {
+  post({ t: 'fatal', msg: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+});
