@@ -5,7 +5,7 @@ let cli;
 try {
   cli = require('../dist/stack/cli.js');
   // Service types of the examples shipped with the package (the config may name them).
-  require('../dist/examples/iscsi/index.js');
+  cli.loadServiceModule(require.resolve('../dist/examples/iscsi/index.js'));
 } catch (e) {
   if (e && e.code === 'MODULE_NOT_FOUND' && /dist[\\/]stack[\\/]cli/.test(e.message)) {
     process.stderr.write('xdpstack: not built yet: run `npm run setup` (or `npx tsc -p tsconfig.json`)\n');

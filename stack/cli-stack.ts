@@ -16,7 +16,9 @@ import * as path from 'node:path';
 import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from './control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from './stack';
-import { loadConfig } from './config';
+import { loadConfig, StackConfig } from './config';
+import { ShardedStack } from './shard/threads';
+import * as fs from 'node:fs';
 
 const TARGET = { name: 'string', socket: 'string' } as const;
 const TARGET_HELP = `  --name NAME    stack name (control socket ${defaultSocketPath('NAME')})
@@ -32,19 +34,24 @@ async function ask(opts: OptValues, req: Request): Promise<unknown> {
 // ---------------------------------------------------------------------------------------------
 // run
 
-const RUN_USAGE = `Usage: xdpstack run CONFIG [--socket PATH] [--no-control] [--busy-poll]
+const RUN_USAGE = `Usage: xdpstack run CONFIG [--shards N|auto] [--app FILE] [--socket PATH] [--no-control] [--busy-poll]
 
 Starts the stack described by CONFIG (JSON) in the foreground, with a control socket for
 'xdpstack show', 'vs', 'address', 'route' and 'trace'. SIGINT/SIGTERM close it cleanly
 (AF_XDP programs are detached).
+  --shards N|auto one shard per NIC queue, each in its own thread (auto: the devices' receive
+                  queues, at most one per CPU); the config's services run in every shard
+  --app FILE      a module run in every shard: module.exports = (stack, { shard, shards }) => {...}
   --socket PATH   control socket (default ${defaultSocketPath('NAME')}, NAME from the config)
   --no-control    no control socket
   --busy-poll     spin instead of sleeping when idle`;
 
 /** Runs a stack until `stop` resolves (signal); exported for tests. */
-export async function runStack(configPath: string, opts: { socket?: string; control?: boolean; busyPoll?: boolean },
+export async function runStack(configPath: string, opts: { socket?: string; control?: boolean; busyPoll?: boolean; shards?: number | 'auto'; app?: string },
   ctx: CliContext, stop: Promise<unknown>): Promise<number> {
   const cfg = loadConfig(configPath);
+  if (opts.shards !== undefined) return runShards(cfg, opts as typeof opts & { shards: number | 'auto' }, ctx, stop);
+  if (opts.app !== undefined) throw new UsageError('--app runs a module in every shard: it needs --shards', RUN_USAGE);
   const stack: Stack = createStack(cfg, { busyPoll: opts.busyPoll, log: (m) => ctx.err(m) });
   let server: ControlServer | null = null;
   try {
@@ -57,6 +64,25 @@ export async function runStack(configPath: string, opts: { socket?: string; cont
   } finally {
     await server?.close();
     stack.close();
+  }
+  ctx.out(`xdpstack: stack '${stack.name}' stopped`);
+  return 0;
+}
+
+/** `run --shards`: the control plane here, one worker per shard. */
+async function runShards(cfg: StackConfig, opts: { socket?: string; control?: boolean; busyPoll?: boolean; shards: number | 'auto'; app?: string },
+  ctx: CliContext, stop: Promise<unknown>): Promise<number> {
+  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, log: (m) => ctx.err(m) });
+  let server: ControlServer | null = null;
+  try {
+    const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
+    if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
+    ctx.out(`xdpstack: stack '${stack.name}' running: ${stack.shards} shard(s), ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
+      `${server ? `, control socket ${server.socketPath}` : ''}`);
+    await stop;
+  } finally {
+    await server?.close();
+    await stack.close();
   }
   ctx.out(`xdpstack: stack '${stack.name}' stopped`);
   return 0;
@@ -86,6 +112,7 @@ const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--
 Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
 peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
   --vs NAME      only this virtual server
+  --per-shard    a stack of shards: each shard's own figures (default: their sum)
   --json         machine-readable output
 ${TARGET_HELP}`;
 
@@ -267,18 +294,26 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'run', summary: 'run a stack from a config file (foreground)', usage: RUN_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { socket: 'string', 'no-control': 'bool', 'busy-poll': 'bool' }, RUN_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { socket: 'string', 'no-control': 'bool', 'busy-poll': 'bool', shards: 'string', app: 'string' }, RUN_USAGE, 1);
       const file = one(positional, 'a CONFIG file', RUN_USAGE);
-      return runStack(file, { socket: opts.socket as string | undefined, control: !opts['no-control'], busyPoll: !!opts['busy-poll'] }, ctx, signalPromise());
+      let shards: number | 'auto' | undefined;
+      if (opts.shards !== undefined) {
+        const v = opts.shards as string;
+        if (v !== 'auto' && !/^[1-9]\d*$/.test(v)) throw new UsageError(`option '--shards' expects a positive integer or 'auto', got '${v}'`, RUN_USAGE);
+        shards = v === 'auto' ? 'auto' : Number(v);
+      }
+      const app = opts.app as string | undefined;
+      if (app !== undefined && !fs.existsSync(app)) throw new UsageError(`--app: no such file '${app}'`, RUN_USAGE);
+      return runStack(file, { socket: opts.socket as string | undefined, control: !opts['no-control'], busyPoll: !!opts['busy-poll'], shards, app }, ctx, signalPromise());
     },
   },
   {
     name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool' }, SHOW_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
       if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
-      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs });
+      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs, ...(opts['per-shard'] ? { perShard: true } : {}) });
       if (opts.json) ctx.out(JSON.stringify(data, null, 2));
       else for (const l of formatShow(kind, data)) ctx.out(l);
       return 0;

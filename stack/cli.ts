@@ -12,6 +12,7 @@ import { STACK_COMMANDS } from './cli-stack';
 import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
 
 export { UsageError, parseOptions } from './cli-args';
+export { loadServiceModule } from './services';
 export type { Command, CliContext, OptKind, OptSpec, OptValues } from './cli-args';
 
 function dispatch(table: Command[], args: string[], ctx: CliContext, usage: string): number | Promise<number> {

@@ -351,14 +351,23 @@ const POOL_COLUMNS = ['device', 'total', 'free', 'kernel', 'tx', 'held', 'queued
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
   if (kind === 'counters') {
-    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[] };
+    const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[]; shards?: Record<string, unknown>[] };
     const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
     const out: string[] = [];
     if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', 'state', 'losses', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
-    if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, POOL_COLUMNS).map((l) => `  ${l}`));
+    if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, d.pool[0]!.shard !== undefined ? ['shard', ...POOL_COLUMNS] : POOL_COLUMNS).map((l) => `  ${l}`));
+    if (d.shards?.length) {
+      // Frames handed to another shard (its flow's owner) and taken from the others.
+      const rows = d.shards.map((r) => ({ ...r, forwarded: (r.forwarded as number[]).reduce((a, b) => a + b, 0) }));
+      out.push('', 'Shards:', ...formatTable(rows, ['shard', 'tcpConnections', 'forwarded', 'forwardedIn', 'neighborShared', 'ringFull']).map((l) => `  ${l}`));
+    }
     return out;
+  }
+  if (Array.isArray(data) && data.length && (data[0] as { data?: unknown }).data !== undefined && typeof (data[0] as { shard?: unknown }).shard === 'number') {
+    // Per shard (show --per-shard): each shard's own answer.
+    return (data as { shard: number; data: unknown }[]).flatMap((p, i) => [...(i ? [''] : []), `Shard ${p.shard}:`, ...formatShow(kind, p.data).map((l) => `  ${l}`)]);
   }
   if (kind === 'pool') return formatTable(data as Record<string, unknown>[], POOL_COLUMNS);
   return formatTable(data as Record<string, unknown>[]);

@@ -8,10 +8,29 @@
  *   sock.bind(7);
  *   stack.start();
  */
-export { createStack, replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
+export { replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
+import { createStack as createSingle, Stack, StackOptions } from './stack';
+import type { StackConfig } from './config';
+import { ShardedStack, ShardedStackOptions } from './shard/threads';
+
+/**
+ * Builds a stack from a config object or a JSON file path (validated first; a ConfigError names
+ * the file, the field and the problem).
+ *
+ * With `shards` (a number, or 'auto': one per receive queue of the devices, at most one per CPU),
+ * a stack of shards in worker threads instead, each running the config's services and the `app`
+ * module (`module.exports = (stack, { shard, shards }) => { ... }`); it resolves once all run.
+ */
+export function createStack(config: StackConfig | string, opts: ShardedStackOptions): Promise<ShardedStack>;
+export function createStack(config: StackConfig | string, opts?: StackOptions): Stack;
+export function createStack(config: StackConfig | string, opts: StackOptions | ShardedStackOptions = {}): Stack | Promise<ShardedStack> {
+  if ('shards' in opts && opts.shards !== undefined) return ShardedStack.start(config, opts);
+  return createSingle(config, opts as StackOptions);
+}
 export type { StackOptions, ShowKind, ReplayResult } from './stack';
 export { loadConfig, validateConfig, ConfigError } from './config';
-export { registerService, serviceKind, serviceTypes } from './services';
+export { registerService, serviceKind, serviceTypes, loadServiceModule } from './services';
+export { ShardedStack, ShardedStackOptions };
 export type { Service, ServiceKind, ServiceVs } from './services';
 export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig } from './config';
 export type { ServiceConfig } from './services';

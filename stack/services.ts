@@ -31,6 +31,23 @@ export interface Service {
   close(): void;
 }
 
+const modules: string[] = [];
+
+/**
+ * Loads a module that registers service types, and remembers it: every shard of a stack of shards
+ * (worker threads) loads the same modules, so the config's services start in each.
+ */
+export function loadServiceModule(file: string): void {
+  const abs = require.resolve(file);
+  require(abs);
+  if (!modules.includes(abs)) modules.push(abs);
+}
+
+/** The modules loaded with loadServiceModule(), in order. */
+export function serviceModules(): readonly string[] {
+  return modules;
+}
+
 export interface ServiceContext {
   log(msg: string): void;
 }

@@ -588,7 +588,7 @@ export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
 
 /**
  * Builds a stack from a config object or a JSON file path (validated first; a ConfigError names
- * the file, the field and the problem).
+ * the file, the field and the problem). The package's entry (stack/index.ts) also takes `shards`.
  */
 export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
   const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');

@@ -25,7 +25,8 @@ import type { RingSize } from './ring';
 import { mergeShow } from './merge';
 import { allocateMesh, MeshMemory } from './steer';
 import type { ShardDeviceInfo } from './drivers';
-import type { FromShard, ShardData, ToShard } from './worker';
+import type { FromShard, ShardData, ToShard } from './messages';
+import { serviceModules } from '../services';
 
 export interface ShardedStackOptions {
   /** Shards: a number, or 'auto' (the devices' receive queues, at most one per CPU). */
@@ -40,7 +41,7 @@ export interface ShardedStackOptions {
    * Default: the message on stderr and the process exits with status 1.
    */
   onFatal?: (msg: string) => void;
-  /** Modules each worker loads first (e.g. service types they register). */
+  /** Modules each worker loads first (service types they register). Default: those loaded with loadServiceModule(). */
   preload?: string[];
   flowSize?: FlowTableSize;
   ringSize?: RingSize;
@@ -134,7 +135,7 @@ export class ShardedStack implements ControlTarget {
     for (let i = 0; i < this.shards; i++) {
       const data: ShardData = {
         config: this.config, shard: i, shards: this.shards, mesh, secret: Uint8Array.from(secret), devices,
-        app: this.opts.app, busyPoll: this.opts.busyPoll, preload: this.opts.preload,
+        app: this.opts.app, busyPoll: this.opts.busyPoll, preload: this.opts.preload ?? [...serviceModules()],
       };
       const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: data });
       this.workers.push(w);

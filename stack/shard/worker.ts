@@ -12,43 +12,11 @@ import * as path from 'node:path';
 import type { Driver } from '../../driver/types';
 import { PcapWriter } from '../../driver/pcap';
 import type { IpAddr } from '../../protocols/ip/addr';
-import type { StackConfig } from '../config';
-import { handleRequest, Request } from '../control';
+import { handleRequest } from '../control';
 import { Stack, Trace } from '../stack';
-import { MeshMemory, Steering } from './steer';
-import { openShardDriver, ShardDeviceInfo } from './drivers';
-
-/** What the main thread gives a shard. */
-export interface ShardData {
-  config: StackConfig;
-  shard: number;
-  shards: number;
-  mesh: MeshMemory;
-  secret: Uint8Array;
-  /** Per device (by name): what the main thread attached (AF_XDP: the XSKMAP to register in). */
-  devices: Record<string, ShardDeviceInfo>;
-  app?: string;
-  busyPoll?: boolean;
-  /** Modules to load first (service types they register: `xdpstack run` loads the examples'). */
-  preload?: string[];
-}
-
-/** Messages from the main thread. */
-export type ToShard =
-  | { t: 'req'; id: number; req: Request }
-  | { t: 'trace'; id: number; out: string; vs?: string; count?: number }
-  | { t: 'traceStop'; id: number }
-  | { t: 'traceFrames'; id: number }
-  | { t: 'close'; id: number };
-
-/** Messages to the main thread. */
-export type FromShard =
-  | { t: 'ready' }
-  | { t: 'res'; id: number; ok: true; data: unknown }
-  | { t: 'res'; id: number; ok: false; error: string }
-  | { t: 'own'; dev: string; mac?: Uint8Array; addr?: IpAddr; vlan: number; add: boolean }
-  | { t: 'log'; msg: string }
-  | { t: 'fatal'; msg: string };
+import { Steering } from './steer';
+import { openShardDriver } from './drivers';
+import type { FromShard, ShardData, ToShard } from './messages';
 
 function post(m: FromShard): void {
   parentPort!.postMessage(m);

@@ -1,0 +1,38 @@
+/** What the main thread and a shard's worker say to each other (plain, structured-clonable data). */
+import type { IpAddr } from '../../protocols/ip/addr';
+import type { StackConfig } from '../config';
+import type { Request } from '../control';
+import type { ShardDeviceInfo } from './drivers';
+import type { MeshMemory } from './steer';
+
+/** What the main thread gives a shard. */
+export interface ShardData {
+  config: StackConfig;
+  shard: number;
+  shards: number;
+  mesh: MeshMemory;
+  secret: Uint8Array;
+  /** Per device (by name): what the main thread attached (AF_XDP: the XSKMAP to register in). */
+  devices: Record<string, ShardDeviceInfo>;
+  app?: string;
+  busyPoll?: boolean;
+  /** Modules to load first (service types they register: `xdpstack run` loads the examples'). */
+  preload?: string[];
+}
+
+/** Messages from the main thread. */
+export type ToShard =
+  | { t: 'req'; id: number; req: Request }
+  | { t: 'trace'; id: number; out: string; vs?: string; count?: number }
+  | { t: 'traceStop'; id: number }
+  | { t: 'traceFrames'; id: number }
+  | { t: 'close'; id: number };
+
+/** Messages to the main thread. */
+export type FromShard =
+  | { t: 'ready' }
+  | { t: 'res'; id: number; ok: true; data: unknown }
+  | { t: 'res'; id: number; ok: false; error: string }
+  | { t: 'own'; dev: string; mac?: Uint8Array; addr?: IpAddr; vlan: number; add: boolean }
+  | { t: 'log'; msg: string }
+  | { t: 'fatal'; msg: string };
