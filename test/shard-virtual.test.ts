@@ -202,6 +202,31 @@ test('outbound connections from each shard: return traffic reaching the other sh
   }
 });
 
+test('with the device\'s RSS known, each shard opens connections whose replies come to its own queue: nothing handed over', async () => {
+  const w = shardWorld({ rss: true, shards: 2 });
+  try {
+    w.neighborQueue = 0;
+    createServer(w.peer.ctx(), (s) => s.pipe(s)).listen(9);
+    let ok = 0;
+    let ended = 0;
+    w.group.stacks.forEach((s, shard) => {
+      for (let k = 0; k < 6; k++) {
+        const data = pattern(20_000, 50 + shard * 10 + k);
+        const got: Buffer[] = [];
+        const c = s.vs('a').connect(9, '10.1.1.2', () => c.end(data));
+        c.on('data', (d: Buffer) => got.push(d));
+        c.on('end', () => { ended++; if (Buffer.concat(got).equals(data)) ok++; });
+      }
+    });
+    assert.ok(await w.run(() => ended === 12, 30_000_000), `all 12 ended (${ended})`);
+    assert.is(ok, 12, 'every echo byte-exact');
+    assert.is(forwardedTotal(w), 0, 'every reply came to the queue of the shard that opened the flow');
+    assert.ok(w.perQueue[0]! > 0 && w.perQueue[1]! > 0);
+  } finally {
+    w.group.close();
+  }
+});
+
 test('a port bound in one shard only is reached from the other; ephemeral UDP ports never collide', async () => {
   const w = shardWorld();
   try {

@@ -5,6 +5,7 @@
 import type { Driver } from '../../driver/types';
 import { createMemoryLink } from '../../driver/memory';
 import type { DeviceConfig } from '../config';
+import type { RssInfo } from './rss';
 
 export interface ShardDeviceInfo {
   /** The main thread keeps the device's ownership maps (shard 0 reports what its engine owns). */
@@ -12,6 +13,8 @@ export interface ShardDeviceInfo {
   /** AF_XDP: the interface and the file descriptor of the program's XSKMAP (one entry per queue). */
   ifname?: string;
   xsksMapFd?: number;
+  /** The device's RSS when it is usable for steering (driver/rss.ts). */
+  rss?: RssInfo;
 }
 
 export function openShardDriver(d: DeviceConfig, shard: number, info: ShardDeviceInfo | undefined, log: (m: string) => void): Driver {

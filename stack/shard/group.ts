@@ -13,6 +13,7 @@ import type { FlowTableSize } from './flows';
 import { mergeShow } from './merge';
 import type { RingSize } from './ring';
 import { allocateMesh, MeshMemory, Steering } from './steer';
+import { installRss, RssInfo } from './rss';
 
 export interface LocalShardGroupOptions {
   shards: number;
@@ -24,6 +25,8 @@ export interface LocalShardGroupOptions {
   log?: (msg: string) => void;
   flowSize?: FlowTableSize;
   ringSize?: RingSize;
+  /** Devices' RSS (by name): outbound connections take ports whose replies come to their shard's queue. */
+  rss?: Record<string, RssInfo>;
   /** The application, run in every shard once its stack is up (as a worker runs the app module). */
   app?: (stack: Stack, shard: number) => void;
 }
@@ -47,6 +50,7 @@ export class LocalShardGroup {
       throw e;
     }
     this.nextVsId = cfg.virtualServers.length + 1;
+    if (opts.rss) this.stacks.forEach((s, i) => installRss(s.engine, i, opts.rss!));
     if (opts.app) this.stacks.forEach((s, i) => opts.app!(s, i));
   }
 

@@ -27,6 +27,7 @@ import { allocateMesh, MeshMemory } from './steer';
 import type { ShardDeviceInfo } from './drivers';
 import type { FromShard, ShardData, ToShard } from './messages';
 import { serviceModules } from '../services';
+import { readRss } from '../../driver/rss';
 
 export interface ShardedStackOptions {
   /** Shards: a number, or 'auto' (the devices' receive queues, at most one per CPU). */
@@ -326,8 +327,13 @@ function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m
   if (typeof attach !== 'function') throw new Error('this build cannot attach AF_XDP devices for shards');
   const ifname = d.ifname ?? d.name;
   const a = attach({ ifname, mode: d.mode, police: d.police, queues: shards, log });
+  // RSS steers the replies of the connections shards open to the opening shard's queue, when
+  // the device's hash can be computed here (Toeplitz with a readable key and table).
+  const why = { reason: '' };
+  const r = readRss(ifname, why);
+  if (!r) log(`device '${d.name}': connections the shards open are not steered by RSS (${why.reason}): their stray frames are handed to the opening shard`);
   return {
-    info: { ownsInMain: true, ifname, xsksMapFd: a.xsksMapFd },
+    info: { ownsInMain: true, ifname, xsksMapFd: a.xsksMapFd, ...(r ? { rss: { key: r.key, indir: r.indir, tcp4: r.tcp4, tcp6: r.tcp6 } } : {}) },
     own: (addr, vlan, add) => a.own(addr, Math.max(vlan, 0), add),
     ownMac: (mac, vlan, add) => a.ownMac(mac, Math.max(vlan, 0), add),
     close: () => a.close(),

@@ -16,6 +16,7 @@ import { handleRequest } from '../control';
 import { Stack, Trace } from '../stack';
 import { Steering } from './steer';
 import { openShardDriver } from './drivers';
+import { installRss, RssInfo } from './rss';
 import type { FromShard, ShardData, ToShard } from './messages';
 
 function post(m: FromShard): void {
@@ -47,6 +48,9 @@ async function main(): Promise<void> {
     throw e;
   }
   const stack = new Stack(d.config, { drivers, secret: d.secret, steer: new Steering(d.mesh, d.shard), busyPoll: d.busyPoll, log });
+  const rss: Record<string, RssInfo | undefined> = {};
+  for (const [name, info] of Object.entries(d.devices)) rss[name] = info.rss;
+  installRss(stack.engine, d.shard, rss);
   stack.start();
   let trace: Trace | null = null;
   parentPort!.on('message', (m: ToShard) => {

@@ -12,6 +12,7 @@ import type { NetContext } from '../../stack/net';
 import type { StackConfig } from '../../stack/config';
 import type { Stack } from '../../stack/stack';
 import { LocalShardGroup } from '../../stack/shard/group';
+import { Toeplitz } from '../../protocols/rss/toeplitz';
 
 export const SECRET = new Uint8Array(16).map((_, i) => i * 29 + 5);
 
@@ -45,9 +46,16 @@ function rd32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 }
 
-export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s: Stack, shard: number) => void; peerAddrs?: string[] } = {}): ShardWorld {
+/** The Microsoft default RSS key, and a table alternating the queues (as a NIC's default). */
+export const MS_KEY = Uint8Array.from(Buffer.from('6d5a56da255b0ec24167253d43a38fb0d0ca2bcbae7b30b477cb2da38030f20c6a42b73bbeac01fa', 'hex'));
+
+export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s: Stack, shard: number) => void; peerAddrs?: string[];
+  /** The link hashes IPv4 TCP as an RSS NIC (Toeplitz, MS_KEY, a 128-entry table) and the shards know it. */
+  rss?: boolean } = {}): ShardWorld {
   const shards = o.shards ?? 2;
   const pins = new Map<number, number>();
+  const indir = Array.from({ length: 128 }, (_, i) => i % (o.shards ?? 2));
+  const toeplitz = o.rss ? new Toeplitz(MS_KEY) : null;
   const perQueue = new Array<number>(shards).fill(0);
   let now = 0;
   let dirty = false;
@@ -64,7 +72,9 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
       const sport = proto === 6 || proto === 17 ? (b[l3 + ihl]! << 8) | b[l3 + ihl + 1]! : 0;
       const dport = proto === 6 || proto === 17 ? (b[l3 + ihl + 2]! << 8) | b[l3 + ihl + 3]! : 0;
       const pinned = pins.get(sport);
-      q = pinned ?? (Math.imul(rd32(b, l3 + 12) ^ (sport * 0x9e37) ^ dport, 0x85ebca6b) >>> 7) % shards;
+      if (pinned !== undefined) q = pinned;
+      else if (toeplitz && proto === 6) q = indir[toeplitz.hash4(rd32(b, l3 + 12), rd32(b, l3 + 16), sport, dport) & 127]!;
+      else q = (Math.imul(rd32(b, l3 + 12) ^ (sport * 0x9e37) ^ dport, 0x85ebca6b) >>> 7) % shards;
     } else if (type === 0x86dd) {
       const nh = b[l3 + 6]!;
       if (nh === 58 && (b[l3 + 40] === 135 || b[l3 + 40] === 136) && w.neighborQueue !== null) q = w.neighborQueue;
@@ -80,6 +90,7 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
   const link = createMultiQueueLink({ queues: shards, steer, mac: '02:00:00:00:00:0a', peerMac: '02:00:00:00:00:0b', frameCount: 8192 });
   const group = new LocalShardGroup(o.config ?? shardConfig(), {
     shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app,
+    ...(o.rss ? { rss: { eth0: { key: MS_KEY, indir, tcp4: 'sdfn' as const, tcp6: 'sdfn' as const } } } : {}),
   });
   const engine = new Engine({ secret: SECRET, ndp: { dadTransmits: 0 }, onOutput: () => { dirty = true; } });
   engine.addDevice({ name: 'eth0', pool: link.peer.pool, mac: link.peer.mac, mtu: link.peer.mtu });
