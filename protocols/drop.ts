@@ -111,6 +111,7 @@ export const enum Drop {
   // Shards
   ShardRingFull, // a frame for a flow of another shard: that shard's ring was full
   ShardNotForwardable, // a reassembled datagram for a flow of another shard (too large to hand over as one frame)
+  ShardFlowTaken, // a segment handed over to open a connection found its flow taken meanwhile by a third shard
   Count,
 }
 
@@ -142,7 +143,7 @@ export const DROP_NAMES: readonly string[] = [
   'icmpv6-truncated', 'icmpv6-bad-checksum', 'icmpv6-unknown-type', 'icmpv6-rate-limited',
   'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
   'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full', 'ndp-no-entry',
-  'shard-ring-full', 'shard-not-forwardable',
+  'shard-ring-full', 'shard-not-forwardable', 'shard-flow-taken',
 ];
 
 export function dropName(d: Drop): string {

@@ -646,6 +646,7 @@ export class Engine implements NeighborHost, TcpEngine {
     if (o < 0) return slot;
     // Another shard owns the slot: the segment being received (a SYN, a cookie's ACK) is its.
     if (this.inInput && !this.forwardedIn) this.forwardRx(o);
+    else if (this.inInput && this.rxJ >= 0) this.meta.link[this.rxJ]?.drop(Drop.ShardFlowTaken);
     return -2;
   }
 
