@@ -451,7 +451,7 @@ export interface AfxdpQueueOptions extends AfxdpSocketOptions {
   program: AfxdpProgramRef;
 }
 
-/** Checks a program reference as a worker receives it; returns its queue list. Throws a clear error. */
+/** Checks a program reference as a worker receives it (and that `queue` is one of its queues); throws a clear error. */
 export function checkProgramRef(ref: unknown, ifname: string, queue: number): AfxdpProgramRef {
   const bad = (why: string) => new TypeError(`afxdp: bad program reference (${why}): pass attachAfxdpProgram(...).ref from the main thread`);
   if (!ref || typeof ref !== 'object') throw bad('not an object');

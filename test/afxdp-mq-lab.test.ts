@@ -221,6 +221,20 @@ if (privileged) {
     }
   });
 
+  test('labSteer: a one-queue lab has nothing to steer; bad peer or queue refused', () => {
+    const one = labPrefix('qb');
+    labUp({ prefix: one, peers: [{}] });
+    try {
+      assert.throws(() => labSteer(one, 0, 0), /lab qb\w* has one queue: build it with queues ≥ 2/);
+    } finally {
+      labDown(one);
+    }
+    assert.throws(() => labSteer(PREFIX, 2, 0), (e: Error) => e instanceof LabConfigError && /bad peer 2 \(lab \w+ has peers 0\.\.1\)/.test(e.message));
+    assert.throws(() => labSteer(PREFIX, 0, 2), /bad queue 2 \(lab \w+ has queues 0\.\.1; null = kernel spreading\)/);
+    assert.throws(() => labSteer(PREFIX, 0, 0.5), /bad queue 0\.5/);
+    assert.equal(labSteering(PREFIX), { queues: 2, steered: [null, null], steeredFrames: [0, 0] });
+  });
+
   test('2-queue lab: both ends have 2 rx and 2 tx queues; the program is attached for both queues', () => {
     for (const [ns, dev] of [[undefined, lab.stackDevice], [lab.switchNs, 'stk']] as const) {
       const q = (ns ? sh('ls', [`/sys/class/net/${dev}/queues`], { ns }) : fs.readdirSync(`/sys/class/net/${dev}/queues`).join('\n')).split('\n').filter((x) => x).sort();
