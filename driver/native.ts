@@ -46,7 +46,14 @@ export interface NativeXsk {
   readonly fd: number;
   readonly zeroCopy: boolean;
   readonly kickErrors: number;
-  register(p: NativeProgram): void;
+  /** The queue the socket is bound to. */
+  readonly queue: number;
+  /**
+   * Puts the socket in the XSKMAP entry of its queue: the map of a Program of this thread, or an
+   * XSKMAP given by its fd (a program attached by another thread; checked to be an XSKMAP with an
+   * entry for the queue). The socket leaves the map when it is closed.
+   */
+  register(p: NativeProgram | number): void;
   fill(addrs: Uint32Array, n: number): number;
   rx(addrs: Uint32Array, lens: Uint32Array, max: number): number;
   tx(addrs: Uint32Array, lens: Uint32Array, n: number): number;
@@ -73,6 +80,8 @@ export interface NativeAddon {
   /** Recent libxdp/libbpf messages; `clear` empties the buffer. */
   lastLog(clear?: boolean): string;
   burstMax: number;
+  /** Entries of the program's XSKMAP (XDPSTACK_MAX_QUEUES). */
+  maxQueues: number;
 }
 
 /** Errors thrown by the addon carry the errno and the library log. */
@@ -98,7 +107,11 @@ export const XDP_PROG_NAME = 'xdpstack_xdp';
 
 let cached: NativeAddon | undefined;
 
-/** Loads the addon once; throws an Error naming the fix when it is missing or unloadable. */
+/**
+ * Loads the addon once per thread; throws an Error naming the fix when it is missing or unloadable.
+ * Each worker_thread loads its own instance (the addon is context-aware and keeps no process-wide
+ * mutable state of its own; see driver/native/xsk.cc).
+ */
 export function loadNative(): NativeAddon {
   if (cached) return cached;
   if (!fs.existsSync(ADDON_PATH)) {

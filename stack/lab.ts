@@ -24,6 +24,15 @@
  * (`labImpairment`, `xdpstack lab status`). Directions are the peer's: `in` = frames toward the peer
  * (sent by the stack), `out` = frames from the peer.
  *
+ * Multi-queue (`queues: n`): the stack's veth and the switch's port toward it (`stk`) get n rx and
+ * n tx queues each (with XDP attached, a veth needs rx queues ≥ its peer's tx queues). On veth the
+ * stack's rx queue is the tx queue the switch picks on `stk`: by default the kernel spreads flows by
+ * their hash; `labSteer` forces a peer's frames onto one queue (or gives it back to the spreading)
+ * through a tc program on `stk` egress (driver/bpf/steer_tc.bpf.c), a map update that takes effect
+ * at the next frame, so a running flow can be moved. `labSteering` reports the steering and the
+ * frames steered per queue; `labQueueFrames` the frames the stack's device received per queue
+ * (counted by veth only while an XDP program is attached to it).
+ *
  * Control-plane code: `ip`, `tc`, `ethtool`, `sysctl` through child_process, never on a packet path.
  */
 import { execFile, execFileSync } from 'node:child_process';
@@ -52,6 +61,8 @@ export interface LabOptions {
   force?: boolean;
   /** An IPv6 address (CIDR) of the host itself on the stack's device; absent: IPv6 off there. */
   hostIpv6?: string;
+  /** Receive and transmit queues of the stack's veth and of the switch's port toward it (1..MAX_LAB_QUEUES, default 1). */
+  queues?: number;
 }
 /** A direction of a peer's path: `in` = toward the peer (from the stack), `out` = from the peer. */
 export type ImpairDir = 'in' | 'out';
@@ -77,6 +88,8 @@ export interface Lab {
   switchNs: string; peers: LabPeer[];
   /** The host's own IPv6 address on stackDevice (LabOptions.hostIpv6). */
   hostIpv6?: string;
+  /** Queues of stackDevice (LabOptions.queues); absent in labs built before it existed = 1. */
+  queues?: number;
 }
 
 /** Invalid lab options (bad prefix, VLAN id, address, MTU...). */
@@ -91,6 +104,8 @@ export class LabInUseError extends Error {
 
 export const DEFAULT_PREFIX = 'xs';
 export const MAX_PEERS = 1024;
+/** Most queues a lab device gets (the XDP program's XSKMAP holds 64). */
+export const MAX_LAB_QUEUES = 64;
 /** Name of the switch-side veth end facing the stack's device, and of the bridge. */
 export const SWITCH_STACK_PORT = 'stk';
 export const SWITCH_BRIDGE = 'br0';
@@ -100,6 +115,11 @@ const BPFFS = '/sys/fs/bpf';
 /** Where the compiled impairment tc program lives (override with XDPSTACK_IMPAIR_BPF). */
 export function impairBpfObject(): string {
   return process.env.XDPSTACK_IMPAIR_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'impair_tc.bpf.o');
+}
+
+/** Where the compiled queue-steering tc program lives (override with XDPSTACK_STEER_BPF). */
+export function steerBpfObject(): string {
+  return process.env.XDPSTACK_STEER_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'steer_tc.bpf.o');
 }
 
 /** Where the compiled VLAN tc program lives (override with XDPSTACK_VLAN_BPF). */
@@ -197,12 +217,21 @@ function firstHost6(cidr: string): string | undefined {
   return `${addrToString(one)}/${c.prefixLen}`;
 }
 
-function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number; hostIpv6?: string } {
+function validateQueues(v: unknown, where: string): number {
+  if (v === undefined) return 1;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > MAX_LAB_QUEUES) {
+    throw new LabConfigError(`${where}: bad queue count ${JSON.stringify(v)} (expected an integer 1..${MAX_LAB_QUEUES})`);
+  }
+  return v;
+}
+
+function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[]; mtu: number; hostIpv6?: string; queues: number } {
   if (!opts || typeof opts !== 'object') throw new LabConfigError('lab options must be an object with a peers array');
   const prefix = validatePrefix(opts.prefix ?? DEFAULT_PREFIX);
   if (!Array.isArray(opts.peers) || opts.peers.length === 0) throw new LabConfigError('lab needs at least one peer (options.peers)');
   if (opts.peers.length > MAX_PEERS) throw new LabConfigError(`too many peers: ${opts.peers.length} (at most ${MAX_PEERS})`);
   const mtu = validateMtu(opts.mtu, 'lab') ?? 1500;
+  const queues = validateQueues(opts.queues, 'lab');
   const labImpair = opts.impair === undefined ? undefined : validateImpair(opts.impair, 'lab');
   if (opts.hostIpv6 !== undefined) parseCidr(opts.hostIpv6, 6, 'hostIpv6');
   const rank = new Map<number, number>();
@@ -228,7 +257,7 @@ function checkOptions(opts: LabOptions): { prefix: string; peers: CheckedPeer[];
     const impair = p.impair === undefined ? labImpair : validateImpair(p.impair, where);
     return { vlan, ipv4: p.ipv4, ipv6, stackIpv6, dad: p.dad === true, mtu: pm, impair };
   });
-  return { prefix, peers, mtu, hostIpv6: opts.hostIpv6 };
+  return { prefix, peers, mtu, hostIpv6: opts.hostIpv6, queues };
 }
 
 function requireRoot(): void {
@@ -336,7 +365,7 @@ function vlanObjectFor(prefix: string, vid: number): string {
 
 /** Builds the lab (replacing an existing lab of the same prefix) and returns its description. */
 export function labUp(opts: LabOptions): Lab {
-  const { prefix, peers, mtu, hostIpv6 } = checkOptions(opts);
+  const { prefix, peers, mtu, hostIpv6, queues } = checkOptions(opts);
   requireRoot();
   // A running stack on the lab's device would be left deaf by the replacement: say so first.
   const user = deviceUser(`${prefix}0`);
@@ -347,7 +376,7 @@ export function labUp(opts: LabOptions): Lab {
   if (hostIpv6) checkHostPrefix(hostIpv6, `${prefix}0`);
   labDown(prefix);
   try {
-    return build(prefix, peers, mtu, hostIpv6);
+    return build(prefix, peers, mtu, hostIpv6, queues);
   } catch (e) {
     try { labDown(prefix); } catch { /* keep the first error */ }
     throw e;
@@ -364,7 +393,7 @@ function checkHostPrefix(cidr: string, dev: string): void {
   if (other) throw new LabConfigError(`hostIpv6 ${cidr}: this host already routes ${net} via ${other.dev}; choose another prefix`);
 }
 
-function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: string | undefined): Lab {
+function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: string | undefined, queues: number): Lab {
   const sw = switchNsName(prefix);
   const dev = `${prefix}0`;
   const stackMac = stackMacFor(prefix);
@@ -372,9 +401,11 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: stri
   const anyTagged = peers.some((p) => p.vlan !== 0);
   if (anyTagged) ensureBpffs();
 
-  // 1. namespaces and the stack's veth pair (root side down until IPv6 is off).
+  // 1. namespaces and the stack's veth pair (root side down until IPv6 is off), with as many rx
+  // as tx queues on each end (XDP on a veth needs rx queues ≥ the peer's tx queues).
+  const nq = queues > 1 ? ` numtxqueues ${queues} numrxqueues ${queues}` : '';
   const rootBatch = [`netns add ${sw}`, ...peers.map((_, i) => `netns add ${peerNsName(prefix, i)}`),
-    `link add ${dev} address ${stackMac} mtu ${mtu} type veth peer name ${SWITCH_STACK_PORT} mtu ${mtu} netns ${sw}`];
+    `link add ${dev} address ${stackMac} mtu ${mtu}${nq} type veth peer name ${SWITCH_STACK_PORT} mtu ${mtu}${nq} netns ${sw}`];
   run('ip', ['-batch', '-'], rootBatch.join('\n') + '\n');
   const conf = (k: string, v: string) => fs.writeFileSync(`/proc/sys/net/ipv6/conf/${dev}/${k}`, v);
   conf('disable_ipv6', '1');
@@ -408,6 +439,7 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: stri
   swBatch.push(`link set dev ${SWITCH_BRIDGE} up`);
   run('ip', ['-n', sw, '-batch', '-'], swBatch.join('\n') + '\n');
   attachImpairment(prefix, peers);
+  if (queues > 1) attachSteering(prefix);
 
   // 3. peers: kernel stack on eth0, full checksums, VLAN tagging by tc BPF.
   const objects = new Map<number, string>();
@@ -444,7 +476,7 @@ function build(prefix: string, peers: CheckedPeer[], mtu: number, hostIpv6: stri
     return lp;
   });
 
-  const lab: Lab = { prefix, stackDevice: dev, stackMac, switchNs: sw, peers: labPeers };
+  const lab: Lab = { prefix, stackDevice: dev, stackMac, switchNs: sw, peers: labPeers, queues };
   if (hostIpv6) lab.hostIpv6 = hostIpv6;
   fs.writeFileSync(path.join(stateDir(prefix), 'lab.json'), JSON.stringify(lab, null, 2) + '\n');
   return lab;
@@ -615,6 +647,125 @@ export function labImpair(prefix: string, change: ImpairChange): PeerImpairment[
   });
   bpftoolBatch(cmds);
   return readImpair(chosen);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Queue steering (tc BPF on the switch's port toward the stack; map written with bpftool)
+
+interface SteerState { map: number; cnt: number; steered: Array<number | null> }
+
+function steerFile(prefix: string): string { return path.join(stateDir(prefix), 'steer.json'); }
+
+/** Attaches the steering program to `stk` egress and records its maps (no peer steered yet). */
+function attachSteering(prefix: string): void {
+  const sw = switchNsName(prefix);
+  const obj = steerBpfObject();
+  if (!fs.existsSync(obj)) throw new Error(`lab: queue-steering tc BPF object ${obj} is missing: build it with 'make -C driver' (or scripts/setup.sh)`);
+  run('ip', ['netns', 'exec', sw, 'sh', '-ec', [
+    `tc qdisc add dev ${SWITCH_STACK_PORT} clsact`,
+    `tc filter add dev ${SWITCH_STACK_PORT} egress pref 1 bpf da obj ${shQuote(obj)} sec classifier/egress`,
+  ].join('\n')]);
+  const shown = JSON.parse(run('ip', ['netns', 'exec', sw, 'tc', '-j', 'filter', 'show', 'dev', SWITCH_STACK_PORT, 'egress'])) as
+    Array<{ options?: { prog?: { id?: number } } }>;
+  const id = shown.find((f) => f.options?.prog?.id)?.options?.prog?.id;
+  if (!id) throw new Error(`lab: the queue-steering program is not on ${SWITCH_STACK_PORT} egress`);
+  const [prog, maps] = bpftoolBatch([`prog show id ${id}`, 'map show']) as [{ map_ids?: number[] }, Array<{ id: number; name: string }>];
+  const names = new Map(maps.map((m) => [m.id, m.name]));
+  const map = (prog.map_ids ?? []).find((m) => names.get(m) === 'steer_map');
+  const cnt = (prog.map_ids ?? []).find((m) => names.get(m) === 'steer_cnt');
+  if (map === undefined || cnt === undefined) throw new Error(`lab: the queue-steering program ${id} has no steer_map/steer_cnt maps`);
+  const st: SteerState = { map, cnt, steered: [] };
+  fs.writeFileSync(steerFile(prefix), JSON.stringify(st) + '\n');
+}
+
+function loadSteer(prefix: string): { lab: Lab; st: SteerState } {
+  const lab = labStatus(prefix);
+  if (!lab) throw new LabConfigError(`no lab with prefix ${prefix}`);
+  const queues = lab.queues ?? 1;
+  if (queues < 2) throw new LabConfigError(`lab ${prefix} has one queue: build it with queues ≥ 2 to steer peers (labUp({ ..., queues: 2 }))`);
+  let st: SteerState;
+  try {
+    st = JSON.parse(fs.readFileSync(steerFile(prefix), 'utf8')) as SteerState;
+  } catch {
+    throw new Error(`lab ${prefix} has no queue-steering program (built by an older xdpstack): run 'xdpstack lab up' again`);
+  }
+  return { lab, st };
+}
+
+/** bpftool's hex key of a MAC in steer_map (6 bytes and 2 bytes of padding). */
+function steerKey(mac: string): string {
+  return `${mac.split(':').join(' ')} 00 00`;
+}
+
+/**
+ * Forces the frames of peer `peer` toward the stack onto the stack's receive queue `queue` (a map
+ * update: the next frame goes there, a running flow included), or with `null` gives the peer back
+ * to the kernel's spreading (flow hash). Returns the peer's steering before the change.
+ */
+export function labSteer(prefix: string, peer: number, queue: number | null): number | null {
+  validatePrefix(prefix);
+  requireRoot();
+  const { lab, st } = loadSteer(prefix);
+  const queues = lab.queues ?? 1;
+  if (typeof peer !== 'number' || !Number.isInteger(peer) || peer < 0 || peer >= lab.peers.length) {
+    throw new LabConfigError(`steer: bad peer ${JSON.stringify(peer)} (lab ${prefix} has peers 0..${lab.peers.length - 1})`);
+  }
+  if (queue !== null && (typeof queue !== 'number' || !Number.isInteger(queue) || queue < 0 || queue >= queues)) {
+    throw new LabConfigError(`steer: bad queue ${JSON.stringify(queue)} (lab ${prefix} has queues 0..${queues - 1}; null = kernel spreading)`);
+  }
+  const before = st.steered[peer] ?? null;
+  const key = steerKey(lab.peers[peer]!.mac);
+  if (queue !== null) {
+    const v = Buffer.alloc(4);
+    v.writeUInt32LE(queue);
+    bpftoolBatch([`map update id ${st.map} key hex ${key} value hex ${[...v].map((b) => b.toString(16).padStart(2, '0')).join(' ')}`]);
+  } else if (before !== null) {
+    bpftoolBatch([`map delete id ${st.map} key hex ${key}`]);
+  }
+  st.steered[peer] = queue;
+  fs.writeFileSync(steerFile(prefix), JSON.stringify(st) + '\n');
+  return before;
+}
+
+export interface LabSteering {
+  queues: number;
+  /** Per peer: the queue it is steered to, or null (kernel spreading). */
+  steered: Array<number | null>;
+  /** Frames the steering program forced onto each queue since the lab was built. */
+  steeredFrames: number[];
+}
+
+/** The steering of a multi-queue lab and the frames steered per queue. */
+export function labSteering(prefix: string): LabSteering {
+  validatePrefix(prefix);
+  requireRoot();
+  const { lab, st } = loadSteer(prefix);
+  const queues = lab.queues ?? 1;
+  const outs = bpftoolBatch(Array.from({ length: queues }, (_, q) => `map lookup id ${st.cnt} key ${q} 0 0 0`));
+  const steeredFrames = outs.map((o) => {
+    // Per-CPU array: one value per CPU, summed.
+    const vals = (o as { values?: Array<{ value: string[] }> } | null)?.values;
+    if (!Array.isArray(vals)) throw new Error(`lab: unexpected bpftool output ${JSON.stringify(o).slice(0, 200)}`);
+    return vals.reduce((sum, v) => sum + Number(Buffer.from(v.value.map((x) => parseInt(x, 16))).readBigUInt64LE(0)), 0);
+  });
+  return { queues, steered: lab.peers.map((_, i) => st.steered[i] ?? null), steeredFrames };
+}
+
+/**
+ * Frames the stack's device received per rx queue (veth's rx_queue_<n>_xdp_packets: counted only
+ * while an XDP program is attached to the device, as the stack's is).
+ */
+export function labQueueFrames(prefix: string): number[] {
+  validatePrefix(prefix);
+  const lab = labStatus(prefix);
+  if (!lab) throw new LabConfigError(`no lab with prefix ${prefix}`);
+  const out = run('ethtool', ['-S', lab.stackDevice]);
+  const counts: number[] = Array.from({ length: lab.queues ?? 1 }, () => 0);
+  for (const m of out.matchAll(/^\s*rx_queue_(\d+)_xdp_packets:\s*(\d+)/gm)) {
+    const q = Number(m[1]);
+    if (q < counts.length) counts[q] = Number(m[2]);
+  }
+  return counts;
 }
 
 /**

@@ -9,6 +9,13 @@
 //
 // Frame ownership stays in JS (umem/pool.ts): this file only moves descriptors between the
 // rings and the arrays it is given.
+//
+// Threads: the addon may be loaded by several worker_threads at once (one Xsk per queue in each).
+// Nothing mutable is process-wide except what libxdp/libbpf keep themselves: their print hooks
+// are set once, the messages they print go to a per-thread buffer (they print on the calling
+// thread), and their program-level calls (attach, detach, multiprog queries: libxdp caches the
+// kernel's dispatcher support and the bpffs path in unsynchronised statics) run under one mutex.
+// Classes are defined per environment (instance data), never in static references.
 #include <napi.h>
 #include <uv.h>
 
@@ -29,6 +36,7 @@
 #include <xdp/libxdp.h>
 #include <xdp/xsk.h>
 
+#include <mutex>
 #include <string>
 
 #include "xdpstack_maps.h"
@@ -47,14 +55,15 @@ constexpr const char* kProgName = "xdpstack_xdp";
 
 // ---- library log capture -------------------------------------------------------------------
 // libxdp / libbpf messages are kept (last few KiB) so errors and warnings reach JS instead of
-// being printed on stderr.
-std::string g_log;
+// being printed on stderr. Per thread: the libraries print on the thread that called them, so a
+// worker sees its own messages only.
+thread_local std::string t_log;
 
 void AppendLog(const char* fmt, va_list ap) {
   char buf[512];
   vsnprintf(buf, sizeof buf, fmt, ap);
-  g_log += buf;
-  if (g_log.size() > 8192) g_log.erase(0, g_log.size() - 8192);
+  t_log += buf;
+  if (t_log.size() > 8192) t_log.erase(0, t_log.size() - 8192);
 }
 int XdpPrint(enum libxdp_print_level level, const char* fmt, va_list ap) {
   if (level == LIBXDP_DEBUG) return 0;
@@ -67,13 +76,25 @@ int BpfPrint(enum libbpf_print_level level, const char* fmt, va_list ap) {
   return 0;
 }
 
+// The libraries' print hooks are process-wide: installed once, by the first environment.
+std::once_flag g_print_once;
+
+// Serialises libxdp's program-level calls (see the note at the top).
+std::mutex g_xdp_mu;
+
+// Per environment (main thread or worker): the Program class, to tell a real Program apart
+// from any other object given to Xsk.register().
+struct AddonData {
+  Napi::FunctionReference program;
+};
+
 Napi::Value ErrnoError(Napi::Env env, const std::string& what, int err) {
   if (err < 0) err = -err;
   std::string msg = what + ": " + strerror(err);
   Napi::Error e = Napi::Error::New(env, msg);
   e.Set("errno", Napi::Number::New(env, err));
   e.Set("what", Napi::String::New(env, what));
-  e.Set("log", Napi::String::New(env, g_log));
+  e.Set("log", Napi::String::New(env, t_log));
   e.ThrowAsJavaScriptException();
   return env.Undefined();
 }
@@ -131,7 +152,8 @@ class Program : public Napi::ObjectWrap<Program> {
     mode_ = mode == "skb" ? XDP_MODE_SKB : XDP_MODE_NATIVE;
     ifindex_ = if_nametoindex(ifname_.c_str());
     if (!ifindex_) { ErrnoError(env, "if_nametoindex(" + ifname_ + ")", errno); return; }
-    g_log.clear();
+    t_log.clear();
+    std::lock_guard<std::mutex> lock(g_xdp_mu);
     prog_ = xdp_program__open_file(path.c_str(), "xdp", nullptr);
     long err = libxdp_get_error(prog_);
     if (err) { prog_ = nullptr; ErrnoError(env, "xdp_program__open_file(" + path + ")", (int)err); return; }
@@ -157,7 +179,7 @@ class Program : public Napi::ObjectWrap<Program> {
       xdp_multiprog__close(mp);
     }
     if (xsks_fd_ < 0 || mac_fd_ < 0 || ip4_fd_ < 0 || ip6_fd_ < 0 || snm_fd_ < 0) {
-      DoDetach();
+      DoDetachLocked();
       TypeErr(env, "XDP object lacks the xdpstack maps");
     }
   }
@@ -168,6 +190,10 @@ class Program : public Napi::ObjectWrap<Program> {
 
  private:
   void DoDetach() {
+    std::lock_guard<std::mutex> lock(g_xdp_mu);
+    DoDetachLocked();
+  }
+  void DoDetachLocked() {
     if (prog_) {
       if (attached_) xdp_program__detach(prog_, ifindex_, mode_, 0);
       xdp_program__close(prog_);
@@ -285,6 +311,7 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
                         InstanceMethod("close", &Xsk::Close),
                         InstanceMethod("reopen", &Xsk::Reopen),
                         InstanceAccessor("fd", &Xsk::Fd, nullptr),
+                        InstanceAccessor("queue", &Xsk::Queue, nullptr),
                         InstanceAccessor("zeroCopy", &Xsk::ZeroCopy, nullptr),
                         InstanceAccessor("kickErrors", &Xsk::KickErrors, nullptr)});
   }
@@ -422,14 +449,39 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
     }
   }
 
-  // register(program) -> update the program's XSKMAP entry for our queue.
+  // register(program | xsksMapFd) -> puts this socket in the XSKMAP entry of its queue: the map
+  // of a Program of this environment, or an XSKMAP given by its fd (a program attached by another
+  // thread of the process: fds are process-wide). The socket leaves the map when it is closed.
   Napi::Value Register(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     if (!Open(env)) return env.Undefined();
-    if (info.Length() < 1 || !info[0].IsObject()) return TypeErr(env, "register(program)");
-    Program* p = Program::Unwrap(info[0].As<Napi::Object>());
-    if (!p || p->xsks_fd() < 0) return TypeErr(env, "register: program is detached");
-    int r = xsk_socket__update_xskmap(xsk_, p->xsks_fd());
+    int map_fd = -1;
+    if (info.Length() >= 1 && info[0].IsNumber()) {
+      double v = info[0].As<Napi::Number>().DoubleValue();
+      if (!(v >= 0 && v <= 0x7fffffff) || v != (double)(int)v) return TypeErr(env, "register: an XSKMAP fd is an integer >= 0");
+      map_fd = (int)v;
+      // The fd must be an XSKMAP with an entry for our queue: a stale or wrong number would
+      // otherwise write our key and value into whatever map it names now.
+      struct bpf_map_info mi = {};
+      __u32 len = sizeof mi;
+      int r = bpf_obj_get_info_by_fd(map_fd, &mi, &len);
+      if (r) return ErrnoError(env, "register: fd " + std::to_string(map_fd) + " is not a BPF map", r);
+      if (mi.type != BPF_MAP_TYPE_XSKMAP) return TypeErr(env, "register: the fd is a BPF map but not an XSKMAP");
+      if (queue_ >= mi.max_entries) {
+        return TypeErr(env, ("register: queue " + std::to_string(queue_) + " is beyond the XSKMAP's " +
+                             std::to_string(mi.max_entries) + " entries").c_str());
+      }
+    } else if (info.Length() >= 1 && info[0].IsObject()) {
+      AddonData* d = env.GetInstanceData<AddonData>();
+      Napi::Object o = info[0].As<Napi::Object>();
+      if (!d || !o.InstanceOf(d->program.Value())) return TypeErr(env, "register(program | xsksMapFd): not a Program");
+      Program* p = Program::Unwrap(o);
+      if (!p || p->xsks_fd() < 0) return TypeErr(env, "register: program is detached");
+      map_fd = p->xsks_fd();
+    } else {
+      return TypeErr(env, "register(program | xsksMapFd)");
+    }
+    int r = xsk_socket__update_xskmap(xsk_, map_fd);
     if (r) return ErrnoError(env, "xsk_socket__update_xskmap", r);
     return env.Undefined();
   }
@@ -593,6 +645,7 @@ class Xsk : public Napi::ObjectWrap<Xsk> {
   }
 
   Napi::Value Fd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), fd_); }
+  Napi::Value Queue(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), queue_); }
   Napi::Value ZeroCopy(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), zero_copy_); }
   Napi::Value KickErrors(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), (double)kick_errors_); }
 
@@ -628,6 +681,7 @@ Napi::Value RemoveProgram(const Napi::CallbackInfo& info) {
   int ifindex = if_nametoindex(ifname.c_str());
   if (!ifindex) return ErrnoError(env, "if_nametoindex(" + ifname + ")", errno);
   int removed = 0;
+  std::lock_guard<std::mutex> lock(g_xdp_mu);
   for (int round = 0; round < 16; round++) {
     struct xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
     if (!mp || libxdp_get_error(mp)) break;
@@ -661,6 +715,7 @@ Napi::Value AttachedPrograms(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsString()) return TypeErr(env, "attachedPrograms(ifname)");
   int ifindex = if_nametoindex(info[0].As<Napi::String>().Utf8Value().c_str());
   if (!ifindex) return out;
+  std::lock_guard<std::mutex> lock(g_xdp_mu);
   struct xdp_multiprog* mp = xdp_multiprog__get_from_ifindex(ifindex);
   if (!mp || libxdp_get_error(mp)) return out;
   uint32_t i = 0;
@@ -676,20 +731,28 @@ Napi::Value AttachedPrograms(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value LastLog(const Napi::CallbackInfo& info) {
-  Napi::String s = Napi::String::New(info.Env(), g_log);
-  if (info.Length() > 0 && info[0].ToBoolean()) g_log.clear();
+  Napi::String s = Napi::String::New(info.Env(), t_log);
+  if (info.Length() > 0 && info[0].ToBoolean()) t_log.clear();
   return s;
 }
 
+// Runs once per environment that loads the addon (main thread, each worker).
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
-  libxdp_set_print(XdpPrint);
-  libbpf_set_print(BpfPrint);
-  exports.Set("Program", Program::Init(env));
+  std::call_once(g_print_once, [] {
+    libxdp_set_print(XdpPrint);
+    libbpf_set_print(BpfPrint);
+  });
+  Napi::Function program = Program::Init(env);
+  AddonData* data = new AddonData();
+  data->program = Napi::Persistent(program);
+  env.SetInstanceData<AddonData>(data);  // deleted with the environment
+  exports.Set("Program", program);
   exports.Set("Xsk", Xsk::Init(env));
   exports.Set("removeProgram", Napi::Function::New(env, RemoveProgram));
   exports.Set("attachedPrograms", Napi::Function::New(env, AttachedPrograms));
   exports.Set("lastLog", Napi::Function::New(env, LastLog));
   exports.Set("burstMax", Napi::Number::New(env, kBurstMax));
+  exports.Set("maxQueues", Napi::Number::New(env, XDPSTACK_MAX_QUEUES));
   return exports;
 }
 
