@@ -6,13 +6,14 @@ import type { Driver } from '../../driver/types';
 import { createMemoryLink } from '../../driver/memory';
 import type { DeviceConfig } from '../config';
 import type { RssInfo } from './rss';
+import type { AfxdpProgramRef } from '../../driver/afxdp';
 
 export interface ShardDeviceInfo {
   /** The main thread keeps the device's ownership maps (shard 0 reports what its engine owns). */
   ownsInMain: boolean;
-  /** AF_XDP: the interface and the file descriptor of the program's XSKMAP (one entry per queue). */
+  /** AF_XDP: the interface and the program the main thread attached (its XSKMAP has one entry per queue). */
   ifname?: string;
-  xsksMapFd?: number;
+  program?: AfxdpProgramRef;
   /** The device's RSS when it is usable for steering (driver/rss.ts). */
   rss?: RssInfo;
 }
@@ -20,14 +21,13 @@ export interface ShardDeviceInfo {
 export function openShardDriver(d: DeviceConfig, shard: number, info: ShardDeviceInfo | undefined, log: (m: string) => void): Driver {
   switch (d.driver) {
     case 'afxdp': {
-      if (!info || info.xsksMapFd === undefined) throw new Error(`device '${d.name}': the main thread did not attach it`);
+      if (!info?.program) throw new Error(`device '${d.name}': the main thread did not attach it`);
       // eslint-disable-next-line @typescript-eslint/no-var-requires
       const { openAfxdp } = require('../../driver/afxdp') as typeof import('../../driver/afxdp');
       return openAfxdp({
-        ifname: info.ifname ?? d.ifname ?? d.name, queue: shard, frameSize: d.frameSize, frameCount: d.frameCount, mode: d.mode,
-        zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, log,
-        program: { xsksMapFd: info.xsksMapFd },
-      } as Parameters<typeof openAfxdp>[0]);
+        ifname: info.ifname ?? d.ifname ?? d.name, queue: shard, frameSize: d.frameSize, frameCount: d.frameCount,
+        zeroCopy: d.zeroCopy, busyPoll: d.busyPoll, ringSize: d.ringSize, log, program: info.program,
+      });
     }
     case 'memory':
       // A queue with nothing on the other end (a shard's memory device carries no traffic: the

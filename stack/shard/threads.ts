@@ -319,21 +319,18 @@ export function mergeCaptures(parts: string[], out: string, limit = Infinity): n
 
 /** Attaches an AF_XDP device for `shards` queues (program and maps in this thread). */
 function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m: string) => void): Attachment {
+  // Loaded lazily: memory-device groups never touch the native addon.
   // eslint-disable-next-line @typescript-eslint/no-var-requires
-  const afxdp = require('../../driver/afxdp') as Record<string, unknown>;
-  const attach = afxdp.attachAfxdpProgram as ((o: Record<string, unknown>) => {
-    xsksMapFd: number; own(a: IpAddr, v: number, add: boolean): void; ownMac(m: Uint8Array, v: number, add: boolean): void; close(): void;
-  }) | undefined;
-  if (typeof attach !== 'function') throw new Error('this build cannot attach AF_XDP devices for shards');
+  const { attachAfxdpProgram } = require('../../driver/afxdp') as typeof import('../../driver/afxdp');
   const ifname = d.ifname ?? d.name;
-  const a = attach({ ifname, mode: d.mode, police: d.police, queues: shards, log });
+  const a = attachAfxdpProgram({ ifname, mode: d.mode, police: d.police, queues: shards, log });
   // RSS steers the replies of the connections shards open to the opening shard's queue, when
   // the device's hash can be computed here (Toeplitz with a readable key and table).
   const why = { reason: '' };
   const r = readRss(ifname, why);
   if (!r) log(`device '${d.name}': connections the shards open are not steered by RSS (${why.reason}): their stray frames are handed to the opening shard`);
   return {
-    info: { ownsInMain: true, ifname, xsksMapFd: a.xsksMapFd, ...(r ? { rss: { key: r.key, indir: r.indir, tcp4: r.tcp4, tcp6: r.tcp6 } } : {}) },
+    info: { ownsInMain: true, ifname, program: a.ref, ...(r ? { rss: { key: r.key, indir: r.indir, tcp4: r.tcp4, tcp6: r.tcp6 } } : {}) },
     own: (addr, vlan, add) => a.own(addr, Math.max(vlan, 0), add),
     ownMac: (mac, vlan, add) => a.ownMac(mac, Math.max(vlan, 0), add),
     close: () => a.close(),

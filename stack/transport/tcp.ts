@@ -293,6 +293,9 @@ export class TcpLayer implements TcpHost {
   /** TIME_WAIT entries dropped early because the table was full, and reused by a new SYN. */
   timeWaitRecycled = 0;
   timeWaitReused = 0;
+  /** Connections opened: by a SYN (or a SYN cookie's ACK) to a listener, and by connect(). */
+  passiveOpens = 0;
+  activeOpens = 0;
 
   /** Connections not in TIME_WAIT, all VSes (counted against limits.tcpConnections). */
   activeCount = 0;
@@ -479,6 +482,7 @@ export class TcpLayer implements TcpHost {
     e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
     e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
     this.insert(e);
+    this.activeOpens++;
     const lp = tcpState(vs).localPorts;
     lp.set(tuple.localPort, (lp.get(tuple.localPort) ?? 0) + 1);
     e.conn.connect(this.clock());
@@ -670,6 +674,7 @@ export class TcpLayer implements TcpHost {
     l.synYoung++;
     e.conn = TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e);
     this.insert(e);
+    this.passiveOpens++;
   }
 
   private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): boolean {
@@ -697,6 +702,7 @@ export class TcpLayer implements TcpHost {
     const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
     e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e);
     this.insert(e);
+    this.passiveOpens++;
     const r = e.conn.input(seg, now);
     if (r !== Drop.None) this.eng.dropOn(link, r);
     return true;
