@@ -113,6 +113,8 @@ test('connections spread over both shards, each owned by one, echoed byte-exact 
     assert.ok(w.perQueue[0]! > 0 && w.perQueue[1]! > 0, `the peer's frames went to both queues (${w.perQueue})`);
     assert.ok(accepted[0]! > 0 && accepted[1]! > 0, `both shards accepted connections (${accepted})`);
     assert.is(accepted[0]! + accepted[1]!, 16, 'every connection was accepted by exactly one shard');
+    const opens = shardRows(w).map((r) => r.passiveOpens as number);
+    assert.equal(opens, accepted, 'the shards\' passive opens count them');
     const merged = (w.group.show('vs') as Row[])[0]!;
     assert.is(merged.tcpListeners, 4, 'show sums the shards (two listeners in each)');
     assert.is(forwardedTotal(w), 0, 'a flow that stays on its queue is never handed over');
