@@ -119,7 +119,9 @@ export class ShardedStack implements ControlTarget {
     try {
       for (const d of cfg.devices) if (d.driver === 'afxdp') attachments.set(d.name, attachDevice(d, n, opts.log ?? ((m) => console.warn(m))));
       s = new ShardedStack(cfg, n, attachments, opts);
-      await s.spawn(allocateMesh(n, randomBytes(16), { flowSize: opts.flowSize, ringSize: opts.ringSize }));
+      // A ring slot holds the largest frame a device's pool can hold.
+      const frameBytes = Math.max(2048, ...cfg.devices.map((d) => d.frameSize ?? 2048));
+      await s.spawn(allocateMesh(n, randomBytes(16), { flowSize: opts.flowSize, ringSize: opts.ringSize ?? { slots: 512, frameBytes } }));
       return s;
     } catch (e) {
       if (s) await s.shutdown();
