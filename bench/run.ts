@@ -1,13 +1,16 @@
 /**
  * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
- * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect, iscsi), prints a table for each and writes a JSON summary
+ * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect, iscsi, shards), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
  * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
  * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_TCP_ROUNDS (TCP benchmarks;
  * default 5), BENCH_HTTP_SECONDS (wrk duration, default 5), BENCH_ISCSI_ROUNDS (default 3),
  * BENCH_ISCSI_SECONDS (per iSCSI workload, default 10), BENCH_ISCSI_SIZE (LUN bytes, default 64 MiB),
- * BENCH_ISCSI_BUSY_POLL=1 (busy-poll xdpstack's loop).
+ * BENCH_ISCSI_BUSY_POLL=1 (busy-poll xdpstack's loop), BENCH_SHARDS_ROUNDS (shards; default 3),
+ * BENCH_SHARDS_CONNS (TCP connections per peer in shards; default 64), BENCH_SHARDS_BUSY_POLL=1 (the
+ * shards busy-poll), BENCH_SHARDS_UDP_RATE / BENCH_SHARDS_TCP_RATE (paced runs: per shard; default
+ * 100000 frames/s, 20000 requests/s), BENCH_SHARDS_PREFIX (its lab; default sd).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -18,9 +21,10 @@ import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
 import { labDown } from '../stack/lab';
 import { benchIscsi, ISCSI_PREFIX } from './iscsi';
+import { benchShards, SHARDS_PREFIX } from './shards';
 import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect', 'iscsi'] as const;
+const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect', 'iscsi', 'shards'] as const;
 const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
@@ -76,6 +80,14 @@ async function main(): Promise<void> {
             size: Number(process.env.BENCH_ISCSI_SIZE ?? 64 << 20), busyPoll: process.env.BENCH_ISCSI_BUSY_POLL === '1',
           });
           break;
+        case 'shards':
+          if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
+          results[name] = await benchShards({
+            rounds: Number(process.env.BENCH_SHARDS_ROUNDS ?? 3), seconds, warmup: 1,
+            conns: Number(process.env.BENCH_SHARDS_CONNS ?? 64), busyPoll: process.env.BENCH_SHARDS_BUSY_POLL === '1',
+            udpRate: Number(process.env.BENCH_SHARDS_UDP_RATE ?? 100_000), tcpRate: Number(process.env.BENCH_SHARDS_TCP_RATE ?? 20_000),
+          });
+          break;
       }
     } catch (e) {
       console.log(`  FAILED: ${(e as Error).stack ?? e}`);
@@ -83,6 +95,7 @@ async function main(): Promise<void> {
       if (name === 'reflector' || name === 'icmp-udp' || name === 'ip6-echo') { try { labDown(PREFIX); } catch { /* already gone */ } }
       if (TCP_NAMES.includes(name)) { try { labDown(TCP_PREFIX); } catch { /* already gone */ } }
       if (name === 'iscsi') { try { labDown(ISCSI_PREFIX); } catch { /* already gone */ } }
+      if (name === 'shards') { try { labDown(SHARDS_PREFIX); } catch { /* already gone */ } }
     }
     console.log(`  (${((Date.now() - t) / 1000).toFixed(1)} s)`);
   }

@@ -176,6 +176,43 @@ test('a flow moved to the other queue mid-transfer is handed to its owner and st
   }
 });
 
+test('a frame handed to its owner is counted once: the group\'s device, link and VS receive counters equal the frames that came off the wire', async () => {
+  const w = shardWorld({ config: shardConfig({ services } as never) });
+  try {
+    const size = 200_000;
+    const data = pattern(size, 4);
+    const got: Buffer[] = [];
+    let received = 0, moved = false, ended = false, port = 0;
+    const c = connect(w.peer.ctx(), 7, '10.1.1.1', () => { port = c.localPort!; c.end(data); });
+    c.on('data', (d: Buffer) => {
+      got.push(d);
+      received += d.length;
+      if (!moved && received > size / 4) {
+        const owner = (w.group.show('vs', { perShard: true }) as { data: Row[] }[]).findIndex((p) => (p.data[0]!.tcpConnections as number) > 0);
+        w.pin(port, 1 - owner);
+        moved = true;
+      }
+    });
+    c.on('end', () => { ended = true; });
+    assert.ok(await w.run(() => ended, 60_000_000), 'transfer ended');
+    assert.is(sha(Buffer.concat(got)), sha(data));
+    await w.run(() => false, 500_000); // the last segments still on the wire arrive
+    const wire = w.perQueue.reduce((a, b) => a + b, 0);
+    const rows = shardRows(w);
+    const handed = rows.reduce((n, r) => n + (r.forwardedIn as number), 0);
+    assert.ok(forwardedTotal(w) > 10 && handed > 10, `frames were handed over (${handed})`);
+    const all = w.group.show('counters') as { devices: Row[]; links: Row[]; vs: Row[] };
+    assert.is(all.devices[0]!.rxPackets, wire, 'device: every frame from the peer once, whichever shards saw it');
+    assert.is(all.links[0]!.rxPackets, wire, 'link: the same');
+    assert.is(all.vs[0]!.rxPackets, wire, 'VS: the same');
+    // Per shard: what came from its own queue.
+    const per = (w.group.show('counters', { perShard: true }) as { data: { devices: Row[] } }[]).map((p) => p.data.devices[0]!.rxPackets as number);
+    assert.equal(per, w.perQueue);
+  } finally {
+    w.group.close();
+  }
+});
+
 test('outbound connections from each shard: return traffic reaching the other shard is handed back; ARP answers reach both shards', async () => {
   const w = shardWorld();
   try {

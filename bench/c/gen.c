@@ -3,7 +3,7 @@
  * lab namespace), sends 60-byte frames (64 on the wire with the FCS) at the maximum rate it can,
  * answers ARP requests for its own address, and counts the IPv4 frames that come back to its MAC.
  *
- *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]
+ *   gen IFNAME MODE DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES] [QUEUES]
  *     MODE     udp (UDP datagram to DST_IP port 7) or icmp (ICMP echo request to DST_IP), 60-byte
  *              frames; udp6 / icmp6: the same over IPv6 (SRC_IP, DST_IP IPv6 addresses; the same
  *              18-byte payload, so 80-byte frames), answering Neighbor Solicitations for SRC_IP
@@ -19,21 +19,26 @@
  *       frag     incomplete IPv4 fragment trains: UDP fragments of 512 bytes to DST_IP with MF set
  *                (offset 0 or a random middle offset, never the last), random IDs, from SRC_IP
  *     SECONDS  measurement window; WARMUP seconds of traffic before it (not counted)
- *     RATE     frames per second at most (0 or absent: as fast as possible)
+ *     RATE     frames per second at most, over all QUEUES (each sends RATE / their count; 0 or
+ *              absent: as fast as possible)
  *     COUNT    stop after this many frames (0 or absent: no limit; SECONDS still ends the run)
  *     PORT     destination port of syn (default 7)
  *     SOURCES  number of spoofed senders (default 65000 for syn, 8192 for arp; at most 65000)
+ *     QUEUES   queues of IFNAME to send on, comma-separated (default 0): one socket (and UMEM) per
+ *              queue, served in turn by this one thread, so the offered load is one core's whatever
+ *              the count. On a veth a frame sent on queue q arrives on the other end's rx queue q.
  *
  * Output, one line at exit:
  *   {"tx_pps":N,"rx_pps":N,"tx":N,"rx":N,"seconds":S,"arp_replies":N,"tx_total":N,"rx_total":N,
- *    "arp_rx":N,"elapsed":S}
- * (tx/rx/…_pps over the window; *_total and arp_rx (ARP frames received) over the whole run).
+ *    "arp_rx":N,"elapsed":S,"rx_queues":[N,...]}
+ * (tx/rx/…_pps over the window; *_total and arp_rx (ARP frames received) over the whole run;
+ * rx_queues: frames counted as returned per queue of QUEUES, over the window).
  *
  * Counted as returned: IPv4 frames to our MAC; in the IPv6 modes, IPv6 UDP datagrams and ICMPv6 echo
  * replies to our MAC ("arp_replies" then counts Neighbor Advertisements sent).
  *
  * Same libxdp as the native core; copy-mode bind with need_wakeup; libxdp's default XDP program
- * redirects every frame of queue 0 to the socket.
+ * redirects every frame of each queue to that queue's socket.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -327,10 +332,57 @@ static int send_reply(struct xsk_ring_prod *tx, int fd, unsigned len)
 	return 1;
 }
 
+#define MAX_QUEUES 8
+
+/* One AF_XDP socket on one queue of the device, with a UMEM of its own. */
+struct queue {
+	unsigned char *area;
+	struct xsk_umem *umem;
+	struct xsk_socket *xsk;
+	struct xsk_ring_prod fill, tx;
+	struct xsk_ring_cons comp, rx;
+	int fd;
+	uint64_t free_stack[TX_FRAMES];
+	unsigned nfree;
+	int arp_busy;
+	unsigned long long tx_total, rx_total;
+};
+
+/* Opens the socket of queue `qid`: TX frames hold the template, RX frames go to the fill ring. */
+static int open_queue(struct queue *q, const char *ifname, unsigned qid, const unsigned char *tmpl, unsigned pkt_len)
+{
+	size_t size = (size_t)FRAME_SIZE * NUM_FRAMES;
+	q->area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+	if (q->area == MAP_FAILED) { perror("mmap"); return -1; }
+	struct xsk_umem_config ucfg = { .fill_size = RING, .comp_size = RING, .frame_size = FRAME_SIZE };
+	int r = xsk_umem__create(&q->umem, q->area, size, &q->fill, &q->comp, &ucfg);
+	if (r) { fprintf(stderr, "gen: xsk_umem__create: %s\n", strerror(-r)); return -1; }
+	struct xsk_socket_config scfg = { .rx_size = RING, .tx_size = RING, .bind_flags = XDP_USE_NEED_WAKEUP };
+	for (int attempt = 0;; attempt++) {
+		r = xsk_socket__create(&q->xsk, ifname, qid, q->umem, &q->rx, &q->tx, &scfg);
+		if (r != -EBUSY || attempt >= 20) break;
+		usleep(50000);
+	}
+	if (r) { fprintf(stderr, "gen: xsk_socket__create(%s, queue %u): %s\n", ifname, qid, strerror(-r)); return -1; }
+	q->fd = xsk_socket__fd(q->xsk);
+	q->nfree = 0;
+	for (unsigned i = 0; i < ARP_FRAME; i++) {
+		memcpy(q->area + (size_t)i * FRAME_SIZE, tmpl, pkt_len);
+		q->free_stack[q->nfree++] = (uint64_t)i * FRAME_SIZE;
+	}
+	unsigned idx = 0;
+	unsigned nrx = NUM_FRAMES - TX_FRAMES;
+	if (nrx > RING) nrx = RING;
+	xsk_ring_prod__reserve(&q->fill, nrx, &idx);
+	for (unsigned i = 0; i < nrx; i++) *xsk_ring_prod__fill_addr(&q->fill, idx + i) = (uint64_t)(TX_FRAMES + i) * FRAME_SIZE;
+	xsk_ring_prod__submit(&q->fill, nrx);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
-		fprintf(stderr, "usage: %s IFNAME udp|icmp|udp6|icmp6|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES]\n", argv[0]);
+		fprintf(stderr, "usage: %s IFNAME udp|icmp|udp6|icmp6|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES] [QUEUES]\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
@@ -346,6 +398,15 @@ int main(int argc, char **argv)
 	struct flood fl = { .mode = (enum mode)m, .port = 7, .sources = m == M_SYN ? 65000 : 8192 };
 	if (argc > 10) fl.port = (uint16_t)atoi(argv[10]);
 	if (argc > 11) fl.sources = (uint32_t)strtoul(argv[11], NULL, 0);
+	unsigned qids[MAX_QUEUES];
+	int nq = 0;
+	for (const char *qs = argc > 12 ? argv[12] : "0"; *qs && nq >= 0;) {
+		char *end;
+		unsigned long v = strtoul(qs, &end, 10);
+		if (end == qs || v > 63 || nq == MAX_QUEUES || (*end && *end != ',')) { nq = -1; break; }
+		qids[nq++] = (unsigned)v;
+		qs = *end ? end + 1 : end;
+	}
 	if (fl.sources < 1 || fl.sources > 65000 || rate < 0) { fprintf(stderr, "gen: SOURCES must be 1..65000, RATE >= 0\n"); return 2; }
 	rng ^= (uint64_t)getpid() << 32 ^ (uint64_t)time(NULL);
 	unsigned char dmac[6], smac[6];
@@ -361,25 +422,7 @@ int main(int argc, char **argv)
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 
-	size_t size = (size_t)FRAME_SIZE * NUM_FRAMES;
-	unsigned char *area = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-	if (area == MAP_FAILED) { perror("mmap"); return 1; }
-	struct xsk_ring_prod fill, tx;
-	struct xsk_ring_cons comp, rx;
-	struct xsk_umem *umem;
-	struct xsk_umem_config ucfg = { .fill_size = RING, .comp_size = RING, .frame_size = FRAME_SIZE };
-	int r = xsk_umem__create(&umem, area, size, &fill, &comp, &ucfg);
-	if (r) { fprintf(stderr, "gen: xsk_umem__create: %s\n", strerror(-r)); return 1; }
-	struct xsk_socket *xsk;
-	struct xsk_socket_config scfg = { .rx_size = RING, .tx_size = RING, .bind_flags = XDP_USE_NEED_WAKEUP };
-	for (int attempt = 0;; attempt++) {
-		r = xsk_socket__create(&xsk, ifname, 0, umem, &rx, &tx, &scfg);
-		if (r != -EBUSY || attempt >= 20) break;
-		usleep(50000);
-	}
-	if (r) { fprintf(stderr, "gen: xsk_socket__create(%s): %s\n", ifname, strerror(-r)); return 1; }
-	int fd = xsk_socket__fd(xsk);
-
+	if (nq < 1) { fprintf(stderr, "gen: QUEUES must list 1..%d queue ids, e.g. 0 or 0,1\n", MAX_QUEUES); return 2; }
 	unsigned char tmpl[PKT6_LEN];
 	if (v6) build6(tmpl, icmp, dmac, smac, sip6.s6_addr, dip6.s6_addr);
 	else build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
@@ -388,68 +431,65 @@ int main(int argc, char **argv)
 	memcpy(fl.smac, smac, 6);
 	fl.sip = ntohl(sip.s_addr);
 	fl.dip = ntohl(dip.s_addr);
-	static uint64_t free_stack[TX_FRAMES];
-	unsigned nfree = 0;
-	for (unsigned i = 0; i < ARP_FRAME; i++) {
-		memcpy(area + (size_t)i * FRAME_SIZE, tmpl, pkt_len);
-		free_stack[nfree++] = (uint64_t)i * FRAME_SIZE;
-	}
-	int arp_busy = 0;
-	unsigned idx = 0;
-	unsigned nrx = NUM_FRAMES - TX_FRAMES;
-	if (nrx > RING) nrx = RING;
-	xsk_ring_prod__reserve(&fill, nrx, &idx);
-	for (unsigned i = 0; i < nrx; i++) *xsk_ring_prod__fill_addr(&fill, idx + i) = (uint64_t)(TX_FRAMES + i) * FRAME_SIZE;
-	xsk_ring_prod__submit(&fill, nrx);
+	static struct queue qs[MAX_QUEUES];
+	for (int k = 0; k < nq; k++)
+		if (open_queue(&qs[k], ifname, qids[k], tmpl, pkt_len)) return 1;
 
 	unsigned long long tx_total = 0, rx_total = 0, tx_w = 0, rx_w = 0, arp_replies = 0, arp_rx = 0;
+	unsigned long long rxq_w[MAX_QUEUES] = { 0 };
 	double t0 = now_s(), tw0 = t0 + warmup, tw1 = tw0 + seconds;
 	int in_window = 0;
 	double t = t0;
 	unsigned iter = 0;
+	unsigned idx = 0;
 	while (!stop) {
+		for (int k = 0; k < nq; k++) {
+		struct queue *q = &qs[k];
+		unsigned char *area = q->area;
 		/* Completions: TX frames back to the free stack. */
-		unsigned n = xsk_ring_cons__peek(&comp, RING, &idx);
+		unsigned n = xsk_ring_cons__peek(&q->comp, RING, &idx);
 		for (unsigned i = 0; i < n; i++) {
-			uint64_t a = *xsk_ring_cons__comp_addr(&comp, idx + i) & ~(uint64_t)(FRAME_SIZE - 1);
-			if (a == (uint64_t)ARP_FRAME * FRAME_SIZE) arp_busy = 0;
-			else free_stack[nfree++] = a;
+			uint64_t a = *xsk_ring_cons__comp_addr(&q->comp, idx + i) & ~(uint64_t)(FRAME_SIZE - 1);
+			if (a == (uint64_t)ARP_FRAME * FRAME_SIZE) q->arp_busy = 0;
+			else q->free_stack[q->nfree++] = a;
 		}
-		if (n) xsk_ring_cons__release(&comp, n);
+		if (n) xsk_ring_cons__release(&q->comp, n);
 
 		/* Send one batch (at most RATE frames per second, COUNT in all). */
-		unsigned want = nfree < BATCH ? nfree : BATCH;
+		unsigned want = q->nfree < BATCH ? q->nfree : BATCH;
 		if (rate > 0) {
-			double allowed = (now_s() - t0) * rate - (double)tx_total;
+			/* RATE is shared evenly by the queues: each sends its part. */
+			double allowed = (now_s() - t0) * rate / nq - (double)q->tx_total;
 			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
-			if (!want && nfree == ARP_FRAME) usleep(100); /* paced and nothing in flight: leave the CPU */
+			if (!want && q->nfree == ARP_FRAME) usleep(100); /* paced and nothing in flight: leave the CPU */
 		}
 		if (limit && tx_total + want > limit) want = (unsigned)(limit - tx_total);
 		if (want) {
 			unsigned tidx;
-			unsigned got = xsk_ring_prod__reserve(&tx, want, &tidx);
+			unsigned got = xsk_ring_prod__reserve(&q->tx, want, &tidx);
 			for (unsigned i = 0; i < got; i++) {
-				struct xdp_desc *d = xsk_ring_prod__tx_desc(&tx, tidx + i);
-				d->addr = free_stack[--nfree];
+				struct xdp_desc *d = xsk_ring_prod__tx_desc(&q->tx, tidx + i);
+				d->addr = q->free_stack[--q->nfree];
 				d->len = flood ? build_flood(area + d->addr, &fl) : pkt_len;
 				d->options = 0;
 			}
 			if (got) {
-				xsk_ring_prod__submit(&tx, got);
+				xsk_ring_prod__submit(&q->tx, got);
 				tx_total += got;
+				q->tx_total += got;
 			}
 		}
-		for (int k = 0; k < 4; k++) {
-			if (sendto(fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 || errno != EAGAIN) break;
+		for (int r = 0; r < 4; r++) {
+			if (sendto(q->fd, NULL, 0, MSG_DONTWAIT, NULL, 0) >= 0 || errno != EAGAIN) break;
 		}
 
 		/* Receive: count IPv4 frames to our MAC, answer ARP requests for our address. */
-		unsigned rcvd = xsk_ring_cons__peek(&rx, BATCH, &idx);
+		unsigned rcvd = xsk_ring_cons__peek(&q->rx, BATCH, &idx);
 		if (rcvd) {
 			unsigned fidx;
-			while (xsk_ring_prod__reserve(&fill, rcvd, &fidx) != rcvd) { /* the fill ring has room for all RX frames */ }
+			while (xsk_ring_prod__reserve(&q->fill, rcvd, &fidx) != rcvd) { /* the fill ring has room for all RX frames */ }
 			for (unsigned i = 0; i < rcvd; i++) {
-				const struct xdp_desc *d = xsk_ring_cons__rx_desc(&rx, idx + i);
+				const struct xdp_desc *d = xsk_ring_cons__rx_desc(&q->rx, idx + i);
 				unsigned char *p = xsk_umem__get_data(area, d->addr);
 				unsigned len = d->len;
 				if (len >= 14 && p[12] == 0x08 && p[13] == 0x06) arp_rx++;
@@ -459,14 +499,16 @@ int main(int argc, char **argv)
 					int ip6 = len >= 58 && p[12] == 0x86 && p[13] == 0xdd;
 					if (ip6 && memcmp(p, smac, 6) == 0 && (p[20] == 17 || (p[20] == 58 && p[54] == 129))) {
 						rx_total++;
-					} else if (ip6 && !arp_busy &&
+						q->rx_total++;
+					} else if (ip6 && !q->arp_busy &&
 						   (na_len = build_na(area + (size_t)ARP_FRAME * FRAME_SIZE, p, len, smac, sip6.s6_addr)) > 0) {
-						if (send_reply(&tx, fd, na_len)) { arp_busy = 1; arp_replies++; }
+						if (send_reply(&q->tx, q->fd, na_len)) { q->arp_busy = 1; arp_replies++; }
 					}
 				} else if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
 					rx_total++;
+					q->rx_total++;
 				} else if (len >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[20] == 0 && p[21] == 1 &&
-					   memcmp(p + 38, &sip.s_addr, 4) == 0 && !arp_busy) {
+					   memcmp(p + 38, &sip.s_addr, 4) == 0 && !q->arp_busy) {
 					unsigned char *a = area + (size_t)ARP_FRAME * FRAME_SIZE;
 					memset(a, 0, PKT_LEN);
 					memcpy(a, p + 6, 6);
@@ -477,30 +519,44 @@ int main(int argc, char **argv)
 					memcpy(a + 22, smac, 6);
 					memcpy(a + 28, &sip.s_addr, 4);
 					memcpy(a + 32, p + 22, 10); /* target = requester's sha + spa */
-					if (send_reply(&tx, fd, PKT_LEN)) { arp_busy = 1; arp_replies++; }
+					if (send_reply(&q->tx, q->fd, PKT_LEN)) { q->arp_busy = 1; arp_replies++; }
 				}
-				*xsk_ring_prod__fill_addr(&fill, fidx + i) = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
+				*xsk_ring_prod__fill_addr(&q->fill, fidx + i) = d->addr & ~(uint64_t)(FRAME_SIZE - 1);
 			}
-			xsk_ring_cons__release(&rx, rcvd);
-			xsk_ring_prod__submit(&fill, rcvd);
+			xsk_ring_cons__release(&q->rx, rcvd);
+			xsk_ring_prod__submit(&q->fill, rcvd);
 		}
-		if (xsk_ring_prod__needs_wakeup(&fill)) recvfrom(fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+		if (xsk_ring_prod__needs_wakeup(&q->fill)) recvfrom(q->fd, NULL, 0, MSG_DONTWAIT, NULL, NULL);
+		}
 
 		if ((++iter & 15) == 0) {
 			t = now_s();
-			if (!in_window && t >= tw0) { in_window = 1; tx_w = tx_total; rx_w = rx_total; }
+			if (!in_window && t >= tw0) {
+				in_window = 1;
+				tx_w = tx_total;
+				rx_w = rx_total;
+				for (int k = 0; k < nq; k++) rxq_w[k] = qs[k].rx_total;
+			}
 			if (t >= tw1) break;
-			if (limit && tx_total >= limit && nfree == ARP_FRAME && !arp_busy) break; /* all sent and completed */
+			if (limit && tx_total >= limit) { /* all sent and completed */
+				int idle = 1;
+				for (int k = 0; k < nq; k++) if (qs[k].nfree != ARP_FRAME || qs[k].arp_busy) idle = 0;
+				if (idle) break;
+			}
 		}
 	}
 	double span = t - tw0;
 	unsigned long long txn = tx_total - tx_w, rxn = rx_total - rx_w;
 	printf("{\"tx_pps\":%.0f,\"rx_pps\":%.0f,\"tx\":%llu,\"rx\":%llu,\"seconds\":%.3f,\"arp_replies\":%llu,"
-	       "\"tx_total\":%llu,\"rx_total\":%llu,\"arp_rx\":%llu,\"elapsed\":%.3f}\n",
+	       "\"tx_total\":%llu,\"rx_total\":%llu,\"arp_rx\":%llu,\"elapsed\":%.3f,\"rx_queues\":[",
 	       span > 0 ? txn / span : 0, span > 0 ? rxn / span : 0, txn, rxn, span, arp_replies,
 	       tx_total, rx_total, arp_rx, t - t0);
-	xsk_socket__delete(xsk);
-	xsk_umem__delete(umem);
-	munmap(area, size);
+	for (int k = 0; k < nq; k++) printf("%s%llu", k ? "," : "", qs[k].rx_total - (in_window ? rxq_w[k] : qs[k].rx_total));
+	printf("]}\n");
+	for (int k = 0; k < nq; k++) {
+		xsk_socket__delete(qs[k].xsk);
+		xsk_umem__delete(qs[k].umem);
+		munmap(qs[k].area, (size_t)FRAME_SIZE * NUM_FRAMES);
+	}
 	return 0;
 }

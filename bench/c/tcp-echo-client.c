@@ -3,8 +3,12 @@
  *
  * IP is an IPv4 or an IPv6 address.
  *
- *   tcp-echo-client echo    IP PORT CONNS SECONDS [SIZE] [WARMUP]
+ *   tcp-echo-client echo    IP PORT CONNS SECONDS [SIZE] [WARMUP] [RATE]
  *     CONNS connections; each sends SIZE bytes (default 64), waits for the SIZE-byte echo, repeats.
+ *     RATE (requests per second in all, 0 or absent: no limit): a connection whose echo came back
+ *     sends its next request when a token bucket filled at RATE per second (at most CONNS tokens)
+ *     has one, else waits in line (checked every millisecond at least); the first requests, one
+ *     per connection, leave at once.
  *   tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]
  *     PARALLEL slots; each connects, sends 1 byte, reads 1 byte, closes, and starts again.
  *
@@ -43,6 +47,7 @@ struct conn {
 	int fd;
 	size_t got;     /* bytes of the current echo received */
 	int connected;
+	int parked;     /* echo complete, waiting for the rate to allow the next request */
 };
 
 static struct conn conns[MAXC];
@@ -52,6 +57,20 @@ static int ep;
 static size_t size = 64;
 static char sbuf[65536], rbuf[65536];
 static uint64_t ops, errors;
+static double rate, t_start, tokens, t_tokens;
+static int nconns;
+static int parked[MAXC]; /* FIFO of waiting connections: pcount ids from parked[phead], wrapping */
+static int phead, pcount;
+
+/* RATE: the next request may leave now (a token bucket of RATE per second, CONNS deep). */
+static int may_send(double t)
+{
+	if (rate <= 0) return 1;
+	tokens += (t - t_tokens) * rate;
+	t_tokens = t;
+	if (tokens > nconns) tokens = nconns;
+	return tokens >= 1;
+}
 
 static double now_s(void)
 {
@@ -73,6 +92,7 @@ static int open_conn(int i)
 	conns[i].fd = fd;
 	conns[i].got = 0;
 	conns[i].connected = 0;
+	conns[i].parked = 0;
 	struct epoll_event ev = { .events = EPOLLIN | EPOLLOUT, .data.u32 = i };
 	epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
 	return 0;
@@ -105,7 +125,7 @@ static int connected(int i, size_t len)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: tcp-echo-client echo IP PORT CONNS SECONDS [SIZE] [WARMUP]\n"
+	fprintf(stderr, "usage: tcp-echo-client echo IP PORT CONNS SECONDS [SIZE] [WARMUP] [RATE]\n"
 			"       tcp-echo-client connect IP PORT PARALLEL SECONDS [WARMUP]\n"
 			"       tcp-echo-client hold IP PORT CONNS SECONDS\n");
 	exit(2);
@@ -182,17 +202,20 @@ int main(int argc, char **argv)
 	double secs = atof(argv[5]), warm = 1;
 	if (echo && argc > 6) size = strtoul(argv[6], NULL, 0);
 	if (argc > (echo ? 7 : 6)) warm = atof(argv[echo ? 7 : 6]);
-	if (n < 1 || n > MAXC || size < 1 || size > sizeof(sbuf) || secs <= 0) usage();
+	if (echo && argc > 8) rate = atof(argv[8]);
+	if (n < 1 || n > MAXC || size < 1 || size > sizeof(sbuf) || secs <= 0 || rate < 0) usage();
 	memset(sbuf, 'x', sizeof(sbuf));
 
 	ep = epoll_create1(EPOLL_CLOEXEC);
 	if (holding) return hold(n, secs);
 	const char *iv = getenv("TCP_CLIENT_INTERVAL");
 	double interval = iv ? atof(iv) : 0, next_report = 0;
+	t_start = t_tokens = now_s();
+	nconns = n;
 	for (int i = 0; i < n; i++)
 		if (open_conn(i) < 0) { perror("connect"); return 1; }
 
-	double t0 = now_s(), start = t0 + warm, end = start + secs;
+	double t0 = t_start, start = t0 + warm, end = start + secs;
 	next_report = t0 + interval;
 	uint64_t base = 0;
 	int counting = 0;
@@ -206,7 +229,18 @@ int main(int argc, char **argv)
 			fflush(stdout);
 			next_report += interval;
 		}
-		int k = epoll_wait(ep, evs, 256, 10);
+		/* RATE: parked connections send as the time allows. */
+		while (pcount > 0 && may_send(t)) {
+			int i = parked[phead];
+			phead = (phead + 1) % MAXC;
+			pcount--;
+			struct conn *c = &conns[i];
+			if (!c->parked) continue; /* reopened meanwhile */
+			c->parked = 0;
+			tokens -= 1;
+			if (send(c->fd, sbuf, size, MSG_NOSIGNAL) < 0) { errors++; reopen(i); }
+		}
+		int k = epoll_wait(ep, evs, 256, pcount > 0 ? 1 : 10);
 		for (int j = 0; j < k; j++) {
 			int i = evs[j].data.u32;
 			struct conn *c = &conns[i];
@@ -227,7 +261,14 @@ int main(int argc, char **argv)
 					while (c->got >= size) {
 						c->got -= size;
 						ops++;
-						if (c->got == 0 && send(c->fd, sbuf, size, MSG_NOSIGNAL) < 0) { errors++; reopen(i); break; }
+						if (c->got != 0) continue;
+						if (rate > 0 && !may_send(now_s()) && pcount < MAXC) {
+							c->parked = 1;
+							parked[(phead + pcount++) % MAXC] = i;
+							break;
+						}
+						tokens -= 1;
+						if (send(c->fd, sbuf, size, MSG_NOSIGNAL) < 0) { errors++; reopen(i); break; }
 					}
 				} else {
 					ops++;

@@ -436,6 +436,9 @@ export class Engine implements NeighborHost, TcpEngine {
     m.now = now;
     const b = m.b;
     const pool = dev.pool;
+    // Shards: a frame handed over by another shard was counted there, where it came off the
+    // wire; counting it again would make the group's sums exceed what the device received.
+    const count = this.forwardedIn ? 0 : 1;
     let done = 0;
     while (done < burst.n) {
       const n = Math.min(burst.n - done, CHUNK);
@@ -451,8 +454,8 @@ export class Engine implements NeighborHost, TcpEngine {
         const f = burst.frame[i]!;
         const off = burst.off[i]!;
         const len = burst.len[i]!;
-        dev.counters.rxPackets++;
-        dev.counters.rxBytes += len;
+        dev.counters.rxPackets += count;
+        dev.counters.rxBytes += count * len;
         m.link[j] = null;
         const eth = this.eth;
         const d = eth.parse(b, off, len);
@@ -488,8 +491,8 @@ export class Engine implements NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        link.rxPackets++;
-        link.rxBytes += len;
+        link.rxPackets += count;
+        link.rxBytes += count * len;
         if (d !== Drop.None) {
           link.drop(d);
           pool.free(f);
