@@ -436,6 +436,8 @@ export class Engine implements NeighborHost, TcpEngine {
     m.now = now;
     const b = m.b;
     const pool = dev.pool;
+    // A frame another shard handed over was counted as received there (the shard of its queue).
+    const fresh = !this.forwardedIn;
     let done = 0;
     while (done < burst.n) {
       const n = Math.min(burst.n - done, CHUNK);
@@ -451,8 +453,10 @@ export class Engine implements NeighborHost, TcpEngine {
         const f = burst.frame[i]!;
         const off = burst.off[i]!;
         const len = burst.len[i]!;
-        dev.counters.rxPackets++;
-        dev.counters.rxBytes += len;
+        if (fresh) {
+          dev.counters.rxPackets++;
+          dev.counters.rxBytes += len;
+        }
         m.link[j] = null;
         const eth = this.eth;
         const d = eth.parse(b, off, len);
@@ -488,8 +492,10 @@ export class Engine implements NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        link.rxPackets++;
-        link.rxBytes += len;
+        if (fresh) {
+          link.rxPackets++;
+          link.rxBytes += len;
+        }
         if (d !== Drop.None) {
           link.drop(d);
           pool.free(f);
