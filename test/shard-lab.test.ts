@@ -401,12 +401,18 @@ if (privileged) {
   test.before(async () => {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'shard-lab-'));
     lab = labUp({ prefix: PREFIX, queues: 2, peers: PEERS });
-    // The application's kernel listener is up before the shards start (2 connections: one per shard).
-    kernelServer = new Py(4, ECHO_SERVER, ['10.2.2.2', KPORT, 2, 30], 60_000);
-    await kernelServer.line(/^listening$/, 10_000);
-    const app = path.join(tmp, 'app.js');
-    fs.writeFileSync(app, appSource(tmp));
-    stack = await ShardedStack.start(config(), { shards: 2, app, log: (m) => logs.push(m), onFatal: (m) => logs.push(`FATAL ${m}`) });
+    try {
+      // The application's kernel listener is up before the shards start (2 connections: one per shard).
+      kernelServer = new Py(4, ECHO_SERVER, ['10.2.2.2', KPORT, 2, 30], 60_000);
+      await kernelServer.line(/^listening$/, 10_000);
+      const app = path.join(tmp, 'app.js');
+      fs.writeFileSync(app, appSource(tmp));
+      stack = await ShardedStack.start(config(), { shards: 2, app, log: (m) => logs.push(m), onFatal: (m) => logs.push(`FATAL ${m}`) });
+    } catch (e) {
+      kernelServer?.kill();
+      labDown(PREFIX);
+      throw e;
+    }
   });
 
   test.after(async () => {
