@@ -361,7 +361,7 @@ export function formatShow(kind: string, data: unknown): string[] {
     if (d.shards?.length) {
       // Frames handed to another shard (its flow's owner) and taken from the others.
       const rows = d.shards.map((r) => ({ ...r, forwarded: (r.forwarded as number[]).reduce((a, b) => a + b, 0) }));
-      out.push('', 'Shards:', ...formatTable(rows, ['shard', 'tcpConnections', 'passiveOpens', 'activeOpens', 'forwarded', 'forwardedIn', 'neighborShared', 'ringFull']).map((l) => `  ${l}`));
+      out.push('', 'Shards:', ...formatTable(rows, ['shard', 'tcpConnections', 'passiveOpens', 'activeOpens', 'forwarded', 'forwardedIn', 'neighborShared', 'ringFull', 'heldBack']).map((l) => `  ${l}`));
     }
     return out;
   }

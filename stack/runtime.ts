@@ -54,6 +54,8 @@ export class Runtime {
   private bellArmed = false;
   /** Consecutive event-loop turns without a received frame. */
   private idleTurns = 0;
+  /** Shards: the last step left frames in the devices' queues because a ring toward another shard was nearly full. */
+  private heldBack = false;
 
   /** Whether the loop spins (setImmediate) rather than waiting for readiness. */
   private get spinning(): boolean {
@@ -73,10 +75,21 @@ export class Runtime {
     this.steps++;
     const e = this.engine;
     let rx = 0;
+    const steer = e.steer;
+    // Shards: each frame of a burst may be handed to another shard. A burst is read only while
+    // every ring toward the others has room for all of it; else the frames wait in the device's
+    // queue (the kernel's ring) until the owners took theirs, instead of being dropped here.
+    const need = steer === null ? 0 : Math.min(this.rxBurst.capacity, steer.ringSlots);
+    this.heldBack = false;
     for (let d = 0; d < this.drivers.length; d++) {
       const drv = this.drivers[d]!;
       drv.service(now);
       for (let k = 0; k < this.burstsPerStep; k++) {
+        if (steer !== null && steer.room() < need) {
+          if (!this.heldBack) steer.counters.heldBack++;
+          this.heldBack = true;
+          break;
+        }
         this.rxBurst.n = 0;
         const n = drv.rx(this.rxBurst, now);
         if (n === 0) break;
@@ -89,7 +102,6 @@ export class Runtime {
     }
     // Shards: frames other shards handed to this one (the doorbell is read first, so a frame
     // handed over after the rings were read rings it again).
-    const steer = e.steer;
     if (steer !== null) {
       this.bellSeen = steer.bell();
       rx += e.inputForwarded(this.rxBurst, now);
@@ -106,6 +118,8 @@ export class Runtime {
     }
     // Frames left in the rings (no free frame in the pool): again shortly.
     if (steer !== null && steer.pending > 0) next = Math.min(next, now + 100);
+    // Frames held back in the devices' queues: read them once the other shards drained their rings.
+    if (this.heldBack) next = Math.min(next, now + 100);
     return next;
   }
 
@@ -136,7 +150,8 @@ export class Runtime {
     this.engineKick = () => this.schedule(0);
     this.pollFallback = false;
     for (const d of this.drivers) {
-      const ok = d.onReadable ? d.onReadable(() => this.schedule(0)) : false;
+      // While frames are held back, readiness (level-triggered) would only spin: the retry is timed.
+      const ok = d.onReadable ? d.onReadable(() => { if (!this.heldBack) this.schedule(0); }) : false;
       if (!ok) this.pollFallback = true;
     }
     this.schedule(0);

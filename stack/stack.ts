@@ -514,7 +514,7 @@ export class Stack {
           // Shards: what this shard handed to others and took from them, and the flows it owns.
           ...(e.steer !== null && opts.vs === undefined ? { shards: [{
             shard: e.steer.self, tcpConnections: e.tcp.connCount, passiveOpens: e.tcp.passiveOpens, activeOpens: e.tcp.activeOpens, forwarded: [...e.steer.counters.forwarded], forwardedIn: e.steer.counters.forwardedIn,
-            neighborShared: e.steer.counters.neighborShared, ringFull: e.steer.counters.ringFull,
+            neighborShared: e.steer.counters.neighborShared, ringFull: e.steer.counters.ringFull, heldBack: e.steer.counters.heldBack,
           }] } : {}),
         };
       }

@@ -55,6 +55,11 @@ export interface SteerCounters {
   neighborShared: number;
   /** Frames that could not be handed over: the destination's ring was full (counted drops). */
   ringFull: number;
+  /**
+   * Steps that left received frames in the device's queue because a ring toward another shard had
+   * no room for a whole burst (back-pressure: they are read once the owner drained its ring).
+   */
+  heldBack: number;
 }
 
 export class Steering {
@@ -75,7 +80,7 @@ export class Steering {
     this.out = mem.rings[self]!.map((b) => (b ? new FrameRing(b, mem.ringSize) : null));
     this.inc = mem.rings.map((row) => (row[self] ? new FrameRing(row[self]!, mem.ringSize) : null));
     this.bells = new Int32Array(mem.bells);
-    this.counters = { forwarded: new Array<number>(mem.shards).fill(0), forwardedIn: 0, neighborShared: 0, ringFull: 0 };
+    this.counters = { forwarded: new Array<number>(mem.shards).fill(0), forwardedIn: 0, neighborShared: 0, ringFull: 0, heldBack: 0 };
   }
 
   /** Hands a frame to shard `to`; false (counted) when its ring is full. */
@@ -94,6 +99,18 @@ export class Steering {
   /** Copies a neighbor answer to every other shard. */
   share(dev: number, bytes: Uint8Array, off: number, len: number): void {
     for (let to = 0; to < this.shards; to++) if (to !== this.self && this.send(to, dev, RingKind.Neighbor, bytes, off, len)) this.counters.neighborShared++;
+  }
+
+  /** Free slots of the fullest ring toward another shard (what one burst may hand over without a ring-full drop). */
+  room(): number {
+    let min = Infinity;
+    for (const r of this.out) if (r) min = Math.min(min, r.size.slots - r.length);
+    return min;
+  }
+
+  /** Slots of a ring. */
+  get ringSlots(): number {
+    return this.mem.ringSize.slots;
   }
 
   /** Frames waiting in the rings toward this shard. */

@@ -13,6 +13,7 @@ import type { StackConfig } from '../../stack/config';
 import type { Stack } from '../../stack/stack';
 import { LocalShardGroup } from '../../stack/shard/group';
 import { Toeplitz } from '../../protocols/rss/toeplitz';
+import type { RingSize } from '../../stack/shard/ring';
 
 export const SECRET = new Uint8Array(16).map((_, i) => i * 29 + 5);
 
@@ -51,7 +52,9 @@ export const MS_KEY = Uint8Array.from(Buffer.from('6d5a56da255b0ec24167253d43a38
 
 export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s: Stack, shard: number) => void; peerAddrs?: string[];
   /** The link hashes IPv4 TCP as an RSS NIC (Toeplitz, MS_KEY, a 128-entry table) and the shards know it. */
-  rss?: boolean } = {}): ShardWorld {
+  rss?: boolean;
+  /** The rings between the shards (default DEFAULT_RING). */
+  ringSize?: RingSize } = {}): ShardWorld {
   const shards = o.shards ?? 2;
   const pins = new Map<number, number>();
   const indir = Array.from({ length: 128 }, (_, i) => i % (o.shards ?? 2));
@@ -89,7 +92,7 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
   };
   const link = createMultiQueueLink({ queues: shards, steer, mac: '02:00:00:00:00:0a', peerMac: '02:00:00:00:00:0b', frameCount: 8192 });
   const group = new LocalShardGroup(o.config ?? shardConfig(), {
-    shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app,
+    shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app, ringSize: o.ringSize,
     ...(o.rss ? { rss: { eth0: { key: MS_KEY, indir, tcp4: 'sdfn' as const, tcp6: 'sdfn' as const } } } : {}),
   });
   const engine = new Engine({ secret: SECRET, ndp: { dadTransmits: 0 }, onOutput: () => { dirty = true; } });
