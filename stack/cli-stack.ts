@@ -72,8 +72,13 @@ export async function runStack(configPath: string, opts: { socket?: string; cont
 /** `run --shards`: the control plane here, one worker per shard. */
 async function runShards(cfg: StackConfig, opts: { socket?: string; control?: boolean; busyPoll?: boolean; shards: number | 'auto'; app?: string },
   ctx: CliContext, stop: Promise<unknown>): Promise<number> {
-  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, log: (m) => ctx.err(m) });
   let server: ControlServer | null = null;
+  // A shard died: the group has stopped and detached its devices; the control socket goes too.
+  const onFatal = (msg: string): void => {
+    ctx.err(msg);
+    void (server?.close() ?? Promise.resolve()).finally(() => process.exit(1));
+  };
+  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, log: (m) => ctx.err(m), onFatal });
   try {
     const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
     if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
