@@ -434,6 +434,8 @@ export interface MultiQueueLinkOptions {
   frameSize?: 2048 | 4096;
   frameCount?: number;
   seed?: number;
+  /** Impairments of both directions (seeded: the same run gives the same losses). */
+  impair?: Impairments;
 }
 
 class SteeredWire implements WireIn {
@@ -459,11 +461,11 @@ export function createMultiQueueLink(opts: MultiQueueLinkOptions): MultiQueueLin
   const toQueue: Wire[] = [];
   for (let q = 0; q < n; q++) {
     const w = new Wire(frameSize, 4096, 256, mixSeed(seed, 16 + q));
-    w.configure({});
+    w.configure(opts.impair ?? {});
     toQueue.push(w);
   }
   const toPeer = new Wire(frameSize, 4096, 256, mixSeed(seed, 2));
-  toPeer.configure({});
+  toPeer.configure(opts.impair ?? {});
   const mac = toMac(opts.mac, [2, 0, 0, 0, 0, 0x0a]);
   const queues = toQueue.map((w) => new MemoryEndpoint(opts.name ?? 'mem-a', new FramePool({ frameSize, frameCount }), Uint8Array.from(mac), mtu, toPeer, w));
   const peer = new MemoryEndpoint(opts.peerName ?? 'mem-b', new FramePool({ frameSize, frameCount }), toMac(opts.peerMac, [2, 0, 0, 0, 0, 0x0b]), mtu,

@@ -8,9 +8,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect } from '../stack/net';
-import { pattern, sha } from './lib/world';
-import { shardConfig, shardWorld } from './lib/shard-world';
+import { movedTransfer, shardConfig, shardWorld } from './lib/shard-world';
 
 type Row = Record<string, unknown>;
 
@@ -18,24 +16,10 @@ test('frames for the other shard beyond its ring\'s room wait in the queue: none
   // Rings of one burst: one step's intake (8 bursts) is far more than a ring holds.
   const w = shardWorld({ config: shardConfig({ services: [{ type: 'tcp-echo', vs: 'a', port: 7 }] } as never), ringSize: { slots: 64, frameBytes: 2048 } });
   try {
-    const size = 2_000_000;
-    const data = pattern(size, 11);
-    const got: Buffer[] = [];
-    let received = 0, moved = false, ended = false, port = 0;
-    const c = connect(w.peer.ctx(), 7, '10.1.1.1', () => { port = c.localPort!; c.end(data); });
-    c.on('data', (d: Buffer) => {
-      got.push(d);
-      received += d.length;
-      if (!moved && received > size / 4) {
-        const owner = (w.group.show('vs', { perShard: true }) as { data: Row[] }[]).findIndex((p) => (p.data[0]!.tcpConnections as number) > 0);
-        w.pin(port, 1 - owner);
-        moved = true;
-      }
-    });
-    c.on('end', () => { ended = true; });
-    assert.ok(await w.run(() => ended, 120_000_000), 'transfer ended');
-    assert.ok(moved);
-    assert.is(sha(Buffer.concat(got)), sha(data), 'byte-exact');
+    const r = await movedTransfer(w, 2_000_000, 11, 120_000_000);
+    assert.ok(r.ended, 'transfer ended');
+    assert.ok(r.moved);
+    assert.ok(r.exact, 'byte-exact');
     await w.run(() => false, 2_000_000);
     const rows = (w.group.show('counters') as { shards: Row[] }).shards;
     const sum = (k: string) => rows.reduce((n, r) => n + (r[k] as number), 0);

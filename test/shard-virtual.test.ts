@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { connect, createServer } from '../stack/net';
 import { pattern, sha } from './lib/world';
-import { shardConfig, shardWorld, ShardWorld } from './lib/shard-world';
+import { movedTransfer, shardConfig, shardWorld, ShardWorld } from './lib/shard-world';
 import type { Stack } from '../stack/stack';
 import { FlowTable } from '../stack/shard/flows';
 import { FrameRing, RingKind } from '../stack/shard/ring';
@@ -139,28 +139,10 @@ test('connections spread over both shards, each owned by one, echoed byte-exact 
 test('a flow moved to the other queue mid-transfer is handed to its owner and stays byte-exact', async () => {
   const w = shardWorld({ config: shardConfig({ services } as never) });
   try {
-    let moved = false;
-    const size = 400_000;
-    const data = pattern(size, 9);
-    const got: Buffer[] = [];
-    let received = 0;
-    let ended = false;
-    let port = 0;
-    const c = connect(w.peer.ctx(), 7, '10.1.1.1', () => { port = c.localPort!; c.end(data); });
-    c.on('data', (d: Buffer) => {
-      got.push(d);
-      received += d.length;
-      if (!moved && received > size / 3) {
-        // The peer's frames of this flow now go to the other queue (as a veth peer's re-rolled hash).
-        const owner = (w.group.show('vs', { perShard: true }) as { data: Row[] }[]).findIndex((p) => (p.data[0]!.tcpConnections as number) > 0);
-        w.pin(port, 1 - owner);
-        moved = true;
-      }
-    });
-    c.on('end', () => { ended = true; });
-    assert.ok(await w.run(() => ended, 60_000_000), 'transfer ended');
-    assert.ok(moved);
-    assert.is(sha(Buffer.concat(got)), sha(data), 'byte-exact through the move');
+    const r = await movedTransfer(w, 400_000, 9, 60_000_000, 1 / 3);
+    assert.ok(r.ended, 'transfer ended');
+    assert.ok(r.moved);
+    assert.ok(r.exact, 'byte-exact through the move');
     const fw = forwardedTotal(w);
     assert.ok(fw > 10, `the moved flow's frames were handed over (${fw})`);
     const rows = shardRows(w);
@@ -179,23 +161,9 @@ test('a flow moved to the other queue mid-transfer is handed to its owner and st
 test('a frame handed to its owner is counted once: the group\'s device, link and VS receive counters equal the frames that came off the wire', async () => {
   const w = shardWorld({ config: shardConfig({ services } as never) });
   try {
-    const size = 200_000;
-    const data = pattern(size, 4);
-    const got: Buffer[] = [];
-    let received = 0, moved = false, ended = false, port = 0;
-    const c = connect(w.peer.ctx(), 7, '10.1.1.1', () => { port = c.localPort!; c.end(data); });
-    c.on('data', (d: Buffer) => {
-      got.push(d);
-      received += d.length;
-      if (!moved && received > size / 4) {
-        const owner = (w.group.show('vs', { perShard: true }) as { data: Row[] }[]).findIndex((p) => (p.data[0]!.tcpConnections as number) > 0);
-        w.pin(port, 1 - owner);
-        moved = true;
-      }
-    });
-    c.on('end', () => { ended = true; });
-    assert.ok(await w.run(() => ended, 60_000_000), 'transfer ended');
-    assert.is(sha(Buffer.concat(got)), sha(data));
+    const r = await movedTransfer(w, 200_000, 4, 60_000_000);
+    assert.ok(r.ended, 'transfer ended');
+    assert.ok(r.exact);
     await w.run(() => false, 500_000); // the last segments still on the wire arrive
     const wire = w.perQueue.reduce((a, b) => a + b, 0);
     const rows = shardRows(w);
@@ -316,6 +284,30 @@ test('virtual servers added and removed while both shards carry traffic: same id
     const r = await running;
     assert.ok(r.ok);
     for (let i = 0; i < 6; i++) assert.ok(r.got[i]!.equals(r.sent[i]!), `connection ${i} undisturbed`);
+  } finally {
+    w.group.close();
+  }
+});
+
+test('through 2 % loss each way: a moved flow and connections opened by both shards stay byte-exact', async () => {
+  const w = shardWorld({ config: shardConfig({ services } as never), impair: { loss: 0.02 } });
+  try {
+    createServer(w.peer.ctx(), (s) => s.pipe(s)).listen(9);
+    let ok = 0, ended = 0;
+    w.group.stacks.forEach((s, shard) => {
+      const data = pattern(100_000, 70 + shard);
+      const got: Buffer[] = [];
+      const c = s.vs('a').connect(9, '10.1.1.2', () => c.end(data));
+      c.on('data', (d: Buffer) => got.push(d));
+      c.on('end', () => { ended++; if (Buffer.concat(got).equals(data)) ok++; });
+    });
+    const r = await movedTransfer(w, 300_000, 21, 120_000_000);
+    assert.ok(r.ended && r.moved && r.exact, `moved transfer through loss: ${JSON.stringify(r)}`);
+    assert.ok(await w.run(() => ended === 2, 120_000_000), 'outbound transfers ended');
+    assert.is(ok, 2, 'outbound echoes byte-exact');
+    const lost = (w.link.peer.stats().link as { lost: number }).lost + w.link.queues.reduce((n, q) => n + (q.stats().link as { lost: number }).lost, 0);
+    assert.ok(lost >= 5, `frames were lost on the link (${lost})`);
+    assert.ok(forwardedTotal(w) > 0);
   } finally {
     w.group.close();
   }

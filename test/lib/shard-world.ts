@@ -4,12 +4,14 @@
  * peer's frames to a queue as RSS or a veth peer would: by a hash of the flow, unless the test pins
  * a flow (by the peer's port) or neighbor traffic to a queue.
  */
-import { createMultiQueueLink, MultiQueueLink } from '../../driver/memory';
+import { createMultiQueueLink, Impairments, MultiQueueLink } from '../../driver/memory';
 import { Engine } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
 import type { NetContext } from '../../stack/net';
 import type { StackConfig } from '../../stack/config';
+import { connect } from '../../stack/net';
+import { pattern, sha } from './world';
 import type { Stack } from '../../stack/stack';
 import { LocalShardGroup } from '../../stack/shard/group';
 import { Toeplitz } from '../../protocols/rss/toeplitz';
@@ -54,7 +56,9 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
   /** The link hashes IPv4 TCP as an RSS NIC (Toeplitz, MS_KEY, a 128-entry table) and the shards know it. */
   rss?: boolean;
   /** The rings between the shards (default DEFAULT_RING). */
-  ringSize?: RingSize } = {}): ShardWorld {
+  ringSize?: RingSize;
+  /** Loss (and other impairments) on the link, both ways. */
+  impair?: Impairments } = {}): ShardWorld {
   const shards = o.shards ?? 2;
   const pins = new Map<number, number>();
   const indir = Array.from({ length: 128 }, (_, i) => i % (o.shards ?? 2));
@@ -90,7 +94,7 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
     perQueue[q]!++;
     return q;
   };
-  const link = createMultiQueueLink({ queues: shards, steer, mac: '02:00:00:00:00:0a', peerMac: '02:00:00:00:00:0b', frameCount: 8192 });
+  const link = createMultiQueueLink({ queues: shards, steer, mac: '02:00:00:00:00:0a', peerMac: '02:00:00:00:00:0b', frameCount: 8192, impair: o.impair });
   const group = new LocalShardGroup(o.config ?? shardConfig(), {
     shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app, ringSize: o.ringSize,
     ...(o.rss ? { rss: { eth0: { key: MS_KEY, indir, tcp4: 'sdfn' as const, tcp6: 'sdfn' as const } } } : {}),
@@ -131,4 +135,28 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
     },
   });
   return w as ShardWorld;
+}
+
+/**
+ * A TCP transfer of `size` bytes from the peer to the echo service on port 7, moved to the other
+ * queue (as a veth peer's re-rolled hash moves it) once `moveAt` of the echo came back. Returns
+ * whether it ended within `maxUs`, whether it was moved and whether the echo was byte-exact.
+ */
+export async function movedTransfer(w: ShardWorld, size: number, seed: number, maxUs: number, moveAt = 1 / 4): Promise<{ ended: boolean; moved: boolean; exact: boolean }> {
+  const data = pattern(size, seed);
+  const got: Buffer[] = [];
+  let received = 0, moved = false, ended = false, port = 0;
+  const c = connect(w.peer.ctx(), 7, '10.1.1.1', () => { port = c.localPort!; c.end(data); });
+  c.on('data', (d: Buffer) => {
+    got.push(d);
+    received += d.length;
+    if (!moved && received > size * moveAt) {
+      const owner = (w.group.show('vs', { perShard: true }) as { data: Record<string, unknown>[] }[]).findIndex((p) => (p.data[0]!.tcpConnections as number) > 0);
+      w.pin(port, 1 - owner);
+      moved = true;
+    }
+  });
+  c.on('end', () => { ended = true; });
+  const ok = await w.run(() => ended, maxUs);
+  return { ended: ok, moved, exact: sha(Buffer.concat(got)) === sha(data) };
 }
