@@ -29,7 +29,7 @@ import * as path from 'node:path';
 import { canRunPrivileged, labPrefix, sh } from './lib/env';
 import { privilegedTest, within } from './lib/lab-stack';
 import { ConnResult, ECHO_SERVER, nsTcpCounters, Py, TCP_CLIENT, TCP_REFUSED, UDP_CLIENT, UdpResult } from './lib/peer-python';
-import { labDown, labQueueFrames, labSteer, labSteering, labUp, Lab } from '../stack/lab';
+import { labDown, labImpair, labImpairment, labQueueFrames, labSteer, labSteering, labUp, Lab } from '../stack/lab';
 import { ShardedStack } from '../stack/shard/threads';
 import type { StackConfig } from '../stack/config';
 import { RUN_DIR } from '../driver/afxdp';
@@ -374,6 +374,31 @@ ptest('a 32 MB echo transfer moved to the other queue mid-way stays byte-exact; 
     assertRingsBalance(s0, s1, 'moved transfer');
   } finally {
     labSteer(PREFIX, 2, null);
+  }
+});
+
+ptest('through 1 % loss each way, an 8 MB echo transfer moved to the other queue mid-way stays byte-exact', async () => {
+  const SIZE = 8 << 20;
+  labSteer(PREFIX, 3, 0);
+  labImpair(PREFIX, { peer: 3, loss: 0.01, resetCounters: true });
+  try {
+    const a = await snapshot();
+    const t0 = Date.now();
+    const c = tcpClient(3, 1, SIZE, { progress: 1 << 20 });
+    await c.line(/^p [2-9]\d{6}$/, 60_000); // ≥ 2 MB echoed
+    labSteer(PREFIX, 3, 1);
+    const [r] = await within(c.json<ConnResult[]>(), 80_000, 'transfer through loss');
+    assertEchoed([r!], 1, SIZE, '8 MB through loss');
+    const b = await snapshot();
+    const fw = d(a.s, b.s, 1, (x) => x.sh.forwarded[0]!);
+    assert.ok(fw > 0, `shard 1 handed the moved flow's frames to shard 0 (${fw})`);
+    const imp = labImpairment(PREFIX).find((x) => x.peer === 3)!;
+    assert.ok(imp.in.dropped + imp.out.dropped > 10, `frames were lost on the path (${imp.in.dropped} toward the peer, ${imp.out.dropped} from it)`);
+    assertRingsBalance(a.s, b.s, 'transfer through loss');
+    console.log(`# through 1 % loss: 8 MiB each way in ${Date.now() - t0} ms; lost ${imp.in.dropped}/${imp.out.dropped}; forwarded ${fw}`);
+  } finally {
+    labImpair(PREFIX, { peer: 3, loss: 0 });
+    labSteer(PREFIX, 3, null);
   }
 });
 
