@@ -703,7 +703,8 @@ export class Engine implements NeighborHost, TcpEngine {
     const s = this.steer;
     if (s === null || this.forwardedIn) return false;
     const h = Math.imul((a ^ Math.imul(b, 0x9e3779b1)) >>> 0, 0x85ebca6b) >>> 0;
-    const to = (h ^ (h >>> 15)) % s.shards;
+    // Unsigned before the modulo: a negative hash would name no shard (-1) and lose the datagram.
+    const to = ((h ^ (h >>> 15)) >>> 0) % s.shards;
     if (to === s.self) return false;
     return this.forwardFrame(m, j, to);
   }
