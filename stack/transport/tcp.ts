@@ -474,13 +474,20 @@ export class TcpLayer implements TcpHost {
     // MSS we offer: the route's (path) MTU less the IP and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
     const slot = this.claimConnect(vs, tuple, ephemeral, via);
-    const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
+    try {
+      const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
+      e.sink = sink;
+      e.mark = mark;
+      e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
+      e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
+    } catch (err) {
+      // Bad options (RangeError): the flow taken above goes back, or it would stay this shard's
+      // for good and steer every later flow hashing to its slot here.
+      if (slot >= 0) this.eng.releaseTcp(slot);
+      throw err;
+    }
     e.flowSlot = slot;
-    e.sink = sink;
-    e.mark = mark;
-    e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
-    e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
     this.insert(e);
     this.activeOpens++;
     const lp = tcpState(vs).localPorts;
