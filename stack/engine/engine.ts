@@ -597,7 +597,8 @@ export class Engine implements NeighborHost, TcpEngine {
     const s = this.steer!;
     const i = m.base + j;
     const off = m.burst.off[i]!;
-    if (!s.send(to, m.dev.index, RingKind.Flow, m.b, off, m.burst.len[i]!)) {
+    // A looped-back frame stays one in its owner (else its source, our own address, is a martian there).
+    if (!s.send(to, m.dev.index, this.inLoopback ? RingKind.Loopback : RingKind.Flow, m.b, off, m.burst.len[i]!)) {
       const l = m.link[j];
       if (l) l.drop(Drop.ShardRingFull);
       else m.dev.counters.drop(Drop.ShardRingFull);
@@ -724,6 +725,7 @@ export class Engine implements NeighborHost, TcpEngine {
         const d = r.frameDev(at);
         const dev = this.devices[d];
         const len = r.frameLen(at);
+        const loop = r.frameKind(at) === RingKind.Loopback;
         if (!dev) { r.pop(); this.counters.drop(Drop.ShardRingFull); continue; }
         const f = dev.pool.alloc();
         if (f < 0) break;
@@ -736,10 +738,12 @@ export class Engine implements NeighborHost, TcpEngine {
         s.counters.forwardedIn++;
         taken++;
         this.forwardedIn = true;
+        this.inLoopback = loop;
         try {
           this.input(d, burst, now);
         } finally {
           this.forwardedIn = false;
+          this.inLoopback = false;
         }
       }
     }

@@ -13,6 +13,11 @@ export const enum RingKind {
   Flow = 0,
   /** A neighbor answer (ARP reply, Neighbor Advertisement) every shard learns from. */
   Neighbor = 1,
+  /**
+   * A frame a VS sent to its own address (looped back, never on the wire) for a flow or port of
+   * the receiving shard: input there as looped back (its source is one of the VS's addresses).
+   */
+  Loopback = 2,
 }
 
 const HEAD = 0;

@@ -90,7 +90,7 @@ export class Steering {
       this.counters.ringFull++;
       return false;
     }
-    if (kind === RingKind.Flow) this.counters.forwarded[to]!++;
+    if (kind !== RingKind.Neighbor) this.counters.forwarded[to]!++;
     Atomics.add(this.bells, to, 1);
     Atomics.notify(this.bells, to);
     return true;
