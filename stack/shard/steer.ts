@@ -96,6 +96,19 @@ export class Steering {
     return true;
   }
 
+  /** Hands a record longer than a frame (a reassembled datagram) to shard `to`; false (counted) when its ring lacks room. */
+  sendLong(to: number, dev: number, kind: RingKind, bytes: Uint8Array, off: number, len: number): boolean {
+    const r = this.out[to];
+    if (!r || !r.pushLong(dev, kind, bytes, off, len)) {
+      this.counters.ringFull++;
+      return false;
+    }
+    this.counters.forwarded[to]!++;
+    Atomics.add(this.bells, to, 1);
+    Atomics.notify(this.bells, to);
+    return true;
+  }
+
   /** Copies a neighbor answer to every other shard. */
   share(dev: number, bytes: Uint8Array, off: number, len: number): void {
     for (let to = 0; to < this.shards; to++) if (to !== this.self && this.send(to, dev, RingKind.Neighbor, bytes, off, len)) this.counters.neighborShared++;

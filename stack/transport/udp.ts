@@ -126,6 +126,8 @@ export class UdpLayer implements UdpHost {
     }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
+      // Shards: another shard may have a socket on the port: the datagram is handed to it whole.
+      if (!bcast && this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return true;
       link.drop(Drop.UdpNoSocket);
       return false;
     }
