@@ -337,6 +337,19 @@ export function mergeCaptures(parts: string[], out: string, limit = Infinity): n
   return n;
 }
 
+/**
+ * A warning when a device has receive queues no shard serves: the XDP program redirects a frame to
+ * the AF_XDP socket of its own queue, so the frames the NIC puts on queues past the shards pass to
+ * the kernel, never reaching the stack. Null when every queue has its shard, or the device's RSS
+ * table (when known) spreads over the shards' queues only.
+ */
+export function unservedQueues(dev: string, ifname: string, queues: number, shards: number, indir: readonly number[] | null): string | null {
+  if (queues <= shards) return null;
+  if (indir !== null && indir.length > 0 && indir.every((q) => q < shards)) return null;
+  return `device '${dev}': ${queues} receive queues but ${shards} shard(s): the frames the NIC puts on queues ${shards}..${queues - 1} go to ` +
+    `the kernel, not to the stack (ethtool -L ${ifname} combined ${shards}, or ethtool -X ${ifname} equal ${shards}, or more shards)`;
+}
+
 /** Attaches an AF_XDP device for `shards` queues (program and maps in this thread). */
 function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m: string) => void): Attachment {
   // Loaded lazily: memory-device groups never touch the native addon.
@@ -348,6 +361,8 @@ function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m
   // the device's hash can be computed here (Toeplitz with a readable key and table).
   const why = { reason: '' };
   const r = readRss(ifname, why);
+  const unserved = unservedQueues(d.name, ifname, rxQueues(ifname), shards, r?.indir ?? null);
+  if (unserved) log(unserved);
   if (!r) log(`device '${d.name}': connections the shards open are not steered by RSS (${why.reason}): their stray frames are handed to the opening shard`);
   return {
     info: { ownsInMain: true, ifname, program: a.ref, ...(r ? { rss: { key: r.key, indir: r.indir, tcp4: r.tcp4, tcp6: r.tcp6 } } : {}) },
