@@ -111,7 +111,7 @@ export const enum Drop {
   // Shards
   ShardRingFull, // a frame for a flow of another shard: that shard's ring was full
   ShardNotForwardable, // a datagram for another shard that cannot be handed over (its VS or link gone there, or too long)
-  ShardFlowTaken, // a segment handed over to open a connection found its flow taken meanwhile by a third shard
+  ShardFlowTaken, // a segment that would open a connection whose flow slot a shard without its listener holds (or a third shard took meanwhile)
   Count,
 }
 

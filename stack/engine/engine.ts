@@ -715,6 +715,11 @@ export class Engine implements NeighborHost, TcpEngine {
     return -2;
   }
 
+  listenedElsewhere(vs: VirtualServer, port: number): boolean {
+    const s = this.steer;
+    return s !== null && s.flows.otherPortShard(s.flows.portSlot(vs.id, IPPROTO_TCP, port)) >= 0;
+  }
+
   releaseTcp(slot: number): void {
     this.steer?.flows.release(slot);
   }

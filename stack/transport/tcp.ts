@@ -97,6 +97,8 @@ export interface TcpEngine {
   releaseTcp(slot: number): void;
   /** Shards: records a listener (or its end) on `port`, so SYNs reaching a shard without one find it. */
   listenPort(vs: VirtualServer, port: number, add: boolean): void;
+  /** Shards: whether another shard has a listener on `port`. */
+  listenedElsewhere(vs: VirtualServer, port: number): boolean;
   /**
    * Shards: the local port to try first for an active open whose ephemeral port is `dflt` (the
    * port whose return traffic the device steers to this shard's queue, when known); `dflt` otherwise.
@@ -635,6 +637,11 @@ export class TcpLayer implements TcpHost {
       }
     }
     if (flags & TH_RST) return this.eng.dropOn(link, Drop.TcpNoSocket);
+    // Shards: a SYN reaches a shard without a listener only when the flow's slot is this shard's
+    // (another of its flows hashes there), so the shard that listens cannot take the flow. A RST
+    // would refuse a port that is listened on: dropped (counted) instead, the peer's retransmission
+    // comes again, and finds the slot free once this shard's flows there have gone.
+    if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && this.eng.listenedElsewhere(vs, seg.dstPort)) return this.eng.dropOn(link, Drop.ShardFlowTaken);
     this.eng.dropOn(link, Drop.TcpNoSocket);
     this.sendRst(link, seg, src, dst, srcMac);
   }
