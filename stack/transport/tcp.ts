@@ -628,10 +628,11 @@ export class TcpLayer implements TcpHost {
     if (this.eng.steerTcp(vs, dst, seg.dstPort, src, seg.srcPort, l !== null && !l.closed)) return;
     if (l && !l.closed) {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
-      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
+      // Shards: another shard listening on the port may have sent the cookie (all share the secret).
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && (l.synCookiesSent || this.eng.listenedElsewhere(vs, seg.dstPort))) {
         if (this.onCookieAck(l, link, seg, src, dst, srcMac, now)) return;
-        // Not a valid cookie: counted as such, answered with a RST below.
-        this.eng.dropOn(link, Drop.TcpBadCookie);
+        // Not a valid cookie: counted as such (when this listener sent some), answered with a RST.
+        this.eng.dropOn(link, l.synCookiesSent ? Drop.TcpBadCookie : Drop.TcpNoSocket);
         this.sendRst(link, seg, src, dst, srcMac);
         return;
       }
