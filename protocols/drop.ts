@@ -110,8 +110,8 @@ export const enum Drop {
   NdpNoEntry, // Neighbor Advertisement for no neighbor entry (or an INCOMPLETE one, without its address): ignored (RFC 4861 7.2.5)
   // Shards
   ShardRingFull, // a frame for a flow of another shard: that shard's ring was full
-  ShardNotForwardable, // a reassembled datagram for a flow of another shard (too large to hand over as one frame)
-  ShardFlowTaken, // a segment handed over to open a connection found its flow taken meanwhile by a third shard
+  ShardNotForwardable, // a datagram for another shard that cannot be handed over (its VS or link gone there, or too long)
+  ShardFlowTaken, // a segment that would open a connection whose flow slot a shard without its listener holds (or a third shard took meanwhile)
   Count,
 }
 

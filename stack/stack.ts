@@ -276,8 +276,9 @@ export class Stack {
       });
       runtime = new Runtime(this.engine, this.taps, { busyPoll: opts.busyPoll });
       this.runtime = runtime;
-      for (const v of config.virtualServers) {
-        const h = this.createVs(v.name, [], v.limits);
+      for (const [i, v] of config.virtualServers.entries()) {
+        // Shards: the config's VSes have the identities the control plane counts from.
+        const h = this.createVs(v.name, [], v.limits, opts.steer ? i + 1 : undefined);
         for (const l of v.links) h.addLink(l);
         for (const r of v.rules ?? []) h.addRule(r);
         for (const r of v.routes ?? []) h.addRoute(r);
@@ -345,6 +346,12 @@ export class Stack {
    * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
    */
   createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits, id?: number): VsHandle {
+    // Shards: a VS's identity keys its flows and ports in the shared table, so it is the same in
+    // every shard and only the control plane issues it; one this shard took itself would also be
+    // the next one the control plane issues (its 'vs.add' then refused for good).
+    if (this.engine.steer !== null && id === undefined) {
+      throw new Error(`virtual server '${name}': in a stack of shards, virtual servers are added through the control plane (request 'vs.add'), which gives each one identity in every shard`);
+    }
     enforce('virtual server', (c) => {
       const bad = vsNameProblem(name);
       if (bad) c.fail('name', bad);

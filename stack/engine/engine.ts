@@ -22,7 +22,7 @@ import { Drop } from '../../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
 import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
-import { addrEq, addrToString, ip6At, IpAddr, isLinkLocal6 } from '../../protocols/ip/addr';
+import { addrEq, addrToString, Ip6, ip6At, IpAddr, isLinkLocal6, write6 } from '../../protocols/ip/addr';
 import { hashKey } from '../../protocols/tcp/hash';
 import { Ipv4Reassembler } from '../../protocols/reassembly';
 import { Counters } from '../counters';
@@ -44,7 +44,7 @@ import { Icmp4 } from '../ip/icmp4';
 import { Icmp6 } from '../ip/icmp6';
 import { IpOutput, PMTU_MIN } from '../ip/output';
 import * as admin from './admin';
-import { CHUNK, RxMeta } from './meta';
+import { CHUNK, RxDatagram, RxMeta } from './meta';
 import type { Device, DeviceSpec } from './device';
 import type { TcpOptions } from '../../protocols/tcp/types';
 import { randomBytes } from 'node:crypto';
@@ -181,6 +181,19 @@ export class Engine implements NeighborHost, TcpEngine {
   forwardedIn = false;
   /** The frame (chunk index) a stage-4 handler is running for; -1 for a reassembled datagram. */
   private rxJ = -1;
+  /** The reassembled datagram being delivered (set by IP input around its upper layer), else null. */
+  rxDatagram: RxDatagram | null = null;
+
+  /**
+   * Whether what is being received was handed over by another shard (so it stays here): a frame
+   * input with `forwardedIn`, but not a datagram reassembled here from fragments some of which
+   * were handed over (the datagram itself goes to its owner once).
+   */
+  private get handedOver(): boolean {
+    return this.rxJ < 0 && this.rxDatagram !== null ? false : this.forwardedIn;
+  }
+  /** Shards: a reassembled datagram as handed over (header + datagram); made on first use. */
+  private dgBuf: Uint8Array | null = null;
 
   // Reusable parse results and per-burst metadata (no allocation per packet).
   private readonly eth = new EthFrame();
@@ -597,7 +610,8 @@ export class Engine implements NeighborHost, TcpEngine {
     const s = this.steer!;
     const i = m.base + j;
     const off = m.burst.off[i]!;
-    if (!s.send(to, m.dev.index, RingKind.Flow, m.b, off, m.burst.len[i]!)) {
+    // A looped-back frame stays one in its owner (else its source, our own address, is a martian there).
+    if (!s.send(to, m.dev.index, this.inLoopback ? RingKind.Loopback : RingKind.Flow, m.b, off, m.burst.len[i]!)) {
       const l = m.link[j];
       if (l) l.drop(Drop.ShardRingFull);
       else m.dev.counters.drop(Drop.ShardRingFull);
@@ -605,15 +619,63 @@ export class Engine implements NeighborHost, TcpEngine {
     return true;
   }
 
-  /** The frame a stage-4 handler runs for goes to shard `to`; a reassembled datagram cannot (counted). */
+  /** The frame a stage-4 handler runs for goes to shard `to` (a reassembled datagram: whole, as a long record). */
   private forwardRx(to: number): true {
     if (this.rxJ < 0) {
+      const dg = this.rxDatagram;
+      if (dg !== null) return this.forwardDatagram(dg, to);
       const l = this.meta.link[0];
       if (l) l.drop(Drop.ShardNotForwardable);
       else this.counters.drop(Drop.ShardNotForwardable);
       return true;
     }
     return this.forwardFrame(this.meta, this.rxJ, to);
+  }
+
+  /**
+   * Hands reassembled datagram `dg` to shard `to`, whole: a header (VS id, link index, device,
+   * VLAN, family, protocol, TOS, peer MAC, addresses) then the datagram, over as many ring slots as
+   * it takes. A ring without room for all of it is a counted drop.
+   */
+  private forwardDatagram(dg: RxDatagram, to: number): true {
+    const n = DG_HEADER + dg.data.length;
+    if (n > DG_MAX) { dg.link.drop(Drop.ShardNotForwardable); return true; }
+    const b = (this.dgBuf ??= new Uint8Array(DG_MAX));
+    const l = dg.link;
+    wr32(b, 0, l.vs.id);
+    b[4] = l.index >>> 8; b[5] = l.index & 0xff;
+    b[6] = dg.v6 ? 6 : 4;
+    b[7] = dg.proto;
+    b[8] = dg.tos;
+    b.set(dg.mac, 9);
+    b[15] = 0;
+    if (dg.v6) { write6(b, 16, dg.src as Ip6); write6(b, 32, dg.dst as Ip6); }
+    else { wr32(b, 16, dg.src as number); wr32(b, 32, dg.dst as number); }
+    b.set(dg.data, DG_HEADER);
+    if (!this.steer!.sendLong(to, l.dev, RingKind.Datagram, b, 0, n)) l.drop(Drop.ShardRingFull);
+    return true;
+  }
+
+  /** A reassembled datagram another shard handed over (forwardDatagram): delivered to its upper layer here. */
+  private inputDatagram(dev: number, b: Uint8Array, len: number, now: number): void {
+    const vs = this.vsById.get(rd32(b, 0));
+    const link = vs?.links[(b[4]! << 8) | b[5]!];
+    // The VS or its link went meanwhile (a change this shard applied first).
+    if (!link || link.dev !== dev) { this.counters.drop(Drop.ShardNotForwardable); return; }
+    const mac = Uint8Array.from(b.subarray(9, 15));
+    const data = b.subarray(DG_HEADER, len);
+    this.now = now;
+    this.inInput = true;
+    this.forwardedIn = true;
+    try {
+      if (b[6] === 6) this.ip6.deliver(link, ip6At(b, 16), ip6At(b, 32), data, mac, now);
+      else this.ip4.deliver(link, rd32(b, 16), rd32(b, 32), b[7]!, b[8]!, data, mac, now);
+    } catch (err) {
+      this.internalError(err, link);
+    } finally {
+      this.inInput = false;
+      this.forwardedIn = false;
+    }
   }
 
   /** Copies the neighbor answers among frames idx[0..n) (ARP replies; ICMPv6 `type` 136) to the other shards. */
@@ -632,7 +694,7 @@ export class Engine implements NeighborHost, TcpEngine {
   /** TcpEngine: a segment matching no connection here goes to the shard owning its flow (or listening on its port). */
   steerTcp(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, listening: boolean): boolean {
     const s = this.steer;
-    if (s === null || this.forwardedIn || !this.inInput) return false;
+    if (s === null || this.handedOver || !this.inInput) return false;
     const ft = s.flows;
     let o = ft.owner(ft.flowSlot(vs.id, local, localPort, remote, remotePort));
     if (o < 0 && !listening) o = ft.otherPortShard(ft.portSlot(vs.id, IPPROTO_TCP, localPort));
@@ -648,9 +710,14 @@ export class Engine implements NeighborHost, TcpEngine {
     const o = s.flows.claim(slot);
     if (o < 0) return slot;
     // Another shard owns the slot: the segment being received (a SYN, a cookie's ACK) is its.
-    if (this.inInput && !this.forwardedIn) this.forwardRx(o);
+    if (this.inInput && !this.handedOver) this.forwardRx(o);
     else if (this.inInput && this.rxJ >= 0) this.meta.link[this.rxJ]?.drop(Drop.ShardFlowTaken);
     return -2;
+  }
+
+  listenedElsewhere(vs: VirtualServer, port: number): boolean {
+    const s = this.steer;
+    return s !== null && s.flows.otherPortShard(s.flows.portSlot(vs.id, IPPROTO_TCP, port)) >= 0;
   }
 
   releaseTcp(slot: number): void {
@@ -679,7 +746,7 @@ export class Engine implements NeighborHost, TcpEngine {
   /** UdpLayerHost: a datagram for a port without a socket here goes to another shard with one. */
   steerPort(vs: VirtualServer, proto: number, port: number): boolean {
     const s = this.steer;
-    if (s === null || this.forwardedIn || this.rxJ < 0) return false;
+    if (s === null || this.handedOver || (this.rxJ < 0 && this.rxDatagram === null)) return false;
     const o = s.flows.otherPortShard(s.flows.portSlot(vs.id, proto, port));
     if (o < 0) return false;
     return this.forwardRx(o);
@@ -703,7 +770,8 @@ export class Engine implements NeighborHost, TcpEngine {
     const s = this.steer;
     if (s === null || this.forwardedIn) return false;
     const h = Math.imul((a ^ Math.imul(b, 0x9e3779b1)) >>> 0, 0x85ebca6b) >>> 0;
-    const to = (h ^ (h >>> 15)) % s.shards;
+    // Unsigned before the modulo: a negative hash would name no shard (-1) and lose the datagram.
+    const to = ((h ^ (h >>> 15)) >>> 0) % s.shards;
     if (to === s.self) return false;
     return this.forwardFrame(m, j, to);
   }
@@ -723,6 +791,18 @@ export class Engine implements NeighborHost, TcpEngine {
         const d = r.frameDev(at);
         const dev = this.devices[d];
         const len = r.frameLen(at);
+        if (r.frameKind(at) === RingKind.Datagram) {
+          // A reassembled datagram: no frame of the pool needed.
+          const b = (this.dgBuf ??= new Uint8Array(DG_MAX));
+          if (len > DG_MAX) { r.pop(r.span(len)); this.counters.drop(Drop.ShardNotForwardable); continue; }
+          r.readLong(at, b);
+          r.pop(r.span(len));
+          s.counters.forwardedIn++;
+          taken++;
+          this.inputDatagram(d, b, len, now);
+          continue;
+        }
+        const loop = r.frameKind(at) === RingKind.Loopback;
         if (!dev) { r.pop(); this.counters.drop(Drop.ShardRingFull); continue; }
         const f = dev.pool.alloc();
         if (f < 0) break;
@@ -735,10 +815,12 @@ export class Engine implements NeighborHost, TcpEngine {
         s.counters.forwardedIn++;
         taken++;
         this.forwardedIn = true;
+        this.inLoopback = loop;
         try {
           this.input(d, burst, now);
         } finally {
           this.forwardedIn = false;
+          this.inLoopback = false;
         }
       }
     }
@@ -984,6 +1066,18 @@ export class Engine implements NeighborHost, TcpEngine {
 }
 
 const IPPROTO_ICMPV6 = 58;
+
+/** Shards: the header of a reassembled datagram handed over (forwardDatagram), and the largest record. */
+const DG_HEADER = 48;
+const DG_MAX = DG_HEADER + 40 + 65535; // an IPv6 packet: its header and the largest payload
+
+function wr32(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24; b[o + 1] = (v >>> 16) & 0xff; b[o + 2] = (v >>> 8) & 0xff; b[o + 3] = v & 0xff;
+}
+
+function rd32(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
 
 /**
  * The TCP 4-tuple (src, sport, dst, dport) of a frame the stack built (an IP packet at

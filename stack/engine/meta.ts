@@ -14,6 +14,24 @@ import type { Device } from './device';
 /** Frames handled per chunk of a burst. */
 export const CHUNK = 256;
 
+/**
+ * A reassembled datagram being delivered (no frame holds it): IPv4, its payload in `data`; IPv6,
+ * the whole packet rebuilt without its Fragment header. Shards hand it over whole when its flow or
+ * port is another shard's.
+ */
+export interface RxDatagram {
+  v6: boolean;
+  link: Link;
+  src: IpAddr;
+  dst: IpAddr;
+  /** IPv4: the protocol and TOS (IPv6: in the packet). */
+  proto: number;
+  tos: number;
+  data: Uint8Array;
+  /** The peer's MAC (the way back). */
+  mac: Uint8Array;
+}
+
 export class RxMeta {
   dev!: Device;
   pool!: FramePool;

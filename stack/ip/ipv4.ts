@@ -6,7 +6,7 @@
 import { Drop } from '../../protocols/drop';
 import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
-import type { RxMeta } from '../engine/meta';
+import type { RxDatagram, RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 
 import type { Ipv4Reassembler } from '../../protocols/reassembly';
@@ -28,6 +28,8 @@ export interface Ipv4Host {
   groupOf(link: Link): LinkGroup | null;
   /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
+  /** Shards: the reassembled datagram being delivered (handed over whole if it belongs to another shard). */
+  rxDatagram: RxDatagram | null;
 }
 
 const BROADCAST = 0xffffffff;
@@ -111,6 +113,16 @@ export class Ipv4Input {
   /** A reassembled datagram (the payload of the IP packet in `dg`, which the reassembler reuses). */
   private datagram(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, now: number): void {
     const peerMac = Uint8Array.from(this.peerMac);
+    this.eng.rxDatagram = { v6: false, link, src, dst, proto, tos, data: dg, mac: peerMac };
+    try {
+      this.deliver(link, src, dst, proto, tos, dg, peerMac, now);
+    } finally {
+      this.eng.rxDatagram = null;
+    }
+  }
+
+  /** A whole datagram to its upper layer: reassembled here, or by another shard that handed it over. */
+  deliver(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
     const bcast = this.eng.out.isBroadcast(link, dst);
     if (proto === IPPROTO_UDP) {
       if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast) && !bcast) this.eng.icmp4.portUnreachable(link, src, dst, tos, dg, peerMac, now);

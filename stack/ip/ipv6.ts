@@ -11,7 +11,7 @@ import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
 import { Ipv6Reassembler } from '../../protocols/reassembly6';
-import type { RxMeta } from '../engine/meta';
+import type { RxDatagram, RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 
 import type { Counters } from '../counters';
@@ -30,6 +30,8 @@ export interface Ipv6Host {
   groupOf(link: Link): LinkGroup | null;
   /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
+  /** Shards: the reassembled packet being delivered (handed over whole if it belongs to another shard). */
+  rxDatagram: RxDatagram | null;
 }
 
 export interface Reassembly6Options {
@@ -186,12 +188,22 @@ export class Ipv6Input {
    */
   private datagram(link: Link, src: Ip6, dst: Ip6, now: number): void {
     const pkt = this.reasm.packet;
+    const peerMac = Uint8Array.from(this.peerMac);
+    this.eng.rxDatagram = { v6: true, link, src, dst, proto: 0, tos: 0, data: pkt, mac: peerMac };
+    try {
+      this.deliver(link, src, dst, pkt, peerMac, now);
+    } finally {
+      this.eng.rxDatagram = null;
+    }
+  }
+
+  /** A whole packet (no Fragment header) to its upper layer: reassembled here, or by another shard that handed it over. */
+  deliver(link: Link, src: Ip6, dst: Ip6, pkt: Uint8Array, peerMac: Uint8Array, now: number): void {
     const h = this.whole;
     const d = h.parse(pkt, 0, pkt.length);
     if (d !== Drop.None) return link.drop(d);
     const nh = h.nextHeader;
     const dg = pkt.subarray(h.l4Off, h.l4Off + h.l4Len);
-    const peerMac = Uint8Array.from(this.peerMac);
     if (nh === IPPROTO_UDP) {
       // No socket: port unreachable quoting the reassembled packet (RFC 4443 3.1), as for a whole one.
       if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, false)) this.eng.icmp6.portUnreachable(link, pkt, src, dst, peerMac, now);

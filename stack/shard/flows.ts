@@ -7,7 +7,8 @@
  *   that owns every flow hashing to the slot, and how many of its flows do. A shard takes a free
  *   slot with compare-and-swap; only the owner changes a word that is not 0 (count up and down, and
  *   back to 0), so two shards can never both own a slot. Two flows sharing a slot simply live in the
- *   same shard: a collision costs at most a forwarded frame, never a misdelivery.
+ *   same shard: a collision costs at most a forwarded frame, never a misdelivery (a SYN whose slot
+ *   a shard without a listener on its port holds waits, dropped, for the peer's retransmission).
  * - Port slots (TCP listeners, UDP sockets): a bit mask of the shards that have something bound to
  *   (VS, protocol, port); each shard sets and clears only its own bit. A frame for a port with no
  *   socket in the shard it reached goes to a shard whose bit is set.

@@ -23,9 +23,9 @@ export interface ShardData {
 /** Messages from the main thread. */
 export type ToShard =
   | { t: 'req'; id: number; req: Request }
-  | { t: 'trace'; id: number; out: string; vs?: string; count?: number }
-  | { t: 'traceStop'; id: number }
-  | { t: 'traceFrames'; id: number }
+  | { t: 'trace'; id: number; trace: number; out: string; vs?: string; count?: number }
+  | { t: 'traceStop'; id: number; trace: number }
+  | { t: 'traceFrames'; id: number; trace: number }
   | { t: 'close'; id: number };
 
 /** Messages to the main thread. */

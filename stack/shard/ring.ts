@@ -13,6 +13,16 @@ export const enum RingKind {
   Flow = 0,
   /** A neighbor answer (ARP reply, Neighbor Advertisement) every shard learns from. */
   Neighbor = 1,
+  /**
+   * A frame a VS sent to its own address (looped back, never on the wire) for a flow or port of
+   * the receiving shard: input there as looped back (its source is one of the VS's addresses).
+   */
+  Loopback = 2,
+  /**
+   * A reassembled datagram (no frame: longer than one) for a flow or port of the receiving shard,
+   * over consecutive slots (pushLong): a header the engine writes, then the datagram.
+   */
+  Datagram = 3,
 }
 
 const HEAD = 0;
@@ -76,6 +86,46 @@ export class FrameRing {
     return true;
   }
 
+  /** Slots a record of `len` bytes takes (pushLong). */
+  span(len: number): number {
+    return Math.max(1, Math.ceil(len / this.frameBytes));
+  }
+
+  /**
+   * Producer: a record that may be longer than a frame, over span(len) consecutive slots,
+   * published at once (the consumer sees all of it or none). False when the ring lacks room.
+   */
+  pushLong(dev: number, kind: RingKind, src: Uint8Array, off: number, len: number): boolean {
+    if (len <= 0) return false;
+    const k = this.span(len);
+    const tail = Atomics.load(this.ctl, TAIL);
+    const head = Atomics.load(this.ctl, HEAD);
+    if (((tail - head) | 0) + k > this.size.slots) return false;
+    for (let i = 0; i < k; i++) {
+      const at = ((tail + i) & this.mask) * this.slotBytes;
+      this.meta[at >>> 2] = (dev << 16) | kind;
+      this.meta[(at >>> 2) + 1] = i === 0 ? len : 0;
+      const from = off + i * this.frameBytes;
+      this.bytes.set(src.subarray(from, Math.min(off + len, from + this.frameBytes)), at + META_BYTES);
+    }
+    Atomics.store(this.ctl, TAIL, (tail + k) | 0);
+    return true;
+  }
+
+  /**
+   * Consumer: copies the oldest record (pushed with pushLong; `at` from front()) into `dst`, which
+   * must hold frameLen(at) bytes. Then pop(span(len)).
+   */
+  readLong(at: number, dst: Uint8Array): number {
+    const len = this.frameLen(at);
+    const head = Atomics.load(this.ctl, HEAD);
+    for (let i = 0, k = this.span(len); i < k; i++) {
+      const from = ((head + i) & this.mask) * this.slotBytes + META_BYTES;
+      dst.set(this.bytes.subarray(from, from + Math.min(this.frameBytes, len - i * this.frameBytes)), i * this.frameBytes);
+    }
+    return len;
+  }
+
   /**
    * Consumer: the oldest frame, or -1 when the ring is empty. Its bytes are at
    * `bytes[at .. at + frameLen(at))` until `pop()`.
@@ -90,9 +140,9 @@ export class FrameRing {
   frameKind(at: number): RingKind { return (this.meta[(at - META_BYTES) >>> 2]! & 0xffff) as RingKind; }
   frameLen(at: number): number { return this.meta[((at - META_BYTES) >>> 2) + 1]!; }
 
-  /** Consumer: frees the oldest frame's slot. */
-  pop(): void {
-    Atomics.store(this.ctl, HEAD, (Atomics.load(this.ctl, HEAD) + 1) | 0);
+  /** Consumer: frees the oldest frame's slot (`n` slots: a long record's). */
+  pop(n = 1): void {
+    Atomics.store(this.ctl, HEAD, (Atomics.load(this.ctl, HEAD) + n) | 0);
   }
 }
 

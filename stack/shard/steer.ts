@@ -90,7 +90,20 @@ export class Steering {
       this.counters.ringFull++;
       return false;
     }
-    if (kind === RingKind.Flow) this.counters.forwarded[to]!++;
+    if (kind !== RingKind.Neighbor) this.counters.forwarded[to]!++;
+    Atomics.add(this.bells, to, 1);
+    Atomics.notify(this.bells, to);
+    return true;
+  }
+
+  /** Hands a record longer than a frame (a reassembled datagram) to shard `to`; false (counted) when its ring lacks room. */
+  sendLong(to: number, dev: number, kind: RingKind, bytes: Uint8Array, off: number, len: number): boolean {
+    const r = this.out[to];
+    if (!r || !r.pushLong(dev, kind, bytes, off, len)) {
+      this.counters.ringFull++;
+      return false;
+    }
+    this.counters.forwarded[to]!++;
     Atomics.add(this.bells, to, 1);
     Atomics.notify(this.bells, to);
     return true;

@@ -101,6 +101,9 @@ export class ShardedStack implements ControlTarget {
   private chain: Promise<unknown> = Promise.resolve();
   private closing = false;
   private dead = false;
+  private nextTraceId = 1;
+  /** Traces running (each one's stop). */
+  private readonly traceStops = new Set<() => Promise<void>>();
   private readonly log: (m: string) => void;
 
   private constructor(readonly config: StackConfig, readonly shards: number, private readonly attachments: Map<string, Attachment>,
@@ -237,10 +240,20 @@ export class ShardedStack implements ControlTarget {
     return this.request({ cmd: 'show', kind, ...(opts.vs !== undefined ? { vs: opts.vs } : {}), ...(opts.perShard ? { perShard: true } : {}) });
   }
 
-  /** ControlTarget: a trace of every shard into `out`, merged by time when it stops. */
+  /**
+   * ControlTarget: a trace of every shard into `out`, merged by time when it stops. Several may
+   * run at once (each shard keeps them by number); one that a shard refuses starts in none.
+   */
   async startTrace(o: { out: string; vs?: string; count?: number }): Promise<TraceLike> {
+    const trace = this.nextTraceId++;
     const parts = this.workers.map((_, i) => `${o.out}.shard${i}`);
-    await Promise.all(this.workers.map((_, i) => this.ask(i, { t: 'trace', out: parts[i]!, vs: o.vs, count: o.count })));
+    const started = await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'trace', trace, out: parts[i]!, vs: o.vs, count: o.count })));
+    const bad = started.find((x) => x.status === 'rejected') as PromiseRejectedResult | undefined;
+    if (bad) {
+      await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop', trace })));
+      for (const p of parts) try { fs.unlinkSync(p); } catch { /* never made */ }
+      throw bad.reason;
+    }
     const listeners: ((n: number) => void)[] = [];
     let done = false;
     let finished = false;
@@ -250,14 +263,16 @@ export class ShardedStack implements ControlTarget {
       if (done) return;
       done = true;
       clearInterval(poll);
-      await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop' })));
+      this.traceStops.delete(stop);
+      await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop', trace })));
       frames = mergeCaptures(parts, o.out, limit);
       finished = true;
       for (const l of listeners) l(frames);
     };
+    this.traceStops.add(stop);
     // The count is the whole group's: the shards' progress is read a few times a second.
     const poll = setInterval(() => {
-      void this.all({ t: 'traceFrames' }).then((n) => {
+      void this.all({ t: 'traceFrames', trace }).then((n) => {
         if ((n as number[]).reduce((a, b) => a + b, 0) >= limit) void stop();
       }, () => undefined);
     }, 200);
@@ -267,10 +282,11 @@ export class ShardedStack implements ControlTarget {
     };
   }
 
-  /** Stops every shard and detaches the devices. */
+  /** Stops every shard and detaches the devices (traces still running are stopped and merged first). */
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    await Promise.allSettled([...this.traceStops].map((stop) => stop()));
     await Promise.race([
       Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'close' }))),
       new Promise((r) => setTimeout(r, 5000)),
@@ -281,6 +297,8 @@ export class ShardedStack implements ControlTarget {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.dead = true;
+    // Traces end with the shards (their polls must not keep the process alive).
+    for (const stop of [...this.traceStops]) void stop();
     await Promise.allSettled(this.workers.map((w) => w.terminate()));
     for (const a of this.attachments.values()) try { a.close(); } catch (e) { this.log(`detaching: ${(e as Error).message}`); }
     this.attachments.clear();
@@ -319,6 +337,19 @@ export function mergeCaptures(parts: string[], out: string, limit = Infinity): n
   return n;
 }
 
+/**
+ * A warning when a device has receive queues no shard serves: the XDP program redirects a frame to
+ * the AF_XDP socket of its own queue, so the frames the NIC puts on queues past the shards pass to
+ * the kernel, never reaching the stack. Null when every queue has its shard, or the device's RSS
+ * table (when known) spreads over the shards' queues only.
+ */
+export function unservedQueues(dev: string, ifname: string, queues: number, shards: number, indir: readonly number[] | null): string | null {
+  if (queues <= shards) return null;
+  if (indir !== null && indir.length > 0 && indir.every((q) => q < shards)) return null;
+  return `device '${dev}': ${queues} receive queues but ${shards} shard(s): the frames the NIC puts on queues ${shards}..${queues - 1} go to ` +
+    `the kernel, not to the stack (ethtool -L ${ifname} combined ${shards}, or ethtool -X ${ifname} equal ${shards}, or more shards)`;
+}
+
 /** Attaches an AF_XDP device for `shards` queues (program and maps in this thread). */
 function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m: string) => void): Attachment {
   // Loaded lazily: memory-device groups never touch the native addon.
@@ -330,6 +361,8 @@ function attachDevice(d: StackConfig['devices'][number], shards: number, log: (m
   // the device's hash can be computed here (Toeplitz with a readable key and table).
   const why = { reason: '' };
   const r = readRss(ifname, why);
+  const unserved = unservedQueues(d.name, ifname, rxQueues(ifname), shards, r?.indir ?? null);
+  if (unserved) log(unserved);
   if (!r) log(`device '${d.name}': connections the shards open are not steered by RSS (${why.reason}): their stray frames are handed to the opening shard`);
   return {
     info: { ownsInMain: true, ifname, program: a.ref, ...(r ? { rss: { key: r.key, indir: r.indir, tcp4: r.tcp4, tcp6: r.tcp6 } } : {}) },

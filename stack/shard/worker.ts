@@ -52,30 +52,39 @@ async function main(): Promise<void> {
   for (const [name, info] of Object.entries(d.devices)) rss[name] = info.rss;
   installRss(stack.engine, d.shard, rss);
   stack.start();
-  let trace: Trace | null = null;
+  // Traces by the control plane's number: several may run at once (one per 'trace' client).
+  const traces = new Map<number, Trace>();
   parentPort!.on('message', (m: ToShard) => {
     try {
       switch (m.t) {
         case 'req':
           post({ t: 'res', id: m.id, ok: true, data: handleRequest(stack, m.req) });
           break;
-        case 'trace':
-          trace?.stop();
-          trace = stack.trace({ vs: m.vs, count: m.count, writer: new PcapWriter(m.out) });
+        case 'trace': {
+          if (m.vs !== undefined) stack.engine.vs(m.vs); // a clear error before any file is made
+          let writer: PcapWriter;
+          try {
+            writer = new PcapWriter(m.out);
+          } catch (e) {
+            throw new Error(`trace: cannot write ${m.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          }
+          traces.set(m.trace, stack.trace({ vs: m.vs, count: m.count, writer }));
           post({ t: 'res', id: m.id, ok: true, data: null });
           break;
+        }
         case 'traceFrames':
-          post({ t: 'res', id: m.id, ok: true, data: trace ? trace.frames : 0 });
+          post({ t: 'res', id: m.id, ok: true, data: traces.get(m.trace)?.frames ?? 0 });
           break;
         case 'traceStop': {
-          const frames = trace ? trace.frames : 0;
-          trace?.stop();
-          trace = null;
-          post({ t: 'res', id: m.id, ok: true, data: frames });
+          const t = traces.get(m.trace);
+          traces.delete(m.trace);
+          t?.stop();
+          post({ t: 'res', id: m.id, ok: true, data: t ? t.frames : 0 });
           break;
         }
         case 'close':
-          trace?.stop();
+          for (const t of traces.values()) t.stop();
+          traces.clear();
           stack.close();
           post({ t: 'res', id: m.id, ok: true, data: null });
           parentPort!.close();

@@ -97,6 +97,8 @@ export interface TcpEngine {
   releaseTcp(slot: number): void;
   /** Shards: records a listener (or its end) on `port`, so SYNs reaching a shard without one find it. */
   listenPort(vs: VirtualServer, port: number, add: boolean): void;
+  /** Shards: whether another shard has a listener on `port`. */
+  listenedElsewhere(vs: VirtualServer, port: number): boolean;
   /**
    * Shards: the local port to try first for an active open whose ephemeral port is `dflt` (the
    * port whose return traffic the device steers to this shard's queue, when known); `dflt` otherwise.
@@ -474,13 +476,20 @@ export class TcpLayer implements TcpHost {
     // MSS we offer: the route's (path) MTU less the IP and TCP headers, as a kernel does; an
     // `mss` option only lowers it.
     const slot = this.claimConnect(vs, tuple, ephemeral, via);
-    const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
     const e = new TcpEntry(vs, this.eng.wheel, this);
+    try {
+      const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
+      e.sink = sink;
+      e.mark = mark;
+      e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
+      e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
+    } catch (err) {
+      // Bad options (RangeError): the flow taken above goes back, or it would stay this shard's
+      // for good and steer every later flow hashing to its slot here.
+      if (slot >= 0) this.eng.releaseTcp(slot);
+      throw err;
+    }
     e.flowSlot = slot;
-    e.sink = sink;
-    e.mark = mark;
-    e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
-    e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
     this.insert(e);
     this.activeOpens++;
     const lp = tcpState(vs).localPorts;
@@ -619,15 +628,21 @@ export class TcpLayer implements TcpHost {
     if (this.eng.steerTcp(vs, dst, seg.dstPort, src, seg.srcPort, l !== null && !l.closed)) return;
     if (l && !l.closed) {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
-      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && l.synCookiesSent) {
+      // Shards: another shard listening on the port may have sent the cookie (all share the secret).
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && (l.synCookiesSent || this.eng.listenedElsewhere(vs, seg.dstPort))) {
         if (this.onCookieAck(l, link, seg, src, dst, srcMac, now)) return;
-        // Not a valid cookie: counted as such, answered with a RST below.
-        this.eng.dropOn(link, Drop.TcpBadCookie);
+        // Not a valid cookie: counted as such (when this listener sent some), answered with a RST.
+        this.eng.dropOn(link, l.synCookiesSent ? Drop.TcpBadCookie : Drop.TcpNoSocket);
         this.sendRst(link, seg, src, dst, srcMac);
         return;
       }
     }
     if (flags & TH_RST) return this.eng.dropOn(link, Drop.TcpNoSocket);
+    // Shards: a SYN reaches a shard without a listener only when the flow's slot is this shard's
+    // (another of its flows hashes there), so the shard that listens cannot take the flow. A RST
+    // would refuse a port that is listened on: dropped (counted) instead, the peer's retransmission
+    // comes again, and finds the slot free once this shard's flows there have gone.
+    if ((flags & (TH_SYN | TH_ACK)) === TH_SYN && this.eng.listenedElsewhere(vs, seg.dstPort)) return this.eng.dropOn(link, Drop.ShardFlowTaken);
     this.eng.dropOn(link, Drop.TcpNoSocket);
     this.sendRst(link, seg, src, dst, srcMac);
   }

@@ -126,6 +126,8 @@ export class UdpLayer implements UdpHost {
     }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
+      // Shards: another shard may have a socket on the port: the datagram is handed to it whole.
+      if (!bcast && this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return true;
       link.drop(Drop.UdpNoSocket);
       return false;
     }
@@ -211,12 +213,17 @@ export class UdpLayer implements UdpHost {
     if (src === ANY6 || (src !== 0 && typeof src !== typeof addr)) src = 0; // chosen for the destination's family
     // Local delivery inside the VS (to one of its own addresses).
     const l = this.eng.out.ownLink(vs, addr);
+    const st = this.eng.steer;
     if (l) {
       const from = src !== 0 ? src : addr;
       const dst = this.find(vs, port, addr, from, sock.localPort);
-      if (dst && !dst.enqueue(Buffer.from(data), from, sock.localPort)) l.drop(Drop.UdpSocketQueueFull);
-      if (!dst) l.drop(Drop.UdpNoSocket);
-      return;
+      // Shards: a port that only another shard has bound is reached through a looped-back
+      // datagram, which the receive path hands to that shard (below).
+      if (dst || st === null || st.flows.otherPortShard(st.flows.portSlot(vs.id, IPPROTO_UDP, port)) < 0) {
+        if (dst && !dst.enqueue(Buffer.from(data), from, sock.localPort)) l.drop(Drop.UdpSocketQueueFull);
+        if (!dst) l.drop(Drop.UdpNoSocket);
+        return;
+      }
     }
     // A reply to a peer heard from lately goes back the way its datagram came (traffic reflection):
     // through that link, to that MAC, from the address it was sent to.

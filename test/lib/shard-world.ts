@@ -16,6 +16,7 @@ import type { Stack } from '../../stack/stack';
 import { LocalShardGroup } from '../../stack/shard/group';
 import { Toeplitz } from '../../protocols/rss/toeplitz';
 import type { RingSize } from '../../stack/shard/ring';
+import type { FlowTableSize } from '../../stack/shard/flows';
 
 export const SECRET = new Uint8Array(16).map((_, i) => i * 29 + 5);
 
@@ -58,7 +59,9 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
   /** The rings between the shards (default DEFAULT_RING). */
   ringSize?: RingSize;
   /** Loss (and other impairments) on the link, both ways. */
-  impair?: Impairments } = {}): ShardWorld {
+  impair?: Impairments;
+  /** The flow table (default DEFAULT_FLOW_TABLE; a tiny one makes flows share slots). */
+  flowSize?: FlowTableSize } = {}): ShardWorld {
   const shards = o.shards ?? 2;
   const pins = new Map<number, number>();
   const indir = Array.from({ length: 128 }, (_, i) => i % (o.shards ?? 2));
@@ -96,7 +99,7 @@ export function shardWorld(o: { shards?: number; config?: StackConfig; app?: (s:
   };
   const link = createMultiQueueLink({ queues: shards, steer, mac: '02:00:00:00:00:0a', peerMac: '02:00:00:00:00:0b', frameCount: 8192, impair: o.impair });
   const group = new LocalShardGroup(o.config ?? shardConfig(), {
-    shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app, ringSize: o.ringSize,
+    shards, drivers: (i) => ({ eth0: link.queues[i]! }), secret: SECRET, app: o.app, ringSize: o.ringSize, flowSize: o.flowSize,
     ...(o.rss ? { rss: { eth0: { key: MS_KEY, indir, tcp4: 'sdfn' as const, tcp6: 'sdfn' as const } } } : {}),
   });
   const engine = new Engine({ secret: SECRET, ndp: { dadTransmits: 0 }, onOutput: () => { dirty = true; } });
