@@ -190,8 +190,11 @@ export class Engine implements NeighborHost, TcpEngine {
    * were handed over (the datagram itself goes to its owner once).
    */
   private get handedOver(): boolean {
+    if (this.datagramIn) return true;
     return this.rxJ < 0 && this.rxDatagram !== null ? false : this.forwardedIn;
   }
+  /** Set while a datagram another shard handed over whole is delivered: it is never handed on. */
+  private datagramIn = false;
   /** Shards: a reassembled datagram as handed over (header + datagram); made on first use. */
   private dgBuf: Uint8Array | null = null;
 
@@ -667,6 +670,7 @@ export class Engine implements NeighborHost, TcpEngine {
     this.now = now;
     this.inInput = true;
     this.forwardedIn = true;
+    this.datagramIn = true;
     try {
       if (b[6] === 6) this.ip6.deliver(link, ip6At(b, 16), ip6At(b, 32), data, mac, now);
       else this.ip4.deliver(link, rd32(b, 16), rd32(b, 32), b[7]!, b[8]!, data, mac, now);
@@ -675,6 +679,7 @@ export class Engine implements NeighborHost, TcpEngine {
     } finally {
       this.inInput = false;
       this.forwardedIn = false;
+      this.datagramIn = false;
     }
   }
 
