@@ -85,6 +85,18 @@ test('shards run the services and the application in each worker; show sums them
       assert.match(bad.error!, /no virtual server 'nope'/);
       const ping = await controlRequest(sock, { cmd: 'ping' });
       assert.is((ping.data as Row).shards, 2);
+      // A trace over the control socket: started in every shard; the client going away stops it and
+      // leaves one merged capture (a pcap header, no frames: memory devices carry none), no parts.
+      const out = path.join(dir, 'trace.pcap');
+      const ac = new AbortController();
+      const events: string[] = [];
+      const tr = controlRequest(sock, { cmd: 'trace', out }, { onEvent: (r) => { events.push(String(r.event)); if (r.event === 'started') ac.abort(); }, signal: ac.signal, timeoutMs: 10_000 });
+      await tr.catch(() => undefined);
+      assert.equal(events, ['started']);
+      const t0 = Date.now();
+      while (!(fs.existsSync(out) && fs.statSync(out).size >= 24) && Date.now() - t0 < 5000) await new Promise((r) => setTimeout(r, 50));
+      assert.is(fs.statSync(out).size, 24, 'one merged capture: the pcap header');
+      assert.equal(fs.readdirSync(dir).filter((f) => f.startsWith('trace.pcap.')), [], 'no per-shard parts left');
     } finally {
       await server.close();
     }
