@@ -790,6 +790,10 @@ export class Engine implements NeighborHost, TcpEngine {
     const s = this.steer;
     if (s === null) return 0;
     let taken = 0;
+    // Consecutive frames of one device and kind go through input() as one burst.
+    let cur = -1;
+    let curLoop = false;
+    burst.n = 0;
     for (const r of s.inc) {
       if (r === null) continue;
       for (let at = r.front(); at >= 0; at = r.front()) {
@@ -797,7 +801,8 @@ export class Engine implements NeighborHost, TcpEngine {
         const dev = this.devices[d];
         const len = r.frameLen(at);
         if (r.frameKind(at) === RingKind.Datagram) {
-          // A reassembled datagram: no frame of the pool needed.
+          // A reassembled datagram: no frame of the pool needed (after the frames before it).
+          if (burst.n) this.inputHandedOver(cur, curLoop, burst, now);
           const b = (this.dgBuf ??= new Uint8Array(DG_MAX));
           if (len > DG_MAX) { r.pop(r.span(len)); this.counters.drop(Drop.ShardNotForwardable); continue; }
           r.readLong(at, b);
@@ -809,27 +814,34 @@ export class Engine implements NeighborHost, TcpEngine {
         }
         const loop = r.frameKind(at) === RingKind.Loopback;
         if (!dev) { r.pop(); this.counters.drop(Drop.ShardRingFull); continue; }
+        if (burst.n && (d !== cur || loop !== curLoop || burst.full)) this.inputHandedOver(cur, curLoop, burst, now);
         const f = dev.pool.alloc();
         if (f < 0) break;
         const off = dev.pool.dataStart(f);
         if (off + len > (f + 1) * dev.pool.frameSize) { dev.pool.free(f); r.pop(); dev.counters.drop(Drop.ShardRingFull); continue; }
         dev.pool.bytes.set(r.bytes.subarray(at, at + len), off);
         r.pop();
-        burst.n = 0;
         burst.push(f, off, len, now);
+        cur = d;
+        curLoop = loop;
         s.counters.forwardedIn++;
         taken++;
-        this.forwardedIn = true;
-        this.inLoopback = loop;
-        try {
-          this.input(d, burst, now);
-        } finally {
-          this.forwardedIn = false;
-          this.inLoopback = false;
-        }
       }
     }
+    if (burst.n) this.inputHandedOver(cur, curLoop, burst, now);
     return taken;
+  }
+
+  /** Inputs a burst of frames handed over by other shards (input() empties it). */
+  private inputHandedOver(dev: number, loop: boolean, burst: Burst, now: number): void {
+    this.forwardedIn = true;
+    this.inLoopback = loop;
+    try {
+      this.input(dev, burst, now);
+    } finally {
+      this.forwardedIn = false;
+      this.inLoopback = false;
+    }
   }
 
   dropOn(link: Link, reason: Drop): void {
