@@ -477,18 +477,11 @@ export class TcpLayer implements TcpHost {
     // `mss` option only lowers it.
     const slot = this.claimConnect(vs, tuple, ephemeral, via);
     const e = new TcpEntry(vs, this.eng.wheel, this);
-    try {
-      const mss = this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss);
-      e.sink = sink;
-      e.mark = mark;
-      e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
-      e.conn = new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss }, this.secret, e);
-    } catch (err) {
-      // Bad options (RangeError): the flow taken above goes back, or it would stay this shard's
-      // for good and steer every later flow hashing to its slot here.
-      if (slot >= 0) this.eng.releaseTcp(slot);
-      throw err;
-    }
+    e.sink = sink;
+    e.mark = mark;
+    e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
+    // Bad options (RangeError): the flow taken above goes back.
+    e.conn = this.slotGuard(slot, () => new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss: this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss) }, this.secret, e));
     e.flowSlot = slot;
     this.insert(e);
     this.activeOpens++;
@@ -496,6 +489,19 @@ export class TcpLayer implements TcpHost {
     lp.set(tuple.localPort, (lp.get(tuple.localPort) ?? 0) + 1);
     e.conn.connect(this.clock());
     return e;
+  }
+
+  /**
+   * Shards: builds a connection for the flow slot just taken; when building throws, the slot goes
+   * back (else it would stay this shard's for good and steer every later flow hashing to it here).
+   */
+  private slotGuard(slot: number, build: () => TcpConnection): TcpConnection {
+    try {
+      return build();
+    } catch (err) {
+      if (slot >= 0) this.eng.releaseTcp(slot);
+      throw err;
+    }
   }
 
   /**
@@ -687,7 +693,7 @@ export class TcpLayer implements TcpHost {
     e.young = true;
     l.synQueue++;
     l.synYoung++;
-    e.conn = TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e);
+    e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e));
     this.insert(e);
     this.passiveOpens++;
   }
@@ -715,7 +721,7 @@ export class TcpLayer implements TcpHost {
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
     const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
-    e.conn = TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e);
+    e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e));
     this.insert(e);
     this.passiveOpens++;
     const r = e.conn.input(seg, now);
