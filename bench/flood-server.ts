@@ -22,7 +22,7 @@
  */
 import { tcpState } from '../stack/transport/tcp';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { ControlServer } from '../stack/control';
+import { ControlServer } from '../stack/control/control';
 import { createStack } from '../stack/stack';
 
 async function main(): Promise<void> {

@@ -38,8 +38,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab';
-import { controlRequest } from '../stack/control';
+import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab/lab';
+import { controlRequest } from '../stack/control/control';
 import { BUILD, DIST_BENCH, lastJson, median, Proc, ROOT, run, sleep, table } from './lib';
 
 export const FLOOD_PREFIX = 'xf';

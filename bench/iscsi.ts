@@ -20,7 +20,7 @@
  */
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
-import { labDown } from '../stack/lab';
+import { labDown } from '../stack/lab/lab';
 import {
   iscsiLabUp, iscsiLoad, iscsiLoadPath, iscsiPerf, IscsiDisk, IscsiLab, PerfResult, stackStarter, TargetStarter,
   TargetUnavailableError, tgtStarter, ToolRun,

@@ -19,7 +19,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab';
+import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab/lab';
 import { BUILD, DIST_BENCH, lastJson, median, Proc, run, sleep, table } from './lib';
 
 export const PREFIX = 'xq';

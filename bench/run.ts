@@ -19,7 +19,7 @@ import { benchIcmpUdp, benchIp6Echo, benchReflector, PREFIX } from './net';
 import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
-import { labDown } from '../stack/lab';
+import { labDown } from '../stack/lab/lab';
 import { benchIscsi, ISCSI_PREFIX } from './iscsi';
 import { benchShards, SHARDS_PREFIX } from './shards';
 import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { BroadcastChannel } from 'node:worker_threads';
 import { ShardedStack } from '../stack/shard/threads';
 import { CHANNEL } from './shard-app';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 
 /** User + system clock ticks of each thread of this process. */
 function threadTicks(): { tid: number; ticks: number }[] {

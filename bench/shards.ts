@@ -30,7 +30,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { labDown, labSteer, labUp, Lab, SWITCH_BRIDGE, SWITCH_STACK_PORT } from '../stack/lab';
+import { labDown, labSteer, labUp, Lab, SWITCH_BRIDGE, SWITCH_STACK_PORT } from '../stack/lab/lab';
 import { BUILD, DIST_BENCH, lastJson, median, Proc, run, sleep, table } from './lib';
 
 export const SHARDS_PREFIX = process.env.BENCH_SHARDS_PREFIX ?? 'sd';

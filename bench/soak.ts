@@ -18,10 +18,10 @@
  *   SOAK_MINUTES=3 npm run soak        3 minutes
  *   SOAK_LAB=0 npm run soak            memory link only (also what runs without root)
  */
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { ImpairRig, peerTcpCounters, TransferError, TransferResult } from '../test/lib/impair';
 import { twoHosts, pattern, sha } from '../test/lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import type { Impairments } from '../driver/memory';
 
 const MINUTES = Number(process.env.SOAK_MINUTES ?? 30);

@@ -13,8 +13,8 @@ import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { labDown, labUp } from '../stack/lab';
-import { controlRequest } from '../stack/control';
+import { labDown, labUp } from '../stack/lab/lab';
+import { controlRequest } from '../stack/control/control';
 
 const BIN = process.argv[2] ?? path.resolve(__dirname, '..', '..', 'bin', 'xdpstack.js');
 const MODE = process.argv[3] === 'rst' ? 'rst' : 'fin';

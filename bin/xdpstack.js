@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 'use strict';
-// Entry point of the `xdpstack` command; the CLI itself is compiled to dist/stack/cli.js.
+// Entry point of the `xdpstack` command; the CLI itself is compiled to dist/stack/cli/cli.js.
 let cli;
 try {
-  cli = require('../dist/stack/cli.js');
+  cli = require('../dist/stack/cli/cli.js');
   // Service types of the examples shipped with the package (the config may name them).
   cli.loadServiceModule(require.resolve('../dist/examples/iscsi/index.js'));
 } catch (e) {
-  if (e && e.code === 'MODULE_NOT_FOUND' && /dist[\\/]stack[\\/]cli/.test(e.message)) {
+  if (e && e.code === 'MODULE_NOT_FOUND' && /dist[\\/]stack[\\/]cli[\\/]cli/.test(e.message)) {
     process.stderr.write('xdpstack: not built yet: run `npm run setup` (or `npx tsc -p tsconfig.json`)\n');
     process.exit(1);
   }

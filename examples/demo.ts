@@ -9,7 +9,7 @@
  */
 import { execFile, spawn, ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
-import { labDown, labUp } from '../stack/lab';
+import { labDown, labUp } from '../stack/lab/lab';
 
 const root = path.join(__dirname, '..', '..');
 const cli = path.join(root, 'bin', 'xdpstack.js');

@@ -10,7 +10,7 @@
  */
 export { replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
 import { createStack as createSingle, Stack, StackOptions } from './stack';
-import type { StackConfig } from './config';
+import type { StackConfig } from './control/config';
 import { ShardedStack, ShardedStackOptions } from './shard/threads';
 
 /**
@@ -28,16 +28,16 @@ export function createStack(config: StackConfig | string, opts: StackOptions | S
   return createSingle(config, opts as StackOptions);
 }
 export type { StackOptions, ShowKind, ReplayResult } from './stack';
-export { loadConfig, validateConfig, ConfigError } from './config';
-export { registerService, serviceKind, serviceTypes, loadServiceModule } from './services';
+export { loadConfig, validateConfig, ConfigError } from './control/config';
+export { registerService, serviceKind, serviceTypes, loadServiceModule } from './control/services';
 export { ShardedStack, ShardedStackOptions };
-export type { Service, ServiceKind, ServiceVs } from './services';
-export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig } from './config';
-export type { ServiceConfig } from './services';
-export { ControlServer, controlRequest, defaultSocketPath, resolveSocket, formatTable } from './control';
+export type { Service, ServiceKind, ServiceVs } from './control/services';
+export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig } from './control/config';
+export type { ServiceConfig } from './control/services';
+export { ControlServer, controlRequest, defaultSocketPath, resolveSocket, formatTable } from './control/control';
 export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
-export { UdpSocket } from './udp';
-export type { RemoteInfo } from './udp';
-export { Socket, Server, createServer, connect } from './net';
-export type { NetContext, ServerOptions, SocketConnectOpts } from './net';
+export { UdpSocket } from './api/dgram';
+export type { RemoteInfo } from './api/dgram';
+export { Socket, Server, createServer, connect } from './api/net';
+export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';

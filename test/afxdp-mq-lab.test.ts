@@ -15,7 +15,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { canRunPrivileged, labPrefix, sh } from './lib/env';
-import { labDown, labQueueFrames, labSteer, labSteering, labUp, Lab, LabConfigError } from '../stack/lab';
+import { labDown, labQueueFrames, labSteer, labSteering, labUp, Lab, LabConfigError } from '../stack/lab/lab';
 import {
   attachAfxdpProgram, attachedPrograms, AfxdpProgram, AfxdpProgramRef, checkProgramOptions, ipv4ToU32, MAX_QUEUES, openAfxdp, RUN_DIR,
 } from '../driver/afxdp';

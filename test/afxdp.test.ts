@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { canRunPrivileged, sh, labPrefix } from './lib/env';
 import { collect } from './lib/collect';
-import { labUp, labDown, Lab } from '../stack/lab';
+import { labUp, labDown, Lab } from '../stack/lab/lab';
 import { openAfxdp, ipv4ToU32, attachedPrograms, AfxdpDriver, RUN_DIR } from '../driver/afxdp';
 import { Burst, parseMac } from '../driver/types';
 import { parseIp6 } from '../protocols/ip/addr';

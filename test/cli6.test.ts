@@ -13,8 +13,8 @@ import { spawnSync } from 'node:child_process';
 import {
   addressRow, addrOrNull, cidrText, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeDstText, routeRow, ruleRow,
 } from '../stack/show';
-import { formatShow } from '../stack/control';
-import { hostInNet } from '../stack/cli';
+import { formatShow } from '../stack/control/control';
+import { hostInNet } from '../stack/cli/cli';
 import { createStack } from '../stack/stack';
 import { captureMacFor } from '../stack/stack';
 import { AddrMap, ANY6, parseIp6 } from '../protocols/ip/addr';
@@ -147,7 +147,7 @@ test('lab --net6: peer addresses in RFC 5952 form (the longest zero run compress
   assert.throws(() => hostInNet('fd00::/126', 3, 6, 'net6'), /has no room for 2 peers/);
 });
 
-test('the CLI files import no circle (stack/cli.ts and stack/cli-stack.ts share stack/cli-args.ts)', () => {
+test('the CLI files import no circle (stack/cli/cli.ts and stack/cli/stack-commands.ts share stack/cli/args.ts)', () => {
   const r = spawnSync(process.execPath, [path.join(ROOT, 'scripts', 'import-circles.js'), 'stack'], { encoding: 'utf8', timeout: 30_000 });
   assert.is(r.status, 0, r.stdout + r.stderr);
   assert.match(r.stdout, /no import circles among \d+ files/);

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ConfigError, loadConfig, validateConfig, StackConfig } from '../stack/config';
+import { ConfigError, loadConfig, validateConfig, StackConfig } from '../stack/control/config';
 import { createStack } from '../stack/stack';
 import { Burst } from '../driver/types';
 import { writeEth, ETH_P_ARP, ETH_P_IPV4 } from '../protocols/ethernet';

@@ -8,11 +8,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab, LabInUseError } from '../stack/lab';
+import { labDown, labUp, Lab, LabInUseError } from '../stack/lab/lab';
 import { nsRun, sleep, udpEcho } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
-import { main } from '../stack/cli';
-import { formatShow } from '../stack/control';
+import { main } from '../stack/cli/cli';
+import { formatShow } from '../stack/control/control';
 
 const PREFIX = labPrefix('xc');
 const privileged = canRunPrivileged();

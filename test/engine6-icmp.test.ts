@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { Ip6, parseIp6 } from '../protocols/ip/addr';
 import { icmp6Checksum } from '../protocols/icmpv6';
 import { writeIpv6 } from '../protocols/ipv6';

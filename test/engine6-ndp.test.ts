@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
-import { connect } from '../stack/net';
+import { connect } from '../stack/api/net';
 import { Ip6, ip6ToString, parseIp6 } from '../protocols/ip/addr';
 import { NSTATE_NAMES } from '../stack/neighbor';
 import { A6, B6, C6, PEER_MAC, frame6, ns6, na6, send, tap6, icmpOf, held, drops, solicitedNode, mac, addrAt } from './lib/engine6';

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { ip6At, ip6ToString, linkLocalFromMac } from '../protocols/ip/addr';
 import { tap6, held } from './lib/engine6';
 

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
-import { connect, createServer, Server, Socket } from '../stack/net';
+import { connect, createServer, Server, Socket } from '../stack/api/net';
 import { TcpSegmentOut } from '../protocols/tcp/types';
 import { tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { Ip6, ip6ToString, linkLocalFromMac } from '../protocols/ip/addr';

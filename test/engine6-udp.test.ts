@@ -9,7 +9,7 @@ import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
 import { ip6ToString, linkLocalFromMac } from '../protocols/ip/addr';
 import { A6, C6, frame6, udp6, send, tap6, icmpOf, held, drops } from './lib/engine6';
-import type { UdpSocket } from '../stack/udp';
+import type { UdpSocket } from '../stack/api/dgram';
 import { optsHdr } from './lib/ipv6-frames';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };

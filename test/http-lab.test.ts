@@ -12,7 +12,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun } from './lib/rig';
 import { framesAccounted as accounted } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';

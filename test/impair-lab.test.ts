@@ -10,8 +10,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labImpair, labUp, Lab, LabConfigError, validateImpair } from '../stack/lab';
-import { COMMANDS, parsePercent, UsageError } from '../stack/cli';
+import { labDown, labImpair, labUp, Lab, LabConfigError, validateImpair } from '../stack/lab/lab';
+import { COMMANDS, parsePercent, UsageError } from '../stack/cli/cli';
 import { corruptionCaught, ImpairRig, TransferResult } from './lib/impair';
 import { nsRun } from './lib/rig';
 

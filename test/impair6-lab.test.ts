@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { corruptionCaught, ImpairRig, TransferResult } from './lib/impair';
 
 const PREFIX = labPrefix('xb');

@@ -2,8 +2,8 @@
 // API; every problem names its field. RFC 7143 4.2.7 for names, sizes as a storage admin writes them.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ConfigError, validateConfig } from '../stack/config';
-import { serviceTypes } from '../stack/services';
+import { ConfigError, validateConfig } from '../stack/control/config';
+import { serviceTypes } from '../stack/control/services';
 import { parseSize } from '../examples/iscsi/config';
 import '../examples/iscsi/index';
 

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labImpair } from '../stack/lab';
+import { labImpair } from '../stack/lab/lab';
 import { privilegedTest } from './lib/lab-stack';
 import {
   FAST_SUBSET, iscsiLabUp, iscsiLoad, iscsiLoadPath, iscsiLs, iscsiPerf, iscsiServiceAvailable, iscsiUrl, IscsiLab, runTestCu,
@@ -20,7 +20,7 @@ import {
 } from './lib/iscsi-lab';
 import { sideBySide } from './lib/iscsi-diff';
 import { createStack, Stack } from '../stack/stack';
-import type { Socket } from '../stack/net';
+import type { Socket } from '../stack/api/net';
 
 const PREFIX = labPrefix('is');
 const privileged = canRunPrivileged();

@@ -14,8 +14,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ChildProcess, spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix, sh } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
-import { controlRequest } from '../stack/control';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
+import { controlRequest } from '../stack/control/control';
 
 const PREFIX = labPrefix('xm');
 const privileged = canRunPrivileged();

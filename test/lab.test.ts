@@ -3,8 +3,8 @@ import * as assert from 'uvu/assert';
 import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { labUp, labDown, labStatus, LabConfigError, Lab, stackMacFor, peerMacFor } from '../stack/lab';
-import { main, CliContext, parseOptions, UsageError, hostInNet } from '../stack/cli';
+import { labUp, labDown, labStatus, LabConfigError, Lab, stackMacFor, peerMacFor } from '../stack/lab/lab';
+import { main, CliContext, parseOptions, UsageError, hostInNet } from '../stack/cli/cli';
 import { canRunPrivileged, sh, labPrefix } from './lib/env';
 
 const P = labPrefix('xt');

@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as http from 'node:http';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun } from './lib/rig';
 import { addressesPreferred, framesAccounted as accounted, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, sleep } from './lib/rig';
 import { addressesPreferred, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';

@@ -9,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, sleep } from './lib/rig';
 import { privilegedTest } from './lib/lab-stack';
 import { openAfxdp, AfxdpDriver } from '../driver/afxdp';

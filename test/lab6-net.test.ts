@@ -14,11 +14,11 @@ import * as path from 'node:path';
 import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab';
+import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab/lab';
 import { nsRun, RunResult, sleep } from './lib/rig';
 import { framesAccounted as accounted, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
-import { main as cliMain } from '../stack/cli';
+import { main as cliMain } from '../stack/cli/cli';
 import { macToString } from '../driver/types';
 import { addrToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
 import { addrToString, linkLocalFromMac } from '../protocols/ip/addr';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 function world() {
   const w = twoHosts({ ipv6: true, engine: { ndp: { dadTransmits: 0 } } });

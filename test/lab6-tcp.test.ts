@@ -15,7 +15,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { execFile, execFileSync } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, RunResult, sleep } from './lib/rig';
 import {
   addressesPreferred, connectRetry as connectFrom, framesAccounted as accounted, hashOneConnection, privilegedTest,
@@ -23,7 +23,7 @@ import {
 } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
 import { parseIp6 } from '../protocols/ip/addr';
-import type { Socket } from '../stack/net';
+import type { Socket } from '../stack/api/net';
 
 const PREFIX = labPrefix('y7');
 const privileged = canRunPrivileged();

@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, sha } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 async function roundTrip(write: (c: Socket) => void, tcp = {}, whileConnecting = false): Promise<Buffer> {
   const w = twoHosts({ tcp });

@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, pattern, sha } from './lib/world';
 import { held } from './lib/inject';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import type { ZeroCopyChunk } from '../stack/transport/tcp';
 
 /** Collects uncaught exceptions while `fn` runs (Node's 'uncaughtException'). */

@@ -16,15 +16,15 @@ import { suite, test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { constants as osConstants } from 'node:os';
 import { twoHosts, World, pattern, sha } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { ip } from './lib/frames';
 import { TcpState } from '../protocols/tcp/types';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, Rig, startRig } from './lib/rig';
 import { monotonicUs } from '../stack/runtime';
 import type { VirtualServer } from '../stack/vs';
-import type { NetContext } from '../stack/net';
+import type { NetContext } from '../stack/api/net';
 
 interface Sent { arpTpa: number[]; tcp: number; ipv4: number }
 

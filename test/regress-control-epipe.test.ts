@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { createStack, Stack } from '../stack/stack';
-import { ControlServer } from '../stack/control';
+import { ControlServer } from '../stack/control/control';
 
 const BIN = path.join(__dirname, '..', '..', 'bin', 'xdpstack.js');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-epipe-'));

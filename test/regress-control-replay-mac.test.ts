@@ -9,10 +9,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { SAMPLE_PCAPS } from './lib/env';
-import { main } from '../stack/cli';
+import { main } from '../stack/cli/cli';
 import { replayCapture } from '../stack/stack';
 import { readCapture } from '../driver/pcap';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-replaymac-'));
 // accecn_handshake.pcap: 31.133.146.248 (00:0c:29:f7:80:12) opens TCP to 66.228.43.12:80 (18:fd:74:07:45:cd).

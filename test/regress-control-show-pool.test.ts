@@ -8,9 +8,9 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { main } from '../stack/cli';
+import { main } from '../stack/cli/cli';
 import { createStack, Stack } from '../stack/stack';
-import { ControlServer } from '../stack/control';
+import { ControlServer } from '../stack/control/control';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-pool-'));
 const sock = path.join(tmp, 'pool.sock');

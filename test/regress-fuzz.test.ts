@@ -8,7 +8,7 @@ import { Burst, parseMac } from '../driver/types';
 import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';
 import { push } from './lib/frames';
-import { validateConfig, ConfigError } from '../stack/config';
+import { validateConfig, ConfigError } from '../stack/control/config';
 
 const DEV_MAC = parseMac('02:00:00:00:00:01');
 

@@ -11,7 +11,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
 import { A, B, drops, held, icmpErrorFrame, inject, injectFrame, quote, tap } from './lib/inject';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { TcpState, TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, parseIpv4 } from '../protocols/ipv4';
 import {

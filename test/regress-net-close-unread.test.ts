@@ -2,7 +2,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 test('data + FIN received while the reader is paused are still readable after the connection closes', async () => {
   const w = twoHosts();

@@ -11,11 +11,11 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern, sha } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { parseMac, Burst } from '../driver/types';
 import { ip, udpFrame, push, drain, oneVs } from './lib/frames';
 import { ipv4ToString } from '../protocols/ipv4';
-import { UDP_RETURN_PATHS_MAX } from '../stack/udp';
+import { UDP_RETURN_PATHS_MAX } from '../stack/api/dgram';
 
 /** Host b becomes 198.51.100.7/24, a client behind a "router" (its own MAC) reaching 10.1.1.0/24 on-link. */
 function behindRouter(): { w: World; arpFromA: number[] } {

@@ -12,7 +12,7 @@ import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
 import { drops, held, inject, tap } from './lib/inject';
 import { icmpEchoFrame, udpFrame, arpFrame, push, drain, BCAST, ZERO } from './lib/frames';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { TH_SYN, TH_ACK } from '../protocols/tcp/types';
 import { Engine } from '../stack/engine';
 import { Runtime } from '../stack/runtime';

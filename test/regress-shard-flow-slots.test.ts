@@ -10,7 +10,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, createServer } from '../stack/net';
+import { connect, createServer } from '../stack/api/net';
 import { parseIp4 } from '../protocols/ip/addr';
 import { DEFAULT_FLOW_TABLE } from '../stack/shard/flows';
 import { shardConfig, shardWorld, ShardWorld } from './lib/shard-world';

@@ -8,7 +8,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, createServer } from '../stack/net';
+import { connect, createServer } from '../stack/api/net';
 import { shardWorld } from './lib/shard-world';
 
 type Row = Record<string, unknown>;

@@ -9,7 +9,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShardedStack } from '../stack/shard/threads';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 import { readCapture } from '../driver/pcap';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-shard-ctl-'));

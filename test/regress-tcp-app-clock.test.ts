@@ -15,7 +15,7 @@ import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
 import { Burst } from '../driver/types';
 import { Engine } from '../stack/engine';
 import { Runtime } from '../stack/runtime';
-import { connect, createServer, NetContext, Socket } from '../stack/net';
+import { connect, createServer, NetContext, Socket } from '../stack/api/net';
 import type { ZeroCopyChunk } from '../stack/transport/tcp';
 import { realTimeHosts, until } from './lib/realtime';
 import { TcpHeader } from '../protocols/tcp';

@@ -11,9 +11,9 @@ import { once } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, Rig, sleep, startRig } from './lib/rig';
-import { createServer, Server, Socket } from '../stack/net';
+import { createServer, Server, Socket } from '../stack/api/net';
 import { monotonicUs } from '../stack/runtime';
 
 const PREFIX = labPrefix('xz');

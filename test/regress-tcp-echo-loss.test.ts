@@ -9,7 +9,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, pattern, sha } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 const SIZE = 5 * 1024 * 1024;
 

@@ -11,14 +11,14 @@ import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
 import { A, injectFrame, tap, Seen, drops, held } from './lib/inject';
 import { arpFrame, fragmentFrame, BCAST, ZERO } from './lib/frames';
-import { createServer, Socket } from '../stack/net';
+import { createServer, Socket } from '../stack/api/net';
 import { tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4, writeIpv4, IPPROTO_TCP } from '../protocols/ipv4';
 import { writeEth, ETH_P_IPV4 } from '../protocols/ethernet';
 import type { ZeroCopyChunk } from '../stack/transport/tcp';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { createStack, Stack } from '../stack/stack';
 import { nsRun } from './lib/rig';
 

@@ -10,7 +10,7 @@ import { TcpConnection } from '../protocols/tcp/connection';
 import { TcpState, TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import { mkSeg, pattern, RecHost, SECRET, TUPLE_A, TUPLE_B } from './tcp-harness';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { realTimeHosts, until } from './lib/realtime';
 
 const B_ISS = 1000;

@@ -10,7 +10,7 @@ import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpSegmentOut, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4 } from '../protocols/ipv4';

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { linkLocalFromMac } from '../protocols/ip/addr';
 
 test('the same link-local 4-tuple on two links of one VS: two connections, each answered on its own link', async () => {

@@ -15,7 +15,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { Burst } from '../driver/types';
 import { TimerWheel } from '../stack/timers';
 import { icmpEchoFrame } from './lib/frames';

@@ -3,7 +3,7 @@ import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { TcpState } from '../protocols/tcp/types';
 
 test('server.close() while a handshake is half done: no orphan connection, no held frames', async () => {

@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SAMPLE_PCAPS } from './lib/env';
 import { execFileSync } from 'node:child_process';
-import { main } from '../stack/cli';
+import { main } from '../stack/cli/cli';
 import { replayCapture } from '../stack/stack';
 import { readCapture } from '../driver/pcap';
 import { buildInput, CONFIG, EXPECTED, GOLDEN_DIR, INPUT } from './golden/gen-replay';

@@ -11,7 +11,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { replayCapture } from '../stack/stack';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-replay6-'));
 

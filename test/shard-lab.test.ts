@@ -29,9 +29,9 @@ import * as path from 'node:path';
 import { canRunPrivileged, labPrefix, sh } from './lib/env';
 import { privilegedTest, within } from './lib/lab-stack';
 import { ConnResult, ECHO_SERVER, nsTcpCounters, Py, TCP_CLIENT, TCP_REFUSED, UDP_CLIENT, UdpResult } from './lib/peer-python';
-import { labDown, labImpair, labImpairment, labQueueFrames, labSteer, labSteering, labUp, Lab } from '../stack/lab';
+import { labDown, labImpair, labImpairment, labQueueFrames, labSteer, labSteering, labUp, Lab } from '../stack/lab/lab';
 import { ShardedStack } from '../stack/shard/threads';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 import { RUN_DIR } from '../driver/afxdp';
 
 const privileged = canRunPrivileged();

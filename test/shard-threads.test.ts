@@ -11,8 +11,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShardedStack, resolveShards } from '../stack/shard/threads';
-import { ControlServer, controlRequest } from '../stack/control';
-import { validateConfig, StackConfig } from '../stack/config';
+import { ControlServer, controlRequest } from '../stack/control/control';
+import { validateConfig, StackConfig } from '../stack/control/config';
 import { createStack } from '../stack/index';
 
 type Row = Record<string, unknown>;

@@ -8,7 +8,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { connect, createServer } from '../stack/net';
+import { connect, createServer } from '../stack/api/net';
 import { pattern, sha } from './lib/world';
 import { movedTransfer, shardConfig, shardWorld, ShardWorld } from './lib/shard-world';
 import type { Stack } from '../stack/stack';

@@ -6,7 +6,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createStack, Stack } from '../stack/stack';
-import type { StackConfig } from '../stack/config';
+import type { StackConfig } from '../stack/control/config';
 import { parseIp6 as parse6 } from '../protocols/ip/addr';
 import { udpPorts } from '../stack/transport/udp';
 

@@ -8,7 +8,7 @@ import { tcpState } from '../stack/transport/tcp';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, sha } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { TcpHeader } from '../protocols/tcp';
 import { TcpState, TH_ACK, TH_FIN, TH_RST, TH_SYN } from '../protocols/tcp/types';
 import { parseIpv4, writeIpv4, IPPROTO_ICMP } from '../protocols/ipv4';

@@ -8,7 +8,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern, sha, exchange } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import type { Impairments } from '../driver/memory';
 import { Drop, DROP_NAMES } from '../protocols/drop';
 

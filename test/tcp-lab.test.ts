@@ -13,14 +13,14 @@ import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, sleep } from './lib/rig';
 import {
   connectRetry as connectFrom, framesAccounted as accounted, hashOneConnection, pyHashServer, randomChunks,
   sendAndReceive, SockErr, writeAll, writeRandomFile,
 } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
-import { validateConfig, ConfigError } from '../stack/config';
+import { validateConfig, ConfigError } from '../stack/control/config';
 import { createMemoryLink } from '../driver/memory';
 
 const PREFIX = labPrefix('xk');

@@ -5,7 +5,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 import { Burst, parseMac } from '../driver/types';
 import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';

@@ -7,7 +7,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as http from 'node:http';
 import { twoHosts, pattern, sha, exchange } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 test('connect, echo both ways, half-close and orderly close', async () => {
   const w = twoHosts();

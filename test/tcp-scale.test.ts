@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { twoHosts } from './lib/world';
-import { connect, createServer, Socket } from '../stack/net';
+import { connect, createServer, Socket } from '../stack/api/net';
 
 function gcFn(): () => void {
   const g = (globalThis as { gc?: () => void }).gc;

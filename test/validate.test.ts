@@ -1,5 +1,5 @@
 /**
- * One validator (stack/validate.ts) for config files, the control socket, the library API and the
+ * One validator (stack/control/validate.ts) for config files, the control socket, the library API and the
  * engine's entry points. Regressions: `vs add X --device D --vlan 10` beside a VS that already has
  * VLAN 10 with the same MAC was accepted at run time (the config refuses it) and X's frames were
  * then counted to the other VS; the control socket accepted 127/8 and /0 addresses; a VS added
@@ -11,10 +11,10 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Stack } from '../stack/stack';
-import { controlRequest } from '../stack/control';
+import { controlRequest } from '../stack/control/control';
 import { cliAt, ControlledStack, startControlled, stopControlled } from './lib/control';
-import { ConfigError, StackConfig, validateConfig } from '../stack/config';
-import { ValidationError } from '../stack/validate';
+import { ConfigError, StackConfig, validateConfig } from '../stack/control/config';
+import { ValidationError } from '../stack/control/validate';
 import { Burst } from '../driver/types';
 import { writeEth, ETH_P_ARP } from '../protocols/ethernet';
 import { writeArp, ARP_REQUEST } from '../protocols/arp';

@@ -1,5 +1,5 @@
 /**
- * IPv6 in the one validator (stack/validate.ts): addresses, routes and rules accept IPv6 where they
+ * IPv6 in the one validator (stack/control/validate.ts): addresses, routes and rules accept IPv6 where they
  * accept IPv4, with the rules of RFC 4291 (unicast only: not ::, ::1, multicast or IPv4-mapped),
  * RFC 4007 (a link-local gateway needs its link; `fe80::1%LINK`) and one family per route. Every
  * form is checked directly, in a config file read by the loader, and (for the refused ones) through
@@ -13,10 +13,10 @@ import * as path from 'node:path';
 import {
   Checker, checkAddress, checkRoute, checkRule, interfaceAddressProblem, isUsableUnicast, LinkFacts, parseCidrText,
   parseRoute, parseRuleFrom, routeFamilyOf, splitScopedVia, ValidationState,
-} from '../stack/validate';
-import { ConfigError, loadConfig, StackConfig, validateConfig } from '../stack/config';
+} from '../stack/control/validate';
+import { ConfigError, loadConfig, StackConfig, validateConfig } from '../stack/control/config';
 import type { Stack } from '../stack/stack';
-import { controlRequest } from '../stack/control';
+import { controlRequest } from '../stack/control/control';
 import { cliAt, ControlledStack, startControlled, stopControlled } from './lib/control';
 import { Ip6, parseAddr, parseIp6 } from '../protocols/ip/addr';
 import { parseIpv4 } from '../protocols/ipv4';

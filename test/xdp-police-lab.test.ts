@@ -10,11 +10,11 @@ import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab';
+import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
-import { formatShow } from '../stack/control';
-import { ConfigError, validateConfig } from '../stack/config';
+import { formatShow } from '../stack/control/control';
+import { ConfigError, validateConfig } from '../stack/control/config';
 import { DEFAULT_POLICE, gcraParams, resolvePolice } from '../driver/police';
 
 // ---- config: keys, ranges and messages (no privileges needed)

@@ -14,7 +14,7 @@ import { canRunPrivileged, labPrefix } from './lib/env';
 import { Collector, collect } from './lib/collect';
 import { nsRun, RunResult } from './lib/rig';
 import { privilegedTest } from './lib/lab-stack';
-import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab';
+import { labDown, labUp, Lab, peerIpv6State, waitPeerIpv6 } from '../stack/lab/lab';
 import { openAfxdp, AfxdpDriver } from '../driver/afxdp';
 import { parseMac } from '../driver/types';
 import { addrToString, ip6At, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';

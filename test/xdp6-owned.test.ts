@@ -8,7 +8,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { KIND_IP4, KIND_IP6, KIND_MAC, KIND_SNM, OwnedTable, ownKeys } from '../driver/owned';
 import { parseIp4, parseIp6 } from '../protocols/ip/addr';
-import { ipv6Default, labUp, LabConfigError } from '../stack/lab';
+import { ipv6Default, labUp, LabConfigError } from '../stack/lab/lab';
 
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex');
 

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import type * as http from 'node:http';
 import type * as https from 'node:https';
-import type { Server, Socket } from '../../stack/net';
+import type { Server, Socket } from '../../stack/api/net';
 
 /**
  * Feeds every connection of `from` (an xdpstack Server) to `to` (a Node http/https server that

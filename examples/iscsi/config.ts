@@ -1,6 +1,6 @@
 /**
  * The `iscsi` service's part of the config, checked by the same validator as the rest of the
- * config file, the control socket and the API (stack/validate.ts Checker):
+ * config file, the control socket and the API (stack/control/validate.ts Checker):
  *
  *   { "type": "iscsi", "vs": "a", "port": 3260,
  *     "targets": [{ "iqn": "iqn.2026-12.org.example:disk1",
@@ -11,7 +11,7 @@
  * `maxHeldChunks`: received frames the service may keep pinned as Data-Out views (hold.ts); beyond
  * it Data-Out is copied. Keep it well below the device's frameCount / 2.
  */
-import { Checker, join, Obj } from '../../stack/validate';
+import { Checker, join, Obj } from '../../stack/control/validate';
 import type { LunSpec, TargetSpec } from './scsi/types';
 
 export const ISCSI_KEYS = ['targets', 'nopInterval', 'nopTimeout', 'maxHeldChunks'] as const;

@@ -3,7 +3,7 @@
  * with `{ "type": "iscsi", "vs": ..., "targets": [...] }` runs under `createStack()` and
  * `xdpstack run CONFIG`. See examples/iscsi/README.md.
  */
-import { registerService } from '../../stack/services';
+import { registerService } from '../../stack/control/services';
 import { checkIscsi, ISCSI_KEYS } from './config';
 import { IscsiService } from './service';
 

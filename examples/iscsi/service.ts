@@ -10,10 +10,10 @@
  * frames never starve the pool or shut a receive window on data a command still waits for. Data-In
  * goes out as views of the backend's memory; the socket copies it once into the send buffer.
  */
-import type { Server as NetServer, Socket as NetSocket } from '../../stack/net';
+import type { Server as NetServer, Socket as NetSocket } from '../../stack/api/net';
 import type { ZeroCopyChunk } from '../../stack/transport/tcp';
-import type { Service, ServiceConfig, ServiceVs } from '../../stack/services';
-import type { Obj } from '../../stack/validate';
+import type { Service, ServiceConfig, ServiceVs } from '../../stack/control/services';
+import type { Obj } from '../../stack/control/validate';
 import { targetSpecs } from './config';
 import { createScsiTarget } from './scsi/target';
 import type { ScsiTarget, TargetSpec } from './scsi/types';

@@ -1,6 +1,6 @@
 /**
  * Virtual server administration: links, addresses (both families), routes and rules. Every entry
- * point checks its input with the one validator (stack/validate.ts) first, then updates the demux
+ * point checks its input with the one validator (stack/control/validate.ts) first, then updates the demux
  * index, the VS's tables and the driver's ownership (XDP maps).
  */
 import { macToString } from '../../driver/types';
@@ -8,7 +8,7 @@ import { macEquals } from '../../protocols/ethernet';
 import { addrEq, addrToString, Ip6, isLinkLocal6, linkLocalFromMac, maskAddr, parseCidr, prefixMatch } from '../../protocols/ip/addr';
 import { NeighborCache } from '../neighbor';
 import { maskOf, Route, TABLE_MAIN } from '../routing';
-import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce, parseRoute, parseRuleFrom } from '../validate';
+import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce, parseRoute, parseRuleFrom } from '../control/validate';
 import { Address, Link, VirtualServer } from '../vs';
 
 import type { Device } from './device';
@@ -17,7 +17,7 @@ import type { Arp } from '../link/arp';
 import type { Ndp } from '../link/ndp';
 import type { NeighborHost, NeighborParams } from '../neighbor';
 import type { TimerWheel } from '../timers';
-import type { EngineState } from '../validate';
+import type { EngineState } from '../control/validate';
 
 /** What VS administration needs from the engine (which is also the neighbor caches' host). */
 export interface AdminHost extends NeighborHost {

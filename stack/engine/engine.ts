@@ -29,12 +29,12 @@ import { Counters } from '../counters';
 import { DEFAULT_NEIGHBOR_PARAMS, Neighbor, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from '../neighbor';
 import type { Route } from '../routing';
 import { TimerWheel } from '../timers';
-import { sockError, UdpSocket } from '../udp';
+import { sockError, UdpSocket } from '../api/dgram';
 import { checkVsLimits, Limits, resolveLimits, VsLimits } from '../limits';
 import { Link, VirtualServer } from '../vs';
 import { TcpLayer, TcpEngine } from '../transport/tcp';
 import { checkDestination, UdpLayer, udpPorts } from '../transport/udp';
-import { EngineState, ValidationError, vsNameProblem } from '../validate';
+import { EngineState, ValidationError, vsNameProblem } from '../control/validate';
 import { LinkGroup } from '../link/demux';
 import { Arp } from '../link/arp';
 import { Ndp, NdpOptions } from '../link/ndp';
@@ -271,7 +271,7 @@ export class Engine implements NeighborHost, TcpEngine {
 
   // ---------------------------------------------------------------- virtual servers
 
-  /** The running state as the validator (stack/validate.ts) asks it. */
+  /** The running state as the validator (stack/control/validate.ts) asks it. */
   readonly state: EngineState = new EngineState(this);
 
   /** The links on (device, VLAN) of every VS (the demux index; empty for an unknown device). */

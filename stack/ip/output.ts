@@ -22,7 +22,7 @@ import { hash5, HashKey } from '../../protocols/tcp/hash';
 import type { FramePool } from '../../umem/pool';
 import { BCAST_MAC, linkEth, ZERO_MAC } from '../link/demux';
 import { NState } from '../neighbor';
-import { sockError } from '../udp';
+import { sockError } from '../api/dgram';
 import type { Link, VirtualServer } from '../vs';
 
 import type { Device } from '../engine/device';

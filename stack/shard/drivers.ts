@@ -4,7 +4,7 @@
  */
 import type { Driver } from '../../driver/types';
 import { createMemoryLink } from '../../driver/memory';
-import type { DeviceConfig } from '../config';
+import type { DeviceConfig } from '../control/config';
 import type { RssInfo } from './rss';
 import type { AfxdpProgramRef } from '../../driver/afxdp';
 

@@ -6,8 +6,8 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Driver } from '../../driver/types';
-import { loadConfig, StackConfig, validateConfig } from '../config';
-import { CHANGE_REQUESTS, handleRequest, Request } from '../control';
+import { loadConfig, StackConfig, validateConfig } from '../control/config';
+import { CHANGE_REQUESTS, handleRequest, Request } from '../control/control';
 import { Stack } from '../stack';
 import type { FlowTableSize } from './flows';
 import { mergeShow } from './merge';

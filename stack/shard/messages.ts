@@ -1,7 +1,7 @@
 /** What the main thread and a shard's worker say to each other (plain, structured-clonable data). */
 import type { IpAddr } from '../../protocols/ip/addr';
-import type { StackConfig } from '../config';
-import type { Request } from '../control';
+import type { StackConfig } from '../control/config';
+import type { Request } from '../control/control';
 import type { ShardDeviceInfo } from './drivers';
 import type { MeshMemory } from './steer';
 

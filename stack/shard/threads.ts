@@ -17,8 +17,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { PcapWriter, readCapture } from '../../driver/pcap';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
-import { loadConfig, StackConfig, validateConfig } from '../config';
-import { CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control';
+import { loadConfig, StackConfig, validateConfig } from '../control/config';
+import { CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control/control';
 import { MAX_SHARDS } from './flows';
 import type { FlowTableSize } from './flows';
 import type { RingSize } from './ring';
@@ -26,7 +26,7 @@ import { mergeShow } from './merge';
 import { allocateMesh, MeshMemory } from './steer';
 import type { ShardDeviceInfo } from './drivers';
 import type { FromShard, ShardData, ToShard } from './messages';
-import { serviceModules } from '../services';
+import { serviceModules } from '../control/services';
 import { readRss } from '../../driver/rss';
 
 export interface ShardedStackOptions {

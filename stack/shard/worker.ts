@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import type { Driver } from '../../driver/types';
 import { PcapWriter } from '../../driver/pcap';
 import type { IpAddr } from '../../protocols/ip/addr';
-import { handleRequest } from '../control';
+import { handleRequest } from '../control/control';
 import { Stack, Trace } from '../stack';
 import { Steering } from './steer';
 import { openShardDriver } from './drivers';

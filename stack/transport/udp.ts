@@ -12,7 +12,7 @@ import { fold, sum16 } from '../../protocols/checksum';
 import {
   addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6, isLoopback6, isMulticast6, isUnspecified, pseudoSum,
 } from '../../protocols/ip/addr';
-import { sockError, UdpHost, UdpSocket } from '../udp';
+import { sockError, UdpHost, UdpSocket } from '../api/dgram';
 import type { RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
 

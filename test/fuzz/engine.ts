@@ -1,5 +1,5 @@
 /**
- * Whole-engine fuzz target: random and mutated frames into one Engine (stack/engine.ts) under
+ * Whole-engine fuzz target: random and mutated frames into one Engine (stack/engine/engine.ts) under
  * virtual time, with three VSes (VLAN 10 and VLAN 20 with the same address, one untagged),
  * TCP listeners (echo, never-reading, closing after the first data), established TCP connections
  * driven by a scripted peer (its segments follow the connection's sequence numbers, so the deep
@@ -22,10 +22,10 @@ import { Engine } from '../../stack/engine';
 import { Icmp4 } from '../../stack/ip/icmp4';
 import { FramePool } from '../../umem/pool';
 import { Burst } from '../../driver/types';
-import { createServer, Socket } from '../../stack/net';
+import { createServer, Socket } from '../../stack/api/net';
 import { TcpConnection } from '../../protocols/tcp/connection';
 import { TcpLayer } from '../../stack/transport/tcp';
-import { UdpSocket } from '../../stack/udp';
+import { UdpSocket } from '../../stack/api/dgram';
 import { NeighborCache } from '../../stack/neighbor';
 import { Ipv4Reassembler } from '../../protocols/reassembly';
 import { Ipv6Reassembler } from '../../protocols/reassembly6';

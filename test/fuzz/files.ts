@@ -1,6 +1,6 @@
 /**
  * Fuzz targets for the file and control-plane inputs: the capture reader (driver/pcap.ts), the
- * config loader (stack/config.ts) and the control-socket protocol (stack/control.ts).
+ * config loader (stack/control/config.ts) and the control-socket protocol (stack/control/control.ts).
  *
  * - Capture reader: any bytes give records or a CaptureFormatError (never another exception); a
  *   record's bytes lie inside the file, its timestamp is a finite number, origLen ≥ its length;
@@ -16,8 +16,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as fs from 'node:fs';
 import { readCapture, CaptureFormatError } from '../../driver/pcap';
-import { validateConfig, ConfigError, StackConfig } from '../../stack/config';
-import { ControlServer, Request as CtlRequest } from '../../stack/control';
+import { validateConfig, ConfigError, StackConfig } from '../../stack/control/config';
+import { ControlServer, Request as CtlRequest } from '../../stack/control/control';
 import { createStack, Stack } from '../../stack/stack';
 import { Target, Violation, expect } from './lib';
 import { captureFiles } from './corpus';

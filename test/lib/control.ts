@@ -3,10 +3,10 @@
  * validator tests use them to compare the verdicts of every entry point.
  */
 import * as fs from 'node:fs';
-import { main } from '../../stack/cli';
+import { main } from '../../stack/cli/cli';
 import { createStack, Stack } from '../../stack/stack';
-import { ControlServer } from '../../stack/control';
-import type { StackConfig } from '../../stack/config';
+import { ControlServer } from '../../stack/control/control';
+import type { StackConfig } from '../../stack/control/config';
 
 export interface CliResult { code: number; out: string; err: string }
 

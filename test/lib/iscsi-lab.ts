@@ -24,10 +24,10 @@ import { execFileSync, spawn, ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { labDown, labUp, Lab } from '../../stack/lab';
+import { labDown, labUp, Lab } from '../../stack/lab/lab';
 import { createStack } from '../../stack/stack';
-import type { StackConfig } from '../../stack/config';
-import { ServiceConfig, serviceKind } from '../../stack/services';
+import type { StackConfig } from '../../stack/control/config';
+import { ServiceConfig, serviceKind } from '../../stack/control/services';
 import '../../examples/iscsi/index';
 import { iscsiUrl, startTgt, TgtInstance } from './iscsi-tgt';
 import { iscsiLs } from './iscsi-tools';
@@ -175,7 +175,7 @@ export function stackTargetConfig(il: IscsiLab, disk: IscsiDisk, o: StackTargetO
 }
 
 const ROOT = path.resolve(__dirname, '..', '..', '..');
-/** What `xdpstack run` prints once its stack runs (stack/cli-stack.ts runStack). */
+/** What `xdpstack run` prints once its stack runs (stack/cli/stack-commands.ts runStack). */
 const RUNNING = /xdpstack: stack '[^']*' running/;
 
 /** xdpstack with the `iscsi` service (see stackTargetConfig); waits until discovery answers. */

@@ -10,7 +10,7 @@ import { createHash, randomBytes, Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { sleep } from './rig';
 import type { Stack, VsHandle } from '../../stack/stack';
-import type { Socket } from '../../stack/net';
+import type { Socket } from '../../stack/api/net';
 
 export type SockErr = Error & { code?: string };
 

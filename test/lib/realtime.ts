@@ -9,7 +9,7 @@ import type { Burst, Driver } from '../../driver/types';
 import { Engine } from '../../stack/engine';
 import { monotonicUs, Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
-import type { NetContext } from '../../stack/net';
+import type { NetContext } from '../../stack/api/net';
 
 export interface RtHost { engine: Engine; runtime: Runtime; vs: VirtualServer; ctx: NetContext }
 

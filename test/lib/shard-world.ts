@@ -8,9 +8,9 @@ import { createMultiQueueLink, Impairments, MultiQueueLink } from '../../driver/
 import { Engine } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
-import type { NetContext } from '../../stack/net';
-import type { StackConfig } from '../../stack/config';
-import { connect } from '../../stack/net';
+import type { NetContext } from '../../stack/api/net';
+import type { StackConfig } from '../../stack/control/config';
+import { connect } from '../../stack/api/net';
 import { pattern, sha } from './world';
 import type { Stack } from '../../stack/stack';
 import { LocalShardGroup } from '../../stack/shard/group';

@@ -7,7 +7,7 @@ import { Engine, EngineOptions } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
 import type { VirtualServer } from '../../stack/vs';
 import type { TcpOptions } from '../../protocols/tcp/types';
-import { connect, createServer, NetContext, Socket } from '../../stack/net';
+import { connect, createServer, NetContext, Socket } from '../../stack/api/net';
 import { createHash } from 'node:crypto';
 
 export const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');

@@ -1,7 +1,7 @@
 /**
  * What every `xdpstack` command shares: the command table's shape, the output context, the usage
- * error and option parsing. Both the top level (stack/cli.ts) and the stack commands
- * (stack/cli-stack.ts) import it, so neither imports the other's internals (no import circle).
+ * error and option parsing. Both the top level (stack/cli/cli.ts) and the stack commands
+ * (stack/cli/stack-commands.ts) import it, so neither imports the other's internals (no import circle).
  */
 
 export class UsageError extends Error {

@@ -1,9 +1,9 @@
 /**
  * The one validator of virtual-server settings: names, links, VLAN/MAC conflicts, addresses,
  * routes and policy rules. The same rules serve
- *   - config files (stack/config.ts: against the state the file builds, every problem at once),
- *   - the control socket and the library API (stack/control.ts, stack/stack.ts), and the engine's
- *     entry points (stack/engine.ts: createVs, addLink, addAddress, addRoute, addRule), checked
+ *   - config files (stack/control/config.ts: against the state the file builds, every problem at once),
+ *   - the control socket and the library API (stack/control/control.ts, stack/stack.ts), and the engine's
+ *     entry points (stack/engine/engine.ts: createVs, addLink, addAddress, addRoute, addRule), checked
  *     against the running state (a VLAN + MAC already used by another VS, an address taken...).
  *
  * Shape rules (types, unknown keys) are checked by `Checker`; the semantic rules take parsed values
@@ -21,13 +21,13 @@
  * through a link-local gateway must name its link (`link`, or the scoped form `fe80::1%LINK`), as
  * Linux needs `dev` for such a next hop.
  */
-import { isBadSource4, parseCidr4 } from '../protocols/ipv4';
+import { isBadSource4, parseCidr4 } from '../../protocols/ipv4';
 import {
   addrEq, addrToString, ANY6, familyOf, IpAddr, isBadSource6, isIp6, isLinkLocal6, isUnspecified, maskAddr, parseAddr, parseCidr,
   prefixMatch, splitZone,
-} from '../protocols/ip/addr';
-import { macToString } from '../driver/types';
-import type { Link, VirtualServer } from './vs';
+} from '../../protocols/ip/addr';
+import { macToString } from '../../driver/types';
+import type { Link, VirtualServer } from '../vs';
 
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 export const NAME_HINT = 'letters, digits, _ . -; at most 64';

@@ -7,13 +7,13 @@
  * Exit codes: 0 ok, 1 runtime failure, 2 bad arguments (UsageError / LabConfigError).
  * Errors are printed as one clear line, never as a stack trace (set XDPSTACK_DEBUG=1 to see it).
  */
-import { addrToString, Cidr, Ip6, isIp6, maskAddr, parseCidr } from '../protocols/ip/addr';
-import { STACK_COMMANDS } from './cli-stack';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
+import { addrToString, Cidr, Ip6, isIp6, maskAddr, parseCidr } from '../../protocols/ip/addr';
+import { STACK_COMMANDS } from './stack-commands';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './args';
 
-export { UsageError, parseOptions } from './cli-args';
-export { loadServiceModule } from './services';
-export type { Command, CliContext, OptKind, OptSpec, OptValues } from './cli-args';
+export { UsageError, parseOptions } from './args';
+export { loadServiceModule } from '../control/services';
+export type { Command, CliContext, OptKind, OptSpec, OptValues } from './args';
 
 function dispatch(table: Command[], args: string[], ctx: CliContext, usage: string): number | Promise<number> {
   const [name, ...rest] = args;
@@ -81,7 +81,7 @@ export function parsePercent(v: string | undefined, opt: string, usage: string):
 
 function pct(p: number): string { return `${Number((p * 100).toPrecision(6))}%`; }
 
-function printImpairment(ctx: CliContext, imp: import('./lab').PeerImpairment[]): void {
+function printImpairment(ctx: CliContext, imp: import('../lab/lab').PeerImpairment[]): void {
   ctx.out('  impairment (in = toward the peer, out = from the peer)');
   ctx.out('  peer  dir  loss      corrupt   frames      dropped     corrupted');
   for (const p of imp) {
@@ -115,9 +115,9 @@ export function hostInNet(cidr: string, host: number, family: 4 | 6, opt: string
 
 function labPrefix(opts: OptValues): string | undefined { return opts.prefix as string | undefined; }
 
-async function loadLab() { return import('./lab'); }
+async function loadLab() { return import('../lab/lab'); }
 
-function printLab(ctx: CliContext, lab: import('./lab').Lab): void {
+function printLab(ctx: CliContext, lab: import('../lab/lab').Lab): void {
   ctx.out(`lab ${lab.prefix}: stack device ${lab.stackDevice} (${lab.stackMac}), switch namespace ${lab.switchNs}, ${lab.peers.length} peer(s)`);
   ctx.out('  peer  namespace   mac                vlan  ipv4                ipv6');
   for (const p of lab.peers) {
@@ -199,7 +199,7 @@ const labCommands: Command[] = [
 ];
 
 /** The lab's impairment, or null for a lab built without it. */
-function impairmentOrNull(lab: typeof import('./lab'), prefix: string): import('./lab').PeerImpairment[] | null {
+function impairmentOrNull(lab: typeof import('../lab/lab'), prefix: string): import('../lab/lab').PeerImpairment[] | null {
   try { return lab.labImpairment(prefix); } catch { return null; }
 }
 
@@ -254,7 +254,7 @@ export async function main(argv: string[], ctx: CliContext = defaultCtx): Promis
   try {
     if (argv[0] === '--version' || argv[0] === '-V') {
       // eslint-disable-next-line @typescript-eslint/no-var-requires
-      ctx.out(require('../../package.json').version);
+      ctx.out(require('../../../package.json').version);
       return 0;
     }
     return await dispatch(COMMANDS, argv, ctx, usage());

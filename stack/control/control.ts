@@ -11,7 +11,7 @@
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}],"limits":{"tcpConnections":1000}}     {"cmd":"vs.del","name":"c"}
  *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
- * Every change is checked by the validator (stack/validate.ts) against the running state, with the
+ * Every change is checked by the validator (stack/control/validate.ts) against the running state, with the
  * rules a config file is checked by.
  * Addresses, gateways and prefixes are IPv4 or IPv6 text ("fd00::1/64", "via":"fe80::1%xs0.10").
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
@@ -19,12 +19,12 @@
  *   {"cmd":"rule.add","vs":"a","priority":100,"from":"fd00:1::/64","fwmark":1,"table":100}  {"cmd":"rule.del","vs":"a","priority":100}
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
  */
-import { VS_LIMIT_KEYS, VsLimits } from './limits';
+import { VS_LIMIT_KEYS, VsLimits } from '../limits';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
-import { PcapWriter } from '../driver/pcap';
-import type { Stack } from './stack';
+import { PcapWriter } from '../../driver/pcap';
+import type { Stack } from '../stack';
 import { LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';

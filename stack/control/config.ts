@@ -20,10 +20,10 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addrEq, addrToString, IpAddr, isUnspecified } from '../protocols/ip/addr';
+import { addrEq, addrToString, IpAddr, isUnspecified } from '../../protocols/ip/addr';
 import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
-import { POLICE_KEYS, PoliceConfig, policeProblem } from '../driver/police';
-import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from './limits';
+import { POLICE_KEYS, PoliceConfig, policeProblem } from '../../driver/police';
+import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from '../limits';
 import { ServiceConfig, serviceKind, serviceTypes } from './services';
 
 export type DriverKind = 'afxdp' | 'pcap' | 'memory';
@@ -246,7 +246,7 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
   });
   if (devices && devices.length > 255) c.fail('devices', `at most 255 devices, got ${devices.length}`);
 
-  // ---- virtual servers (the rules are stack/validate.ts's, checked against what the file builds)
+  // ---- virtual servers (the rules are stack/control/validate.ts's, checked against what the file builds)
   const state = new ConfigState(devs);
   const vsLinks = state.vsLinks;
   const vss = c.array(obj, 'virtualServers', '', true);

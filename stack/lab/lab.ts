@@ -37,8 +37,8 @@
  */
 import { execFile, execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
-import { deviceUser } from '../driver/afxdp';
-import { addrEq, addrToString, Ip6, maskAddr, parseCidr as parseAddrCidr } from '../protocols/ip/addr';
+import { deviceUser } from '../../driver/afxdp';
+import { addrEq, addrToString, Ip6, maskAddr, parseCidr as parseAddrCidr } from '../../protocols/ip/addr';
 import * as net from 'node:net';
 import * as path from 'node:path';
 
@@ -114,17 +114,17 @@ const BPFFS = '/sys/fs/bpf';
 
 /** Where the compiled impairment tc program lives (override with XDPSTACK_IMPAIR_BPF). */
 export function impairBpfObject(): string {
-  return process.env.XDPSTACK_IMPAIR_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'impair_tc.bpf.o');
+  return process.env.XDPSTACK_IMPAIR_BPF ?? path.resolve(__dirname, '..', '..', '..', 'driver', 'build', 'bpf', 'impair_tc.bpf.o');
 }
 
 /** Where the compiled queue-steering tc program lives (override with XDPSTACK_STEER_BPF). */
 export function steerBpfObject(): string {
-  return process.env.XDPSTACK_STEER_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'steer_tc.bpf.o');
+  return process.env.XDPSTACK_STEER_BPF ?? path.resolve(__dirname, '..', '..', '..', 'driver', 'build', 'bpf', 'steer_tc.bpf.o');
 }
 
 /** Where the compiled VLAN tc program lives (override with XDPSTACK_VLAN_BPF). */
 export function vlanBpfObject(): string {
-  return process.env.XDPSTACK_VLAN_BPF ?? path.resolve(__dirname, '..', '..', 'driver', 'build', 'bpf', 'vlan_tc.bpf.o');
+  return process.env.XDPSTACK_VLAN_BPF ?? path.resolve(__dirname, '..', '..', '..', 'driver', 'build', 'bpf', 'vlan_tc.bpf.o');
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -13,11 +13,11 @@
  * --socket PATH; with neither, the only running stack is used.
  */
 import * as path from 'node:path';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './cli-args';
-import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from './control';
-import { createStack, replayCapture, SHOW_KINDS, Stack } from './stack';
-import { loadConfig, StackConfig } from './config';
-import { ShardedStack } from './shard/threads';
+import { CliContext, Command, OptValues, parseOptions, UsageError } from './args';
+import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from '../control/control';
+import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
+import { loadConfig, StackConfig } from '../control/config';
+import { ShardedStack } from '../shard/threads';
 import * as fs from 'node:fs';
 
 const TARGET = { name: 'string', socket: 'string' } as const;

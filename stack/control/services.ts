@@ -4,8 +4,8 @@
  * validator and the stack both read it, so a type cannot be accepted by one and unknown to the
  * other. The echo services are built in; examples register their own (e.g. examples/iscsi).
  */
-import type { Socket as NetSocket, Server as NetServer, ServerOptions } from './net';
-import type { UdpSocket } from './udp';
+import type { Socket as NetSocket, Server as NetServer, ServerOptions } from '../api/net';
+import type { UdpSocket } from '../api/dgram';
 import type { Checker, Obj } from './validate';
 
 /** A service entry of the config. The keys beyond these belong to the service type. */

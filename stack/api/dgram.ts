@@ -9,8 +9,8 @@
 import { EventEmitter } from 'node:events';
 import {
   addrEq, addrToString, ANY6, Ip6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone,
-} from '../protocols/ip/addr';
-import type { Link } from './vs';
+} from '../../protocols/ip/addr';
+import type { Link } from '../vs';
 
 /** Peers whose way back a socket remembers (traffic reflection); the least recently heard goes first. */
 export const UDP_RETURN_PATHS_MAX = 1024;

@@ -5,12 +5,12 @@
  */
 import { Duplex } from 'node:stream';
 import { EventEmitter } from 'node:events';
-import type { Engine } from './engine';
-import type { VirtualServer } from './vs';
-import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from './transport/tcp';
-import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../protocols/tcp/types';
-import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../protocols/ip/addr';
-import { sockError } from './udp';
+import type { Engine } from '../engine';
+import type { VirtualServer } from '../vs';
+import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
+import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../../protocols/tcp/types';
+import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
+import { sockError } from './dgram';
 import { constants as osConstants } from 'node:os';
 
 export interface NetContext {
