@@ -48,7 +48,8 @@ export async function udpEcho(ns: string, dst: string, port: number, payload: st
     `s.sendto(sys.argv[1].encode(),(${JSON.stringify(dst)},${port}))`,
     'try:\n  print(s.recvfrom(65535)[0].decode(),end="")\nexcept socket.timeout:\n  sys.exit(3)',
   ].join('\n');
-  const r = await nsRun(ns, '/usr/bin/python3', ['-c', py, payload], { timeout: (timeoutS + 3) * 1000 });
+  // The process limit leaves room for python3's start-up when many start at once on a busy machine.
+  const r = await nsRun(ns, '/usr/bin/python3', ['-c', py, payload], { timeout: (timeoutS + 15) * 1000 });
   return r.code === 0 ? r.stdout : null;
 }
 
