@@ -514,9 +514,9 @@ export class Stack {
   /**
    * Zeroes the packet, byte and drop counters (`xdpstack clear counters`, request `counters.clear`):
    * of every device (with what its driver counted), link and VS, the engine's own, the TCP open
-   * counts and the shard hand-over counts; with `vs`, only that VS's and its links'. Gauges are not
-   * counters and stay: connections, sockets, neighbor entries, frame pools, limits in use, and the
-   * limit hits `show limits` reports. Returns what was cleared.
+   * counts and the shard hand-over counts; with `vs`, only that VS's and its links'. Gauges stay
+   * (connections, sockets, neighbor entries, frame pools, limits in use), and so do the limit hits
+   * of `show limits`, which count from the start. Returns what was cleared.
    */
   clearCounters(vs?: string): { devices: number; vs: number; links: number } {
     const e = this.engine;

@@ -58,17 +58,17 @@ export function editDistance(a: string, b: string): number {
 }
 
 /**
- * The candidate closest to `name` within an edit distance of 2 (1 for names of up to 3
- * characters, so that `ls` does not become `vs`), or undefined. Ties go to the first candidate.
+ * The candidate closest to `name` within an edit distance of 2 and of less than half the name's
+ * length (so that `ls` does not become `vs`, while `vss` becomes `vs`), or undefined. Ties go to
+ * the first candidate.
  */
 export function closest(name: string, candidates: Iterable<string>): string | undefined {
-  const max = name.length <= 3 ? 1 : 2;
   let best: string | undefined;
-  let bestD = max + 1;
+  let bestD = Infinity;
   const lower = name.toLowerCase();
   for (const c of candidates) {
     const d = editDistance(lower, c.toLowerCase());
-    if (d < bestD) { best = c; bestD = d; }
+    if (d <= 2 && d * 2 < name.length && d < bestD) { best = c; bestD = d; }
   }
   return best;
 }

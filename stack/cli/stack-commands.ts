@@ -139,8 +139,8 @@ const CLEAR_USAGE = `Usage: xdpstack clear counters [--vs NAME] [--name NAME | -
 Zeroes the packet, byte and drop counters of a running stack (every shard of a stack of shards):
 of every device (with its driver's drops and XDP statistics), link and virtual server, the TCP open
 counts and the shards' hand-over counts; with --vs, only that virtual server's and its links'.
-Not cleared, as they are not counters: connections, sockets, neighbor entries, frame pools, the
-use of limits, and the limit hits 'show limits' reports.
+Not cleared: gauges (connections, sockets, neighbor entries, frame pools, the use of limits) and
+the limit hits of 'show limits', which count from the stack's start.
 ${TARGET_HELP}`;
 
 const NEIGHBOR_SHOW_USAGE = `Usage: xdpstack neighbor show [--vs NAME] [--json] [--name NAME | --socket PATH]
