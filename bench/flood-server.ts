@@ -24,6 +24,7 @@ import { tcpState } from '../stack/transport/tcp';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { ControlServer } from '../stack/control/control';
 import { createStack } from '../stack/stack';
+import type { DropsView } from '../stack/counters';
 
 async function main(): Promise<void> {
   const [ifname, cidr, secs, intervalS, keepS, controlPath] = process.argv.slice(2);
@@ -82,7 +83,7 @@ async function main(): Promise<void> {
     let neigh = 0, neighMax = 0;
     for (const l of v.links) { neigh += l.neigh.entries.size; neighMax += (l.neigh as unknown as { params?: { maxEntries?: number } }).params?.maxEntries ?? 0; }
     const reasm = e.reasm as unknown as { held: number; active: number; maxBytes: number };
-    const c = stack.show('counters') as { devices: { rxPackets: number; txPackets: number; drops: Record<string, number>; driverDrops?: Record<string, number>; xdp?: unknown }[]; vs: { drops: Record<string, number> }[] };
+    const c = stack.show('counters') as { devices: { rxPackets: number; txPackets: number; drops: DropsView; driverDrops?: DropsView; xdp?: unknown }[]; vs: { drops: DropsView }[] };
     const d = c.devices[0]!;
     console.log(JSON.stringify({
       stat: true, gc, t: +((performance.now() - t0) / 1000).toFixed(3),
@@ -90,7 +91,7 @@ async function main(): Promise<void> {
       heap: +(mem.heapUsed / 1048576).toFixed(2), rss: +(mem.rss / 1048576).toFixed(2),
       pool: dev.pool.counts(), conns, states, timeWait: e.tcp.timeWaitCount, synQueue, cookiesSent, cookiesAccepted,
       accepted, closed, timersFired: (e as unknown as { wheel: { fired: number } }).wheel.fired, neigh, neighMax, reasmHeld: reasm.held, reasmActive: reasm.active, reasmMaxBytes: reasm.maxBytes,
-      rx: d.rxPackets, tx: d.txPackets, drops: d.drops, vsDrops: c.vs[0]!.drops, xdp: d.xdp, driverDrops: d.driverDrops ?? {},
+      rx: d.rxPackets, tx: d.txPackets, drops: d.drops.reasons, vsDrops: c.vs[0]!.drops.reasons, xdp: d.xdp, driverDrops: d.driverDrops?.reasons ?? {},
     }));
   };
   const iv = setInterval(stat, interval);

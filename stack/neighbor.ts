@@ -301,6 +301,19 @@ export class NeighborCache {
     this.entries.set(n.key, n);
   }
 
+  /**
+   * Forgets one entry (an operator's flush, as `ip neigh flush`): frames waiting for it are dropped
+   * as when resolution fails, so their senders learn the host is unreachable (Linux's
+   * neigh_invalidate on an administrative delete does the same).
+   */
+  forget(n: Neighbor): void {
+    if (this.entries.get(n.key) !== n) return;
+    const q = n.queue.splice(0);
+    this.remove(n);
+    for (const p of q) this.host.discard(this, p, true);
+    n.notes = null;
+  }
+
   /** Frees every queued frame and forgets every entry (link or VS removed). */
   flush(): void {
     for (const n of this.entries.values()) {

@@ -25,12 +25,13 @@ import { connect as netConnect, createServer as netCreateServer, NetContext, Ser
 import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
-import { addressRow, hostPort, linkAddressTexts, neighborRow, routeRow, ruleRow } from './show';
+import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
-import type { Counters } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
-import { AddrMap, addrEq, IpAddr } from '../protocols/ip/addr';
+import { Counters, dropsView } from './counters';
+import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
+import { vsConfig } from './control/running';
+import { AddrMap, addrEq, addrToString, IpAddr } from '../protocols/ip/addr';
 import type { VsLimits } from './limits';
 import type { Steering } from './shard/steer';
 
@@ -52,8 +53,8 @@ export interface StackOptions {
   secret?: Uint8Array;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits' | 'config';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits', 'config'];
 
 // ---------------------------------------------------------------------------------------------
 // Taps (trace)
@@ -163,7 +164,9 @@ export class TapDriver implements Driver {
 // Virtual server handle
 
 export class VsHandle {
-  constructor(private readonly stack: Stack, readonly raw: VirtualServer) {}
+  constructor(private readonly stack: Stack, readonly raw: VirtualServer,
+    /** The VS's own limits as they were given (`show config` writes them back). */
+    readonly limits?: VsLimits) {}
 
   get name(): string { return this.raw.name; }
 
@@ -320,8 +323,12 @@ export class Stack {
     if (port === undefined) throw new Error(`service ${s.type} in virtual server '${s.vs}': no port`);
     const svc = kind.start(this.vs(s.vs), { ...s, port }, { log: this.log });
     this.serviceVs.set(svc, s.vs);
+    this.serviceConfigs.set(svc, s);
     this.services.push(svc);
   }
+
+  /** Each running service's config (`show config`). */
+  private readonly serviceConfigs = new Map<Service, ServiceConfig>();
 
   /** Which VS each service runs in (services of a destroyed VS are closed and forgotten). */
   private readonly serviceVs = new Map<Service, string>();
@@ -368,7 +375,7 @@ export class Stack {
       for (let i = 0; i < links.length; i++) { const f = checkLink(c, links[i], join('links', i), view, name, i, siblings); if (f) siblings.push(f); }
     });
     const raw = this.engine.createVs(name, limits, id);
-    const h = new VsHandle(this, raw);
+    const h = new VsHandle(this, raw, limits ? structuredClone(limits) : undefined);
     this.handles.set(raw, h);
     try {
       for (const l of links) h.addLink(l);
@@ -387,6 +394,7 @@ export class Stack {
       try { svc.close(); } catch { /* its sockets go with the VS anyway */ }
       this.services.splice(i, 1);
       this.serviceVs.delete(svc);
+      this.serviceConfigs.delete(svc);
     }
     this.engine.destroyVs(name);
     this.handles.delete(raw);
@@ -473,6 +481,104 @@ export class Stack {
     });
   }
 
+  /**
+   * The running configuration in the shape of a config file's (stack/control/running.ts): the
+   * config as given, with the virtual servers as they are now and the services still running.
+   */
+  runningConfig(): StackConfig {
+    const cfg = structuredClone(this.config);
+    const devices = this.engine.devices;
+    cfg.virtualServers = [...this.engine.vsByName.values()].map((v) => vsConfig(v, devices, this.handles.get(v)?.limits));
+    if (cfg.services !== undefined) cfg.services = this.services.map((svc) => structuredClone(this.serviceConfigs.get(svc)!));
+    return cfg;
+  }
+
+  /** What the driver of device `dev` counted since the last `clearCounters()` (its drops, losses and XDP statistics). */
+  private driverCounts(dev: number): DriverCounts {
+    const raw = this.driverRaw(dev);
+    const base = this.driverBase[dev];
+    if (!base) return raw;
+    return { drops: since(raw.drops, base.drops), losses: raw.losses >= base.losses ? raw.losses - base.losses : raw.losses, ...(raw.xdp ? { xdp: since(raw.xdp, base.xdp ?? {}) } : {}) };
+  }
+
+  /** The driver's own counts of device `dev` (they only grow, unless the driver started over). */
+  private driverRaw(dev: number): DriverCounts {
+    const st = this.taps[dev]!.stats();
+    const xdp = st.xdp && typeof st.xdp === 'object' ? st.xdp as Record<string, number> : undefined;
+    return { drops: { ...st.drops }, losses: typeof st.losses === 'number' ? st.losses : 0, ...(xdp ? { xdp: { ...xdp } } : {}) };
+  }
+
+  /** Per device: the driver's own counts when counters were last cleared. */
+  private readonly driverBase: (DriverCounts | undefined)[] = [];
+
+  /**
+   * Zeroes the packet, byte and drop counters (`xdpstack clear counters`, request `counters.clear`):
+   * of every device (with what its driver counted), link and VS, the engine's own, the TCP open
+   * counts and the shard hand-over counts; with `vs`, only that VS's and its links'. Gauges stay
+   * (connections, sockets, neighbor entries, frame pools, limits in use), and so do the limit hits
+   * of `show limits`, which count from the start. Returns what was cleared.
+   */
+  clearCounters(vs?: string): { devices: number; vs: number; links: number } {
+    const e = this.engine;
+    const vss = vs !== undefined ? [e.vs(vs)] : [...e.vsByName.values()];
+    let links = 0;
+    for (const v of vss) {
+      v.own.reset();
+      for (const l of v.links) { l.counters.reset(); links++; }
+    }
+    if (vs !== undefined) return { devices: 0, vs: 1, links };
+    for (let i = 0; i < e.devices.length; i++) {
+      e.devices[i]!.counters.reset();
+      this.driverBase[i] = this.driverRaw(i);
+    }
+    e.counters.reset();
+    e.tcp.passiveOpens = 0;
+    e.tcp.activeOpens = 0;
+    if (e.steer !== null) {
+      const sc = e.steer.counters;
+      sc.forwarded.fill(0);
+      sc.forwardedIn = 0;
+      sc.neighborShared = 0;
+      sc.ringFull = 0;
+      sc.heldBack = 0;
+    }
+    return { devices: e.devices.length, vs: vss.length, links };
+  }
+
+  /**
+   * Removes the neighbor (ARP and NDP) entries of `vs` (`xdpstack neighbor flush`, request
+   * `neighbor.flush`), as `ip neigh flush` does: on one link or all, every entry or only `address`'s.
+   * Frames waiting for an entry being resolved are dropped as when resolution fails (their
+   * connections told the host is unreachable). Every entry is learned: the stack has no static ones.
+   * Returns the entries removed.
+   */
+  flushNeighbors(vs: string, opts: { link?: string; address?: string } = {}): { vs: string; link: string; address: string; state: string }[] {
+    const v = this.engine.vs(vs);
+    let links = v.links;
+    if (opts.link !== undefined) {
+      const l = v.link(opts.link);
+      if (!l) throw new Error(`virtual server '${vs}' has no link '${opts.link}' (links: ${v.links.map((x) => x.name).join(', ') || 'none'})`);
+      links = [l];
+    }
+    let only: IpAddr | undefined;
+    if (opts.address !== undefined) {
+      try {
+        only = parseAddrText(opts.address);
+      } catch (err) {
+        throw new Error(`neighbor flush: ${(err as Error).message}`);
+      }
+    }
+    const out: { vs: string; link: string; address: string; state: string }[] = [];
+    for (const l of links) {
+      for (const n of [...l.neigh.entries.values()]) {
+        if (only !== undefined && !addrEq(n.ip, only)) continue;
+        out.push({ vs: v.name, link: l.name, address: addrToString(n.ip), state: neighborStateName(n.state) });
+        l.neigh.forget(n);
+      }
+    }
+    return out;
+  }
+
   /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
   show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
     const e = this.engine;
@@ -488,7 +594,7 @@ export class Stack {
           udpSockets: [...udpPorts(v).values()].reduce((n, l) => n + l.length, 0),
           tcpListeners: [...tcpState(v).listeners.values()].reduce((n, l) => n + l.length, 0),
           tcpConnections: countChain(v),
-          ...((c) => ({ rxPackets: c.rxPackets, txPackets: c.txPackets, drops: c.dropTotal }))(v.counters),
+          ...((c) => ({ rxPackets: c.rxPackets, txPackets: c.txPackets, drops: c.dropsView() }))(v.counters),
         }));
       case 'links':
         return vss.flatMap((v) => v.links.map((l) => ({
@@ -509,10 +615,10 @@ export class Stack {
         const c = (x: Counters) => x.toJSON();
         return {
           devices: opts.vs !== undefined ? [] : e.devices.map((d, i) => {
-            const st = this.taps[i]!.stats();
+            const st = this.driverCounts(i);
             return {
-              device: d.name, driver: this.taps[i]!.kind, state: this.deviceState(i), losses: typeof st.losses === 'number' ? st.losses : 0,
-              ...c(d.counters), driverDrops: st.drops, ...(st.xdp ? { xdp: st.xdp } : {}),
+              device: d.name, driver: this.taps[i]!.kind, state: this.deviceState(i), losses: st.losses,
+              ...c(d.counters), driverDrops: dropsView(st.drops), ...(st.xdp ? { xdp: st.xdp } : {}),
             };
           }),
           vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
@@ -529,10 +635,30 @@ export class Stack {
         return this.poolRows();
       case 'limits':
         return limitRows(e, vss, opts.vs === undefined);
+      case 'config':
+        if (opts.vs !== undefined) throw new Error("show config: the running configuration is the whole stack's (no 'vs')");
+        return this.runningConfig();
       default:
         throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
     }
   }
+}
+
+/** A driver's counts that `show counters` reports. */
+interface DriverCounts { drops: Record<string, number>; losses: number; xdp?: Record<string, number> }
+
+/**
+ * `cur - base` per key; a count below its base started over since (a driver reopened after its
+ * device came back) and is taken as it is.
+ */
+function since(cur: Record<string, number>, base: Record<string, number>): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [k, v] of Object.entries(cur)) {
+    if (typeof v !== 'number') continue;
+    const b = base[k] ?? 0;
+    out[k] = v >= b ? v - b : v;
+  }
+  return out;
 }
 
 /** One row of `show limits`: what is limited where, its use, the limit and how often it was reached. */

@@ -72,8 +72,8 @@ test('ARP requests are answered by the VS of their VLAN only, with its own MAC',
   assert.is(out[1]!.vlan, 20);
   assert.is(out[1]!.arp!.sha, '02:00:00:00:02:01');
   assert.is(out[1]!.arp!.tha, '02:00:00:00:0b:02');
-  assert.is(s.e.devices[0]!.counters.toJSON().drops['vlan-no-link'], 1);
-  assert.is(s.vses[0]!.vs.counters.toJSON().drops['arp-not-our-address'], 1);
+  assert.is(s.e.devices[0]!.counters.toJSON().drops.reasons['vlan-no-link'], 1);
+  assert.is(s.vses[0]!.vs.counters.toJSON().drops.reasons['arp-not-our-address'], 1);
   // Each VS learned its own peer.
   assert.is(NSTATE_NAMES[s.vses[0]!.vs.links[0]!.neigh.peek(ip('10.1.1.2'))!.state], 'STALE');
   assert.is(s.pool.check().free, 512);
@@ -138,7 +138,7 @@ test('UDP: same port and address in two VSes, each socket hears only its own VLA
     probes += drain(s.pool, s.out).filter((d) => d.arp && d.vlan === 20).length;
   }
   assert.is(probes, 2); // first request went out at send time; two retries
-  assert.is(s.vses[1]!.vs.counters.toJSON().drops['neighbor-unreachable'], 1);
+  assert.is(s.vses[1]!.vs.counters.toJSON().drops.reasons['neighbor-unreachable'], 1);
   assert.is(s.vses[1]!.vs.links[0]!.neigh.size, 0);
   socks.forEach((k) => k.close());
   assert.is(s.pool.check().free, 512);
@@ -152,8 +152,8 @@ test('unknown UDP port → ICMP port unreachable (rate-limited), counted', () =>
   assert.is(out.length, 50); // burst of the token bucket
   assert.equal([out[0]!.icmp!.type, out[0]!.icmp!.code], [3, 3]);
   const c = s.vses[0]!.vs.counters.toJSON();
-  assert.is(c.drops['udp-no-socket'], 80);
-  assert.is(c.drops['icmp-rate-limited'], 30);
+  assert.is(c.drops.reasons['udp-no-socket'], 80);
+  assert.is(c.drops.reasons['icmp-rate-limited'], 30);
   assert.is(s.pool.check().free, 512);
 });
 
@@ -175,8 +175,8 @@ test('malformed frames are dropped with a reason and never throw', () => {
     frames.push(g.subarray(0, 14 + (seed % (g.length - 13))));
   }
   for (let i = 0; i < frames.length; i += 64) run(s, frames.slice(i, i + 64));
-  const vsDrops = s.vses[0]!.vs.counters.toJSON().drops;
-  const devDrops = s.e.devices[0]!.counters.toJSON().drops;
+  const vsDrops = s.vses[0]!.vs.counters.toJSON().drops.reasons;
+  const devDrops = s.e.devices[0]!.counters.toJSON().drops.reasons;
   assert.is(devDrops['eth-truncated'], 1);
   assert.is(devDrops['not-for-us'], 1);
   assert.ok(vsDrops['ipv4-bad-checksum']! >= 1);

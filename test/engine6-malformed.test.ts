@@ -18,8 +18,8 @@ async function settle(w: World): Promise<void> {
 }
 
 function totalDrops(w: World): number {
-  const d = w.a.vs[0]!.counters.toJSON().drops;
-  const e = w.a.engine.devices[0]!.counters.toJSON().drops;
+  const d = w.a.vs[0]!.counters.toJSON().drops.reasons;
+  const e = w.a.engine.devices[0]!.counters.toJSON().drops.reasons;
   return Object.values(d).reduce((a, b) => a + b, 0) + Object.values(e).reduce((a, b) => a + b, 0);
 }
 
@@ -71,7 +71,7 @@ test('each malformed IPv6 frame is dropped with its reason (and its ICMPv6 error
   for (const [reason, f] of cases) {
     const before = totalDrops(w);
     const names = reason.split('|');
-    const named = () => names.reduce((a, n) => a + drops(w, 'a', n) + (w.a.engine.devices[0]!.counters.toJSON().drops[n] ?? 0), 0);
+    const named = () => names.reduce((a, n) => a + drops(w, 'a', n) + (w.a.engine.devices[0]!.counters.toJSON().drops.reasons[n] ?? 0), 0);
     const nb = named();
     send(w, f);
     await w.run(() => false, 1000);

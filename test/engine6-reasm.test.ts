@@ -143,7 +143,7 @@ test('timeout: Time Exceeded code 1 quoting the first fragment when it came (RFC
   assert.is(icmp6Checksum(te[0]!.l4, 0, te[0]!.l4.length, A6, B6), (te[0]!.l4[2]! << 8) | te[0]!.l4[3]!, 'checksum');
   const quoted = te[0]!.l4.subarray(8);
   assert.equal(Buffer.from(quoted.subarray(0, 48)), Buffer.from(fs[0]!.subarray(18, 18 + 48)), 'quotes the first fragment');
-  assert.is(w.a.engine.counters.toJSON().drops['ipv6-reassembly-timeout'], 2, 'both counted');
+  assert.is(w.a.engine.counters.toJSON().drops.reasons['ipv6-reassembly-timeout'], 2, 'both counted');
   void tb;
   await settle(w);
   assert.equal(held(w), [0, 0]);

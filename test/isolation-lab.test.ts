@@ -58,7 +58,7 @@ if (canRunPrivileged()) {
       assert.is(vs.counters.rxPackets, link.counters.rxPackets);
       vsRx += vs.counters.rxPackets;
     }
-    const devDrops = dev.counters.toJSON().drops;
+    const devDrops = dev.counters.toJSON().drops.reasons;
     const unattributed = Object.values(devDrops).reduce((a, b) => a + b, 0);
     assert.is(vsRx + unattributed, dev.counters.rxPackets);
     assert.is(devDrops['vlan-no-link'] ?? 0, 0);

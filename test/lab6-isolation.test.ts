@@ -98,7 +98,7 @@ ptest('counters prove no frame crossed: each VS knows only its own peer; every f
     vsRx += c.rxPackets;
   }
   // The per-VS counts add up to the device's: nothing counted twice, nothing lost on the way.
-  const devDrops = dev.counters.toJSON().drops;
+  const devDrops = dev.counters.toJSON().drops.reasons;
   const unattributed = Object.values(devDrops).reduce((a, b) => a + b, 0);
   assert.is(vsRx + unattributed, dev.counters.rxPackets, `device drops ${JSON.stringify(devDrops)}`);
   assert.is(devDrops['vlan-no-link'] ?? 0, 0);

@@ -332,8 +332,8 @@ ptest("the host's own IPv6 traffic on the stack's device passes while the stack 
   const dev = lab.stackDevice;
   const p2 = lab.peers[2]!;
   const strays = () => {
-    const d = stack.engine.devices[0]!.counters.toJSON().drops;
-    const v = stack.engine.vs('v60').counters.toJSON().drops;
+    const d = stack.engine.devices[0]!.counters.toJSON().drops.reasons;
+    const v = stack.engine.vs('v60').counters.toJSON().drops.reasons;
     return (d['ipv6-not-our-address'] ?? 0) + (v['ipv6-not-our-address'] ?? 0) + (v['tcp-no-socket'] ?? 0) + (d['not-for-us'] ?? 0);
   };
   const straysBefore = strays();

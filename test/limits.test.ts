@@ -89,7 +89,7 @@ function world(cfg: Partial<StackConfig> = {}, vsLimits?: Record<string, number>
       }
       assert.is(link.b.tx(burst, now), frames.length);
     },
-    drops: () => (stack.show('counters', { vs: 'a' }) as { vs: { drops: Record<string, number> }[] }).vs[0]!.drops,
+    drops: () => (stack.show('counters', { vs: 'a' }) as { vs: { drops: { reasons: Record<string, number> } }[] }).vs[0]!.drops.reasons,
     limits: (vs) => stack.show('limits', vs ? { vs } : {}) as LimitRow[],
   };
   return w;

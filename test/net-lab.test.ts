@@ -69,7 +69,7 @@ if (privileged) {
     const py = 'import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.connect(("10.1.1.1",9999))\ns.send(b"x")\ns.settimeout(2)\ntry:\n  s.recv(10)\nexcept ConnectionRefusedError:\n  print("refused")';
     const r = await nsRun(lab.peers[1]!.ns, '/usr/bin/python3', ['-c', py]);
     assert.is(r.stdout.trim(), 'refused', r.stderr);
-    assert.ok((rig.engine.vs('t2').counters.toJSON().drops['udp-no-socket'] ?? 0) >= 1);
+    assert.ok((rig.engine.vs('t2').counters.toJSON().drops.reasons['udp-no-socket'] ?? 0) >= 1);
   });
 
   test('large pings are reassembled and answered in fragments; DF pings honour the MTU', async () => {
@@ -96,7 +96,7 @@ if (privileged) {
     s.send('nobody home', 9, '10.1.1.77');
     await sleep(4500); // 3 probes, 1 s apart, then failure
     assert.is(vs.links[0]!.neigh.peek(parseIpv4('10.1.1.77')), undefined);
-    assert.is(vs.counters.toJSON().drops['neighbor-unreachable'], 1);
+    assert.is(vs.counters.toJSON().drops.reasons['neighbor-unreachable'], 1);
     s.close();
   });
 

@@ -124,7 +124,7 @@ test('a datagram to an address that does not answer ARP is dropped and counted a
   s.send('hello', 9999, '10.1.1.9', (e: Error | null) => { sendErr = e; });
   await w.run(() => false, 5_000_000);
   assert.is(sendErr, null, 'send() itself succeeds (the error is only known later)');
-  assert.is(w.a.vs[0]!.counters.toJSON().drops['neighbor-unreachable'], 1);
+  assert.is(w.a.vs[0]!.counters.toJSON().drops.reasons['neighbor-unreachable'], 1);
   assert.is(w.a.engine.devices[0]!.pool.check().held, 0);
   s.close();
 });
@@ -188,7 +188,7 @@ test('TCP to an own address with no listener: ECONNREFUSED at once', async () =>
   assert.is(r.err?.port, 8081);
   assert.is(r.at, 0, `refused without waiting (after ${r.at} µs)`);
   assert.is(sent.tcp, 0);
-  assert.is(w.a.vs[0]!.counters.toJSON().drops['tcp-no-socket'], 1, 'the SYN was counted as for no socket');
+  assert.is(w.a.vs[0]!.counters.toJSON().drops.reasons['tcp-no-socket'], 1, 'the SYN was counted as for no socket');
 });
 
 test.run();
@@ -255,7 +255,7 @@ if (privileged) {
     const r = await nsRun(p.ns, '/usr/bin/python3', ['-c', py], { timeout: 20_000 });
     assert.equal(r.stdout.trim().split('\n'), ['udp-behind-router', 'tcp-behind-router'], r.stdout + r.stderr);
     assert.is(vs.links[0]!.neigh.peek(ip('198.51.100.7')), undefined, 'no neighbor entry for the off-subnet client');
-    assert.is(vs.counters.toJSON().drops['ipv4-no-route'] ?? 0, 0);
+    assert.is(vs.counters.toJSON().drops.reasons['ipv4-no-route'] ?? 0, 0);
     u.close();
   });
 

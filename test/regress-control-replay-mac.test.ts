@@ -27,7 +27,7 @@ const cfgFile = path.join(tmp, 'replaymac.json');
 fs.writeFileSync(cfgFile, JSON.stringify(config));
 
 function drops(r: { counters: unknown }): Record<string, number> {
-  return (r.counters as { devices: { drops: Record<string, number> }[] }).devices[0]!.drops;
+  return (r.counters as { devices: { drops: { reasons: Record<string, number> } }[] }).devices[0]!.drops.reasons;
 }
 
 test('an AF_XDP config replays a real capture with the MAC its frames were sent to', () => {

@@ -39,7 +39,7 @@ test('ARP replies from 0.0.0.0 or from our own address are counted drops', () =>
   ];
   for (const h of frames) push(s.pool, s.burst, hexBytes(h));
   s.e.input(0, s.burst, 1000);
-  const drops = s.vs.counters.toJSON().drops;
+  const drops = s.vs.counters.toJSON().drops.reasons;
   assert.is(drops['arp-bad-sender'], 2, JSON.stringify(drops));
   assert.is(s.link.neigh.size, 0);
   assert.is(s.pool.check().free, 64);

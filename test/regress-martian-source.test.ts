@@ -29,7 +29,7 @@ test('a UDP datagram from the wire with our own address as source is a counted d
   assert.is(got, 0, 'not delivered');
   assert.equal(drain(pool, e.devices[0]!.out), [], 'nothing sent');
   const c = vs.counters.toJSON();
-  assert.is(c.drops['ipv4-bad-source'], 2);
+  assert.is(c.drops.reasons['ipv4-bad-source'], 2);
   assert.is(c.rxPackets, 2, 'each frame received once');
   assert.is(pool.check().free, 64);
   s.close();
@@ -47,7 +47,7 @@ test('the VS still reaches its own address through its loopback', () => {
   e.flushEvents();
   e.flushEvents();
   assert.equal(got, ['hello from 10.1.1.5:9']);
-  assert.is(vs.counters.toJSON().drops['ipv4-bad-source'] ?? 0, 0);
+  assert.is(vs.counters.toJSON().drops.reasons['ipv4-bad-source'] ?? 0, 0);
   a.close();
   b.close();
   assert.is(pool.check().free, 64);

@@ -57,7 +57,7 @@ test('UDP: the answer to a datagram from behind a router goes back to the router
   assert.ok(await w.run(() => got.length === 3, 3_000_000), `answers: ${got}`);
   assert.equal(got, ['ping0@10.1.1.1:7', 'ping1@10.1.1.1:7', 'ping2@10.1.1.1:7']);
   assert.equal(arpFromA.map(ipv4ToString), [], 'no ARP request from the server');
-  assert.is(w.a.vs[0]!.counters.toJSON().drops['neighbor-unreachable'] ?? 0, 0);
+  assert.is(w.a.vs[0]!.counters.toJSON().drops.reasons['neighbor-unreachable'] ?? 0, 0);
   server.close();
   client.close();
 });
@@ -88,7 +88,7 @@ test('TCP: a passively opened connection from behind a router answers through th
   assert.is(sha(Buffer.concat(atServer)), sha(up));
   assert.is(sha(Buffer.concat(atClient)), sha(down));
   assert.equal(arpFromA.map(ipv4ToString), [], 'no ARP request from the server');
-  assert.is(w.a.vs[0]!.counters.toJSON().drops['ipv4-no-route'] ?? 0, 0);
+  assert.is(w.a.vs[0]!.counters.toJSON().drops.reasons['ipv4-no-route'] ?? 0, 0);
 });
 
 test('TCP: a RST for a closed port goes back through the router (the client is refused at once)', async () => {

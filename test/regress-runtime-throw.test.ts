@@ -145,7 +145,7 @@ test('a handler that throws after sending its frame as a reply, or after freeing
   assert.equal(got.map(String), ['one', 'two']);
   assert.ok(out.some((d) => d.icmp?.type === 0), 'echo reply sent');
   assert.ok(out.some((d) => d.arp?.op === 2), 'ARP reply sent');
-  assert.is(r.vs.counters.toJSON().drops['internal-error'], 3);
+  assert.is(r.vs.counters.toJSON().drops.reasons['internal-error'], 3);
   let c = r.pool.check(); // exact accounting: no double free, no leak
   assert.is(c.held, 2, 'the two datagrams waiting for ARP');
   // ARP for 10.1.1.50 fails: the waiting frames are discarded; every frame is free again.
@@ -173,7 +173,7 @@ test('a timer callback that throws: the other timers due with it still fire, the
   assert.equal(fired.sort(), ['a', 'c', 'd']);
   assert.is(w.size, 0);
   assert.is(r.e.internalErrors, 1);
-  assert.is(r.e.counters.toJSON().drops['internal-error'], 1);
+  assert.is(r.e.counters.toJSON().drops.reasons['internal-error'], 1);
 });
 
 test('the real-time loop: a driver that throws every step is counted and reported once, and the loop goes on', async () => {

@@ -28,7 +28,7 @@ test('frames for the other shard beyond its ring\'s room wait in the queue: none
     assert.is(sum('ringFull'), 0, 'no frame dropped for a full ring');
     assert.ok(sum('heldBack') > 0, `frames were held back in the queue (${sum('heldBack')} steps)`);
     assert.is(sum('forwardedIn'), forwarded + sum('neighborShared'), 'every frame handed over was taken once');
-    const drops = (w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as Record<string, number>;
+    const drops = ((w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as { reasons: Record<string, number> }).reasons;
     assert.is(drops['shard-ring-full'] ?? 0, 0);
   } finally {
     w.group.close();

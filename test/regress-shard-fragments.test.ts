@@ -13,7 +13,7 @@ import { FrameRing, RingKind } from '../stack/shard/ring';
 type Row = Record<string, unknown>;
 
 function drops(w: ShardWorld): Record<string, number> {
-  return (w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as Record<string, number>;
+  return ((w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as { reasons: Record<string, number> }).reasons;
 }
 
 /** Sends `n` datagrams of `size` bytes from the peer to `host`:`port`, one at a time; resolves with the lengths that came back. */

@@ -38,7 +38,7 @@ for (const host of ['10.1.1.1', 'fd00::1']) {
       assert.equal(answers, ['re: ping']);
       const opens = (w.group.show('counters') as { shards: Row[] }).shards.map((r) => [r.activeOpens, r.passiveOpens]);
       assert.equal(opens, [[1, 0], [0, 1]], 'opened by shard 0, accepted by shard 1');
-      const drops = (w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as Record<string, number>;
+      const drops = ((w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as { reasons: Record<string, number> }).reasons;
       for (const k of ['ipv4-bad-source', 'ipv6-bad-source', 'udp-no-socket', 'tcp-no-socket']) assert.is(drops[k] ?? 0, 0, `no ${k} drop`);
       const rows = (w.group.show('counters') as { shards: Row[] }).shards;
       assert.ok((rows[0]!.forwarded as number[])[1]! > 0 && (rows[1]!.forwarded as number[])[0]! > 0, 'looped-back frames were handed over both ways');

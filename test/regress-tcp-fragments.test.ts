@@ -144,7 +144,7 @@ if (privileged) {
     // The kernel never acknowledges the echo (its ACK would be for bytes its socket did not send):
     // Nagle may hold the last small piece back.
     assert.ok(out.echoOk && out.echoLen >= 3000 - 1448, `echo: ${r.stdout}`);
-    assert.is(stack.engine.vs('t1').counters.toJSON().drops['ipv4-unknown-protocol'] ?? 0, 0);
+    assert.is(stack.engine.vs('t1').counters.toJSON().drops.reasons['ipv4-unknown-protocol'] ?? 0, 0);
   });
 }
 

@@ -32,7 +32,7 @@ test('a fragmented UDP datagram to a closed port gets one port unreachable, quot
   assert.is((q[2]! << 8) | q[3]!, 20 + 8 + 3000, 'for the whole datagram');
   assert.is((q[6]! << 8) | q[7]!, 0, 'not a fragment');
   assert.equal([(q[20]! << 8) | q[21]!, (q[22]! << 8) | q[23]!], [5000, 9999], 'its UDP ports');
-  assert.is(w.a.vs[0]!.counters.toJSON().drops['udp-no-socket'], 1);
+  assert.is(w.a.vs[0]!.counters.toJSON().drops.reasons['udp-no-socket'], 1);
   s.close();
   await w.run(() => false, 10_000);
   assert.is(w.a.engine.devices[0]!.pool.check().held, 0);

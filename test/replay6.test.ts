@@ -82,7 +82,7 @@ test('IPv6 replies to scapy-built frames decode in tshark with good checksums; r
     const worst = Math.max(0, ...(x[10] ? x[10].split(',').map(Number) : [])); // severities: chat, note, warn < error
     assert.ok(worst < 0x00800000, `expert error: ${x.join(' ')}`);
   }
-  const drops = (r.counters as { vs: { vs: string; drops: Record<string, number> }[] }).vs.find((v) => v.vs === 'a')!.drops;
+  const drops = (r.counters as { vs: { vs: string; drops: { reasons: Record<string, number> } }[] }).vs.find((v) => v.vs === 'a')!.drops.reasons;
   for (const reason of ['udp6-zero-checksum', 'ipv6-not-our-address', 'ndp-bad-hop-limit', 'ipv6-unknown-next-header']) {
     assert.ok((drops as Record<string, number>)[reason]! >= 1, `${reason} counted: ${JSON.stringify(drops)}`);
   }

@@ -99,7 +99,7 @@ async function perShard(): Promise<Snap[]> {
     const d = p.data.devices[0]!;
     const drops: Record<string, number> = {};
     for (const r of [d, ...p.data.links]) {
-      for (const [k, n] of Object.entries(r.drops as Record<string, number>)) if (k.startsWith('shard-')) drops[k] = (drops[k] ?? 0) + n;
+      for (const [k, n] of Object.entries((r.drops as { reasons: Record<string, number> }).reasons)) if (k.startsWith('shard-')) drops[k] = (drops[k] ?? 0) + n;
     }
     return { rx: d.rxPackets as number, tx: d.txPackets as number, drops, sh: p.data.shards[0]! };
   });
@@ -465,7 +465,9 @@ ptest('show of the group is the sum of the shards: vs and counters', async () =>
     assert.equal(mergedV.map((r) => r.name), ['a', 'b']);
     for (const row of mergedV) {
       const parts = perV.map((p) => p.data.find((r) => r.name === row.name)!);
-      for (const k of SUMMED_VS) assert.is(row[k], parts.reduce((n, r) => n + (r[k] as number), 0), `vs ${row.name}: ${k} is the sum`);
+      // Drops are { total, reasons }: the totals add up.
+      const num = (r: Row, k: string) => (k === 'drops' ? (r.drops as { total: number }).total : r[k] as number);
+      for (const k of SUMMED_VS) assert.is(num(row, k), parts.reduce((n, r) => n + num(r, k), 0), `vs ${row.name}: ${k} is the sum`);
       for (const k of ['id', 'links', 'addresses', 'routes']) assert.equal(parts.map((r) => r[k]), [row[k], row[k]], `vs ${row.name}: ${k} the same in each shard`);
     }
     assert.is(mergedV.find((r) => r.name === 'b')!.udpSockets, 4, 'VS b: two UDP sockets in each shard');

@@ -21,7 +21,7 @@ function heldZero(w: World): void {
 }
 
 function drop(w: World, side: 'a' | 'b', name: string): number {
-  return (w[side].vs[0]!.counters.toJSON().drops[name]) ?? 0;
+  return (w[side].vs[0]!.counters.toJSON().drops.reasons[name]) ?? 0;
 }
 
 // ------------------------------------------------------------------------------------------------

@@ -9,27 +9,43 @@
  */
 import { addrToString, Cidr, Ip6, isIp6, maskAddr, parseCidr } from '../../protocols/ip/addr';
 import { STACK_COMMANDS } from './stack-commands';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './args';
+import { CliContext, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
 
-export { UsageError, parseOptions } from './args';
+export { UsageError, parseOptions, editDistance, closest, didYouMean } from './args';
 export { loadServiceModule } from '../control/services';
 export type { Command, CliContext, OptKind, OptSpec, OptValues } from './args';
 
 function dispatch(table: Command[], args: string[], ctx: CliContext, usage: string): number | Promise<number> {
   const [name, ...rest] = args;
   if (name === undefined) { ctx.err(usage); return 2; }
-  if (name === '--help' || name === '-h' || name === 'help') { ctx.out(usage); return 0; }
-  const cmd = table.find((c) => c.name === name);
-  if (!cmd) throw new UsageError(`unknown command '${name}'`, usage);
+  if (name === '--help' || name === '-h') { ctx.out(usage); return 0; }
+  if (name === 'help') {
+    // `help COMMAND [SUB]`: the text `COMMAND [SUB] --help` prints.
+    ctx.out(helpText(table, rest, usage));
+    return 0;
+  }
+  const cmd = findCommand(table, name, usage);
   if (cmd.subcommands) return dispatch(cmd.subcommands, rest, ctx, cmd.usage);
   if (rest.includes('--help') || rest.includes('-h')) { ctx.out(cmd.usage); return 0; }
   if (!cmd.run) throw new Error(`command '${name}' has no handler`);
   return cmd.run(rest, ctx);
 }
 
-function tableUsage(title: string, table: Command[]): string {
-  const w = Math.max(...table.map((c) => c.name.length));
-  return [title, '', 'Commands:', ...table.map((c) => `  ${c.name.padEnd(w)}  ${c.summary}`)].join('\n');
+/** The command `name` of `table`, or a UsageError naming the closest one. */
+function findCommand(table: Command[], name: string, usage: string): Command {
+  const cmd = table.find((c) => c.name === name);
+  if (cmd) return cmd;
+  throw new UsageError(`unknown command '${name}'${didYouMean(name, [...table.map((c) => c.name), 'help'])}`, usage);
+}
+
+/** Usage text of the command path `names` in `table` (the table's own usage when empty). */
+function helpText(table: Command[], names: string[], usage: string): string {
+  if (!names.length) return usage;
+  const [name, ...rest] = names;
+  const cmd = findCommand(table, name!, usage);
+  if (cmd.subcommands) return helpText(cmd.subcommands, rest, cmd.usage);
+  if (rest.length) throw new UsageError(`command '${cmd.name}' has no subcommands (got '${rest.join(' ')}')`, cmd.usage);
+  return cmd.usage;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -217,7 +233,7 @@ export const COMMANDS: Command[] = [
 ];
 
 export function usage(): string {
-  return tableUsage('Usage: xdpstack <command> [options]   (xdpstack <command> --help)\n\n' +
+  return tableUsage('Usage: xdpstack <command> [options]   (xdpstack <command> --help, or xdpstack help <command>)\n\n' +
     'xdpstack: a user-space TCP/IP stack for Node.js over AF_XDP.', COMMANDS);
 }
 

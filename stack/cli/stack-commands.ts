@@ -1,7 +1,10 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | pool | limits | config
+ *   xdpstack show KIND --interval S [--count N] rates per second of the counters (counters, vs, limits)
+ *   xdpstack clear counters [--vs NAME]         zeroes packet/byte/drop counters
+ *   xdpstack neighbor show|flush ...            ARP/NDP entries: list (as show neighbors), flush
  *   xdpstack vs add|del NAME                    runtime changes
  *   xdpstack link add DEV --vs NAME [--vlan N] / link del LINK --vs NAME
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]          CIDR of either family
@@ -13,7 +16,9 @@
  * --socket PATH; with neither, the only running stack is used.
  */
 import * as path from 'node:path';
-import { CliContext, Command, OptValues, parseOptions, UsageError } from './args';
+import { CliContext, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
+import { MAX_INTERVAL_S, MIN_INTERVAL_S, parseInterval, RATE_KINDS, RateSample, roundNumbers, watchRates } from './rates';
+import { VS_LIMIT_KEYS } from '../limits';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from '../control/control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
 import { loadConfig, StackConfig } from '../control/config';
@@ -112,24 +117,56 @@ function signalPromise(): Promise<string> {
 // ---------------------------------------------------------------------------------------------
 // show
 
-const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--name NAME | --socket PATH]
+const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--per-shard]
+                     [--interval S [--count N]] [--name NAME | --socket PATH]
 
 Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
 peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
+'config': the running configuration (after every runtime change) as JSON that 'xdpstack run'
+accepts back. Drops are { total, reasons } in JSON; tables show the total, and 'show counters'
+lists the reasons under 'Drops by reason'.
   --vs NAME      only this virtual server
   --per-shard    a stack of shards: each shard's own figures (default: their sum)
-  --json         machine-readable output
+  --json         machine-readable output (with --interval: one JSON object per line and sample)
+  --interval S   rates per second of ${RATE_KINDS.join(', ')}: every S seconds (${MIN_INTERVAL_S}..${MAX_INTERVAL_S}), the
+                 counters' increase over the time measured between two samples; gauges
+                 (connections, sockets, frame pools, limits in use) as they are. Until Ctrl-C, or:
+  --count N      stop after N samples of rates
+${TARGET_HELP}`;
+
+const CLEAR_USAGE = `Usage: xdpstack clear counters [--vs NAME] [--name NAME | --socket PATH]
+
+Zeroes the packet, byte and drop counters of a running stack (every shard of a stack of shards):
+of every device (with its driver's drops and XDP statistics), link and virtual server, the TCP open
+counts and the shards' hand-over counts; with --vs, only that virtual server's and its links'.
+Not cleared: gauges (connections, sockets, neighbor entries, frame pools, the use of limits) and
+the limit hits of 'show limits', which count from the stack's start.
+${TARGET_HELP}`;
+
+const NEIGHBOR_SHOW_USAGE = `Usage: xdpstack neighbor show [--vs NAME] [--json] [--name NAME | --socket PATH]
+
+Lists the neighbor (ARP and NDP) entries, as 'xdpstack show neighbors' (and 'ip neigh show'): per
+virtual server and link the address, MAC, state and frames queued while resolving.
+${TARGET_HELP}`;
+
+const NEIGHBOR_FLUSH_USAGE = `Usage: xdpstack neighbor flush --vs NAME [--link LINK] [ADDR] [--name NAME | --socket PATH]
+
+Removes the neighbor (ARP and NDP) entries of a virtual server, as 'ip neigh flush': of every link
+or of LINK, every entry or only ADDR's (IPv4 or IPv6). All entries are learned (the stack keeps no
+static ones); the next frame to a flushed neighbor resolves it again. Frames waiting on an entry
+still resolving are dropped as when resolution fails. Every shard of a stack of shards flushes.
 ${TARGET_HELP}`;
 
 // ---------------------------------------------------------------------------------------------
 // vs / address / route
 
 const VS_ADD_USAGE = `Usage: xdpstack vs add NAME [--device DEV [--vlan N] [--mac MAC] [--mtu N] [--address CIDR,...]]
-                       [--name STACK | --socket PATH]
+                       [--limits KEY=N,...] [--name STACK | --socket PATH]
 
 Creates a virtual server in the running stack, optionally with one link on DEV (VLAN N) and its
 addresses (IPv4 or IPv6: 10.1.1.1/24,fd00::1/64); more links can be added later with
-'xdpstack link add'.
+'xdpstack link add'. --limits sets its own limits (${Object.keys(VS_LIMIT_KEYS).join(', ')}), as a
+config's virtual server 'limits': --limits tcpConnections=1000,neighbors=512.
 ${TARGET_HELP.replace('--name NAME    stack name', '--name STACK   stack name')}`;
 const LINK_ADD_USAGE = `Usage: xdpstack link add DEV --vs NAME [--vlan N] [--mac MAC] [--mtu N] [--link LINK] [--address CIDR,...]
                          [--name STACK | --socket PATH]
@@ -166,6 +203,19 @@ ${op === 'add'
 address is one host; default all) and/or with socket mark N look up table N, in priority order.`
     : 'Removes the policy rules of priority N.'}`;
 
+/** `--limits tcpConnections=1000,neighbors=512` → { tcpConnections: 1000, neighbors: 512 } (ranges: the validator's). */
+function parseLimits(items: string[]): Record<string, number> {
+  const keys = Object.keys(VS_LIMIT_KEYS);
+  const out: Record<string, number> = {};
+  for (const it of items) {
+    const m = /^([A-Za-z]+)=(\d+)$/.exec(it);
+    if (!m) throw new UsageError(`option '--limits' expects KEY=N items like tcpConnections=1000, got '${it}'`, VS_ADD_USAGE);
+    if (!keys.includes(m[1]!)) throw new UsageError(`option '--limits': unknown limit '${m[1]}'${didYouMean(m[1]!, keys)} (one of ${keys.join(', ')})`, VS_ADD_USAGE);
+    out[m[1]!] = Number(m[2]);
+  }
+  return out;
+}
+
 function vsTarget(opts: OptValues, usage: string): string {
   const vs = opts.vs as string | undefined;
   if (!vs) throw new UsageError('option --vs NAME is required', usage);
@@ -181,13 +231,14 @@ const vsCommands: Command[] = [
   {
     name: 'add', summary: 'create a virtual server', usage: VS_ADD_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, device: 'string', vlan: 'int', mac: 'string', mtu: 'int', address: 'list' }, VS_ADD_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, device: 'string', vlan: 'int', mac: 'string', mtu: 'int', address: 'list', limits: 'list' }, VS_ADD_USAGE, 1);
       const name = one(positional, 'a virtual server NAME', VS_ADD_USAGE);
       if ((opts.vlan !== undefined || opts.mac !== undefined || opts.mtu !== undefined || opts.address !== undefined) && opts.device === undefined) {
         throw new UsageError('--vlan, --mac, --mtu and --address describe a link: give --device too', VS_ADD_USAGE);
       }
       const links = opts.device !== undefined ? [{ device: opts.device, vlan: opts.vlan, mac: opts.mac, mtu: opts.mtu, addresses: opts.address }] : [];
-      await ask(opts, { cmd: 'vs.add', name, links });
+      const limits = opts.limits !== undefined ? parseLimits(opts.limits as string[]) : undefined;
+      await ask(opts, { cmd: 'vs.add', name, links, ...(limits ? { limits } : {}) });
       ctx.out(`virtual server '${name}' created`);
       return 0;
     },
@@ -270,6 +321,77 @@ function ruleCommand(op: 'add' | 'del'): Command {
   };
 }
 
+const ADDRESS_COMMANDS = [addrCommand('add'), addrCommand('del')];
+const ROUTE_COMMANDS = [routeCommand('add'), routeCommand('del')];
+const RULE_COMMANDS = [ruleCommand('add'), ruleCommand('del')];
+
+// ---------------------------------------------------------------------------------------------
+// show --interval, clear counters, neighbor
+
+/** `show KIND --interval S`: rates every S seconds until --count lines or Ctrl-C (exit 0). */
+async function showRates(kind: string, req: Request, o: { interval: number; count?: number; json: boolean }, opts: OptValues, ctx: CliContext): Promise<number> {
+  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  try {
+    await watchRates({
+      kind, interval: o.interval, count: o.count, signal: ac.signal,
+      sample: async () => {
+        const r = await controlRequest(sock, req, { timeoutMs: 10_000 });
+        if (!r.ok) throw new Error(r.error ?? 'request failed');
+        return r.data;
+      },
+      emit: (r: RateSample) => {
+        if (o.json) { ctx.out(JSON.stringify({ ...r, rates: roundNumbers(r.rates, 3) })); return; }
+        ctx.out(`${kind} per second over ${r.interval.toFixed(3)} s, at ${r.time}:`);
+        for (const l of formatShow(kind, roundNumbers(r.rates, 1))) ctx.out(l);
+        ctx.out('');
+      },
+    });
+  } finally {
+    process.off('SIGINT', onSig);
+  }
+  return 0;
+}
+
+const CLEAR_COMMANDS: Command[] = [
+  {
+    name: 'counters', summary: 'zero packet, byte and drop counters (of one VS with --vs)', usage: CLEAR_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { ...TARGET, vs: 'string' }, CLEAR_USAGE);
+      const r = await ask(opts, { cmd: 'counters.clear', ...(opts.vs !== undefined ? { vs: opts.vs } : {}) }) as { devices: number; vs: number; links: number };
+      ctx.out(opts.vs !== undefined ? `counters of virtual server '${opts.vs}' cleared (${r.links} link(s))`
+        : `counters cleared: ${r.devices} device(s), ${r.vs} virtual server(s), ${r.links} link(s)`);
+      return 0;
+    },
+  },
+];
+
+const NEIGHBOR_COMMANDS: Command[] = [
+  {
+    name: 'show', summary: 'list the neighbor entries (as show neighbors)', usage: NEIGHBOR_SHOW_USAGE,
+    async run(args, ctx) {
+      const { opts } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool' }, NEIGHBOR_SHOW_USAGE);
+      const data = await ask(opts, { cmd: 'show', kind: 'neighbors', vs: opts.vs });
+      if (opts.json) ctx.out(JSON.stringify(data, null, 2));
+      else for (const l of formatShow('neighbors', data)) ctx.out(l);
+      return 0;
+    },
+  },
+  {
+    name: 'flush', summary: 'remove neighbor entries of a virtual server', usage: NEIGHBOR_FLUSH_USAGE,
+    async run(args, ctx) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', link: 'string' }, NEIGHBOR_FLUSH_USAGE, 1);
+      const vs = vsTarget(opts, NEIGHBOR_FLUSH_USAGE);
+      const r = await ask(opts, { cmd: 'neighbor.flush', vs, link: opts.link, address: positional[0] }) as { flushed: unknown[] };
+      const n = r.flushed.length;
+      ctx.out(n ? `${n} neighbor entr${n === 1 ? 'y' : 'ies'} flushed` : 'nothing to flush');
+      return 0;
+    },
+  },
+];
+
 // ---------------------------------------------------------------------------------------------
 // trace
 
@@ -313,36 +435,54 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits or the running config (or rates)', usage: SHOW_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool' }, SHOW_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', interval: 'string', count: 'int' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
-      if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
-      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs, ...(opts['per-shard'] ? { perShard: true } : {}) });
-      if (opts.json) ctx.out(JSON.stringify(data, null, 2));
+      if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}'${didYouMean(kind, SHOW_KINDS)} (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
+      const req: Request = { cmd: 'show', kind, vs: opts.vs, ...(opts['per-shard'] ? { perShard: true } : {}) };
+      if (kind === 'config' && opts.vs !== undefined) throw new UsageError("'show config' is the whole stack's configuration: --vs is not for it", SHOW_USAGE);
+      if (opts.count !== undefined && opts.interval === undefined) throw new UsageError('option --count goes with --interval S', SHOW_USAGE);
+      if (opts.interval !== undefined) {
+        const interval = parseInterval(opts.interval as string, SHOW_USAGE);
+        if (opts.count === 0) throw new UsageError('option --count must be at least 1', SHOW_USAGE);
+        if (!RATE_KINDS.includes(kind)) throw new UsageError(`--interval gives rates of counters: it is for ${RATE_KINDS.join(', ')}, not '${kind}'`, SHOW_USAGE);
+        return showRates(kind, req, { interval, count: opts.count as number | undefined, json: !!opts.json }, opts, ctx);
+      }
+      const data = await ask(opts, req);
+      // The running configuration is a config file: JSON in any case.
+      if (opts.json || kind === 'config') ctx.out(JSON.stringify(data, null, 2));
       else for (const l of formatShow(kind, data)) ctx.out(l);
       return 0;
     },
   },
   {
-    name: 'vs', summary: 'create or destroy a virtual server in a running stack', usage: `Usage: xdpstack vs add|del NAME ...`,
+    name: 'clear', summary: 'zero the packet, byte and drop counters of a running stack', usage: tableUsage('Usage: xdpstack clear counters [--vs NAME]   (xdpstack clear counters --help)', CLEAR_COMMANDS),
+    subcommands: CLEAR_COMMANDS,
+  },
+  {
+    name: 'neighbor', summary: 'list or flush the neighbor (ARP/NDP) entries of a running stack', usage: tableUsage('Usage: xdpstack neighbor show|flush [options]   (xdpstack neighbor <command> --help)', NEIGHBOR_COMMANDS),
+    subcommands: NEIGHBOR_COMMANDS,
+  },
+  {
+    name: 'vs', summary: 'create or destroy a virtual server in a running stack', usage: tableUsage('Usage: xdpstack vs add|del NAME ...   (xdpstack vs <command> --help)', vsCommands),
     subcommands: vsCommands,
   },
   {
-    name: 'link', summary: 'add or remove a link of a virtual server in a running stack', usage: `Usage: xdpstack link add DEV --vs NAME [--vlan N] | link del LINK --vs NAME`,
+    name: 'link', summary: 'add or remove a link of a virtual server in a running stack', usage: tableUsage('Usage: xdpstack link add DEV --vs NAME [--vlan N] | link del LINK --vs NAME   (xdpstack link <command> --help)', linkCommands),
     subcommands: linkCommands,
   },
   {
-    name: 'address', summary: 'add or remove an address in a running stack', usage: `Usage: xdpstack address add|del CIDR --vs NAME [--link LINK]`,
-    subcommands: [addrCommand('add'), addrCommand('del')],
+    name: 'address', summary: 'add or remove an address in a running stack', usage: tableUsage('Usage: xdpstack address add|del CIDR --vs NAME [--link LINK]   (xdpstack address <command> --help)', ADDRESS_COMMANDS),
+    subcommands: ADDRESS_COMMANDS,
   },
   {
-    name: 'route', summary: 'add or remove a route in a running stack', usage: `Usage: xdpstack route add|del DST --vs NAME [--via GW] [--link L] [--table N]`,
-    subcommands: [routeCommand('add'), routeCommand('del')],
+    name: 'route', summary: 'add or remove a route in a running stack', usage: tableUsage('Usage: xdpstack route add|del DST --vs NAME [--via GW] [--link L] [--table N]   (xdpstack route <command> --help)', ROUTE_COMMANDS),
+    subcommands: ROUTE_COMMANDS,
   },
   {
-    name: 'rule', summary: 'add or remove a policy rule in a running stack', usage: `Usage: xdpstack rule add|del --priority N [--from PREFIX] [--table N] --vs NAME`,
-    subcommands: [ruleCommand('add'), ruleCommand('del')],
+    name: 'rule', summary: 'add or remove a policy rule in a running stack', usage: tableUsage('Usage: xdpstack rule add|del --priority N [--from PREFIX] [--table N] --vs NAME   (xdpstack rule <command> --help)', RULE_COMMANDS),
+    subcommands: RULE_COMMANDS,
   },
   {
     name: 'trace', summary: 'capture the frames of a running stack into a pcap file', usage: TRACE_USAGE,

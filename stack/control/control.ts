@@ -7,7 +7,12 @@
  *
  * Requests:
  *   {"cmd":"ping"}
- *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool|limits","vs":"a"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool|limits|config","vs":"a"}
+ *     kind 'config': the running configuration, a config file `xdpstack run` accepts (no "vs").
+ *   {"cmd":"counters.clear","vs":"a"}     zeroes packet/byte/drop counters (all, or one VS's);
+ *     answers {"devices":N,"vs":N,"links":N}, what was cleared
+ *   {"cmd":"neighbor.flush","vs":"a","link":"xs0.10","address":"10.1.1.2"}   ("link", "address" optional)
+ *     removes neighbor entries; answers {"flushed":[{"vs","link","address","state"}]}
  *   {"cmd":"vs.add","name":"c","links":[{"device":"xs0","vlan":30}],"limits":{"tcpConnections":1000}}     {"cmd":"vs.del","name":"c"}
  *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
@@ -18,6 +23,11 @@
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"rule.add","vs":"a","priority":100,"from":"fd00:1::/64","fwmark":1,"table":100}  {"cmd":"rule.del","vs":"a","priority":100}
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
+ *
+ * Drops have one shape in every answer (show counters: devices, vs, links, driverDrops; show vs;
+ * replay's counters; per-shard answers): `{"total":N,"reasons":{"udp-no-socket":2,...}}`, the
+ * reasons that occurred only. A stack of shards runs `counters.clear` and `neighbor.flush` in every
+ * shard; its `show config` is shard 0's (every change reaches every shard).
  */
 import { VS_LIMIT_KEYS, VsLimits } from '../limits';
 import * as fs from 'node:fs';
@@ -194,8 +204,15 @@ export class ControlServer {
   }
 }
 
+/** Requests that every shard of a group executes (in order with the changes), answers merged. */
+export const ALL_SHARD_REQUESTS: ReadonlySet<string> = new Set(['counters.clear', 'neighbor.flush']);
+
 /** The requests that change the running configuration (shards apply each, in the same order). */
 export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del']);
+
+/** Every request the control socket knows. */
+export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'neighbor.flush', 'vs.add', 'vs.del', 'link.add', 'link.del',
+  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace'];
 
 /**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
@@ -208,6 +225,10 @@ export function handleRequest(st: Stack, req: Request): unknown {
       return { name: st.name, pid: process.pid };
     case 'show':
       return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false) });
+    case 'counters.clear':
+      return st.clearCounters(str(req, 'vs', false));
+    case 'neighbor.flush':
+      return { flushed: st.flushNeighbors(str(req, 'vs')!, { link: str(req, 'link', false), address: str(req, 'address', false) }) };
     case 'vs.add': {
       const links = req.links === undefined ? [] : req.links;
       if (!Array.isArray(links)) throw new Error(`request 'vs.add': 'links' must be an array`);
@@ -266,7 +287,7 @@ export function handleRequest(st: Stack, req: Request): unknown {
       return { removed: st.vs(str(req, 'vs')!).removeRule(priority) };
     }
     default:
-      throw new Error(`unknown request '${req.cmd}' (ping, show, vs.add, vs.del, link.add, link.del, address.add, address.del, route.add, route.del, rule.add, rule.del, trace)`);
+      throw new Error(`unknown request '${req.cmd}' (${REQUESTS.join(', ')})`);
   }
 }
 
@@ -325,8 +346,16 @@ export function resolveSocket(opts: { socket?: string; name?: string }): string 
 // ---------------------------------------------------------------------------------------------
 // Table output
 
+/** A `{ total, reasons }` drops value (the one shape of drops in every view). */
+export function isDrops(v: unknown): v is { total: number; reasons: Record<string, number> } {
+  return typeof v === 'object' && v !== null && typeof (v as { total?: unknown }).total === 'number' &&
+    typeof (v as { reasons?: unknown }).reasons === 'object' && (v as { reasons?: unknown }).reasons !== null;
+}
+
 function cell(v: unknown): string {
   if (v === null || v === undefined) return '-';
+  // Drops in a table: the total (the reasons have their own section, see dropReasonRows).
+  if (isDrops(v)) return String(v.total);
   if (Array.isArray(v)) return v.length ? v.map(cell).join(',') : '-';
   if (typeof v === 'object') {
     const e = Object.entries(v as Record<string, unknown>);
@@ -340,13 +369,26 @@ export function formatTable(rows: Record<string, unknown>[], columns?: string[])
   if (!rows.length) return ['(none)'];
   const cols = columns ?? Object.keys(rows[0]!);
   const text = rows.map((r) => cols.map((c) => cell(r[c])));
-  const numeric = cols.map((c) => rows.every((r) => typeof r[c] === 'number' || r[c] === null || r[c] === undefined));
+  const numeric = cols.map((c) => rows.every((r) => typeof r[c] === 'number' || isDrops(r[c]) || r[c] === null || r[c] === undefined));
   const w = cols.map((c, i) => Math.max(c.length, ...text.map((t) => t[i]!.length)));
   const line = (vals: string[]) => vals.map((v, i) => (i === vals.length - 1 && !numeric[i] ? v : numeric[i] ? v.padStart(w[i]!) : v.padEnd(w[i]!))).join('  ').trimEnd();
   return [line(cols.map((c) => c.toUpperCase())), ...text.map(line)];
 }
 
 const POOL_COLUMNS = ['device', 'total', 'free', 'kernel', 'tx', 'held', 'queued'];
+
+/** `show counters`: one row per (device, VS or link, reason) that dropped something; a driver's reasons as driver:REASON. */
+function dropReasonRows(d: { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[] }): Record<string, unknown>[] {
+  const rows: Record<string, unknown>[] = [];
+  const add = (where: string, v: unknown, prefix = '') => {
+    if (!isDrops(v)) return;
+    for (const [reason, count] of Object.entries(v.reasons)) rows.push({ where, reason: `${prefix}${reason}`, count });
+  };
+  for (const r of d.devices) { add(`device ${r.device}`, r.drops); add(`device ${r.device}`, r.driverDrops, 'driver:'); }
+  for (const r of d.vs) add(`vs ${r.vs}`, r.drops);
+  for (const r of d.links) add(`link ${r.vs}/${r.link}`, r.drops);
+  return rows;
+}
 
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
@@ -358,6 +400,8 @@ export function formatShow(kind: string, data: unknown): string[] {
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
     if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, d.pool[0]!.shard !== undefined ? ['shard', ...POOL_COLUMNS] : POOL_COLUMNS).map((l) => `  ${l}`));
+    const why = dropReasonRows(d);
+    if (why.length) out.push('', 'Drops by reason:', ...formatTable(why).map((l) => `  ${l}`));
     if (d.shards?.length) {
       // Frames handed to another shard (its flow's owner) and taken from the others.
       const rows = d.shards.map((r) => ({ ...r, forwarded: (r.forwarded as number[]).reduce((a, b) => a + b, 0) }));

@@ -7,10 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import type { Driver } from '../../driver/types';
 import { loadConfig, StackConfig, validateConfig } from '../control/config';
-import { CHANGE_REQUESTS, handleRequest, Request } from '../control/control';
+import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, handleRequest, Request } from '../control/control';
 import { Stack } from '../stack';
 import type { FlowTableSize } from './flows';
-import { mergeShow } from './merge';
+import { mergeAnswers, mergeShow } from './merge';
 import type { RingSize } from './ring';
 import { allocateMesh, MeshMemory, Steering } from './steer';
 import { installRss, RssInfo } from './rss';
@@ -74,6 +74,8 @@ export class LocalShardGroup {
    * order; shard 0 validates it first, so a refused change touches no shard.
    */
   apply(req: Request): unknown {
+    // Requests every shard runs alike (counters.clear, neighbor.flush): answers merged.
+    if (ALL_SHARD_REQUESTS.has(req.cmd)) return mergeAnswers(req.cmd, this.stacks.map((s) => handleRequest(s, req)));
     if (!CHANGE_REQUESTS.has(req.cmd)) throw new Error(`'${req.cmd}' is not a change request`);
     const r = req.cmd === 'vs.add' ? { ...req, id: this.nextVsId } : req;
     const first = handleRequest(this.stacks[0]!, r);

@@ -88,3 +88,22 @@ export function mergeShow(kind: string, parts: unknown[]): unknown {
       return parts[0];
   }
 }
+
+/**
+ * Merges the answers of every shard to a request all of them execute (control.ts
+ * ALL_SHARD_REQUESTS): `counters.clear` clears the same tables in each (shard 0's answer says
+ * which); `neighbor.flush` answers each entry once, however many shards had it.
+ */
+export function mergeAnswers(cmd: string, parts: unknown[]): unknown {
+  if (cmd === 'neighbor.flush') {
+    const seen = new Map<string, Row>();
+    for (const p of parts as { flushed: Row[] }[]) {
+      for (const r of p.flushed) {
+        const k = `${r.vs}|${r.link}|${r.address}`;
+        if (!seen.has(k)) seen.set(k, r);
+      }
+    }
+    return { flushed: [...seen.values()] };
+  }
+  return parts[0];
+}

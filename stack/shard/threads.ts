@@ -18,11 +18,11 @@ import * as path from 'node:path';
 import { PcapWriter, readCapture } from '../../driver/pcap';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
 import { loadConfig, StackConfig, validateConfig } from '../control/config';
-import { CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control/control';
+import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control/control';
 import { MAX_SHARDS } from './flows';
 import type { FlowTableSize } from './flows';
 import type { RingSize } from './ring';
-import { mergeShow } from './merge';
+import { mergeAnswers, mergeShow } from './merge';
 import { allocateMesh, MeshMemory } from './steer';
 import type { ShardDeviceInfo } from './drivers';
 import type { FromShard, ShardData, ToShard } from './messages';
@@ -218,6 +218,13 @@ export class ShardedStack implements ControlTarget {
       const { perShard, ...rest } = req;
       return this.all({ t: 'req', req: rest as Request }).then((parts) =>
         (perShard === true ? parts.map((data, shard) => ({ shard, data })) : mergeShow(String(req.kind), parts)));
+    }
+    if (ALL_SHARD_REQUESTS.has(req.cmd)) {
+      // Every shard, in order with the changes (a flush after a 'link.add' finds the link in each).
+      const run = async (): Promise<unknown> => mergeAnswers(req.cmd, await this.all({ t: 'req', req }));
+      const p = this.chain.then(run, run);
+      this.chain = p.catch(() => undefined);
+      return p;
     }
     if (!CHANGE_REQUESTS.has(req.cmd)) return this.ask(0, { t: 'req', req }); // shard 0 gives the error
     const run = async (): Promise<unknown> => {

@@ -482,8 +482,8 @@ let rebuilds = 0;
 
 function rigDrops(r: Rig, into: Record<string, number>): void {
   const add = (o: Record<string, number>) => { for (const [k, n] of Object.entries(o)) into[k] = (into[k] ?? 0) + n; };
-  add(r.e.devices[0]!.counters.toJSON().drops);
-  for (const v of r.vses) add(v.vs.counters.toJSON().drops);
+  add(r.e.devices[0]!.counters.toJSON().drops.reasons);
+  for (const v of r.vses) add(v.vs.counters.toJSON().drops.reasons);
 }
 
 function discardRig(): void {

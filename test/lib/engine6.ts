@@ -179,10 +179,10 @@ export function held(w: World): [number, number] {
 
 /** A drop counter of host `side`'s VS `i`. */
 export function drops(w: World, side: 'a' | 'b', name: string, i = 0): number {
-  return w[side].vs[i]!.counters.toJSON().drops[name] ?? 0;
+  return w[side].vs[i]!.counters.toJSON().drops.reasons[name] ?? 0;
 }
 
 /** Drop counters of host `side`'s VS `i`, all of them. */
 export function allDrops(w: World, side: 'a' | 'b', i = 0): Record<string, number> {
-  return w[side].vs[i]!.counters.toJSON().drops;
+  return w[side].vs[i]!.counters.toJSON().drops.reasons;
 }

@@ -108,5 +108,5 @@ export function held(w: World): [number, number] {
 
 /** A drop counter of host `side`'s first VS. */
 export function drops(w: World, side: 'a' | 'b', name: string): number {
-  return w[side].vs[0]!.counters.toJSON().drops[name] ?? 0;
+  return w[side].vs[0]!.counters.toJSON().drops.reasons[name] ?? 0;
 }
