@@ -1,7 +1,8 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | limits | connections
+ *   xdpstack show connections [--state S] [--port P]   like ss -tuani
  *   xdpstack vs add|del NAME                    runtime changes
  *   xdpstack link add DEV --vs NAME [--vlan N] / link del LINK --vs NAME
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]          CIDR of either family
@@ -16,6 +17,7 @@ import * as path from 'node:path';
 import { CliContext, Command, OptValues, parseOptions, UsageError } from './args';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from '../control/control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
+import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';
 import * as fs from 'node:fs';
@@ -113,10 +115,20 @@ function signalPromise(): Promise<string> {
 // show
 
 const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--name NAME | --socket PATH]
+       xdpstack show connections [--vs NAME] [--state S[,S...]] [--port P] [--json]
 
 Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
 peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
+'connections': like 'ss -tuani', every TCP connection, TCP listener and UDP socket with its
+state (ss's names: ESTAB, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT,
+LAST-ACK, CLOSING, CLOSED, LISTEN; UDP: ESTAB when connected, else UNCONN), receive and send
+queues in bytes (a listener: its accept queue and backlog), addresses, and under each TCP
+connection its RTT, RTO (ms), MSS, cwnd/ssthresh (segments), options, bytes and retransmissions.
+'counters' also gives each virtual server's TCP counters (Linux's Tcp/TcpExt MIB names).
   --vs NAME      only this virtual server
+  --state S      connections in these states (ss's filter names, comma-separated):
+                 ${STATE_FILTER_NAMES.join(', ')}
+  --port P       connections whose local or remote port is P
   --per-shard    a stack of shards: each shard's own figures (default: their sum)
   --json         machine-readable output
 ${TARGET_HELP}`;
@@ -315,10 +327,19 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool' }, SHOW_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', state: 'string', port: 'int' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
       if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
-      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs, ...(opts['per-shard'] ? { perShard: true } : {}) });
+      const state = opts.state as string | undefined;
+      const port = opts.port as number | undefined;
+      if (kind !== 'connections' && (state !== undefined || port !== undefined)) {
+        throw new UsageError(`--${state !== undefined ? 'state' : 'port'} narrows 'show connections' only`, SHOW_USAGE);
+      }
+      if (state !== undefined) {
+        try { parseStateFilter(state); } catch (e) { throw new UsageError(`--state: ${(e as Error).message}`, SHOW_USAGE); }
+      }
+      if (port !== undefined && (port < 1 || port > 65535)) throw new UsageError(`--port expects a port number (1-65535), got ${port}`, SHOW_USAGE);
+      const data = await ask(opts, { cmd: 'show', kind, vs: opts.vs, state, port, ...(opts['per-shard'] ? { perShard: true } : {}) });
       if (opts.json) ctx.out(JSON.stringify(data, null, 2));
       else for (const l of formatShow(kind, data)) ctx.out(l);
       return 0;
