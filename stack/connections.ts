@@ -105,7 +105,7 @@ export interface TcpInfo {
   /** Slow start threshold in segments and bytes; null until a loss set one (ss prints none then). */
   ssthresh: number | null;
   ssthreshBytes: number | null;
-  /** The peer's receive window (bytes, scaled) and the window we offer now (bytes). */
+  /** The peer's receive window (bytes, scaled) and the one we advertised last (as ss's snd_wnd and rcv_wnd). */
   sndWnd: number;
   rcvWnd: number;
   /** Segments retransmitted, all causes (ss retrans:…/TOTAL), and retransmission timeouts. */
@@ -187,7 +187,7 @@ export function tcpInfoOf(vs: string, e: TcpEntry): TcpInfo {
   return {
     vs, proto: 'tcp', state: SS_STATE_NAMES[c.state] ?? 'CLOSED',
     local: hostPort(t.localAddr, t.localPort, zone), remote: hostPort(t.remoteAddr, t.remotePort, zone),
-    recvQ: c.unreadBytes + (e.sink?.tcpBuffered?.() ?? 0),
+    recvQ: e.sink?.tcpReadQueue ? e.sink.tcpReadQueue(c.unreadBytes) : c.unreadBytes,
     sendQ: c.pendingBytes,
     notsent: c.unsentBytes,
     rttMs: c.srtt > 0 ? ms(c.srtt) : null,
@@ -201,7 +201,7 @@ export function tcpInfoOf(vs: string, e: TcpEntry): TcpInfo {
     ssthresh: ss === null ? null : Math.max(1, Math.floor(ss / mss)),
     ssthreshBytes: ss,
     sndWnd: c.sndWnd,
-    rcvWnd: c.rcvWnd,
+    rcvWnd: c.advertisedWindow,
     retrans: st.retransSegs,
     timeouts: st.rtoExpirations,
     sack: c.sack,

@@ -204,6 +204,10 @@ export class TcpConnection {
   get rcvWnd(): number {
     return Math.max(0, this.rcvCap - this.unread);
   }
+  /** The window last advertised (bytes from RCV.NXT to the right edge we offered). */
+  get advertisedWindow(): number {
+    return Math.max(0, (this.rcvAdv - this.rcvNxt) | 0);
+  }
   /** Bytes write() would accept now. */
   get writableBytes(): number {
     if (this.finQueued) return 0;
@@ -254,6 +258,7 @@ export class TcpConnection {
   ): TcpConnection {
     const c = new TcpConnection(host, tuple, opts, secret, user);
     c.passive = true;
+    c.stats.segsIn++; // the SYN
     if (c.key) c.iss = isnFor(c.key, tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort, now);
     c.initSend(c.iss);
     c.negotiate(syn);

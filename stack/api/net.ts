@@ -140,9 +140,13 @@ export class Socket extends Duplex implements TcpSocketSink {
     return this.entry ? tcpInfoOf(this.entry.vs.name, this.entry) : null;
   }
 
-  /** @internal TcpSocketSink: bytes in the stream buffer that the connection already counts as read. */
-  tcpBuffered(): number {
-    return Math.max(0, this.readableLength - this.unconsumed);
+  /**
+   * @internal TcpSocketSink: the bytes not read by the application. Of the connection's unread
+   * bytes, those held back from the window (`unconsumed`) may have been read from the stream
+   * already (read() gives the window back only once the buffer runs low): the stream buffer counts.
+   */
+  tcpReadQueue(unread: number): number {
+    return Math.max(0, unread - this.unconsumed) + this.readableLength;
   }
 
   address(): { address: string; family: string; port: number } | Record<string, never> {

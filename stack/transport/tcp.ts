@@ -116,10 +116,11 @@ export interface TcpSocketSink {
   tcpRemoteClose(): void;
   tcpClosed(err: TcpError | null): void;
   /**
-   * Received bytes the socket holds for the application and has already given back to the
-   * connection's window (a stream buffer the application has not read yet); 0 when none.
+   * Bytes received that the application has not read, given `unread`: those the connection counts
+   * as not consumed (waiting for delivery, held by the socket or by a zero-copy reader). A socket
+   * with a stream buffer of its own counts what is in it instead of what it holds back.
    */
-  tcpBuffered?(): number;
+  tcpReadQueue?(unread: number): number;
   /** Zero-copy mode: in-order payload as a view into a held UMEM frame; release() returns it. */
   tcpZeroCopy?(chunk: ZeroCopyChunk): void;
 }
