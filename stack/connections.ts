@@ -85,7 +85,12 @@ export interface TcpInfo {
   remote: string;
   /** Bytes received in order and not read by the application yet (ss Recv-Q). */
   recvQ: number;
-  /** Bytes written and not acknowledged: sent and unacknowledged, and not sent yet (ss Send-Q). */
+  /**
+   * Bytes written and not acknowledged: sent and unacknowledged, and not sent yet (ss Send-Q). These
+   * are the bytes in the connection's send buffer (TcpOptions.sndBuf); what a socket's write()
+   * took beyond it waits in the socket (its writableLength), as a kernel's Send-Q leaves out what
+   * the application has not handed over yet.
+   */
   sendQ: number;
   /** Of sendQ, the bytes not sent yet (Linux tcpi_notsent_bytes). */
   notsent: number;

@@ -325,7 +325,7 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters or limits', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits or connections', usage: SHOW_USAGE,
     async run(args, ctx) {
       const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', state: 'string', port: 'int' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
