@@ -34,10 +34,13 @@ export function cidrText(a: IpAddr, prefixLen: number): string {
   return `${addrToString(a)}/${prefixLen}`;
 }
 
-/** "address:port", "[v6address]:port" (RFC 3986 3.2.2), '*' for the unspecified address. */
-export function hostPort(a: IpAddr | null | undefined, port: number): string {
+/**
+ * "address:port", "[v6address]:port" (RFC 3986 3.2.2), '*' for the unspecified address; a `zone`
+ * (the link of a link-local address) as "[fe80::1%link]:port" (RFC 4007 11).
+ */
+export function hostPort(a: IpAddr | null | undefined, port: number, zone?: string): string {
   const t = addrOrNull(a);
-  return `${t === null ? '*' : t.includes(':') ? `[${t}]` : t}:${port}`;
+  return `${t === null ? '*' : t.includes(':') ? `[${t}${zone ? `%${zone}` : ''}]` : t}:${port}`;
 }
 
 /** A route's destination: 'default' for a /0 of either family (as `ip route` and `ip -6 route`). */

@@ -26,6 +26,7 @@ import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
+import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
 import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
@@ -53,8 +54,18 @@ export interface StackOptions {
   secret?: Uint8Array;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits' | 'config';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits', 'config'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits' | 'connections' | 'config';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits', 'connections', 'config'];
+
+/**
+ * What `show` narrows to: one VS; for `connections` also states (ss's state filter names, as
+ * `parseStateFilter` takes them) and a port (local or remote).
+ */
+export interface ShowOptions {
+  vs?: string;
+  state?: string;
+  port?: number;
+}
 
 // ---------------------------------------------------------------------------------------------
 // Taps (trace)
@@ -513,8 +524,8 @@ export class Stack {
 
   /**
    * Zeroes the packet, byte and drop counters (`xdpstack clear counters`, request `counters.clear`):
-   * of every device (with what its driver counted), link and VS, the engine's own, the TCP open
-   * counts and the shard hand-over counts; with `vs`, only that VS's and its links'. Gauges stay
+   * of every device (with what its driver counted), link and VS, the engine's own, the TCP counters of
+   * each VS, the TCP open counts and the shard hand-over counts; with `vs`, only that VS's and its links'. Gauges stay
    * (connections, sockets, neighbor entries, frame pools, limits in use), and so do the limit hits
    * of `show limits`, which count from the start. Returns what was cleared.
    */
@@ -524,6 +535,7 @@ export class Stack {
     let links = 0;
     for (const v of vss) {
       v.own.reset();
+      tcpState(v).counters.reset();
       for (const l of v.links) { l.counters.reset(); links++; }
     }
     if (vs !== undefined) return { devices: 0, vs: 1, links };
@@ -579,9 +591,15 @@ export class Stack {
     return out;
   }
 
-  /** Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections). */
-  show(kind: ShowKind | string, opts: { vs?: string } = {}): unknown {
+  /**
+   * Data for `xdpstack show KIND [--vs NAME]`: rows of plain values (or, for counters, sections).
+   * `state` and `port` narrow `connections` (a bad value, or either given for another kind, throws).
+   */
+  show(kind: ShowKind | string, opts: ShowOptions = {}): unknown {
     const e = this.engine;
+    if (kind !== 'connections' && (opts.state !== undefined || opts.port !== undefined)) {
+      throw new Error(`'${opts.state !== undefined ? 'state' : 'port'}' narrows 'show connections' only, not 'show ${kind}'`);
+    }
     const all = [...e.vsByName.values()];
     const vss = opts.vs !== undefined ? [e.vs(opts.vs)] : all;
     const vlanText = (v: number) => (v >= 0 ? v : null);
@@ -621,7 +639,7 @@ export class Stack {
               ...c(d.counters), driverDrops: dropsView(st.drops), ...(st.xdp ? { xdp: st.xdp } : {}),
             };
           }),
-          vs: vss.map((v) => ({ vs: v.name, ...c(v.counters) })),
+          vs: vss.map((v) => ({ vs: v.name, ...c(v.counters), tcp: tcpCounterRow(v) })),
           links: vss.flatMap((v) => v.links.map((l) => ({ vs: v.name, link: l.name, ...c(l.counters) }))),
           pool: opts.vs !== undefined ? [] : this.poolRows(),
           // Shards: what this shard handed to others and took from them, and the flows it owns.
@@ -638,6 +656,13 @@ export class Stack {
       case 'config':
         if (opts.vs !== undefined) throw new Error("show config: the running configuration is the whole stack's (no 'vs')");
         return this.runningConfig();
+      case 'connections': {
+        const port = opts.port;
+        if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+          throw new Error(`'port' must be a port number (1-65535), got ${JSON.stringify(port)}`);
+        }
+        return connectionRows(vss, { states: opts.state !== undefined ? parseStateFilter(opts.state) : null, port: port ?? null });
+      }
       default:
         throw new Error(`unknown show kind '${kind}' (one of ${SHOW_KINDS.join(', ')})`);
     }

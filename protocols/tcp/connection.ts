@@ -30,7 +30,7 @@ import { giveRing, takeRing } from './rings';
 import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
 import { keyOf, SynCookieInfo } from './syncookie';
 import {
-  TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpStats, TcpTuple,
+  TcpCounters, TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpStats, TcpTuple,
   TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TCP_STATE_NAMES,
 } from './types';
 
@@ -40,12 +40,16 @@ const NO_BYTES = new Uint8Array(0);
 const WRAP_SCRATCH = new Uint8Array(65536);
 const DUP_THRESH = 3;
 const TS_STALE_US = 24 * 24 * 3600 * 1_000_000; // RFC 7323 5.5: TS.Recent invalid after 24 days idle
+/** Where connections whose host keeps no counters count (never read). */
+const NO_COUNTERS = new TcpCounters();
 
 export class TcpConnection {
   readonly tuple: TcpTuple;
   user: unknown = null;
   state: TcpState = TcpState.Closed;
   readonly stats = new TcpStats();
+  /** The counters of this connection's group (its virtual server), shared with the others. */
+  private readonly mib: TcpCounters;
   readonly opts: TcpOptions;
   private readonly host: TcpHost;
   private readonly out = new TcpSegmentOut();
@@ -157,6 +161,7 @@ export class TcpConnection {
     this.host = host;
     this.tuple = tuple;
     this.user = user;
+    this.mib = host.counters?.(this) ?? NO_COUNTERS;
     this.opts = resolveOptions(opts);
     const o = this.opts;
     this.rto = o.rtoInitialUs;
@@ -199,6 +204,10 @@ export class TcpConnection {
   get rcvWnd(): number {
     return Math.max(0, this.rcvCap - this.unread);
   }
+  /** The window last advertised (bytes from RCV.NXT to the right edge we offered). */
+  get advertisedWindow(): number {
+    return Math.max(0, (this.rcvAdv - this.rcvNxt) | 0);
+  }
   /** Bytes write() would accept now. */
   get writableBytes(): number {
     if (this.finQueued) return 0;
@@ -208,6 +217,19 @@ export class TcpConnection {
   get pendingBytes(): number {
     return (this.sbufEnd - this.sbufStart) >>> 0;
   }
+  /** Bytes sent or queued and not sent yet (the part of pendingBytes beyond SND.MAX). */
+  get unsentBytes(): number {
+    const sent = seqGt(this.sndMax, this.sbufStart) ? (seqMin(this.sndMax, this.sbufEnd) - this.sbufStart) >>> 0 : 0;
+    return this.pendingBytes - sent;
+  }
+  /** Bytes delivered to the application (host.onData) and not yet consumed(). */
+  get unreadBytes(): number { return this.unread; }
+  /** The retransmission timeout now in force (µs): RTO doubled for each backoff (RFC 6298 5.5). */
+  get rtoNow(): number { return this.rtoBackedOff(); }
+  /** Timeouts since the last new acknowledgment (exponential backoff steps). */
+  get backoffCount(): number { return this.backoff; }
+  /** Window scaling in use (RFC 7323 2.2: both SYNs carried the option). */
+  get windowScaling(): boolean { return this.wsAgreed; }
   get timestamps(): boolean { return this.tsOk; }
   get sack(): boolean { return this.sackOk; }
   get sendWscale(): number { return this.sndWscale; }
@@ -236,6 +258,7 @@ export class TcpConnection {
   ): TcpConnection {
     const c = new TcpConnection(host, tuple, opts, secret, user);
     c.passive = true;
+    c.stats.segsIn++; // the SYN
     if (c.key) c.iss = isnFor(c.key, tuple.localAddr, tuple.localPort, tuple.remoteAddr, tuple.remotePort, now);
     c.initSend(c.iss);
     c.negotiate(syn);
@@ -596,6 +619,7 @@ export class TcpConnection {
     }
     if (f & TH_RST) {
       if (!(f & TH_ACK)) return Drop.TcpBadAck;
+      this.mib.inRsts++;
       this.toClosed('ECONNREFUSED');
       return Drop.None;
     }
@@ -647,6 +671,7 @@ export class TcpConnection {
       // Echo the newest SYN (RFC 7323 4.3), not the first one, or the peer's RTT sample spans its
       // SYN timeouts.
       if (this.tsOk && seg.hasTs && seqGeq(seg.tsVal, this.tsRecent)) { this.tsRecent = seg.tsVal; this.tsRecentAge = now; }
+      this.countRetransmit(0);
       this.sendSyn(now, true);
       return Drop.None;
     }
@@ -711,6 +736,7 @@ export class TcpConnection {
         return Drop.TcpChallenged;
       }
       if (st === TcpState.TimeWait) return Drop.None; // RFC 1337
+      this.mib.inRsts++;
       if (st === TcpState.SynReceived && this.passive) {
         this.closedReported = true; // never reached the application
         this.toClosed(null);
@@ -864,7 +890,9 @@ export class TcpConnection {
     if (seqLt(this.highRxt, ack)) this.highRxt = ack;
     // Free acknowledged bytes from the send buffer.
     if (seqGt(ack, this.sbufStart)) {
-      this.sbufStart = seqMin(ack, this.sbufEnd);
+      const start = seqMin(ack, this.sbufEnd);
+      this.stats.bytesAcked += (start - this.sbufStart) >>> 0;
+      this.sbufStart = start;
     }
     if (this.finQueued && !this.finAcked && ack === seqAdd(this.sbufEnd, 1)) this.finAcked = true;
     this.sbTrim();
@@ -1057,6 +1085,7 @@ export class TcpConnection {
   /** In-order bytes for the application: the received segment's own payload (`seg`), or a copy (null). */
   private deliver(b: Uint8Array, off: number, len: number, seg: TcpSegmentIn | null): void {
     this.unread += len;
+    this.stats.bytesReceived += len;
     this.host.onData(this, b, off, len, seg);
   }
 
@@ -1103,6 +1132,7 @@ export class TcpConnection {
     }
     this.oooN = r % RANGE_RADIX;
     this.oooLast = Math.floor(r / RANGE_RADIX);
+    this.mib.ofoQueue++;
   }
 
   /** Delivers out-of-order ranges that became contiguous with RCV.NXT. */
@@ -1360,7 +1390,7 @@ export class TcpConnection {
     if (this.finQueued && end === this.sbufEnd && seqLt(end, seqAdd(wndRight, 1))) {
       flags |= TH_FIN;
     }
-    if (isRtx) this.stats.retransSegs++;
+    if (isRtx) this.countRetransmit(len);
     this.emitData(now, nxt, flags, pos, len);
     this.advanceSent(nxt, len + (flags & TH_FIN ? 1 : 0), now);
     if (!isRtx) this.stats.bytesOut += len;
@@ -1383,12 +1413,12 @@ export class TcpConnection {
   /** Retransmits from `seq` (at most `maxLen` bytes, one SMSS by default). */
   private retransmitAt(seq: number, now: number, maxLen = this.sndMss): void {
     if (seqGeq(seq, this.sndMax)) return;
-    if (seq === this.iss) { this.sendSyn(now, this.state === TcpState.SynReceived); return; }
-    this.stats.retransSegs++;
+    if (seq === this.iss) { this.countRetransmit(0); this.sendSyn(now, this.state === TcpState.SynReceived); return; }
     if (seq === this.rttSeq) this.rttTime = -1; // Karn
     const avail = seqLt(seq, this.sbufEnd) ? (this.sbufEnd - seq) >>> 0 : 0;
     if (avail === 0) {
       // Only the FIN is outstanding.
+      this.countRetransmit(0);
       this.emit(now, seq, TH_FIN | TH_ACK, null, 0, 0);
       if (seqGt(seqAdd(seq, 1), this.highRxt)) this.highRxt = seqAdd(seq, 1);
       return;
@@ -1404,9 +1434,17 @@ export class TcpConnection {
       flags |= TH_PSH;
       if (this.finQueued && seqGt(this.sndMax, end)) flags |= TH_FIN;
     }
+    this.countRetransmit(len);
     this.emitData(now, seq, flags, pos, len);
     const rxEnd = seqAdd(end, flags & TH_FIN ? 1 : 0);
     if (seqGt(rxEnd, this.highRxt)) this.highRxt = rxEnd;
+  }
+
+  /** One segment (with `len` payload bytes) sent again: the connection's and its group's counts. */
+  private countRetransmit(len: number): void {
+    this.stats.retransSegs++;
+    this.stats.bytesRetrans += len;
+    this.mib.retransSegs++;
   }
 
   private rtoBackedOff(): number {
@@ -1416,6 +1454,7 @@ export class TcpConnection {
   private onRto(now: number): void {
     const st = this.state;
     this.stats.rtoExpirations++;
+    this.mib.timeouts++;
     if (st === TcpState.SynSent || st === TcpState.SynReceived) {
       if (this.retries >= (st === TcpState.SynReceived ? Math.min(this.opts.synRetries, this.synAckRetryLimit) : this.opts.synRetries)) {
         if (st === TcpState.SynReceived && this.passive) this.closedReported = true;
@@ -1425,6 +1464,7 @@ export class TcpConnection {
       this.retries++;
       this.backoff++;
       this.rttTime = -1;
+      this.countRetransmit(0);
       this.sendSyn(now, st === TcpState.SynReceived);
       this.tRtx = now + this.rtoBackedOff();
       return;
@@ -1558,6 +1598,7 @@ export class TcpConnection {
     o.reset();
     o.seq = seq;
     o.flags = flags;
+    if (flags & TH_RST) this.mib.outRsts++;
     if (bare) {
       // RST for an unacceptable ACK: <SEQ=SEG.ACK><CTL=RST>, nothing else.
       this.stats.segsOut++;
@@ -1635,6 +1676,10 @@ export class TcpConnection {
   }
 
   private toClosed(err: TcpError | null): void {
+    const st = this.state;
+    // RFC 1213: tcpAttemptFails and tcpEstabResets count these direct transitions to CLOSED.
+    if (st === TcpState.SynSent || st === TcpState.SynReceived) this.mib.attemptFails++;
+    else if (st === TcpState.Established || st === TcpState.CloseWait) this.mib.estabResets++;
     this.state = TcpState.Closed;
     this.tRtx = this.tDelack = this.tKeep = this.tLinger = Infinity;
     this.arm();

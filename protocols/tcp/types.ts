@@ -205,6 +205,11 @@ export interface TcpHost {
   /** The connection reached CLOSED (after TIME_WAIT, reset or abort): drop it from the demux. */
   onRelease(conn: TcpConnectionLike): void;
   /**
+   * The counters this connection adds its events to (per virtual server in the engine), asked once
+   * when the connection is made. Without it the connection counts into a shared scratch object.
+   */
+  counters?(conn: TcpConnectionLike): TcpCounters;
+  /**
    * Optional memory budget for reorder buffers: asked before one is taken (`bytes` > 0; false
    * refuses it and the out-of-order segment is dropped), told when it is given back (`bytes` < 0).
    */
@@ -225,8 +230,14 @@ export class TcpStats {
   segsOut = 0;
   bytesIn = 0;
   bytesOut = 0;
-  /** Data segments retransmitted (all causes). */
+  /** Segments retransmitted (all causes, SYN and SYN-ACK included, as Linux's total_retrans). */
   retransSegs = 0;
+  /** Payload bytes retransmitted (RFC 4898 tcpEStatsPerfOctetsRetrans, Linux bytes_retrans). */
+  bytesRetrans = 0;
+  /** Payload bytes the peer acknowledged (RFC 4898 tcpEStatsAppHCThruOctetsAcked; SYN and FIN not counted). */
+  bytesAcked = 0;
+  /** Payload bytes received in order, handed to the application (RFC 4898 tcpEStatsAppHCThruOctetsReceived). */
+  bytesReceived = 0;
   fastRetransmits = 0;
   rtoExpirations = 0;
   sackRecoveries = 0;
@@ -241,6 +252,47 @@ export class TcpStats {
   oooDropped = 0;
   windowProbes = 0;
   keepAliveProbes = 0;
+}
+
+/**
+ * TCP event counters of a group of connections (a virtual server), kept as plain numbers and bumped
+ * where each event happens. Names follow Linux's MIBs (`nstat`/`netstat -s`; RFC 1213/4022 for the
+ * `Tcp` group) where one exists; each field says which.
+ */
+export class TcpCounters {
+  /** Tcp ActiveOpens: connect() sent a SYN (RFC 1213 tcpActiveOpens: CLOSED -> SYN-SENT). */
+  activeOpens = 0;
+  /**
+   * Tcp PassiveOpens: a SYN to a listener made a SYN-RECEIVED connection (RFC 1213 tcpPassiveOpens:
+   * LISTEN -> SYN-RCVD), or a valid SYN cookie made an established one. Linux counts at the ACK.
+   */
+  passiveOpens = 0;
+  /** Tcp AttemptFails: SYN-SENT or SYN-RECEIVED -> CLOSED (RFC 1213 tcpAttemptFails). */
+  attemptFails = 0;
+  /** Tcp EstabResets: ESTABLISHED or CLOSE-WAIT -> CLOSED (RFC 1213 tcpEstabResets: a reset, sent or received). */
+  estabResets = 0;
+  /** Tcp OutRsts: segments sent with RST (by connections and stateless answers). */
+  outRsts = 0;
+  /** No Linux MIB: acceptable RSTs received that ended a connection (RFC 5961 checks passed; TIME-WAIT ignores them). */
+  inRsts = 0;
+  /** Tcp RetransSegs: segments retransmitted (data, FIN, SYN, SYN-ACK). */
+  retransSegs = 0;
+  /** TcpExt TCPTimeouts: retransmission timer expirations (handshake ones included). */
+  timeouts = 0;
+  /** TcpExt SyncookiesSent: SYN-ACKs with a cookie, sent because a SYN queue was full. */
+  syncookiesSent = 0;
+  /** TcpExt SyncookiesRecv: ACKs to a listener carrying a valid cookie. */
+  syncookiesRecv = 0;
+  /** TcpExt SyncookiesFailed: ACKs to a listener that had sent cookies, whose cookie was not valid. */
+  syncookiesFailed = 0;
+  /** TcpExt TCPOFOQueue: out-of-order segments put in a reorder buffer. */
+  ofoQueue = 0;
+
+  /** Zeroes every counter (`xdpstack clear counters`). */
+  reset(): void {
+    this.activeOpens = this.passiveOpens = this.attemptFails = this.estabResets = this.outRsts = this.inRsts = 0;
+    this.retransSegs = this.timeouts = this.syncookiesSent = this.syncookiesRecv = this.syncookiesFailed = this.ofoQueue = 0;
+  }
 }
 
 /*

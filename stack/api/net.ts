@@ -12,6 +12,9 @@ import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../../protocols
 import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
 import { sockError } from './dgram';
 import { constants as osConstants } from 'node:os';
+import { TcpInfo, tcpInfoOf } from '../connections';
+
+export type { TcpInfo } from '../connections';
 
 export interface NetContext {
   engine: Engine;
@@ -126,6 +129,25 @@ export class Socket extends Duplex implements TcpSocketSink {
   get tcpState(): string { return this.entry ? TCP_STATE_NAMES[this.entry.conn.state]! : 'CLOSED'; }
   /** The connection (diagnostics, tests). */
   get connection(): TcpEntry | null { return this.entry; }
+
+  /**
+   * The connection's figures, as a row of `xdpstack show connections` (same fields): state, queues,
+   * RTT/RTO, MSS, cwnd, options in use, bytes and retransmissions. Null before the socket has a
+   * connection (not connected yet, or connect() failed before one was made); after the connection
+   * closed, its last figures (state CLOSED or TIME-WAIT).
+   */
+  tcpInfo(): TcpInfo | null {
+    return this.entry ? tcpInfoOf(this.entry.vs.name, this.entry) : null;
+  }
+
+  /**
+   * @internal TcpSocketSink: the bytes not read by the application. Of the connection's unread
+   * bytes, those held back from the window (`unconsumed`) may have been read from the stream
+   * already (read() gives the window back only once the buffer runs low): the stream buffer counts.
+   */
+  tcpReadQueue(unread: number): number {
+    return Math.max(0, unread - this.unconsumed) + this.readableLength;
+  }
 
   address(): { address: string; family: string; port: number } | Record<string, never> {
     if (!this.entry) return {};

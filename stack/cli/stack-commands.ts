@@ -1,7 +1,8 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | pool | limits | config
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | pool | limits | connections | config
+ *   xdpstack show connections [--state S] [--port P]   like ss -tuani
  *   xdpstack show KIND --interval S [--count N] rates per second of the counters (counters, vs, limits)
  *   xdpstack clear counters [--vs NAME]         zeroes packet/byte/drop counters
  *   xdpstack neighbor show|flush ...            ARP/NDP entries: list (as show neighbors), flush
@@ -21,6 +22,7 @@ import { MAX_INTERVAL_S, MIN_INTERVAL_S, parseInterval, RATE_KINDS, RateSample, 
 import { VS_LIMIT_KEYS } from '../limits';
 import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from '../control/control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
+import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';
 import * as fs from 'node:fs';
@@ -119,13 +121,23 @@ function signalPromise(): Promise<string> {
 
 const SHOW_USAGE = `Usage: xdpstack show ${SHOW_KINDS.join('|')} [--vs NAME] [--json] [--per-shard]
                      [--interval S [--count N]] [--name NAME | --socket PATH]
+       xdpstack show connections [--vs NAME] [--state S[,S...]] [--port P] [--json]
 
 Shows the state of a running stack as aligned tables (or JSON). 'limits': each limit on a table
 peers can grow (config 'limits'), its use, its maximum and how often it was reached (hits).
 'config': the running configuration (after every runtime change) as JSON that 'xdpstack run'
 accepts back. Drops are { total, reasons } in JSON; tables show the total, and 'show counters'
 lists the reasons under 'Drops by reason'.
+'connections': like 'ss -tuani', every TCP connection, TCP listener and UDP socket with its
+state (ss's names: ESTAB, SYN-SENT, SYN-RECV, FIN-WAIT-1, FIN-WAIT-2, TIME-WAIT, CLOSE-WAIT,
+LAST-ACK, CLOSING, CLOSED, LISTEN; UDP: ESTAB when connected, else UNCONN), receive and send
+queues in bytes (a listener: its accept queue and backlog), addresses, and under each TCP
+connection its RTT, RTO (ms), MSS, cwnd/ssthresh (segments), options, bytes and retransmissions.
+'counters' also gives each virtual server's TCP counters (Linux's Tcp/TcpExt MIB names).
   --vs NAME      only this virtual server
+  --state S      connections in these states (ss's filter names, comma-separated):
+                 ${STATE_FILTER_NAMES.join(', ')}
+  --port P       connections whose local or remote port is P
   --per-shard    a stack of shards: each shard's own figures (default: their sum)
   --json         machine-readable output (with --interval: one JSON object per line and sample)
   --interval S   rates per second of ${RATE_KINDS.join(', ')}: every S seconds (${MIN_INTERVAL_S}..${MAX_INTERVAL_S}), the
@@ -435,12 +447,21 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits or the running config (or rates)', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits, connections or the running config (or rates)', usage: SHOW_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', interval: 'string', count: 'int' }, SHOW_USAGE, 1);
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', interval: 'string', count: 'int', state: 'string', port: 'int' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
       if (!(SHOW_KINDS as readonly string[]).includes(kind)) throw new UsageError(`unknown kind '${kind}'${didYouMean(kind, SHOW_KINDS)} (one of ${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
-      const req: Request = { cmd: 'show', kind, vs: opts.vs, ...(opts['per-shard'] ? { perShard: true } : {}) };
+      const state = opts.state as string | undefined;
+      const port = opts.port as number | undefined;
+      if (kind !== 'connections' && (state !== undefined || port !== undefined)) {
+        throw new UsageError(`--${state !== undefined ? 'state' : 'port'} narrows 'show connections' only`, SHOW_USAGE);
+      }
+      if (state !== undefined) {
+        try { parseStateFilter(state); } catch (e) { throw new UsageError(`--state: ${(e as Error).message}`, SHOW_USAGE); }
+      }
+      if (port !== undefined && (port < 1 || port > 65535)) throw new UsageError(`--port expects a port number (1-65535), got ${port}`, SHOW_USAGE);
+      const req: Request = { cmd: 'show', kind, vs: opts.vs, state, port, ...(opts['per-shard'] ? { perShard: true } : {}) };
       if (kind === 'config' && opts.vs !== undefined) throw new UsageError("'show config' is the whole stack's configuration: --vs is not for it", SHOW_USAGE);
       if (opts.count !== undefined && opts.interval === undefined) throw new UsageError('option --count goes with --interval S', SHOW_USAGE);
       if (opts.interval !== undefined) {

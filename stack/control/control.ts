@@ -7,7 +7,8 @@
  *
  * Requests:
  *   {"cmd":"ping"}
- *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool|limits|config","vs":"a"}
+ *   {"cmd":"show","kind":"vs|links|addresses|routes|rules|neighbors|counters|pool|limits|connections|config","vs":"a"}
+ *   {"cmd":"show","kind":"connections","vs":"a","state":"established,time-wait","port":80}  (state: ss's filter names)
  *     kind 'config': the running configuration, a config file `xdpstack run` accepts (no "vs").
  *   {"cmd":"counters.clear","vs":"a"}     zeroes packet/byte/drop counters (all, or one VS's);
  *     answers {"devices":N,"vs":N,"links":N}, what was cleared
@@ -224,7 +225,7 @@ export function handleRequest(st: Stack, req: Request): unknown {
     case 'ping':
       return { name: st.name, pid: process.pid };
     case 'show':
-      return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false) });
+      return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false), state: str(req, 'state', false), port: num(req, 'port') });
     case 'counters.clear':
       return st.clearCounters(str(req, 'vs', false));
     case 'neighbor.flush':
@@ -390,8 +391,59 @@ function dropReasonRows(d: { devices: Record<string, unknown>[]; vs: Record<stri
   return rows;
 }
 
+/** Columns of the TCP counters table (`show counters`), in the order of Linux's `Tcp:` and `TcpExt:` MIBs. */
+const TCP_COUNTER_COLUMNS = ['activeOpens', 'passiveOpens', 'attemptFails', 'estabResets', 'currEstab', 'outRsts', 'inRsts',
+  'retransSegs', 'timeouts', 'syncookiesSent', 'syncookiesRecv', 'syncookiesFailed', 'ofoQueue'];
+
+/** The `ss -i` style line under a connection or listener row of `show connections` (empty for UDP). */
+function connectionDetail(r: Record<string, unknown>): string {
+  if (r.proto !== 'tcp') return '';
+  if (r.state === 'LISTEN') {
+    const x = [`synq:${r.synQueue}/${r.synQueueMax}`, `acceptq:${r.acceptQueue}/${r.acceptQueueMax}`];
+    if (r.syncookiesSent) x.push(`syncookies_sent:${r.syncookiesSent}`);
+    if (r.acceptOverflows) x.push(`overflows:${r.acceptOverflows}`);
+    return x.join(' ');
+  }
+  const x: string[] = [];
+  if (r.timestamps) x.push('ts');
+  if (r.sack) x.push('sack');
+  x.push(String(r.cc));
+  if (r.sndWscale !== null) x.push(`wscale:${r.sndWscale},${r.rcvWscale}`);
+  x.push(`rto:${r.rtoMs}`);
+  if (r.backoff) x.push(`backoff:${r.backoff}`);
+  if (r.rttMs !== null) x.push(`rtt:${r.rttMs}/${r.rttvarMs}`);
+  x.push(`mss:${r.mss}`, `advmss:${r.advmss}`, `cwnd:${r.cwnd}`);
+  if (r.ssthresh !== null) x.push(`ssthresh:${r.ssthresh}`);
+  x.push(`bytes_sent:${r.bytesSent}`);
+  if (r.bytesRetrans) x.push(`bytes_retrans:${r.bytesRetrans}`);
+  x.push(`bytes_acked:${r.bytesAcked}`, `bytes_received:${r.bytesReceived}`, `segs_out:${r.segsOut}`, `segs_in:${r.segsIn}`);
+  if (r.notsent) x.push(`notsent:${r.notsent}`);
+  x.push(`snd_wnd:${r.sndWnd}`, `rcv_wnd:${r.rcvWnd}`);
+  if (r.retrans) x.push(`retrans:${r.retrans}`);
+  if (r.timeouts) x.push(`timeouts:${r.timeouts}`);
+  return x.join(' ');
+}
+
+/** `show connections` as `ss -tuani` prints it: one line per socket, the TCP figures on the line under it. */
+function formatConnections(rows: Record<string, unknown>[]): string[] {
+  if (!rows.length) return ['(none)'];
+  const sharded = rows.some((r) => typeof r.shard === 'number');
+  const cols = [...(sharded ? ['shard'] : []), 'vs', 'proto', 'state', 'recv-q', 'send-q', 'local', 'remote'];
+  const table = formatTable(rows.map((r) => ({ ...r, 'recv-q': r.recvQ, 'send-q': r.sendQ, remote: r.remote ?? '*:*' })), cols);
+  const out = [table[0]!];
+  rows.forEach((r, i) => {
+    out.push(table[i + 1]!);
+    const d = connectionDetail(r);
+    if (d) out.push(`\t ${d}`);
+  });
+  return out;
+}
+
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
+  if (kind === 'connections' && Array.isArray(data) && !(data.length && (data[0] as { data?: unknown }).data !== undefined)) {
+    return formatConnections(data as Record<string, unknown>[]);
+  }
   if (kind === 'counters') {
     const d = data as { devices: Record<string, unknown>[]; vs: Record<string, unknown>[]; links: Record<string, unknown>[]; pool?: Record<string, unknown>[]; shards?: Record<string, unknown>[] };
     const cols = ['rxPackets', 'rxBytes', 'txPackets', 'txBytes', 'drops'];
@@ -399,6 +451,8 @@ export function formatShow(kind: string, data: unknown): string[] {
     if (d.devices.length) out.push('Devices:', ...formatTable(d.devices, ['device', 'driver', 'state', 'losses', ...cols, 'driverDrops']).map((l) => `  ${l}`), '');
     out.push('Virtual servers:', ...formatTable(d.vs, ['vs', ...cols]).map((l) => `  ${l}`), '');
     out.push('Links:', ...formatTable(d.links, ['vs', 'link', ...cols]).map((l) => `  ${l}`));
+    const tcp = d.vs.filter((r) => r.tcp).map((r) => ({ vs: r.vs, ...(r.tcp as Record<string, unknown>) }));
+    if (tcp.length) out.push('', 'TCP:', ...formatTable(tcp, ['vs', ...TCP_COUNTER_COLUMNS]).map((l) => `  ${l}`));
     if (d.pool?.length) out.push('', 'Frame pool:', ...formatTable(d.pool, d.pool[0]!.shard !== undefined ? ['shard', ...POOL_COLUMNS] : POOL_COLUMNS).map((l) => `  ${l}`));
     const why = dropReasonRows(d);
     if (why.length) out.push('', 'Drops by reason:', ...formatTable(why).map((l) => `  ${l}`));

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import type { Driver } from '../../driver/types';
 import { loadConfig, StackConfig, validateConfig } from '../control/config';
 import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, handleRequest, Request } from '../control/control';
-import { Stack } from '../stack';
+import { ShowOptions, Stack } from '../stack';
 import type { FlowTableSize } from './flows';
 import { mergeAnswers, mergeShow } from './merge';
 import type { RingSize } from './ring';
@@ -85,8 +85,9 @@ export class LocalShardGroup {
   }
 
   /** `show KIND` over all shards (merged), or each shard's own answer with `perShard`. */
-  show(kind: string, opts: { vs?: string; perShard?: boolean } = {}): unknown {
-    const parts = this.stacks.map((s) => s.show(kind, { vs: opts.vs }));
+  show(kind: string, opts: ShowOptions & { perShard?: boolean } = {}): unknown {
+    const { perShard: _, ...narrow } = opts;
+    const parts = this.stacks.map((s) => s.show(kind, narrow));
     return opts.perShard ? parts.map((data, shard) => ({ shard, data })) : mergeShow(kind, parts);
   }
 

@@ -1,8 +1,9 @@
 /**
  * One view of a group of shards: `show` answers of every shard merged into the answer a single
  * stack would give. Configuration (links, addresses, routes, rules) is the same in every shard;
- * what shards count on their own (packets, drops, sockets, connections, limits in use) is summed;
- * neighbor tables are joined; frame pools (one per shard and device) are listed per shard.
+ * what shards count on their own (packets, drops, TCP counters, sockets, connections, limits in use)
+ * is summed; neighbor tables are joined; frame pools (one per shard and device) and the rows of
+ * `show connections` are listed per shard (a `shard` field).
  */
 
 type Row = Record<string, unknown>;
@@ -44,6 +45,8 @@ const LIMIT_KEEP = ['vs', 'scope', 'limit'];
 
 /** Merges the `show KIND` answers of every shard (in shard order) into one. */
 export function mergeShow(kind: string, parts: unknown[]): unknown {
+  // Connections live in the shard that owns their flow: every shard's rows, each with its shard.
+  if (kind === 'connections') return (parts as Row[][]).flatMap((rows, shard) => rows.map((r) => ({ shard, ...r })));
   if (parts.length === 1) return parts[0];
   switch (kind) {
     case 'links':

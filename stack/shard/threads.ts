@@ -28,6 +28,7 @@ import type { ShardDeviceInfo } from './drivers';
 import type { FromShard, ShardData, ToShard } from './messages';
 import { serviceModules } from '../control/services';
 import { readRss } from '../../driver/rss';
+import type { ShowOptions } from '../stack';
 
 export interface ShardedStackOptions {
   /** Shards: a number, or 'auto' (the devices' receive queues, at most one per CPU). */
@@ -243,8 +244,9 @@ export class ShardedStack implements ControlTarget {
   }
 
   /** `show KIND` over all shards (merged), or each shard's own answer with `perShard`. */
-  show(kind: string, opts: { vs?: string; perShard?: boolean } = {}): Promise<unknown> {
-    return this.request({ cmd: 'show', kind, ...(opts.vs !== undefined ? { vs: opts.vs } : {}), ...(opts.perShard ? { perShard: true } : {}) });
+  show(kind: string, opts: ShowOptions & { perShard?: boolean } = {}): Promise<unknown> {
+    const { perShard, ...narrow } = opts;
+    return this.request({ cmd: 'show', kind, ...narrow, ...(perShard ? { perShard: true } : {}) });
   }
 
   /**

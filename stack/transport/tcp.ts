@@ -9,7 +9,7 @@
 import { Drop } from '../../protocols/drop';
 import { TcpHeader, tcpHeaderLen, writeTcp } from '../../protocols/tcp';
 import {
-  TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
+  TcpCounters, TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
 } from '../../protocols/tcp/types';
 import { TcpConnection } from '../../protocols/tcp/connection';
 import { rstFor } from '../../protocols/tcp/rst';
@@ -47,6 +47,8 @@ export class TcpVs {
   active = 0;
   /** Connections refused because maxTcpConns was reached (SYNs dropped, connect() failed). */
   limitHits = 0;
+  /** TCP event counters of the VS (`show counters`), bumped by its connections and by the demux. */
+  readonly counters = new TcpCounters();
 }
 
 /** The TCP state of `vs` (made on first use). */
@@ -113,6 +115,12 @@ export interface TcpSocketSink {
   tcpWritable(): void;
   tcpRemoteClose(): void;
   tcpClosed(err: TcpError | null): void;
+  /**
+   * Bytes received that the application has not read, given `unread`: those the connection counts
+   * as not consumed (waiting for delivery, held by the socket or by a zero-copy reader). A socket
+   * with a stream buffer of its own counts what is in it instead of what it holds back.
+   */
+  tcpReadQueue?(unread: number): number;
   /** Zero-copy mode: in-order payload as a view into a held UMEM frame; release() returns it. */
   tcpZeroCopy?(chunk: ZeroCopyChunk): void;
 }
@@ -485,6 +493,7 @@ export class TcpLayer implements TcpHost {
     e.flowSlot = slot;
     this.insert(e);
     this.activeOpens++;
+    tcpState(vs).counters.activeOpens++;
     const lp = tcpState(vs).localPorts;
     lp.set(tuple.localPort, (lp.get(tuple.localPort) ?? 0) + 1);
     e.conn.connect(this.clock());
@@ -638,6 +647,7 @@ export class TcpLayer implements TcpHost {
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && (l.synCookiesSent || this.eng.listenedElsewhere(vs, seg.dstPort))) {
         if (this.onCookieAck(l, link, seg, src, dst, srcMac, now)) return;
         // Not a valid cookie: counted as such (when this listener sent some), answered with a RST.
+        if (l.synCookiesSent) tcpState(vs).counters.syncookiesFailed++;
         this.eng.dropOn(link, l.synCookiesSent ? Drop.TcpBadCookie : Drop.TcpNoSocket);
         this.sendRst(link, seg, src, dst, srcMac);
         return;
@@ -659,6 +669,7 @@ export class TcpLayer implements TcpHost {
     out.srcPort = seg.dstPort;
     out.dstPort = seg.srcPort;
     rstFor(seg, out);
+    tcpState(link.vs).counters.outRsts++;
     this.eng.tcpEmit(link.vs, link, srcMac, dst, src, 20, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
   }
 
@@ -679,6 +690,7 @@ export class TcpLayer implements TcpHost {
       out.dstPort = seg.srcPort;
       synCookie.synAckFor(seg, out, tuple, mss, this.secret, now, { ...this.defaults, ...l.opts.tcp });
       l.synCookiesSent++;
+      tcpState(link.vs).counters.syncookiesSent++;
       const hl = tcpHeaderLen(out);
       this.eng.tcpEmit(link.vs, link, srcMac, dst, src, hl, (b, o) => writeTcp(b, o, out, 0, dst, src), 0);
       return;
@@ -696,12 +708,15 @@ export class TcpLayer implements TcpHost {
     e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e));
     this.insert(e);
     this.passiveOpens++;
+    tcpState(link.vs).counters.passiveOpens++;
   }
 
   private onCookieAck(l: TcpListener, link: Link, seg: TcpHeader, src: IpAddr, dst: IpAddr, srcMac: Uint8Array, now: number): boolean {
     const tuple: TcpTuple = { localAddr: dst, localPort: seg.dstPort, remoteAddr: src, remotePort: seg.srcPort };
     const info = synCookie.check(seg, tuple, this.secret, now);
     if (!info) return false;
+    const counters = tcpState(link.vs).counters;
+    counters.syncookiesRecv++;
     if (l.accept.length + l.pendingAccept.length >= l.opts.backlog) {
       l.overflowDrops++;
       this.eng.dropOn(link, Drop.TcpListenOverflow);
@@ -724,6 +739,7 @@ export class TcpLayer implements TcpHost {
     e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e));
     this.insert(e);
     this.passiveOpens++;
+    counters.passiveOpens++;
     const r = e.conn.input(seg, now);
     if (r !== Drop.None) this.eng.dropOn(link, r);
     return true;
@@ -736,6 +752,13 @@ export class TcpLayer implements TcpHost {
   }
 
   // ------------------------------------------------------------ TcpHost
+
+  counters(c: { user: unknown }): TcpCounters {
+    const e = c.user as TcpEntry | null;
+    return e ? tcpState(e.vs).counters : this.unowned;
+  }
+  /** Counts of connections made without an entry (none in the engine's own use). */
+  private readonly unowned = new TcpCounters();
 
   send(c: { tuple: TcpTuple; user: unknown }, seg: TcpSegmentOut, src: Uint8Array | null, off: number, len: number): void {
     const e = c.user as TcpEntry | undefined;
