@@ -212,13 +212,13 @@ export class StackMetrics {
 
   constructor(name: string, private readonly snapshot: () => MetricsSnapshot | Promise<MetricsSnapshot>, opts: { processMetrics?: boolean } = {}) {
     const own = new Registry();
+    const current = (): MetricsSnapshot | null => this.snap;
     for (const d of metricDefs(name)) {
-      const self = this;
       const config = { name: d.name, help: d.help, labelNames: d.labels as string[], registers: [] };
       // Counters are read, not counted here: each scrape sets them to the stack's figures.
       const m = d.type === 'counter'
-        ? new Counter({ ...config, collect() { this.reset(); if (self.snap) d.fill(self.snap, (l, v) => { if (v >= 0) this.inc(l, v); }); } })
-        : new Gauge({ ...config, collect() { this.reset(); if (self.snap) d.fill(self.snap, (l, v) => this.set(l, v)); } });
+        ? new Counter({ ...config, collect() { this.reset(); const s = current(); if (s) d.fill(s, (l, v) => { if (v >= 0) this.inc(l, v); }); } })
+        : new Gauge({ ...config, collect() { this.reset(); const s = current(); if (s) d.fill(s, (l, v) => this.set(l, v)); } });
       if (d.present) this.pending.push({ def: d, metric: m });
       else own.registerMetric(m);
     }
