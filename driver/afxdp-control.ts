@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { isMainThread } from 'node:worker_threads';
 import type { NativeError } from './native';
+import type { LogFn } from './types';
 
 /** Directory of the pid files marking which process has our program on a device. */
 export const RUN_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
@@ -63,14 +64,14 @@ export function checkPrivileges(): void {
   }
 }
 
-export function ensureBpffs(log: (m: string) => void): void {
+export function ensureBpffs(log: LogFn): void {
   let mounts = '';
   try { mounts = fs.readFileSync('/proc/mounts', 'utf8'); } catch { return; }
   if (mounts.split('\n').some((l) => { const f = l.split(' '); return f[1] === '/sys/fs/bpf' && f[2] === 'bpf'; })) return;
   try {
     fs.mkdirSync('/sys/fs/bpf', { recursive: true });
     execFileSync('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf'], { stdio: 'ignore', timeout: 10_000 });
-    log('afxdp: mounted bpffs on /sys/fs/bpf (needed by the libxdp dispatcher)');
+    log('afxdp: mounted bpffs on /sys/fs/bpf (needed by the libxdp dispatcher)', 'info');
   } catch {
     log('afxdp: bpffs is not mounted and mounting it failed: using a single XDP program without the dispatcher');
   }

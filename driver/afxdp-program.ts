@@ -16,6 +16,7 @@ import * as fs from 'node:fs';
 import { DEFAULT_POLICE, gcraParams, PoliceConfig, resolvePolice } from './police';
 import { KIND_MAC, KIND_SNM, MapKey, MapKind, OwnedTable, ownKeys } from './owned';
 import type { IpAddr } from '../protocols/ip/addr';
+import type { LogFn } from './types';
 import { loadNative, NativeAddon, NativeError, NativeProgram, XDP_OBJECT_PATH, XDP_PROG_NAME } from './native';
 import {
   checkDeviceUsable, checkIfname, DEVICE_CHECK_US, describeAttachError, deviceNow, ensureBpffs, ifindexOf,
@@ -51,7 +52,7 @@ export interface Attachment {
 const attachments = new Map<string, Attachment>();
 
 /** Attaches our program to ifname for `use`, or returns this thread's attachment of it. */
-export function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb', log: (m: string) => void,
+export function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' | 'skb', log: LogFn,
   use: Attachment['use'] = 'sockets'): Attachment {
   const have = attachments.get(ifname);
   if (have) {
@@ -164,7 +165,7 @@ const IFF_ALLMULTI = 0x200;
  * no kernel IPv6 of the stack's). Rather than one filter entry per group, the device receives all
  * multicast while the stack owns an IPv6 address (the XDP program passes what is not the stack's).
  */
-function ensureAllmulti(a: Attachment, log: (m: string) => void): void {
+function ensureAllmulti(a: Attachment, log: LogFn): void {
   if (a.allmulti !== 'unset') return;
   if ((parseInt(sysfs(a.ifname, 'flags') ?? '0', 16) & IFF_ALLMULTI) !== 0) { a.allmulti = 'theirs'; return; }
   if (tryExec('ip', ['link', 'set', 'dev', a.ifname, 'allmulticast', 'on']) === null) {
@@ -185,7 +186,7 @@ function dropAllmulti(a: Attachment): void {
  * attached again after the device comes back). While the device is lost (`lost`), a failed map
  * update is not an error: the entry waits in `owned`.
  */
-export function updateOwned(a: Attachment, kind: MapKind, key: Uint8Array, vlan: number, add: boolean, lost: boolean, log: (m: string) => void): void {
+export function updateOwned(a: Attachment, kind: MapKind, key: Uint8Array, vlan: number, add: boolean, lost: boolean, log: LogFn): void {
   const owned = a.owned;
   const change = add ? owned.acquire(kind, key, vlan) : owned.release(kind, key, vlan);
   if (!change) return;
@@ -223,7 +224,7 @@ export function checkOwnedMac(mac: Uint8Array): void {
  * with the owned entries, set the policers again, and publish the new XSKMAP to the workers. No-op
  * when the program already is on `idx` (another queue of this thread got here first).
  */
-export function reattachProgram(n: NativeAddon, a: Attachment, idx: number, log: (m: string) => void): void {
+export function reattachProgram(n: NativeAddon, a: Attachment, idx: number, log: LogFn): void {
   if (a.ifindex === idx) return;
   try {
     const c = a.prog.counters();
@@ -293,7 +294,7 @@ export interface AfxdpProgramOptions {
    */
   queues?: number | readonly number[];
   /** Where configuration changes, device loss and recovery are reported. Default: console.warn. */
-  log?: (msg: string) => void;
+  log?: LogFn;
 }
 
 /**
@@ -402,14 +403,14 @@ export class AfxdpProgram {
 
   private readonly n: NativeAddon;
   private readonly a: Attachment;
-  private readonly log: (msg: string) => void;
+  private readonly log: LogFn;
   private closed = false;
   private lostReason = '';
   private lastRecoverError = '';
   private watch: NodeJS.Timeout | null;
 
   /** @internal use attachAfxdpProgram() */
-  constructor(n: NativeAddon, a: Attachment, log: (msg: string) => void, queues: number[], rxQueues: number) {
+  constructor(n: NativeAddon, a: Attachment, log: LogFn, queues: number[], rxQueues: number) {
     this.n = n;
     this.a = a;
     this.log = log;
@@ -490,7 +491,7 @@ export class AfxdpProgram {
       this.lostReason = why;
       this.losses++;
       this.lastRecoverError = '';
-      this.log(`afxdp: lost device ${this.ifname}: ${why}; its queues receive and send nothing until it is back`);
+      this.log(`afxdp: lost device ${this.ifname}: ${why}; its queues receive and send nothing until it is back`, 'warn');
     }
     if (!now.up) return;
     try {
@@ -499,7 +500,7 @@ export class AfxdpProgram {
       this.lostReason = '';
       this.recoveries++;
       this.log(`afxdp: device ${this.ifname} is back (${replaced ? `ifindex ${now.ifindex}: XDP program and ${this.a.owned.size} ` +
-        `owned MAC/address entries set up again; the queues register their sockets again` : 'up again'})`);
+        `owned MAC/address entries set up again; the queues register their sockets again` : 'up again'})`, 'info');
     } catch (e) {
       const m = (e as Error).message;
       if (m !== this.lastRecoverError) this.log(`afxdp: device ${this.ifname} is back but its program cannot be attached yet: ${m}; retrying every second`);

@@ -17,6 +17,7 @@
  */
 import { FramePool, FrameState } from '../umem/pool';
 import { BURST_MAX, Burst, countDrop, Driver, DriverStats, newStats } from './types';
+import type { LogFn, LogLevel } from './types';
 import { NativeAddon, NativeXsk, loadNative, XdpStatistics } from './native';
 import {
   checkDeviceUsable, checkIfname, DEVICE_CHECK_US, describeSocketError, deviceNow, lossReason, macOf, MAX_QUEUES, nativeMessage,
@@ -34,7 +35,7 @@ export interface AfxdpSocketOptions {
   /** Ring size (fill, completion, RX, TX); a power of two. Default min(2048, frameCount / 2). */
   ringSize?: number;
   /** Where configuration changes and fallbacks are reported. Default: console.warn. */
-  log?: (msg: string) => void;
+  log?: LogFn;
 }
 
 export interface RingLevels {
@@ -105,7 +106,7 @@ export abstract class AfxdpSocket implements Driver {
 
   protected readonly n: NativeAddon;
   protected xsk: NativeXsk | null;
-  protected readonly log: (msg: string) => void;
+  protected readonly log: LogFn;
   private readonly s: DriverStats = newStats();
   private readonly addrs = new Uint32Array(BURST_MAX);
   private readonly lens = new Uint32Array(BURST_MAX);
@@ -132,7 +133,7 @@ export abstract class AfxdpSocket implements Driver {
   losses = 0;
   recoveries = 0;
 
-  protected constructor(n: NativeAddon, xsk: NativeXsk, log: (msg: string) => void, c: SocketConfig) {
+  protected constructor(n: NativeAddon, xsk: NativeXsk, log: LogFn, c: SocketConfig) {
     this.n = n;
     this.xsk = xsk;
     this.log = log;
@@ -156,6 +157,15 @@ export abstract class AfxdpSocket implements Driver {
    * that, then rebind(); returns what was set up (for the log). Throws when it cannot be done yet.
    */
   protected abstract reattach(idx: number): string;
+
+  /**
+   * The level of this queue's notices that its device was lost or is back: 'warn' and 'info' where
+   * the queue is the device's only watcher; shard mode says 'debug' (the main thread's program
+   * reports the device once, for all queues).
+   */
+  protected deviceEventLevel(event: 'lost' | 'back'): LogLevel {
+    return event === 'lost' ? 'warn' : 'info';
+  }
 
   /** After the socket closed: what the subclass holds (single-socket mode: the program). */
   protected abstract released(): void;
@@ -323,7 +333,7 @@ export abstract class AfxdpSocket implements Driver {
       this.losses++;
       this.lastRecoverError = '';
       this.log(`afxdp: lost device ${name} queue ${this.queue}: ${this.lostReason}; nothing is received or sent on it ` +
-        `(frames for it are dropped and counted as device_lost) until it is back`);
+        `(frames for it are dropped and counted as device_lost) until it is back`, this.deviceEventLevel('lost'));
     }
     if (!now.up) return;
     try {
@@ -331,10 +341,10 @@ export abstract class AfxdpSocket implements Driver {
       const what = replaced ? this.reattach(idx) : 'up again';
       this.lostReason = '';
       this.recoveries++;
-      this.log(`afxdp: device ${name} queue ${this.queue} is back (${what}): serving it again`);
+      this.log(`afxdp: device ${name} queue ${this.queue} is back (${what}): serving it again`, this.deviceEventLevel('back'));
     } catch (e) {
       const m = (e as Error).message;
-      if (m !== this.lastRecoverError) this.log(`afxdp: device ${name} is back but cannot be served yet: ${m}; retrying every second`);
+      if (m !== this.lastRecoverError) this.log(`afxdp: device ${name} is back but cannot be served yet: ${m}; retrying every second`, this.deviceEventLevel('lost'));
       this.lastRecoverError = m;
     }
   }
@@ -515,7 +525,7 @@ export class AfxdpQueueDriver extends AfxdpSocket {
   readonly program: AfxdpProgramRef;
 
   /** @internal use openAfxdp({ program }) / openAfxdpQueue() */
-  constructor(n: NativeAddon, xsk: NativeXsk, log: (msg: string) => void, ref: AfxdpProgramRef, c: SocketConfig) {
+  constructor(n: NativeAddon, xsk: NativeXsk, log: LogFn, ref: AfxdpProgramRef, c: SocketConfig) {
     super(n, xsk, log, c);
     this.program = ref;
     track(this);
@@ -531,4 +541,9 @@ export class AfxdpQueueDriver extends AfxdpSocket {
   }
 
   protected released(): void { /* the program belongs to the main thread */ }
+
+  /** The main thread's program reports the device's loss and return, once for all queues. */
+  protected override deviceEventLevel(): LogLevel {
+    return 'debug';
+  }
 }

@@ -27,6 +27,7 @@ import {
   AfxdpQueueDriver, AfxdpSocket, AfxdpSocketOptions, checkSocketOptions, createSocket, mtuFor, openAfxdpQueue, SocketConfig,
 } from './afxdp-socket';
 import type { AfxdpProgramRef } from './afxdp-program';
+import type { LogFn } from './types';
 
 export { RUN_DIR, DEVICE_CHECK_US, MAX_QUEUES, ownerOf, deviceUser } from './afxdp-control';
 export { attachAfxdpProgram, AfxdpProgram, AfxdpProgramOptions, AfxdpProgramRef, checkProgramOptions, readProgramState } from './afxdp-program';
@@ -109,7 +110,7 @@ export class AfxdpDriver extends AfxdpSocket {
   private readonly att: Attachment;
 
   /** @internal use openAfxdp() */
-  constructor(n: NativeAddon, xsk: NativeXsk, att: Attachment, log: (msg: string) => void, c: SocketConfig) {
+  constructor(n: NativeAddon, xsk: NativeXsk, att: Attachment, log: LogFn, c: SocketConfig) {
     super(n, xsk, log, c);
     this.att = att;
     track(this); // closed at exit with whatever else this thread has open

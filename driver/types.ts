@@ -11,6 +11,14 @@ import type { IpAddr } from '../protocols/ip/addr';
 
 export const BURST_MAX = 64;
 
+/** Log levels, most severe first (stack/control/log.ts formats and filters the lines). */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+/**
+ * Where drivers and the engine report notices: one call per event, never per packet. The level
+ * defaults to 'warn' (a configuration fallback, a lost device); a recovery says 'info'.
+ */
+export type LogFn = (msg: string, level?: LogLevel) => void;
+
 /** A vector of frames: struct-of-arrays, allocated once and reused for every burst. */
 export class Burst {
   n = 0;

@@ -104,3 +104,50 @@ export function checkVsLimits(given: VsLimits = {}): VsLimits {
   }
   return given;
 }
+
+/** One row of `show limits`: what is limited where, its use, the limit and how often it was reached. */
+export interface LimitRow { vs: string | null; scope: string; limit: string; used: number; max: number; hits: number }
+
+/** A limit that was reached (its hits grew), or is clear again. */
+export interface LimitEvent {
+  kind: 'reached' | 'cleared';
+  row: LimitRow;
+  /** cleared: times it was reached since the 'reached' event. */
+  hits: number;
+}
+
+/**
+ * Turns `show limits` rows looked at now and then (once a second) into events, each logged once:
+ * 'reached' when a limit's hit count grows, 'cleared' at the first look after that with no new hit
+ * and the use under the limit. Never one per packet, however many packets hit the limit.
+ */
+export class LimitWatch {
+  private readonly seen = new Map<string, { hits: number; reached: boolean; from: number }>();
+
+  observe(rows: readonly LimitRow[]): LimitEvent[] {
+    const events: LimitEvent[] = [];
+    const live = new Set<string>();
+    for (const r of rows) {
+      const key = `${r.vs ?? ''}\n${r.scope}\n${r.limit}`;
+      live.add(key);
+      let s = this.seen.get(key);
+      if (!s) { s = { hits: 0, reached: false, from: 0 }; this.seen.set(key, s); }
+      // A count that went back (a listener closed and opened again under the same address) starts over.
+      if (r.hits < s.hits) { s.hits = r.hits; s.from = r.hits; }
+      if (r.hits > s.hits) {
+        if (!s.reached) {
+          s.reached = true;
+          s.from = s.hits;
+          events.push({ kind: 'reached', row: r, hits: r.hits - s.hits });
+        }
+        s.hits = r.hits;
+      } else if (s.reached && r.used < r.max) {
+        s.reached = false;
+        events.push({ kind: 'cleared', row: r, hits: r.hits - s.from });
+      }
+    }
+    // Limits that are gone (a VS, listener or link removed) are forgotten.
+    for (const k of this.seen.keys()) if (!live.has(k)) this.seen.delete(k);
+    return events;
+  }
+}

@@ -49,6 +49,8 @@ export class Runtime {
   steps = 0;
   /** Frames received by the last step. */
   lastRx = 0;
+  /** Called at the end of every step with its time (the stack's housekeeping, which keeps its own pace). */
+  onStep: ((now: number) => void) | null = null;
   /** Shards: the doorbell value read by the last step, and whether a wait on it is pending. */
   private bellSeen = 0;
   private bellArmed = false;
@@ -109,6 +111,7 @@ export class Runtime {
     this.lastRx = rx;
     e.advance(now);
     e.flushEvents();
+    if (this.onStep !== null) this.onStep(now);
     let next = e.nextDeadline();
     for (let d = 0; d < this.drivers.length; d++) {
       this.flushTx(d, now);

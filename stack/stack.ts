@@ -33,18 +33,23 @@ import { Counters, dropsView } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
 import { AddrMap, addrEq, addrToString, IpAddr } from '../protocols/ip/addr';
-import type { VsLimits } from './limits';
+import { LimitRow, LimitWatch, VsLimits } from './limits';
+import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
+import type { MetricsEndpoint, MetricsSnapshot, StackMetrics } from './control/metrics';
 import type { Steering } from './shard/steer';
 
-export interface StackOptions {
+/**
+ * Logging (stack/control/log.ts): `logger`, or `log` (where the formatted lines go; default
+ * standard error), `logLevel` and `logFormat` (default: the config's `logLevel`/`logFormat`, else
+ * 'info' and 'text').
+ */
+export interface StackOptions extends LogOptions {
   /** Use these drivers instead of opening the configured ones (by device name). */
   drivers?: Record<string, Driver>;
   /** Start time (µs) of the engine; virtual-time users pass their first timestamp. */
   now?: number;
   /** Busy-poll the runtime loop (real time). */
   busyPoll?: boolean;
-  /** Where driver notices go. Default console.warn. */
-  log?: (msg: string) => void;
   /**
    * Shards (stack/shard): this stack is one shard of a group; flows of other shards are handed to
    * them through `steer`. Every shard of a group has the same `secret` (SYN cookies and flow
@@ -191,6 +196,13 @@ export class VsHandle {
 
   /** Adds a link (with its addresses), all checked first by the validator: nothing is added when one is refused. */
   addLink(spec: LinkConfig): Link {
+    const link = this.addLinkQuietly(spec);
+    this.stack.logChange('link.add', { vs: this.name, ...spec, name: link.name });
+    return link;
+  }
+
+  /** @internal addLink() as part of a larger change (a new VS and its links), logged by that change. */
+  addLinkQuietly(spec: LinkConfig): Link {
     enforce(`virtual server '${this.name}': link`, (c) => checkLink(c, spec, '', this.engine.state, this.name, this.raw.links.length));
     const link = this.engine.addLink(this.raw, {
       name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? parseMac(spec.mac) : undefined, mtu: spec.mtu,
@@ -199,17 +211,46 @@ export class VsHandle {
     return link;
   }
 
-  removeLink(name: string): void { this.engine.removeLink(this.raw, name); }
-  addAddress(cidr: string, link?: string): void { this.engine.addAddress(this.raw, this.linkName(link), cidr); }
-  removeAddress(cidr: string, link?: string): void { this.engine.removeAddress(this.raw, this.linkName(link), cidr); }
+  // Each change is logged once it is made (a refused one throws first and is not).
+  removeLink(name: string): void {
+    this.engine.removeLink(this.raw, name);
+    this.stack.logChange('link.del', { vs: this.name, link: name });
+  }
+
+  addAddress(cidr: string, link?: string): void {
+    const l = this.linkName(link);
+    this.engine.addAddress(this.raw, l, cidr);
+    this.stack.logChange('address.add', { vs: this.name, link: l, cidr });
+  }
+
+  removeAddress(cidr: string, link?: string): void {
+    const l = this.linkName(link);
+    this.engine.removeAddress(this.raw, l, cidr);
+    this.stack.logChange('address.del', { vs: this.name, link: l, cidr });
+  }
+
   /** Adds a route; a scoped gateway `fe80::1%LINK` is its `via` plus its `link`. */
-  addRoute(spec: RouteConfig | RouteSpec): void { this.engine.addRoute(this.raw, splitScopedVia(spec)); }
-  removeRoute(spec: RouteConfig | RouteSpec): number { return this.engine.removeRoute(this.raw, splitScopedVia(spec)); }
-  addRule(spec: RuleConfig | RuleSpec): void { this.engine.addRule(this.raw, spec); }
+  addRoute(spec: RouteConfig | RouteSpec): void {
+    this.engine.addRoute(this.raw, splitScopedVia(spec));
+    this.stack.logChange('route.add', { vs: this.name, ...spec });
+  }
+
+  removeRoute(spec: RouteConfig | RouteSpec): number {
+    const removed = this.engine.removeRoute(this.raw, splitScopedVia(spec));
+    this.stack.logChange('route.del', { vs: this.name, ...spec, removed });
+    return removed;
+  }
+
+  addRule(spec: RuleConfig | RuleSpec): void {
+    this.engine.addRule(this.raw, spec);
+    this.stack.logChange('rule.add', { vs: this.name, ...spec });
+  }
+
   /** Removes the policy rules of `priority`; throws when there is none. */
   removeRule(priority: number): number {
     const n = this.raw.rules.remove(priority);
     if (!n) throw new Error(`virtual server '${this.name}' has no rule of priority ${priority}`);
+    this.stack.logChange('rule.del', { vs: this.name, priority, removed: n });
     return n;
   }
 
@@ -257,15 +298,25 @@ export class Stack {
   private readonly handles = new Map<VirtualServer, VsHandle>();
   private readonly activeTraces = new Set<Trace>();
   private clockOffset = 0;
-  private readonly log: (msg: string) => void;
+  /** Where the stack's events go (stack/control/log.ts). */
+  readonly logger: Logger;
+  /** Runtime changes are logged at 'info'; those a config builds, and a shard's own (the control plane logs them), at 'debug'. */
+  private changeLevel: LogLevel = 'debug';
+  private readonly shardChangeLevel: LogLevel;
+  private readonly limitWatch = new LimitWatch();
+  private nextLimitCheck = 0;
+  private housekeepingTimer: NodeJS.Timeout | null = null;
+  private metricsView: StackMetrics | null = null;
+  private readonly endpoints = new Set<MetricsEndpoint>();
   private running = false;
   private closed = false;
 
   /** @internal use createStack() */
   constructor(readonly config: StackConfig, opts: StackOptions = {}) {
     this.name = config.name ?? 'xdpstack';
-    const log = opts.log ?? ((m: string) => console.warn(m));
-    this.log = log;
+    this.logger = stackLogger(opts, config);
+    const log = driverLog(this.logger);
+    this.shardChangeLevel = opts.steer ? 'debug' : 'info';
     const drivers: Driver[] = [];
     try {
       for (const d of config.devices) drivers.push(opts.drivers?.[d.name] ?? this.openDriver(d, log));
@@ -277,6 +328,7 @@ export class Stack {
     const { dadTransmits, ...engineOpts } = config.engine ?? {};
     const eo: EngineOptions = {
       ...engineOpts, limits: config.limits, now: opts.now ?? 0, onOutput: () => runtime?.engineKick(),
+      log: (m, level = 'error') => this.logger.log(level, m),
       ...(opts.secret ? { secret: opts.secret } : {}),
       ...(dadTransmits !== undefined ? { ndp: { dadTransmits } } : {}),
     };
@@ -290,6 +342,7 @@ export class Stack {
       });
       runtime = new Runtime(this.engine, this.taps, { busyPoll: opts.busyPoll });
       this.runtime = runtime;
+      runtime.onStep = (now) => this.housekeeping(now);
       for (const [i, v] of config.virtualServers.entries()) {
         // Shards: the config's VSes have the identities the control plane counts from.
         const h = this.createVs(v.name, [], v.limits, opts.steer ? i + 1 : undefined);
@@ -298,13 +351,14 @@ export class Stack {
         for (const r of v.routes ?? []) h.addRoute(r);
       }
       for (const s of config.services ?? []) this.startService(s);
+      this.changeLevel = this.shardChangeLevel;
     } catch (e) {
       for (const d of drivers) try { d.close(); } catch { /* already failing */ }
       throw e;
     }
   }
 
-  private openDriver(d: DeviceConfig, log: (m: string) => void): Driver {
+  private openDriver(d: DeviceConfig, log: (m: string, level?: LogLevel) => void): Driver {
     switch (d.driver) {
       case 'afxdp': {
         // Loaded lazily: pcap/memory stacks never touch the native addon.
@@ -332,7 +386,7 @@ export class Stack {
     if (!kind) throw new Error(`unknown service type ${JSON.stringify(s.type)}`);
     const port = s.port ?? kind.defaultPort;
     if (port === undefined) throw new Error(`service ${s.type} in virtual server '${s.vs}': no port`);
-    const svc = kind.start(this.vs(s.vs), { ...s, port }, { log: this.log });
+    const svc = kind.start(this.vs(s.vs), { ...s, port }, { log: (m) => this.logger.info(m, { service: s.type, vs: s.vs }) });
     this.serviceVs.set(svc, s.vs);
     this.serviceConfigs.set(svc, s);
     this.services.push(svc);
@@ -389,15 +443,21 @@ export class Stack {
     const h = new VsHandle(this, raw, limits ? structuredClone(limits) : undefined);
     this.handles.set(raw, h);
     try {
-      for (const l of links) h.addLink(l);
+      for (const l of links) h.addLinkQuietly(l);
     } catch (e) {
-      this.destroyVs(name);
+      this.destroyVsQuietly(name);
       throw e;
     }
+    this.logChange('vs.add', { name, links, limits });
     return h;
   }
 
   destroyVs(name: string): void {
+    this.destroyVsQuietly(name);
+    this.logChange('vs.del', { name });
+  }
+
+  private destroyVsQuietly(name: string): void {
     const raw = this.engine.vs(name);
     for (let i = this.services.length - 1; i >= 0; i--) {
       const svc = this.services[i]!;
@@ -420,6 +480,66 @@ export class Stack {
     this.engine.now = monotonicUs();
     for (const t of this.taps) if (!t.onReadable) t.pollUs = 1000;
     this.runtime.start();
+    // An idle loop may not step for a long time: the housekeeping also runs on its own.
+    this.housekeepingTimer = setInterval(() => this.housekeeping(monotonicUs()), LIMIT_CHECK_US / 1000);
+    this.housekeepingTimer.unref();
+  }
+
+  /** @internal Logs a runtime change once it is made (VsHandle, createVs, destroyVs). */
+  logChange(cmd: string, fields: Record<string, unknown>): void {
+    if (this.logger.enabled(this.changeLevel)) this.logger.log(this.changeLevel, cmd, changeFields(fields));
+  }
+
+  /**
+   * After every step, at most once a second of stack time: limits reached since the last look, or
+   * clear again, are logged (once each, never per packet).
+   */
+  private housekeeping(now: number): void {
+    if (now < this.nextLimitCheck || this.closed) return;
+    this.nextLimitCheck = now + LIMIT_CHECK_US;
+    for (const ev of this.limitWatch.observe(limitRows(this.engine, [...this.engine.vsByName.values()], true))) {
+      // reached: the times since the last look; cleared: the times in the whole episode.
+      const r = ev.row;
+      if (ev.kind === 'reached') this.logger.warn('limit.reached', { vs: r.vs, scope: r.scope, limit: r.limit, max: r.max, hits: ev.hits });
+      else this.logger.info('limit.cleared', { vs: r.vs, scope: r.scope, limit: r.limit, used: r.used, max: r.max, hits: ev.hits });
+    }
+  }
+
+  /** What a scrape of the metrics reads: `show counters` and `show limits`. */
+  metricsSnapshot(): MetricsSnapshot {
+    return { counters: this.show('counters') as MetricsSnapshot['counters'], limits: this.show('limits') as LimitRow[] };
+  }
+
+  /** The stack's Prometheus metrics (text exposition format) as of now. */
+  metrics(): Promise<string> {
+    return this.metricsSource().text();
+  }
+
+  private metricsSource(): StackMetrics {
+    if (!this.metricsView) {
+      // Loaded on first use: a stack nobody scrapes never loads prom-client.
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { StackMetrics: M } = require('./control/metrics') as typeof import('./control/metrics');
+      this.metricsView = new M(this.name, () => this.metricsSnapshot());
+    }
+    return this.metricsView;
+  }
+
+  /**
+   * Serves the metrics over HTTP at `listen` ("127.0.0.1:9464", "[::1]:9464"; default: the
+   * config's `metrics.listen`), on the host's own network, at /metrics. Rejects with a clear error
+   * (bad address, address in use). The endpoint closes with the stack.
+   */
+  async serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
+    if (this.closed) throw new Error('stack is closed');
+    if (listen === undefined) throw new Error(`metrics: no address to listen on (config 'metrics': { "listen": "127.0.0.1:9464" }, or serveMetrics(ADDRESS))`);
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { MetricsEndpoint: E } = require('./control/metrics') as typeof import('./control/metrics');
+    const ep = await E.listen(this.metricsSource(), listen);
+    if (this.closed) { await ep.close(); throw new Error('stack is closed'); }
+    this.endpoints.add(ep);
+    this.logger.info('metrics.listen', { url: ep.url });
+    return ep;
   }
 
   /** Virtual time (pcap and memory devices): runs from `start` until nothing is due or `until`. */
@@ -458,6 +578,9 @@ export class Stack {
     this.closed = true;
     this.running = false;
     this.runtime.stop();
+    if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
+    for (const ep of this.endpoints) void ep.close();
+    this.endpoints.clear();
     for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
     for (const t of [...this.activeTraces]) t.stop();
     // Flush what is queued (e.g. last replies) before the drivers go.
@@ -686,8 +809,10 @@ function since(cur: Record<string, number>, base: Record<string, number>): Recor
   return out;
 }
 
-/** One row of `show limits`: what is limited where, its use, the limit and how often it was reached. */
-export interface LimitRow { vs: string | null; scope: string; limit: string; used: number; max: number; hits: number }
+export type { LimitRow };
+
+/** How often limits are looked at for the log (µs of stack time). */
+const LIMIT_CHECK_US = 1_000_000;
 
 /**
  * `show limits`: the stack-wide limits (with `all`), then per VS its connections, each listener's

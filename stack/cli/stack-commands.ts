@@ -26,6 +26,7 @@ import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';
 import * as fs from 'node:fs';
+import { LogFormat, logFormatProblem, Logger, LogLevel, logLevelProblem, stackLogger } from '../control/log';
 
 const TARGET = { name: 'string', socket: 'string' } as const;
 const TARGET_HELP = `  --name NAME    stack name (control socket ${defaultSocketPath('NAME')})
@@ -42,31 +43,42 @@ async function ask(opts: OptValues, req: Request): Promise<unknown> {
 // run
 
 const RUN_USAGE = `Usage: xdpstack run CONFIG [--shards N|auto] [--app FILE] [--socket PATH] [--no-control] [--busy-poll]
+                    [--log-level error|warn|info|debug] [--log-format text|json]
 
 Starts the stack described by CONFIG (JSON) in the foreground, with a control socket for
-'xdpstack show', 'vs', 'address', 'route' and 'trace'. SIGINT/SIGTERM close it cleanly
-(AF_XDP programs are detached).
+'xdpstack show', 'vs', 'address', 'route' and 'trace', and the Prometheus endpoint of the
+config's 'metrics' ({ "listen": "127.0.0.1:9464" }: http://127.0.0.1:9464/metrics). Events
+(runtime changes, devices lost and back, limits reached) are logged on standard error, one line
+each. SIGINT/SIGTERM close it cleanly (AF_XDP programs are detached).
   --shards N|auto one shard per NIC queue, each in its own thread (auto: the devices' receive
                   queues, at most one per CPU); the config's services run in every shard
   --app FILE      a module run in every shard: module.exports = (stack, { shard, shards }) => {...}
   --socket PATH   control socket (default ${defaultSocketPath('NAME')}, NAME from the config)
   --no-control    no control socket
-  --busy-poll     spin instead of sleeping when idle`;
+  --busy-poll     spin instead of sleeping when idle
+  --log-level L   log lines of level L and more severe (default: the config's logLevel, else info)
+  --log-format F  text (time, level, event, key=value fields) or json (default: the config's, else text)`;
+
+interface RunOptions {
+  socket?: string; control?: boolean; busyPoll?: boolean; shards?: number | 'auto'; app?: string;
+  logLevel?: LogLevel; logFormat?: LogFormat;
+}
 
 /** Runs a stack until `stop` resolves (signal); exported for tests. */
-export async function runStack(configPath: string, opts: { socket?: string; control?: boolean; busyPoll?: boolean; shards?: number | 'auto'; app?: string },
-  ctx: CliContext, stop: Promise<unknown>): Promise<number> {
+export async function runStack(configPath: string, opts: RunOptions, ctx: CliContext, stop: Promise<unknown>): Promise<number> {
   const cfg = loadConfig(configPath);
-  if (opts.shards !== undefined) return runShards(cfg, opts as typeof opts & { shards: number | 'auto' }, ctx, stop);
+  const logger = stackLogger({ log: (l) => ctx.err(l), logLevel: opts.logLevel, logFormat: opts.logFormat }, cfg);
+  if (opts.shards !== undefined) return runShards(cfg, opts as RunOptions & { shards: number | 'auto' }, logger, ctx, stop);
   if (opts.app !== undefined) throw new UsageError('--app runs a module in every shard: it needs --shards', RUN_USAGE);
-  const stack: Stack = createStack(cfg, { busyPoll: opts.busyPoll, log: (m) => ctx.err(m) });
+  const stack: Stack = createStack(cfg, { busyPoll: opts.busyPoll, logger });
   let server: ControlServer | null = null;
   try {
     const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
     if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
+    const metrics = cfg.metrics ? await stack.serveMetrics() : null;
     stack.start();
     ctx.out(`xdpstack: stack '${stack.name}' running: ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
-      `${server ? `, control socket ${server.socketPath}` : ''}`);
+      `${server ? `, control socket ${server.socketPath}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
     await stop;
   } finally {
     await server?.close();
@@ -77,7 +89,7 @@ export async function runStack(configPath: string, opts: { socket?: string; cont
 }
 
 /** `run --shards`: the control plane here, one worker per shard. */
-async function runShards(cfg: StackConfig, opts: { socket?: string; control?: boolean; busyPoll?: boolean; shards: number | 'auto'; app?: string },
+async function runShards(cfg: StackConfig, opts: RunOptions & { shards: number | 'auto' }, logger: Logger,
   ctx: CliContext, stop: Promise<unknown>): Promise<number> {
   let server: ControlServer | null = null;
   // A shard died: the group has stopped and detached its devices; the control socket goes too.
@@ -85,12 +97,13 @@ async function runShards(cfg: StackConfig, opts: { socket?: string; control?: bo
     ctx.err(msg);
     void (server?.close() ?? Promise.resolve()).finally(() => process.exit(1));
   };
-  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, log: (m) => ctx.err(m), onFatal });
+  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, logger, onFatal });
   try {
     const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
     if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
+    const metrics = cfg.metrics ? await stack.serveMetrics() : null;
     ctx.out(`xdpstack: stack '${stack.name}' running: ${stack.shards} shard(s), ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
-      `${server ? `, control socket ${server.socketPath}` : ''}`);
+      `${server ? `, control socket ${server.socketPath}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
     await stop;
   } finally {
     await server?.close();
@@ -433,7 +446,9 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'run', summary: 'run a stack from a config file (foreground)', usage: RUN_USAGE,
     async run(args, ctx) {
-      const { opts, positional } = parseOptions(args, { socket: 'string', 'no-control': 'bool', 'busy-poll': 'bool', shards: 'string', app: 'string' }, RUN_USAGE, 1);
+      const { opts, positional } = parseOptions(args, {
+        socket: 'string', 'no-control': 'bool', 'busy-poll': 'bool', shards: 'string', app: 'string', 'log-level': 'string', 'log-format': 'string',
+      }, RUN_USAGE, 1);
       const file = one(positional, 'a CONFIG file', RUN_USAGE);
       let shards: number | 'auto' | undefined;
       if (opts.shards !== undefined) {
@@ -443,7 +458,14 @@ export const STACK_COMMANDS: Command[] = [
       }
       const app = opts.app as string | undefined;
       if (app !== undefined && !fs.existsSync(app)) throw new UsageError(`--app: no such file '${app}'`, RUN_USAGE);
-      return runStack(file, { socket: opts.socket as string | undefined, control: !opts['no-control'], busyPoll: !!opts['busy-poll'], shards, app }, ctx, signalPromise());
+      for (const [k, problem] of [['log-level', logLevelProblem], ['log-format', logFormatProblem]] as const) {
+        const why = opts[k] === undefined ? null : problem(opts[k]);
+        if (why) throw new UsageError(`option '--${k}' ${why}`, RUN_USAGE);
+      }
+      return runStack(file, {
+        socket: opts.socket as string | undefined, control: !opts['no-control'], busyPoll: !!opts['busy-poll'], shards, app,
+        logLevel: opts['log-level'] as LogLevel | undefined, logFormat: opts['log-format'] as LogFormat | undefined,
+      }, ctx, signalPromise());
     },
   },
   {

@@ -21,7 +21,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addrEq, addrToString, IpAddr, isUnspecified } from '../../protocols/ip/addr';
-import { Checker, checkLink, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { Checker, checkLink, checkMetrics, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { LogFormat, logFormatProblem, LogLevel, logLevelProblem } from './log';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from '../limits';
 import { ServiceConfig, serviceKind, serviceTypes } from './services';
@@ -107,6 +108,16 @@ export interface StackConfig {
   devices: DeviceConfig[];
   virtualServers: VsConfig[];
   services?: ServiceConfig[];
+  /**
+   * Prometheus metrics over HTTP on the host's own network (node:http, not the stack's):
+   * `{ "listen": "127.0.0.1:9464" }` or `"[::1]:9464"`, served at /metrics by `xdpstack run`
+   * (a program calls `stack.serveMetrics()`).
+   */
+  metrics?: { listen: string };
+  /** Lines of this level and more severe are logged: error, warn, info (default), debug. */
+  logLevel?: LogLevel;
+  /** 'text' (default: time, level, event, key=value fields) or 'json' (one object per line). */
+  logFormat?: LogFormat;
 }
 
 
@@ -160,11 +171,16 @@ class ConfigState implements ValidationState {
 export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig {
   const c = new Checker();
   if (!c.isObject(obj, '')) throw new ConfigError(sourceName, c.problems);
-  c.keys(obj, '', ['name', 'control', 'engine', 'limits', 'devices', 'virtualServers', 'services']);
+  c.keys(obj, '', ['name', 'control', 'engine', 'limits', 'devices', 'virtualServers', 'services', 'metrics', 'logLevel', 'logFormat']);
   c.string(obj, 'name', '', false, NAME_RE, 'letters, digits, _ . -; at most 64');
   if (obj.control !== undefined && obj.control !== false && c.isObject(obj.control, 'control')) {
     c.keys(obj.control, 'control', ['socket']);
     c.string(obj.control, 'socket', 'control', false, /^\S+$/, 'a path');
+  }
+  if (obj.metrics !== undefined) checkMetrics(c, obj.metrics, 'metrics');
+  for (const [k, problem] of [['logLevel', logLevelProblem], ['logFormat', logFormatProblem]] as const) {
+    const why = obj[k] === undefined ? null : problem(obj[k]);
+    if (why) c.fail(k, why);
   }
   if (obj.engine !== undefined && c.isObject(obj.engine, 'engine')) {
     c.keys(obj.engine, 'engine', ['icmpRate', 'icmpBurst', 'outCapacity', 'stepTimers', 'stepEvents', 'dadTransmits']);

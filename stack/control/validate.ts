@@ -587,3 +587,48 @@ export class EngineState implements ValidationState {
   /** The facts of one existing link. */
   link(l: Link): LinkFacts { return linkFacts(l); }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Addresses the host's own (kernel) servers listen on: the metrics endpoint
+
+export const METRICS_KEYS = ['listen'] as const;
+const LISTEN_HINT = 'like "127.0.0.1:9464" or "[::1]:9464"';
+
+/**
+ * "a.b.c.d:PORT" or "[IPv6]:PORT" (RFC 3986 3.2.2 brackets) parsed into a host and port for
+ * node:http; port 0 asks the kernel for any free port. Throws a RangeError saying what is wrong.
+ */
+export function parseListen(s: unknown): { host: string; port: number } {
+  if (typeof s !== 'string') throw new RangeError(`must be a string ADDRESS:PORT (${LISTEN_HINT}), got ${describe(s)}`);
+  if (!s.startsWith('[') && s.split(':').length > 2) {
+    throw new RangeError(`${JSON.stringify(s)}: an IPv6 address is written in brackets before its port (${LISTEN_HINT})`);
+  }
+  const m = /^\[([^\]]*)\]:(.*)$/.exec(s) ?? /^([^:[\]]*):(.*)$/.exec(s);
+  if (!m) throw new RangeError(`${JSON.stringify(s)} has no port (${LISTEN_HINT})`);
+  const host = m[1]!;
+  const portText = m[2]!;
+  if (host.includes('%')) throw new RangeError(`${JSON.stringify(s)}: a zone (%${splitZone(host).zone}) is not accepted; listen on a global or loopback address`);
+  try {
+    const a = parseAddrText(host);
+    if (isIp6(a) !== s.startsWith('[')) throw new RangeError(`${JSON.stringify(s)}: an IPv6 address is written in brackets, an IPv4 address without (${LISTEN_HINT})`);
+  } catch (e) {
+    if (e instanceof RangeError && e.message.startsWith(JSON.stringify(s))) throw e;
+    throw new RangeError(`${JSON.stringify(s)}: ${host === '' ? 'no address' : `${JSON.stringify(host)} is not an IPv4 or IPv6 address`} (${LISTEN_HINT})`);
+  }
+  if (!/^\d{1,5}$/.test(portText) || Number(portText) > 65535) {
+    throw new RangeError(`${JSON.stringify(s)}: the port must be 0..65535 (0: any free port), got ${JSON.stringify(portText)}`);
+  }
+  return { host, port: Number(portText) };
+}
+
+/** The `metrics` section of a config: `{ "listen": "ADDRESS:PORT" }`. */
+export function checkMetrics(c: Checker, m: unknown, p: string): void {
+  if (!c.isObject(m, p)) return;
+  c.keys(m, p, METRICS_KEYS);
+  if (m.listen === undefined) { c.fail(join(p, 'listen'), `is required (${LISTEN_HINT})`); return; }
+  try {
+    parseListen(m.listen);
+  } catch (e) {
+    c.fail(join(p, 'listen'), (e as Error).message);
+  }
+}

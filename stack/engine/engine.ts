@@ -17,6 +17,7 @@
  * packet does not depend on how many virtual servers exist.
  */
 import { Burst } from '../../driver/types';
+import type { LogFn } from '../../driver/types';
 import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
 import { Drop } from '../../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
@@ -92,7 +93,7 @@ export interface EngineOptions {
    * (every one is counted as an `internal-error` drop; each distinct one is reported once), and
    * events an operator should know (a duplicate IPv6 address). Default: process.emitWarning.
    */
-  log?: (message: string) => void;
+  log?: LogFn;
   /**
    * An exception thrown by application code in a socket callback ('data', 'connection', 'message',
    * a write callback...). Default: rethrown from process.nextTick, so it is an uncaught exception
@@ -165,7 +166,7 @@ export class Engine implements NeighborHost, TcpEngine {
   internalErrors = 0;
   private readonly internalSeen = new Set<string>();
   /** Where internal errors are reported (see EngineOptions.log). */
-  log: (message: string) => void;
+  log: LogFn;
   /** Where an exception from application code in a socket callback goes (see EngineOptions). */
   onCallbackError: (err: unknown) => void;
   /** Start of the receive chunk being handled, and whether stage 1 (Ethernet) is running (error recovery). */
@@ -430,7 +431,7 @@ export class Engine implements NeighborHost, TcpEngine {
       const key = `${e ? e.name : typeof err} ${site}`;
       if (this.internalSeen.has(key) || this.internalSeen.size >= INTERNAL_ERRORS_LOGGED) return;
       this.internalSeen.add(key);
-      this.log(`xdpstack internal error (counted as 'internal-error' drops; reported once): ${e?.stack ?? text}`);
+      this.log(`xdpstack internal error (counted as 'internal-error' drops; reported once): ${e?.stack ?? text}`, 'error');
     } catch { /* reporting must not throw */ }
   }
 

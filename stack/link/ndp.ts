@@ -26,6 +26,7 @@ import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from
 import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
 import { MldQuery, mldv2MaxRecords, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
 import type { Timer } from '../timers';
+import type { LogLevel } from '../../driver/types';
 import type { RxMeta } from '../engine/meta';
 import type { Address, Link } from '../vs';
 import { linkEth } from './demux';
@@ -45,7 +46,7 @@ export interface NdpHost {
   /** The current time for work started outside a step (an address added from the API). */
   time(): number;
   timerArmed(): void;
-  log(message: string): void;
+  log(message: string, level?: LogLevel): void;
 }
 
 export interface NdpOptions {
@@ -172,7 +173,7 @@ export class Ndp {
     }
     this.duplicates++;
     this.eng.log(`xdpstack: virtual server '${link.vs.name}' link '${link.name}': address ${a.addr.toString()} is a duplicate ` +
-      '(another node on the link holds it); it is not used');
+      '(another node on the link holds it); it is not used', 'warn');
   }
 
   // ------------------------------------------------------------ receive

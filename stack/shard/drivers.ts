@@ -2,7 +2,7 @@
  * The drivers of one shard: queue `shard` of each configured device. The main thread attached the
  * device (AF_XDP: the XDP program and its maps) and passes what a queue needs (`ShardDeviceInfo`).
  */
-import type { Driver } from '../../driver/types';
+import type { Driver, LogFn } from '../../driver/types';
 import { createMemoryLink } from '../../driver/memory';
 import type { DeviceConfig } from '../control/config';
 import type { RssInfo } from './rss';
@@ -18,7 +18,7 @@ export interface ShardDeviceInfo {
   rss?: RssInfo;
 }
 
-export function openShardDriver(d: DeviceConfig, shard: number, info: ShardDeviceInfo | undefined, log: (m: string) => void): Driver {
+export function openShardDriver(d: DeviceConfig, shard: number, info: ShardDeviceInfo | undefined, log: LogFn): Driver {
   switch (d.driver) {
     case 'afxdp': {
       if (!info?.program) throw new Error(`device '${d.name}': the main thread did not attach it`);

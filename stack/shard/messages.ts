@@ -4,6 +4,7 @@ import type { StackConfig } from '../control/config';
 import type { Request } from '../control/control';
 import type { ShardDeviceInfo } from './drivers';
 import type { MeshMemory } from './steer';
+import type { LogFields, LogLevel } from '../control/log';
 
 /** What the main thread gives a shard. */
 export interface ShardData {
@@ -18,6 +19,8 @@ export interface ShardData {
   busyPoll?: boolean;
   /** Modules to load first (service types they register: `xdpstack run` loads the examples'). */
   preload?: string[];
+  /** The main thread's log level: events below it are not posted. */
+  logLevel?: LogLevel;
 }
 
 /** Messages from the main thread. */
@@ -34,5 +37,5 @@ export type FromShard =
   | { t: 'res'; id: number; ok: true; data: unknown }
   | { t: 'res'; id: number; ok: false; error: string }
   | { t: 'own'; dev: string; mac?: Uint8Array; addr?: IpAddr; vlan: number; add: boolean }
-  | { t: 'log'; msg: string }
+  | { t: 'log'; msg: string; level?: LogLevel; fields?: LogFields }
   | { t: 'fatal'; msg: string };

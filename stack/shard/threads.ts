@@ -27,17 +27,23 @@ import { allocateMesh, MeshMemory } from './steer';
 import type { ShardDeviceInfo } from './drivers';
 import type { FromShard, ShardData, ToShard } from './messages';
 import { serviceModules } from '../control/services';
+import { changeFields, driverLog, Logger, LogOptions, stackLogger } from '../control/log';
+import type { LimitRow } from '../limits';
+import type { MetricsEndpoint, MetricsSnapshot, StackMetrics } from '../control/metrics';
 import { readRss } from '../../driver/rss';
 import type { ShowOptions } from '../stack';
 
-export interface ShardedStackOptions {
+/**
+ * Logging as a single stack's (StackOptions): `logger`, or `log` (where the formatted lines go),
+ * `logLevel`, `logFormat`. The shards' events arrive here with a `shard` field; runtime changes are
+ * logged here, once for the group.
+ */
+export interface ShardedStackOptions extends LogOptions {
   /** Shards: a number, or 'auto' (the devices' receive queues, at most one per CPU). */
   shards: number | 'auto';
   /** Module run in every shard: `module.exports = (stack, { shard, shards }) => { ... }`. */
   app?: string;
   busyPoll?: boolean;
-  /** Notices (driver changes, shard messages). Default console.warn. */
-  log?: (msg: string) => void;
   /**
    * A shard died (its error in `msg`): after the stack was stopped and its XDP programs detached.
    * Default: the message on stderr and the process exits with status 1.
@@ -106,12 +112,16 @@ export class ShardedStack implements ControlTarget {
   /** Traces running (each one's stop). */
   private readonly traceStops = new Set<() => Promise<void>>();
   private readonly log: (m: string) => void;
+  readonly logger: Logger;
+  private metricsView: StackMetrics | null = null;
+  private readonly endpoints = new Set<MetricsEndpoint>();
 
   private constructor(readonly config: StackConfig, readonly shards: number, private readonly attachments: Map<string, Attachment>,
-    private readonly opts: ShardedStackOptions) {
+    private readonly opts: ShardedStackOptions & { logger: Logger }) {
     this.name = config.name ?? 'xdpstack';
     this.nextVsId = config.virtualServers.length + 1;
-    this.log = opts.log ?? ((m) => console.warn(m));
+    this.logger = opts.logger;
+    this.log = driverLog(this.logger);
   }
 
   /** Starts the shards; resolves once every shard runs its services and application. */
@@ -119,10 +129,11 @@ export class ShardedStack implements ControlTarget {
     const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
     const n = resolveShards(cfg, opts.shards);
     const attachments = new Map<string, Attachment>();
+    const logger = stackLogger(opts, cfg);
     let s: ShardedStack | null = null;
     try {
-      for (const d of cfg.devices) if (d.driver === 'afxdp') attachments.set(d.name, attachDevice(d, n, opts.log ?? ((m) => console.warn(m))));
-      s = new ShardedStack(cfg, n, attachments, opts);
+      for (const d of cfg.devices) if (d.driver === 'afxdp') attachments.set(d.name, attachDevice(d, n, driverLog(logger)));
+      s = new ShardedStack(cfg, n, attachments, { ...opts, logger });
       // A ring slot holds the largest frame a device's pool can hold.
       const frameBytes = Math.max(2048, ...cfg.devices.map((d) => d.frameSize ?? 2048));
       await s.spawn(allocateMesh(n, randomBytes(16), { flowSize: opts.flowSize, ringSize: opts.ringSize ?? { slots: 512, frameBytes } }));
@@ -142,7 +153,7 @@ export class ShardedStack implements ControlTarget {
     for (let i = 0; i < this.shards; i++) {
       const data: ShardData = {
         config: this.config, shard: i, shards: this.shards, mesh, secret: Uint8Array.from(secret), devices,
-        app: this.opts.app, busyPoll: this.opts.busyPoll, preload: this.opts.preload ?? [...serviceModules()],
+        app: this.opts.app, busyPoll: this.opts.busyPoll, preload: this.opts.preload ?? [...serviceModules()], logLevel: this.logger.level,
       };
       const w = new Worker(path.join(__dirname, 'worker.js'), { workerData: data });
       this.workers.push(w);
@@ -190,7 +201,7 @@ export class ShardedStack implements ControlTarget {
         return;
       }
       case 'log':
-        this.log(m.msg);
+        this.logger.log(m.level ?? 'warn', m.msg, { ...m.fields, shard });
         return;
       case 'fatal':
         this.fatal(shard, m.msg);
@@ -236,6 +247,8 @@ export class ShardedStack implements ControlTarget {
       const rest = await Promise.allSettled(this.workers.slice(1).map((_, k) => this.ask(k + 1, { t: 'req', req: r })));
       const bad = rest.find((x) => x.status === 'rejected') as PromiseRejectedResult | undefined;
       if (bad) this.fatal(-1, `shards disagree on '${req.cmd}': ${(bad.reason as Error).message}`);
+      // Logged once for the group (each shard logs its own copy at 'debug').
+      else this.logger.info(req.cmd, changeFields({ ...req, ...(first !== null && typeof first === 'object' ? first as Record<string, unknown> : {}) }));
       return first;
     };
     const p = this.chain.then(run, run);
@@ -291,6 +304,39 @@ export class ShardedStack implements ControlTarget {
     };
   }
 
+  /** What a scrape of the metrics reads: `show counters` and `show limits`, merged over the shards. */
+  async metricsSnapshot(): Promise<MetricsSnapshot> {
+    const [counters, limits] = await Promise.all([this.show('counters'), this.show('limits')]);
+    return { counters: counters as MetricsSnapshot['counters'], limits: limits as LimitRow[] };
+  }
+
+  /** The group's Prometheus metrics (text exposition format), the shards' figures summed as `show` sums them. */
+  metrics(): Promise<string> {
+    return this.metricsSource().text();
+  }
+
+  private metricsSource(): StackMetrics {
+    if (!this.metricsView) {
+      // eslint-disable-next-line @typescript-eslint/no-var-requires
+      const { StackMetrics: M } = require('../control/metrics') as typeof import('../control/metrics');
+      this.metricsView = new M(this.name, () => this.metricsSnapshot());
+    }
+    return this.metricsView;
+  }
+
+  /** As Stack.serveMetrics: HTTP /metrics at `listen` (default: the config's `metrics.listen`), served by this (main) thread. */
+  async serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
+    if (this.closing) throw new Error('the stack of shards has stopped');
+    if (listen === undefined) throw new Error(`metrics: no address to listen on (config 'metrics': { "listen": "127.0.0.1:9464" }, or serveMetrics(ADDRESS))`);
+    // eslint-disable-next-line @typescript-eslint/no-var-requires
+    const { MetricsEndpoint: E } = require('../control/metrics') as typeof import('../control/metrics');
+    const ep = await E.listen(this.metricsSource(), listen);
+    if (this.closing) { await ep.close(); throw new Error('the stack of shards has stopped'); }
+    this.endpoints.add(ep);
+    this.logger.info('metrics.listen', { url: ep.url });
+    return ep;
+  }
+
   /** Stops every shard and detaches the devices (traces still running are stopped and merged first). */
   async close(): Promise<void> {
     if (this.closing) return;
@@ -306,6 +352,9 @@ export class ShardedStack implements ControlTarget {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.dead = true;
+    const eps = [...this.endpoints];
+    this.endpoints.clear();
+    await Promise.allSettled(eps.map((ep) => ep.close()));
     // Traces end with the shards (their polls must not keep the process alive).
     for (const stop of [...this.traceStops]) void stop();
     await Promise.allSettled(this.workers.map((w) => w.terminate()));

@@ -18,6 +18,7 @@ import { Steering } from './steer';
 import { openShardDriver } from './drivers';
 import { installRss, RssInfo } from './rss';
 import type { FromShard, ShardData, ToShard } from './messages';
+import { driverLog, forwardingLogger } from '../control/log';
 
 function post(m: FromShard): void {
   parentPort!.postMessage(m);
@@ -28,7 +29,9 @@ export type ShardApp = (stack: Stack, info: { shard: number; shards: number }) =
 
 async function main(): Promise<void> {
   const d = workerData as ShardData;
-  const log = (msg: string) => post({ t: 'log', msg: `shard ${d.shard}: ${msg}` });
+  // Events go to the main thread's logger (which adds this shard's number).
+  const logger = forwardingLogger(d.logLevel ?? 'info', (level, msg, fields) => post({ t: 'log', level, msg, ...(fields ? { fields } : {}) }));
+  const log = driverLog(logger);
   for (const m of d.preload ?? []) require(m);
   const drivers: Record<string, Driver> = {};
   try {
@@ -47,7 +50,7 @@ async function main(): Promise<void> {
     for (const x of Object.values(drivers)) try { x.close(); } catch { /* failing anyway */ }
     throw e;
   }
-  const stack = new Stack(d.config, { drivers, secret: d.secret, steer: new Steering(d.mesh, d.shard), busyPoll: d.busyPoll, log });
+  const stack = new Stack(d.config, { drivers, secret: d.secret, steer: new Steering(d.mesh, d.shard), busyPoll: d.busyPoll, logger });
   const rss: Record<string, RssInfo | undefined> = {};
   for (const [name, info] of Object.entries(d.devices)) rss[name] = info.rss;
   installRss(stack.engine, d.shard, rss);
