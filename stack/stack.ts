@@ -260,6 +260,7 @@ export class Stack {
   private readonly log: (msg: string) => void;
   private running = false;
   private closed = false;
+  private control: OwnedControl | null = null;
 
   /** @internal use createStack() */
   constructor(readonly config: StackConfig, opts: StackOptions = {}) {
@@ -452,10 +453,22 @@ export class Stack {
     return t;
   }
 
-  /** Stops the loop, the services, the traces, and closes every driver. Idempotent. */
+  /** The control socket's path while it is open (createStack's `control` option, listenControl()). */
+  get controlSocket(): string | null { return this.control?.socketPath ?? null; }
+
+  /** @internal listenControl() (stack/control/control.ts) hands the socket over; close() closes it. */
+  adoptControl(c: OwnedControl): void {
+    if (this.closed) throw new Error('stack is closed');
+    if (this.control) throw new Error(`stack '${this.name}' already has a control socket (${this.control.socketPath})`);
+    this.control = c;
+  }
+
+  /** Stops the loop, the services, the traces, and closes every driver (and the control socket). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // First, so no control request reaches a half-closed stack; the socket file is gone at once.
+    void this.control?.close();
     this.running = false;
     this.runtime.stop();
     for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
@@ -751,6 +764,12 @@ export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
 export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
   const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
   return new Stack(cfg, opts);
+}
+
+/** A control socket a stack owns (stack/control/control.ts ControlServer). */
+export interface OwnedControl {
+  readonly socketPath: string;
+  close(): Promise<void>;
 }
 
 
