@@ -87,20 +87,21 @@ function checkPrerequisites(cxx, clang) {
     if (!onPath(cmd)) missing.add(pkg);
   }
   if (onPath(cxx[0])) {
-    for (const h of ['linux/if_xdp.h', 'bpf/libbpf.h', 'xdp/xsk.h', 'xdp/libxdp.h']) {
+    for (const h of ['xdp/xsk.h', 'xdp/libxdp.h', 'bpf/libbpf.h', 'linux/if_xdp.h']) {
       const miss = probeHeader(cxx, ['-x', 'c++'], h);
       if (miss) missing.add(packageOfHeader(miss));
     }
   }
   if (onPath(clang[0])) {
     const inc = `/usr/include/${os.machine()}-linux-gnu`; // as driver/Makefile passes it
-    for (const h of ['linux/bpf.h', 'bpf/bpf_helpers.h', 'xdp/xdp_helpers.h']) {
+    for (const h of ['xdp/xdp_helpers.h', 'bpf/bpf_helpers.h', 'linux/bpf.h']) {
       const miss = probeHeader(clang, ['-target', 'bpf', `-I${inc}`, '-x', 'c'], h);
       if (miss) missing.add(packageOfHeader(miss));
     }
   }
+  const order = ['libxdp-dev', 'libbpf-dev', 'linux-libc-dev', 'libelf-dev', 'zlib1g-dev', 'clang', 'g++', 'make', 'python3', 'libc6-dev'];
   if (!nodeGyp()) other.push('node-gyp (npm provides it to install scripts; outside npm: npm install -g node-gyp)');
-  return { missing: [...missing], other };
+  return { missing: [...missing].sort((a, b) => order.indexOf(a) - order.indexOf(b)), other };
 }
 
 function writeStatus(s) {
@@ -128,7 +129,24 @@ function run(cmd, args, opts, log) {
   return r.status === 0 && !r.error;
 }
 
+/**
+ * For a git dependency npm prepares a clone of its own (`npm install` there runs this script, then
+ * `prepare`), packs it and installs the packed result, where this script runs again and the build
+ * stays. The clone's build would be thrown away. npm marks that run with _PACOTE_NO_PREPARE_, and
+ * the clone is then the project being installed (for a package installed anywhere else, the
+ * project is the one that depends on it). Should npm change the mark, the build just runs twice.
+ */
+function inGitPreparation() {
+  const real = (p) => { try { return fs.realpathSync(p); } catch { return path.resolve(p); } };
+  return !!process.env._PACOTE_NO_PREPARE_ && !!process.env.npm_config_local_prefix &&
+    real(process.env.npm_config_local_prefix) === real(root);
+}
+
 function main() {
+  if (inGitPreparation()) {
+    process.stdout.write('xdpstack: preparing a git dependency: the native build happens where the package is installed\n');
+    return 0;
+  }
   if (process.env.XDPSTACK_SKIP_NATIVE === '1') {
     writeStatus({ built: false, skipped: true, missing: [] });
     notice(['XDPSTACK_SKIP_NATIVE=1: AF_XDP driver not built (memory and pcap drivers only)']);
