@@ -17,7 +17,7 @@ import { DEFAULT_POLICE, gcraParams, PoliceConfig, resolvePolice } from './polic
 import { KIND_MAC, KIND_SNM, MapKey, MapKind, OwnedTable, ownKeys } from './owned';
 import type { IpAddr } from '../protocols/ip/addr';
 import type { LogFn } from './types';
-import { loadNative, NativeAddon, NativeError, NativeProgram, XDP_OBJECT_PATH, XDP_PROG_NAME } from './native';
+import { howToBuild, loadNative, NativeAddon, NativeError, NativeProgram, XDP_OBJECT_PATH, XDP_PROG_NAME } from './native';
 import {
   checkDeviceUsable, checkIfname, DEVICE_CHECK_US, describeAttachError, deviceNow, ensureBpffs, ifindexOf,
   keepVlanTagsInBand, lossReason, macOf, MAX_QUEUES, nativeMessage, ownerOf, pidFile, RUN_DIR, rxQueueCount, startTimeOf,
@@ -83,7 +83,7 @@ export function attach(n: NativeAddon, ifname: string, mode: 'auto' | 'native' |
   }
   if (removed) log(`afxdp: removed ${removed} stale xdpstack XDP program(s) from ${ifname} left by a dead process`);
   if (!fs.existsSync(XDP_OBJECT_PATH)) {
-    throw new Error(`afxdp: XDP object ${XDP_OBJECT_PATH} missing: run 'bash scripts/setup.sh' (or 'make -C driver')`);
+    throw new Error(`afxdp: XDP object ${XDP_OBJECT_PATH} missing: ${howToBuild()}`);
   }
   let prog: NativeProgram | undefined;
   const tryMode = (m: 'native' | 'skb'): NativeProgram => {

@@ -108,15 +108,29 @@ export const XDP_PROG_NAME = 'xdpstack_xdp';
 let cached: NativeAddon | undefined;
 
 /**
+ * How to get the native parts built: what the package's install step found missing
+ * (scripts/install-native.js records it), or the checkout's set-up script.
+ */
+export function howToBuild(): string {
+  const inCheckout = fs.existsSync(path.join(repoRoot, 'scripts', 'setup.sh'));
+  const rebuild = inCheckout ? `run 'bash scripts/setup.sh' (or 'make -C driver')` : `run 'npm rebuild xdpstack'`;
+  let st: { built?: boolean; skipped?: boolean; missing?: string[]; other?: string[]; failed?: boolean; log?: string } | undefined;
+  try { st = JSON.parse(fs.readFileSync(path.join(repoRoot, 'driver', 'build', 'native-status.json'), 'utf8')) as typeof st; } catch { /* never built */ }
+  if (st?.skipped) return `it was skipped at install (XDPSTACK_SKIP_NATIVE=1): ${rebuild}`;
+  const needs = [...(st?.missing?.length ? [`Debian packages ${st.missing.join(' ')} (apt-get install ${st.missing.join(' ')})`] : []), ...(st?.other ?? [])];
+  if (needs.length) return `its build needs ${needs.join('; ')}; then ${rebuild}`;
+  if (st?.failed) return `its build failed at install (see ${st.log ?? 'driver/build/native-build.log'}); fix it, then ${rebuild}`;
+  return rebuild;
+}
+
+/**
  * Loads the addon once per thread; throws an Error naming the fix when it is missing or unloadable.
  * Each worker_thread loads its own instance (the addon is context-aware and keeps no process-wide
  * mutable state of its own; see driver/native/xsk.cc).
  */
 export function loadNative(): NativeAddon {
   if (cached) return cached;
-  if (!fs.existsSync(ADDON_PATH)) {
-    throw new Error(`afxdp: native addon not built (${ADDON_PATH} missing): run 'bash scripts/setup.sh' (or 'make -C driver')`);
-  }
+  if (!fs.existsSync(ADDON_PATH)) throw new Error(`afxdp: native addon not built (${ADDON_PATH} missing): ${howToBuild()}`);
   try {
     // eslint-disable-next-line @typescript-eslint/no-var-requires
     cached = require(ADDON_PATH) as NativeAddon;

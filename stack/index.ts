@@ -10,6 +10,7 @@
  */
 export { replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
 import { createStack as createSingle, Stack, StackOptions } from './stack';
+import { ControlOption, listenControl } from './control/control';
 import type { StackConfig } from './control/config';
 import { ShardedStack, ShardedStackOptions } from './shard/threads';
 
@@ -20,21 +21,42 @@ import { ShardedStack, ShardedStackOptions } from './shard/threads';
  * With `shards` (a number, or 'auto': one per receive queue of the devices, at most one per CPU),
  * a stack of shards in worker threads instead, each running the config's services and the `app`
  * module (`module.exports = (stack, { shard, shards }) => { ... }`); it resolves once all run.
+ *
+ * With `control` (true, or a socket path), the stack opens its control socket so the `xdpstack`
+ * CLI sees it (`xdpstack show vs --name NAME`); createStack() then returns a promise, resolved
+ * once the socket listens. close() removes it.
  */
 export function createStack(config: StackConfig | string, opts: ShardedStackOptions): Promise<ShardedStack>;
-export function createStack(config: StackConfig | string, opts?: StackOptions): Stack;
-export function createStack(config: StackConfig | string, opts: StackOptions | ShardedStackOptions = {}): Stack | Promise<ShardedStack> {
+export function createStack(config: StackConfig | string, opts: StackOptions & ControlOption): Promise<Stack>;
+export function createStack(config: StackConfig | string, opts?: StackOptions & { control?: false }): Stack;
+export function createStack(config: StackConfig | string, opts: (StackOptions & { control?: boolean | string }) | ShardedStackOptions = {}): Stack | Promise<Stack> | Promise<ShardedStack> {
+  const control = opts.control;
+  if (control !== undefined && typeof control !== 'boolean' && typeof control !== 'string') {
+    throw new TypeError(`createStack: 'control' must be true, false or a socket path, got ${JSON.stringify(control)}`);
+  }
   if ('shards' in opts && opts.shards !== undefined) return ShardedStack.start(config, opts);
-  return createSingle(config, opts as StackOptions);
+  const { control: _, ...rest } = opts as StackOptions & { control?: boolean | string };
+  if (control === undefined || control === false) return createSingle(config, rest);
+  return (async () => {
+    const st = createSingle(config, rest);
+    try {
+      await listenControl(st, control);
+    } catch (e) {
+      st.close();
+      throw e;
+    }
+    return st;
+  })();
 }
 export type { StackOptions, ShowKind, ReplayResult } from './stack';
+export type { ControlOption } from './control/control';
 export { loadConfig, validateConfig, ConfigError } from './control/config';
 export { registerService, serviceKind, serviceTypes, loadServiceModule } from './control/services';
 export { ShardedStack, ShardedStackOptions };
 export type { Service, ServiceKind, ServiceVs } from './control/services';
 export type { StackConfig, DeviceConfig, VsConfig, LinkConfig, RouteConfig, RuleConfig } from './control/config';
 export type { ServiceConfig } from './control/services';
-export { ControlServer, controlRequest, defaultSocketPath, resolveSocket, formatTable } from './control/control';
+export { ControlServer, controlRequest, controlSocketPath, defaultSocketPath, listenControl, resolveSocket, formatTable } from './control/control';
 export { createLogger } from './control/log';
 export type { Logger, LoggerOptions, LogLevel, LogFormat, LogFields } from './control/log';
 export type { MetricsEndpoint } from './control/metrics';

@@ -310,6 +310,7 @@ export class Stack {
   private readonly endpoints = new Set<MetricsEndpoint>();
   private running = false;
   private closed = false;
+  private control: OwnedControl | null = null;
 
   /** @internal use createStack() */
   constructor(readonly config: StackConfig, opts: StackOptions = {}) {
@@ -572,10 +573,22 @@ export class Stack {
     return t;
   }
 
-  /** Stops the loop, the services, the traces, and closes every driver. Idempotent. */
+  /** The control socket's path while it is open (createStack's `control` option, listenControl()). */
+  get controlSocket(): string | null { return this.control?.socketPath ?? null; }
+
+  /** @internal listenControl() (stack/control/control.ts) hands the socket over; close() closes it. */
+  adoptControl(c: OwnedControl): void {
+    if (this.closed) throw new Error('stack is closed');
+    if (this.control) throw new Error(`stack '${this.name}' already has a control socket (${this.control.socketPath})`);
+    this.control = c;
+  }
+
+  /** Stops the loop, the services, the traces, and closes every driver (and the control socket). Idempotent. */
   close(): void {
     if (this.closed) return;
     this.closed = true;
+    // First, so no control request reaches a half-closed stack; the socket file is gone at once.
+    void this.control?.close();
     this.running = false;
     this.runtime.stop();
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
@@ -876,6 +889,12 @@ export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
 export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
   const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
   return new Stack(cfg, opts);
+}
+
+/** A control socket a stack owns (stack/control/control.ts ControlServer). */
+export interface OwnedControl {
+  readonly socketPath: string;
+  close(): Promise<void>;
 }
 
 

@@ -20,7 +20,7 @@ import * as path from 'node:path';
 import { CliContext, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
 import { MAX_INTERVAL_S, MIN_INTERVAL_S, parseInterval, RATE_KINDS, RateSample, roundNumbers, watchRates } from './rates';
 import { VS_LIMIT_KEYS } from '../limits';
-import { ControlServer, controlRequest, defaultSocketPath, formatShow, formatTable, Request, resolveSocket } from '../control/control';
+import { controlRequest, defaultSocketPath, listenControl, formatShow, formatTable, Request, resolveSocket } from '../control/control';
 import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
 import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
@@ -70,18 +70,17 @@ export async function runStack(configPath: string, opts: RunOptions, ctx: CliCon
   const logger = stackLogger({ log: (l) => ctx.err(l), logLevel: opts.logLevel, logFormat: opts.logFormat }, cfg);
   if (opts.shards !== undefined) return runShards(cfg, opts as RunOptions & { shards: number | 'auto' }, logger, ctx, stop);
   if (opts.app !== undefined) throw new UsageError('--app runs a module in every shard: it needs --shards', RUN_USAGE);
+  // As the library's `control` option: --socket, else the config's control.socket, else the default path.
+  const control = opts.control !== false && cfg.control !== false ? opts.socket ?? true : false;
   const stack: Stack = createStack(cfg, { busyPoll: opts.busyPoll, logger });
-  let server: ControlServer | null = null;
   try {
-    const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
-    if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
+    if (control) await listenControl(stack, control);
     const metrics = cfg.metrics ? await stack.serveMetrics() : null;
     stack.start();
     ctx.out(`xdpstack: stack '${stack.name}' running: ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
-      `${server ? `, control socket ${server.socketPath}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
+      `${stack.controlSocket ? `, control socket ${stack.controlSocket}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
     await stop;
   } finally {
-    await server?.close();
     stack.close();
   }
   ctx.out(`xdpstack: stack '${stack.name}' stopped`);
@@ -91,22 +90,19 @@ export async function runStack(configPath: string, opts: RunOptions, ctx: CliCon
 /** `run --shards`: the control plane here, one worker per shard. */
 async function runShards(cfg: StackConfig, opts: RunOptions & { shards: number | 'auto' }, logger: Logger,
   ctx: CliContext, stop: Promise<unknown>): Promise<number> {
-  let server: ControlServer | null = null;
-  // A shard died: the group has stopped and detached its devices; the control socket goes too.
+  // A shard died: the group has stopped, detached its devices and removed its control socket.
   const onFatal = (msg: string): void => {
     ctx.err(msg);
-    void (server?.close() ?? Promise.resolve()).finally(() => process.exit(1));
+    process.exit(1);
   };
-  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, logger, onFatal });
+  const control = opts.control !== false && cfg.control !== false ? opts.socket ?? true : false;
+  const stack = await ShardedStack.start(cfg, { shards: opts.shards, app: opts.app, busyPoll: opts.busyPoll, logger, onFatal, control });
   try {
-    const sockPath = opts.socket ?? (cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(stack.name);
-    if (opts.control !== false && cfg.control !== false) server = await ControlServer.listen(stack, path.resolve(sockPath));
     const metrics = cfg.metrics ? await stack.serveMetrics() : null;
     ctx.out(`xdpstack: stack '${stack.name}' running: ${stack.shards} shard(s), ${cfg.devices.length} device(s), ${cfg.virtualServers.length} virtual server(s)` +
-      `${server ? `, control socket ${server.socketPath}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
+      `${stack.controlSocket ? `, control socket ${stack.controlSocket}` : ''}${metrics ? `, metrics ${metrics.url}` : ''}`);
     await stop;
   } finally {
-    await server?.close();
     await stack.close();
   }
   ctx.out(`xdpstack: stack '${stack.name}' stopped`);

@@ -36,12 +36,26 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../../driver/pcap';
 import type { Stack } from '../stack';
+import type { StackConfig } from './config';
 import { LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
 export function defaultSocketPath(name: string): string {
   return path.join(CONTROL_DIR, `${name}.sock`);
+}
+
+/**
+ * Where a stack's control socket goes (absolute): `control` true = the config's `control.socket`,
+ * else the default path for the stack's name; a string = that path. `xdpstack run` and the
+ * library's `control` option use the same rule.
+ */
+export function controlSocketPath(control: true | string, cfg: Pick<StackConfig, 'name' | 'control'>): string {
+  if (typeof control === 'string') {
+    if (control === '') throw new Error(`control: the socket path must not be empty`);
+    return path.resolve(control);
+  }
+  return path.resolve((cfg.control ? cfg.control.socket : undefined) ?? defaultSocketPath(cfg.name ?? 'xdpstack'));
 }
 
 export type Request = Record<string, unknown> & { cmd: string };
@@ -108,7 +122,7 @@ function stackTarget(stack: Stack): ControlTarget {
 export class ControlServer {
   private readonly server: net.Server;
   private readonly conns = new Set<net.Socket>();
-  private closed = false;
+  private closed: Promise<void> | null = null;
   readonly target: ControlTarget;
 
   private constructor(target: Stack | ControlTarget, readonly socketPath: string) {
@@ -196,17 +210,57 @@ export class ControlServer {
     }
   }
 
-  async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
+  /**
+   * Stops listening and drops the clients. The socket file is gone when this returns (a stack's
+   * synchronous close() relies on it); the promise resolves once the server has closed.
+   */
+  close(): Promise<void> {
+    if (this.closed) return this.closed;
     for (const c of this.conns) c.destroy();
-    await new Promise<void>((resolve) => this.server.close(() => resolve()));
+    this.closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
     try { fs.unlinkSync(this.socketPath); } catch { /* already gone */ }
+    return this.closed;
   }
 }
 
 /** Requests that every shard of a group executes (in order with the changes), answers merged. */
 export const ALL_SHARD_REQUESTS: ReadonlySet<string> = new Set(['counters.clear', 'neighbor.flush']);
+
+/** createStack()'s option that opens the control socket. */
+export interface ControlOption {
+  /**
+   * Opens the stack's control socket, so the `xdpstack` CLI sees a stack started from a program as
+   * it sees one of `xdpstack run`: true = the config's `control.socket`, else the default path for
+   * the stack's name (`XDPSTACK_RUN_DIR` or /run/xdpstack, then NAME.sock); a string = that path.
+   * createStack() then returns a promise: resolved once the socket listens, rejected (the stack
+   * closed again) when another running stack has it. stack.close() removes it.
+   */
+  control: true | string;
+}
+
+/** A stack that can own its control socket (Stack, ShardedStack): it closes the socket when it closes. */
+export interface ControlHost {
+  readonly name: string;
+  readonly config: Pick<StackConfig, 'name' | 'control'>;
+  /** Takes the open socket; throws when the stack is closed or has one already. */
+  adoptControl(c: ControlServer): void;
+}
+
+/**
+ * Opens `stack`'s control socket (`control` as in ControlOption) and gives it to the stack, which
+ * closes it with itself. Resolves to the socket's path; rejects when another running stack listens
+ * there (a stale socket file, left by a dead process, is replaced).
+ */
+export async function listenControl(stack: (Stack | ControlTarget) & ControlHost, control: true | string = true): Promise<string> {
+  const server = await ControlServer.listen(stack, controlSocketPath(control, stack.config));
+  try {
+    stack.adoptControl(server);
+  } catch (e) {
+    await server.close();
+    throw e;
+  }
+  return server.socketPath;
+}
 
 /** The requests that change the running configuration (shards apply each, in the same order). */
 export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del']);

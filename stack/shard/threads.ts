@@ -18,7 +18,7 @@ import * as path from 'node:path';
 import { PcapWriter, readCapture } from '../../driver/pcap';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
 import { loadConfig, StackConfig, validateConfig } from '../control/config';
-import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlTarget, Request, TraceLike } from '../control/control';
+import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlServer, ControlTarget, listenControl, Request, TraceLike } from '../control/control';
 import { MAX_SHARDS } from './flows';
 import type { FlowTableSize } from './flows';
 import type { RingSize } from './ring';
@@ -55,6 +55,11 @@ export interface ShardedStackOptions extends LogOptions {
   ringSize?: RingSize;
   /** How long the shards may take to start (ms). Default 30 s. */
   startTimeoutMs?: number;
+  /**
+   * Opens the control socket once the shards run (see ControlOption in stack/stack.ts): true = the
+   * config's `control.socket`, else the default path for the stack's name; a string = that path.
+   */
+  control?: boolean | string;
 }
 
 /** An attached AF_XDP device as the main thread keeps it. */
@@ -108,6 +113,7 @@ export class ShardedStack implements ControlTarget {
   private chain: Promise<unknown> = Promise.resolve();
   private closing = false;
   private dead = false;
+  private controlServer: ControlServer | null = null;
   private nextTraceId = 1;
   /** Traces running (each one's stop). */
   private readonly traceStops = new Set<() => Promise<void>>();
@@ -137,6 +143,7 @@ export class ShardedStack implements ControlTarget {
       // A ring slot holds the largest frame a device's pool can hold.
       const frameBytes = Math.max(2048, ...cfg.devices.map((d) => d.frameSize ?? 2048));
       await s.spawn(allocateMesh(n, randomBytes(16), { flowSize: opts.flowSize, ringSize: opts.ringSize ?? { slots: 512, frameBytes } }));
+      if (opts.control !== undefined && opts.control !== false) await listenControl(s, opts.control);
       return s;
     } catch (e) {
       if (s) await s.shutdown();
@@ -338,9 +345,21 @@ export class ShardedStack implements ControlTarget {
   }
 
   /** Stops every shard and detaches the devices (traces still running are stopped and merged first). */
+  /** The control socket's path while it is open (the `control` option, listenControl()). */
+  get controlSocket(): string | null { return this.controlServer?.socketPath ?? null; }
+
+  /** @internal listenControl() hands the socket over; close() (or a shard's death) removes it. */
+  adoptControl(c: ControlServer): void {
+    if (this.closing) throw new Error('the stack of shards is closed');
+    if (this.controlServer) throw new Error(`stack '${this.name}' already has a control socket (${this.controlServer.socketPath})`);
+    this.controlServer = c;
+  }
+
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
+    // First, so no control request reaches shards that are going; the socket file is gone at once.
+    void this.controlServer?.close();
     await Promise.allSettled([...this.traceStops].map((stop) => stop()));
     await Promise.race([
       Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'close' }))),
@@ -355,6 +374,7 @@ export class ShardedStack implements ControlTarget {
     const eps = [...this.endpoints];
     this.endpoints.clear();
     await Promise.allSettled(eps.map((ep) => ep.close()));
+    void this.controlServer?.close();
     // Traces end with the shards (their polls must not keep the process alive).
     for (const stop of [...this.traceStops]) void stop();
     await Promise.allSettled(this.workers.map((w) => w.terminate()));
