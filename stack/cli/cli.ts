@@ -40,7 +40,8 @@ function findCommand(table: Command[], name: string, usage: string): Command {
 
 /** Usage text of the command path `names` in `table` (the table's own usage when empty). */
 function helpText(table: Command[], names: string[], usage: string): string {
-  if (!names.length) return usage;
+  // `help help`: help is this table's own command (the usage says how to use it).
+  if (!names.length || (names.length === 1 && names[0] === 'help')) return usage;
   const [name, ...rest] = names;
   const cmd = findCommand(table, name!, usage);
   if (cmd.subcommands) return helpText(cmd.subcommands, rest, cmd.usage);

@@ -22,7 +22,8 @@ const generic: SectionSpec = { key: (r) => Object.entries(r).filter(([, v]) => t
 
 const COUNTER_SECTIONS: Record<string, SectionSpec> = {
   devices: { key: (r) => String(r.device), gauges: none },
-  vs: { key: (r) => String(r.vs), gauges: none },
+  // A VS's TCP counters carry one gauge: CurrEstab (RFC 1213 tcpCurrEstab, connections now open).
+  vs: { key: (r) => String(r.vs), gauges: new Set(['tcp.currEstab']) },
   links: { key: (r) => `${r.vs}|${r.link}`, gauges: none },
   // The frame pool is all gauges (frames where they are now).
   pool: { key: (r) => `${r.shard ?? ''}|${r.device}`, gauges: new Set(['shard', 'total', 'free', 'kernel', 'tx', 'held', 'queued']) },
@@ -47,8 +48,11 @@ function increase(cur: number, prev: unknown): number {
   return cur >= prev ? cur - prev : cur;
 }
 
-/** The per-second rate of a value: numbers and arrays of numbers are counters; objects recurse; the rest stays. */
-function rateOf(cur: unknown, prev: unknown, dt: number): unknown {
+/**
+ * The per-second rate of a value: numbers and arrays of numbers are counters; objects recurse; the
+ * rest stays. `gauges` names the fields inside objects that are gauges, by path (`tcp.currEstab`).
+ */
+function rateOf(cur: unknown, prev: unknown, dt: number, gauges: ReadonlySet<string> = none, path = ''): unknown {
   if (typeof cur === 'number') return increase(cur, prev) / dt;
   if (Array.isArray(cur)) {
     const p = Array.isArray(prev) ? prev : [];
@@ -59,7 +63,10 @@ function rateOf(cur: unknown, prev: unknown, dt: number): unknown {
     // previous sample counts from zero.
     const p = isPlain(prev) ? prev : {};
     const out: Row = {};
-    for (const [k, v] of Object.entries(cur)) out[k] = rateOf(v, p[k], dt);
+    for (const [k, v] of Object.entries(cur)) {
+      const at = `${path}.${k}`;
+      out[k] = gauges.has(at) ? v : rateOf(v, p[k], dt, gauges, at);
+    }
     return out;
   }
   return cur;
@@ -72,7 +79,7 @@ function rateRows(cur: unknown, prev: unknown, dt: number, spec: SectionSpec): u
   return (cur as Row[]).map((r) => {
     const p = before.get(spec.key(r));
     const out: Row = {};
-    for (const [k, v] of Object.entries(r)) out[k] = spec.gauges.has(k) ? v : rateOf(v, p?.[k], dt);
+    for (const [k, v] of Object.entries(r)) out[k] = spec.gauges.has(k) ? v : rateOf(v, p?.[k], dt, spec.gauges, k);
     return out;
   });
 }

@@ -188,6 +188,13 @@ function dropAddress(eng: AdminHost, link: Link, a: Address): void {
   } else {
     main?.remove(net, prefixLen, (r) => r.proto === 'connected' && r.link === link.index);
   }
+  // Static routes whose source was this address go with it, as Linux flushes the routes whose
+  // preferred source is a deleted address (fib_sync_down_addr): the VS can no longer send from it.
+  if (!vs.links.some((l) => l.addrs.some((x) => addrEq(x.addr, addr)))) {
+    for (const t of vs.tables.values()) {
+      for (const r of t.routes()) if (r.proto === 'static' && addrEq(r.src, addr)) t.remove(r.dst, r.prefixLen, (x) => x === r);
+    }
+  }
   if (typeof addr === 'number') {
     g.addrs.delete(addr | 0);
     if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
