@@ -38,6 +38,8 @@ export { ControlServer, controlRequest, defaultSocketPath, resolveSocket, format
 export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
 export { UdpSocket } from './api/dgram';
-export type { RemoteInfo } from './api/dgram';
+export type {
+  AddressInfo, BindOptions, DgramMessage, LookupFunction, RemoteInfo, SendCallback, SocketError, SocketOptions, UdpSocketEvents, UdpType,
+} from './api/dgram';
 export { Socket, Server, createServer, connect } from './api/net';
 export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';
