@@ -319,7 +319,7 @@ export class UdpLayer implements UdpHost {
       if (src === 0) src = this.eng.out.routeSource(vs, vs.links[r.link]!, r.src, r.gateway !== 0 ? r.gateway : addr, addr);
     }
     // Linux: "connect to a broadcast address without SO_BROADCAST" is EACCES (ip4_datagram_connect).
-    if (bcast && !sock.broadcast) throw fail('EACCES', 'connect', 'a broadcast address needs setBroadcast(true)', addr, port);
+    if (bcast && !sock.broadcast) throw fail('EACCES', 'connect', 'connecting to a broadcast address needs setBroadcast', addr, port);
     return src;
   }
 
@@ -392,7 +392,7 @@ export class UdpLayer implements UdpHost {
       throw fail('EADDRNOTAVAIL', 'send', `address ${addrToString(src)} is not usable yet (tentative or duplicate)`, addr, port);
     }
     // Linux udp_sendmsg: a broadcast route without SO_BROADCAST is EACCES (checked after routing).
-    if (bcast && !sock.broadcast) throw fail('EACCES', 'send', 'a broadcast address needs setBroadcast(true)', addr, port);
+    if (bcast && !sock.broadcast) throw fail('EACCES', 'send', 'sending to a broadcast address needs setBroadcast', addr, port);
     hdr[0] = sp >>> 8; hdr[1] = sp & 0xff; hdr[2] = port >>> 8; hdr[3] = port & 0xff;
     hdr[4] = len >>> 8; hdr[5] = len & 0xff; hdr[6] = 0; hdr[7] = 0;
     let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum(src, addr, IPPROTO_UDP, len))));
