@@ -231,20 +231,24 @@ ptest('with setBroadcast: directed and limited broadcast leave as Ethernet broad
   assert.equal(own.sort(), ['dir from 10.7.0.1', 'lim-bound from 10.7.0.1', 'lim-routed from 10.7.0.1']);
 });
 
-ptest('receiving: a socket bound to 0.0.0.0:port gets the subnet broadcast and 255.255.255.255; one bound to the unicast address only unicast', async () => {
+ptest('receiving: sockets bound to 0.0.0.0:port (reuseAddr) each get the subnet broadcast and 255.255.255.255; one bound to the unicast address gets the unicast', async () => {
   // Receivers in peer 1 (Node over the kernel) and in the VS, on the same port.
   const refProc = new NsProc(lab.peers[1]!.ns, process.execPath, ['-e', `
     const d = require('dgram'); const [port, self] = JSON.parse(process.argv[1]);
-    const w = d.createSocket({ type: 'udp4', reuseAddr: true }); const u = d.createSocket({ type: 'udp4', reuseAddr: true });
-    w.on('message', (m, r) => console.log(JSON.stringify({ who: 'wild', msg: String(m), from: r.address, family: r.family, size: r.size })));
-    u.on('message', (m, r) => console.log(JSON.stringify({ who: 'unicast', msg: String(m), from: r.address, family: r.family, size: r.size })));
-    w.bind(port, '0.0.0.0', () => u.bind(port, self, () => console.log('ready')));
+    const w = d.createSocket({ type: 'udp4', reuseAddr: true }); const w2 = d.createSocket({ type: 'udp4', reuseAddr: true });
+    const u = d.createSocket({ type: 'udp4', reuseAddr: true });
+    const log = (who) => (m, r) => console.log(JSON.stringify({ who, msg: String(m), from: r.address, family: r.family, size: r.size }));
+    w.on('message', log('wild')); w2.on('message', log('wild2')); u.on('message', log('unicast'));
+    w.bind(port, '0.0.0.0', () => w2.bind(port, '0.0.0.0', () => u.bind(port, self, () => console.log('ready'))));
     setTimeout(() => process.exit(0), 15000);`, JSON.stringify([PORT, REF])]);
   const got: { who: string; msg: string; from: string; family: string; size: number }[] = [];
   const w = await oursSocket('0.0.0.0', PORT, true);
+  const w2 = await oursSocket('0.0.0.0', PORT, true);
   const u = await oursSocket(OURS, PORT, true);
-  w.on('message', (m, r) => got.push({ who: 'wild', msg: String(m), from: r.address, family: r.family, size: r.size }));
-  u.on('message', (m, r) => got.push({ who: 'unicast', msg: String(m), from: r.address, family: r.family, size: r.size }));
+  const log = (who: string) => (m: Buffer, r: { address: string; family: string; size: number }) => got.push({ who, msg: String(m), from: r.address, family: r.family, size: r.size });
+  w.on('message', log('wild'));
+  w2.on('message', log('wild2'));
+  u.on('message', log('unicast'));
   await refProc.waitFor(() => refProc.lines.includes('ready'), 5000, 'reference receivers ready');
   // Peer 0 sends: the subnet broadcast, the limited broadcast (bound to its address: no route
   // needed), and unicast to each receiver host.
@@ -260,15 +264,20 @@ for m, d in (('to-subnet', sys.argv[3]), ('to-all', '255.255.255.255'), ('to-our
   const r = await nsRun(lab.peers[0]!.ns, '/usr/bin/python3', ['-c', py, String(PORT), CAP, SUBNET_BCAST, OURS, REF]);
   assert.is(r.code, 0, r.stderr);
   type Got = { who: string; msg: string; from: string; family: string; size: number };
-  await refProc.waitFor(() => refProc.json<Got>().length >= 3, 5000, 'reference received');
-  for (let t = 0; t < 3000 && got.length < 3; t += 10) await sleep(10);
+  await refProc.waitFor(() => refProc.json<Got>().length >= 5, 5000, 'reference received');
+  for (let t = 0; t < 3000 && got.length < 5; t += 10) await sleep(10);
   await sleep(100); // anything more would be a datagram delivered where it should not be
   refProc.stop();
   w.close();
+  w2.close();
   u.close();
   const norm = (xs: Got[], self: string) => xs.map((x) => `${x.who} ${x.msg.replace(self === OURS ? 'to-ours' : 'to-peer', 'to-self')} from ${x.from} ${x.family} ${x.size}`).sort();
   const ref = norm(refProc.json<Got>(), REF);
-  assert.equal(ref, [`unicast to-self from ${CAP} IPv4 7`, `wild to-all from ${CAP} IPv4 6`, `wild to-subnet from ${CAP} IPv4 9`], 'the kernel');
+  assert.equal(ref, [
+    `unicast to-self from ${CAP} IPv4 7`,
+    `wild to-all from ${CAP} IPv4 6`, `wild to-subnet from ${CAP} IPv4 9`,
+    `wild2 to-all from ${CAP} IPv4 6`, `wild2 to-subnet from ${CAP} IPv4 9`,
+  ], 'the kernel: every wildcard socket gets each broadcast, the bound one the unicast');
   assert.equal(norm(got, OURS), ref, 'ours as the kernel');
   const drops = (stack.show('counters', { vs: 'a' }) as { vs: { drops: Record<string, number> }[] }).vs[0]!.drops;
   assert.is(drops['udp-socket-queue-full'] ?? 0, 0);
