@@ -279,6 +279,32 @@ test('connect(): events, remoteAddress(), address() takes the route\'s source, s
   show(r, 'connect');
 });
 
+test('connect(): a port unreachable for a connected socket is an \'error\' (ECONNREFUSED, recvmsg); an unconnected socket hears nothing', async () => {
+  const r = await both(async (env, names) => {
+    const gone = await bound(env.b);
+    const port = gone.address().port;
+    names.set(port, 'GONE');
+    gone.close();
+    const c = env.a.sock();
+    const errors: unknown[] = [];
+    c.on('error', (e) => errors.push(errFields(e)));
+    c.bind(0, env.a.addr);
+    await listening(c);
+    await new Promise<void>((res) => c.connect(port, env.b.addr, res));
+    const u = await bound(env.a);
+    const uErrors: unknown[] = [];
+    u.on('error', (e) => uErrors.push(errFields(e)));
+    const sent = [await sendCb(c, 'to-nobody'), await sendCb(u, 'to-nobody', port, env.b.addr)];
+    await until(() => errors.length >= 1);
+    await sleep(50);
+    const again = await sendCb(c, 'again'); // the socket stays usable, as Node's
+    await until(() => errors.length >= 2);
+    return { sent, errors, uErrors, again };
+  });
+  show(r, 'ICMP errors');
+  assert.equal(r.ours.errors[0], { name: 'Error', code: 'ECONNREFUSED', errno: -111, syscall: 'recvmsg', message: 'recvmsg ECONNREFUSED' });
+});
+
 test('connect(): without a route it fails as Linux does (ENETUNREACH, syscall connect), through the callback', async () => {
   // Node's kernel has no route to 203.0.113.9 only when no default route exists: the stack's VS
   // has none, so the kernel side is asked for the same answer in a namespace in the lab file.

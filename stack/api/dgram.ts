@@ -267,6 +267,8 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   mark = 0;
   /** Messages waiting to be emitted. */
   readonly queue: { data: Buffer; addr: IpAddr; port: number }[] = [];
+  /** An ICMP error about a datagram to the connected peer, emitted as 'error' before the messages. */
+  private icmpErr = '';
   /** What the queued messages cost against the receive buffer (payload + UDP_DGRAM_OVERHEAD each). */
   queuedBytes = 0;
   readonly maxQueue: number;
@@ -854,8 +856,30 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     return addrEq(a, dst);
   }
 
+  /**
+   * @internal engine → socket: an ICMP error (as an errno code) about a datagram this connected
+   * socket sent; '' for one Linux does not report. Emitted at the next flush, as Node emits a
+   * failed receive: 'error' with syscall 'recvmsg'.
+   */
+  icmpError(code: string): void {
+    if (!code || this.closed) return;
+    const first = !this.icmpErr && this.queue.length === 0;
+    this.icmpErr = code;
+    if (first) this.host.udpReady(this);
+  }
+
   /** @internal emits queued messages. */
   flush(): void {
+    if (this.icmpErr) {
+      const code = this.icmpErr;
+      this.icmpErr = '';
+      try {
+        if (this.connected) this.emit('error', errnoError(code, 'recvmsg'));
+      } catch (err) {
+        if (this.queue.length) this.host.udpReady(this); // the messages wait for the next flush
+        throw err;
+      }
+    }
     const q = this.queue.splice(0);
     this.queuedBytes = 0; // the application has them now (Linux frees the room as they are read)
     for (let i = 0; i < q.length; i++) {

@@ -20,9 +20,9 @@ export interface SocketError extends Error {
 
 /** The errno values Node reports on Linux (negative, as libuv's): code → errno. */
 export const ERRNO: Readonly<Record<string, number>> = {
-  EBADF: -9, EACCES: -13, EINVAL: -22, EPIPE: -32, EMSGSIZE: -90, EAFNOSUPPORT: -97, EADDRINUSE: -98,
-  EADDRNOTAVAIL: -99, ENETUNREACH: -101, ECONNRESET: -104, ENOBUFS: -105, ENOTCONN: -107, ETIMEDOUT: -110,
-  ECONNREFUSED: -111, EHOSTUNREACH: -113,
+  EBADF: -9, EACCES: -13, EINVAL: -22, EPIPE: -32, ENONET: -64, EPROTO: -71, EMSGSIZE: -90, ENOPROTOOPT: -92,
+  EAFNOSUPPORT: -97, EADDRINUSE: -98, EADDRNOTAVAIL: -99, ENETUNREACH: -101, ECONNRESET: -104, ENOBUFS: -105,
+  ENOTCONN: -107, ETIMEDOUT: -110, ECONNREFUSED: -111, EHOSTDOWN: -112, EHOSTUNREACH: -113,
   // getaddrinfo's EAI_NONAME as libuv maps it (UV_EAI_NONAME), which Node reports as ENOTFOUND.
   ENOTFOUND: -3008,
 };

@@ -72,6 +72,23 @@ export function checkDestination(dst: IpAddr, datagram: boolean, syscall: string
   }
 }
 
+/**
+ * The error a connected UDP socket reports for an ICMP error about its datagrams, '' for none: as
+ * Linux's __udp4_lib_err / __udp6_lib_err, only hard errors reach a connected socket (without
+ * IP_RECVERR), converted by icmp_err_convert / icmpv6_err_convert. Node then emits 'error'
+ * (syscall 'recvmsg').
+ */
+export function udpIcmpError(v6: boolean, type: number, code: number): string {
+  if (!v6) {
+    if (type === 12) return 'EPROTO'; // parameter problem
+    if (type !== 3) return ''; // time exceeded, source quench...: soft
+    return ['', '', 'ENOPROTOOPT', 'ECONNREFUSED', '', '', 'ENETUNREACH', 'EHOSTDOWN', 'ENONET', 'ECONNREFUSED', 'ECONNREFUSED', '', '', 'EHOSTUNREACH'][code] ?? '';
+  }
+  if (type === 4) return 'EPROTO'; // parameter problem
+  if (type !== 1) return ''; // packet too big, time exceeded: soft
+  return ['', 'EACCES', '', '', 'ECONNREFUSED', 'EACCES', 'EACCES'][code] ?? '';
+}
+
 /** A socket call's failure: Node's code, the syscall, and why (the API layer words it as Node). */
 function fail(code: string, syscall: string, reason: string, addr?: IpAddr, port?: number): Error {
   const a = addr === undefined ? undefined : addrToString(addr);
