@@ -366,17 +366,18 @@ export class UdpLayer implements UdpHost {
         return;
       }
     }
-    const bcast = this.isBroadcast(vs, addr);
     // A reply to a peer heard from lately goes back the way its datagram came (traffic reflection):
-    // through that link, to that MAC, from the address it was sent to.
-    const rp = bcast ? null : sock.returnPath(addr, port);
+    // through that link, to that MAC, from the address it was sent to. Such a reply goes to one
+    // MAC, so the broadcast check below is only for the other paths.
+    const rp = sock.returnPath(addr, port);
     let via: Link | null = null;
     let viaMac: Uint8Array | null = null;
+    let bcast = false;
     if (rp && vs.links[rp.link.index] === rp.link) {
       via = rp.link;
       viaMac = rp.mac;
       if (src === 0) src = rp.local !== 0 ? rp.local : this.eng.out.sourceFor(via, addr);
-    } else if (bcast && addr === BROADCAST && (via = this.broadcastLink(vs, src)) !== null) {
+    } else if ((bcast = this.isBroadcast(vs, addr)) && addr === BROADCAST && (via = this.broadcastLink(vs, src)) !== null) {
       // Limited broadcast from a socket bound to one address: out of that address's link, to the
       // Ethernet broadcast (the output path gives ff:ff:ff:ff:ff:ff for a broadcast destination).
     } else if (zone || (isIp6(addr) && isLinkLocal6(addr))) {
