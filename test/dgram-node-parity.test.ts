@@ -14,6 +14,7 @@ import { createMemoryLink } from '../driver/memory';
 import { createStack, Stack } from '../stack/stack';
 import type { SocketError, SocketOptions, UdpSocket } from '../stack/api/dgram';
 import { UDP_DGRAM_OVERHEAD } from '../stack/api/dgram';
+import { Drop } from '../protocols/drop';
 
 type Opts = 'udp4' | SocketOptions;
 
@@ -28,8 +29,8 @@ interface Env {
   kind: 'node' | 'ours';
   a: Side;
   b: Side;
-  /** Ours: the drops of VS B by reason. */
-  dropsB(): Record<string, number>;
+  /** Ours: VS B's drops for a full socket receive buffer (udp-socket-queue-full). */
+  queueFullB(): number;
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -74,7 +75,7 @@ function nodeEnv(): Env {
     addr,
     sock: (o = 'udp4', l) => track(dgram.createSocket(o as dgram.SocketOptions, l) as unknown as UdpSocket),
   });
-  return { kind: 'node', a: side('127.0.0.1'), b: side('127.0.0.2'), dropsB: () => ({}) };
+  return { kind: 'node', a: side('127.0.0.1'), b: side('127.0.0.2'), queueFullB: () => 0 };
 }
 
 async function oursEnv(): Promise<Env> {
@@ -111,7 +112,7 @@ async function oursEnv(): Promise<Env> {
   wb.close();
   return {
     kind: 'ours', a: side('a', '10.1.1.1'), b: side('b', '10.1.1.2'),
-    dropsB: () => ((st.show('counters', { vs: 'b' }) as { vs: { drops: Record<string, number> }[] }).vs[0]!.drops),
+    queueFullB: () => st.engine.vs('b').counters.drops[Drop.UdpSocketQueueFull]!,
   };
 }
 
@@ -446,12 +447,12 @@ test('receive buffer: a small one holds about as many queued datagrams as the ke
     await sendCb(tx, 'warm', big.address().port, env.b.addr);
     await until(() => small >= 1 && large >= 1);
     small = 0; large = 0;
-    const dropsBefore = env.dropsB()['udp-socket-queue-full'] ?? 0;
+    const dropsBefore = env.queueFullB();
     const payload = Buffer.alloc(100);
     for (let i = 0; i < N; i++) { tx.send(payload, rx.address().port, env.b.addr); tx.send(payload, big.address().port, env.b.addr); }
     await until(() => large >= N, 3000);
     await sleep(50);
-    return { small, large, dropped: (env.dropsB()['udp-socket-queue-full'] ?? 0) - dropsBefore, rcvbuf: rx.getRecvBufferSize() };
+    return { small, large, dropped: env.queueFullB() - dropsBefore, rcvbuf: rx.getRecvBufferSize() };
   });
   console.log(`# receive buffer 8192: kernel kept ${r.node.small} of ${N} datagrams of 100 B, the stack ${r.ours.small} (charge ${UDP_DGRAM_OVERHEAD} B each beyond the payload)`);
   assert.is(r.node.rcvbuf, r.ours.rcvbuf);
