@@ -63,6 +63,8 @@ export type { MetricsEndpoint } from './control/metrics';
 export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
 export { UdpSocket } from './api/dgram';
-export type { RemoteInfo } from './api/dgram';
+export type {
+  AddressInfo, BindOptions, DgramMessage, LookupFunction, RemoteInfo, SendCallback, SocketError, SocketOptions, UdpSocketEvents, UdpType,
+} from './api/dgram';
 export { Socket, Server, createServer, connect } from './api/net';
 export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';

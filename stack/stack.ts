@@ -20,7 +20,7 @@ import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../d
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
 import { DeviceSpec, Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
 import { Runtime, monotonicUs } from './runtime';
-import { UdpSocket } from './api/dgram';
+import { RemoteInfo, SocketOptions, UdpSocket, UdpType } from './api/dgram';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './api/net';
 import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
@@ -255,15 +255,13 @@ export class VsHandle {
   }
 
   /**
-   * A dgram-like socket inside this virtual server, as dgram.createSocket(type | options[, listener]):
-   * 'udp4', or 'udp6' (bound to :: it also hears IPv4 peers, as ::ffff:a.b.c.d, unless `ipv6Only`).
+   * A dgram-shaped socket inside this virtual server, as Node's dgram.createSocket(type | options
+   * [, listener]): 'udp4', or 'udp6' (bound to :: it also hears IPv4 peers, as ::ffff:a.b.c.d,
+   * unless `ipv6Only`). Options are Node 20's (type, reuseAddr, ipv6Only, recvBufferSize,
+   * sendBufferSize, lookup, signal), each checked; `listener` is added for 'message'.
    */
-  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6'; ipv6Only?: boolean }, listener?: (msg: Buffer, rinfo: unknown) => void): UdpSocket {
-    const t = typeof type === 'string' ? type : type?.type;
-    if (t !== 'udp4' && t !== 'udp6') {
-      throw Object.assign(new TypeError(`Bad socket type specified. Valid types are: udp4, udp6 (got ${JSON.stringify(t)})`), { code: 'ERR_SOCKET_BAD_TYPE' });
-    }
-    const s = this.engine.createUdpSocket(this.raw, { type: t, ipv6Only: typeof type === 'object' && !!type.ipv6Only });
+  createSocket(type: UdpType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
+    const s = this.engine.newUdpSocket(this.raw, type);
     if (listener) s.on('message', listener);
     return s;
   }

@@ -31,6 +31,7 @@ test('two traces at once each get every shard\'s frames until they stop; a refus
   fs.writeFileSync(app, `module.exports = (stack) => {
     const s = stack.vs('a').createSocket('udp4');
     s.bind(0);
+    s.setBroadcast(true); // a broadcast destination needs SO_BROADCAST, as on Linux
     const t = setInterval(() => s.send(Buffer.from('tick'), 9, '10.1.1.255'), 5);
     t.unref();
   };`);

@@ -11,7 +11,10 @@ struct xs_mac_key {
 	unsigned short vlan; /* host order, 0..4095 */
 };
 
-/* IPv4 address (network order) owned on a VLAN: ARP requests for it are redirected. */
+/*
+ * IPv4 address (network order) owned on a VLAN: ARP requests for it are redirected; so are IPv4
+ * frames to the Ethernet broadcast whose destination it is (broadcast addresses the stack owns).
+ */
 struct xs_ip4_key {
 	unsigned int addr;
 	unsigned int vlan;

@@ -5,7 +5,10 @@
  *
  * Not IPv6:
  *  (a) destination MAC + VLAN id in owned_macs;
- *  (b) ARP whose target IPv4 + VLAN id is in owned_ip4 (broadcast requests for our addresses).
+ *  (b) ARP whose target IPv4 + VLAN id is in owned_ip4 (broadcast requests for our addresses);
+ *  (e) IPv4 to the Ethernet broadcast whose destination + VLAN id is in owned_ip4: the stack owns
+ *      the broadcast addresses of its subnets and 255.255.255.255 on the VLANs where it has IPv4
+ *      addresses (a socket bound to 0.0.0.0 hears them, as on Linux).
  * IPv6 (decided by the IPv6 header alone, whatever the MAC, so that the host keeps its own IPv6
  * traffic on the same device and MAC: its addresses, link-local NDP, RA, MLD):
  *  (c) unicast destination + VLAN id in owned_ip6, sent to a MAC in owned_macs;
@@ -267,6 +270,21 @@ int xdpstack_xdp(struct xdp_md *ctx)
 		if (is_tcp_syn(p, end, proto) && over_rate(XS_POLICE_SYN))
 			return count(XS_CNT_SYN_POLICED, XDP_DROP);
 		return redirect(ctx);
+	}
+
+	if (proto == bpf_htons(ETH_P_IP)) {
+		/* (e) an IPv4 broadcast the stack owns: destination at offset 16 of the header. */
+		__u8 *ip = p;
+		if ((void *)(ip + 20) > end || (ip[0] >> 4) != 4)
+			return count(XS_CNT_PASSED, XDP_PASS);
+		if ((eth->h_dest[0] & eth->h_dest[1] & eth->h_dest[2] & eth->h_dest[3] & eth->h_dest[4] & eth->h_dest[5]) != 0xff)
+			return count(XS_CNT_PASSED, XDP_PASS);
+		struct xs_ip4_key kb = {};
+		__builtin_memcpy(&kb.addr, ip + 16, 4);
+		kb.vlan = vlan;
+		if (bpf_map_lookup_elem(&owned_ip4, &kb))
+			return redirect(ctx);
+		return count(XS_CNT_PASSED, XDP_PASS);
 	}
 
 	if (proto == bpf_htons(ETH_P_ARP)) {

@@ -5,7 +5,7 @@
  * other. The echo services are built in; examples register their own (e.g. examples/iscsi).
  */
 import type { Socket as NetSocket, Server as NetServer, ServerOptions } from '../api/net';
-import type { UdpSocket } from '../api/dgram';
+import type { RemoteInfo, SocketOptions, UdpSocket, UdpType } from '../api/dgram';
 import type { Checker, Obj } from './validate';
 
 /** A service entry of the config. The keys beyond these belong to the service type. */
@@ -23,7 +23,7 @@ export interface ServiceConfig {
 export interface ServiceVs {
   readonly name: string;
   createServer(options?: ServerOptions | ((s: NetSocket) => void), listener?: (s: NetSocket) => void): NetServer;
-  createSocket(type: 'udp4' | 'udp6' | { type: 'udp4' | 'udp6'; ipv6Only?: boolean }): UdpSocket;
+  createSocket(type: UdpType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket;
 }
 
 export interface Service {

@@ -19,6 +19,9 @@ import type { NeighborHost, NeighborParams } from '../neighbor';
 import type { TimerWheel } from '../timers';
 import type { EngineState } from '../control/validate';
 
+/** The limited broadcast 255.255.255.255 (RFC 919): owned on a VLAN with the link's IPv4 addresses. */
+const LIMITED_BROADCAST = 0xffffffff;
+
 /** What VS administration needs from the engine (which is also the neighbor caches' host). */
 export interface AdminHost extends NeighborHost {
   readonly devices: readonly Device[];
@@ -136,7 +139,13 @@ function addAddress4(eng: AdminHost, vs: VirtualServer, link: Link, addr: number
   link.addrs.push({ addr, prefixLen, broadcast, state: 'preferred' });
   g.addrs.set(addr | 0, link);
   if (broadcast && !g.bcast.has(broadcast | 0)) g.bcast.set(broadcast | 0, link);
-  eng.devices[link.dev]!.own?.(addr, link.vlan, true);
+  const dev = eng.devices[link.dev]!;
+  dev.own?.(addr, link.vlan, true);
+  // Broadcasts to the subnet and to 255.255.255.255 are for the stack's sockets bound to 0.0.0.0
+  // (the XDP program redirects IPv4 to the Ethernet broadcast for owned destinations). The driver
+  // counts owners: each address holds them once.
+  if (broadcast) dev.own?.(broadcast, link.vlan, true);
+  dev.own?.(LIMITED_BROADCAST, link.vlan, true);
   eng.arp.announce(link, addr);
 }
 
@@ -198,6 +207,9 @@ function dropAddress(eng: AdminHost, link: Link, a: Address): void {
   if (typeof addr === 'number') {
     g.addrs.delete(addr | 0);
     if (a.broadcast && g.bcast.get(a.broadcast | 0) === link && !link.addrs.some((x) => x.broadcast === a.broadcast)) g.bcast.delete(a.broadcast | 0);
+    const dev = eng.devices[link.dev]!;
+    if (a.broadcast) dev.own?.(a.broadcast, link.vlan, false);
+    dev.own?.(LIMITED_BROADCAST, link.vlan, false);
   } else {
     if (g.addrs6.get(addr) === link) g.deleteAddr6(addr);
     if (g.tentative6.get(addr) === link) g.tentative6.delete(addr);

@@ -30,7 +30,7 @@ import { Counters } from '../counters';
 import { DEFAULT_NEIGHBOR_PARAMS, Neighbor, NeighborCache, NeighborHost, NeighborParams, PendingFrame } from '../neighbor';
 import type { Route } from '../routing';
 import { TimerWheel } from '../timers';
-import { sockError, UdpSocket } from '../api/dgram';
+import { SocketOptions, sockError, UdpSocket, UdpSocketInit } from '../api/dgram';
 import { checkVsLimits, Limits, resolveLimits, VsLimits } from '../limits';
 import { Link, VirtualServer } from '../vs';
 import { TcpLayer, TcpEngine } from '../transport/tcp';
@@ -340,11 +340,16 @@ export class Engine implements NeighborHost, TcpEngine {
   removeRoute(vs: VirtualServer, spec: admin.RouteSpec): number { return admin.removeRoute(vs, spec); }
   addRule(vs: VirtualServer, spec: admin.RuleSpec): void { admin.addRule(this, vs, spec); }
 
-  createUdpSocket(vs: VirtualServer | string, opts: { maxQueue?: number; type?: 'udp4' | 'udp6'; ipv6Only?: boolean } = {}): UdpSocket {
-    const v = typeof vs === 'string' ? this.vs(vs) : vs;
-    const s = new UdpSocket(this.udp, v.name, opts);
-    (s as unknown as { vs: VirtualServer }).vs = v;
+  /** A UDP socket of `vs`, as dgram.createSocket(type | options) (every option checked as Node's). */
+  newUdpSocket(vs: VirtualServer, init: UdpSocketInit): UdpSocket {
+    const s = new UdpSocket(this.udp, vs.name, init);
+    (s as unknown as { vs: VirtualServer }).vs = vs;
     return s;
+  }
+
+  /** A UDP socket of `vs` (Node's createSocket options; `type` defaults to 'udp4'). */
+  createUdpSocket(vs: VirtualServer | string, opts: Partial<SocketOptions> & { maxQueue?: number } = {}): UdpSocket {
+    return this.newUdpSocket(typeof vs === 'string' ? this.vs(vs) : vs, { ...opts, type: opts.type ?? 'udp4' });
   }
 
   /** The VS a UDP socket belongs to. */

@@ -19,6 +19,7 @@ import { HOP_LIMIT } from './output';
 import type { Device } from '../engine/device';
 import type { TcpLayer } from '../transport/tcp';
 import type { UdpLayer } from '../transport/udp';
+import { udpIcmpError } from '../transport/udp';
 import type { IpOutput } from './output';
 
 /** What ICMP needs from the engine. */
@@ -134,7 +135,8 @@ export class Icmp4 {
       const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);
       if (!sock) return Drop.IcmpNoFlow;
       if (fragNeeded) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.nextHopMtu, qsrc, sock.mark);
-      // Other errors are not reported to UDP sockets (Node's dgram does not either).
+      // A connected socket hears of hard errors (Node: 'error', ECONNREFUSED for port unreachable).
+      else if (sock.connected) sock.icmpError(udpIcmpError(false, icmp.type, icmp.code));
       return Drop.None;
     }
     return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote

@@ -18,6 +18,7 @@ import {
 } from '../../protocols/icmpv6';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
+import { udpIcmpError } from '../transport/udp';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 import { icmpErrorToken } from './icmp4';
@@ -166,6 +167,8 @@ export class Icmp6 {
       const sock = this.eng.udp.find(link.vs, sport, qsrc, qdst, dport);
       if (!sock) return Drop.IcmpNoFlow;
       if (tooBig) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.mtu, qsrc, sock.mark);
+      // A connected socket hears of hard errors (Node: 'error', ECONNREFUSED for port unreachable).
+      else if (sock.connected) sock.icmpError(udpIcmpError(true, icmp.type, icmp.code));
       return Drop.None;
     }
     return Drop.IcmpNoFlow;

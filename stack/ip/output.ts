@@ -90,6 +90,8 @@ export class IpOutput {
   private pSrc: IpAddr = 0;
   private pOwn = false;
   private pMtu = 0;
+  /** TTL / hop limit of the datagram `emit` is sending (a socket's setTTL). */
+  private pTtl = HOP_LIMIT;
 
   /** Secret of the flow labels (RFC 6437 3: not predictable from outside). */
   private readonly flowSecret: number;
@@ -284,11 +286,12 @@ export class IpOutput {
   /**
    * Routes and sends one datagram whose L4 part is `hdr[0..hdrLen)` followed by
    * `data[dOff..dOff+dLen)` (ICMP, ICMPv6 and UDP). `viaLink`/`viaMac`: reflection (see `path`).
-   * `df`: IPv4 never fragmented (EMSGSIZE beyond the path MTU). Throws the socket errors an
-   * application sees (ENETUNREACH, EADDRNOTAVAIL, EMSGSIZE, ENOBUFS).
+   * `df`: IPv4 never fragmented (EMSGSIZE beyond the path MTU). `ttl`: TTL / hop limit. Throws
+   * the socket errors an application sees (ENETUNREACH, EADDRNOTAVAIL, EMSGSIZE, ENOBUFS).
    */
   emit(vs: VirtualServer, viaLink: Link | null, viaMac: Uint8Array | null, src: IpAddr, dst: IpAddr, proto: number, tos: number,
-    hdr: Uint8Array, hdrLen: number, data: Uint8Array, dOff: number, dLen: number, df: boolean, mark: number): void {
+    hdr: Uint8Array, hdrLen: number, data: Uint8Array, dOff: number, dLen: number, df: boolean, mark: number, ttl = HOP_LIMIT): void {
+    this.pTtl = ttl;
     const d = this.path(vs, viaLink, viaMac, src, dst, mark);
     if (d !== Drop.None) {
       if (this.pLink) throw ipErr('EADDRNOTAVAIL', `virtual server '${vs.name}' has no ${typeof dst === 'number' ? 'IPv4' : 'IPv6'} address on link '${this.pLink.name}'`);
@@ -368,11 +371,11 @@ export class IpOutput {
     }
     const ip = start + ethLen;
     if (v4) {
-      writeIpv4(b, ip, src as number, dst as number, proto, n, HOP_LIMIT, id, flagsFrag, tos);
+      writeIpv4(b, ip, src as number, dst as number, proto, n, this.pTtl, id, flagsFrag, tos);
     } else if (!frag6) {
-      writeIp6Header(b, ip, src as Ip6, dst as Ip6, proto, n, HOP_LIMIT, flow, tos);
+      writeIp6Header(b, ip, src as Ip6, dst as Ip6, proto, n, this.pTtl, flow, tos);
     } else {
-      writeIp6Header(b, ip, src as Ip6, dst as Ip6, NH_FRAGMENT, n + 8, HOP_LIMIT, flow, tos);
+      writeIp6Header(b, ip, src as Ip6, dst as Ip6, NH_FRAGMENT, n + 8, this.pTtl, flow, tos);
       const fh = ip + 40;
       b[fh] = proto; b[fh + 1] = 0;
       b[fh + 2] = (flagsFrag >>> 8) & 0xff; b[fh + 3] = flagsFrag & 0xf9; // offset (8-byte units, already aligned) | M

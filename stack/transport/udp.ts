@@ -37,6 +37,9 @@ export interface UdpLayerHost {
 }
 
 const BROADCAST = 0xffffffff;
+/** Largest UDP payload: IPv4 65535 - 20 - 8; IPv6 65535 - 8 (no jumbograms). */
+const MAX_PAYLOAD4 = 65507;
+const MAX_PAYLOAD6 = 65527;
 
 /** The UDP sockets of `vs` by local port (a port may have several, bound to different addresses). */
 export function udpPorts(vs: VirtualServer): Map<number, UdpSocket[]> {
@@ -65,8 +68,32 @@ export function checkDestination(dst: IpAddr, datagram: boolean, syscall: string
   }
   if (why) {
     const a = addrToString(dst);
-    throw sockError(code, `${syscall} ${a}${port ? `:${port}` : ''}: ${why}`, { syscall, address: a, port });
+    throw sockError(code, `${syscall} ${a}${port ? `:${port}` : ''}: ${why}`, { syscall, address: a, port, reason: why });
   }
+}
+
+/**
+ * The error a connected UDP socket reports for an ICMP error about its datagrams, '' for none: as
+ * Linux's __udp4_lib_err / __udp6_lib_err, only hard errors reach a connected socket (without
+ * IP_RECVERR), converted by icmp_err_convert / icmpv6_err_convert. Node then emits 'error'
+ * (syscall 'recvmsg').
+ */
+export function udpIcmpError(v6: boolean, type: number, code: number): string {
+  if (!v6) {
+    if (type === 12) return 'EPROTO'; // parameter problem
+    if (type !== 3) return ''; // time exceeded, source quench...: soft
+    return ['', '', 'ENOPROTOOPT', 'ECONNREFUSED', '', '', 'ENETUNREACH', 'EHOSTDOWN', 'ENONET', 'ECONNREFUSED', 'ECONNREFUSED', '', '', 'EHOSTUNREACH'][code] ?? '';
+  }
+  if (type === 4) return 'EPROTO'; // parameter problem
+  if (type !== 1) return ''; // packet too big, time exceeded: soft
+  return ['', 'EACCES', '', '', 'ECONNREFUSED', 'EACCES', 'EACCES'][code] ?? '';
+}
+
+/** A socket call's failure: Node's code, the syscall, and why (the API layer words it as Node). */
+function fail(code: string, syscall: string, reason: string, addr?: IpAddr, port?: number): Error {
+  const a = addr === undefined ? undefined : addrToString(addr);
+  return sockError(code, `${syscall} ${code}${a !== undefined ? ` ${a}${port ? `:${port}` : ''}` : ''}: ${reason}`,
+    { syscall, address: a, port: port || undefined, reason });
 }
 
 /** Whether two sockets' local addresses overlap on one port (EADDRINUSE), as Linux decides. */
@@ -98,19 +125,53 @@ export class UdpLayer implements UdpHost {
     const udp = this.udp;
     const d = udp.parse(b, off, len, src, dst);
     if (d !== Drop.None) return m.drop(j, d);
+    if (m.bcast[j]) {
+      // A broadcast (IPv6: multicast) goes to every socket that hears it, as Linux's
+      // __udp4_lib_mcast_deliver: each gets its copy.
+      const n = this.deliverAll(link, src, udp.srcPort, dst, udp.dstPort, m.dev.buf, udp.payloadOff, udp.payloadLen, b, m.srcMac[j]!);
+      return n ? m.free(j) : m.drop(j, n === 0 ? Drop.UdpNoSocket : Drop.UdpSocketQueueFull);
+    }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
       // Shards: another shard may have a socket on the port (one opened there alone, or the
       // ephemeral port of a socket that sent from there): the datagram is handed to it.
-      if (!m.bcast[j] && this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return m.free(j);
-      if (!m.bcast[j]) this.eng.unreachable(m, j, true);
+      if (this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return m.free(j);
+      this.eng.unreachable(m, j, true);
       return m.drop(j, Drop.UdpNoSocket);
     }
     const data = Buffer.allocUnsafe(udp.payloadLen);
     m.dev.buf.copy(data, 0, udp.payloadOff, udp.payloadOff + udp.payloadLen);
     if (!sock.enqueue(data, src, udp.srcPort)) return m.drop(j, Drop.UdpSocketQueueFull);
-    sock.heardFrom(src, udp.srcPort, link, b, m.srcMac[j]!, m.bcast[j] ? 0 : dst);
+    sock.heardFrom(src, udp.srcPort, link, b, m.srcMac[j]!, dst);
     m.free(j);
+  }
+
+  /**
+   * A broadcast or multicast datagram (payload `buf[off, off+len)`) to every socket of the VS on
+   * `port` that hears it: bound to the wildcard address (or to `dst` itself), and connected, if
+   * at all, to its sender. Returns how many took it; -1 when some heard it but none had room
+   * (each one without room counts a drop).
+   */
+  deliverAll(link: Link, src: IpAddr, sport: number, dst: IpAddr, port: number, buf: Uint8Array, off: number, len: number,
+    mac: Uint8Array | null, macOff: number): number {
+    const list = udpPorts(link.vs).get(port);
+    if (!list) return 0;
+    let took = 0;
+    let full = 0;
+    for (const s of list) {
+      const peer = s.connected;
+      if (peer && (peer.port !== sport || !addrEq(peer.addr, src))) continue;
+      const a = s.localAddr;
+      if (a === 0 || a === ANY6 ? !s.hears(dst) : !addrEq(a, dst)) continue;
+      const data = Buffer.allocUnsafe(len);
+      data.set(buf.subarray(off, off + len));
+      if (!s.enqueue(data, src, sport)) { full++; continue; }
+      took++;
+      if (mac) s.heardFrom(src, sport, link, mac, macOff, 0);
+    }
+    // Each socket without room is a drop; when none took it, the caller counts the last one with the frame.
+    for (let i = took ? 0 : 1; i < full; i++) link.drop(Drop.UdpSocketQueueFull);
+    return took ? took : full ? -1 : 0;
   }
 
   /**
@@ -124,10 +185,16 @@ export class UdpLayer implements UdpHost {
       link.drop(d);
       return true;
     }
+    if (bcast) {
+      const n = this.deliverAll(link, src, udp.srcPort, dst, udp.dstPort, dg, udp.payloadOff, udp.payloadLen, peerMac, 0);
+      if (n === 0) link.drop(Drop.UdpNoSocket);
+      else if (n < 0) link.drop(Drop.UdpSocketQueueFull);
+      return true; // never a port unreachable for a broadcast
+    }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
       // Shards: another shard may have a socket on the port: the datagram is handed to it whole.
-      if (!bcast && this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return true;
+      if (this.eng.steerPort(link.vs, IPPROTO_UDP, udp.dstPort)) return true;
       link.drop(Drop.UdpNoSocket);
       return false;
     }
@@ -135,24 +202,45 @@ export class UdpLayer implements UdpHost {
       link.drop(Drop.UdpSocketQueueFull);
       return true;
     }
-    sock.heardFrom(src, udp.srcPort, link, peerMac, 0, bcast ? 0 : dst);
+    sock.heardFrom(src, udp.srcPort, link, peerMac, 0, dst);
     return true;
   }
 
-  /** The socket for a datagram to dst:port from src:sport (a connected socket only hears its peer). */
+  /**
+   * The socket for a unicast datagram to dst:port from src:sport, chosen as Linux's lookup scores
+   * sockets (compute_score): a connected socket hears only its peer and ranks first, then one
+   * bound to `dst` itself, then the wildcard ones (for IPv4, a udp4 socket before a dual-stack
+   * udp6 one). Of equal rank the last bound wins: Linux puts a new socket at the head of the
+   * port's chain, so with SO_REUSEADDR the newest socket takes the port's unicast datagrams.
+   */
   find(vs: VirtualServer, port: number, dst: IpAddr, src: IpAddr = 0, sport = 0): UdpSocket | null {
     const list = udpPorts(vs).get(port);
     if (!list) return null;
-    let any: UdpSocket | null = null;
+    if (list.length === 1) {
+      const s = list[0]!;
+      const peer = s.connected;
+      if (peer && (peer.port !== sport || !addrEq(peer.addr, src))) return null;
+      const a = s.localAddr;
+      return (a === 0 || a === ANY6 ? s.hears(dst) : addrEq(a, dst)) ? s : null;
+    }
+    let best: UdpSocket | null = null;
+    let bestScore = 0;
+    const v4 = typeof dst === 'number';
     for (let i = 0; i < list.length; i++) {
       const s = list[i]!;
+      let score = v4 && s.type === 'udp6' ? 1 : 2;
       const peer = s.connected;
-      if (peer && (peer.port !== sport || !addrEq(peer.addr, src))) continue;
+      if (peer) {
+        if (peer.port !== sport || !addrEq(peer.addr, src)) continue;
+        score += 8;
+      }
       const a = s.localAddr;
-      if (a === 0 || a === ANY6) { if (s.hears(dst)) any = s; }
-      else if (addrEq(a, dst)) return s;
+      if (a === 0 || a === ANY6) { if (!s.hears(dst)) continue; }
+      else if (addrEq(a, dst)) score += 4;
+      else continue;
+      if (score >= bestScore) { best = s; bestScore = score; }
     }
-    return any;
+    return best;
   }
 
   // ------------------------------------------------------------ UdpHost
@@ -162,20 +250,19 @@ export class UdpLayer implements UdpHost {
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
     const wildcard = addr === 0 || addr === ANY6;
     if (!wildcard && !vs.links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr)))) {
-      const text = addrToString(addr);
-      throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${text}:${port}`, { syscall: 'bind', address: text, port });
+      throw fail('EADDRNOTAVAIL', 'bind', `virtual server '${vs.name}' has no address ${addrToString(addr)}`, addr, port);
     }
     if (port === 0) {
       for (let tries = 0; tries < 16384; tries++) {
         const p = vs.ephemeral;
         vs.ephemeral = p >= 65535 ? 49152 : p + 1;
-        // Shards: an ephemeral port is one no other shard uses (replies reach the right one).
-        if (!this.conflict(vs, p, addr, sock.ipv6Only) && this.eng.ephemeralFree(vs, IPPROTO_UDP, p)) { port = p; break; }
+        // An ephemeral port is one no socket uses, whatever reuseAddr says. Shards: and one no
+        // other shard uses (replies reach the right one).
+        if (!udpPorts(vs).has(p) && this.eng.ephemeralFree(vs, IPPROTO_UDP, p)) { port = p; break; }
       }
-      if (port === 0) throw sockError('EADDRINUSE', 'bind EADDRINUSE: no ephemeral port left', { syscall: 'bind' });
-    } else if (this.conflict(vs, port, addr, sock.ipv6Only)) {
-      const text = addrToString(addr);
-      throw sockError('EADDRINUSE', `bind EADDRINUSE ${text}:${port}`, { syscall: 'bind', address: text, port, errno: -98 });
+      if (port === 0) throw fail('EADDRINUSE', 'bind', `no ephemeral port left in virtual server '${vs.name}'`, addr, 0);
+    } else if (this.conflict(vs, port, addr, sock)) {
+      throw fail('EADDRINUSE', 'bind', `port ${port} is in use in virtual server '${vs.name}'${sock.reuseAddr ? ' by a socket without reuseAddr' : ''}`, addr, port);
     }
     const list = udpPorts(vs).get(port) ?? [];
     list.push(sock);
@@ -184,10 +271,14 @@ export class UdpLayer implements UdpHost {
     return port;
   }
 
-  private conflict(vs: VirtualServer, port: number, addr: IpAddr, v6Only: boolean): boolean {
+  /**
+   * Whether binding `sock` to addr:port collides with a socket there (Linux udp_lib_lport_inuse):
+   * overlapping local addresses, unless both sockets set SO_REUSEADDR.
+   */
+  private conflict(vs: VirtualServer, port: number, addr: IpAddr, sock: UdpSocket): boolean {
     const list = udpPorts(vs).get(port);
     if (!list) return false;
-    return list.some((s) => localOverlap(s.localAddr, s.ipv6Only, addr, v6Only));
+    return list.some((s) => !(s.reuseAddr && sock.reuseAddr) && localOverlap(s.localAddr, s.ipv6Only, addr, sock.ipv6Only));
   }
 
   udpUnbind(sock: UdpSocket): void {
@@ -200,15 +291,65 @@ export class UdpLayer implements UdpHost {
     else udpPorts(vs).delete(sock.localPort);
   }
 
+  /**
+   * Whether `addr` is a broadcast address for `vs`: the limited broadcast, or the directed
+   * broadcast of one of its subnets (Linux: a 'broadcast' route in the local table, whichever
+   * interface it is on). A directed broadcast of a subnet the VS is not on is routed as unicast.
+   */
+  private isBroadcast(vs: VirtualServer, addr: IpAddr): boolean {
+    if (typeof addr !== 'number') return false;
+    if (addr === BROADCAST) return true;
+    const links = vs.links;
+    for (let i = 0; i < links.length; i++) if (this.eng.out.isBroadcast(links[i]!, addr)) return true;
+    return false;
+  }
+
+  /**
+   * The link a socket bound to the IPv4 address `src` sends a limited broadcast through: the one
+   * that has `src` (Linux routes 255.255.255.255 from a local source out of that source's device).
+   */
+  private broadcastLink(vs: VirtualServer, src: IpAddr): Link | null {
+    return typeof src === 'number' && src !== 0 ? this.eng.out.ownLink(vs, src) : null;
+  }
+
+  /** connect(): what Linux's ip4/ip6_datagram_connect check; returns the source address the route gives. */
+  udpConnect(sock: UdpSocket, port: number, addr: IpAddr, zone: string): IpAddr {
+    const vs = this.eng.vsOf(sock);
+    if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
+    checkDestination(addr, true, 'connect', port);
+    if (typeof addr === 'number' && sock.ipv6Only) throw fail('ENETUNREACH', 'connect', 'the socket is IPv6-only', addr, port);
+    let src: IpAddr = sock.localAddr;
+    if (src === ANY6 || (src !== 0 && typeof src !== typeof addr)) src = 0;
+    if (this.eng.out.ownLink(vs, addr)) return src !== 0 ? src : addr;
+    const bcast = this.isBroadcast(vs, addr);
+    let via: Link | null = null;
+    if (bcast && addr === BROADCAST) via = this.broadcastLink(vs, src);
+    else if (zone || (isIp6(addr) && isLinkLocal6(addr))) {
+      via = zone ? vs.link(zone) ?? null : null;
+      if (!via) throw fail('EINVAL', 'connect', zone ? `virtual server '${vs.name}' has no link '${zone}'` : 'a link-local address needs its link (%link)', addr, port);
+    }
+    if (via) {
+      if (src === 0) src = this.eng.out.sourceFor(via, addr);
+    } else {
+      const r = vs.rules.select(src, sock.mark, vs.tables, addr);
+      if (!r) throw fail('ENETUNREACH', 'connect', `no route to ${addrToString(addr)} in virtual server '${vs.name}'`, addr, port);
+      if (src === 0) src = this.eng.out.routeSource(vs, vs.links[r.link]!, r.src, r.gateway !== 0 ? r.gateway : addr, addr);
+    }
+    // Linux: "connect to a broadcast address without SO_BROADCAST" is EACCES (ip4_datagram_connect).
+    if (bcast && !sock.broadcast) throw fail('EACCES', 'connect', 'connecting to a broadcast address needs setBroadcast', addr, port);
+    return src;
+  }
+
   udpSend(sock: UdpSocket, data: Uint8Array, port: number, addr: IpAddr, zone: string): void {
     this.eng.time(); // an application call: the neighbor cache's timers start from the current time
     const vs = this.eng.vsOf(sock);
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
     checkDestination(addr, true, 'send', port);
     if (typeof addr === 'number' && sock.type === 'udp6' && sock.ipv6Only) {
-      throw sockError('ENETUNREACH', `send ENETUNREACH ${addrToString(addr)}:${port}: the socket is IPv6-only`, { syscall: 'send', port });
+      throw fail('ENETUNREACH', 'send', 'the socket is IPv6-only', addr, port);
     }
-    if (data.length > 65507) throw sockError('EMSGSIZE', `send EMSGSIZE: ${data.length} bytes`, { syscall: 'send' });
+    const max = typeof addr === 'number' ? MAX_PAYLOAD4 : MAX_PAYLOAD6;
+    if (data.length > max) throw fail('EMSGSIZE', 'send', `${data.length} bytes exceed the largest UDP datagram, ${max} bytes`, addr, port);
     let src: IpAddr = sock.localAddr;
     if (src === ANY6 || (src !== 0 && typeof src !== typeof addr)) src = 0; // chosen for the destination's family
     // Local delivery inside the VS (to one of its own addresses).
@@ -226,20 +367,24 @@ export class UdpLayer implements UdpHost {
       }
     }
     // A reply to a peer heard from lately goes back the way its datagram came (traffic reflection):
-    // through that link, to that MAC, from the address it was sent to.
+    // through that link, to that MAC, from the address it was sent to. Such a reply goes to one
+    // MAC, so the broadcast check below is only for the other paths.
     const rp = sock.returnPath(addr, port);
     let via: Link | null = null;
     let viaMac: Uint8Array | null = null;
+    let bcast = false;
     if (rp && vs.links[rp.link.index] === rp.link) {
       via = rp.link;
       viaMac = rp.mac;
       if (src === 0) src = rp.local !== 0 ? rp.local : this.eng.out.sourceFor(via, addr);
+    } else if ((bcast = this.isBroadcast(vs, addr)) && addr === BROADCAST && (via = this.broadcastLink(vs, src)) !== null) {
+      // Limited broadcast from a socket bound to one address: out of that address's link, to the
+      // Ethernet broadcast (the output path gives ff:ff:ff:ff:ff:ff for a broadcast destination).
     } else if (zone || (isIp6(addr) && isLinkLocal6(addr))) {
       // A link-local destination needs its link (fe80::1%link), as with any socket API.
       via = zone ? vs.link(zone) ?? null : null;
       if (!via) {
-        throw sockError('EINVAL', `send EINVAL ${addrToString(addr)}${zone ? `%${zone}` : ''}:${port}: ${zone ? `virtual server '${vs.name}' has no link '${zone}'` : 'a link-local address needs its link (%link)'}`,
-          { syscall: 'send', address: addrToString(addr), port });
+        throw fail('EINVAL', 'send', zone ? `virtual server '${vs.name}' has no link '${zone}'` : 'a link-local address needs its link (%link)', addr, port);
       }
       if (src === 0) src = this.eng.out.sourceFor(via, addr);
     }
@@ -247,29 +392,37 @@ export class UdpLayer implements UdpHost {
     const len = UDP_HLEN + data.length;
     const sp = sock.localPort;
     if (src === 0) {
+      // Routed, the limited broadcast too: out of the link of the route that covers
+      // 255.255.255.255 (the default route, normally), as Linux; no route is ENETUNREACH.
       const r = vs.rules.select(0, sock.mark, vs.tables, addr);
       if (!r) {
         vs.own.drop(typeof addr === 'number' ? Drop.Ipv4NoRoute : Drop.Ipv6NoRoute);
-        throw sockError('ENETUNREACH', `send ENETUNREACH ${addrToString(addr)}:${port}`, { syscall: 'send', address: addrToString(addr), port });
+        throw fail('ENETUNREACH', 'send', `no route to ${addrToString(addr)} in virtual server '${vs.name}'`, addr, port);
       }
       const link = vs.links[r.link]!;
       src = this.eng.out.routeSource(vs, link, r.src, r.gateway !== 0 ? r.gateway : addr, addr);
       if (src === 0) {
-        throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`,
-          { syscall: 'send', port });
+        throw fail('EADDRNOTAVAIL', 'send', `virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`, addr, port);
       }
     }
     if (typeof src !== 'number' && this.eng.out.ownLink(vs, src) === null) {
       // Bound to an IPv6 address still tentative or found duplicate: never a source (RFC 4862 5.4).
-      throw sockError('EADDRNOTAVAIL', `send EADDRNOTAVAIL: address ${addrToString(src)} is not usable yet (tentative or duplicate)`,
-        { syscall: 'send', address: addrToString(src), port });
+      throw fail('EADDRNOTAVAIL', 'send', `address ${addrToString(src)} is not usable yet (tentative or duplicate)`, addr, port);
     }
+    // Linux udp_sendmsg: a broadcast route without SO_BROADCAST is EACCES (checked after routing).
+    if (bcast && !sock.broadcast) throw fail('EACCES', 'send', 'sending to a broadcast address needs setBroadcast', addr, port);
     hdr[0] = sp >>> 8; hdr[1] = sp & 0xff; hdr[2] = port >>> 8; hdr[3] = port & 0xff;
     hdr[4] = len >>> 8; hdr[5] = len & 0xff; hdr[6] = 0; hdr[7] = 0;
     let c = fold(sum16(data, 0, data.length, sum16(hdr, 0, 8, pseudoSum(src, addr, IPPROTO_UDP, len))));
     if (c === 0) c = 0xffff;
     hdr[6] = c >>> 8; hdr[7] = c & 0xff;
-    this.eng.out.emit(vs, via, viaMac, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark);
+    this.eng.out.emit(vs, via, viaMac, src, addr, IPPROTO_UDP, 0, hdr, 8, data, 0, data.length, false, sock.mark, sock.ttl);
+    // A broadcast also reaches the VS's own sockets on that port, as Linux loops broadcasts back
+    // to the host (ip_mc_output): every socket bound to the wildcard address there gets a copy.
+    if (bcast) {
+      const own = via ?? vs.links[vs.rules.select(src, sock.mark, vs.tables, addr)?.link ?? -1];
+      if (own) this.deliverAll(own, src, sp, addr, port, data, 0, data.length, null, 0);
+    }
   }
 
   udpReady(sock: UdpSocket): void {
