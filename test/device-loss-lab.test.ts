@@ -31,7 +31,7 @@ async function until(cond: () => boolean, ms: number): Promise<boolean> {
   return cond();
 }
 
-interface DevRow { device: string; state: string; losses: number; driverDrops: Record<string, number> }
+interface DevRow { device: string; state: string; losses: number; driverDrops: { total: number; reasons: Record<string, number> } }
 const devRow = () => (stack.show('counters') as { devices: DevRow[] }).devices[0]!;
 const linkStates = () => (stack.show('links') as { state: string }[]).map((l) => l.state);
 
@@ -85,8 +85,8 @@ if (privileged) {
     const s = stack.vs('a').createSocket('udp4');
     s.bind(0);
     await new Promise<void>((resolve) => s.send(Buffer.from('x'), 9, '10.1.1.2', () => resolve()));
-    await until(() => (devRow().driverDrops.device_lost ?? 0) > 0, 3000);
-    assert.ok((devRow().driverDrops.device_lost ?? 0) > 0, JSON.stringify(devRow().driverDrops));
+    await until(() => (devRow().driverDrops.reasons.device_lost ?? 0) > 0, 3000);
+    assert.ok((devRow().driverDrops.reasons.device_lost ?? 0) > 0, JSON.stringify(devRow().driverDrops));
     s.close();
     stack.engine.devices[0]!.pool.check();
   });

@@ -74,8 +74,8 @@ const ARP_BURST = 50;
 let lab: Lab;
 let stack: Stack;
 
-interface DevRow { driverDrops: Record<string, number> }
-const driverDrops = () => (stack.show('counters') as { devices: DevRow[] }).devices[0]!.driverDrops;
+interface DevRow { driverDrops: { total: number; reasons: Record<string, number> } }
+const driverDrops = () => (stack.show('counters') as { devices: DevRow[] }).devices[0]!.driverDrops.reasons;
 /** SYNs the stack saw on the echo listener: SYN-queue entries now plus SYN cookies sent. */
 function synsSeen(): number {
   const rows = stack.show('limits') as { scope: string; limit: string; used: number; hits: number }[];
