@@ -22,7 +22,16 @@ export interface Command {
 export interface CliContext {
   out(line: string): void;
   err(line: string): void;
+  /** The raw standard output, for commands that write bytes there (`trace --out -`). */
+  stdout?: NodeJS.WritableStream;
 }
+
+/**
+ * What a closed standard output (the reader went away: EPIPE) does: by default the process exits
+ * quietly (stack/cli/cli.ts); a command that must finish cleanly first (a streamed trace stops the
+ * stack's trace and reports its counts) sets `onStdoutClosed` while it runs.
+ */
+export const closedPipe: { onStdoutClosed: (() => void) | null } = { onStdoutClosed: null };
 
 // ---------------------------------------------------------------------------------------------
 // Option parsing
