@@ -124,6 +124,9 @@ export class EchoLayer {
       throw sockError('EMSGSIZE', `ping EMSGSIZE: ${data.length} bytes of data do not fit one ${v4 ? 'IPv4' : 'IPv6'} datagram`, { syscall: 'sendto' });
     }
     const out = this.eng.out;
+    if (v4 && vs.links.some((l) => out.isBroadcast(l, dst as number))) {
+      throw sockError('EINVAL', `ping ${addrToString(dst)}: a subnet broadcast address; a ping from a virtual server goes to one unicast host`, { syscall: 'sendto', address: addrToString(dst) });
+    }
     let via: Link | null = null;
     let src: IpAddr = 0;
     if (zone || (!v4 && isLinkLocal6(dst as Ip6))) {

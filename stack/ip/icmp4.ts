@@ -28,6 +28,8 @@ export interface Icmp4Host {
   readonly out: IpOutput;
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
+  /** Looped-back frames (a VS sending to its own address) are being received. */
+  readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
 }
 
@@ -79,7 +81,9 @@ export class Icmp4 {
       linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV4);
       // Cannot happen for an unfragmented request that fit the link; be safe.
       if (20 + len > link.mtu) return m.drop(j, Drop.Ipv4BadTotalLength);
-      this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      // A VS pinging its own address: the reply loops back too.
+      if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
       return;
     }
     if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {

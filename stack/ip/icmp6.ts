@@ -38,6 +38,8 @@ export interface Icmp6Host {
   readonly udp: UdpLayer;
   readonly ndp: Ndp;
   readonly vsById: ReadonlyMap<number, VirtualServer>;
+  /** Looped-back frames (a VS sending to its own address) are being received. */
+  readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
 }
 
@@ -129,7 +131,9 @@ export class Icmp6 {
     writeIp6Header(b, l3, dst, src, IPPROTO_ICMPV6, len, HOP_LIMIT, flow, m.tos[j]!);
     const ethStart = l3 - link.ethLen;
     linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV6);
-    this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+    // A VS pinging its own address: the reply loops back too.
+    if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+    else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
   }
 
   /** A reassembled ICMPv6 message: a large echo request is answered, a large echo reply goes to its ping (hop limit unknown: -1). */
