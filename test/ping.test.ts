@@ -19,6 +19,7 @@ import { createStack } from '../stack/stack';
 import { ControlServer } from '../stack/control/control';
 import type { StackConfig } from '../stack/control/config';
 import { cliAt } from './lib/control';
+import { spawn } from 'node:child_process';
 
 function ping(w: World, target: string, opts: ConstructorParameters<typeof PingSession>[3], vsIndex = 0): { s: PingSession; replies: PingReply[]; errors: string[]; done: () => PingSummary | null } {
   const replies: PingReply[] = [];
@@ -232,6 +233,19 @@ test('xdpstack ping over the control socket: ping\'s lines, exit 0 with replies,
     r = await cliAt(sock, ['ping', '--vs', 'nope', '10.1.1.2', '--count', '1']);
     assert.is(r.code, 1);
     assert.match(r.err, /no virtual server 'nope'/);
+    // Without --count it runs until Ctrl-C, then prints the summary of what it did (exit 0: replies came).
+    const bin = path.join(__dirname, '..', '..', 'bin', 'xdpstack.js');
+    const child = spawn(process.execPath, [bin, 'ping', '--vs', 'a', '10.1.1.2', '--interval', '0.05', '--socket', sock], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    for (let i = 0; i < 300 && (out.match(/bytes from/g) ?? []).length < 3; i++) await new Promise((res) => setTimeout(res, 20));
+    child.kill('SIGINT');
+    const code = await new Promise<number | null>((res) => child.on('close', res));
+    assert.is(code, 0, out);
+    const m = /(\d+) packets transmitted, (\d+) received, (\d+)% packet loss/.exec(out);
+    assert.ok(m, `the summary after Ctrl-C: ${out}`);
+    assert.ok(Number(m![2]) >= 3 && Number(m![1]) >= Number(m![2]), out);
     for (const [args, re] of [
       [['ping', '10.1.1.2'], /option --vs NAME is required/],
       [['ping', '--vs', 'a'], /expected an address to ping/],

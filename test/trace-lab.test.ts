@@ -1,7 +1,8 @@
 /**
  * Tracing a stack on AF_XDP in the lab. `xdpstack trace --out - --proto icmp | tshark -r -` while
  * a kernel peer pings the stack: tshark reads the echo requests and replies in order, each request
- * before its reply. Meanwhile `tcpdump -i DEVICE` on the stack's own device sees none of them: the
+ * before its reply. Meanwhile `tcpdump -i DEVICE` on the stack's own device sees none of them, nor
+ * the stack's own ping of the peer: the
  * XDP program redirects the frames for the stack to its AF_XDP socket before the kernel's packet
  * taps run, and what the stack sends (copy mode on veth) leaves without passing them either; tcpdump
  * sees only what the program passes to the kernel (an ARP request for an address the stack does not
@@ -98,13 +99,17 @@ ptest('xdpstack trace --out - | tshark -r - sees the peer\'s pings and the stack
   for (let i = 1; i < times.length; i++) assert.ok(times[i]! > times[i - 1]!, `frame ${i + 1} after frame ${i}`);
   assert.ok(Math.abs(times[0]! * 1000 - Date.now()) < 60_000, 'times are wall-clock times');
   assert.match(fs.readFileSync(errT, 'utf8'), /trace stopped: 6 frame\(s\) captured \(6 matched the filter of \d+ seen\)/);
+  // The stack pings the peer too: its own requests leave through AF_XDP.
+  const own = await stack.vs('a').ping('10.1.1.2', { count: 3, interval: 0.2 }).done;
+  assert.is(own.received, 3);
+  await sleep(200);
   td.kill('SIGINT');
   const t = await tdDone;
   const lines = t.out.trim().split('\n').filter((l) => l);
   assert.is(lines.filter((l) => /ICMP/.test(l)).length, 0, `tcpdump saw no ICMP of the stack: ${t.out}`);
   assert.is(lines.filter((l) => /who-has 10\.1\.1\.1 /.test(l) || /10\.1\.1\.1 is-at/.test(l)).length, 0, 'nor its ARP exchange');
   assert.ok(lines.some((l) => /who-has 10\.1\.1\.50 /.test(l)), `but it sees what the program passes to the kernel: ${t.out}`);
-  console.log(`# tcpdump -i ${lab.stackDevice}: ${lines.length} frame(s), all ARP for 10.1.1.50; the trace: 3 requests, 3 replies`);
+  console.log(`# tcpdump -i ${lab.stackDevice}: ${lines.length} frame(s), all ARP for 10.1.1.50; the trace: 3 requests, 3 replies; the stack's own ping: 3 replies, unseen`);
 });
 
 test.run();

@@ -117,7 +117,7 @@ export function traceFilterOf(req: Request): TraceFilterSpec {
   return f;
 }
 
-/** Chunks of a streamed capture per write of the flush timer (ms). */
+/** A streamed capture's buffered records go to its reader at least this often (ms). */
 const STREAM_FLUSH_MS = 100;
 /** A streamed capture's reader this far behind (bytes queued on the connection) makes the trace drop frames. */
 const STREAM_MAX_QUEUED = 8 << 20;
@@ -140,8 +140,8 @@ export interface ControlTarget {
 }
 
 /**
- * The writer of a trace: the file `out`, or a stream to `sink` flushed every STREAM_FLUSH_MS
- * (`header` false: records only). Returns the writer and a function that ends the flushing.
+ * The writer of a trace: the file `out`, or a stream to `sink` (`header` false: records only).
+ * `started(done)` starts flushing a stream every STREAM_FLUSH_MS until `done` calls back.
  */
 export function traceWriter(o: { out?: string; sink?: (chunk: Uint8Array) => void; header?: boolean }): { writer: PcapWriter; started(done: (cb: () => void) => void): void } {
   if (o.sink) {
@@ -186,6 +186,8 @@ interface ConnState {
   readEnded: boolean;
   /** A streamed trace runs: the connection carries its bytes. */
   binary: boolean;
+  /** Answers to requests that came while a capture streamed, sent after it. */
+  deferred: Response[];
 }
 
 export class ControlServer {
@@ -225,7 +227,7 @@ export class ControlServer {
   private onConnection(c: net.Socket): void {
     this.conns.add(c);
     let buf = '';
-    const st: ConnState = { sessions: new Set(), pending: 0, readEnded: false, binary: false };
+    const st: ConnState = { sessions: new Set(), pending: 0, readEnded: false, binary: false, deferred: [] };
     c.setEncoding('utf8');
     c.on('data', (chunk: string) => {
       if (st.readEnded) return;
@@ -272,8 +274,8 @@ export class ControlServer {
       return;
     }
     if (st.binary) {
-      // The connection carries a capture: no request can be answered in between.
-      this.send(c, { ok: false, error: `request '${req.cmd}': this connection streams a trace; use another connection` });
+      // The connection carries a capture: the answer waits until it ends (no line amid its bytes).
+      st.deferred.push({ ok: false, error: `request '${req.cmd}': this connection was streaming a trace; send requests on another connection` });
       return;
     }
     const done = () => { st.pending--; this.maybeEnd(c, st); };
@@ -336,6 +338,7 @@ export class ControlServer {
       if (stream && !c.destroyed && c.writable) c.write(Buffer.alloc(4)); // end of the capture
       st.binary = false;
       this.send(c, { ok: true, event: 'done', frames, data: counts });
+      for (const r of st.deferred.splice(0)) this.send(c, r);
       this.maybeEnd(c, st);
     });
     if (c.destroyed || st.readEnded) t.stop();

@@ -294,7 +294,7 @@ function checkLine(line: string): void {
   const c = new FakeConn();
   const trimmed = line.trim();
   if (!trimmed) return;
-  const st = { sessions: new Set(), pending: 0, readEnded: false, binary: false };
+  const st = { sessions: new Set(), pending: 0, readEnded: false, binary: false, deferred: [] };
   (h.server as unknown as { handleLine(c: FakeConn, l: string, st: unknown): void }).handleLine(c, trimmed, st);
   expect(c.out.length === 1, `${c.out.length} answers to one line`);
   let r: { ok?: unknown; error?: unknown };
