@@ -174,7 +174,8 @@ export class PingSession {
       this.started(seq, now);
     } catch (e) {
       this.errors++;
-      this.events.onError?.(seq, (e as Error).message);
+      const msg = (e as Error).message;
+      this.tell(() => this.events.onError?.(seq, msg));
     }
     this.schedule(now);
   }
@@ -201,7 +202,8 @@ export class PingSession {
     let full = seq;
     const last = this.transmitted + this.errors;
     while (full + 65536 <= last) full += 65536;
-    this.events.onReply?.({ seq: full, from: addrToString(from), bytes, ttl: ttl >= 0 ? ttl : null, rttMs: Math.round(rttUs) / 1000, dup });
+    const r: PingReply = { seq: full, from: addrToString(from), bytes, ttl: ttl >= 0 ? ttl : null, rttMs: Math.round(rttUs) / 1000, dup };
+    this.tell(() => this.events.onReply?.(r));
     if (!dup && this.outstanding === 0 && this.transmitted + this.errors >= this.opts.count) this.finish(now);
   }
 
@@ -220,8 +222,21 @@ export class PingSession {
       timeMs: Math.round((now - this.t0) / 1000),
       rtt: n ? { min: r3(this.min), avg: r3(avg), max: r3(this.max), mdev: r3(Math.sqrt(Math.max(0, this.sum2 / n - avg * avg))) } : null,
     };
-    this.events.onDone?.(s);
+    this.tell(() => this.events.onDone?.(s));
     this.resolve(s);
+  }
+
+  /**
+   * Runs an application callback: it runs inside the engine (a reply's input, a timer), so what it
+   * throws goes where a socket callback's exception goes (Engine.onCallbackError), not into the
+   * receive path.
+   */
+  private tell(fn: () => void): void {
+    try {
+      fn();
+    } catch (e) {
+      this.engine.onCallbackError(e);
+    }
   }
 }
 

@@ -17,6 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { createStack } from '../stack/stack';
 import { ControlServer } from '../stack/control/control';
+import { ShardedStack } from '../stack/shard/threads';
 import type { StackConfig } from '../stack/control/config';
 import { cliAt } from './lib/control';
 import { spawn } from 'node:child_process';
@@ -160,6 +161,19 @@ test('errors: no route, no IPv6 address, bad targets and options are clear error
   assert.is(e.echo.size, 0, 'no echo socket left open by a refused ping');
 });
 
+test('an exception thrown by an event handler goes to onCallbackError (as a socket callback\'s); the ping goes on', async () => {
+  const caught: unknown[] = [];
+  const w = twoHosts({ engine: { onCallbackError: (e) => caught.push(e) } });
+  let done: PingSummary | null = null;
+  new PingSession(w.b.engine, w.b.vs[0]!, '10.1.1.1', { count: 2, interval: 0.1 }, {
+    onReply: () => { throw new Error('handler bug'); }, onDone: (x) => { done = x; },
+  });
+  assert.ok(await w.run(() => done !== null, 2_000_000));
+  assert.is(done!.received, 2);
+  assert.equal(caught.map((e) => (e as Error).message), ['handler bug', 'handler bug']);
+  assert.is(w.b.engine.internalErrors, 0, 'not an internal error of the stack');
+});
+
 test('pinging the VS\'s own address loops back inside it', async () => {
   const w = twoHosts();
   const p = ping(w, '10.1.1.2', { count: 2, interval: 0.1 });
@@ -194,6 +208,33 @@ test('shards: each shard pings with identifiers of its share; a reply on another
   // came through the ring between the shards.
   const forwarded = w.group.stacks.map((s) => s.engine.steer!.counters.forwarded.reduce((a, b) => a + b, 0));
   assert.ok(forwarded.some((n) => n >= 3), `replies handed over: ${forwarded.join(', ')}`);
+});
+
+test('a stack of shards (worker threads) pings through shard 0: the library call and the control socket', async () => {
+  const s = await ShardedStack.start({
+    name: 'pshard', engine: { dadTransmits: 0 }, devices: [{ name: 'm0', driver: 'memory', mac: '02:00:00:00:00:01' }],
+    virtualServers: [{ name: 'a', links: [{ device: 'm0', vlan: 10, addresses: ['10.1.1.1/24', 'fd00::1/64'] }] }],
+  } as StackConfig, { shards: 2, log: () => {} });
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-ping-shards-'));
+  const sock = path.join(dir, 's.sock');
+  const server = await ControlServer.listen(s, sock);
+  try {
+    // Memory devices in workers have no peer: the VS pings its own addresses (looped back in the shard).
+    const seen: number[] = [];
+    const sum = await s.ping('a', '10.1.1.1', { count: 3, interval: 0.05 }, { onReply: (r) => seen.push(r.seq) });
+    assert.equal([sum.transmitted, sum.received, sum.source], [3, 3, '10.1.1.1']);
+    assert.equal(seen, [1, 2, 3]);
+    const r = await cliAt(sock, ['ping', '--vs', 'a', 'fd00::1', '--count', '2', '--interval', '0.05']);
+    assert.is(r.code, 0, r.err);
+    assert.match(r.out, /2 packets transmitted, 2 received, 0% packet loss/);
+    const bad = await cliAt(sock, ['ping', '--vs', 'nope', '10.1.1.1', '--count', '1']);
+    assert.is(bad.code, 1);
+    assert.match(bad.err, /no virtual server 'nope'/);
+  } finally {
+    await server.close();
+    await s.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('xdpstack ping over the control socket: ping\'s lines, exit 0 with replies, 1 without, 2 for bad arguments', async () => {

@@ -167,6 +167,7 @@ function stackTarget(stack: Stack): ControlTarget {
     name: stack.name,
     request: (req) => handleRequest(stack, req),
     startTrace: async ({ out, stream, vs, count, filter }) => {
+      if (!stream && !out) throw new Error(`trace: give 'out' (a file) or a stream`);
       if (vs !== undefined) stack.engine.vs(vs); // throws a clear error for an unknown VS
       const f = TraceFilter.parse(filter);
       const { writer, started } = traceWriter({ out, sink: stream ? (c) => stream.write(c) : undefined });

@@ -33,7 +33,6 @@ export type EchoListener = (from: IpAddr, seq: number, bytes: number, ttl: numbe
 export interface EchoHost {
   readonly out: IpOutput;
   readonly steer: Steering | null;
-  readonly vsById: ReadonlyMap<number, VirtualServer>;
 }
 
 /** Largest echo data: an IPv4 datagram of 65535 bytes less the IPv4 and ICMP headers (as ping -s). */

@@ -266,6 +266,7 @@ export class ShardedStack implements ControlTarget {
    * (each shard keeps them by number); one that a shard refuses starts in none.
    */
   async startTrace(o: TraceRequest): Promise<TraceLike> {
+    if (!o.stream && !o.out) throw new Error(`trace: give 'out' (a file) or a stream`);
     const trace = this.nextTraceId++;
     const filter = TraceFilter.parse(o.filter); // a clear error before any shard is asked
     const limit = o.count && o.count > 0 ? o.count : Infinity;
