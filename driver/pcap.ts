@@ -222,11 +222,19 @@ export interface PcapWriterOptions {
   snapLen?: number;
   /** Bytes buffered before a write to the file. Default 64 KiB. */
   bufferSize?: number;
+  /**
+   * A stream instead of a file: each flushed chunk (a copy the callee may keep) is passed here
+   * in order; the first one starts with the global header (unless `header` is false).
+   */
+  sink?: (chunk: Uint8Array) => void;
+  /** Write the 24-byte global header. Default true (false: records only, to be joined to a capture made elsewhere). */
+  header?: boolean;
 }
 
 /**
- * Writes classic little-endian microsecond pcap with link type Ethernet, to a file (`path`) or to
- * memory (no path; read the result with `toBuffer()`). Writes are buffered; `close()` flushes.
+ * Writes classic little-endian microsecond pcap with link type Ethernet, to a file (`path`), to a
+ * stream (`sink`), or to memory (neither; read the result with `toBuffer()`). Writes are buffered;
+ * `flush()` and `close()` push them out.
  */
 export class PcapWriter {
   readonly path: string | undefined;
@@ -238,6 +246,7 @@ export class PcapWriter {
   private dv: DataView;
   private pos = 0;
   private readonly chunks: Uint8Array[] = [];
+  private readonly sink: ((chunk: Uint8Array) => void) | undefined;
   private closed = false;
 
   constructor(path?: string, opts: PcapWriterOptions = {}) {
@@ -246,7 +255,10 @@ export class PcapWriter {
     const size = Math.max(opts.bufferSize ?? 65536, 64);
     this.buf = new Uint8Array(size);
     this.dv = new DataView(this.buf.buffer);
+    if (path !== undefined && opts.sink) throw new Error('PcapWriter: a file path or a sink, not both');
+    this.sink = opts.sink;
     if (path !== undefined) this.fd = fs.openSync(path, 'w');
+    if (opts.header === false) return;
     const h = this.reserve(24);
     this.dv.setUint32(h, PCAP_MAGIC_US, true);
     this.dv.setUint16(h + 4, 2, true);
@@ -327,7 +339,9 @@ export class PcapWriter {
   }
 
   private emit(b: Uint8Array, isBuffer: boolean): void {
-    if (this.fd >= 0) {
+    if (this.sink) {
+      this.sink(isBuffer ? b.slice() : b);
+    } else if (this.fd >= 0) {
       let done = 0;
       while (done < b.length) done += fs.writeSync(this.fd, b, done, b.length - done);
     } else {

@@ -112,6 +112,8 @@ export const enum Drop {
   ShardRingFull, // a frame for a flow of another shard: that shard's ring was full
   ShardNotForwardable, // a datagram for another shard that cannot be handed over (its VS or link gone there, or too long)
   ShardFlowTaken, // a segment that would open a connection whose flow slot a shard without its listener holds (or a third shard took meanwhile)
+  // Ping (echo sockets)
+  IcmpEchoNoSocket, // an ICMP or ICMPv6 Echo Reply whose identifier no ping of its VS waits for
   Count,
 }
 
@@ -144,6 +146,7 @@ export const DROP_NAMES: readonly string[] = [
   'ndp-bad-hop-limit', 'ndp-invalid', 'mld-invalid',
   'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full', 'ndp-no-entry',
   'shard-ring-full', 'shard-not-forwardable', 'shard-flow-taken',
+  'icmp-echo-no-socket',
 ];
 
 export function dropName(d: Drop): string {

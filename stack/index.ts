@@ -68,3 +68,7 @@ export type {
 } from './api/dgram';
 export { Socket, Server, createServer, connect } from './api/net';
 export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';
+export { TraceFilter, TraceFilterError, TRACE_PROTOS } from './trace';
+export type { TraceFilterSpec, TraceCounts, TraceSink } from './trace';
+export { PingSession } from './ping';
+export type { PingOptions, PingEvents, PingStart, PingReply, PingSummary } from './ping';

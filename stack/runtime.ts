@@ -27,6 +27,14 @@ export function monotonicUs(): number {
   return Math.floor((performance.now() - t0) * 1000);
 }
 
+/**
+ * Add to `monotonicUs()` for µs since the epoch. From the process's time origin, which every worker
+ * thread shares (performance.now() counts from it in each): shards stamp their traces alike.
+ */
+export function epochOffsetUs(): number {
+  return Math.round((performance.timeOrigin + t0) * 1000);
+}
+
 /** Atomics.waitAsync (Node ≥ 16; not in the ES2022 typings). */
 const waitAsync = (Atomics as unknown as { waitAsync(a: Int32Array, i: number, v: number): { async: boolean; value: Promise<string> | string } }).waitAsync;
 

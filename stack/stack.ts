@@ -13,13 +13,15 @@
  * a pcap file on request (control socket `trace`). With no trace active, a tap costs one length
  * test per burst.
  */
-import type { Burst, Driver, DriverStats } from '../driver/types';
+import type { Driver } from '../driver/types';
 import { macToString, parseMac } from '../driver/types';
 import * as fs from 'node:fs';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
 import { DeviceSpec, Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
-import { Runtime, monotonicUs } from './runtime';
+import { Runtime, epochOffsetUs, monotonicUs } from './runtime';
+import { TapDriver, Trace, TraceFilter } from './trace';
+import { PingEvents, PingOptions, PingSession } from './ping';
 import { RemoteInfo, SocketOptions, UdpSocket, UdpType } from './api/dgram';
 import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './api/net';
 import type { Link, VirtualServer } from './vs';
@@ -72,109 +74,7 @@ export interface ShowOptions {
   port?: number;
 }
 
-// ---------------------------------------------------------------------------------------------
-// Taps (trace)
-
-/** One active trace: which (device, VLAN) pairs it mirrors and where to. */
-export class Trace {
-  frames = 0;
-  done = false;
-  private readonly listeners: ((frames: number) => void)[] = [];
-  constructor(
-    readonly writer: PcapWriter,
-    /** Per device index: VLAN ids to mirror (-1 = untagged), or null for all frames. */
-    readonly match: Map<number, Set<number> | null>,
-    readonly limit: number,
-    private readonly clockOffset: () => number,
-    private readonly detach: (t: Trace) => void,
-  ) {}
-
-  /** @internal */
-  record(dev: number, bytes: Uint8Array, off: number, len: number, now: number): void {
-    if (this.done) return;
-    const m = this.match.get(dev);
-    if (m === undefined) return;
-    if (m !== null) {
-      let vlan = -1;
-      if (len >= 18 && bytes[off + 12] === 0x81 && bytes[off + 13] === 0x00) vlan = ((bytes[off + 14]! & 0x0f) << 8) | bytes[off + 15]!;
-      if (!m.has(vlan)) return;
-    }
-    this.writer.write(bytes, off, len, now + this.clockOffset());
-    this.frames++;
-    if (this.frames >= this.limit) this.stop();
-  }
-
-  onDone(cb: (frames: number) => void): void {
-    if (this.done) cb(this.frames);
-    else this.listeners.push(cb);
-  }
-
-  /** Stops mirroring and closes the file. */
-  stop(): void {
-    if (this.done) return;
-    this.done = true;
-    this.detach(this);
-    this.writer.close();
-    for (const l of this.listeners) l(this.frames);
-  }
-}
-
-/** A transparent driver wrapper feeding the active traces. */
-export class TapDriver implements Driver {
-  readonly kind: string;
-  traces: Trace[] = [];
-  /**
-   * Real time with a driver that cannot signal readiness (memory): poll it every `pollUs`
-   * even when the engine's next timer is far away. 0 = off (virtual time, AF_XDP).
-   */
-  pollUs = 0;
-  private lastNow = 0;
-
-  constructor(readonly inner: Driver, readonly dev: number) {
-    this.kind = inner.kind;
-    if (inner.onReadable) this.onReadable = (cb) => inner.onReadable!(cb);
-  }
-
-  get name(): string { return this.inner.name; }
-  get pool() { return this.inner.pool; }
-  get mac(): Uint8Array { return this.inner.mac; }
-  get mtu(): number { return this.inner.mtu; }
-  onReadable?: (cb: () => void) => boolean;
-
-  rx(out: Burst, now: number): number {
-    const start = out.n;
-    const n = this.inner.rx(out, now);
-    if (n > 0 && this.traces.length) {
-      const ts = this.traces;
-      const bytes = this.inner.pool.bytes;
-      for (const t of ts) for (let i = start; i < start + n; i++) t.record(this.dev, bytes, out.off[i]!, out.len[i]!, now);
-    }
-    return n;
-  }
-
-  tx(b: Burst, now: number): number {
-    if (!this.traces.length) return this.inner.tx(b, now);
-    const k = this.inner.tx(b, now);
-    // The caller's burst is left as it is and accepted frames are not reused before the next
-    // allocation: the first k entries still describe intact bytes.
-    const bytes = this.inner.pool.bytes;
-    const ts = this.traces;
-    for (const t of ts) for (let i = 0; i < k; i++) t.record(this.dev, bytes, b.off[i]!, b.len[i]!, now);
-    return k;
-  }
-
-  service(now: number): void {
-    this.lastNow = now;
-    this.inner.service(now);
-  }
-
-  nextDeadline(): number {
-    const d = this.inner.nextDeadline();
-    return this.pollUs ? Math.min(d, this.lastNow + this.pollUs) : d;
-  }
-  stats(): DriverStats { return this.inner.stats(); }
-  close(): void { this.inner.close(); }
-}
+export { TapDriver, Trace, TraceFilter } from './trace';
 
 // ---------------------------------------------------------------------------------------------
 // Virtual server handle
@@ -274,6 +174,16 @@ export class VsHandle {
   /** A TCP server in this virtual server, like net.createServer([options][, connectionListener]). */
   createServer(opts?: ServerOptions | ((s: NetSocket) => void), listener?: (s: NetSocket) => void): NetServer {
     return netCreateServer(this.netContext, opts, listener);
+  }
+
+  /**
+   * Pings `target` (IPv4 or IPv6, `fe80::2%link`) from this virtual server, as `ip vrf exec VRF
+   * ping`: Echo Requests from the VS's address by its routing, every `interval` s, `count` of them
+   * (default: until `stop()`). Events report each reply; `done` resolves with the summary. Throws
+   * at once when the first request cannot be sent (no route, no source address, bad options).
+   */
+  ping(target: string, opts: PingOptions = {}, events: PingEvents = {}): PingSession {
+    return new PingSession(this.engine, this.raw, target, opts, events);
   }
 
   /** A TCP connection from this virtual server, like net.connect(options | port[, host][, connectListener]). */
@@ -475,9 +385,14 @@ export class Stack {
     if (this.closed) throw new Error('stack is closed');
     if (this.running) return;
     this.running = true;
-    this.clockOffset = Date.now() * 1000 - monotonicUs();
     this.engine.now = monotonicUs();
-    for (const t of this.taps) if (!t.onReadable) t.pollUs = 1000;
+    // Trace times: µs since the epoch on the monotonic clock (the same in every thread).
+    const offset = epochOffsetUs();
+    for (const t of this.taps) {
+      if (!t.onReadable) t.pollUs = 1000;
+      t.clock = monotonicUs;
+      t.epochOffset = offset;
+    }
     this.runtime.start();
     // An idle loop may not step for a long time: the housekeeping also runs on its own.
     this.housekeepingTimer = setInterval(() => this.housekeeping(monotonicUs()), LIMIT_CHECK_US / 1000);
@@ -544,13 +459,15 @@ export class Stack {
   /** Virtual time (pcap and memory devices): runs from `start` until nothing is due or `until`. */
   runVirtual(start = this.engine.now, until = Infinity): number {
     if (this.running) throw new Error('stack runs in real time; runVirtual() is for stacks that were not started');
-    this.clockOffset = 0;
-    for (const t of this.taps) t.pollUs = 0;
+    for (const t of this.taps) { t.pollUs = 0; t.clock = null; t.epochOffset = 0; }
     return this.runtime.runVirtual(start, until);
   }
 
-  /** Mirrors the frames of `vs`'s links (or of every device) into `writer`, up to `count` frames. */
-  trace(opts: { vs?: string; count?: number; writer: PcapWriter }): Trace {
+  /**
+   * Mirrors the frames of `vs`'s links (or of every device) that pass `filter` into `writer`, up to
+   * `count` frames. `full`: a streamed capture's reader is behind (frames are dropped, counted).
+   */
+  trace(opts: { vs?: string; count?: number; writer: PcapWriter; filter?: TraceFilter; full?: () => boolean }): Trace {
     const match = new Map<number, Set<number> | null>();
     if (opts.vs !== undefined) {
       const raw = this.engine.vs(opts.vs);
@@ -562,10 +479,10 @@ export class Stack {
     } else {
       this.taps.forEach((_, i) => match.set(i, null));
     }
-    const t = new Trace(opts.writer, match, opts.count && opts.count > 0 ? opts.count : Infinity, () => this.clockOffset, (x) => {
+    const t = new Trace(opts.writer, match, opts.count && opts.count > 0 ? opts.count : Infinity, opts.filter ?? TraceFilter.parse({}), (x) => {
       this.activeTraces.delete(x);
       for (const tap of this.taps) tap.traces = tap.traces.filter((y) => y !== x);
-    });
+    }, opts.full ?? null);
     this.activeTraces.add(t);
     for (const [dev] of match) { const tap = this.taps[dev]!; tap.traces = [...tap.traces, t]; }
     return t;

@@ -169,7 +169,9 @@ test('trace mirrors only the frames of the chosen VS into a pcap and stops after
   }
   const r = await p;
   assert.is(r.code, 0, r.err);
-  assert.match(r.out, /4 frame\(s\) written/);
+  // The stop message (stderr) gives the counts: 4 captured, of the frames of VS a it saw.
+  assert.match(r.err, /trace stopped: 4 frame\(s\) captured \(4 matched the filter of 4 seen\)/);
+  assert.is(r.out, '', 'nothing on standard output');
   const recs = readCapture(out);
   assert.is(recs.length, 4);
   for (const x of recs) assert.is(((x.data[14]! & 0xf) << 8) | x.data[15]!, 10, 'only VLAN 10 (VS a)');

@@ -22,6 +22,8 @@ export interface Command {
 export interface CliContext {
   out(line: string): void;
   err(line: string): void;
+  /** The raw standard output, for commands that write bytes there (`trace --out -`). */
+  stdout?: NodeJS.WritableStream;
 }
 
 /** A usage text listing a command table: the title, then each command with its summary. */
@@ -78,6 +80,12 @@ export function didYouMean(name: string, candidates: Iterable<string>, quote: (c
   const c = closest(name, candidates);
   return c === undefined ? '' : ` (did you mean '${quote(c)}'?)`;
 }
+/**
+ * What a closed standard output (the reader went away: EPIPE) does: by default the process exits
+ * quietly (stack/cli/cli.ts); a command that must finish cleanly first (a streamed trace stops the
+ * stack's trace and reports its counts) sets `onStdoutClosed` while it runs.
+ */
+export const closedPipe: { onStdoutClosed: (() => void) | null } = { onStdoutClosed: null };
 
 // ---------------------------------------------------------------------------------------------
 // Option parsing

@@ -9,7 +9,7 @@
  */
 import { addrToString, Cidr, Ip6, isIp6, maskAddr, parseCidr } from '../../protocols/ip/addr';
 import { STACK_COMMANDS } from './stack-commands';
-import { CliContext, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
+import { CliContext, closedPipe, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
 
 export { UsageError, parseOptions, editDistance, closest, didYouMean } from './args';
 export { loadServiceModule } from '../control/services';
@@ -241,6 +241,7 @@ export function usage(): string {
 const defaultCtx: CliContext = {
   out: (l) => process.stdout.write(l + '\n'),
   err: (l) => process.stderr.write(l + '\n'),
+  stdout: process.stdout,
 };
 
 /** Exit status of a process ended by SIGPIPE, as a shell reports it (128 + 13). */
@@ -257,6 +258,10 @@ export function exitQuietlyOnClosedPipe(): void {
   pipeHandlers = true;
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (e: NodeJS.ErrnoException) => {
+      if ((e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') && stream === process.stdout && closedPipe.onStdoutClosed) {
+        closedPipe.onStdoutClosed();
+        return;
+      }
       if (e.code === 'EPIPE' || e.code === 'ERR_STREAM_DESTROYED') process.exit(EXIT_EPIPE);
       // Any other output failure: nothing more can be printed where it went; say it once elsewhere.
       try { (stream === process.stdout ? process.stderr : process.stdout).write(`xdpstack: output error: ${e.code ?? e.message}\n`); } catch { /* both gone */ }

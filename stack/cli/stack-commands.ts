@@ -11,13 +11,14 @@
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]          CIDR of either family
  *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
  *   xdpstack rule add|del --priority N [--from CIDR] [--fwmark N] --table N --vs NAME
- *   xdpstack trace [--vs NAME] [--count N] --out FILE.pcap
+ *   xdpstack trace [--vs NAME] [--vlan N] [--host ADDR] [--port P] [--proto P] [--count N] --out FILE.pcap|-
+ *   xdpstack ping --vs NAME ADDR [--count N] [--interval S] [--size N] [--timeout S]
  *   xdpstack replay CONFIG IN.pcap --out OUT.pcap
  * Every command talking to a stack takes --name NAME (socket /run/xdpstack/NAME.sock) or
  * --socket PATH; with neither, the only running stack is used.
  */
 import * as path from 'node:path';
-import { CliContext, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
+import { CliContext, closedPipe, Command, didYouMean, OptValues, parseOptions, tableUsage, UsageError } from './args';
 import { MAX_INTERVAL_S, MIN_INTERVAL_S, parseInterval, RATE_KINDS, RateSample, roundNumbers, watchRates } from './rates';
 import { VS_LIMIT_KEYS } from '../limits';
 import { controlRequest, defaultSocketPath, listenControl, formatShow, formatTable, Request, resolveSocket } from '../control/control';
@@ -25,6 +26,8 @@ import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
 import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';
+import { TRACE_PROTOS, TraceCounts, TraceFilter, TraceFilterSpec } from '../trace';
+import { checkPingOptions, parsePingTarget, PingReply, PingStart, PingSummary, pingText } from '../ping';
 import * as fs from 'node:fs';
 import { LogFormat, logFormatProblem, Logger, LogLevel, logLevelProblem, stackLogger } from '../control/log';
 
@@ -416,10 +419,146 @@ const NEIGHBOR_COMMANDS: Command[] = [
 // ---------------------------------------------------------------------------------------------
 // trace
 
-const TRACE_USAGE = `Usage: xdpstack trace --out FILE.pcap [--vs NAME] [--count N] [--name STACK | --socket PATH]
+const TRACE_USAGE = `Usage: xdpstack trace --out FILE.pcap|- [--vs NAME] [--vlan N] [--host ADDR] [--port P]
+                      [--proto ${TRACE_PROTOS.join('|')}] [--count N] [--name STACK | --socket PATH]
 
-Asks the running stack to mirror the frames of a virtual server's links (device + VLAN), or of
-every device, into FILE.pcap (written by the stack). Stops after N frames, or on Ctrl-C.`;
+Asks the running stack to mirror frames into a pcap: those of a virtual server's links (device +
+VLAN), or of every device. Stops after N matching frames, or on Ctrl-C; the counts go to stderr.
+  --out FILE.pcap  written by the stack
+  --out -          the capture on standard output, e.g. 'xdpstack trace --out - | tshark -r -'
+                   (nothing else is written there; a reader that goes away ends the trace)
+  --vs NAME        only the links of this virtual server
+  --vlan N         frames with VLAN id N in an 802.1Q or 802.1ad tag
+  --host ADDR      IPv4/IPv6 source or destination; also ARP's sender/target address and the
+                   target of an IPv6 Neighbor Solicitation/Advertisement
+  --port P         TCP or UDP source or destination port
+  --proto P        tcp, udp (IPv4 or IPv6), icmp (IPv4), icmp6, arp, ipv4, ipv6
+  --count N        stop after N frames that match
+Filters combine with AND. tcpdump on the device does not see what the XDP program redirects to
+the stack: this is where those frames are (README, 'Tracing').`;
+
+/** `N frames captured (...)`: the stop message. */
+function traceCountsText(c: TraceCounts): string {
+  return `${c.captured} frame(s) captured (${c.matched} matched the filter of ${c.seen} seen${c.dropped ? `, ${c.dropped} dropped: the reader did not keep up` : ''})`;
+}
+
+/** The trace filter of the options (checked here, so a bad one is a usage error). */
+function traceFilterOpts(opts: OptValues): TraceFilterSpec {
+  const f: TraceFilterSpec = { vlan: opts.vlan as number | undefined, host: opts.host as string | undefined, port: opts.port as number | undefined, proto: opts.proto as string | undefined };
+  try {
+    TraceFilter.parse(f);
+  } catch (e) {
+    throw new UsageError(`bad filter: ${(e as Error).message}`, TRACE_USAGE);
+  }
+  return f;
+}
+
+async function traceCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { opts } = parseOptions(args, { ...TARGET, vs: 'string', count: 'int', out: 'string', vlan: 'int', host: 'string', port: 'int', proto: 'string' }, TRACE_USAGE);
+  if (!opts.out) throw new UsageError('option --out FILE.pcap (or --out - for standard output) is required', TRACE_USAGE);
+  if (opts.count === 0) throw new UsageError('option --count must be at least 1', TRACE_USAGE);
+  const filter = traceFilterOpts(opts);
+  const toStdout = opts.out === '-';
+  const stdout = ctx.stdout;
+  if (toStdout && !stdout) throw new UsageError('--out - needs a standard output to write the capture to', TRACE_USAGE);
+  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const out = toStdout ? '-' : path.resolve(opts.out as string);
+  const ac = new AbortController();
+  let pipeClosed = false;
+  // Ctrl-C, or the reader of standard output going away: the stack stops the trace and says what it did.
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  if (toStdout) closedPipe.onStdoutClosed = () => { pipeClosed = true; ac.abort(); };
+  const filterText = TraceFilter.parse(filter).toString();
+  try {
+    const req: Request = { cmd: 'trace', vs: opts.vs, count: opts.count, ...filter, ...(toStdout ? { stream: true } : { out }) };
+    const r = await controlRequest(sock, req, {
+      signal: ac.signal,
+      endOnAbort: true,
+      onEvent: (e) => {
+        if (e.event !== 'started') return;
+        ctx.err(`tracing${opts.vs ? ` virtual server '${opts.vs}'` : ''}${filterText ? ` (${filterText})` : ''} into ${toStdout ? 'standard output' : out}` +
+          `${opts.count ? `, ${opts.count} frame(s)` : ''}; Ctrl-C stops`);
+      },
+      onData: (chunk) => {
+        if (pipeClosed) return;
+        // Back-pressure: the stack's side of the connection fills, then its trace drops (counted).
+        if (!stdout!.write(chunk)) return new Promise<void>((resolve) => { stdout!.once('drain', resolve); ac.signal.addEventListener('abort', () => resolve(), { once: true }); });
+      },
+    });
+    if (!r.ok) throw new Error(r.error ?? 'trace failed');
+    const counts = r.data as TraceCounts | undefined;
+    const where = toStdout ? (pipeClosed ? 'the reader closed standard output; ' : '') : '';
+    if (r.event === 'done' && counts) ctx.err(`xdpstack: trace stopped: ${where}${traceCountsText(counts)}${toStdout ? '' : ` into ${out}`}`);
+    else if (r.event === 'done') ctx.err(`xdpstack: trace stopped: ${r.frames} frame(s) written${toStdout ? '' : ` to ${out}`}`);
+    else ctx.err(`xdpstack: trace stopped${toStdout ? '' : `; frames written to ${out}`}`);
+  } finally {
+    process.off('SIGINT', onSig);
+    if (toStdout) closedPipe.onStdoutClosed = null;
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ping
+
+const PING_USAGE = `Usage: xdpstack ping --vs NAME ADDR [--count N] [--interval S] [--size N] [--timeout S]
+                     [--name STACK | --socket PATH]
+
+Sends ICMP (IPv4) or ICMPv6 Echo Requests from inside virtual server NAME, as 'ip vrf exec VRF
+ping' would: from the VS's address for ADDR, by its routes and rules. ADDR is IPv4 or IPv6
+(fe80::2%LINK for a link-local one). Prints a line per reply and ping's summary; exit code 0
+when a reply came, 1 when none did.
+  --count N      requests to send (default: until Ctrl-C)
+  --interval S   seconds between requests (default 1, at least 0.01)
+  --size N       data bytes per request (default 56)
+  --timeout S    seconds to wait for the last replies after the last request (default 10)`;
+
+/** A positive number option given as text ('0.2'): UsageError otherwise. */
+function seconds(v: string | undefined, opt: string, usage: string): number | undefined {
+  if (v === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(v)) throw new UsageError(`option '--${opt}' expects seconds like 1 or 0.2, got '${v}'`, usage);
+  return Number(v);
+}
+
+async function pingCommand(args: string[], ctx: CliContext): Promise<number> {
+  const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', count: 'int', interval: 'string', size: 'int', timeout: 'string' }, PING_USAGE, 1);
+  const target = one(positional, 'an address to ping (IPv4 or IPv6)', PING_USAGE);
+  const vs = vsTarget(opts, PING_USAGE);
+  const po = {
+    count: opts.count as number | undefined, interval: seconds(opts.interval as string | undefined, 'interval', PING_USAGE),
+    size: opts.size as number | undefined, timeout: seconds(opts.timeout as string | undefined, 'timeout', PING_USAGE),
+  };
+  try {
+    checkPingOptions(po);
+    parsePingTarget(target);
+  } catch (e) {
+    throw new UsageError((e as Error).message, PING_USAGE);
+  }
+  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const ac = new AbortController();
+  const onSig = () => ac.abort();
+  process.once('SIGINT', onSig);
+  try {
+    const r = await controlRequest(sock, { cmd: 'icmp.echo', vs, target, ...po }, {
+      signal: ac.signal,
+      endOnAbort: true,
+      onEvent: (e) => {
+        if (e.event === 'started') ctx.out(pingText.header(e.data as PingStart));
+        else if (e.event === 'reply') ctx.out(pingText.reply(e.data as PingReply));
+        else if (e.event === 'error') { const d = e.data as { seq: number; error: string }; ctx.err(pingText.error(d.seq, d.error)); }
+      },
+    });
+    if (!r.ok) throw new Error(r.error ?? 'ping failed');
+    if (r.event !== 'done') { ctx.err('xdpstack: ping interrupted before its summary'); return 1; }
+    const sum = r.data as PingSummary;
+    ctx.out('');
+    for (const l of pingText.summary(sum)) ctx.out(l);
+    return sum.received > 0 ? 0 : 1;
+  } finally {
+    process.off('SIGINT', onSig);
+  }
+}
 
 // ---------------------------------------------------------------------------------------------
 // replay
@@ -524,29 +663,12 @@ export const STACK_COMMANDS: Command[] = [
     subcommands: RULE_COMMANDS,
   },
   {
-    name: 'trace', summary: 'capture the frames of a running stack into a pcap file', usage: TRACE_USAGE,
-    async run(args, ctx) {
-      const { opts } = parseOptions(args, { ...TARGET, vs: 'string', count: 'int', out: 'string' }, TRACE_USAGE);
-      if (!opts.out) throw new UsageError('option --out FILE.pcap is required', TRACE_USAGE);
-      if (opts.count === 0) throw new UsageError('option --count must be at least 1', TRACE_USAGE);
-      const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
-      const out = path.resolve(opts.out as string);
-      const ac = new AbortController();
-      const onSig = () => ac.abort();
-      process.once('SIGINT', onSig);
-      try {
-        const r = await controlRequest(sock, { cmd: 'trace', vs: opts.vs, count: opts.count, out }, {
-          signal: ac.signal,
-          onEvent: (e) => { if (e.event === 'started') ctx.err(`tracing${opts.vs ? ` virtual server '${opts.vs}'` : ''} into ${out}${opts.count ? ` (${opts.count} frames)` : ''}; Ctrl-C stops`); },
-        });
-        if (!r.ok) throw new Error(r.error ?? 'trace failed');
-        if (r.event === 'done') ctx.out(`${r.frames} frame(s) written to ${out}`);
-        else ctx.out(`trace stopped; frames written to ${out}`);
-      } finally {
-        process.off('SIGINT', onSig);
-      }
-      return 0;
-    },
+    name: 'trace', summary: 'capture frames of a running stack (filtered) into a pcap file or to standard output', usage: TRACE_USAGE,
+    run: traceCommand,
+  },
+  {
+    name: 'ping', summary: 'ping an address from inside a virtual server (ICMP or ICMPv6 echo)', usage: PING_USAGE,
+    run: pingCommand,
   },
   {
     name: 'replay', summary: 'run a config over a capture under virtual time, writing what it sends', usage: REPLAY_USAGE,

@@ -1,9 +1,24 @@
 /**
  * Control socket of a running stack: a unix stream socket speaking JSON lines. Each request is one
  * JSON object on one line; each answer is one line `{"ok":true,"data":...}` or
- * `{"ok":false,"error":"message"}`. A `trace` request answers twice: when the trace starts
- * (`{"ok":true,"event":"started"}`) and when it ends (`{"ok":true,"event":"done","frames":N}`);
- * closing the connection stops the trace.
+ * `{"ok":false,"error":"message"}`.
+ *
+ * Sessions (`trace`, `icmp.echo`) answer with events: `{"ok":true,"event":"started",...}` first,
+ * `{"ok":true,"event":"done",...}` last. Closing the connection stops a session; half-closing it
+ * (shutdown of the client's write side) stops it too and still gets the `done` answer, with the
+ * counts so far (Ctrl-C in the CLI).
+ *
+ * A streamed trace (`"stream":true`, `xdpstack trace --out -`) carries the capture itself on the
+ * connection, between the `started` line and the `done` line, as length-prefixed chunks:
+ *
+ *   {"ok":true,"event":"started","stream":"pcap"}\n
+ *   u32 N (big-endian) + N bytes of pcap      (repeated; the first chunk begins with the
+ *                                              24-byte global header, then whole records)
+ *   u32 0                                     (end of the capture)
+ *   {"ok":true,"event":"done","frames":N,"data":{"seen":S,"matched":M,"captured":N,"dropped":D}}\n
+ *
+ * so the JSON lines stay JSON lines and the bytes need no escaping. A reader that falls behind
+ * makes the trace drop frames (counted in `dropped`) rather than the stack buffer without bound.
  *
  * Requests:
  *   {"cmd":"ping"}
@@ -23,7 +38,13 @@
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"rule.add","vs":"a","priority":100,"from":"fd00:1::/64","fwmark":1,"table":100}  {"cmd":"rule.del","vs":"a","priority":100}
- *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}
+ *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}           (written by the stack)
+ *   {"cmd":"trace","stream":true,"vlan":10,"host":"10.1.1.2","port":80,"proto":"tcp","count":10}
+ *       filters (stack/trace.ts TraceFilter), all optional and ANDed; with `vs` or `out` as above
+ *   {"cmd":"icmp.echo","vs":"a","target":"10.1.1.2","count":3,"interval":1,"size":56,"timeout":10}
+ *       ping from a VS (stack/ping.ts); events: started {data: PingStart}, reply {data: PingReply}
+ *       per reply, error {data: {seq, error}} per request not sent, done {data: PingSummary}.
+ *       (`ping` is the control socket's own liveness check.)
  *
  * Drops have one shape in every answer (show counters: devices, vs, links, driverDrops; show vs;
  * replay's counters; per-shard answers): `{"total":N,"reasons":{"udp-no-socket":2,...}}`, the
@@ -37,6 +58,8 @@ import * as path from 'node:path';
 import { PcapWriter } from '../../driver/pcap';
 import type { Stack } from '../stack';
 import type { StackConfig } from './config';
+import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
+import type { PingEvents, PingOptions, PingStart } from '../ping';
 import { LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
@@ -59,7 +82,7 @@ export function controlSocketPath(control: true | string, cfg: Pick<StackConfig,
 }
 
 export type Request = Record<string, unknown> & { cmd: string };
-export interface Response { ok: boolean; data?: unknown; error?: string; event?: string; frames?: number }
+export interface Response { ok: boolean; data?: unknown; error?: string; event?: string; frames?: number; stream?: string }
 
 const MAX_LINE = 1 << 20;
 
@@ -80,11 +103,49 @@ function num(req: Request, k: string): number | undefined {
   return v;
 }
 
+function optNumber(req: Request, k: string): number | undefined {
+  const v = req[k];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`request '${req.cmd}': '${k}' must be a number`);
+  return v;
+}
+
 /** A trace as the control socket sees it. */
 export interface TraceLike {
   stop(): void;
-  onDone(cb: (frames: number) => void): void;
+  /** `frames`: written to the capture; `counts`: what the trace saw, matched, wrote and dropped. */
+  onDone(cb: (frames: number, counts: TraceCounts) => void): void;
 }
+
+/** What to trace and where: a file (`out`, absolute) or a stream (`stream`). */
+export interface TraceRequest {
+  out?: string;
+  stream?: TraceSink;
+  vs?: string;
+  count?: number;
+  filter?: TraceFilterSpec;
+}
+
+/** A running ping as the control socket sees it. */
+export interface PingLike {
+  readonly start: PingStart;
+  stop(): void;
+}
+
+/** The trace filter fields of a request (checked by TraceFilter.parse). */
+export function traceFilterOf(req: Request): TraceFilterSpec {
+  const f: TraceFilterSpec = {};
+  if (req.vlan !== undefined && req.vlan !== null) f.vlan = req.vlan as number;
+  if (req.host !== undefined && req.host !== null) f.host = req.host as string;
+  if (req.port !== undefined && req.port !== null) f.port = req.port as number;
+  if (req.proto !== undefined && req.proto !== null) f.proto = req.proto as string;
+  return f;
+}
+
+/** A streamed capture's buffered records go to its reader at least this often (ms). */
+const STREAM_FLUSH_MS = 100;
+/** A streamed capture's reader this far behind (bytes queued on the connection) makes the trace drop frames. */
+const STREAM_MAX_QUEUED = 8 << 20;
 
 /**
  * What a control socket serves: a single stack, or a group of shards (stack/shard/threads.ts),
@@ -97,8 +158,32 @@ export interface ControlTarget {
    * an Error thrown or rejected goes back to the client as its message.
    */
   request(req: Request): unknown;
-  /** Starts a trace into the pcap file `out` (an absolute path). */
-  startTrace(opts: { out: string; vs?: string; count?: number }): Promise<TraceLike>;
+  /** Starts a trace into the pcap file `out` (an absolute path) or the stream `stream`. */
+  startTrace(opts: TraceRequest): Promise<TraceLike>;
+  /** Starts a ping from virtual server `vs` (rejects when its first request cannot be sent). */
+  startPing(vs: string, target: string, opts: PingOptions, events: PingEvents): Promise<PingLike>;
+}
+
+/**
+ * The writer of a trace: the file `out`, or a stream to `sink` (`header` false: records only).
+ * `started(done)` starts flushing a stream every STREAM_FLUSH_MS until `done` calls back.
+ */
+export function traceWriter(o: { out?: string; sink?: (chunk: Uint8Array) => void; header?: boolean }): { writer: PcapWriter; started(done: (cb: () => void) => void): void } {
+  if (o.sink) {
+    const writer = new PcapWriter(undefined, { sink: o.sink, header: o.header });
+    return {
+      writer,
+      started: (done) => {
+        const timer = setInterval(() => { if (!writer.isClosed) writer.flush(); }, STREAM_FLUSH_MS);
+        done(() => clearInterval(timer));
+      },
+    };
+  }
+  try {
+    return { writer: new PcapWriter(o.out), started: () => {} };
+  } catch (e) {
+    throw new Error(`trace: cannot write ${o.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
 }
 
 /** A single stack as a control target. */
@@ -106,17 +191,29 @@ function stackTarget(stack: Stack): ControlTarget {
   return {
     name: stack.name,
     request: (req) => handleRequest(stack, req),
-    startTrace: async ({ out, vs, count }) => {
+    startTrace: async ({ out, stream, vs, count, filter }) => {
+      if (!stream && !out) throw new Error(`trace: give 'out' (a file) or a stream`);
       if (vs !== undefined) stack.engine.vs(vs); // throws a clear error for an unknown VS
-      let writer: PcapWriter;
-      try {
-        writer = new PcapWriter(out);
-      } catch (e) {
-        throw new Error(`trace: cannot write ${out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
-      }
-      return stack.trace({ vs, count, writer });
+      const f = TraceFilter.parse(filter);
+      const { writer, started } = traceWriter({ out, sink: stream ? (c) => stream.write(c) : undefined });
+      const t = stack.trace({ vs, count, writer, filter: f, full: stream ? () => stream.full() : undefined });
+      started((end) => t.onDone(end));
+      return t;
     },
+    startPing: async (vs, target, opts, events) => stack.vs(vs).ping(target, opts, events),
   };
+}
+
+/** A connection's sessions (trace, ping) and answers still to come. */
+interface ConnState {
+  sessions: Set<{ stop(): void }>;
+  pending: number;
+  /** The client half-closed: no more requests. */
+  readEnded: boolean;
+  /** A streamed trace runs: the connection carries its bytes. */
+  binary: boolean;
+  /** Answers to requests that came while a capture streamed, sent after it. */
+  deferred: Response[];
 }
 
 export class ControlServer {
@@ -127,7 +224,9 @@ export class ControlServer {
 
   private constructor(target: Stack | ControlTarget, readonly socketPath: string) {
     this.target = 'request' in target ? target : stackTarget(target);
-    this.server = net.createServer((c) => this.onConnection(c));
+    // Half-open: a client that shuts its write side down (Ctrl-C of a session) still gets the
+    // session's last answer.
+    this.server = net.createServer({ allowHalfOpen: true }, (c) => this.onConnection(c));
   }
 
   /** Listens on `socketPath`; a stale socket file (no one listening) is replaced. */
@@ -154,30 +253,43 @@ export class ControlServer {
   private onConnection(c: net.Socket): void {
     this.conns.add(c);
     let buf = '';
-    const cleanups: (() => void)[] = [];
+    const st: ConnState = { sessions: new Set(), pending: 0, readEnded: false, binary: false, deferred: [] };
     c.setEncoding('utf8');
     c.on('data', (chunk: string) => {
+      if (st.readEnded) return;
       buf += chunk;
       if (buf.length > MAX_LINE) { this.send(c, { ok: false, error: 'request line too long' }); c.destroy(); return; }
       let nl: number;
       while ((nl = buf.indexOf('\n')) >= 0) {
         const line = buf.slice(0, nl).trim();
         buf = buf.slice(nl + 1);
-        if (line) this.handleLine(c, line, cleanups);
+        if (line) this.handleLine(c, line, st);
       }
+    });
+    c.on('end', () => {
+      // The client will send no more: sessions end with their last answer, then this side closes.
+      st.readEnded = true;
+      for (const s of [...st.sessions]) s.stop();
+      this.maybeEnd(c, st);
     });
     c.on('error', () => { /* client went away */ });
     c.on('close', () => {
       this.conns.delete(c);
-      for (const f of cleanups) f();
+      for (const s of [...st.sessions]) s.stop();
+      st.sessions.clear();
     });
   }
 
-  private send(c: net.Socket, r: Response): void {
-    if (!c.destroyed) c.write(JSON.stringify(r) + '\n');
+  /** After the client's half-close: this side ends once nothing is left to answer. */
+  private maybeEnd(c: net.Socket, st: ConnState): void {
+    if (st.readEnded && st.sessions.size === 0 && st.pending === 0 && !c.destroyed) c.end();
   }
 
-  private handleLine(c: net.Socket, line: string, cleanups: (() => void)[]): void {
+  private send(c: net.Socket, r: Response): void {
+    if (!c.destroyed && c.writable !== false) c.write(JSON.stringify(r) + '\n');
+  }
+
+  private handleLine(c: net.Socket, line: string, st: ConnState): void {
     let req: Request;
     try {
       const v = JSON.parse(line) as unknown;
@@ -187,27 +299,102 @@ export class ControlServer {
       this.send(c, { ok: false, error: `bad request: ${(e as Error).message}` });
       return;
     }
-    const fail = (e: unknown) => this.send(c, { ok: false, error: (e as Error).message });
+    if (st.binary) {
+      // The connection carries a capture: the answer waits until it ends (no line amid its bytes).
+      st.deferred.push({ ok: false, error: `request '${req.cmd}': this connection was streaming a trace; send requests on another connection` });
+      return;
+    }
+    const done = () => { st.pending--; this.maybeEnd(c, st); };
+    const fail = (e: unknown) => { this.send(c, { ok: false, error: (e as Error).message }); };
+    st.pending++;
     try {
-      if (req.cmd === 'trace') {
-        const out = str(req, 'out')!;
-        if (!path.isAbsolute(out)) throw new Error(`trace: 'out' must be an absolute path, got '${out}'`);
-        this.target.startTrace({ out, vs: str(req, 'vs', false), count: num(req, 'count') }).then((t) => {
-          const stop = () => t.stop();
-          cleanups.push(stop);
-          t.onDone((frames) => this.send(c, { ok: true, event: 'done', frames }));
-          this.send(c, { ok: true, event: 'started' });
-          if (c.destroyed) stop();
-        }, fail);
-        return;
-      }
+      if (req.cmd === 'trace') { this.startTrace(c, req, st).catch(fail).finally(done); return; }
+      if (req.cmd === 'icmp.echo') { this.startPing(c, req, st).catch(fail).finally(done); return; }
       // A single stack answers at once (in order); a group of shards answers when they all have.
       const data = this.target.request(req);
-      if (data instanceof Promise) data.then((d) => this.send(c, { ok: true, data: d }), fail);
-      else this.send(c, { ok: true, data });
+      if (data instanceof Promise) { data.then((d) => this.send(c, { ok: true, data: d }), fail).finally(done); return; }
+      this.send(c, { ok: true, data });
     } catch (e) {
       fail(e);
     }
+    done();
+  }
+
+  private async startTrace(c: net.Socket, req: Request, st: ConnState): Promise<void> {
+    const stream = req.stream === true;
+    if (req.stream !== undefined && req.stream !== null && typeof req.stream !== 'boolean') throw new Error(`trace: 'stream' must be true or false`);
+    let out: string | undefined;
+    if (stream) {
+      if (req.out !== undefined && req.out !== null) throw new Error(`trace: 'out' (a file) and 'stream' (the capture on this connection) exclude each other`);
+    } else {
+      out = str(req, 'out')!;
+      if (!path.isAbsolute(out)) throw new Error(`trace: 'out' must be an absolute path, got '${out}'`);
+    }
+    let filter: TraceFilterSpec;
+    try {
+      filter = traceFilterOf(req);
+      TraceFilter.parse(filter);
+    } catch (e) {
+      throw new Error(`trace: ${(e as Error).message}`, { cause: e instanceof TraceFilterError ? e : undefined });
+    }
+    const count = num(req, 'count');
+    // Chunks of a stream wait until the 'started' line is out.
+    let open = false;
+    const early: Uint8Array[] = [];
+    const chunk = (b: Uint8Array) => {
+      if (c.destroyed || !c.writable) return;
+      const h = Buffer.allocUnsafe(4);
+      h.writeUInt32BE(b.length, 0);
+      c.write(h);
+      c.write(b);
+    };
+    const sink: TraceSink | undefined = stream ? {
+      write: (b) => { if (b.length === 0) return; if (open) chunk(b); else early.push(b); },
+      full: () => c.writableLength > STREAM_MAX_QUEUED,
+    } : undefined;
+    const t = await this.target.startTrace({ out, stream: sink, vs: str(req, 'vs', false), count, filter });
+    const session = { stop: () => t.stop() };
+    st.sessions.add(session);
+    if (stream) st.binary = true;
+    this.send(c, { ok: true, event: 'started', ...(stream ? { stream: 'pcap' } : {}) });
+    open = true;
+    for (const b of early.splice(0)) chunk(b);
+    t.onDone((frames, counts) => {
+      st.sessions.delete(session);
+      if (stream && !c.destroyed && c.writable) c.write(Buffer.alloc(4)); // end of the capture
+      st.binary = false;
+      this.send(c, { ok: true, event: 'done', frames, data: counts });
+      for (const r of st.deferred.splice(0)) this.send(c, r);
+      this.maybeEnd(c, st);
+    });
+    if (c.destroyed || st.readEnded) t.stop();
+  }
+
+  private async startPing(c: net.Socket, req: Request, st: ConnState): Promise<void> {
+    const vs = str(req, 'vs')!;
+    const target = str(req, 'target')!;
+    const opts: PingOptions = { count: num(req, 'count'), interval: optNumber(req, 'interval'), size: num(req, 'size'), timeout: optNumber(req, 'timeout') };
+    // Events wait until the 'started' answer is out.
+    let open = false;
+    const queued: Response[] = [];
+    const emit = (r: Response) => { if (open) this.send(c, r); else queued.push(r); };
+    const session = { stop: () => {} };
+    const p = await this.target.startPing(vs, target, opts, {
+      onReply: (r) => emit({ ok: true, event: 'reply', data: r }),
+      onError: (seq, error) => emit({ ok: true, event: 'error', data: { seq, error } }),
+      onDone: (sum) => {
+        st.sessions.delete(session);
+        emit({ ok: true, event: 'done', data: sum });
+        if (open) this.maybeEnd(c, st);
+      },
+    });
+    session.stop = () => p.stop();
+    const ended = queued.some((r) => r.event === 'done');
+    if (!ended) st.sessions.add(session);
+    this.send(c, { ok: true, event: 'started', data: p.start });
+    open = true;
+    for (const r of queued.splice(0)) this.send(c, r);
+    if (!ended && (c.destroyed || st.readEnded)) p.stop();
   }
 
   /**
@@ -348,23 +535,40 @@ export function handleRequest(st: Stack, req: Request): unknown {
 
 /**
  * Sends one request and resolves with the first answer. With `onEvent`, keeps reading until an
- * answer with event 'done' (or an error) arrives, passing each one to onEvent; `signal` ends it.
+ * answer with event 'done' (or an error) arrives, passing each one to onEvent; `signal` ends it:
+ * at once (the connection is closed; the answer is `{event: 'aborted'}`), or with `endOnAbort`
+ * by half-closing the connection so the session ends with its 'done' answer (within 5 s).
+ * With `onData`, a streamed trace's chunks (see the file's comment) go there; a promise it returns
+ * pauses the reading until it settles.
  */
-export function controlRequest(socketPath: string, req: Request, opts: { onEvent?: (r: Response) => void; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<Response> {
+export function controlRequest(socketPath: string, req: Request, opts: {
+  onEvent?: (r: Response) => void; timeoutMs?: number; signal?: AbortSignal; endOnAbort?: boolean;
+  onData?: (chunk: Buffer) => void | Promise<void>;
+} = {}): Promise<Response> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socketPath);
-    let buf = '';
+    let buf: Buffer = Buffer.alloc(0);
     let settled = false;
+    /** Between a streamed trace's 'started' line and its end-of-capture mark: length-prefixed chunks. */
+    let streaming = false;
+    let graceTimer: NodeJS.Timeout | null = null;
     const finish = (err: Error | null, r?: Response) => {
       if (settled) return;
       settled = true;
       if (timer) clearTimeout(timer);
+      if (graceTimer) clearTimeout(graceTimer);
       c.destroy();
       if (err) reject(err); else resolve(r!);
     };
     const timer = opts.timeoutMs ? setTimeout(() => finish(new Error(`no answer from ${socketPath} within ${opts.timeoutMs} ms`)), opts.timeoutMs) : null;
-    opts.signal?.addEventListener('abort', () => finish(null, { ok: true, event: 'aborted' }));
-    c.setEncoding('utf8');
+    const onAbort = () => {
+      if (!opts.endOnAbort) { finish(null, { ok: true, event: 'aborted' }); return; }
+      if (c.connecting) { finish(null, { ok: true, event: 'aborted' }); return; }
+      c.end();
+      graceTimer = setTimeout(() => finish(null, { ok: true, event: 'aborted' }), 5000);
+    };
+    if (opts.signal?.aborted) onAbort();
+    else opts.signal?.addEventListener('abort', onAbort, { once: true });
     c.on('connect', () => c.write(JSON.stringify(req) + '\n'));
     c.on('error', (e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT' || e.code === 'ECONNREFUSED') finish(new Error(`no stack is listening on ${socketPath} (is 'xdpstack run' running?)`));
@@ -372,17 +576,37 @@ export function controlRequest(socketPath: string, req: Request, opts: { onEvent
       else finish(e);
     });
     c.on('close', () => finish(new Error(`${socketPath} closed the connection without an answer`)));
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl);
-        buf = buf.slice(nl + 1);
+    const take = (): void => {
+      while (!settled) {
+        if (streaming) {
+          if (buf.length < 4) return;
+          const n = buf.readUInt32BE(0);
+          if (n === 0) { streaming = false; buf = buf.subarray(4); continue; }
+          if (buf.length < 4 + n) return;
+          const chunk = buf.subarray(4, 4 + n);
+          buf = buf.subarray(4 + n);
+          const p = opts.onData?.(chunk);
+          if (p instanceof Promise) {
+            c.pause();
+            p.then(() => { c.resume(); take(); }, (e: Error) => finish(e));
+            return;
+          }
+          continue;
+        }
+        const nl = buf.indexOf(10);
+        if (nl < 0) return;
+        const line = buf.subarray(0, nl).toString('utf8');
+        buf = buf.subarray(nl + 1);
         let r: Response;
         try { r = JSON.parse(line) as Response; } catch { finish(new Error(`bad answer from ${socketPath}: ${line.slice(0, 200)}`)); return; }
         if (!opts.onEvent || !r.ok || r.event === 'done') { finish(null, r); return; }
+        if (r.event === 'started' && r.stream) streaming = true;
         opts.onEvent(r);
       }
+    };
+    c.on('data', (chunk: Buffer) => {
+      buf = buf.length ? Buffer.concat([buf, chunk]) : chunk;
+      if (!c.isPaused()) take();
     });
   });
 }

@@ -44,6 +44,7 @@ import { Ipv6Input } from '../ip/ipv6';
 import { Icmp4 } from '../ip/icmp4';
 import { Icmp6 } from '../ip/icmp6';
 import { IpOutput, PMTU_MIN } from '../ip/output';
+import { EchoLayer } from '../ip/echo';
 import * as admin from './admin';
 import { CHUNK, RxDatagram, RxMeta } from './meta';
 import type { Device, DeviceSpec } from './device';
@@ -139,6 +140,8 @@ export class Engine implements NeighborHost, TcpEngine {
   readonly ip6: Ipv6Input;
   readonly icmp4: Icmp4;
   readonly icmp6: Icmp6;
+  /** ICMP echo sockets (ping from a VS). */
+  readonly echo: EchoLayer;
   readonly neighParams: NeighborParams;
   /** The limits in force (defaults with the options applied). */
   readonly limits: Limits;
@@ -247,6 +250,7 @@ export class Engine implements NeighborHost, TcpEngine {
     this.ip6 = new Ipv6Input(this, reasmOpts);
     this.icmp4 = new Icmp4(this);
     this.icmp6 = new Icmp6(this);
+    this.echo = new EchoLayer(this, (secret[0]! << 8) | secret[1]!);
   }
 
   // ---------------------------------------------------------------- devices
@@ -325,6 +329,7 @@ export class Engine implements NeighborHost, TcpEngine {
     const vs = this.vs(name);
     for (const socks of [...udpPorts(vs).values()]) for (const s of [...socks]) if (!s.closed) s.close();
     this.tcp.destroyVs(vs);
+    this.echo.destroyVs(vs);
     for (const l of [...vs.links].reverse()) this.removeLink(vs, l.name);
     vs.destroyed = true;
     this.vsByName.delete(name);
@@ -700,6 +705,21 @@ export class Engine implements NeighborHost, TcpEngine {
       const i = m.base + j;
       this.steer!.share(m.dev.index, b, m.burst.off[i]!, m.burst.len[i]!);
     }
+  }
+
+  /**
+   * An Echo Reply to `vs` for identifier `ident` (ICMP, ICMPv6): to its echo socket here, else,
+   * with shards, to the shard whose share the identifier is (the one that sent the request).
+   * Drop.None when it was dealt with (the caller frees the frame).
+   */
+  echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop {
+    if (this.echo.deliver(vs, ident, from, seq, bytes, ttl, now)) return Drop.None;
+    const s = this.steer;
+    if (s !== null && !this.handedOver) {
+      const to = ident % s.shards;
+      if (to !== s.self) { this.forwardRx(to); return Drop.None; }
+    }
+    return Drop.IcmpEchoNoSocket;
   }
 
   /** TcpEngine: a segment matching no connection here goes to the shard owning its flow (or listening on its port). */

@@ -5,7 +5,7 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV4 } from '../../protocols/ethernet';
 import {
-  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
+  IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
   ICMP_TIME_EXCEEDED, writeIcmpError,
 } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
@@ -14,6 +14,7 @@ import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
 import type { RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
+import type { IpAddr } from '../../protocols/ip/addr';
 import { HOP_LIMIT } from './output';
 
 import type { Device } from '../engine/device';
@@ -28,6 +29,9 @@ export interface Icmp4Host {
   readonly out: IpOutput;
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
+  /** Looped-back frames (a VS sending to its own address) are being received. */
+  readonly inLoopback: boolean;
+  echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
 }
 
 /**
@@ -78,7 +82,9 @@ export class Icmp4 {
       linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV4);
       // Cannot happen for an unfragmented request that fit the link; be safe.
       if (20 + len > link.mtu) return m.drop(j, Drop.Ipv4BadTotalLength);
-      this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      // A VS pinging its own address: the reply loops back too.
+      if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
       return;
     }
     if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
@@ -86,15 +92,28 @@ export class Icmp4 {
       if (r !== Drop.None) return m.drop(j, r);
       return m.free(j);
     }
-    // Echo replies (no ping sockets yet) and other ICMP types are counted and dropped.
+    if (icmp.type === ICMP_ECHO_REPLY) {
+      // To the ping (echo socket) whose identifier it carries; never one sent to a broadcast.
+      const r = m.bcast[j] ? Drop.Ipv4NotOurAddress : this.eng.echoReply(link.vs, icmp.id, m.src[j]!, icmp.seq, len, m.hops[j]!, m.now);
+      if (r !== Drop.None) return m.drop(j, r);
+      return m.free(j);
+    }
     m.drop(j, Drop.IcmpUnknownType);
   }
 
-  /** A reassembled ICMP message: a large echo is answered with the same data, fragmented for the path. */
-  datagram(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean): void {
+  /**
+   * A reassembled ICMP message: a large echo is answered with the same data, fragmented for the
+   * path; a large echo reply goes to its ping (its TTL is that of no single fragment: -1).
+   */
+  datagram(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, bcast: boolean, now: number): void {
     const icmp = this.icmp;
     const d = icmp.parse(dg, 0, dg.length);
     if (d !== Drop.None) return link.drop(d);
+    if (icmp.type === ICMP_ECHO_REPLY && !bcast) {
+      const r = this.eng.echoReply(link.vs, icmp.id, src, icmp.seq, dg.length, -1, now);
+      if (r !== Drop.None) link.drop(r);
+      return;
+    }
     if (icmp.type !== ICMP_ECHO_REQUEST || bcast) return link.drop(Drop.IcmpUnknownType);
     const hdr = this.hdr;
     hdr[0] = 0; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;

@@ -9,7 +9,7 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
-import { Ip6, ip6At, isMulticast6, isUnspecified, pseudoSum6 } from '../../protocols/ip/addr';
+import { Ip6, ip6At, IpAddr, isMulticast6, isUnspecified, pseudoSum6 } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6 } from '../../protocols/ipv6';
 import {
@@ -39,6 +39,9 @@ export interface Icmp6Host {
   readonly udp: UdpLayer;
   readonly ndp: Ndp;
   readonly vsById: ReadonlyMap<number, VirtualServer>;
+  /** Looped-back frames (a VS sending to its own address) are being received. */
+  readonly inLoopback: boolean;
+  echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
 }
 
 /** ICMPv6 Destination Unreachable codes (RFC 4443 3.1). */
@@ -85,7 +88,14 @@ export class Icmp6 {
       if (r !== Drop.None) return m.drop(j, r);
       return m.free(j);
     }
-    m.drop(j, Drop.Icmpv6UnknownType); // echo replies (no ping sockets), redirects, others
+    if (type === ICMP6_ECHO_REPLY) {
+      // To the ping (echo socket) whose identifier it carries; never one sent to a group.
+      const r = m.bcast[j] ? Drop.Ipv6NotOurAddress
+        : this.eng.echoReply(link.vs, (b[off + 4]! << 8) | b[off + 5]!, m.src6[j]!, (b[off + 6]! << 8) | b[off + 7]!, len, m.hops[j]!, m.now);
+      if (r !== Drop.None) return m.drop(j, r);
+      return m.free(j);
+    }
+    m.drop(j, Drop.Icmpv6UnknownType); // redirects, unknown informational messages
   }
 
   /** Echo Reply (RFC 4443 4.2) with the request's data. */
@@ -122,13 +132,20 @@ export class Icmp6 {
     writeIp6Header(b, l3, dst, src, IPPROTO_ICMPV6, len, HOP_LIMIT, flow, m.tos[j]!);
     const ethStart = l3 - link.ethLen;
     linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV6);
-    this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+    // A VS pinging its own address: the reply loops back too.
+    if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+    else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
   }
 
-  /** A reassembled ICMPv6 message (only a large echo request is served). */
-  datagram(link: Link, src: Ip6, dst: Ip6, dg: Uint8Array, peerMac: Uint8Array): void {
+  /** A reassembled ICMPv6 message: a large echo request is answered, a large echo reply goes to its ping (hop limit unknown: -1). */
+  datagram(link: Link, src: Ip6, dst: Ip6, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
     if (dg.length < 8 || fold(sum16(dg, 0, dg.length, pseudoSum6(src, dst, IPPROTO_ICMPV6, dg.length))) !== 0) {
       return link.drop(Drop.Icmpv6BadChecksum);
+    }
+    if (dg[0] === ICMP6_ECHO_REPLY && !isMulticast6(dst)) {
+      const r = this.eng.echoReply(link.vs, (dg[4]! << 8) | dg[5]!, src, (dg[6]! << 8) | dg[7]!, dg.length, -1, now);
+      if (r !== Drop.None) link.drop(r);
+      return;
     }
     if (dg[0] !== ICMP6_ECHO_REQUEST) return link.drop(Drop.Icmpv6UnknownType);
     const hdr = this.hdr;

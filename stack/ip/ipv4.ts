@@ -101,6 +101,7 @@ export class Ipv4Input {
     m.src6[j] = null;
     m.dst6[j] = null;
     m.tos[j] = ip.tos;
+    m.hops[j] = ip.ttl;
     m.l4Off[j] = ip.payloadOff;
     m.l4Len[j] = ip.payloadLen;
     if (ip.proto === IPPROTO_ICMP || ip.proto === IPPROTO_UDP || ip.proto === IPPROTO_TCP) return ip.proto;
@@ -128,7 +129,7 @@ export class Ipv4Input {
       if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast) && !bcast) this.eng.icmp4.portUnreachable(link, src, dst, tos, dg, peerMac, now);
       return;
     }
-    if (proto === IPPROTO_ICMP) return this.eng.icmp4.datagram(link, src, dst, tos, dg, peerMac, bcast);
+    if (proto === IPPROTO_ICMP) return this.eng.icmp4.datagram(link, src, dst, tos, dg, peerMac, bcast, now);
     if (proto === IPPROTO_TCP) {
       if (bcast) return link.drop(Drop.Ipv4NotOurAddress); // no TCP to broadcast addresses
       // The reassembled segment is no UMEM frame (no pool): TCP copies what it keeps.

@@ -209,7 +209,7 @@ export class Ipv6Input {
       if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, false)) this.eng.icmp6.portUnreachable(link, pkt, src, dst, peerMac, now);
       return;
     }
-    if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac);
+    if (nh === IPPROTO_ICMPV6) return this.eng.icmp6.datagram(link, src, dst, dg, peerMac, now);
     if (nh === IPPROTO_TCP) {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;

@@ -5,6 +5,8 @@ import type { Request } from '../control/control';
 import type { ShardDeviceInfo } from './drivers';
 import type { MeshMemory } from './steer';
 import type { LogFields, LogLevel } from '../control/log';
+import type { TraceFilterSpec } from '../trace';
+import type { PingOptions, PingReply, PingSummary } from '../ping';
 
 /** What the main thread gives a shard. */
 export interface ShardData {
@@ -26,9 +28,11 @@ export interface ShardData {
 /** Messages from the main thread. */
 export type ToShard =
   | { t: 'req'; id: number; req: Request }
-  | { t: 'trace'; id: number; trace: number; out: string; vs?: string; count?: number }
+  | { t: 'trace'; id: number; trace: number; out?: string; stream?: boolean; vs?: string; count?: number; filter?: TraceFilterSpec }
   | { t: 'traceStop'; id: number; trace: number }
   | { t: 'traceFrames'; id: number; trace: number }
+  | { t: 'ping'; id: number; ping: number; vs: string; target: string; opts: PingOptions }
+  | { t: 'pingStop'; id: number; ping: number }
   | { t: 'close'; id: number };
 
 /** Messages to the main thread. */
@@ -38,4 +42,9 @@ export type FromShard =
   | { t: 'res'; id: number; ok: false; error: string }
   | { t: 'own'; dev: string; mac?: Uint8Array; addr?: IpAddr; vlan: number; add: boolean }
   | { t: 'log'; msg: string; level?: LogLevel; fields?: LogFields }
+  /** A streamed trace's records (pcap records, no global header) and the time (µs since the epoch) after which all its later records come. */
+  | { t: 'traceData'; trace: number; data: Uint8Array; watermark: number }
+  | { t: 'pingEvent'; ping: number; kind: 'reply'; data: PingReply }
+  | { t: 'pingEvent'; ping: number; kind: 'error'; data: { seq: number; error: string } }
+  | { t: 'pingEvent'; ping: number; kind: 'done'; data: PingSummary }
   | { t: 'fatal'; msg: string };

@@ -4,7 +4,9 @@
  * (stack/shard/worker.ts), and then applies every change (VS, link, address, route, rule) to every
  * shard in the same order: shard 0 first (it validates), then the others. VS identities are issued
  * here and never reused. `show` merges the shards' answers (stack/shard/merge.ts); a trace writes
- * one capture per shard and merges them by time.
+ * one capture per shard and merges them by time (stack/shard/capture.ts: a file when the trace
+ * stops, a streamed trace as the records come). A ping runs in shard 0 (its echo identifiers are
+ * shard 0's share: a reply another shard's queue received is handed to it).
  *
  * A shard that dies takes the whole stack down with a clear message: the other shards are
  * stopped, the XDP programs detached, and (by default) the process exits with status 1. No
@@ -15,10 +17,12 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { PcapWriter, readCapture } from '../../driver/pcap';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
 import { loadConfig, StackConfig, validateConfig } from '../control/config';
-import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlServer, ControlTarget, listenControl, Request, TraceLike } from '../control/control';
+import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlServer, ControlTarget, listenControl, PingLike, Request, TraceLike, TraceRequest, traceWriter } from '../control/control';
+import { TraceCounts, TraceFilter } from '../trace';
+import type { PingEvents, PingOptions, PingStart, PingSummary } from '../ping';
+import { CaptureMerger, mergeCaptures } from './capture';
 import { MAX_SHARDS } from './flows';
 import type { FlowTableSize } from './flows';
 import type { RingSize } from './ring';
@@ -117,6 +121,11 @@ export class ShardedStack implements ControlTarget {
   private nextTraceId = 1;
   /** Traces running (each one's stop). */
   private readonly traceStops = new Set<() => Promise<void>>();
+  /** Streamed traces: the merger of each (by trace number). */
+  private readonly traceStreams = new Map<number, CaptureMerger>();
+  private nextPingId = 1;
+  /** Pings running (shard 0), by number: their events. */
+  private readonly pings = new Map<number, PingEvents>();
   private readonly log: (m: string) => void;
   readonly logger: Logger;
   private metricsView: StackMetrics | null = null;
@@ -210,6 +219,17 @@ export class ShardedStack implements ControlTarget {
       case 'log':
         this.logger.log(m.level ?? 'warn', m.msg, { ...m.fields, shard });
         return;
+      case 'traceData':
+        this.traceStreams.get(m.trace)?.push(shard, m.data, m.watermark);
+        return;
+      case 'pingEvent': {
+        const ev = this.pings.get(m.ping);
+        if (!ev) return;
+        if (m.kind === 'reply') ev.onReply?.(m.data);
+        else if (m.kind === 'error') ev.onError?.(m.data.seq, m.data.error);
+        else { this.pings.delete(m.ping); ev.onDone?.(m.data); }
+        return;
+      }
       case 'fatal':
         this.fatal(shard, m.msg);
         return;
@@ -270,44 +290,81 @@ export class ShardedStack implements ControlTarget {
   }
 
   /**
-   * ControlTarget: a trace of every shard into `out`, merged by time when it stops. Several may
-   * run at once (each shard keeps them by number); one that a shard refuses starts in none.
+   * ControlTarget: a trace of every shard, into the file `out` (one part per shard, merged by time
+   * when it stops) or to the stream `stream` (merged as the records come). Several may run at once
+   * (each shard keeps them by number); one that a shard refuses starts in none.
    */
-  async startTrace(o: { out: string; vs?: string; count?: number }): Promise<TraceLike> {
+  async startTrace(o: TraceRequest): Promise<TraceLike> {
+    if (!o.stream && !o.out) throw new Error(`trace: give 'out' (a file) or a stream`);
     const trace = this.nextTraceId++;
-    const parts = this.workers.map((_, i) => `${o.out}.shard${i}`);
-    const started = await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'trace', trace, out: parts[i]!, vs: o.vs, count: o.count })));
+    const filter = TraceFilter.parse(o.filter); // a clear error before any shard is asked
+    const limit = o.count && o.count > 0 ? o.count : Infinity;
+    const stream = o.stream;
+    const parts = stream ? [] : this.workers.map((_, i) => `${o.out}.shard${i}`);
+    // Streamed: the merged records go through one writer (header first) to the stream.
+    let captured = 0;
+    let dropped = 0;
+    let out: ReturnType<typeof traceWriter> | null = null;
+    let stop: () => Promise<void> = async () => {};
+    if (stream) {
+      out = traceWriter({ sink: (c) => stream.write(c) });
+      const w = out.writer;
+      const merger = new CaptureMerger(this.shards, (data, ts, orig) => {
+        if (captured >= limit || w.isClosed) return;
+        if (stream.full()) { dropped++; return; }
+        w.write(data, 0, data.length, ts, orig);
+        if (++captured >= limit) void stop();
+      });
+      this.traceStreams.set(trace, merger);
+    }
+    const started = await Promise.allSettled(this.workers.map((_, i) => this.ask(i, {
+      t: 'trace', trace, ...(stream ? { stream: true } : { out: parts[i]! }), vs: o.vs, count: o.count, filter: filter.spec,
+    })));
     const bad = started.find((x) => x.status === 'rejected') as PromiseRejectedResult | undefined;
     if (bad) {
       await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop', trace })));
+      this.traceStreams.delete(trace);
       for (const p of parts) try { fs.unlinkSync(p); } catch { /* never made */ }
       throw bad.reason;
     }
-    const listeners: ((n: number) => void)[] = [];
+    const listeners: ((n: number, c: TraceCounts) => void)[] = [];
     let done = false;
     let finished = false;
-    let frames = 0;
-    const limit = o.count && o.count > 0 ? o.count : Infinity;
-    const stop = async (): Promise<void> => {
+    let counts: TraceCounts = { seen: 0, matched: 0, captured: 0, dropped: 0 };
+    stop = async (): Promise<void> => {
       if (done) return;
       done = true;
       clearInterval(poll);
       this.traceStops.delete(stop);
-      await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop', trace })));
-      frames = mergeCaptures(parts, o.out, limit);
+      // Each shard's last records come before its answer (one message channel, in order).
+      const res = await Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'traceStop', trace })));
+      for (const r of res) {
+        const c = r.status === 'fulfilled' ? r.value as TraceCounts | null : null;
+        if (c) { counts.seen += c.seen; counts.matched += c.matched; counts.dropped += c.dropped; }
+      }
+      if (stream) {
+        this.traceStreams.delete(trace);
+        out!.writer.close();
+        counts = { ...counts, captured, dropped: counts.dropped + dropped };
+      } else {
+        counts.captured = mergeCaptures(parts, o.out!, limit);
+      }
       finished = true;
-      for (const l of listeners) l(frames);
+      for (const l of listeners) l(counts.captured, counts);
     };
     this.traceStops.add(stop);
-    // The count is the whole group's: the shards' progress is read a few times a second.
+    if (out) out.started((end) => listeners.push(end));
+    // A file's count is the whole group's: the shards' progress is read a few times a second (a
+    // stream counts what it merged).
     const poll = setInterval(() => {
+      if (stream) return;
       void this.all({ t: 'traceFrames', trace }).then((n) => {
         if ((n as number[]).reduce((a, b) => a + b, 0) >= limit) void stop();
       }, () => undefined);
     }, 200);
     return {
       stop: () => { void stop(); },
-      onDone: (cb) => { if (finished) cb(frames); else listeners.push(cb); },
+      onDone: (cb) => { if (finished) cb(counts.captured, counts); else listeners.push(cb); },
     };
   }
 
@@ -344,6 +401,30 @@ export class ShardedStack implements ControlTarget {
     return ep;
   }
 
+  /**
+   * ControlTarget: a ping from virtual server `vs`, run by shard 0 (its echo identifiers are shard
+   * 0's share, so a reply that reaches another shard's queue is handed to it).
+   */
+  async startPing(vs: string, target: string, opts: PingOptions, events: PingEvents): Promise<PingLike> {
+    const ping = this.nextPingId++;
+    this.pings.set(ping, events);
+    let start: PingStart;
+    try {
+      start = await this.ask(0, { t: 'ping', ping, vs, target, opts }) as PingStart;
+    } catch (e) {
+      this.pings.delete(ping);
+      throw e;
+    }
+    return { start, stop: () => { if (this.pings.has(ping)) void this.ask(0, { t: 'pingStop', ping }).catch(() => undefined); } };
+  }
+
+  /** A ping from virtual server `vs` (see startPing): its summary. */
+  ping(vs: string, target: string, opts: PingOptions = {}, events: PingEvents = {}): Promise<PingSummary> {
+    return new Promise((resolve, reject) => {
+      this.startPing(vs, target, opts, { ...events, onDone: (s) => { events.onDone?.(s); resolve(s); } }).catch(reject);
+    });
+  }
+
   /** Stops every shard and detaches the devices (traces still running are stopped and merged first). */
   /** The control socket's path while it is open (the `control` option, listenControl()). */
   get controlSocket(): string | null { return this.controlServer?.socketPath ?? null; }
@@ -361,6 +442,7 @@ export class ShardedStack implements ControlTarget {
     // First, so no control request reaches shards that are going; the socket file is gone at once.
     void this.controlServer?.close();
     await Promise.allSettled([...this.traceStops].map((stop) => stop()));
+    if (this.pings.size) await Promise.allSettled([...this.pings.keys()].map((ping) => this.ask(0, { t: 'pingStop', ping })));
     await Promise.race([
       Promise.allSettled(this.workers.map((_, i) => this.ask(i, { t: 'close' }))),
       new Promise((r) => setTimeout(r, 5000)),
@@ -398,22 +480,7 @@ export class ShardedStack implements ControlTarget {
   }
 }
 
-/** Writes the records of every part to `out`, ordered by time (at most `limit`); removes the parts. Returns the count. */
-export function mergeCaptures(parts: string[], out: string, limit = Infinity): number {
-  const recs: { data: Uint8Array; tsUs: number; origLen: number }[] = [];
-  for (const p of parts) {
-    try {
-      for (const r of readCapture(p)) recs.push(r);
-    } catch { /* a shard that never wrote */ }
-  }
-  recs.sort((a, b) => a.tsUs - b.tsUs);
-  const w = new PcapWriter(out);
-  const n = Math.min(recs.length, limit);
-  for (let i = 0; i < n; i++) w.write(recs[i]!.data, 0, recs[i]!.data.length, recs[i]!.tsUs, recs[i]!.origLen);
-  w.close();
-  for (const p of parts) try { fs.unlinkSync(p); } catch { /* already gone */ }
-  return n;
-}
+export { mergeCaptures } from './capture';
 
 /**
  * A warning when a device has receive queues no shard serves: the XDP program redirects a frame to

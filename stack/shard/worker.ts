@@ -10,10 +10,12 @@
 import { parentPort, workerData } from 'node:worker_threads';
 import * as path from 'node:path';
 import type { Driver } from '../../driver/types';
-import { PcapWriter } from '../../driver/pcap';
 import type { IpAddr } from '../../protocols/ip/addr';
-import { handleRequest } from '../control/control';
+import { handleRequest, traceWriter } from '../control/control';
 import { Stack, Trace } from '../stack';
+import { TraceFilter } from '../trace';
+import type { PingSession } from '../ping';
+import { epochOffsetUs, monotonicUs } from '../runtime';
 import { Steering } from './steer';
 import { openShardDriver } from './drivers';
 import { installRss, RssInfo } from './rss';
@@ -57,6 +59,8 @@ async function main(): Promise<void> {
   stack.start();
   // Traces by the control plane's number: several may run at once (one per 'trace' client).
   const traces = new Map<number, Trace>();
+  // Pings by the control plane's number (they run in shard 0: see ShardedStack.startPing).
+  const pings = new Map<number, PingSession>();
   parentPort!.on('message', (m: ToShard) => {
     try {
       switch (m.t) {
@@ -65,13 +69,34 @@ async function main(): Promise<void> {
           break;
         case 'trace': {
           if (m.vs !== undefined) stack.engine.vs(m.vs); // a clear error before any file is made
-          let writer: PcapWriter;
-          try {
-            writer = new PcapWriter(m.out);
-          } catch (e) {
-            throw new Error(`trace: cannot write ${m.out}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+          const filter = TraceFilter.parse(m.filter);
+          if (!m.stream) {
+            const { writer } = traceWriter({ out: m.out });
+            traces.set(m.trace, stack.trace({ vs: m.vs, count: m.count, writer, filter }));
+            post({ t: 'res', id: m.id, ok: true, data: null });
+            break;
           }
-          traces.set(m.trace, stack.trace({ vs: m.vs, count: m.count, writer }));
+          // Streamed: the records (no global header) go to the main thread in batches, each with a
+          // watermark: the time after which every later record of this shard is stamped, so the
+          // main thread can merge the shards' records by time as they come.
+          const id = m.trace;
+          const parts: Uint8Array[] = [];
+          const { writer } = traceWriter({ sink: (c) => parts.push(c), header: false });
+          const t = stack.trace({ vs: m.vs, count: m.count, writer, filter });
+          const offset = epochOffsetUs();
+          const ship = (final: boolean): void => {
+            const watermark = final ? Infinity : monotonicUs() + offset;
+            if (!final) { writer.flush(); t.floor(watermark); }
+            let n = 0;
+            for (const p of parts) n += p.length;
+            const data = new Uint8Array(n);
+            n = 0;
+            for (const p of parts.splice(0)) { data.set(p, n); n += p.length; }
+            post({ t: 'traceData', trace: id, data, watermark });
+          };
+          const timer = setInterval(() => ship(false), 50);
+          t.onDone(() => { clearInterval(timer); ship(true); });
+          traces.set(id, t);
           post({ t: 'res', id: m.id, ok: true, data: null });
           break;
         }
@@ -82,10 +107,26 @@ async function main(): Promise<void> {
           const t = traces.get(m.trace);
           traces.delete(m.trace);
           t?.stop();
-          post({ t: 'res', id: m.id, ok: true, data: t ? t.frames : 0 });
+          post({ t: 'res', id: m.id, ok: true, data: t ? t.counts() : null });
           break;
         }
+        case 'ping': {
+          const id = m.ping;
+          const p = stack.vs(m.vs).ping(m.target, m.opts, {
+            onReply: (data) => post({ t: 'pingEvent', ping: id, kind: 'reply', data }),
+            onError: (seq, error) => post({ t: 'pingEvent', ping: id, kind: 'error', data: { seq, error } }),
+            onDone: (data) => { pings.delete(id); post({ t: 'pingEvent', ping: id, kind: 'done', data }); },
+          });
+          pings.set(id, p);
+          post({ t: 'res', id: m.id, ok: true, data: p.start });
+          break;
+        }
+        case 'pingStop':
+          pings.get(m.ping)?.stop();
+          post({ t: 'res', id: m.id, ok: true, data: null });
+          break;
         case 'close':
+          for (const p of [...pings.values()]) p.stop();
           for (const t of traces.values()) t.stop();
           traces.clear();
           stack.close();
