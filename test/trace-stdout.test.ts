@@ -211,7 +211,7 @@ test('a stack of shards streams both shards\' frames, merged by time as they com
   const app = path.join(dir, 'app.js');
   fs.writeFileSync(app, `module.exports = (stack, { shard }) => {
     const s = stack.vs('a').createSocket('udp4');
-    s.bind(0);
+    s.bind(0, () => s.setBroadcast(true)); // as on Linux, a broadcast needs SO_BROADCAST
     let n = 0;
     const t = setInterval(() => s.send(Buffer.from('s' + shard + ':' + (n++)), 9, '10.1.1.255'), 5);
     t.unref();
