@@ -163,9 +163,15 @@ export interface UdpRow {
   /** Bytes of the datagrams received and not delivered to the application yet. */
   recvQ: number;
   sendQ: 0;
-  /** Those datagrams, and how many the socket may hold (more are dropped: udp-socket-queue-full). */
+  /** Those datagrams. */
   recvDatagrams: number;
-  recvDatagramsMax: number;
+  /**
+   * The receive buffer (bytes, as `ss -m` shows `rb`, Linux's doubled SO_RCVBUF) and what the queued
+   * datagrams take of it (`r`: payload plus a per-datagram overhead); a datagram that does not fit is
+   * dropped (udp-socket-queue-full).
+   */
+  recvBuffer: number;
+  recvBufferUsed: number;
 }
 
 export type ConnectionRow = TcpInfo | TcpListenRow | UdpRow;
@@ -242,7 +248,7 @@ export function udpRow(vs: string, s: UdpSocket): UdpRow {
     vs, proto: 'udp', state: peer ? 'ESTAB' : 'UNCONN',
     local: boundText(s.localAddr, s.localPort, s.ipv6Only),
     remote: peer ? hostPort(peer.addr, peer.port, peer.zone || undefined) : null,
-    recvQ: bytes, sendQ: 0, recvDatagrams: s.queue.length, recvDatagramsMax: s.maxQueue,
+    recvQ: bytes, sendQ: 0, recvDatagrams: s.queue.length, recvBuffer: s.receiveBuffer, recvBufferUsed: s.queuedBytes,
   };
 }
 

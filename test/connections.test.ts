@@ -5,6 +5,7 @@
  * counters), not against the code: a stack on the in-memory link and a peer host under virtual time,
  * with losses made on the link where a figure needs them.
  */
+import { UDP_DGRAM_OVERHEAD } from '../stack/api/dgram';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import * as fs from 'node:fs';
@@ -357,10 +358,10 @@ test('UDP sockets: bound address, connected peer, datagrams received and not del
     await w.run(() => false, ms(1));
     const udp = () => rows(w).filter((r): r is UdpRow => r.proto === 'udp');
     assert.equal(udp().map((r) => [r.state, r.local, r.remote]), [
-      ['UNCONN', '0.0.0.0:5353', null], ['UNCONN', '*:5354', null], ['UNCONN', '[::]:5355', null], ['ESTAB', '0.0.0.0:5356', '10.1.1.2:7'],
-    ]);
+      ['UNCONN', '0.0.0.0:5353', null], ['UNCONN', '*:5354', null], ['UNCONN', '[::]:5355', null], ['ESTAB', '10.1.1.1:5356', '10.1.1.2:7'],
+    ]); // connect() takes the route's source address, as Linux's ip4_datagram_connect: ss shows it
     assert.equal(rows(w, { state: 'closed' }).map((r) => r.local), ['0.0.0.0:5353', '*:5354', '[::]:5355'], 'ss calls UNCONN the closed state');
-    assert.equal(rows(w, { state: 'established' }).map((r) => r.local), ['0.0.0.0:5356']);
+    assert.equal(rows(w, { state: 'established' }).map((r) => r.local), ['10.1.1.1:5356']);
     // Three datagrams arrive and the events that deliver them have not run yet: they are the receive queue.
     let got = 0;
     u4.on('message', () => { got++; });
@@ -370,7 +371,9 @@ test('UDP sockets: bound address, connected peer, datagrams received and not del
     w.stack.engine.flushEvents = () => undefined;
     await w.run(() => udp()[0]!.recvDatagrams === 3, ms(100));
     let r = udp()[0]!;
-    assert.equal([r.recvQ, r.recvDatagrams, r.recvDatagramsMax, r.sendQ], [303, 3, 1024, 0]);
+    assert.equal([r.recvQ, r.recvDatagrams, r.sendQ], [303, 3, 0]);
+    // ss -m: rb is the doubled default SO_RCVBUF (2 x 212992), r what the queue takes of it (payload + overhead each).
+    assert.equal([r.recvBuffer, r.recvBufferUsed], [425984, 303 + 3 * UDP_DGRAM_OVERHEAD]);
     w.stack.engine.flushEvents = flush;
     assert.ok(await w.run(() => got === 3, ms(100)));
     r = udp()[0]!;

@@ -787,6 +787,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     return size;
   }
 
+  /** @internal The receive buffer's size in bytes (what getRecvBufferSize() reports once bound), for `show connections`. */
+  get receiveBuffer(): number {
+    return this.rcvbuf;
+  }
+
   /** Bytes waiting in the socket to be sent: always 0, a datagram goes to its link's queue when send() runs. */
   getSendQueueSize(): number {
     if (this.closed) throw notRunning();
