@@ -9,7 +9,7 @@
 import { Duplex, addAbortSignal } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
-import type { LookupOptions } from 'node:dns';
+import type { IpcSocketConnectOpts, LookupFunction as NodeLookupFunction } from 'node:net';
 import type { Engine } from '../engine';
 import type { VirtualServer } from '../vs';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
@@ -26,9 +26,10 @@ export interface NetContext {
   now(): number;
 }
 
-/** A name resolver with dns.lookup's signature (a VS resolves no names by itself). */
-export type LookupFunction = (hostname: string, options: LookupOptions,
-  callback: (err: NodeJS.ErrnoException | null, address: string, family?: number) => void) => void;
+/** A name resolver with dns.lookup's signature, as Node's (a VS resolves no names by itself). */
+export type LookupFunction = NodeLookupFunction;
+/** Node's IPC form: accepted by the types (as Node's) and refused at run time (ERR_FEATURE_UNAVAILABLE_ON_PLATFORM). */
+export type { IpcSocketConnectOpts };
 
 /** Options of `new Socket()` (Node's SocketConstructorOpts; `fd` throws: not supported). */
 export interface SocketConstructorOpts {
@@ -81,9 +82,11 @@ export interface ConnectFunction {
   (options: TcpSocketConnectOpts, connectionListener?: () => void): Socket;
   (port: number, host?: string, connectionListener?: () => void): Socket;
   (port: number, connectionListener?: () => void): Socket;
+  /** IPC (a path): throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM. */
+  (path: string, connectionListener?: () => void): never;
 }
 
-type ConnectArgs = [TcpSocketConnectOpts | number | string | null | undefined, ...(string | number | (() => void) | undefined)[]];
+type ConnectArgs = [TcpSocketConnectOpts | IpcSocketConnectOpts | number | string | null | undefined, ...(string | number | (() => void) | undefined)[]];
 
 type WriteCb = (err?: Error | null) => void;
 
@@ -395,9 +398,11 @@ export class Socket extends Duplex implements TcpSocketSink {
    * (Node allows a reconnect; counters and addresses start over). A socket that is connecting or
    * connected throws (EALREADY / EISCONN, the kernel's answers to a second connect()).
    */
-  connect(options: TcpSocketConnectOpts, connectionListener?: () => void): this;
+  connect(options: TcpSocketConnectOpts | IpcSocketConnectOpts, connectionListener?: () => void): this;
   connect(port: number, host?: string, connectionListener?: () => void): this;
   connect(port: number, connectionListener?: () => void): this;
+  /** IPC (a path, or `{ path }`): throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM (typed so a Socket fits net.Socket). */
+  connect(path: string, connectionListener?: () => void): never;
   connect(...args: ConnectArgs): this {
     const [o, cb] = normalizeConnectArgs(args);
     if (this.connecting) throw Object.assign(errnoException('EALREADY', 'connect'), { message: 'connect EALREADY: the socket is already connecting' });
@@ -458,12 +463,17 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.connecting = true;
     const host = o.host || 'localhost';
     if (isIP(host) || host === 'localhost' || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
-      this.attemptTo(ctx, host, port, o);
+      // As Node: the attempt starts on the next tick (a destroy() before it sends nothing).
+      const gen = ++this.connectGen;
+      process.nextTick(() => { if (this.connecting && !this.entry && gen === this.connectGen) this.attemptTo(ctx, host, port, o); });
     } else {
       this.lookupThen(ctx, host, port, o);
     }
     if (o.timeout) this.setTimeout(o.timeout);
   }
+
+  /** Counts connect() calls: a deferred attempt of an earlier one does not run. */
+  private connectGen = 0;
 
   /** A host name: resolved by the options' `lookup` (a VS has no resolver of its own), as Node's 'lookup' event tells. */
   private lookupThen(ctx: NetContext, host: string, port: number, o: TcpSocketConnectOpts): void {
@@ -476,8 +486,11 @@ export class Socket extends Duplex implements TcpSocketSink {
       return;
     }
     const family = o.family === 6 || (o.family as unknown) === 'IPv6' ? 6 : o.family === 4 || (o.family as unknown) === 'IPv4' ? 4 : 0;
-    o.lookup(host, { family, hints: o.hints ?? 0, all: false }, (err, address, fam) => {
-      this.emit('lookup', err, address, fam, host);
+    o.lookup(host, { family, hints: o.hints ?? 0, all: false }, (err, found, fam) => {
+      // Asked for one address (all: false); a resolver that answers a list gives its first.
+      const first = Array.isArray(found) ? found[0] : undefined;
+      const address = first ? first.address : found as string;
+      this.emit('lookup', err, address, first ? first.family : fam, host);
       if (!this.connecting) return; // destroyed meanwhile
       if (err) { fail(err); return; }
       if (typeof address !== 'string' || !isIP(address)) { fail(codeError('ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(address)}`, TypeError)); return; }
@@ -940,6 +953,9 @@ export class Server extends EventEmitter {
 
   get listening(): boolean { return this.listener !== null; }
 
+  /** Removed from Node long ago (undefined there too); declared so a Server fits Node's `net.Server` type. */
+  declare readonly connections: number;
+
   /**
    * As Node's server.listen: (port[, host][, backlog][, cb]), (options[, cb]), or () for any
    * port on :: (both families). 'listening' or 'error' (EADDRINUSE, EADDRNOTAVAIL) come on the next
@@ -1129,7 +1145,7 @@ function normalizeConnectArgs(args: ConnectArgs): [TcpSocketConnectOpts, (() => 
   const a0 = args[0];
   let o: TcpSocketConnectOpts;
   if (typeof a0 === 'object' && a0 !== null) {
-    o = a0;
+    o = a0 as TcpSocketConnectOpts;
     if ((o as { path?: unknown }).path != null) throw notSupported('connect({ path })', 'IPC (Unix domain socket or pipe) connections need the kernel; connect to a TCP port');
   } else if (typeof a0 === 'string' && toNumber(a0) === false) {
     throw notSupported(`connect('${a0}')`, 'IPC (Unix domain socket or pipe) connections need the kernel; connect to a TCP port');
