@@ -8,6 +8,7 @@
  */
 import { Duplex, addAbortSignal } from 'node:stream';
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
 import { isIP, isIPv4, isIPv6 } from 'node:net';
 import type { IpcSocketConnectOpts, LookupFunction as NodeLookupFunction } from 'node:net';
 import type { Engine } from '../engine';
@@ -133,8 +134,11 @@ export class Socket extends Duplex implements TcpSocketSink {
   private lastActive = 0;
   private finished = false;
   private ctx: NetContext | null;
-  /** The peer's address, kept after close as Node keeps it (undefined while connecting). */
-  private peer: Peer | null = null;
+  /**
+   * The peer's address as Node caches it: read from the connection while it is open (not while
+   * connecting), and after the close what was read before (Node's `_peername`).
+   */
+  private peerCache: Peer | null = null;
   /** setNoDelay/setKeepAlive before there is a connection: applied when it is made (as Node). */
   private wantNoDelay: boolean;
   private wantKeepAlive: boolean;
@@ -201,7 +205,6 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.entry = e;
     e.sink = this;
     if (this.zcHandler) e.zeroCopy = true;
-    if (e.conn.state !== TcpState.SynSent) this.peer = this.peerOf(e); // accepted: synchronized (maybe already FIN'd)
   }
 
   // ---------------------------------------------------------------- properties
@@ -212,9 +215,13 @@ export class Socket extends Duplex implements TcpSocketSink {
    * the socket has a connection (connecting included); the remote end once connected, and it is
    * kept after the close.
    */
-  get remoteAddress(): string | undefined { return this.peer?.address; }
-  get remotePort(): number | undefined { return this.peer?.port; }
-  get remoteFamily(): string | undefined { return this.peer?.family; }
+  get remoteAddress(): string | undefined { return this.peer()?.address; }
+  get remotePort(): number | undefined { return this.peer()?.port; }
+  get remoteFamily(): string | undefined { return this.peer()?.family; }
+  private peer(): Peer | null {
+    if (this.live && !this.connecting && !this.peerCache) this.peerCache = this.peerOf(this.entry!);
+    return this.peerCache;
+  }
   get localAddress(): string | undefined { return this.live ? this.text(this.entry!.conn.tuple.localAddr) : undefined; }
   get localPort(): number | undefined { return this.live ? this.entry!.conn.tuple.localPort : undefined; }
   get localFamily(): string | undefined { return this.live ? this.family(this.entry!.conn.tuple.localAddr) : undefined; }
@@ -311,7 +318,7 @@ export class Socket extends Duplex implements TcpSocketSink {
    * gets ECONNRESET. While connecting, once connected; without a connection, ERR_SOCKET_CLOSED.
    */
   resetAndDestroy(): this {
-    if (this.live && !this.finished) {
+    if ((this.live || this.connecting) && !this.finished) {
       if (this.connecting) this.once('connect', () => this.reset());
       else this.reset();
     } else {
@@ -332,6 +339,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       throw e;
     }
     this.timeoutMs = ms;
+    this.timeoutSet = true;
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
       else this.once('timeout', cb);
@@ -340,10 +348,12 @@ export class Socket extends Duplex implements TcpSocketSink {
     return this;
   }
 
-  /** The idle timeout set with setTimeout (ms), undefined when none (as net.Socket). */
+  /** The value of the last setTimeout (ms; 0 once cleared), undefined before any (as net.Socket). */
   get timeout(): number | undefined {
-    return this.timeoutMs > 0 ? this.timeoutMs : undefined;
+    return this.timeoutSet ? this.timeoutMs : undefined;
   }
+
+  private timeoutSet = false;
 
   /**
    * The stack's own loop keeps the process alive while it runs (until stack.close()), not its
@@ -427,7 +437,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this._bytesRead = 0;
     this._bytesWritten = 0;
     this.finished = false;
-    this.peer = null;
+    this.peerCache = null;
     this.resetting = false;
     this.peerEnded = false;
     this.held = [];
@@ -514,19 +524,31 @@ export class Socket extends Duplex implements TcpSocketSink {
     const family = this.mapped || isIp6(dst) ? 6 : 4;
     const local = o.localAddress && o.localPort ? { address: o.localAddress, port: o.localPort } : undefined;
     this.attempt = { address, port, family, local };
-    process.nextTick(() => { if (this.connecting) this.emit('connectionAttempt', address, port, family); });
     const e = ctx.engine;
+    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port).
+    const shaped = (err: unknown): NetError => {
+      const x = err as NetError;
+      if (x && typeof x.code === 'string') {
+        x.errno ??= errnoOf(x.code);
+        x.syscall ??= 'connect';
+        if (x.syscall === 'connect') { x.address ??= address; x.port ??= port; }
+      }
+      return x;
+    };
+    let src: ReturnType<Engine['tcpSource']>;
     try {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
-      let src: ReturnType<Engine['tcpSource']>;
-      try {
-        src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
-      } catch (err) {
-        // A local address the VS does not have: Node's bind error ('bind EADDRNOTAVAIL 10.9.9.9').
-        const x = err as NetError;
-        if (x.message?.startsWith('bind ')) throw exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort);
-        throw x;
-      }
+      src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
+    } catch (err) {
+      // A local address the VS does not have: Node's bind error ('bind EADDRNOTAVAIL 10.9.9.9').
+      const x = err as NetError;
+      this.failAttempt(x.message?.startsWith('bind ') ? exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort) : shaped(x));
+      return;
+    }
+    // As Node: announced once bound, before the SYN (a listener may destroy the socket).
+    this.emit('connectionAttempt', address, port, family);
+    if (!this.connecting || this.destroyed) return;
+    try {
       const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: port };
       if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, port, src.via)) {
         throw exceptionWithHostPort('EADDRINUSE', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
@@ -540,14 +562,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       this.entry = e.tcp.connect(ctx.vs, tuple, { ...opts, ...this.tcpOpts }, this, o.mark ?? 0, src.via, !o.localPort);
       if (this.zcHandler) this.entry.zeroCopy = true;
     } catch (err) {
-      const x = err as NetError;
-      // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port).
-      if (x && typeof x.code === 'string') {
-        x.errno ??= errnoOf(x.code);
-        x.syscall ??= 'connect';
-        if (x.syscall === 'connect') { x.address ??= address; x.port ??= port; }
-      }
-      this.failAttempt(x);
+      this.failAttempt(shaped(err));
     }
   }
 
@@ -562,7 +577,6 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (!this.connecting) return;
     this.connecting = false;
     if (this.entry) {
-      this.peer = this.peerOf(this.entry);
       // setNoDelay/setKeepAlive called while connecting take effect now (as Node's afterConnect).
       if (this.wantNoDelay) this.entry.conn.setNoDelay(true);
       if (this.wantKeepAlive !== this.entry.conn.opts.keepAlive && this.tcpOpts.keepAlive === undefined) this.applyKeepAlive();
@@ -700,7 +714,6 @@ export class Socket extends Duplex implements TcpSocketSink {
       if (this.connecting && a) {
         // A RST answering the SYN is a refusal (ECONNREFUSED); as Node: 'connect ECONNREFUSED 10.1.1.2:80'.
         e = exceptionWithHostPort(err === 'ECONNRESET' ? 'ECONNREFUSED' : err, 'connect', a.address, a.port, a.local);
-        this.connecting = false;
         this.emit('connectionAttemptFailed', a.address, a.port, a.family, e);
       } else if (err === 'ECONNRESET' && this.remoteClosed) {
         // Linux: a RST after the peer's FIN (CLOSE_WAIT) reports EPIPE, to the next write.
@@ -709,8 +722,8 @@ export class Socket extends Duplex implements TcpSocketSink {
         // Established: as Node's read errors ('read ECONNRESET', 'read ETIMEDOUT').
         e = errnoException(err, 'read');
       }
-      // A write waiting for the connection: as Node's, ERR_SOCKET_CLOSED_BEFORE_CONNECTION.
-      if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(wasConnecting ? closedBeforeConnection() : e); }
+      // A write waiting for the connection is told at the close (see _destroy).
+      if (!wasConnecting && this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);
       return;
     }
@@ -741,7 +754,7 @@ export class Socket extends Duplex implements TcpSocketSink {
    * refused with EPIPE and destroys the socket, rather than the generic 'write after end'.
    */
   override write(chunk: unknown, encoding?: BufferEncoding | WriteCb, cb?: WriteCb): boolean {
-    if (this.peerEnded && this.writableEnded && !this.destroyed) {
+    if (this.peerEnded && this.writableEnded) {
       const done = typeof encoding === 'function' ? encoding : cb;
       const er = codeError('EPIPE', 'This socket has been ended by the other party');
       if (typeof done === 'function') process.nextTick(done, er);
@@ -852,7 +865,9 @@ export class Socket extends Duplex implements TcpSocketSink {
     // Still looking up the address: the FIN waits for the connection (as Node's _final).
     if (this.connecting && !this.entry) { this.once('connect', () => this._final(cb)); return; }
     if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
-    cb();
+    // 'finish' once the shutdown is done, a turn of the loop later as Node's (libuv's shutdown
+    // request), so an error of this turn (a write after end) comes first, as there.
+    setImmediate(cb);
   }
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
@@ -876,18 +891,24 @@ export class Socket extends Duplex implements TcpSocketSink {
         else e.conn.close(this.now());
       }
     }
-    // The write in progress is done, as Node's (its bytes were handed over); buffered ones get
-    // ERR_STREAM_DESTROYED from the stream.
-    if (this.pendingWrite) {
-      const p = this.pendingWrite;
+    const p = this.pendingWrite;
+    if (p && !wasConnecting) {
+      // The write in progress is done, as Node's (its bytes were handed over); buffered ones get
+      // ERR_STREAM_DESTROYED from the stream.
       this.pendingWrite = null;
-      p.cb(wasConnecting ? closedBeforeConnection() : err);
+      p.cb(err);
     }
     const server = this.server;
     if (server) server.connectionGone(this);
+    const hadHandle = e !== null || wasConnecting;
     cb(err);
-    // 'close' with hadError, after 'error' (net.Socket emits it when the handle has closed).
-    process.nextTick(() => this.emit('close', !!err));
+    process.nextTick(() => {
+      // 'close' after 'error', with hadError once there was a connection (Node: the handle's close);
+      // a socket that never had one closes without it, as Node's.
+      if (hadHandle) this.emit('close', !!err); else this.emit('close');
+      // A write that waited for the connection (still counted in bytesWritten, as Node's).
+      if (p && wasConnecting) p.cb(closedBeforeConnection());
+    });
   }
 }
 
@@ -989,7 +1010,7 @@ export class Server extends EventEmitter {
     this.addAbortSignal(options.signal);
     if (args.length === 0 || typeof a0 === 'function' || ('port' in options && options.port === undefined) || options.port === null) options.port = 0;
     if (typeof options.port !== 'number' && typeof options.port !== 'string') {
-      throw codeError('ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${JSON.stringify(options)}`, TypeError);
+      throw codeError('ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`, TypeError);
     }
     const port = validatePort(options.port, 'options.port');
     const backlog = (options.backlog || backlogFromArgs || 511);
