@@ -709,6 +709,40 @@ test('deliberate differences: a second connect() throws (EISCONN/EALREADY); an a
   }
 });
 
+test('setNoDelay/setKeepAlive before the connection exists apply when it does; keepalive as libuv sets it', async () => {
+  // Node (libuv 1.46, seen with strace): setKeepAlive(true, ms >= 1000) sets TCP_KEEPIDLE to whole
+  // seconds, TCP_KEEPINTVL 1 and TCP_KEEPCNT 10; under a second only SO_KEEPALIVE (idle time and
+  // probes stay as they were); the server options noDelay/keepAlive apply to accepted sockets.
+  const w = realTimeHosts();
+  try {
+    let accepted: Socket | null = null;
+    netModule(w.a.ctx).createServer({ noDelay: true, keepAlive: true, keepAliveInitialDelay: 3000, highWaterMark: 1234 }, (s) => { accepted = s; s.resume(); }).listen(80);
+    const net = netModule(w.b.ctx);
+    const s = new net.Socket();
+    s.setNoDelay(true);
+    s.setKeepAlive(true, 5500);
+    s.connect(80, '10.1.1.1');
+    assert.ok(await until(() => !s.connecting && accepted !== null, 3000));
+    const o = s.connection!.conn.opts;
+    assert.equal([o.noDelay, o.keepAlive, o.keepIdleUs, o.keepIntvlUs, o.keepCnt], [true, true, 5_000_000, 1_000_000, 10]);
+    s.setKeepAlive(true, 500);
+    assert.equal([o.keepAlive, o.keepIdleUs], [true, 5_000_000], 'under a second: the idle time stays');
+    s.setKeepAlive(false);
+    assert.is(o.keepAlive, false);
+    const a = (accepted as unknown as Socket).connection!.conn.opts;
+    assert.equal([a.noDelay, a.keepAlive, a.keepIdleUs, a.keepIntvlUs, a.keepCnt], [true, true, 3_000_000, 1_000_000, 10]);
+    assert.equal([(accepted as unknown as Socket).readableHighWaterMark, (accepted as unknown as Socket).writableHighWaterMark], [1234, 1234]);
+    // Explicit TCP options of the connection win over what the Node calls imply.
+    const t = net.connect({ port: 80, host: '10.1.1.1', keepAlive: true, keepAliveInitialDelay: 2000, tcp: { keepCnt: 3 } });
+    assert.ok(await until(() => !t.connecting, 3000));
+    assert.equal([t.connection!.conn.opts.keepIdleUs, t.connection!.conn.opts.keepCnt], [2_000_000, 3]);
+    s.destroy();
+    t.destroy();
+  } finally {
+    w.stop();
+  }
+});
+
 test('vs.net of a stack is a net module: new Socket(), connect, createServer in that VS', async () => {
   const { createStack } = await import('../stack/index');
   const stack = createStack({ name: 'parity', devices: [{ name: 'm0', driver: 'memory' }], virtualServers: [{ name: 'a', links: [{ device: 'm0', addresses: ['10.5.0.1/24'] }] }] });

@@ -97,11 +97,3 @@ export function validatePort(port: unknown, name = 'Port'): number {
   if (!ok) throw codeError('ERR_SOCKET_BAD_PORT', `${name} should be >= 0 and < 65536. Received ${specificType(port)}.`, RangeError);
   return Number(port);
 }
-
-/** AbortError as Node's streams make it for an aborted signal (code ABORT_ERR, cause = signal.reason). */
-export function abortError(signal: AbortSignal): NetError {
-  const e = new Error('The operation was aborted', { cause: signal.reason }) as NetError;
-  e.name = 'AbortError';
-  e.code = 'ABORT_ERR';
-  return e;
-}
