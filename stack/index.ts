@@ -39,5 +39,9 @@ export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
 export { UdpSocket } from './api/dgram';
 export type { RemoteInfo } from './api/dgram';
-export { Socket, Server, createServer, connect } from './api/net';
-export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';
+export { Socket, Server, createServer, connect, netModule } from './api/net';
+export type {
+  NetContext, NetModule, ServerOptions, ListenOptions, SocketConnectOpts, TcpSocketConnectOpts, SocketConstructorOpts, ConnectFunction,
+  DropArgument, LookupFunction, OnReadOpts,
+} from './api/net';
+export type { NetError } from './api/errors';
