@@ -212,8 +212,8 @@ export class Socket extends Duplex implements TcpSocketSink {
   /**
    * Addresses as Node reports them: an IPv4 connection accepted by a server listening on `::`
    * shows its addresses IPv4-mapped (::ffff:a.b.c.d), family 'IPv6'. The local end is known while
-   * the socket has a connection (connecting included); the remote end once connected, and it is
-   * kept after the close.
+   * the socket has a connection (connecting included); the remote end once connected, and after
+   * the close if it was read before (Node's `_peername` cache).
    */
   get remoteAddress(): string | undefined { return this.peer()?.address; }
   get remotePort(): number | undefined { return this.peer()?.port; }
@@ -299,8 +299,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.wantKeepAlive = on;
     this.keepAliveSecs = secs;
     if (this.live && this.entry!.conn.state !== TcpState.SynSent) this.applyKeepAlive();
+    else if (this.live) this.keepAliveDirty = true; // connecting: applied once established
     return this;
   }
+
+  private keepAliveDirty = false;
 
   private applyKeepAlive(): void {
     const c = this.entry!.conn;
@@ -416,7 +419,7 @@ export class Socket extends Duplex implements TcpSocketSink {
   connect(...args: ConnectArgs): this {
     const [o, cb] = normalizeConnectArgs(args);
     if (this.connecting) throw Object.assign(errnoException('EALREADY', 'connect'), { message: 'connect EALREADY: the socket is already connecting' });
-    if (this.live && !this.finished) throw Object.assign(errnoException('EISCONN', 'connect'), { message: 'connect EISCONN: the socket is already connected; connect() again once it has closed' });
+    if (this.entry && !this.destroyed) throw Object.assign(errnoException('EISCONN', 'connect'), { message: 'connect EISCONN: the socket is already connected; connect() again once it has closed' });
     if (!this.ctx) throw codeError('ERR_INVALID_STATE', 'This Socket belongs to no virtual server: make it with vs.net.Socket (or connect with vs.net.connect)');
     if (this.destroyed) {
       // Destroyed by its own aborted signal: stays so (the AbortError was the answer).
@@ -444,6 +447,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.heldEof = false;
     this.mapped = false;
     this.attempt = null;
+    this.keepAliveDirty = false;
   }
 
   /** @internal active open (options normalized by connect()). */
@@ -531,7 +535,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       if (x && typeof x.code === 'string') {
         x.errno ??= errnoOf(x.code);
         x.syscall ??= 'connect';
-        if (x.syscall === 'connect') { x.address ??= address; x.port ??= port; }
+        if (x.syscall === 'connect') { x.address = address; x.port = port || undefined; }
       }
       return x;
     };
@@ -579,7 +583,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (this.entry) {
       // setNoDelay/setKeepAlive called while connecting take effect now (as Node's afterConnect).
       if (this.wantNoDelay) this.entry.conn.setNoDelay(true);
-      if (this.wantKeepAlive !== this.entry.conn.opts.keepAlive && this.tcpOpts.keepAlive === undefined) this.applyKeepAlive();
+      if (this.keepAliveDirty) { this.keepAliveDirty = false; this.applyKeepAlive(); }
     }
     try {
       this.emit('connect');
