@@ -450,8 +450,8 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.keepAliveDirty = false;
   }
 
-  /** @internal active open (options normalized by connect()). */
-  startConnect(ctx: NetContext, o: TcpSocketConnectOpts): void {
+  /** Active open (options normalized by connect()). */
+  private startConnect(ctx: NetContext, o: TcpSocketConnectOpts): void {
     this.ctx = ctx;
     // Checks in Node's order (lookupAndConnect), thrown at the call.
     if (o.localAddress && !isIP(o.localAddress)) throw codeError('ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${o.localAddress}`, TypeError);
