@@ -64,10 +64,14 @@ export { Engine } from './engine';
 export { Runtime, monotonicUs } from './runtime';
 export { UdpSocket } from './api/dgram';
 export type {
-  AddressInfo, BindOptions, DgramMessage, LookupFunction, RemoteInfo, SendCallback, SocketError, SocketOptions, UdpSocketEvents, UdpType,
+  AddressInfo, BindOptions, DgramMessage, LookupFunction as DgramLookupFunction, RemoteInfo, SendCallback, SocketError, SocketOptions, UdpSocketEvents, UdpType,
 } from './api/dgram';
-export { Socket, Server, createServer, connect } from './api/net';
-export type { NetContext, ServerOptions, SocketConnectOpts } from './api/net';
+export { Socket, Server, createServer, connect, netModule } from './api/net';
+export type {
+  NetContext, NetModule, ServerOptions, ListenOptions, SocketConnectOpts, TcpSocketConnectOpts, SocketConstructorOpts, ConnectFunction,
+  DropArgument, LookupFunction, OnReadOpts, TcpInfo,
+} from './api/net';
+export type { NetError } from './api/errors';
 export { TraceFilter, TraceFilterError, TRACE_PROTOS } from './trace';
 export type { TraceFilterSpec, TraceCounts, TraceSink } from './trace';
 export { PingSession } from './ping';

@@ -23,7 +23,7 @@ import { Runtime, epochOffsetUs, monotonicUs } from './runtime';
 import { TapDriver, Trace, TraceFilter } from './trace';
 import { PingEvents, PingOptions, PingSession } from './ping';
 import { RemoteInfo, SocketOptions, UdpSocket, UdpType } from './api/dgram';
-import { connect as netConnect, createServer as netCreateServer, NetContext, Server as NetServer, ServerOptions, Socket as NetSocket } from './api/net';
+import { createServer as netCreateServer, netModule, NetContext, NetModule, Server as NetServer, ServerOptions, Socket as NetSocket, TcpSocketConnectOpts } from './api/net';
 import type { Link, VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
@@ -171,7 +171,19 @@ export class VsHandle {
     return { engine: this.engine, vs: this.raw, now: () => this.stack.nowUs() };
   }
 
+  /**
+   * This virtual server's `net` module: connect/createConnection, createServer, `new Socket()`,
+   * `new Server()` as Node's `net` has them, in this VS (code written for Node's `net` takes it).
+   */
+  get net(): NetModule {
+    return (this.netMod ??= netModule(this.netContext));
+  }
+
+  private netMod: NetModule | undefined;
+
   /** A TCP server in this virtual server, like net.createServer([options][, connectionListener]). */
+  createServer(options?: ServerOptions, connectionListener?: (socket: NetSocket) => void): NetServer;
+  createServer(connectionListener?: (socket: NetSocket) => void): NetServer;
   createServer(opts?: ServerOptions | ((s: NetSocket) => void), listener?: (s: NetSocket) => void): NetServer {
     return netCreateServer(this.netContext, opts, listener);
   }
@@ -187,8 +199,13 @@ export class VsHandle {
   }
 
   /** A TCP connection from this virtual server, like net.connect(options | port[, host][, connectListener]). */
-  connect(...args: unknown[]): NetSocket {
-    return netConnect(this.netContext, ...args);
+  connect(options: TcpSocketConnectOpts, connectionListener?: () => void): NetSocket;
+  connect(port: number, host?: string, connectionListener?: () => void): NetSocket;
+  connect(port: number, connectionListener?: () => void): NetSocket;
+  connect(a0: TcpSocketConnectOpts | number, a1?: string | (() => void), a2?: () => void): NetSocket {
+    const args: unknown[] = [a0, a1, a2];
+    while (args.length > 1 && args[args.length - 1] === undefined) args.pop();
+    return (this.net.connect as (...a: unknown[]) => NetSocket)(...args);
   }
 }
 

@@ -26,6 +26,7 @@ test('a SYN cookie sent by one shard is taken by the other when the handshake\'s
     w.pin(40001, 0);
     const half = connect(w.peer.ctx(), { port: 8888, host: '10.1.1.1', localPort: 40001, localAddress: '10.1.1.3' });
     half.on('error', () => {});
+    await new Promise((r) => process.nextTick(r)); // the attempt starts on the next tick (as Node's)
     pe.removeAddress(w.peer.vs, 'eth0.10', '10.1.1.3/24');
     await w.run(() => false, 200_000);
     const synq = () => (w.group.show('limits', { perShard: true }) as { data: Row[] }[]).map((p) => p.data.find((r) => r.limit === 'tcpSynQueue'));

@@ -78,8 +78,8 @@ test('the flow table is empty once connections have gone: graceful close and TIM
     // Reset by the application.
     let destroyed = 0;
     for (const s of w.group.stacks) {
-      // Destroyed with an error: reset at once (an orderly destroy() would close through TIME_WAIT).
-      const c = s.vs('a').connect(9, '10.1.1.2', () => { c.destroy(new Error('reset')); destroyed++; });
+      // Reset at once (an orderly destroy() would close through TIME_WAIT).
+      const c = s.vs('a').connect(9, '10.1.1.2', () => { c.resetAndDestroy(); destroyed++; });
       c.on('error', () => {});
     }
     assert.ok(await w.run(() => destroyed === 2, 5_000_000));

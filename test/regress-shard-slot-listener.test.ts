@@ -34,7 +34,7 @@ test('a SYN for a port another shard listens on is never refused because of a sh
     const drops = ((w.group.show('counters') as { vs: Row[] }).vs[0]!.drops as { reasons: Record<string, number> }).reasons;
     assert.ok((drops['shard-flow-taken'] ?? 0) >= 1, 'the SYN was a counted drop');
     assert.is(drops['tcp-no-socket'] ?? 0, 0);
-    c0.destroy(new Error('done')); // reset: shard 0's flow leaves the slot at once
+    c0.resetAndDestroy(); // reset: shard 0's flow leaves the slot at once
     assert.ok(await w.run(() => got === 'hi' || err !== '', 10_000_000), 'the connection ended');
     assert.is(err, '');
     assert.is(got, 'hi', 'the retransmitted SYN was accepted by shard 1');

@@ -65,6 +65,7 @@ test('ICMP port unreachable for our SYN fails the connect with ECONNREFUSED', as
   const sock = connect({ engine: e, vs, now: () => 1000 }, 443, '10.9.0.2');
   let err: (Error & { code?: string }) | null = null;
   sock.on('error', (x) => { err = x; });
+  await new Promise((r) => process.nextTick(r)); // the attempt starts on the next tick, as Node's
   const out = e.devices[0]!.out;
   assert.is(out.n, 1, 'the SYN is queued');
   const syn = pool.bytes.slice(out.off[0]!, out.off[0]! + out.len[0]!);

@@ -144,8 +144,8 @@ export class IscsiService implements Service {
         releaseWaiting(); // the session is over: nothing more is read
         if (sock.destroyed) return;
         sock.end();
-        // Destroyed with an error, the socket is reset: a FIN would wait behind the unread data.
-        const t = setTimeout(() => sock.destroy(new Error('iscsi: the initiator did not take the last answers')), CLOSE_LINGER_MS);
+        // The initiator did not take the last answers: reset, as a FIN would wait behind the unread data.
+        const t = setTimeout(() => sock.resetAndDestroy(), CLOSE_LINGER_MS);
         t.unref?.();
         sock.once('close', () => clearTimeout(t));
       },
@@ -201,7 +201,8 @@ export class IscsiService implements Service {
           chunk.release();
           over = true;
           releaseWaiting();
-          sock.destroy(new Error('iscsi: the initiator sends but does not read, and the frame budget is spent'));
+          // The initiator sends but does not read, and the frame budget is spent: reset.
+          sock.resetAndDestroy();
           return;
         }
         waiting.push(chunk);

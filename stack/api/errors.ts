@@ -1,8 +1,12 @@
 /**
- * Errors of the socket APIs, shaped as Node's: system errors carry `code` ('EADDRINUSE'), the
- * negative `errno` Node reports on Linux, `syscall`, and `address`/`port` where Node sets them;
- * API misuse carries an `ERR_*` code on the error class Node uses (TypeError, RangeError, Error).
+ * Errors of the socket APIs (`net` and `dgram`), shaped as Node's (lib/internal/errors.js): system
+ * errors carry `code` ('EADDRINUSE'), the negative `errno` Node reports on Linux, `syscall`, and
+ * `address`/`port` where Node sets them, with Node's message formats; API misuse carries an `ERR_*`
+ * code on the error class Node uses (TypeError, RangeError, Error). Code written against Node's
+ * docs (switch on err.code, log err.message) reads ours the same way.
  */
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
 
 export interface SocketError extends Error {
   code: string;
@@ -10,6 +14,8 @@ export interface SocketError extends Error {
   syscall?: string;
   address?: string;
   port?: number;
+  localAddress?: string;
+  localPort?: number;
   /** The name a failed lookup was for (ENOTFOUND). */
   hostname?: string;
   /** Why, in the stack's words (the API layer puts it after Node's message). */
@@ -17,6 +23,9 @@ export interface SocketError extends Error {
   /** SystemError's details (ERR_SOCKET_BUFFER_SIZE). */
   info?: { errno: number; code: string; message: string; syscall: string };
 }
+
+/** The errors of the `net`-shaped API: the same shape. */
+export type NetError = SocketError;
 
 /** The errno values Node reports on Linux (negative, as libuv's): code → errno. */
 export const ERRNO: Readonly<Record<string, number>> = {
@@ -27,19 +36,33 @@ export const ERRNO: Readonly<Record<string, number>> = {
   ENOTFOUND: -3008,
 };
 
-/** A system error (`code` an errno name); `errno` is filled from the code when not given. */
+/** The negative errno Node reports for a system error code (e.g. ECONNREFUSED → -111), if it is one. */
+export function errnoOf(code: string): number | undefined {
+  const known = ERRNO[code];
+  if (known !== undefined) return known;
+  const n = (osConstants.errno as Record<string, number | undefined>)[code];
+  return n === undefined ? undefined : -n;
+}
+
+/** libuv's text for an errno ('address already in use'), as in Node's listen errors. */
+function uvMessage(errno: number | undefined): string {
+  return (errno !== undefined && getSystemErrorMap().get(errno)?.[1]) || 'unknown error';
+}
+
+/** A system error (`code` an errno name); `errno` is filled from the code when not given; undefined fields are left out. */
 export function sockError(code: string, message: string, extra: Partial<SocketError> = {}): SocketError {
   const e = new Error(message) as SocketError;
   e.code = code;
-  const errno = ERRNO[code];
+  const errno = errnoOf(code);
   if (errno !== undefined) e.errno = errno;
-  Object.assign(e, extra);
+  for (const [k, v] of Object.entries(extra)) if (v !== undefined) (e as unknown as Record<string, unknown>)[k] = v;
   return e;
 }
 
 /**
- * Node's ExceptionWithHostPort: message `${syscall} ${code} ${address}:${port}` (the port left out
- * when 0 or absent, as Node does), with `detail` appended in parentheses when the stack knows why.
+ * Node's ExceptionWithHostPort as `dgram` reports it: message `${syscall} ${code} ${address}:${port}`
+ * (the port left out when 0 or absent, as Node does), with `detail` appended in parentheses when the
+ * stack knows why.
  */
 export function hostPortError(code: string, syscall: string, address: string | undefined, port: number | undefined, detail = ''): SocketError {
   let msg = `${syscall} ${code}`;
@@ -51,7 +74,26 @@ export function hostPortError(code: string, syscall: string, address: string | u
   return e;
 }
 
-/** Node's ErrnoException: message `${syscall} ${code}`. */
+/**
+ * ExceptionWithHostPort as `net` reports it: 'connect ECONNREFUSED 10.1.1.2:80', with
+ * ' - Local (a:p)' when the local end was given; 'bind EADDRNOTAVAIL 10.9.9.9' (no port when it is 0).
+ */
+export function exceptionWithHostPort(code: string, syscall: string, address: string, port?: number,
+  local?: { address: string; port: number }): SocketError {
+  let details = port && port > 0 ? ` ${address}:${port}` : address ? ` ${address}` : '';
+  if (local) details += ` - Local (${local.address}:${local.port})`;
+  return sockError(code, `${syscall} ${code}${details}`, {
+    syscall, address, port: port || undefined, localAddress: local?.address, localPort: local?.port,
+  });
+}
+
+/** UVExceptionWithHostPort: 'listen EADDRINUSE: address already in use 0.0.0.0:80'. */
+export function uvExceptionWithHostPort(code: string, syscall: string, address: string, port: number): SocketError {
+  const details = port > 0 ? ` ${address}:${port}` : address ? ` ${address}` : '';
+  return sockError(code, `${syscall} ${code}: ${uvMessage(errnoOf(code))}${details}`, { syscall, address, port: port || undefined });
+}
+
+/** Node's ErrnoException: message `${syscall} ${code}` ('read ECONNRESET', 'write EPIPE'). */
 export function errnoError(code: string, syscall: string): SocketError {
   return sockError(code, `${syscall} ${code}`, { syscall });
 }
@@ -64,18 +106,34 @@ export function codeError(cls: ErrorConstructor | TypeErrorConstructor | RangeEr
 }
 
 /**
- * A Node feature this stack does not offer: thrown at once, never ignored. Node's own code for a
- * feature a platform lacks (ERR_FEATURE_UNAVAILABLE_ON_PLATFORM, a TypeError), with the reason.
+ * A Node feature this stack does not offer (IPC paths, file descriptors, handles, multicast): thrown
+ * at once, never ignored. Node's own code for a feature a platform lacks
+ * (ERR_FEATURE_UNAVAILABLE_ON_PLATFORM, a TypeError), with the reason.
  */
 export function notSupported(what: string, why: string): SocketError {
   return codeError(TypeError, 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM', `${what} is not supported by xdpstack: ${why}`);
 }
 
-/** How Node's messages show a received value ("type number (0)", "undefined", "type string ('x')"). */
+/** How Node's messages describe a received value: "type number (70000)", "type string ('x')", "undefined". */
 export function received(v: unknown): string {
   if (v === undefined || v === null) return String(v);
   if (typeof v === 'function') return `function ${(v as { name?: string }).name || '<anonymous>'}`;
   if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'Object'}`;
-  const shown = typeof v === 'string' ? `'${v.length > 25 ? `${v.slice(0, 25)}...` : v}'` : String(v);
+  let shown = typeof v === 'string' ? `'${v}'` : String(v);
+  // determineSpecificType: an inspected value longer than 28 characters is cut to 25 and '...'.
+  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
   return `type ${typeof v} (${shown})`;
+}
+
+/** ERR_INVALID_ARG_TYPE as Node words it ("The "options.port" property must be ..."). */
+export function invalidArgType(name: string, expected: string, actual: unknown): SocketError {
+  return codeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "${name}" ${name.includes('.') ? 'property' : 'argument'} must be ${expected}. Received ${received(actual)}`);
+}
+
+/** Node's validatePort: a number or numeric string, integer, 0..65535; ERR_SOCKET_BAD_PORT. */
+export function validatePort(port: unknown, name = 'Port'): number {
+  const ok = (typeof port === 'number' || (typeof port === 'string' && port.trim().length > 0))
+    && Number(port) === Number(port) >>> 0 && Number(port) <= 0xffff;
+  if (!ok) throw codeError(RangeError, 'ERR_SOCKET_BAD_PORT', `${name} should be >= 0 and < 65536. Received ${received(port)}.`);
+  return Number(port);
 }

@@ -1,17 +1,24 @@
 /**
  * TCP sockets and servers shaped like Node's `net`: `Socket` is a `stream.Duplex` with
  * backpressure both ways (write() returns false → 'drain'; a reader that does not read closes the
- * receive window), `Server` emits 'connection'. Everything belongs to one virtual server.
+ * receive window), `Server` emits 'connection'. Everything belongs to one virtual server:
+ * `netModule(ctx)` (a VS's `vs.net`) is the `net` module of that VS. Where Node offers what a
+ * user-space stack cannot (IPC paths, file descriptors, handles), the call throws
+ * ERR_FEATURE_UNAVAILABLE_ON_PLATFORM instead of ignoring it.
  */
-import { Duplex } from 'node:stream';
+import { Duplex, addAbortSignal } from 'node:stream';
 import { EventEmitter } from 'node:events';
+import { inspect } from 'node:util';
+import { isIP, isIPv4, isIPv6 } from 'node:net';
+import type { IpcSocketConnectOpts, LookupFunction as NodeLookupFunction } from 'node:net';
 import type { Engine } from '../engine';
 import type { VirtualServer } from '../vs';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../../protocols/tcp/types';
 import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
-import { sockError } from './dgram';
-import { constants as osConstants } from 'node:os';
+import {
+  NetError, codeError, errnoError, errnoOf, exceptionWithHostPort, invalidArgType, notSupported, uvExceptionWithHostPort, validatePort,
+} from './errors';
 import { TcpInfo, tcpInfoOf } from '../connections';
 
 export type { TcpInfo } from '../connections';
@@ -23,28 +30,67 @@ export interface NetContext {
   now(): number;
 }
 
-const ERR_TEXT: Record<TcpError, string> = {
-  ECONNRESET: 'read ECONNRESET',
-  ECONNREFUSED: 'connect ECONNREFUSED',
-  ETIMEDOUT: 'connect ETIMEDOUT',
-  ECONNABORTED: 'ECONNABORTED',
-  EHOSTUNREACH: 'connect EHOSTUNREACH',
-};
+/** A name resolver with dns.lookup's signature, as Node's (a VS resolves no names by itself). */
+export type LookupFunction = NodeLookupFunction;
+/** Node's IPC form: accepted by the types (as Node's) and refused at run time (ERR_FEATURE_UNAVAILABLE_ON_PLATFORM). */
+export type { IpcSocketConnectOpts };
 
-export interface SocketConnectOpts {
-  port: number;
-  host?: string;
-  localAddress?: string;
-  localPort?: number;
+/** Options of `new Socket()` (Node's SocketConstructorOpts; `fd` throws: not supported). */
+export interface SocketConstructorOpts {
+  allowHalfOpen?: boolean;
+  /** false: a write-only socket (as Node's Duplex option). */
+  readable?: boolean;
+  /** false: a read-only socket. */
+  writable?: boolean;
+  /** Aborting destroys the socket with an AbortError (code ABORT_ERR). */
+  signal?: AbortSignal;
   noDelay?: boolean;
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
+  /** Received data goes into this buffer and to `callback` instead of 'data' events; false pauses. */
+  onread?: OnReadOpts;
+}
+
+export interface OnReadOpts {
+  buffer: Uint8Array | (() => Uint8Array);
+  /** `bytesWritten` bytes of `buf` are the data; return false to pause (resume() continues). */
+  callback(bytesWritten: number, buf: Uint8Array): boolean;
+}
+
+/** Options of connect() (Node's TcpSocketConnectOpts, plus `mark` and `tcp`). */
+export interface TcpSocketConnectOpts extends SocketConstructorOpts {
+  port: number;
+  /** An IP address; a name needs `lookup` (a VS has no resolver). Default 'localhost'. */
+  host?: string;
+  localAddress?: string;
+  localPort?: number;
+  /** For `lookup`: 0, 4 or 6. */
+  family?: number;
+  hints?: number;
+  lookup?: LookupFunction;
+  /** Only with `lookup`: the first address it gives is tried (no Happy Eyeballs). */
+  autoSelectFamily?: boolean;
+  autoSelectFamilyAttemptTimeout?: number;
+  /** Idle timeout (as socket.setTimeout). */
   timeout?: number;
-  allowHalfOpen?: boolean;
   /** Socket mark for policy routing (ip rule fwmark). */
   mark?: number;
+  /** TCP options of this connection (take precedence over what setKeepAlive/noDelay imply). */
   tcp?: Partial<TcpOptions>;
 }
+/** @deprecated the name of earlier versions: TcpSocketConnectOpts. */
+export type SocketConnectOpts = TcpSocketConnectOpts;
+
+/** connect()'s forms, as Node's (the IPC form `connect(path)` throws: not supported). */
+export interface ConnectFunction {
+  (options: TcpSocketConnectOpts, connectionListener?: () => void): Socket;
+  (port: number, host?: string, connectionListener?: () => void): Socket;
+  (port: number, connectionListener?: () => void): Socket;
+  /** IPC (a path): throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM. */
+  (path: string, connectionListener?: () => void): never;
+}
+
+type ConnectArgs = [TcpSocketConnectOpts | IpcSocketConnectOpts | number | string | null | undefined, ...(string | number | (() => void) | undefined)[]];
 
 type WriteCb = (err?: Error | null) => void;
 
@@ -60,8 +106,19 @@ function toBuffer(chunk: Buffer | string, enc: BufferEncoding): Buffer {
   return typeof chunk === 'string' ? Buffer.from(chunk, enc) : chunk;
 }
 
+interface Peer { address: string; family: string; port: number }
+
+function closedBeforeConnection(): NetError {
+  return codeError(Error, 'ERR_SOCKET_CLOSED_BEFORE_CONNECTION', 'Socket closed before the connection was established');
+}
+
+/** Internal constructor options (accepted sockets). */
+interface InternalOpts extends SocketConstructorOpts { highWaterMark?: number; server?: Server }
+
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
+  /** The server that accepted this socket (as net.Socket#server), null for connect(). */
+  server: Server | null = null;
   private entry: TcpEntry | null = null;
   /** A write waiting for send-buffer room: `buf[off, end)`, then the whole buffers of `more` in order (a corked batch). */
   private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number } | null = null;
@@ -80,10 +137,69 @@ export class Socket extends Duplex implements TcpSocketSink {
   private lastActive = 0;
   private finished = false;
   private ctx: NetContext | null;
+  /**
+   * The peer's address as Node caches it: read from the connection while it is open (not while
+   * connecting), and after the close what was read before (Node's `_peername`).
+   */
+  private peerCache: Peer | null = null;
+  /** setNoDelay/setKeepAlive before there is a connection: applied when it is made (as Node). */
+  private wantNoDelay: boolean;
+  private wantKeepAlive: boolean;
+  /** Whole seconds, as Node passes it on (0: leave the idle time as it is). */
+  private keepAliveSecs: number;
+  /** The `tcp` options of connect(): explicit values win over what the Node calls imply. */
+  private tcpOpts: Partial<TcpOptions> = {};
+  /** resetAndDestroy(): the destroy sends RST. */
+  private resetting = false;
+  /** 'end' came and allowHalfOpen is off: a later write is Node's writeAfterFIN (EPIPE). */
+  private peerEnded = false;
+  private readonly abortSignal: AbortSignal | undefined;
+  private readonly onread: OnReadOpts | null;
+  /** onread: data received while its callback paused reading (not yet acknowledged to the window). */
+  private held: Buffer[] = [];
+  private heldEof = false;
+  /** The connection attempt (its error names this destination and the local end given). */
+  private attempt: { address: string; port: number; family: number; local?: { address: string; port: number } } | null = null;
 
-  constructor(ctx?: NetContext, opts: { allowHalfOpen?: boolean } = {}) {
-    super({ allowHalfOpen: !!opts.allowHalfOpen, emitClose: true, autoDestroy: true, decodeStrings: false });
+  /**
+   * `new Socket(ctx, options)`; a VS's `vs.net.Socket` binds `ctx` (as `new net.Socket(options)`).
+   * A socket without a context can be attached (accepted) but not connect().
+   */
+  constructor(ctx?: NetContext | null, opts: SocketConstructorOpts = {}) {
+    const o = opts as InternalOpts & { fd?: unknown; handle?: unknown; objectMode?: unknown; readableObjectMode?: unknown; writableObjectMode?: unknown };
+    if (o.fd !== undefined) throw notSupported('new Socket({ fd })', 'a virtual server has no file descriptors');
+    if (o.handle !== undefined) throw notSupported('new Socket({ handle })', 'a virtual server has no libuv handles');
+    for (const k of ['objectMode', 'readableObjectMode', 'writableObjectMode'] as const) {
+      if (o[k]) throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.${k}' is not supported. Received ${String(o[k])}`);
+    }
+    if (o.keepAliveInitialDelay !== undefined && typeof o.keepAliveInitialDelay !== 'number') {
+      throw invalidArgType('options.keepAliveInitialDelay', 'of type number', o.keepAliveInitialDelay);
+    }
+    const onread = o.onread ?? null;
+    if (onread !== null && (typeof onread !== 'object' || typeof onread.callback !== 'function'
+      || !(onread.buffer instanceof Uint8Array || typeof onread.buffer === 'function'))) {
+      throw invalidArgType('options.onread', 'an object with a buffer (Uint8Array or function) and a callback', onread);
+    }
+    super({
+      allowHalfOpen: !!o.allowHalfOpen,
+      // 'close' is emitted by _destroy with hadError, as net.Socket does.
+      emitClose: false,
+      autoDestroy: true,
+      decodeStrings: false,
+      ...(o.readable === false ? { readable: false } : {}),
+      ...(o.writable === false ? { writable: false } : {}),
+      ...(o.highWaterMark !== undefined ? { highWaterMark: o.highWaterMark } : {}),
+      // Aborting destroys the stream with an AbortError (Node's streams do it for net.Socket too).
+      ...(o.signal !== undefined ? { signal: o.signal } : {}),
+    });
     this.ctx = ctx ?? null;
+    this.abortSignal = o.signal;
+    this.onread = onread;
+    this.wantNoDelay = !!o.noDelay;
+    this.wantKeepAlive = !!o.keepAlive;
+    this.keepAliveSecs = Math.trunc(Math.max(0, o.keepAliveInitialDelay ?? 0) / 1000);
+    if (o.server) this.server = o.server;
+    this.on('end', () => { if (!this.allowHalfOpen) this.peerEnded = true; });
   }
 
   /** @internal attaches an accepted or connecting connection. */
@@ -98,14 +214,20 @@ export class Socket extends Duplex implements TcpSocketSink {
 
   /**
    * Addresses as Node reports them: an IPv4 connection accepted by a server listening on `::`
-   * shows its addresses IPv4-mapped (::ffff:a.b.c.d), family 'IPv6'.
+   * shows its addresses IPv4-mapped (::ffff:a.b.c.d), family 'IPv6'. The local end is known while
+   * the socket has a connection (connecting included); the remote end once connected, and after
+   * the close if it was read before (Node's `_peername` cache).
    */
-  get remoteAddress(): string | undefined { return this.entry ? this.text(this.entry.conn.tuple.remoteAddr) : undefined; }
-  get remotePort(): number | undefined { return this.entry?.conn.tuple.remotePort; }
-  get remoteFamily(): string | undefined { return this.entry ? this.family(this.entry.conn.tuple.remoteAddr) : undefined; }
-  get localAddress(): string | undefined { return this.entry ? this.text(this.entry.conn.tuple.localAddr) : undefined; }
-  get localPort(): number | undefined { return this.entry?.conn.tuple.localPort; }
-  get localFamily(): string | undefined { return this.entry ? this.family(this.entry.conn.tuple.localAddr) : undefined; }
+  get remoteAddress(): string | undefined { return this.peer()?.address; }
+  get remotePort(): number | undefined { return this.peer()?.port; }
+  get remoteFamily(): string | undefined { return this.peer()?.family; }
+  private peer(): Peer | null {
+    if (this.live && !this.connecting && !this.peerCache) this.peerCache = this.peerOf(this.entry!);
+    return this.peerCache;
+  }
+  get localAddress(): string | undefined { return this.live ? this.text(this.entry!.conn.tuple.localAddr) : undefined; }
+  get localPort(): number | undefined { return this.live ? this.entry!.conn.tuple.localPort : undefined; }
+  get localFamily(): string | undefined { return this.live ? this.family(this.entry!.conn.tuple.localAddr) : undefined; }
   /** @internal accepted by a dual-stack (::) listener: IPv4 addresses are shown mapped. */
   mapped = false;
   private text(a: IpAddr): string {
@@ -114,16 +236,40 @@ export class Socket extends Duplex implements TcpSocketSink {
   private family(a: IpAddr): string {
     return this.mapped || isIp6(a) ? 'IPv6' : 'IPv4';
   }
+  private peerOf(e: TcpEntry): Peer {
+    const t = e.conn.tuple;
+    return { address: this.text(t.remoteAddr), family: this.family(t.remoteAddr), port: t.remotePort };
+  }
+  /** Has a connection (Node: has a handle): from connect() until destroyed. */
+  private get live(): boolean { return this.entry !== null && !this.destroyed; }
   get bytesRead(): number { return this._bytesRead; }
-  get bytesWritten(): number { return this._bytesWritten; }
-  /** True while connecting (as net.Socket#pending). */
-  get pending(): boolean { return this.connecting || !this.entry; }
-  get readyState(): string {
+  /** Bytes written by the application, sent or still queued (as net.Socket counts them). */
+  get bytesWritten(): number {
+    let n = this._bytesWritten;
+    const p = this.pendingWrite;
+    if (p) {
+      n += p.end - p.off;
+      if (p.more) for (let i = p.next ?? 0; i < p.more.length; i++) n += p.more[i]!.length;
+    }
+    for (const el of (this as unknown as { writableBuffer: { chunk: Buffer | string; encoding: BufferEncoding }[] }).writableBuffer) {
+      n += typeof el.chunk === 'string' ? Buffer.byteLength(el.chunk, el.encoding) : el.chunk.length;
+    }
+    return n;
+  }
+  /** Deprecated alias of writableLength; undefined without a connection (as net.Socket). */
+  get bufferSize(): number | undefined { return this.live || this.connecting ? this.writableLength : undefined; }
+  /** Not connected yet (or no longer): as net.Socket#pending. */
+  get pending(): boolean { return !this.live || this.connecting; }
+  get readyState(): 'opening' | 'open' | 'readOnly' | 'writeOnly' | 'closed' {
     if (this.connecting) return 'opening';
     if (this.readable && this.writable) return 'open';
     if (this.readable) return 'readOnly';
     if (this.writable) return 'writeOnly';
     return 'closed';
+  }
+  /** Addresses tried by autoSelectFamily (Node): the one tried, as address:port. */
+  get autoSelectFamilyAttemptedAddresses(): string[] {
+    return this.attempt ? [`${this.attempt.address}:${this.attempt.port}`] : [];
   }
   /** TCP state name (diagnostics). */
   get tcpState(): string { return this.entry ? TCP_STATE_NAMES[this.entry.conn.state]! : 'CLOSED'; }
@@ -150,18 +296,65 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   address(): { address: string; family: string; port: number } | Record<string, never> {
-    if (!this.entry) return {};
+    if (!this.live) return {};
     return { address: this.localAddress!, family: this.localFamily!, port: this.localPort! };
   }
 
-  setNoDelay(noDelay = true): this {
-    this.entry?.conn.setNoDelay(noDelay);
+  setNoDelay(noDelay?: boolean): this {
+    const on = noDelay === undefined ? true : !!noDelay;
+    if (on === this.wantNoDelay) return this;
+    this.wantNoDelay = on;
+    if (this.live) this.entry!.conn.setNoDelay(on);
     return this;
   }
 
-  setKeepAlive(enable = false, initialDelay = 0): this {
-    this.entry?.conn.setKeepAlive(enable, initialDelay > 0 ? initialDelay * 1000 : undefined, this.ctx ? this.now() : 0);
+  /**
+   * As Node (libuv): keepalive on or off; an initial delay of at least 1 s sets the idle time in
+   * whole seconds and probes every second, ten times (TCP_KEEPINTVL 1, TCP_KEEPCNT 10), so a dead
+   * peer is found delay + 10 s later; a delay under 1 s leaves idle time and probes as they are
+   * (default 2 h, 75 s, 9). Before the connection exists it is applied when it does.
+   */
+  setKeepAlive(enable?: boolean, initialDelay?: number): this {
+    const on = !!enable;
+    const secs = Math.trunc((initialDelay ?? 0) / 1000) || 0;
+    if (on === this.wantKeepAlive && (!on || secs === this.keepAliveSecs)) return this;
+    this.wantKeepAlive = on;
+    this.keepAliveSecs = secs;
+    if (this.live && this.entry!.conn.state !== TcpState.SynSent) this.applyKeepAlive();
+    else if (this.live) this.keepAliveDirty = true; // connecting: applied once established
     return this;
+  }
+
+  private keepAliveDirty = false;
+
+  private applyKeepAlive(): void {
+    const c = this.entry!.conn;
+    const on = this.wantKeepAlive;
+    if (on && this.keepAliveSecs > 0) {
+      if (this.tcpOpts.keepIntvlUs === undefined) c.opts.keepIntvlUs = 1_000_000;
+      if (this.tcpOpts.keepCnt === undefined) c.opts.keepCnt = 10;
+    }
+    const idle = on && this.keepAliveSecs > 0 && this.tcpOpts.keepIdleUs === undefined ? this.keepAliveSecs * 1_000_000 : undefined;
+    c.setKeepAlive(on, idle, this.now());
+  }
+
+  /**
+   * Closes with a RST (as net.Socket#resetAndDestroy, Node >= 16.17): no 'error' here, the peer
+   * gets ECONNRESET. While connecting, once connected; without a connection, ERR_SOCKET_CLOSED.
+   */
+  resetAndDestroy(): this {
+    if ((this.live || this.connecting) && !this.finished) {
+      if (this.connecting) this.once('connect', () => this.reset());
+      else this.reset();
+    } else {
+      this.destroy(codeError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed'));
+    }
+    return this;
+  }
+
+  private reset(): void {
+    this.resetting = true;
+    this.destroy();
   }
 
   setTimeout(ms: number, cb?: () => void): this {
@@ -171,6 +364,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       throw e;
     }
     this.timeoutMs = ms;
+    this.timeoutSet = true;
     if (cb) {
       if (ms === 0) this.removeListener('timeout', cb);
       else this.once('timeout', cb);
@@ -179,11 +373,18 @@ export class Socket extends Duplex implements TcpSocketSink {
     return this;
   }
 
-  /** The idle timeout set with setTimeout (ms), undefined when none (as net.Socket). */
+  /** The value of the last setTimeout (ms; 0 once cleared), undefined before any (as net.Socket). */
   get timeout(): number | undefined {
-    return this.timeoutMs > 0 ? this.timeoutMs : undefined;
+    return this.timeoutSet ? this.timeoutMs : undefined;
   }
 
+  private timeoutSet = false;
+
+  /**
+   * The stack's own loop keeps the process alive while it runs (until stack.close()), not its
+   * sockets: ref()/unref() return the socket and change nothing (an event-loop handle per socket
+   * would not make the process exit while the stack runs anyway).
+   */
   ref(): this { return this; }
   unref(): this { return this; }
 
@@ -227,43 +428,173 @@ export class Socket extends Duplex implements TcpSocketSink {
 
   // ---------------------------------------------------------------- connect
 
-  /** @internal active open. */
-  startConnect(ctx: NetContext, o: SocketConnectOpts): void {
-    this.ctx = ctx;
-    if (!Number.isInteger(o.port) || o.port <= 0 || o.port > 65535) {
-      throw sockError('ERR_SOCKET_BAD_PORT', `Port should be > 0 and < 65536. Received ${o.port}.`);
+  /**
+   * Connects this socket, as net.Socket#connect: a new Socket, or one whose connection closed
+   * (Node allows a reconnect; counters and addresses start over). A socket that is connecting or
+   * connected throws (EALREADY / EISCONN, the kernel's answers to a second connect()).
+   */
+  connect(options: TcpSocketConnectOpts | IpcSocketConnectOpts, connectionListener?: () => void): this;
+  connect(port: number, host?: string, connectionListener?: () => void): this;
+  connect(port: number, connectionListener?: () => void): this;
+  /** IPC (a path, or `{ path }`): throws ERR_FEATURE_UNAVAILABLE_ON_PLATFORM (typed so a Socket fits net.Socket). */
+  connect(path: string, connectionListener?: () => void): never;
+  connect(...args: ConnectArgs): this {
+    const [o, cb] = normalizeConnectArgs(args);
+    if (this.connecting) throw Object.assign(errnoError('EALREADY', 'connect'), { message: 'connect EALREADY: the socket is already connecting' });
+    if (this.entry && !this.destroyed) throw Object.assign(errnoError('EISCONN', 'connect'), { message: 'connect EISCONN: the socket is already connected; connect() again once it has closed' });
+    if (!this.ctx) throw codeError(Error, 'ERR_INVALID_STATE', 'This Socket belongs to no virtual server: make it with vs.net.Socket (or connect with vs.net.connect)');
+    if (this.destroyed) {
+      // Destroyed by its own aborted signal: stays so (the AbortError was the answer).
+      if (this.abortSignal?.aborted) return this;
+      this.reinit();
     }
+    if (cb) this.once('connect', cb);
+    this.startConnect(this.ctx, o);
+    return this;
+  }
+
+  /** A destroyed socket made new for another connect(), as Node's (undestroy, new handle). */
+  private reinit(): void {
+    (this as unknown as { _undestroy(): void })._undestroy();
+    this.entry = null;
+    this.pendingWrite = null;
+    this.unconsumed = 0;
+    this._bytesRead = 0;
+    this._bytesWritten = 0;
+    this.finished = false;
+    this.peerCache = null;
+    this.resetting = false;
+    this.peerEnded = false;
+    this.held = [];
+    this.heldEof = false;
+    this.mapped = false;
+    this.attempt = null;
+    this.keepAliveDirty = false;
+  }
+
+  /** Active open (options normalized by connect()). */
+  private startConnect(ctx: NetContext, o: TcpSocketConnectOpts): void {
+    this.ctx = ctx;
+    // Checks in Node's order (lookupAndConnect), thrown at the call.
+    if (o.localAddress && !isIP(o.localAddress)) throw codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${o.localAddress}`);
+    if (o.localPort !== undefined && o.localPort !== null && typeof o.localPort !== 'number') throw invalidArgType('options.localPort', 'of type number', o.localPort);
+    const rawPort = o.port as unknown;
+    if (typeof rawPort !== 'number' && typeof rawPort !== 'string') throw invalidArgType('options.port', 'one of type number or string', rawPort);
+    const port = validatePort(rawPort);
+    if (o.autoSelectFamily != null && typeof o.autoSelectFamily !== 'boolean') throw invalidArgType('options.autoSelectFamily', 'of type boolean', o.autoSelectFamily);
+    if (o.autoSelectFamilyAttemptTimeout != null && !(Number.isInteger(o.autoSelectFamilyAttemptTimeout) && o.autoSelectFamilyAttemptTimeout >= 1)) {
+      throw codeError(RangeError, 'ERR_OUT_OF_RANGE', `The value of "options.autoSelectFamilyAttemptTimeout" is out of range. It must be >= 1 && <= 2147483647. Received ${String(o.autoSelectFamilyAttemptTimeout)}`);
+    }
+    if (o.lookup != null && typeof o.lookup !== 'function') throw invalidArgType('options.lookup', 'of type function', o.lookup);
+    if (o.host != null && typeof o.host !== 'string') throw invalidArgType('hostname', 'of type string', o.host);
+    if ((o as { fd?: unknown }).fd !== undefined) throw notSupported('connect({ fd })', 'a virtual server has no file descriptors');
+    // Node reads these at `new Socket(options)`; connect()'s own options are honoured too.
+    if (o.signal !== undefined && o.signal !== this.abortSignal) addAbortSignal(o.signal, this);
+    if (o.noDelay !== undefined) this.wantNoDelay = !!o.noDelay;
+    if (o.keepAlive !== undefined) {
+      this.wantKeepAlive = !!o.keepAlive;
+      this.keepAliveSecs = Math.trunc(Math.max(0, o.keepAliveInitialDelay ?? 0) / 1000);
+    }
+    this.tcpOpts = { ...o.tcp };
+    this.connecting = true;
+    const host = o.host || 'localhost';
+    if (isIP(host) || host === 'localhost' || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
+      // As Node: the attempt starts on the next tick (a destroy() before it sends nothing).
+      const gen = ++this.connectGen;
+      process.nextTick(() => { if (this.connecting && !this.entry && gen === this.connectGen) this.attemptTo(ctx, host, port, o); });
+    } else {
+      this.lookupThen(ctx, host, port, o);
+    }
+    if (o.timeout) this.setTimeout(o.timeout);
+  }
+
+  /** Counts connect() calls: a deferred attempt of an earlier one does not run. */
+  private connectGen = 0;
+
+  /** A host name: resolved by the options' `lookup` (a VS has no resolver of its own), as Node's 'lookup' event tells. */
+  private lookupThen(ctx: NetContext, host: string, port: number, o: TcpSocketConnectOpts): void {
+    const fail = (err: Error) => this.failAttempt(err);
+    if (!o.lookup) {
+      const err = Object.assign(codeError(Error, 'ENOTFOUND', `getaddrinfo ENOTFOUND ${host} (a virtual server resolves no names: connect to an IP address, or pass a lookup function)`),
+        { errno: -3008, syscall: 'getaddrinfo', hostname: host });
+      process.nextTick(() => this.emit('lookup', err, undefined, undefined, host));
+      fail(err);
+      return;
+    }
+    const family = o.family === 6 || (o.family as unknown) === 'IPv6' ? 6 : o.family === 4 || (o.family as unknown) === 'IPv4' ? 4 : 0;
+    o.lookup(host, { family, hints: o.hints ?? 0, all: false }, (err, found, fam) => {
+      // Asked for one address (all: false); a resolver that answers a list gives its first.
+      const first = Array.isArray(found) ? found[0] : undefined;
+      const address = first ? first.address : found as string;
+      this.emit('lookup', err, address, first ? first.family : fam, host);
+      if (!this.connecting) return; // destroyed meanwhile
+      if (err) { fail(err); return; }
+      if (typeof address !== 'string' || !isIP(address)) { fail(codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(address)}`)); return; }
+      this.attemptTo(ctx, address, port, o);
+    });
+  }
+
+  /** One connection attempt to an address literal; errors come as 'error', as Node's. */
+  private attemptTo(ctx: NetContext, host: string, port: number, o: TcpSocketConnectOpts): void {
     let dst: IpAddr;
     let zone = '';
     try {
-      ({ addr: dst, zone } = hostAddr(o.host ?? 'localhost'));
+      ({ addr: dst, zone } = hostAddr(host));
     } catch {
-      const err = sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${o.host}`, { syscall: 'getaddrinfo' });
-      process.nextTick(() => this.destroy(err));
+      this.failAttempt(Object.assign(codeError(Error, 'ENOTFOUND', `getaddrinfo ENOTFOUND ${host}`), { errno: -3008, syscall: 'getaddrinfo', hostname: host }));
       return;
     }
     // As Node (an AF_INET6 socket): a connection to ::ffff:a.b.c.d shows both ends IPv4-mapped.
-    if (typeof dst === 'number' && (o.host ?? '').includes(':')) this.mapped = true;
+    if (typeof dst === 'number' && host.includes(':')) this.mapped = true;
+    const address = this.mapped ? `::ffff:${addrToString(dst)}` : addrToString(dst);
+    const family = this.mapped || isIp6(dst) ? 6 : 4;
+    const local = o.localAddress && o.localPort ? { address: o.localAddress, port: o.localPort } : undefined;
+    this.attempt = { address, port, family, local };
     const e = ctx.engine;
-    this.connecting = true;
+    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port).
+    const shaped = (err: unknown): NetError => {
+      const x = err as NetError;
+      if (x && typeof x.code === 'string') {
+        x.errno ??= errnoOf(x.code);
+        x.syscall ??= 'connect';
+        if (x.syscall === 'connect') { x.address = address; x.port = port || undefined; }
+      }
+      return x;
+    };
+    let src: ReturnType<Engine['tcpSource']>;
     try {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
-      const src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
-      const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: o.port };
-      if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, o.port, src.via)) {
-        throw sockError('EADDRINUSE', `connect EADDRINUSE ${addrToString(src.addr)}:${src.port}`);
-      }
-      const opts: Partial<TcpOptions> = { ...o.tcp };
-      if (o.noDelay) opts.noDelay = true;
-      if (o.keepAlive) { opts.keepAlive = true; if (o.keepAliveInitialDelay) opts.keepIdleUs = o.keepAliveInitialDelay * 1000; }
-      this.entry = e.tcp.connect(ctx.vs, tuple, opts, this, o.mark ?? 0, src.via, !o.localPort);
-      if (this.zcHandler) this.entry.zeroCopy = true;
+      src = e.tcpSource(ctx.vs, dst, la, o.localPort ?? 0, o.mark ?? 0, zone);
     } catch (err) {
-      this.connecting = false;
-      process.nextTick(() => this.destroy(err as Error));
+      // A local address the VS does not have: Node's bind error ('bind EADDRNOTAVAIL 10.9.9.9').
+      const x = err as NetError;
+      this.failAttempt(x.message?.startsWith('bind ') ? exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort) : shaped(x));
       return;
     }
-    if (o.timeout) this.setTimeout(o.timeout);
+    // As Node: announced once bound, before the SYN (a listener may destroy the socket).
+    this.emit('connectionAttempt', address, port, family);
+    if (!this.connecting || this.destroyed) return;
+    try {
+      const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: port };
+      if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, port, src.via)) {
+        throw exceptionWithHostPort('EADDRINUSE', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
+      }
+      const opts: Partial<TcpOptions> = {};
+      if (this.wantNoDelay) opts.noDelay = true;
+      if (this.wantKeepAlive) {
+        opts.keepAlive = true;
+        if (this.keepAliveSecs > 0) { opts.keepIdleUs = this.keepAliveSecs * 1_000_000; opts.keepIntvlUs = 1_000_000; opts.keepCnt = 10; }
+      }
+      this.entry = e.tcp.connect(ctx.vs, tuple, { ...opts, ...this.tcpOpts }, this, o.mark ?? 0, src.via, !o.localPort);
+      if (this.zcHandler) this.entry.zeroCopy = true;
+    } catch (err) {
+      this.failAttempt(shaped(err));
+    }
+  }
+
+  /** The attempt failed before reaching the wire: destroyed with `err` on the next tick (as Node's). */
+  private failAttempt(err: Error): void {
+    process.nextTick(() => { if (this.connecting) this.destroy(err); });
   }
 
   // ---------------------------------------------------------------- events from the engine
@@ -271,6 +602,11 @@ export class Socket extends Duplex implements TcpSocketSink {
   tcpEstablished(): void {
     if (!this.connecting) return;
     this.connecting = false;
+    if (this.entry) {
+      // setNoDelay/setKeepAlive called while connecting take effect now (as Node's afterConnect).
+      if (this.wantNoDelay) this.entry.conn.setNoDelay(true);
+      if (this.keepAliveDirty) { this.keepAliveDirty = false; this.applyKeepAlive(); }
+    }
     try {
       this.emit('connect');
       this.emit('ready');
@@ -285,6 +621,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this._bytesRead += chunk.length;
     this.touch();
     if (this.destroyed) return;
+    if (this.onread) { this.deliverOnRead(chunk); return; }
     let taken = true;
     try {
       taken = this.push(chunk);
@@ -293,6 +630,64 @@ export class Socket extends Duplex implements TcpSocketSink {
       if (taken) this.entry?.conn.consumed(chunk.length, this.now());
       else this.unconsumed += chunk.length;
     }
+  }
+
+  /** onread: while its callback returned false (or pause()), data waits here, unacknowledged to the window. */
+  private onreadPaused = false;
+
+  /**
+   * onread (as Node): the data is copied into the given buffer (or one the function returns) and
+   * handed to the callback, `bytesWritten` bytes at a time; false pauses until resume().
+   */
+  private deliverOnRead(chunk: Buffer): void {
+    if (this.onreadPaused || this.held.length) { this.held.push(chunk); this.unconsumed += chunk.length; return; }
+    const r = this.onread!;
+    let off = 0;
+    while (off < chunk.length) {
+      const buf = typeof r.buffer === 'function' ? r.buffer() : r.buffer;
+      if (!(buf instanceof Uint8Array) || buf.length === 0) {
+        this.destroy(codeError(TypeError, 'ERR_INVALID_ARG_VALUE', 'options.onread.buffer must be (or give) a non-empty Uint8Array'));
+        return;
+      }
+      const n = Math.min(buf.length, chunk.length - off);
+      buf.set(chunk.subarray(off, off + n));
+      off += n;
+      this.entry?.conn.consumed(n, this.now());
+      if (r.callback(n, buf) === false) {
+        this.onreadPaused = true;
+        if (off < chunk.length) { this.held.push(chunk.subarray(off)); this.unconsumed += chunk.length - off; }
+        return;
+      }
+      if (this.destroyed) return;
+    }
+  }
+
+  override pause(): this {
+    if (this.onread) this.onreadPaused = true;
+    return super.pause();
+  }
+
+  override resume(): this {
+    super.resume();
+    if (this.onread && this.onreadPaused) {
+      this.onreadPaused = false;
+      const held = this.held;
+      this.held = [];
+      for (let i = 0; i < held.length; i++) {
+        this.unconsumed -= held[i]!.length;
+        if (this.onreadPaused) { this.held.push(held[i]!); this.unconsumed += held[i]!.length; continue; }
+        this.deliverOnRead(held[i]!);
+      }
+      if (!this.held.length && this.heldEof) { this.heldEof = false; this.endOfData(); }
+    }
+    return this;
+  }
+
+  /** The peer's FIN reached the application: the end of the stream (after data held for onread). */
+  private endOfData(): void {
+    if (this.readableEnded) return;
+    this.push(null);
+    if (this.onread) this.read(0);
   }
 
   /**
@@ -322,8 +717,13 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.tcpData(copy);
   }
 
+  /** The peer sent FIN (its later RST means EPIPE to a writer, as in the kernel's CLOSE_WAIT). */
+  private remoteClosed = false;
+
   tcpRemoteClose(): void {
-    this.push(null);
+    this.remoteClosed = true;
+    if (this.held.length) this.heldEof = true;
+    else this.endOfData();
   }
 
   tcpWritable(): void {
@@ -334,43 +734,75 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.finished = true;
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     if (err) {
-      const code = this.connecting && err === 'ECONNRESET' ? 'ECONNREFUSED' : err;
-      const t = this.entry?.conn.tuple;
-      const where = t ? ` ${addrToString(t.remoteAddr)}:${t.remotePort}` : '';
-      // Shaped like Node's errors: code, errno, syscall, and for connect the address and port.
-      const errno = (osConstants.errno as Record<string, number>)[code];
-      const extra = this.connecting && t
-        ? { syscall: 'connect', address: addrToString(t.remoteAddr), port: t.remotePort }
-        : { syscall: this.connecting ? 'connect' : 'read' };
-      const e = sockError(code, `${ERR_TEXT[code as TcpError] ?? code}${where}`, errno ? { errno: -errno, ...extra } : extra);
-      this.connecting = false;
-      if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
+      let e: NetError;
+      const a = this.attempt;
+      const wasConnecting = this.connecting;
+      if (this.connecting && a) {
+        // A RST answering the SYN is a refusal (ECONNREFUSED); as Node: 'connect ECONNREFUSED 10.1.1.2:80'.
+        e = exceptionWithHostPort(err === 'ECONNRESET' ? 'ECONNREFUSED' : err, 'connect', a.address, a.port, a.local);
+        this.emit('connectionAttemptFailed', a.address, a.port, a.family, e);
+      } else if (err === 'ECONNRESET' && this.remoteClosed) {
+        // Linux: a RST after the peer's FIN (CLOSE_WAIT) reports EPIPE, to the next write.
+        e = errnoError('EPIPE', 'write');
+      } else {
+        // Established: as Node's read errors ('read ECONNRESET', 'read ETIMEDOUT').
+        e = errnoError(err, 'read');
+      }
+      // A write waiting for the connection is told at the close (see _destroy).
+      if (!wasConnecting && this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);
       return;
     }
     this.connecting = false;
-    if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(sockError('EPIPE', 'write EPIPE')); }
+    if (this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(errnoError('EPIPE', 'write')); }
     // Orderly close: the end of the stream comes after whatever the application has not read yet.
     // With nothing left to read the socket closes now; otherwise once it is read ('end') and
     // written ('finish'), so no received byte is thrown away.
-    if (!this.readableEnded) this.push(null);
+    if (this.held.length) this.heldEof = true;
+    else this.endOfData();
     if (!this.writableEnded) this.end();
-    if (this.readableLength === 0) this.destroy();
+    if (this.readableLength === 0 && !this.held.length) this.destroy();
   }
 
   // ---------------------------------------------------------------- Duplex
 
   override _read(): void {
-    if (this.unconsumed && this.entry) {
+    // onread: held bytes are acknowledged as its callback takes them, not as the stream reads.
+    if (this.unconsumed && this.entry && !this.onread) {
       const n = this.unconsumed;
       this.unconsumed = 0;
       this.entry.conn.consumed(n, this.now());
     }
   }
 
+  /**
+   * As Node's writeAfterFIN: once the peer's FIN ended this socket (allowHalfOpen off) a write is
+   * refused with EPIPE and destroys the socket, rather than the generic 'write after end'.
+   */
+  override write(chunk: unknown, encoding?: BufferEncoding | WriteCb, cb?: WriteCb): boolean {
+    if (this.peerEnded && this.writableEnded) {
+      const done = typeof encoding === 'function' ? encoding : cb;
+      const er = codeError(Error, 'EPIPE', 'This socket has been ended by the other party');
+      if (typeof done === 'function') process.nextTick(done, er);
+      this.destroy(er);
+      return false;
+    }
+    return super.write(chunk, encoding as BufferEncoding, cb);
+  }
+
   override _write(chunk: Buffer | string, enc: BufferEncoding, cb: WriteCb): void {
-    if (!this.entry || this.finished) {
-      cb(sockError('EPIPE', 'This socket has been ended by the other party'));
+    if (!this.entry && !this.connecting) {
+      // Never connected (or the attempt already failed): as Node's ERR_SOCKET_CLOSED.
+      cb(codeError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed'));
+      return;
+    }
+    if (!this.entry) {
+      // Connecting and the address is still being looked up: wait for the connection.
+      this.pendingWrite = { buf: toBuffer(chunk, enc), off: 0, end: Buffer.byteLength(chunk as string, enc), cb };
+      return;
+    }
+    if (this.finished) {
+      cb(codeError(Error, 'EPIPE', 'This socket has been ended by the other party'));
       return;
     }
     if (typeof chunk === 'string') {
@@ -396,7 +828,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (st !== TcpState.Established && st !== TcpState.CloseWait) {
       if (st === TcpState.SynSent || st === TcpState.SynReceived) return; // wait for the handshake
       this.pendingWrite = null;
-      p.cb(sockError('EPIPE', 'write EPIPE'));
+      p.cb(errnoError('EPIPE', 'write'));
       return;
     }
     for (;;) {
@@ -456,11 +888,17 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   override _final(cb: WriteCb): void {
+    // Still looking up the address: the FIN waits for the connection (as Node's _final).
+    if (this.connecting && !this.entry) { this.once('connect', () => this._final(cb)); return; }
     if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
-    cb();
+    // 'finish' once the shutdown is done, a turn of the loop later as Node's (libuv's shutdown
+    // request), so an error of this turn (a write after end) comes first, as there.
+    setImmediate(cb);
   }
 
   override _destroy(err: Error | null, cb: (err: Error | null) => void): void {
+    const wasConnecting = this.connecting;
+    this.connecting = false;
     if (this.idleTimer) { clearTimeout(this.idleTimer); this.idleTimer = null; }
     const e = this.entry;
     if (e && !this.finished) {
@@ -468,118 +906,229 @@ export class Socket extends Duplex implements TcpSocketSink {
       if (st !== TcpState.Closed && st !== TcpState.TimeWait) {
         // Bytes held back from the window were read if the stream buffer is empty (after EOF the
         // stream never calls _read again to report them).
-        if (this.unconsumed && !this.readableLength) {
+        if (this.unconsumed && !this.readableLength && !this.held.length) {
           e.conn.consumed(this.unconsumed, this.now());
           this.unconsumed = 0;
         }
-        // An error, or data the application never read: reset (as the kernel does on close with
-        // unread data); otherwise an orderly FIN after what is still queued.
-        if (err || this.readableLength) e.conn.abort(this.now());
+        // resetAndDestroy(), or data the application never read: reset (as the kernel's close()
+        // with unread data); otherwise, with or without an error (as Node's destroy(err), which
+        // closes the descriptor), an orderly FIN after what is still queued.
+        if (this.resetting || this.readableLength || this.held.length) e.conn.abort(this.now());
         else e.conn.close(this.now());
       }
     }
-    if (this.pendingWrite) { const p = this.pendingWrite; this.pendingWrite = null; p.cb(err ?? sockError('EPIPE', 'socket destroyed')); }
+    const p = this.pendingWrite;
+    if (p && !wasConnecting) {
+      // The write in progress is done, as Node's (its bytes were handed over); buffered ones get
+      // ERR_STREAM_DESTROYED from the stream.
+      this.pendingWrite = null;
+      p.cb(err);
+    }
+    const server = this.server;
+    if (server) server.connectionGone(this);
+    const hadHandle = e !== null || wasConnecting;
     cb(err);
+    process.nextTick(() => {
+      // 'close' after 'error', with hadError once there was a connection (Node: the handle's close);
+      // a socket that never had one closes without it, as Node's.
+      if (hadHandle) this.emit('close', !!err); else this.emit('close');
+      // A write that waited for the connection (still counted in bytesWritten, as Node's).
+      if (p && wasConnecting) p.cb(closedBeforeConnection());
+    });
   }
 }
 
 export interface ServerOptions {
   allowHalfOpen?: boolean;
+  /** Accepted sockets start paused (as Node). */
+  pauseOnConnect?: boolean;
   noDelay?: boolean;
   keepAlive?: boolean;
   keepAliveInitialDelay?: number;
-  pauseOnConnect?: boolean;
+  /** readable/writable highWaterMark of accepted sockets (as Node). */
+  highWaterMark?: number;
   tcp?: Partial<TcpOptions>;
 }
 
+/** Options of server.listen() (Node's ListenOptions; `path`, `fd` and `handle` throw: not supported). */
+export interface ListenOptions {
+  port?: number;
+  /** An IP address of the VS ('0.0.0.0' IPv4 only; none or '::': both families). */
+  host?: string;
+  backlog?: number;
+  /** Node's cluster option: there is no cluster here, so as without one. */
+  exclusive?: boolean;
+  ipv6Only?: boolean;
+  /** Aborting closes the server (as server.close()). */
+  signal?: AbortSignal;
+}
+
+/** What 'drop' tells of a connection refused by maxConnections (as Node). */
+export interface DropArgument {
+  localAddress?: string;
+  localPort?: number;
+  localFamily?: string;
+  remoteAddress?: string;
+  remotePort?: number;
+  remoteFamily?: string;
+}
+
+type ListenArgs = [(number | string | ListenOptions | (() => void) | null)?, ...(string | number | (() => void) | undefined)[]];
+
+const toNumber = (x: unknown): number | false => { const n = Number(x); return n >= 0 ? n : false; };
+
 export class Server extends EventEmitter {
-  listening = false;
-  maxConnections = 0;
+  /** Above this many connections new ones are closed at once and 'drop' tells (unset: no limit, as Node). */
+  maxConnections!: number;
   private listener: TcpListener | null = null;
   private readonly sockets = new Set<Socket>();
-  private closing = false;
-  private closeCbs: ((err?: Error) => void)[] = [];
+  private readonly opts: ServerOptions;
+  /** Node's `_listeningId`: a listen() superseded by close() does not emit 'listening'. */
+  private listenGen = 0;
 
-  constructor(private readonly ctx: NetContext, private readonly opts: ServerOptions = {}, onConnection?: (s: Socket) => void) {
+  constructor(private readonly ctx: NetContext, opts: ServerOptions | null = {}, onConnection?: (s: Socket) => void) {
     super();
+    if (opts !== null && opts !== undefined && typeof opts !== 'object') throw invalidArgType('options', 'of type object', opts);
+    const o = { ...opts };
+    if (o.keepAliveInitialDelay !== undefined && typeof o.keepAliveInitialDelay !== 'number') {
+      throw invalidArgType('options.keepAliveInitialDelay', 'of type number', o.keepAliveInitialDelay);
+    }
+    if (o.highWaterMark !== undefined && typeof o.highWaterMark !== 'number') throw invalidArgType('options.highWaterMark', 'of type number', o.highWaterMark);
+    this.opts = o;
     if (onConnection) this.on('connection', onConnection);
   }
 
-  /** listen(port[, host][, backlog][, cb]) or listen({ port, host, backlog }[, cb]). */
-  listen(...args: unknown[]): this {
-    let port = 0;
-    let host: string | undefined;
-    let backlog = 511;
-    let ipv6Only = false;
-    let cb: (() => void) | undefined;
-    if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
-    if (typeof args[0] === 'object' && args[0] !== null) {
-      const o = args[0] as { port?: number; host?: string; backlog?: number; ipv6Only?: boolean };
-      port = o.port ?? 0; host = o.host; backlog = o.backlog ?? backlog; ipv6Only = !!o.ipv6Only;
-    } else {
-      port = (args[0] as number | undefined) ?? 0;
-      if (typeof args[1] === 'string') { host = args[1]; if (typeof args[2] === 'number') backlog = args[2]; }
-      else if (typeof args[1] === 'number') backlog = args[1];
+  get listening(): boolean { return this.listener !== null; }
+
+  /** Removed from Node long ago (undefined there too); declared so a Server fits Node's `net.Server` type. */
+  declare readonly connections: number;
+
+  /**
+   * As Node's server.listen: (port[, host][, backlog][, cb]), (options[, cb]), or () for any
+   * port on :: (both families). 'listening' or 'error' (EADDRINUSE, EADDRNOTAVAIL) come on the next
+   * tick. IPC paths, handles and file descriptors throw: not supported.
+   */
+  listen(port?: number, hostname?: string, backlog?: number, listeningListener?: () => void): this;
+  listen(port?: number, hostname?: string, listeningListener?: () => void): this;
+  listen(port?: number, backlog?: number, listeningListener?: () => void): this;
+  listen(port?: number, listeningListener?: () => void): this;
+  listen(options: ListenOptions, listeningListener?: () => void): this;
+  listen(listeningListener?: () => void): this;
+  listen(...args: ListenArgs): this {
+    // Node's normalizeArgs: (options[, cb]), (path[, cb]), ([port][, host][, cb]).
+    const a0 = args[0];
+    let options: ListenOptions & { path?: unknown; fd?: unknown; handle?: unknown; _handle?: unknown; readableAll?: unknown; writableAll?: unknown };
+    if (typeof a0 === 'object' && a0 !== null) options = a0;
+    else if (typeof a0 === 'string' && toNumber(a0) === false) throw notSupported(`listen('${a0}')`, 'IPC (Unix domain socket or pipe) servers need the kernel; listen on a TCP port');
+    else {
+      options = args.length === 0 || typeof a0 === 'function' ? {} : { port: a0 as number };
+      if (args.length > 1 && typeof args[1] === 'string') options.host = args[1];
     }
-    if (this.listening) throw sockError('ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
-    if (!Number.isInteger(port) || port < 0 || port > 65535) throw sockError('ERR_SOCKET_BAD_PORT', `options.port should be >= 0 and < 65536. Received ${port}.`);
+    const last = args[args.length - 1];
+    const cb = typeof last === 'function' ? last : null;
+    if (this.listener) throw codeError(Error, 'ERR_SERVER_ALREADY_LISTEN', 'Listen method has been called more than once without closing.');
+    if (options.handle !== undefined || options._handle !== undefined) throw notSupported('listen(handle)', 'a virtual server has no libuv handles');
+    if (typeof options.fd === 'number') throw notSupported('listen({ fd })', 'a virtual server has no file descriptors');
+    if (options.path !== undefined && options.path !== null) throw notSupported('listen({ path })', 'IPC (Unix domain socket or pipe) servers need the kernel; listen on a TCP port');
+    const backlogFromArgs = toNumber(args.length > 1 && args[1]) || toNumber(args.length > 2 && args[2]);
     if (cb) this.once('listening', cb);
+    const gen = ++this.listenGen;
+    this.addAbortSignal(options.signal);
+    if (args.length === 0 || typeof a0 === 'function' || ('port' in options && options.port === undefined) || options.port === null) options.port = 0;
+    if (typeof options.port !== 'number' && typeof options.port !== 'string') {
+      throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
+    }
+    const port = validatePort(options.port, 'options.port');
+    const backlog = (options.backlog || backlogFromArgs || 511);
+    const host = options.host;
     const vs = this.ctx.vs;
     const eng = this.ctx.engine;
+    let addr: IpAddr = ANY6;
+    let addrText = '::';
     try {
       // As Node: no host listens on :: (both families, IPv4 peers seen as ::ffff:a.b.c.d).
-      let addr: IpAddr = ANY6;
       if (host === '0.0.0.0') addr = 0;
       else if (host && host !== '::') {
         try {
           addr = hostAddr(host).addr;
         } catch {
-          throw sockError('ENOTFOUND', `getaddrinfo ENOTFOUND ${host}`, { syscall: 'getaddrinfo' });
+          throw Object.assign(codeError(Error, 'ENOTFOUND', `getaddrinfo ENOTFOUND ${host}`), { errno: -3008, syscall: 'getaddrinfo', hostname: host });
         }
         if (isUnspecified(addr)) addr = typeof addr === 'number' ? 0 : ANY6; // '0::0' is '::'
       }
+      addrText = addrToString(addr);
       if (addr !== 0 && addr !== ANY6) {
         const want = addr;
-        if (!vs.links.some((l) => l.addrs.some((a) => typeof a.addr === typeof want && addrToString(a.addr) === addrToString(want)))) {
-          throw sockError('EADDRNOTAVAIL', `listen EADDRNOTAVAIL: address not available ${host}:${port}`, { syscall: 'listen' });
+        if (!vs.links.some((l) => l.addrs.some((x) => typeof x.addr === typeof want && addrToString(x.addr) === addrToString(want)))) {
+          throw uvExceptionWithHostPort('EADDRNOTAVAIL', 'listen', addrText, port);
         }
       }
-      if (port === 0) {
-        for (let p = 32768; p < 61000; p++) if (!eng.tcp.portInUse(vs, p)) { port = p; break; }
+      let p = port;
+      if (p === 0) {
+        for (let q = 32768; q < 61000; q++) if (!eng.tcp.portInUse(vs, q)) { p = q; break; }
       }
-      this.listener = eng.tcp.listen(vs, addr, port, {
-        backlog: Math.max(1, backlog),
-        synBacklog: Math.max(16, backlog),
-        tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
-        onConnection: (e) => this.accept(e),
-        onVsDestroyed: () => this.vsDestroyed(),
-      }, ipv6Only && addr === ANY6);
-      this.listening = true;
-      process.nextTick(() => this.emit('listening'));
+      try {
+        this.listener = eng.tcp.listen(vs, addr, p, {
+          backlog: Math.max(1, backlog),
+          synBacklog: Math.max(16, backlog),
+          tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
+          onConnection: (e) => this.accept(e),
+          onVsDestroyed: () => this.vsDestroyed(),
+        }, !!options.ipv6Only && addr === ANY6);
+      } catch (err) {
+        if ((err as NetError).code === 'EADDRINUSE') throw uvExceptionWithHostPort('EADDRINUSE', 'listen', addrText, p);
+        throw err;
+      }
+      // 'listening' unless close() came first (as Node's emitListeningNT).
+      process.nextTick(() => { if (this.listener && gen === this.listenGen) this.emit('listening'); });
     } catch (err) {
       process.nextTick(() => this.emit('error', err));
     }
     return this;
   }
 
+  /** listen({ signal }): aborting closes the server, as Node's (no error; 'close' follows). */
+  private addAbortSignal(signal: AbortSignal | undefined): void {
+    if (signal === undefined) return;
+    if (typeof signal !== 'object' || signal === null || !('aborted' in signal)) throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+    const onAbort = (): void => { this.close(); };
+    if (signal.aborted) { process.nextTick(onAbort); return; }
+    signal.addEventListener('abort', onAbort, { once: true });
+    this.once('close', () => signal.removeEventListener('abort', onAbort));
+  }
+
   private accept(e: TcpEntry): void {
     if (this.maxConnections && this.sockets.size >= this.maxConnections) {
-      e.conn.abort(this.ctx.engine.time(this.ctx.now()));
+      // As Node: 'drop' with the addresses, then the connection is closed (FIN, as close(fd)).
+      const t = e.conn.tuple;
+      const mapped = this.listener !== null && this.listener.addr === ANY6 && typeof t.localAddr === 'number';
+      const txt = (x: IpAddr) => (mapped ? `::ffff:${addrToString(x)}` : addrToString(x));
+      const fam = (x: IpAddr) => (mapped || isIp6(x) ? 'IPv6' : 'IPv4');
+      e.conn.close(this.ctx.engine.time(this.ctx.now()));
+      this.emit('drop', {
+        localAddress: txt(t.localAddr), localPort: t.localPort, localFamily: fam(t.localAddr),
+        remoteAddress: txt(t.remoteAddr), remotePort: t.remotePort, remoteFamily: fam(t.remoteAddr),
+      } satisfies DropArgument);
       return;
     }
-    const s = new Socket(this.ctx, { allowHalfOpen: this.opts.allowHalfOpen });
+    const s = new Socket(this.ctx, {
+      allowHalfOpen: this.opts.allowHalfOpen, server: this,
+      ...(this.opts.highWaterMark !== undefined ? { highWaterMark: this.opts.highWaterMark } : {}),
+    } as InternalOpts);
     s.mapped = this.listener !== null && this.listener.addr === ANY6;
     s.attach(this.ctx, e);
+    if (this.opts.noDelay) s.setNoDelay(true);
     if (this.opts.keepAlive) s.setKeepAlive(true, this.opts.keepAliveInitialDelay ?? 0);
     this.sockets.add(s);
-    s.once('close', () => {
-      this.sockets.delete(s);
-      this.maybeClosed();
-    });
     if (this.opts.pauseOnConnect) s.pause();
     this.emit('connection', s);
     // Data or FIN that arrived with or right after the handshake.
     this.ctx.engine.tcp.attached(e);
+  }
+
+  /** @internal an accepted socket was destroyed (as Node counts: at destroy, not at 'close'). */
+  connectionGone(s: Socket): void {
+    if (this.sockets.delete(s)) this.emitCloseIfDrained();
   }
 
   address(): { address: string; family: string; port: number } | null {
@@ -588,45 +1137,47 @@ export class Server extends EventEmitter {
     return { address: addrToString(a), family: isIp6(a) ? 'IPv6' : 'IPv4', port: this.listener.port };
   }
 
-  getConnections(cb: (err: Error | null, n: number) => void): this {
+  getConnections(cb: (err: Error | null, count: number) => void): this {
     process.nextTick(cb, null, this.sockets.size);
     return this;
   }
 
-  /** Stops accepting; 'close' once every connection has closed. */
+  /**
+   * Stops accepting; 'close' once every connection has closed (as Node: connections stay open).
+   * Called when not listening, `cb` gets ERR_SERVER_NOT_RUNNING (still with the 'close').
+   */
   close(cb?: (err?: Error) => void): this {
-    if (!this.listening) {
-      const err = sockError('ERR_SERVER_NOT_RUNNING', 'Server is not running.');
-      if (cb) process.nextTick(cb, err);
-      return this;
+    this.listenGen++;
+    if (typeof cb === 'function') {
+      if (!this.listener) this.once('close', () => cb(codeError(Error, 'ERR_SERVER_NOT_RUNNING', 'Server is not running.')));
+      else this.once('close', cb);
     }
-    if (cb) this.closeCbs.push(cb);
-    this.listening = false;
-    this.closing = true;
     if (this.listener) this.ctx.engine.tcp.unlisten(this.listener);
     this.listener = null;
-    this.maybeClosed();
+    this.emitCloseIfDrained();
     return this;
+  }
+
+  /** `await using server = ...`: close() and wait for 'close' (as Node >= 20.4). */
+  async [Symbol.asyncDispose](): Promise<void> {
+    if (!this.listener) return;
+    await new Promise<void>((resolve, reject) => this.close((err) => (err ? reject(err) : resolve())));
   }
 
   /** The VS went away: as close(), with the connections already being destroyed by the engine. */
   private vsDestroyed(): void {
-    if (!this.listening) return;
-    this.listening = false;
-    this.closing = true;
+    if (!this.listener) return;
+    this.listenGen++;
     this.listener = null;
-    this.maybeClosed();
+    this.emitCloseIfDrained();
   }
 
-  private maybeClosed(): void {
-    if (!this.closing || this.sockets.size) return;
-    this.closing = false;
-    process.nextTick(() => {
-      for (const cb of this.closeCbs.splice(0)) cb();
-      this.emit('close');
-    });
+  private emitCloseIfDrained(): void {
+    if (this.listener || this.sockets.size) return;
+    process.nextTick(() => this.emit('close'));
   }
 
+  /** As Socket#ref/unref: the stack's loop, not a server, keeps the process alive. */
   ref(): this { return this; }
   unref(): this { return this; }
 }
@@ -636,17 +1187,72 @@ export function createServer(ctx: NetContext, opts?: ServerOptions | ((s: Socket
   return new Server(ctx, opts ?? {}, onConnection);
 }
 
-/** connect(options[, connectListener]) / connect(port[, host][, connectListener]) like net.connect. */
-export function connect(ctx: NetContext, ...args: unknown[]): Socket {
-  let cb: (() => void) | undefined;
-  if (typeof args[args.length - 1] === 'function') cb = args.pop() as () => void;
-  const o: SocketConnectOpts = typeof args[0] === 'object' && args[0] !== null
-    ? (args[0] as SocketConnectOpts)
-    : { port: args[0] as number, host: args[1] as string | undefined };
-  const s = new Socket(ctx, { allowHalfOpen: o.allowHalfOpen });
-  if (cb) s.once('connect', cb);
-  s.startConnect(ctx, o);
-  return s;
+/** Node's normalizeArgs for connect: (options[, cb]), (port[, host][, cb]); a path (IPC) throws. */
+function normalizeConnectArgs(args: ConnectArgs): [TcpSocketConnectOpts, (() => void) | null] {
+  const a0 = args[0];
+  let o: TcpSocketConnectOpts;
+  if (typeof a0 === 'object' && a0 !== null) {
+    o = a0 as TcpSocketConnectOpts;
+    if ((o as { path?: unknown }).path != null) throw notSupported('connect({ path })', 'IPC (Unix domain socket or pipe) connections need the kernel; connect to a TCP port');
+  } else if (typeof a0 === 'string' && toNumber(a0) === false) {
+    throw notSupported(`connect('${a0}')`, 'IPC (Unix domain socket or pipe) connections need the kernel; connect to a TCP port');
+  } else {
+    o = { port: a0 as number };
+    if (args.length > 1 && typeof args[1] === 'string') o.host = args[1];
+  }
+  if (o.port === undefined) throw codeError(TypeError, 'ERR_MISSING_ARGS', 'The "options" or "port" or "path" argument must be specified');
+  const last = args[args.length - 1];
+  return [o, typeof last === 'function' ? last : null];
+}
+
+/**
+ * connect(options[, connectListener]) / connect(port[, host][, connectListener]) as net.connect:
+ * a new Socket (options as `new Socket(options)`), connecting.
+ */
+export function connect(ctx: NetContext, options: TcpSocketConnectOpts, connectionListener?: () => void): Socket;
+export function connect(ctx: NetContext, port: number, host?: string, connectionListener?: () => void): Socket;
+export function connect(ctx: NetContext, port: number, connectionListener?: () => void): Socket;
+export function connect(ctx: NetContext, ...args: ConnectArgs): Socket {
+  const [o] = normalizeConnectArgs(args);
+  const s = new Socket(ctx, o);
+  if (o.timeout) s.setTimeout(o.timeout);
+  return s.connect(...args as [TcpSocketConnectOpts]);
+}
+
+/** The `net` module of one VS (`vs.net`): code written against Node's `net` takes it as its `net`. */
+export interface NetModule {
+  connect: ConnectFunction;
+  createConnection: ConnectFunction;
+  createServer(options?: ServerOptions, connectionListener?: (socket: Socket) => void): Server;
+  createServer(connectionListener?: (socket: Socket) => void): Server;
+  /** `new net.Socket([options])` in this VS. */
+  Socket: new (options?: SocketConstructorOpts) => Socket;
+  /** `new net.Server([options][, connectionListener])` in this VS. */
+  Server: new (options?: ServerOptions | ((socket: Socket) => void), connectionListener?: (socket: Socket) => void) => Server;
+  isIP: typeof isIP;
+  isIPv4: typeof isIPv4;
+  isIPv6: typeof isIPv6;
+}
+
+export function netModule(ctx: NetContext): NetModule {
+  const connectIn = ((...args: ConnectArgs) => (connect as (c: NetContext, ...a: ConnectArgs) => Socket)(ctx, ...args)) as ConnectFunction;
+  class VsSocket extends Socket {
+    constructor(options?: SocketConstructorOpts) { super(ctx, options); }
+  }
+  class VsServer extends Server {
+    constructor(options?: ServerOptions | ((socket: Socket) => void), connectionListener?: (socket: Socket) => void) {
+      if (typeof options === 'function') super(ctx, {}, options);
+      else super(ctx, options ?? {}, connectionListener);
+    }
+  }
+  return {
+    connect: connectIn,
+    createConnection: connectIn,
+    createServer: (opts?: ServerOptions | ((s: Socket) => void), listener?: (s: Socket) => void) => createServer(ctx, opts, listener),
+    Socket: VsSocket,
+    Server: VsServer,
+    isIP, isIPv4, isIPv6,
+  };
 }
 
 /**

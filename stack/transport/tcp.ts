@@ -916,9 +916,12 @@ export class TcpLayer implements TcpHost {
     e.closeErr = err;
     if (e.conn.state === TcpState.TimeWait && !e.inTimeWait) this.enterTimeWait(e);
     if (e.listener && !e.sink) {
-      // Closed before being accepted (reset in SYN_RECEIVED, or while waiting in the queue).
+      // Closed before being accepted. Reset in SYN_RECEIVED: forgotten. Reset (or timed out) while
+      // established in the accept queue: still accepted, and the application's first read reports
+      // the error, as Linux's accept() returns such a socket.
       const l = e.listener;
       this.leaveSynQueue(e);
+      if (err && l.pendingAccept.includes(e)) { e.events |= EV_CLOSED; return; }
       l.pendingAccept = l.pendingAccept.filter((x) => x !== e);
       return;
     }
@@ -1054,7 +1057,7 @@ export class TcpLayer implements TcpHost {
       const batch = l.pendingAccept.splice(0, budget - work);
       for (const e of batch) {
         work++;
-        if (e.conn.state === TcpState.Closed) continue;
+        if (e.conn.state === TcpState.Closed && !(e.events & EV_CLOSED)) continue;
         if (l.closed) { e.conn.abort(this.eng.now); continue; } // completed after its listener closed
         try {
           l.opts.onConnection(e);
