@@ -227,6 +227,11 @@ test('a stack of shards (worker threads) pings through shard 0: the library call
     const r = await cliAt(sock, ['ping', '--vs', 'a', 'fd00::1', '--count', '2', '--interval', '0.05']);
     assert.is(r.code, 0, r.err);
     assert.match(r.out, /2 packets transmitted, 2 received, 0% packet loss/);
+    // ping(8)'s short options as iputils spells them: -c count, -i interval, -s size, -W timeout.
+    const short = await cliAt(sock, ['ping', '--vs', 'a', '10.1.1.1', '-c', '2', '-i', '0.05', '-s', '100', '-W', '1']);
+    assert.is(short.code, 0, short.err);
+    assert.match(short.out, /108 bytes from 10\.1\.1\.1/);
+    assert.match(short.out, /2 packets transmitted, 2 received, 0% packet loss/);
     const bad = await cliAt(sock, ['ping', '--vs', 'nope', '10.1.1.1', '--count', '1']);
     assert.is(bad.code, 1);
     assert.match(bad.err, /no virtual server 'nope'/);

@@ -512,7 +512,11 @@ when a reply came, 1 when none did.
   --count N      requests to send (default: until Ctrl-C)
   --interval S   seconds between requests (default 1, at least 0.01)
   --size N       data bytes per request (default 56)
-  --timeout S    seconds to wait for the last replies after the last request (default 10)`;
+  --timeout S    seconds to wait for the last replies after the last request (default 10)
+ping's own short options are taken too: -c N, -i S, -s N, -W S.`;
+
+/** ping(8)'s short options (iputils) and the long ones they stand for. */
+const PING_SHORT: Readonly<Record<string, string>> = { '-c': '--count', '-i': '--interval', '-s': '--size', '-W': '--timeout' };
 
 /** A positive number option given as text ('0.2'): UsageError otherwise. */
 function seconds(v: string | undefined, opt: string, usage: string): number | undefined {
@@ -522,6 +526,7 @@ function seconds(v: string | undefined, opt: string, usage: string): number | un
 }
 
 async function pingCommand(args: string[], ctx: CliContext): Promise<number> {
+  args = args.map((a) => PING_SHORT[a] ?? a);
   const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', count: 'int', interval: 'string', size: 'int', timeout: 'string' }, PING_USAGE, 1);
   const target = one(positional, 'an address to ping (IPv4 or IPv6)', PING_USAGE);
   const vs = vsTarget(opts, PING_USAGE);
