@@ -10,6 +10,7 @@
 import { createMemoryLink, MemoryLinkOptions } from '../../driver/memory';
 import { Engine } from '../../stack/engine';
 import { Runtime } from '../../stack/runtime';
+import { VirtualClock } from './virtual-loop';
 import { createStack, Stack } from '../../stack/stack';
 import type { StackConfig } from '../../stack/control/config';
 import type { TcpOptions } from '../../protocols/tcp/types';
@@ -36,19 +37,18 @@ export function stackConfig(extra: Partial<StackConfig> = {}): StackConfig {
 
 export function stackWorld(o: { config?: StackConfig; link?: MemoryLinkOptions; peerTcp?: Partial<TcpOptions> } = {}): StackWorld {
   const link = createMemoryLink({ frameCount: 8192, wireFrames: 8192, ...o.link });
-  let now = 0;
-  let dirty = false;
+  const clock = new VirtualClock();
   const stack = createStack(o.config ?? stackConfig(), { drivers: { eth0: link.a }, secret: SECRET, log: () => undefined });
-  stack.engine.clock = () => now;
-  stack.runtime.engineKick = () => { dirty = true; };
+  stack.engine.clock = clock.read;
+  stack.runtime.engineKick = clock.kick;
   const svs = [...stack.engine.vsByName.values()];
   const a: Host = {
     engine: stack.engine, runtime: stack.runtime, vs: svs,
-    ctx: (i = 0) => ({ engine: stack.engine, vs: svs[i]!, now: () => now }),
+    ctx: (i = 0) => ({ engine: stack.engine, vs: svs[i]!, now: clock.read }),
   };
-  const engine = new Engine({ secret: SECRET, tcp: o.peerTcp, ndp: { dadTransmits: 0 }, onOutput: () => { dirty = true; } });
+  const engine = new Engine({ secret: SECRET, tcp: o.peerTcp, ndp: { dadTransmits: 0 }, onOutput: clock.kick });
   engine.addDevice({ name: 'eth0', pool: link.b.pool, mac: link.b.mac, mtu: link.b.mtu });
-  const runtime = new Runtime(engine, [link.b], { clock: () => now });
+  const runtime = new Runtime(engine, [link.b], { clock: clock.read });
   const p10 = engine.createVs('p10');
   engine.addLink(p10, { device: 'eth0', vlan: 10 });
   engine.addAddress(p10, 'eth0.10', '10.1.1.2/24');
@@ -56,29 +56,10 @@ export function stackWorld(o: { config?: StackConfig; link?: MemoryLinkOptions; 
   const p20 = engine.createVs('p20');
   engine.addLink(p20, { device: 'eth0', vlan: 20 });
   engine.addAddress(p20, 'eth0.20', '10.2.2.2/24');
-  const b: Host = { engine, runtime, vs: [p10, p20], ctx: (i = 0) => ({ engine, vs: [p10, p20][i]!, now: () => now }) };
-  const turn = () => new Promise<void>((r) => setImmediate(r));
+  const b: Host = { engine, runtime, vs: [p10, p20], ctx: (i = 0) => ({ engine, vs: [p10, p20][i]!, now: clock.read }) };
   return {
     stack, a, b, link,
-    now: () => now,
-    async run(done, maxUs = 60_000_000) {
-      const end = now + maxUs;
-      for (let i = 0; i < 1_000_000; i++) {
-        dirty = false;
-        const na = a.runtime.step(now);
-        const nb = b.runtime.step(now);
-        await turn();
-        if (done()) return true;
-        if (dirty) continue;
-        const next = Math.min(na, nb, a.runtime.step(now), b.runtime.step(now), link.nextDeadline());
-        if (dirty) continue;
-        if (next === Infinity || next > end) {
-          if (end > now) now = end;
-          return done();
-        }
-        now = next > now ? next : Math.min(Math.floor(now / 1000) * 1000 + 1000, end + 1);
-      }
-      return done();
-    },
+    now: clock.read,
+    run: (done, maxUs) => clock.run([a.runtime, b.runtime], link, done, maxUs),
   };
 }
