@@ -1036,11 +1036,15 @@ export class Server extends EventEmitter {
     this.addAbortSignal(options.signal);
     if (args.length === 0 || typeof a0 === 'function' || ('port' in options && options.port === undefined) || options.port === null) options.port = 0;
     if (typeof options.port !== 'number' && typeof options.port !== 'string') {
-      throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
+      // Node: options with a port (or path) of no usable type are just "invalid".
+      const why = 'port' in options || 'path' in options ? 'is invalid' : 'must have the property "port" or "path"';
+      throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' ${why}. Received ${inspect(options)}`);
     }
     const port = validatePort(options.port, 'options.port');
     const backlog = (options.backlog || backlogFromArgs || 511);
     const host = options.host;
+    // Node's lookup of the host checks its type at once (dns.lookup's validateString).
+    if (host && typeof host !== 'string') throw invalidArgType('hostname', 'of type string', host);
     const vs = this.ctx.vs;
     const eng = this.ctx.engine;
     let addr: IpAddr = ANY6;
