@@ -358,11 +358,14 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   setTimeout(ms: number, cb?: () => void): this {
-    if (!(typeof ms === 'number' && ms >= 0 && Number.isFinite(ms))) {
+    // As Node's setStreamTimeout: the type (validateNumber), then the range, then the callback.
+    if (typeof ms !== 'number') throw invalidArgType('msecs', 'of type number', ms);
+    if (!(ms >= 0 && Number.isFinite(ms))) {
       const e = new RangeError(`The value of "msecs" is out of range. It must be a non-negative finite number. Received ${String(ms)}`);
       (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
       throw e;
     }
+    if (cb !== undefined && typeof cb !== 'function') throw invalidArgType('callback', 'of type function', cb);
     this.timeoutMs = ms;
     this.timeoutSet = true;
     if (cb) {
