@@ -18,7 +18,7 @@ import {
 } from '../../protocols/ip/addr';
 import type { Link } from '../vs';
 import {
-  codeError, errnoError, ERRNO, hostPortError, notSupported, received, sockError, SocketError,
+  codeError, errnoError, ERRNO, hostPortError, invalidArgType, notSupported, received, sockError, SocketError,
 } from './errors';
 
 export { sockError } from './errors';
@@ -403,17 +403,20 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     if (this.bindState !== BIND_NONE) throw codeError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
     const cb = typeof c === 'function' ? c : typeof b === 'function' ? b : typeof a === 'function' ? a : undefined;
     let port: unknown = 0;
-    let address = '';
+    let given: unknown = '';
     if (a !== null && typeof a === 'object') {
       const keys = Object.keys(a).filter((k) => k !== 'port' && k !== 'address' && k !== 'exclusive' && k !== 'fd');
       if (keys.length) throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.${keys[0]}' is invalid: bind options are port, address, exclusive, fd`);
       if (a.fd !== undefined) throw notSupported('bind({ fd })', 'the stack has no kernel sockets to adopt; bind a port of the virtual server instead');
       port = a.port ?? 0;
-      address = a.address || '';
+      given = a.address;
     } else if (typeof a !== 'function') {
       port = a ?? 0;
-      address = typeof b === 'string' ? b : '';
+      given = typeof b === 'function' ? '' : b;
     }
+    // Node looks the address up (dns.lookup checks that it is a string) unless it is empty.
+    if (given && typeof given !== 'string' && !this.lookupFn) throw invalidArgType('hostname', 'of type string', given);
+    let address = (given || '') as string;
     // Node passes the port to the kernel unchecked (70000 binds 4464): refused here instead.
     const p = validPort(port, true);
     if (!address) address = this.anyText;
