@@ -706,9 +706,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** IP_TTL / IPV6_UNICAST_HOPS of what the socket sends: 1..255 (EINVAL otherwise, as libuv). */
   setTTL(ttl: number): number {
     if (typeof ttl !== 'number') throw codeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "ttl" argument must be of type number. Received ${received(ttl)}`);
-    this.needBound('setTTL');
+    if (this.closed) throw notRunning();
+    // libuv's uv_udp_set_ttl checks the range before it touches the socket: EINVAL before EBADF.
     const t = Math.trunc(ttl);
     if (!(t >= 1 && t <= 255)) throw errnoError('EINVAL', 'setTTL');
+    this.needBound('setTTL');
     this.ttl = t;
     return ttl;
   }
