@@ -83,8 +83,9 @@ function session(sock: string, lines: object[], ms: number, later: object[] = []
     c.on('data', (d: Buffer) => got.push(d));
     c.on('error', reject);
     c.on('close', () => { clearTimeout(guard); resolve(Buffer.concat(got)); });
-    c.write(lines.map((l) => JSON.stringify(l) + '\n').join(''));
-    if (later.length) setTimeout(() => c.write(later.map((l) => JSON.stringify(l) + '\n').join('')), 50);
+    const text = (ls: object[]) => ls.map((l) => (typeof l === 'string' ? l : JSON.stringify(l)) + '\n').join('');
+    c.write(text(lines));
+    if (later.length) setTimeout(() => c.write(text(later)), 50);
     setTimeout(() => c.end(), ms);
   });
 }
@@ -109,6 +110,24 @@ test('requests pipelined behind a streamed trace are answered after its capture,
     assert.is(caps.length, 1);
     assert.is(readCapture(caps[0]!).length, 3, 'the capture is a whole pcap of three frames');
     assert.match(String(ls[2]!.error), /streaming a trace/);
+  });
+});
+
+test('a bad line during the capture is answered after it; requests behind a trace that fails to start are handled', async () => {
+  await withStack(async (stack, sock) => {
+    const traffic = stack.vs('a').ping('10.1.1.2', { count: 20, interval: 0.05 });
+    const bytes = await session(sock, [{ cmd: 'trace', stream: true, count: 4 }, 'not json' as unknown as object], 1500);
+    const refused = await session(sock, [{ cmd: 'trace', stream: true, port: 'x' }, { cmd: 'ping' }], 300);
+    traffic.stop();
+    const items = parse(bytes);
+    assert.is(readCapture(captures(items)[0]!).length, 4);
+    const ls = lines(items);
+    assert.equal(ls.map((l) => l.event ?? (l.ok ? 'answer' : 'error')), ['started', 'done', 'error']);
+    assert.match(String(ls[2]!.error), /bad request/);
+    const r = lines(parse(refused));
+    assert.is(r.length, 2);
+    assert.match(String(r[0]!.error), /trace: port must be a TCP\/UDP port/);
+    assert.is(r[1]!.ok, true, 'the request behind the refused trace is answered as usual');
   });
 });
 
