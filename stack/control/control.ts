@@ -479,7 +479,7 @@ export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del',
 
 /** Every request the control socket knows. */
 export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'neighbor.flush', 'vs.add', 'vs.del', 'link.add', 'link.del',
-  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace'];
+  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace', 'icmp.echo'];
 
 /**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
