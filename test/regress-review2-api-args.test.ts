@@ -10,6 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createMemoryLink } from '../driver/memory';
 import { Engine } from '../stack/engine';
+import { createStack } from '../stack/stack';
 import { netModule } from '../stack/api/net';
 
 interface Mods { net: typeof nodeNet; dgram: { createSocket(t: string): nodeDgram.Socket } }
@@ -92,6 +93,21 @@ test('dgram bind() with an address that is not a string throws at once, as Node'
 test('dgram setTTL(0) on an unbound socket is EINVAL (libuv checks the range first), as Node', () => {
   same('setTTL(0)', (m, made) => { const s = m.dgram.createSocket('udp4'); made.push(s); s.setTTL(0); });
   same('setTTL(256)', (m, made) => { const s = m.dgram.createSocket('udp4'); made.push(s); s.setTTL(256); });
+});
+
+test("a VS's createSocket() without a type throws ERR_SOCKET_BAD_TYPE, as Node's (no silent udp4)", () => {
+  const link = createMemoryLink({ frameCount: 64 });
+  const stack = createStack({ name: 'args', devices: [{ name: 'm0', driver: 'memory' }], virtualServers: [{ name: 'a', links: [{ device: 'm0', addresses: ['10.1.1.1/24'] }] }] },
+    { drivers: { m0: link.a }, log: () => {} });
+  try {
+    const vs = stack.vs('a');
+    const m: Mods = { net: nodeNet, dgram: { createSocket: (...a: unknown[]) => (vs.createSocket as unknown as (...x: unknown[]) => nodeDgram.Socket).apply(vs, a) } };
+    const node = thrown(NODE, (x, made) => { made.push((x.dgram.createSocket as () => nodeDgram.Socket)()); });
+    assert.is(thrown(m, (x, made) => { made.push((x.dgram.createSocket as () => nodeDgram.Socket)()); }), node);
+    assert.match(node, /^TypeError ERR_SOCKET_BAD_TYPE/);
+  } finally {
+    stack.close();
+  }
 });
 
 test.run();
