@@ -306,7 +306,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   private pathStamp = 0;
 
   /** Made by the engine (`Engine.createUdpSocket`) or a VS handle (`VsHandle.createSocket`). */
-  constructor(private readonly host: UdpHost, readonly vsName: string, init: UdpSocketInit = 'udp4') {
+  constructor(private readonly host: UdpHost, readonly vsName: string, init: UdpSocketInit) {
     super();
     const o: Partial<SocketOptions> & { maxQueue?: number } = typeof init === 'object' && init !== null ? init : { type: init };
     if (typeof init === 'object' && init !== null) {
