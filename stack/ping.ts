@@ -68,14 +68,15 @@ export interface PingSummary extends PingStart {
   rtt: { min: number; avg: number; max: number; mdev: number } | null;
 }
 
-/** Options checked with clear messages (RangeError), defaults filled in. */
-export function checkPingOptions(o: PingOptions = {}): Required<PingOptions> {
+/** Options checked with clear messages (RangeError), defaults filled in; the size's limit is the target's family's. */
+export function checkPingOptions(o: PingOptions = {}, family: 4 | 6 = 4): Required<PingOptions> {
   const count = o.count ?? Infinity;
   if (count !== Infinity && (!Number.isInteger(count) || count < 1)) throw new RangeError(`ping count must be a positive integer, got ${JSON.stringify(o.count)}`);
   const interval = o.interval ?? 1;
   if (typeof interval !== 'number' || !Number.isFinite(interval) || interval < 0.01 || interval > 3600) throw new RangeError(`ping interval must be 0.01..3600 seconds, got ${JSON.stringify(o.interval)}`);
   const size = o.size ?? 56;
-  if (!Number.isInteger(size) || size < 0 || size > ECHO_MAX_DATA4) throw new RangeError(`ping size must be 0..${ECHO_MAX_DATA4} data bytes, got ${JSON.stringify(o.size)}`);
+  const max = family === 6 ? ECHO_MAX_DATA6 : ECHO_MAX_DATA4;
+  if (!Number.isInteger(size) || size < 0 || size > max) throw new RangeError(`ping size must be 0..${max} data bytes, got ${JSON.stringify(o.size)}`);
   const timeout = o.timeout ?? 10;
   if (typeof timeout !== 'number' || !Number.isFinite(timeout) || timeout < 0 || timeout > 3600) throw new RangeError(`ping timeout must be 0..3600 seconds, got ${JSON.stringify(o.timeout)}`);
   return { count, interval, size, timeout };
@@ -118,10 +119,9 @@ export class PingSession {
   private finished = false;
 
   constructor(private readonly engine: Engine, vs: VirtualServer, target: string, opts: PingOptions = {}, private readonly events: PingEvents = {}) {
-    this.opts = checkPingOptions(opts);
     const { addr, zone } = parsePingTarget(target);
     const v4 = typeof addr === 'number';
-    if (!v4 && this.opts.size > ECHO_MAX_DATA6) throw new RangeError(`ping size must be 0..${ECHO_MAX_DATA6} data bytes, got ${this.opts.size}`);
+    this.opts = checkPingOptions(opts, v4 ? 4 : 6);
     this.data = new Uint8Array(this.opts.size);
     for (let i = 0; i < this.data.length; i++) this.data[i] = i & 0xff; // ping's pattern
     this.done = new Promise((r) => { this.resolve = r; });

@@ -18,7 +18,7 @@ import {
 } from '../../protocols/ip/addr';
 import type { Link } from '../vs';
 import {
-  codeError, errnoError, ERRNO, hostPortError, notSupported, received, sockError, SocketError,
+  codeError, errnoError, ERRNO, hostPortError, invalidArgType, notSupported, received, sockError, SocketError,
 } from './errors';
 
 export { sockError } from './errors';
@@ -306,7 +306,7 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   private pathStamp = 0;
 
   /** Made by the engine (`Engine.createUdpSocket`) or a VS handle (`VsHandle.createSocket`). */
-  constructor(private readonly host: UdpHost, readonly vsName: string, init: UdpSocketInit = 'udp4') {
+  constructor(private readonly host: UdpHost, readonly vsName: string, init: UdpSocketInit) {
     super();
     const o: Partial<SocketOptions> & { maxQueue?: number } = typeof init === 'object' && init !== null ? init : { type: init };
     if (typeof init === 'object' && init !== null) {
@@ -403,17 +403,20 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     if (this.bindState !== BIND_NONE) throw codeError(Error, 'ERR_SOCKET_ALREADY_BOUND', 'Socket is already bound');
     const cb = typeof c === 'function' ? c : typeof b === 'function' ? b : typeof a === 'function' ? a : undefined;
     let port: unknown = 0;
-    let address = '';
+    let given: unknown = '';
     if (a !== null && typeof a === 'object') {
       const keys = Object.keys(a).filter((k) => k !== 'port' && k !== 'address' && k !== 'exclusive' && k !== 'fd');
       if (keys.length) throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The property 'options.${keys[0]}' is invalid: bind options are port, address, exclusive, fd`);
       if (a.fd !== undefined) throw notSupported('bind({ fd })', 'the stack has no kernel sockets to adopt; bind a port of the virtual server instead');
       port = a.port ?? 0;
-      address = a.address || '';
+      given = a.address;
     } else if (typeof a !== 'function') {
       port = a ?? 0;
-      address = typeof b === 'string' ? b : '';
+      given = typeof b === 'function' ? '' : b;
     }
+    // Node looks the address up (dns.lookup checks that it is a string) unless it is empty.
+    if (given && typeof given !== 'string' && !this.lookupFn) throw invalidArgType('hostname', 'of type string', given);
+    let address = (given || '') as string;
     // Node passes the port to the kernel unchecked (70000 binds 4464): refused here instead.
     const p = validPort(port, true);
     if (!address) address = this.anyText;
@@ -703,9 +706,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
   /** IP_TTL / IPV6_UNICAST_HOPS of what the socket sends: 1..255 (EINVAL otherwise, as libuv). */
   setTTL(ttl: number): number {
     if (typeof ttl !== 'number') throw codeError(TypeError, 'ERR_INVALID_ARG_TYPE', `The "ttl" argument must be of type number. Received ${received(ttl)}`);
-    this.needBound('setTTL');
+    if (this.closed) throw notRunning();
+    // libuv's uv_udp_set_ttl checks the range before it touches the socket: EINVAL before EBADF.
     const t = Math.trunc(ttl);
     if (!(t >= 1 && t <= 255)) throw errnoError('EINVAL', 'setTTL');
+    this.needBound('setTTL');
     this.ttl = t;
     return ttl;
   }

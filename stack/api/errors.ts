@@ -6,7 +6,7 @@
  * docs (switch on err.code, log err.message) reads ours the same way.
  */
 import { constants as osConstants } from 'node:os';
-import { getSystemErrorMap } from 'node:util';
+import { getSystemErrorMap, inspect } from 'node:util';
 
 export interface SocketError extends Error {
   code: string;
@@ -114,15 +114,31 @@ export function notSupported(what: string, why: string): SocketError {
   return codeError(TypeError, 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM', `${what} is not supported by xdpstack: ${why}`);
 }
 
-/** How Node's messages describe a received value: "type number (70000)", "type string ('x')", "undefined". */
+/**
+ * How Node's messages describe a received value (lib/internal/errors.js determineSpecificType):
+ * "type number (70000)", "type string ('x')", "type bigint (1n)", "function f", "an instance of X".
+ */
 export function received(v: unknown): string {
-  if (v === undefined || v === null) return String(v);
-  if (typeof v === 'function') return `function ${(v as { name?: string }).name || '<anonymous>'}`;
-  if (typeof v === 'object') return `an instance of ${(v as object).constructor?.name ?? 'Object'}`;
-  let shown = typeof v === 'string' ? `'${v}'` : String(v);
-  // determineSpecificType: an inspected value longer than 28 characters is cut to 25 and '...'.
-  if (shown.length > 28) shown = `${shown.slice(0, 25)}...`;
-  return `type ${typeof v} (${shown})`;
+  if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
+  switch (typeof v) {
+    case 'bigint': return `type bigint (${v}n)`;
+    case 'number': return `type number (${Object.is(v, -0) ? '-0' : String(v)})`;
+    case 'boolean': return `type boolean (${v})`;
+    case 'symbol': return `type symbol (${String(v)})`;
+    case 'function': return `function ${(v as { name: string }).name}`;
+    case 'object': {
+      const c = (v as { constructor?: unknown }).constructor;
+      if ((typeof c === 'function' || (typeof c === 'object' && c !== null)) && 'name' in c) return `an instance of ${(c as { name: string }).name}`;
+      return inspect(v, { depth: -1 });
+    }
+    default: {
+      // A string longer than 28 characters is cut to 25 and '...'; double quotes when it holds a single one.
+      let s = v as string;
+      if (s.length > 28) s = `${s.slice(0, 25)}...`;
+      return s.includes("'") ? `type string (${JSON.stringify(s)})` : `type string ('${s}')`;
+    }
+  }
 }
 
 /** ERR_INVALID_ARG_TYPE as Node words it ("The "options.port" property must be ..."). */

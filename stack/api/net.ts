@@ -358,11 +358,14 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   setTimeout(ms: number, cb?: () => void): this {
-    if (!(typeof ms === 'number' && ms >= 0 && Number.isFinite(ms))) {
+    // As Node's setStreamTimeout: the type (validateNumber), then the range, then the callback.
+    if (typeof ms !== 'number') throw invalidArgType('msecs', 'of type number', ms);
+    if (!(ms >= 0 && Number.isFinite(ms))) {
       const e = new RangeError(`The value of "msecs" is out of range. It must be a non-negative finite number. Received ${String(ms)}`);
       (e as RangeError & { code: string }).code = 'ERR_OUT_OF_RANGE';
       throw e;
     }
+    if (cb !== undefined && typeof cb !== 'function') throw invalidArgType('callback', 'of type function', cb);
     this.timeoutMs = ms;
     this.timeoutSet = true;
     if (cb) {
@@ -1036,11 +1039,15 @@ export class Server extends EventEmitter {
     this.addAbortSignal(options.signal);
     if (args.length === 0 || typeof a0 === 'function' || ('port' in options && options.port === undefined) || options.port === null) options.port = 0;
     if (typeof options.port !== 'number' && typeof options.port !== 'string') {
-      throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' must have the property "port" or "path". Received ${inspect(options)}`);
+      // Node: options with a port (or path) of no usable type are just "invalid".
+      const why = 'port' in options || 'path' in options ? 'is invalid' : 'must have the property "port" or "path"';
+      throw codeError(TypeError, 'ERR_INVALID_ARG_VALUE', `The argument 'options' ${why}. Received ${inspect(options)}`);
     }
     const port = validatePort(options.port, 'options.port');
     const backlog = (options.backlog || backlogFromArgs || 511);
     const host = options.host;
+    // Node's lookup of the host checks its type at once (dns.lookup's validateString).
+    if (host && typeof host !== 'string') throw invalidArgType('hostname', 'of type string', host);
     const vs = this.ctx.vs;
     const eng = this.ctx.engine;
     let addr: IpAddr = ANY6;

@@ -535,8 +535,7 @@ async function pingCommand(args: string[], ctx: CliContext): Promise<number> {
     size: opts.size as number | undefined, timeout: seconds(opts.timeout as string | undefined, 'timeout', PING_USAGE),
   };
   try {
-    checkPingOptions(po);
-    parsePingTarget(target);
+    checkPingOptions(po, typeof parsePingTarget(target).addr === 'number' ? 4 : 6);
   } catch (e) {
     throw new UsageError((e as Error).message, PING_USAGE);
   }

@@ -204,6 +204,9 @@ function stackTarget(stack: Stack): ControlTarget {
   };
 }
 
+/** A request line that came while a capture streamed: refused after it (or handled, when the capture never started). */
+interface HeldRequest { line: string; refusal: Response }
+
 /** A connection's sessions (trace, ping) and answers still to come. */
 interface ConnState {
   sessions: Set<{ stop(): void }>;
@@ -213,7 +216,7 @@ interface ConnState {
   /** A streamed trace runs: the connection carries its bytes. */
   binary: boolean;
   /** Answers to requests that came while a capture streamed, sent after it. */
-  deferred: Response[];
+  deferred: (Response | HeldRequest)[];
 }
 
 export class ControlServer {
@@ -289,6 +292,12 @@ export class ControlServer {
     if (!c.destroyed && c.writable !== false) c.write(JSON.stringify(r) + '\n');
   }
 
+  /** An answer or event line: sent now, or after the capture that streams on the connection (never amid its bytes). */
+  private answer(c: net.Socket, st: ConnState, r: Response): void {
+    if (st.binary) st.deferred.push(r);
+    else this.send(c, r);
+  }
+
   private handleLine(c: net.Socket, line: string, st: ConnState): void {
     let req: Request;
     try {
@@ -296,24 +305,40 @@ export class ControlServer {
       if (typeof v !== 'object' || v === null || typeof (v as Request).cmd !== 'string') throw new Error('a request is a JSON object with a "cmd" string');
       req = v as Request;
     } catch (e) {
-      this.send(c, { ok: false, error: `bad request: ${(e as Error).message}` });
+      this.answer(c, st, { ok: false, error: `bad request: ${(e as Error).message}` });
       return;
     }
     if (st.binary) {
       // The connection carries a capture: the answer waits until it ends (no line amid its bytes).
-      st.deferred.push({ ok: false, error: `request '${req.cmd}': this connection was streaming a trace; send requests on another connection` });
+      st.deferred.push({ line, refusal: { ok: false, error: `request '${req.cmd}': this connection was streaming a trace; send requests on another connection` } });
       return;
     }
     const done = () => { st.pending--; this.maybeEnd(c, st); };
-    const fail = (e: unknown) => { this.send(c, { ok: false, error: (e as Error).message }); };
+    const fail = (e: unknown) => { this.answer(c, st, { ok: false, error: (e as Error).message }); };
     st.pending++;
     try {
-      if (req.cmd === 'trace') { this.startTrace(c, req, st).catch(fail).finally(done); return; }
+      if (req.cmd === 'trace') {
+        // A streamed capture has the connection from now on: requests already behind it in the
+        // same write (pipelined) wait for its end too. A trace that fails to start gives it back.
+        const streamed = req.stream === true;
+        if (streamed) st.binary = true;
+        this.startTrace(c, req, st).catch((e: unknown) => {
+          if (!streamed) { fail(e); return; }
+          st.binary = false;
+          fail(e);
+          // No capture came: what waited behind the request is handled as if it had not.
+          for (const r of st.deferred.splice(0)) {
+            if ('line' in r) this.handleLine(c, r.line, st);
+            else this.answer(c, st, r);
+          }
+        }).finally(done);
+        return;
+      }
       if (req.cmd === 'icmp.echo') { this.startPing(c, req, st).catch(fail).finally(done); return; }
       // A single stack answers at once (in order); a group of shards answers when they all have.
       const data = this.target.request(req);
-      if (data instanceof Promise) { data.then((d) => this.send(c, { ok: true, data: d }), fail).finally(done); return; }
-      this.send(c, { ok: true, data });
+      if (data instanceof Promise) { data.then((d) => this.answer(c, st, { ok: true, data: d }), fail).finally(done); return; }
+      this.answer(c, st, { ok: true, data });
     } catch (e) {
       fail(e);
     }
@@ -364,7 +389,7 @@ export class ControlServer {
       if (stream && !c.destroyed && c.writable) c.write(Buffer.alloc(4)); // end of the capture
       st.binary = false;
       this.send(c, { ok: true, event: 'done', frames, data: counts });
-      for (const r of st.deferred.splice(0)) this.send(c, r);
+      for (const r of st.deferred.splice(0)) this.send(c, 'line' in r ? r.refusal : r);
       this.maybeEnd(c, st);
     });
     if (c.destroyed || st.readEnded) t.stop();
@@ -377,7 +402,7 @@ export class ControlServer {
     // Events wait until the 'started' answer is out.
     let open = false;
     const queued: Response[] = [];
-    const emit = (r: Response) => { if (open) this.send(c, r); else queued.push(r); };
+    const emit = (r: Response) => { if (open) this.answer(c, st, r); else queued.push(r); };
     const session = { stop: () => {} };
     const p = await this.target.startPing(vs, target, opts, {
       onReply: (r) => emit({ ok: true, event: 'reply', data: r }),
@@ -391,9 +416,9 @@ export class ControlServer {
     session.stop = () => p.stop();
     const ended = queued.some((r) => r.event === 'done');
     if (!ended) st.sessions.add(session);
-    this.send(c, { ok: true, event: 'started', data: p.start });
+    this.answer(c, st, { ok: true, event: 'started', data: p.start });
     open = true;
-    for (const r of queued.splice(0)) this.send(c, r);
+    for (const r of queued.splice(0)) this.answer(c, st, r);
     if (!ended && (c.destroyed || st.readEnded)) p.stop();
   }
 
@@ -454,7 +479,7 @@ export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del',
 
 /** Every request the control socket knows. */
 export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'neighbor.flush', 'vs.add', 'vs.del', 'link.add', 'link.del',
-  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace'];
+  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace', 'icmp.echo'];
 
 /**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the

@@ -129,7 +129,7 @@ export class UdpLayer implements UdpHost {
       // A broadcast (IPv6: multicast) goes to every socket that hears it, as Linux's
       // __udp4_lib_mcast_deliver: each gets its copy.
       const n = this.deliverAll(link, src, udp.srcPort, dst, udp.dstPort, m.dev.buf, udp.payloadOff, udp.payloadLen, b, m.srcMac[j]!);
-      return n ? m.free(j) : m.drop(j, n === 0 ? Drop.UdpNoSocket : Drop.UdpSocketQueueFull);
+      return n > 0 ? m.free(j) : m.drop(j, n === 0 ? Drop.UdpNoSocket : Drop.UdpSocketQueueFull);
     }
     const sock = this.find(link.vs, udp.dstPort, dst, src, udp.srcPort);
     if (!sock) {
