@@ -53,6 +53,13 @@ test.after(async () => {
   stack.close();
 });
 
+test('--per-shard on a stack without shards is a clear error, not ignored', async () => {
+  const r = await cli(['show', 'vs', '--per-shard', '--socket', sock]);
+  assert.is(r.code, 1);
+  assert.match(r.err, /'perShard' lists the shards of a stack of shards; stack 'ctl' runs without shards/);
+  assert.is(r.out, '');
+});
+
 test('show prints aligned tables and JSON', async () => {
   let r = await cli(['show', 'vs', '--socket', sock]);
   assert.is(r.code, 0, r.err);

@@ -491,6 +491,8 @@ export function handleRequest(st: Stack, req: Request): unknown {
     case 'ping':
       return { name: st.name, pid: process.pid };
     case 'show':
+      // A stack of shards takes `perShard` before its shards see the request; a single stack has none to list.
+      if (req.perShard !== undefined && req.perShard !== false) throw new Error(`request 'show': 'perShard' lists the shards of a stack of shards; stack '${st.name}' runs without shards`);
       return st.show(str(req, 'kind')!, { vs: str(req, 'vs', false), state: str(req, 'state', false), port: num(req, 'port') });
     case 'counters.clear':
       return st.clearCounters(str(req, 'vs', false));
