@@ -135,6 +135,8 @@ test('the exposition over HTTP equals show counters and show limits after known 
     assert.ok(valueOf(e, 'xdpstack_vs_rx_packets_total', { vs: 'a' })! >= 20 + 2 * 3, 'the datagrams and the handshakes');
     assert.ok(valueOf(e, 'xdpstack_vs_tx_bytes_total', { vs: 'a' })! >= 20 * (14 + 20 + 8 + 100), 'the echoes');
     assert.is(valueOf(e, 'xdpstack_tcp_connections', { vs: 'a' }), 2, 'two connections open');
+    assert.is(valueOf(e, 'xdpstack_tcp_curr_estab', { vs: 'a' }), 2, 'RFC 1213 tcpCurrEstab: both ESTABLISHED');
+    assert.is(valueOf(e, 'xdpstack_tcp_passive_opens_total', { vs: 'a' }), 2, 'the two connections were accepted');
     assert.is(valueOf(e, 'xdpstack_neighbor_entries', { vs: 'a', link: 'eth0' }), (w.stack.show('neighbors') as Row[]).length);
     assert.is(valueOf(e, 'xdpstack_neighbor_entries', { vs: 'a', link: 'eth0' }), 1, 'the peer');
     assert.is(valueOf(e, 'xdpstack_device_up', { device: 'eth0' }), 1);

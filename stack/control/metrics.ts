@@ -137,6 +137,11 @@ export function metricDefs(stackName: string): MetricDef[] {
       present: (s) => vss(s).some((r) => tcp(r, field) !== null),
     })),
     {
+      name: 'xdpstack_tcp_curr_estab', help: 'TCP connections now ESTABLISHED or CLOSE-WAIT (Tcp CurrEstab), per virtual server', type: 'gauge', labels: ['vs'],
+      fill: (s, put) => { for (const r of vss(s)) { const v = tcp(r, 'currEstab'); if (v !== null) put(vsLabels(r), v); } },
+      present: (s) => vss(s).some((r) => tcp(r, 'currEstab') !== null),
+    },
+    {
       name: 'xdpstack_tcp_connections', help: 'TCP connections of the virtual server (TIME_WAIT not included)', type: 'gauge', labels: ['vs'],
       fill: (s, put) => { for (const r of s.limits) if (r.scope === 'vs' && r.limit === 'tcpConnections' && r.vs !== null) put({ vs: r.vs }, r.used); },
     },
