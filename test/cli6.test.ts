@@ -13,7 +13,7 @@ import { spawnSync } from 'node:child_process';
 import {
   addressRow, addrOrNull, cidrText, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeDstText, routeRow, ruleRow,
 } from '../stack/show';
-import { formatShow } from '../stack/control/control';
+import { formatShow } from '../stack/control/format';
 import { hostInNet } from '../stack/cli/cli';
 import { createStack } from '../stack/stack';
 import { captureMacFor } from '../stack/stack';

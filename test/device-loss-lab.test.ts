@@ -12,7 +12,7 @@ import { labDown, labUp, Lab, LabInUseError } from '../stack/lab/lab';
 import { nsRun, sleep, udpEcho } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
 import { main } from '../stack/cli/cli';
-import { formatShow } from '../stack/control/control';
+import { formatShow } from '../stack/control/format';
 
 const PREFIX = labPrefix('xc');
 const privileged = canRunPrivileged();

@@ -13,7 +13,7 @@ import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab/lab';
 import { nsRun, sleep } from './lib/rig';
 import { createStack, Stack } from '../stack/stack';
-import { formatShow } from '../stack/control/control';
+import { formatShow } from '../stack/control/format';
 import { ConfigError, validateConfig } from '../stack/control/config';
 import { DEFAULT_POLICE, gcraParams, resolvePolice } from '../driver/police';
 
