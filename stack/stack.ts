@@ -37,7 +37,8 @@ import { vsConfig } from './control/running';
 import { AddrMap, addrEq, addrToString, IpAddr } from '../protocols/ip/addr';
 import { LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
-import type { MetricsEndpoint, MetricsSnapshot, StackMetrics } from './control/metrics';
+import type { MetricsEndpoint, MetricsSnapshot } from './control/metrics';
+import { MetricsHost } from './control/metrics-host';
 import type { Steering } from './shard/steer';
 
 /**
@@ -231,8 +232,7 @@ export class Stack {
   private readonly limitWatch = new LimitWatch();
   private nextLimitCheck = 0;
   private housekeepingTimer: NodeJS.Timeout | null = null;
-  private metricsView: StackMetrics | null = null;
-  private readonly endpoints = new Set<MetricsEndpoint>();
+  private metricsHostView: MetricsHost | null = null;
   private running = false;
   private closed = false;
   private control: OwnedControl | null = null;
@@ -441,19 +441,13 @@ export class Stack {
     return { counters: this.show('counters') as MetricsSnapshot['counters'], limits: this.show('limits') as LimitRow[] };
   }
 
-  /** The stack's Prometheus metrics (text exposition format) as of now. */
-  metrics(): Promise<string> {
-    return this.metricsSource().text();
+  private get metricsHost(): MetricsHost {
+    return this.metricsHostView ??= new MetricsHost(this.name, () => this.metricsSnapshot(), this.logger, () => this.closed, 'stack is closed');
   }
 
-  private metricsSource(): StackMetrics {
-    if (!this.metricsView) {
-      // Loaded on first use: a stack nobody scrapes never loads prom-client.
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { StackMetrics: M } = require('./control/metrics') as typeof import('./control/metrics');
-      this.metricsView = new M(this.name, () => this.metricsSnapshot());
-    }
-    return this.metricsView;
+  /** The stack's Prometheus metrics (text exposition format) as of now. */
+  metrics(): Promise<string> {
+    return this.metricsHost.text();
   }
 
   /**
@@ -461,16 +455,8 @@ export class Stack {
    * config's `metrics.listen`), on the host's own network, at /metrics. Rejects with a clear error
    * (bad address, address in use). The endpoint closes with the stack.
    */
-  async serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
-    if (this.closed) throw new Error('stack is closed');
-    if (listen === undefined) throw new Error(`metrics: no address to listen on (config 'metrics': { "listen": "127.0.0.1:9464" }, or serveMetrics(ADDRESS))`);
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { MetricsEndpoint: E } = require('./control/metrics') as typeof import('./control/metrics');
-    const ep = await E.listen(this.metricsSource(), listen);
-    if (this.closed) { await ep.close(); throw new Error('stack is closed'); }
-    this.endpoints.add(ep);
-    this.logger.info('metrics.listen', { url: ep.url });
-    return ep;
+  serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
+    return this.metricsHost.serve(listen);
   }
 
   /** Virtual time (pcap and memory devices): runs from `start` until nothing is due or `until`. */
@@ -524,8 +510,7 @@ export class Stack {
     this.running = false;
     this.runtime.stop();
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
-    for (const ep of this.endpoints) void ep.close();
-    this.endpoints.clear();
+    void this.metricsHostView?.close();
     for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
     for (const t of [...this.activeTraces]) t.stop();
     // Flush what is queued (e.g. last replies) before the drivers go.

@@ -33,7 +33,8 @@ import type { FromShard, ShardData, ToShard } from './messages';
 import { serviceModules } from '../control/services';
 import { changeFields, driverLog, Logger, LogOptions, stackLogger } from '../control/log';
 import type { LimitRow } from '../limits';
-import type { MetricsEndpoint, MetricsSnapshot, StackMetrics } from '../control/metrics';
+import type { MetricsEndpoint, MetricsSnapshot } from '../control/metrics';
+import { MetricsHost } from '../control/metrics-host';
 import { readRss } from '../../driver/rss';
 import type { ShowOptions } from '../stack';
 
@@ -128,8 +129,7 @@ export class ShardedStack implements ControlTarget {
   private readonly pings = new Map<number, PingEvents>();
   private readonly log: (m: string) => void;
   readonly logger: Logger;
-  private metricsView: StackMetrics | null = null;
-  private readonly endpoints = new Set<MetricsEndpoint>();
+  private metricsHostView: MetricsHost | null = null;
 
   private constructor(readonly config: StackConfig, readonly shards: number, private readonly attachments: Map<string, Attachment>,
     private readonly opts: ShardedStackOptions & { logger: Logger }) {
@@ -374,31 +374,18 @@ export class ShardedStack implements ControlTarget {
     return { counters: counters as MetricsSnapshot['counters'], limits: limits as LimitRow[] };
   }
 
-  /** The group's Prometheus metrics (text exposition format), the shards' figures summed as `show` sums them. */
-  metrics(): Promise<string> {
-    return this.metricsSource().text();
+  private get metricsHost(): MetricsHost {
+    return this.metricsHostView ??= new MetricsHost(this.name, () => this.metricsSnapshot(), this.logger, () => this.closing, 'the stack of shards has stopped');
   }
 
-  private metricsSource(): StackMetrics {
-    if (!this.metricsView) {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
-      const { StackMetrics: M } = require('../control/metrics') as typeof import('../control/metrics');
-      this.metricsView = new M(this.name, () => this.metricsSnapshot());
-    }
-    return this.metricsView;
+  /** The group's Prometheus metrics (text exposition format), the shards' figures summed as `show` sums them. */
+  metrics(): Promise<string> {
+    return this.metricsHost.text();
   }
 
   /** As Stack.serveMetrics: HTTP /metrics at `listen` (default: the config's `metrics.listen`), served by this (main) thread. */
-  async serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
-    if (this.closing) throw new Error('the stack of shards has stopped');
-    if (listen === undefined) throw new Error(`metrics: no address to listen on (config 'metrics': { "listen": "127.0.0.1:9464" }, or serveMetrics(ADDRESS))`);
-    // eslint-disable-next-line @typescript-eslint/no-var-requires
-    const { MetricsEndpoint: E } = require('../control/metrics') as typeof import('../control/metrics');
-    const ep = await E.listen(this.metricsSource(), listen);
-    if (this.closing) { await ep.close(); throw new Error('the stack of shards has stopped'); }
-    this.endpoints.add(ep);
-    this.logger.info('metrics.listen', { url: ep.url });
-    return ep;
+  serveMetrics(listen: string | undefined = this.config.metrics?.listen): Promise<MetricsEndpoint> {
+    return this.metricsHost.serve(listen);
   }
 
   /**
@@ -453,9 +440,7 @@ export class ShardedStack implements ControlTarget {
   private async shutdown(): Promise<void> {
     this.closing = true;
     this.dead = true;
-    const eps = [...this.endpoints];
-    this.endpoints.clear();
-    await Promise.allSettled(eps.map((ep) => ep.close()));
+    await this.metricsHostView?.close();
     void this.controlServer?.close();
     // Traces end with the shards (their polls must not keep the process alive).
     for (const stop of [...this.traceStops]) void stop();
