@@ -13,7 +13,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn } from 'node:child_process';
 import { canRunPrivileged, labPrefix } from './lib/env';
-import { labDown, labUp, Lab } from '../stack/lab/lab';
+import { labDown, labImpair, labUp, Lab } from '../stack/lab/lab';
 import { nsRun } from './lib/rig';
 import { addressesPreferred, privilegedTest } from './lib/lab-stack';
 import { createStack, Stack } from '../stack/stack';
@@ -119,6 +119,29 @@ ptest('an address that does not answer: 100% loss, exit code 1', async () => {
   const r6 = await cli(['--vs', 't20', 'fd00:99::99', '--count', '1', '--timeout', '1']);
   assert.is(r6.code, 1);
   assert.match(r6.out, /1 packets transmitted, 0 received, 100% packet loss/);
+});
+
+ptest('through 30 % loss toward the peer: the replies are exactly the requests that reached it, and the summary says so', async () => {
+  const before = await echoesIn(lab.peers[0]!.ns);
+  labImpair(PREFIX, { peer: 0, dir: 'in', loss: 0.3, resetCounters: true });
+  let r: { code: number | null; out: string; err: string };
+  try {
+    r = await cli(['--vs', 't10', '10.1.1.2', '--count', '40', '--interval', '0.05', '--timeout', '2']);
+  } finally {
+    labImpair(PREFIX, { peer: 0, dir: 'in', loss: 0 });
+  }
+  const reached = (await echoesIn(lab.peers[0]!.ns)).v4 - before.v4;
+  const m = /(\d+) packets transmitted, (\d+) received, (\d+(?:\.\d+)?)% packet loss/.exec(r.out);
+  assert.ok(m, r.out + r.err);
+  const [sent, got, loss] = [Number(m![1]), Number(m![2]), Number(m![3])];
+  assert.is(sent, 40);
+  // The path back is clean: every request the peer's kernel took was answered and counted once.
+  assert.is(got, reached, `received ${got}, requests that reached the peer ${reached}`);
+  assert.ok(got > 0 && got < 40, `some lost, some answered (${got}/40)`);
+  assert.is(r.code, 0, 'a reply came: exit code 0');
+  // ping(8) prints the loss as a whole percentage of the requests unanswered.
+  assert.is(Math.round(loss), Math.round((100 * (sent - got)) / sent));
+  assert.is((r.out.match(/^64 bytes from 10\.1\.1\.2: icmp_seq=\d+ ttl=64 time=/gm) ?? []).length, got, 'one line per reply');
 });
 
 ptest('the peer\'s own ping of the VS still works alongside (the stack answers echo requests)', async () => {
