@@ -114,6 +114,12 @@ export const enum Drop {
   ShardFlowTaken, // a segment that would open a connection whose flow slot a shard without its listener holds (or a third shard took meanwhile)
   // Ping (echo sockets)
   IcmpEchoNoSocket, // an ICMP or ICMPv6 Echo Reply whose identifier no ping of its VS waits for
+  // Decapsulation (IPIP RFC 2003, IPv6 tunnels RFC 2473) for the VIPs of a VS
+  DecapSourceRefused, // encapsulated, from an outer source not in the VS's decap.from (or the VS takes none)
+  DecapNotVip, // decapsulated, but the inner destination is not a VIP of the VS
+  DecapNested, // encapsulated inside an encapsulated packet: one level only
+  DecapFragmented, // the outer packet is a fragment: load balancers send whole packets (the MSS leaves room)
+  DecapBadInner, // the inner packet is shorter than its header or not of the version the outer header names
   Count,
 }
 
@@ -147,6 +153,7 @@ export const DROP_NAMES: readonly string[] = [
   'udp6-zero-checksum', 'ipv6-address-tentative', 'ndp-router-advert', 'ndp-queue-full', 'ndp-no-entry',
   'shard-ring-full', 'shard-not-forwardable', 'shard-flow-taken',
   'icmp-echo-no-socket',
+  'decap-source-refused', 'decap-not-vip', 'decap-nested', 'decap-fragmented', 'decap-bad-inner',
 ];
 
 export function dropName(d: Drop): string {

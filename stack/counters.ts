@@ -36,6 +36,8 @@ export class Counters {
   txPackets = 0;
   txBytes = 0;
   readonly drops = new Float64Array(Drop.Count);
+  /** Encapsulated packets whose inner packet went in to a VIP (links only; see `show vips`). */
+  decapsulated = 0;
 
   drop(reason: Drop, n = 1): void {
     this.drops[reason] += n;
@@ -70,6 +72,7 @@ export class Counters {
     this.rxBytes += o.rxBytes;
     this.txPackets += o.txPackets;
     this.txBytes += o.txBytes;
+    this.decapsulated += o.decapsulated;
     for (let i = 0; i < this.drops.length; i++) this.drops[i] += o.drops[i]!;
   }
 
@@ -79,6 +82,7 @@ export class Counters {
     this.rxBytes = 0;
     this.txPackets = 0;
     this.txBytes = 0;
+    this.decapsulated = 0;
     this.drops.fill(0);
   }
 }

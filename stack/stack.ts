@@ -29,12 +29,13 @@ import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
-import { DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './control/config';
+import { DecapConfig, DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
 import { AddrMap, addrEq, addrToString, IpAddr } from '../protocols/ip/addr';
+import { Drop, dropName } from '../protocols/drop';
 import { LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
 import type { MetricsEndpoint, MetricsSnapshot } from './control/metrics';
@@ -62,8 +63,8 @@ export interface StackOptions extends LogOptions {
   secret?: Uint8Array;
 }
 
-export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits' | 'connections' | 'config';
-export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits', 'connections', 'config'];
+export type ShowKind = 'vs' | 'links' | 'addresses' | 'routes' | 'rules' | 'neighbors' | 'counters' | 'pool' | 'limits' | 'connections' | 'vips' | 'config';
+export const SHOW_KINDS: readonly ShowKind[] = ['vs', 'links', 'addresses', 'routes', 'rules', 'neighbors', 'counters', 'pool', 'limits', 'connections', 'vips', 'config'];
 
 /**
  * What `show` narrows to: one VS; for `connections` also states (ss's state filter names, as
@@ -145,6 +146,27 @@ export class VsHandle {
   addRule(spec: RuleConfig | RuleSpec): void {
     this.engine.addRule(this.raw, spec);
     this.stack.logChange('rule.add', { vs: this.name, ...spec });
+  }
+
+  /** Adds a VIP: an address the VS serves behind a load balancer, never answering ARP/NDP for it. */
+  addVip(addr: string): void {
+    this.engine.addVip(this.raw, addr);
+    this.stack.logChange('vip.add', { vs: this.name, addr });
+  }
+
+  removeVip(addr: string): void {
+    this.engine.removeVip(this.raw, addr);
+    this.stack.logChange('vip.del', { vs: this.name, addr });
+  }
+
+  /**
+   * Where encapsulated traffic for the VIPs is taken from: the load balancers' source prefixes
+   * (CIDR; an empty list takes none), and the bytes their encapsulation adds (the MSS offered on
+   * a VIP leaves room for them; default 20 when every prefix is IPv4, else 40).
+   */
+  setDecap(spec: DecapConfig): void {
+    this.engine.setDecap(this.raw, spec);
+    this.stack.logChange('decap.set', { vs: this.name, ...spec });
   }
 
   /** Removes the policy rules of `priority`; throws when there is none. */
@@ -275,6 +297,8 @@ export class Stack {
         for (const l of v.links) h.addLink(l);
         for (const r of v.rules ?? []) h.addRule(r);
         for (const r of v.routes ?? []) h.addRoute(r);
+        for (const a of v.vips ?? []) h.addVip(a);
+        if (v.decap) h.setDecap(v.decap);
       }
       for (const s of config.services ?? []) this.startService(s);
       this.changeLevel = this.shardChangeLevel;
@@ -702,6 +726,9 @@ export class Stack {
           }] } : {}),
         };
       }
+      case 'vips':
+        // The VSes with VIPs or load balancers (a VS asked for by name: also without).
+        return vss.filter((v) => v.vips !== null || opts.vs !== undefined).map(vipRow);
       case 'pool':
         return this.poolRows();
       case 'limits':
@@ -721,6 +748,36 @@ export class Stack {
     }
   }
 }
+
+/**
+ * `show vips`: a VS's VIPs, the load balancers it takes encapsulated traffic from and the bytes
+ * their encapsulation adds (`overhead`; `overheadDefault`: not configured), then what came
+ * encapsulated: `decapsulated` (taken in to a VIP), `refusedSource` (from a source not in `from`),
+ * `refusedVip` (inner destination not a VIP) and every decapsulation drop by reason.
+ */
+function vipRow(v: VirtualServer): Record<string, unknown> {
+  const st = v.vips;
+  const c = v.counters;
+  const reasons: Record<string, number> = {};
+  let total = 0;
+  for (const d of DECAP_DROPS) {
+    const n = c.drops[d]!;
+    if (n) { reasons[dropName(d)] = n; total += n; }
+  }
+  return {
+    vs: v.name,
+    vips: st ? st.list.map(addrToString) : [],
+    from: st ? st.from.map((f) => `${addrToString(f.addr)}/${f.prefixLen}`) : [],
+    overhead: st ? st.overhead : 20,
+    overheadDefault: !st || st.configuredOverhead === undefined,
+    decapsulated: c.decapsulated,
+    refusedSource: c.drops[Drop.DecapSourceRefused]!,
+    refusedVip: c.drops[Drop.DecapNotVip]!,
+    drops: { total, reasons },
+  };
+}
+
+const DECAP_DROPS: readonly Drop[] = [Drop.DecapSourceRefused, Drop.DecapNotVip, Drop.DecapNested, Drop.DecapFragmented, Drop.DecapBadInner];
 
 /** A driver's counts that `show counters` reports. */
 interface DriverCounts { drops: Record<string, number>; losses: number; xdp?: Record<string, number> }

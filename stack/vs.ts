@@ -5,7 +5,7 @@
 import { Counters } from './counters';
 import type { NeighborCache } from './neighbor';
 import { RouteTable, RuleSet, TABLE_MAIN } from './routing';
-import type { IpAddr } from '../protocols/ip/addr';
+import { AddrMap, addrEq, Ip6, IpAddr, prefixMatch } from '../protocols/ip/addr';
 
 /**
  * An address's state (RFC 4862): an IPv6 address is `tentative` until Duplicate Address Detection
@@ -81,6 +81,70 @@ export class Link extends Counters {
   }
 }
 
+/** A load balancer's source prefix (`decap.from`): encapsulated traffic is taken from it only. */
+export interface DecapSource {
+  addr: IpAddr;
+  prefixLen: number;
+}
+
+/**
+ * The VIPs of a VS and where it takes encapsulated traffic for them from (direct server return
+ * behind an L4 load balancer). A VIP is an address the VS serves but never answers ARP or NDP for:
+ * it lives on the load balancer's side, which sends the VS its traffic in IPIP (RFC 2003) or an
+ * IPv6 tunnel (RFC 2473); replies leave from the VIP straight to the client, routed.
+ */
+export class VipState {
+  /** IPv4 VIPs as int32 (the key the receive path has). */
+  readonly v4 = new Set<number>();
+  /** IPv6 VIPs, probed from the frame's bytes; the value is the stored address (no allocation per packet). */
+  readonly v6 = new AddrMap<Ip6>();
+  /** Every VIP, in the order added (`show`, `show config`). */
+  readonly list: IpAddr[] = [];
+  /** The load balancers' source prefixes (none: nothing encapsulated is taken). */
+  from: DecapSource[] = [];
+  /** Bytes the load balancer's encapsulation adds, as configured; undefined: the default (see `overhead`). */
+  configuredOverhead: number | undefined = undefined;
+
+  has(a: IpAddr): boolean {
+    return typeof a === 'number' ? this.v4.has(a | 0) : this.v6.get(a) !== undefined;
+  }
+
+  /** Whether an encapsulated packet from outer source `src` may be taken. A short list, per VS. */
+  allows(src: IpAddr): boolean {
+    const f = this.from;
+    for (let i = 0; i < f.length; i++) {
+      const s = f[i]!;
+      if (typeof s.addr === typeof src && prefixMatch(s.addr, src, s.prefixLen)) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Bytes the encapsulation adds in front of the inner packet, for the MSS offered on a VIP: as
+   * configured, else an IPv4 header (20) when every load balancer is IPv4, else an IPv6 one (40).
+   */
+  get overhead(): number {
+    if (this.configuredOverhead !== undefined) return this.configuredOverhead;
+    return this.from.every((s) => typeof s.addr === 'number') ? 20 : 40;
+  }
+
+  add(a: IpAddr): void {
+    if (this.has(a)) return;
+    if (typeof a === 'number') this.v4.add(a | 0);
+    else this.v6.set(a, a);
+    this.list.push(a);
+  }
+
+  delete(a: IpAddr): boolean {
+    const i = this.list.findIndex((x) => addrEq(x, a));
+    if (i < 0) return false;
+    this.list.splice(i, 1);
+    if (typeof a === 'number') this.v4.delete(a | 0);
+    else this.v6.delete(a);
+    return true;
+  }
+}
+
 export function linkKey(dev: number, vlan: number): number {
   return dev * 4097 + (vlan + 1);
 }
@@ -112,6 +176,8 @@ export class VirtualServer {
   maxTcpConns = Infinity;
   maxSynQueue = Infinity;
   maxNeighbors = Infinity;
+  /** VIPs and decapsulation (null until the VS has some: nothing to probe on the common path). */
+  vips: VipState | null = null;
   /** ICMP error token bucket. */
   icmpTokens: number;
   icmpStamp = 0;
@@ -132,6 +198,21 @@ export class VirtualServer {
     c.add(this.own);
     for (const l of this.links) c.add(l.counters);
     return c;
+  }
+
+  /** Whether `a` is a VIP of this VS. */
+  isVip(a: IpAddr): boolean {
+    return this.vips !== null && this.vips.has(a);
+  }
+
+  /**
+   * Whether `a` is an address of this VS a socket may bind to or send from: one of its links'
+   * addresses (`preferred` only, unless `any`: an IPv6 one may still be tentative) or a VIP. The
+   * one rule for bind, listen, connect and send.
+   */
+  hasLocal(a: IpAddr, any = false): boolean {
+    for (const l of this.links) for (const x of l.addrs) if (addrEq(x.addr, a) && (any || x.state === 'preferred')) return true;
+    return this.isVip(a);
   }
 
   table(id: number, create = false): RouteTable | undefined {

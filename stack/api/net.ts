@@ -1066,7 +1066,7 @@ export class Server extends EventEmitter {
       addrText = addrToString(addr);
       if (addr !== 0 && addr !== ANY6) {
         const want = addr;
-        if (!vs.links.some((l) => l.addrs.some((x) => typeof x.addr === typeof want && addrToString(x.addr) === addrToString(want)))) {
+        if (!vs.hasLocal(want, true)) {
           throw uvExceptionWithHostPort('EADDRNOTAVAIL', 'listen', addrText, port);
         }
       }

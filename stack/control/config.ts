@@ -21,7 +21,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addrEq, addrToString, IpAddr, isUnspecified } from '../../protocols/ip/addr';
-import { Checker, checkLink, checkMetrics, checkRoute, checkRule, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { Checker, checkDecap, checkLink, checkMetrics, checkRoute, checkRule, checkVip, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
 import { LogFormat, logFormatProblem, LogLevel, logLevelProblem } from './log';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from '../limits';
@@ -94,6 +94,19 @@ export interface VsConfig {
   rules?: RuleConfig[];
   /** This VS's own limits (tcpConnections, tcpSynQueue, neighbors); the stack's `limits` otherwise. */
   limits?: VsLimits;
+  /**
+   * Addresses the VS serves behind an L4 load balancer (direct server return) without answering
+   * ARP/NDP for them: `["198.51.100.10", "2001:db8::10"]`. Their traffic comes encapsulated.
+   */
+  vips?: string[];
+  /** Where encapsulated traffic for the VIPs is taken from (load balancers' CIDRs) and the bytes it adds. */
+  decap?: DecapConfig;
+}
+
+export interface DecapConfig {
+  from: string[];
+  /** Bytes the load balancer's encapsulation adds (0..512); default 20 when every `from` is IPv4, else 40. */
+  overhead?: number;
 }
 
 
@@ -152,6 +165,7 @@ class ConfigState implements ValidationState {
   addressUser(device: string, vlan: number, addr: IpAddr) { return this.addrOwner.get(`${device}/${vlan}/${addrToString(addr)}`); }
   links(vs: string) { return this.vsLinks.get(vs) ?? []; }
   hasRulePriority() { return false; }
+  vips() { return []; }
   /** Records a checked link: its (device, VLAN, MAC) and addresses now belong to `where`. */
   record(l: LinkFacts, where: string): void {
     if (!l.device || !this.devs.has(l.device)) return;
@@ -265,11 +279,12 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
   // ---- virtual servers (the rules are stack/control/validate.ts's, checked against what the file builds)
   const state = new ConfigState(devs);
   const vsLinks = state.vsLinks;
+  const vsVips = new Map<string, IpAddr[]>();
   const vss = c.array(obj, 'virtualServers', '', true);
   vss?.forEach((v, i) => {
     const p = join('virtualServers', i);
     if (!c.isObject(v, p)) return;
-    c.keys(v, p, ['name', 'links', 'routes', 'rules', 'limits']);
+    c.keys(v, p, ['name', 'links', 'routes', 'rules', 'limits', 'vips', 'decap']);
     if (v.limits !== undefined && c.isObject(v.limits, join(p, 'limits'))) {
       const lp = join(p, 'limits');
       c.keys(v.limits, lp, Object.keys(VS_LIMIT_KEYS));
@@ -298,6 +313,14 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     const rules = c.array(v, 'rules', p, false);
     const prios = new Set<number>();
     rules?.forEach((r, j) => checkRule(c, r, join(join(p, 'rules'), j), state, name ?? '', prios));
+    const vips = c.array(v, 'vips', p, false);
+    const taken: IpAddr[] = [];
+    if (name) vsVips.set(name, taken);
+    vips?.forEach((a, j) => {
+      const x = checkVip(c, a, join(join(p, 'vips'), j), name ?? '', links, taken);
+      if (x !== undefined) taken.push(x);
+    });
+    if (v.decap !== undefined) checkDecap(c, v.decap, join(p, 'decap'));
   });
 
   // ---- services
@@ -315,9 +338,10 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
     const links = vs !== undefined ? vsLinks.get(vs) : undefined;
     if (vs !== undefined && !links) c.fail(join(p, 'vs'), `no virtual server '${vs}' (known: ${[...vsLinks.keys()].join(', ') || 'none'})`);
     const port = c.int(s, 'port', p, kind !== undefined && kind.defaultPort === undefined, 1, 65535) ?? kind?.defaultPort;
-    // An address of the VS, of either family, or the unspecified one (0.0.0.0 or ::: every address).
+    // An address of the VS (a VIP too), of either family, or the unspecified one (0.0.0.0 or ::: every address).
     const addr = c.addr(s, 'address', p, false);
-    if (addr !== undefined && !isUnspecified(addr) && links && !links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr)))) {
+    if (addr !== undefined && !isUnspecified(addr) && links && !links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr))) &&
+      !(vsVips.get(vs!) ?? []).some((a) => addrEq(a, addr))) {
       c.fail(join(p, 'address'), `${addrToString(addr)} is not an address of virtual server '${vs}'`);
     }
     if (vs !== undefined && port !== undefined) {

@@ -38,6 +38,8 @@
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
  *   {"cmd":"rule.add","vs":"a","priority":100,"from":"fd00:1::/64","fwmark":1,"table":100}  {"cmd":"rule.del","vs":"a","priority":100}
+ *   {"cmd":"vip.add","vs":"a","addr":"198.51.100.10"}  {"cmd":"vip.del","vs":"a","addr":"198.51.100.10"}
+ *   {"cmd":"decap.set","vs":"a","from":["10.1.1.100/32","fd00:1::100/128"],"overhead":20}
  *   {"cmd":"trace","vs":"a","count":100,"out":"/abs/path.pcap"}           (written by the stack)
  *   {"cmd":"trace","stream":true,"vlan":10,"host":"10.1.1.2","port":80,"proto":"tcp","count":10}
  *       filters (stack/trace.ts TraceFilter), all optional and ANDed; with `vs` or `out` as above
@@ -60,7 +62,7 @@ import type { Stack } from '../stack';
 import type { StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
-import { LINK_KEYS, RULE_KEYS } from './validate';
+import { DECAP_KEYS, LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -475,11 +477,12 @@ export async function listenControl(stack: (Stack | ControlTarget) & ControlHost
 }
 
 /** The requests that change the running configuration (shards apply each, in the same order). */
-export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del']);
+export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del', 'link.add', 'link.del', 'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del',
+  'vip.add', 'vip.del', 'decap.set']);
 
 /** Every request the control socket knows. */
 export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'neighbor.flush', 'vs.add', 'vs.del', 'link.add', 'link.del',
-  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'trace', 'icmp.echo'];
+  'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'vip.add', 'vip.del', 'decap.set', 'trace', 'icmp.echo'];
 
 /**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
@@ -554,6 +557,21 @@ export function handleRequest(st: Stack, req: Request): unknown {
       const priority = num(req, 'priority');
       if (priority === undefined) throw new Error(`request 'rule.del' needs 'priority'`);
       return { removed: st.vs(str(req, 'vs')!).removeRule(priority) };
+    }
+    case 'vip.add':
+    case 'vip.del': {
+      const vs = st.vs(str(req, 'vs')!);
+      const addr = str(req, 'addr')!;
+      if (req.cmd === 'vip.add') vs.addVip(addr);
+      else vs.removeVip(addr);
+      return null;
+    }
+    case 'decap.set': {
+      // Shape and values are the validator's (checkDecap), as a config file's `decap`.
+      const spec: Record<string, unknown> = {};
+      for (const k of DECAP_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+      st.vs(str(req, 'vs')!).setDecap(spec as never);
+      return null;
     }
     default:
       throw new Error(`unknown request '${req.cmd}' (${REQUESTS.join(', ')})`);

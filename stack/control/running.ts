@@ -86,5 +86,13 @@ export function vsConfig(v: VirtualServer, devices: readonly DeviceFacts[], limi
   }
   if (rules.length) out.rules = rules;
   if (limits && Object.keys(limits).length) out.limits = { ...limits };
+  const vips = v.vips;
+  if (vips) {
+    if (vips.list.length) out.vips = vips.list.map(addrToString);
+    if (vips.from.length || vips.configuredOverhead !== undefined) {
+      out.decap = { from: vips.from.map((f) => `${addrToString(f.addr)}/${f.prefixLen}`) };
+      if (vips.configuredOverhead !== undefined) out.decap.overhead = vips.configuredOverhead;
+    }
+  }
   return out;
 }

@@ -36,6 +36,9 @@ export const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 export const LINK_KEYS = ['name', 'device', 'vlan', 'mac', 'mtu', 'addresses'] as const;
 export const ROUTE_KEYS = ['dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'] as const;
 export const RULE_KEYS = ['priority', 'from', 'fwmark', 'table'] as const;
+export const DECAP_KEYS = ['from', 'overhead'] as const;
+/** Most bytes a load balancer's encapsulation may be said to add (an IPv6 header with extension headers). */
+export const DECAP_OVERHEAD_MAX = 512;
 /** The main table's rule that every VS has (as Linux's `32766: from all lookup main`). */
 export const DEFAULT_RULE_PRIORITY = 32766;
 
@@ -258,6 +261,8 @@ export interface ValidationState {
   links(vs: string): LinkFacts[];
   /** Whether the VS has a policy rule with this priority (its built-in main-table rule aside). */
   hasRulePriority(vs: string, priority: number): boolean;
+  /** The VIPs of a VS (none for a VS not yet created; absent: none anywhere). */
+  vips?(vs: string): IpAddr[];
 }
 
 const where = (device: string, vlan: number) => `device ${device}${vlan >= 0 ? ` VLAN ${vlan}` : ' (untagged)'}`;
@@ -353,7 +358,71 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
   const prev = (link.device ? state.addressUser(link.device, link.vlan, r.addr) : undefined) ??
     (link.addrs.some((x) => addrEq(x.addr, r.addr)) ? `link '${link.name}' itself` : undefined);
   if (prev) { c.fail(p, `${addrToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
+  if ((state.vips?.(link.vs) ?? []).some((v) => addrEq(v, r.addr))) {
+    c.fail(p, `${addrToString(r.addr)} is a VIP of virtual server '${link.vs}' (the load balancer answers ARP/NDP for it); remove the VIP first`);
+    return undefined;
+  }
   return r;
+}
+
+/**
+ * A VIP of virtual server `vs` (text of one address, either family): a global unicast address the
+ * VS serves but never answers ARP or NDP for. Not an address of one of the VS's links (`links`),
+ * nor a VIP it has (`taken`). Returns the address, or undefined (problems to `c` under `p`).
+ */
+export function checkVip(c: Checker, a: unknown, p: string, vs: string, links: readonly LinkFacts[], taken: readonly IpAddr[]): IpAddr | undefined {
+  if (typeof a !== 'string') { c.fail(p, `must be a string address like "198.51.100.10" or "2001:db8::10", got ${describe(a)}`); return undefined; }
+  if (a.includes('/')) { c.fail(p, `${JSON.stringify(a)}: a VIP is one address, written without a prefix length`); return undefined; }
+  let v: IpAddr;
+  try {
+    v = parseAddrText(a);
+  } catch (e) {
+    c.fail(p, (e as Error).message);
+    return undefined;
+  }
+  if (!isUsableUnicast(v)) { c.fail(p, `${a} is not a usable unicast address`); return undefined; }
+  if (typeof v !== 'number' && isLinkLocal6(v)) { c.fail(p, `${a} is link-local: a VIP is reached through a load balancer, so it is global`); return undefined; }
+  if (taken.some((x) => addrEq(x, v))) { c.fail(p, `${addrToString(v)} is already a VIP of virtual server '${vs}'`); return undefined; }
+  for (const l of links) {
+    if (l.addrs.some((x) => addrEq(x.addr, v))) {
+      c.fail(p, `${addrToString(v)} is an address of link '${l.name}' of virtual server '${vs}': a VIP is not an interface address (the load balancer's side answers ARP/NDP for it)`);
+      return undefined;
+    }
+  }
+  return v;
+}
+
+/** A VS's `decap` settings, parsed: the load balancers' source prefixes and the overhead (undefined: the default). */
+export interface ParsedDecap {
+  from: { addr: IpAddr; prefixLen: number }[];
+  overhead?: number;
+}
+
+/**
+ * A VS's `decap` object: `from`, the source prefixes (CIDR, either family) of the load balancers
+ * it takes encapsulated traffic from (an empty list takes none), and `overhead`, the bytes their
+ * encapsulation adds (0..512; default 20 when every prefix is IPv4, else 40).
+ */
+export function checkDecap(c: Checker, d: unknown, p: string): ParsedDecap | undefined {
+  if (!c.isObject(d, p)) return undefined;
+  c.keys(d, p, DECAP_KEYS);
+  const out: ParsedDecap = { from: [] };
+  const from = c.array(d, 'from', p, true);
+  let ok = from !== null;
+  from?.forEach((x, i) => {
+    const fp = join(join(p, 'from'), i);
+    const r = cidr(c, x, fp);
+    if (!r) { ok = false; return; }
+    const net = maskAddr(r.addr, r.prefixLen);
+    if (!addrEq(net, r.addr)) { c.fail(fp, `${String(x)} has host bits set (did you mean ${addrToString(net)}/${r.prefixLen}?)`); ok = false; return; }
+    if (out.from.some((y) => y.prefixLen === r.prefixLen && addrEq(y.addr, net))) { c.fail(fp, `${String(x)} is listed twice`); ok = false; return; }
+    out.from.push({ addr: net, prefixLen: r.prefixLen });
+  });
+  const before = c.problems.length;
+  const oh = c.int(d, 'overhead', p, false, 0, DECAP_OVERHEAD_MAX);
+  if (c.problems.length !== before) ok = false;
+  if (oh !== undefined) out.overhead = oh;
+  return ok ? out : undefined;
 }
 
 /**
@@ -584,6 +653,7 @@ export class EngineState implements ValidationState {
     // The built-in main-table rule may be given again explicitly (as a config file may).
     return priority === DEFAULT_RULE_PRIORITY ? n > 1 : n > 0;
   }
+  vips(vs: string) { return [...(this.e.vsByName.get(vs)?.vips?.list ?? [])]; }
   /** The facts of one existing link. */
   link(l: Link): LinkFacts { return linkFacts(l); }
 }

@@ -5,11 +5,11 @@
  */
 import { macToString } from '../../driver/types';
 import { macEquals } from '../../protocols/ethernet';
-import { addrEq, addrToString, Ip6, isLinkLocal6, linkLocalFromMac, maskAddr, parseCidr, prefixMatch } from '../../protocols/ip/addr';
+import { addrEq, addrToString, Ip6, IpAddr as IpAddrValue, isLinkLocal6, linkLocalFromMac, maskAddr, parseCidr, prefixMatch } from '../../protocols/ip/addr';
 import { NeighborCache } from '../neighbor';
 import { maskOf, Route, TABLE_MAIN } from '../routing';
-import { checkAddress, checkLink, checkRoute, checkRule, defined, enforce, parseRoute, parseRuleFrom } from '../control/validate';
-import { Address, Link, VirtualServer } from '../vs';
+import { checkAddress, checkDecap, checkLink, checkRoute, checkRule, checkVip, defined, enforce, parseAddrText, parseRoute, parseRuleFrom } from '../control/validate';
+import { Address, Link, VipState, VirtualServer } from '../vs';
 
 import type { Device } from './device';
 import type { LinkGroup } from '../link/demux';
@@ -258,4 +258,44 @@ export function addRule(eng: AdminHost, vs: VirtualServer, spec: RuleSpec): void
   enforce(`virtual server '${vs.name}': rule ${spec.priority}`, (c) => checkRule(c, defined({ ...spec }), '', eng.state, vs.name));
   const { src, srcLen } = parseRuleFrom(spec.from);
   vs.rules.add({ priority: spec.priority, src, srcLen, mark: spec.fwmark, table: spec.table });
+}
+
+// ---------------------------------------------------------------------------------------------
+// VIPs and decapsulation (stack/ip/decap.ts): state only; a VIP is never owned in the XDP maps
+// (no ARP/NDP for it), its traffic comes to the VS's link addresses, encapsulated.
+
+/** Adds a VIP (one address, either family) to `vs`. Returns it. */
+export function addVip(eng: AdminHost, vs: VirtualServer, text: string): IpAddrValue {
+  let v: IpAddrValue | undefined;
+  enforce(`virtual server '${vs.name}': VIP`, (c) => { v = checkVip(c, text, '', vs.name, vs.links.map((l) => eng.state.link(l)), vs.vips?.list ?? []); });
+  (vs.vips ??= new VipState()).add(v!);
+  return v!;
+}
+
+/** Removes a VIP of `vs` (its connections stay, as sockets do when Linux removes an address). */
+export function removeVip(vs: VirtualServer, text: string): void {
+  let v: IpAddrValue;
+  try {
+    v = parseAddrText(text);
+  } catch (e) {
+    throw new Error(`virtual server '${vs.name}': VIP: ${(e as Error).message}`);
+  }
+  if (!vs.vips?.delete(v)) throw new Error(`virtual server '${vs.name}' has no VIP ${addrToString(v)}`);
+  settleVips(vs);
+}
+
+/** Sets where `vs` takes encapsulated traffic from (`from`: the load balancers' CIDRs; empty: nowhere) and the overhead. */
+export function setDecap(vs: VirtualServer, spec: { from: string[]; overhead?: number }): void {
+  let d: ReturnType<typeof checkDecap>;
+  enforce(`virtual server '${vs.name}': decap`, (c) => { d = checkDecap(c, defined({ ...spec }), ''); });
+  const st = (vs.vips ??= new VipState());
+  st.from = d!.from;
+  st.configuredOverhead = d!.overhead;
+  settleVips(vs);
+}
+
+/** A VS with neither VIPs nor load balancers has no state: protocols 4 and 41 are unknown to it again. */
+function settleVips(vs: VirtualServer): void {
+  const st = vs.vips;
+  if (st && st.list.length === 0 && st.from.length === 0 && st.configuredOverhead === undefined) vs.vips = null;
 }

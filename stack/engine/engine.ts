@@ -16,6 +16,7 @@
  * writes by index. Demux to a virtual server is by hash on (device, VLAN, address): the cost of a
  * packet does not depend on how many virtual servers exist.
  */
+import { Decap } from '../ip/decap';
 import { Burst } from '../../driver/types';
 import type { LogFn } from '../../driver/types';
 import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
@@ -138,6 +139,8 @@ export class Engine implements NeighborHost, TcpEngine {
   readonly ndp: Ndp;
   readonly ip4: Ipv4Input;
   readonly ip6: Ipv6Input;
+  /** Encapsulated packets for the VIPs of a VS (stack/ip/decap.ts). */
+  readonly decap: Decap;
   readonly icmp4: Icmp4;
   readonly icmp6: Icmp6;
   /** ICMP echo sockets (ping from a VS). */
@@ -248,6 +251,7 @@ export class Engine implements NeighborHost, TcpEngine {
     this.ndp = new Ndp(this, opts.ndp ?? {});
     this.ip4 = new Ipv4Input(this);
     this.ip6 = new Ipv6Input(this, reasmOpts);
+    this.decap = new Decap(this);
     this.icmp4 = new Icmp4(this);
     this.icmp6 = new Icmp6(this);
     this.echo = new EchoLayer(this, (secret[0]! << 8) | secret[1]!);
@@ -344,6 +348,10 @@ export class Engine implements NeighborHost, TcpEngine {
   addRoute(vs: VirtualServer, spec: admin.RouteSpec): Route { return admin.addRoute(this, vs, spec); }
   removeRoute(vs: VirtualServer, spec: admin.RouteSpec): number { return admin.removeRoute(vs, spec); }
   addRule(vs: VirtualServer, spec: admin.RuleSpec): void { admin.addRule(this, vs, spec); }
+  /** VIPs and decapsulation (stack/ip/decap.ts). */
+  addVip(vs: VirtualServer, addr: string): IpAddr { return admin.addVip(this, vs, addr); }
+  removeVip(vs: VirtualServer, addr: string): void { admin.removeVip(vs, addr); }
+  setDecap(vs: VirtualServer, spec: { from: string[]; overhead?: number }): void { admin.setDecap(vs, spec); }
 
   /** A UDP socket of `vs`, as dgram.createSocket(type | options) (every option checked as Node's). */
   newUdpSocket(vs: VirtualServer, init: UdpSocketInit): UdpSocket {
@@ -484,6 +492,7 @@ export class Engine implements NeighborHost, TcpEngine {
         dev.counters.rxPackets += count;
         dev.counters.rxBytes += count * len;
         m.link[j] = null;
+        m.decap[j] = 0;
         const eth = this.eth;
         const d = eth.parse(b, off, len);
         if (d !== Drop.None && d !== Drop.EthUnknownType) {
@@ -927,7 +936,7 @@ export class Engine implements NeighborHost, TcpEngine {
       const link = vs.links[r.link]!;
       addr = this.out.routeSource(vs, link, r.src, r.gateway !== 0 ? r.gateway : dst, dst);
       if (addr === 0) throw sockError('EADDRNOTAVAIL', `connect EADDRNOTAVAIL: virtual server '${vs.name}' has no ${typeof dst === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`);
-    } else if (!vs.links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr) && a.state === 'preferred'))) {
+    } else if (!vs.hasLocal(addr)) {
       throw sockError('EADDRNOTAVAIL', `bind EADDRNOTAVAIL ${addrToString(addr)}`);
     }
     if (localPort) return { addr, port: localPort, via };

@@ -62,6 +62,11 @@ export class RxMeta {
   readonly hops = new Uint8Array(CHUNK);
   /** 1 when the destination is a broadcast (IPv4) or multicast (IPv6) address. */
   readonly bcast = new Uint8Array(CHUNK);
+  /**
+   * 0, or the outer family (4, 6) of a frame whose encapsulation was taken off (stack/ip/decap.ts):
+   * its l3Off/l3Len are then the inner packet's, which must be to a VIP of the VS.
+   */
+  readonly decap = new Uint8Array(CHUNK);
 
   frame(j: number): number {
     return this.burst.frame[this.base + j]!;

@@ -58,6 +58,8 @@ export class Icmp4 {
   private readonly hdr = new Uint8Array(8);
   /** The quoted header and 8 bytes of a reassembled datagram. */
   private readonly quote = new Uint8Array(28);
+  /** An ICMP error from a VIP, built before it is routed. */
+  private routed: Uint8Array | null = null;
 
   constructor(private readonly eng: Icmp4Host) {}
 
@@ -71,6 +73,9 @@ export class Icmp4 {
     if (d !== Drop.None) return m.drop(j, d);
     if (icmp.type === ICMP_ECHO_REQUEST) {
       if (m.bcast[j]) return m.drop(j, Drop.Ipv4NotOurAddress);
+      // To a VIP (decapsulated): the reply leaves from the VIP, routed (the frame's headers are the
+      // load balancer's), through the output path.
+      if (m.decap[j]) return this.echoRouted(m, j, off, len);
       // Echo reply in place: type 8 → 0 with an incremental checksum update (RFC 1624).
       b[off] = 0;
       wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), 0x0800, 0x0000));
@@ -99,6 +104,23 @@ export class Icmp4 {
       return m.free(j);
     }
     m.drop(j, Drop.IcmpUnknownType);
+  }
+
+  /** Echo Reply to a request that came to a VIP (decapsulated): built anew and routed. */
+  private echoRouted(m: RxMeta, j: number, off: number, len: number): void {
+    const b = m.b;
+    const hdr = this.hdr;
+    hdr[0] = 0; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+    hdr[4] = b[off + 4]!; hdr[5] = b[off + 5]!; hdr[6] = b[off + 6]!; hdr[7] = b[off + 7]!;
+    const c = fold(sum16(b, off + 8, len - 8, sum16(hdr, 0, 8)));
+    hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+    try {
+      this.eng.out.emit(m.link[j]!.vs, null, null, m.dst[j]!, m.src[j]!, IPPROTO_ICMP, m.tos[j]!, hdr, 8, b, off + 8, len - 8, false, 0);
+    } catch {
+      // No route or no frame: counted by the output path.
+    } finally {
+      m.free(j);
+    }
   }
 
   /**
@@ -189,6 +211,17 @@ export class Icmp4 {
   /** Builds and queues an ICMP error from `from` to `to` (at macBuf[macOff..]) quoting orig[ipOff..+ipLen). */
   private send(link: Link, macBuf: Uint8Array, macOff: number, from: number, to: number, type: number, code: number, mtu: number,
     orig: Uint8Array, ipOff: number, ipLen: number): void {
+    if (link.vs.vips !== null && link.vs.vips.has(from)) {
+      // About a packet to a VIP: from the VIP, routed to its sender (not back to the load balancer).
+      const msg = (this.routed ??= new Uint8Array(576));
+      const n = writeIcmpError(msg, 0, type, code, mtu, orig, ipOff, Math.min(ipLen, 576 - 20 - 8));
+      try {
+        this.eng.out.emit(link.vs, null, null, from, to, IPPROTO_ICMP, 0xc0, msg, n, msg, 0, 0, false, 0);
+      } catch {
+        // No route or no frame: counted by the output path.
+      }
+      return;
+    }
     const pool = this.eng.devices[link.dev]!.pool;
     const f = pool.alloc();
     if (f < 0) return link.drop(Drop.NoFrame);

@@ -58,6 +58,8 @@ export class Icmp6 {
   private readonly icmp = new Icmp6Packet();
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
+  /** An ICMPv6 error from a VIP, built before it is routed. */
+  private routed: Uint8Array | null = null;
 
   constructor(private readonly eng: Icmp6Host) {}
 
@@ -105,8 +107,10 @@ export class Icmp6 {
     const l3 = m.l3Off[j]!;
     const src = m.src6[j]!;
     const dst = m.dst6[j]!;
-    if (off !== l3 + 40) {
-      // Extension headers in the request: the reply is built anew (they are not echoed).
+    if (off !== l3 + 40 || m.decap[j]) {
+      // Extension headers in the request: the reply is built anew (they are not echoed). So too
+      // for a request to a VIP (decapsulated): the frame's headers are the load balancer's, and
+      // the reply leaves from the VIP, routed (the output path never reflects from a VIP).
       const hdr = this.hdr;
       hdr[0] = ICMP6_ECHO_REPLY; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
       hdr[4] = b[off + 4]!; hdr[5] = b[off + 5]!; hdr[6] = b[off + 6]!; hdr[7] = b[off + 7]!;
@@ -256,6 +260,17 @@ export class Icmp6 {
   /** Builds and queues an ICMPv6 error from `from` to `to` (the MAC at macBuf[macOff..]) quoting orig[origOff..+origLen). */
   private send(link: Link, macBuf: Uint8Array, macOff: number, from: Ip6, to: Ip6, type: number, code: number, param: number,
     orig: Uint8Array, origOff: number, origLen: number): void {
+    if (link.vs.vips !== null && link.vs.vips.has(from)) {
+      // About a packet to a VIP: from the VIP, routed to its sender (not back to the load balancer).
+      const msg = (this.routed ??= new Uint8Array(1280 - 40));
+      const n = writeIcmp6Error(msg, 0, type, code, param, orig, origOff, Math.min(origLen, msg.length - 8), from, to);
+      try {
+        this.eng.out.emit(link.vs, null, null, from, to, IPPROTO_ICMPV6, 0, msg, n, msg, 0, 0, false, 0);
+      } catch {
+        // No route or no frame: counted by the output path.
+      }
+      return;
+    }
     const pool = this.eng.devices[link.dev]!.pool;
     const f = pool.alloc();
     if (f < 0) return link.drop(Drop.NoFrame);

@@ -15,6 +15,7 @@ import type { TcpLayer } from '../transport/tcp';
 import type { UdpLayer } from '../transport/udp';
 import type { Icmp4 } from './icmp4';
 import type { IpOutput } from './output';
+import { Decap, isEncapsulation } from './decap';
 
 /** What IPv4 input needs from the engine. */
 export interface Ipv4Host {
@@ -23,6 +24,7 @@ export interface Ipv4Host {
   readonly out: IpOutput;
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
+  readonly decap: Decap;
   /** Set while the VS's own looped-back frames go through input. */
   readonly inLoopback: boolean;
   groupOf(link: Link): LinkGroup | null;
@@ -57,25 +59,45 @@ export class Ipv4Input {
       return 0;
     }
     const grp = this.eng.groupOf(link0)!;
-    let link = grp.addrs.get(ip.dst | 0);
+    const inner = m.decap[j] !== 0;
+    let link: Link | undefined;
     let bcast = 0;
-    if (!link) {
-      link = grp.bcast.get(ip.dst | 0);
-      bcast = 1;
-      if (!link && ip.dst === BROADCAST) link = link0;
-      if (!link) {
-        m.drop(j, Drop.Ipv4NotOurAddress);
+    if (inner) {
+      // Decapsulated (decap.ts): to a VIP of the VS whose address the outer packet came to, once.
+      link = link0;
+      if (!link.vs.isVip(ip.dst)) {
+        m.drop(j, Drop.DecapNotVip);
         return 0;
+      }
+      if (isEncapsulation(ip.proto)) {
+        m.drop(j, Drop.DecapNested);
+        return 0;
+      }
+    } else {
+      link = grp.addrs.get(ip.dst | 0);
+      if (!link) {
+        link = grp.bcast.get(ip.dst | 0);
+        bcast = 1;
+        if (!link && ip.dst === BROADCAST) link = link0;
+        if (!link) {
+          m.drop(j, Drop.Ipv4NotOurAddress);
+          return 0;
+        }
       }
     }
     // A datagram from the wire that claims one of our own addresses as its source is spoofed or
     // looped (Linux: a martian source); answering it would talk to ourselves. Only the VS's own
-    // loopback carries such datagrams.
-    if (!this.eng.inLoopback && grp.addrs.has(ip.src | 0)) {
+    // loopback carries such datagrams. (Nor a VIP of the VS, from inside a tunnel.)
+    if (!this.eng.inLoopback && (grp.addrs.has(ip.src | 0) || (inner && link.vs.isVip(ip.src)))) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }
     m.link[j] = link;
+    if (inner) link.decapsulated++;
+    // IPIP / IPv6 in IPv4 to a VS that serves VIPs (one that does not: an unknown protocol, below).
+    else if (!bcast && isEncapsulation(ip.proto) && link.vs.vips !== null) {
+      return this.eng.decap.input(m, j, link, ip.src, 4, ip.proto, ip.payloadOff, ip.payloadLen, ip.mf || ip.fragOff !== 0);
+    }
     if (ip.mf || ip.fragOff) {
       // Shards: one shard reassembles all fragments of a datagram.
       if (this.eng.steerFragment(m, j, ip.src ^ ip.dst, ip.id | (ip.proto << 16))) {

@@ -19,6 +19,7 @@ import type { LinkGroup } from '../link/demux';
 import type { TcpLayer } from '../transport/tcp';
 import type { UdpLayer } from '../transport/udp';
 import type { Icmp6 } from './icmp6';
+import { Decap, isEncapsulation } from './decap';
 
 /** What IPv6 input needs from the engine. */
 export interface Ipv6Host {
@@ -26,6 +27,7 @@ export interface Ipv6Host {
   readonly icmp6: Icmp6;
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
+  readonly decap: Decap;
   readonly inLoopback: boolean;
   groupOf(link: Link): LinkGroup | null;
   /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
@@ -76,7 +78,19 @@ export class Ipv6Input {
     let dst: Ip6 | null = null;
     let multicast = 0;
     let tentative = false;
-    if (d === Drop.None || ip.ppCode >= 0) {
+    const inner = m.decap[j] !== 0;
+    if (inner) {
+      // Decapsulated (decap.ts): to a VIP of the VS whose address the outer packet came to.
+      // (decap.ts saw a whole fixed header: the destination is there even if the rest is bad.)
+      const vips = link0.vs.vips;
+      const v = vips !== null ? vips.v6.get6At(b, dOff) : undefined;
+      if (v === undefined) {
+        m.drop(j, Drop.DecapNotVip);
+        return 0;
+      }
+      link = link0;
+      dst = v;
+    } else if (d === Drop.None || ip.ppCode >= 0) {
       if (b[dOff] === 0xff) {
         // Multicast: all-nodes (ff02::1) and solicited-node groups (ff02::1:ffXX:XXXX) carry NDP
         // and MLD; the ICMPv6 stage checks the target. Nothing else multicast is served.
@@ -122,7 +136,7 @@ export class Ipv6Input {
     const sOff = ip.srcOff;
     const src = this.source(b, sOff);
     // `::` is a valid source only for DAD's Neighbor Solicitations (RFC 4862 5.4.2), checked by NDP.
-    if (isBadSource6(src) || (!this.eng.inLoopback && grp.find6At(b, sOff) !== undefined)) {
+    if (isBadSource6(src) || (!this.eng.inLoopback && (grp.find6At(b, sOff) !== undefined || (inner && link!.vs.isVip(src))))) {
       m.drop(j, Drop.Ipv6BadSource);
       return 0;
     }
@@ -141,6 +155,17 @@ export class Ipv6Input {
     if (tentative && ((ip.isFragment && !ip.atomic) || ip.nextHeader !== IPPROTO_ICMPV6 || (b[ip.l4Off] !== 135 && b[ip.l4Off] !== 136))) {
       m.drop(j, Drop.Ipv6AddressTentative);
       return 0;
+    }
+    const nh0 = ip.nextHeader;
+    if (inner) {
+      if (isEncapsulation(nh0)) {
+        m.drop(j, Drop.DecapNested);
+        return 0;
+      }
+      link!.decapsulated++;
+    } else if (isEncapsulation(nh0) && !multicast && link!.vs.vips !== null) {
+      // IPv6 / IPv4 in IPv6 to a VS that serves VIPs (one that does not: an unknown next header, below).
+      return this.eng.decap.input(m, j, link!, src, 6, nh0, ip.l4Off, ip.l4Len, ip.isFragment && !ip.atomic);
     }
     if (ip.isFragment && !ip.atomic) {
       if (multicast) {

@@ -245,7 +245,9 @@ export class IpOutput {
       link = own;
       mac = own.mac;
       this.pOwn = true;
-    } else if (viaLink && vs.links[viaLink.index] === viaLink) {
+    } else if (viaLink && vs.links[viaLink.index] === viaLink && (vs.vips === null || !vs.vips.has(src))) {
+      // (From a VIP, never: its requests came through the load balancer, whose MAC is not the way
+      // to the client. Direct server return: the reply is routed by the VS's tables, below.)
       link = viaLink;
       mac = this.reflectTo(link, dst, viaMac);
       if (typeof dst !== 'number' && isMulticast6(dst)) mac = multicastMac6(dst, link.scratchMac);

@@ -75,6 +75,8 @@ export function mergeShow(kind: string, parts: unknown[]): unknown {
     }
     case 'pool':
       return (parts as Row[][]).flatMap((rows, shard) => rows.map((r) => ({ shard, ...r })));
+    case 'vips':
+      return sumRows(parts as Row[][], (r) => String(r.vs), ['vs', 'vips', 'from', 'overhead', 'overheadDefault']);
     case 'limits':
       return sumRows(parts as Row[][], (r) => `${r.vs}|${r.scope}|${r.limit}`, LIMIT_KEEP);
     case 'counters': {

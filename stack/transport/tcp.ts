@@ -322,10 +322,15 @@ export class TcpLayer implements TcpHost {
 
   /**
    * The MSS a connection from `vs` to `dst` offers: the path MTU less 40 (brought into range: a tiny
-   * link or path MTU must not make the receive path throw), lowered by an `mss` option.
+   * link or path MTU must not make the receive path throw), less the load balancer's encapsulation
+   * on a VIP, lowered by an `mss` option.
    */
   private mssFor(vs: VirtualServer, dst: IpAddr, src: IpAddr, mark: number, opt: number | undefined): number {
-    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - tcpOverhead(dst)));
+    let mtu = this.eng.mtuTo(vs, dst, src, mark);
+    // On a VIP, segments come in inside the load balancer's encapsulation: the MSS leaves room for it.
+    // (The path's MTU stands for the load balancer's: both are the VS's links' in a usual setup.)
+    if (vs.vips !== null && vs.vips.has(src)) mtu -= vs.vips.overhead;
+    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(mtu - tcpOverhead(dst)));
   }
 
   /**

@@ -249,7 +249,7 @@ export class UdpLayer implements UdpHost {
     const vs = this.eng.vsOf(sock);
     if (vs.destroyed) throw sockError('ERR_SOCKET_DGRAM_NOT_RUNNING', `virtual server '${vs.name}' was destroyed`);
     const wildcard = addr === 0 || addr === ANY6;
-    if (!wildcard && !vs.links.some((l) => l.addrs.some((a) => addrEq(a.addr, addr)))) {
+    if (!wildcard && !vs.hasLocal(addr, true)) {
       throw fail('EADDRNOTAVAIL', 'bind', `virtual server '${vs.name}' has no address ${addrToString(addr)}`, addr, port);
     }
     if (port === 0) {
@@ -405,7 +405,7 @@ export class UdpLayer implements UdpHost {
         throw fail('EADDRNOTAVAIL', 'send', `virtual server '${vs.name}' has no ${typeof addr === 'number' ? 'IPv4' : 'IPv6'} address on '${link.name}'`, addr, port);
       }
     }
-    if (typeof src !== 'number' && this.eng.out.ownLink(vs, src) === null) {
+    if (typeof src !== 'number' && this.eng.out.ownLink(vs, src) === null && !vs.isVip(src)) {
       // Bound to an IPv6 address still tentative or found duplicate: never a source (RFC 4862 5.4).
       throw fail('EADDRNOTAVAIL', 'send', `address ${addrToString(src)} is not usable yet (tentative or duplicate)`, addr, port);
     }
