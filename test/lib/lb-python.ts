@@ -15,8 +15,8 @@
  * hop limit = the namespace's default, as RFC 2003 3.1 and RFC 2473 6.3 want the encapsulator's
  * own), routes it, resolves the real server's MAC by ARP/NDP and lets the peer's tc VLAN program
  * tag it, where an AF_PACKET send would need all of that by hand. The outer TOS / traffic class
- * is the inner one (RFC 2003 3.1, RFC 2473 6.5; set on the socket when it changes). A packet that
- * does not fit the link once encapsulated:
+ * is the inner one (RFC 2003 3.1, RFC 2473 6.4; set on the socket when it changes), the IPv6 flow
+ * label the kernel's own (RFC 2473 6.5). A packet that does not fit the link once encapsulated:
  *   IPv4 inside: DF set → not sent (tooBig) and an ICMP "fragmentation needed" (RFC 1191) goes
  *   back to the client; DF clear → the outer packet is fragmented here (RFC 2003 5.1, RFC 2473
  *   7.2). The outer DF of IPv4 in IPv4 is the inner one (RFC 2003 3.1).
