@@ -18,7 +18,8 @@
  *      (a group is shared by every address with the same low 24 bits, the host's included).
  *  Every other IPv6 frame (other multicast, RA, MLD, NDP for other targets) is passed.
  *
- * Early shedding: of the frames redirected, TCP SYNs (SYN set, ACK clear) over IPv4 or IPv6 and
+ * Early shedding: of the frames redirected, TCP SYNs (SYN set, ACK clear) over IPv4 or IPv6 (also
+ * inside IPIP / IPv6-in-IPv6, as a load balancer sends them to a VIP) and
  * ARP frames each pass a policer (rate and burst set by user space, see xdpstack_maps.h); frames
  * over the rate are dropped here (XDP_DROP, counted) before they take a slot of the socket's fill
  * ring, so that a flood of them cannot starve the established traffic that shares the ring.
@@ -150,26 +151,53 @@ static __always_inline int redirect_arp(struct xdp_md *ctx)
 	return redirect(ctx);
 }
 
-/* 1 when the IPv4 / IPv6 packet at p is a TCP SYN without ACK (a connection request). */
+/*
+ * The IPv4 (v 4) or IPv6 (v 6) header at p: *l4 gets where its payload starts and *nh its protocol
+ * (IPv6: the fixed header's next header; extension headers are not walked). -1 when the header is
+ * truncated, of another version, or a later fragment (no upper-layer header in it).
+ */
+static __always_inline int ip_payload(__u8 *p, void *end, int v, __u8 **l4, __u8 *nh)
+{
+	if (v == 4) {
+		if ((void *)(p + 20) > end || (p[0] >> 4) != 4 || (p[0] & 0x0f) < 5)
+			return -1;
+		if (((p[6] & 0x1f) | p[7]) != 0)
+			return -1;
+		*nh = p[9];
+		*l4 = p + (p[0] & 0x0f) * 4;
+		return 0;
+	}
+	if ((void *)(p + 40) > end || (p[0] >> 4) != 6)
+		return -1;
+	*nh = p[6];
+	*l4 = p + 40;
+	return 0;
+}
+
+/*
+ * 1 when the IPv4 / IPv6 packet at p is a TCP SYN without ACK (a connection request), also inside
+ * one level of IP-in-IP encapsulation (IPIP, RFC 2003: protocol 4; IPv6 tunnels, RFC 2473: 41) as
+ * a load balancer sends a VIP's traffic: a SYN flood through it is shed as any other.
+ */
 static __always_inline int is_tcp_syn(__u8 *p, void *end, __u16 proto)
 {
 	__u8 *tcp;
-	if (proto == bpf_htons(ETH_P_IP)) {
-		if ((void *)(p + 20) > end || (p[0] >> 4) != 4 || p[9] != IPPROTO_TCP)
-			return 0;
-		/* Later fragments carry no TCP header. */
-		if (((p[6] & 0x1f) | p[7]) != 0)
-			return 0;
-		if ((p[0] & 0x0f) < 5)
-			return 0;
-		tcp = p + (p[0] & 0x0f) * 4;
-	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		if ((void *)(p + 40) > end || (p[0] >> 4) != 6 || p[6] != IPPROTO_TCP)
-			return 0;
-		tcp = p + 40;
-	} else {
+	__u8 nh;
+	int v;
+	if (proto == bpf_htons(ETH_P_IP))
+		v = 4;
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		v = 6;
+	else
 		return 0;
+	if (ip_payload(p, end, v, &tcp, &nh) < 0)
+		return 0;
+	if (nh == IPPROTO_IPIP || nh == IPPROTO_IPV6) {
+		if (ip_payload(tcp, end, nh == IPPROTO_IPIP ? 4 : 6, &tcp, &nh) < 0)
+			return 0;
 	}
+	if (nh != IPPROTO_TCP)
+		return 0;
 	if ((void *)(tcp + 14) > end)
 		return 0;
 	/* A connection request (RFC 9293 3.5): SYN set, ACK clear (byte 13: CWR ECE URG ACK PSH RST SYN FIN). */
