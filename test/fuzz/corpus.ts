@@ -152,6 +152,41 @@ export function emitterFrames(): Uint8Array[] {
   }
   // QinQ.
   out.push(udpFrameOf({ vlan: 10, outerVlan: 100, ipSrc: B, ipDst: A }, 1, 7, data.subarray(0, 4)));
+  out.push(...encapsulatedFrames());
+  return out;
+}
+
+/**
+ * Encapsulated seeds (the engine rig's VSes on VLANs 10 and 20 serve VIP 198.51.100.10 behind the
+ * load balancer 10.1.1.2): IPIP carrying UDP, a TCP SYN, an echo request and an ICMP error to the
+ * VIP from a client, and IPv6 in IPv4 to the VIP 2001:db8::10.
+ */
+export function encapsulatedFrames(): Uint8Array[] {
+  const A = parseIpv4('10.1.1.1'), B = parseIpv4('10.1.1.2'), VIP = parseIpv4('198.51.100.10'), CLIENT = parseIpv4('203.0.113.5');
+  const data = new Uint8Array(40).map((_, i) => i);
+  const out: Uint8Array[] = [];
+  const inner = (f: Uint8Array) => f.subarray(14);
+  const c: FrameSpec = { vlan: -1, ipSrc: CLIENT, ipDst: VIP };
+  const syn = seg(40000, 80, 12345, 0, TH_SYN);
+  syn.mss = 1460; syn.wscale = 7; syn.sackOk = true;
+  const tq = tcpFrameOf({ vlan: -1, ipSrc: VIP, ipDst: CLIENT }, seg(80, 40000, 1000, 0, TH_ACK), new Uint8Array(0)).subarray(14);
+  const inners = [
+    inner(udpFrameOf(c, 5000, 7, data)),
+    inner(tcpFrameOf(c, syn, new Uint8Array(0))),
+    inner(icmpEchoOf(c, 8, 1, 2, data)),
+    inner(icmpErrorOf(c, ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, 1300, tq)),
+  ];
+  for (const vlan of [10, 20]) {
+    const s: FrameSpec = { vlan, ipSrc: B, ipDst: A };
+    for (const x of inners) out.push(ipFrame(s, 4, x.length, (b, o) => b.set(x, o)));
+    // IPv6 in IPv4: a UDP datagram from 2001:db8:1::5 to the VIP 2001:db8::10.
+    const v6 = new Uint8Array(48);
+    v6[0] = 0x60; v6[5] = 8; v6[6] = IPPROTO_UDP; v6[7] = 64;
+    v6.set([0x20, 0x01, 0x0d, 0xb8, 0, 1], 8); v6[23] = 5;
+    v6.set([0x20, 0x01, 0x0d, 0xb8], 24); v6[39] = 0x10;
+    v6[40] = 0x13; v6[41] = 0x88; v6[42] = 0; v6[43] = 7; v6[45] = 8; // checksum left wrong: a counted drop, also a seed
+    out.push(ipFrame(s, 41, v6.length, (b, o) => b.set(v6, o)));
+  }
   return out;
 }
 

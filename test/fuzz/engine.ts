@@ -132,6 +132,13 @@ class Rig {
       this.e.addLink(vs, { device: 'eth0', vlan: vlan >= 0 ? vlan : undefined, mac });
       this.e.addAddress(vs, vlan >= 0 ? `eth0.${vlan}` : 'eth0', cidr);
       this.e.addAddress(vs, vlan >= 0 ? `eth0.${vlan}` : 'eth0', 'fd00::1/64');
+      if (vlan >= 0) {
+        // Behind a load balancer (the peer): the same VIPs on both VLANs (encapsulatedFrames).
+        this.e.addVip(vs, '198.51.100.10');
+        this.e.addVip(vs, '2001:db8::10');
+        this.e.setDecap(vs, { from: ['10.1.1.2/32', 'fd00::2/128'] });
+        this.e.addRoute(vs, { dst: 'default', via: '10.1.1.2' });
+      }
       this.vses.push({ vs, vlan, mac, local: vlan >= 0 ? A : C, peer });
       const ctx = { engine: this.e, vs, now: () => this.now };
       const track = (s: Socket) => { this.sockets.add(s); s.on('error', () => {}); s.on('close', () => this.sockets.delete(s)); };
