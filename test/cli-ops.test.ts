@@ -200,7 +200,7 @@ test('--interval: a positive number of seconds 0.1..3600, --count with it; clear
   }
   const r = await cli(['show', 'routes', '--interval', '1', '--socket', sock]);
   assert.is(r.code, 2);
-  assert.match(r.err, /--interval gives rates of counters: it is for counters, vs, limits, not 'routes'/);
+  assert.match(r.err, /--interval gives rates of counters: it is for counters, vs, limits, vips, not 'routes'/);
 });
 
 test('computeRates: increase over the interval; gauges as they are; a reset or a new row counts from zero; per shard', () => {
