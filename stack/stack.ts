@@ -460,9 +460,9 @@ export class Stack {
     }
   }
 
-  /** What a scrape of the metrics reads: `show counters` and `show limits`. */
+  /** What a scrape of the metrics reads: `show counters`, `show limits` and `show vips`. */
   metricsSnapshot(): MetricsSnapshot {
-    return { counters: this.show('counters') as MetricsSnapshot['counters'], limits: this.show('limits') as LimitRow[] };
+    return { counters: this.show('counters') as MetricsSnapshot['counters'], limits: this.show('limits') as LimitRow[], vips: this.show('vips') as Record<string, unknown>[] };
   }
 
   private get metricsHost(): MetricsHost {

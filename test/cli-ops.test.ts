@@ -2,7 +2,8 @@
  * The operator's verbs of the CLI and the control socket, against a memory-driver stack (and a
  * stack of shards in worker threads): `show --interval` rates (the counters' increase over the
  * time measured between two samples), `clear counters`, `show config` (the running configuration,
- * which the config loader accepts back and builds the same state from), the one shape of drops,
+ * VIPs and load balancers included, which the config loader accepts back and builds the same state
+ * from), the one shape of drops,
  * `neighbor show|flush`, `help COMMAND`, and "did you mean" for typos.
  */
 import { test } from 'uvu';
@@ -200,7 +201,7 @@ test('--interval: a positive number of seconds 0.1..3600, --count with it; clear
   }
   const r = await cli(['show', 'routes', '--interval', '1', '--socket', sock]);
   assert.is(r.code, 2);
-  assert.match(r.err, /--interval gives rates of counters: it is for counters, vs, limits, not 'routes'/);
+  assert.match(r.err, /--interval gives rates of counters: it is for counters, vs, limits, vips, not 'routes'/);
 });
 
 test('computeRates: increase over the interval; gauges as they are; a reset or a new row counts from zero; per shard', () => {
@@ -485,7 +486,8 @@ test('neighbor show lists what show neighbors lists; neighbor flush removes one 
 async function configView(show: (kind: string) => unknown | Promise<unknown>): Promise<Row> {
   const vs = ((await show('vs')) as Row[]).map((v) => ({ name: v.name, links: v.links, addresses: v.addresses, routes: v.routes, udpSockets: v.udpSockets, tcpListeners: v.tcpListeners }));
   const limits = ((await show('limits')) as Row[]).map((l) => ({ vs: l.vs, scope: l.scope, limit: l.limit, max: l.max }));
-  return { vs, links: await show('links'), addresses: await show('addresses'), routes: await show('routes'), rules: await show('rules'), limits };
+  const vips = ((await show('vips')) as Row[]).map((v) => ({ vs: v.vs, vips: v.vips, from: v.from, overhead: v.overhead, overheadDefault: v.overheadDefault }));
+  return { vs, links: await show('links'), addresses: await show('addresses'), routes: await show('routes'), rules: await show('rules'), limits, vips };
 }
 
 test('show config: the running configuration after runtime changes; the config loader accepts it back and builds the same state', async () => {
@@ -501,11 +503,20 @@ test('show config: the running configuration after runtime changes; the config l
     ['rule', 'add', '--priority', '200', '--fwmark', '7', '--table', '100', '--vs', 'c'],
     ['rule', 'add', '--priority', '300', '--from', 'fd00:31::/64', '--table', '100', '--vs', 'c'],
     ['rule', 'del', '--priority', '300', '--vs', 'c'],
+    // VIPs of either family and their load balancers; a VIP removed; a load balancer set, then cleared.
+    ['vip', 'add', '198.51.100.30', '--vs', 'c'],
+    ['vip', 'add', '2001:db8::30', '--vs', 'c'],
+    ['vip', 'add', '198.51.100.31', '--vs', 'c'],
+    ['vip', 'del', '198.51.100.31', '--vs', 'c'],
+    ['decap', 'set', '--vs', 'c', '--from', '10.3.0.100/32,fd00:31::/64', '--overhead', '44'],
+    ['decap', 'set', '--vs', 'a', '--from', '10.1.1.100/32'],
+    ['decap', 'clear', '--vs', 'a'],
     ['address', 'add', '10.1.1.5/24', '--vs', 'a'],
     ['route', 'del', '10.9.0.0/16', '--vs', 'a'],
     ['vs', 'add', 'd', '--device', 'm0', '--vlan', '40'],
     ['link', 'add', 'm0', '--vs', 'd', '--vlan', '41', '--address', '10.41.0.1/24'],
     ['link', 'del', 'm0.40', '--vs', 'd'],
+    ['vip', 'add', '192.0.2.41', '--vs', 'd'],
     ['vs', 'del', 'b'],
   ];
   for (const c of changes) {
@@ -538,9 +549,15 @@ test('show config: the running configuration after runtime changes; the config l
     ],
     rules: [{ priority: 100, from: '10.3.0.0/16', table: 100 }, { priority: 200, fwmark: 7, table: 100 }],
     limits: { tcpConnections: 100, neighbors: 64 },
+    vips: ['198.51.100.30', '2001:db8::30'],
+    decap: { from: ['10.3.0.100/32', 'fd00:31::/64'], overhead: 44 },
   } as never);
-  assert.equal(running.virtualServers[0], { name: 'a', links: [{ device: 'm0', vlan: 10, addresses: ['10.1.1.1/24', '10.1.1.5/24'] }] } as never);
-  assert.equal(running.virtualServers[2], { name: 'd', links: [{ device: 'm0', vlan: 41, addresses: ['10.41.0.1/24'] }] } as never);
+  assert.equal(running.virtualServers[0], { name: 'a', links: [{ device: 'm0', vlan: 10, addresses: ['10.1.1.1/24', '10.1.1.5/24'] }] } as never, 'decap cleared: nothing to write');
+  assert.equal(running.virtualServers[2], { name: 'd', links: [{ device: 'm0', vlan: 41, addresses: ['10.41.0.1/24'] }], vips: ['192.0.2.41'] } as never, 'a VIP and no load balancer');
+  assert.equal((await configView((k) => stack.show(k))).vips, [
+    { vs: 'c', vips: ['198.51.100.30', '2001:db8::30'], from: ['10.3.0.100/32', 'fd00:31::/64'], overhead: 44, overheadDefault: false },
+    { vs: 'd', vips: ['192.0.2.41'], from: [], overhead: 20, overheadDefault: true },
+  ], 'show vips of the running stack');
   // Loaded back (as `xdpstack run` loads a file): the same state.
   const file = path.join(tmp, 'running.json');
   fs.writeFileSync(file, r.out);

@@ -33,6 +33,8 @@ const COUNTER_SECTIONS: Record<string, SectionSpec> = {
 const ROW_KINDS: Record<string, SectionSpec> = {
   vs: { key: (r) => String(r.name), gauges: new Set(['id', 'links', 'addresses', 'routes', 'udpSockets', 'tcpListeners', 'tcpConnections']) },
   limits: { key: (r) => `${r.vs}|${r.scope}|${r.limit}`, gauges: new Set(['used', 'max']) },
+  // The VIPs and load balancers are lists of names; the overhead is a setting, not a count.
+  vips: { key: (r) => String(r.vs), gauges: new Set(['overhead']) },
 };
 
 /** The `show` kinds that have counters to rate. */

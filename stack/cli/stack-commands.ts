@@ -1,9 +1,9 @@
 /**
  * CLI commands that run a stack or talk to a running one through its control socket:
  *   xdpstack run CONFIG                         foreground stack with a control socket
- *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | pool | limits | connections | config
+ *   xdpstack show KIND [--vs NAME] [--json]     vs | links | addresses | routes | rules | neighbors | counters | pool | limits | connections | vips | config
  *   xdpstack show connections [--state S] [--port P]   like ss -tuani
- *   xdpstack show KIND --interval S [--count N] rates per second of the counters (counters, vs, limits)
+ *   xdpstack show KIND --interval S [--count N] rates per second of the counters (counters, vs, limits, vips)
  *   xdpstack clear counters [--vs NAME]         zeroes packet/byte/drop counters
  *   xdpstack neighbor show|flush ...            ARP/NDP entries: list (as show neighbors), flush
  *   xdpstack vs add|del NAME                    runtime changes
@@ -11,6 +11,8 @@
  *   xdpstack address add|del CIDR --vs NAME [--link LINK]          CIDR of either family
  *   xdpstack route add|del DST [--via GW] [--link L] [--table N] [--metric N] [--src A] --vs NAME
  *   xdpstack rule add|del --priority N [--from CIDR] [--fwmark N] --table N --vs NAME
+ *   xdpstack vip add|del ADDR --vs NAME                             a VIP (direct server return)
+ *   xdpstack decap set --vs NAME --from CIDR[,CIDR...] [--overhead N] / decap clear --vs NAME
  *   xdpstack trace [--vs NAME] [--vlan N] [--host ADDR] [--port P] [--proto P] [--count N] --out FILE.pcap|-
  *   xdpstack ping --vs NAME ADDR [--count N] [--interval S] [--size N] [--timeout S]
  *   xdpstack replay CONFIG IN.pcap --out OUT.pcap
@@ -147,6 +149,11 @@ LAST-ACK, CLOSING, CLOSED, LISTEN; UDP: ESTAB when connected, else UNCONN), rece
 queues in bytes (a listener: its accept queue and backlog), addresses, and under each TCP
 connection its RTT, RTO (ms), MSS, cwnd/ssthresh (segments), options, bytes and retransmissions.
 'counters' also gives each virtual server's TCP counters (Linux's Tcp/TcpExt MIB names).
+'vips': per virtual server with VIPs or load balancers (with --vs: that one in any case), its
+VIPs, the load balancers it takes encapsulated traffic from (FROM; none: nothing is taken), the
+bytes their encapsulation adds (OVERHEAD, '(default)' when not configured), and the packets
+decapsulated to a VIP, refused for their outer source or for an inner destination that is no VIP,
+and every decapsulation drop (reasons under 'Drops by reason').
   --vs NAME      only this virtual server
   --state S      connections in these states (ss's filter names, comma-separated):
                  ${STATE_FILTER_NAMES.join(', ')}
@@ -155,7 +162,8 @@ connection its RTT, RTO (ms), MSS, cwnd/ssthresh (segments), options, bytes and 
   --json         machine-readable output (with --interval: one JSON object per line and sample)
   --interval S   rates per second of ${RATE_KINDS.join(', ')}: every S seconds (${MIN_INTERVAL_S}..${MAX_INTERVAL_S}), the
                  counters' increase over the time measured between two samples; gauges
-                 (connections, sockets, frame pools, limits in use) as they are. Until Ctrl-C, or:
+                 (connections, sockets, frame pools, limits in use, overheads) as they are.
+                 Until Ctrl-C, or:
   --count N      stop after N samples of rates
 ${TARGET_HELP}`;
 
@@ -227,6 +235,38 @@ ${op === 'add'
     ? `Adds a policy rule: packets from PREFIX (IPv4 or IPv6, like 10.1.0.0/16 or fd00:1::/64; a plain
 address is one host; default all) and/or with socket mark N look up table N, in priority order.`
     : 'Removes the policy rules of priority N.'}`;
+
+const VIP_USAGE = (op: string) => `Usage: xdpstack vip ${op} ADDR --vs NAME [--name STACK | --socket PATH]
+
+${op === 'add'
+    ? `Adds a VIP to a virtual server: an address (IPv4 or IPv6, like 198.51.100.10 or 2001:db8::10) it
+serves behind an L4 load balancer (direct server return) but never answers ARP or NDP for. Its
+traffic comes encapsulated (IPIP, IPv6 tunnels) from the load balancers of 'xdpstack decap set';
+replies leave from the VIP straight to the client, routed. Services and sockets may bind to it.
+A VIP is not an address of one of the virtual server's links.`
+    : `Removes a VIP of a virtual server: what comes encapsulated to it afterwards is dropped and
+counted (decap-not-vip in 'xdpstack show vips'). Its connections are not closed, as Linux leaves
+sockets open when an address is removed.`}`;
+
+const DECAP_SET_USAGE = `Usage: xdpstack decap set --vs NAME --from CIDR[,CIDR...] [--overhead N] [--name STACK | --socket PATH]
+
+Sets where a virtual server takes encapsulated traffic for its VIPs from: the load balancers'
+source prefixes (IPv4 or IPv6, like 10.1.1.100/32,fd00:1::100/128), replacing the previous ones.
+Encapsulated packets (IPIP RFC 2003, IPv6 tunnels RFC 2473, either family in either) to an address
+of the virtual server's links from one of them are decapsulated, and their inner packet, which
+must be to a VIP, is taken in; from anywhere else they are dropped and counted
+(decap-source-refused in 'xdpstack show vips').
+  --from CIDR,...  the load balancers' prefixes (no host bits set)
+  --overhead N     bytes their encapsulation adds, 0..512: the MSS offered on a connection to a
+                   VIP is lowered by N (default, also when left out here: 20 when every prefix is
+                   IPv4, else 40)`;
+
+const DECAP_CLEAR_USAGE = `Usage: xdpstack decap clear --vs NAME [--name STACK | --socket PATH]
+
+Takes encapsulated traffic from no load balancer any more (as 'decap set' with no prefix) and
+forgets the overhead: whatever comes encapsulated is dropped and counted (decap-source-refused).
+The VIPs stay ('xdpstack vip del' removes them); a virtual server with neither VIPs nor load
+balancers treats IPIP and IPv6 tunnels as any protocol it does not know.`;
 
 /** `--limits tcpConnections=1000,neighbors=512` → { tcpConnections: 1000, neighbors: 512 } (ranges: the validator's). */
 function parseLimits(items: string[]): Record<string, number> {
@@ -346,7 +386,42 @@ function ruleCommand(op: 'add' | 'del'): Command {
   };
 }
 
+function vipCommand(op: 'add' | 'del'): Command {
+  const usage = VIP_USAGE(op);
+  return {
+    name: op, summary: `${op === 'add' ? 'add' : 'remove'} a VIP`, usage,
+    async run(args) {
+      const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string' }, usage, 1);
+      const addr = one(positional, 'an address like 198.51.100.10 or 2001:db8::10', usage);
+      await ask(opts, { cmd: `vip.${op}`, vs: vsTarget(opts, usage), addr });
+      return 0;
+    },
+  };
+}
+
+const DECAP_COMMANDS: Command[] = [
+  {
+    name: 'set', summary: 'set the load balancers a virtual server takes encapsulated traffic from', usage: DECAP_SET_USAGE,
+    async run(args) {
+      const { opts } = parseOptions(args, { ...TARGET, vs: 'string', from: 'list', overhead: 'int' }, DECAP_SET_USAGE);
+      const vs = vsTarget(opts, DECAP_SET_USAGE);
+      if (opts.from === undefined) throw new UsageError("option --from CIDR[,CIDR...] is required ('xdpstack decap clear' takes none)", DECAP_SET_USAGE);
+      await ask(opts, { cmd: 'decap.set', vs, from: opts.from, ...(opts.overhead !== undefined ? { overhead: opts.overhead } : {}) });
+      return 0;
+    },
+  },
+  {
+    name: 'clear', summary: 'take encapsulated traffic from no load balancer', usage: DECAP_CLEAR_USAGE,
+    async run(args) {
+      const { opts } = parseOptions(args, { ...TARGET, vs: 'string' }, DECAP_CLEAR_USAGE);
+      await ask(opts, { cmd: 'decap.set', vs: vsTarget(opts, DECAP_CLEAR_USAGE), from: [] });
+      return 0;
+    },
+  },
+];
+
 const ADDRESS_COMMANDS = [addrCommand('add'), addrCommand('del')];
+const VIP_COMMANDS = [vipCommand('add'), vipCommand('del')];
 const ROUTE_COMMANDS = [routeCommand('add'), routeCommand('del')];
 const RULE_COMMANDS = [ruleCommand('add'), ruleCommand('del')];
 
@@ -609,7 +684,7 @@ export const STACK_COMMANDS: Command[] = [
     },
   },
   {
-    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits, connections or the running config (or rates)', usage: SHOW_USAGE,
+    name: 'show', summary: 'show virtual servers, links, addresses, routes, neighbors, counters, limits, connections, VIPs or the running config (or rates)', usage: SHOW_USAGE,
     async run(args, ctx) {
       const { opts, positional } = parseOptions(args, { ...TARGET, vs: 'string', json: 'bool', 'per-shard': 'bool', interval: 'string', count: 'int', state: 'string', port: 'int' }, SHOW_USAGE, 1);
       const kind = one(positional, `what to show (${SHOW_KINDS.join(', ')})`, SHOW_USAGE);
@@ -666,6 +741,14 @@ export const STACK_COMMANDS: Command[] = [
   {
     name: 'rule', summary: 'add or remove a policy rule in a running stack', usage: tableUsage('Usage: xdpstack rule add|del --priority N [--from PREFIX] [--table N] --vs NAME   (xdpstack rule <command> --help)', RULE_COMMANDS),
     subcommands: RULE_COMMANDS,
+  },
+  {
+    name: 'vip', summary: 'add or remove a VIP (direct server return) in a running stack', usage: tableUsage('Usage: xdpstack vip add|del ADDR --vs NAME   (xdpstack vip <command> --help)', VIP_COMMANDS),
+    subcommands: VIP_COMMANDS,
+  },
+  {
+    name: 'decap', summary: 'set or clear the load balancers a virtual server takes encapsulated traffic from', usage: tableUsage('Usage: xdpstack decap set --vs NAME --from CIDR[,CIDR...] [--overhead N] | decap clear --vs NAME   (xdpstack decap <command> --help)', DECAP_COMMANDS),
+    subcommands: DECAP_COMMANDS,
   },
   {
     name: 'trace', summary: 'capture frames of a running stack (filtered) into a pcap file or to standard output', usage: TRACE_USAGE,

@@ -94,6 +94,24 @@ function formatConnections(rows: Record<string, unknown>[]): string[] {
   return out;
 }
 
+/**
+ * `show vips`: one row per virtual server; its load balancers' prefixes (none: nothing encapsulated
+ * is taken), the overhead marked '(default)' when not configured, the decapsulation drops' total
+ * and, under it, each reason that occurred.
+ */
+function formatVips(rows: Record<string, unknown>[]): string[] {
+  const table = rows.map((r) => ({
+    vs: r.vs, vips: r.vips, from: Array.isArray(r.from) && r.from.length === 0 ? 'none' : r.from,
+    overhead: r.overheadDefault === true ? `${r.overhead} (default)` : r.overhead,
+    decapsulated: r.decapsulated, refusedSource: r.refusedSource, refusedVip: r.refusedVip, drops: r.drops,
+  }));
+  const out = formatTable(table);
+  const why: Record<string, unknown>[] = [];
+  for (const r of rows) if (isDrops(r.drops)) for (const [reason, count] of Object.entries(r.drops.reasons)) why.push({ vs: r.vs, reason, count });
+  if (why.length) out.push('', 'Drops by reason:', ...formatTable(why).map((l) => `  ${l}`));
+  return out;
+}
+
 /** Readable text for `show KIND` data. */
 export function formatShow(kind: string, data: unknown): string[] {
   if (kind === 'connections' && Array.isArray(data) && !(data.length && (data[0] as { data?: unknown }).data !== undefined)) {
@@ -123,5 +141,6 @@ export function formatShow(kind: string, data: unknown): string[] {
     return (data as { shard: number; data: unknown }[]).flatMap((p, i) => [...(i ? [''] : []), `Shard ${p.shard}:`, ...formatShow(kind, p.data).map((l) => `  ${l}`)]);
   }
   if (kind === 'pool') return formatTable(data as Record<string, unknown>[], POOL_COLUMNS);
+  if (kind === 'vips') return formatVips(data as Record<string, unknown>[]);
   return formatTable(data as Record<string, unknown>[]);
 }

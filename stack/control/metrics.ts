@@ -4,9 +4,9 @@
  * stack's): `GET /metrics`.
  *
  * Nothing is counted twice and nothing on the packet path: a scrape reads one snapshot of
- * `show counters` and `show limits` (a stack of shards merges its shards' answers, as `xdpstack
- * show` does) and every metric's collect() reads its values from that snapshot, so the exposition
- * equals `show counters` taken at the same moment.
+ * `show counters`, `show limits` and `show vips` (a stack of shards merges its shards' answers, as
+ * `xdpstack show` does) and every metric's collect() reads its values from that snapshot, so the
+ * exposition equals `show counters` taken at the same moment.
  *
  * Names follow the Prometheus conventions: `xdpstack_` prefix, the level in the name (device_,
  * vs_, link_), units in the name, `_total` for counters; labels `device`, `vs`, `link`, `reason`,
@@ -21,10 +21,12 @@ import { parseListen } from './validate';
 
 type Row = Record<string, unknown>;
 
-/** What one scrape reads: `show counters` and `show limits` of the whole stack. */
+/** What one scrape reads: `show counters`, `show limits` and `show vips` of the whole stack. */
 export interface MetricsSnapshot {
   counters: { devices: Row[]; vs: Row[]; links: Row[]; pool?: Row[]; shards?: Row[] };
   limits: LimitRow[];
+  /** The virtual servers with VIPs or load balancers (`show vips`). */
+  vips?: Row[];
 }
 
 type Put = (labels: Record<string, string>, value: number) => void;
@@ -113,6 +115,7 @@ export function metricDefs(stackName: string): MetricDef[] {
   const links = (s: MetricsSnapshot) => s.counters.links;
   const pool = (s: MetricsSnapshot) => s.counters.pool ?? [];
   const shards = (s: MetricsSnapshot) => s.counters.shards ?? [];
+  const vipRows = (s: MetricsSnapshot) => s.vips ?? [];
   const tcp = (r: Row, f: string): number | null => num(r[f]) ?? num((r.tcp as Row | undefined)?.[f]);
   return [
     { name: 'xdpstack_info', help: 'The stack (value 1), by name', type: 'gauge', labels: ['name'], fill: (_, put) => put({ name: stackName }, 1) },
@@ -129,6 +132,16 @@ export function metricDefs(stackName: string): MetricDef[] {
     },
     ...trafficDefs('vs', 'the virtual server', vss, vsLabels, ['vs']),
     dropDef('xdpstack_vs_drops_total', 'Packets the virtual server dropped, by reason', vss, 'drops', vsLabels, ['vs']),
+    // Direct server return (`show vips`): the refusals are drop reasons of xdpstack_vs_drops_total
+    // (decap-source-refused, decap-not-vip, ...).
+    {
+      name: 'xdpstack_vs_decap_packets_total', help: 'Encapsulated packets from a load balancer decapsulated to a VIP of the virtual server', type: 'counter', labels: ['vs'],
+      fill: (s, put) => { for (const r of vipRows(s)) { const v = num(r.decapsulated); if (v !== null) put(vsLabels(r), v); } },
+    },
+    {
+      name: 'xdpstack_vs_vips', help: 'VIPs of the virtual server (addresses served behind a load balancer)', type: 'gauge', labels: ['vs'],
+      fill: (s, put) => { for (const r of vipRows(s)) if (Array.isArray(r.vips)) put(vsLabels(r), r.vips.length); },
+    },
     ...trafficDefs('link', 'the link (a virtual server on a device and VLAN)', links, linkLabels, ['vs', 'link']),
     dropDef('xdpstack_link_drops_total', 'Packets dropped on the link, by reason', links, 'drops', linkLabels, ['vs', 'link']),
     ...TCP_COUNTERS.map(([field, help]): MetricDef => ({

@@ -368,10 +368,10 @@ export class ShardedStack implements ControlTarget {
     };
   }
 
-  /** What a scrape of the metrics reads: `show counters` and `show limits`, merged over the shards. */
+  /** What a scrape of the metrics reads: `show counters`, `show limits` and `show vips`, merged over the shards. */
   async metricsSnapshot(): Promise<MetricsSnapshot> {
-    const [counters, limits] = await Promise.all([this.show('counters'), this.show('limits')]);
-    return { counters: counters as MetricsSnapshot['counters'], limits: limits as LimitRow[] };
+    const [counters, limits, vips] = await Promise.all([this.show('counters'), this.show('limits'), this.show('vips')]);
+    return { counters: counters as MetricsSnapshot['counters'], limits: limits as LimitRow[], vips: vips as Record<string, unknown>[] };
   }
 
   private get metricsHost(): MetricsHost {
