@@ -34,7 +34,7 @@ import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
-import { AddrMap, addrEq, addrToString, IpAddr } from '../protocols/ip/addr';
+import { AddrMap, addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
 import { Drop, dropName } from '../protocols/drop';
 import { LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
@@ -127,6 +127,7 @@ export class VsHandle {
 
   removeAddress(cidr: string, link?: string): void {
     const l = this.linkName(link);
+    this.stack.refuseIfServed(this.name, cidr.split('/')[0]!, 'address');
     this.engine.removeAddress(this.raw, l, cidr);
     this.stack.logChange('address.del', { vs: this.name, link: l, cidr });
   }
@@ -155,6 +156,7 @@ export class VsHandle {
   }
 
   removeVip(addr: string): void {
+    this.stack.refuseIfServed(this.name, addr, 'VIP');
     this.engine.removeVip(this.raw, addr);
     this.stack.logChange('vip.del', { vs: this.name, addr });
   }
@@ -344,6 +346,23 @@ export class Stack {
 
   /** Each running service's config (`show config`). */
   private readonly serviceConfigs = new Map<Service, ServiceConfig>();
+
+  /**
+   * @internal An address (or VIP) of VS `vs` that a running service listens on cannot be removed:
+   * the service would be left on an address the VS no longer has, and `show config` would write
+   * a configuration `run` refuses. Throws naming the service.
+   */
+  refuseIfServed(vs: string, addrText: string, what: string): void {
+    let a: IpAddr;
+    try { a = parseAddr(addrText); } catch { return; } // the removal itself reports the bad text
+    for (const svc of this.services) {
+      const c = this.serviceConfigs.get(svc);
+      if (!c || c.vs !== vs || c.address === undefined) continue;
+      let b: IpAddr;
+      try { b = parseAddr(c.address); } catch { continue; }
+      if (addrEq(a, b)) throw new Error(`virtual server '${vs}': ${what} ${addrToString(a)} is where service '${c.type}' (port ${c.port ?? 'default'}) listens: it stays while the service runs`);
+    }
+  }
 
   /** Which VS each service runs in (services of a destroyed VS are closed and forgotten). */
   private readonly serviceVs = new Map<Service, string>();
