@@ -19,7 +19,7 @@ import { ShardedStack } from '../stack/shard/threads';
 import { Burst, parseMac } from '../driver/types';
 import { monotonicUs } from '../stack/runtime';
 import { arpFrame, BCAST, decode, ip, push, ZERO } from './lib/frames';
-import { innerUdp, ipipFrame, IPV4_MF, Outer } from './lib/ipip-frames';
+import { craftEncapsulated, ethFrame } from './lib/encap-frames';
 
 type Row = Record<string, unknown>;
 
@@ -44,7 +44,8 @@ function config(): StackConfig {
       },
       { name: 'plain', links: [{ device: 'm0', vlan: 20, addresses: ['10.2.2.1/24'] }] },
     ],
-    services: [{ type: 'udp-echo', vs: 'web', address: VIP, port: 7 }],
+    // On every address of the VS (the VIP included): a VIP a service listens on could not be removed.
+    services: [{ type: 'udp-echo', vs: 'web', port: 7 }],
   };
 }
 
@@ -102,9 +103,11 @@ async function until(cond: () => boolean, what: string, ms = 10_000): Promise<vo
 }
 
 /** The load balancer 10.1.1.100 (or `src`) sends the stack `n` client datagrams to `dst`:7, encapsulated. */
-function fromLb(n: number, opts: { src?: string; dst?: string; flagsFrag?: number } = {}): Uint8Array[] {
-  const o: Outer = { vlan: 10, dstMac: STACK_MAC, srcMac: LB_MAC, src: opts.src ?? '10.1.1.100', dst: '10.1.1.1', flagsFrag: opts.flagsFrag };
-  return Array.from({ length: n }, (_, i) => ipipFrame(o, innerUdp(CLIENT, 40000 + i, opts.dst ?? VIP, 7, new Uint8Array(16).fill(i))));
+function fromLb(n: number, opts: { src?: string; dst?: string; fragment?: boolean } = {}): Uint8Array[] {
+  const outer = { src: opts.src ?? '10.1.1.100', dst: '10.1.1.1', ...(opts.fragment ? { fragment: { offset: 0, more: true } } : {}) };
+  return Array.from({ length: n }, (_, i) => ethFrame(craftEncapsulated({
+    outer, inner: { src: CLIENT, dst: opts.dst ?? VIP, sport: 40000 + i, dport: 7, payload: new Uint8Array(16).fill(i) },
+  }), { dst: STACK_MAC, src: LB_MAC, vlan: 10 }));
 }
 
 /** `show vips --json` of VS web, read in this process. */
@@ -284,7 +287,7 @@ test('traffic from the load balancer: decapsulated and answered from the VIP; re
   assert.is((await cli(['clear', 'counters', '--vs', 'web'])).code, 0);
   // 5 datagrams to the VIP from the load balancer; 3 from an address not in decap.from; 2 whose
   // inner destination is no VIP; 1 outer fragment (RFC 791 MF set).
-  inject([...fromLb(5), ...fromLb(3, { src: '10.1.1.50' }), ...fromLb(2, { dst: '198.51.100.99' }), ...fromLb(1, { flagsFrag: IPV4_MF })]);
+  inject([...fromLb(5), ...fromLb(3, { src: '10.1.1.50' }), ...fromLb(2, { dst: '198.51.100.99' }), ...fromLb(1, { fragment: true })]);
   await until(() => webRow().decapsulated === 5 && (webRow().drops as { total: number }).total === 6, 'the 11 frames counted');
   const sent = drainPeer().filter((d) => d.udp);
   // The udp-echo service answers each from the VIP straight to the client (not to the load balancer).

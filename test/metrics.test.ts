@@ -18,7 +18,7 @@ import { execFileSync } from 'node:child_process';
 import { peerWorld, PeerWorld } from './lib/peer-world';
 import { Exposition, familyOf, parseExposition, valueOf } from './lib/prom';
 import { udpFrame } from './lib/frames';
-import { innerUdp, ipipFrame, Outer } from './lib/ipip-frames';
+import { craftEncapsulated, ethFrame, ipPacket } from './lib/encap-frames';
 import { createMemoryLink } from '../driver/memory';
 import type { Burst, Driver, DriverStats } from '../driver/types';
 import { ConfigError, StackConfig, validateConfig } from '../stack/control/config';
@@ -187,8 +187,10 @@ test('direct server return: decapsulated packets and VIPs per VS equal show vips
     services: [{ type: 'udp-echo', vs: 'a', address: VIP, port: 7 }],
   }, quiet);
   try {
-    const outer = (src: string): Outer => ({ vlan: -1, dstMac: w.link.a.mac, srcMac: w.link.b.mac, src, dst: '10.1.1.1' });
-    const client = (dst: string, i: number) => innerUdp('203.0.113.5', 40000 + i, dst, 7, new Uint8Array(20));
+    // An IPIP frame (RFC 2003) from `src` to the VS, carrying the client's datagram to `dst`:7.
+    const ipipFrame = (src: string, inner: Uint8Array) => ethFrame(craftEncapsulated({ outer: { src, dst: '10.1.1.1' }, inner }), { dst: w.link.a.mac, src: w.link.b.mac });
+    const outer = (src: string) => src;
+    const client = (dst: string, i: number) => ipPacket({ src: '203.0.113.5', dst, sport: 40000 + i, dport: 7, payload: new Uint8Array(20) });
     // 6 datagrams to the VIP from the load balancer, 3 from a host that is none, 2 to an address that is no VIP.
     w.inject([
       ...Array.from({ length: 6 }, (_, i) => ipipFrame(outer('10.1.1.2'), client(VIP, i))),
