@@ -122,10 +122,17 @@ export class VipState {
   /**
    * Bytes the encapsulation adds in front of the inner packet, for the MSS offered on a VIP: as
    * configured, else an IPv4 header (20) when every load balancer is IPv4, else an IPv6 one (40).
+   * (A connection opened by a segment that came encapsulated takes its outer header's: overheadFor.)
    */
   get overhead(): number {
     if (this.configuredOverhead !== undefined) return this.configuredOverhead;
     return this.from.every((s) => typeof s.addr === 'number') ? 20 : 40;
+  }
+
+  /** The overhead of a packet that came in an outer header of family `outer` (4, 6; 0: unknown, the default). */
+  overheadFor(outer: number): number {
+    if (this.configuredOverhead !== undefined) return this.configuredOverhead;
+    return outer === 4 ? 20 : outer === 6 ? 40 : this.overhead;
   }
 
   add(a: IpAddr): void {

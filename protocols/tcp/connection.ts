@@ -1577,7 +1577,8 @@ export class TcpConnection {
     o.seq = this.iss;
     o.flags = synAck ? TH_SYN | TH_ACK : TH_SYN;
     o.ack = synAck ? this.rcvNxt : 0;
-    o.mss = this.opts.mss;
+    const adv = this.opts.advMss;
+    o.mss = adv !== undefined && adv < this.opts.mss ? adv : this.opts.mss;
     if (synAck ? this.wsAgreed : this.opts.windowScale) o.wscale = this.rcvWscale;
     o.sackOk = synAck ? this.sackOk : this.opts.sack;
     const ts = synAck ? this.tsOk : this.opts.timestamps;

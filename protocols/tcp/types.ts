@@ -131,6 +131,11 @@ export interface TcpOptions {
    * made directly without one uses 1460.
    */
   mss: number;
+  /**
+   * MSS we advertise when lower than `mss`, which then caps only what we send: a VIP behind a load
+   * balancer, whose peer's segments come inside its encapsulation while ours leave direct.
+   */
+  advMss?: number;
   /** Receive buffer in bytes (rounded up to a power of two, >= 4096). Default 256 KiB. */
   rcvBuf: number;
   /** Send buffer in bytes (rounded up to a power of two, >= 4096). Default 256 KiB. */

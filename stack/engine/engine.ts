@@ -141,6 +141,8 @@ export class Engine implements NeighborHost, TcpEngine {
   readonly ip6: Ipv6Input;
   /** Encapsulated packets for the VIPs of a VS (stack/ip/decap.ts). */
   readonly decap: Decap;
+  /** TcpEngine: the outer family of the TCP segment being handled when it came encapsulated, else 0. */
+  rxDecapOuter = 0;
   readonly icmp4: Icmp4;
   readonly icmp6: Icmp6;
   /** ICMP echo sockets (ping from a VS). */
@@ -580,6 +582,7 @@ export class Engine implements NeighborHost, TcpEngine {
         const gen = pool.generation(f), mark = dev.out.n;
         let kept: boolean;
         this.rxJ = j;
+        this.rxDecapOuter = m.decap[j]!;
         try {
           kept = this.tcp.input(m.link[j]!, b, m.l4Off[j]!, m.l4Len[j]!, m.srcAddr(j), m.dstAddr(j), mac, now, pool, f);
         } catch (err) {
@@ -589,6 +592,7 @@ export class Engine implements NeighborHost, TcpEngine {
         if (!kept) pool.free(f);
       }
       this.rxJ = -1;
+      this.rxDecapOuter = 0;
       done += n;
     }
   }

@@ -69,6 +69,8 @@ export interface TcpEngine {
   time(): number;
   /** A timer was armed (the runtime must learn its deadline when it came from an application call). */
   timerArmed(): void;
+  /** The outer family (4, 6) of the segment being handled when it came encapsulated to a VIP, else 0. */
+  readonly rxDecapOuter: number;
   /**
    * Routes and sends one TCP segment: `build(b, l4Off)` writes the TCP header + payload at
    * `l4Off` in the frame and returns the L4 length. Reflection (`viaLink`+`viaMac`) for stateless
@@ -321,16 +323,24 @@ export class TcpLayer implements TcpHost {
   }
 
   /**
-   * The MSS a connection from `vs` to `dst` offers: the path MTU less 40 (brought into range: a tiny
-   * link or path MTU must not make the receive path throw), less the load balancer's encapsulation
-   * on a VIP, lowered by an `mss` option.
+   * The MSS of a connection from `vs` to `dst`: the path MTU less 40 (brought into range: a tiny
+   * link or path MTU must not make the receive path throw), lowered by an `mss` option. What it
+   * offers, and the most it sends.
    */
   private mssFor(vs: VirtualServer, dst: IpAddr, src: IpAddr, mark: number, opt: number | undefined): number {
-    let mtu = this.eng.mtuTo(vs, dst, src, mark);
-    // On a VIP, segments come in inside the load balancer's encapsulation: the MSS leaves room for it.
-    // (The path's MTU stands for the load balancer's: both are the VS's links' in a usual setup.)
-    if (vs.vips !== null && vs.vips.has(src)) mtu -= vs.vips.overhead;
-    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(mtu - tcpOverhead(dst)));
+    return Math.min(opt ?? this.defaults.mss ?? Infinity, clampMss(this.eng.mtuTo(vs, dst, src, mark) - tcpOverhead(dst)));
+  }
+
+  /**
+   * The options of a connection whose local end is `local`, with MSS `mss`: on a VIP the MSS
+   * offered leaves room for the load balancer's encapsulation, in which the peer's segments come
+   * (its outer header: the configured overhead, else that of the segment being handled, else the
+   * default), while ours leave direct, up to `mss`.
+   */
+  private withMss(vs: VirtualServer, local: IpAddr, mss: number, opts: Partial<TcpOptions>): Partial<TcpOptions> {
+    const v = vs.vips;
+    if (v === null || !v.has(local)) return { ...opts, mss };
+    return { ...opts, mss, advMss: clampMss(mss - v.overheadFor(this.eng.rxDecapOuter)) };
   }
 
   /**
@@ -494,7 +504,7 @@ export class TcpLayer implements TcpHost {
     e.mark = mark;
     e.via = via; // a link-local peer: through its link (its MAC from the neighbor cache)
     // Bad options (RangeError): the flow taken above goes back.
-    e.conn = this.slotGuard(slot, () => new TcpConnection(this, tuple, { ...this.defaults, ...opts, mss: this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss) }, this.secret, e));
+    e.conn = this.slotGuard(slot, () => new TcpConnection(this, tuple, this.withMss(vs, tuple.localAddr, this.mssFor(vs, tuple.remoteAddr, tuple.localAddr, mark, opts.mss), { ...this.defaults, ...opts }), this.secret, e));
     e.flowSlot = slot;
     this.insert(e);
     this.activeOpens++;
@@ -693,7 +703,9 @@ export class TcpLayer implements TcpHost {
       out.reset();
       out.srcPort = seg.dstPort;
       out.dstPort = seg.srcPort;
-      synCookie.synAckFor(seg, out, tuple, mss, this.secret, now, { ...this.defaults, ...l.opts.tcp });
+      // (The MSS a cookie encodes is the one offered: on a VIP, with room for the encapsulation.)
+      const adv = this.withMss(link.vs, dst, mss, {}).advMss ?? mss;
+      synCookie.synAckFor(seg, out, tuple, adv, this.secret, now, { ...this.defaults, ...l.opts.tcp });
       l.synCookiesSent++;
       tcpState(link.vs).counters.syncookiesSent++;
       const hl = tcpHeaderLen(out);
@@ -710,7 +722,7 @@ export class TcpLayer implements TcpHost {
     e.young = true;
     l.synQueue++;
     l.synYoung++;
-    e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, this.secret, seg, now, e));
+    e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }), this.secret, seg, now, e));
     this.insert(e);
     this.passiveOpens++;
     tcpState(link.vs).counters.passiveOpens++;
@@ -741,7 +753,7 @@ export class TcpLayer implements TcpHost {
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
     const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
-    e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, { ...this.defaults, ...l.opts.tcp, mss }, seg, info, now, e));
+    e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }), seg, info, now, e));
     this.insert(e);
     this.passiveOpens++;
     counters.passiveOpens++;
