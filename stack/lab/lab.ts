@@ -339,9 +339,10 @@ const LAB_CFG_MAGIC = Buffer.from([0xa6, 0xf1, 0xde, 0xc0]);
 
 /**
  * One copy of the VLAN tc object per VLAN id, with the read-only `lab_cfg.vid` (the 4 bytes
- * after LAB_CFG_MAGIC in .rodata) set to `vid`.
+ * after LAB_CFG_MAGIC in .rodata) set to `vid`. Also for tests that move a peer's egress onto
+ * another VLAN (`tc filter del/add dev eth0 egress pref 1 bpf da obj FILE sec classifier/egress`).
  */
-function vlanObjectFor(prefix: string, vid: number): string {
+export function vlanObjectFor(prefix: string, vid: number): string {
   const src = vlanBpfObject();
   let obj: Buffer;
   try {

@@ -483,8 +483,25 @@ export function lbPeerOptions(peer: LabPeer): Pick<LbOptions, 'ifname' | 'vlan' 
 }
 
 /**
+ * The namespace's own kernel also gets the packets to the VIPs (the AF_PACKET socket only reads a
+ * copy) and, with forwarding off, must drop them without a word. IPv4 does (ip_error stays silent
+ * when the interface does not forward); IPv6 does not: a packet it has no route for is answered
+ * with an ICMPv6 Destination Unreachable, no route (RFC 4443 3.1, Linux ip6_pkt_drop), which ends
+ * a client's TCP connection attempt at once (ENETUNREACH in SYN-SENT). A blackhole route per VIP
+ * (both families, alike) makes the kernel discard them silently; the routes stay with the namespace
+ * (`replace`: a later load balancer in it takes them over).
+ */
+async function blackholeVips(ns: string, vips: string[]): Promise<void> {
+  for (const v of vips) {
+    const six = v.includes(':');
+    const r = await nsRun(ns, 'ip', [six ? '-6' : '-4', 'route', 'replace', 'blackhole', `${v}/${six ? 128 : 32}`]);
+    if (r.code !== 0) throw new Error(`load balancer: blackhole route for ${v} in ${ns}: ${r.stderr.trim()}`);
+  }
+}
+
+/**
  * Starts the load balancer in namespace `ns` (GRO off on its interface first, so it never reads
- * merged frames) and resolves once its sockets are up. A LabPeer for `ns` fills interface, VLAN
+ * merged frames; a blackhole route per VIP, so its kernel never answers them) and resolves once its sockets are up. A LabPeer for `ns` fills interface, VLAN
  * and own addresses (explicit options win).
  */
 export async function startLoadBalancer(ns: string | LabPeer, opts: LbOptions): Promise<LoadBalancer> {
@@ -495,6 +512,7 @@ export async function startLoadBalancer(ns: string | LabPeer, opts: LbOptions): 
   if (!Array.isArray(o.services) || o.services.length === 0) throw new Error('load balancer: no services');
   if (!(maxSeconds > 0)) throw new Error(`load balancer: bad maxSeconds ${maxSeconds}`);
   await ethtoolOff(nsName, ifname, ['gro'], ['generic-receive-offload']);
+  await blackholeVips(nsName, o.services.map((s) => s.vip));
   const cfg = { ...o, ifname, maxSeconds };
   const py = new NsPy(nsName, LB_FORWARDER, [JSON.stringify(cfg)], (maxSeconds + 15) * 1000);
   let ready: { line: Record<string, unknown> };
