@@ -13,7 +13,7 @@
  * What is proved: the client's packets reach the VS inside IPIP (RFC 2003), IPv6 in IPv6
  * (RFC 2473) and the mixed kinds, and the replies leave from the VIP straight to the client's MAC,
  * never toward the load balancer; the MSS offered on a VIP leaves room for the encapsulation (the
- * VS's decap.overhead: 40 when a load balancer is IPv6, 20 when all are IPv4) so nothing is
+ * outer header the SYN came in, as no decap.overhead is configured) so nothing is
  * fragmented or refused at the load balancer; a 50 MB echo through it is byte-exact; each VS
  * takes only its own load balancer's traffic; and every hostile encapsulated frame is a counted
  * drop with its reason, delivered to no socket, answered by nothing. Privileged: runs as root
@@ -377,9 +377,10 @@ ptest('through load balancer A to VS a\'s VIPs (4in4, 6in6, 4in6, 6in4): TCP and
   assert.equal(accepted.a.slice(nAccepted), [mapped(VIP.v4), VIP.v6], 'the echo server\'s connections are on the VIPs');
   ALL_VIPS_A.forEach((v, i) => assert.is(udp.get(`a ${v}:${ECHO_PORT}`)!.got - udp0[i]!, sizes.length, `UDP socket on ${v}: every datagram`));
 
-  // MSS offered on a VIP: the link MTU less VS a's overhead (40) less the IP and TCP headers.
-  assert.is(mss[VIP.v4], LINK_MTU - 40 - 20 - 20, 'IPv4 VIP, decap overhead 40: MSS 1420');
-  assert.is(mss[VIP.v6], LINK_MTU - 40 - 40 - 20, 'IPv6 VIP, decap overhead 40: MSS 1400');
+  // MSS offered on a VIP: the link MTU less the outer header the SYN came in (VS a configures no
+  // overhead: IPIP 20, IPv6 in IPv6 40) less the IP and TCP headers.
+  assert.is(mss[VIP.v4], LINK_MTU - 20 - 20 - 20, 'IPv4 VIP over IPIP: MSS 1440');
+  assert.is(mss[VIP.v6], LINK_MTU - 40 - 40 - 20, 'IPv6 VIP over IPv6: MSS 1400');
   mssSeen.a = `${mss[VIP.v4]} (4in4) / ${mss[VIP.v6]} (6in6)`;
 
   // The stack's own view of the wire: what it sent from a VIP went to the client's MAC on VLAN
