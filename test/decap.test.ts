@@ -17,6 +17,8 @@ import type { UdpSocket } from '../stack/api/dgram';
 import { IPPROTO_UDP } from '../protocols/ipv4';
 import { IPPROTO_FRAGMENT } from '../protocols/ipv6';
 import { frag } from './lib/ipv6-frames';
+import { writeNs } from '../protocols/ndp';
+import { parseIp6 } from '../protocols/ip/addr';
 import {
   arpReply, decodeWire, echoRequest, encap, eth, GW_MAC, ipv4, ipv6, LB_MAC, macText, naPacket, udp, udpPacket, Wire,
 } from './lib/decap-frames';
@@ -377,6 +379,31 @@ test('an unknown protocol inside the tunnel, to a VIP: protocol unreachable / Pa
   assert.equal(sent[0]!.icmp!.body.subarray(0, 28), in4.subarray(0, 28));
   assert.equal(sent[1]!.icmp!.body, in6);
   assert.equal(h.drops(), { 'ipv4-unknown-protocol': 1, 'ipv6-unknown-next-header': 1 });
+  assert.is(h.pool.check().held, 0);
+});
+
+test('Neighbor Discovery inside a tunnel (hop limit 255, to a VIP) changes no neighbor entry and is not answered: NDP is link-scoped (RFC 4861 7.1)', async () => {
+  const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`, `${LB6}/128`] });
+  const { s, got } = await echoSocket(h.e, h.vs, 'udp6', 53, VIP6);
+  // The gateway is resolved through the link, as it should be.
+  const first = await viaGateway(h, [tunnelled(LB6, ADDR6, udpPacket(CL6, 40001, VIP6, 53, enc('one')))]);
+  assert.equal(first.sent.map((w) => w.ethDst), [macText(GW_MAC)]);
+  const EVIL = parseMac('02:00:00:00:0e:01');
+  // An advertisement for the gateway's address with another MAC (override), and a solicitation
+  // from the gateway's address carrying another MAC, both with hop limit 255, inside the tunnel.
+  const na = naPacket(GW6, EVIL, VIP6);
+  const nsBody = new Uint8Array(32);
+  const n = writeNs(nsBody, 0, parseIp6(ADDR6), EVIL, parseIp6(GW6), parseIp6(VIP6));
+  const ns = ipv6(GW6, VIP6, 58, nsBody.subarray(0, n));
+  ns[7] = 255;
+  const sent = await h.input([tunnelled(LB6, ADDR6, na), tunnelled(LB4, ADDR4, na), tunnelled(LB6, ADDR6, ns)]);
+  assert.equal(sent, [], 'nothing answered');
+  assert.equal(h.drops(), { 'decap-link-scoped': 3 });
+  // The next reply still goes to the gateway's own MAC.
+  const after = await viaGateway(h, [tunnelled(LB6, ADDR6, udpPacket(CL6, 40002, VIP6, 53, enc('two')))]);
+  assert.equal(after.sent.map((w) => w.ethDst), [macText(GW_MAC)]);
+  assert.equal(got.map((g) => g.data), ['one', 'two']);
+  s.close();
   assert.is(h.pool.check().held, 0);
 });
 
