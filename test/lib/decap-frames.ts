@@ -136,6 +136,8 @@ export interface Wire {
     v: 4 | 6; src: string; dst: string; proto: number; ttl: number; len: number; fragment: boolean; l4: Uint8Array;
     /** IPv4 DF. */
     df: boolean;
+    /** The whole IP packet (what an ICMP error about it quotes). */
+    packet: Uint8Array;
   };
   udp?: { sport: number; dport: number; data: Uint8Array };
   tcp?: { sport: number; dport: number; flags: number; seq: number; ack: number; mss: number; len: number };
@@ -163,12 +165,13 @@ export function decodeWire(raw: Uint8Array): Wire {
     if (d !== Drop.None) throw new Error(`bad IPv4 (${d})`);
     src = h.src; dst = h.dst;
     w.ip = { v: 4, src: addrToString(h.src), dst: addrToString(h.dst), proto: h.proto, ttl: h.ttl, len: h.totalLen, df: h.df,
-      fragment: h.isFragment, l4: raw.slice(h.payloadOff, h.payloadOff + h.payloadLen) };
+      fragment: h.isFragment, l4: raw.slice(h.payloadOff, h.payloadOff + h.payloadLen), packet: raw.slice(e.l3Off, e.l3Off + h.totalLen) };
   } else if (e.etherType === ETH_P_IPV6) {
     const d = decode6(raw)!;
     src = parseIp6(d.src); dst = parseIp6(d.dst);
-    w.ip = { v: 6, src: d.src, dst: d.dst, proto: d.nh, ttl: d.hop, len: 40 + ((raw[e.l3Off + 4]! << 8) | raw[e.l3Off + 5]!), df: false,
-      fragment: d.frag !== null && (d.frag.offset !== 0 || d.frag.more), l4: d.l4 };
+    const len = 40 + ((raw[e.l3Off + 4]! << 8) | raw[e.l3Off + 5]!);
+    w.ip = { v: 6, src: d.src, dst: d.dst, proto: d.nh, ttl: d.hop, len, df: false,
+      fragment: d.frag !== null && (d.frag.offset !== 0 || d.frag.more), l4: d.l4, packet: raw.slice(e.l3Off, e.l3Off + len) };
   } else {
     return w;
   }
