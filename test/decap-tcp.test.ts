@@ -374,6 +374,22 @@ test('UDP and ping to a VIP through the load balancer, from the peer\'s own sock
   w.stack.close();
 });
 
+test('TCP from the VS to its own VIP stays inside the VS (both families): byte-exact, nothing on the wire', async () => {
+  const w = dsr();
+  await w.run(() => false, 10_000);
+  for (const vip of [VIP4, VIP6]) {
+    const mark = w.fromStack.length;
+    let at = Buffer.alloc(0);
+    w.stack.vs('a').createServer((s: Socket) => { s.on('data', (d: Buffer) => { at = Buffer.concat([at, d]); }); }).listen(9000, vip);
+    const data = pattern(100_000, 7);
+    const c = w.stack.vs('a').net.connect(9000, vip, () => c.end(data));
+    assert.ok(await w.run(() => at.length === data.length, 5_000_000), `${vip}: ${at.length} bytes`);
+    assert.is(sha(at), sha(data));
+    assert.equal(w.fromStack.slice(mark).filter((x) => x.ip !== undefined && x.ip.dst === vip || x.ip?.src === vip), []);
+  }
+  w.stack.close();
+});
+
 test('listen on a VIP works; listen on an address that is neither an interface address nor a VIP is EADDRNOTAVAIL', async () => {
   const w = dsr();
   const events: string[] = [];

@@ -521,6 +521,27 @@ test('UDP to a VIP port without a socket: port unreachable from the VIP to the c
   }
 });
 
+test('the VS sending to its own VIP: delivered inside the VS (as to its own address), nothing on the wire', async () => {
+  const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`] });
+  const got: string[] = [];
+  const a = h.e.createUdpSocket(h.vs, { type: 'udp4' });
+  const a6 = h.e.createUdpSocket(h.vs, { type: 'udp6' });
+  a.on('message', (m: Buffer, r) => got.push(`${m} from ${r.address}`));
+  a6.on('message', (m: Buffer, r) => got.push(`${m} from ${r.address}`));
+  a.bind(53, VIP4);
+  a6.bind(53, VIP6);
+  const b = h.e.createUdpSocket(h.vs, { type: 'udp4' });
+  const b6 = h.e.createUdpSocket(h.vs, { type: 'udp6' });
+  await tick();
+  b.send('four', 53, VIP4);
+  b6.send('six', 53, VIP6);
+  const sent = await h.input([]);
+  assert.equal(got.sort(), [`four from ${VIP4}`, `six from ${VIP6}`]);
+  assert.equal(sent, [], 'nothing to the gateway or the load balancer');
+  for (const s of [a, a6, b, b6]) s.close();
+  assert.is(h.pool.check().held, 0);
+});
+
 test('bind on a VIP works (both families); bind on an address that is neither an interface address nor a VIP is EADDRNOTAVAIL', async () => {
   const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`] });
   for (const [type, addr] of [['udp4', VIP4], ['udp6', VIP6]] as const) {
