@@ -13,7 +13,7 @@ import { ConfigError, StackConfig, validateConfig } from '../stack/control/confi
 import { handleRequest } from '../stack/control/control';
 import { createStack, Stack } from '../stack/stack';
 import { VirtualClock } from './lib/virtual-loop';
-import { decodeWire, encap, eth, LB_MAC, udpPacket, Wire } from './lib/decap-frames';
+import { decodeWire, encap, eth, LB_MAC, naPacket, udpPacket, Wire } from './lib/decap-frames';
 
 const VIP4 = '198.51.100.10', VIP6 = '2001:db8::10';
 const CL4 = '203.0.113.7', CL6 = '2001:db8:c::7';
@@ -205,7 +205,8 @@ test('runtime: vip.add / vip.del / decap.set through the control requests, each 
   assert.is(r.req({ cmd: 'vip.add', vs: 'a', addr: VIP4 }), null);
   assert.is(r.req({ cmd: 'vip.add', vs: 'a', addr: VIP6 }), null);
   assert.is(r.req({ cmd: 'decap.set', vs: 'a', from: ['10.1.1.100/32'] }), null);
-  const before = JSON.stringify(show());
+  const state = () => JSON.stringify([show(), r.req({ cmd: 'show', kind: 'links' }), r.req({ cmd: 'show', kind: 'addresses' })]);
+  const before = state();
   assert.equal(show().map((x) => [x.vips, x.from, x.overhead, x.overheadDefault]), [[[VIP4, VIP6], ['10.1.1.100/32'], 20, true]]);
   const refusals: [Record<string, unknown>, RegExp][] = [
     [{ cmd: 'vip.add', vs: 'a', addr: VIP4 }, /already a VIP of virtual server 'a'/],
@@ -228,11 +229,12 @@ test('runtime: vip.add / vip.del / decap.set through the control requests, each 
     // An interface address that is a VIP: the load balancer answers ARP/NDP for it, the VS must not.
     [{ cmd: 'address.add', vs: 'a', link: 'm0.10', cidr: `${VIP4}/24` }, /is a VIP of virtual server 'a'/],
     [{ cmd: 'address.add', vs: 'a', link: 'm0.10', cidr: `${VIP6}/64` }, /is a VIP of virtual server 'a'/],
+    [{ cmd: 'link.add', vs: 'a', device: 'm0', vlan: 30, addresses: [`${VIP4}/24`] }, /is a VIP of virtual server 'a'/],
   ];
   for (const [req, re] of refusals) {
     const msg = r.refused(req);
     assert.match(msg, re, `${JSON.stringify(req)}: ${msg}`);
-    assert.is(JSON.stringify(show()), before, `${JSON.stringify(req)} changed nothing`);
+    assert.is(state(), before, `${JSON.stringify(req)} changed nothing`);
   }
   // Another VS may take the same VIP (its own load balancer, its own outer address).
   assert.is(r.req({ cmd: 'vip.add', vs: 'b', addr: VIP4 }), null);
@@ -262,12 +264,14 @@ test('runtime: show vips counts what came through the tunnel (decapsulated, refu
     tunnelTo(r, '10.1.1.100', '10.1.1.1', CL4, '10.1.1.1'),
     eth(10, macA(r), LB_MAC, encap('10.1.1.100', '10.1.1.1', encap(CL4, VIP4, udpPacket(CL4, 1, VIP4, 53, new Uint8Array(4))))),
     eth(10, macA(r), LB_MAC, encap('10.1.1.100', '10.1.1.1', new Uint8Array(10), { proto: 4 })),
+    // Neighbor Discovery inside the tunnel: taken off, then refused (link-scoped).
+    eth(10, macA(r), LB_MAC, encap('fd00:1::100', 'fd00:1::1', naPacket('fd00:1::fe', LB_MAC, VIP6))),
   ]);
   assert.is(got, 3);
   const row = (r.req({ cmd: 'show', kind: 'vips' }) as VipRow[]).find((x) => x.vs === 'a')!;
   assert.equal({ decapsulated: row.decapsulated, refusedSource: row.refusedSource, refusedVip: row.refusedVip, drops: row.drops }, {
-    decapsulated: 3, refusedSource: 1, refusedVip: 2,
-    drops: { total: 5, reasons: { 'decap-source-refused': 1, 'decap-not-vip': 2, 'decap-nested': 1, 'decap-bad-inner': 1 } },
+    decapsulated: 4, refusedSource: 1, refusedVip: 2,
+    drops: { total: 6, reasons: { 'decap-source-refused': 1, 'decap-not-vip': 2, 'decap-nested': 1, 'decap-bad-inner': 1, 'decap-link-scoped': 1 } },
   });
   // The same counts in the VS's counters; cleared with them.
   const c = r.req({ cmd: 'show', kind: 'counters', vs: 'a' }) as { vs: { vs: string; drops: { reasons: Record<string, number> } }[] };
