@@ -26,7 +26,7 @@ import { addrToString, parseAddr } from '../protocols/ip/addr';
 import { TH_ACK, TH_SYN } from '../protocols/tcp/types';
 import type { TcpConnection } from '../protocols/tcp/connection';
 import { VirtualClock } from './lib/virtual-loop';
-import { decodeWire, echoRequest, encap, eth, icmpError, LB_MAC, macText, tapWire, udpPacket, Wire } from './lib/decap-frames';
+import { echoRequest, encap, eth, icmpError, LB_MAC, macText, tapWire, Wire } from './lib/decap-frames';
 
 const VIP4 = '198.51.100.10', VIP6 = '2001:db8::10';
 const CL4 = '203.0.113.7', CL6 = '2001:db8:c::7';
@@ -143,9 +143,6 @@ function ip6Text(b: Uint8Array, off: number): string {
 }
 
 const PEER_MAC = (w: Dsr) => macText(w.link.b.mac);
-
-/** The VS's frames that carry IP, other than to/from the peer's interface address (neighbor traffic aside). */
-const ipFrom = (w: Dsr, src: string) => w.fromStack.filter((x) => x.ip?.src === src);
 
 /** Nothing the VS sent went to the load balancer (its MAC or its address), nor asked for it. */
 function neverToLoadBalancer(w: Dsr): void {
