@@ -1,7 +1,8 @@
 /**
- * Tunnelled packets for the VIP tests: IPv4 and IPv6 packets built from text addresses, wrapped
- * in an outer IPv4 (RFC 2003: protocol 4 for IPv4 inside, 41 for IPv6 inside) or IPv6 header
- * (RFC 2473: next header 41 for IPv6 inside, 4 for IPv4 inside), put in an Ethernet frame; and a
+ * What the VIP tests add to test/lib/encap-frames.ts (the one builder of tunnel packets, used
+ * here for the outer header and the Ethernet frame): packets from text addresses with the few
+ * things those tests need (inner IPv4 fragments, ICMP echo and errors, ARP replies and Neighbor
+ * Advertisements from a gateway, an IPv6 tunnel header followed by extension headers), and a
  * decoder of what a host transmits (ARP, IPv4 and IPv6, with the UDP, TCP and ICMP parts checked).
  */
 import { parseMac } from '../../driver/types';
@@ -19,6 +20,7 @@ import { TcpHeader } from '../../protocols/tcp';
 import { Drop } from '../../protocols/drop';
 import { UdpHeader, writeUdp } from '../../protocols/udp';
 import { Ext, packet } from './ipv6-frames';
+import { encapsulate, ethFrame } from './encap-frames';
 import { decode6 } from './engine6';
 
 /** The load balancer's MAC (no frame of the VS may ever go there) and the gateway's. */
@@ -89,24 +91,23 @@ export function icmpError(src: string, dst: string, type: number, code: number, 
 }
 
 /**
- * `inner` (an IP packet) inside an outer header from `outerSrc` to `outerDst`: IPv4 outer with
- * protocol 4 (IPv4 inside) or 41 (IPv6 inside), IPv6 outer with next header 4 or 41 after `exts`.
- * `proto` forces the protocol number (for mismatch tests); `flagsFrag` the outer IPv4 flags.
+ * `inner` (an IP packet) inside an outer header from `outerSrc` to `outerDst` (encap-frames'
+ * `encapsulate`: IPv4 outer with protocol 4 for IPv4 inside or 41 for IPv6, IPv6 outer with next
+ * header 4 or 41). `proto` forces the protocol number (for mismatch tests); `flagsFrag` makes the
+ * outer IPv4 header a fragment (MF and the offset in 8-byte units); `exts`: raw extension headers
+ * between an outer IPv6 header and what it carries.
  */
 export function encap(outerSrc: string, outerDst: string, inner: Uint8Array,
   o: { proto?: number; flagsFrag?: number; exts?: Ext[]; id?: number } = {}): Uint8Array {
-  const proto = o.proto ?? ((inner[0]! >>> 4) === 4 ? 4 : 41);
-  if (v6(outerSrc)) return ipv6(outerSrc, outerDst, proto, inner, o.exts ?? []);
-  return ipv4(outerSrc, outerDst, proto, inner, { flagsFrag: o.flagsFrag, id: o.id });
+  if (o.exts?.length) return ipv6(outerSrc, outerDst, o.proto ?? ((inner[0]! >>> 4) === 4 ? 4 : 41), inner, o.exts);
+  const ff = o.flagsFrag ?? 0;
+  const fragment = ff & 0x3fff ? { offset: (ff & 0x1fff) << 3, more: (ff & 0x2000) !== 0 } : undefined;
+  return encapsulate({ src: outerSrc, dst: outerDst, proto: o.proto, id: o.id, fragment }, inner);
 }
 
 /** An Ethernet frame (tagged `vlan`, or untagged when -1) carrying the IP packet `l3`. */
 export function eth(vlan: number, dst: Uint8Array, src: Uint8Array, l3: Uint8Array): Uint8Array {
-  const hl = vlan >= 0 ? 18 : 14;
-  const f = new Uint8Array(hl + l3.length);
-  writeEth(f, 0, dst, 0, src, 0, (l3[0]! >>> 4) === 6 ? ETH_P_IPV6 : ETH_P_IPV4, vlan);
-  f.set(l3, hl);
-  return f;
+  return ethFrame(l3, { dst, src, vlan: vlan >= 0 ? vlan : undefined });
 }
 
 /** An ARP reply from (mac, ip) to (tha, tpa). */
