@@ -120,6 +120,7 @@ export const enum Drop {
   DecapNested, // encapsulated inside an encapsulated packet: one level only
   DecapFragmented, // the outer packet is a fragment: load balancers send whole packets (the MSS leaves room)
   DecapBadInner, // the inner packet is shorter than its header or not of the version the outer header names
+  DecapLinkScoped, // decapsulated Neighbor Discovery or MLD: link-scoped (RFC 4861 7.1, RFC 3810), never taken from a tunnel
   Count,
 }
 
@@ -154,6 +155,7 @@ export const DROP_NAMES: readonly string[] = [
   'shard-ring-full', 'shard-not-forwardable', 'shard-flow-taken',
   'icmp-echo-no-socket',
   'decap-source-refused', 'decap-not-vip', 'decap-nested', 'decap-fragmented', 'decap-bad-inner',
+  'decap-link-scoped',
 ];
 
 export function dropName(d: Drop): string {

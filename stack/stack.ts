@@ -796,7 +796,7 @@ function vipRow(v: VirtualServer): Record<string, unknown> {
   };
 }
 
-const DECAP_DROPS: readonly Drop[] = [Drop.DecapSourceRefused, Drop.DecapNotVip, Drop.DecapNested, Drop.DecapFragmented, Drop.DecapBadInner];
+const DECAP_DROPS: readonly Drop[] = [Drop.DecapSourceRefused, Drop.DecapNotVip, Drop.DecapNested, Drop.DecapFragmented, Drop.DecapBadInner, Drop.DecapLinkScoped];
 
 /** A driver's counts that `show counters` reports. */
 interface DriverCounts { drops: Record<string, number>; losses: number; xdp?: Record<string, number> }

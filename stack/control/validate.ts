@@ -381,7 +381,11 @@ export function checkVip(c: Checker, a: unknown, p: string, vs: string, links: r
     return undefined;
   }
   if (!isUsableUnicast(v)) { c.fail(p, `${a} is not a usable unicast address`); return undefined; }
-  if (typeof v !== 'number' && isLinkLocal6(v)) { c.fail(p, `${a} is link-local: a VIP is reached through a load balancer, so it is global`); return undefined; }
+  // IPv4 169.254/16 (RFC 3927) as IPv6 fe80::/10: never forwarded by a router, so never a VIP.
+  if (typeof v === 'number' ? (v >>> 16) === 0xa9fe : isLinkLocal6(v)) {
+    c.fail(p, `${a} is link-local: a VIP is reached through a load balancer, so it is global`);
+    return undefined;
+  }
   if (taken.some((x) => addrEq(x, v))) { c.fail(p, `${addrToString(v)} is already a VIP of virtual server '${vs}'`); return undefined; }
   for (const l of links) {
     if (l.addrs.some((x) => addrEq(x.addr, v))) {

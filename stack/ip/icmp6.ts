@@ -53,6 +53,7 @@ const ND_LAST = 137;
 const ND_ROUTER_ADVERT = 134;
 const ND_REDIRECT = 137;
 const MLD_QUERY = 130;
+const MLDV2_REPORT = 143;
 
 export class Icmp6 {
   private readonly icmp = new Icmp6Packet();
@@ -73,6 +74,11 @@ export class Icmp6 {
     const d = icmp.parse(b, off, len, l3 + 8, l3 + 24);
     if (d !== Drop.None) return m.drop(j, d);
     const type = icmp.type;
+    // Neighbor Discovery and MLD concern the link they arrive on (RFC 4861 7.1: hop limit 255, so
+    // no router forwarded them). From inside a tunnel they did not arrive on it: a load balancer
+    // passes on whatever is sent to a VIP, and an advertisement taken here would rewrite the
+    // VS's neighbor entries (its gateway's MAC) on the word of anyone who can reach the VIP.
+    if (m.decap[j] && ((type >= MLD_QUERY && type <= ND_LAST) || type === MLDV2_REPORT)) return m.drop(j, Drop.DecapLinkScoped);
     if (type >= ND_FIRST && type <= ND_LAST) {
       if (type === ND_ROUTER_ADVERT) return m.drop(j, Drop.NdpRouterAdvert); // servers are configured statically
       // RFC 4861 7.1.1/7.1.2: a hop limit below 255 means the message crossed a router.

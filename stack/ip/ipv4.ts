@@ -75,6 +75,8 @@ export class Ipv4Input {
       }
     } else {
       link = grp.addrs.get(ip.dst | 0);
+      // The VS to one of its own VIPs, looped back (output.ts ownLink): not from the wire.
+      if (!link && this.eng.inLoopback && link0.vs.isVip(ip.dst)) link = link0;
       if (!link) {
         link = grp.bcast.get(ip.dst | 0);
         bcast = 1;

@@ -104,8 +104,13 @@ export class Ipv6Input {
         multicast = 1;
       } else {
         link = grp.find6At(b, dOff);
+        const vip = link || !this.eng.inLoopback || link0.vs.vips === null ? undefined : link0.vs.vips.v6.get6At(b, dOff);
         if (link) {
           dst = grp.lastKey6!; // our own address's value: nothing allocated per packet
+        } else if (vip !== undefined) {
+          // The VS to one of its own VIPs, looped back (output.ts ownLink): not from the wire.
+          link = link0;
+          dst = vip;
         } else {
           const t = grp.tentative6.get6At(b, dOff);
           // To a tentative address only NDP may come (DAD): a unicast NS for it is a neighbor's

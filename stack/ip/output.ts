@@ -154,7 +154,8 @@ export class IpOutput {
 
   /**
    * The link of `vs` that has address `addr`, if any: traffic to it stays inside the VS. One probe
-   * of the address index per link of the VS (never a scan of its addresses).
+   * of the address index per link of the VS (never a scan of its addresses). For a VIP of the VS:
+   * its first link.
    */
   ownLink(vs: VirtualServer, addr: IpAddr): Link | null {
     const links = vs.links;
@@ -165,6 +166,10 @@ export class IpOutput {
       const owner = typeof addr === 'number' ? g.addrs.get(addr | 0) : g.addrs6.get(addr);
       if (owner !== undefined && owner.vs === vs) return owner;
     }
+    // A VIP is the VS's own too: what the VS sends to one of its VIPs stays inside (looped back
+    // through its first link, a VIP belonging to none), as Linux delivers to an address of `lo`.
+    // On the wire it would go to the load balancer, which may give it to another server.
+    if (vs.vips !== null && vs.vips.has(addr)) return vs.links[0] ?? null;
     return null;
   }
 
