@@ -193,6 +193,9 @@ test('TCP to an IPv4 VIP through an IPIP load balancer: handshake, SYN-ACK and d
   assert.ok(segs.length > 100);
   assert.ok(segs.every((x) => x.ip!.src === VIP4 && x.ip!.dst === CL4 && x.ethDst === PEER_MAC(w)));
   neverToLoadBalancer(w);
+  // Ours leave direct, not in the tunnel: they may fill the path (RFC 9293 3.7.1: the send MSS is
+  // the peer's MSS and the path's, not the smaller one we offered).
+  assert.is(Math.max(...segs.map((x) => x.ip!.len)), 1500, 'full-sized segments from the VIP fill the link');
   // Every segment of the client came through the tunnel, none larger than the link.
   const tunnelled = w.toStack.filter((x) => x.ip?.proto === 4);
   assert.ok(tunnelled.length > 200);
@@ -210,6 +213,7 @@ const MSS_CASES: { name: string; outer: 4 | 6; vip: string; decap: { from: strin
   { name: 'IPv6 VIP, IPv4 load balancer (default overhead 20)', outer: 4, vip: VIP6, decap: { from: [`${LB4}/32`] }, mss: 1500 - 20 - 60 },
   { name: 'IPv6 VIP, an IPv6 load balancer among the others (default overhead 40)', outer: 6, vip: VIP6, decap: { from: [`${LB4}/32`, `${LB6}/128`] }, mss: 1500 - 40 - 60 },
   { name: 'IPv4 VIP, IPv6 load balancer (default overhead 40)', outer: 6, vip: VIP4, decap: { from: [`${LB6}/128`] }, mss: 1500 - 40 - 40 },
+  { name: 'IPv4 VIP, load balancers of both families, the SYN in IPIP (its outer header, 20)', outer: 4, vip: VIP4, decap: { from: [`${LB4}/32`, `${LB6}/128`] }, mss: 1500 - 20 - 40 },
   { name: 'IPv4 VIP, IPv4 load balancer, overhead 100 configured', outer: 4, vip: VIP4, decap: { from: [`${LB4}/32`], overhead: 100 }, mss: 1500 - 100 - 40 },
   { name: 'IPv6 VIP, IPv6 load balancer adding a Tunnel Encapsulation Limit option (RFC 2473 5.1), overhead 48 configured', outer: 6, vip: VIP6,
     decap: { from: [`${LB6}/128`], overhead: 48 }, mss: 1500 - 48 - 60, encapLimit: true },
