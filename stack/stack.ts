@@ -164,7 +164,7 @@ export class VsHandle {
   /**
    * Where encapsulated traffic for the VIPs is taken from: the load balancers' source prefixes
    * (CIDR; an empty list takes none), and the bytes their encapsulation adds (the MSS offered on
-   * a VIP leaves room for them; default 20 when every prefix is IPv4, else 40).
+   * a VIP leaves room for them; default: the outer header the SYN came in, 20 or 40).
    */
   setDecap(spec: DecapConfig): void {
     this.engine.setDecap(this.raw, spec);

@@ -258,8 +258,8 @@ must be to a VIP, is taken in; from anywhere else they are dropped and counted
 (decap-source-refused in 'xdpstack show vips').
   --from CIDR,...  the load balancers' prefixes (no host bits set)
   --overhead N     bytes their encapsulation adds, 0..512: the MSS offered on a connection to a
-                   VIP is lowered by N (default, also when left out here: 20 when every prefix is
-                   IPv4, else 40)`;
+                   VIP is lowered by N (default, also when left out here: the outer header the
+                   connection's SYN came in, 20 for IPv4 or 40 for IPv6)`;
 
 const DECAP_CLEAR_USAGE = `Usage: xdpstack decap clear --vs NAME [--name STACK | --socket PATH]
 

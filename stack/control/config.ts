@@ -105,7 +105,7 @@ export interface VsConfig {
 
 export interface DecapConfig {
   from: string[];
-  /** Bytes the load balancer's encapsulation adds (0..512); default 20 when every `from` is IPv4, else 40. */
+  /** Bytes the load balancer's encapsulation adds (0..512); default: the outer header the SYN came in (20 or 40). */
   overhead?: number;
 }
 

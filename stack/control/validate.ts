@@ -405,7 +405,7 @@ export interface ParsedDecap {
 /**
  * A VS's `decap` object: `from`, the source prefixes (CIDR, either family) of the load balancers
  * it takes encapsulated traffic from (an empty list takes none), and `overhead`, the bytes their
- * encapsulation adds (0..512; default 20 when every prefix is IPv4, else 40).
+ * encapsulation adds (0..512; default: the outer header the SYN came in, 20 or 40).
  */
 export function checkDecap(c: Checker, d: unknown, p: string): ParsedDecap | undefined {
   if (!c.isObject(d, p)) return undefined;
