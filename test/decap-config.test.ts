@@ -226,6 +226,11 @@ test('runtime: vip.add / vip.del / decap.set through the control requests, each 
     [{ cmd: 'decap.set', vs: 'a', from: ['10.1.1.100/32'], overhead: -1 }, /overhead/],
     [{ cmd: 'decap.set', vs: 'a', from: '10.1.1.100/32' }, /from/],
     [{ cmd: 'decap.set', vs: 'a' }, /from/],
+    // Tunnels from anyone: an open relay for the VIPs.
+    [{ cmd: 'decap.set', vs: 'a', from: ['0.0.0.0/0'] }, /from\[0\]: 0\.0\.0\.0\/0 would take tunnels from anyone/],
+    [{ cmd: 'decap.set', vs: 'a', from: ['10.1.1.100/32', '::/0'] }, /from\[1\]: ::\/0 would take tunnels from anyone/],
+    // A key the config file refuses is refused here too (one validator).
+    [{ cmd: 'decap.set', vs: 'a', from: ['10.1.1.100/32'], overhed: 20 }, /unknown key 'overhed'/],
     // An interface address that is a VIP: the load balancer answers ARP/NDP for it, the VS must not.
     [{ cmd: 'address.add', vs: 'a', link: 'm0.10', cidr: `${VIP4}/24` }, /is a VIP of virtual server 'a'/],
     [{ cmd: 'address.add', vs: 'a', link: 'm0.10', cidr: `${VIP6}/64` }, /is a VIP of virtual server 'a'/],

@@ -62,7 +62,7 @@ import type { Stack } from '../stack';
 import type { StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
-import { DECAP_KEYS, LINK_KEYS, RULE_KEYS } from './validate';
+import { LINK_KEYS, RULE_KEYS } from './validate';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -568,8 +568,9 @@ export function handleRequest(st: Stack, req: Request): unknown {
     }
     case 'decap.set': {
       // Shape and values are the validator's (checkDecap), as a config file's `decap`.
+      // Every field but the request's own goes to the validator: an unknown key is refused, as in a file.
       const spec: Record<string, unknown> = {};
-      for (const k of DECAP_KEYS) if (req[k] !== undefined && req[k] !== null) spec[k] = req[k];
+      for (const [k, v] of Object.entries(req)) if (k !== 'cmd' && k !== 'vs' && v !== undefined && v !== null) spec[k] = v;
       st.vs(str(req, 'vs')!).setDecap(spec as never);
       return null;
     }

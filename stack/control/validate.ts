@@ -417,6 +417,7 @@ export function checkDecap(c: Checker, d: unknown, p: string): ParsedDecap | und
     const fp = join(join(p, 'from'), i);
     const r = cidr(c, x, fp);
     if (!r) { ok = false; return; }
+    if (r.prefixLen === 0) { c.fail(fp, `${String(x)} would take tunnels from anyone (an open relay for the VIPs): list the load balancers' prefixes`); ok = false; return; }
     const net = maskAddr(r.addr, r.prefixLen);
     if (!addrEq(net, r.addr)) { c.fail(fp, `${String(x)} has host bits set (did you mean ${addrToString(net)}/${r.prefixLen}?)`); ok = false; return; }
     if (out.from.some((y) => y.prefixLen === r.prefixLen && addrEq(y.addr, net))) { c.fail(fp, `${String(x)} is listed twice`); ok = false; return; }
