@@ -142,7 +142,11 @@ export class Icmp4 {
     hdr[4] = dg[4]!; hdr[5] = dg[5]!; hdr[6] = dg[6]!; hdr[7] = dg[7]!;
     const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8)));
     hdr[2] = c >>> 8; hdr[3] = c & 0xff;
-    this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
+    try {
+      this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMP, tos, hdr, 8, dg, 8, dg.length - 8, false, 0);
+    } catch {
+      // No route back (a VIP's reply is routed) or no frame: counted by the output path.
+    }
   }
 
   /**

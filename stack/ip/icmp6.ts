@@ -126,6 +126,8 @@ export class Icmp6 {
       for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
       try {
         this.eng.out.emit(link.vs, link, this.mac, dst, src, IPPROTO_ICMPV6, 0, hdr, 8, b, off + 8, len - 8, false, 0);
+      } catch {
+        // No route back (a VIP's reply is routed) or no frame: counted by the output path.
       } finally {
         m.free(j);
       }
@@ -163,7 +165,11 @@ export class Icmp6 {
     hdr[4] = dg[4]!; hdr[5] = dg[5]!; hdr[6] = dg[6]!; hdr[7] = dg[7]!;
     const c = fold(sum16(dg, 8, dg.length - 8, sum16(hdr, 0, 8, pseudoSum6(dst, src, IPPROTO_ICMPV6, dg.length))));
     hdr[2] = c >>> 8; hdr[3] = c & 0xff;
-    this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMPV6, 0, hdr, 8, dg, 8, dg.length - 8, false, 0);
+    try {
+      this.eng.out.emit(link.vs, link, peerMac, dst, src, IPPROTO_ICMPV6, 0, hdr, 8, dg, 8, dg.length - 8, false, 0);
+    } catch {
+      // No route back (a VIP's reply is routed) or no frame: counted by the output path.
+    }
   }
 
   /**
