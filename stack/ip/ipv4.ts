@@ -27,6 +27,8 @@ export interface Ipv4Host {
   readonly decap: Decap;
   /** Set while the VS's own looped-back frames go through input. */
   readonly inLoopback: boolean;
+  /** Shards: set while frames another shard handed over go through input (counted there already). */
+  readonly forwardedIn: boolean;
   groupOf(link: Link): LinkGroup | null;
   /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
@@ -95,7 +97,8 @@ export class Ipv4Input {
       return 0;
     }
     m.link[j] = link;
-    if (inner) link.decapsulated++;
+    // (A frame another shard handed over was counted by the shard it came to off the wire.)
+    if (inner) { if (!this.eng.forwardedIn) link.decapsulated++; }
     // IPIP / IPv6 in IPv4 to a VS that serves VIPs (one that does not: an unknown protocol, below).
     else if (!bcast && isEncapsulation(ip.proto) && link.vs.vips !== null) {
       return this.eng.decap.input(m, j, link, ip.src, 4, ip.proto, ip.payloadOff, ip.payloadLen, ip.mf || ip.fragOff !== 0);

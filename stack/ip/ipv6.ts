@@ -29,6 +29,8 @@ export interface Ipv6Host {
   readonly udp: UdpLayer;
   readonly decap: Decap;
   readonly inLoopback: boolean;
+  /** Shards: set while frames another shard handed over go through input (counted there already). */
+  readonly forwardedIn: boolean;
   groupOf(link: Link): LinkGroup | null;
   /** Shards: true when frame `j`, a fragment, was handed to the shard reassembling its datagram. */
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
@@ -167,7 +169,7 @@ export class Ipv6Input {
         m.drop(j, Drop.DecapNested);
         return 0;
       }
-      link!.decapsulated++;
+      if (!this.eng.forwardedIn) link!.decapsulated++; // (a frame handed over by another shard was counted there)
     } else if (isEncapsulation(nh0) && !multicast && link!.vs.vips !== null) {
       // IPv6 / IPv4 in IPv6 to a VS that serves VIPs (one that does not: an unknown next header, below).
       return this.eng.decap.input(m, j, link!, src, 6, nh0, ip.l4Off, ip.l4Len, ip.isFragment && !ip.atomic);
