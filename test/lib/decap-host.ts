@@ -2,7 +2,8 @@
  * One engine with a VS serving VIPs behind a load balancer, fed frames directly (no runtime): for
  * regression tests of decapsulation. VS 't' on VLAN 10 of eth0: 10.1.1.1/24 and fd00:1::1/64,
  * VIPs 198.51.100.10 and 2001:db8::10, load balancers 10.1.1.100 and fd00:1::100; default routes
- * through 10.1.1.254 and fd00:1::fe unless `routes` is false.
+ * through 10.1.1.254 and fd00:1::fe unless `routes` is false. With `second`: a second link on VLAN
+ * 20 (10.2.2.1/24, MAC VS2_MAC).
  */
 import { Burst, parseMac } from '../../driver/types';
 import { FramePool } from '../../umem/pool';
@@ -11,6 +12,7 @@ import type { VirtualServer } from '../../stack/vs';
 import { decodeWire, encap, eth, LB_MAC, Wire } from './decap-frames';
 
 export const VS_MAC = parseMac('02:00:00:00:01:01');
+export const VS2_MAC = parseMac('02:00:00:00:02:01');
 export const ADDR4 = '10.1.1.1', ADDR6 = 'fd00:1::1';
 export const LB4 = '10.1.1.100', LB6 = 'fd00:1::100';
 export const VIP4 = '198.51.100.10', VIP6 = '2001:db8::10';
@@ -28,7 +30,7 @@ export interface DecapHost {
   drops(): Record<string, number>;
 }
 
-export function decapHost(o: { routes?: boolean } = {}): DecapHost {
+export function decapHost(o: { routes?: boolean; second?: boolean } = {}): DecapHost {
   const pool = new FramePool({ frameSize: 2048, frameCount: 256 });
   const logs: string[] = [];
   const e = new Engine({ ndp: { dadTransmits: 0 }, log: (m) => { logs.push(m); } });
@@ -37,6 +39,10 @@ export function decapHost(o: { routes?: boolean } = {}): DecapHost {
   e.addLink(vs, { device: 'eth0', vlan: 10, mac: VS_MAC });
   e.addAddress(vs, 'eth0.10', `${ADDR4}/24`);
   e.addAddress(vs, 'eth0.10', `${ADDR6}/64`);
+  if (o.second) {
+    e.addLink(vs, { device: 'eth0', vlan: 20, mac: VS2_MAC });
+    e.addAddress(vs, 'eth0.20', '10.2.2.1/24');
+  }
   if (o.routes !== false) {
     e.addRoute(vs, { dst: 'default', via: '10.1.1.254' });
     e.addRoute(vs, { dst: '::/0', via: 'fd00:1::fe' });
