@@ -7,7 +7,7 @@ import { Drop } from '../../protocols/drop';
 import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
 import type { RxDatagram, RxMeta } from '../engine/meta';
-import type { Link } from '../vs';
+import type { Link, VirtualServer } from '../vs';
 
 import type { Ipv4Reassembler } from '../../protocols/reassembly';
 import type { LinkGroup } from '../link/demux';
@@ -91,8 +91,10 @@ export class Ipv4Input {
     }
     // A datagram from the wire that claims one of our own addresses as its source is spoofed or
     // looped (Linux: a martian source); answering it would talk to ourselves. Only the VS's own
-    // loopback carries such datagrams. (Nor a VIP of the VS, from inside a tunnel.)
-    if (!this.eng.inLoopback && (grp.addrs.has(ip.src | 0) || (inner && link.vs.isVip(ip.src)))) {
+    // loopback carries such datagrams. (Nor a VIP of the VS, from inside a tunnel; nor, from inside
+    // a tunnel, a subnet broadcast address of the VS (RFC 1122 3.2.1.3): what the VS answers from
+    // a VIP is routed, so it would go to that broadcast, onto the VS's own segment.)
+    if (!this.eng.inLoopback && (grp.addrs.has(ip.src | 0) || (inner && (link.vs.isVip(ip.src) || this.broadcastOf(link.vs, ip.src))))) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }
@@ -136,6 +138,13 @@ export class Ipv4Input {
     if (!bcast) this.eng.icmp4.errorFor(m, j, ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH, 0);
     m.drop(j, Drop.Ipv4UnknownProtocol);
     return 0;
+  }
+
+  /** Whether `a` is the subnet broadcast address of a link of `vs` (where a datagram routed to it goes to every host). */
+  private broadcastOf(vs: VirtualServer, a: number): boolean {
+    const links = vs.links;
+    for (let i = 0; i < links.length; i++) if (this.eng.out.isBroadcast(links[i]!, a)) return true;
+    return false;
   }
 
   /** A reassembled datagram (the payload of the IP packet in `dg`, which the reassembler reuses). */
