@@ -3,7 +3,8 @@
  * regression tests of decapsulation. VS 't' on VLAN 10 of eth0: 10.1.1.1/24 and fd00:1::1/64,
  * VIPs 198.51.100.10 and 2001:db8::10, load balancers 10.1.1.100 and fd00:1::100; default routes
  * through 10.1.1.254 and fd00:1::fe unless `routes` is false. With `second`: a second link on VLAN
- * 20 (10.2.2.1/24, MAC VS2_MAC).
+ * 20 (10.2.2.1/24, fd00:2::1/64, MAC VS2_MAC); `routes: 'vlan20'` routes everything through
+ * 10.2.2.254 and fd00:2::fe there. `mtu`: the MTU of the link on VLAN 10 (the load balancer's).
  */
 import { Burst, parseMac } from '../../driver/types';
 import { FramePool } from '../../umem/pool';
@@ -30,20 +31,24 @@ export interface DecapHost {
   drops(): Record<string, number>;
 }
 
-export function decapHost(o: { routes?: boolean; second?: boolean } = {}): DecapHost {
+export function decapHost(o: { routes?: boolean | 'vlan20'; second?: boolean; mtu?: number } = {}): DecapHost {
   const pool = new FramePool({ frameSize: 2048, frameCount: 256 });
   const logs: string[] = [];
   const e = new Engine({ ndp: { dadTransmits: 0 }, log: (m) => { logs.push(m); } });
   e.addDevice({ name: 'eth0', pool, mac: parseMac('02:00:00:00:00:01'), mtu: 1500 });
   const vs = e.createVs('t');
-  e.addLink(vs, { device: 'eth0', vlan: 10, mac: VS_MAC });
+  e.addLink(vs, { device: 'eth0', vlan: 10, mac: VS_MAC, mtu: o.mtu });
   e.addAddress(vs, 'eth0.10', `${ADDR4}/24`);
   e.addAddress(vs, 'eth0.10', `${ADDR6}/64`);
   if (o.second) {
     e.addLink(vs, { device: 'eth0', vlan: 20, mac: VS2_MAC });
     e.addAddress(vs, 'eth0.20', '10.2.2.1/24');
+    e.addAddress(vs, 'eth0.20', 'fd00:2::1/64');
   }
-  if (o.routes !== false) {
+  if (o.routes === 'vlan20') {
+    e.addRoute(vs, { dst: 'default', via: '10.2.2.254' });
+    e.addRoute(vs, { dst: '::/0', via: 'fd00:2::fe' });
+  } else if (o.routes !== false) {
     e.addRoute(vs, { dst: 'default', via: '10.1.1.254' });
     e.addRoute(vs, { dst: '::/0', via: 'fd00:1::fe' });
   }
