@@ -335,12 +335,15 @@ export class TcpLayer implements TcpHost {
    * The options of a connection whose local end is `local`, with MSS `mss`: on a VIP the MSS
    * offered leaves room for the load balancer's encapsulation, in which the peer's segments come
    * (its outer header: the configured overhead, else that of the segment being handled, else the
-   * default), while ours leave direct, up to `mss`.
+   * default), while ours leave direct, up to `mss`. `rx`: the link the peer's segments come in on
+   * (the load balancer's, known for a passive open): the offer fits its MTU too, header included,
+   * whatever the MTU of the path replies are routed by.
    */
-  private withMss(vs: VirtualServer, local: IpAddr, mss: number, opts: Partial<TcpOptions>): Partial<TcpOptions> {
+  private withMss(vs: VirtualServer, local: IpAddr, mss: number, opts: Partial<TcpOptions>, rx: Link | null = null): Partial<TcpOptions> {
     const v = vs.vips;
     if (v === null || !v.has(local)) return { ...opts, mss };
-    return { ...opts, mss, advMss: clampMss(mss - v.overheadFor(this.eng.rxDecapOuter)) };
+    const room = rx !== null ? Math.min(mss, rx.mtu - tcpOverhead(local)) : mss;
+    return { ...opts, mss, advMss: clampMss(room - v.overheadFor(this.eng.rxDecapOuter)) };
   }
 
   /**
@@ -704,7 +707,7 @@ export class TcpLayer implements TcpHost {
       out.srcPort = seg.dstPort;
       out.dstPort = seg.srcPort;
       // (The MSS a cookie encodes is the one offered: on a VIP, with room for the encapsulation.)
-      const adv = this.withMss(link.vs, dst, mss, {}).advMss ?? mss;
+      const adv = this.withMss(link.vs, dst, mss, {}, link).advMss ?? mss;
       synCookie.synAckFor(seg, out, tuple, adv, this.secret, now, { ...this.defaults, ...l.opts.tcp });
       l.synCookiesSent++;
       tcpState(link.vs).counters.syncookiesSent++;
@@ -722,7 +725,7 @@ export class TcpLayer implements TcpHost {
     e.young = true;
     l.synQueue++;
     l.synYoung++;
-    e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }), this.secret, seg, now, e));
+    e.conn = this.slotGuard(slot, () => TcpConnection.acceptSyn(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }, link), this.secret, seg, now, e));
     this.insert(e);
     this.passiveOpens++;
     tcpState(link.vs).counters.passiveOpens++;
@@ -753,7 +756,7 @@ export class TcpLayer implements TcpHost {
     l.synCookiesAccepted++;
     // Established at once (onEstablished queues it for accept); then the ACK's own data, if any.
     const mss = this.mssFor(link.vs, src, dst, 0, l.opts.tcp.mss);
-    e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }), seg, info, now, e));
+    e.conn = this.slotGuard(slot, () => TcpConnection.fromCookie(this, tuple, this.withMss(link.vs, dst, mss, { ...this.defaults, ...l.opts.tcp }, link), seg, info, now, e));
     this.insert(e);
     this.passiveOpens++;
     counters.passiveOpens++;
