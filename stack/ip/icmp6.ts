@@ -9,7 +9,7 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
-import { Ip6, ip6At, IpAddr, isMulticast6, isUnspecified, pseudoSum6 } from '../../protocols/ip/addr';
+import { Ip6, ip6At, IpAddr, isBadSource6, isMulticast6, isUnspecified, pseudoSum6 } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6 } from '../../protocols/ipv6';
 import {
@@ -235,7 +235,9 @@ export class Icmp6 {
     const l3 = m.l3Off[j]!;
     if (m.l3Len[j]! < 40) return;
     const to = ip6At(b, l3 + 8);
-    if (isUnspecified(to) || isMulticast6(to)) return;
+    // Nor to a source that is no node's (loopback, IPv4-mapped: never on the wire, RFC 4291 2.5.3):
+    // a Parameter Problem is decided before the source is checked.
+    if (isUnspecified(to) || isBadSource6(to)) return;
     if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
     // Never about an ICMPv6 error message or a Redirect (RFC 4443 2.4(e.1, e.2)), also when the
     // packet's chain was not walked to its end (an option or next header in front made us answer).
