@@ -10,7 +10,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Burst, parseMac } from '../driver/types';
 import { shardConfig, shardWorld, ShardWorld } from './lib/shard-world';
-import { encap, eth, udpPacket } from './lib/decap-frames';
+import { encap, eth, ipv6, udpPacket } from './lib/decap-frames';
+import { writeNa } from '../protocols/ndp';
+import { parseIp6 } from '../protocols/ip/addr';
 import type { StackConfig } from '../stack/control/config';
 
 type Row = Record<string, unknown>;
@@ -72,5 +74,27 @@ for (const [type, vip, client, lb, addr] of [['udp4', VIP4, '203.0.113.7', LB4, 
     }
   });
 }
+
+test('a Neighbor Advertisement inside a tunnel is not copied to the other shards: one decap-link-scoped drop, no neighbor shared', async () => {
+  const w = shardWorld({ config: config() });
+  try {
+    w.pin(0, 0);
+    await w.run(() => false, 100_000);
+    const shared0 = (w.group.show('counters') as { shards: Row[] }).shards.map((r) => r.neighborShared as number);
+    // A solicited, override NA for the client's address, as the VS's gateway would send one: hop limit 255.
+    const na = new Uint8Array(32);
+    const n = writeNa(na, 0, parseIp6('2001:db8:c::7'), 0x60, parseMac('02:00:00:00:0c:01'), parseIp6('2001:db8:c::7'), parseIp6(VIP6));
+    const inner = ipv6('2001:db8:c::7', VIP6, 58, na.subarray(0, n));
+    inner[7] = 255;
+    send(w, [eth(10, STACK_MAC, w.link.peer.mac, encap(LB6, 'fd00::1', inner))]);
+    await w.run(() => false, 200_000);
+    const vips = w.group.show('vips') as Row[];
+    assert.equal((vips[0]!.drops as { reasons: Record<string, number> }).reasons, { 'decap-link-scoped': 1 }, 'dropped once');
+    const shared = (w.group.show('counters') as { shards: Row[] }).shards.map((r) => r.neighborShared as number);
+    assert.equal(shared, shared0, 'not handed to the other shards as a neighbor answer');
+  } finally {
+    w.group.close();
+  }
+});
 
 test.run();
