@@ -712,6 +712,8 @@ export class Engine implements NeighborHost, TcpEngine {
     const b = m.b;
     for (let k = 0; k < n; k++) {
       const j = idx[k]!;
+      // (Not from inside a tunnel: never a neighbor answer, dropped as decap-link-scoped.)
+      if (m.decap[j] !== 0) continue;
       // ARP: operation 2 (reply) at byte 6 of the ARP header; ICMPv6: the type byte.
       const answer = type < 0 ? b[m.l3Off[j]! + 7] === 2 && b[m.l3Off[j]! + 6] === 0 : b[m.l4Off[j]!] === type;
       if (!answer) continue;
