@@ -9,11 +9,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { echoRequest, ipv4, ipv6 } from './lib/decap-frames';
+import { arpReply, echoRequest, eth, GW_MAC, ipv4, ipv6, macText, naPacket } from './lib/decap-frames';
 import { frag } from './lib/ipv6-frames';
 import { IPPROTO_ICMP } from '../protocols/ipv4';
 import { IPPROTO_ICMPV6 } from '../protocols/ipv6';
-import { CL4, CL6, decapHost, fromLb, VIP4, VIP6 } from './lib/decap-host';
+import { ADDR4, ADDR6, CL4, CL6, decapHost, fromLb, VIP4, VIP6, VS_MAC } from './lib/decap-host';
 
 function noInternalError(h: ReturnType<typeof decapHost>, noRoute: string): void {
   assert.is(h.e.internalErrors, 0, `no internal error: ${h.logs.join('\n')}`);
@@ -57,8 +57,12 @@ test('with a route back, the same requests are answered from the VIP (the fix dr
   // Routed through the gateway: its resolution goes out first (the replies wait for it).
   const sent = h.input([fromLb(echoRequest(CL6, VIP6, 1, 1, new Uint8Array(16))), fromLb(f1), fromLb(f2)]);
   assert.equal(sent.map((w) => w.arp ? `arp ${w.arp.tpa}` : `ns ${w.nsTarget}`).sort(), ['arp 10.1.1.254', 'ns fd00:1::fe']);
+  const replies = h.input([arpReply(10, GW_MAC, '10.1.1.254', VS_MAC, ADDR4), eth(10, VS_MAC, GW_MAC, naPacket('fd00:1::fe', GW_MAC, ADDR6))]);
+  assert.equal(replies.map((w) => [w.ethDst, w.ip!.src, w.ip!.dst, w.icmp!.type, w.icmp!.body.length]).sort(),
+    [[macText(GW_MAC), VIP6, CL6, 129, 16], [macText(GW_MAC), VIP4, CL4, 0, 56]].sort(), 'both echo replies, from the VIPs, to the gateway');
   assert.is(h.e.internalErrors, 0);
   assert.equal(h.drops(), {});
+  assert.is(h.pool.check().held, 0);
 });
 
 test.run();
