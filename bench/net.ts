@@ -77,7 +77,9 @@ function startC(lab: Lab) {
 function startNode(script: string, args: string[]) {
   return async (total: number) => {
     // BENCH_PROFILE=DIR writes a CPU profile of each server process (summarise with dist/bench/tcp-profile.js).
-    const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    // stack-server.js starts its profiler itself once its XDP program is attached: the sampling
+    // signals of --cpu-prof interrupt the kernel's verifier, and loading the program fails (EAGAIN).
+    const prof = process.env.BENCH_PROFILE && script !== 'stack-server.js' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const p = run(process.execPath, [...prof, path.join(DIST_BENCH, script), ...args, String(total)]);
     await p.waitFor(/^ready/, 15000);
     await sleep(200);
@@ -196,20 +198,27 @@ export async function benchDecap(o: NetOptions): Promise<Record<string, unknown>
   try {
     const res: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
     const offered: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
+    const cpu: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
     for (let r = 0; r < o.rounds; r++) {
       const order = r % 2 === 0 ? who : [...who].reverse();
       for (const w of order) {
         const m = await measure(lab, w, lab.stackMac, o, server);
         const closing = m.sut.stdout.split('\n').filter((l) => l.startsWith('{')).pop();
         if (process.env.BENCH_NET_VERBOSE && closing) console.log(`  server: ${closing}`);
+        if (!closing) throw new Error(`${w}: no closing line from the server: ${m.sut.stdout} ${m.sut.stderr}`);
+        const st = JSON.parse(closing) as { decapsulated: number; cpuUs: { user: number; system: number };
+          vs: { txPackets: number; drops: { total: number; reasons: Record<string, number> } } };
         // A decapsulated run must show the stack decapsulating (and a plain one must not).
-        if (closing) {
-          const dc = (JSON.parse(closing) as { decapsulated?: number }).decapsulated ?? 0;
-          if ((w === 'ipip' || w === 'ip6ip6') !== dc > 0) throw new Error(`${w}: the server decapsulated ${dc} packets`);
-        }
+        if ((w === 'ipip' || w === 'ip6ip6') !== st.decapsulated > 0) throw new Error(`${w}: the server decapsulated ${st.decapsulated} packets`);
         res[w].push(m.gen.rx_pps / 1e6);
         offered[w].push(m.gen.tx_pps / 1e6);
-        process.stdout.write(`  round ${r + 1} ${w}: ${(m.gen.rx_pps / 1e6).toFixed(3)} Mpps answered (offered ${(m.gen.tx_pps / 1e6).toFixed(3)})\n`);
+        // The server's user CPU time per datagram it sent (the whole run: warm-up and window); system
+        // time beside it (system calls, and the veth's softirq work whenever it ran in the server's time).
+        const tx = st.vs.txPackets || NaN;
+        cpu[w].push((st.cpuUs.user * 1000) / tx);
+        process.stdout.write(`  round ${r + 1} ${w}: ${(m.gen.rx_pps / 1e6).toFixed(3)} Mpps answered (offered ${(m.gen.tx_pps / 1e6).toFixed(3)}), ` +
+          `server CPU user ${cpu[w].at(-1)!.toFixed(0)} + system ${((st.cpuUs.system * 1000) / tx).toFixed(0)} ns/packet` +
+          `${st.vs.drops.total ? `, server drops ${JSON.stringify(st.vs.drops.reasons)}` : ''}\n`);
       }
     }
     const med = Object.fromEntries(who.map((w) => [w, median(res[w])])) as Record<Who, number>;
@@ -219,8 +228,17 @@ export async function benchDecap(o: NetOptions): Promise<Record<string, unknown>
       ['request', 'Mpps', 'rounds', 'decap/plain', 'target'],
       [rows('UDP/IPv4 to 10.1.1.1 (60 B)', 'udp', null), rows('UDP/IPv4 in IPIP to the VIP (80 B)', 'ipip', 'udp'),
         rows('UDP/IPv6 to fd00:1::1 (80 B)', 'udp6', null), rows('UDP/IPv6 in IPv6 to the VIP (120 B)', 'ip6ip6', 'udp6')]);
+    // The same ratio round by round (each pair measured back to back: less exposed to the VM's drift).
+    const per = (a: Who, b: Who) => res[a].map((x, i) => x / res[b][i]!);
+    const r4 = per('ipip', 'udp'), r6 = per('ip6ip6', 'udp6');
+    console.log(`  decap/plain round by round: IPv4 ${r4.map((x) => x.toFixed(2)).join(' ')} (median ${median(r4).toFixed(2)}), ` +
+      `IPv6 ${r6.map((x) => x.toFixed(2)).join(' ')} (median ${median(r6).toFixed(2)})`);
+    const ns = Object.fromEntries(who.map((w) => [w, median(cpu[w])])) as Record<Who, number>;
+    console.log(`  server user CPU per packet answered (median, ns): ${who.map((w) => `${w} ${ns[w].toFixed(0)}`).join(', ')}; ` +
+      `plain/decap ${(ns.udp / ns.ipip).toFixed(2)} (IPv4), ${(ns.udp6 / ns.ip6ip6).toFixed(2)} (IPv6)`);
     console.log(`  generator offered load (median): ${who.map((w) => `${w} ${median(offered[w]).toFixed(3)}`).join(', ')} Mpps`);
     return { mpps: med, ipipRatio: med.ipip / med.udp, ip6ip6Ratio: med.ip6ip6 / med.udp6, target: 0.9, rounds: res,
+      roundRatios: { ipip: r4, ip6ip6: r6 }, cpuNsPerPacket: ns, cpuRounds: cpu,
       offeredMpps: Object.fromEntries(who.map((w) => [w, median(offered[w])])) };
   } finally {
     labDown(PREFIX);

@@ -26,6 +26,8 @@
  *       ipip     UDP/IPv4 in IPv4 (RFC 2003, protocol 4): 80-byte frames
  *       ip6ip6   UDP/IPv6 in IPv6 (RFC 2473, next header 41): 120-byte frames; as udp6, the
  *                generator answers Neighbor Solicitations for SRC_IP
+ *     In these modes the generator sends one frame per millisecond until the first reply comes
+ *     back (the server has resolved SRC_IP), then at full rate.
  *     SECONDS  measurement window; WARMUP seconds of traffic before it (not counted)
  *     RATE     frames per second at most, over all QUEUES (each sends RATE / their count; 0 or
  *              absent: as fast as possible)
@@ -512,6 +514,13 @@ int main(int argc, char **argv)
 			double allowed = (now_s() - t0) * rate / nq - (double)q->tx_total;
 			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
 			if (!want && q->nfree == ARP_FRAME) usleep(100); /* paced and nothing in flight: leave the CPU */
+		}
+		if (encap && rx_total == 0) {
+			/* Encapsulated modes: one frame per millisecond until the first reply, so the server
+			 * resolves our address (the replies are routed) before the flood, whose frames would
+			 * crowd out our ARP reply or Neighbor Advertisement at its socket. */
+			double allowed = (now_s() - t0) * 1000 - (double)tx_total;
+			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
 		}
 		if (limit && tx_total + want > limit) want = (unsigned)(limit - tx_total);
 		if (want) {
