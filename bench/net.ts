@@ -1,5 +1,5 @@
 /**
- * Packet-rate benchmarks over the lab (prefix `xq`). The system under test runs on the stack's
+ * Packet-rate benchmarks over the lab (prefix `xq`, or BENCH_NET_PREFIX). The system under test runs on the stack's
  * device `xq0`; the C AF_XDP generator (bench/c/gen.c) runs on the other end of that veth pair
  * (`stk` in the switch namespace, taken out of the bridge), so the path is one veth pair: through
  * the lab's bridge the generator alone tops out near 0.45 Mpps and would be the bottleneck.
@@ -11,6 +11,11 @@
  *  - ip6-echo: the same stack process with fd00:1::1/64 as well (and an IPv6-only 'udp6' echo
  *    socket on port 7) answering ICMP echo, ICMPv6 echo, UDP/IPv4 and UDP/IPv6 in every round:
  *    IPv6 against IPv4 side by side (the IPv6 frames carry the same 18-byte payload: 80 bytes).
+ *  - decap: the same stack process, also with VIPs 198.51.100.10 and 2001:db8::10 and load
+ *    balancers 10.1.1.100 and fd00:1::100 (decap.from): the UDP echo to the VS's own address
+ *    beside the same echo to the VIP, each request in IPIP (RFC 2003) or IPv6-in-IPv6 (RFC 2473)
+ *    from the load balancer's address, the reply leaving from the VIP, routed, to the client
+ *    (the generator, whose address is the inner source): direct server return.
  *
  * No CPU pinning: on this 2-core VM pinning the reflector to one core cut its rate by 3x (the
  * veth/XDP softirq work then competes with it). Every round runs each contender once, in
@@ -22,11 +27,15 @@ import { execFileSync } from 'node:child_process';
 import { labDown, labUp, Lab, SWITCH_STACK_PORT } from '../stack/lab/lab';
 import { BUILD, DIST_BENCH, lastJson, median, Proc, run, sleep, table } from './lib';
 
-export const PREFIX = 'xq';
+export const PREFIX = process.env.BENCH_NET_PREFIX ?? 'xq';
 const STACK_IP = '10.1.1.1';
 const PEER_IP = '10.1.1.2';
 const STACK_IP6 = 'fd00:1::1';
 const PEER_IP6 = 'fd00:1::2';
+const VIP = '198.51.100.10';
+const VIP6 = '2001:db8::10';
+const LB_IP = '10.1.1.100';
+const LB_IP6 = 'fd00:1::100';
 
 export interface NetOptions { rounds: number; seconds: number; warmup: number }
 interface GenResult { tx_pps: number; rx_pps: number; tx: number; rx: number; seconds: number; arp_replies: number }
@@ -37,13 +46,16 @@ function need(file: string): string {
 }
 
 /** Runs the generator against a system under test started by `start` (returns when it is ready). */
-async function measure(lab: Lab, mode: 'udp' | 'icmp' | 'udp6' | 'icmp6', dstMac: string, o: NetOptions,
+async function measure(lab: Lab, mode: 'udp' | 'icmp' | 'udp6' | 'icmp6' | 'ipip' | 'ip6ip6', dstMac: string, o: NetOptions,
   start: (totalS: number) => Promise<Proc>): Promise<{ gen: GenResult; sut: Proc }> {
   const total = o.warmup + o.seconds + 2;
   const sut = await start(total);
   const v6 = mode.endsWith('6');
+  // Encapsulated modes: to the VIP, from the load balancer to the VS's address outside.
+  const dst = mode === 'ipip' ? `${VIP},${LB_IP},${STACK_IP}` : mode === 'ip6ip6' ? `${VIP6},${LB_IP6},${STACK_IP6}`
+    : v6 ? STACK_IP6 : STACK_IP;
   const gen = run('ip', ['netns', 'exec', lab.switchNs, need(path.join(BUILD, 'gen')), SWITCH_STACK_PORT, mode, dstMac,
-    v6 ? PEER_IP6 : PEER_IP, v6 ? STACK_IP6 : STACK_IP,
+    v6 ? PEER_IP6 : PEER_IP, dst,
     String(o.seconds), String(o.warmup)]);
   const code = await gen.done;
   sut.child.kill('SIGTERM');
@@ -65,7 +77,9 @@ function startC(lab: Lab) {
 function startNode(script: string, args: string[]) {
   return async (total: number) => {
     // BENCH_PROFILE=DIR writes a CPU profile of each server process (summarise with dist/bench/tcp-profile.js).
-    const prof = process.env.BENCH_PROFILE ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
+    // stack-server.js starts its profiler itself once its XDP program is attached: the sampling
+    // signals of --cpu-prof interrupt the kernel's verifier, and loading the program fails (EAGAIN).
+    const prof = process.env.BENCH_PROFILE && script !== 'stack-server.js' ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_PROFILE}`] : [];
     const p = run(process.execPath, [...prof, path.join(DIST_BENCH, script), ...args, String(total)]);
     await p.waitFor(/^ready/, 15000);
     await sleep(200);
@@ -162,6 +176,70 @@ export async function benchIp6Echo(o: NetOptions): Promise<Record<string, unknow
       [rows('ICMP echo (IPv4, 60 B)', 'icmp', null), rows('ICMPv6 echo (80 B)', 'icmp6', 'icmp'),
         rows('UDP/IPv4 echo socket (60 B)', 'udp', null), rows('UDP/IPv6 echo socket (80 B)', 'udp6', 'udp')]);
     return { mpps: med, icmp6Ratio: med.icmp6 / med.icmp, udp6Ratio: med.udp6 / med.udp, target: 0.9, rounds: res };
+  } finally {
+    labDown(PREFIX);
+  }
+}
+
+/**
+ * decap (issue 13, direct server return): one stack process per measurement, always with the same
+ * configuration (fd00:1::1/64, VIPs 198.51.100.10 and 2001:db8::10, decap from 10.1.1.100/32 and
+ * fd00:1::100/128), answering in turn the plain UDP echo (to 10.1.1.1, 60-byte frames), the same
+ * echo to the VIP inside IPIP from the load balancer (80 bytes), and the same pair over IPv6
+ * (80 and 120 bytes); rounds alternate the order. The replies to a VIP leave from the VIP, routed
+ * to the client (the generator): it counts only UDP from the VIP to its own address.
+ */
+export async function benchDecap(o: NetOptions): Promise<Record<string, unknown>> {
+  const lab = labFor();
+  type Who = 'udp' | 'ipip' | 'udp6' | 'ip6ip6';
+  const who: Who[] = ['udp', 'ipip', 'udp6', 'ip6ip6'];
+  const server = startNode('stack-server.js', [lab.stackDevice, `${STACK_IP6}/64`, `--vips=${VIP},${VIP6}`,
+    `--decap-from=${LB_IP}/32,${LB_IP6}/128`]);
+  try {
+    const res: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
+    const offered: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
+    const cpu: Record<Who, number[]> = { udp: [], ipip: [], udp6: [], ip6ip6: [] };
+    for (let r = 0; r < o.rounds; r++) {
+      const order = r % 2 === 0 ? who : [...who].reverse();
+      for (const w of order) {
+        const m = await measure(lab, w, lab.stackMac, o, server);
+        const closing = m.sut.stdout.split('\n').filter((l) => l.startsWith('{')).pop();
+        if (process.env.BENCH_NET_VERBOSE && closing) console.log(`  server: ${closing}`);
+        if (!closing) throw new Error(`${w}: no closing line from the server: ${m.sut.stdout} ${m.sut.stderr}`);
+        const st = JSON.parse(closing) as { decapsulated: number; cpuUs: { user: number; system: number };
+          vs: { txPackets: number; drops: { total: number; reasons: Record<string, number> } } };
+        // A decapsulated run must show the stack decapsulating (and a plain one must not).
+        if ((w === 'ipip' || w === 'ip6ip6') !== st.decapsulated > 0) throw new Error(`${w}: the server decapsulated ${st.decapsulated} packets`);
+        res[w].push(m.gen.rx_pps / 1e6);
+        offered[w].push(m.gen.tx_pps / 1e6);
+        // The server's user CPU time per datagram it sent (the whole run: warm-up and window); system
+        // time beside it (system calls, and the veth's softirq work whenever it ran in the server's time).
+        const tx = st.vs.txPackets || NaN;
+        cpu[w].push((st.cpuUs.user * 1000) / tx);
+        process.stdout.write(`  round ${r + 1} ${w}: ${(m.gen.rx_pps / 1e6).toFixed(3)} Mpps answered (offered ${(m.gen.tx_pps / 1e6).toFixed(3)}), ` +
+          `server CPU user ${cpu[w].at(-1)!.toFixed(0)} + system ${((st.cpuUs.system * 1000) / tx).toFixed(0)} ns/packet` +
+          `${st.vs.drops.total ? `, server drops ${JSON.stringify(st.vs.drops.reasons)}` : ''}\n`);
+      }
+    }
+    const med = Object.fromEntries(who.map((w) => [w, median(res[w])])) as Record<Who, number>;
+    const rows = (label: string, w: Who, base: Who | null) => [label, med[w], res[w].map((x) => x.toFixed(3)).join(' '),
+      base ? med[w] / med[base] : '', base ? '>= 0.9' : ''];
+    table('decap: full stack (Engine + Runtime, busy-poll), UDP echo to a VIP through decapsulation vs to the VS address (Mpps answered, median)',
+      ['request', 'Mpps', 'rounds', 'decap/plain', 'target'],
+      [rows('UDP/IPv4 to 10.1.1.1 (60 B)', 'udp', null), rows('UDP/IPv4 in IPIP to the VIP (80 B)', 'ipip', 'udp'),
+        rows('UDP/IPv6 to fd00:1::1 (80 B)', 'udp6', null), rows('UDP/IPv6 in IPv6 to the VIP (120 B)', 'ip6ip6', 'udp6')]);
+    // The same ratio round by round (each pair measured back to back: less exposed to the VM's drift).
+    const per = (a: Who, b: Who) => res[a].map((x, i) => x / res[b][i]!);
+    const r4 = per('ipip', 'udp'), r6 = per('ip6ip6', 'udp6');
+    console.log(`  decap/plain round by round: IPv4 ${r4.map((x) => x.toFixed(2)).join(' ')} (median ${median(r4).toFixed(2)}), ` +
+      `IPv6 ${r6.map((x) => x.toFixed(2)).join(' ')} (median ${median(r6).toFixed(2)})`);
+    const ns = Object.fromEntries(who.map((w) => [w, median(cpu[w])])) as Record<Who, number>;
+    console.log(`  server user CPU per packet answered (median, ns): ${who.map((w) => `${w} ${ns[w].toFixed(0)}`).join(', ')}; ` +
+      `plain/decap ${(ns.udp / ns.ipip).toFixed(2)} (IPv4), ${(ns.udp6 / ns.ip6ip6).toFixed(2)} (IPv6)`);
+    console.log(`  generator offered load (median): ${who.map((w) => `${w} ${median(offered[w]).toFixed(3)}`).join(', ')} Mpps`);
+    return { mpps: med, ipipRatio: med.ipip / med.udp, ip6ip6Ratio: med.ip6ip6 / med.udp6, target: 0.9, rounds: res,
+      roundRatios: { ipip: r4, ip6ip6: r6 }, cpuNsPerPacket: ns, cpuRounds: cpu,
+      offeredMpps: Object.fromEntries(who.map((w) => [w, median(offered[w])])) };
   } finally {
     labDown(PREFIX);
   }

@@ -1,10 +1,11 @@
 /**
  * `npm run bench` / `node dist/bench/run.js [name...]`: runs all benchmarks or the named ones
- * (reflector, icmp-udp, ip6-echo, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect, iscsi, shards), prints a table for each and writes a JSON summary
+ * (reflector, icmp-udp, ip6-echo, decap, vs-scale, vs-memory, tcp-echo, tcp6-echo, tcp-bulk, http, tcp-connect, iscsi, shards), prints a table for each and writes a JSON summary
  * to bench/results/latest.json. Targets are printed, never asserted.
  *
- * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp; default 5), BENCH_ROUNDS (others; default 3),
- * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_TCP_ROUNDS (TCP benchmarks;
+ * Environment: BENCH_NET_ROUNDS (reflector, icmp-udp, ip6-echo, decap; default 5), BENCH_ROUNDS (others; default 3),
+ * BENCH_SECONDS (measurement window per packet-rate run, default 3), BENCH_NET_PREFIX (the lab of reflector, icmp-udp,
+ * ip6-echo and decap; default xq), BENCH_TCP_ROUNDS (TCP benchmarks;
  * default 5), BENCH_HTTP_SECONDS (wrk duration, default 5), BENCH_ISCSI_ROUNDS (default 3),
  * BENCH_ISCSI_SECONDS (per iSCSI workload, default 10), BENCH_ISCSI_SIZE (LUN bytes, default 64 MiB),
  * BENCH_ISCSI_BUSY_POLL=1 (busy-poll xdpstack's loop), BENCH_SHARDS_ROUNDS (shards; default 3),
@@ -15,7 +16,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { benchIcmpUdp, benchIp6Echo, benchReflector, PREFIX } from './net';
+import { benchDecap, benchIcmpUdp, benchIp6Echo, benchReflector, PREFIX } from './net';
 import { benchVsScale } from './vs-scale';
 import { benchVsMemory } from './vs-memory';
 import { ROOT } from './lib';
@@ -24,7 +25,7 @@ import { benchIscsi, ISCSI_PREFIX } from './iscsi';
 import { benchShards, SHARDS_PREFIX } from './shards';
 import { benchHttp, benchTcp6Echo, benchTcpBulk, benchTcpConnect, benchTcpEcho, TCP_PREFIX } from './tcp-bench';
 
-const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect', 'iscsi', 'shards'] as const;
+const NAMES = ['reflector', 'icmp-udp', 'ip6-echo', 'decap', 'vs-scale', 'vs-memory', 'tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect', 'iscsi', 'shards'] as const;
 const TCP_NAMES: readonly string[] = ['tcp-echo', 'tcp6-echo', 'tcp-bulk', 'http', 'tcp-connect'];
 type Name = (typeof NAMES)[number];
 
@@ -54,8 +55,9 @@ async function main(): Promise<void> {
         case 'reflector':
         case 'icmp-udp':
         case 'ip6-echo':
+        case 'decap':
           if (!privileged) { console.log('  needs root (AF_XDP, network namespaces): skipped'); results[name] = { skipped: 'not root' }; continue; }
-          results[name] = await { reflector: benchReflector, 'icmp-udp': benchIcmpUdp, 'ip6-echo': benchIp6Echo }[name](net);
+          results[name] = await { reflector: benchReflector, 'icmp-udp': benchIcmpUdp, 'ip6-echo': benchIp6Echo, decap: benchDecap }[name](net);
           break;
         case 'vs-scale':
           results[name] = benchVsScale({ rounds, maxTime: 1 });
@@ -92,7 +94,7 @@ async function main(): Promise<void> {
     } catch (e) {
       console.log(`  FAILED: ${(e as Error).stack ?? e}`);
       results[name] = { error: String((e as Error).message ?? e) };
-      if (name === 'reflector' || name === 'icmp-udp' || name === 'ip6-echo') { try { labDown(PREFIX); } catch { /* already gone */ } }
+      if (name === 'reflector' || name === 'icmp-udp' || name === 'ip6-echo' || name === 'decap') { try { labDown(PREFIX); } catch { /* already gone */ } }
       if (TCP_NAMES.includes(name)) { try { labDown(TCP_PREFIX); } catch { /* already gone */ } }
       if (name === 'iscsi') { try { labDown(ISCSI_PREFIX); } catch { /* already gone */ } }
       if (name === 'shards') { try { labDown(SHARDS_PREFIX); } catch { /* already gone */ } }

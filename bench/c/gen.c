@@ -18,6 +18,16 @@
  *       arp-off  the same from senders off the subnet (100.64.0.0/10)
  *       frag     incomplete IPv4 fragment trains: UDP fragments of 512 bytes to DST_IP with MF set
  *                (offset 0 or a random middle offset, never the last), random IDs, from SRC_IP
+ *     or one of the encapsulated modes (a load balancer's traffic for direct server return): the
+ *     udp request from the client SRC_IP to a VIP, inside an outer header from the load balancer
+ *     to the server; DST_IP is then VIP,OUTER_SRC,OUTER_DST (the load balancer's address and the
+ *     server's), and only replies from the VIP to SRC_IP count as returned (they leave the
+ *     server routed, straight to the client):
+ *       ipip     UDP/IPv4 in IPv4 (RFC 2003, protocol 4): 80-byte frames
+ *       ip6ip6   UDP/IPv6 in IPv6 (RFC 2473, next header 41): 120-byte frames; as udp6, the
+ *                generator answers Neighbor Solicitations for SRC_IP
+ *     In these modes the generator sends one frame per millisecond until the first reply comes
+ *     back (the server has resolved SRC_IP), then at full rate.
  *     SECONDS  measurement window; WARMUP seconds of traffic before it (not counted)
  *     RATE     frames per second at most, over all QUEUES (each sends RATE / their count; 0 or
  *              absent: as fast as possible)
@@ -35,7 +45,8 @@
  * rx_queues: frames counted as returned per queue of QUEUES, over the window).
  *
  * Counted as returned: IPv4 frames to our MAC; in the IPv6 modes, IPv6 UDP datagrams and ICMPv6 echo
- * replies to our MAC ("arp_replies" then counts Neighbor Advertisements sent).
+ * replies to our MAC ("arp_replies" then counts Neighbor Advertisements sent); in the encapsulated
+ * modes, UDP datagrams from the VIP to SRC_IP (not encapsulated) to our MAC.
  *
  * Same libxdp as the native core; copy-mode bind with need_wakeup; libxdp's default XDP program
  * redirects every frame of each queue to that queue's socket.
@@ -104,7 +115,7 @@ static uint16_t csum(const unsigned char *p, size_t n, uint32_t sum)
 static void put16(unsigned char *p, uint16_t v) { p[0] = v >> 8; p[1] = v & 0xff; }
 static void put32(unsigned char *p, uint32_t v) { put16(p, (uint16_t)(v >> 16)); put16(p + 2, (uint16_t)v); }
 
-enum mode { M_UDP, M_ICMP, M_SYN, M_ARP, M_ARP_OFF, M_FRAG, M_UDP6, M_ICMP6 };
+enum mode { M_UDP, M_ICMP, M_SYN, M_ARP, M_ARP_OFF, M_FRAG, M_UDP6, M_ICMP6, M_IPIP, M_IP6IP6 };
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static uint32_t rnd(void)
@@ -293,6 +304,26 @@ static void build6(unsigned char *b, int icmp, const unsigned char *dmac, const 
 }
 
 /*
+ * Wraps the request template `b` (Ethernet + IP packet of `len` bytes) in an outer IP header from
+ * the load balancer `osrc` to the server `odst` (16 bytes each for IPv6, 4 in network order for
+ * IPv4), in place: the inner packet moves back by the outer header's length. Returns the new length.
+ */
+static unsigned encapsulate(unsigned char *b, unsigned len, int v6, const unsigned char *osrc, const unsigned char *odst)
+{
+	unsigned inner = len - 14, oh = v6 ? 40 : 20;
+	memmove(b + 14 + oh, b + 14, inner);
+	if (v6) {
+		ipv6(b + 14, (uint16_t)inner, 41, 64, osrc, odst);
+	} else {
+		uint32_t s, d;
+		memcpy(&s, osrc, 4);
+		memcpy(&d, odst, 4);
+		ipv4(b + 14, (uint16_t)(20 + inner), 1, 0, 4, ntohl(s), ntohl(d));
+	}
+	return len + oh;
+}
+
+/*
  * A Neighbor Advertisement (RFC 4861 4.4) answering the solicitation `ns` for our address `me`:
  * Solicited and Override, with our link-layer address; to the solicitation's source. Returns its
  * length, or 0 when `ns` is not a solicitation for `me` from a unicast source.
@@ -382,16 +413,18 @@ static int open_queue(struct queue *q, const char *ifname, unsigned qid, const u
 int main(int argc, char **argv)
 {
 	if (argc < 8) {
-		fprintf(stderr, "usage: %s IFNAME udp|icmp|udp6|icmp6|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES] [QUEUES]\n", argv[0]);
+		fprintf(stderr, "usage: %s IFNAME udp|icmp|udp6|icmp6|ipip|ip6ip6|syn|arp|arp-off|frag DST_MAC SRC_IP DST_IP SECONDS WARMUP [RATE] [COUNT] [PORT] [SOURCES] [QUEUES]\n"
+			"  (ipip, ip6ip6: DST_IP is VIP,OUTER_SRC,OUTER_DST)\n", argv[0]);
 		return 2;
 	}
 	const char *ifname = argv[1];
-	static const char *const MODES[] = { "udp", "icmp", "syn", "arp", "arp-off", "frag", "udp6", "icmp6" };
+	static const char *const MODES[] = { "udp", "icmp", "syn", "arp", "arp-off", "frag", "udp6", "icmp6", "ipip", "ip6ip6" };
 	int m = -1;
-	for (int i = 0; i < 8; i++) if (!strcmp(argv[2], MODES[i])) m = i;
+	for (int i = 0; i < 10; i++) if (!strcmp(argv[2], MODES[i])) m = i;
 	if (m < 0) { fprintf(stderr, "gen: unknown mode %s\n", argv[2]); return 2; }
 	int icmp = m == M_ICMP || m == M_ICMP6;
-	int v6 = m == M_UDP6 || m == M_ICMP6;
+	int v6 = m == M_UDP6 || m == M_ICMP6 || m == M_IP6IP6;
+	int encap = m == M_IPIP || m == M_IP6IP6;
 	unsigned pkt_len = v6 ? PKT6_LEN : PKT_LEN;
 	double rate = argc > 8 ? atof(argv[8]) : 0;
 	unsigned long long limit = argc > 9 ? strtoull(argv[9], NULL, 0) : 0;
@@ -412,8 +445,26 @@ int main(int argc, char **argv)
 	unsigned char dmac[6], smac[6];
 	struct in_addr sip = { 0 }, dip = { 0 };
 	struct in6_addr sip6, dip6;
-	int addrs_ok = v6 ? inet_pton(AF_INET6, argv[4], &sip6) == 1 && inet_pton(AF_INET6, argv[5], &dip6) == 1
-			  : inet_aton(argv[4], &sip) && inet_aton(argv[5], &dip);
+	/* Encapsulated modes: DST_IP is VIP,OUTER_SRC,OUTER_DST; dip/dip6 is the VIP (the inner destination). */
+	char dst_text[3][64] = { "", "", "" };
+	int ndst = 0;
+	for (const char *p = argv[5]; ndst < 3;) {
+		const char *c = strchr(p, ',');
+		size_t n = c ? (size_t)(c - p) : strlen(p);
+		if (n >= sizeof dst_text[0]) break;
+		memcpy(dst_text[ndst], p, n);
+		dst_text[ndst++][n] = 0;
+		if (!c) break;
+		p = c + 1;
+	}
+	unsigned char outer_src[16], outer_dst[16];
+	int addrs_ok = ndst == (encap ? 3 : 1);
+	if (addrs_ok)
+		addrs_ok = v6 ? inet_pton(AF_INET6, argv[4], &sip6) == 1 && inet_pton(AF_INET6, dst_text[0], &dip6) == 1
+			      : inet_aton(argv[4], &sip) && inet_aton(dst_text[0], &dip);
+	if (addrs_ok && encap)
+		addrs_ok = inet_pton(v6 ? AF_INET6 : AF_INET, dst_text[1], outer_src) == 1 &&
+			   inet_pton(v6 ? AF_INET6 : AF_INET, dst_text[2], outer_dst) == 1;
 	if (parse_mac(argv[3], dmac) || read_mac(ifname, smac) || !addrs_ok) {
 		fprintf(stderr, "gen: bad MAC/address argument or unknown device %s\n", ifname);
 		return 2;
@@ -423,10 +474,11 @@ int main(int argc, char **argv)
 	signal(SIGTERM, on_signal);
 
 	if (nq < 1) { fprintf(stderr, "gen: QUEUES must list 1..%d queue ids, e.g. 0 or 0,1\n", MAX_QUEUES); return 2; }
-	unsigned char tmpl[PKT6_LEN];
+	unsigned char tmpl[PKT6_LEN + 40];
 	if (v6) build6(tmpl, icmp, dmac, smac, sip6.s6_addr, dip6.s6_addr);
 	else build(tmpl, icmp, dmac, smac, sip.s_addr, dip.s_addr);
-	int flood = m >= M_SYN && !v6;
+	if (encap) pkt_len = encapsulate(tmpl, pkt_len, v6, outer_src, outer_dst);
+	int flood = m == M_SYN || m == M_ARP || m == M_ARP_OFF || m == M_FRAG;
 	memcpy(fl.dmac, dmac, 6);
 	memcpy(fl.smac, smac, 6);
 	fl.sip = ntohl(sip.s_addr);
@@ -463,6 +515,13 @@ int main(int argc, char **argv)
 			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
 			if (!want && q->nfree == ARP_FRAME) usleep(100); /* paced and nothing in flight: leave the CPU */
 		}
+		if (encap && rx_total == 0) {
+			/* Encapsulated modes: one frame per millisecond until the first reply, so the server
+			 * resolves our address (the replies are routed) before the flood, whose frames would
+			 * crowd out our ARP reply or Neighbor Advertisement at its socket. */
+			double allowed = (now_s() - t0) * 1000 - (double)tx_total;
+			if (allowed < want) want = allowed > 0 ? (unsigned)allowed : 0;
+		}
 		if (limit && tx_total + want > limit) want = (unsigned)(limit - tx_total);
 		if (want) {
 			unsigned tidx;
@@ -497,7 +556,10 @@ int main(int argc, char **argv)
 				if (v6) {
 					/* IPv6: UDP, or ICMPv6 echo replies, to our MAC; NS for our address answered. */
 					int ip6 = len >= 58 && p[12] == 0x86 && p[13] == 0xdd;
-					if (ip6 && memcmp(p, smac, 6) == 0 && (p[20] == 17 || (p[20] == 58 && p[54] == 129))) {
+					/* Encapsulated mode: a UDP datagram from the VIP to the client (us), not through the tunnel. */
+					int ours = encap ? p[20] == 17 && memcmp(p + 22, dip6.s6_addr, 16) == 0 && memcmp(p + 38, sip6.s6_addr, 16) == 0
+							 : p[20] == 17 || (p[20] == 58 && p[54] == 129);
+					if (ip6 && memcmp(p, smac, 6) == 0 && ours) {
 						rx_total++;
 						q->rx_total++;
 					} else if (ip6 && !q->arp_busy &&
@@ -505,8 +567,11 @@ int main(int argc, char **argv)
 						if (send_reply(&q->tx, q->fd, na_len)) { q->arp_busy = 1; arp_replies++; }
 					}
 				} else if (len >= 34 && p[12] == 0x08 && p[13] == 0x00 && memcmp(p, smac, 6) == 0) {
-					rx_total++;
-					q->rx_total++;
+					/* Encapsulated mode: only UDP from the VIP to the client (us) counts. */
+					if (!encap || (p[23] == 17 && memcmp(p + 26, &dip.s_addr, 4) == 0 && memcmp(p + 30, &sip.s_addr, 4) == 0)) {
+						rx_total++;
+						q->rx_total++;
+					}
 				} else if (len >= 42 && p[12] == 0x08 && p[13] == 0x06 && p[20] == 0 && p[21] == 1 &&
 					   memcmp(p + 38, &sip.s_addr, 4) == 0 && !q->arp_busy) {
 					unsigned char *a = area + (size_t)ARP_FRAME * FRAME_SIZE;
