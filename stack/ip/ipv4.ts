@@ -94,7 +94,9 @@ export class Ipv4Input {
     // loopback carries such datagrams. (Nor a VIP of the VS, from inside a tunnel; nor, from inside
     // a tunnel, a subnet broadcast address of the VS (RFC 1122 3.2.1.3): what the VS answers from
     // a VIP is routed, so it would go to that broadcast, onto the VS's own segment.)
-    if (!this.eng.inLoopback && (grp.addrs.has(ip.src | 0) || (inner && (link.vs.isVip(ip.src) || this.broadcastOf(link.vs, ip.src))))) {
+    // Nor, from the wire, a subnet broadcast address of the segment it came on (RFC 1122 3.2.1.3:
+    // silently discarded; Linux: a martian source): every answer would be broadcast back.
+    if (!this.eng.inLoopback && (grp.addrs.has(ip.src | 0) || (inner ? link.vs.isVip(ip.src) || this.broadcastOf(link.vs, ip.src) : grp.bcast.has(ip.src | 0)))) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }
