@@ -123,9 +123,20 @@ export class NeighborCache {
   /**
    * Resolves `ip` for an outgoing frame. Returns the MAC when it can be sent now; otherwise the frame
    * is queued (or dropped when the queue is full) and null is returned: the caller no longer owns it.
+   * The frame is `dev`, `frame`, `off`, `len` (a PendingFrame is made only when it waits: nothing
+   * is allocated for a neighbor already known).
    */
-  resolve(ip: IpAddr, p: PendingFrame, now: number): Uint8Array | null {
+  resolve(ip: IpAddr, dev: number, frame: number, off: number, len: number, now: number): Uint8Array | null {
     let n = this.entries.get(typeof ip === 'number' ? ip : ip.toString());
+    if (n !== undefined && n.state !== NState.Incomplete) {
+      if (now - n.used >= USE_REFRESH_US) this.touch(n, now);
+      if (n.state === NState.Stale) {
+        n.state = NState.Delay;
+        this.wheel.set(n.timer, now + this.params.delayUs);
+      }
+      return n.mac;
+    }
+    const p: PendingFrame = { dev, frame, off, len };
     if (!n) {
       if (this.entries.size >= this.params.maxEntries && !this.evictOne()) {
         this.tableFull++;
@@ -141,23 +152,15 @@ export class NeighborCache {
       this.wheel.set(n.timer, now + this.params.retransUs);
       return null;
     }
+    // Still resolving: the frame waits with the others.
     if (now - n.used >= USE_REFRESH_US) this.touch(n, now);
-    switch (n.state) {
-      case NState.Incomplete:
-        if (n.queue.length >= this.params.queueLen) {
-          // Keep the newest packets, as Linux does.
-          this.queueDrops++;
-          this.host.discard(this, n.queue.shift()!, false, n);
-        }
-        n.queue.push(p);
-        return null;
-      case NState.Stale:
-        n.state = NState.Delay;
-        this.wheel.set(n.timer, now + this.params.delayUs);
-        return n.mac;
-      default:
-        return n.mac;
+    if (n.queue.length >= this.params.queueLen) {
+      // Keep the newest packets, as Linux does.
+      this.queueDrops++;
+      this.host.discard(this, n.queue.shift()!, false, n);
     }
+    n.queue.push(p);
+    return null;
   }
 
   /** Looks up without side effects. */

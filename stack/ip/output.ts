@@ -455,7 +455,7 @@ export class IpOutput {
       this.enqueue(link, pool, f, start, len);
       return;
     }
-    const m = link.neigh.resolve(this.pNextHop, { dev: link.dev, frame: f, off: start, len }, this.eng.now);
+    const m = link.neigh.resolve(this.pNextHop, link.dev, f, start, len, this.eng.now);
     if (m) {
       pool.bytes.set(m, start);
       this.enqueue(link, pool, f, start, len);
