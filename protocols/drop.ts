@@ -120,7 +120,7 @@ export const enum Drop {
   DecapNested, // encapsulated inside an encapsulated packet: one level only
   DecapFragmented, // the outer packet is a fragment: load balancers send whole packets (the MSS leaves room)
   DecapBadInner, // the inner packet is shorter than its header or not of the version the outer header names
-  DecapLinkScoped, // decapsulated Neighbor Discovery or MLD: link-scoped (RFC 4861 7.1, RFC 3810), never taken from a tunnel
+  DecapLinkScoped, // decapsulated Neighbor Discovery or MLD (RFC 4861 7.1, RFC 3810), or from a link-local source (RFC 4291 2.5.6, RFC 3927 2.7): link-scoped, never taken from a tunnel
   Count,
 }
 

@@ -75,6 +75,11 @@ export class Ipv4Input {
         m.drop(j, Drop.DecapNested);
         return 0;
       }
+      // 169.254/16 never leaves its link (RFC 3927 2.7): not a client behind a load balancer.
+      if ((ip.src >>> 16) === 0xa9fe) {
+        m.drop(j, Drop.DecapLinkScoped);
+        return 0;
+      }
     } else {
       link = grp.addrs.get(ip.dst | 0);
       // The VS to one of its own VIPs, looped back (output.ts ownLink): not from the wire.

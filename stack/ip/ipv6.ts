@@ -6,7 +6,7 @@
  * then the upper-layer protocol for the next stage.
  */
 import { Drop } from '../../protocols/drop';
-import { addrHash, eq6At, hash6At, Ip6, ip6At, isBadSource6, isSolicitedNodeAt } from '../../protocols/ip/addr';
+import { addrHash, eq6At, hash6At, Ip6, ip6At, isBadSource6, isLinkLocal6, isSolicitedNodeAt } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
@@ -167,6 +167,11 @@ export class Ipv6Input {
     if (inner) {
       if (isEncapsulation(nh0)) {
         m.drop(j, Drop.DecapNested);
+        return 0;
+      }
+      // fe80::/10 never leaves its link (RFC 4291 2.5.6): not a client behind a load balancer.
+      if (isLinkLocal6(src)) {
+        m.drop(j, Drop.DecapLinkScoped);
         return 0;
       }
       if (!this.eng.forwardedIn) link!.decapsulated++; // (a frame handed over by another shard was counted there)
