@@ -9,7 +9,7 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Burst, parseMac } from '../driver/types';
+import { parseMac } from '../driver/types';
 import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';
 import type { VirtualServer } from '../stack/vs';
@@ -18,8 +18,9 @@ import { IPPROTO_UDP } from '../protocols/ipv4';
 import { frag } from './lib/ipv6-frames';
 import { writeNs } from '../protocols/ndp';
 import { parseIp6 } from '../protocols/ip/addr';
+import { feeder } from './lib/decap-host';
 import {
-  arpReply, decodeWire, echoRequest, encap, eth, GW_MAC, ipv4, ipv6, LB_MAC, macText, naPacket, udp, udpPacket, Wire,
+  arpReply, echoRequest, encap, eth, GW_MAC, ipv4, ipv6, LB_MAC, macText, naPacket, udp, udpPacket, Wire,
 } from './lib/decap-frames';
 
 const DEV_MAC = parseMac('02:00:00:00:00:01');
@@ -59,34 +60,14 @@ function host(o: { vips?: string[]; from?: string[]; overhead?: number; second?:
   e.addRoute(vs, { dst: '::/0', via: GW6 });
   for (const v of o.vips ?? []) e.addVip(vs, v);
   if (o.from) e.setDecap(vs, { from: o.from, overhead: o.overhead });
-  let now = 1000;
-  const out = e.devices[0]!.out;
-  const drain = (): Wire[] => {
-    const r: Wire[] = [];
-    for (let i = 0; i < out.n; i++) {
-      r.push(decodeWire(pool.bytes.slice(out.off[i]!, out.off[i]! + out.len[i]!)));
-      pool.free(out.frame[i]!);
-    }
-    out.n = 0;
-    return r;
-  };
-  drain();
+  const f = feeder(e, pool);
   return {
     pool, e, vs,
     async input(frames) {
-      const burst = new Burst(frames.length);
-      for (const f of frames) {
-        const x = pool.alloc();
-        const off = pool.dataStart(x);
-        pool.bytes.set(f, off);
-        burst.push(x, off, f.length);
-      }
-      now += 1000;
-      e.input(0, burst, now);
-      e.flushEvents();
+      f.put(frames);
       await tick();
       e.flushEvents();
-      return drain();
+      return f.drain();
     },
     drops: () => vs.counters.toJSON().drops.reasons,
   };

@@ -24,7 +24,7 @@ import * as assert from 'uvu/assert';
 import * as http from 'node:http';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab, vlanObjectFor } from '../stack/lab/lab';
-import { nsRun, sleep } from './lib/rig';
+import { nsRun, nsSh, sleep, waitFor } from './lib/rig';
 import { addressesPreferred, framesAccounted as accounted, privilegedTest } from './lib/lab-stack';
 import { ConnResult, Py, TCP_CLIENT } from './lib/peer-python';
 import { Capture, CaptureResult, clientOffloadsOff, LbCounters, LoadBalancer, sendFrames, startCapture, startLoadBalancer } from './lib/lb-python';
@@ -85,20 +85,9 @@ function xdpLosses(): number {
 /** A server listening without a host listens on '::', as Node's: its IPv4 connections' local address is v4-mapped. */
 const mapped = (a: string) => `::ffff:${a}`;
 
-/** Waits (at most `ms`) until `pred` holds; returns whether it did. */
-async function until(pred: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await pred()) return true;
-    if (Date.now() >= end) return false;
-    await sleep(50);
-  }
-}
+const until = waitFor;
 
-async function sh(nsName: string, script: string): Promise<void> {
-  const r = await nsRun(nsName, 'sh', ['-ec', script], { timeout: 20_000 });
-  if (r.code !== 0) throw new Error(`${nsName}: ${script}: ${r.stderr}`);
-}
+const sh = (nsName: string, script: string) => nsSh(nsName, script, 20_000);
 
 async function capture(nsName: string, opts: Parameters<typeof startCapture>[1]): Promise<Capture> {
   const c = await startCapture(nsName, { maxSeconds: 45, ...opts });

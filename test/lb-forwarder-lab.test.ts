@@ -14,7 +14,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { canRunPrivileged, labPrefix } from './lib/env';
 import { labDown, labUp, Lab } from '../stack/lab/lab';
-import { nsRun, sleep } from './lib/rig';
+import { nsRun, nsSh, sleep, waitFor } from './lib/rig';
 import { privilegedTest } from './lib/lab-stack';
 import { fold, sum16 } from '../protocols/checksum';
 import { pseudoSum6At } from '../protocols/ipv6';
@@ -107,20 +107,9 @@ function totalDropped(c: LbCounters): number {
   return Object.values(c.dropped).reduce((a, n) => a + n, 0);
 }
 
-/** Waits (at most `ms`) until `pred` holds; returns whether it did. */
-async function until(pred: () => Promise<boolean>, ms = 10_000): Promise<boolean> {
-  const end = Date.now() + ms;
-  for (;;) {
-    if (await pred()) return true;
-    if (Date.now() >= end) return false;
-    await sleep(50);
-  }
-}
+const until = waitFor;
 
-async function sh(nsName: string, script: string): Promise<void> {
-  const r = await nsRun(nsName, 'sh', ['-ec', script]);
-  if (r.code !== 0) throw new Error(`${nsName}: ${script}: ${r.stderr}`);
-}
+const sh = (nsName: string, script: string) => nsSh(nsName, script);
 
 if (privileged) {
   test.before(async () => {

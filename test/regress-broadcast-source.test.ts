@@ -9,22 +9,13 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { parseMac } from '../driver/types';
-import { echoRequest, eth, udpPacket } from './lib/decap-frames';
-import { ipPacket } from './lib/encap-frames';
-import { IPPROTO_TCP } from '../protocols/ipv4';
-import { ADDR4, decapHost, VS_MAC } from './lib/decap-host';
+import { eth } from './lib/decap-frames';
+import { ADDR4, answered, decapHost, VS_MAC } from './lib/decap-host';
 
 const BCAST_MAC = 'ff:ff:ff:ff:ff:ff';
 const PEER_MAC = parseMac('02:00:00:00:00:77');
 
-function frames(src: string, dst: string): Uint8Array[] {
-  return [
-    echoRequest(src, dst, 1, 1, new Uint8Array(16)),
-    udpPacket(src, 40000, dst, 9, new Uint8Array(8)), // no socket: port unreachable
-    ipPacket({ src, dst, proto: IPPROTO_TCP, sport: 40001, dport: 80 }), // listener: SYN-ACK
-    ipPacket({ src, dst, proto: IPPROTO_TCP, sport: 40002, dport: 81 }), // no listener: RST
-  ].map((p) => eth(10, VS_MAC, PEER_MAC, p));
-}
+const frames = (src: string, dst: string) => answered(src, dst).map((p) => eth(10, VS_MAC, PEER_MAC, p));
 
 test('datagrams from the subnet broadcast address of the segment (10.1.1.255) are discarded: nothing sent, ipv4-bad-source', () => {
   const h = decapHost();

@@ -11,21 +11,11 @@
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { echoRequest, udpPacket } from './lib/decap-frames';
-import { ipPacket } from './lib/encap-frames';
-import { IPPROTO_TCP } from '../protocols/ipv4';
-import { CL4, decapHost, fromLb, VIP4 } from './lib/decap-host';
+import { answered, CL4, decapHost, fromLb, VIP4 } from './lib/decap-host';
 
 const BCAST_MAC = 'ff:ff:ff:ff:ff:ff';
 
-function inners(src: string): Uint8Array[] {
-  return [
-    echoRequest(src, VIP4, 1, 1, new Uint8Array(16)),
-    udpPacket(src, 40000, VIP4, 9, new Uint8Array(8)), // no socket: port unreachable
-    ipPacket({ src, dst: VIP4, proto: IPPROTO_TCP, sport: 40001, dport: 80 }), // listener: SYN-ACK
-    ipPacket({ src, dst: VIP4, proto: IPPROTO_TCP, sport: 40002, dport: 81 }), // no listener: RST
-  ];
-}
+const inners = (src: string) => answered(src, VIP4);
 
 for (const [what, src] of [['its own link', '10.1.1.255'], ['another link of the VS', '10.2.2.255']] as const) {
   test(`an inner packet from the subnet broadcast address of ${what} (${src}) is discarded: nothing sent, ipv4-bad-source`, () => {

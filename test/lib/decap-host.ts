@@ -10,7 +10,9 @@ import { Burst, parseMac } from '../../driver/types';
 import { FramePool } from '../../umem/pool';
 import { Engine } from '../../stack/engine';
 import type { VirtualServer } from '../../stack/vs';
-import { decodeWire, encap, eth, LB_MAC, Wire } from './decap-frames';
+import { decodeWire, echoRequest, encap, eth, LB_MAC, udpPacket, Wire } from './decap-frames';
+import { ipPacket } from './encap-frames';
+import { IPPROTO_TCP } from '../../protocols/ipv4';
 
 export const VS_MAC = parseMac('02:00:00:00:01:01');
 export const VS2_MAC = parseMac('02:00:00:00:02:01');
@@ -55,6 +57,29 @@ export function decapHost(o: { routes?: boolean | 'vlan20'; second?: boolean; mt
   e.addVip(vs, VIP4);
   e.addVip(vs, VIP6);
   e.setDecap(vs, { from: [`${LB4}/32`, `${LB6}/128`] });
+  const f = feeder(e, pool);
+  return {
+    pool, e, vs, logs,
+    input(frames) {
+      f.put(frames);
+      return f.drain();
+    },
+    drops: () => vs.counters.toJSON().drops.reasons,
+  };
+}
+
+/** `inner` (an IP packet) as the load balancer sends it to the VS: in the outer header of the inner's family. */
+export function fromLb(inner: Uint8Array): Uint8Array {
+  const v6 = (inner[0]! >>> 4) === 6;
+  return eth(10, VS_MAC, LB_MAC, encap(v6 ? LB6 : LB4, v6 ? ADDR6 : ADDR4, inner));
+}
+
+/**
+ * Feeds engine `e` (device 0, frames from `pool`) by hand: `put` gives it frames as one burst
+ * received on device 0, a millisecond after the last, and delivers the events; `drain` returns
+ * (decoded) what it transmitted since and frees those frames.
+ */
+export function feeder(e: Engine, pool: FramePool): { put(frames: Uint8Array[]): void; drain(): Wire[] } {
   let now = 1000;
   const out = e.devices[0]!.out;
   const drain = (): Wire[] => {
@@ -68,8 +93,7 @@ export function decapHost(o: { routes?: boolean | 'vlan20'; second?: boolean; mt
   };
   drain();
   return {
-    pool, e, vs, logs,
-    input(frames) {
+    put(frames) {
       const burst = new Burst(frames.length);
       for (const f of frames) {
         const x = pool.alloc();
@@ -80,14 +104,21 @@ export function decapHost(o: { routes?: boolean | 'vlan20'; second?: boolean; mt
       now += 1000;
       e.input(0, burst, now);
       e.flushEvents();
-      return drain();
     },
-    drops: () => vs.counters.toJSON().drops.reasons,
+    drain,
   };
 }
 
-/** `inner` (an IP packet) as the load balancer sends it to the VS: in the outer header of the inner's family. */
-export function fromLb(inner: Uint8Array): Uint8Array {
-  const v6 = (inner[0]! >>> 4) === 6;
-  return eth(10, VS_MAC, LB_MAC, encap(v6 ? LB6 : LB4, v6 ? ADDR6 : ADDR4, inner));
+/**
+ * Four packets from `src` to `dst` that a host answers (with a listener on port 80): an echo
+ * request, a UDP datagram to a closed port (port unreachable), a SYN to 80 (SYN-ACK) and a SYN to
+ * 81 (RST).
+ */
+export function answered(src: string, dst: string): Uint8Array[] {
+  return [
+    echoRequest(src, dst, 1, 1, new Uint8Array(16)),
+    udpPacket(src, 40000, dst, 9, new Uint8Array(8)),
+    ipPacket({ src, dst, proto: IPPROTO_TCP, sport: 40001, dport: 80 }),
+    ipPacket({ src, dst, proto: IPPROTO_TCP, sport: 40002, dport: 81 }),
+  ];
 }

@@ -54,3 +54,19 @@ export async function udpEcho(ns: string, dst: string, port: number, payload: st
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Waits (real time, at most `ms`) until `pred` holds, checking every 50 ms; returns whether it did. */
+export async function waitFor(pred: () => boolean | Promise<boolean>, ms = 10_000): Promise<boolean> {
+  const end = Date.now() + ms;
+  for (;;) {
+    if (await pred()) return true;
+    if (Date.now() >= end) return false;
+    await sleep(50);
+  }
+}
+
+/** Runs `script` with `sh -e` in namespace `ns`; throws with its stderr when it fails. */
+export async function nsSh(ns: string, script: string, timeoutMs?: number): Promise<void> {
+  const r = await nsRun(ns, 'sh', ['-ec', script], timeoutMs === undefined ? {} : { timeout: timeoutMs });
+  if (r.code !== 0) throw new Error(`${ns}: ${script}: ${r.stderr}`);
+}
