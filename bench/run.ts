@@ -109,6 +109,11 @@ async function main(): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'latest.json'), JSON.stringify(summary, null, 2) + '\n');
   console.log(`\nsummary written to bench/results/latest.json (${summary.totalSeconds.toFixed(0)} s)`);
+  const failed = Object.keys(results).filter((n) => (results[n] as { error?: unknown } | undefined)?.error !== undefined);
+  if (failed.length) {
+    console.log(`failed: ${failed.join(', ')}`);
+    process.exitCode = 1;
+  }
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

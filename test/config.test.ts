@@ -100,6 +100,13 @@ test('invalid configs name the file, the field path and the reason', () => {
   bad((c) => { c.services[0].port = 0; }, 'services[0].port', /1\.\.65535, got 0/);
   bad((c) => { c.services[0].address = '10.1.1.2'; }, 'services[0].address', /not an address of virtual server 'a'/);
   bad((c) => { c.services.push({ type: 'udp-echo', vs: 'a', port: 7 }); }, 'services[1].port', /already used by services\[0\]/);
+  // Bound to addresses as sockets are (Linux's rule): a wildcard overlaps every address of its family,
+  // :: both families; one address only itself.
+  bad((c) => { c.services.push({ type: 'udp-echo', vs: 'a', port: 7, address: '10.1.1.1' }); }, 'services[1].port', /already used by services\[0\] \(:: and 10\.1\.1\.1 overlap\)/);
+  bad((c) => { c.services = [{ type: 'udp-echo', vs: 'a', port: 7, address: '10.1.1.1' }, { type: 'udp-echo', vs: 'a', port: 7, address: '0.0.0.0' }]; },
+    'services[1].port', /already used by services\[0\] \(10\.1\.1\.1 and 0\.0\.0\.0 overlap\)/);
+  bad((c) => { c.services = [{ type: 'udp-echo', vs: 'a', port: 7, address: '10.1.1.1' }, { type: 'udp-echo', vs: 'a', port: 7, address: '10.1.1.1' }]; },
+    'services[1].port', /already used by services\[0\]/);
   bad((c) => { c.control = 'yes'; }, 'control', /must be an object/);
   bad((c) => { c.engine = { icmpRate: -1 }; }, 'engine.icmpRate', /0\.\.1000000/);
 });

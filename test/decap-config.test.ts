@@ -288,6 +288,29 @@ test('runtime: show vips counts what came through the tunnel (decapsulated, refu
   r.stack.close();
 });
 
+test('services: one on a VIP and one on the interface address may share a port (their addresses do not overlap); each gets its own datagrams', async () => {
+  const cfg = {
+    ...base({ vips: [VIP4], decap: { from: ['10.1.1.100/32'] }, routes: [{ dst: 'default', via: '10.1.1.254' }] }),
+    services: [{ type: 'udp-echo', vs: 'a', address: VIP4, port: 7 }, { type: 'udp-echo', vs: 'a', address: '10.1.1.1', port: 7 }],
+  } as StackConfig;
+  assert.equal(problems(cfg), []);
+  // Not a wildcard beside them: it overlaps both (as a socket's bind would be EADDRINUSE).
+  const wild = { ...cfg, services: [...cfg.services!, { type: 'udp-echo', vs: 'a', port: 7 }] } as StackConfig;
+  assert.equal(problems(wild).map((p) => p.path), ['services[2].port']);
+  const r = running(cfg);
+  const peer = new Uint8Array([2, 0, 0, 0, 0, 7]);
+  const out = await r.send([
+    eth(10, macA(r), peer, udpPacket('10.1.1.7', 4000, '10.1.1.1', 7, new Uint8Array([1, 2, 3]))),
+    eth(10, macA(r), LB_MAC, encap('10.1.1.100', '10.1.1.1', udpPacket(CL4, 4001, VIP4, 7, new Uint8Array([4, 5])))),
+  ]);
+  // The echo from the interface address goes back to its sender; the VIP's is routed (the gateway resolved first).
+  assert.equal(out.filter((w) => w.udp).map((w) => [w.ip!.src, w.ip!.dst, w.udp!.dport]), [['10.1.1.1', '10.1.1.7', 4000]]);
+  assert.is(out.filter((w) => w.arp && w.arp.tpa === '10.1.1.254').length, 1, 'the gateway resolved for the VIP\'s reply');
+  const reasons = (r.req({ cmd: 'show', kind: 'counters', vs: 'a' }) as { vs: { drops: { reasons: Record<string, number> } }[] }).vs[0]!.drops.reasons;
+  assert.is(reasons['udp-no-socket'] ?? 0, 0, 'both delivered to a socket');
+  r.stack.close();
+});
+
 test('show config writes vips and decap back; the validator accepts it and it builds the same VIPs and load balancers', async () => {
   const r = running(base());
   r.req({ cmd: 'vip.add', vs: 'a', addr: VIP6 });

@@ -586,3 +586,18 @@ export function prefixHash(a: IpAddr, prefixLen: number): number {
   if (typeof a === 'number') return (a & mask32(prefixLen)) >>> 0;
   return hash6(a.w0 & mask32(prefixLen), a.w1 & mask32(prefixLen - 32), a.w2 & mask32(prefixLen - 64), a.w3 & mask32(prefixLen - 96));
 }
+
+/**
+ * Whether two local bindings of one port (a socket's or listener's address, and whether it is
+ * IPv6-only) overlap, so that the second is EADDRINUSE, as Linux decides: the same address; 0.0.0.0
+ * and any IPv4 address; :: and any IPv6 address, and any IPv4 one unless it is IPv6-only.
+ */
+export function localOverlap(a: IpAddr, aV6Only: boolean, b: IpAddr, bV6Only: boolean): boolean {
+  const any6 = (x: IpAddr) => typeof x !== 'number' && (x.w0 | x.w1 | x.w2 | x.w3) === 0;
+  if (any6(a) && any6(b)) return true;
+  if (any6(a)) return typeof b !== 'number' || !aV6Only;
+  if (any6(b)) return typeof a !== 'number' || !bV6Only;
+  if (a === 0) return typeof b === 'number';
+  if (b === 0) return typeof a === 'number';
+  return addrEq(a, b);
+}

@@ -20,7 +20,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { addrEq, addrToString, IpAddr, isUnspecified } from '../../protocols/ip/addr';
+import { addrEq, addrToString, ANY6, IpAddr, isUnspecified, localOverlap } from '../../protocols/ip/addr';
 import { Checker, checkDecap, checkLink, checkMetrics, checkRoute, checkRule, checkVip, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
 import { LogFormat, logFormatProblem, LogLevel, logLevelProblem } from './log';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../../driver/police';
@@ -325,7 +325,7 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
 
   // ---- services
   const svcs = c.array(obj, 'services', '', false);
-  const bound = new Map<string, string>();
+  const bound = new Map<string, { addr: IpAddr; path: string }[]>();
   svcs?.forEach((s, i) => {
     const p = join('services', i);
     if (!c.isObject(s, p)) return;
@@ -345,10 +345,14 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
       c.fail(join(p, 'address'), `${addrToString(addr)} is not an address of virtual server '${vs}'`);
     }
     if (vs !== undefined && port !== undefined) {
+      // Two services share a port when their addresses do not overlap (as two sockets may: one on a
+      // VIP, one on an interface address). Without an address a service listens on :: (both families).
       const key = `${vs}/${kind?.transport ?? 'udp'}/${port}`;
-      const prev = bound.get(key);
-      if (prev) c.fail(join(p, 'port'), `port ${port} of virtual server '${vs}' is already used by ${prev}`);
-      else bound.set(key, p);
+      const at = addr ?? ANY6;
+      const list = bound.get(key) ?? [];
+      const prev = list.find((b) => localOverlap(b.addr, false, at, false));
+      if (prev) c.fail(join(p, 'port'), `port ${port} of virtual server '${vs}' is already used by ${prev.path}${prev.addr !== ANY6 || at !== ANY6 ? ` (${addrToString(prev.addr)} and ${addrToString(at)} overlap)` : ''}`);
+      else bound.set(key, [...list, { addr: at, path: p }]);
     }
   });
 

@@ -16,7 +16,7 @@ import { rstFor } from '../../protocols/tcp/rst';
 import { clampMss, resolveOptions } from '../../protocols/tcp/options';
 import * as synCookie from '../../protocols/tcp/syncookie';
 import { IPPROTO_TCP } from '../../protocols/ipv4';
-import { addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6 } from '../../protocols/ip/addr';
+import { addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6, localOverlap } from '../../protocols/ip/addr';
 import type { Timer, TimerWheel } from '../timers';
 import type { Link, VirtualServer } from '../vs';
 import { FramePool, OWNER_ENGINE } from '../../umem/pool';
@@ -273,19 +273,6 @@ export class TcpListener {
   }
 }
 
-/** Whether two listeners' local addresses overlap (EADDRINUSE), as Linux decides for one port. */
-function listenersOverlap(a: IpAddr, aV6Only: boolean, b: IpAddr, bV6Only: boolean): boolean {
-  const cover = (w: IpAddr, v6Only: boolean, x: IpAddr): boolean => {
-    if (w === 0) return typeof x === 'number';
-    if (w === ANY6) return isIp6(x) || !v6Only;
-    return addrEq(w, x);
-  };
-  if (a === ANY6 && b === ANY6) return true;
-  if (a === ANY6 && b === 0) return !aV6Only;
-  if (b === ANY6 && a === 0) return !bV6Only;
-  return cover(a, aV6Only, b) || cover(b, bV6Only, a);
-}
-
 /** Demux key of a connection: its remote address and port (IPv6: the address's hash). */
 function tupleKey(remoteAddr: IpAddr, remotePort: number): number {
   return (typeof remoteAddr === 'number' ? remoteAddr : remoteAddr.hash) * 65536 + remotePort;
@@ -414,7 +401,7 @@ export class TcpLayer implements TcpHost {
     resolveOptions({ ...this.defaults, ...opts.tcp });
     const listeners = tcpState(vs).listeners;
     const list = listeners.get(port) ?? [];
-    if (list.some((l) => listenersOverlap(l.addr, l.v6Only, addr, v6Only))) {
+    if (list.some((l) => localOverlap(l.addr, l.v6Only, addr, v6Only))) {
       const text = isIp6(addr) ? `${addrToString(addr)}` : addrToString(addr);
       const e = new Error(`listen EADDRINUSE: address already in use ${isIp6(addr) ? `[${text}]` : text}:${port}`) as Error & { code: string; errno: number; syscall: string; address: string; port: number };
       e.code = 'EADDRINUSE'; e.errno = -98; e.syscall = 'listen'; e.address = text; e.port = port;

@@ -10,7 +10,7 @@ import { IPPROTO_UDP } from '../../protocols/ipv4';
 import { UdpHeader, UDP_HLEN } from '../../protocols/udp';
 import { fold, sum16 } from '../../protocols/checksum';
 import {
-  addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6, isLoopback6, isMulticast6, isUnspecified, pseudoSum,
+  addrEq, addrToString, ANY6, IpAddr, isIp6, isLinkLocal6, isLoopback6, isMulticast6, isUnspecified, localOverlap, pseudoSum,
 } from '../../protocols/ip/addr';
 import { sockError, UdpHost, UdpSocket } from '../api/dgram';
 import type { RxMeta } from '../engine/meta';
@@ -94,16 +94,6 @@ function fail(code: string, syscall: string, reason: string, addr?: IpAddr, port
   const a = addr === undefined ? undefined : addrToString(addr);
   return sockError(code, `${syscall} ${code}${a !== undefined ? ` ${a}${port ? `:${port}` : ''}` : ''}: ${reason}`,
     { syscall, address: a, port: port || undefined, reason });
-}
-
-/** Whether two sockets' local addresses overlap on one port (EADDRINUSE), as Linux decides. */
-export function localOverlap(a: IpAddr, aV6Only: boolean, b: IpAddr, bV6Only: boolean): boolean {
-  if (a === ANY6 && b === ANY6) return true;
-  if (a === ANY6) return isIp6(b) || (!aV6Only && (typeof b === 'number'));
-  if (b === ANY6) return isIp6(a) || (!bV6Only && (typeof a === 'number'));
-  if (a === 0) return typeof b === 'number';
-  if (b === 0) return typeof a === 'number';
-  return addrEq(a, b);
 }
 
 export class UdpLayer implements UdpHost {
