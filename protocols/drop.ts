@@ -118,7 +118,7 @@ export const enum Drop {
   DecapSourceRefused, // encapsulated, from an outer source not in the VS's decap.from (or the VS takes none)
   DecapNotVip, // decapsulated, but the inner destination is not a VIP of the VS
   DecapNested, // encapsulated inside an encapsulated packet: one level only
-  DecapFragmented, // the outer packet is a fragment: load balancers send whole packets (the MSS leaves room)
+  DecapFragmented, // an outer packet reassembled from fragments (RFC 2003 5.1, RFC 2473 7) longer than a frame holds: not taken
   DecapBadInner, // the inner packet is shorter than its header or not of the version the outer header names
   DecapLinkScoped, // decapsulated Neighbor Discovery or MLD (RFC 4861 7.1, RFC 3810), or from a link-local source (RFC 4291 2.5.6, RFC 3927 2.7): link-scoped, never taken from a tunnel
   Count,

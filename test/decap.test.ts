@@ -278,27 +278,6 @@ const REFUSALS: { name: string; reason: string; cfg?: { vips: string[]; from?: s
       tunnelled(LB6, ADDR6, udpPacket(CL4, 1, VIP4, 53, enc('x')), { proto: 41 }),
     ],
   },
-  {
-    name: 'an outer IPv4 fragment (first, middle, last)', reason: 'decap-fragmented',
-    frames: () => {
-      const inner = udpPacket(CL4, 1, VIP4, 53, new Uint8Array(64));
-      return [
-        tunnelled(LB4, ADDR4, inner.subarray(0, 48), { flagsFrag: 0x2000, id: 5 }),
-        tunnelled(LB4, ADDR4, inner.subarray(48, 80), { flagsFrag: 0x2000 | 6, id: 5 }),
-        tunnelled(LB4, ADDR4, inner.subarray(80), { flagsFrag: 10, id: 5 }),
-      ];
-    },
-  },
-  {
-    name: 'an outer IPv6 packet with a Fragment header (first and last fragment)', reason: 'decap-fragmented',
-    frames: () => {
-      const inner = udpPacket(CL6, 1, VIP6, 53, new Uint8Array(64));
-      return [
-        tunnelled(LB6, ADDR6, inner.subarray(0, 64), { exts: [frag(0, true, 9)] }),
-        tunnelled(LB6, ADDR6, inner.subarray(64), { exts: [frag(64, false, 9)] }),
-      ];
-    },
-  },
 ];
 
 for (const r of REFUSALS) {
@@ -315,6 +294,69 @@ for (const r of REFUSALS) {
     assert.is(h.vs.counters.rxPackets, frames.length);
     sink.close();
     assert.is(h.pool.check().held, 0, 'every frame freed');
+  });
+}
+
+/** The outer fragments a load balancer's kernel makes of a tunnel packet (IPv4: first, middle, last; IPv6: first, last). */
+function outerFragments(v6: boolean, from: string, size = 64, id = 5): Uint8Array[] {
+  if (!v6) {
+    const inner = udpPacket(CL4, 1, VIP4, 53, new Uint8Array(size));
+    return [
+      tunnelled(from, ADDR4, inner.subarray(0, 48), { flagsFrag: 0x2000, id }),
+      tunnelled(from, ADDR4, inner.subarray(48, 80), { flagsFrag: 0x2000 | 6, id }),
+      tunnelled(from, ADDR4, inner.subarray(80), { flagsFrag: 10, id }),
+    ];
+  }
+  const inner = udpPacket(CL6, 1, VIP6, 53, new Uint8Array(size));
+  return [
+    tunnelled(from, ADDR6, inner.subarray(0, 64), { exts: [frag(0, true, id)] }),
+    tunnelled(from, ADDR6, inner.subarray(64), { exts: [frag(64, false, id)] }),
+  ];
+}
+
+for (const v6 of [false, true]) {
+  const fam = v6 ? 'IPv6 (Fragment header, RFC 2473 section 7)' : 'IPv4 (RFC 2003 section 5.1)';
+  test(`outer ${fam} fragments from a load balancer: reassembled, then decapsulated and delivered once`, async () => {
+    const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`, `${LB6}/128`] });
+    const sink = await catchAll(h);
+    const frames = outerFragments(v6, v6 ? LB6 : LB4);
+    const { sent } = await viaGateway(h, frames);
+    assert.is(sink.got(), 1, 'the inner datagram delivered');
+    assert.equal(sent.map((w) => [w.ethDst, w.ip!.src, w.ip!.dst]), [[macText(GW_MAC), v6 ? VIP6 : VIP4, v6 ? CL6 : CL4]], 'answered from the VIP, routed');
+    assert.equal(h.drops(), {});
+    assert.is(h.vs.counters.decapsulated, 1);
+    assert.is(h.vs.counters.rxPackets, frames.length + 1, 'received: the fragments and the gateway\'s answer (the packet rebuilt from them is not counted again)');
+    sink.close();
+    assert.is(h.pool.check().held, 0, 'every frame freed');
+  });
+
+  test(`outer ${fam} fragments from no load balancer: each refused (decap-source-refused), none held for reassembly`, async () => {
+    const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`, `${LB6}/128`] });
+    const sink = await catchAll(h);
+    const frames = outerFragments(v6, v6 ? 'fd00:1::101' : '10.1.1.101');
+    const sent = await h.input(frames);
+    assert.is(sink.got(), 0);
+    assert.equal(sent, []);
+    assert.equal(h.drops(), { 'decap-source-refused': frames.length });
+    assert.is(v6 ? h.e.ip6.reasm.pending : h.e.reasm.pending, 0, 'nothing held');
+    sink.close();
+    assert.is(h.pool.check().held, 0);
+  });
+
+  test(`outer ${fam} fragments whose whole packet is longer than a frame holds: counted decap-fragmented, nothing delivered`, async () => {
+    const h = host({ vips: [VIP4, VIP6], from: [`${LB4}/32`, `${LB6}/128`] });
+    const sink = await catchAll(h);
+    // 2 KiB frames: an inner datagram of 2100 bytes in three (IPv4) or two (IPv6) pieces.
+    const inner = v6 ? udpPacket(CL6, 1, VIP6, 53, new Uint8Array(2100)) : udpPacket(CL4, 1, VIP4, 53, new Uint8Array(2100));
+    const cut = 1200;
+    const frames = v6
+      ? [tunnelled(LB6, ADDR6, inner.subarray(0, cut), { exts: [frag(0, true, 7)] }), tunnelled(LB6, ADDR6, inner.subarray(cut), { exts: [frag(cut, false, 7)] })]
+      : [tunnelled(LB4, ADDR4, inner.subarray(0, cut), { flagsFrag: 0x2000, id: 7 }), tunnelled(LB4, ADDR4, inner.subarray(cut), { flagsFrag: cut / 8, id: 7 })];
+    await h.input(frames);
+    assert.is(sink.got(), 0);
+    assert.equal(h.drops(), { 'decap-fragmented': 1 });
+    sink.close();
+    assert.is(h.pool.check().held, 0);
   });
 }
 

@@ -23,7 +23,7 @@ import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
 import { Drop } from '../../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
 import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
+import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
 import { addrEq, addrToString, Ip6, ip6At, IpAddr, isLinkLocal6, write6 } from '../../protocols/ip/addr';
 import { hashKey } from '../../protocols/tcp/hash';
 import { Ipv4Reassembler } from '../../protocols/reassembly';
@@ -37,7 +37,7 @@ import { Link, VirtualServer } from '../vs';
 import { TcpLayer, TcpEngine } from '../transport/tcp';
 import { checkDestination, UdpLayer, udpPorts } from '../transport/udp';
 import { EngineState, ValidationError, vsNameProblem } from '../control/validate';
-import { LinkGroup } from '../link/demux';
+import { LinkGroup, linkEth } from '../link/demux';
 import { Arp } from '../link/arp';
 import { Ndp, NdpOptions } from '../link/ndp';
 import { Ipv4Input } from '../ip/ipv4';
@@ -143,6 +143,14 @@ export class Engine implements NeighborHost, TcpEngine {
   readonly decap: Decap;
   /** TcpEngine: the outer family of the TCP segment being handled when it came encapsulated, else 0. */
   rxDecapOuter = 0;
+  /**
+   * Per device: outer packets of a tunnel reassembled from their fragments (RFC 2003 section 5.1,
+   * RFC 2473 section 7: the decapsulator reassembles as any receiver), rebuilt as whole frames and
+   * input again once the burst is done, where decap.ts takes them as any other (rejoin).
+   */
+  private readonly rejoined: (Burst | null)[] = [];
+  /** Set while those frames are input: they were counted received as fragments already. */
+  private rejoining = false;
   readonly icmp4: Icmp4;
   readonly icmp6: Icmp6;
   /** ICMP echo sockets (ping from a VS). */
@@ -390,7 +398,61 @@ export class Engine implements NeighborHost, TcpEngine {
       this.burstThrew(dev, burst, err);
     } finally {
       burst.n = 0;
+    }
+    try {
+      const q = this.rejoined[devIdx];
+      if (q && q.n) this.inputRejoined(dev, devIdx, q, now);
+    } finally {
       this.inInput = false;
+    }
+  }
+
+  /**
+   * Queues an outer packet reassembled from fragments whose payload is a tunnel (protocol 4 or 41
+   * to a VS with VIPs or load balancers), rebuilt as a whole frame received on `link` from
+   * `peerMac`: IPv4 (`v6` false) from `src` to `dst` with `proto`, `tos` and payload `data`, or
+   * IPv6 whose whole packet (header included) is `data`. It is input at the end of the burst. A
+   * packet longer than a frame holds is counted (decap-fragmented); with no free frame, no-frame.
+   */
+  rejoin(link: Link, v6: boolean, src: IpAddr, dst: IpAddr, proto: number, tos: number, data: Uint8Array, peerMac: Uint8Array): void {
+    const dev = this.devices[link.dev]!;
+    const pool = dev.pool;
+    const q = (this.rejoined[link.dev] ??= new Burst(64));
+    if (q.n >= q.capacity) return link.drop(Drop.NoFrame);
+    const f = pool.alloc();
+    if (f < 0) return link.drop(Drop.NoFrame);
+    const b = pool.bytes;
+    const off = pool.dataStart(f);
+    const ethLen = link.vlan < 0 ? 14 : 18;
+    const len = ethLen + (v6 ? 0 : 20) + data.length;
+    if (off + len > (f + 1) * pool.frameSize) {
+      pool.free(f);
+      return link.drop(Drop.DecapFragmented);
+    }
+    linkEth(b, off, peerMac, 0, link, v6 ? ETH_P_IPV6 : ETH_P_IPV4);
+    // As received: to the link's MAC from the peer's.
+    for (let i = 0; i < 6; i++) { const x = b[off + i]!; b[off + i] = b[off + 6 + i]!; b[off + 6 + i] = x; }
+    if (!v6) writeIpv4(b, off + ethLen, src as number, dst as number, proto, data.length, 64, 0, 0, tos);
+    b.set(data, off + len - data.length);
+    q.push(f, off, len, this.now);
+  }
+
+  /** Inputs the frames rejoin() queued for device `devIdx` (stage 1 on: as any burst, with its own recovery). */
+  private inputRejoined(dev: Device, devIdx: number, q: Burst, now: number): void {
+    // Processed as frames off the wire here (the flow they carry may belong to another shard),
+    // whoever handed the fragments over; not counted as received again.
+    const fwd = this.forwardedIn;
+    this.forwardedIn = false;
+    this.rejoining = true;
+    this.rxDone = 0;
+    try {
+      this.inputBurst(dev, devIdx, q, now);
+    } catch (err) {
+      this.burstThrew(dev, q, err);
+    } finally {
+      q.n = 0;
+      this.forwardedIn = fwd;
+      this.rejoining = false;
     }
   }
 
@@ -475,7 +537,7 @@ export class Engine implements NeighborHost, TcpEngine {
     const pool = dev.pool;
     // Shards: a frame handed over by another shard was counted there, where it came off the
     // wire; counting it again would make the group's sums exceed what the device received.
-    const count = this.forwardedIn ? 0 : 1;
+    const count = this.forwardedIn || this.rejoining ? 0 : 1;
     let done = 0;
     while (done < burst.n) {
       const n = Math.min(burst.n - done, CHUNK);

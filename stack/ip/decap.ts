@@ -40,20 +40,15 @@ export class Decap {
 
   /**
    * Frame `j` is to an address of `link` and carries protocol `proto` (4 or 41) in
-   * `b[off..off+len)`, from outer source `src` (family `outer`); `fragment`: the outer packet is a
-   * fragment. The VS of `link` has VIPs or load balancers (the caller checked: a VS without any
+   * `b[off..off+len)`, from outer source `src` (family `outer`), a whole packet (outer fragments
+   * are reassembled first and come back whole: Engine.rejoin). The VS of `link` has VIPs or load balancers (the caller checked: a VS without any
    * treats these protocols as unknown, as a host without tunnels does). Returns the inner
    * packet's upper-layer protocol for the next stage, or 0 when the frame was consumed.
    */
-  input(m: RxMeta, j: number, link: Link, src: IpAddr, outer: 4 | 6, proto: number, off: number, len: number, fragment: boolean): number {
+  input(m: RxMeta, j: number, link: Link, src: IpAddr, outer: 4 | 6, proto: number, off: number, len: number): number {
     const vips = link.vs.vips!;
     if (!vips.allows(src)) {
       m.drop(j, Drop.DecapSourceRefused);
-      return 0;
-    }
-    // Load balancers send whole packets (the MSS offered on a VIP leaves room for their header).
-    if (fragment) {
-      m.drop(j, Drop.DecapFragmented);
       return 0;
     }
     const v = proto === IPPROTO_IPIP ? 4 : 6;

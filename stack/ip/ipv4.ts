@@ -6,6 +6,7 @@
 import { Drop } from '../../protocols/drop';
 import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
+import type { IpAddr } from '../../protocols/ip/addr';
 import type { RxDatagram, RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
 
@@ -34,6 +35,8 @@ export interface Ipv4Host {
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
   /** Shards: the reassembled datagram being delivered (handed over whole if it belongs to another shard). */
   rxDatagram: RxDatagram | null;
+  /** A tunnel's outer packet reassembled from fragments, to be input again whole (Engine.rejoin). */
+  rejoin(link: Link, v6: boolean, src: IpAddr, dst: IpAddr, proto: number, tos: number, data: Uint8Array, peerMac: Uint8Array): void;
 }
 
 const BROADCAST = 0xffffffff;
@@ -110,7 +113,13 @@ export class Ipv4Input {
     if (inner) { if (!this.eng.forwardedIn) link.decapsulated++; }
     // IPIP / IPv6 in IPv4 to a VS that serves VIPs (one that does not: an unknown protocol, below).
     else if (!bcast && isEncapsulation(ip.proto) && link.vs.vips !== null) {
-      return this.eng.decap.input(m, j, link, ip.src, 4, ip.proto, ip.payloadOff, ip.payloadLen, ip.mf || ip.fragOff !== 0);
+      if (!ip.mf && ip.fragOff === 0) return this.eng.decap.input(m, j, link, ip.src, 4, ip.proto, ip.payloadOff, ip.payloadLen);
+      // An outer fragment: reassembled below, then input again whole (deliver, Engine.rejoin).
+      // Only a load balancer's: nobody else's fragments take reassembly memory.
+      if (!link.vs.vips.allows(ip.src)) {
+        m.drop(j, Drop.DecapSourceRefused);
+        return 0;
+      }
     }
     if (ip.mf || ip.fragOff) {
       // Shards: one shard reassembles all fragments of a datagram.
@@ -168,6 +177,8 @@ export class Ipv4Input {
   /** A whole datagram to its upper layer: reassembled here, or by another shard that handed it over. */
   deliver(link: Link, src: number, dst: number, proto: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
     const bcast = this.eng.out.isBroadcast(link, dst);
+    // A tunnel's outer packet, whole again: decapsulated as one that came whole (RFC 2003 5.1).
+    if (isEncapsulation(proto) && link.vs.vips !== null && !bcast) return this.eng.rejoin(link, false, src, dst, proto, tos, dg, peerMac);
     if (proto === IPPROTO_UDP) {
       if (!this.eng.udp.datagram(link, src, dst, dg, peerMac, bcast) && !bcast) this.eng.icmp4.portUnreachable(link, src, dst, tos, dg, peerMac, now);
       return;

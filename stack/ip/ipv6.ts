@@ -6,7 +6,7 @@
  * then the upper-layer protocol for the next stage.
  */
 import { Drop } from '../../protocols/drop';
-import { addrHash, eq6At, hash6At, Ip6, ip6At, isBadSource6, isLinkLocal6, isSolicitedNodeAt } from '../../protocols/ip/addr';
+import { addrHash, eq6At, hash6At, Ip6, ip6At, IpAddr, isBadSource6, isLinkLocal6, isSolicitedNodeAt } from '../../protocols/ip/addr';
 import { IPPROTO_TCP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { IPPROTO_ICMPV6, Ipv6Header } from '../../protocols/ipv6';
 import { ICMP6_PARAM_PROB } from '../../protocols/icmpv6';
@@ -36,6 +36,8 @@ export interface Ipv6Host {
   steerFragment(m: RxMeta, j: number, a: number, b: number): boolean;
   /** Shards: the reassembled packet being delivered (handed over whole if it belongs to another shard). */
   rxDatagram: RxDatagram | null;
+  /** A tunnel's outer packet reassembled from fragments, to be input again whole (Engine.rejoin). */
+  rejoin(link: Link, v6: boolean, src: IpAddr, dst: IpAddr, proto: number, tos: number, data: Uint8Array, peerMac: Uint8Array): void;
 }
 
 export interface Reassembly6Options {
@@ -177,7 +179,13 @@ export class Ipv6Input {
       if (!this.eng.forwardedIn) link!.decapsulated++; // (a frame handed over by another shard was counted there)
     } else if (isEncapsulation(nh0) && !multicast && link!.vs.vips !== null) {
       // IPv6 / IPv4 in IPv6 to a VS that serves VIPs (one that does not: an unknown next header, below).
-      return this.eng.decap.input(m, j, link!, src, 6, nh0, ip.l4Off, ip.l4Len, ip.isFragment && !ip.atomic);
+      if (!ip.isFragment || ip.atomic) return this.eng.decap.input(m, j, link!, src, 6, nh0, ip.l4Off, ip.l4Len);
+      // An outer fragment: reassembled below, then input again whole (deliver, Engine.rejoin).
+      // Only a load balancer's: nobody else's fragments take reassembly memory.
+      if (!link!.vs.vips.allows(src)) {
+        m.drop(j, Drop.DecapSourceRefused);
+        return 0;
+      }
     }
     if (ip.isFragment && !ip.atomic) {
       if (multicast) {
@@ -240,6 +248,8 @@ export class Ipv6Input {
     const d = h.parse(pkt, 0, pkt.length);
     if (d !== Drop.None) return link.drop(d);
     const nh = h.nextHeader;
+    // A tunnel's outer packet, whole again: decapsulated as one that came whole (RFC 2473 7).
+    if (isEncapsulation(nh) && link.vs.vips !== null) return this.eng.rejoin(link, true, src, dst, nh, 0, pkt, peerMac);
     const dg = pkt.subarray(h.l4Off, h.l4Off + h.l4Len);
     if (nh === IPPROTO_UDP) {
       // No socket: port unreachable quoting the reassembled packet (RFC 4443 3.1), as for a whole one.
