@@ -584,6 +584,47 @@ ptest('hostile encapsulated frames: each a counted drop with its reason, deliver
   await framesAccounted();
 });
 
+ptest('datagrams the load balancer must fragment (inner DF clear, 1460 bytes: 4in4 and 4in6): the VS reassembles the outer packet, then decapsulates; echoed whole from the VIP', async () => {
+  const row0 = vipRow('a');
+  const lb0 = await lbA.counters();
+  const targets = [VIP.v4, VIP_MIX.v4];
+  const sentByLb = await capture(ns.lbA, { out: true, srcs: [LB_A.v4, LB_A.v6], protos: [4], keep: 64 });
+  const py = [
+    'import socket,sys,json',
+    'out=[]',
+    'for dst in json.loads(sys.argv[1]):',
+    '  s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)',
+    '  s.setsockopt(socket.IPPROTO_IP,10,0)  # IP_MTU_DISCOVER: IP_PMTUDISC_DONT, DF clear',
+    '  s.settimeout(2)',
+    '  ok=0',
+    '  for i in range(3):',
+    '    m=bytes([(i*7+k)%251 for k in range(1460)])',
+    '    s.sendto(m,(dst,7))',
+    '    try:',
+    '      d,a=s.recvfrom(65535)',
+    '      ok+=(d==m and a[0]==dst)',
+    '    except socket.timeout: pass',
+    '  out.append(ok)',
+    'print(json.dumps(out))',
+  ].join('\n');
+  const r = await nsRun(ns.clientA, '/usr/bin/python3', ['-c', py, JSON.stringify(targets)], { timeout: 30_000 });
+  assert.is(r.code, 0, r.stderr);
+  assert.equal(JSON.parse(r.stdout.trim()), [3, 3], 'every datagram echoed whole, from the VIP it was sent to');
+  const lb1 = await lbA.counters();
+  const frags = (await sentByLb.stop()).packets.map((p) => ipInfo(p)!).filter((h) => h.mf || h.fragOffset > 0);
+  assert.equal([frags.filter((h) => h.version === 4).length, frags.filter((h) => h.version === 6).length], [6, 6],
+    'the load balancer sent each tunnel packet in two fragments (IPv4 outer; IPv6 outer with a Fragment header)');
+  assert.is(lb1.forwarded['4in4'] - lb0.forwarded['4in4'], 3);
+  assert.is(lb1.forwarded['4in6'] - lb0.forwarded['4in6'], 3);
+  assert.is(lb1.dropped.tooBig - lb0.dropped.tooBig, 0, 'DF clear: fragmented, not refused');
+  await until(() => vipRow('a').decapsulated - row0.decapsulated >= 6, 3000);
+  const row1 = vipRow('a');
+  assert.is(row1.decapsulated - row0.decapsulated, 6, 'six outer packets, each decapsulated once (after reassembly)');
+  assert.is(row1.drops.total - row0.drops.total, 0, 'no decapsulation drop');
+  const reasm = stack.show('counters', { vs: 'a' }) as { vs: { drops: { reasons: Record<string, number> } }[] };
+  assert.is(reasm.vs[0]!.drops.reasons['decap-fragmented'] ?? 0, 0);
+});
+
 ptest('show vips after the run (for the record)', () => {
   const rows = stack.show('vips') as VipRow[];
   console.log(`# show vips: ${JSON.stringify(rows)}`);
