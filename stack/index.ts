@@ -76,4 +76,4 @@ export type { NetError } from './api/errors';
 export { TraceFilter, TraceFilterError, TRACE_PROTOS } from './trace';
 export type { TraceFilterSpec, TraceCounts, TraceSink } from './trace';
 export { PingSession } from './ping';
-export type { PingOptions, PingEvents, PingStart, PingReply, PingSummary } from './ping';
+export type { PingOptions, PingEvents, PingStart, PingReply, PingSummary, PingIcmpError } from './ping';

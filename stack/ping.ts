@@ -29,6 +29,8 @@ export interface PingEvents {
   onReply?(r: PingReply): void;
   /** A request that could not be sent (its sequence number and why). */
   onError?(seq: number, message: string): void;
+  /** An ICMP error answered a request (a router's, the target's, or ours when the next hop never resolved). */
+  onUnreachable?(u: PingIcmpError): void;
   onDone?(s: PingSummary): void;
 }
 
@@ -54,11 +56,21 @@ export interface PingReply {
   dup: boolean;
 }
 
+/** An ICMP error about one request: who sent it, the ICMP type and code (of the target's family) and ping's wording. */
+export interface PingIcmpError {
+  seq: number;
+  from: string;
+  type: number;
+  code: number;
+  /** As iputils' ping says it: "Destination Host Unreachable", "Time to live exceeded", ... */
+  message: string;
+}
+
 export interface PingSummary extends PingStart {
   transmitted: number;
   received: number;
   duplicates: number;
-  /** Requests that could not be sent. */
+  /** Requests that could not be sent, and requests an ICMP error answered (ping's "+N errors"). */
   errors: number;
   /** (transmitted - received) / transmitted, in percent (0 when nothing was sent). */
   lossPercent: number;
@@ -109,7 +121,10 @@ export class PingSession {
   private transmitted = 0;
   private received = 0;
   private duplicates = 0;
+  /** Requests that could not be sent (each takes a sequence number). */
   private errors = 0;
+  /** Requests answered by an ICMP error. */
+  private icmpErrors = 0;
   private outstanding = 0;
   private t0 = 0;
   private sum = 0;
@@ -126,6 +141,7 @@ export class PingSession {
     for (let i = 0; i < this.data.length; i++) this.data[i] = i & 0xff; // ping's pattern
     this.done = new Promise((r) => { this.resolve = r; });
     this.sock = engine.echo.open(vs, (from, seq, bytes, ttl, now) => this.onReply(addr, from, seq, bytes, ttl, now));
+    this.sock.onError = (from, seq, type, code, info, now) => this.onIcmpError(from, seq, type, code, info, v4, now);
     this.sendTimer = engine.wheel.create((now) => this.sendNext(addr, zone, now));
     this.endTimer = engine.wheel.create((now) => this.finish(now));
     const now = engine.time();
@@ -207,6 +223,23 @@ export class PingSession {
     if (!dup && this.outstanding === 0 && this.transmitted + this.errors >= this.opts.count) this.finish(now);
   }
 
+  /**
+   * An ICMP error quoting one of our requests: that request is answered (not waited for any
+   * longer) and counted as an error, not as received, as iputils' ping does.
+   */
+  private onIcmpError(from: IpAddr, seq: number, type: number, code: number, info: number, v4: boolean, now: number): void {
+    if (this.finished || this.sentAt[seq]! < 0) return; // not outstanding: never sent, answered, or already reported
+    this.sentAt[seq] = -1;
+    this.outstanding--;
+    this.icmpErrors++;
+    let full = seq;
+    const last = this.transmitted + this.errors;
+    while (full + 65536 <= last) full += 65536;
+    const u: PingIcmpError = { seq: full, from: addrToString(from), type, code, message: icmpErrorText(v4, type, code, info) };
+    this.tell(() => this.events.onUnreachable?.(u));
+    if (this.outstanding === 0 && this.transmitted + this.errors >= this.opts.count) this.finish(now);
+  }
+
   private finish(now: number): void {
     if (this.finished) return;
     this.finished = true;
@@ -217,7 +250,7 @@ export class PingSession {
     const avg = n ? this.sum / n : 0;
     const r3 = (x: number) => Math.round(x * 1000) / 1000;
     const s: PingSummary = {
-      ...this.start, transmitted: this.transmitted, received: n, duplicates: this.duplicates, errors: this.errors,
+      ...this.start, transmitted: this.transmitted, received: n, duplicates: this.duplicates, errors: this.errors + this.icmpErrors,
       lossPercent: this.transmitted ? Math.round(((this.transmitted - n) / this.transmitted) * 1e4) / 100 : 0,
       timeMs: Math.round((now - this.t0) / 1000),
       rtt: n ? { min: r3(this.min), avg: r3(avg), max: r3(this.max), mdev: r3(Math.sqrt(Math.max(0, this.sum2 / n - avg * avg))) } : null,
@@ -253,6 +286,9 @@ export const pingText = {
   error(seq: number, message: string): string {
     return `icmp_seq=${seq}: ${message}`;
   },
+  unreachable(u: PingIcmpError): string {
+    return `From ${u.from} icmp_seq=${u.seq} ${u.message}`;
+  },
   summary(s: PingSummary): string[] {
     const lines = [
       `--- ${s.target} ping statistics ---`,
@@ -265,4 +301,30 @@ export const pingText = {
 
 function fmtMs(ms: number): string {
   return ms >= 100 ? ms.toFixed(0) : ms >= 10 ? ms.toFixed(1) : ms.toFixed(3);
+}
+
+const UNREACH4 = [
+  'Destination Net Unreachable', 'Destination Host Unreachable', 'Destination Protocol Unreachable', 'Destination Port Unreachable',
+  '', 'Source Route Failed', 'Destination Net Unknown', 'Destination Host Unknown', 'Source Host Isolated',
+  'Destination Net Prohibited', 'Destination Host Prohibited', 'Destination Net Unreachable for Type of Service',
+  'Destination Host Unreachable for Type of Service', 'Packet filtered', 'Precedence Violation', 'Precedence Cutoff',
+];
+const UNREACH6 = ['No route', 'Administratively prohibited', 'Beyond scope of source address', 'Address unreachable', 'Port unreachable'];
+
+/**
+ * An ICMP (RFC 792) or ICMPv6 (RFC 4443) error in iputils' ping's words; `info` is the MTU of a
+ * "fragmentation needed" / Packet Too Big or the pointer of a Parameter Problem.
+ */
+export function icmpErrorText(v4: boolean, type: number, code: number, info: number): string {
+  if (v4) {
+    if (type === 3) return code === 4 ? `Frag needed and DF set (mtu = ${info})` : UNREACH4[code] ?? `Dest Unreachable, Bad Code: ${code}`;
+    if (type === 11) return code === 0 ? 'Time to live exceeded' : code === 1 ? 'Frag reassembly time exceeded' : `Time exceeded, Bad Code: ${code}`;
+    if (type === 12) return `Parameter problem: pointer = ${info}`;
+    return `Bad ICMP type: ${type}`;
+  }
+  if (type === 1) return `Destination unreachable: ${UNREACH6[code] ?? `Unknown code ${code}`}`;
+  if (type === 2) return `Packet too big: mtu=${info}`;
+  if (type === 3) return `Time exceeded: ${code === 0 ? 'Hop limit' : code === 1 ? 'Defragmentation failure' : `Unknown code ${code}`}`;
+  if (type === 4) return `Parameter problem: ${['Wrong header field ', 'Unknown header ', 'Unknown option '][code] ?? `Unknown code ${code} `}at ${info}`;
+  return `Unknown icmp type: ${type}`;
 }

@@ -235,6 +235,11 @@ test('a stack of shards (worker threads) pings through shard 0: the library call
     const bad = await cliAt(sock, ['ping', '--vs', 'nope', '10.1.1.1', '--count', '1']);
     assert.is(bad.code, 1);
     assert.match(bad.err, /no virtual server 'nope'/);
+    // An on-link address nobody answers ARP for: shard 0's ping hears it from its own address.
+    const unreach: string[] = [];
+    const us = await s.ping('a', '10.1.1.77', { count: 1, timeout: 10 }, { onUnreachable: (u) => unreach.push(pingText.unreachable(u)) });
+    assert.equal(unreach, ['From 10.1.1.1 icmp_seq=1 Destination Host Unreachable']);
+    assert.equal([us.transmitted, us.received, us.errors], [1, 0, 1]);
   } finally {
     await server.close();
     await s.close();
@@ -273,6 +278,11 @@ test('xdpstack ping over the control socket: ping\'s lines, exit 0 with replies,
     assert.is(r.code, 1, 'no reply: exit 1');
     assert.match(r.out, /2 packets transmitted, 0 received, 100% packet loss/);
     assert.not.match(r.out, /rtt/);
+    // Waiting longer than address resolution takes (3 solicitations, 1 s apart): ping's error line.
+    r = await cliAt(sock, ['ping', '--vs', 'a', '10.1.1.98', '-c', '1', '-W', '10']);
+    assert.is(r.code, 1, 'no reply: exit 1');
+    assert.match(r.out, /^From 10\.1\.1\.1 icmp_seq=1 Destination Host Unreachable$/m);
+    assert.match(r.out, /^1 packets transmitted, 0 received, \+1 errors, 100% packet loss, time \d+ms$/m);
     r = await cliAt(sock, ['ping', '--vs', 'a', '192.0.2.1', '--count', '1']);
     assert.is(r.code, 1);
     assert.match(r.err, /xdpstack: ping 192\.0\.2\.1: network unreachable \(no route in virtual server 'a'\)/);

@@ -30,7 +30,7 @@ import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';
 import { TRACE_PROTOS, TraceCounts, TraceFilter, TraceFilterSpec } from '../trace';
-import { checkPingOptions, parsePingTarget, PingReply, PingStart, PingSummary, pingText } from '../ping';
+import { checkPingOptions, parsePingTarget, PingIcmpError, PingReply, PingStart, PingSummary, pingText } from '../ping';
 import * as fs from 'node:fs';
 import { LogFormat, logFormatProblem, Logger, LogLevel, logLevelProblem, stackLogger } from '../control/log';
 
@@ -626,6 +626,7 @@ async function pingCommand(args: string[], ctx: CliContext): Promise<number> {
       onEvent: (e) => {
         if (e.event === 'started') ctx.out(pingText.header(e.data as PingStart));
         else if (e.event === 'reply') ctx.out(pingText.reply(e.data as PingReply));
+        else if (e.event === 'unreachable') ctx.out(pingText.unreachable(e.data as PingIcmpError));
         else if (e.event === 'error') { const d = e.data as { seq: number; error: string }; ctx.err(pingText.error(d.seq, d.error)); }
       },
     });

@@ -45,7 +45,8 @@
  *       filters (stack/trace.ts TraceFilter), all optional and ANDed; with `vs` or `out` as above
  *   {"cmd":"icmp.echo","vs":"a","target":"10.1.1.2","count":3,"interval":1,"size":56,"timeout":10}
  *       ping from a VS (stack/ping.ts); events: started {data: PingStart}, reply {data: PingReply}
- *       per reply, error {data: {seq, error}} per request not sent, done {data: PingSummary}.
+ *       per reply, error {data: {seq, error}} per request not sent, unreachable {data: PingIcmpError}
+ *       per ICMP error about a request, done {data: PingSummary}.
  *       (`ping` is the control socket's own liveness check.)
  *
  * Drops have one shape in every answer (show counters: devices, vs, links, driverDrops; show vs;
@@ -409,6 +410,7 @@ export class ControlServer {
     const p = await this.target.startPing(vs, target, opts, {
       onReply: (r) => emit({ ok: true, event: 'reply', data: r }),
       onError: (seq, error) => emit({ ok: true, event: 'error', data: { seq, error } }),
+      onUnreachable: (u) => emit({ ok: true, event: 'unreachable', data: u }),
       onDone: (sum) => {
         st.sessions.delete(session);
         emit({ ok: true, event: 'done', data: sum });

@@ -22,7 +22,9 @@ import type { LogFn } from '../../driver/types';
 import { FramePool, FrameState, OWNER_ENGINE } from '../../umem/pool';
 import { Drop } from '../../protocols/drop';
 import { EthFrame, ETH_P_ARP, ETH_P_IPV4, ETH_P_IPV6, isMulticast } from '../../protocols/ethernet';
-import { ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
+import { ICMP_DEST_UNREACH, ICMP_ECHO_REQUEST, ICMP_HOST_UNREACH, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
+import { ICMP6_DST_UNREACH, ICMP6_DST_UNREACH_ADDR, ICMP6_ECHO_REQUEST } from '../../protocols/icmpv6';
+import { IPPROTO_FRAGMENT, IPPROTO_ICMPV6 } from '../../protocols/ipv6';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
 import { addrEq, addrToString, Ip6, ip6At, IpAddr, isLinkLocal6, write6 } from '../../protocols/ip/addr';
 import { hashKey } from '../../protocols/tcp/hash';
@@ -799,6 +801,21 @@ export class Engine implements NeighborHost, TcpEngine {
     return Drop.IcmpEchoNoSocket;
   }
 
+  /**
+   * An ICMP or ICMPv6 error about an Echo Request of `vs` with identifier `ident`: to its echo
+   * socket here, else, with shards, to the shard that sent the request (as echoReply). Nothing
+   * waits for it: IcmpNoFlow (the quoted request is no live state of ours).
+   */
+  echoError(vs: VirtualServer, ident: number, from: IpAddr, seq: number, type: number, code: number, info: number, now: number): Drop {
+    if (this.echo.deliverError(vs, ident, from, seq, type, code, info, now)) return Drop.None;
+    const s = this.steer;
+    if (s !== null && !this.handedOver) {
+      const to = ident % s.shards;
+      if (to !== s.self) { this.forwardRx(to); return Drop.None; }
+    }
+    return Drop.IcmpNoFlow;
+  }
+
   /** TcpEngine: a segment matching no connection here goes to the shard owning its flow (or listening on its port). */
   steerTcp(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, listening: boolean): boolean {
     const s = this.steer;
@@ -1053,6 +1070,11 @@ export class Engine implements NeighborHost, TcpEngine {
     if (t) {
       if (unreachable) this.tcp.hostUnreachable(link.vs, t[0], t[1] as number, t[2], t[3] as number, link);
       else if (n && (n.notes?.length ?? 0) < NEIGH_NOTES_MAX * 4) (n.notes ??= []).push(t[0], t[1], t[2], t[3]);
+    } else if (unreachable) {
+      // A ping's request whose next hop never answered: its ping hears "Destination Host
+      // Unreachable" from our own address, as a kernel's ping socket does (RFC 1122 2.3.2.1).
+      const e = echoRequestOf(pool, p.off + link.ethLen, p.len - link.ethLen);
+      if (e) this.echo.deliverError(link.vs, e[1], e[0], e[2], e[3] ? ICMP6_DST_UNREACH : ICMP_DEST_UNREACH, e[3] ? ICMP6_DST_UNREACH_ADDR : ICMP_HOST_UNREACH, 0, this.now);
     }
     const v6 = pool.bytes[p.off + link.ethLen]! >>> 4 === 6;
     pool.free(p.frame);
@@ -1185,7 +1207,6 @@ export class Engine implements NeighborHost, TcpEngine {
   }
 }
 
-const IPPROTO_ICMPV6 = 58;
 
 /** Shards: the header of a reassembled datagram handed over (forwardDatagram), and the largest record. */
 const DG_HEADER = 48;
@@ -1197,6 +1218,34 @@ function wr32(b: Uint8Array, o: number, v: number): void {
 
 function rd32(b: Uint8Array, o: number): number {
   return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+/**
+ * An Echo Request the stack built (an IP packet at `pool.bytes[off..off+len)`, either family, not
+ * a later fragment): [source, identifier, sequence number, IPv6], or null.
+ */
+function echoRequestOf(pool: FramePool, off: number, len: number): [IpAddr, number, number, boolean] | null {
+  const b = pool.bytes;
+  if (len < 28) return null;
+  const v = b[off]! >>> 4;
+  if (v === 4) {
+    const ihl = (b[off]! & 0x0f) * 4;
+    if (b[off + 9] !== IPPROTO_ICMP || (((b[off + 6]! << 8) | b[off + 7]!) & 0x1fff) !== 0 || len < ihl + 8) return null;
+    const p = off + ihl;
+    if (b[p] !== ICMP_ECHO_REQUEST) return null;
+    return [rd32(b, off + 12), (b[p + 4]! << 8) | b[p + 5]!, (b[p + 6]! << 8) | b[p + 7]!, false];
+  }
+  if (v !== 6 || len < 48) return null;
+  let p = off + 40;
+  let nh = b[off + 6]!;
+  if (nh === IPPROTO_FRAGMENT) {
+    // The first fragment of a large request (offset 0) still holds the ICMPv6 header.
+    if ((((b[p + 2]! << 8) | b[p + 3]!) & 0xfff8) !== 0 || len < 56) return null;
+    nh = b[p]!;
+    p += 8;
+  }
+  if (nh !== IPPROTO_ICMPV6 || b[p] !== ICMP6_ECHO_REQUEST) return null;
+  return [ip6At(b, off + 8), (b[p + 4]! << 8) | b[p + 5]!, (b[p + 6]! << 8) | b[p + 7]!, true];
 }
 
 /**

@@ -29,6 +29,15 @@ import type { Steering } from '../shard/steer';
 /** A reply: who sent it, its sequence number, its ICMP length (header + data), TTL/hop limit (-1 when unknown), and the time of its burst. */
 export type EchoListener = (from: IpAddr, seq: number, bytes: number, ttl: number, now: number) => void;
 
+/**
+ * An ICMP error about one of the socket's Echo Requests (RFC 792 / RFC 4443 section 2.4: the
+ * error quotes the request, its identifier and sequence number): who reported it (a router, the
+ * destination, or our own address when the next hop never answered address resolution), the
+ * request's sequence number, and the ICMP type and code of the family; `info` is the MTU of a
+ * "fragmentation needed" / Packet Too Big, or the pointer of a Parameter Problem.
+ */
+export type EchoErrorListener = (from: IpAddr, seq: number, type: number, code: number, info: number, now: number) => void;
+
 /** What echo sockets need from the engine. */
 export interface EchoHost {
   readonly out: IpOutput;
@@ -42,6 +51,8 @@ export const ECHO_MAX_DATA6 = 65535 - 8;
 
 export class EchoSocket {
   closed = false;
+  /** ICMP errors about this socket's requests (none heard when unset). */
+  onError: EchoErrorListener | null = null;
   constructor(private readonly layer: EchoLayer, readonly vs: VirtualServer, readonly ident: number, public onReply: EchoListener) {}
 
   /**
@@ -109,6 +120,14 @@ export class EchoLayer {
     const sock = this.socks.get(vs.id * 65536 + ident);
     if (sock === undefined || sock.closed) return false;
     sock.onReply(from, seq, bytes, ttl, now);
+    return true;
+  }
+
+  /** An ICMP error quoting an Echo Request of `vs` with identifier `ident`: to its socket; false when none waits. */
+  deliverError(vs: VirtualServer, ident: number, from: IpAddr, seq: number, type: number, code: number, info: number, now: number): boolean {
+    const sock = this.socks.get(vs.id * 65536 + ident);
+    if (sock === undefined || sock.closed) return false;
+    sock.onError?.(from, seq, type, code, info, now);
     return true;
   }
 

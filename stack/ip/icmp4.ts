@@ -32,6 +32,8 @@ export interface Icmp4Host {
   /** Looped-back frames (a VS sending to its own address) are being received. */
   readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
+  /** An ICMP error quoting an Echo Request of `vs` with identifier `ident` (to its ping, as echoReply). */
+  echoError(vs: VirtualServer, ident: number, from: IpAddr, seq: number, type: number, code: number, info: number, now: number): Drop;
 }
 
 /**
@@ -93,7 +95,7 @@ export class Icmp4 {
       return;
     }
     if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
-      const r = this.errorInput(link, b, m.dst[j]!);
+      const r = this.errorInput(link, b, m.dst[j]!, m.src[j]!, m.now);
       if (r !== Drop.None) return m.drop(j, r);
       return m.free(j);
     }
@@ -158,7 +160,7 @@ export class Icmp4 {
    * nothing: a forged "fragmentation needed" cannot lower the path MTU toward a host, nor a forged
    * "port unreachable" end a connection.
    */
-  private errorInput(link: Link, b: Uint8Array, dst: number): Drop {
+  private errorInput(link: Link, b: Uint8Array, dst: number, from: number, now: number): Drop {
     const icmp = this.icmp;
     const q = icmp.innerOff;
     const p = icmp.innerL4Off;
@@ -184,7 +186,15 @@ export class Icmp4 {
       else if (sock.connected) sock.icmpError(udpIcmpError(false, icmp.type, icmp.code));
       return Drop.None;
     }
-    return Drop.IcmpNoFlow; // no ping or raw sockets: nothing of ours to quote
+    if (icmp.innerProto === IPPROTO_ICMP && b[p] === ICMP_ECHO_REQUEST) {
+      // About a ping's request (iputils prints "From ROUTER icmp_seq=N Destination Host Unreachable").
+      const info = fragNeeded ? icmp.nextHopMtu : icmp.type === ICMP_PARAM_PROBLEM ? b[icmp.innerOff - 4]! : 0;
+      const r = this.eng.echoError(link.vs, (b[p + 4]! << 8) | b[p + 5]!, from, (b[p + 6]! << 8) | b[p + 7]!, icmp.type, icmp.code, info, now);
+      // It quotes a request of a live ping: its path MTU is believed, as for a UDP socket's.
+      if (r === Drop.None && fragNeeded) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.nextHopMtu, qsrc, 0);
+      return r;
+    }
+    return Drop.IcmpNoFlow; // no raw sockets: nothing else of ours to quote
   }
 
   /**

@@ -42,6 +42,8 @@ export interface Icmp6Host {
   /** Looped-back frames (a VS sending to its own address) are being received. */
   readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
+  /** An ICMPv6 error quoting an Echo Request of `vs` with identifier `ident` (to its ping, as echoReply). */
+  echoError(vs: VirtualServer, ident: number, from: IpAddr, seq: number, type: number, code: number, info: number, now: number): Drop;
 }
 
 /** ICMPv6 Destination Unreachable codes (RFC 4443 3.1). */
@@ -92,7 +94,7 @@ export class Icmp6 {
       return this.echo(m, j, off, len);
     }
     if (type === ICMP6_DST_UNREACH || type === ICMP6_PACKET_TOO_BIG || type === ICMP6_TIME_EXCEEDED || type === ICMP6_PARAM_PROB) {
-      const r = this.errorInput(link, b, m.dst6[j]!);
+      const r = this.errorInput(link, b, m.dst6[j]!, m.src6[j]!, m.now);
       if (r !== Drop.None) return m.drop(j, r);
       return m.free(j);
     }
@@ -177,7 +179,7 @@ export class Icmp6 {
    * state (RFC 5927 section 4, as Linux's tcp_v6_err): a packet we sent from `dst`, of a TCP
    * connection with a sequence number in SND.UNA..SND.NXT or of a bound UDP socket.
    */
-  private errorInput(link: Link, b: Uint8Array, dst: Ip6): Drop {
+  private errorInput(link: Link, b: Uint8Array, dst: Ip6, from: Ip6, now: number): Drop {
     const icmp = this.icmp;
     if (icmp.innerSrcOff < 0 || icmp.innerL4Off < 0 || icmp.innerL4Len < 4) return Drop.IcmpNoFlow;
     const qsrc = ip6At(b, icmp.innerSrcOff);
@@ -203,6 +205,14 @@ export class Icmp6 {
       // A connected socket hears of hard errors (Node: 'error', ECONNREFUSED for port unreachable).
       else if (sock.connected) sock.icmpError(udpIcmpError(true, icmp.type, icmp.code));
       return Drop.None;
+    }
+    if (icmp.innerNextHeader === IPPROTO_ICMPV6 && icmp.innerL4Len >= 8 && b[p] === ICMP6_ECHO_REQUEST) {
+      // About a ping's request (ping prints "From ROUTER icmp_seq=N Destination unreachable: ...").
+      const info = tooBig ? icmp.mtu : icmp.type === ICMP6_PARAM_PROB ? icmp.pointer : 0;
+      const r = this.eng.echoError(link.vs, (b[p + 4]! << 8) | b[p + 5]!, from, (b[p + 6]! << 8) | b[p + 7]!, icmp.type, icmp.code, info, now);
+      // It quotes a request of a live ping: its path MTU is believed, as for a UDP socket's.
+      if (r === Drop.None && tooBig) this.eng.out.pmtuUpdate(link.vs, qdst, icmp.mtu, qsrc, 0);
+      return r;
     }
     return Drop.IcmpNoFlow;
   }

@@ -6,7 +6,7 @@ import type { ShardDeviceInfo } from './drivers';
 import type { MeshMemory } from './steer';
 import type { LogFields, LogLevel } from '../control/log';
 import type { TraceFilterSpec } from '../trace';
-import type { PingOptions, PingReply, PingSummary } from '../ping';
+import type { PingIcmpError, PingOptions, PingReply, PingSummary } from '../ping';
 
 /** What the main thread gives a shard. */
 export interface ShardData {
@@ -46,5 +46,6 @@ export type FromShard =
   | { t: 'traceData'; trace: number; data: Uint8Array; watermark: number }
   | { t: 'pingEvent'; ping: number; kind: 'reply'; data: PingReply }
   | { t: 'pingEvent'; ping: number; kind: 'error'; data: { seq: number; error: string } }
+  | { t: 'pingEvent'; ping: number; kind: 'unreachable'; data: PingIcmpError }
   | { t: 'pingEvent'; ping: number; kind: 'done'; data: PingSummary }
   | { t: 'fatal'; msg: string };

@@ -227,6 +227,7 @@ export class ShardedStack implements ControlTarget {
         if (!ev) return;
         if (m.kind === 'reply') ev.onReply?.(m.data);
         else if (m.kind === 'error') ev.onError?.(m.data.seq, m.data.error);
+        else if (m.kind === 'unreachable') ev.onUnreachable?.(m.data);
         else { this.pings.delete(m.ping); ev.onDone?.(m.data); }
         return;
       }

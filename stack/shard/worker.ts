@@ -115,6 +115,7 @@ async function main(): Promise<void> {
           const p = stack.vs(m.vs).ping(m.target, m.opts, {
             onReply: (data) => post({ t: 'pingEvent', ping: id, kind: 'reply', data }),
             onError: (seq, error) => post({ t: 'pingEvent', ping: id, kind: 'error', data: { seq, error } }),
+            onUnreachable: (data) => post({ t: 'pingEvent', ping: id, kind: 'unreachable', data }),
             onDone: (data) => { pings.delete(id); post({ t: 'pingEvent', ping: id, kind: 'done', data }); },
           });
           pings.set(id, p);
