@@ -31,12 +31,14 @@ export interface TraceFilterSpec {
   vlan?: number;
   /**
    * IPv4 or IPv6 address: the packet's source or destination; for ARP the sender or target
-   * protocol address; for NDP (Neighbor Solicitation/Advertisement) also the target address.
+   * protocol address; for NDP (Neighbor Solicitation/Advertisement) also the target address. In a
+   * tunnel (IPIP, IPv6-in-IPv6 and the mixed kinds, one level) the outer or the inner packet's, as
+   * tshark's `ip.addr` / `ipv6.addr` match any IP header of the frame.
    */
   host?: string;
-  /** TCP or UDP source or destination port (first fragments and whole datagrams only). */
+  /** TCP or UDP source or destination port (first fragments and whole datagrams only; a tunnel's inner packet's). */
   port?: number;
-  /** tcp, udp (IPv4 or IPv6), icmp (IPv4), icmp6, arp, ipv4, ipv6 (the ethertype). */
+  /** tcp, udp (IPv4 or IPv6), icmp (IPv4), icmp6 (of the innermost packet, through a tunnel), arp, ipv4, ipv6 (the ethertype). */
   proto?: string;
 }
 
@@ -57,7 +59,9 @@ const PROTO_CODE: Record<TraceProto, number> = { tcp: P_TCP, udp: P_UDP, icmp: P
 /**
  * What a trace needs of a frame, found once per frame without allocating: the VLAN tags, the
  * network protocol, the addresses' offsets and the transport protocol and ports. IPv6 extension
- * headers (hop-by-hop, routing, destination options, fragment) are skipped by their lengths.
+ * headers (hop-by-hop, routing, destination options, fragment) are skipped by their lengths. A
+ * tunneled packet (IPv4 protocol 4 / IPv6 next header 41) is looked into one level: its inner
+ * header's offset is kept, and the transport fields are the inner packet's.
  */
 export class FrameView {
   /** First and second VLAN tag ids (-1: none). */
@@ -71,8 +75,16 @@ export class FrameView {
   end = 0;
   /** 4 or 6 for an IP packet whose addresses are in the frame, else 0. */
   ipVersion = 0;
-  /** Transport protocol number (IPv4 protocol, IPv6 last next header), -1 when unknown. */
+  /**
+   * A tunnel (IPv4 protocol 4 / IPv6 next header 41, IPIP and IPv6-in-IPv6 of a load balancer, RFC
+   * 2003 / RFC 2473): the inner packet's offset and version (4 or 6), one level deep; 0 without.
+   */
+  innerL3 = -1;
+  innerVersion = 0;
+  /** Transport protocol number of the innermost packet (IPv4 protocol, IPv6 last next header), -1 when unknown. */
   l4Proto = -1;
+  /** The IP version of the packet that carries `l4Proto` (the inner one in a tunnel). */
+  l4Version = 0;
   /** Offset of the transport header when it is in the frame (not a non-first fragment), else -1. */
   l4 = -1;
 
@@ -82,7 +94,10 @@ export class FrameView {
     this.linkVlan = -1;
     this.etherType = 0;
     this.ipVersion = 0;
+    this.innerL3 = -1;
+    this.innerVersion = 0;
     this.l4Proto = -1;
+    this.l4Version = 0;
     this.l4 = -1;
     const end = off + len;
     this.end = end;
@@ -104,33 +119,49 @@ export class FrameView {
     p += 2;
     this.etherType = type;
     this.l3 = p;
-    if (type === ETH_IPV4) {
-      if (p + 20 > end || (b[p]! >>> 4) !== 4) return;
-      this.ipVersion = 4;
+    const version = type === ETH_IPV4 ? 4 : type === ETH_IPV6 ? 6 : 0;
+    if (version === 0 || !this.ip(b, p, end, version)) return;
+    this.ipVersion = version;
+    // A tunnel's inner packet (what a VIP receives): the filter sees its addresses, protocol and ports too.
+    const inner = this.l4Proto === 4 ? 4 : this.l4Proto === 41 ? 6 : 0;
+    const q = this.l4;
+    if (inner !== 0 && q >= 0 && this.ip(b, q, end, inner)) {
+      this.innerL3 = q;
+      this.innerVersion = inner;
+    }
+  }
+
+  /** Reads the IP header of version `version` at `p`: sets l4Proto, l4Version and l4; false when there is none. */
+  private ip(b: Uint8Array, p: number, end: number, version: number): boolean {
+    if (version === 4) {
+      if (p + 20 > end || (b[p]! >>> 4) !== 4) return false;
       this.l4Proto = b[p + 9]!;
+      this.l4Version = 4;
+      this.l4 = -1;
       const hl = (b[p]! & 0x0f) * 4;
       const frag = ((b[p + 6]! << 8) | b[p + 7]!) & 0x1fff;
       if (hl >= 20 && frag === 0 && p + hl <= end) this.l4 = p + hl;
-    } else if (type === ETH_IPV6) {
-      if (p + 40 > end || (b[p]! >>> 4) !== 6) return;
-      this.ipVersion = 6;
-      let nh = b[p + 6]!;
-      let q = p + 40;
-      let first = true;
-      for (let n = 0; n < 8 && (nh === 0 || nh === 43 || nh === 60 || nh === 44); n++) {
-        if (q + 8 > end) { nh = -1; break; }
-        if (nh === 44) {
-          if ((((b[q + 2]! << 8) | b[q + 3]!) & 0xfff8) !== 0) first = false;
-          nh = b[q]!;
-          q += 8;
-        } else {
-          nh = b[q]!;
-          q += (b[q + 1]! + 1) * 8;
-        }
-      }
-      this.l4Proto = nh;
-      if (nh >= 0 && first && q <= end) this.l4 = q;
+      return true;
     }
+    if (p + 40 > end || (b[p]! >>> 4) !== 6) return false;
+    let nh = b[p + 6]!;
+    let q = p + 40;
+    let first = true;
+    for (let n = 0; n < 8 && (nh === 0 || nh === 43 || nh === 60 || nh === 44); n++) {
+      if (q + 8 > end) { nh = -1; break; }
+      if (nh === 44) {
+        if ((((b[q + 2]! << 8) | b[q + 3]!) & 0xfff8) !== 0) first = false;
+        nh = b[q]!;
+        q += 8;
+      } else {
+        nh = b[q]!;
+        q += (b[q + 1]! + 1) * 8;
+      }
+    }
+    this.l4Proto = nh;
+    this.l4Version = 6;
+    this.l4 = nh >= 0 && first && q <= end ? q : -1;
+    return true;
   }
 }
 
@@ -233,8 +264,8 @@ export class TraceFilter {
       case P_ANY: break;
       case P_TCP: if (v.ipVersion === 0 || v.l4Proto !== 6) return false; break;
       case P_UDP: if (v.ipVersion === 0 || v.l4Proto !== 17) return false; break;
-      case P_ICMP: if (v.ipVersion !== 4 || v.l4Proto !== 1) return false; break;
-      case P_ICMP6: if (v.ipVersion !== 6 || v.l4Proto !== 58) return false; break;
+      case P_ICMP: if (v.l4Version !== 4 || v.l4Proto !== 1) return false; break;
+      case P_ICMP6: if (v.l4Version !== 6 || v.l4Proto !== 58) return false; break;
       case P_ARP: if (et !== ETH_ARP) return false; break;
       case P_IPV4: if (et !== ETH_IPV4) return false; break;
       case P_IPV6: if (et !== ETH_IPV6) return false; break;
@@ -252,8 +283,11 @@ export class TraceFilter {
 
   private hostIn(v: FrameView, b: Uint8Array): boolean {
     const l3 = v.l3;
+    // A tunnel: the outer addresses (the load balancer's, ours) or the inner ones (client, VIP).
+    const i3 = v.innerL3;
     if (this.hostFam === 4) {
       const h = this.h0;
+      if (v.innerVersion === 4 && (rd32(b, i3 + 12) === h || rd32(b, i3 + 16) === h)) return true;
       if (v.ipVersion === 4) return rd32(b, l3 + 12) === h || rd32(b, l3 + 16) === h;
       // ARP for IPv4 over Ethernet (RFC 826): sender protocol address at 14, target at 24.
       if (v.etherType === ETH_ARP && l3 + 28 <= v.end && b[l3 + 4] === 6 && b[l3 + 5] === 4) {
@@ -261,6 +295,7 @@ export class TraceFilter {
       }
       return false;
     }
+    if (v.innerVersion === 6 && (this.eq6(b, i3 + 8) || this.eq6(b, i3 + 24))) return true;
     if (v.ipVersion !== 6) return false;
     if (this.eq6(b, l3 + 8) || this.eq6(b, l3 + 24)) return true;
     // NDP (RFC 4861 4.3, 4.4): a solicitation goes to a multicast group, so the address it resolves

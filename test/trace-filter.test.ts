@@ -2,7 +2,8 @@
  * Trace filters and per-frame times, on a stack over the memory driver under virtual time.
  *
  * A known mix of frames (ARP, ICMP echo, UDP, TCP SYN, ICMPv6 echo, Neighbor Solicitation, IPv6 with
- * a Destination Options header, a QinQ frame, another VLAN's ARP and UDP to a closed port) goes to
+ * a Destination Options header, a QinQ frame, another VLAN's ARP and UDP to a closed port, an IPIP
+ * and an IPv6-in-IPv6 packet of a load balancer) goes to
  * the stack while one trace per filter runs. Each filtered capture must hold exactly the frames of
  * the unfiltered one that match the filter's definition applied to tshark's dissection of them (an
  * implementation independent of ours), and the counts designed into the mix. Times in every capture strictly increase, and every request
@@ -86,6 +87,24 @@ function qinqFrame(): Uint8Array {
   return b;
 }
 
+/** A load balancer's IPIP packet (RFC 2003) on VLAN 10: 10.1.1.50 → 10.1.1.1 around UDP 192.0.2.7:5003 → 198.51.100.10:7. */
+function ipipFrame(data: Uint8Array): Uint8Array {
+  const inner = udpFrame(-1, STACK_MAC, PEER, '192.0.2.7', 5003, '198.51.100.10', 7, data).subarray(14);
+  const b = new Uint8Array(18 + 20 + inner.length);
+  writeEth(b, 0, STACK_MAC, 0, PEER, 0, ETH_P_IPV4, 10);
+  writeIpv4(b, 18, ip('10.1.1.50'), ip('10.1.1.1'), 4, inner.length, 64, 11, 0, 0);
+  b.set(inner, 38);
+  return b;
+}
+
+/** IPv6 in IPv6 (RFC 2473) on VLAN 10: fd00::50 → fd00::1 around an ICMPv6 echo 2001:db8::7 → 2001:db8::10. */
+function ip6in6Frame(data: Uint8Array): Uint8Array {
+  const c = parseIp6('2001:db8::7');
+  const vip = parseIp6('2001:db8::10');
+  const inner = packet([], 58, echo6(c, vip, 0x99, 1, data), vip, c);
+  return eth6(10, STACK_MAC, packet([], 41, inner, A6, parseIp6('fd00::50')));
+}
+
 /** The mix, in bursts (frames of one burst arrive together, at one time). */
 function mix(): Uint8Array[][] {
   const data = new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]);
@@ -101,6 +120,9 @@ function mix(): Uint8Array[][] {
     [qinqFrame()],
     [arpFrame(ARP_REQUEST, 20, BCAST, PEER20, '10.1.1.3', ZERO, '10.1.1.1')],
     [udpFrame(20, STACK_MAC, PEER20, '10.1.1.3', 5000, '10.1.1.1', 9, data)],
+    // Tunnels from no load balancer of this VS: refused, unanswered, but traced.
+    [ipipFrame(data)],
+    [ip6in6Frame(data)],
   ];
 }
 
@@ -109,12 +131,15 @@ interface Dissected {
   protos: string[];
   vlans: number[];
   outer: number[];
-  /** The top-level (not quoted) IPv4/IPv6 source and destination, ARP protocol addresses, ND targets. */
+  /**
+   * The packet's own (not quoted) IPv4/IPv6 sources and destinations — both headers of a tunnel,
+   * as tshark's ip.addr matches them —, ARP protocol addresses, ND targets.
+   */
   ip: string[];
   arp: string[];
   ipv6: string[];
   nd: string[];
-  /** The packet's own transport ('udp', 'tcp', 'icmp', 'icmpv6', or ''), and its two ports. */
+  /** The packet's own transport, inside a tunnel the inner one ('udp', 'tcp', 'icmp', 'icmpv6', or ''), and its two ports. */
   l4: string;
   ports: number[];
 }
@@ -130,28 +155,35 @@ const vsA = (d: Dissected) => d.vlans[0] === 10 && d.outer.length === 0;
 /**
  * Expected counts, from the mix: frames in + frames the stack sends back. Replies: ARP reply, echo
  * reply, UDP echo, SYN-ACK, Neighbor Advertisement, ICMPv6 echo reply, UDP echo (IPv6), ARP reply
- * (VLAN 20), port unreachable (VLAN 20); the QinQ frame is dropped unanswered.
+ * (VLAN 20), port unreachable (VLAN 20), protocol unreachable (the IPIP packet: VS a takes no
+ * tunnels), Parameter Problem "unrecognized Next Header" (the IPv6-in-IPv6 packet); the QinQ frame
+ * is dropped unanswered.
  */
 const CASES: Case[] = [
-  { name: 'vs a', spec: {}, vs: 'a', ref: vsA, expect: 14 },
-  { name: 'vlan 10', spec: { vlan: 10 }, ref: vlanIs(10), expect: 15 },
+  { name: 'vs a', spec: {}, vs: 'a', ref: vsA, expect: 18 },
+  { name: 'vlan 10', spec: { vlan: 10 }, ref: vlanIs(10), expect: 19 },
   { name: 'vlan 100 (outer tag)', spec: { vlan: 100 }, ref: vlanIs(100), expect: 1 },
   { name: 'vlan 20', spec: { vlan: 20 }, ref: vlanIs(20), expect: 4 },
   { name: 'host 10.1.1.2', spec: { host: '10.1.1.2' }, ref: hostIs('10.1.1.2'), expect: 9 },
   { name: 'host 10.1.1.3', spec: { host: '10.1.1.3' }, ref: hostIs('10.1.1.3'), expect: 4 },
-  { name: 'host fd00::1 (NS target)', spec: { host: 'fd00::1' }, ref: hostIs('fd00::1'), expect: 6 },
+  { name: 'host fd00::1 (NS target)', spec: { host: 'fd00::1' }, ref: hostIs('fd00::1'), expect: 8 },
   { name: 'host fd00::2', spec: { host: 'fd00::2' }, ref: hostIs('fd00::2'), expect: 6 },
-  { name: 'port 7', spec: { port: 7 }, ref: portIs(7), expect: 7 },
+  { name: 'port 7', spec: { port: 7 }, ref: portIs(7), expect: 8 },
   { name: 'port 9 (not inside ICMP quotes)', spec: { port: 9 }, ref: portIs(9), expect: 1 },
   { name: 'proto tcp', spec: { proto: 'tcp' }, ref: (d) => d.l4 === 'tcp', expect: 2 },
-  { name: 'proto udp', spec: { proto: 'udp' }, ref: (d) => d.l4 === 'udp', expect: 6 },
-  { name: 'proto icmp', spec: { proto: 'icmp' }, ref: (d) => d.l4 === 'icmp', expect: 3 },
-  { name: 'proto icmp6', spec: { proto: 'icmp6' }, ref: (d) => d.l4 === 'icmpv6', expect: 4 },
+  { name: 'proto udp', spec: { proto: 'udp' }, ref: (d) => d.l4 === 'udp', expect: 7 },
+  { name: 'proto icmp', spec: { proto: 'icmp' }, ref: (d) => d.l4 === 'icmp', expect: 4 },
+  { name: 'proto icmp6', spec: { proto: 'icmp6' }, ref: (d) => d.l4 === 'icmpv6', expect: 6 },
   { name: 'proto arp', spec: { proto: 'arp' }, ref: (d) => l3(d) === 'arp', expect: 4 },
-  { name: 'proto ipv4', spec: { proto: 'ipv4' }, ref: (d) => l3(d) === 'ip', expect: 9 },
-  { name: 'proto ipv6', spec: { proto: 'ipv6' }, ref: (d) => l3(d) === 'ipv6', expect: 6 },
-  { name: 'vlan 10 and udp and port 7', spec: { vlan: 10, proto: 'udp', port: 7 }, ref: (d) => vlanIs(10)(d) && d.l4 === 'udp' && portIs(7)(d), expect: 5 },
+  { name: 'proto ipv4', spec: { proto: 'ipv4' }, ref: (d) => l3(d) === 'ip', expect: 11 },
+  { name: 'proto ipv6', spec: { proto: 'ipv6' }, ref: (d) => l3(d) === 'ipv6', expect: 8 },
+  { name: 'vlan 10 and udp and port 7', spec: { vlan: 10, proto: 'udp', port: 7 }, ref: (d) => vlanIs(10)(d) && d.l4 === 'udp' && portIs(7)(d), expect: 6 },
   { name: 'vs a and host 10.1.1.2 and port 7', spec: { host: '10.1.1.2', port: 7 }, vs: 'a', ref: (d) => vsA(d) && hostIs('10.1.1.2')(d) && portIs(7)(d), expect: 4 },
+  { name: 'host 192.0.2.7 (a tunnel\'s inner source)', spec: { host: '192.0.2.7' }, ref: hostIs('192.0.2.7'), expect: 1 },
+  { name: 'host 10.1.1.50 (a tunnel\'s outer source)', spec: { host: '10.1.1.50' }, ref: hostIs('10.1.1.50'), expect: 2 },
+  { name: 'host 2001:db8::10 (inside IPv6 in IPv6)', spec: { host: '2001:db8::10' }, ref: hostIs('2001:db8::10'), expect: 1 },
+  { name: 'port 5003 (inside IPIP)', spec: { port: 5003 }, ref: portIs(5003), expect: 1 },
+  { name: 'host 2001:db8::7 and icmp6 (inside a tunnel)', spec: { host: '2001:db8::7', proto: 'icmp6' }, ref: (d) => hostIs('2001:db8::7')(d) && d.l4 === 'icmpv6', expect: 1 },
   { name: 'host 10.1.1.3 and arp', spec: { host: '10.1.1.3', proto: 'arp' }, ref: (d) => hostIs('10.1.1.3')(d) && l3(d) === 'arp', expect: 2 },
 ];
 
@@ -173,13 +205,23 @@ function dissect(file: string): Dissected[] {
     const protos = c[0]![0]!.split(':');
     // The packet's own transport: the protocol after its IP header (and IPv6 extension headers);
     // an ICMP error's quoted header comes after it, its addresses and ports later in each field.
+    // A tunnel is an IP header right after another: both are the packet's own.
     const at = protos.findIndex((p) => p === 'ip' || p === 'ipv6');
     let l4 = '';
-    for (let i = at + 1; at >= 0 && i < protos.length; i++) if (!protos[i]!.startsWith('ipv6.')) { l4 = protos[i]!; break; }
+    let n4 = at >= 0 && protos[at] === 'ip' ? 1 : 0;
+    let n6 = at >= 0 && protos[at] === 'ipv6' ? 1 : 0;
+    let tunnel = false;
+    for (let i = at + 1; at >= 0 && i < protos.length; i++) {
+      const p = protos[i]!;
+      if (p.startsWith('ipv6.')) continue;
+      if (!tunnel && (p === 'ip' || p === 'ipv6')) { tunnel = true; if (p === 'ip') n4++; else n6++; continue; }
+      l4 = p;
+      break;
+    }
     const ports = l4 === 'udp' ? c[11]! : l4 === 'tcp' ? c[12]! : [];
     return {
       protos, vlans: c[1]!.map(Number), outer: c[2]!.map(Number),
-      ip: [...c[3]!.slice(0, 1), ...c[4]!.slice(0, 1)], arp: [...c[5]!, ...c[6]!], ipv6: [...c[7]!.slice(0, 1), ...c[8]!.slice(0, 1)],
+      ip: [...c[3]!.slice(0, n4), ...c[4]!.slice(0, n4)], arp: [...c[5]!, ...c[6]!], ipv6: [...c[7]!.slice(0, n6), ...c[8]!.slice(0, n6)],
       nd: [...c[9]!, ...c[10]!], l4: l4 === 'data' ? '' : l4, ports: ports.slice(0, 2).map(Number),
     };
   });
@@ -232,7 +274,7 @@ test.after(() => {
 });
 
 test('the unfiltered trace has every frame of the mix, each request before its reply', () => {
-  assert.is(all.length, 19, `10 frames in, 9 replies (the QinQ frame is not answered); got ${all.length}`);
+  assert.is(all.length, 23, `12 frames in, 11 replies (the QinQ frame is not answered); got ${all.length}`);
   const vs = new FrameView();
   const kinds = all.map((r) => {
     vs.parse(r.data, 0, r.data.length);
