@@ -8,7 +8,8 @@
  *   sock.bind(7);
  *   stack.start();
  */
-export { replayCapture, Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
+export { Stack, VsHandle, Trace, SHOW_KINDS } from './stack';
+export { replayCapture } from './replay';
 import { createStack as createSingle, Stack, StackOptions } from './stack';
 import { ControlOption, listenControl } from './control/control';
 import type { StackConfig } from './control/config';
@@ -48,7 +49,8 @@ export function createStack(config: StackConfig | string, opts: (StackOptions & 
     return st;
   })();
 }
-export type { StackOptions, ShowKind, ReplayResult } from './stack';
+export type { StackOptions, ShowKind } from './stack';
+export type { ReplayResult } from './replay';
 export type { ControlOption } from './control/control';
 export { loadConfig, validateConfig, ConfigError } from './control/config';
 export { registerService, serviceKind, serviceTypes, loadServiceModule } from './control/services';

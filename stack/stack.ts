@@ -14,27 +14,24 @@
  * test per burst.
  */
 import type { Driver } from '../driver/types';
-import { macToString, parseMac } from '../driver/types';
-import * as fs from 'node:fs';
-import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
+import { macToString } from '../driver/types';
+import { openPcapDriver, PcapWriter } from '../driver/pcap';
 import { createMemoryLink, MemoryEndpoint } from '../driver/memory';
-import { DeviceSpec, Engine, EngineOptions, RouteSpec, RuleSpec } from './engine';
+import { DeviceSpec, Engine, EngineOptions } from './engine';
 import { Runtime, epochOffsetUs, monotonicUs } from './runtime';
+import { VsHandle } from './api/vs-handle';
 import { TapDriver, Trace, TraceFilter } from './trace';
-import { PingEvents, PingOptions, PingSession } from './ping';
-import { RemoteInfo, SocketOptions, UdpSocket, UdpType } from './api/dgram';
-import { createServer as netCreateServer, netModule, NetContext, NetModule, Server as NetServer, ServerOptions, Socket as NetSocket, TcpSocketConnectOpts } from './api/net';
-import type { Link, VirtualServer } from './vs';
+import type { VirtualServer } from './vs';
 import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
-import { DecapConfig, DeviceConfig, LinkConfig, loadConfig, RouteConfig, RuleConfig, StackConfig, validateConfig } from './control/config';
+import { DeviceConfig, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, parseCidrText, splitScopedVia, ValidationState, vsNameProblem } from './control/validate';
+import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
-import { AddrMap, addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
+import { addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
 import { Drop, dropName } from '../protocols/drop';
 import { LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
@@ -77,162 +74,7 @@ export interface ShowOptions {
 }
 
 export { TapDriver, Trace, TraceFilter } from './trace';
-
-// ---------------------------------------------------------------------------------------------
-// Virtual server handle
-
-export class VsHandle {
-  constructor(private readonly stack: Stack, readonly raw: VirtualServer,
-    /** The VS's own limits as they were given (`show config` writes them back). */
-    readonly limits?: VsLimits) {}
-
-  get name(): string { return this.raw.name; }
-
-  private get engine(): Engine { return this.stack.engine; }
-
-  private linkName(link?: string): string {
-    if (link !== undefined) return link;
-    if (this.raw.links.length === 1) return this.raw.links[0]!.name;
-    throw new Error(`virtual server '${this.name}' has ${this.raw.links.length} links: name one`);
-  }
-
-  /** Adds a link (with its addresses), all checked first by the validator: nothing is added when one is refused. */
-  addLink(spec: LinkConfig): Link {
-    const link = this.addLinkQuietly(spec);
-    this.stack.logChange('link.add', { vs: this.name, ...spec, name: link.name });
-    return link;
-  }
-
-  /** @internal addLink() as part of a larger change (a new VS and its links), logged by that change. */
-  addLinkQuietly(spec: LinkConfig): Link {
-    enforce(`virtual server '${this.name}': link`, (c) => checkLink(c, spec, '', this.engine.state, this.name, this.raw.links.length));
-    const link = this.engine.addLink(this.raw, {
-      name: spec.name, device: spec.device, vlan: spec.vlan, mac: spec.mac ? parseMac(spec.mac) : undefined, mtu: spec.mtu,
-    });
-    for (const a of spec.addresses ?? []) this.engine.addAddress(this.raw, link.name, a);
-    return link;
-  }
-
-  // Each change is logged once it is made (a refused one throws first and is not).
-  removeLink(name: string): void {
-    this.engine.removeLink(this.raw, name);
-    this.stack.logChange('link.del', { vs: this.name, link: name });
-  }
-
-  addAddress(cidr: string, link?: string): void {
-    const l = this.linkName(link);
-    this.engine.addAddress(this.raw, l, cidr);
-    this.stack.logChange('address.add', { vs: this.name, link: l, cidr });
-  }
-
-  removeAddress(cidr: string, link?: string): void {
-    const l = this.linkName(link);
-    this.stack.refuseIfServed(this.name, cidr.split('/')[0]!, 'address');
-    this.engine.removeAddress(this.raw, l, cidr);
-    this.stack.logChange('address.del', { vs: this.name, link: l, cidr });
-  }
-
-  /** Adds a route; a scoped gateway `fe80::1%LINK` is its `via` plus its `link`. */
-  addRoute(spec: RouteConfig | RouteSpec): void {
-    this.engine.addRoute(this.raw, splitScopedVia(spec));
-    this.stack.logChange('route.add', { vs: this.name, ...spec });
-  }
-
-  removeRoute(spec: RouteConfig | RouteSpec): number {
-    const removed = this.engine.removeRoute(this.raw, splitScopedVia(spec));
-    this.stack.logChange('route.del', { vs: this.name, ...spec, removed });
-    return removed;
-  }
-
-  addRule(spec: RuleConfig | RuleSpec): void {
-    this.engine.addRule(this.raw, spec);
-    this.stack.logChange('rule.add', { vs: this.name, ...spec });
-  }
-
-  /** Adds a VIP: an address the VS serves behind a load balancer, never answering ARP/NDP for it. */
-  addVip(addr: string): void {
-    this.engine.addVip(this.raw, addr);
-    this.stack.logChange('vip.add', { vs: this.name, addr });
-  }
-
-  removeVip(addr: string): void {
-    this.stack.refuseIfServed(this.name, addr, 'VIP');
-    this.engine.removeVip(this.raw, addr);
-    this.stack.logChange('vip.del', { vs: this.name, addr });
-  }
-
-  /**
-   * Where encapsulated traffic for the VIPs is taken from: the load balancers' source prefixes
-   * (CIDR; an empty list takes none), and the bytes their encapsulation adds (the MSS offered on
-   * a VIP leaves room for them; default: the outer header the SYN came in, 20 or 40).
-   */
-  setDecap(spec: DecapConfig): void {
-    this.engine.setDecap(this.raw, spec);
-    this.stack.logChange('decap.set', { vs: this.name, ...spec });
-  }
-
-  /** Removes the policy rules of `priority`; throws when there is none. */
-  removeRule(priority: number): number {
-    const n = this.raw.rules.remove(priority);
-    if (!n) throw new Error(`virtual server '${this.name}' has no rule of priority ${priority}`);
-    this.stack.logChange('rule.del', { vs: this.name, priority, removed: n });
-    return n;
-  }
-
-  /**
-   * A dgram-shaped socket inside this virtual server, as Node's dgram.createSocket(type | options
-   * [, listener]): 'udp4', or 'udp6' (bound to :: it also hears IPv4 peers, as ::ffff:a.b.c.d,
-   * unless `ipv6Only`). Options are Node 20's (type, reuseAddr, ipv6Only, recvBufferSize,
-   * sendBufferSize, lookup, signal), each checked; `listener` is added for 'message'.
-   */
-  createSocket(type: UdpType | SocketOptions, listener?: (msg: Buffer, rinfo: RemoteInfo) => void): UdpSocket {
-    const s = this.engine.newUdpSocket(this.raw, type);
-    if (listener) s.on('message', listener);
-    return s;
-  }
-
-  /** Context for the `net`-shaped TCP API: this VS, with the stack's clock (real or virtual). */
-  get netContext(): NetContext {
-    return { engine: this.engine, vs: this.raw, now: () => this.stack.nowUs() };
-  }
-
-  /**
-   * This virtual server's `net` module: connect/createConnection, createServer, `new Socket()`,
-   * `new Server()` as Node's `net` has them, in this VS (code written for Node's `net` takes it).
-   */
-  get net(): NetModule {
-    return (this.netMod ??= netModule(this.netContext));
-  }
-
-  private netMod: NetModule | undefined;
-
-  /** A TCP server in this virtual server, like net.createServer([options][, connectionListener]). */
-  createServer(options?: ServerOptions, connectionListener?: (socket: NetSocket) => void): NetServer;
-  createServer(connectionListener?: (socket: NetSocket) => void): NetServer;
-  createServer(opts?: ServerOptions | ((s: NetSocket) => void), listener?: (s: NetSocket) => void): NetServer {
-    return netCreateServer(this.netContext, opts, listener);
-  }
-
-  /**
-   * Pings `target` (IPv4 or IPv6, `fe80::2%link`) from this virtual server, as `ip vrf exec VRF
-   * ping`: Echo Requests from the VS's address by its routing, every `interval` s, `count` of them
-   * (default: until `stop()`). Events report each reply; `done` resolves with the summary. Throws
-   * at once when the first request cannot be sent (no route, no source address, bad options).
-   */
-  ping(target: string, opts: PingOptions = {}, events: PingEvents = {}): PingSession {
-    return new PingSession(this.engine, this.raw, target, opts, events);
-  }
-
-  /** A TCP connection from this virtual server, like net.connect(options | port[, host][, connectListener]). */
-  connect(options: TcpSocketConnectOpts, connectionListener?: () => void): NetSocket;
-  connect(port: number, host?: string, connectionListener?: () => void): NetSocket;
-  connect(port: number, connectionListener?: () => void): NetSocket;
-  connect(a0: TcpSocketConnectOpts | number, a1?: string | (() => void), a2?: () => void): NetSocket {
-    const args: unknown[] = [a0, a1, a2];
-    while (args.length > 1 && args[args.length - 1] === undefined) args.pop();
-    return (this.net.connect as (...a: unknown[]) => NetSocket)(...args);
-  }
-}
+export { VsHandle } from './api/vs-handle';
 
 // ---------------------------------------------------------------------------------------------
 // Stack
@@ -247,7 +89,6 @@ export class Stack {
   private readonly peers = new Map<string, MemoryEndpoint>();
   private readonly handles = new Map<VirtualServer, VsHandle>();
   private readonly activeTraces = new Set<Trace>();
-  private clockOffset = 0;
   /** Where the stack's events go (stack/control/log.ts). */
   readonly logger: Logger;
   /** Runtime changes are logged at 'info'; those a config builds, and a shard's own (the control plane logs them), at 'debug'. */
@@ -888,130 +729,4 @@ export function createStack(config: StackConfig | string, opts: StackOptions = {
 export interface OwnedControl {
   readonly socketPath: string;
   close(): Promise<void>;
-}
-
-
-// ---------------------------------------------------------------------------------------------
-// Replay
-
-export interface ReplayResult {
-  /** Frames read from the capture and given to the stack. */
-  input: number;
-  /** Records skipped because their link type is not Ethernet. */
-  skippedNonEthernet: number;
-  /** Frames the stack sent (written to the output). */
-  output: number;
-  /** The MAC the replayed device had. */
-  mac: string;
-  /** Virtual time span covered (µs). */
-  startUs: number;
-  endUs: number;
-  counters: unknown;
-  frames: { total: number; free: number; held: number };
-}
-
-/** Addresses (both families) of the links on `device` that use the device's MAC (links with their own MAC excluded). */
-function addressesOn(cfg: StackConfig, device: string): AddrMap<true> {
-  const out = new AddrMap<true>();
-  for (const v of cfg.virtualServers) {
-    for (const l of v.links) {
-      if (l.device !== device || l.mac !== undefined) continue;
-      for (const a of l.addresses ?? []) out.set(parseCidrText(a).addr, true);
-    }
-  }
-  return out;
-}
-
-/**
- * The unicast destination MAC most used by the capture's frames to one of `addrs` (IPv4 or IPv6
- * to the address, or an ARP reply to it), through up to two VLAN tags; null when there is none.
- */
-export function captureMacFor(recs: { data: Uint8Array }[], addrs: { has(a: number): boolean; get6At?(b: Uint8Array, off: number): unknown }): string | null {
-  const votes = new Map<string, number>();
-  for (const { data: b } of recs) {
-    if (b.length < 14 || (b[0]! & 1)) continue;
-    let off = 12;
-    let type = (b[off]! << 8) | b[off + 1]!;
-    for (let tags = 0; tags < 2 && (type === 0x8100 || type === 0x88a8) && b.length >= off + 6; tags++) {
-      off += 4;
-      type = (b[off]! << 8) | b[off + 1]!;
-    }
-    off += 2;
-    let target = -1;
-    if (type === 0x0800 && b.length >= off + 20) target = ((b[off + 16]! << 24) | (b[off + 17]! << 16) | (b[off + 18]! << 8) | b[off + 19]!) >>> 0;
-    else if (type === 0x0806 && b.length >= off + 28 && b[off + 7] === 2) target = ((b[off + 24]! << 24) | (b[off + 25]! << 16) | (b[off + 26]! << 8) | b[off + 27]!) >>> 0;
-    if (type === 0x86dd && b.length >= off + 40) {
-      // IPv6 (and NDP, whose unicast advertisements go to the address too): the destination address.
-      if (addrs.get6At?.(b, off + 24) === undefined) continue;
-    } else if (target < 0 || !addrs.has(target)) continue;
-    const m = macToString(b.subarray(0, 6));
-    votes.set(m, (votes.get(m) ?? 0) + 1);
-  }
-  let best: string | null = null;
-  let n = 0;
-  for (const [m, k] of votes) if (k > n) { best = m; n = k; }
-  return best;
-}
-
-/**
- * Runs the stack of `config` with its single device replaced by a pcap driver reading `input`
- * under virtual time (the capture's timestamps), writing what it sends to `output`. Same input,
- * same output, byte for byte. `lingerUs` (default 5 s) lets timers (ARP retries, reassembly)
- * run after the last input frame.
- */
-export function replayCapture(config: StackConfig | string, input: string | Uint8Array, output: string | PcapWriter,
-  opts: { device?: string; mac?: string; lingerUs?: number } = {}): ReplayResult {
-  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
-  let dev: DeviceConfig | undefined;
-  if (opts.device !== undefined) {
-    dev = cfg.devices.find((d) => d.name === opts.device);
-    if (!dev) throw new Error(`replay: the config has no device '${opts.device}' (devices: ${cfg.devices.map((d) => d.name).join(', ')})`);
-  } else if (cfg.devices.length === 1) {
-    dev = cfg.devices[0]!;
-  } else {
-    throw new Error(`replay: the config has ${cfg.devices.length} devices; choose the one the capture feeds with --device`);
-  }
-  const recs = readCapture(input);
-  const eth = recs.filter((r) => r.linkType === LINKTYPE_ETHERNET);
-  let bytes: Uint8Array;
-  if (eth.length === recs.length) {
-    bytes = typeof input === 'string' ? fs.readFileSync(input) : input;
-  } else {
-    const w = new PcapWriter();
-    for (const r of eth) w.write(r.data, 0, r.data.length, r.tsUs, r.origLen);
-    bytes = w.toBuffer();
-  }
-  const start = eth.length ? eth[0]!.tsUs : 0;
-  const end = eth.length ? eth[eth.length - 1]!.tsUs : 0;
-  // The device's MAC: given, else the config's, else the one the capture's traffic to the config's
-  // addresses was sent to (an AF_XDP device takes its interface's MAC, which the config does not say).
-  const mac = opts.mac ?? dev.mac ?? captureMacFor(eth, addressesOn(cfg, dev.name)) ?? '02:00:00:00:00:01';
-  const mtu = dev.driver === 'afxdp' ? 1500 : dev.mtu;
-  const writer = typeof output === 'string' ? new PcapWriter(output) : output;
-  const pcap = openPcapDriver({ name: dev.name, input: bytes, output: writer, mac, mtu, frameSize: dev.frameSize, frameCount: dev.frameCount ?? 1024 });
-  const others: Record<string, Driver> = { [dev.name]: pcap };
-  // Other devices of the config see no traffic.
-  for (const d of cfg.devices) if (d !== dev) others[d.name] = openPcapDriver({ name: d.name, mac: d.mac, mtu: d.driver === 'afxdp' ? 1500 : d.mtu });
-  cfg.control = false;
-  let stack: Stack;
-  try {
-    stack = new Stack(cfg, { drivers: others, now: start });
-  } catch (e) {
-    pcap.close();
-    if (typeof output === 'string') writer.close();
-    throw e;
-  }
-  let final: number;
-  try {
-    final = stack.runVirtual(start, end + (opts.lingerUs ?? 5_000_000));
-  } finally {
-    stack.close();
-    if (typeof output === 'string') writer.close();
-  }
-  const pool = stack.engine.devices[cfg.devices.indexOf(dev)]!.pool.check();
-  return {
-    input: eth.length, skippedNonEthernet: recs.length - eth.length, output: pcap.stats().txPackets, mac: mac.toLowerCase(),
-    startUs: start, endUs: final, counters: stack.show('counters'),
-    frames: { total: pool.total, free: pool.free, held: pool.held },
-  };
 }

@@ -16,7 +16,7 @@ import {
 import { formatShow } from '../stack/control/format';
 import { hostInNet } from '../stack/cli/cli';
 import { createStack } from '../stack/stack';
-import { captureMacFor } from '../stack/stack';
+import { captureMacFor } from '../stack/replay';
 import { AddrMap, ANY6, parseIp6 } from '../protocols/ip/addr';
 import { parseIpv4 } from '../protocols/ipv4';
 import { NSTATE_NAMES } from '../stack/neighbor';

@@ -10,7 +10,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { SAMPLE_PCAPS } from './lib/env';
 import { main } from '../stack/cli/cli';
-import { replayCapture } from '../stack/stack';
+import { replayCapture } from '../stack/replay';
 import { readCapture } from '../driver/pcap';
 import type { StackConfig } from '../stack/control/config';
 

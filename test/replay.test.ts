@@ -6,7 +6,7 @@ import * as path from 'node:path';
 import { SAMPLE_PCAPS } from './lib/env';
 import { execFileSync } from 'node:child_process';
 import { main } from '../stack/cli/cli';
-import { replayCapture } from '../stack/stack';
+import { replayCapture } from '../stack/replay';
 import { readCapture } from '../driver/pcap';
 import { buildInput, CONFIG, EXPECTED, GOLDEN_DIR, INPUT } from './golden/gen-replay';
 

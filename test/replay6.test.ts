@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { replayCapture } from '../stack/stack';
+import { replayCapture } from '../stack/replay';
 import type { StackConfig } from '../stack/control/config';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-replay6-'));

@@ -25,7 +25,8 @@ import { MAX_INTERVAL_S, MIN_INTERVAL_S, parseInterval, RATE_KINDS, RateSample, 
 import { VS_LIMIT_KEYS } from '../limits';
 import { controlRequest, defaultSocketPath, listenControl, Request, resolveSocket } from '../control/control';
 import { formatShow, formatTable } from '../control/format';
-import { createStack, replayCapture, SHOW_KINDS, Stack } from '../stack';
+import { createStack, SHOW_KINDS, Stack } from '../stack';
+import { replayCapture } from '../replay';
 import { parseStateFilter, STATE_FILTER_NAMES } from '../connections';
 import { loadConfig, StackConfig } from '../control/config';
 import { ShardedStack } from '../shard/threads';

@@ -16,7 +16,7 @@ import { writeArp, ARP_REQUEST } from '../../protocols/arp';
 import { writeIpv4, parseIpv4, IPPROTO_ICMP, IPPROTO_UDP } from '../../protocols/ipv4';
 import { writeUdp } from '../../protocols/udp';
 import { fold, sum16 } from '../../protocols/checksum';
-import { replayCapture } from '../../stack/stack';
+import { replayCapture } from '../../stack/replay';
 
 export const GOLDEN_DIR = path.join(__dirname, '..', '..', '..', 'test', 'golden');
 export const CONFIG = path.join(GOLDEN_DIR, 'replay.json');
