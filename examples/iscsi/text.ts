@@ -3,7 +3,7 @@
  * appendix C), the declarative MaxRecvDataSegmentLength (13.12, "Use: ALL"), and NotUnderstood or
  * Reject for the rest.
  */
-import { KeyPairs } from './keys';
+import { KeyPairs, parseNumber } from './keys';
 
 /** "addr:port,tpgt" with IPv6 addresses in brackets (RFC 7143 13.8 TargetAddress). */
 export function targetAddress(local: { address: string; port: number }, tpgt: number): string {
@@ -53,8 +53,9 @@ export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
         out.push(['TargetAddress', ctx.address]);
       }
     } else if (k === 'MaxRecvDataSegmentLength') {
-      const n = Number(v);
-      if (!/^[0-9]{1,8}$/.test(v) || n < 512 || n > 16777215) out.push([k, 'Reject']);
+      // 6.1: a numerical value in decimal or hex ("0x2000"); 13.12: 512 to 2^24-1.
+      const n = parseNumber(v);
+      if (Number.isNaN(n) || n < 512 || n > 16777215) out.push([k, 'Reject']);
       else { ctx.setInitiatorMrdsl(n); out.push([k, String(ctx.ourMrdsl)]); }
     } else if (LOGIN_ONLY.has(k)) {
       out.push([k, 'Reject']); // RFC 7143 6.2: not negotiable in full feature phase
