@@ -106,4 +106,30 @@ test('full feature Text: MaxRecvDataSegmentLength in hex is taken (RFC 7143 6.1,
   assert.equal(pairsOf(rig.one().data), [['MaxRecvDataSegmentLength', 'Reject']]);
 });
 
+// ---- RFC 7143 6.2: a key offered twice in one negotiation ---------------------------------------------
+
+test('full feature Text: a key repeated in one request is a protocol error (Reject 0x04), not answered twice; the session goes on', () => {
+  for (const pairs of [
+    [['SendTargets', 'All'], ['SendTargets', 'All']],
+    [['MaxRecvDataSegmentLength', '8192'], ['X-com.example.k', '1'], ['MaxRecvDataSegmentLength', '16384']],
+  ] as Array<Array<[string, string]>>) {
+    const { rig } = loggedIn();
+    const h = textReq(rig, pairs);
+    const ps = rig.take();
+    assert.is(ps.length, 1, 'one PDU back');
+    isReject(ps[0], 0x04, h);
+    assert.is(rig.closedByTarget, 0);
+    // The Text Request's CmdSN was consumed: the next command runs at once.
+    rig.cmd({ cdb: TUR, E: 0 });
+    const r = rig.one();
+    assert.is(r.op, OP.ScsiRsp);
+    assert.is(r.bhs[3], 0, 'GOOD');
+    assert.is(r.expCmdSN, rig.cmdSN);
+    // A single SendTargets in a later request is answered once.
+    textReq(rig, [['SendTargets', 'All']]);
+    const names = pairsOf(rig.one().data).filter(([k]) => k === 'TargetName');
+    assert.equal(names, [['TargetName', IQN]]);
+  }
+});
+
 test.run();

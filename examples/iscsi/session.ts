@@ -8,7 +8,7 @@ import { Pdu, RejectReason, RESERVED_TAG, Op, bhs as B, decodeLun, newBhs, rd16,
 import { LoginLimits, LoginNegotiator, LoginStatus, STAGE_FULL_FEATURE } from './login';
 import { encodeText, parseText } from './keys';
 import { Task } from './task';
-import { answerText, targetAddress } from './text';
+import { answerText, repeatedKey, targetAddress } from './text';
 import { ConnCore, ConnHost, ConnOptions, Portal, NOOP, snLe, snLt } from './conn-core';
 import { Settling, whenAllSettled } from './sessions';
 
@@ -325,6 +325,8 @@ export class IscsiConnection extends ConnCore {
     if (this.textIn.length) { this.textIn.push(data); data = Buffer.concat(this.textIn); this.textIn = []; }
     const parsed = parseText(data);
     if (parsed.error) { this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
+    // RFC 7143 6.2: a key negotiated twice in one exchange is a protocol error, not two answers.
+    if (repeatedKey(parsed.pairs) !== undefined) { this.reject(RejectReason.ProtocolError, h, 'text-repeated-key'); return; }
     const pairs = answerText(parsed.pairs, {
       discovery: this.params?.sessionType === 'Discovery',
       sessionTarget: this.targetName || undefined,

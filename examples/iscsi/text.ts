@@ -32,6 +32,22 @@ const LOGIN_ONLY = new Set([
   'AuthMethod', 'TargetPortalGroupTag', 'IFMarker', 'OFMarker', 'IFMarkInt', 'OFMarkInt',
 ]);
 
+/**
+ * The first key offered twice in one request, if any. RFC 7143 6.2 ("neither the initiator nor
+ * the target should attempt to declare or negotiate a parameter more than once"; such an attempt
+ * "MUST be detected") names no key an initiator may repeat in a Text Request (repeats are allowed
+ * only where a key says so, e.g. the target's TargetAddress), so a repeat is a protocol error: in
+ * full feature phase, a Reject (11.17.1) rather than two answers to one key.
+ */
+export function repeatedKey(pairs: KeyPairs): string | undefined {
+  const seen = new Set<string>();
+  for (const [k] of pairs) {
+    if (seen.has(k)) return k;
+    seen.add(k);
+  }
+  return undefined;
+}
+
 export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
   const out: KeyPairs = [];
   for (const [k, v] of pairs) {
