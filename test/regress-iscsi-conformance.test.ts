@@ -132,4 +132,28 @@ test('full feature Text: a key repeated in one request is a protocol error (Reje
   }
 });
 
+// ---- RFC 7143 11.18: NOP-Out with the reserved ITT and no I bit ---------------------------------------
+
+test('NOP-Out with ITT 0xffffffff and the I bit clear: Reject 0x04, and its CmdSN is consumed so later commands are not stalled', () => {
+  const { rig } = loggedIn();
+  const sn = rig.cmdSN++;
+  const h = bhs(0x00, 0x80, { itt: 0xffffffff, cmdSN: sn });
+  rig.send(h);
+  const ps = rig.take();
+  assert.is(ps.length, 1, 'the Reject only: no NOP-In');
+  isReject(ps[0], 0x04, h);
+  // The next command carries the following CmdSN, as an initiator that numbered the NOP-Out sends it.
+  rig.cmd({ cdb: TUR, E: 0 });
+  const r = rig.take();
+  assert.is(r.length, 1, 'the TUR ran without waiting for the NOP-Out\'s CmdSN');
+  assert.is(r[0].op, OP.ScsiRsp);
+  assert.is(r[0].expCmdSN, (sn + 2) >>> 0, 'ExpCmdSN past the NOP-Out and the TUR');
+  assert.is(rig.portal.sessions.counters.get('nop-out-reserved-itt-not-immediate'), 1);
+  // The same PDU with the I bit set is a ping wanting no reply: nothing back, no CmdSN taken.
+  rig.send(bhs(0x00, 0x80, { imm: true, itt: 0xffffffff, cmdSN: rig.cmdSN }));
+  assert.is(rig.take().length, 0);
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().expCmdSN, rig.cmdSN);
+});
+
 test.run();

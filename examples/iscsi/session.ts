@@ -259,8 +259,13 @@ export class IscsiConnection extends ConnCore {
     if (itt === RESERVED_TAG) {
       // 11.18.1: ITT 0xffffffff is an answer to our ping (TTT echoed) or a ping wanting no reply;
       // either way the I bit must be set and nothing is sent back.
-      if (!B.immediate(h)) this.reject(RejectReason.ProtocolError, h, 'nop-out-reserved-itt-not-immediate');
-      else this.count(B.ttt(h) === RESERVED_TAG ? 'nop-out-no-reply' : 'nop-out-ping-answer');
+      if (!B.immediate(h)) {
+        this.reject(RejectReason.ProtocolError, h, 'nop-out-reserved-itt-not-immediate');
+        // The header is sound and names a non-immediate CmdSN: it is consumed (as for a rejected
+        // SCSI command), or every later command would wait for a CmdSN that never comes; outside
+        // the window it is ignored like any other (4.2.2.1).
+        this.ordered(h, false, NOOP);
+      } else this.count(B.ttt(h) === RESERVED_TAG ? 'nop-out-no-reply' : 'nop-out-ping-answer');
       return;
     }
     const hc = h.slice(0, 48);
