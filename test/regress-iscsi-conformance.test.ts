@@ -156,4 +156,116 @@ test('NOP-Out with ITT 0xffffffff and the I bit clear: Reject 0x04, and its CmdS
   assert.is(rig.one().expCmdSN, rig.cmdSN);
 });
 
+// ---- RFC 7143 6.2 / 13: keys left at their defaults while our limits differ ----------------------------
+
+const OPER = 0x87; // T=1 CSG=1 NSG=3
+
+test('ImmediateData: with our No and an initiator that does not offer the key, the target offers No and does not transit until answered', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { immediateData: false });
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN], ['HeaderDigest', 'None'], ['DataDigest', 'None']]);
+  assert.is(a.status, 0);
+  assert.is(a.rsp.flags & 0x80, 0, 'T clear: our offer needs an answer (6.3)');
+  assert.is((a.rsp.flags >> 2) & 3, 1, 'CSG operational');
+  assert.is(a.keys.get('ImmediateData'), 'No');
+  assert.is(a.keys.get('HeaderDigest'), 'None', 'the initiator\'s keys are still answered');
+  assert.is(rig.conn.phase, 'login');
+  // The initiator answers (AND: No) and asks again to enter full feature phase.
+  const b = rig.loginStep(OPER, [['ImmediateData', 'No']]);
+  assert.is(b.status, 0);
+  assert.is(b.rsp.flags, 0x87, 'T=1 CSG=1 NSG=3');
+  assert.is(b.keys.has('ImmediateData'), false, 'an answer is not answered');
+  assert.is(rig.conn.phase, 'ffp');
+  assert.is(rig.conn.immediateData, false);
+  // Immediate data is now refused as the negotiation says (11.4.7.2), nothing written.
+  rig.cmd({ cdb: write10(0, 1), E: 512, w: true, data: pattern(512, 1) });
+  const r = rig.take().find((p) => p.op === OP.ScsiRsp)!;
+  assert.ok(r, 'a SCSI Response');
+  assert.is(r.bhs[3], 0x02, 'CHECK CONDITION');
+  assert.equal(senseOf(r), [0x0b, 0x0c, 0x0c]);
+});
+
+test('ImmediateData: an initiator answering Yes to our No gets No (AND, 13.11); one that Rejects our offer fails the login', () => {
+  {
+    const { portal } = makePortal();
+    const rig = new Rig(portal, { immediateData: false });
+    assert.is(rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]]).keys.get('ImmediateData'), 'No');
+    const b = rig.loginStep(OPER, [['ImmediateData', 'Yes']]);
+    assert.is(b.status, 0);
+    assert.is(rig.conn.phase, 'ffp');
+    assert.is(rig.conn.immediateData, false);
+  }
+  {
+    const { portal } = makePortal();
+    const rig = new Rig(portal, { immediateData: false });
+    rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]]);
+    const b = rig.loginStep(OPER, [['ImmediateData', 'Reject']]);
+    assert.is(b.status, 0x0200);
+    assert.is(rig.closedByTarget, 1);
+    assert.is(portal.sessions.size, 0);
+  }
+});
+
+test('ImmediateData offered by the initiator: answered in one step, no offer of ours (AND with our No)', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { immediateData: false });
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN], ['ImmediateData', 'Yes']]);
+  assert.is(a.rsp.flags, 0x87);
+  assert.equal(pairsOf(a.rsp.data).filter(([k]) => k === 'ImmediateData'), [['ImmediateData', 'No']]);
+  assert.is(rig.conn.phase, 'ffp');
+});
+
+test('defaults: with our limits at the RFC defaults nothing is offered and a bare login completes in one step', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal);
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]]);
+  assert.is(a.rsp.flags, 0x87);
+  for (const k of ['ImmediateData', 'MaxBurstLength', 'FirstBurstLength', 'DefaultTime2Wait', 'DefaultTime2Retain']) assert.is(a.keys.has(k), false, k);
+  assert.is(rig.conn.phase, 'ffp');
+});
+
+test('MaxBurstLength / FirstBurstLength below the defaults are offered; the write then gets R2Ts of our MaxBurstLength', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { maxBurstLength: 16384, firstBurstLength: 4096 });
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN], ['InitialR2T', 'Yes']]);
+  assert.is(a.rsp.flags & 0x80, 0);
+  assert.is(a.keys.get('MaxBurstLength'), '16384');
+  assert.is(a.keys.get('FirstBurstLength'), '4096');
+  const b = rig.loginStep(OPER, [['MaxBurstLength', '8192'], ['FirstBurstLength', '8192']]);
+  assert.is(b.rsp.flags, 0x87);
+  assert.is(rig.conn.maxBurstLength, 8192, 'minimum of our offer and the answer');
+  assert.is(rig.conn.firstBurstLength, 4096, 'minimum: our 4096');
+  const itt = rig.cmd({ cdb: write10(0, 32), E: 16384, w: true });
+  const r2ts = rig.take().filter((p) => p.op === OP.R2t);
+  assert.ok(r2ts.length >= 1);
+  assert.is(u32(r2ts[0].bhs, 16), itt);
+  assert.is(u32(r2ts[0].bhs, 44), 8192, 'Desired Data Transfer Length = MaxBurstLength');
+});
+
+test('security stage asking for full feature phase while we have offers: the target selects operational negotiation (NSG 1)', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { immediateData: false });
+  const a = rig.loginStep(0x83, [['InitiatorName', INI], ['TargetName', IQN], ['AuthMethod', 'None']]);
+  assert.is(a.status, 0);
+  assert.is(a.rsp.flags, 0x81, 'T=1 CSG=0 NSG=1');
+  assert.is(a.keys.get('AuthMethod'), 'None');
+  assert.is(((a.rsp.bhs[14] << 8) | a.rsp.bhs[15]), 0, 'no TSIH before the final response');
+  const b = rig.loginStep(OPER, []);
+  assert.is(b.rsp.flags & 0x80, 0);
+  assert.is(b.keys.get('ImmediateData'), 'No');
+  const c = rig.loginStep(OPER, [['ImmediateData', 'No']]);
+  assert.is(c.rsp.flags, 0x87);
+  assert.is(rig.conn.phase, 'ffp');
+});
+
+test('Discovery sessions: no offers (the keys are irrelevant), SendTargets works after a one-step login', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { immediateData: false, maxBurstLength: 8192 });
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['SessionType', 'Discovery']]);
+  assert.is(a.rsp.flags, 0x87);
+  assert.is(a.keys.has('ImmediateData'), false);
+  textReq(rig, [['SendTargets', 'All']]);
+  assert.equal(pairsOf(rig.one().data).filter(([k]) => k === 'TargetName'), [['TargetName', IQN]]);
+});
+
 test.run();
