@@ -268,4 +268,22 @@ test('Discovery sessions: no offers (the keys are irrelevant), SendTargets works
   assert.equal(pairsOf(rig.one().data).filter(([k]) => k === 'TargetName'), [['TargetName', IQN]]);
 });
 
+// ---- RFC 7143 6.3.1: TSIH of a session that is not the initiator's ---------------------------------
+
+test('login with the TSIH of another initiator\'s (or another ISID\'s) session: "session does not exist" (0x020a)', () => {
+  const { portal } = makePortal();
+  const a = new Rig(portal);
+  assert.is(a.login().status, 0);
+  const live = portal.sessions.all()[0].tsih;
+  const other = new Rig(portal);
+  assert.is(other.loginStep(OPER, [['InitiatorName', 'iqn.2024-01.test.xdpstack:someone-else'], ['TargetName', IQN]], { tsih: live }).status, 0x020a);
+  const isid = new Rig(portal);
+  assert.is(isid.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]], { tsih: live, isid: Uint8Array.of(0x80, 0, 0, 0, 0, 9) }).status, 0x020a);
+  const same = new Rig(portal);
+  assert.is(same.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]], { tsih: live }).status, 0x0206, 'its own session: MaxConnections=1');
+  // The live session was not disturbed.
+  a.cmd({ cdb: TUR, E: 0 });
+  assert.is(a.one().op, OP.ScsiRsp);
+});
+
 test.run();

@@ -127,8 +127,12 @@ export class IscsiConnection extends ConnCore {
       this.expCmdSN = B.cmdSN(h); // 11.12.? the login's CmdSN is the session's first CmdSN
       this.maxAdv = (this.expCmdSN + this.o.cmdWindow - 1) >>> 0;
       if (tsih !== 0) {
-        // Adding a connection to a session: MaxConnections=1 here (13.2).
-        const exists = this.portal.sessions.get(tsih);
+        // Adding a connection to a session: MaxConnections=1 here (13.2). The session must be
+        // this initiator's (RFC 7143 6.3.1 table: an ISID or initiator not of the session with
+        // that TSIH fails with "session does not exist", and a live TSIH is not revealed).
+        const s = this.portal.sessions.get(tsih);
+        const name = parseText(p.data).pairs.find(([k]) => k === 'InitiatorName')?.[1];
+        const exists = s !== undefined && s.isid === Buffer.from(isid).toString('hex') && s.initiatorName === name;
         this.loginFail(h, exists ? LoginStatus.TooManyConnections : LoginStatus.SessionDoesNotExist,
           exists ? 'login-too-many-connections' : 'login-session-does-not-exist');
         return;
