@@ -286,4 +286,52 @@ test('login with the TSIH of another initiator\'s (or another ISID\'s) session: 
   assert.is(a.one().op, OP.ScsiRsp);
 });
 
+// ---- RFC 7143 11.10 / 11.11: the F and C bits of a Text exchange ------------------------------------
+
+test('Text Request with F clear: answered with F clear and a TTT (11.11.1), the follow-on request with F set ends the exchange', () => {
+  const { rig } = loggedIn();
+  const h1 = bhs(0x04, 0x00, { itt: 0x600, cmdSN: rig.cmdSN++ });
+  rig.send(h1, text([['MaxRecvDataSegmentLength', '16384']]));
+  const a = rig.one();
+  assert.is(a.op, OP.TextRsp);
+  assert.is(a.flags & 0xc0, 0, 'F and C clear: a Text Response with F set to a request with F clear is a protocol error');
+  assert.ok(a.ttt !== 0xffffffff, 'a TTT to continue with');
+  assert.is(a.itt, 0x600);
+  assert.equal(pairsOf(a.data).map(([k]) => k), ['MaxRecvDataSegmentLength'], 'the keys are answered');
+  // The initiator continues the same negotiation (its TTT copied) with a new key and F set.
+  rig.send(bhs(0x04, 0x80, { itt: 0x600, ttt: a.ttt, cmdSN: rig.cmdSN++ }), text([['X-com.example.k', '1']]));
+  const b = rig.one();
+  assert.is(b.flags, 0x80, 'F set: the exchange is over');
+  assert.is(b.ttt, 0xffffffff);
+  assert.equal(pairsOf(b.data), [['X-com.example.k', 'NotUnderstood']]);
+  // The exchange is closed: its TTT is no longer valid (Reject, Invalid PDU Field).
+  const h3 = bhs(0x04, 0x80, { itt: 0x600, ttt: a.ttt, cmdSN: rig.cmdSN++ });
+  rig.send(h3);
+  isReject(rig.one(), 0x09, h3);
+});
+
+test('Text: a key offered again in a later request of the same open negotiation is a protocol error (6.2)', () => {
+  const { rig } = loggedIn();
+  rig.send(bhs(0x04, 0x00, { itt: 0x610, cmdSN: rig.cmdSN++ }), text([['MaxRecvDataSegmentLength', '16384']]));
+  const a = rig.one();
+  assert.ok(a.ttt !== 0xffffffff);
+  const h = bhs(0x04, 0x80, { itt: 0x610, ttt: a.ttt, cmdSN: rig.cmdSN++ });
+  rig.send(h, text([['MaxRecvDataSegmentLength', '8192']]));
+  isReject(rig.one(), 0x04, h);
+  // A new exchange (TTT 0xffffffff) may negotiate it again.
+  textReq(rig, [['MaxRecvDataSegmentLength', '8192']]);
+  const c = rig.one();
+  assert.is(c.flags, 0x80);
+  assert.is(pairsOf(c.data)[0][0], 'MaxRecvDataSegmentLength');
+});
+
+test('Text Request with both C and F set: Reject, Protocol Error (11.10.2: with C set, F must be 0)', () => {
+  const { rig } = loggedIn();
+  const h = bhs(0x04, 0xc0, { itt: 0x620, cmdSN: rig.cmdSN++ });
+  rig.send(h, text([['SendTargets', 'All']]));
+  isReject(rig.one(), 0x04, h);
+  rig.cmd({ cdb: TUR, E: 0 });
+  assert.is(rig.one().op, OP.ScsiRsp, 'the session goes on');
+});
+
 test.run();

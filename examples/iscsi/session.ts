@@ -21,9 +21,15 @@ export class IscsiConnection extends ConnCore {
   private loginIsid: Uint8Array | null = null;
   private loginTsih = 0;
   private cid = 0;
-  /** A Text exchange that continues: our answer's rest to send, or (`collecting`) the request's next part to take. */
-  private textPending: { ttt: number; rest: Uint8Array; collecting?: boolean } | null = null;
+  /**
+   * A Text exchange that continues: our answer's rest to send (`done`: the exchange ends with it),
+   * the request's next part to take (`collecting`), or the initiator's next request of a
+   * negotiation it left open with F clear (`open`).
+   */
+  private textPending: { ttt: number; rest: Uint8Array; done: boolean; collecting?: boolean; open?: boolean } | null = null;
   private textIn: Uint8Array[] = [];
+  /** Keys negotiated so far in the open Text exchange (RFC 7143 6.2: each at most once). */
+  private readonly textKeys = new Set<string>();
 
   constructor(portal: Portal, host: ConnHost, private readonly local: { address: string; port: number }, now: number, opts: ConnOptions = {}) {
     super(portal, host, now, opts);
@@ -287,7 +293,16 @@ export class IscsiConnection extends ConnCore {
   private onText(h: Uint8Array, data: Uint8Array): void {
     const itt = B.itt(h);
     const ttt = B.ttt(h);
-    const sendPart = (all: Uint8Array) => {
+    const final = (h[1] & 0x80) !== 0;
+    const cont = (h[1] & 0x40) !== 0;
+    const reset = () => { this.textIn = []; this.textPending = null; this.textKeys.clear(); };
+    /**
+     * One Text Response with (the first part of) `all`. `done`: the initiator's request had F set,
+     * so the last part ends the exchange (F=1, TTT reserved); otherwise (11.11.1: "a Text Response
+     * with the F bit set to 1 in response to a Text Request with the F bit set to 0 is a protocol
+     * error") it keeps F clear with a TTT for the initiator's next request of this negotiation.
+     */
+    const sendPart = (all: Uint8Array, done: boolean) => {
       const max = this.mrdslOut;
       const r = newBhs(Op.TextRsp, 0);
       r.set(h.subarray(8, 16), 8);
@@ -295,37 +310,49 @@ export class IscsiConnection extends ConnCore {
       if (all.length > max) {
         // 11.11.1 / 11.11.4: a long answer continues (C set, F clear, a TTT to come back with).
         const tag = this.nextTtt();
-        this.textPending = { ttt: tag, rest: all.subarray(max) };
+        this.textPending = { ttt: tag, rest: all.subarray(max), done };
         r[1] = 0x40;
         wr32(r, 20, tag);
         this.send(r, [all.subarray(0, max)], max, 'advance');
-      } else {
-        this.textPending = null;
+      } else if (done) {
+        reset();
         r[1] = 0x80;
         wr32(r, 20, RESERVED_TAG);
         this.send(r, [all], all.length, 'advance');
+      } else {
+        // 11.11.1 / 11.11.4: F clear, a TTT other than 0xffffffff: the negotiation stays open.
+        const tag = this.nextTtt();
+        this.textPending = { ttt: tag, rest: new Uint8Array(0), done: false, open: true };
+        wr32(r, 20, tag);
+        this.send(r, [all], all.length, 'advance');
       }
     };
+    if (cont && final) {
+      // 11.10.2: "If the C bit is set to 1, the F bit MUST be set to 0."
+      reset();
+      this.reject(RejectReason.ProtocolError, h, 'text-c-and-f');
+      return;
+    }
     if (ttt !== RESERVED_TAG) {
       const pend = this.textPending;
       if (!pend || pend.ttt !== ttt) { this.reject(RejectReason.InvalidPduField, h, 'text-unknown-ttt'); return; }
       // 11.10.4: the initiator copied our TTT to continue: the rest of our answer, or (after an
-      // empty answer to a request with C set) the next part of its request, taken below.
-      if (!pend.collecting) { sendPart(pend.rest); return; }
+      // empty answer to a request with C set, or an answer with F clear) its next request text,
+      // taken below.
+      if (!pend.collecting && !pend.open) { sendPart(pend.rest, pend.done); return; }
     } else {
       // 11.10.4: TTT 0xffffffff is a new request: the state of an earlier one is reset.
-      this.textIn = [];
-      this.textPending = null;
+      reset();
     }
-    if ((h[1] & 0x40) !== 0) {
+    if (cont) {
       // 11.10.2: C set: the request text continues; answer empty with F clear and a TTT.
       this.textIn.push(data);
-      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { this.textIn = []; this.textPending = null; this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
+      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { reset(); this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
       const r = newBhs(Op.TextRsp, 0);
       r.set(h.subarray(8, 16), 8);
       wr32(r, 16, itt);
       const tag = this.nextTtt();
-      this.textPending = { ttt: tag, rest: new Uint8Array(0), collecting: true };
+      this.textPending = { ttt: tag, rest: new Uint8Array(0), done: false, collecting: true };
       wr32(r, 20, tag);
       this.send(r, [], 0, 'advance');
       return;
@@ -333,9 +360,16 @@ export class IscsiConnection extends ConnCore {
     this.textPending = null;
     if (this.textIn.length) { this.textIn.push(data); data = Buffer.concat(this.textIn); this.textIn = []; }
     const parsed = parseText(data);
-    if (parsed.error) { this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
-    // RFC 7143 6.2: a key negotiated twice in one exchange is a protocol error, not two answers.
-    if (repeatedKey(parsed.pairs) !== undefined) { this.reject(RejectReason.ProtocolError, h, 'text-repeated-key'); return; }
+    if (parsed.error) { reset(); this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
+    // RFC 7143 6.2: a key negotiated twice in one negotiation (in one request, or again in a later
+    // request of the same exchange) is a protocol error, not two answers.
+    if (repeatedKey(parsed.pairs) !== undefined || parsed.pairs.some(([k]) => this.textKeys.has(k))) {
+      reset();
+      this.reject(RejectReason.ProtocolError, h, 'text-repeated-key');
+      return;
+    }
+    for (const [k] of parsed.pairs) this.textKeys.add(k);
+    if (this.textKeys.size > 256) { reset(); this.reject(RejectReason.OutOfResources, h, 'text-too-many-keys'); return; }
     const pairs = answerText(parsed.pairs, {
       discovery: this.params?.sessionType === 'Discovery',
       sessionTarget: this.targetName || undefined,
@@ -345,7 +379,7 @@ export class IscsiConnection extends ConnCore {
       setInitiatorMrdsl: (n) => { if (this.params) this.params.initiatorMaxRecvDataSegmentLength = n; },
     });
     this.count('text-request');
-    sendPart(encodeText(pairs));
+    sendPart(encodeText(pairs), final);
   }
 
   private onTmf(h: Uint8Array): void {
