@@ -7,7 +7,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Rig, makePortal, senseOf, IQN, INI } from './lib/iscsi-rig';
-import { bhs, pattern, read10, text, u32, write10, TPdu } from './lib/iscsi-wire';
+import { bhs, encode, pattern, read10, text, u32, write10, TPdu } from './lib/iscsi-wire';
 import { parseNumber } from '../examples/iscsi/keys';
 import { ConnOptions } from '../examples/iscsi/session';
 
@@ -34,6 +34,10 @@ function textReq(rig: Rig, pairs: Array<[string, string]>, itt = 0x500): Uint8Ar
   const h = bhs(0x04, 0x80, { itt, cmdSN: rig.cmdSN++ });
   rig.send(h, text(pairs));
   return h;
+}
+
+function encodeLogin(flags: number, data: Uint8Array, cmdSN: number): Uint8Array {
+  return encode(Rig.loginBhs(flags, { cmdSN, itt: 0x77 }), data);
 }
 
 function isReject(p: TPdu, reason: number, h: Uint8Array): void {
@@ -332,6 +336,51 @@ test('Text Request with both C and F set: Reject, Protocol Error (11.10.2: with 
   isReject(rig.one(), 0x04, h);
   rig.cmd({ cdb: TUR, E: 0 });
   assert.is(rig.one().op, OP.ScsiRsp, 'the session goes on');
+});
+
+// ---- RFC 7143 13.12: the default MaxRecvDataSegmentLength holds during login -------------------------
+
+test('login: a Login Request with more than 8192 bytes of data fails (13.12 default during login), even with a larger MaxRecvDataSegmentLength of ours; the same text split with C is taken', () => {
+  const filler = (n: number): Array<[string, string]> => [['X-com.example.pad', 'p'.repeat(n)]];
+  const base: Array<[string, string]> = [['InitiatorName', INI], ['TargetName', IQN]];
+  const size = (pairs: Array<[string, string]>) => text(pairs).length;
+  {
+    const { portal } = makePortal();
+    const rig = new Rig(portal, { maxRecvDataSegmentLength: 262144 });
+    const pad = filler(8200 - size(base));
+    assert.ok(size([...base, ...pad]) > 8192);
+    const r = rig.loginStep(OPER, [...base, ...pad]);
+    assert.is(r.status, 0x0200);
+    assert.is(rig.closedByTarget, 1);
+    assert.is(portal.sessions.counters.get('login-data-too-long'), 1);
+  }
+  {
+    // Exactly 8192 bytes: taken.
+    const { portal } = makePortal();
+    const rig = new Rig(portal, { maxRecvDataSegmentLength: 262144 });
+    const body = [...base, ...filler(0)];
+    const pad = filler(8192 - size(body));
+    assert.is(size([...base, ...pad]), 8192);
+    const r = rig.loginStep(OPER, [...base, ...pad]);
+    assert.is(r.status, 0);
+    assert.is(r.keys.get('X-com.example.pad'), 'NotUnderstood');
+  }
+  {
+    // 12 KiB of text in two Login Requests, the first with C set (11.12.2): answered empty, then taken.
+    const { portal } = makePortal();
+    const rig = new Rig(portal);
+    const all = text([...base, ...filler(12000)]);
+    rig.raw(encodeLogin(0x44, all.subarray(0, 8000), rig.cmdSN));
+    const a = rig.one();
+    assert.is(a.op, OP.LoginRsp);
+    assert.is((a.bhs[36] << 8) | a.bhs[37], 0);
+    assert.is(a.data.length, 0, 'an empty answer while the request continues');
+    rig.raw(encodeLogin(OPER, all.subarray(8000), rig.cmdSN));
+    const b = rig.one();
+    assert.is((b.bhs[36] << 8) | b.bhs[37], 0);
+    assert.is(b.flags, 0x87);
+    assert.is(rig.conn.phase, 'ffp');
+  }
 });
 
 test.run();
