@@ -383,4 +383,25 @@ test('login: a Login Request with more than 8192 bytes of data fails (13.12 defa
   }
 });
 
+// ---- RFC 7143 11.17.1 note 2 / 11.5.1: TTTs and task tags that name nothing ---------------------------
+
+test('Data-Out with a TTT the target never gave: Reject, Invalid PDU Field (11.17.1 note 2); the task still completes with its R2T\'s data', () => {
+  const { rig, scsi } = loggedIn([['InitialR2T', 'Yes']]);
+  const itt = rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r2t = rig.one();
+  assert.is(r2t.op, OP.R2t);
+  const bad = r2t.ttt ^ 0x5a5a;
+  rig.dataOut(itt, bad, 0, 0, pattern(512, 7), true);
+  const rej = rig.one();
+  assert.is(rej.op, OP.Reject);
+  assert.is(rej.bhs[2], 0x09, 'Invalid PDU field');
+  assert.is(u32(rej.data, 20), bad, 'the rejected header (its TTT) comes back');
+  // A Reject never ends a task implicitly: the right Data-Out completes the write.
+  rig.dataOut(itt, r2t.ttt, 0, 0, pattern(512, 7), true);
+  const rsp = rig.one();
+  assert.is(rsp.op, OP.ScsiRsp);
+  assert.is(rsp.bhs[3], 0, 'GOOD');
+  assert.equal(Buffer.from(scsi.disk.subarray(0, 512)), Buffer.from(pattern(512, 7)));
+});
+
 test.run();

@@ -75,6 +75,9 @@ export class IscsiConnection extends ConnCore {
       case Op.DataOut: {
         const t = this.tasks.get(B.itt(h));
         if (!t) { this.count('data-out-unknown-task'); return; } // aborted or never accepted
+        // RFC 7143 11.17.1 note 2: an invalid TTT is answered "Invalid PDU field"; the task itself
+        // goes on (a Reject never ends a task implicitly) and still waits for its R2T's data.
+        if (!t.knowsTtt(B.ttt(h))) { this.reject(RejectReason.InvalidPduField, h, 'data-out-unknown-ttt'); return; }
         t.dataOut(h, p.retain, p.dataLength);
         return;
       }
