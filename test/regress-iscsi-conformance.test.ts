@@ -404,4 +404,21 @@ test('Data-Out with a TTT the target never gave: Reject, Invalid PDU Field (11.1
   assert.equal(Buffer.from(scsi.disk.subarray(0, 512)), Buffer.from(pattern(512, 7)));
 });
 
+test('ABORT TASK names a task by tag and LUN (SAM-5 I_T_L_Q): a tag of another LUN aborts nothing ("Task does not exist")', () => {
+  const { rig } = loggedIn([['InitialR2T', 'Yes']]);
+  const itt = rig.cmd({ cdb: write10(0, 1), E: 512, w: true });
+  const r2t = rig.one();
+  const wrong = rig.tmf(1, { ref: itt, lun: 3, refCmdSN: rig.cmdSN - 1 });
+  assert.is(wrong.op, 0x22);
+  assert.is(wrong.bhs[2], 1, 'Task does not exist');
+  // The task on LUN 0 was not touched: its data completes it.
+  rig.dataOut(itt, r2t.ttt, 0, 0, pattern(512, 8), true);
+  assert.is(rig.one().bhs[3], 0, 'GOOD');
+  // Aborting on the right LUN works.
+  const itt2 = rig.cmd({ cdb: write10(1, 1), E: 512, w: true });
+  rig.one();
+  const ok = rig.tmf(1, { ref: itt2, lun: 0, refCmdSN: rig.cmdSN - 1 });
+  assert.is(ok.bhs[2], 0, 'Function complete');
+});
+
 test.run();

@@ -407,7 +407,10 @@ export class IscsiConnection extends ConnCore {
     // not supported, 5 not supported).
     switch (fn) {
       case 1: { // ABORT TASK
-        const t = this.tasks.get(rd32(h, 20));
+        // SAM-5: ABORT TASK names the task by its I_T_L_Q nexus: the Referenced Task Tag on the
+        // TMF's LUN (RFC 7143 11.5.1); a tag of another LUN is no task of this one.
+        const found = this.tasks.get(rd32(h, 20));
+        const t = found && found.lun === lun ? found : undefined;
         if (t) { t.abort(); completeAfter([t]); return; }
         const ref = rd32(h, 32);
         const tmfSN = B.cmdSN(h);
