@@ -421,4 +421,12 @@ test('ABORT TASK names a task by tag and LUN (SAM-5 I_T_L_Q): a tag of another L
   assert.is(ok.bhs[2], 0, 'Function complete');
 });
 
+test('full feature Text: InitiatorAlias (13.7, declarative, Use: ALL) is taken unanswered; login-only keys, TaskReporting and iSCSIProtocolLevel included, are Reject', () => {
+  const { rig } = loggedIn();
+  textReq(rig, [['InitiatorAlias', 'host-7'], ['TaskReporting', 'RFC3720'], ['iSCSIProtocolLevel', '1'], ['ImmediateData', 'No'], ['X-com.example.k', 'v']]);
+  const t = rig.one();
+  assert.is(t.op, OP.TextRsp);
+  assert.equal(pairsOf(t.data), [['TaskReporting', 'Reject'], ['iSCSIProtocolLevel', 'Reject'], ['ImmediateData', 'Reject'], ['X-com.example.k', 'NotUnderstood']]);
+});
+
 test.run();

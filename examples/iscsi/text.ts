@@ -30,6 +30,8 @@ const LOGIN_ONLY = new Set([
   'FirstBurstLength', 'DefaultTime2Wait', 'DefaultTime2Retain', 'MaxOutstandingR2T', 'DataPDUInOrder',
   'DataSequenceInOrder', 'ErrorRecoveryLevel', 'SessionType', 'InitiatorName', 'TargetName',
   'AuthMethod', 'TargetPortalGroupTag', 'IFMarker', 'OFMarker', 'IFMarkInt', 'OFMarkInt',
+  'TaskReporting', // 13.23: LO
+  'iSCSIProtocolLevel', // RFC 7144 2.1: LO
 ]);
 
 /**
@@ -73,6 +75,8 @@ export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
       const n = parseNumber(v);
       if (Number.isNaN(n) || n < 512 || n > 16777215) out.push([k, 'Reject']);
       else { ctx.setInitiatorMrdsl(n); out.push([k, String(ctx.ourMrdsl)]); }
+    } else if (k === 'InitiatorAlias') {
+      // 13.7: declarative, "Use: ALL": taken without an answer (6.2: declarations are not answered).
     } else if (LOGIN_ONLY.has(k)) {
       out.push([k, 'Reject']); // RFC 7143 6.2: not negotiable in full feature phase
     } else {
