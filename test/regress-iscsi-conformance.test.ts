@@ -429,4 +429,14 @@ test('full feature Text: InitiatorAlias (13.7, declarative, Use: ALL) is taken u
   assert.equal(pairsOf(t.data), [['TaskReporting', 'Reject'], ['iSCSIProtocolLevel', 'Reject'], ['ImmediateData', 'Reject'], ['X-com.example.k', 'NotUnderstood']]);
 });
 
+test('Discovery login naming a TargetName gets the TargetPortalGroupTag in the first Login Response (6.3: "for all session types when TargetName is given")', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal, { portalGroupTag: 7 });
+  const a = rig.loginStep(OPER, [['InitiatorName', INI], ['SessionType', 'Discovery'], ['TargetName', IQN]]);
+  assert.is(a.status, 0);
+  assert.is(a.keys.get('TargetPortalGroupTag'), '7');
+  const normal = new Rig(makePortal().portal, { portalGroupTag: 7 });
+  assert.is(normal.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]]).keys.get('TargetPortalGroupTag'), '7');
+});
+
 test.run();

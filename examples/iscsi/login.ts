@@ -269,6 +269,9 @@ export class LoginNegotiator {
       if (this.limits.targetAlias) reply.push(['TargetAlias', this.limits.targetAlias]);
     } else if (tn) {
       this.params.targetName = tn.toLowerCase();
+      // RFC 7143 6.3: the TargetPortalGroupTag goes in the first Login Response "for all session
+      // types when TargetName is given".
+      reply.push(['TargetPortalGroupTag', String(this.limits.portalGroupTag)]);
     }
     if (!this.chapCreds) this.auth = 'none';
     this.started = true;
