@@ -439,4 +439,27 @@ test('Discovery login naming a TargetName gets the TargetPortalGroupTag in the f
   assert.is(normal.loginStep(OPER, [['InitiatorName', INI], ['TargetName', IQN]]).keys.get('TargetPortalGroupTag'), '7');
 });
 
+test('login: names declared again in a later Login Request in another letter case are the same iSCSI names (case-insensitive); a different name fails', () => {
+  const mixed = IQN.toUpperCase().replace('IQN.', 'iqn.');
+  {
+    const { portal } = makePortal();
+    const rig = new Rig(portal);
+    const a = rig.loginStep(0x81, [['InitiatorName', INI.toUpperCase()], ['TargetName', mixed], ['AuthMethod', 'None']]);
+    assert.is(a.status, 0);
+    assert.is(a.rsp.flags, 0x81);
+    // As libiscsi does after the security stage: the names again, with the operational keys.
+    const b = rig.loginStep(OPER, [['InitiatorName', INI.toUpperCase()], ['TargetName', mixed], ['SessionType', 'Normal'], ['HeaderDigest', 'None']]);
+    assert.is(b.status, 0);
+    assert.is(b.rsp.flags, 0x87);
+    assert.is(rig.conn.phase, 'ffp');
+  }
+  {
+    const { portal } = makePortal([{ iqn: IQN }, { iqn: IQN + '-other' }]);
+    const rig = new Rig(portal);
+    assert.is(rig.loginStep(0x81, [['InitiatorName', INI], ['TargetName', IQN], ['AuthMethod', 'None']]).status, 0);
+    assert.is(rig.loginStep(OPER, [['TargetName', IQN + '-other']]).status, 0x0200, 'another target: a redeclaration');
+    assert.is(rig.closedByTarget, 1);
+  }
+});
+
 test.run();
