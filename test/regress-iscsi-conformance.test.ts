@@ -462,4 +462,18 @@ test('login: names declared again in a later Login Request in another letter cas
   }
 });
 
+test('a Login Request without the I bit (11.12: always 1) fails the login with an initiator error and closes', () => {
+  const { portal } = makePortal();
+  const rig = new Rig(portal);
+  const h = Rig.loginBhs(OPER, { cmdSN: rig.cmdSN, itt: 0x77 });
+  h[0] = 0x03; // I clear
+  rig.raw(encode(h, text([['InitiatorName', INI], ['TargetName', IQN]])));
+  const r = rig.one();
+  assert.is(r.op, OP.LoginRsp);
+  assert.is((r.bhs[36] << 8) | r.bhs[37], 0x0200);
+  assert.is(r.flags & 0x80, 0, 'no transit');
+  assert.is(rig.closedByTarget, 1);
+  assert.is(portal.sessions.size, 0);
+});
+
 test.run();

@@ -127,6 +127,8 @@ export class IscsiConnection extends ConnCore {
       return;
     }
     if (p.problem === 'data-too-long') { this.loginFail(h, LoginStatus.InitiatorError, 'login-data-too-long'); return; }
+    // RFC 7143 11.12: the I bit of a Login Request is always 1 (login PDUs are immediate).
+    if (!B.immediate(h)) { this.loginFail(h, LoginStatus.InitiatorError, 'login-not-immediate'); return; }
     const isid = h.subarray(8, 14);
     const tsih = rd16(h, 14);
     if (!this.login) {
