@@ -193,8 +193,8 @@ export class LoginNegotiator {
       if (first) return fail(first[0], first[1]);
       if (req.csg === STAGE_OPERATIONAL) this.stage = STAGE_OPERATIONAL;
     } else {
-      // The same declaration again is tolerated (libiscsi repeats the names in its first
-      // operational request after CHAP); a different one is an error (6.3). iSCSI names compare
+      // The same declaration again is tolerated (an initiator may repeat the names in a later
+      // Login Request, as tgt allows); a different one is an error (6.3). iSCSI names compare
       // without regard to case (RFC 7143 4.2.7.1 / RFC 3722: they are normalised to lower case),
       // so a target name typed in mixed case matches the lower-case one kept from the first request.
       for (const k of ['InitiatorName', 'TargetName', 'SessionType']) {
