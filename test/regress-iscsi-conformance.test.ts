@@ -476,4 +476,19 @@ test('a Login Request without the I bit (11.12: always 1) fails the login with a
   assert.is(portal.sessions.size, 0);
 });
 
+test('a Login Request with an AHS (11.12 defines none) is answered with a Login reject, initiator error (0x0200), not dropped unanswered', () => {
+  for (const first of [true, false]) {
+    const { portal } = makePortal();
+    const rig = new Rig(portal);
+    if (!first) assert.is(rig.loginStep(0x01, [['InitiatorName', INI], ['TargetName', IQN], ['AuthMethod', 'None']]).status, 0);
+    const h = Rig.loginBhs(first ? OPER : 0x81, { cmdSN: rig.cmdSN, itt: 0x77 });
+    rig.raw(encode(h, text(first ? [['InitiatorName', INI], ['TargetName', IQN]] : []), {}, Uint8Array.of(0, 4, 0x7f, 0, 0, 0, 0, 0)));
+    const r = rig.one();
+    assert.is(r.op, OP.LoginRsp);
+    assert.is((r.bhs[36] << 8) | r.bhs[37], 0x0200, first ? 'first request' : 'a later request');
+    assert.is(rig.closedByTarget, 1);
+    assert.is(portal.sessions.counters.get('login-ahs'), 1);
+  }
+});
+
 test.run();

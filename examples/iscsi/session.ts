@@ -115,6 +115,12 @@ export class IscsiConnection extends ConnCore {
   // ---- login phase ------------------------------------------------------------------------------
   private onLoginPhasePdu(p: Pdu): void {
     const h = p.bhs;
+    if (B.opcode(h) === Op.LoginReq && p.problem === 'ahs') {
+      // A Login Request is still a Login Request with an AHS it may not carry (11.12 has none):
+      // a malformed request, failed as an initiator error (11.13.5), not "invalid during login".
+      this.loginFail(h, LoginStatus.InitiatorError, 'login-ahs');
+      return;
+    }
     if (B.opcode(h) !== Op.LoginReq || (p.problem && p.problem !== 'data-too-long')) {
       if (!this.login) {
         // RFC 7143 6: a PDU other than a Login Request before login started: close at once.
