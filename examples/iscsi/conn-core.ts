@@ -127,7 +127,9 @@ export abstract class ConnCore implements SessionMember, TaskHost {
     const r = opts.random ? opts.random(4) : crypto.getRandomValues(new Uint8Array(4));
     this.statSN = opts.initialStatSN ?? (((r[0] << 24) | (r[1] << 16) | (r[2] << 8) | r[3]) >>> 0);
     this.reader = new PduReader((p) => this.onPdu(p), (f) => this.onFatal(f));
-    this.reader.maxData = Math.max(8192, this.o.maxRecvDataSegmentLength);
+    // RFC 7143 6.3 / 13.12: "The default MaxRecvDataSegmentLength is used during Login" (8192),
+    // whatever we declare for full feature phase; a longer Login Request fails the login.
+    this.reader.maxData = 8192;
   }
 
   // ---- TaskHost ---------------------------------------------------------------------------------

@@ -41,13 +41,30 @@ export function encodeText(pairs: KeyPairs): Uint8Array {
 }
 
 /**
- * RFC 7143 6.1 numbers: decimal, or hex with 0x (also for the large-numerical values). Returns NaN
- * when malformed.
+ * RFC 7143 6.1 numerical-value: "an unsigned integer always less than 2^64 encoded as a
+ * decimal-constant or a hex-constant" ("0x"/"0X" and one or more hex digits, leading zeros
+ * allowed, so "0x0000000000002000" is 8192). A base64-constant ("0b"/"0B", big-endian bytes) is
+ * also taken: 6.1 defines it for binary and large-numerical values and it is unambiguous here.
+ * Returns NaN when malformed or not below 2^64; values above 2^53 come back inexact, which no key
+ * range (RFC 7143 13) is affected by.
  */
 export function parseNumber(v: string): number {
-  if (/^0[xX][0-9a-fA-F]{1,8}$/.test(v)) return parseInt(v.slice(2), 16);
-  if (/^[0-9]{1,10}$/.test(v)) return Number(v);
-  return NaN;
+  let n: bigint;
+  if (/^0[xX][0-9a-fA-F]+$/.test(v)) {
+    const digits = v.slice(2).replace(/^0+(?=.)/, '');
+    if (digits.length > 16) return NaN; // 2^64 or more (and no long conversion for a hostile value)
+    n = BigInt('0x' + digits);
+  } else if (/^[0-9]+$/.test(v)) {
+    const digits = v.replace(/^0+(?=.)/, '');
+    if (digits.length > 20) return NaN;
+    n = BigInt(digits);
+  } else {
+    const b = /^0[bB]/.test(v) && v.length <= 2 + 24 ? parseBinary(v) : undefined;
+    if (!b || b.length === 0) return NaN;
+    n = 0n;
+    for (const x of b) n = (n << 8n) | BigInt(x);
+  }
+  return n < 1n << 64n ? Number(n) : NaN;
 }
 
 /** RFC 7143 6.1 boolean: "Yes" or "No"; anything else is undefined. */

@@ -124,6 +124,13 @@ export class LoginNegotiator {
   /** Keys negotiated so far (RFC 7143 6.2: a key is negotiated at most once per login). */
   private negotiated = new Set<string>();
   private declaredOurs = false;
+  /**
+   * Keys the target offered itself (RFC 7143 6.2: either side may originate a key) because the
+   * initiator left them at their RFC 7143 13 default while our limits give another result: the
+   * initiator's next Login Request carries its answer.
+   */
+  private readonly ourOffers = new Map<string, string>();
+  private offersMade = false;
   private pendingText: Uint8Array[] = [];
   private pendingLen = 0;
 
@@ -186,10 +193,15 @@ export class LoginNegotiator {
       if (first) return fail(first[0], first[1]);
       if (req.csg === STAGE_OPERATIONAL) this.stage = STAGE_OPERATIONAL;
     } else {
+      // The same declaration again is tolerated (an initiator may repeat the names in a later
+      // Login Request, as tgt allows); a different one is an error (6.3). iSCSI names compare
+      // without regard to case (RFC 7143 4.2.7.1 / RFC 3722: they are normalised to lower case),
+      // so a target name typed in mixed case matches the lower-case one kept from the first request.
       for (const k of ['InitiatorName', 'TargetName', 'SessionType']) {
         const v = keys.get(k);
         const had = k === 'InitiatorName' ? this.params.initiatorName : k === 'TargetName' ? this.params.targetName : this.params.sessionType;
-        if (v !== undefined && v !== had) return fail(LoginStatus.InitiatorError, 'login-redeclared');
+        const same = v === undefined || (k === 'SessionType' ? v === had : v.toLowerCase() === had?.toLowerCase());
+        if (!same) return fail(LoginStatus.InitiatorError, 'login-redeclared');
       }
     }
 
@@ -207,14 +219,31 @@ export class LoginNegotiator {
     const r = this.operational(keys, reply, req.csg);
     if (r) return fail(r[0], r[1]);
 
+    // Our own offers, in the first response of operational negotiation (after every key of the
+    // request was taken, so only keys the initiator left at their defaults are offered).
+    const offers = req.csg === STAGE_OPERATIONAL && !this.offersMade ? this.makeOffers() : [];
+    if (req.csg === STAGE_OPERATIONAL) this.offersMade = true;
+    reply.push(...offers);
+
     // Transition.
     let transit = false;
     let nsg = 0;
     if (req.transit) {
       const authOk = req.csg !== STAGE_SECURITY || this.auth === 'none' || this.auth === 'chap';
-      if (authOk) { transit = true; nsg = req.nsg; }
-      // Leaving security negotiation without having started the required authentication.
-      else if (!this.chap) return fail(LoginStatus.AuthFailure, 'login-auth-required');
+      if (!authOk) {
+        // Leaving security negotiation without having started the required authentication.
+        if (!this.chap) return fail(LoginStatus.AuthFailure, 'login-auth-required');
+      } else if (offers.length) {
+        // RFC 7143 6.3: "Targets MUST NOT submit parameters that require an additional initiator
+        // Login Request in a Login Response with the T bit set to 1": stay until they are answered.
+      } else if (req.csg === STAGE_SECURITY && req.nsg === STAGE_FULL_FEATURE && this.wouldOffer()) {
+        // Skipping operational negotiation would leave both sides with different values: the
+        // target selects LoginOperationalNegotiation instead (6.3: NSG may not exceed the
+        // initiator's, a lower one is the target's choice) and offers its keys there.
+        transit = true; nsg = STAGE_OPERATIONAL;
+      } else {
+        transit = true; nsg = req.nsg;
+      }
     }
     // Declare ours once operational negotiation is under way or about to end (13.12 is declarative).
     if (!this.declaredOurs && (req.csg === STAGE_OPERATIONAL || transit)) {
@@ -245,6 +274,9 @@ export class LoginNegotiator {
       if (this.limits.targetAlias) reply.push(['TargetAlias', this.limits.targetAlias]);
     } else if (tn) {
       this.params.targetName = tn.toLowerCase();
+      // RFC 7143 6.3: the TargetPortalGroupTag goes in the first Login Response "for all session
+      // types when TargetName is given".
+      reply.push(['TargetPortalGroupTag', String(this.limits.portalGroupTag)]);
     }
     if (!this.chapCreds) this.auth = 'none';
     this.started = true;
@@ -345,7 +377,13 @@ export class LoginNegotiator {
       // Own keys only: a key named like an Object.prototype member ("__proto__", "hasOwnProperty",
       // "toString") is an unknown key (RFC 7143 6.2.1 NotUnderstood), never a prototype lookup.
       const a = Object.hasOwn(answers, k) ? answers[k] : undefined;
-      if (a) {
+      if (this.ourOffers.has(k)) {
+        // The initiator's answer to our offer: the result of the key's function (13), with no
+        // answer back (6.2). An answer that is no value of the key (Reject, NotUnderstood, junk)
+        // leaves the sides disagreeing: the login fails (as tgt does).
+        this.ourOffers.delete(k);
+        if (!this.takeAnswer(k, v)) return [LoginStatus.InitiatorError, 'login-offer-refused'];
+      } else if (a) {
         if (this.negotiated.has(k)) return [LoginStatus.InitiatorError, 'login-renegotiated'];
         this.negotiated.add(k);
         reply.push([k, a(v)]);
@@ -360,6 +398,59 @@ export class LoginNegotiator {
       }
     }
     return null;
+  }
+
+  /**
+   * Keys whose result, with the initiator's RFC 7143 13 default on its side and our limits on
+   * ours, differs from that default: left unsaid, the initiator would assume the default (e.g.
+   * ImmediateData=Yes, 13.11, while the target was set up without immediate data). Normal
+   * sessions only (these keys are Irrelevant to Discovery).
+   */
+  private offerList(): KeyPairs {
+    const p = this.params;
+    if (p.sessionType !== 'Normal') return [];
+    const out: KeyPairs = [];
+    const want = (k: string, v: string, dflt: string) => { if (!this.negotiated.has(k) && v !== dflt) out.push([k, v]); };
+    want('ImmediateData', p.immediateData ? 'Yes' : 'No', 'Yes');
+    want('MaxBurstLength', String(p.maxBurstLength), '262144');
+    // 13.14: FirstBurstLength never exceeds MaxBurstLength, so both sides clamp the default to it.
+    want('FirstBurstLength', String(p.firstBurstLength), String(Math.min(65536, p.maxBurstLength)));
+    want('DefaultTime2Wait', String(p.defaultTime2Wait), '2');
+    want('DefaultTime2Retain', String(p.defaultTime2Retain), '20');
+    return out;
+  }
+
+  private wouldOffer(): boolean { return this.offerList().length > 0; }
+
+  private makeOffers(): KeyPairs {
+    const out = this.offerList();
+    for (const [k, v] of out) { this.negotiated.add(k); this.ourOffers.set(k, v); }
+    return out;
+  }
+
+  /** Applies the initiator's answer to a key we offered; false when it is no value of the key. */
+  private takeAnswer(k: string, v: string): boolean {
+    const p = this.params;
+    const L = this.limits;
+    if (k === 'ImmediateData') {
+      const b = parseBool(v);
+      if (b === undefined) return false;
+      p.immediateData = b && L.immediateData; // 13.11: AND
+      return true;
+    }
+    const n = parseNumber(v);
+    const [lo, hi] = RANGE[k] ?? [0, -1];
+    if (Number.isNaN(n) || n < lo || n > hi) return false;
+    switch (k) {
+      case 'MaxBurstLength': // 13.13: minimum; FirstBurstLength stays within it (13.14)
+        p.maxBurstLength = Math.min(n, p.maxBurstLength);
+        p.firstBurstLength = Math.min(p.firstBurstLength, p.maxBurstLength);
+        return true;
+      case 'FirstBurstLength': p.firstBurstLength = Math.min(n, p.firstBurstLength); return true; // 13.14: minimum
+      case 'DefaultTime2Wait': p.defaultTime2Wait = Math.max(n, p.defaultTime2Wait); return true; // 13.15: maximum
+      case 'DefaultTime2Retain': p.defaultTime2Retain = Math.min(n, p.defaultTime2Retain); return true; // 13.16: minimum
+    }
+    return false;
   }
 
   /** RFC 7143 13.1: the first value of the initiator's list that we support. */

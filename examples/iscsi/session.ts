@@ -8,7 +8,7 @@ import { Pdu, RejectReason, RESERVED_TAG, Op, bhs as B, decodeLun, newBhs, rd16,
 import { LoginLimits, LoginNegotiator, LoginStatus, STAGE_FULL_FEATURE } from './login';
 import { encodeText, parseText } from './keys';
 import { Task } from './task';
-import { answerText, targetAddress } from './text';
+import { answerText, repeatedKey, targetAddress } from './text';
 import { ConnCore, ConnHost, ConnOptions, Portal, NOOP, snLe, snLt } from './conn-core';
 import { Settling, whenAllSettled } from './sessions';
 
@@ -21,9 +21,15 @@ export class IscsiConnection extends ConnCore {
   private loginIsid: Uint8Array | null = null;
   private loginTsih = 0;
   private cid = 0;
-  /** A Text exchange that continues: our answer's rest to send, or (`collecting`) the request's next part to take. */
-  private textPending: { ttt: number; rest: Uint8Array; collecting?: boolean } | null = null;
+  /**
+   * A Text exchange that continues: our answer's rest to send (`done`: the exchange ends with it),
+   * the request's next part to take (`collecting`), or the initiator's next request of a
+   * negotiation it left open with F clear (`open`).
+   */
+  private textPending: { ttt: number; rest: Uint8Array; done: boolean; collecting?: boolean; open?: boolean } | null = null;
   private textIn: Uint8Array[] = [];
+  /** Keys negotiated so far in the open Text exchange (RFC 7143 6.2: each at most once). */
+  private readonly textKeys = new Set<string>();
 
   constructor(portal: Portal, host: ConnHost, private readonly local: { address: string; port: number }, now: number, opts: ConnOptions = {}) {
     super(portal, host, now, opts);
@@ -69,6 +75,9 @@ export class IscsiConnection extends ConnCore {
       case Op.DataOut: {
         const t = this.tasks.get(B.itt(h));
         if (!t) { this.count('data-out-unknown-task'); return; } // aborted or never accepted
+        // RFC 7143 11.17.1 note 2: an invalid TTT is answered "Invalid PDU field"; the task itself
+        // goes on (a Reject never ends a task implicitly) and still waits for its R2T's data.
+        if (!t.knowsTtt(B.ttt(h))) { this.reject(RejectReason.InvalidPduField, h, 'data-out-unknown-ttt'); return; }
         t.dataOut(h, p.retain, p.dataLength);
         return;
       }
@@ -106,6 +115,12 @@ export class IscsiConnection extends ConnCore {
   // ---- login phase ------------------------------------------------------------------------------
   private onLoginPhasePdu(p: Pdu): void {
     const h = p.bhs;
+    if (B.opcode(h) === Op.LoginReq && p.problem === 'ahs') {
+      // A Login Request is still a Login Request with an AHS it may not carry (11.12 has none):
+      // a malformed request, failed as an initiator error (11.13.5), not "invalid during login".
+      this.loginFail(h, LoginStatus.InitiatorError, 'login-ahs');
+      return;
+    }
     if (B.opcode(h) !== Op.LoginReq || (p.problem && p.problem !== 'data-too-long')) {
       if (!this.login) {
         // RFC 7143 6: a PDU other than a Login Request before login started: close at once.
@@ -118,6 +133,8 @@ export class IscsiConnection extends ConnCore {
       return;
     }
     if (p.problem === 'data-too-long') { this.loginFail(h, LoginStatus.InitiatorError, 'login-data-too-long'); return; }
+    // RFC 7143 11.12: the I bit of a Login Request is always 1 (login PDUs are immediate).
+    if (!B.immediate(h)) { this.loginFail(h, LoginStatus.InitiatorError, 'login-not-immediate'); return; }
     const isid = h.subarray(8, 14);
     const tsih = rd16(h, 14);
     if (!this.login) {
@@ -127,8 +144,12 @@ export class IscsiConnection extends ConnCore {
       this.expCmdSN = B.cmdSN(h); // 11.12.? the login's CmdSN is the session's first CmdSN
       this.maxAdv = (this.expCmdSN + this.o.cmdWindow - 1) >>> 0;
       if (tsih !== 0) {
-        // Adding a connection to a session: MaxConnections=1 here (13.2).
-        const exists = this.portal.sessions.get(tsih);
+        // Adding a connection to a session: MaxConnections=1 here (13.2). The session must be
+        // this initiator's (RFC 7143 6.3.1 table: an ISID or initiator not of the session with
+        // that TSIH fails with "session does not exist", and a live TSIH is not revealed).
+        const s = this.portal.sessions.get(tsih);
+        const name = parseText(p.data).pairs.find(([k]) => k === 'InitiatorName')?.[1];
+        const exists = s !== undefined && s.isid === Buffer.from(isid).toString('hex') && s.initiatorName === name;
         this.loginFail(h, exists ? LoginStatus.TooManyConnections : LoginStatus.SessionDoesNotExist,
           exists ? 'login-too-many-connections' : 'login-session-does-not-exist');
         return;
@@ -259,8 +280,13 @@ export class IscsiConnection extends ConnCore {
     if (itt === RESERVED_TAG) {
       // 11.18.1: ITT 0xffffffff is an answer to our ping (TTT echoed) or a ping wanting no reply;
       // either way the I bit must be set and nothing is sent back.
-      if (!B.immediate(h)) this.reject(RejectReason.ProtocolError, h, 'nop-out-reserved-itt-not-immediate');
-      else this.count(B.ttt(h) === RESERVED_TAG ? 'nop-out-no-reply' : 'nop-out-ping-answer');
+      if (!B.immediate(h)) {
+        this.reject(RejectReason.ProtocolError, h, 'nop-out-reserved-itt-not-immediate');
+        // The header is sound and names a non-immediate CmdSN: it is consumed (as for a rejected
+        // SCSI command), or every later command would wait for a CmdSN that never comes; outside
+        // the window it is ignored like any other (4.2.2.1).
+        this.ordered(h, false, NOOP);
+      } else this.count(B.ttt(h) === RESERVED_TAG ? 'nop-out-no-reply' : 'nop-out-ping-answer');
       return;
     }
     const hc = h.slice(0, 48);
@@ -278,7 +304,16 @@ export class IscsiConnection extends ConnCore {
   private onText(h: Uint8Array, data: Uint8Array): void {
     const itt = B.itt(h);
     const ttt = B.ttt(h);
-    const sendPart = (all: Uint8Array) => {
+    const final = (h[1] & 0x80) !== 0;
+    const cont = (h[1] & 0x40) !== 0;
+    const reset = () => { this.textIn = []; this.textPending = null; this.textKeys.clear(); };
+    /**
+     * One Text Response with (the first part of) `all`. `done`: the initiator's request had F set,
+     * so the last part ends the exchange (F=1, TTT reserved); otherwise (11.11.1: "a Text Response
+     * with the F bit set to 1 in response to a Text Request with the F bit set to 0 is a protocol
+     * error") it keeps F clear with a TTT for the initiator's next request of this negotiation.
+     */
+    const sendPart = (all: Uint8Array, done: boolean) => {
       const max = this.mrdslOut;
       const r = newBhs(Op.TextRsp, 0);
       r.set(h.subarray(8, 16), 8);
@@ -286,37 +321,49 @@ export class IscsiConnection extends ConnCore {
       if (all.length > max) {
         // 11.11.1 / 11.11.4: a long answer continues (C set, F clear, a TTT to come back with).
         const tag = this.nextTtt();
-        this.textPending = { ttt: tag, rest: all.subarray(max) };
+        this.textPending = { ttt: tag, rest: all.subarray(max), done };
         r[1] = 0x40;
         wr32(r, 20, tag);
         this.send(r, [all.subarray(0, max)], max, 'advance');
-      } else {
-        this.textPending = null;
+      } else if (done) {
+        reset();
         r[1] = 0x80;
         wr32(r, 20, RESERVED_TAG);
         this.send(r, [all], all.length, 'advance');
+      } else {
+        // 11.11.1 / 11.11.4: F clear, a TTT other than 0xffffffff: the negotiation stays open.
+        const tag = this.nextTtt();
+        this.textPending = { ttt: tag, rest: new Uint8Array(0), done: false, open: true };
+        wr32(r, 20, tag);
+        this.send(r, [all], all.length, 'advance');
       }
     };
+    if (cont && final) {
+      // 11.10.2: "If the C bit is set to 1, the F bit MUST be set to 0."
+      reset();
+      this.reject(RejectReason.ProtocolError, h, 'text-c-and-f');
+      return;
+    }
     if (ttt !== RESERVED_TAG) {
       const pend = this.textPending;
       if (!pend || pend.ttt !== ttt) { this.reject(RejectReason.InvalidPduField, h, 'text-unknown-ttt'); return; }
       // 11.10.4: the initiator copied our TTT to continue: the rest of our answer, or (after an
-      // empty answer to a request with C set) the next part of its request, taken below.
-      if (!pend.collecting) { sendPart(pend.rest); return; }
+      // empty answer to a request with C set, or an answer with F clear) its next request text,
+      // taken below.
+      if (!pend.collecting && !pend.open) { sendPart(pend.rest, pend.done); return; }
     } else {
       // 11.10.4: TTT 0xffffffff is a new request: the state of an earlier one is reset.
-      this.textIn = [];
-      this.textPending = null;
+      reset();
     }
-    if ((h[1] & 0x40) !== 0) {
+    if (cont) {
       // 11.10.2: C set: the request text continues; answer empty with F clear and a TTT.
       this.textIn.push(data);
-      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { this.textIn = []; this.textPending = null; this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
+      if (this.textIn.reduce((n, d) => n + d.length, 0) > 65536) { reset(); this.reject(RejectReason.OutOfResources, h, 'text-too-long'); return; }
       const r = newBhs(Op.TextRsp, 0);
       r.set(h.subarray(8, 16), 8);
       wr32(r, 16, itt);
       const tag = this.nextTtt();
-      this.textPending = { ttt: tag, rest: new Uint8Array(0), collecting: true };
+      this.textPending = { ttt: tag, rest: new Uint8Array(0), done: false, collecting: true };
       wr32(r, 20, tag);
       this.send(r, [], 0, 'advance');
       return;
@@ -324,7 +371,16 @@ export class IscsiConnection extends ConnCore {
     this.textPending = null;
     if (this.textIn.length) { this.textIn.push(data); data = Buffer.concat(this.textIn); this.textIn = []; }
     const parsed = parseText(data);
-    if (parsed.error) { this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
+    if (parsed.error) { reset(); this.reject(RejectReason.ProtocolError, h, 'text-malformed'); return; }
+    // RFC 7143 6.2: a key negotiated twice in one negotiation (in one request, or again in a later
+    // request of the same exchange) is a protocol error, not two answers.
+    if (repeatedKey(parsed.pairs) !== undefined || parsed.pairs.some(([k]) => this.textKeys.has(k))) {
+      reset();
+      this.reject(RejectReason.ProtocolError, h, 'text-repeated-key');
+      return;
+    }
+    for (const [k] of parsed.pairs) this.textKeys.add(k);
+    if (this.textKeys.size > 256) { reset(); this.reject(RejectReason.OutOfResources, h, 'text-too-many-keys'); return; }
     const pairs = answerText(parsed.pairs, {
       discovery: this.params?.sessionType === 'Discovery',
       sessionTarget: this.targetName || undefined,
@@ -334,7 +390,7 @@ export class IscsiConnection extends ConnCore {
       setInitiatorMrdsl: (n) => { if (this.params) this.params.initiatorMaxRecvDataSegmentLength = n; },
     });
     this.count('text-request');
-    sendPart(encodeText(pairs));
+    sendPart(encodeText(pairs), final);
   }
 
   private onTmf(h: Uint8Array): void {
@@ -359,7 +415,10 @@ export class IscsiConnection extends ConnCore {
     // not supported, 5 not supported).
     switch (fn) {
       case 1: { // ABORT TASK
-        const t = this.tasks.get(rd32(h, 20));
+        // SAM-5: ABORT TASK names the task by its I_T_L_Q nexus: the Referenced Task Tag on the
+        // TMF's LUN (RFC 7143 11.5.1); a tag of another LUN is no task of this one.
+        const found = this.tasks.get(rd32(h, 20));
+        const t = found && found.lun === lun ? found : undefined;
         if (t) { t.abort(); completeAfter([t]); return; }
         const ref = rd32(h, 32);
         const tmfSN = B.cmdSN(h);

@@ -246,6 +246,14 @@ export class Task {
     if (w) for (const f of w) f();
   }
 
+  /**
+   * Whether a Data-Out with this TTT can belong to the task: unsolicited (0xffffffff), an open R2T
+   * of ours, or any TTT once the task no longer collects (that Data-Out is only counted).
+   */
+  knowsTtt(ttt: number): boolean {
+    return ttt === RESERVED_TAG || this.state !== 'collect' || this.aborted || this.r2ts.has(ttt);
+  }
+
   /** Number of R2T sequences still open (tests and TMF checks). */
   get openSequences(): number { return this.r2ts.size + (this.unsolOpen ? 1 : 0); }
 

@@ -3,7 +3,7 @@
  * appendix C), the declarative MaxRecvDataSegmentLength (13.12, "Use: ALL"), and NotUnderstood or
  * Reject for the rest.
  */
-import { KeyPairs } from './keys';
+import { KeyPairs, parseNumber } from './keys';
 
 /** "addr:port,tpgt" with IPv6 addresses in brackets (RFC 7143 13.8 TargetAddress). */
 export function targetAddress(local: { address: string; port: number }, tpgt: number): string {
@@ -30,7 +30,25 @@ const LOGIN_ONLY = new Set([
   'FirstBurstLength', 'DefaultTime2Wait', 'DefaultTime2Retain', 'MaxOutstandingR2T', 'DataPDUInOrder',
   'DataSequenceInOrder', 'ErrorRecoveryLevel', 'SessionType', 'InitiatorName', 'TargetName',
   'AuthMethod', 'TargetPortalGroupTag', 'IFMarker', 'OFMarker', 'IFMarkInt', 'OFMarkInt',
+  'TaskReporting', // 13.23: LO
+  'iSCSIProtocolLevel', // RFC 7144 2.1: LO
 ]);
+
+/**
+ * The first key offered twice in one request, if any. RFC 7143 6.2 ("neither the initiator nor
+ * the target should attempt to declare or negotiate a parameter more than once"; such an attempt
+ * "MUST be detected") names no key an initiator may repeat in a Text Request (repeats are allowed
+ * only where a key says so, e.g. the target's TargetAddress), so a repeat is a protocol error: in
+ * full feature phase, a Reject (11.17.1) rather than two answers to one key.
+ */
+export function repeatedKey(pairs: KeyPairs): string | undefined {
+  const seen = new Set<string>();
+  for (const [k] of pairs) {
+    if (seen.has(k)) return k;
+    seen.add(k);
+  }
+  return undefined;
+}
 
 export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
   const out: KeyPairs = [];
@@ -53,9 +71,12 @@ export function answerText(pairs: KeyPairs, ctx: TextContext): KeyPairs {
         out.push(['TargetAddress', ctx.address]);
       }
     } else if (k === 'MaxRecvDataSegmentLength') {
-      const n = Number(v);
-      if (!/^[0-9]{1,8}$/.test(v) || n < 512 || n > 16777215) out.push([k, 'Reject']);
+      // 6.1: a numerical value in decimal or hex ("0x2000"); 13.12: 512 to 2^24-1.
+      const n = parseNumber(v);
+      if (Number.isNaN(n) || n < 512 || n > 16777215) out.push([k, 'Reject']);
       else { ctx.setInitiatorMrdsl(n); out.push([k, String(ctx.ourMrdsl)]); }
+    } else if (k === 'InitiatorAlias') {
+      // 13.7: declarative, "Use: ALL": taken without an answer (6.2: declarations are not answered).
     } else if (LOGIN_ONLY.has(k)) {
       out.push([k, 'Reject']); // RFC 7143 6.2: not negotiable in full feature phase
     } else {

@@ -253,6 +253,67 @@ export const CASES: Record<string, Case> = {
     return r;
   },
 
+  /**
+   * RFC 7143 11.18: a NOP-Out with ITT 0xffffffff must have the I bit set. One without it, numbered
+   * with the next CmdSN as a non-immediate PDU is; the TEST UNIT READY after it takes the CmdSN after.
+   */
+  async 'nop-out-reserved-itt-not-immediate'(ctx) {
+    const ini = await session(ctx);
+    const sn = ini.cmdSN;
+    const r = await probe(ini, () => {
+      const h = ini.header(OP.NopOut, 0x80, { itt: TAG_NONE, cmdSN: sn });
+      ini.cmdSN = (sn + 1) >>> 0;
+      return [put(ini, h)];
+    }, 600, hasOp(OP.Reject));
+    r.cmdSN = sn;
+    r.expAfter = ini.expCmdSN;
+    await done(ini);
+    return r;
+  },
+
+  /** RFC 7143 6.2: one key twice in one Text Request (SendTargets=All twice). */
+  async 'text-repeated-key'(ctx) {
+    const ini = await session(ctx);
+    const itt = ini.nextItt();
+    const r = await probe(ini, () => {
+      const h = ini.header(OP.TextReq, 0x80, { itt, cmdSN: ini.cmdSN });
+      ini.cmdSN = (ini.cmdSN + 1) >>> 0;
+      return [put(ini, h, keys([['SendTargets', 'All'], ['SendTargets', 'All']]))];
+    }, 600, (g) => g.some((p) => p.op === OP.Reject || p.op === OP.TextRsp));
+    await done(ini);
+    return r;
+  },
+
+  /**
+   * RFC 7143 11.11.1: a Text Request with F clear is answered with F clear and a TTT; the follow-on
+   * request carrying that TTT with F set ends the exchange (F set, TTT 0xffffffff).
+   */
+  async 'text-f-clear'(ctx) {
+    const ini = await session(ctx);
+    const itt = ini.nextItt();
+    const r = await probe(ini, () => {
+      const h = ini.header(OP.TextReq, 0x00, { itt, cmdSN: ini.cmdSN });
+      ini.cmdSN = (ini.cmdSN + 1) >>> 0;
+      return [put(ini, h, keys([['MaxRecvDataSegmentLength', '65536']]))];
+    }, 600, hasOp(OP.TextRsp, itt), false);
+    const first = ini.received.find((p) => p.op === OP.TextRsp && p.itt === itt);
+    r.first = first ? { flags: first.flags, ttt: first.ttt, keys: Buffer.from(first.data).toString('utf8').split('\0').filter((x) => x) } : null;
+    if (first && first.ttt !== TAG_NONE && !ini.closed) {
+      const mark = ini.received.length;
+      const h = ini.header(OP.TextReq, 0x80, { itt, ttt: first.ttt, cmdSN: ini.cmdSN });
+      ini.cmdSN = (ini.cmdSN + 1) >>> 0;
+      put(ini, h);
+      const got = await ini.collect(mark, 600, hasOp(OP.TextRsp, itt));
+      const last = got.find((p) => p.op === OP.TextRsp && p.itt === itt);
+      r.last = last ? { flags: last.flags, ttt: last.ttt } : null;
+    }
+    if (!ini.closed) {
+      try { r.after = (await ini.testUnitReady()).status; } catch (e) { r.after = (e as Error).message; }
+    }
+    await done(ini);
+    return r;
+  },
+
   /** A SCSI command as the first PDU of a connection (RFC 7143 6: only Login Requests before full feature phase). */
   async 'scsi-before-login'(ctx) {
     const ini = await bare(ctx);
