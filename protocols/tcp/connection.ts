@@ -24,7 +24,7 @@ import { Drop } from '../drop';
 import { CongestionControl, createCc } from './cc';
 import { HashKey } from './hash';
 import { isnFor, tsOffsetFor } from './isn';
-import { bufSize, DEFAULT_PEER_MSS, resolveOptions, wscaleFor } from './options';
+import { bufSize, DEFAULT_PEER_MSS, defaultPeerMss, resolveOptions, wscaleFor } from './options';
 import { addRange, RANGE_RADIX } from './ranges';
 import { giveRing, takeRing } from './rings';
 import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
@@ -529,7 +529,9 @@ export class TcpConnection {
     }
     this.tsOk = o.timestamps && syn.hasTs;
     this.sackOk = o.sack && syn.sackOk;
-    this.peerMss = syn.mss > 0 ? syn.mss : DEFAULT_PEER_MSS;
+    // No MSS option (or a zero one, which Linux ignores too): 536 for IPv4, 1220 for IPv6 (RFC 9293
+    // 3.7.1, MUST-15).
+    this.peerMss = syn.mss > 0 ? syn.mss : defaultPeerMss(this.tuple.remoteAddr);
     this.setSndMss();
   }
 

@@ -1,0 +1,119 @@
+/**
+ * TCP conformance cases written from the RFCs (RFC 9293, 5681, 6298, 3042, 7323, 5961, 1122) and
+ * Linux's behaviour as a peer: scripted segments into one connection under virtual time, and
+ * hand-made segments into the engine for the listener cases. Each case names the clause it checks.
+ */
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Drop } from '../protocols/drop';
+import { TcpHeader } from '../protocols/tcp';
+import { TcpConnection } from '../protocols/tcp/connection';
+import { check as cookieCheck, synAckFor } from '../protocols/tcp/syncookie';
+import { parseIp6 } from '../protocols/ip/addr';
+import {
+  TcpOptions, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG,
+} from '../protocols/tcp/types';
+import { mkSeg, pattern, RecHost, SECRET, SegSpec, TUPLE_A, TUPLE_B } from './tcp-harness';
+import { twoHosts } from './lib/world';
+import { createServer, Socket } from '../stack/api/net';
+import { drops, inject, tap } from './lib/inject';
+
+const B_ISS = 1000;
+const F_SA = TH_SYN | TH_ACK;
+
+function fmt(h: TcpHeader): string {
+  return `seq=${h.seq} ack=${h.ack} fl=${h.flags.toString(16)} win=${h.window} len=${h.payloadLen}`;
+}
+function one(h: RecHost): TcpHeader {
+  const s = h.take();
+  assert.is(s.length, 1, `expected one segment, got ${s.length}: ${s.map(fmt).join(' | ')}`);
+  return s[0]!;
+}
+function none(h: RecHost): void {
+  const s = h.take();
+  assert.is(s.length, 0, `expected no segment, got ${s.map(fmt).join(' | ')}`);
+}
+
+interface Open { h: RecHost; c: TcpConnection; iss: number; seq: (n: number) => number }
+
+/** Active open from A against a scripted peer B answering with `synack` options. */
+function openActive(opts: Partial<TcpOptions> = {}, synack: Partial<SegSpec> = { mss: 1460, wscale: 7, sackOk: true, ts: [5000, 0] }): Open {
+  const h = new RecHost();
+  const c = new TcpConnection(h, TUPLE_A, opts, SECRET);
+  h.conn = c;
+  c.connect(0);
+  const syn = one(h);
+  const iss = syn.seq;
+  const sa: SegSpec = { seq: B_ISS, ack: iss + 1, flags: F_SA, window: 65535, ...synack };
+  if (sa.ts) sa.ts = [sa.ts[0], syn.tsVal];
+  assert.is(c.input(mkSeg(sa), 10_000), Drop.None);
+  assert.is(one(h).flags, TH_ACK);
+  assert.is(c.state, TcpState.Established);
+  return { h, c, iss, seq: (n) => (iss + 1 + n) >>> 0 };
+}
+
+/** A segment from the peer with the usual ACK (and a timestamp when negotiated). */
+function peer(o: Open, s: Partial<SegSpec>, tsVal = 6000): TcpHeader {
+  const spec: SegSpec = { seq: B_ISS + 1, ack: o.seq(0), flags: TH_ACK, window: 65535, ...s } as SegSpec;
+  if (o.c.timestamps && !s.ts) spec.ts = [tsVal, 0];
+  return mkSeg(spec);
+}
+
+// ------------------------------------------------------------------------------------------ MSS
+
+test('RFC 9293 3.7.1 (MUST-15): no MSS option from an IPv6 peer means 1220, from an IPv4 peer 536', () => {
+  const A6 = parseIp6('fd00::1');
+  const B6 = parseIp6('fd00::2');
+  const t6: TcpTuple = { localAddr: A6, localPort: 1234, remoteAddr: B6, remotePort: 80 };
+  // Active open, SYN-ACK without options.
+  const h = new RecHost(A6, B6);
+  const c = new TcpConnection(h, t6, {}, SECRET);
+  c.connect(0);
+  const syn = one(h);
+  c.input(mkSeg({ seq: B_ISS, ack: syn.seq + 1, flags: F_SA }, B6, A6), 1000);
+  assert.is(c.state, TcpState.Established);
+  assert.is(c.sndMss, 1220, 'IPv6 default send MSS');
+  c.write(pattern(0, 5000), 0, 5000, 2000);
+  const segs = h.take().filter((s) => s.payloadLen > 0);
+  assert.ok(segs.length > 0 && segs.every((s) => s.payloadLen <= 1220), segs.map(fmt).join(' | '));
+  assert.is(segs[0]!.payloadLen, 1220);
+  // Passive open, SYN without options but with timestamps: 1220 less the option room.
+  const hp = new RecHost(A6, B6);
+  const tp: TcpTuple = { localAddr: A6, localPort: 80, remoteAddr: B6, remotePort: 1234 };
+  const sp = mkSeg({ seq: 5000, flags: TH_SYN, ts: [1, 0], srcPort: 1234, dstPort: 80 }, B6, A6);
+  const cp = TcpConnection.acceptSyn(hp, tp, {}, SECRET, sp, 0);
+  assert.is(cp.sndMss, 1220 - 12);
+  // IPv4 is unchanged: 536.
+  const h4 = new RecHost();
+  const c4 = TcpConnection.acceptSyn(h4, TUPLE_B, {}, SECRET, mkSeg({ seq: 5000, flags: TH_SYN, srcPort: 1234, dstPort: 80 }), 0);
+  assert.is(c4.sndMss, 536);
+  // An MSS option of 0 is no option (as Linux): the default again.
+  const hz = new RecHost(A6, B6);
+  const cz = TcpConnection.acceptSyn(hz, tp, {}, SECRET, mkSeg({ seq: 5000, flags: TH_SYN, mss: 0, srcPort: 1234, dstPort: 80 }, B6, A6), 0);
+  assert.is(cz.sndMss, 1220);
+});
+
+test('RFC 9293 3.7.1: a SYN cookie for an IPv6 SYN without MSS encodes the IPv6 default, not 536', () => {
+  const A6 = parseIp6('fd00::1');
+  const B6 = parseIp6('fd00::2');
+  const t: TcpTuple = { localAddr: A6, localPort: 80, remoteAddr: B6, remotePort: 1234 };
+  const syn = mkSeg({ seq: 7000, flags: TH_SYN, srcPort: 1234, dstPort: 80 }, B6, A6);
+  const out = new TcpSegmentOut();
+  const iss = synAckFor(syn, out, t, 1440, SECRET, 1_000_000);
+  const ack = mkSeg({ seq: 7001, ack: iss + 1, flags: TH_ACK, srcPort: 1234, dstPort: 80 }, B6, A6);
+  const info = cookieCheck(ack, t, SECRET, 1_500_000);
+  assert.ok(info, 'the cookie is valid');
+  assert.ok(info!.mss >= 1200 && info!.mss <= 1220, `cookie MSS ${info!.mss}`);
+});
+
+test('RFC 6691 / RFC 7323 2.3: segments never exceed the peer MSS less options; WS above 14 is used as 14', () => {
+  const o = openActive({}, { mss: 1000, wscale: 15, sackOk: true, ts: [5000, 0] });
+  assert.is(o.c.sendWscale, 14);
+  assert.is(o.c.sndMss, 1000 - 12);
+  o.c.write(pattern(0, 20_000), 0, 20_000, 20_000);
+  const segs = o.h.take();
+  assert.ok(segs.length > 1);
+  for (const s of segs) assert.ok(s.payloadLen + s.hdrLen - 20 <= 1000, `payload + options within the MSS: ${fmt(s)} hl=${s.hdrLen}`);
+});
+
+test.run();
