@@ -116,4 +116,24 @@ test('RFC 6691 / RFC 7323 2.3: segments never exceed the peer MSS less options; 
   for (const s of segs) assert.ok(s.payloadLen + s.hdrLen - 20 <= 1000, `payload + options within the MSS: ${fmt(s)} hl=${s.hdrLen}`);
 });
 
+// --------------------------------------------------------------------------------- send window
+
+test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send window; its data is taken', () => {
+  const o = openActive({}, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  o.c.write(pattern(0, 2000), 0, 2000, 20_000);
+  assert.is(o.h.take().length, 2);
+  o.c.input(peer(o, { ack: o.seq(2000), window: 40000, data: 10 }), 30_000);
+  assert.is(o.c.sndUna, o.seq(2000));
+  assert.is(o.c.sndWnd, 40000);
+  // A later segment (higher SEG.SEQ, so WL1 alone would let it through) acknowledging less than
+  // SND.UNA and offering a zero window: the stale window must not close ours.
+  const r = o.c.input(peer(o, { seq: B_ISS + 11, ack: o.seq(1000), window: 0, data: 100 }), 31_000);
+  assert.is(r, Drop.None);
+  assert.is(o.c.sndWnd, 40000, 'window unchanged by an ACK below SND.UNA');
+  assert.is(o.h.rxBytes, 110, 'the data is delivered');
+  // A current ACK still updates it.
+  o.c.input(peer(o, { seq: B_ISS + 111, ack: o.seq(2000), window: 1000 }), 32_000);
+  assert.is(o.c.sndWnd, 1000);
+});
+
 test.run();

@@ -819,8 +819,10 @@ export class TcpConnection {
       return Drop.TcpBadAck;
     }
     const oldWnd = this.sndWnd;
-    // Window update.
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLeq(this.sndWl2, ack))) {
+    // Window update: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated" (RFC 9293
+    // 3.10.7.4), when the segment is newer than the last update (WL1/WL2). An old ACK (below
+    // SND.UNA) carries a stale window: its data is still taken, its window is not.
+    if (seqGeq(ack, this.sndUna) && (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLeq(this.sndWl2, ack)))) {
       this.sndWnd = seg.window << this.sndWscale;
       if (this.sndWnd > this.maxSndWnd) this.maxSndWnd = this.sndWnd;
       this.sndWl1 = seg.seq;
