@@ -136,4 +136,41 @@ test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send win
   assert.is(o.c.sndWnd, 1000);
 });
 
+// -------------------------------------------------------------- handshake loss (5681, 6298)
+
+test('RFC 5681 3.1 / RFC 6298 5.7: after a retransmitted SYN the transfer starts with one segment and a 3 s RTO', () => {
+  const h = new RecHost();
+  const c = new TcpConnection(h, TUPLE_A, { cc: 'newreno' }, SECRET);
+  c.connect(0);
+  const syn = one(h);
+  c.onTimer(1_000_000); // the SYN is lost
+  assert.is(one(h).flags, TH_SYN);
+  c.input(mkSeg({ seq: B_ISS, ack: syn.seq + 1, flags: F_SA, mss: 1000, window: 65535 }), 1_100_000);
+  assert.is(c.state, TcpState.Established);
+  h.take();
+  assert.is(c.cwnd, 1000, 'one segment');
+  assert.is(c.rto, 3_000_000, 'RTO re-initialized to 3 s (no RTT sample: Karn)');
+  c.write(pattern(0, 5000), 0, 5000, 1_200_000);
+  const segs = h.take();
+  assert.is(segs.length, 1, `one segment in flight: ${segs.map(fmt).join(' | ')}`);
+  assert.is(h.deadline, 1_200_000 + 3_000_000);
+  // Without a lost SYN: the initial window (RFC 6928) and the 1 s RTO stand.
+  const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, window: 65535 });
+  assert.is(o.c.cwnd, 10_000);
+  assert.ok(o.c.rto < 3_000_000);
+});
+
+test('RFC 5681 3.1: after a SYN-ACK retransmitted by its timer the passive side starts with one segment', () => {
+  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const syn = mkSeg({ seq: 5000, flags: TH_SYN, mss: 1000, srcPort: 1234, dstPort: 80 });
+  const c = TcpConnection.acceptSyn(h, TUPLE_B, { cc: 'newreno' }, SECRET, syn, 0);
+  const sa = one(h);
+  c.onTimer(1_000_000);
+  assert.is(one(h).flags, F_SA);
+  c.input(mkSeg({ seq: 5001, ack: sa.seq + 1, flags: TH_ACK, window: 65535, srcPort: 1234, dstPort: 80 }), 1_050_000);
+  assert.is(c.state, TcpState.Established);
+  assert.is(c.cwnd, 1000);
+  assert.is(c.rto, 3_000_000);
+});
+
 test.run();

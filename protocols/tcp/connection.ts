@@ -602,6 +602,14 @@ export class TcpConnection {
 
   private established(now: number): void {
     this.cc.cwnd = this.opts.initialCwnd * this.sndMss;
+    if (this.retries > 0) {
+      // Our SYN or SYN-ACK was retransmitted by its timer: "If the SYN or SYN/ACK is lost, the
+      // initial window used by a sender after a correctly transmitted SYN MUST be one segment"
+      // (RFC 5681 3.1), and with an RTO under 3 s and no RTT sample (Karn), "the RTO MUST be
+      // re-initialized to 3 seconds when data transmission begins" (RFC 6298 5.7; Linux too).
+      this.cc.cwnd = this.sndMss;
+      if (this.srtt === 0 && this.rto < 3_000_000) this.rto = Math.min(3_000_000, this.opts.rtoMaxUs);
+    }
     this.tRtx = Infinity;
     this.backoff = 0;
     this.retries = 0;
@@ -875,7 +883,9 @@ export class TcpConnection {
   }
 
   private onNewAck(seg: TcpSegmentIn, ack: number, now: number): void {
-    const acked = (ack - this.sndUna) >>> 0;
+    // Bytes newly acknowledged; the SYN's sequence number (the ACK completing a passive open) is
+    // no data and grows no window (RFC 5681 3.1 counts "new data" acknowledged).
+    const acked = ((ack - this.sndUna) >>> 0) - (this.sndUna === this.iss ? 1 : 0);
     // RTT (Karn / timestamps).
     if (this.handshakeSampled) {
       this.handshakeSampled = false;
@@ -919,7 +929,7 @@ export class TcpConnection {
     } else {
       this.dupAcks = 0;
       // Do not grow cwnd when the sender was application- or window-limited.
-      if (flightBefore + this.sndMss >= this.cc.cwnd || this.cc.cwnd < this.cc.ssthresh) {
+      if (acked > 0 && (flightBefore + this.sndMss >= this.cc.cwnd || this.cc.cwnd < this.cc.ssthresh)) {
         this.cc.onAck(acked, now, this.srtt, this.sndMss);
       }
       if (this.cc.cwnd > 0x3fffffff) this.cc.cwnd = 0x3fffffff;
