@@ -136,6 +136,52 @@ test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send win
   assert.is(o.c.sndWnd, 1000);
 });
 
+// --------------------------------------------------------------------- Limited Transmit (RFC 3042)
+
+for (const sackOk of [false, true]) {
+  test(`RFC 3042: the first two duplicate ACKs each send one new segment beyond cwnd (SACK ${sackOk}); ssthresh leaves them out`, () => {
+    const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk, window: 65535 });
+    assert.is(o.c.cwnd, 10_000);
+    o.c.write(pattern(0, 15_000), 0, 15_000, 20_000);
+    const first = o.h.take();
+    assert.is(first.length, 10, 'initial window of 10 segments');
+    const S = (a: number, b: number): [number, number][] | undefined => sackOk ? [[o.seq(a * 1000), o.seq(b * 1000)]] : undefined;
+    // Segment 0 lost; segments 1 and 2 arrive: two duplicate ACKs.
+    o.c.input(peer(o, { ack: o.seq(0), sack: S(1, 2) }), 30_000);
+    const lt1 = one(o.h);
+    assert.equal([lt1.seq, lt1.payloadLen], [o.seq(10_000), 1000], 'first duplicate ACK: one new segment');
+    o.c.input(peer(o, { ack: o.seq(0), sack: S(1, 3) }), 30_001);
+    const lt2 = one(o.h);
+    assert.equal([lt2.seq, lt2.payloadLen], [o.seq(11_000), 1000], 'second duplicate ACK: one more');
+    assert.is(o.c.cwnd, 10_000, 'cwnd itself unchanged');
+    assert.is(o.c.stats.limitedTransmits, 2);
+    // Third: fast retransmit; ssthresh from the flight without the two limited-transmit segments.
+    o.c.input(peer(o, { ack: o.seq(0), sack: S(1, 4) }), 30_002);
+    const fr = o.h.take();
+    assert.ok(fr.length >= 1 && fr[0]!.seq === o.seq(0), `fast retransmit: ${fr.map(fmt).join(' | ')}`);
+    assert.is(o.c.stats.fastRetransmits, 1);
+    assert.is(o.c.ssthresh, 5000, 'FlightSize/2 over the 10 segments sent under cwnd');
+  });
+}
+
+test('RFC 3042: limited transmit respects the receive window and never exceeds cwnd + 2 SMSS', () => {
+  // Peer window of exactly 10 segments: nothing new may go out on duplicate ACKs.
+  const o = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk: false, window: 10_000 });
+  o.c.write(pattern(0, 15_000), 0, 15_000, 20_000);
+  assert.is(o.h.take().length, 10);
+  o.c.input(peer(o, { ack: o.seq(0), window: 10_000 }), 30_000);
+  none(o.h);
+  // A wide window: a third duplicate ACK is fast retransmit, never a third limited transmit.
+  const p = openActive({ cc: 'newreno' }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  p.c.write(pattern(0, 30_000), 0, 30_000, 20_000);
+  assert.is(p.h.take().length, 10);
+  for (let i = 0; i < 2; i++) { p.c.input(peer(p, { ack: p.seq(0) }), 30_000 + i); assert.is(one(p.h).seq, p.seq(10_000 + i * 1000)); }
+  p.c.input(peer(p, { ack: p.seq(0) }), 30_010);
+  const r = p.h.take();
+  assert.is(r[0]!.seq, p.seq(0));
+  assert.is(p.c.stats.limitedTransmits, 2);
+});
+
 // -------------------------------------------------------------- handshake loss (5681, 6298)
 
 test('RFC 5681 3.1 / RFC 6298 5.7: after a retransmitted SYN the transfer starts with one segment and a 3 s RTO', () => {

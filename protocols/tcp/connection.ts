@@ -8,8 +8,12 @@
  *   retransmission gives no sample (it only measures how long the ACKs were lost).
  * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg with the rescue retransmission, IsLost by
  *   3 SMSS SACKed above a hole); without, NewReno (RFC 6582) with window inflation. Congestion
- *   control NewReno or CUBIC. Early retransmit (RFC 5827) for flights under four segments. As a
+ *   control NewReno or CUBIC. Early retransmit (RFC 5827) for flights under four segments. Limited
+ *   Transmit (RFC 3042): the first two duplicate ACKs each let one new segment out beyond cwnd
+ *   (at most cwnd + 2 SMSS outstanding), left out of the ssthresh of a recovery that follows. As a
  *   receiver, duplicates are reported with D-SACK (RFC 2883).
+ * - A SYN or SYN-ACK that had to be retransmitted starts the transfer with a one-segment window
+ *   (RFC 5681 3.1) and, without an RTT sample from the handshake, a 3 s RTO (RFC 6298 5.7).
  * - Zero-window and keepalive probes are ACKs with SEG.SEQ = SND.UNA - 1 (as Linux): they
  *   always elicit an ACK with the current window.
  * - RST in TIME_WAIT is ignored (RFC 1337). RST/SYN checks follow RFC 5961 with a per
@@ -132,6 +136,8 @@ export class TcpConnection {
   // ---- congestion and recovery
   readonly cc: CongestionControl;
   private dupAcks = 0;
+  /** Bytes sent beyond cwnd by Limited Transmit since the last new ACK (RFC 3042). */
+  private ltBytes = 0;
   private inRecovery = false;
   private recoverSeq = 0;
   private highRxt = 0;
@@ -914,6 +920,7 @@ export class TcpConnection {
     this.backoff = 0;
     this.rtoTsVal = -1;
     this.rtoInZeroWnd = false;
+    this.ltBytes = 0;
 
     if (this.inRecovery) {
       if (seqGeq(ack, this.recoverSeq)) {
@@ -986,7 +993,10 @@ export class TcpConnection {
     if (!this.sackOk && seqLt(this.sndUna, this.recoverSeq)) {
       return; // RFC 6582 4.1: no new recovery for losses of the previous window
     }
-    const flight = (this.sndMax - this.sndUna) >>> 0;
+    // RFC 5681 3.2 (2): "When [RFC3042] is in use, additional data sent in limited transmit MUST
+    // NOT be included in this calculation" (of ssthresh from FlightSize).
+    const flight = Math.max(((this.sndMax - this.sndUna) >>> 0) - this.ltBytes, 0);
+    this.ltBytes = 0;
     this.inRecovery = true;
     this.recoverSeq = this.sndMax;
     this.cc.onLoss(now, flight, this.sndMss);
@@ -1366,7 +1376,13 @@ export class TcpConnection {
     const finNow = this.finQueued && avail === 0 && nxt === this.sbufEnd;
     if (avail === 0 && !finNow) return false;
     const flight = recovery ? 0 : (this.sndNxt - this.sndUna) >>> 0;
-    const cwndRoom = recovery ? this.sndMss : this.cc.cwnd - flight;
+    // Limited Transmit (RFC 3042 2): on the first and second duplicate ACK a new segment may go
+    // beyond cwnd, "the amount of outstanding data would remain less than or equal to the
+    // congestion window plus 2 segments"; cwnd itself is unchanged. Only new data (below SND.MAX is
+    // a go-back-N resend after a timeout), and only outside recovery.
+    const lt = !recovery && !this.inRecovery && this.dupAcks > 0 && this.dupAcks < DUP_THRESH && !seqLt(this.sndNxt, this.sndMax)
+      ? Math.min(this.dupAcks, 2) * this.sndMss : 0;
+    const cwndRoom = recovery ? this.sndMss : this.cc.cwnd + lt - flight;
     const wndRight = seqAdd(this.sndUna, this.sndWnd);
     const wndRoom = seqGt(wndRight, nxt) ? (wndRight - nxt) >>> 0 : 0;
     if (finNow) {
@@ -1405,6 +1421,10 @@ export class TcpConnection {
       flags |= TH_FIN;
     }
     if (isRtx) this.countRetransmit(len);
+    else if (lt > 0 && flight + len > this.cc.cwnd) {
+      this.ltBytes += Math.min(len, flight + len - Math.max(this.cc.cwnd, flight));
+      this.stats.limitedTransmits++;
+    }
     this.emitData(now, nxt, flags, pos, len);
     this.advanceSent(nxt, len + (flags & TH_FIN ? 1 : 0), now);
     if (!isRtx) this.stats.bytesOut += len;
@@ -1499,6 +1519,7 @@ export class TcpConnection {
     this.inRecovery = false;
     this.recoverSeq = this.sndMax;
     this.dupAcks = 0;
+    this.ltBytes = 0;
     this.rttTime = -1;
     this.highRxt = this.sndUna;
     this.sndNxt = this.sndUna;
