@@ -219,4 +219,107 @@ test('RFC 5681 3.1: after a SYN-ACK retransmitted by its timer the passive side 
   assert.is(c.rto, 3_000_000);
 });
 
+// -------------------------------------------------------------------- closing, orphan data
+
+test('RFC 1122 4.2.2.13: after close(), a retransmission with no new data but the FIN closes normally; new data resets', () => {
+  for (const newData of [false, true]) {
+    const o = openActive({}, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+    o.c.input(peer(o, { data: 100 }), 20_000);
+    assert.is(o.h.rxBytes, 100);
+    o.h.take();
+    o.c.close(21_000);
+    const fin = one(o.h);
+    assert.ok(fin.flags & TH_FIN);
+    o.c.input(peer(o, { seq: B_ISS + 101, ack: o.seq(1) }), 22_000);
+    assert.is(o.c.state, TcpState.FinWait2);
+    // The peer resends its 100 bytes (our ACK was lost), now with its FIN; or sends 50 new bytes.
+    const seg = newData
+      ? peer(o, { seq: B_ISS + 101, ack: o.seq(1), flags: TH_ACK | TH_FIN, data: 50 })
+      : peer(o, { seq: B_ISS + 1, ack: o.seq(1), flags: TH_ACK | TH_FIN, data: 100 });
+    o.c.input(seg, 23_000);
+    const out = o.h.take();
+    if (newData) {
+      assert.ok(out.some((s) => s.flags & TH_RST), `new data after close is answered with RST: ${out.map(fmt).join(' | ')}`);
+      assert.is(o.c.state, TcpState.Closed);
+    } else {
+      assert.not.ok(out.some((s) => s.flags & TH_RST), `no RST for old data: ${out.map(fmt).join(' | ')}`);
+      assert.is(o.c.state, TcpState.TimeWait);
+      assert.ok(out.some((s) => s.flags === TH_ACK && s.ack === B_ISS + 102), 'the FIN is acknowledged');
+    }
+  }
+});
+
+test('RFC 9293 3.10.7.4: FIN with data out of order is held; CLOSE_WAIT only when the hole fills, data intact', () => {
+  const o = openActive({}, { mss: 1000, ts: undefined, sackOk: true, window: 65535 });
+  const data = pattern(0, 300);
+  o.c.input(peer(o, { seq: B_ISS + 101, flags: TH_ACK | TH_FIN, data: data.subarray(100) }), 20_000);
+  assert.is(o.c.state, TcpState.Established, 'FIN beyond a hole does not close');
+  assert.is(o.h.remoteClosed, 0);
+  const dup = one(o.h);
+  assert.is(dup.ack, B_ISS + 1, 'immediate duplicate ACK');
+  o.c.input(peer(o, { seq: B_ISS + 1, data: data.subarray(0, 100) }), 21_000);
+  assert.is(o.c.state, TcpState.CloseWait);
+  assert.is(o.h.remoteClosed, 1);
+  assert.equal(Array.from(o.h.received()), Array.from(data));
+  assert.is(o.c.rcvNxt, B_ISS + 1 + 300 + 1);
+});
+
+test('RFC 9293 3.10.7.4 (CLOSE-WAIT): segment text after the peer\'s FIN is ignored and acknowledged', () => {
+  const o = openActive({}, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  o.c.input(peer(o, { flags: TH_ACK | TH_FIN }), 20_000);
+  assert.is(o.c.state, TcpState.CloseWait);
+  o.h.take();
+  const r = o.c.input(peer(o, { seq: B_ISS + 2, data: 10 }), 21_000);
+  assert.is(r, Drop.None);
+  assert.is(o.h.rxBytes, 0, 'nothing delivered after the FIN');
+  const a = one(o.h);
+  assert.equal([a.flags, a.ack], [TH_ACK, B_ISS + 2]);
+  assert.is(o.c.state, TcpState.CloseWait);
+});
+
+// --------------------------------------------------------------------------- urgent data
+
+test('RFC 9293 3.8.5 / RFC 6093: urgent data stays inline; the stream is not altered', () => {
+  const o = openActive({}, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  const data = pattern(0, 200);
+  const s1 = peer(o, { flags: TH_ACK | TH_URG | TH_PSH, data: data.subarray(0, 100) });
+  s1.urgent = 50;
+  o.c.input(s1, 20_000);
+  const s2 = peer(o, { seq: B_ISS + 101, flags: TH_ACK | TH_URG, data: data.subarray(100) });
+  s2.urgent = 0xffff; // urgent pointer beyond the segment
+  o.c.input(s2, 20_001);
+  assert.equal(Array.from(o.h.received()), Array.from(data));
+  assert.is(o.c.rcvNxt, B_ISS + 201);
+});
+
+// --------------------------------------------------------------------- timestamps, PAWS
+
+test('RFC 7323 4.3: TS.Recent is updated only by a segment that covers Last.ACK.sent', () => {
+  const o = openActive({ delayedAck: false }, { mss: 1000, ts: [5000, 0], sackOk: true, window: 65535 });
+  // Out of order (beyond Last.ACK.sent) with a newer TSval: held, TS.Recent unchanged.
+  o.c.input(peer(o, { seq: B_ISS + 101, data: 100, ts: [7000, 0] }), 20_000);
+  const d = one(o.h);
+  assert.is(d.tsEcr, 5000, 'echoes the old TS.Recent');
+  // The in-order segment (SEG.SEQ = Last.ACK.sent) updates it.
+  o.c.input(peer(o, { seq: B_ISS + 1, data: 100, ts: [6000, 0] }), 20_001);
+  const acks = o.h.take();
+  const a = acks[acks.length - 1]!;
+  assert.is(a.ack, B_ISS + 201);
+  assert.ok(acks.every((x) => x.tsEcr === 6000), acks.map((x) => x.tsEcr).join(','));
+});
+
+test('RFC 7323 5.3: PAWS drops an old data segment with an ACK but accepts a RST whatever its timestamp', () => {
+  const o = openActive({}, { mss: 1000, ts: [5000, 0], sackOk: true, window: 65535 });
+  o.c.input(peer(o, { data: 10, ts: [9000, 0] }), 20_000);
+  o.h.take();
+  const r = o.c.input(peer(o, { seq: B_ISS + 11, data: 10, ts: [8000, 0] }), 21_000);
+  assert.is(r, Drop.TcpPaws);
+  const a = one(o.h);
+  assert.equal([a.flags, a.ack, a.tsEcr], [TH_ACK, B_ISS + 11, 9000]);
+  assert.is(o.h.rxBytes, 10);
+  o.c.input(peer(o, { seq: B_ISS + 11, flags: TH_RST, ts: [1, 0] }), 22_000);
+  assert.is(o.c.state, TcpState.Closed);
+  assert.equal(o.h.closed, ['ECONNRESET']);
+});
+
 test.run();

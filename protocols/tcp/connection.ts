@@ -1023,8 +1023,10 @@ export class TcpConnection {
       this.sendAck(now);
       return;
     }
-    if (this.orphan && seg.payloadLen > 0 && this.finQueued) {
-      // Data for a closed application: reset (RFC 9293 3.10.7.4 / RFC 2525).
+    if (this.orphan && this.finQueued && seqGt(seqAdd(seq, seg.payloadLen), this.rcvNxt)) {
+      // New data for a closed application: reset (RFC 1122 4.2.2.13, RFC 2525 2.17). Only bytes
+      // beyond RCV.NXT count (as Linux's tcp_rcv_state_process): a retransmission of data already
+      // received that brings only the peer's FIN is a normal close, not lost data.
       this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
       this.closedReported = true;
       this.toClosed(null);
