@@ -322,4 +322,50 @@ test('RFC 7323 5.3: PAWS drops an old data segment with an ACK but accepts a RST
   assert.equal(o.h.closed, ['ECONNRESET']);
 });
 
+// ------------------------------------------------------------------------ listener (engine)
+
+test('RFC 9293 3.10.7.2: LISTEN drops a segment with neither SYN, ACK nor RST (no RST); a closed port answers it', async () => {
+  const w = twoHosts();
+  const fromA = tap(w.link.a);
+  createServer(w.a.ctx(), (s: Socket) => { s.resume(); }).listen(80);
+  await w.run(() => false, 1000);
+  const noAck = drops(w, 'a', 'tcp-no-ack');
+  inject(w, { sport: 41000, dport: 80, flags: TH_FIN, seq: 100 });
+  inject(w, { sport: 41001, dport: 80, flags: TH_PSH, seq: 100, data: new Uint8Array(20) });
+  inject(w, { sport: 41002, dport: 80, flags: 0, seq: 100 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 0, `no answer from a listener: ${fromA.map((s) => s.flags).join(',')}`);
+  assert.is(drops(w, 'a', 'tcp-no-ack'), noAck + 3);
+  assert.is(w.a.engine.tcp.connCount, 0);
+  // An ACK to the listener is answered by <SEQ=SEG.ACK><CTL=RST>.
+  inject(w, { sport: 41003, dport: 80, flags: TH_ACK, seq: 100, ack: 4242 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 1);
+  assert.equal([fromA[0]!.flags, fromA[0]!.seq], [TH_RST, 4242]);
+  // The same bare FIN to a closed port: <SEQ=0><ACK=SEG.SEQ+SEG.LEN><CTL=RST,ACK> (3.10.7.1).
+  inject(w, { sport: 41004, dport: 81, flags: TH_FIN, seq: 100 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 2);
+  assert.equal([fromA[1]!.flags, fromA[1]!.seq, fromA[1]!.ack], [TH_RST | TH_ACK, 0, 101]);
+});
+
+test('LISTEN: SYN+FIN opens nothing and gets no SYN-ACK (as Linux), counted as bad flags', async () => {
+  const w = twoHosts();
+  const fromA = tap(w.link.a);
+  createServer(w.a.ctx(), (s: Socket) => { s.resume(); }).listen(80);
+  await w.run(() => false, 1000);
+  const bad = drops(w, 'a', 'tcp-bad-flags');
+  inject(w, { sport: 42000, dport: 80, flags: TH_SYN | TH_FIN, seq: 100, mss: 1460 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 0);
+  assert.is(w.a.engine.tcp.connCount, 0);
+  assert.is(drops(w, 'a', 'tcp-bad-flags'), bad + 1);
+  // A plain SYN from the same port still opens.
+  inject(w, { sport: 42000, dport: 80, flags: TH_SYN, seq: 100, mss: 1460 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 1);
+  assert.is(fromA[0]!.flags, F_SA);
+  assert.is(fromA[0]!.ack, 101);
+});
+
 test.run();
