@@ -219,6 +219,32 @@ test('RFC 5681 3.1: after a SYN-ACK retransmitted by its timer the passive side 
   assert.is(c.rto, 3_000_000);
 });
 
+// ------------------------------------------------------------------- retransmission timer
+
+test('RFC 5681 (4): a segment timed out again keeps ssthresh; only cwnd goes back to one segment (CUBIC and NewReno)', () => {
+  for (const cc of ['cubic', 'newreno'] as const) {
+    const o = openActive({ cc }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+    o.c.write(pattern(0, 10_000), 0, 10_000, 20_000);
+    assert.is(o.h.take().length, 10);
+    const t1 = o.h.deadline;
+    o.c.onTimer(t1);
+    assert.is(one(o.h).seq, o.seq(0), 'first timeout: the first segment again');
+    const ss = o.c.ssthresh;
+    assert.is(ss, cc === 'cubic' ? 7000 : 5000, `${cc}: ssthresh from the flight at the first timeout`);
+    assert.is(o.c.cwnd, 1000);
+    for (let k = 2; k <= 4; k++) {
+      o.c.onTimer(o.h.deadline);
+      assert.is(one(o.h).seq, o.seq(0));
+      assert.is(o.c.backoffCount, k);
+      assert.is(o.c.ssthresh, ss, `${cc}: ssthresh held at timeout ${k}`);
+      assert.is(o.c.cwnd, 1000);
+    }
+    // The ACK ends the outage: slow start up to the held ssthresh.
+    o.c.input(peer(o, { ack: o.seq(1000) }), o.h.now + 100_000);
+    assert.is(o.c.ssthresh, ss);
+  }
+});
+
 // -------------------------------------------------------------------- closing, orphan data
 
 test('RFC 1122 4.2.2.13: after close(), a retransmission with no new data but the FIN closes normally; new data resets', () => {

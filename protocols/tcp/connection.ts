@@ -1513,9 +1513,14 @@ export class TcpConnection {
     }
     this.retries++;
     if (this.sndWnd === 0) this.rtoInZeroWnd = true;
-    // RFC 5681 (4), RFC 6298 5.5-5.7.
+    // RFC 5681 (4), RFC 6298 5.5-5.7: ssthresh from the flight at the first timeout of a segment;
+    // "when a TCP sender detects segment loss using the retransmission timer and the given segment
+    // has already been retransmitted by way of the retransmission timer at least once, the value of
+    // ssthresh is held constant" (as Linux's tcp_enter_loss): cwnd only goes back to one segment.
+    // Recomputing it from a one-segment window brought CUBIC's ssthresh (and W_max) down to 2 SMSS
+    // after any outage longer than one RTO.
     const flight = (this.sndMax - this.sndUna) >>> 0;
-    if (this.backoff === 0 || !this.inRecovery) this.cc.onRto(now, flight, this.sndMss);
+    if (this.backoff === 0) this.cc.onRto(now, flight, this.sndMss);
     else this.cc.cwnd = this.sndMss;
     this.backoff++;
     this.inRecovery = false;
