@@ -116,6 +116,42 @@ test('RFC 6691 / RFC 7323 2.3: segments never exceed the peer MSS less options; 
   for (const s of segs) assert.ok(s.payloadLen + s.hdrLen - 20 <= 1000, `payload + options within the MSS: ${fmt(s)} hl=${s.hdrLen}`);
 });
 
+test('hostile SYN options: a length of 0 or 1, a length past the header, a wrong MSS length: parsing stops there, the SYN still opens', () => {
+  // Raw SYNs (checksum not checked here): options as bytes after the 20-byte header.
+  const raw = (opts: number[]): TcpHeader => {
+    const n = (opts.length + 3) & ~3;
+    const b = new Uint8Array(20 + n);
+    b[0] = 1234 >> 8; b[1] = 1234 & 0xff; b[2] = 0; b[3] = 80; // ports
+    b[4] = 0; b[5] = 0; b[6] = 0x13; b[7] = 0x88; // seq 5000
+    b[12] = ((20 + n) / 4) << 4;
+    b[13] = TH_SYN;
+    b[14] = 0xff; b[15] = 0xff;
+    b.set(opts, 20);
+    const h = new TcpHeader();
+    assert.is(h.parse(b, 0, b.length, TUPLE_B.remoteAddr, TUPLE_B.localAddr, false), Drop.None);
+    return h;
+  };
+  const cases: [string, number[], number, boolean][] = [
+    ['MSS then a length-1 option', [2, 4, 0x03, 0xe8, 8, 1], 1000, false],
+    ['MSS then a length-0 option', [2, 4, 0x03, 0xe8, 4, 0], 1000, false],
+    ['timestamps cut by the header end', [2, 4, 0x03, 0xe8, 8, 10, 0, 0], 1000, false],
+    ['MSS with length 3', [2, 3, 0x05, 1, 1, 1, 1, 1], 536, false],
+    ['WS 200 (used as 14) and SACK-permitted with a wrong length', [3, 3, 200, 4, 3, 0, 1, 1], 536, false],
+  ];
+  for (const [name, opts, mss, ts] of cases) {
+    const syn = raw(opts);
+    const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+    const c = TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, syn, 0);
+    assert.is(c.state, TcpState.SynReceived, name);
+    assert.is(c.sndMss, mss, `${name}: send MSS`);
+    assert.is(c.timestamps, ts, `${name}: timestamps`);
+    const sa = one(h);
+    assert.equal([sa.flags, sa.ack], [F_SA, 5001], name);
+    if (name.startsWith('WS')) assert.is(c.sendWscale, 14);
+    assert.is(c.sack, false, `${name}: no SACK`);
+  }
+});
+
 // --------------------------------------------------------------------------------- send window
 
 test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send window; its data is taken', () => {
@@ -363,6 +399,11 @@ test('RFC 9293 3.10.7.2: LISTEN drops a segment with neither SYN, ACK nor RST (n
   assert.is(fromA.length, 0, `no answer from a listener: ${fromA.map((s) => s.flags).join(',')}`);
   assert.is(drops(w, 'a', 'tcp-no-ack'), noAck + 3);
   assert.is(w.a.engine.tcp.connCount, 0);
+  // A RST to the listener is ignored (3.10.7.2 first).
+  inject(w, { sport: 41005, dport: 80, flags: TH_RST, seq: 100 });
+  inject(w, { sport: 41005, dport: 80, flags: TH_RST | TH_ACK, seq: 100, ack: 7 });
+  await w.run(() => false, 10_000);
+  assert.is(fromA.length, 0, 'no answer to a RST');
   // An ACK to the listener is answered by <SEQ=SEG.ACK><CTL=RST>.
   inject(w, { sport: 41003, dport: 80, flags: TH_ACK, seq: 100, ack: 4242 });
   await w.run(() => false, 10_000);
