@@ -172,6 +172,49 @@ test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send win
   assert.is(o.c.sndWnd, 1000);
 });
 
+test('RFC 9293 3.10.7.4: the four acceptability cases, with a closed and an open receive window', () => {
+  const o = openActive({ rcvBuf: 4096, delayedAck: false }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  o.h.autoConsume = false;
+  const data = pattern(0, 4096);
+  let seq = B_ISS + 1;
+  for (let off = 0; off < 4096; off += 1000) {
+    const n = Math.min(1000, 4096 - off);
+    assert.is(o.c.input(peer(o, { seq, data: data.subarray(off, off + n) }), 20_000 + off), Drop.None);
+    seq += n;
+  }
+  const acks = o.h.take();
+  assert.is(acks[acks.length - 1]!.window, 0, 'the window is closed');
+  const nxt = B_ISS + 1 + 4096;
+  assert.is(o.c.rcvNxt, nxt);
+  // Zero length, zero window: acceptable only at RCV.NXT (it still carries ACK and window).
+  assert.is(o.c.input(peer(o, { seq: nxt, window: 30000 }), 30_000), Drop.None);
+  none(o.h);
+  assert.is(o.c.sndWnd, 30000, 'the ACK at RCV.NXT updated the send window');
+  assert.is(o.c.input(peer(o, { seq: nxt + 1 }), 30_001), Drop.TcpOutOfWindow);
+  assert.equal([one(o.h).ack], [nxt], 'not acceptable: ACK');
+  // Data, zero window: never acceptable; answered with the closed window; nothing delivered.
+  assert.is(o.c.input(peer(o, { seq: nxt, data: 1 }), 30_002), Drop.TcpOutOfWindow);
+  const zw = one(o.h);
+  assert.equal([zw.ack, zw.window], [nxt, 0]);
+  assert.is(o.h.rxBytes, 4096);
+  // The application reads: the window opens (an update is sent).
+  o.c.consumed(4096, 31_000);
+  const upd = one(o.h);
+  assert.ok(upd.window > 0, 'window update');
+  const wnd = upd.window;
+  // Zero length, open window: RCV.NXT =< SEG.SEQ < RCV.NXT + RCV.WND.
+  assert.is(o.c.input(peer(o, { seq: nxt + wnd - 1 }), 32_000), Drop.None);
+  assert.is(o.c.input(peer(o, { seq: nxt + wnd }), 32_001), Drop.TcpOutOfWindow);
+  assert.is(one(o.h).ack, nxt);
+  // Data, open window: the first or the last byte in the window; only the new part is taken.
+  const more = pattern(7, 300);
+  assert.is(o.c.input(peer(o, { seq: nxt - 100, data: more }), 33_000), Drop.None, 'overlapping RCV.NXT: acceptable');
+  assert.is(o.h.rxBytes, 4096 + 200, 'only the 200 new bytes delivered');
+  const right = nxt + 200 + (o.c.advertisedWindow);
+  assert.is(o.c.input(peer(o, { seq: right, data: 10 }), 33_001), Drop.TcpOutOfWindow, 'starting at the right edge: not acceptable');
+  assert.is(o.h.rxBytes, 4096 + 200);
+});
+
 // --------------------------------------------------------------------- Limited Transmit (RFC 3042)
 
 for (const sackOk of [false, true]) {
