@@ -7,6 +7,9 @@
  * - RFC 9293 3.7.1 (MUST-15): an IPv6 SYN without an MSS option gets segments of at most 1220
  *   bytes (the IPv6 default), while a kernel client over the same path, which offers 1440, is
  *   sent 1428-byte segments (1440 less the timestamp option).
+ * - RFC 5961 3.2 / 4.2 on a Linux client's live connection: a RST in the window but not at RCV.NXT
+ *   and a SYN get a challenge ACK (<SEQ=SND.NXT><ACK=RCV.NXT>) and the connection goes on; a RST at
+ *   RCV.NXT resets it, and the client's next segment is answered with a RST (ECONNRESET there).
  * The crafted IPv6 connection comes from an on-link address the peer kernel does not own: our
  * segments reach the peer's MAC (a passive open answers the way the SYN came), scapy sees them on
  * the wire and the kernel drops them instead of resetting a connection it knows nothing of.
@@ -32,6 +35,7 @@ const PEER6 = 'fd00:91::2';
 const SPOOF6 = 'fd00:91::77';
 const PORT = 7100;
 const CLOSED = 7101;
+const ECHO = 7102;
 let lab: Lab;
 let stack: Stack;
 /** Our send MSS of each accepted connection when its "go" came, by the peer's port. */
@@ -56,6 +60,7 @@ if (privileged) {
       });
       s.on('error', () => {});
     }).listen(PORT);
+    stack.vs('v').createServer((s: Socket) => { s.on('error', () => {}); s.pipe(s); }).listen(ECHO);
   });
   test.after(() => {
     try { stack?.close(); } finally { labDown(PREFIX); }
@@ -153,6 +158,60 @@ ptest('MSS (RFC 9293 3.7.1): an IPv6 SYN without MSS gets at most 1220-byte segm
   assert.is(kn, 6000);
   assert.is(mssAt.get(kport!), 1440 - 12, 'Linux client: its MSS less the timestamp option');
   assert.is(mssAt.get(43100), 1220, 'crafted client without MSS: the IPv6 default');
+  await accounted(stack);
+});
+
+ptest('RFC 5961 against a Linux client: in-window RST and SYN get a challenge ACK and the connection lives; an exact RST resets it', async () => {
+  const out = await scapy([
+    'import json, socket, time',
+    'from scapy.all import IP, TCP, AsyncSniffer, send, conf',
+    'conf.verb = 0',
+    `d, p = "${V4}", ${ECHO}`,
+    'pk = []',
+    'sn = AsyncSniffer(iface="eth0", store=False, prn=pk.append, lfilter=lambda x: IP in x and TCP in x and p in (x[TCP].sport, x[TCP].dport))',
+    'sn.start(); time.sleep(0.5)',
+    's = socket.create_connection((d, p), timeout=3)',
+    'lp = s.getsockname()[1]',
+    'def echo(b):',
+    '    s.sendall(b); r = b""',
+    '    while len(r) < len(b): r += s.recv(100)',
+    '    return r == b',
+    'def ours(): return [x for x in list(pk) if x[IP].src == d and x[TCP].sport == p and x[TCP].dport == lp]',
+    'def since(n): return [{"flags": int(x[TCP].flags), "seq": int(x[TCP].seq), "ack": int(x[TCP].ack), "len": len(bytes(x[TCP].payload))} for x in ours()[n:]]',
+    'o = {"echo0": echo(b"hello")}',
+    'time.sleep(0.3)',
+    'last = ours()[-1][TCP]; nxt = int(last.ack); o["nxt"] = nxt; o["sndnxt"] = int(last.seq) + len(bytes(last.payload))',
+    'n = len(ours())',
+    'send(IP(dst=d)/TCP(sport=lp, dport=p, flags="R", seq=nxt + 100))',
+    'time.sleep(0.4); o["rst"] = since(n)',
+    'o["echo1"] = echo(b"again")',
+    'time.sleep(0.3); n = len(ours())',
+    'send(IP(dst=d)/TCP(sport=lp, dport=p, flags="S", seq=(nxt + 5000) % (1 << 32)))',
+    'time.sleep(0.4); o["syn"] = since(n)',
+    'o["echo2"] = echo(b"third")',
+    'time.sleep(0.3); nxt = int(ours()[-1][TCP].ack); o["nxt2"] = nxt',
+    'send(IP(dst=d)/TCP(sport=lp, dport=p, flags="R", seq=nxt))',
+    'time.sleep(0.4); n = len(ours())',
+    'try:',
+    '    s.sendall(b"late"); time.sleep(0.5); r = s.recv(100); o["after"] = "data" if r else "eof"',
+    'except ConnectionResetError:',
+    '    o["after"] = "reset"',
+    'o["answer"] = since(n)',
+    'sn.stop()',
+    'print(json.dumps(o))',
+  ]);
+  assert.is(out.echo0, true, 'echo before');
+  const nxt = out.nxt as number;
+  const rst = out.rst as { flags: number; seq: number; ack: number; len: number }[];
+  assert.equal(rst, [{ flags: 0x10, seq: out.sndnxt as number, ack: nxt, len: 0 }], 'in-window RST: one challenge ACK <SEQ=SND.NXT><ACK=RCV.NXT>');
+  assert.is(out.echo1, true, 'the connection goes on after the in-window RST');
+  const syn = out.syn as { flags: number; ack: number }[];
+  assert.is(syn.length, 1, `SYN: one answer ${JSON.stringify(syn)}`);
+  assert.equal([syn[0]!.flags, syn[0]!.ack], [0x10, nxt + 5], 'SYN in ESTABLISHED: challenge ACK');
+  assert.is(out.echo2, true, 'the connection goes on after the SYN');
+  assert.is(out.after, 'reset', 'after the exact RST the client\'s next segment is refused');
+  const answer = out.answer as { flags: number }[];
+  assert.ok(answer.length >= 1 && answer.every((x) => x.flags & 0x04), `RST for the late segment: ${JSON.stringify(answer)}`);
   await accounted(stack);
 });
 
