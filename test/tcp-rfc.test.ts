@@ -152,6 +152,25 @@ test('hostile SYN options: a length of 0 or 1, a length past the header, a wrong
   }
 });
 
+test('RFC 7323 2.2: the window of a SYN or SYN-ACK is never scaled; the first ACK after it is', () => {
+  // Active: SYN-ACK with window 1000 and WS 7 allows 1000 bytes, not 128000.
+  const o = openActive({}, { mss: 1000, wscale: 7, ts: undefined, sackOk: false, window: 1000 });
+  assert.is(o.c.sndWnd, 1000);
+  o.c.write(pattern(0, 5000), 0, 5000, 20_000);
+  const segs = o.h.take();
+  assert.is(segs.reduce((n, x) => n + x.payloadLen, 0), 1000, `one window of data: ${segs.map(fmt).join(' | ')}`);
+  o.c.input(peer(o, { ack: o.seq(1000), window: 1000 }), 30_000);
+  assert.is(o.c.sndWnd, 1000 << 7, 'scaled from the first ACK on');
+  // Passive: the SYN's window unscaled until the completing ACK.
+  const h = new RecHost(TUPLE_B.localAddr, TUPLE_B.remoteAddr);
+  const c = TcpConnection.acceptSyn(h, TUPLE_B, {}, SECRET, mkSeg({ seq: 5000, flags: TH_SYN, window: 700, wscale: 9, srcPort: 1234, dstPort: 80 }), 0);
+  assert.is(c.sndWnd, 700);
+  const sa = one(h);
+  assert.is(sa.window, 65535, 'our SYN-ACK window is not scaled either');
+  c.input(mkSeg({ seq: 5001, ack: sa.seq + 1, flags: TH_ACK, window: 700, srcPort: 1234, dstPort: 80 }), 1000);
+  assert.is(c.sndWnd, 700 << 9);
+});
+
 // --------------------------------------------------------------------------------- send window
 
 test('RFC 9293 3.10.7.4: an old ACK (below SND.UNA) does not update the send window; its data is taken', () => {
