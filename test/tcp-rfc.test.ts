@@ -234,6 +234,25 @@ test('RFC 9293 3.10.7.4: the four acceptability cases, with a closed and an open
   assert.is(o.h.rxBytes, 4096 + 200);
 });
 
+test('RFC 9293 3.8.6 / 3.10.7.4: after the peer closes its window on our data in flight, our ACKs carry SEQ = its RCV.NXT, which it can accept', () => {
+  const o = openActive({ delayedAck: false }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  o.c.write(pattern(0, 3000), 0, 3000, 20_000);
+  assert.is(o.h.take().length, 3);
+  // The peer takes the first 1000 bytes and shrinks its window to zero (the other 2000 dropped).
+  o.c.input(peer(o, { ack: o.seq(1000), window: 0 }), 30_000);
+  assert.is(o.c.sndWnd, 0);
+  // It sends data: our ACK must sit at its RCV.NXT (the only acceptable SEQ with RCV.WND = 0),
+  // not at SND.MAX (2000 beyond its window), or it drops the acknowledgment.
+  o.c.input(peer(o, { ack: o.seq(1000), window: 0, data: 50 }), 31_000);
+  const acks = o.h.take();
+  assert.ok(acks.length >= 1);
+  for (const a of acks) assert.equal([a.flags, a.ack, a.seq], [TH_ACK, B_ISS + 51, o.seq(1000)], fmt(a));
+  // With the window open again, ACKs go back to SND.MAX.
+  o.c.input(peer(o, { seq: B_ISS + 51, ack: o.seq(1000), window: 65535, data: 50 }), 32_000);
+  const b = o.h.take().filter((x) => x.payloadLen === 0);
+  assert.ok(b.length >= 1 && b[b.length - 1]!.seq === o.seq(3000), `ACK at SND.MAX: ${b.map(fmt).join(' | ')}`);
+});
+
 // --------------------------------------------------------------------- Limited Transmit (RFC 3042)
 
 for (const sackOk of [false, true]) {

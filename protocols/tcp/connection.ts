@@ -1607,10 +1607,20 @@ export class TcpConnection {
   /**
    * Pure ACK. Its sequence is SND.MAX, not SND.NXT: after a timeout SND.NXT goes back to
    * SND.UNA, and an ACK carrying that old sequence would be unacceptable to the peer
-   * (below its RCV.NXT), so the peer would drop its ACK information.
+   * (below its RCV.NXT), so the peer would drop its ACK information. Never beyond the right
+   * edge of the peer's window (SND.UNA + SND.WND), as Linux's tcp_acceptable_seq: when the peer
+   * shrank or closed its window with our data in flight (RFC 9293 3.8.6: the sender "MUST be
+   * robust against window shrinking"), SND.MAX lies outside it, and a zero-length segment there
+   * is not acceptable (RFC 9293 3.10.7.4: with RCV.WND = 0 only SEG.SEQ = RCV.NXT is), so every
+   * ACK of the peer's data would be dropped while its window stays closed.
    */
   private sendAck(now: number): void {
-    this.emit(now, this.sndMax, TH_ACK, null, 0, 0);
+    let seq = this.sndMax;
+    if (this.state !== TcpState.SynReceived) {
+      const edge = seqAdd(this.sndUna, this.sndWnd);
+      if (seqGt(seq, edge)) seq = edge;
+    }
+    this.emit(now, seq, TH_ACK, null, 0, 0);
   }
 
   private sendSyn(now: number, synAck: boolean): void {
