@@ -247,6 +247,15 @@ test('RFC 9293 3.8.6 / 3.10.7.4: after the peer closes its window on our data in
   const acks = o.h.take();
   assert.ok(acks.length >= 1);
   for (const a of acks) assert.equal([a.flags, a.ack, a.seq], [TH_ACK, B_ISS + 51, o.seq(1000)], fmt(a));
+  // A RST now (abort) takes that sequence too: at SND.MAX it would be outside the closed window.
+  const s2 = openActive({ delayedAck: false }, { mss: 1000, ts: undefined, sackOk: false, window: 65535 });
+  s2.c.write(pattern(0, 3000), 0, 3000, 20_000);
+  s2.h.take();
+  s2.c.input(peer(s2, { ack: s2.seq(1000), window: 0 }), 30_000);
+  s2.h.take();
+  s2.c.abort(31_000);
+  const r = one(s2.h);
+  assert.equal([r.flags, r.seq], [TH_RST | TH_ACK, s2.seq(1000)]);
   // With the window open again, ACKs go back to SND.MAX.
   o.c.input(peer(o, { seq: B_ISS + 51, ack: o.seq(1000), window: 65535, data: 50 }), 32_000);
   const b = o.h.take().filter((x) => x.payloadLen === 0);

@@ -451,7 +451,7 @@ export class TcpConnection {
   abort(now: number): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
     }
     this.closedReported = true;
     this.toClosed(null);
@@ -1027,7 +1027,7 @@ export class TcpConnection {
       // New data for a closed application: reset (RFC 1122 4.2.2.13, RFC 2525 2.17). Only bytes
       // beyond RCV.NXT count (as Linux's tcp_rcv_state_process): a retransmission of data already
       // received that brings only the peer's FIN is a normal close, not lost data.
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.closedReported = true;
       this.toClosed(null);
       return;
@@ -1507,7 +1507,7 @@ export class TcpConnection {
     }
     if (this.sndMax === this.sndUna) return;
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1541,7 +1541,7 @@ export class TcpConnection {
   private onPersist(now: number): void {
     if (this.sndWnd > 0 || !this.hasUnsent()) { this.persist = false; return; }
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1557,7 +1557,7 @@ export class TcpConnection {
     if (!this.opts.keepAlive || (this.state !== TcpState.Established && this.state !== TcpState.CloseWait)) return;
     if (this.sndMax !== this.sndUna) { this.tKeep = now + this.opts.keepIntvlUs; return; }
     if (this.keepProbes >= this.opts.keepCnt) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1612,15 +1612,19 @@ export class TcpConnection {
    * shrank or closed its window with our data in flight (RFC 9293 3.8.6: the sender "MUST be
    * robust against window shrinking"), SND.MAX lies outside it, and a zero-length segment there
    * is not acceptable (RFC 9293 3.10.7.4: with RCV.WND = 0 only SEG.SEQ = RCV.NXT is), so every
-   * ACK of the peer's data would be dropped while its window stays closed.
+   * ACK of the peer's data would be dropped while its window stays closed. A RST we send takes
+   * the same sequence (Linux's tcp_send_active_reset): out of the window it would be ignored, and a
+   * peer checking RFC 5961 3.2 resets only at RCV.NXT.
    */
   private sendAck(now: number): void {
-    let seq = this.sndMax;
-    if (this.state !== TcpState.SynReceived) {
-      const edge = seqAdd(this.sndUna, this.sndWnd);
-      if (seqGt(seq, edge)) seq = edge;
-    }
-    this.emit(now, seq, TH_ACK, null, 0, 0);
+    this.emit(now, this.acceptableSeq(), TH_ACK, null, 0, 0);
+  }
+
+  /** SND.MAX, clipped to the right edge of the peer's window (pure ACKs and our RSTs, as Linux). */
+  private acceptableSeq(): number {
+    if (this.state === TcpState.SynReceived) return this.sndMax;
+    const edge = seqAdd(this.sndUna, this.sndWnd);
+    return seqGt(this.sndMax, edge) ? edge : this.sndMax;
   }
 
   private sendSyn(now: number, synAck: boolean): void {
