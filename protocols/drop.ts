@@ -63,7 +63,7 @@ export const enum Drop {
   TcpOutOfWindow, // sequence not acceptable (RFC 9293 3.10.7.4); an ACK is sent
   TcpPaws, // timestamp older than TS.Recent (RFC 7323 PAWS)
   TcpBadAck, // ACK for data not sent, or too old (RFC 5961 5.2), or unacceptable in SYN states
-  TcpNoAck, // synchronized state, ACK bit off
+  TcpNoAck, // synchronized state, ACK bit off; or LISTEN, neither SYN, ACK nor RST (RFC 9293 3.10.7.2)
   TcpChallenged, // in-window RST or SYN answered with a challenge ACK (RFC 5961)
   TcpBadCookie, // ACK to a listener with an invalid or expired SYN cookie
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)

@@ -8,6 +8,7 @@ import { TcpConnection } from '../protocols/tcp/connection';
 import {
   TcpConnectionLike, TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpTuple,
 } from '../protocols/tcp/types';
+import type { IpAddr } from '../protocols/ip/addr';
 import { prng } from './lib/prng';
 export { prng };
 
@@ -31,7 +32,7 @@ export interface SegSpec {
 }
 
 /** Builds a parsed segment as the peer (B, port 80) would send it to A (port 1234). */
-export function mkSeg(s: SegSpec, src = B_ADDR, dst = A_ADDR): TcpHeader {
+export function mkSeg(s: SegSpec, src: IpAddr = B_ADDR, dst: IpAddr = A_ADDR): TcpHeader {
   const o = new TcpSegmentOut();
   o.srcPort = s.srcPort ?? 80;
   o.dstPort = s.dstPort ?? 1234;
@@ -51,7 +52,7 @@ export function mkSeg(s: SegSpec, src = B_ADDR, dst = A_ADDR): TcpHeader {
   return roundTrip(o, data, 0, data.length, src, dst);
 }
 
-export function roundTrip(o: TcpSegmentOut, src: Uint8Array | null, off: number, len: number, sa: number, da: number): TcpHeader {
+export function roundTrip(o: TcpSegmentOut, src: Uint8Array | null, off: number, len: number, sa: IpAddr, da: IpAddr): TcpHeader {
   const hl = tcpHeaderLen(o);
   const b = new Uint8Array(hl + len);
   if (src && len) b.set(src.subarray(off, off + len), hl);
@@ -89,7 +90,7 @@ export class RecHost implements TcpHost {
   conn: TcpConnection | null = null;
   onSend: ((h: TcpHeader) => void) | null = null;
 
-  constructor(readonly local = A_ADDR, readonly remote = B_ADDR) {}
+  constructor(readonly local: IpAddr = A_ADDR, readonly remote: IpAddr = B_ADDR) {}
 
   send(_c: TcpConnectionLike, seg: TcpSegmentOut, src: Uint8Array | null, off: number, len: number): void {
     const h = roundTrip(seg, src, off, len, this.local, this.remote);

@@ -8,8 +8,12 @@
  *   retransmission gives no sample (it only measures how long the ACKs were lost).
  * - Loss recovery: with SACK, RFC 6675 (pipe, NextSeg with the rescue retransmission, IsLost by
  *   3 SMSS SACKed above a hole); without, NewReno (RFC 6582) with window inflation. Congestion
- *   control NewReno or CUBIC. Early retransmit (RFC 5827) for flights under four segments. As a
+ *   control NewReno or CUBIC. Early retransmit (RFC 5827) for flights under four segments. Limited
+ *   Transmit (RFC 3042): the first two duplicate ACKs each let one new segment out beyond cwnd
+ *   (at most cwnd + 2 SMSS outstanding), left out of the ssthresh of a recovery that follows. As a
  *   receiver, duplicates are reported with D-SACK (RFC 2883).
+ * - A SYN or SYN-ACK that had to be retransmitted starts the transfer with a one-segment window
+ *   (RFC 5681 3.1) and, without an RTT sample from the handshake, a 3 s RTO (RFC 6298 5.7).
  * - Zero-window and keepalive probes are ACKs with SEG.SEQ = SND.UNA - 1 (as Linux): they
  *   always elicit an ACK with the current window.
  * - RST in TIME_WAIT is ignored (RFC 1337). RST/SYN checks follow RFC 5961 with a per
@@ -24,7 +28,7 @@ import { Drop } from '../drop';
 import { CongestionControl, createCc } from './cc';
 import { HashKey } from './hash';
 import { isnFor, tsOffsetFor } from './isn';
-import { bufSize, DEFAULT_PEER_MSS, resolveOptions, wscaleFor } from './options';
+import { bufSize, DEFAULT_PEER_MSS, defaultPeerMss, resolveOptions, wscaleFor } from './options';
 import { addRange, RANGE_RADIX } from './ranges';
 import { giveRing, takeRing } from './rings';
 import { seqAdd, seqGeq, seqGt, seqLeq, seqLt, seqMax, seqMin } from './seq';
@@ -132,6 +136,8 @@ export class TcpConnection {
   // ---- congestion and recovery
   readonly cc: CongestionControl;
   private dupAcks = 0;
+  /** Bytes sent beyond cwnd by Limited Transmit since the last new ACK (RFC 3042). */
+  private ltBytes = 0;
   private inRecovery = false;
   private recoverSeq = 0;
   private highRxt = 0;
@@ -445,7 +451,7 @@ export class TcpConnection {
   abort(now: number): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
     }
     this.closedReported = true;
     this.toClosed(null);
@@ -529,7 +535,9 @@ export class TcpConnection {
     }
     this.tsOk = o.timestamps && syn.hasTs;
     this.sackOk = o.sack && syn.sackOk;
-    this.peerMss = syn.mss > 0 ? syn.mss : DEFAULT_PEER_MSS;
+    // No MSS option (or a zero one, which Linux ignores too): 536 for IPv4, 1220 for IPv6 (RFC 9293
+    // 3.7.1, MUST-15).
+    this.peerMss = syn.mss > 0 ? syn.mss : defaultPeerMss(this.tuple.remoteAddr);
     this.setSndMss();
   }
 
@@ -600,6 +608,14 @@ export class TcpConnection {
 
   private established(now: number): void {
     this.cc.cwnd = this.opts.initialCwnd * this.sndMss;
+    if (this.retries > 0) {
+      // Our SYN or SYN-ACK was retransmitted by its timer: "If the SYN or SYN/ACK is lost, the
+      // initial window used by a sender after a correctly transmitted SYN MUST be one segment"
+      // (RFC 5681 3.1), and with an RTO under 3 s and no RTT sample (Karn), "the RTO MUST be
+      // re-initialized to 3 seconds when data transmission begins" (RFC 6298 5.7; Linux too).
+      this.cc.cwnd = this.sndMss;
+      if (this.srtt === 0 && this.rto < 3_000_000) this.rto = Math.min(3_000_000, this.opts.rtoMaxUs);
+    }
     this.tRtx = Infinity;
     this.backoff = 0;
     this.retries = 0;
@@ -817,8 +833,10 @@ export class TcpConnection {
       return Drop.TcpBadAck;
     }
     const oldWnd = this.sndWnd;
-    // Window update.
-    if (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLeq(this.sndWl2, ack))) {
+    // Window update: "If SND.UNA =< SEG.ACK =< SND.NXT, the send window should be updated" (RFC 9293
+    // 3.10.7.4), when the segment is newer than the last update (WL1/WL2). An old ACK (below
+    // SND.UNA) carries a stale window: its data is still taken, its window is not.
+    if (seqGeq(ack, this.sndUna) && (seqLt(this.sndWl1, seg.seq) || (this.sndWl1 === seg.seq && seqLeq(this.sndWl2, ack)))) {
       this.sndWnd = seg.window << this.sndWscale;
       if (this.sndWnd > this.maxSndWnd) this.maxSndWnd = this.sndWnd;
       this.sndWl1 = seg.seq;
@@ -871,7 +889,9 @@ export class TcpConnection {
   }
 
   private onNewAck(seg: TcpSegmentIn, ack: number, now: number): void {
-    const acked = (ack - this.sndUna) >>> 0;
+    // Bytes newly acknowledged; the SYN's sequence number (the ACK completing a passive open) is
+    // no data and grows no window (RFC 5681 3.1 counts "new data" acknowledged).
+    const acked = ((ack - this.sndUna) >>> 0) - (this.sndUna === this.iss ? 1 : 0);
     // RTT (Karn / timestamps).
     if (this.handshakeSampled) {
       this.handshakeSampled = false;
@@ -900,6 +920,7 @@ export class TcpConnection {
     this.backoff = 0;
     this.rtoTsVal = -1;
     this.rtoInZeroWnd = false;
+    this.ltBytes = 0;
 
     if (this.inRecovery) {
       if (seqGeq(ack, this.recoverSeq)) {
@@ -915,7 +936,7 @@ export class TcpConnection {
     } else {
       this.dupAcks = 0;
       // Do not grow cwnd when the sender was application- or window-limited.
-      if (flightBefore + this.sndMss >= this.cc.cwnd || this.cc.cwnd < this.cc.ssthresh) {
+      if (acked > 0 && (flightBefore + this.sndMss >= this.cc.cwnd || this.cc.cwnd < this.cc.ssthresh)) {
         this.cc.onAck(acked, now, this.srtt, this.sndMss);
       }
       if (this.cc.cwnd > 0x3fffffff) this.cc.cwnd = 0x3fffffff;
@@ -972,7 +993,10 @@ export class TcpConnection {
     if (!this.sackOk && seqLt(this.sndUna, this.recoverSeq)) {
       return; // RFC 6582 4.1: no new recovery for losses of the previous window
     }
-    const flight = (this.sndMax - this.sndUna) >>> 0;
+    // RFC 5681 3.2 (2): "When [RFC3042] is in use, additional data sent in limited transmit MUST
+    // NOT be included in this calculation" (of ssthresh from FlightSize).
+    const flight = Math.max(((this.sndMax - this.sndUna) >>> 0) - this.ltBytes, 0);
+    this.ltBytes = 0;
     this.inRecovery = true;
     this.recoverSeq = this.sndMax;
     this.cc.onLoss(now, flight, this.sndMss);
@@ -999,9 +1023,11 @@ export class TcpConnection {
       this.sendAck(now);
       return;
     }
-    if (this.orphan && seg.payloadLen > 0 && this.finQueued) {
-      // Data for a closed application: reset (RFC 9293 3.10.7.4 / RFC 2525).
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+    if (this.orphan && this.finQueued && seqGt(seqAdd(seq, seg.payloadLen), this.rcvNxt)) {
+      // New data for a closed application: reset (RFC 1122 4.2.2.13, RFC 2525 2.17). Only bytes
+      // beyond RCV.NXT count (as Linux's tcp_rcv_state_process): a retransmission of data already
+      // received that brings only the peer's FIN is a normal close, not lost data.
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.closedReported = true;
       this.toClosed(null);
       return;
@@ -1352,7 +1378,13 @@ export class TcpConnection {
     const finNow = this.finQueued && avail === 0 && nxt === this.sbufEnd;
     if (avail === 0 && !finNow) return false;
     const flight = recovery ? 0 : (this.sndNxt - this.sndUna) >>> 0;
-    const cwndRoom = recovery ? this.sndMss : this.cc.cwnd - flight;
+    // Limited Transmit (RFC 3042 2): on the first and second duplicate ACK a new segment may go
+    // beyond cwnd, "the amount of outstanding data would remain less than or equal to the
+    // congestion window plus 2 segments"; cwnd itself is unchanged. Only new data (below SND.MAX is
+    // a go-back-N resend after a timeout), and only outside recovery.
+    const lt = !recovery && !this.inRecovery && this.dupAcks > 0 && this.dupAcks < DUP_THRESH && !seqLt(this.sndNxt, this.sndMax)
+      ? Math.min(this.dupAcks, 2) * this.sndMss : 0;
+    const cwndRoom = recovery ? this.sndMss : this.cc.cwnd + lt - flight;
     const wndRight = seqAdd(this.sndUna, this.sndWnd);
     const wndRoom = seqGt(wndRight, nxt) ? (wndRight - nxt) >>> 0 : 0;
     if (finNow) {
@@ -1391,6 +1423,10 @@ export class TcpConnection {
       flags |= TH_FIN;
     }
     if (isRtx) this.countRetransmit(len);
+    else if (lt > 0 && flight + len > this.cc.cwnd) {
+      this.ltBytes += Math.min(len, flight + len - Math.max(this.cc.cwnd, flight));
+      this.stats.limitedTransmits++;
+    }
     this.emitData(now, nxt, flags, pos, len);
     this.advanceSent(nxt, len + (flags & TH_FIN ? 1 : 0), now);
     if (!isRtx) this.stats.bytesOut += len;
@@ -1471,20 +1507,26 @@ export class TcpConnection {
     }
     if (this.sndMax === this.sndUna) return;
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
     this.retries++;
     if (this.sndWnd === 0) this.rtoInZeroWnd = true;
-    // RFC 5681 (4), RFC 6298 5.5-5.7.
+    // RFC 5681 (4), RFC 6298 5.5-5.7: ssthresh from the flight at the first timeout of a segment;
+    // "when a TCP sender detects segment loss using the retransmission timer and the given segment
+    // has already been retransmitted by way of the retransmission timer at least once, the value of
+    // ssthresh is held constant" (as Linux's tcp_enter_loss): cwnd only goes back to one segment.
+    // Recomputing it from a one-segment window brought CUBIC's ssthresh (and W_max) down to 2 SMSS
+    // after any outage longer than one RTO.
     const flight = (this.sndMax - this.sndUna) >>> 0;
-    if (this.backoff === 0 || !this.inRecovery) this.cc.onRto(now, flight, this.sndMss);
+    if (this.backoff === 0) this.cc.onRto(now, flight, this.sndMss);
     else this.cc.cwnd = this.sndMss;
     this.backoff++;
     this.inRecovery = false;
     this.recoverSeq = this.sndMax;
     this.dupAcks = 0;
+    this.ltBytes = 0;
     this.rttTime = -1;
     this.highRxt = this.sndUna;
     this.sndNxt = this.sndUna;
@@ -1499,7 +1541,7 @@ export class TcpConnection {
   private onPersist(now: number): void {
     if (this.sndWnd > 0 || !this.hasUnsent()) { this.persist = false; return; }
     if (this.retries >= this.opts.maxRetransmits) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1515,7 +1557,7 @@ export class TcpConnection {
     if (!this.opts.keepAlive || (this.state !== TcpState.Established && this.state !== TcpState.CloseWait)) return;
     if (this.sndMax !== this.sndUna) { this.tKeep = now + this.opts.keepIntvlUs; return; }
     if (this.keepProbes >= this.opts.keepCnt) {
-      this.emit(now, this.sndMax, TH_RST | TH_ACK, null, 0, 0);
+      this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
       this.toClosed('ETIMEDOUT');
       return;
     }
@@ -1565,10 +1607,24 @@ export class TcpConnection {
   /**
    * Pure ACK. Its sequence is SND.MAX, not SND.NXT: after a timeout SND.NXT goes back to
    * SND.UNA, and an ACK carrying that old sequence would be unacceptable to the peer
-   * (below its RCV.NXT), so the peer would drop its ACK information.
+   * (below its RCV.NXT), so the peer would drop its ACK information. Never beyond the right
+   * edge of the peer's window (SND.UNA + SND.WND), as Linux's tcp_acceptable_seq: when the peer
+   * shrank or closed its window with our data in flight (RFC 9293 3.8.6: the sender "MUST be
+   * robust against window shrinking"), SND.MAX lies outside it, and a zero-length segment there
+   * is not acceptable (RFC 9293 3.10.7.4: with RCV.WND = 0 only SEG.SEQ = RCV.NXT is), so every
+   * ACK of the peer's data would be dropped while its window stays closed. A RST we send takes
+   * the same sequence (Linux's tcp_send_active_reset): out of the window it would be ignored, and a
+   * peer checking RFC 5961 3.2 resets only at RCV.NXT.
    */
   private sendAck(now: number): void {
-    this.emit(now, this.sndMax, TH_ACK, null, 0, 0);
+    this.emit(now, this.acceptableSeq(), TH_ACK, null, 0, 0);
+  }
+
+  /** SND.MAX, clipped to the right edge of the peer's window (pure ACKs and our RSTs, as Linux). */
+  private acceptableSeq(): number {
+    if (this.state === TcpState.SynReceived) return this.sndMax;
+    const edge = seqAdd(this.sndUna, this.sndWnd);
+    return seqGt(this.sndMax, edge) ? edge : this.sndMax;
   }
 
   private sendSyn(now: number, synAck: boolean): void {

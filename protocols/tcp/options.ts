@@ -1,4 +1,5 @@
 /** Connection option defaults and helpers shared by the connection and the SYN-cookie code. */
+import type { IpAddr } from '../ip/addr';
 import type { TcpOptions } from './types';
 
 export const DEFAULT_TCP_OPTIONS: Readonly<TcpOptions> = {
@@ -28,8 +29,15 @@ export const DEFAULT_TCP_OPTIONS: Readonly<TcpOptions> = {
   initialCwnd: 10,
 };
 
-/** Default MSS when the peer sends none (RFC 9293 3.7.1). */
+/** Default MSS when an IPv4 peer sends none (RFC 9293 3.7.1: 576 - 40). */
 export const DEFAULT_PEER_MSS = 536;
+/** Default MSS when an IPv6 peer sends none (RFC 9293 3.7.1, MUST-15: 1280 - 60). */
+export const DEFAULT_PEER_MSS6 = 1220;
+
+/** The send MSS to assume when a peer at `remote` sends no MSS option (RFC 9293 3.7.1, MUST-15). */
+export function defaultPeerMss(remote: IpAddr): number {
+  return typeof remote === 'number' ? DEFAULT_PEER_MSS : DEFAULT_PEER_MSS6;
+}
 
 /** Range of an MSS option we offer or send with (TCP_MIN_MSS of Linux; the largest IPv4 payload less 40). */
 export const MSS_MIN = 88;

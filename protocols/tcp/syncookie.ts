@@ -8,7 +8,7 @@
  */
 import { HashKey, hash5, hashKey } from './hash';
 import { addrWord, tsOffsetFor } from './isn';
-import { resolveOptions, wscaleFor } from './options';
+import { defaultPeerMss, resolveOptions, wscaleFor } from './options';
 import { TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpTuple, TH_ACK, TH_SYN } from './types';
 
 /** MSS values a cookie can encode (the largest not above min(client MSS, ours) is used). */
@@ -42,8 +42,8 @@ export interface SynCookieInfo {
   tsOffset: number;
 }
 
-function mssIndex(clientMss: number, ours: number): number {
-  const m = Math.min(clientMss || 536, ours);
+function mssIndex(clientMss: number, ours: number, t: TcpTuple): number {
+  const m = Math.min(clientMss || defaultPeerMss(t.remoteAddr), ours);
   let i = 0;
   while (i + 1 < COOKIE_MSS.length && COOKIE_MSS[i + 1]! <= m) i++;
   return i;
@@ -67,7 +67,7 @@ export function synAckFor(
   const o = resolveOptions({ ...(opts ?? {}), mss });
   const l = { mss, rcvBuf: o.rcvBuf, windowScale: o.windowScale, timestamps: o.timestamps, sack: o.sack };
   const counter = Math.floor(now / PERIOD_US);
-  const idx = mssIndex(syn.mss, l.mss);
+  const idx = mssIndex(syn.mss, l.mss, t);
   const tsOk = l.timestamps && syn.hasTs;
   let bits = 0;
   if (tsOk) {

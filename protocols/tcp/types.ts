@@ -248,6 +248,8 @@ export class TcpStats {
   sackRecoveries = 0;
   /** RFC 6675 rescue retransmissions (a lost tail repaired without waiting for the RTO). */
   rescueRetransmits = 0;
+  /** New segments sent beyond cwnd on the first two duplicate ACKs (RFC 3042 Limited Transmit). */
+  limitedTransmits = 0;
   dupAcksIn = 0;
   challengeAcks = 0;
   pawsDrops = 0;

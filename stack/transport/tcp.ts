@@ -9,7 +9,7 @@
 import { Drop } from '../../protocols/drop';
 import { TcpHeader, tcpHeaderLen, writeTcp } from '../../protocols/tcp';
 import {
-  TcpCounters, TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_RST, TH_SYN,
+  TcpCounters, TcpError, TcpHost, TcpOptions, TcpSegmentIn, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_FIN, TH_RST, TH_SYN,
 } from '../../protocols/tcp/types';
 import { TcpConnection } from '../../protocols/tcp/connection';
 import { rstFor } from '../../protocols/tcp/rst';
@@ -647,7 +647,11 @@ export class TcpLayer implements TcpHost {
     // listens on) is handed to it.
     if (this.eng.steerTcp(vs, dst, seg.dstPort, src, seg.srcPort, l !== null && !l.closed)) return;
     if (l && !l.closed) {
-      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) return this.onSyn(l, link, seg, src, dst, srcMac, now);
+      if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_SYN) {
+        // SYN+FIN opens nothing (as Linux's LISTEN state, and as a connection refuses the pair).
+        if (flags & TH_FIN) return this.eng.dropOn(link, Drop.TcpBadFlags);
+        return this.onSyn(l, link, seg, src, dst, srcMac, now);
+      }
       // Shards: another shard listening on the port may have sent the cookie (all share the secret).
       if ((flags & (TH_SYN | TH_ACK | TH_RST)) === TH_ACK && (l.synCookiesSent || this.eng.listenedElsewhere(vs, seg.dstPort))) {
         if (this.onCookieAck(l, link, seg, src, dst, srcMac, now)) return;
@@ -659,6 +663,10 @@ export class TcpLayer implements TcpHost {
       }
     }
     if (flags & TH_RST) return this.eng.dropOn(link, Drop.TcpNoSocket);
+    // LISTEN, "fourth, other data or control": a segment with neither SYN, ACK nor RST (a bare FIN,
+    // data without ACK, no flags) "drop the segment and return" (RFC 9293 3.10.7.2); only a closed
+    // port answers it with a RST (3.10.7.1).
+    if (l && !l.closed && !(flags & (TH_SYN | TH_ACK))) return this.eng.dropOn(link, Drop.TcpNoAck);
     // Shards: a SYN reaches a shard without a listener only when the flow's slot is this shard's
     // (another of its flows hashes there), so the shard that listens cannot take the flow. A RST
     // would refuse a port that is listened on: dropped (counted) instead, the peer's retransmission
