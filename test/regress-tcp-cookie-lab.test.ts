@@ -51,7 +51,8 @@ if (privileged) {
     ].join('\n')], { stdio: 'ignore' });
     const floodDone = once(flood, 'exit');
     const l = tcpState(vs).listeners.get(PORT)![0]!;
-    for (let i = 0; i < 300 && l.synCookiesSent === 0; i++) await sleep(10);
+    // Python and scapy take seconds to start on a loaded machine: wait up to 20 s for the queue to fill.
+    for (let i = 0; i < 2000 && l.synCookiesSent === 0; i++) await sleep(10);
     assert.ok(l.synCookiesSent > 0, `the SYN queue filled (${l.synQueue}) and cookies are in use`);
     // 20 Linux connections one after the other: connect, send, time until the echo comes back.
     const client = await nsRun(peer.ns, '/usr/bin/python3', ['-c', [
