@@ -448,6 +448,25 @@ export class TcpConnection {
     this.toClosed(err);
   }
 
+  /**
+   * The last soft error (RFC 1122 4.2.3.9: an ICMP net/host unreachable or time exceeded, or a
+   * next hop that never answered address resolution): it MUST NOT abort the connection, and SHOULD
+   * be made available to the application: it is the error the connection ends
+   * with when it times out, instead of ETIMEDOUT, as Linux reports sk_err_soft. Cleared when an
+   * ACK acknowledges new data (the path works again).
+   */
+  softError: TcpError | null = null;
+
+  /** Notes a soft error (see softError). */
+  noteSoftError(err: TcpError): void {
+    if (this.state !== TcpState.Closed) this.softError = err;
+  }
+
+  /** The error a connection that timed out ends with: its last soft error, else ETIMEDOUT. */
+  private timedOut(): TcpError {
+    return this.softError ?? 'ETIMEDOUT';
+  }
+
   abort(now: number): void {
     if (this.state === TcpState.Closed) return;
     if (this.state !== TcpState.SynSent && this.state !== TcpState.TimeWait && this.state !== TcpState.Listen) {
@@ -906,6 +925,7 @@ export class TcpConnection {
     }
     const flightBefore = (this.sndMax - this.sndUna) >>> 0;
     this.sndUna = ack;
+    this.softError = null; // new data acknowledged: whatever was unreachable is reachable again
     if (seqLt(this.sndNxt, ack)) this.sndNxt = ack;
     if (seqLt(this.highRxt, ack)) this.highRxt = ack;
     // Free acknowledged bytes from the send buffer.
@@ -1494,7 +1514,7 @@ export class TcpConnection {
     if (st === TcpState.SynSent || st === TcpState.SynReceived) {
       if (this.retries >= (st === TcpState.SynReceived ? Math.min(this.opts.synRetries, this.synAckRetryLimit) : this.opts.synRetries)) {
         if (st === TcpState.SynReceived && this.passive) this.closedReported = true;
-        this.toClosed('ETIMEDOUT');
+        this.toClosed(this.timedOut());
         return;
       }
       this.retries++;
@@ -1508,7 +1528,7 @@ export class TcpConnection {
     if (this.sndMax === this.sndUna) return;
     if (this.retries >= this.opts.maxRetransmits) {
       this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
-      this.toClosed('ETIMEDOUT');
+      this.toClosed(this.timedOut());
       return;
     }
     this.retries++;
@@ -1542,7 +1562,7 @@ export class TcpConnection {
     if (this.sndWnd > 0 || !this.hasUnsent()) { this.persist = false; return; }
     if (this.retries >= this.opts.maxRetransmits) {
       this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
-      this.toClosed('ETIMEDOUT');
+      this.toClosed(this.timedOut());
       return;
     }
     this.retries++;
@@ -1558,7 +1578,7 @@ export class TcpConnection {
     if (this.sndMax !== this.sndUna) { this.tKeep = now + this.opts.keepIntvlUs; return; }
     if (this.keepProbes >= this.opts.keepCnt) {
       this.emit(now, this.acceptableSeq(), TH_RST | TH_ACK, null, 0, 0);
-      this.toClosed('ETIMEDOUT');
+      this.toClosed(this.timedOut());
       return;
     }
     this.keepProbes++;

@@ -120,7 +120,7 @@ export const TCP_STATE_NAMES: readonly string[] = [
 ];
 
 /** Error codes reported with `onClosed` (Node-style). */
-export type TcpError = 'ECONNRESET' | 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNABORTED' | 'EHOSTUNREACH';
+export type TcpError = 'ECONNRESET' | 'ECONNREFUSED' | 'ETIMEDOUT' | 'ECONNABORTED' | 'EHOSTUNREACH' | 'ENETUNREACH';
 
 export type CongestionControlName = 'newreno' | 'cubic';
 

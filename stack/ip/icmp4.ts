@@ -175,7 +175,9 @@ export class Icmp4 {
       const seq = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0;
       // RFC 1122 4.2.3.9: port and protocol unreachable are hard errors while opening.
       const kind = icmp.type !== ICMP_DEST_UNREACH ? IcmpKind.Soft : fragNeeded ? IcmpKind.Mtu
-        : icmp.code === ICMP_PROTO_UNREACH || icmp.code === ICMP_PORT_UNREACH ? IcmpKind.Refused : IcmpKind.Soft;
+        : icmp.code === ICMP_PROTO_UNREACH || icmp.code === ICMP_PORT_UNREACH ? IcmpKind.Refused
+        // Net unreachable / unknown / prohibited / unreachable for TOS: ENETUNREACH (Linux icmp_err_convert).
+        : icmp.code === 0 || icmp.code === 6 || icmp.code === 9 || icmp.code === 11 ? IcmpKind.SoftNet : IcmpKind.Soft;
       return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.nextHopMtu, link);
     }
     if (icmp.innerProto === IPPROTO_UDP) {

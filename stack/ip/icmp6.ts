@@ -195,7 +195,8 @@ export class Icmp6 {
       // RFC 4443 3.1 + RFC 1122 4.2.3.9: port unreachable (and administratively prohibited) are
       // hard errors while the connection is being opened; Packet Too Big lowers the path MTU.
       const kind = tooBig ? IcmpKind.Mtu
-        : icmp.type === ICMP6_DST_UNREACH && (icmp.code === UNREACH_PORT || icmp.code === UNREACH_ADMIN) ? IcmpKind.Refused : IcmpKind.Soft;
+        : icmp.type === ICMP6_DST_UNREACH && (icmp.code === UNREACH_PORT || icmp.code === UNREACH_ADMIN) ? IcmpKind.Refused
+        : icmp.type === ICMP6_DST_UNREACH && icmp.code === 0 ? IcmpKind.SoftNet : IcmpKind.Soft; // no route: ENETUNREACH
       return this.eng.tcp.icmpError(link.vs, qsrc, sport, qdst, dport, seq, kind, icmp.mtu, link);
     }
     if (icmp.innerNextHeader === IPPROTO_UDP) {

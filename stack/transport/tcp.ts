@@ -28,9 +28,12 @@ import { DEFAULT_LIMITS, Limits } from '../limits';
  * error while opening (port/protocol unreachable; ICMPv6 port unreachable), `Soft` the others.
  */
 export const enum IcmpKind {
+  /** A host unreachable (or time exceeded): a soft error, EHOSTUNREACH if the connection times out. */
   Soft = 0,
   Mtu = 1,
   Refused = 2,
+  /** A net unreachable (no route): a soft error, ENETUNREACH if the connection times out. */
+  SoftNet = 3,
 }
 
 /** The TCP state of one VS: its demux tables and counts (kept here, opaque to the VS itself). */
@@ -1016,6 +1019,8 @@ export class TcpLayer implements TcpHost {
       c.setMss(clampMss(mtu - tcpOverhead(remote)));
     } else if (kind === IcmpKind.Refused && (st === TcpState.SynSent || st === TcpState.SynReceived)) {
       c.fail('ECONNREFUSED');
+    } else if (kind === IcmpKind.Soft || kind === IcmpKind.SoftNet) {
+      c.noteSoftError(kind === IcmpKind.SoftNet ? 'ENETUNREACH' : 'EHOSTUNREACH');
     }
     return Drop.None;
   }
@@ -1024,12 +1029,14 @@ export class TcpLayer implements TcpHost {
    * The next hop toward `remote` did not answer address resolution (a segment of this connection
    * was waiting for it). While the connection is being opened this is a hard error, EHOSTUNREACH,
    * as a kernel reports it (Linux: the neighbor's failure reaches the socket as a host
-   * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error).
+   * unreachable); a synchronized connection keeps retransmitting (RFC 1122 4.2.3.9: soft error) and
+   * ends with EHOSTUNREACH, not ETIMEDOUT, if it times out.
    */
   hostUnreachable(vs: VirtualServer, local: IpAddr, localPort: number, remote: IpAddr, remotePort: number, link: Link | null = null): void {
     const e = this.find(vs, local, localPort, remote, remotePort, link);
     if (!e || e.released) return;
     if (e.conn.state === TcpState.SynSent) e.conn.fail('EHOSTUNREACH');
+    else e.conn.noteSoftError('EHOSTUNREACH');
   }
 
   /** A socket was attached to an accepted entry: deliver what arrived before it existed. */
