@@ -263,6 +263,9 @@ export class Engine implements NeighborHost, TcpEngine {
     this.ip6 = new Ipv6Input(this, reasmOpts);
     this.decap = new Decap(this);
     this.icmp4 = new Icmp4(this);
+    // RFC 1122 3.3.2: a datagram that times out after its fragment zero came is answered with
+    // Time Exceeded code 1.
+    this.reasm.onTimeout = (first, vsId) => this.icmp4.reassemblyTimeout(first, vsId, this.now);
     this.icmp6 = new Icmp6(this);
     this.echo = new EchoLayer(this, (secret[0]! << 8) | secret[1]!);
   }

@@ -6,7 +6,7 @@ import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV4 } from '../../protocols/ethernet';
 import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
-  ICMP_TIME_EXCEEDED, writeIcmpError,
+  ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED, ICMP_ERROR_MAX_DATAGRAM, writeIcmpError,
 } from '../../protocols/icmp';
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
@@ -29,6 +29,7 @@ export interface Icmp4Host {
   readonly out: IpOutput;
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
+  readonly vsById: ReadonlyMap<number, VirtualServer>;
   /** Looped-back frames (a VS sending to its own address) are being received. */
   readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
@@ -210,6 +211,30 @@ export class Icmp4 {
     writeIpv4(q, 0, src, dst, IPPROTO_UDP, dg.length, HOP_LIMIT, 0, 0, tos);
     q.set(dg.subarray(0, n), 20);
     this.send(link, peerMac, 0, dst, src, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, q, 0, 20 + n);
+  }
+
+  /**
+   * Time Exceeded code 1 (fragment reassembly time exceeded) for a datagram of VS `vsId` whose
+   * fragment zero had come (RFC 792; RFC 1122 3.3.2: MUST, and only then): `first` is that
+   * fragment rebuilt by the reassembler. Not to a datagram that came to a broadcast address (no
+   * link of the VS holds it as its own: RFC 1122 3.2.2), rate-limited as every error. Routed
+   * through the output path (the sender's MAC is long gone: ARP resolves it if needed).
+   */
+  reassemblyTimeout(first: Uint8Array, vsId: number, now: number): void {
+    const vs = this.eng.vsById.get(vsId);
+    if (!vs || first.length < 28) return;
+    const to = ((first[12]! << 24) | (first[13]! << 16) | (first[14]! << 8) | first[15]!) >>> 0;
+    const ours = ((first[16]! << 24) | (first[17]! << 16) | (first[18]! << 8) | first[19]!) >>> 0;
+    const link = this.eng.out.ownLink(vs, ours);
+    if (!link) return;
+    if (!icmpErrorToken(vs, link, now)) return;
+    const msg = (this.routed ??= new Uint8Array(ICMP_ERROR_MAX_DATAGRAM));
+    const n = writeIcmpError(msg, 0, ICMP_TIME_EXCEEDED, ICMP_EXC_FRAGTIME, 0, first, 0, Math.min(first.length, ICMP_ERROR_MAX_DATAGRAM - 20 - 8));
+    try {
+      this.eng.out.emit(vs, null, null, ours, to, IPPROTO_ICMP, 0xc0, msg, n, msg, 0, 0, false, 0);
+    } catch {
+      // No route back or no frame: counted by the output path.
+    }
   }
 
   /** Builds and queues an ICMP error from `from` to `to` (at macBuf[macOff..]) quoting orig[ipOff..+ipLen). */
