@@ -5,6 +5,9 @@
  * - Reassembly timeout: RFC 1122 3.3.2 (and RFC 792) says a datagram whose reassembly times out
  *   MUST be discarded and, if fragment zero was received, answered with Time Exceeded code 1
  *   (Linux: ip_expire). The stack discarded it silently.
+ * - RFC 1122 3.2.2: no ICMP error about a datagram sent as a link-layer broadcast or multicast
+ *   (Linux: only about PACKET_HOST frames). A UDP datagram to a closed port of our unicast address
+ *   in a broadcast frame was answered with port unreachable.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -121,5 +124,33 @@ test('Time Exceeded is rate-limited with the other ICMP errors', () => {
   assert.is(n, 10, 'the burst, then none');
   assert.ok((s.vs.counters.toJSON().drops.reasons['icmp-rate-limited'] ?? 0) > 0, 'the rest counted');
 });
+
+test('no port or protocol unreachable about a frame sent to a link-layer broadcast or multicast (RFC 1122 3.2.2)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const data = new TextEncoder().encode('x');
+  for (const dst of [BCAST, parseMac('01:00:5e:00:00:01')]) {
+    const f = udpFrame(10, dst, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, data);
+    assert.equal(input(s, [f], 2000), [], 'no port unreachable');
+    const g = udpFrame(10, dst, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, data);
+    g[18 + 9] = 200; // an unknown protocol (the header checksum patched)
+    g[18 + 10] = 0; g[18 + 11] = 0;
+    const c = sumHeader(g, 18);
+    g[18 + 10] = c >>> 8; g[18 + 11] = c & 0xff;
+    assert.equal(input(s, [g], 2000), [], 'no protocol unreachable');
+  }
+  // The same datagram in a frame to our MAC is answered (the rule is about the link layer only).
+  const out = input(s, [udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, data)], 3000);
+  assert.equal(out.map((d) => [d.icmp?.type, d.icmp?.code]), [[3, 3]]);
+  assert.is(s.vs.counters.toJSON().drops.reasons['udp-no-socket'], 3);
+});
+
+/** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */
+function sumHeader(b: Uint8Array, off: number): number {
+  let x = 0;
+  for (let i = 0; i < 20; i += 2) x += (b[off + i]! << 8) | b[off + i + 1]!;
+  while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
+  return ~x & 0xffff;
+}
 
 test.run();

@@ -190,10 +190,14 @@ export class Icmp4 {
 
   /**
    * Sends an ICMP error about frame `j` (the IPv4 datagram at its l3Off, whose header and L4
-   * fields the IPv4 stage set) back to its sender's MAC through its link, rate-limited.
+   * fields the IPv4 stage set) back to its sender's MAC through its link, rate-limited; none
+   * about a frame sent to a link-layer group.
    */
   errorFor(m: RxMeta, j: number, type: number, code: number, mtu: number): void {
     const link = m.link[j]!;
+    // RFC 1122 3.2.2: never about a datagram sent as a link-layer broadcast or multicast (Linux:
+    // only about PACKET_HOST), whatever its IP destination.
+    if ((m.b[m.ethOff[j]!]! & 1) !== 0) return;
     if (!icmpErrorToken(link.vs, link, m.now)) return;
     const l3 = m.l3Off[j]!;
     this.send(link, m.b, m.srcMac[j]!, m.dst[j]!, m.src[j]!, type, code, mtu, m.b, l3, m.l4Off[j]! - l3 + m.l4Len[j]!);

@@ -238,7 +238,9 @@ export class Icmp6 {
     // Nor to a source that is no node's (loopback, IPv4-mapped: never on the wire, RFC 4291 2.5.3):
     // a Parameter Problem is decided before the source is checked.
     if (isUnspecified(to) || isBadSource6(to)) return;
-    if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
+    // RFC 4443 2.4(e.3-e.5): nor about a packet to a multicast address or sent as a link-layer
+    // multicast or broadcast, except Packet Too Big and Parameter Problem code 2.
+    if ((isMulticast6(ours) || (b[m.ethOff[j]!]! & 1) !== 0) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
     // Never about an ICMPv6 error message or a Redirect (RFC 4443 2.4(e.1, e.2)), also when the
     // packet's chain was not walked to its end (an option or next header in front made us answer).
     if (isIcmp6ErrorAt(b, l3, l3 + Math.min(m.l3Len[j]!, 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!)))) return;
