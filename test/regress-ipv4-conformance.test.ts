@@ -8,6 +8,12 @@
  * - RFC 1122 3.2.2: no ICMP error about a datagram sent as a link-layer broadcast or multicast
  *   (Linux: only about PACKET_HOST frames). A UDP datagram to a closed port of our unicast address
  *   in a broadcast frame was answered with port unreachable.
+ * - RFC 826 merge with several VSes on one (device, VLAN): a broadcast ARP (gratuitous, or a request
+ *   for another VS's address) refreshed the sender's entry of the first VS only; every VS that
+ *   heard it, each with its own cache, now updates an entry it has (and creates none).
+ * - An ARP sender hardware address that is a group address (ff:ff:ff:ff:ff:ff, multicast) was
+ *   learned: unicast traffic to that neighbor then went to every node (RFC 1812 3.3.2 forbids
+ *   believing it). It is a counted drop (link-addr-group).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -143,6 +149,58 @@ test('no port or protocol unreachable about a frame sent to a link-layer broadca
   const out = input(s, [udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, data)], 3000);
   assert.equal(out.map((d) => [d.icmp?.type, d.icmp?.code]), [[3, 3]]);
   assert.is(s.vs.counters.toJSON().drops.reasons['udp-no-socket'], 3);
+});
+
+const VS2_MAC = parseMac('02:00:00:00:01:02');
+const PEER2 = parseMac('02:00:00:00:0a:22');
+
+/** A second VS on the same (device, VLAN) with 10.1.1.5; both know the peer 10.1.1.2 at PEER. */
+function twoVs(): Setup & { vs2: ReturnType<Engine['createVs']>; link2: ReturnType<Engine['addLink']> } {
+  const s = setup();
+  const vs2 = s.e.createVs('second');
+  const link2 = s.e.addLink(vs2, { device: 'eth0', vlan: 10, mac: VS2_MAC });
+  s.e.addAddress(vs2, 'eth0.10', '10.1.1.5/24');
+  drain(s.pool, s.e.devices[0]!.out);
+  knownPeer(s, 1000);
+  const out = input(s, [arpFrame(1, 10, BCAST, PEER, '10.1.1.2', ZERO, '10.1.1.5')], 1000);
+  assert.is(out.filter((d) => d.arp?.op === 2 && d.src === '02:00:00:00:01:02').length, 1, 'the second VS answers');
+  return { ...s, vs2, link2 };
+}
+
+const macText = (b: Uint8Array | undefined) => b ? Array.from(b, (x) => x.toString(16).padStart(2, '0')).join(':') : undefined;
+
+test('a gratuitous ARP (broadcast) updates the sender\'s entry in every VS on the VLAN that has one (RFC 826 merge)', () => {
+  const s = twoVs();
+  assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02');
+  assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02');
+  // The peer moved to another MAC and announces it (RFC 5227 3: a request with SPA = TPA).
+  input(s, [arpFrame(1, 10, BCAST, PEER2, '10.1.1.2', ZERO, '10.1.1.2')], 2000);
+  assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:22', 'first VS');
+  assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:22', 'second VS');
+  // Nobody's entry is created by it.
+  input(s, [arpFrame(1, 10, BCAST, PEER2, '10.1.1.3', ZERO, '10.1.1.3')], 3000);
+  assert.is(s.link.neigh.peek(ip('10.1.1.3')), undefined);
+  assert.is(s.link2.neigh.peek(ip('10.1.1.3')), undefined);
+  // A broadcast request for the first VS's address from a moved sender: the second VS hears it too.
+  input(s, [arpFrame(1, 10, BCAST, PEER, '10.1.1.2', ZERO, '10.1.1.1')], 4000);
+  assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'second VS merged the request to the first');
+  // A unicast one reaches its VS only.
+  input(s, [arpFrame(1, 10, VS_MAC, PEER2, '10.1.1.2', ZERO, '10.1.1.1')], 5000);
+  assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:22');
+  assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'not the second VS');
+  assert.is(s.pool.check().held, 0);
+});
+
+test('an ARP whose sender hardware address is a group address is never learned nor answered (RFC 1812 3.3.2)', () => {
+  const s = twoVs();
+  for (const sha of [BCAST, parseMac('01:00:5e:01:02:03')]) {
+    const out = input(s, [arpFrame(1, 10, BCAST, sha, '10.1.1.2', ZERO, '10.1.1.1'), arpFrame(2, 10, VS_MAC, sha, '10.1.1.2', VS_MAC, '10.1.1.1'),
+      arpFrame(1, 10, BCAST, sha, '10.1.1.7', ZERO, '10.1.1.1')], 2000);
+    assert.equal(out, [], 'not answered');
+  }
+  assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'entry unchanged');
+  assert.is(s.link.neigh.peek(ip('10.1.1.7')), undefined, 'none created');
+  assert.is(s.vs.counters.toJSON().drops.reasons['link-addr-group'], 6);
 });
 
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */

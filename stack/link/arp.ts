@@ -34,13 +34,23 @@ export class Arp {
     const arp = this.arp;
     const d = arp.parse(b, m.l3Off[j]!, m.l3Len[j]!);
     if (d !== Drop.None) return m.drop(j, d);
+    // A sender hardware address that is a group address (broadcast, multicast) is no host's: learnt,
+    // it would send unicast traffic to every node (RFC 1812 3.3.2 forbids believing it).
+    if ((b[arp.shaOff]! & 1) !== 0) return m.drop(j, Drop.LinkAddrGroup);
     const grp = this.eng.groupOf(link0)!;
     const target = grp.addrs.get(arp.tpa | 0);
-    if (!target) {
-      // RFC 826 merge: refresh an entry we already have, but do not create one.
-      if (arp.spa) link0.neigh.learn(arp.spa, b, arp.shaOff, false, false, m.now);
-      return m.drop(j, Drop.ArpNotOurAddress);
-    }
+    // RFC 826 merge: each VS that heard the frame refreshes an entry it already has for the sender
+    // (creating none). A broadcast reached every VS on this (device, VLAN); each keeps its own cache.
+    // Never for one of our addresses (someone else claiming it: RFC 5227 conflict).
+    const merge = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
+    if (merge && (b[m.ethOff[j]!]! & 1) !== 0) {
+      const links = grp.links;
+      for (let i = 0; i < links.length; i++) {
+        const l = links[i]!;
+        if (l !== target) l.neigh.learn(arp.spa, b, arp.shaOff, false, false, m.now);
+      }
+    } else if (merge && !target) link0.neigh.learn(arp.spa, b, arp.shaOff, false, false, m.now);
+    if (!target) return m.drop(j, Drop.ArpNotOurAddress);
     const link = target;
     m.link[j] = link;
     // Never learn our own address (address conflict) nor 0.0.0.0 (a probe). A new entry is made

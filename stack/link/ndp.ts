@@ -187,6 +187,8 @@ export class Ndp {
     const d = nd.parse(b, m.l4Off[j]!, m.l4Len[j]!, l3 + 8, l3 + 24, m.hops[j]!);
     if (d !== Drop.None) return m.drop(j, d);
     if (nd.type !== ND_NEIGHBOR_SOLICIT && nd.type !== ND_NEIGHBOR_ADVERT) return m.drop(j, Drop.Icmpv6UnknownType); // RS, redirect
+    // A link-layer address that is a group address (broadcast, multicast) is no neighbor's: never learned.
+    if ((nd.sllaOff >= 0 && (b[nd.sllaOff]! & 1) !== 0) || (nd.tllaOff >= 0 && (b[nd.tllaOff]! & 1) !== 0)) return m.drop(j, Drop.LinkAddrGroup);
     const grp = this.eng.groupOf(link0)!;
     const src = m.src6[j]!;
     const fromDad = isUnspecified(src);
@@ -246,8 +248,20 @@ export class Ndp {
     }
     if (preferredLink) return m.drop(j, Drop.Ipv6BadSource); // someone else claims our address: not learned
     const target = ip6At(b, tOff);
+    const lla = nd.tllaOff >= 0 ? b : null;
     // RFC 4861 7.2.5: an advertisement for a neighbor without an entry is ignored (counted).
-    if (!link0.neigh.learnAdvert(target, nd.tllaOff >= 0 ? b : null, nd.tllaOff, nd.solicited, nd.override, m.now)) return m.drop(j, Drop.NdpNoEntry);
+    let known = link0.neigh.learnAdvert(target, lla, nd.tllaOff, nd.solicited, nd.override, m.now);
+    // Sent to a link-layer group (an unsolicited advertisement to all nodes, RFC 4861 7.2.6), it
+    // reached every node on the link: each VS on this (device, VLAN) keeps its own cache, and each
+    // updates its entry, as every host on a shared segment would.
+    if ((b[m.ethOff[j]!]! & 1) !== 0) {
+      const links = grp.links;
+      for (let i = 0; i < links.length; i++) {
+        const l = links[i]!;
+        if (l !== link0 && l.neigh.learnAdvert(target, lla, nd.tllaOff, nd.solicited, nd.override, m.now)) known = true;
+      }
+    }
+    if (!known) return m.drop(j, Drop.NdpNoEntry);
     m.free(j);
   }
 
