@@ -12,13 +12,17 @@
  *   with its own cache, now updates its entry.
  * - A Source/Target Link-Layer Address option holding a group MAC (broadcast, multicast) was
  *   learned: unicast traffic to that neighbor then went to every node. It is a counted drop.
+ * - RFC 3810 8.2.1 / RFC 2710: an MLDv1 query was answered with MLDv2 reports, which an MLDv1
+ *   router ignores (so it, or a snooping switch, stops sending us solicitations). An MLDv1 query
+ *   now puts the link in MLDv1 Host Compatibility Mode for the Older Version Querier Present
+ *   Timeout (260 s, 9.12): MLDv1 Reports to each group, Dones to ff02::2; then MLDv2 again.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, C6, PEER_MAC, frame6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac } from './lib/engine6';
-import { parseIp6 } from '../protocols/ip/addr';
+import { A6, C6, PEER_MAC, frame6, icmp6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
+import { Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
 const BCAST = Uint8Array.from([0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
@@ -105,6 +109,66 @@ test('a group MAC in a link-layer address option is never learned', async () => 
   assert.equal([cacheMac(w, 0), cacheMac(w, 1)], [mac(PEER_MAC), mac(PEER_MAC)], 'unchanged');
   assert.is(w.a.vs[0]!.links[0]!.neigh.peek(D6), undefined, 'not created');
   assert.is(drops(w, 'a', 'link-addr-group'), 3);
+  await settle(w);
+  assert.equal(held(w), [0, 0]);
+});
+
+const ROUTER6 = parseIp6('fe80::99');
+
+/** An MLD query from a link-local router to all nodes, hop limit 1 with Router Alert: MLDv1 (24 bytes) or MLDv2 (28). */
+function query(w: World, v: 1 | 2): Uint8Array {
+  const q = icmp6(130, 0, ROUTER6, ALL_NODES, (1000 << 16) >>> 0, new Uint8Array(v === 1 ? 16 : 20));
+  return frame6(w, { src: ROUTER6, dst: ALL_NODES, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q });
+}
+
+const groupOf = (l4: Uint8Array): string => ip6ToString(new Ip6(
+  ((l4[8]! << 24) | (l4[9]! << 16) | (l4[10]! << 8) | l4[11]!) >>> 0, ((l4[12]! << 24) | (l4[13]! << 16) | (l4[14]! << 8) | l4[15]!) >>> 0,
+  ((l4[16]! << 24) | (l4[17]! << 16) | (l4[18]! << 8) | l4[19]!) >>> 0, ((l4[20]! << 24) | (l4[21]! << 16) | (l4[22]! << 8) | l4[23]!) >>> 0));
+
+test('MLDv1 query: answered with MLDv1 Reports to each solicited-node group; MLDv1 mode for 260 s, then MLDv2 again (RFC 3810 8.2.1)', async () => {
+  const w = twoHosts({ ipv6: true, engine: { ndp: { dadTransmits: 0, mldReportUs: 0 } } });
+  await settle(w);
+  const ta = tap6(w.link.a);
+  const ll = linkLocalFromMac(w.link.a.mac);
+  const want = [ip6ToString(solicitedNodeOf(A6)), ip6ToString(solicitedNodeOf(ll))].sort();
+  send(w, query(w, 1));
+  await settle(w);
+  assert.is(icmpOf(ta, 143).length, 0, 'no MLDv2 report to an MLDv1 querier');
+  const r1 = icmpOf(ta, 131);
+  assert.equal(r1.map((o) => groupOf(o.l4)).sort(), want, 'one MLDv1 Report per group');
+  for (const o of r1) {
+    assert.is(o.dst, groupOf(o.l4), 'sent to the group it reports (RFC 2710 3)');
+    assert.is(o.src, ip6ToString(ll), 'from the link-local address');
+    assert.is(o.hop, 1);
+    assert.equal(o.exts, [0], 'behind a Hop-by-Hop header');
+    assert.is(o.raw[18 + 40 + 2], 5, 'with Router Alert');
+    assert.is(o.l4.length, 24);
+    assert.is(o.code, 0);
+  }
+  // Still in MLDv1 mode: an MLDv2 query meanwhile is answered in MLDv1 too; a leave is a Done.
+  ta.length = 0;
+  await w.run(() => false, 100_000_000);
+  send(w, query(w, 2));
+  await settle(w);
+  assert.is(icmpOf(ta, 143).length, 0);
+  assert.equal(icmpOf(ta, 131).map((o) => groupOf(o.l4)).sort(), want);
+  ta.length = 0;
+  w.a.engine.addAddress(w.a.vs[0]!, 'eth0.10', 'fd00::7/64');
+  await settle(w);
+  assert.equal(icmpOf(ta, 131).map((o) => [o.dst, groupOf(o.l4)]), [[ip6ToString(solicitedNodeOf(parseIp6('fd00::7'))), ip6ToString(solicitedNodeOf(parseIp6('fd00::7')))]], 'a join is an MLDv1 Report');
+  ta.length = 0;
+  w.a.engine.removeAddress(w.a.vs[0]!, 'eth0.10', 'fd00::7/64');
+  await settle(w);
+  const done = icmpOf(ta, 132);
+  assert.equal(done.map((o) => [o.dst, o.ethDst, groupOf(o.l4)]), [['ff02::2', '33:33:00:00:00:02', ip6ToString(solicitedNodeOf(parseIp6('fd00::7')))]], 'a leave is an MLDv1 Done to all routers');
+  assert.is(icmpOf(ta, 143).length, 0);
+  // 260 s after the MLDv1 query without another: MLDv2 again.
+  await w.run(() => false, 170_000_000);
+  ta.length = 0;
+  send(w, query(w, 2));
+  await settle(w);
+  assert.is(icmpOf(ta, 131).length, 0, 'no MLDv1 report any more');
+  assert.ok(icmpOf(ta, 143).length >= 1, 'an MLDv2 report');
   await settle(w);
   assert.equal(held(w), [0, 0]);
 });
