@@ -121,7 +121,7 @@ export function writeIcmpEchoReply(
  * offending datagram `orig[origOff .. origOff+origLen)` (from its IP header on): as much as
  * fits in a 576-byte error datagram (RFC 1812), never less than what is available up to the
  * IP header + 8 bytes of RFC 792. `mtu` fills the next-hop MTU of fragmentation-needed
- * (RFC 1191); it is ignored for other types. `orig` may overlap the output (moved safely).
+ * (RFC 1191), or the pointer of a parameter problem (RFC 792); it is ignored for other types. `orig` may overlap the output (moved safely).
  * Returns 8 + quoted length.
  */
 export function writeIcmpError(
@@ -133,7 +133,8 @@ export function writeIcmpError(
   b[off] = type;
   b[off + 1] = code;
   b[off + 2] = 0; b[off + 3] = 0;
-  b[off + 4] = 0; b[off + 5] = 0;
+  // Parameter Problem: the pointer to the octet at fault, in the first byte after the checksum.
+  b[off + 4] = type === ICMP_PARAM_PROBLEM ? mtu : 0; b[off + 5] = 0;
   if (type === ICMP_DEST_UNREACH && code === ICMP_FRAG_NEEDED) {
     b[off + 6] = mtu >>> 8; b[off + 7] = mtu;
   } else {

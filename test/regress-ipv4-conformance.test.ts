@@ -14,13 +14,20 @@
  * - An ARP sender hardware address that is a group address (ff:ff:ff:ff:ff:ff, multicast) was
  *   learned: unicast traffic to that neighbor then went to every node (RFC 1812 3.3.2 forbids
  *   believing it). It is a counted drop (link-addr-group).
+ * - IPv4 options were skipped unread: a malformed option (length 0 or beyond the header, a Record
+ *   Route or Timestamp pointer below its minimum or with no room for its entry, a repeated option,
+ *   a full Timestamp whose overflow count is 15) was taken. Linux (ip_options_compile) answers
+ *   Parameter Problem pointing at the octet at fault and drops it (RFC 792, RFC 1122 3.2.2.5); so
+ *   does the stack now (ipv4-bad-option). A source route with hops still to go names us as a hop:
+ *   a host that does not forward discards it (RFC 1122 3.3.5; ipv4-source-route). Well-formed and
+ *   unknown options are still taken (RFC 1122 3.2.1.8), a completed source route too.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Burst, parseMac } from '../driver/types';
 import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';
-import { ip, arpFrame, udpFrame, fragmentFrame, push, drain, BCAST, ZERO, Decoded } from './lib/frames';
+import { ip, arpFrame, udpFrame, fragmentFrame, push, drain, BCAST, ZERO, Decoded, icmpEchoFrame } from './lib/frames';
 import { pattern } from './lib/world';
 
 const DEV_MAC = parseMac('02:00:00:00:00:01');
@@ -203,12 +210,136 @@ test('an ARP whose sender hardware address is a group address is never learned n
   assert.is(s.vs.counters.toJSON().drops.reasons['link-addr-group'], 6);
 });
 
-/** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */
-function sumHeader(b: Uint8Array, off: number): number {
+/** `f` (an IPv4 frame on VLAN 10) with `opts` (a multiple of 4 bytes) inserted as IP options. */
+function withOptions(f: Uint8Array, opts: number[]): Uint8Array {
+  assert.is(opts.length % 4, 0);
+  const out = new Uint8Array(f.length + opts.length);
+  out.set(f.subarray(0, 38), 0);
+  out.set(opts, 38);
+  out.set(f.subarray(38), 38 + opts.length);
+  out[18] = 0x40 | ((20 + opts.length) >>> 2);
+  const total = u16(f, 20) + opts.length;
+  out[20] = total >>> 8; out[21] = total & 0xff;
+  out[28] = 0; out[29] = 0;
+  const c = sumHeader(out, 18, 20 + opts.length);
+  out[28] = c >>> 8; out[29] = c & 0xff;
+  return out;
+}
+
+const ADDR_OPT = [10, 1, 1, 9];
+
+test('malformed IPv4 options: Parameter Problem pointing at the octet at fault, datagram dropped (RFC 792, RFC 1122 3.2.2.5)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const sock = s.e.createUdpSocket(s.vs);
+  sock.bind(4000);
+  let got = 0;
+  sock.on('message', () => { got++; });
+  const cases: [string, number[], number][] = [
+    ['option length 0', [0x99, 0, 0, 0], 20],
+    ['option length 1', [1, 0x99, 1, 0], 21],
+    ['option longer than the header', [1, 7, 40, 4, 0, 0, 0, 0], 21],
+    ['type without a length at the end', [1, 1, 1, 0x99], 23],
+    ['record route shorter than 3', [7, 2, 1, 0], 21],
+    ['record route pointer below 4', [7, 7, 3, 0, 0, 0, 0, 0], 22],
+    ['record route pointer with no room for an address', [7, 7, 5, 0, 0, 0, 0, 0], 22],
+    ['record route twice', [7, 3, 4, 7, 3, 4, 0, 0], 23],
+    ['timestamp shorter than 4', [68, 3, 5, 0], 21],
+    ['timestamp pointer below 5', [68, 8, 4, 0, 0, 0, 0, 0], 22],
+    ['timestamp with address, no room for both', [68, 8, 5, 1, 0, 0, 0, 0], 22],
+    ['full timestamp with overflow 15', [68, 8, 9, 0xf0, 0, 0, 0, 0], 23],
+    ['loose source route pointer below 4', [131, 7, 2, ...ADDR_OPT, 0], 22],
+  ];
+  for (const [name, opts, ptr] of cases) {
+    const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, new TextEncoder().encode(name)), opts);
+    const out = input(s, [f], 2000);
+    assert.equal(out.map((d) => [d.icmp?.type, d.icmp?.code]), [[12, 0]], name);
+    const icmp = out[0]!.raw.subarray(18 + 20);
+    assert.is(icmp[4], ptr, `${name}: pointer`);
+    assert.equal([...out[0]!.icmp!.data.subarray(0, 20 + opts.length)], [...f.subarray(18, 38 + opts.length)], `${name}: the header quoted`);
+  }
+  assert.is(got, 0, 'none delivered');
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-bad-option'], cases.length);
+  sock.close();
+});
+
+test('well-formed, unknown and padding IPv4 options are taken; an echo with options is answered with its id, sequence and data', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const sock = s.e.createUdpSocket(s.vs);
+  sock.bind(4000);
+  const got: string[] = [];
+  sock.on('message', (m: Buffer) => { got.push(m.toString()); });
+  const cases: [string, number[]][] = [
+    ['nop and end of list', [1, 1, 0, 0]],
+    ['end of list then garbage', [0, 0x99, 0, 7]],
+    ['record route with room', [7, 7, 4, 0, 0, 0, 0, 0]],
+    ['record route full', [7, 7, 8, ...ADDR_OPT, 0]],
+    ['timestamp', [68, 8, 5, 0, 0, 0, 0, 0]],
+    ['full timestamp, overflow counting', [68, 8, 9, 0x10, 0, 0, 0, 0]],
+    ['router alert', [148, 4, 0, 0]],
+    ['unknown option', [0x9e, 4, 1, 2]],
+    ['completed loose source route', [131, 7, 8, ...ADDR_OPT, 0]],
+  ];
+  for (const [name, opts] of cases) {
+    const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, new TextEncoder().encode(name)), opts);
+    assert.equal(input(s, [f], 2000), [], name);
+  }
+  s.e.flushEvents();
+  assert.equal(got, cases.map(([n]) => n));
+  const data = pattern(40, 9);
+  const out = input(s, [withOptions(icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 0x1234, 77, data), [7, 7, 4, 0, 0, 0, 0, 0])], 3000);
+  assert.is(out.length, 1);
+  assert.equal([out[0]!.icmp!.type, out[0]!.icmp!.id, out[0]!.icmp!.seq], [0, 0x1234, 77]);
+  assert.equal(Buffer.from(out[0]!.icmp!.data), data);
+  assert.is(out[0]!.ipv4!.dst, ip('10.1.1.2'));
+  sock.close();
+  assert.is(s.pool.check().held, 0);
+});
+
+test('a source route with hops still to go is discarded unanswered (RFC 1122 3.3.5: a host that does not forward)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  for (const t of [131, 137]) {
+    const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, new Uint8Array(4)), [t, 7, 4, ...ADDR_OPT, 0]);
+    assert.equal(input(s, [f], 2000), []);
+  }
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-source-route'], 2);
+});
+
+test('no Parameter Problem about a broadcast, a fragment other than the first, or an ICMP error', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const bad = [7, 7, 3, 0, 0, 0, 0, 0];
+  const out: Decoded[] = [];
+  out.push(...input(s, [withOptions(udpFrame(10, BCAST, PEER, '10.1.1.2', 5555, '10.1.1.255', 9, new Uint8Array(4)), bad)], 2000));
+  const frag = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, new Uint8Array(16)), bad);
+  frag[24] = 0x00; frag[25] = 0x02; // fragment offset 16, the header checksum patched
+  frag[28] = 0; frag[29] = 0;
+  const c = sumHeader(frag, 18, 28);
+  frag[28] = c >>> 8; frag[29] = c & 0xff;
+  out.push(...input(s, [frag], 2000));
+  // A port unreachable (an ICMP error) whose header carries a malformed option.
+  const err = icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 0, 0, new Uint8Array(28));
+  err[38] = 3; err[39] = 3; err[40] = 0; err[41] = 0;
+  const ic = sumOf(err, 38, err.length - 38);
+  err[40] = ic >>> 8; err[41] = ic & 0xff;
+  out.push(...input(s, [withOptions(err, bad)], 2000));
+  assert.equal(out, []);
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-bad-option'], 3);
+});
+
+/** The Internet checksum of b[off..off+len). */
+function sumOf(b: Uint8Array, off: number, len: number): number {
   let x = 0;
-  for (let i = 0; i < 20; i += 2) x += (b[off + i]! << 8) | b[off + i + 1]!;
+  for (let i = 0; i < len; i += 2) x += (b[off + i]! << 8) | (i + 1 < len ? b[off + i + 1]! : 0);
   while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
   return ~x & 0xffff;
+}
+
+/** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */
+function sumHeader(b: Uint8Array, off: number, hl = 20): number {
+  return sumOf(b, off, hl);
 }
 
 test.run();

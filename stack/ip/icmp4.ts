@@ -191,15 +191,21 @@ export class Icmp4 {
   /**
    * Sends an ICMP error about frame `j` (the IPv4 datagram at its l3Off, whose header and L4
    * fields the IPv4 stage set) back to its sender's MAC through its link, rate-limited; none
-   * about a frame sent to a link-layer group.
+   * about a frame sent to a link-layer group, a fragment other than the first or an ICMP error.
+   * `mtu`: the next-hop MTU of fragmentation needed, or the pointer of a parameter problem.
    */
   errorFor(m: RxMeta, j: number, type: number, code: number, mtu: number): void {
     const link = m.link[j]!;
     // RFC 1122 3.2.2: never about a datagram sent as a link-layer broadcast or multicast (Linux:
     // only about PACKET_HOST), whatever its IP destination.
     if ((m.b[m.ethOff[j]!]! & 1) !== 0) return;
-    if (!icmpErrorToken(link.vs, link, m.now)) return;
+    const b = m.b;
     const l3 = m.l3Off[j]!;
+    // RFC 1122 3.2.2: nor about a fragment other than the first, nor about an ICMP error message
+    // (Linux icmp_send: nor about a type it does not know).
+    if ((((b[l3 + 6]! << 8) | b[l3 + 7]!) & 0x1fff) !== 0) return;
+    if (b[l3 + 9] === IPPROTO_ICMP && (m.l4Len[j]! < 1 || isIcmpErrorType(b[m.l4Off[j]!]!))) return;
+    if (!icmpErrorToken(link.vs, link, m.now)) return;
     this.send(link, m.b, m.srcMac[j]!, m.dst[j]!, m.src[j]!, type, code, mtu, m.b, l3, m.l4Off[j]! - l3 + m.l4Len[j]!);
   }
 
@@ -266,4 +272,9 @@ export class Icmp4 {
     linkEth(pool.bytes, start, macBuf, macOff, link, ETH_P_IPV4);
     this.eng.out.enqueue(link, pool, f, start, ethLen + 20 + ilen);
   }
+}
+
+/** ICMP types that are errors (RFC 792, 1122 3.2.2), and types past 18 (unknown: Linux answers none of them). */
+function isIcmpErrorType(t: number): boolean {
+  return t === ICMP_DEST_UNREACH || t === 4 || t === 5 || t === ICMP_TIME_EXCEEDED || t === ICMP_PARAM_PROBLEM || t > 18;
 }

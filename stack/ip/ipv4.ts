@@ -4,8 +4,10 @@
  * protocol for the next stage. Reassembled datagrams go to their L4 handler at once.
  */
 import { Drop } from '../../protocols/drop';
-import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
+import { ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
+import {
+  checkIpv4Options, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV4_OPTIONS_OK, IPV4_OPTIONS_SOURCE_ROUTE, Ipv4Header, isBadSource4,
+} from '../../protocols/ipv4';
 import type { IpAddr } from '../../protocols/ip/addr';
 import type { RxDatagram, RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
@@ -109,6 +111,28 @@ export class Ipv4Input {
       return 0;
     }
     m.link[j] = link;
+    if (ip.hdrLen > IPV4_HLEN) {
+      const r = checkIpv4Options(b, m.l3Off[j]!, ip.hdrLen);
+      if (r !== IPV4_OPTIONS_OK) {
+        // A source route with hops still to go names us as a hop, not as its destination: a host
+        // that does not forward discards it (RFC 1122 3.3.5; Linux: accept_source_route 0).
+        if (r === IPV4_OPTIONS_SOURCE_ROUTE) {
+          m.drop(j, Drop.Ipv4SourceRoute);
+          return 0;
+        }
+        // Malformed: Parameter Problem pointing at the octet at fault (RFC 792, RFC 1122 3.2.2.5;
+        // Linux ip_options_compile), never about a broadcast.
+        if (!bcast) {
+          m.src[j] = ip.src;
+          m.dst[j] = ip.dst;
+          m.l4Off[j] = ip.payloadOff;
+          m.l4Len[j] = ip.payloadLen;
+          this.eng.icmp4.errorFor(m, j, ICMP_PARAM_PROBLEM, 0, r);
+        }
+        m.drop(j, Drop.Ipv4BadOption);
+        return 0;
+      }
+    }
     // (A frame another shard handed over was counted by the shard it came to off the wire.)
     if (inner) { if (!this.eng.forwardedIn) link.decapsulated++; }
     // IPIP / IPv6 in IPv4 to a VS that serves VIPs (one that does not: an unknown protocol, below).
