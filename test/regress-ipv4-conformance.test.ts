@@ -21,6 +21,8 @@
  *   does the stack now (ipv4-bad-option). A source route with hops still to go names us as a hop:
  *   a host that does not forward discards it (RFC 1122 3.3.5; ipv4-source-route). Well-formed and
  *   unknown options are still taken (RFC 1122 3.2.1.8), a completed source route too.
+ * - Martian sources: 0.0.0.0 was refused, the rest of 0/8 ({0, host}: RFC 1122 3.2.1.3(b), only
+ *   while a host learns its own address; Linux: ipv4_is_zeronet, a martian) was taken and answered.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -208,6 +210,20 @@ test('an ARP whose sender hardware address is a group address is never learned n
   assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'entry unchanged');
   assert.is(s.link.neigh.peek(ip('10.1.1.7')), undefined, 'none created');
   assert.is(s.vs.counters.toJSON().drops.reasons['link-addr-group'], 6);
+});
+
+test('martian sources: 0/8, loopback, multicast, class E and limited broadcast are dropped unanswered (RFC 1122 3.2.1.3)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const srcs = ['0.0.0.0', '0.1.2.3', '0.255.255.255', '127.0.0.1', '224.0.0.1', '239.1.2.3', '240.0.0.1', '255.255.255.255', '10.1.1.255'];
+  for (const src of srcs) {
+    assert.equal(input(s, [udpFrame(10, VS_MAC, PEER, src, 5555, '10.1.1.1', 9, new Uint8Array(4)),
+      icmpEchoFrame(10, VS_MAC, PEER, src, '10.1.1.1', 1, 1, new Uint8Array(8))], 2000), [], src);
+  }
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-bad-source'], 2 * srcs.length);
+  // 1.0.0.1 is an ordinary (if off-link) source.
+  const out = input(s, [icmpEchoFrame(10, VS_MAC, PEER, '1.0.0.1', '10.1.1.1', 1, 1, new Uint8Array(8))], 3000);
+  assert.equal(out.map((d) => d.icmp?.type), [0]);
 });
 
 /** `f` (an IPv4 frame on VLAN 10) with `opts` (a multiple of 4 bytes) inserted as IP options. */

@@ -60,8 +60,9 @@ export class Ipv4Input {
       m.drop(j, d);
       return 0;
     }
-    // RFC 1122 3.2.1.3: never a source from the wire (the one rule: isBadSource4), nor 0.0.0.0.
-    if (ip.src === 0 || isBadSource4(ip.src)) {
+    // RFC 1122 3.2.1.3: never a source from the wire (the one rule: isBadSource4), nor 0/8 ("this
+    // network": {0, host} only while a host learns its address; Linux: a martian source).
+    if ((ip.src >>> 24) === 0 || isBadSource4(ip.src)) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }
