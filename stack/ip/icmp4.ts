@@ -57,8 +57,8 @@ export class Icmp4 {
   private readonly icmp = new IcmpPacket();
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
-  /** The quoted header and 8 bytes of a reassembled datagram. */
-  private readonly quote = new Uint8Array(28);
+  /** The quote of a reassembled datagram: a header rebuilt for it and as much of it as fits in 576 bytes. */
+  private readonly quote = new Uint8Array(ICMP_ERROR_MAX_DATAGRAM - 20 - 8);
   /** An ICMP error from a VIP, built before it is routed. */
   private routed: Uint8Array | null = null;
 
@@ -211,13 +211,15 @@ export class Icmp4 {
 
   /**
    * Port unreachable for a reassembled UDP datagram no socket took (RFC 1122 3.2.2.1, as for a
-   * whole one), quoting a header rebuilt for it and the start of its UDP part, to the MAC of the
-   * fragment that completed it.
+   * whole one), quoting a header rebuilt for it and as much of it as fits in 576 bytes, to the MAC
+   * of the fragment that completed it.
    */
   portUnreachable(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
     if (!icmpErrorToken(link.vs, link, now)) return;
+    // RFC 1812 4.3.2.3 (as for a datagram that came whole): as much as fits in 576 bytes, never
+    // less than the header and 8 bytes of RFC 792.
     const q = this.quote;
-    const n = Math.min(dg.length, 8);
+    const n = Math.min(dg.length, q.length - 20);
     writeIpv4(q, 0, src, dst, IPPROTO_UDP, dg.length, HOP_LIMIT, 0, 0, tos);
     q.set(dg.subarray(0, n), 20);
     this.send(link, peerMac, 0, dst, src, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, q, 0, 20 + n);
