@@ -16,12 +16,16 @@
  *   router ignores (so it, or a snooping switch, stops sending us solicitations). An MLDv1 query
  *   now puts the link in MLDv1 Host Compatibility Mode for the Older Version Querier Present
  *   Timeout (260 s, 9.12): MLDv1 Reports to each group, Dones to ff02::2; then MLDv2 again.
+ * - RFC 4443 4.1: an Echo Reply SHOULD be sent to an Echo Request to a multicast address (Linux
+ *   answers one to ff02::1 or a group it joined), from a unicast address of the interface (4.2).
+ *   Such requests were dropped; every VS on the (device, VLAN) that listens to the group now
+ *   answers from its own address, and VSes on other VLANs never see it.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, C6, PEER_MAC, frame6, icmp6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
+import { A6, C6, PEER_MAC, frame6, icmp6, echo6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
 import { Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
@@ -169,6 +173,41 @@ test('MLDv1 query: answered with MLDv1 Reports to each solicited-node group; MLD
   await settle(w);
   assert.is(icmpOf(ta, 131).length, 0, 'no MLDv1 report any more');
   assert.ok(icmpOf(ta, 143).length >= 1, 'an MLDv2 report');
+  await settle(w);
+  assert.equal(held(w), [0, 0]);
+});
+
+test('echo to all nodes or to our solicited-node group: answered from a unicast address by every VS on the VLAN (RFC 4443 4.1, 4.2)', async () => {
+  const w = await twoVs();
+  // A third VS with the same addresses on another VLAN: never hears VLAN 10's groups.
+  const e = w.a.engine;
+  const vs3 = e.createVs('other-vlan');
+  e.addLink(vs3, { device: 'eth0', vlan: 20 });
+  e.addAddress(vs3, 'eth0.20', 'fd00::1/64');
+  e.addAddress(vs3, 'eth0.20', 'fd00::5/64');
+  await settle(w);
+  const ta = tap6(w.link.a);
+  const data = pattern(24, 7);
+  const allMac = Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]);
+  send(w, frame6(w, { src: C6, dst: ALL_NODES, ethDst: allMac, nh: 58, l4: echo6(C6, ALL_NODES, 0x77, 1, data) }));
+  await settle(w);
+  let r = icmpOf(ta, 129);
+  assert.equal(r.map((o) => [o.src, o.dst, o.vlan]).sort(), [['fd00::1', 'fd00::99', 10], ['fd00::5', 'fd00::99', 10]], 'both VSes of VLAN 10, from their unicast addresses');
+  for (const o of r) {
+    assert.is(o.ethDst, mac(PEER_MAC));
+    assert.equal([(o.l4[4]! << 8) | o.l4[5]!, (o.l4[6]! << 8) | o.l4[7]!], [0x77, 1]);
+    assert.equal(Buffer.from(o.l4.subarray(8)), data);
+  }
+  // To the solicited-node group of fd00::5: only the VS that holds it.
+  ta.length = 0;
+  const g = solicitedNodeOf(E6);
+  send(w, frame6(w, { src: C6, dst: g, ethDst: Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 5]), nh: 58, l4: echo6(C6, g, 0x77, 2, data) }));
+  // To the group of an address nobody holds: unanswered.
+  const none = solicitedNodeOf(parseIp6('fd00::42'));
+  send(w, frame6(w, { src: C6, dst: none, ethDst: Uint8Array.from([0x33, 0x33, 0xff, 0, 0, 0x42]), nh: 58, l4: echo6(C6, none, 0x77, 3, data) }));
+  await settle(w);
+  r = icmpOf(ta, 129);
+  assert.equal(r.map((o) => [o.src, (o.l4[6]! << 8) | o.l4[7]!]), [['fd00::5', 2]]);
   await settle(w);
   assert.equal(held(w), [0, 0]);
 });
