@@ -197,6 +197,15 @@ test('a gratuitous ARP (broadcast) updates the sender\'s entry in every VS on th
   input(s, [arpFrame(1, 10, VS_MAC, PEER2, '10.1.1.2', ZERO, '10.1.1.1')], 5000);
   assert.is(macText(s.link.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:22');
   assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'not the second VS');
+  // A VS on another VLAN with the same addresses never hears VLAN 10's broadcasts.
+  const vs3 = s.e.createVs('vlan20');
+  const link3 = s.e.addLink(vs3, { device: 'eth0', vlan: 20, mac: parseMac('02:00:00:00:01:03') });
+  s.e.addAddress(vs3, 'eth0.20', '10.1.1.1/24');
+  drain(s.pool, s.e.devices[0]!.out);
+  input(s, [arpFrame(1, 20, BCAST, PEER, '10.1.1.2', ZERO, '10.1.1.1')], 6000);
+  input(s, [arpFrame(1, 10, BCAST, PEER2, '10.1.1.2', ZERO, '10.1.1.2')], 7000);
+  assert.is(macText(link3.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:02', 'VLAN 20 unchanged');
+  assert.is(macText(s.link2.neigh.peek(ip('10.1.1.2'))?.mac), '02:00:00:00:0a:22', 'VLAN 10 updated');
   assert.is(s.pool.check().held, 0);
 });
 

@@ -25,7 +25,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
 import { optsHdr } from './lib/ipv6-frames';
-import { A6, C6, PEER_MAC, frame6, icmp6, echo6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
+import { A6, C6, PEER_MAC, F6, frame6, icmp6, echo6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
 import { Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
 const opts = { ipv6: true, engine: { ndp: { dadTransmits: 0 } } };
@@ -94,6 +94,19 @@ test('an unsolicited NA to all nodes updates the entry of every VS on the VLAN (
   await settle(w);
   assert.equal([cacheMac(w, 0), cacheMac(w, 1)], [mac(NEW_MAC), mac(NEW_MAC)], 'both VSes updated');
   assert.is(noEntry(), before, 'taken, not dropped');
+  // A VS on another VLAN with the same addresses never hears VLAN 10's advertisements.
+  const e = w.a.engine;
+  const vs3 = e.createVs('vlan20');
+  e.addLink(vs3, { device: 'eth0', vlan: 20 });
+  e.addAddress(vs3, 'eth0.20', 'fd00::1/64');
+  w.a.vs.push(vs3);
+  await settle(w);
+  send(w, frame6(w, { src: C6, dst: A6, nh: 58, hop: 255, vlan: 20, ethDst: vs3.links[0]!.mac, l4: ns6(A6, C6, A6, PEER_MAC) }));
+  await settle(w);
+  assert.is(cacheMac(w, 2), mac(PEER_MAC), 'VLAN 20 learned the neighbor');
+  send(w, frame6(w, { src: C6, dst: ALL_NODES, nh: 58, hop: 255, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), l4: na6(C6, 0x20, NEW_MAC, C6, ALL_NODES) }));
+  await settle(w);
+  assert.is(cacheMac(w, 2), mac(PEER_MAC), 'VLAN 20 unchanged');
   // A unicast NA to the first VS's MAC changes its cache only.
   send(w, frame6(w, { src: C6, dst: A6, nh: 58, hop: 255, l4: na6(C6, 0x20, PEER_MAC, C6, A6) }));
   await settle(w);
@@ -120,9 +133,13 @@ test('a group MAC in a link-layer address option is never learned', async () => 
 const ROUTER6 = parseIp6('fe80::99');
 
 /** An MLD query from a link-local router to all nodes, hop limit 1 with Router Alert: MLDv1 (24 bytes) or MLDv2 (28). */
-function query(w: World, v: 1 | 2): Uint8Array {
+function query6(v: 1 | 2): F6 {
   const q = icmp6(130, 0, ROUTER6, ALL_NODES, (1000 << 16) >>> 0, new Uint8Array(v === 1 ? 16 : 20));
-  return frame6(w, { src: ROUTER6, dst: ALL_NODES, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q });
+  return { src: ROUTER6, dst: ALL_NODES, nh: 58, hop: 1, ethDst: Uint8Array.from([0x33, 0x33, 0, 0, 0, 1]), exts: [optsHdr(0, [5, 2, 0, 0])], l4: q };
+}
+
+function query(w: World, v: 1 | 2): Uint8Array {
+  return frame6(w, query6(v));
 }
 
 const groupOf = (l4: Uint8Array): string => ip6ToString(new Ip6(
@@ -131,6 +148,10 @@ const groupOf = (l4: Uint8Array): string => ip6ToString(new Ip6(
 
 test('MLDv1 query: answered with MLDv1 Reports to each solicited-node group; MLDv1 mode for 260 s, then MLDv2 again (RFC 3810 8.2.1)', async () => {
   const w = twoHosts({ ipv6: true, engine: { ndp: { dadTransmits: 0, mldReportUs: 0 } } });
+  // A VS with the same addresses on VLAN 20, where no MLDv1 querier is.
+  const vs3 = w.a.engine.createVs('vlan20');
+  w.a.engine.addLink(vs3, { device: 'eth0', vlan: 20 });
+  w.a.engine.addAddress(vs3, 'eth0.20', 'fd00::1/64');
   await settle(w);
   const ta = tap6(w.link.a);
   const ll = linkLocalFromMac(w.link.a.mac);
@@ -166,6 +187,12 @@ test('MLDv1 query: answered with MLDv1 Reports to each solicited-node group; MLD
   const done = icmpOf(ta, 132);
   assert.equal(done.map((o) => [o.dst, o.ethDst, groupOf(o.l4)]), [['ff02::2', '33:33:00:00:00:02', ip6ToString(solicitedNodeOf(parseIp6('fd00::7')))]], 'a leave is an MLDv1 Done to all routers');
   assert.is(icmpOf(ta, 143).length, 0);
+  // The VS on VLAN 20 did not hear the MLDv1 querier: MLDv2 there.
+  ta.length = 0;
+  send(w, frame6(w, { ...query6(2), vlan: 20 }));
+  await settle(w);
+  assert.is(icmpOf(ta, 131).length, 0, 'no MLDv1 on VLAN 20');
+  assert.ok(icmpOf(ta, 143).filter((o) => o.vlan === 20).length >= 1, 'MLDv2 on VLAN 20');
   // 260 s after the MLDv1 query without another: MLDv2 again.
   await w.run(() => false, 170_000_000);
   ta.length = 0;
