@@ -21,6 +21,9 @@
  *   does the stack now (ipv4-bad-option). A source route with hops still to go names us as a hop:
  *   a host that does not forward discards it (RFC 1122 3.3.5; ipv4-source-route). Well-formed and
  *   unknown options are still taken (RFC 1122 3.2.1.8), a completed source route too.
+ * - RFC 1122 3.2.2.6: a Record Route option in an Echo Request SHOULD be updated with this host
+ *   and returned in the Echo Reply (Linux ip_options_echo records its address as the request
+ *   arrives and again as the reply leaves). The reply carried no options.
  * - Martian sources: 0.0.0.0 was refused, the rest of 0/8 ({0, host}: RFC 1122 3.2.1.3(b), only
  *   while a host learns its own address; Linux: ipv4_is_zeronet, a martian) was taken and answered.
  */
@@ -319,6 +322,33 @@ test('well-formed, unknown and padding IPv4 options are taken; an echo with opti
   assert.equal(Buffer.from(out[0]!.icmp!.data), data);
   assert.is(out[0]!.ipv4!.dst, ip('10.1.1.2'));
   sock.close();
+  assert.is(s.pool.check().held, 0);
+});
+
+test('echo with Record Route: the reply carries it, with our address recorded on arrival and departure while there is room (RFC 1122 3.2.2.6)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const data = pattern(16, 2);
+  const cases: [string, number[], number[]][] = [
+    // [name, request options, reply options]
+    ['two free slots', [7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0], [7, 11, 12, 10, 1, 1, 1, 10, 1, 1, 1, 0]],
+    ['one slot used by the sender', [7, 11, 8, 10, 1, 1, 2, 0, 0, 0, 0, 0], [7, 11, 12, 10, 1, 1, 2, 10, 1, 1, 1, 0]],
+    ['one free slot', [7, 7, 4, 0, 0, 0, 0, 0], [7, 7, 8, 10, 1, 1, 1, 0]],
+    ['full', [7, 7, 8, 10, 1, 1, 2, 0], [7, 7, 8, 10, 1, 1, 2, 0]],
+    ['behind a nop, with a timestamp (not echoed)', [1, 68, 8, 5, 0, 0, 0, 0, 0, 7, 7, 4, 0, 0, 0, 0, 0, 0, 0, 0], [7, 7, 8, 10, 1, 1, 1, 0]],
+    ['timestamp only (not echoed)', [68, 8, 5, 0, 0, 0, 0, 0], []],
+  ];
+  let seq = 0;
+  for (const [name, opts, want] of cases) {
+    const out = input(s, [withOptions(icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 0x4321, ++seq, data), opts)], 2000);
+    assert.is(out.length, 1, name);
+    const r = out[0]!;
+    assert.equal([r.icmp!.type, r.icmp!.id, r.icmp!.seq], [0, 0x4321, seq], `${name}: the reply`);
+    assert.equal(Buffer.from(r.icmp!.data), data, `${name}: its data`);
+    const hl = (r.raw[18]! & 0x0f) * 4;
+    assert.equal([...r.raw.subarray(38, 18 + hl)], want, `${name}: its options`);
+    assert.is(sumHeader(r.raw, 18, hl), 0, `${name}: header checksum`);
+  }
   assert.is(s.pool.check().held, 0);
 });
 

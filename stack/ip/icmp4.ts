@@ -8,7 +8,7 @@ import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
   ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED, ICMP_ERROR_MAX_DATAGRAM, writeIcmpError,
 } from '../../protocols/icmp';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
+import { IPOPT_RR, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
 import { linkEth } from '../link/demux';
 import { IcmpKind } from '../transport/tcp';
@@ -57,6 +57,8 @@ export class Icmp4 {
   private readonly icmp = new IcmpPacket();
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
+  /** The options of an echo reply (at most 40 bytes). */
+  private readonly opts = new Uint8Array(40);
   /** The quote of a reassembled datagram: a header rebuilt for it and as much of it as fits in 576 bytes. */
   private readonly quote = new Uint8Array(ICMP_ERROR_MAX_DATAGRAM - 20 - 8);
   /** An ICMP error from a VIP, built before it is routed. */
@@ -82,15 +84,27 @@ export class Icmp4 {
       wr16(b, off + 2, checksumAdjust(rd16(b, off + 2), 0x0800, 0x0000));
       const so = m.srcMac[j]!;
       for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
-      const ipStart = off - 20;
-      writeIpv4(b, ipStart, m.dst[j]!, m.src[j]!, IPPROTO_ICMP, len, HOP_LIMIT, this.eng.out.nextIpId(link), 0, m.tos[j]!);
+      // RFC 1122 3.2.2.6: a Record Route option of the request is updated with this host and
+      // returned in the reply (as Linux's ip_options_echo); other options are not echoed.
+      const l3 = m.l3Off[j]!;
+      const optLen = off - l3 > 20 ? this.echoOptions(b, l3, off - l3, m.dst[j]!) : 0;
+      const hl = 20 + optLen;
+      const ipStart = off - hl;
+      writeIpv4(b, ipStart, m.dst[j]!, m.src[j]!, IPPROTO_ICMP, optLen + len, HOP_LIMIT, this.eng.out.nextIpId(link), 0, m.tos[j]!);
+      if (optLen > 0) {
+        b[ipStart] = 0x40 | (hl >>> 2);
+        b.set(this.opts.subarray(0, optLen), ipStart + 20);
+        b[ipStart + 10] = 0; b[ipStart + 11] = 0;
+        const hc = fold(sum16(b, ipStart, hl));
+        b[ipStart + 10] = hc >>> 8; b[ipStart + 11] = hc & 0xff;
+      }
       const ethStart = ipStart - link.ethLen;
       linkEth(b, ethStart, this.mac, 0, link, ETH_P_IPV4);
       // Cannot happen for an unfragmented request that fit the link; be safe.
-      if (20 + len > link.mtu) return m.drop(j, Drop.Ipv4BadTotalLength);
+      if (hl + len > link.mtu) return m.drop(j, Drop.Ipv4BadTotalLength);
       // A VS pinging its own address: the reply loops back too.
-      if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
-      else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 20 + len);
+      if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + hl + len);
+      else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + hl + len);
       return;
     }
     if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
@@ -105,6 +119,39 @@ export class Icmp4 {
       return m.free(j);
     }
     m.drop(j, Drop.IcmpUnknownType);
+  }
+
+  /**
+   * The options of the echo reply to the request whose header (`hl` bytes, options checked by
+   * IPv4 input) is at `b[l3..]`, written into this.opts: its Record Route option, with `ours`
+   * recorded once as the request arrived and once as the reply leaves while there is room (RFC 791
+   * 3.1; as Linux, which records on input and again on output), padded with End of Option List to
+   * a multiple of 4. Returns their length (0: nothing to echo).
+   */
+  private echoOptions(b: Uint8Array, l3: number, hl: number, ours: number): number {
+    const end = l3 + hl;
+    let p = l3 + 20;
+    while (p < end) {
+      const t = b[p]!;
+      if (t === 0) break;
+      if (t === 1) { p++; continue; }
+      const olen = b[p + 1]!;
+      if (t === IPOPT_RR) {
+        const o = this.opts;
+        for (let i = 0; i < olen; i++) o[i] = b[p + i]!;
+        for (let k = 0; k < 2; k++) {
+          const ptr = o[2]!;
+          if (ptr + 3 > olen) break;
+          o[ptr - 1] = ours >>> 24; o[ptr] = (ours >>> 16) & 0xff; o[ptr + 1] = (ours >>> 8) & 0xff; o[ptr + 2] = ours & 0xff;
+          o[2] = ptr + 4;
+        }
+        let n = olen;
+        while (n & 3) o[n++] = 0;
+        return n;
+      }
+      p += olen;
+    }
+    return 0;
   }
 
   /** Echo Reply to a request that came to a VIP (decapsulated): built anew and routed. */
