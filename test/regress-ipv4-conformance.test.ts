@@ -24,6 +24,9 @@
  * - RFC 1122 3.2.2.6: a Record Route option in an Echo Request SHOULD be updated with this host
  *   and returned in the Echo Reply (Linux ip_options_echo records its address as the request
  *   arrives and again as the reply leaves). The reply carried no options.
+ * - RFC 1122 3.2.2.1: protocol unreachable for a protocol not supported. A datagram of an unknown
+ *   protocol that came in fragments was dropped unanswered once reassembled (one that came whole
+ *   was answered).
  * - Martian sources: 0.0.0.0 was refused, the rest of 0/8 ({0, host}: RFC 1122 3.2.1.3(b), only
  *   while a host learns its own address; Linux: ipv4_is_zeronet, a martian) was taken and answered.
  */
@@ -236,6 +239,29 @@ test('martian sources: 0/8, loopback, multicast, class E and limited broadcast a
   // 1.0.0.1 is an ordinary (if off-link) source.
   const out = input(s, [icmpEchoFrame(10, VS_MAC, PEER, '1.0.0.1', '10.1.1.1', 1, 1, new Uint8Array(8))], 3000);
   assert.equal(out.map((d) => d.icmp?.type), [0]);
+});
+
+test('a reassembled datagram of an unknown protocol: protocol unreachable quoting it (RFC 1122 3.2.2.1)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const full = udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, pattern(2000, 8));
+  full[18 + 9] = 200;
+  full[28] = 0; full[29] = 0;
+  const c = sumHeader(full, 18);
+  full[28] = c >>> 8; full[29] = c & 0xff;
+  const out = input(s, fragmentFrame(full, 10, 1024, 0x3131), 2000);
+  assert.equal(out.map((d) => [d.icmp?.type, d.icmp?.code]), [[3, 2]]);
+  const q = out[0]!.icmp!.data;
+  assert.is(q[9], 200, 'the quoted header names the protocol');
+  assert.is(u16(q, 2), 20 + 2008, 'for the whole datagram');
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-unknown-protocol'], 1);
+  // To the subnet broadcast: none.
+  const bc = udpFrame(10, BCAST, PEER, '10.1.1.2', 5555, '10.1.1.255', 4000, pattern(2000, 8));
+  bc[18 + 9] = 200;
+  bc[28] = 0; bc[29] = 0;
+  const c2 = sumHeader(bc, 18);
+  bc[28] = c2 >>> 8; bc[29] = c2 & 0xff;
+  assert.equal(input(s, fragmentFrame(bc, 10, 1024, 0x3132), 3000), []);
 });
 
 /** `f` (an IPv4 frame on VLAN 10) with `opts` (a multiple of 4 bytes) inserted as IP options. */

@@ -20,11 +20,13 @@
  *   answers one to ff02::1 or a group it joined), from a unicast address of the interface (4.2).
  *   Such requests were dropped; every VS on the (device, VLAN) that listens to the group now
  *   answers from its own address, and VSes on other VLANs never see it.
+ * - RFC 8200 4 / RFC 4443 3.4: a packet of an unknown next header that came in fragments was
+ *   dropped unanswered once reassembled; it gets Parameter Problem code 1 as a whole one does.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
-import { optsHdr } from './lib/ipv6-frames';
+import { frag, optsHdr } from './lib/ipv6-frames';
 import { A6, C6, PEER_MAC, F6, frame6, icmp6, echo6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
 import { Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
@@ -235,6 +237,25 @@ test('echo to all nodes or to our solicited-node group: answered from a unicast 
   await settle(w);
   r = icmpOf(ta, 129);
   assert.equal(r.map((o) => [o.src, (o.l4[6]! << 8) | o.l4[7]!]), [['fd00::5', 2]]);
+  await settle(w);
+  assert.equal(held(w), [0, 0]);
+});
+
+test('a reassembled packet of an unknown next header: Parameter Problem code 1 pointing at the field that names it', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const ta = tap6(w.link.a);
+  const body = pattern(64, 5);
+  send(w, frame6(w, { src: C6, dst: A6, nh: 200, exts: [frag(0, true, 0x5151)], l4: body.subarray(0, 32) }));
+  const last = frame6(w, { src: C6, dst: A6, nh: 200, exts: [frag(32, false, 0x5151)], l4: body.subarray(32) });
+  send(w, last);
+  await settle(w);
+  const pp = icmpOf(ta, 4);
+  assert.is(pp.length, 1, 'one Parameter Problem');
+  assert.is(pp[0]!.code, 1);
+  const ptr = ((pp[0]!.l4[4]! << 24) | (pp[0]!.l4[5]! << 16) | (pp[0]!.l4[6]! << 8) | pp[0]!.l4[7]!) >>> 0;
+  assert.is(pp[0]!.l4[8 + ptr], 200, 'the pointer lands on the unknown next header');
+  assert.is(drops(w, 'a', 'ipv6-unknown-next-header'), 1);
   await settle(w);
   assert.equal(held(w), [0, 0]);
 });

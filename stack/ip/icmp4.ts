@@ -261,15 +261,20 @@ export class Icmp4 {
    * whole one), quoting a header rebuilt for it and as much of it as fits in 576 bytes, to the MAC
    * of the fragment that completed it.
    */
-  portUnreachable(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
+  portUnreachable(link: Link, src: number, dst: number, tos: number, dg: Uint8Array, peerMac: Uint8Array, now: number, proto = IPPROTO_UDP): void {
     if (!icmpErrorToken(link.vs, link, now)) return;
     // RFC 1812 4.3.2.3 (as for a datagram that came whole): as much as fits in 576 bytes, never
     // less than the header and 8 bytes of RFC 792.
     const q = this.quote;
     const n = Math.min(dg.length, q.length - 20);
-    writeIpv4(q, 0, src, dst, IPPROTO_UDP, dg.length, HOP_LIMIT, 0, 0, tos);
+    writeIpv4(q, 0, src, dst, proto, dg.length, HOP_LIMIT, 0, 0, tos);
     q.set(dg.subarray(0, n), 20);
-    this.send(link, peerMac, 0, dst, src, ICMP_DEST_UNREACH, ICMP_PORT_UNREACH, 0, q, 0, 20 + n);
+    this.send(link, peerMac, 0, dst, src, ICMP_DEST_UNREACH, proto === IPPROTO_UDP ? ICMP_PORT_UNREACH : ICMP_PROTO_UNREACH, 0, q, 0, 20 + n);
+  }
+
+  /** Protocol unreachable for a reassembled datagram of protocol `proto`, which nothing here takes (RFC 1122 3.2.2.1), as for a whole one. */
+  protocolUnreachable(link: Link, src: number, dst: number, tos: number, proto: number, dg: Uint8Array, peerMac: Uint8Array, now: number): void {
+    this.portUnreachable(link, src, dst, tos, dg, peerMac, now, proto);
   }
 
   /**

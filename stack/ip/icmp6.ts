@@ -260,10 +260,20 @@ export class Icmp6 {
    * Port unreachable for a reassembled UDP datagram with no taker: `pkt` is the packet (its IPv6
    * header at 0) from `src` to our `dst`, answered to `peerMac` within RFC 4443 2.4's rules.
    */
-  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number): void {
+  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number,
+    type = ICMP6_DST_UNREACH, code = UNREACH_PORT, param = 0): void {
     if (isUnspecified(src) || isMulticast6(src) || isMulticast6(dst)) return;
     if (!icmpErrorToken(link.vs, link, now, Drop.Icmpv6RateLimited)) return;
-    this.send(link, peerMac, 0, dst, src, ICMP6_DST_UNREACH, UNREACH_PORT, 0, pkt, 0, pkt.length);
+    this.send(link, peerMac, 0, dst, src, type, code, param, pkt, 0, pkt.length);
+  }
+
+  /**
+   * Parameter Problem code 1 for a reassembled packet whose upper layer nothing here takes (RFC 8200
+   * 4, RFC 4443 3.4), as for a whole one: `pointer` is the offset in `pkt` of the Next Header field
+   * that named it.
+   */
+  unknownNextHeader(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, pointer: number, peerMac: Uint8Array, now: number): void {
+    this.portUnreachable(link, pkt, src, dst, peerMac, now, ICMP6_PARAM_PROB, 1, pointer);
   }
 
   /**

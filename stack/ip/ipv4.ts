@@ -215,6 +215,8 @@ export class Ipv4Input {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;
     }
+    // Unknown protocol: protocol unreachable as for a datagram that came whole (not for broadcasts).
+    if (!bcast) this.eng.icmp4.protocolUnreachable(link, src, dst, tos, proto, dg, peerMac, now);
     link.drop(Drop.Ipv4UnknownProtocol);
   }
 }

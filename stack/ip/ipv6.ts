@@ -261,6 +261,8 @@ export class Ipv6Input {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;
     }
+    // Unknown upper layer: Parameter Problem code 1 at the field that named it, as for a whole packet.
+    this.eng.icmp6.unknownNextHeader(link, pkt, src, dst, h.nhFieldOff, peerMac, now);
     link.drop(Drop.Ipv6UnknownNextHeader);
   }
 
