@@ -14,6 +14,9 @@
  * - An ARP sender hardware address that is a group address (ff:ff:ff:ff:ff:ff, multicast) was
  *   learned: unicast traffic to that neighbor then went to every node (RFC 1812 3.3.2 forbids
  *   believing it). It is a counted drop (link-addr-group).
+ * - An unsolicited ARP reply (one for a neighbor the VS has no entry for) created a REACHABLE entry:
+ *   anyone could plant the gateway's entry before the VS asked for it. As Linux (arp_accept 0), a
+ *   reply now updates an existing entry only; a broadcast reply does not confirm reachability.
  * - IPv4 options were skipped unread: a malformed option (length 0 or beyond the header, a Record
  *   Route or Timestamp pointer below its minimum or with no room for its entry, a repeated option,
  *   a full Timestamp whose overflow count is 15) was taken. Linux (ip_options_compile) answers
@@ -37,6 +40,7 @@ import { FramePool } from '../umem/pool';
 import { Engine } from '../stack/engine';
 import { ip, arpFrame, udpFrame, fragmentFrame, push, drain, BCAST, ZERO, Decoded, icmpEchoFrame } from './lib/frames';
 import { pattern } from './lib/world';
+import { NSTATE_NAMES } from '../stack/neighbor';
 
 const DEV_MAC = parseMac('02:00:00:00:00:01');
 const VS_MAC = parseMac('02:00:00:00:01:01');
@@ -417,6 +421,31 @@ function sumOf(b: Uint8Array, off: number, len: number): number {
   while (x > 0xffff) x = (x & 0xffff) + (x >>> 16);
   return ~x & 0xffff;
 }
+
+test('an unsolicited ARP reply creates no entry; a reply updates an entry the VS has (unicast: REACHABLE, broadcast: STALE)', () => {
+  const s = setup();
+  const state = (a: string) => { const n = s.link.neigh.peek(ip(a)); return n ? `${NSTATE_NAMES[n.state]} ${macText(n.mac)}` : undefined; };
+  input(s, [arpFrame(2, 10, VS_MAC, PEER, '10.1.1.2', VS_MAC, '10.1.1.1'), arpFrame(2, 10, BCAST, PEER, '10.1.1.3', ZERO, '10.1.1.1')], 1000);
+  assert.is(state('10.1.1.2'), undefined, 'unicast reply: none');
+  assert.is(state('10.1.1.3'), undefined, 'broadcast reply: none');
+  // The peer's request makes a STALE entry; its replies then update it.
+  knownPeer(s, 2000);
+  assert.is(state('10.1.1.2'), 'STALE 02:00:00:00:0a:02');
+  input(s, [arpFrame(2, 10, BCAST, PEER2, '10.1.1.2', ZERO, '10.1.1.1')], 3000);
+  assert.is(state('10.1.1.2'), 'STALE 02:00:00:00:0a:22', 'a broadcast reply: updated, not confirmed');
+  input(s, [arpFrame(2, 10, VS_MAC, PEER, '10.1.1.2', VS_MAC, '10.1.1.1')], 4000);
+  assert.is(state('10.1.1.2'), 'REACHABLE 02:00:00:00:0a:02', 'a unicast reply confirms it');
+  // One the VS is resolving: its answer is taken and the queued datagram leaves.
+  const sock = s.e.createUdpSocket(s.vs);
+  sock.bind(4000);
+  sock.send('queued', 9, '10.1.1.4');
+  assert.equal(drain(s.pool, s.e.devices[0]!.out).map((d) => [d.arp?.op, d.arp?.tpa]), [[1, ip('10.1.1.4')]]);
+  const out = input(s, [arpFrame(2, 10, VS_MAC, PEER2, '10.1.1.4', VS_MAC, '10.1.1.1')], 5000);
+  assert.equal(out.map((d) => [d.dst, d.udp?.dstPort]), [['02:00:00:00:0a:22', 9]]);
+  assert.is(state('10.1.1.4'), 'REACHABLE 02:00:00:00:0a:22');
+  sock.close();
+  assert.is(s.pool.check().held, 0);
+});
 
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */
 function sumHeader(b: Uint8Array, off: number, hl = 20): number {

@@ -58,7 +58,14 @@ export class Arp {
     // that network; off-subnet senders would only fill the table): others may refresh an entry
     // the stack made itself (an on-link gateway it is resolving) but never create one.
     const learnable = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
-    if (learnable) link.neigh.learn(arp.spa, b, arp.shaOff, arp.op === ARP_REPLY, onLinkSubnet(link, arp.spa), m.now);
+    if (learnable) {
+      // A reply updates an entry (one being resolved, or known) but creates none: an unsolicited
+      // reply is not believed (Linux with arp_accept 0), so nobody plants an entry for a neighbor
+      // (the gateway) before the VS asks for it. Only a unicast reply confirms reachability
+      // (Linux: "broadcast replies do not assert neighbour reachability").
+      if (arp.op === ARP_REPLY) link.neigh.learn(arp.spa, b, arp.shaOff, (b[m.ethOff[j]!]! & 1) === 0, false, m.now);
+      else link.neigh.learn(arp.spa, b, arp.shaOff, false, onLinkSubnet(link, arp.spa), m.now);
+    }
     if (arp.op !== ARP_REQUEST) {
       // A reply that taught nothing (sender 0.0.0.0, or our own address: RFC 5227 2.4 conflict) is counted.
       if (!learnable) return m.drop(j, Drop.ArpBadSender);
