@@ -30,6 +30,8 @@
  * - RFC 1122 3.2.2.1: protocol unreachable for a protocol not supported. A datagram of an unknown
  *   protocol that came in fragments was dropped unanswered once reassembled (one that came whole
  *   was answered).
+ * - A priority-tagged frame (802.1Q tag with VLAN id 0, IEEE 802.1Q 9.6) belongs to the untagged
+ *   link (Linux receives it on the device itself); it was dropped as vlan-no-link.
  * - Martian sources: 0.0.0.0 was refused, the rest of 0/8 ({0, host}: RFC 1122 3.2.1.3(b), only
  *   while a host learns its own address; Linux: ipv4_is_zeronet, a martian) was taken and answered.
  */
@@ -445,6 +447,26 @@ test('an unsolicited ARP reply creates no entry; a reply updates an entry the VS
   assert.is(state('10.1.1.4'), 'REACHABLE 02:00:00:00:0a:22');
   sock.close();
   assert.is(s.pool.check().held, 0);
+});
+
+test('priority-tagged frames (VLAN id 0) reach the untagged link and are answered untagged', () => {
+  const pool = new FramePool({ frameSize: 2048, frameCount: 64 });
+  const e = new Engine();
+  e.addDevice({ name: 'eth0', pool, mac: DEV_MAC, mtu: 1500 });
+  const vs = e.createVs('untagged');
+  e.addLink(vs, { device: 'eth0', mac: VS_MAC });
+  e.addAddress(vs, 'eth0', '10.1.1.1/24');
+  drain(pool, e.devices[0]!.out);
+  const burst = new Burst();
+  const arp = arpFrame(1, 0, BCAST, PEER, '10.1.1.2', ZERO, '10.1.1.1');
+  arp[14] = 0xa0; // PCP 5, VLAN id 0
+  push(pool, burst, arp);
+  push(pool, burst, icmpEchoFrame(0, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 9, 1, new Uint8Array(8)));
+  e.input(0, burst, 1000);
+  const out = drain(pool, e.devices[0]!.out);
+  assert.equal(out.map((d) => [d.vlan, d.arp?.op ?? d.icmp?.type]), [[-1, 2], [-1, 0]], 'ARP reply and echo reply, untagged');
+  assert.is(e.devices[0]!.counters.toJSON().drops.reasons['vlan-no-link'] ?? 0, 0);
+  assert.is(pool.check().held, 0);
 });
 
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */

@@ -567,7 +567,9 @@ export class Engine implements NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        const grp = this.groups[devIdx]![eth.vlan + 1];
+        // VLAN id 0 is a priority tag, not a VLAN (IEEE 802.1Q 9.6): the frame is the untagged
+        // link's (Linux receives it on the device itself; the XDP program keys both as 0).
+        const grp = this.groups[devIdx]![eth.vlan > 0 ? eth.vlan + 1 : 0];
         if (!grp || eth.outerVlan >= 0) {
           dev.counters.drop(Drop.VlanNoLink);
           pool.free(f);
