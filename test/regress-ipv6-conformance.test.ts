@@ -22,11 +22,19 @@
  *   answers from its own address, and VSes on other VLANs never see it.
  * - RFC 8200 4 / RFC 4443 3.4: a packet of an unknown next header that came in fragments was
  *   dropped unanswered once reassembled; it gets Parameter Problem code 1 as a whole one does.
+ * - RFC 8200 4.5: Time Exceeded code 1 when reassembly times out after the first fragment came.
+ *   It was sent when the timer found the datagram, not when a late fragment did (before the timer
+ *   ran in that step): the datagram was then discarded silently.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { twoHosts, World, pattern } from './lib/world';
-import { frag, optsHdr } from './lib/ipv6-frames';
+import { frag, optsHdr, packet } from './lib/ipv6-frames';
+import { FramePool } from '../umem/pool';
+import { Engine } from '../stack/engine';
+import { Burst } from '../driver/types';
+import { writeEth, ETH_P_IPV6 } from '../protocols/ethernet';
+import { decode6 } from './lib/engine6';
 import { A6, C6, PEER_MAC, F6, frame6, icmp6, echo6, udp6, ns6, na6, send, tap6, icmpOf, held, drops, mac, solicitedNode as solicitedNodeOf } from './lib/engine6';
 import { Ip6, ip6ToString, linkLocalFromMac, parseIp6 } from '../protocols/ip/addr';
 
@@ -258,6 +266,48 @@ test('a reassembled packet of an unknown next header: Parameter Problem code 1 p
   assert.is(drops(w, 'a', 'ipv6-unknown-next-header'), 1);
   await settle(w);
   assert.equal(held(w), [0, 0]);
+});
+
+test('a late fragment that finds its datagram expired: Time Exceeded code 1 (RFC 8200 4.5)', () => {
+  const pool = new FramePool({ frameSize: 2048, frameCount: 64 });
+  const e = new Engine({ ndp: { dadTransmits: 0 } });
+  const devMac = Uint8Array.from([2, 0, 0, 0, 0, 1]);
+  e.addDevice({ name: 'eth0', pool, mac: devMac, mtu: 1500 });
+  const vs = e.createVs('t');
+  e.addLink(vs, { device: 'eth0', vlan: 10 });
+  e.addAddress(vs, 'eth0.10', 'fd00::1/64');
+  const out: ReturnType<typeof decode6>[] = [];
+  const drainOut = () => {
+    const o = e.devices[0]!.out;
+    for (let i = 0; i < o.n; i++) { out.push(decode6(pool.bytes.slice(o.off[i]!, o.off[i]! + o.len[i]!))); pool.free(o.frame[i]!); }
+    o.n = 0;
+  };
+  drainOut();
+  out.length = 0;
+  const burst = new Burst();
+  const put = (ip: Uint8Array, now: number) => {
+    const f = new Uint8Array(18 + ip.length);
+    writeEth(f, 0, devMac, 0, PEER_MAC, 0, ETH_P_IPV6, 10);
+    f.set(ip, 18);
+    const fr = pool.alloc();
+    pool.bytes.set(f, pool.dataStart(fr));
+    burst.push(fr, pool.dataStart(fr), f.length);
+    e.input(0, burst, now);
+    drainOut();
+  };
+  // The peer is known (its solicitation), so the error leaves at once.
+  put(packet([], 58, ns6(A6, C6, A6, PEER_MAC), A6, C6).map((x, i) => (i === 7 ? 255 : x)), 1000);
+  out.length = 0;
+  const body = pattern(64, 4);
+  put(packet([frag(0, true, 0x7777)], 17, body.subarray(0, 32), A6, C6), 2000);
+  assert.equal(out, [], 'nothing yet');
+  // 61 s later (past the 60 s of RFC 8200 4.5), a fragment of it comes before any timer ran.
+  put(packet([frag(32, false, 0x7777)], 17, body.subarray(32), A6, C6), 2000 + 61_000_000);
+  const te = out.filter((o) => o && o.type === 3);
+  assert.is(te.length, 1, 'one Time Exceeded');
+  assert.is(te[0]!.code, 1);
+  assert.is(te[0]!.dst, 'fd00::99');
+  assert.is(pool.check().held, 0);
 });
 
 test.run();
