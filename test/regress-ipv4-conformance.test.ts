@@ -469,6 +469,31 @@ test('priority-tagged frames (VLAN id 0) reach the untagged link and are answere
   assert.is(pool.check().held, 0);
 });
 
+test('TTL 0 and 1 to our address are taken (RFC 1122 3.2.1.7: not discarded for a TTL below 2); a zero UDP checksum is no checksum (RFC 768)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  const sock = s.e.createUdpSocket(s.vs);
+  sock.bind(4000);
+  const got: string[] = [];
+  sock.on('message', (m: Buffer) => got.push(m.toString()));
+  for (const ttl of [0, 1]) {
+    const f = udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, new TextEncoder().encode(`ttl${ttl}`));
+    const g = icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 5, ttl, new Uint8Array(8));
+    for (const x of [f, g]) {
+      x[18 + 8] = ttl;
+      x[28] = 0; x[29] = 0;
+      const c = sumHeader(x, 18);
+      x[28] = c >>> 8; x[29] = c & 0xff;
+    }
+    f[18 + 26] = 0; f[18 + 27] = 0; // no UDP checksum
+    const out = input(s, [f, g], 2000);
+    assert.equal(out.map((d) => [d.icmp?.type, d.icmp?.seq, d.ipv4?.ttl]), [[0, ttl, 64]], `echo with TTL ${ttl} answered with a fresh TTL`);
+  }
+  s.e.flushEvents();
+  assert.equal(got, ['ttl0', 'ttl1']);
+  sock.close();
+});
+
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */
 function sumHeader(b: Uint8Array, off: number, hl = 20): number {
   return sumOf(b, off, hl);

@@ -268,6 +268,15 @@ test('a reassembled packet of an unknown next header: Parameter Problem code 1 p
   assert.equal(held(w), [0, 0]);
 });
 
+test('hop limit 0 and 1 to our address are taken (a host is their destination: RFC 8200 3 decrements only when forwarding)', async () => {
+  const w = twoHosts(opts);
+  await settle(w);
+  const ta = tap6(w.link.a);
+  for (const hop of [0, 1]) send(w, frame6(w, { src: C6, dst: A6, nh: 58, hop, l4: echo6(C6, A6, 0x99, hop) }));
+  await settle(w);
+  assert.equal(icmpOf(ta, 129).map((o) => [(o.l4[6]! << 8) | o.l4[7]!, o.hop]), [[0, 64], [1, 64]]);
+});
+
 test('a late fragment that finds its datagram expired: Time Exceeded code 1 (RFC 8200 4.5)', () => {
   const pool = new FramePool({ frameSize: 2048, frameCount: 64 });
   const e = new Engine({ ndp: { dadTransmits: 0 } });
