@@ -124,7 +124,7 @@ export const enum Drop {
   // Link and network layer conformance
   LinkAddrGroup, // ARP sender hardware address or NDP link-layer address option that is a group (broadcast/multicast) MAC: no host's, never learned (RFC 1812 3.3.2)
   Ipv4BadOption, // IPv4 option malformed (length beyond the header, below 2, bad pointer): Parameter Problem (RFC 1122 3.2.1.8, 3.2.2.5)
-  Ipv4SourceRoute, // IPv4 loose or strict source route option: not accepted by a host that does not forward (Linux accept_source_route=0)
+  Ipv4SourceRoute, // IPv4 loose or strict source route option: discarded (RFC 7126 4.3.4/4.4.4; Linux accept_source_route=0)
   Count,
 }
 

@@ -120,7 +120,7 @@ export const IPOPT_LSRR = 131;
 export const IPOPT_SSRR = 137;
 /** `checkIpv4Options`: the options are well formed. */
 export const IPV4_OPTIONS_OK = -1;
-/** `checkIpv4Options`: a source route (loose or strict) with hops still to go: we are not its destination. */
+/** `checkIpv4Options`: a (well-formed) loose or strict source route. */
 export const IPV4_OPTIONS_SOURCE_ROUTE = -2;
 
 /**
@@ -132,14 +132,14 @@ export const IPV4_OPTIONS_SOURCE_ROUTE = -2;
  * a pointer inside the option leaves room for the entry it points at; Record Route, Timestamp and
  * the source routes appear once; a Timestamp option that is full has an overflow count below 15.
  * Unknown options are skipped (RFC 1122 3.2.1.8: ignored). Returns IPV4_OPTIONS_OK,
- * IPV4_OPTIONS_SOURCE_ROUTE (a source route not yet completed), or the offset from the header's
- * start of the byte at fault (the Parameter Problem pointer, RFC 792).
+ * IPV4_OPTIONS_SOURCE_ROUTE (a loose or strict source route, completed or not), or the offset from
+ * the header's start of the byte at fault (the Parameter Problem pointer, RFC 792).
  */
 export function checkIpv4Options(b: Uint8Array, off: number, hl: number): number {
   const end = off + hl;
   let p = off + IPV4_HLEN;
   let seen = 0; // 1: record route, 2: timestamp, 4: source route
-  let srrOpen = false;
+  let srr = false;
   while (p < end) {
     const t = b[p];
     if (t === IPOPT_END) break;
@@ -155,7 +155,7 @@ export function checkIpv4Options(b: Uint8Array, off: number, hl: number): number
       if (olen < 3) return p + 1 - off;
       if (ptr < 4) return p + 2 - off;
       if (ptr <= olen && ptr + 3 > olen) return p + 2 - off;
-      if (t !== IPOPT_RR && ptr + 3 <= olen) srrOpen = true;
+      if (t !== IPOPT_RR) srr = true;
     } else if (t === IPOPT_TS) {
       if (seen & 2) return p - off;
       seen |= 2;
@@ -171,7 +171,7 @@ export function checkIpv4Options(b: Uint8Array, off: number, hl: number): number
     }
     p += olen;
   }
-  return srrOpen ? IPV4_OPTIONS_SOURCE_ROUTE : IPV4_OPTIONS_OK;
+  return srr ? IPV4_OPTIONS_SOURCE_ROUTE : IPV4_OPTIONS_OK;
 }
 
 /** Parses dotted-quad "a.b.c.d" into a u32 (one parser for the project: protocols/ip/addr.ts). Throws RangeError. */

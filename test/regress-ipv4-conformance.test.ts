@@ -21,9 +21,10 @@
  *   Route or Timestamp pointer below its minimum or with no room for its entry, a repeated option,
  *   a full Timestamp whose overflow count is 15) was taken. Linux (ip_options_compile) answers
  *   Parameter Problem pointing at the octet at fault and drops it (RFC 792, RFC 1122 3.2.2.5); so
- *   does the stack now (ipv4-bad-option). A source route with hops still to go names us as a hop:
- *   a host that does not forward discards it (RFC 1122 3.3.5; ipv4-source-route). Well-formed and
- *   unknown options are still taken (RFC 1122 3.2.1.8), a completed source route too.
+ *   does the stack now (ipv4-bad-option). Source-routed datagrams (loose or strict) are discarded
+ *   (RFC 7126 4.3.4/4.4.4, BCP 186: by default; Linux accept_source_route 0; one with hops to go
+ *   anyway, RFC 1122 3.3.5), counted as ipv4-source-route; they were taken and answered without
+ *   the route. Well-formed and unknown options are still taken (RFC 1122 3.2.1.8).
  * - RFC 1122 3.2.2.6: a Record Route option in an Echo Request SHOULD be updated with this host
  *   and returned in the Echo Reply (Linux ip_options_echo records its address as the request
  *   arrives and again as the reply leaves). The reply carried no options.
@@ -339,7 +340,6 @@ test('well-formed, unknown and padding IPv4 options are taken; an echo with opti
     ['full timestamp, overflow counting', [68, 8, 9, 0x10, 0, 0, 0, 0]],
     ['router alert', [148, 4, 0, 0]],
     ['unknown option', [0x9e, 4, 1, 2]],
-    ['completed loose source route', [131, 7, 8, ...ADDR_OPT, 0]],
   ];
   for (const [name, opts] of cases) {
     const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, new TextEncoder().encode(name)), opts);
@@ -384,14 +384,24 @@ test('echo with Record Route: the reply carries it, with our address recorded on
   assert.is(s.pool.check().held, 0);
 });
 
-test('a source route with hops still to go is discarded unanswered (RFC 1122 3.3.5: a host that does not forward)', () => {
+test('source-routed datagrams are discarded unanswered, completed or not (RFC 7126 4.3.4, 4.4.4; RFC 1122 3.3.5)', () => {
   const s = setup();
   knownPeer(s, 1000);
+  const sock = s.e.createUdpSocket(s.vs);
+  sock.bind(4000);
+  let got = 0;
+  sock.on('message', () => { got++; });
   for (const t of [131, 137]) {
-    const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 9, new Uint8Array(4)), [t, 7, 4, ...ADDR_OPT, 0]);
-    assert.equal(input(s, [f], 2000), []);
+    for (const ptr of [4, 8]) { // hops to go; completed (we are its destination)
+      const f = withOptions(udpFrame(10, VS_MAC, PEER, '10.1.1.2', 5555, '10.1.1.1', 4000, new Uint8Array(4)), [t, 7, ptr, ...ADDR_OPT, 0]);
+      assert.equal(input(s, [f], 2000), []);
+      assert.equal(input(s, [withOptions(icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 1, ptr, new Uint8Array(8)), [t, 7, ptr, ...ADDR_OPT, 0])], 2000), [], 'echo not answered');
+    }
   }
-  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-source-route'], 2);
+  s.e.flushEvents();
+  assert.is(got, 0);
+  assert.is(s.vs.counters.toJSON().drops.reasons['ipv4-source-route'], 8);
+  sock.close();
 });
 
 test('no Parameter Problem about a broadcast, a fragment other than the first, or an ICMP error', () => {

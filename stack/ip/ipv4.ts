@@ -115,8 +115,9 @@ export class Ipv4Input {
     if (ip.hdrLen > IPV4_HLEN) {
       const r = checkIpv4Options(b, m.l3Off[j]!, ip.hdrLen);
       if (r !== IPV4_OPTIONS_OK) {
-        // A source route with hops still to go names us as a hop, not as its destination: a host
-        // that does not forward discards it (RFC 1122 3.3.5; Linux: accept_source_route 0).
+        // Source-routed datagrams are discarded (RFC 7126 4.3.4, 4.4.4 (BCP 186): by default;
+        // Linux: accept_source_route 0). One with hops still to go names us as a hop, and a host
+        // that does not forward discards it anyway (RFC 1122 3.3.5).
         if (r === IPV4_OPTIONS_SOURCE_ROUTE) {
           m.drop(j, Drop.Ipv4SourceRoute);
           return 0;
