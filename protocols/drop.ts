@@ -69,7 +69,7 @@ export const enum Drop {
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
-  ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn
+  ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn; ARP from a sender address no host may hold (multicast, loopback, 240/4, 0/8, a subnet broadcast)
   InternalError, // the stack's own code threw while handling the frame: freed, counted, logged once
   // ICMP errors validated against live state (RFC 5927 4)
   IcmpNoFlow, // an ICMP error quoting no live connection or socket of ours: nothing changes

@@ -17,6 +17,10 @@
  * - An unsolicited ARP reply (one for a neighbor the VS has no entry for) created a REACHABLE entry:
  *   anyone could plant the gateway's entry before the VS asked for it. As Linux (arp_accept 0), a
  *   reply now updates an existing entry only; a broadcast reply does not confirm reachability.
+ * - An ARP request whose sender protocol address no host may hold (the subnet broadcast, multicast,
+ *   loopback, 240/4, 0/8 other than a probe's 0.0.0.0) was answered, and learned when inside the
+ *   subnet (10.1.1.255). Linux answers none of them (the sender is a martian); neither does the
+ *   stack now (arp-bad-sender).
  * - IPv4 options were skipped unread: a malformed option (length 0 or beyond the header, a Record
  *   Route or Timestamp pointer below its minimum or with no room for its entry, a repeated option,
  *   a full Timestamp whose overflow count is 15) was taken. Linux (ip_options_compile) answers
@@ -502,6 +506,19 @@ test('TTL 0 and 1 to our address are taken (RFC 1122 3.2.1.7: not discarded for 
   s.e.flushEvents();
   assert.equal(got, ['ttl0', 'ttl1']);
   sock.close();
+});
+
+test('ARP from a sender address no host may hold: neither answered nor learned; a probe from 0.0.0.0 is answered', () => {
+  const s = setup();
+  const bad = ['10.1.1.255', '255.255.255.255', '224.0.0.1', '127.0.0.1', '0.1.2.3', '240.0.0.1'];
+  for (const spa of bad) {
+    assert.equal(input(s, [arpFrame(1, 10, BCAST, PEER, spa, ZERO, '10.1.1.1')], 1000), [], spa);
+    assert.is(s.link.neigh.peek(ip(spa)), undefined, `${spa} not learned`);
+  }
+  assert.is(s.vs.counters.toJSON().drops.reasons['arp-bad-sender'], bad.length);
+  const out = input(s, [arpFrame(1, 10, BCAST, PEER, '0.0.0.0', ZERO, '10.1.1.1')], 2000);
+  assert.equal(out.map((d) => [d.arp?.op, d.dst, d.arp?.tpa]), [[2, '02:00:00:00:0a:02', 0]], 'the probe is answered, to its sender');
+  assert.is(s.link.neigh.size, 0);
 });
 
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */

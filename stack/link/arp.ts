@@ -7,6 +7,7 @@ import { ArpPacket, ARP_LEN, ARP_REPLY, ARP_REQUEST, writeArp } from '../../prot
 import { Drop } from '../../protocols/drop';
 import { ETH_P_ARP } from '../../protocols/ethernet';
 import { prefixMatch } from '../../protocols/ip/addr';
+import { isBadSource4 } from '../../protocols/ipv4';
 import type { RxMeta } from '../engine/meta';
 import type { Link } from '../vs';
 import { BCAST_MAC, linkEth, ZERO_MAC } from './demux';
@@ -38,6 +39,12 @@ export class Arp {
     // it would send unicast traffic to every node (RFC 1812 3.3.2 forbids believing it).
     if ((b[arp.shaOff]! & 1) !== 0) return m.drop(j, Drop.LinkAddrGroup);
     const grp = this.eng.groupOf(link0)!;
+    // A sender protocol address that no host may hold (multicast, loopback, 240/4 and the limited
+    // broadcast, the rest of 0/8, a subnet broadcast address of the VLAN) is neither learned nor
+    // answered, as an IPv4 datagram from it would be a martian (Linux: its route lookup fails).
+    // 0.0.0.0 is a probe (RFC 5227 2.1.1): answered, never learned.
+    const sender = arp.spa;
+    if (sender !== 0 && ((sender >>> 24) === 0 || isBadSource4(sender) || grp.bcast.has(sender | 0))) return m.drop(j, Drop.ArpBadSender);
     const target = grp.addrs.get(arp.tpa | 0);
     // RFC 826 merge: each VS that heard the frame refreshes an entry it already has for the sender
     // (creating none). A broadcast reached every VS on this (device, VLAN); each keeps its own cache.
