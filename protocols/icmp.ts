@@ -8,6 +8,10 @@ export const ICMP_DEST_UNREACH = 3;
 export const ICMP_ECHO_REQUEST = 8;
 export const ICMP_TIME_EXCEEDED = 11;
 export const ICMP_PARAM_PROBLEM = 12;
+export const ICMP_TIMESTAMP = 13;
+export const ICMP_TIMESTAMP_REPLY = 14;
+/** Length of a Timestamp or Timestamp Reply message (RFC 792): header, originate, receive, transmit. */
+export const ICMP_TIMESTAMP_LEN = 20;
 // Destination unreachable codes.
 export const ICMP_NET_UNREACH = 0;
 export const ICMP_HOST_UNREACH = 1;
@@ -43,7 +47,8 @@ export class IcmpPacket {
 
   /**
    * Parses `len` bytes at `off` (the IP payload). Verifies the checksum over all of it.
-   * Accepts echo request/reply, destination unreachable, time exceeded and parameter problem
+   * Accepts echo request/reply, timestamp request/reply (at least 20 bytes), destination
+   * unreachable, time exceeded and parameter problem
    * (errors must quote an IPv4 header and 8 bytes, else IcmpTruncated; its protocol, addresses
    * and L4 offset are filled in); anything else → IcmpUnknownType.
    */
@@ -64,8 +69,11 @@ export class IcmpPacket {
     this.code = b[off + 1];
     this.innerLen = len - ICMP_HLEN;
     switch (type) {
+      case ICMP_TIMESTAMP:
+      case ICMP_TIMESTAMP_REPLY:
       case ICMP_ECHO_REQUEST:
       case ICMP_ECHO_REPLY:
+        if ((type === ICMP_TIMESTAMP || type === ICMP_TIMESTAMP_REPLY) && len < ICMP_TIMESTAMP_LEN) return Drop.IcmpTruncated;
         this.id = (b[off + 4] << 8) | b[off + 5];
         this.seq = (b[off + 6] << 8) | b[off + 7];
         return Drop.None;

@@ -6,6 +6,8 @@
  * - A lone first fragment: Time Exceeded code 1 when reassembly times out (RFC 1122 3.3.2); the
  *   peer's kernel counts it (InTimeExcds). The engine's reassembly timeout is shortened to 2 s.
  * - A malformed option: Parameter Problem (InParmProbs).
+ * - ICMP Timestamp: answered with the originate timestamp and the time in ms since midnight UT,
+ *   within a second of the peer's clock (the same machine's).
  * - UDP to a closed port in a frame to the Ethernet broadcast: no port unreachable (RFC 1122
  *   3.2.2), while the same datagram to our MAC gets one (InDestUnreachs).
  * Privileged: runs as root (always in CI).
@@ -78,6 +80,25 @@ if (canRunPrivileged()) {
     // Record Route with a pointer of 3 (at least 4: RFC 791 3.1).
     await scapy("send(IP(src='10.1.1.2', dst='10.1.1.1', options=[IPOption(b'\\x07\\x07\\x03\\x00\\x00\\x00\\x00\\x00')])/UDP(sport=5555, dport=7)/Raw(b'bad'))");
     assert.ok(await waitFor(async () => (await icmpIn(ns)).InParmProbs! > before, 5_000), 'Parameter Problem received');
+  });
+
+  test('ICMP Timestamp: the reply carries our originate timestamp and the time since midnight UT', async () => {
+    const py = [
+      'from scapy.all import *', 'import time, json', 'conf.verb = 0',
+      't = int(time.time() * 1000) % 86400000',
+      "r = sr1(IP(dst='10.1.1.1')/ICMP(type=13, id=0x3434, seq=9, ts_ori=t, ts_rx=0, ts_tx=0), timeout=5)",
+      "print(json.dumps(None if r is None else {'type': r[ICMP].type, 'id': r[ICMP].id, 'seq': r[ICMP].seq, 'ori': r[ICMP].ts_ori, 'rx': r[ICMP].ts_rx, 'tx': r[ICMP].ts_tx, 'now': int(time.time() * 1000) % 86400000, 't': t}))",
+    ].join('\n');
+    const r = await nsRun(lab.peers[0]!.ns, '/usr/bin/python3', ['-c', py], { timeout: 30_000 });
+    assert.is(r.code, 0, r.stderr);
+    const got = JSON.parse(r.stdout.trim()) as { type: number; id: number; seq: number; ori: number; rx: number; tx: number; now: number; t: number } | null;
+    assert.ok(got, 'a reply');
+    assert.equal([got!.type, got!.id, got!.seq, got!.ori], [14, 0x3434, 9, got!.t]);
+    // (Modulo a day: midnight may pass between the two readings.)
+    const ahead = (got!.rx - got!.t + 86_400_000 + 1000) % 86_400_000;
+    const span = (got!.now - got!.t + 86_400_000) % 86_400_000;
+    assert.ok(ahead <= span + 2000, `receive ${got!.rx} within [${got!.t}, ${got!.now}] (±1 s)`);
+    assert.is(got!.tx, got!.rx);
   });
 
   test('UDP to a closed port: no port unreachable about a link-layer broadcast frame, one about a unicast frame', async () => {

@@ -37,6 +37,10 @@
  *   was answered).
  * - A priority-tagged frame (802.1Q tag with VLAN id 0, IEEE 802.1Q 9.6) belongs to the untagged
  *   link (Linux receives it on the device itself); it was dropped as vlan-no-link.
+ * - ICMP Timestamp (RFC 792, RFC 1122 3.2.2.8; Linux answers it): requests were dropped as an
+ *   unknown type. A Timestamp Reply now carries the request's identifier, sequence number and
+ *   originate timestamp, and the time in ms since midnight UT (non-standard, high bit set, when the
+ *   engine has no wall clock); not to a broadcast.
  * - Martian sources: 0.0.0.0 was refused, the rest of 0/8 ({0, host}: RFC 1122 3.2.1.3(b), only
  *   while a host learns its own address; Linux: ipv4_is_zeronet, a martian) was taken and answered.
  */
@@ -519,6 +523,50 @@ test('ARP from a sender address no host may hold: neither answered nor learned; 
   const out = input(s, [arpFrame(1, 10, BCAST, PEER, '0.0.0.0', ZERO, '10.1.1.1')], 2000);
   assert.equal(out.map((d) => [d.arp?.op, d.dst, d.arp?.tpa]), [[2, '02:00:00:00:0a:02', 0]], 'the probe is answered, to its sender');
   assert.is(s.link.neigh.size, 0);
+});
+
+/** An ICMP Timestamp request (type 13) with `originate`, in a frame to `ethDst` for `dst`. */
+function timestampFrame(ethDst: Uint8Array, dst: string, id: number, seq: number, originate: number): Uint8Array {
+  const f = icmpEchoFrame(10, ethDst, PEER, '10.1.1.2', dst, id, seq, new Uint8Array(12));
+  const o = 38;
+  f[o] = 13;
+  f[o + 8] = originate >>> 24; f[o + 9] = (originate >>> 16) & 0xff; f[o + 10] = (originate >>> 8) & 0xff; f[o + 11] = originate & 0xff;
+  f[o + 2] = 0; f[o + 3] = 0;
+  const c = sumOf(f, o, 20);
+  f[o + 2] = c >>> 8; f[o + 3] = c & 0xff;
+  return f;
+}
+
+const u32 = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+
+test('ICMP Timestamp: answered with identifier, sequence, originate, and receive/transmit in ms since midnight UT (RFC 792, RFC 1122 3.2.2.8)', () => {
+  const s = setup();
+  knownPeer(s, 1000);
+  // Virtual time: no wall clock, a non-standard value with the high-order bit set.
+  let out = input(s, [timestampFrame(VS_MAC, '10.1.1.1', 0x1111, 7, 12345)], 5_000_000);
+  assert.is(out.length, 1);
+  let r = out[0]!.raw.subarray(38);
+  assert.equal([r[0], r[1], (r[4]! << 8) | r[5]!, (r[6]! << 8) | r[7]!, u32(r, 8)], [14, 0, 0x1111, 7, 12345]);
+  assert.is(out[0]!.ipv4!.payloadLen, 20, 'a 20-byte message');
+  assert.is(sumOf(r, 0, 20), 0, 'checksum');
+  assert.is(u32(r, 12), (0x80000000 | 5000) >>> 0, 'non-standard: high bit set');
+  assert.is(u32(r, 16), u32(r, 12));
+  assert.equal([out[0]!.ipv4!.src, out[0]!.ipv4!.dst, out[0]!.dst], [ip('10.1.1.1'), ip('10.1.1.2'), '02:00:00:00:0a:02']);
+  // With a wall clock: 01:02:03.456 UT.
+  const now = 9_000_000;
+  s.e.epochOffsetUs = Date.UTC(2026, 0, 1, 1, 2, 3, 456) * 1000 - now;
+  out = input(s, [timestampFrame(VS_MAC, '10.1.1.1', 0x2222, 8, 1)], now);
+  r = out[0]!.raw.subarray(38);
+  assert.equal([u32(r, 12), u32(r, 16)], [3_723_456, 3_723_456], 'ms since midnight UT');
+  // To the subnet broadcast: not answered; a truncated one: dropped.
+  assert.equal(input(s, [timestampFrame(BCAST, '10.1.1.255', 1, 1, 1)], now), []);
+  const short = icmpEchoFrame(10, VS_MAC, PEER, '10.1.1.2', '10.1.1.1', 1, 1, new Uint8Array(4));
+  short[38] = 13; short[40] = 0; short[41] = 0;
+  const c = sumOf(short, 38, 12);
+  short[40] = c >>> 8; short[41] = c & 0xff;
+  assert.equal(input(s, [short], now), []);
+  assert.is(s.vs.counters.toJSON().drops.reasons['icmp-truncated'], 1);
+  assert.is(s.pool.check().held, 0);
 });
 
 /** The IPv4 header checksum of the header at `off` (its checksum field zeroed). */

@@ -178,6 +178,11 @@ export class Engine implements NeighborHost, TcpEngine {
    * By default the engine's own time (the last step's).
    */
   clock: () => number = () => this.now;
+  /**
+   * Add to the engine's time for µs since the epoch: set by the runtime in real time (ICMP
+   * Timestamp Replies give milliseconds since midnight UT); null under virtual time.
+   */
+  epochOffsetUs: number | null = null;
   /** Exceptions from the stack's own code, counted (also as `internal-error` drops). */
   internalErrors = 0;
   private readonly internalSeen = new Set<string>();

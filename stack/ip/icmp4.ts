@@ -6,7 +6,7 @@ import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV4 } from '../../protocols/ethernet';
 import {
   IcmpPacket, ICMP_DEST_UNREACH, ICMP_ECHO_REPLY, ICMP_ECHO_REQUEST, ICMP_FRAG_NEEDED, ICMP_PARAM_PROBLEM, ICMP_PORT_UNREACH, ICMP_PROTO_UNREACH,
-  ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED, ICMP_ERROR_MAX_DATAGRAM, writeIcmpError,
+  ICMP_EXC_FRAGTIME, ICMP_TIME_EXCEEDED, ICMP_ERROR_MAX_DATAGRAM, ICMP_TIMESTAMP, ICMP_TIMESTAMP_LEN, ICMP_TIMESTAMP_REPLY, writeIcmpError,
 } from '../../protocols/icmp';
 import { IPOPT_RR, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, writeIpv4 } from '../../protocols/ipv4';
 import { checksumAdjust, fold, rd16, sum16, wr16 } from '../../protocols/checksum';
@@ -30,6 +30,8 @@ export interface Icmp4Host {
   readonly tcp: TcpLayer;
   readonly udp: UdpLayer;
   readonly vsById: ReadonlyMap<number, VirtualServer>;
+  /** Add to the engine's time for µs since the epoch (real time); null when unknown (virtual time). */
+  readonly epochOffsetUs: number | null;
   /** Looped-back frames (a VS sending to its own address) are being received. */
   readonly inLoopback: boolean;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
@@ -57,6 +59,8 @@ export class Icmp4 {
   private readonly icmp = new IcmpPacket();
   private readonly mac = new Uint8Array(6);
   private readonly hdr = new Uint8Array(8);
+  /** A Timestamp Reply being built. */
+  private readonly tsMsg = new Uint8Array(20);
   /** The options of an echo reply (at most 40 bytes). */
   private readonly opts = new Uint8Array(40);
   /** The quote of a reassembled datagram: a header rebuilt for it and as much of it as fits in 576 bytes. */
@@ -107,6 +111,7 @@ export class Icmp4 {
       else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + hl + len);
       return;
     }
+    if (icmp.type === ICMP_TIMESTAMP) return this.timestamp(m, j, off);
     if (icmp.type === ICMP_DEST_UNREACH || icmp.type === ICMP_TIME_EXCEEDED || icmp.type === ICMP_PARAM_PROBLEM) {
       const r = this.errorInput(link, b, m.dst[j]!);
       if (r !== Drop.None) return m.drop(j, r);
@@ -152,6 +157,38 @@ export class Icmp4 {
       p += olen;
     }
     return 0;
+  }
+
+  /**
+   * Timestamp Reply (RFC 792; RFC 1122 3.2.2.8, which Linux implements): the request's identifier,
+   * sequence number and originate timestamp, then the receive and transmit timestamps, both the
+   * time now in milliseconds since midnight UT, from the address the request came to. Without a
+   * wall clock (virtual time) the value is non-standard, its high-order bit set (RFC 792). Not to
+   * a broadcast (RFC 1122 3.2.2.8 MAY discard; Linux ignores broadcast ICMP queries).
+   */
+  private timestamp(m: RxMeta, j: number, off: number): void {
+    if (m.bcast[j]) return m.drop(j, Drop.Ipv4NotOurAddress);
+    const b = m.b;
+    const link = m.link[j]!;
+    const t = this.tsMsg;
+    t[0] = ICMP_TIMESTAMP_REPLY; t[1] = 0; t[2] = 0; t[3] = 0;
+    for (let i = 4; i < 12; i++) t[i] = b[off + i]!; // identifier, sequence number, originate
+    const ep = this.eng.epochOffsetUs;
+    const ms = ep !== null ? Math.floor((m.now + ep) / 1000) % 86_400_000 : ((Math.floor(m.now / 1000) & 0x7fffffff) | 0x80000000) >>> 0;
+    for (let k = 12; k < 20; k += 4) { t[k] = ms >>> 24; t[k + 1] = (ms >>> 16) & 0xff; t[k + 2] = (ms >>> 8) & 0xff; t[k + 3] = ms & 0xff; }
+    const c = fold(sum16(t, 0, ICMP_TIMESTAMP_LEN));
+    t[2] = c >>> 8; t[3] = c & 0xff;
+    const so = m.srcMac[j]!;
+    for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
+    const decap = m.decap[j] !== 0;
+    try {
+      // From a VIP (decapsulated): routed, as its echo replies are.
+      this.eng.out.emit(link.vs, decap ? null : link, decap ? null : this.mac, m.dst[j]!, m.src[j]!, IPPROTO_ICMP, m.tos[j]!, t, ICMP_TIMESTAMP_LEN, t, 0, 0, false, 0);
+    } catch {
+      // No route back or no frame: counted by the output path.
+    } finally {
+      m.free(j);
+    }
   }
 
   /** Echo Reply to a request that came to a VIP (decapsulated): built anew and routed. */
