@@ -69,7 +69,7 @@ export const enum Drop {
   TcpBadFlags, // invalid flag combination (e.g. SYN+RST, SYN+FIN, no flags)
   TcpClosed, // segment for a connection already closed
   TxTooBig, // a frame larger than its link's MTU was not sent
-  ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn
+  ArpBadSender, // ARP reply to us from 0.0.0.0 or from our own address: nothing to learn; ARP from a sender address no host may hold (multicast, loopback, 240/4, 0/8, a subnet broadcast)
   InternalError, // the stack's own code threw while handling the frame: freed, counted, logged once
   // ICMP errors validated against live state (RFC 5927 4)
   IcmpNoFlow, // an ICMP error quoting no live connection or socket of ours: nothing changes
@@ -121,6 +121,10 @@ export const enum Drop {
   DecapFragmented, // an outer packet reassembled from fragments (RFC 2003 5.1, RFC 2473 7) longer than a frame holds: not taken
   DecapBadInner, // the inner packet is shorter than its header or not of the version the outer header names
   DecapLinkScoped, // decapsulated Neighbor Discovery or MLD (RFC 4861 7.1, RFC 3810), or from a link-local source (RFC 4291 2.5.6, RFC 3927 2.7): link-scoped, never taken from a tunnel
+  // Link and network layer conformance
+  LinkAddrGroup, // ARP sender hardware address or NDP link-layer address option that is a group (broadcast/multicast) MAC: no host's, never learned (RFC 1812 3.3.2)
+  Ipv4BadOption, // IPv4 option malformed (length beyond the header, below 2, bad pointer): Parameter Problem (RFC 1122 3.2.1.8, 3.2.2.5)
+  Ipv4SourceRoute, // IPv4 loose or strict source route option: discarded (RFC 7126 4.3.4/4.4.4; Linux accept_source_route=0)
   Count,
 }
 
@@ -156,6 +160,7 @@ export const DROP_NAMES: readonly string[] = [
   'icmp-echo-no-socket',
   'decap-source-refused', 'decap-not-vip', 'decap-nested', 'decap-fragmented', 'decap-bad-inner',
   'decap-link-scoped',
+  'link-addr-group', 'ipv4-bad-option', 'ipv4-source-route',
 ];
 
 export function dropName(d: Drop): string {

@@ -8,6 +8,10 @@ export const ICMP_DEST_UNREACH = 3;
 export const ICMP_ECHO_REQUEST = 8;
 export const ICMP_TIME_EXCEEDED = 11;
 export const ICMP_PARAM_PROBLEM = 12;
+export const ICMP_TIMESTAMP = 13;
+export const ICMP_TIMESTAMP_REPLY = 14;
+/** Length of a Timestamp or Timestamp Reply message (RFC 792): header, originate, receive, transmit. */
+export const ICMP_TIMESTAMP_LEN = 20;
 // Destination unreachable codes.
 export const ICMP_NET_UNREACH = 0;
 export const ICMP_HOST_UNREACH = 1;
@@ -43,7 +47,8 @@ export class IcmpPacket {
 
   /**
    * Parses `len` bytes at `off` (the IP payload). Verifies the checksum over all of it.
-   * Accepts echo request/reply, destination unreachable, time exceeded and parameter problem
+   * Accepts echo request/reply, timestamp request/reply (at least 20 bytes), destination
+   * unreachable, time exceeded and parameter problem
    * (errors must quote an IPv4 header and 8 bytes, else IcmpTruncated; its protocol, addresses
    * and L4 offset are filled in); anything else → IcmpUnknownType.
    */
@@ -64,8 +69,11 @@ export class IcmpPacket {
     this.code = b[off + 1];
     this.innerLen = len - ICMP_HLEN;
     switch (type) {
+      case ICMP_TIMESTAMP:
+      case ICMP_TIMESTAMP_REPLY:
       case ICMP_ECHO_REQUEST:
       case ICMP_ECHO_REPLY:
+        if ((type === ICMP_TIMESTAMP || type === ICMP_TIMESTAMP_REPLY) && len < ICMP_TIMESTAMP_LEN) return Drop.IcmpTruncated;
         this.id = (b[off + 4] << 8) | b[off + 5];
         this.seq = (b[off + 6] << 8) | b[off + 7];
         return Drop.None;
@@ -121,7 +129,7 @@ export function writeIcmpEchoReply(
  * offending datagram `orig[origOff .. origOff+origLen)` (from its IP header on): as much as
  * fits in a 576-byte error datagram (RFC 1812), never less than what is available up to the
  * IP header + 8 bytes of RFC 792. `mtu` fills the next-hop MTU of fragmentation-needed
- * (RFC 1191); it is ignored for other types. `orig` may overlap the output (moved safely).
+ * (RFC 1191), or the pointer of a parameter problem (RFC 792); it is ignored for other types. `orig` may overlap the output (moved safely).
  * Returns 8 + quoted length.
  */
 export function writeIcmpError(
@@ -133,7 +141,8 @@ export function writeIcmpError(
   b[off] = type;
   b[off + 1] = code;
   b[off + 2] = 0; b[off + 3] = 0;
-  b[off + 4] = 0; b[off + 5] = 0;
+  // Parameter Problem: the pointer to the octet at fault, in the first byte after the checksum.
+  b[off + 4] = type === ICMP_PARAM_PROBLEM ? mtu : 0; b[off + 5] = 0;
   if (type === ICMP_DEST_UNREACH && code === ICMP_FRAG_NEEDED) {
     b[off + 6] = mtu >>> 8; b[off + 7] = mtu;
   } else {

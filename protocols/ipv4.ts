@@ -111,6 +111,69 @@ export function decrementTtl(b: Uint8Array, off: number): number {
   return ttl - 1;
 }
 
+// Option types (RFC 791 3.1; RFC 2113 router alert).
+export const IPOPT_END = 0;
+export const IPOPT_NOOP = 1;
+export const IPOPT_RR = 7;
+export const IPOPT_TS = 68;
+export const IPOPT_LSRR = 131;
+export const IPOPT_SSRR = 137;
+/** `checkIpv4Options`: the options are well formed. */
+export const IPV4_OPTIONS_OK = -1;
+/** `checkIpv4Options`: a (well-formed) loose or strict source route. */
+export const IPV4_OPTIONS_SOURCE_ROUTE = -2;
+
+/**
+ * Checks the options of the IPv4 header at `b[off..off+hl)` (hl > 20) as a receiving host must be
+ * able to walk them (RFC 791 3.1, RFC 1122 3.2.1.8), with Linux's rules (ip_options_compile):
+ * End of Option List ends them, No Operation is one byte, every other option has a length of at
+ * least 2 that fits in what is left; Record Route and Source Routes have a length of at least 3
+ * and a pointer of at least 4, Timestamp a length of at least 4 and a pointer of at least 5, and
+ * a pointer inside the option leaves room for the entry it points at; Record Route, Timestamp and
+ * the source routes appear once; a Timestamp option that is full has an overflow count below 15.
+ * Unknown options are skipped (RFC 1122 3.2.1.8: ignored). Returns IPV4_OPTIONS_OK,
+ * IPV4_OPTIONS_SOURCE_ROUTE (a loose or strict source route, completed or not), or the offset from
+ * the header's start of the byte at fault (the Parameter Problem pointer, RFC 792).
+ */
+export function checkIpv4Options(b: Uint8Array, off: number, hl: number): number {
+  const end = off + hl;
+  let p = off + IPV4_HLEN;
+  let seen = 0; // 1: record route, 2: timestamp, 4: source route
+  let srr = false;
+  while (p < end) {
+    const t = b[p];
+    if (t === IPOPT_END) break;
+    if (t === IPOPT_NOOP) { p++; continue; }
+    if (end - p < 2) return p - off;
+    const olen = b[p + 1];
+    if (olen < 2 || olen > end - p) return p - off;
+    const ptr = olen > 2 ? b[p + 2] : 0;
+    if (t === IPOPT_RR || t === IPOPT_LSRR || t === IPOPT_SSRR) {
+      const bit = t === IPOPT_RR ? 1 : 4;
+      if (seen & bit) return p - off;
+      seen |= bit;
+      if (olen < 3) return p + 1 - off;
+      if (ptr < 4) return p + 2 - off;
+      if (ptr <= olen && ptr + 3 > olen) return p + 2 - off;
+      if (t !== IPOPT_RR) srr = true;
+    } else if (t === IPOPT_TS) {
+      if (seen & 2) return p - off;
+      seen |= 2;
+      if (olen < 4) return p + 1 - off;
+      if (ptr < 5) return p + 2 - off;
+      const flag = b[p + 3] & 0x0f;
+      if (ptr <= olen) {
+        if (ptr + 3 > olen) return p + 2 - off;
+        if ((flag === 1 || flag === 3) && ptr + 7 > olen) return p + 2 - off;
+      } else if (flag !== 3 && (b[p + 3] >>> 4) === 15) {
+        return p + 3 - off;
+      }
+    }
+    p += olen;
+  }
+  return srr ? IPV4_OPTIONS_SOURCE_ROUTE : IPV4_OPTIONS_OK;
+}
+
 /** Parses dotted-quad "a.b.c.d" into a u32 (one parser for the project: protocols/ip/addr.ts). Throws RangeError. */
 export const parseIpv4 = parseIp4;
 

@@ -1,12 +1,13 @@
 /**
  * Multicast Listener Discovery v2 (RFC 3810) for a host: the report emitter (joins and leaves
- * of groups with no source list, i.e. "any source"), the Hop-by-Hop header with the Router Alert
+ * of groups with no source list, i.e. "any source"), the MLDv1 Report and Done (RFC 2710) of
+ * MLDv1 Host Compatibility Mode (RFC 3810 8.2.1), the Hop-by-Hop header with the Router Alert
  * option that MLD messages carry (RFC 3810 5, RFC 2711), and a query parser so the engine can
  * count and answer queries.
  */
 import { Drop } from './drop';
 import { Ip6, write6 } from './ip/addr';
-import { setIcmp6Checksum, MLDV2_LISTENER_REPORT, MLD_LISTENER_QUERY } from './icmpv6';
+import { setIcmp6Checksum, MLDV2_LISTENER_REPORT, MLD_LISTENER_QUERY, MLD_LISTENER_REPORT, MLD_LISTENER_DONE } from './icmpv6';
 import { IPV6_HLEN } from './ipv6';
 
 // Multicast Address Record types (RFC 3810 5.2.12).
@@ -55,6 +56,28 @@ export function writeMldv2Report(b: Uint8Array, off: number, groups: readonly Ip
   const n = p - off;
   setIcmp6Checksum(b, off, n, src, dst);
   return n;
+}
+
+/** Length of an MLDv1 Report or Done (RFC 2710 3). */
+export const MLDV1_LEN = 24;
+/**
+ * Older Version Querier Present Timeout (RFC 3810 9.12) with the default Robustness Variable (2),
+ * Query Interval (125 s) and Query Response Interval (10 s), in µs: how long a host stays in MLDv1
+ * Host Compatibility Mode after an MLDv1 query (RFC 3810 8.2.1).
+ */
+export const MLD_OLDER_QUERIER_PRESENT_US = (2 * 125 + 10) * 1_000_000;
+
+/**
+ * Writes an MLDv1 Report (RFC 2710 3; sent to the group itself) or, with `done`, a Done (sent to
+ * ff02::2) for `group` at `off`, checksummed for `src` → `dst`. Returns 24.
+ */
+export function writeMldv1(b: Uint8Array, off: number, group: Ip6, src: Ip6, dst: Ip6, done = false): number {
+  b[off] = done ? MLD_LISTENER_DONE : MLD_LISTENER_REPORT;
+  b[off + 1] = 0;
+  for (let i = 4; i < 8; i++) b[off + i] = 0; // Maximum Response Delay, Reserved
+  write6(b, off + 8, group);
+  setIcmp6Checksum(b, off, MLDV1_LEN, src, dst);
+  return MLDV1_LEN;
 }
 
 /**

@@ -17,8 +17,11 @@
  * contradiction with what is held discards the datagram.
  *
  * Time: `now` (µs) comes in with each call. A datagram lives `timeoutUs` from its first
- * fragment; `expire(now)` discards the late ones (Ipv4ReassemblyTimeout). `now` must not go
- * backwards.
+ * fragment; `expire(now)` discards the late ones (Ipv4ReassemblyTimeout), as does `push` when a
+ * late fragment finds its datagram expired. For each one whose fragment zero had arrived,
+ * `onTimeout` gets that fragment rebuilt (a 20-byte header, MF set, and its data) so that the
+ * caller can send Time Exceeded code 1 quoting it (RFC 792, RFC 1122 3.3.2: MUST, only when
+ * fragment zero was received). `now` must not go backwards.
  *
  * Memory: all bookkeeping is preallocated; each slot owns a data buffer that grows by powers
  * of two (2 KiB .. 64 KiB) and is reused, so steady-state work allocates only the view of a
@@ -26,7 +29,8 @@
  * with the IPv6 reassembler; this file keeps the IPv4 key and header.
  */
 import { Drop } from './drop';
-import { Ipv4Header } from './ipv4';
+import { Ipv4Header, IP_MF, writeIpv4 } from './ipv4';
+import { copyBytes } from './checksum';
 import { FragStore, ReassemblerBase, ReassemblyOptions } from './frag-store';
 
 export type { ReassemblyOptions } from './frag-store';
@@ -69,6 +73,13 @@ export class Ipv4Reassembler extends ReassemblerBase {
   private readonly firstTos: Uint8Array;
   private readonly firstTtl: Uint8Array;
   private readonly firstHdrLen: Uint8Array;
+  private scratch: Uint8Array = EMPTY;
+  /**
+   * Called for each datagram that times out after its fragment zero arrived: `first` is that
+   * fragment rebuilt (IPv4 header without options, MF set, then its data; valid during the call
+   * only), `ctx` its context.
+   */
+  onTimeout: ((first: Uint8Array, ctx: number) => void) | null = null;
 
   constructor(opts: ReassemblyOptions = {}) {
     super(new FragStore(opts, DROPS4, 30_000_000, false));
@@ -106,7 +117,7 @@ export class Ipv4Reassembler extends ReassemblerBase {
     const bucket = st.bucket(this.hash(ctx, hdr.src, hdr.dst, hdr.proto, hdr.id));
     let s = this.find(bucket, ctx, hdr.src, hdr.dst, hdr.proto, hdr.id);
     if (s >= 0 && st.deadline[s] <= now) {
-      st.killCount(s, Drop.Ipv4ReassemblyTimeout);
+      this.timeout(s);
       s = -1;
     }
     const fresh = s < 0;
@@ -141,11 +152,29 @@ export class Ipv4Reassembler extends ReassemblerBase {
     const st = this.st;
     let n = 0;
     while (st.oldest >= 0 && st.deadline[st.oldest] <= now) {
-      st.kill(st.oldest);
+      this.timeout(st.oldest);
       n++;
     }
-    st.stats[Drop.Ipv4ReassemblyTimeout] += n;
     return n;
+  }
+
+  /** Discards slot `s` (timed out, counted); `onTimeout` hears of it when its fragment zero had come. */
+  private timeout(s: number): void {
+    const st = this.st;
+    const cb = this.onTimeout;
+    const firstEnd = cb !== null && this.firstHdrLen[s] !== 0 ? st.firstEnd(s) : -1;
+    if (firstEnd <= 0) {
+      st.killCount(s, Drop.Ipv4ReassemblyTimeout);
+      return;
+    }
+    const n = 20 + firstEnd;
+    if (this.scratch.length < n) this.scratch = new Uint8Array(Math.max(n, 2048));
+    const out = this.scratch;
+    writeIpv4(out, 0, this.kSrc[s], this.kDst[s], this.kProto[s], firstEnd, this.firstTtl[s], this.kId[s], IP_MF, this.firstTos[s]);
+    copyBytes(out, 20, st.bufs[s], 0, firstEnd);
+    const ctx = this.kCtx[s];
+    st.killCount(s, Drop.Ipv4ReassemblyTimeout);
+    cb!(out.subarray(0, n), ctx);
   }
 
   /** Earliest deadline (µs) of a datagram in progress, or Infinity when there is none. */

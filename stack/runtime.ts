@@ -157,6 +157,7 @@ export class Runtime {
     if (this.running) return;
     this.running = true;
     this.engine.clock = this.opts.clock ?? monotonicUs;
+    if (!this.opts.clock) this.engine.epochOffsetUs = epochOffsetUs();
     this.engine.wheel.replayLate = false; // a late step fires each due timer once, at the time it runs
     this.engineKick = () => this.schedule(0);
     this.pollFallback = false;

@@ -213,8 +213,8 @@ test('fragmented echo request is reassembled and the reply fragmented for the MT
 test('UDP send larger than the MTU is fragmented; PMTU from ICMP frag-needed lowers it', () => {
   const s = setup([10]);
   const vs = s.vses[0]!.vs;
-  // Learn the peer first.
-  run(s, [arpFrame(2, 10, s.vses[0]!.mac, PEER_A, '10.1.1.2', s.vses[0]!.mac, '10.1.1.1')]);
+  // Learn the peer first (its ARP request for our address; an unsolicited reply would teach nothing).
+  run(s, [arpFrame(1, 10, BCAST, PEER_A, '10.1.1.2', ZERO, '10.1.1.1')]);
   const sock = s.e.createUdpSocket(vs);
   sock.bind(1234);
   const payload = new Uint8Array(4000).map((_, i) => (i * 7) & 0xff);
@@ -326,8 +326,16 @@ test('UDP socket API errors are Node-shaped', async () => {
 test('ARP entries age: REACHABLE → STALE → removed; unanswered resolution fails after 3 tries', () => {
   const s = setup([10]);
   const link = s.vses[0]!.vs.links[0]!;
+  // A reply we did not ask for creates no entry (as Linux with arp_accept 0: not believed).
   run(s, [arpFrame(2, 10, s.vses[0]!.mac, PEER_A, '10.1.1.2', s.vses[0]!.mac, '10.1.1.1')], 0);
-  // A reply we did not ask for still teaches nothing new: entry only exists when the target is us (it is).
+  assert.is(link.neigh.peek(ip('10.1.1.2')), undefined);
+  // Resolved: the VS asks (a datagram to send), the peer's reply makes it REACHABLE.
+  const sock = s.e.createUdpSocket(s.vses[0]!.vs);
+  sock.bind(1234);
+  sock.send('x', 9, '10.1.1.2');
+  assert.equal(drain(s.pool, s.out).map((d) => d.arp?.op), [1], 'an ARP request');
+  run(s, [arpFrame(2, 10, s.vses[0]!.mac, PEER_A, '10.1.1.2', s.vses[0]!.mac, '10.1.1.1')], 0);
+  sock.close();
   assert.is(NSTATE_NAMES[link.neigh.peek(ip('10.1.1.2'))!.state], 'REACHABLE');
   s.e.advance(31_000_000);
   assert.is(NSTATE_NAMES[link.neigh.peek(ip('10.1.1.2'))!.state], 'STALE');

@@ -364,10 +364,19 @@ test('icmp: truncated, bad checksum, unknown type, short quote', () => {
   const b = e.slice(); b[40] ^= 0x80;
   assert.is(icmp.parse(b, 34, 16), Drop.IcmpBadChecksum);
   const t = new Uint8Array(20);
-  t[0] = 13; // timestamp request
+  t[0] = 17; // address mask request (RFC 950): not served
   const c = internetChecksum(t, 0, 20);
   t[2] = c >> 8; t[3] = c & 0xff;
   assert.is(icmp.parse(t, 0, 20), Drop.IcmpUnknownType);
+  // A timestamp request (RFC 792) is 20 bytes: taken; shorter, truncated.
+  t[0] = 13; t[2] = 0; t[3] = 0;
+  const c2 = internetChecksum(t, 0, 20);
+  t[2] = c2 >> 8; t[3] = c2 & 0xff;
+  assert.is(icmp.parse(t, 0, 20), Drop.None);
+  const t16 = t.slice(0, 16); t16[2] = 0; t16[3] = 0;
+  const c3 = internetChecksum(t16, 0, 16);
+  t16[2] = c3 >> 8; t16[3] = c3 & 0xff;
+  assert.is(icmp.parse(t16, 0, 16), Drop.IcmpTruncated);
   const s = new Uint8Array(8 + 20);
   writeIcmpError(s, 0, ICMP_DEST_UNREACH, 1, 0, new Uint8Array(20), 0, 20);
   assert.is(icmp.parse(s, 0, 28), Drop.IcmpTruncated);

@@ -1,7 +1,8 @@
 /**
  * A reassembled IPv4 UDP datagram no socket takes is answered with ICMP port unreachable (RFC
  * 1122 3.2.2.1 / 4.1.3.1), as a datagram that came whole is; the error quotes a header for the
- * whole datagram and its UDP header (RFC 792: the IP header and the first 64 bits of data).
+ * whole datagram and as much of the datagram as fits in a 576-byte error (RFC 1812 4.3.2.3; RFC
+ * 792's minimum is the IP header and the first 64 bits of data, which is all it quoted before).
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -27,7 +28,9 @@ test('a fragmented UDP datagram to a closed port gets one port unreachable, quot
   assert.is(errs.length, 1, 'one port unreachable');
   const e = errs[0]!;
   assert.is(e.ipv4!.dst, parseIpv4('10.1.1.2'));
-  const q = e.raw.subarray(e.raw.length - 28); // the quote: 20-byte header + 8 bytes
+  const q = e.icmp!.data; // the quote: a 20-byte header, then as much as fits in 576 bytes (RFC 1812 4.3.2.3)
+  assert.is(e.ipv4!.payloadLen + 20, 576, 'a 576-byte error datagram');
+  assert.equal(Buffer.from(q.subarray(28)), pattern(3000, 4).subarray(0, 576 - 20 - 8 - 28), 'the datagram\'s data after its UDP header');
   assert.is(q[9], 17, 'the quoted header is UDP');
   assert.is((q[2]! << 8) | q[3]!, 20 + 8 + 3000, 'for the whole datagram');
   assert.is((q[6]! << 8) | q[7]!, 0, 'not a fragment');

@@ -180,6 +180,11 @@ export class Engine implements NeighborHost, TcpEngine {
    * By default the engine's own time (the last step's).
    */
   clock: () => number = () => this.now;
+  /**
+   * Add to the engine's time for µs since the epoch: set by the runtime in real time (ICMP
+   * Timestamp Replies give milliseconds since midnight UT); null under virtual time.
+   */
+  epochOffsetUs: number | null = null;
   /** Exceptions from the stack's own code, counted (also as `internal-error` drops). */
   internalErrors = 0;
   private readonly internalSeen = new Set<string>();
@@ -265,6 +270,9 @@ export class Engine implements NeighborHost, TcpEngine {
     this.ip6 = new Ipv6Input(this, reasmOpts);
     this.decap = new Decap(this);
     this.icmp4 = new Icmp4(this);
+    // RFC 1122 3.3.2: a datagram that times out after its fragment zero came is answered with
+    // Time Exceeded code 1.
+    this.reasm.onTimeout = (first, vsId) => this.icmp4.reassemblyTimeout(first, vsId, this.now);
     this.icmp6 = new Icmp6(this);
     this.echo = new EchoLayer(this, (secret[0]! << 8) | secret[1]!);
   }
@@ -566,7 +574,9 @@ export class Engine implements NeighborHost, TcpEngine {
           pool.free(f);
           continue;
         }
-        const grp = this.groups[devIdx]![eth.vlan + 1];
+        // VLAN id 0 is a priority tag, not a VLAN (IEEE 802.1Q 9.6): the frame is the untagged
+        // link's (Linux receives it on the device itself; the XDP program keys both as 0).
+        const grp = this.groups[devIdx]![eth.vlan > 0 ? eth.vlan + 1 : 0];
         if (!grp || eth.outerVlan >= 0) {
           dev.counters.drop(Drop.VlanNoLink);
           pool.free(f);

@@ -30,6 +30,7 @@ import type { TcpLayer } from '../transport/tcp';
 import type { UdpLayer } from '../transport/udp';
 import type { IpOutput } from './output';
 import type { VirtualServer } from '../vs';
+import type { LinkGroup } from '../link/demux';
 
 /** What ICMPv6 needs from the engine. */
 export interface Icmp6Host {
@@ -41,6 +42,7 @@ export interface Icmp6Host {
   readonly vsById: ReadonlyMap<number, VirtualServer>;
   /** Looped-back frames (a VS sending to its own address) are being received. */
   readonly inLoopback: boolean;
+  groupOf(link: Link): LinkGroup | null;
   echoReply(vs: VirtualServer, ident: number, from: IpAddr, seq: number, bytes: number, ttl: number, now: number): Drop;
   /** An ICMPv6 error quoting an Echo Request of `vs` with identifier `ident` (to its ping, as echoReply). */
   echoError(vs: VirtualServer, ident: number, from: IpAddr, seq: number, type: number, code: number, info: number, now: number): Drop;
@@ -90,7 +92,7 @@ export class Icmp6 {
     if (type === MLD_QUERY) return this.eng.ndp.mldQuery(m, j);
     if (m.src6[j] && isUnspecified(m.src6[j]!)) return m.drop(j, Drop.Ipv6BadSource); // :: only for DAD
     if (type === ICMP6_ECHO_REQUEST) {
-      if (m.bcast[j]) return m.drop(j, Drop.Ipv6NotOurAddress); // echo to a group: not served
+      if (m.bcast[j]) return this.echoGroup(m, j, off, len);
       return this.echo(m, j, off, len);
     }
     if (type === ICMP6_DST_UNREACH || type === ICMP6_PACKET_TOO_BIG || type === ICMP6_TIME_EXCEEDED || type === ICMP6_PARAM_PROB) {
@@ -149,6 +151,47 @@ export class Icmp6 {
     // A VS pinging its own address: the reply loops back too.
     if (this.eng.inLoopback) this.eng.out.loopback(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
     else this.eng.out.enqueue(link, m.pool, m.frame(j), ethStart, link.ethLen + 40 + len);
+  }
+
+  /**
+   * An Echo Request to a group we listen to (all nodes, or the solicited-node group of an address
+   * of ours): RFC 4443 4.1 says a reply SHOULD be sent (Linux answers: icmpv6 echo_ignore_multicast
+   * is off), from a unicast address of the interface it came on (4.2). Every VS on the (device,
+   * VLAN) that heard it (a frame to a link-layer group reached them all; each is a node of the
+   * link) and listens to the group answers from its own address, the one its link would use toward
+   * the requester.
+   */
+  private echoGroup(m: RxMeta, j: number, off: number, len: number): void {
+    const link0 = m.link[j]!;
+    const b = m.b;
+    const src = m.src6[j]!;
+    const group = m.dst6[j]!;
+    if (m.decap[j] || isUnspecified(src)) return m.drop(j, Drop.Ipv6NotOurAddress);
+    const allNodes = group.w0 === 0xff020000 && group.w1 === 0 && group.w2 === 0 && group.w3 === 1;
+    const grp = (b[m.ethOff[j]!]! & 1) !== 0 ? this.eng.groupOf(link0) : null;
+    const so = m.srcMac[j]!;
+    for (let i = 0; i < 6; i++) this.mac[i] = b[so + i]!;
+    const n = grp ? grp.links.length : 1;
+    let answered = false;
+    for (let k = 0; k < n; k++) {
+      const link = grp ? grp.links[k]! : link0;
+      if (!allNodes && !listensTo(link, group)) continue;
+      const from = this.eng.out.sourceFor(link, src);
+      if (typeof from === 'number') continue; // no usable IPv6 address on that link
+      const hdr = this.hdr;
+      hdr[0] = ICMP6_ECHO_REPLY; hdr[1] = 0; hdr[2] = 0; hdr[3] = 0;
+      hdr[4] = b[off + 4]!; hdr[5] = b[off + 5]!; hdr[6] = b[off + 6]!; hdr[7] = b[off + 7]!;
+      const c = fold(sum16(b, off + 8, len - 8, sum16(hdr, 0, 8, pseudoSum6(from, src, IPPROTO_ICMPV6, len))));
+      hdr[2] = c >>> 8; hdr[3] = c & 0xff;
+      try {
+        this.eng.out.emit(link.vs, link, this.mac, from, src, IPPROTO_ICMPV6, 0, hdr, 8, b, off + 8, len - 8, false, 0);
+        answered = true;
+      } catch {
+        // No frame or no way back: counted by the output path.
+      }
+    }
+    if (!answered) return m.drop(j, Drop.Ipv6NotOurAddress);
+    m.free(j);
   }
 
   /** A reassembled ICMPv6 message: a large echo request is answered, a large echo reply goes to its ping (hop limit unknown: -1). */
@@ -228,10 +271,20 @@ export class Icmp6 {
    * Port unreachable for a reassembled UDP datagram with no taker: `pkt` is the packet (its IPv6
    * header at 0) from `src` to our `dst`, answered to `peerMac` within RFC 4443 2.4's rules.
    */
-  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number): void {
+  portUnreachable(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, peerMac: Uint8Array, now: number,
+    type = ICMP6_DST_UNREACH, code = UNREACH_PORT, param = 0): void {
     if (isUnspecified(src) || isMulticast6(src) || isMulticast6(dst)) return;
     if (!icmpErrorToken(link.vs, link, now, Drop.Icmpv6RateLimited)) return;
-    this.send(link, peerMac, 0, dst, src, ICMP6_DST_UNREACH, UNREACH_PORT, 0, pkt, 0, pkt.length);
+    this.send(link, peerMac, 0, dst, src, type, code, param, pkt, 0, pkt.length);
+  }
+
+  /**
+   * Parameter Problem code 1 for a reassembled packet whose upper layer nothing here takes (RFC 8200
+   * 4, RFC 4443 3.4), as for a whole one: `pointer` is the offset in `pkt` of the Next Header field
+   * that named it.
+   */
+  unknownNextHeader(link: Link, pkt: Uint8Array, src: Ip6, dst: Ip6, pointer: number, peerMac: Uint8Array, now: number): void {
+    this.portUnreachable(link, pkt, src, dst, peerMac, now, ICMP6_PARAM_PROB, 1, pointer);
   }
 
   /**
@@ -249,7 +302,9 @@ export class Icmp6 {
     // Nor to a source that is no node's (loopback, IPv4-mapped: never on the wire, RFC 4291 2.5.3):
     // a Parameter Problem is decided before the source is checked.
     if (isUnspecified(to) || isBadSource6(to)) return;
-    if (isMulticast6(ours) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
+    // RFC 4443 2.4(e.3-e.5): nor about a packet to a multicast address or sent as a link-layer
+    // multicast or broadcast, except Packet Too Big and Parameter Problem code 2.
+    if ((isMulticast6(ours) || (b[m.ethOff[j]!]! & 1) !== 0) && !(type === ICMP6_PACKET_TOO_BIG || (type === ICMP6_PARAM_PROB && code === 2))) return;
     // Never about an ICMPv6 error message or a Redirect (RFC 4443 2.4(e.1, e.2)), also when the
     // packet's chain was not walked to its end (an option or next header in front made us answer).
     if (isIcmp6ErrorAt(b, l3, l3 + Math.min(m.l3Len[j]!, 40 + ((b[l3 + 4]! << 8) | b[l3 + 5]!)))) return;
@@ -330,4 +385,12 @@ function isIcmp6ErrorAt(b: Uint8Array, l3: number, end: number): boolean {
   if (nh !== IPPROTO_ICMPV6 || p >= end) return false;
   const t = b[p]!;
   return t < 128 || t === ND_REDIRECT;
+}
+
+/** Whether `link` listens to the solicited-node group `group` (ff02::1:ffXX:XXXX) for an address of its own in use. */
+function listensTo(link: Link, group: Ip6): boolean {
+  if (group.w0 !== 0xff020000 || group.w1 !== 0 || group.w2 !== 1 || (group.w3 >>> 24) !== 0xff) return false;
+  const low = group.w3 & 0xffffff;
+  for (const a of link.addrs) if (typeof a.addr !== 'number' && a.state === 'preferred' && (a.addr.w3 & 0xffffff) === low) return true;
+  return false;
 }

@@ -4,8 +4,10 @@
  * protocol for the next stage. Reassembled datagrams go to their L4 handler at once.
  */
 import { Drop } from '../../protocols/drop';
-import { ICMP_DEST_UNREACH, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
-import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, Ipv4Header, isBadSource4 } from '../../protocols/ipv4';
+import { ICMP_DEST_UNREACH, ICMP_PARAM_PROBLEM, ICMP_PROTO_UNREACH } from '../../protocols/icmp';
+import {
+  checkIpv4Options, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, IPV4_OPTIONS_OK, IPV4_OPTIONS_SOURCE_ROUTE, Ipv4Header, isBadSource4,
+} from '../../protocols/ipv4';
 import type { IpAddr } from '../../protocols/ip/addr';
 import type { RxDatagram, RxMeta } from '../engine/meta';
 import type { Link, VirtualServer } from '../vs';
@@ -58,8 +60,9 @@ export class Ipv4Input {
       m.drop(j, d);
       return 0;
     }
-    // RFC 1122 3.2.1.3: never a source from the wire (the one rule: isBadSource4), nor 0.0.0.0.
-    if (ip.src === 0 || isBadSource4(ip.src)) {
+    // RFC 1122 3.2.1.3: never a source from the wire (the one rule: isBadSource4), nor 0/8 ("this
+    // network": {0, host} only while a host learns its address; Linux: a martian source).
+    if ((ip.src >>> 24) === 0 || isBadSource4(ip.src)) {
       m.drop(j, Drop.Ipv4BadSource);
       return 0;
     }
@@ -109,6 +112,29 @@ export class Ipv4Input {
       return 0;
     }
     m.link[j] = link;
+    if (ip.hdrLen > IPV4_HLEN) {
+      const r = checkIpv4Options(b, m.l3Off[j]!, ip.hdrLen);
+      if (r !== IPV4_OPTIONS_OK) {
+        // Source-routed datagrams are discarded (RFC 7126 4.3.4, 4.4.4 (BCP 186): by default;
+        // Linux: accept_source_route 0). One with hops still to go names us as a hop, and a host
+        // that does not forward discards it anyway (RFC 1122 3.3.5).
+        if (r === IPV4_OPTIONS_SOURCE_ROUTE) {
+          m.drop(j, Drop.Ipv4SourceRoute);
+          return 0;
+        }
+        // Malformed: Parameter Problem pointing at the octet at fault (RFC 792, RFC 1122 3.2.2.5;
+        // Linux ip_options_compile), never about a broadcast.
+        if (!bcast) {
+          m.src[j] = ip.src;
+          m.dst[j] = ip.dst;
+          m.l4Off[j] = ip.payloadOff;
+          m.l4Len[j] = ip.payloadLen;
+          this.eng.icmp4.errorFor(m, j, ICMP_PARAM_PROBLEM, 0, r);
+        }
+        m.drop(j, Drop.Ipv4BadOption);
+        return 0;
+      }
+    }
     // (A frame another shard handed over was counted by the shard it came to off the wire.)
     if (inner) { if (!this.eng.forwardedIn) link.decapsulated++; }
     // IPIP / IPv6 in IPv4 to a VS that serves VIPs (one that does not: an unknown protocol, below).
@@ -190,6 +216,8 @@ export class Ipv4Input {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;
     }
+    // Unknown protocol: protocol unreachable as for a datagram that came whole (not for broadcasts).
+    if (!bcast) this.eng.icmp4.protocolUnreachable(link, src, dst, tos, proto, dg, peerMac, now);
     link.drop(Drop.Ipv4UnknownProtocol);
   }
 }

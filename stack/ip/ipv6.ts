@@ -62,8 +62,12 @@ export class Ipv6Input {
   readonly reasm: Ipv6Reassembler;
   private readonly peerMac = new Uint8Array(6);
 
+  /** The time of the step under way (a late fragment that finds its datagram expired is answered at it). */
+  private now = 0;
+
   constructor(private readonly eng: Ipv6Host, opts: Reassembly6Options) {
-    this.reasm = new Ipv6Reassembler(opts);
+    // RFC 8200 4.5: Time Exceeded code 1 also when a late fragment is what finds the datagram expired.
+    this.reasm = new Ipv6Reassembler({ ...opts, onTimeout: (first, vsId) => this.eng.icmp6.reassemblyTimeout(first, vsId, this.now) });
   }
 
   /** Returns the upper-layer protocol for the next stage, or 0 when the frame was consumed here. */
@@ -199,6 +203,7 @@ export class Ipv6Input {
       }
       const so = m.srcMac[j]!;
       for (let i = 0; i < 6; i++) this.peerMac[i] = b[so + i]!;
+      this.now = m.now;
       const rd = this.reasm.push(link!.vs.id, ip, b, m.now);
       if (rd !== Drop.None) {
         if (this.reasm.ppCode >= 0) this.eng.icmp6.errorFor(m, j, ICMP6_PARAM_PROB, this.reasm.ppCode, this.reasm.ppPointer, dst!);
@@ -261,6 +266,8 @@ export class Ipv6Input {
       this.eng.tcp.input(link, dg, 0, dg.length, src, dst, peerMac, now, null, -1);
       return;
     }
+    // Unknown upper layer: Parameter Problem code 1 at the field that named it, as for a whole packet.
+    this.eng.icmp6.unknownNextHeader(link, pkt, src, dst, h.nhFieldOff, peerMac, now);
     link.drop(Drop.Ipv6UnknownNextHeader);
   }
 

@@ -11,6 +11,9 @@
  *   the address within `retransUs` after the last, it becomes preferred and is announced with an
  *   unsolicited advertisement (RFC 4861 7.2.6); a solicitation from `::` or an advertisement for it
  *   meanwhile marks it duplicate: reported once and never used (RFC 4862 5.4.5).
+ * - An MLDv1 query puts the links that heard it in MLDv1 Host Compatibility Mode (RFC 3810 8.2.1)
+ *   for the Older Version Querier Present Timeout: their reports are MLDv1 Reports and Dones
+ *   (RFC 2710) until it passes with no other MLDv1 query.
  * - The solicited-node groups of a link are reported when joined and again every `mldReportUs`:
  *   the XDP program leaves MLD queries to the host that shares the device, so the engine may never
  *   hear one, and a snooping switch forgets a listener that does not report within its Multicast
@@ -19,12 +22,12 @@
 import { Drop } from '../../protocols/drop';
 import { ETH_P_IPV6 } from '../../protocols/ethernet';
 import {
-  hash6, ALL_MLDV2_ROUTERS6, ALL_NODES6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
+  hash6, ALL_MLDV2_ROUTERS6, ALL_NODES6, ALL_ROUTERS6, ANY6, Ip6, ip6At, isMulticast6, isSolicitedNodeAt, isUnspecified, multicastMac6, solicitedNode,
 } from '../../protocols/ip/addr';
 import { IPPROTO_ICMPV6, IPPROTO_HOPOPTS } from '../../protocols/ipv6';
 import { NdpPacket, writeNa, writeNs, NA_FLAG_OVERRIDE, NA_FLAG_SOLICITED } from '../../protocols/ndp';
 import { ND_NEIGHBOR_ADVERT, ND_NEIGHBOR_SOLICIT } from '../../protocols/icmpv6';
-import { MldQuery, mldv2MaxRecords, writeMldv2Report, writeRouterAlertHbh } from '../../protocols/mld';
+import { MldQuery, mldv2MaxRecords, writeMldv1, writeMldv2Report, writeRouterAlertHbh, MLD_OLDER_QUERIER_PRESENT_US } from '../../protocols/mld';
 import type { Timer } from '../timers';
 import type { LogLevel } from '../../driver/types';
 import type { RxMeta } from '../engine/meta';
@@ -83,6 +86,12 @@ export class Ndp {
   private readonly groups = new WeakMap<Link, Map<number, number>>();
   /** Per link with groups: the timer of its periodic report. */
   private readonly reportTimers = new WeakMap<Link, Timer>();
+  /**
+   * Per link: until when (µs) it is in MLDv1 Host Compatibility Mode (RFC 3810 8.2.1): an MLDv1
+   * querier was heard; its reports are MLDv1 Reports and Dones meanwhile (an MLDv1 router ignores
+   * MLDv2 reports).
+   */
+  private readonly v1Until = new WeakMap<Link, number>();
   /** Duplicate addresses found (reported once each). */
   duplicates = 0;
   /** Our own DAD probes received back (RFC 7527 loop detection), not taken as duplicates. */
@@ -187,6 +196,8 @@ export class Ndp {
     const d = nd.parse(b, m.l4Off[j]!, m.l4Len[j]!, l3 + 8, l3 + 24, m.hops[j]!);
     if (d !== Drop.None) return m.drop(j, d);
     if (nd.type !== ND_NEIGHBOR_SOLICIT && nd.type !== ND_NEIGHBOR_ADVERT) return m.drop(j, Drop.Icmpv6UnknownType); // RS, redirect
+    // A link-layer address that is a group address (broadcast, multicast) is no neighbor's: never learned.
+    if ((nd.sllaOff >= 0 && (b[nd.sllaOff]! & 1) !== 0) || (nd.tllaOff >= 0 && (b[nd.tllaOff]! & 1) !== 0)) return m.drop(j, Drop.LinkAddrGroup);
     const grp = this.eng.groupOf(link0)!;
     const src = m.src6[j]!;
     const fromDad = isUnspecified(src);
@@ -246,8 +257,20 @@ export class Ndp {
     }
     if (preferredLink) return m.drop(j, Drop.Ipv6BadSource); // someone else claims our address: not learned
     const target = ip6At(b, tOff);
+    const lla = nd.tllaOff >= 0 ? b : null;
     // RFC 4861 7.2.5: an advertisement for a neighbor without an entry is ignored (counted).
-    if (!link0.neigh.learnAdvert(target, nd.tllaOff >= 0 ? b : null, nd.tllaOff, nd.solicited, nd.override, m.now)) return m.drop(j, Drop.NdpNoEntry);
+    let known = link0.neigh.learnAdvert(target, lla, nd.tllaOff, nd.solicited, nd.override, m.now);
+    // Sent to a link-layer group (an unsolicited advertisement to all nodes, RFC 4861 7.2.6), it
+    // reached every node on the link: each VS on this (device, VLAN) keeps its own cache, and each
+    // updates its entry, as every host on a shared segment would.
+    if ((b[m.ethOff[j]!]! & 1) !== 0) {
+      const links = grp.links;
+      for (let i = 0; i < links.length; i++) {
+        const l = links[i]!;
+        if (l !== link0 && l.neigh.learnAdvert(target, lla, nd.tllaOff, nd.solicited, nd.override, m.now)) known = true;
+      }
+    }
+    if (!known) return m.drop(j, Drop.NdpNoEntry);
     m.free(j);
   }
 
@@ -259,6 +282,13 @@ export class Ndp {
     const q = this.query;
     const d = q.parse(m.b, m.l4Off[j]!, m.l4Len[j]!, m.l3Off[j]! + 8);
     if (d !== Drop.None) return m.drop(j, d);
+    // RFC 3810 8.2.1: an MLDv1 query (24 bytes) puts each link that heard it in MLDv1 Host
+    // Compatibility Mode for the Older Version Querier Present Timeout (9.12); whatever query comes
+    // meanwhile is answered with MLDv1 Reports (as Linux's mld_in_v1_mode).
+    if (q.version === 1) {
+      const until = m.now + MLD_OLDER_QUERIER_PRESENT_US;
+      for (const link of this.eng.groupOf(m.link[j]!)!.links) this.v1Until.set(link, until);
+    }
     // Only a General Query or one for a group of ours is answered; others are not about us.
     const low = ((m.b[q.groupOff + 13]! << 16) | (m.b[q.groupOff + 14]! << 8) | m.b[q.groupOff + 15]!) >>> 0;
     if (!q.general && !isSolicitedNodeAt(m.b, q.groupOff)) return m.drop(j, Drop.Ipv6NotOurAddress);
@@ -269,7 +299,7 @@ export class Ndp {
       // RFC 3810 6.2: the answer holds Current State Records (MODE_IS_EXCLUDE {}): of every group for
       // a General Query, of the group asked about for a Multicast Address Specific Query.
       const groups = q.general ? [...g.keys()] : [low];
-      this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true);
+      this.report(link, groups.map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, true, m.now);
       answered = true;
     }
     if (!answered) return m.drop(j, Drop.Ipv6NotOurAddress);
@@ -350,7 +380,7 @@ export class Ndp {
   private reportTimer(link: Link, t: Timer, now: number): void {
     const g = this.groups.get(link);
     if (!g || g.size === 0 || this.reportTimers.get(link) !== t) return;
-    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false);
+    this.report(link, [...g.keys()].map((x) => solicitedNode(new Ip6(0, 0, 0, x))), false, false, now);
     this.eng.wheel.set(t, now + this.opts.mldReportUs);
   }
 
@@ -375,7 +405,12 @@ export class Ndp {
    * ff02::16 with hop limit 1 and a Router Alert, from the link-local address (`::` while it is
    * still tentative, as RFC 3810 5.2.13 allows).
    */
-  private report(link: Link, groups: Ip6[], leave: boolean, current = false): void {
+  private report(link: Link, groups: Ip6[], leave: boolean, current = false, now = this.eng.time()): void {
+    const v1 = this.v1Until.get(link);
+    if (v1 !== undefined) {
+      if (now < v1) return this.reportV1(link, groups, leave);
+      this.v1Until.delete(link); // the MLDv1 querier went quiet: MLDv2 again (RFC 3810 8.2.1)
+    }
     const pool = this.eng.devices[link.dev]!.pool;
     // RFC 3810 5.2.15: records beyond one packet go into further reports, each within the MTU
     // (and the frame).
@@ -395,6 +430,29 @@ export class Ndp {
     writeIp6Header(pool.bytes, ip, src, ALL_MLDV2_ROUTERS6, IPPROTO_HOPOPTS, hbh + len, 1, 0, 0);
     linkEth(pool.bytes, start, multicastMac6(ALL_MLDV2_ROUTERS6, link.scratchMac), 0, link, ETH_P_IPV6);
     this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + hbh + len);
+  }
+
+  /**
+   * MLDv1 Host Compatibility Mode (RFC 3810 8.2.1): one MLDv1 Report per group, to the group
+   * itself, or a Done for a `leave`, to all routers (RFC 2710 3, 4), hop limit 1 behind a Router
+   * Alert, from the link-local address (`::` while it is tentative, as for MLDv2).
+   */
+  private reportV1(link: Link, groups: Ip6[], leave: boolean): void {
+    const pool = this.eng.devices[link.dev]!.pool;
+    let src: Ip6 = ANY6;
+    for (const a of link.addrs) if (typeof a.addr !== 'number' && a.state === 'preferred' && (a.addr.w0 >>> 22) === 0x3fa) { src = a.addr; break; }
+    for (const g of groups) {
+      const f = this.frame(link);
+      if (f < 0) return;
+      const start = pool.dataStart(f);
+      const ip = start + link.ethLen;
+      const dst = leave ? ALL_ROUTERS6 : g;
+      const hbh = writeRouterAlertHbh(pool.bytes, ip + 40, IPPROTO_ICMPV6);
+      const len = writeMldv1(pool.bytes, ip + 40 + hbh, g, src, dst, leave);
+      writeIp6Header(pool.bytes, ip, src, dst, IPPROTO_HOPOPTS, hbh + len, 1, 0, 0);
+      linkEth(pool.bytes, start, multicastMac6(dst, link.scratchMac), 0, link, ETH_P_IPV6);
+      this.eng.out.enqueue(link, pool, f, start, link.ethLen + 40 + hbh + len);
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 import { execFile } from 'node:child_process';
 import { openAfxdp, AfxdpDriver } from '../../driver/afxdp';
 import { Engine } from '../../stack/engine';
+import type { EngineOptions } from '../../stack/engine/engine';
 import { Runtime } from '../../stack/runtime';
 import { ownership } from '../../stack/stack';
 
@@ -12,11 +13,11 @@ export interface Rig {
   close(): void;
 }
 
-/** Opens AF_XDP on `ifname`, builds an engine with that device and starts the real-time loop. */
-export function startRig(ifname: string, frameCount = 4096): Rig {
+/** Opens AF_XDP on `ifname`, builds an engine (with `opts`) with that device and starts the real-time loop. */
+export function startRig(ifname: string, frameCount = 4096, opts: Omit<EngineOptions, 'onOutput'> = {}): Rig {
   const driver = openAfxdp({ ifname, frameCount, log: () => {} });
   let runtime: Runtime | null = null;
-  const engine = new Engine({ onOutput: () => runtime?.engineKick() });
+  const engine = new Engine({ ...opts, onOutput: () => runtime?.engineKick() });
   engine.addDevice({ name: ifname, pool: driver.pool, mac: driver.mac, mtu: driver.mtu, ...ownership(driver) });
   runtime = new Runtime(engine, [driver]);
   runtime.start();
