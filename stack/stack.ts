@@ -33,7 +33,7 @@ import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, Validatio
 import { vsConfig } from './control/running';
 import { addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
 import { Drop, dropName } from '../protocols/drop';
-import { LimitRow, LimitWatch, VsLimits } from './limits';
+import { checkVsLimits, LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
 import type { MetricsEndpoint, MetricsSnapshot } from './control/metrics';
 import { MetricsHost } from './control/metrics-host';
@@ -238,6 +238,9 @@ export class Stack {
       const bad = vsNameProblem(name);
       if (bad) c.fail('name', bad);
       else if (this.engine.vsByName.has(name)) c.fail('', `virtual server '${name}' already exists`);
+      if (limits !== undefined) {
+        try { checkVsLimits(limits); } catch (e) { c.fail('limits', (e as Error).message); }
+      }
       if (!Array.isArray(links)) { c.fail('links', `must be an array, got ${describe(links)}`); return; }
       const siblings: LinkFacts[] = [];
       const state = this.engine.state;

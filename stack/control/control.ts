@@ -88,6 +88,14 @@ export type Request = Record<string, unknown> & { cmd: string };
 export interface Response { ok: boolean; data?: unknown; error?: string; event?: string; frames?: number; stream?: string }
 
 const MAX_LINE = 1 << 20;
+/** The largest identity a virtual server may be given (`vs.add`'s `id`): it travels as a u32 between shards. */
+const MAX_VS_ID = 0x7fffffff;
+/**
+ * Answers queued on a connection whose client does not read them: past this many bytes the
+ * connection's requests are not read either until the client catches up (its answers drain), so a
+ * client that writes requests and never reads holds this much of the stack's memory, not more.
+ */
+const MAX_QUEUED_ANSWERS = 4 << 20;
 
 function str(req: Request, k: string, required = true): string | undefined {
   const v = req[k];
@@ -261,16 +269,27 @@ export class ControlServer {
     let buf = '';
     const st: ConnState = { sessions: new Set(), pending: 0, readEnded: false, binary: false, deferred: [] };
     c.setEncoding('utf8');
+    /** Handles the whole lines in `buf`; pauses the connection while its client does not read. */
+    const take = (): void => {
+      let nl: number;
+      while (!st.readEnded && (nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) this.handleLine(c, line, st);
+        // A client that does not read its answers: its requests are not read either until they
+        // drain (the rest waits in `buf`). A streamed capture has its own limit (STREAM_MAX_QUEUED).
+        if (!st.binary && c.writableLength > MAX_QUEUED_ANSWERS && !c.destroyed) {
+          c.pause();
+          c.once('drain', () => { if (!c.destroyed) { c.resume(); take(); } });
+          return;
+        }
+      }
+    };
     c.on('data', (chunk: string) => {
       if (st.readEnded) return;
       buf += chunk;
       if (buf.length > MAX_LINE) { this.send(c, { ok: false, error: 'request line too long' }); c.destroy(); return; }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) this.handleLine(c, line, st);
-      }
+      if (!c.isPaused()) take();
     });
     c.on('end', () => {
       // The client will send no more: sessions end with their last answer, then this side closes.
@@ -510,7 +529,10 @@ export function handleRequest(st: Stack, req: Request): unknown {
       if (limits !== undefined && (typeof limits !== 'object' || limits === null || Array.isArray(limits))) {
         throw new Error(`request 'vs.add': 'limits' must be an object (its own limits: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
       }
-      st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined, num(req, 'id'));
+      // `id`: the identity a group's control plane issued (stack/shard); 32 bits on the wire between shards.
+      const id = num(req, 'id');
+      if (id !== undefined && (id < 1 || id > MAX_VS_ID)) throw new Error(`request 'vs.add': 'id' must be 1..${MAX_VS_ID}, got ${id}`);
+      st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined, id);
       return null;
     }
     case 'vs.del':

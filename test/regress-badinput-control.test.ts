@@ -1,0 +1,132 @@
+/**
+ * Regression (bad input on the control socket):
+ *  - a client that writes requests and never reads its answers made the stack queue every answer
+ *    in memory (a few hundred thousand `show counters` answers took the stack from 60 MB to
+ *    760 MB); now its requests are not read while more than a few MiB of answers wait, and all of
+ *    them are answered, in order, once it reads;
+ *  - `vs.add` with `"limits": {"__proto__": ...}` or `{"constructor": 1}` answered
+ *    "undefined is not iterable ..." (a TypeError from deep inside); now the unknown limit is named;
+ *  - `vs.add` with an `id` past 32 bits was taken (ids travel as u32 between shards); now refused.
+ * And the socket stays up for the next client after garbage, long lines and wrong types.
+ */
+import * as fs from 'node:fs';
+import * as net from 'node:net';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { controlRequest } from '../stack/control/control';
+import { ControlledStack, startControlled, stopControlled } from './lib/control';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-badctl-'));
+const sock = path.join(tmp, 'b.sock');
+let cs: ControlledStack;
+
+test.before(async () => {
+  cs = await startControlled({
+    name: 'badctl', engine: { dadTransmits: 0 },
+    devices: [{ name: 'm0', driver: 'memory' }],
+    virtualServers: [{ name: 'a', links: [{ device: 'm0', vlan: 10, addresses: ['10.1.1.1/24'] }] }],
+  }, sock);
+});
+test.after(async () => { await stopControlled(cs, tmp); });
+
+/** Sends raw bytes on a new connection, half-closes, and collects every answer line (bounded in time). */
+function rawExchange(bytes: Buffer | string, ms = 5000): Promise<string[]> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(sock);
+    let buf = '';
+    const timer = setTimeout(() => { c.destroy(); reject(new Error(`no end within ${ms} ms; got ${buf.slice(0, 200)}`)); }, ms);
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => { buf += d; });
+    c.on('error', () => { /* the server may close on us */ });
+    c.on('close', () => { clearTimeout(timer); resolve(buf.split('\n').filter((l) => l !== '')); });
+    c.on('connect', () => c.end(bytes));
+  });
+}
+
+async function stillServes(): Promise<void> {
+  const r = await controlRequest(sock, { cmd: 'ping' }, { timeoutMs: 5000 });
+  assert.ok(r.ok, 'the control socket answers the next client');
+  assert.equal(r.data && (r.data as { name: string }).name, 'badctl');
+}
+
+test('a client that never reads: answers queued on the stack stay bounded, none is lost', async () => {
+  const req = JSON.stringify({ cmd: 'show', kind: 'counters' }) + '\n';
+  const N = 30000; // each answer is hundreds of bytes: well over the bound if all were queued
+  const c = net.connect(sock);
+  c.pause(); // never read (until the end of the test)
+  await new Promise<void>((resolve, reject) => { c.once('connect', resolve); c.once('error', reject); });
+  const batch = req.repeat(1000);
+  for (let i = 0; i < N / 1000; i++) {
+    if (!c.write(batch)) {
+      // The stack stopped reading: what it has not read stays in the kernel and in this process.
+      await new Promise<void>((resolve) => { const t = setTimeout(resolve, 200); c.once('drain', () => { clearTimeout(t); resolve(); }); });
+    }
+  }
+  await new Promise((r) => setTimeout(r, 500));
+  // The stack's side of the connection.
+  const conns = [...(cs.server as unknown as { conns: Set<net.Socket> }).conns];
+  assert.ok(conns.length >= 1);
+  const queued = Math.max(...conns.map((x) => x.writableLength));
+  assert.ok(queued < 6 << 20, `answers queued on the stack: ${queued} bytes`);
+  // Another client is served meanwhile.
+  await stillServes();
+  // Now the client reads: every request gets its answer, in order.
+  let lines = 0;
+  let bad = 0;
+  let rest = '';
+  const done = new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`only ${lines} of ${N} answers within 60 s`)), 60_000);
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => {
+      rest += d;
+      let nl: number;
+      while ((nl = rest.indexOf('\n')) >= 0) {
+        const line = rest.slice(0, nl);
+        rest = rest.slice(nl + 1);
+        lines++;
+        if (!(JSON.parse(line) as { ok: boolean }).ok) bad++;
+        if (lines === N) { clearTimeout(timer); resolve(); }
+      }
+    });
+    c.resume();
+  });
+  await done;
+  c.destroy();
+  assert.is(lines, N);
+  assert.is(bad, 0);
+});
+
+test('garbage, over-long lines and wrong types: one error answer each, the socket stays up', async () => {
+  const garbage = Buffer.from(Array.from({ length: 4096 }, (_, i) => (i * 37 + 11) & 0xff).filter((b) => b !== 10));
+  const answers = await rawExchange(Buffer.concat([garbage, Buffer.from('\n{"cmd":5}\n[1,2]\nnull\n{"cmd":"nope"}\n{"cmd":"ping"}\n')]));
+  assert.is(answers.length, 6, answers.join('\n'));
+  const parsed = answers.map((l) => JSON.parse(l) as { ok: boolean; error?: string });
+  assert.equal(parsed.map((p) => p.ok), [false, false, false, false, false, true]);
+  assert.match(parsed[0]!.error!, /^bad request: /);
+  assert.match(parsed[1]!.error!, /a request is a JSON object with a "cmd" string/);
+  assert.match(parsed[4]!.error!, /unknown request 'nope'/);
+  // A line past 1 MiB: refused, connection closed, the next client served.
+  const long = await rawExchange('{"cmd":"ping","x":"' + 'y'.repeat((1 << 20) + 10) + '"}\n');
+  assert.ok(long.length >= 1 && /request line too long/.test(long[0]!), long.join('\n').slice(0, 200));
+  await stillServes();
+});
+
+test("vs.add: prototype keys in 'limits' are unknown limits, an id past 32 bits is refused", async () => {
+  for (const limits of ['{"__proto__":{"x":1}}', '{"constructor":1}', '{"toString":5}']) {
+    const [line] = await rawExchange(`{"cmd":"vs.add","name":"p1","limits":${limits}}\n`);
+    const r = JSON.parse(line!) as { ok: boolean; error: string };
+    assert.is(r.ok, false);
+    assert.match(r.error, /unknown virtual server limit '(__proto__|constructor|toString)' \(known: tcpConnections, tcpSynQueue, neighbors\)/);
+    assert.not.match(r.error, /iterable|TypeError|Cannot read/);
+  }
+  const big = await controlRequest(sock, { cmd: 'vs.add', name: 'p2', id: 99999999999 }, { timeoutMs: 5000 });
+  assert.is(big.ok, false);
+  assert.match(big.error!, /'id' must be 1\.\.2147483647, got 99999999999/);
+  // Nothing was created by the refused requests.
+  const vs = await controlRequest(sock, { cmd: 'show', kind: 'vs' }, { timeoutMs: 5000 });
+  assert.equal((vs.data as { name: string }[]).map((v) => v.name), ['a']);
+});
+
+test.run();
