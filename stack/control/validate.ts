@@ -27,6 +27,7 @@ import {
   prefixMatch, splitZone,
 } from '../../protocols/ip/addr';
 import { macToString } from '../../driver/types';
+import { closest } from './suggest';
 import type { Link, VirtualServer } from '../vs';
 
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -84,7 +85,10 @@ export class Checker {
 
   keys(o: Obj, p: string, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
+      if (allowed.includes(k)) continue;
+      // A typo of an allowed key (`adresses`, `vlna`) is named, after the list.
+      const near = closest(k, allowed);
+      this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})${near !== undefined ? `: did you mean '${near}'?` : ''}`);
     }
   }
 
