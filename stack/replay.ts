@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import type { Driver } from '../driver/types';
 import { macToString } from '../driver/types';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
-import { DeviceConfig, loadConfig, StackConfig, validateConfig } from './control/config';
+import { cloneConfig, DeviceConfig, loadConfig, StackConfig, validateConfig } from './control/config';
 import { parseCidrText } from './control/validate';
 import { AddrMap } from '../protocols/ip/addr';
 import { Stack } from './stack';
@@ -79,7 +79,7 @@ export function captureMacFor(recs: { data: Uint8Array }[], addrs: { has(a: numb
  */
 export function replayCapture(config: StackConfig | string, input: string | Uint8Array, output: string | PcapWriter,
   opts: { device?: string; mac?: string; lingerUs?: number } = {}): ReplayResult {
-  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
   let dev: DeviceConfig | undefined;
   if (opts.device !== undefined) {
     dev = cfg.devices.find((d) => d.name === opts.device);

@@ -26,10 +26,10 @@ import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
-import { DeviceConfig, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
+import { cloneConfig, DeviceConfig, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationState, vsNameProblem } from './control/validate';
+import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationError, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
 import { addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
 import { Drop, dropName } from '../protocols/drop';
@@ -228,6 +228,7 @@ export class Stack {
    * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
    */
   createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits, id?: number): VsHandle {
+    if (this.closed) throw new Error('stack is closed');
     // Shards: a VS's identity keys its flows and ports in the shared table, so it is the same in
     // every shard and only the control plane issues it; one this shard took itself would also be
     // the next one the control plane issues (its 'vs.add' then refused for good).
@@ -266,6 +267,7 @@ export class Stack {
   }
 
   destroyVs(name: string): void {
+    if (this.closed) throw new Error('stack is closed');
     this.destroyVsQuietly(name);
     this.logChange('vs.del', { name });
   }
@@ -358,6 +360,16 @@ export class Stack {
    * `count` frames. `full`: a streamed capture's reader is behind (frames are dropped, counted).
    */
   trace(opts: { vs?: string; count?: number; writer: PcapWriter; filter?: TraceFilter; full?: () => boolean }): Trace {
+    if (this.closed) throw new Error('stack is closed');
+    enforce('trace', (c) => {
+      if (!c.isObject(opts, '')) return;
+      const w = (opts as { writer?: unknown }).writer as { write?: unknown; close?: unknown } | undefined;
+      if (typeof w !== 'object' || w === null || typeof w.write !== 'function' || typeof w.close !== 'function') c.fail('writer', `must be a PcapWriter (new PcapWriter(path)), got ${describe(w)}`);
+      c.string(opts, 'vs', '', false);
+      c.int(opts, 'count', '', false, 0, Number.MAX_SAFE_INTEGER);
+      if (opts.filter !== undefined && !(opts.filter instanceof TraceFilter)) c.fail('filter', `must be a TraceFilter (TraceFilter.parse({ port: 80 })), got ${describe(opts.filter)}`);
+      if (opts.full !== undefined && typeof opts.full !== 'function') c.fail('full', `must be a function, got ${describe(opts.full)}`);
+    });
     const match = new Map<number, Set<number> | null>();
     if (opts.vs !== undefined) {
       const raw = this.engine.vs(opts.vs);
@@ -399,7 +411,8 @@ export class Stack {
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
     void this.metricsHostView?.close();
     for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
-    for (const t of [...this.activeTraces]) t.stop();
+    // A trace whose writer fails must not keep the drivers open (their XDP programs attached).
+    for (const t of [...this.activeTraces]) try { t.stop(); } catch { /* closing anyway */ }
     // Flush what is queued (e.g. last replies) before the drivers go.
     try { this.runtime.step(this.engine.now); } catch { /* closing anyway */ }
     const errors: string[] = [];
@@ -505,6 +518,10 @@ export class Stack {
    * Returns the entries removed.
    */
   flushNeighbors(vs: string, opts: { link?: string; address?: string } = {}): { vs: string; link: string; address: string; state: string }[] {
+    if (typeof opts !== 'object' || opts === null) throw new ValidationError(`neighbor flush: the options must be an object like { link: 'eth0.10', address: '10.1.1.2' }, got ${describe(opts)}`);
+    for (const k of ['link', 'address'] as const) {
+      if (opts[k] !== undefined && typeof opts[k] !== 'string') throw new ValidationError(`neighbor flush: ${k}: must be a string, got ${describe(opts[k])}`);
+    }
     const v = this.engine.vs(vs);
     let links = v.links;
     if (opts.link !== undefined) {
@@ -724,9 +741,11 @@ export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
  * the file, the field and the problem). The package's entry (stack/index.ts) also takes `shards`.
  */
 export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
-  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new ValidationError(`createStack: the options must be an object, got ${describe(opts)}`);
+  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
   return new Stack(cfg, opts);
 }
+
 
 /** A control socket a stack owns (stack/control/control.ts ControlServer). */
 export interface OwnedControl {

@@ -407,3 +407,30 @@ export function loadConfig(file: string): StackConfig {
   }
   return cfg;
 }
+
+/**
+ * A copy of a config object for the validator. A config is JSON data: a function, a symbol or a
+ * class instance in it cannot be copied, and says where (instead of a DataCloneError).
+ */
+export function cloneConfig(config: unknown): StackConfig {
+  try {
+    return structuredClone(config) as StackConfig;
+  } catch (e) {
+    const at = notJsonAt(config, '', 0, new Set());
+    throw new ConfigError('config', [{ path: at?.path || '(top level)', message: `must be JSON data (objects, arrays, strings, numbers, true/false, null), got ${at?.what ?? (e as Error).message}` }]);
+  }
+}
+
+/** The first value in `v` that JSON cannot hold, with its path (depth-limited). */
+function notJsonAt(v: unknown, p: string, depth: number, seen: Set<object>): { path: string; what: string } | undefined {
+  if (typeof v === 'function') return { path: p, what: 'a function' };
+  if (typeof v === 'symbol') return { path: p, what: 'a symbol' };
+  if (typeof v === 'bigint') return { path: p, what: `a bigint ${String(v)}` };
+  if (typeof v !== 'object' || v === null || depth > 64 || seen.has(v)) return undefined;
+  seen.add(v);
+  for (const [k, x] of Object.entries(v)) {
+    const r = notJsonAt(x, Array.isArray(v) ? join(p, Number(k)) : join(p, k), depth + 1, seen);
+    if (r) return r;
+  }
+  return undefined;
+}

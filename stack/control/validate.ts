@@ -61,6 +61,7 @@ export function join(p: string, k: string | number): string {
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'object') return 'an object';

@@ -18,7 +18,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
-import { loadConfig, StackConfig, validateConfig } from '../control/config';
+import { cloneConfig, loadConfig, StackConfig, validateConfig } from '../control/config';
 import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlServer, ControlTarget, listenControl, PingLike, Request, TraceLike, TraceRequest, traceWriter } from '../control/control';
 import { TraceCounts, TraceFilter } from '../trace';
 import type { PingEvents, PingOptions, PingStart, PingSummary } from '../ping';
@@ -141,7 +141,7 @@ export class ShardedStack implements ControlTarget {
 
   /** Starts the shards; resolves once every shard runs its services and application. */
   static async start(config: StackConfig | string, opts: ShardedStackOptions): Promise<ShardedStack> {
-    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
     const n = resolveShards(cfg, opts.shards);
     const attachments = new Map<string, Attachment>();
     const logger = stackLogger(opts, cfg);
