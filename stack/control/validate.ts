@@ -249,6 +249,8 @@ export interface LinkFacts {
   /** Lower-case MAC, or `device:NAME` when it is the device's and the device's is not known. */
   mac: string;
   addrs: AddrFacts[];
+  /** The link's MTU when known (its own, else its device's). */
+  mtu?: number;
 }
 
 export interface ValidationState {
@@ -334,12 +336,12 @@ export function checkLink(c: Checker, l: unknown, p: string, state: ValidationSt
   const vlan = c.int(l, 'vlan', p, false, 1, 4094) ?? -1;
   let mac = c.string(l, 'mac', p, false, MAC_RE, 'like 02:00:00:00:00:01');
   if (mac && (parseInt(mac.slice(0, 2), 16) & 1)) { c.fail(join(p, 'mac'), `${mac} is a multicast address`); mac = undefined; }
-  c.int(l, 'mtu', p, false, 68, dev?.mtu ?? 9000);
+  const mtu = c.int(l, 'mtu', p, false, 68, dev?.mtu ?? 9000) ?? dev?.mtu;
   const lname = c.string(l, 'name', p, false, NAME_RE, 'letters, digits, _ . -') ??
     (device ? (vlan >= 0 ? `${device}.${vlan}` : device) : `#${index}`);
   if (siblings.some((x) => x.name === lname)) c.fail(p, `duplicate link name '${lname}' in virtual server '${vs}' (give links distinct 'name's)`);
   const effMac = (mac ?? dev?.mac ?? `device:${device}`).toLowerCase();
-  const facts: LinkFacts = { vs, name: lname, device: device ?? '', vlan, mac: effMac, addrs: [] };
+  const facts: LinkFacts = { vs, name: lname, device: device ?? '', vlan, mac: effMac, addrs: [], mtu };
   if (device && dev) {
     // Frames are demultiplexed by (device, VLAN, destination MAC): two links there would share them.
     const prev = state.macUser(device, vlan, effMac);
@@ -360,6 +362,12 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
   if (!r) return undefined;
   const bad = interfaceAddressProblem(r.addr, r.prefixLen, String(a));
   if (bad) { c.fail(p, bad); return undefined; }
+  // RFC 8200 section 5: IPv6 needs links of 1280 bytes or more (IPv4: 68, the link's own minimum).
+  const fam = familyOf(r.addr);
+  if (link.mtu !== undefined && link.mtu < fam.minMtu) {
+    c.fail(p, `${String(a)}: ${fam.name} needs a link MTU of at least ${fam.minMtu}${isIp6(r.addr) ? ' (RFC 8200 section 5)' : ''}, link '${link.name}' has ${link.mtu}`);
+    return undefined;
+  }
   const prev = (link.device ? state.addressUser(link.device, link.vlan, r.addr) : undefined) ??
     (link.addrs.some((x) => addrEq(x.addr, r.addr)) ? `link '${link.name}' itself` : undefined);
   if (prev) { c.fail(p, `${addrToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
@@ -628,7 +636,7 @@ export interface RunningEngine {
 }
 
 function linkFacts(l: Link): LinkFacts {
-  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.filter((a) => !a.auto).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
+  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), mtu: l.mtu, addrs: l.addrs.filter((a) => !a.auto).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
 }
 
 export class EngineState implements ValidationState {
