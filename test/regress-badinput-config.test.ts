@@ -5,7 +5,7 @@
  *    JSON` (no line or column, and the message ran over several lines); now every syntax error is
  *    `not valid JSON at line L, column C: REASON` on one line;
  *  - a file starting with a UTF-8 byte order mark was refused (`Unexpected token '﻿'`); now read;
- *  - a directory given as the config said `cannot read: EISDIR`; now it says what that means;
+ * *  - a directory given as the config said `cannot read: EISDIR`; now it says what that means;
  *  - a file with 300,000 problems printed all of them in one message; now the first 25 and a count
  *    (ConfigError.problems keeps them all);
  *  - an unknown key that is a typo of an allowed one (`adresses`) now gets a suggestion.
@@ -100,8 +100,8 @@ test('a byte order mark is read; a directory or a missing file says what it is',
   assert.is(loadText('bom.json', bom), 'accepted');
   const dir = path.join(tmp, 'adir.json');
   fs.mkdirSync(dir);
-  assert.throws(() => loadConfig(dir), /adir\.json: \(file\): cannot read: EISDIR \(a directory, not a config file\)/);
-  assert.throws(() => loadConfig(path.join(tmp, 'missing.json')), /missing\.json: \(file\): cannot read: ENOENT \(no such file\)/);
+  assert.throws(() => loadConfig(dir), /adir\.json: \(file\): cannot read: EISDIR \(a directory, not a file\)/);
+  assert.throws(() => loadConfig(path.join(tmp, 'missing.json')), /missing\.json: \(file\): cannot read: ENOENT \(no such file or directory\)/);
   assert.throws(() => loadConfig(''), /a config file path must be a non-empty string, got an empty one/);
 });
 

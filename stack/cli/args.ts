@@ -94,6 +94,8 @@ export function parseOptions(args: string[], spec: OptSpec, usage?: string, maxP
     if (v === '') throw new UsageError(`option '--${name}' needs a value`, usage);
     if (kind === 'int') {
       if (!/^\d+$/.test(v)) throw new UsageError(`option '--${name}' expects a non-negative integer, got '${v}'`, usage);
+      // Past 2^53 a number is no longer the one written (99999999999999999999 reads as 1e20).
+      if (!Number.isSafeInteger(Number(v))) throw new UsageError(`option '--${name}' expects a non-negative integer, got '${v}': too large`, usage);
       opts[name] = Number(v);
     } else if (kind === 'list') {
       const items = v.split(',').map((s) => s.trim());

@@ -149,10 +149,15 @@ const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** What the errors of reading a config file mean, said after their code. */
 const READ_ERRORS: Record<string, string> = {
-  ENOENT: 'no such file', EISDIR: 'a directory, not a config file', EACCES: 'permission denied', EPERM: 'permission denied',
+  ENOENT: 'no such file or directory', EISDIR: 'a directory, not a file', EACCES: 'permission denied', EPERM: 'permission denied',
   ENOTDIR: 'a part of the path is not a directory', ELOOP: 'too many symbolic links', ENAMETOOLONG: 'the path is too long',
   EMFILE: 'too many open files', EFBIG: 'the file is too large', ERR_STRING_TOO_LONG: 'the file is too large',
 };
+/** A file system error as a message says it: its code and what the code means (`ENOENT (no such file)`). */
+export function fileErrorText(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code && Object.hasOwn(READ_ERRORS, code) ? `${code} (${READ_ERRORS[code]})` : code ?? (e as Error).message;
+}
 /** A ConfigError's message lists this many problems; `problems` has them all. */
 const LISTED_PROBLEMS = 25;
 
@@ -380,9 +385,7 @@ export function loadConfig(file: string): StackConfig {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    const why = code && READ_ERRORS[code] ? `${code} (${READ_ERRORS[code]})` : code ?? (e as Error).message;
-    throw new ConfigError(file, [{ path: '(file)', message: `cannot read: ${why}` }]);
+    throw new ConfigError(file, [{ path: '(file)', message: `cannot read: ${fileErrorText(e)}` }]);
   }
   // A byte order mark some editors put first is no JSON, but no mistake either.
   if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);

@@ -1,0 +1,94 @@
+/**
+ * Regression (bad input on the command line):
+ *  - a name or argument with a newline or an escape character (`vs del $'x\ny'`) was printed as is:
+ *    the error ran over two lines (or sent the terminal an escape sequence); now such characters
+ *    are written as escapes (`'x\ny'`), so stderr has one line;
+ *  - an integer option past 2^53 (`--count 99999999999999999999`) was read as 1e20 and used
+ *    ("tracing ... 100000000000000000000 frame(s)"); now a usage error (exit 2);
+ *  - `replay` with a capture it cannot read said Node's `ENOENT: no such file or directory, open
+ *    '/x'` and, for a corrupt one, did not name the file; now `replay: cannot read FILE: ENOENT (no
+ *    such file or directory)` and `replay: FILE: pcap record header truncated ...`; an output it
+ *    cannot write says so.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { main } from '../stack/cli/cli';
+import { SAMPLE_PCAPS } from './lib/env';
+import { cliAt, ControlledStack, startControlled, stopControlled } from './lib/control';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-badcli-'));
+const sock = path.join(tmp, 'c.sock');
+let cs: ControlledStack;
+
+test.before(async () => {
+  cs = await startControlled({
+    name: 'badcli', engine: { dadTransmits: 0 }, devices: [{ name: 'm0', driver: 'memory' }],
+    virtualServers: [{ name: 'a', links: [{ device: 'm0', addresses: ['10.1.1.1/24'] }] }],
+  }, sock);
+});
+test.after(async () => { await stopControlled(cs, tmp); });
+
+async function cli(args: string[]): Promise<{ code: number; out: string; err: string }> {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(args, { out: (l) => out.push(l), err: (l) => err.push(l) });
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+test('control characters in names and arguments: escaped, one line', async () => {
+  let r = await cliAt(sock, ['vs', 'del', 'x\ny\u001b[31m']);
+  assert.is(r.code, 1);
+  assert.is(r.err, "xdpstack: no virtual server 'x\\ny\\x1b[31m'");
+  r = await cliAt(sock, ['show', 'vs', '--vs', 'a\tb']);
+  assert.is(r.code, 1);
+  assert.is(r.err, "xdpstack: no virtual server 'a\\tb'");
+  r = await cli(['sh\now']);
+  assert.is(r.code, 2);
+  assert.is(r.err.split('\n')[0], "xdpstack: unknown command 'sh\\now' (did you mean 'show'?)");
+  // A config file's problems stay one per line.
+  const f = path.join(tmp, 'two.json');
+  fs.writeFileSync(f, JSON.stringify({ devices: [], virtualServers: 5 }));
+  r = await cli(['run', f, '--no-control']);
+  assert.is(r.code, 1);
+  assert.match(r.err, /two\.json: 2 problems:\n {2}devices: needs at least one device\n {2}virtualServers: must be an array, got number 5$/);
+});
+
+test('integers past 2^53 are usage errors, not rounded', async () => {
+  for (const args of [['trace', '--out', path.join(tmp, 't.pcap'), '--count', '99999999999999999999'],
+    ['ping', '--vs', 'a', '10.1.1.2', '-c', '99999999999999999999'], ['show', 'connections', '--port', '99999999999999999999']]) {
+    const r = await cliAt(sock, args);
+    assert.is(r.code, 2, `${args.join(' ')}: ${r.err}`);
+    assert.match(r.err, /^xdpstack: option '--(count|port)' expects a non-negative integer, got '99999999999999999999': too large\n/);
+  }
+  assert.not.ok(fs.existsSync(path.join(tmp, 't.pcap')), 'no trace was started');
+  // The largest exact integer is still a number (here out of the option's own range).
+  const r = await cliAt(sock, ['show', 'connections', '--port', '9007199254740991']);
+  assert.is(r.code, 2);
+  assert.match(r.err, /--port expects a port number \(1-65535\), got 9007199254740991/);
+});
+
+test('replay: a capture or an output it cannot use is named with the reason', async () => {
+  const cfg = path.join(tmp, 'r.json');
+  fs.writeFileSync(cfg, JSON.stringify({ name: 'r', devices: [{ name: 'm0', driver: 'memory' }], virtualServers: [{ name: 'a', links: [{ device: 'm0', addresses: ['10.1.1.1/24'] }] }] }));
+  const out = path.join(tmp, 'o.pcap');
+  const missing = path.join(tmp, 'missing.pcap');
+  let r = await cli(['replay', cfg, missing, '--out', out]);
+  assert.is(r.code, 1);
+  assert.is(r.err, `xdpstack: replay: cannot read ${missing}: ENOENT (no such file or directory)`);
+  r = await cli(['replay', cfg, tmp, '--out', out]);
+  assert.is(r.err, `xdpstack: replay: cannot read ${tmp}: EISDIR (a directory, not a file)`);
+  const cut = path.join(tmp, 'cut.pcap');
+  fs.writeFileSync(cut, fs.readFileSync(path.join(SAMPLE_PCAPS, 'tcp-handshake-nano.pcap')).subarray(0, 30));
+  r = await cli(['replay', cfg, cut, '--out', out]);
+  assert.is(r.code, 1);
+  assert.match(r.err, new RegExp(`^xdpstack: replay: ${cut.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: pcap record header truncated \\(6 of 16 bytes\\) at byte offset 24$`));
+  r = await cli(['replay', cfg, path.join(SAMPLE_PCAPS, 'tcp-handshake-nano.pcap'), '--out', path.join(tmp, 'no', 'dir', 'o.pcap')]);
+  assert.is(r.code, 1);
+  assert.is(r.err, `xdpstack: replay: cannot write ${path.join(tmp, 'no', 'dir', 'o.pcap')}: ENOENT (no such file or directory)`);
+  for (const x of [r.err]) assert.not.match(x, /\n\s+at /);
+});
+
+test.run();
