@@ -13,11 +13,14 @@
  *  - createVs/destroyVs/trace after close(): a new VS in a closed stack was made; now refused;
  *  - flushNeighbors('a', null): TypeError;
  *  - createStack(config, null): TypeError; `{ contol: true }` was silently no control socket;
- *    a function in the config: DOMException "could not be cloned" (now a ConfigError with its path).
+ *    a function in the config: DOMException "could not be cloned" (now a ConfigError with its path);
+ *  - ShardedStack.start(config) / start(config, null): TypeError (reading 'shards'); `ringSize: 5`
+ *    was taken; `flowSize: 'x'` said "powers of two, got undefined and undefined"; now each option
+ *    is named before any shard starts.
  */
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { createStack as createPublic } from '../stack/index';
+import { createStack as createPublic, ShardedStack } from '../stack/index';
 import { createStack, Stack } from '../stack/stack';
 import { ConfigError } from '../stack/control/config';
 import { ValidationError } from '../stack/control/validate';
@@ -139,6 +142,23 @@ test('createStack: options and config values that are no JSON are named', () => 
   refused(() => createStack(withFn as never), /^config: virtualServers\[0\]\.links\[0\]\.mtu: must be JSON data \(objects, arrays, strings, numbers, true\/false, null\), got a function$/, 'ConfigError');
   assert.instance((() => { try { createStack(withFn as never); } catch (e) { return e; } return null; })(), ConfigError);
   assert.instance((() => { try { createStack(config('o7'), null as never); } catch (e) { return e; } return null; })(), ValidationError);
+});
+
+test('ShardedStack.start: options are checked before any shard starts', async () => {
+  const rejected = async (p: () => Promise<unknown>, re: RegExp) => {
+    let err: Error | null = null;
+    try { await p(); } catch (e) { err = e as Error; }
+    assert.ok(err, 'refused');
+    assert.is(err!.constructor.name, 'ValidationError', err!.message);
+    assert.match(err!.message, re);
+  };
+  await rejected(() => ShardedStack.start(config('s1'), undefined as never), /^ShardedStack\.start: the options must be an object like \{ shards: 2 \}, got undefined$/);
+  await rejected(() => ShardedStack.start(config('s2'), null as never), /got null$/);
+  await rejected(() => ShardedStack.start(config('s3'), {} as never), /^ShardedStack\.start: 'shards' must be a number of shards or 'auto', got undefined$/);
+  await rejected(() => ShardedStack.start(config('s4'), { shards: 1, ringSize: 5 } as never), /^ShardedStack\.start: 'ringSize' must be an object \{ slots: a power of two, frameBytes: the largest frame \}, got number 5$/);
+  await rejected(() => ShardedStack.start(config('s5'), { shards: 1, flowSize: 'x' } as never), /'flowSize' must be an object of powers of two \{ flowSlots, portSlots \}, got "x"$/);
+  await rejected(() => ShardedStack.start(config('s6'), { shards: 1, startTimeoutMs: -1 }), /'startTimeoutMs' must be a positive number of milliseconds, got number -1$/);
+  await rejected(() => ShardedStack.start(config('s7'), { shards: 1, preload: 'x' } as never), /'preload' must be an array of module paths, got "x"$/);
 });
 
 test.run();
