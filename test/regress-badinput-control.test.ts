@@ -6,7 +6,9 @@
  *    them are answered, in order, once it reads;
  *  - `vs.add` with `"limits": {"__proto__": ...}` or `{"constructor": 1}` answered
  *    "undefined is not iterable ..." (a TypeError from deep inside); now the unknown limit is named;
- *  - `vs.add` with an `id` past 32 bits was taken (ids travel as u32 between shards); now refused.
+ *  - `vs.add` with an `id` past 32 bits was taken (ids travel as u32 between shards); now refused;
+ *  - a field a request does not take was ignored: `{"cmd":"route.add",...,"gw":"10.1.1.254"}` added a
+ *    route without its gateway; now refused, naming the fields the request takes (and the near one).
  * And the socket stays up for the next client after garbage, long lines and wrong types.
  */
 import * as fs from 'node:fs';
@@ -15,7 +17,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { controlRequest } from '../stack/control/control';
+import { controlRequest, REQUESTS } from '../stack/control/control';
 import { ControlledStack, startControlled, stopControlled } from './lib/control';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-badctl-'));
@@ -127,6 +129,27 @@ test("vs.add: prototype keys in 'limits' are unknown limits, an id past 32 bits 
   // Nothing was created by the refused requests.
   const vs = await controlRequest(sock, { cmd: 'show', kind: 'vs' }, { timeoutMs: 5000 });
   assert.equal((vs.data as { name: string }[]).map((v) => v.name), ['a']);
+});
+
+test('a field the request does not take is refused, with the fields it takes; nothing changes', async () => {
+  const r = await controlRequest(sock, { cmd: 'route.add', vs: 'a', dst: '10.9.0.0/16', gw: '10.1.1.254' }, { timeoutMs: 5000 });
+  assert.is(r.ok, false);
+  assert.is(r.error, "request 'route.add': unknown field 'gw' (fields: vs, dst, via, link, onlink, table, metric, src)");
+  const routes = await controlRequest(sock, { cmd: 'show', kind: 'routes', vs: 'a' }, { timeoutMs: 5000 });
+  assert.not.match(JSON.stringify(routes.data), /10\.9\.0\.0/, 'no route was added');
+  const typo = await controlRequest(sock, { cmd: 'address.add', vs: 'a', cdir: '10.1.1.9/24' }, { timeoutMs: 5000 });
+  assert.match(typo.error!, /^request 'address\.add': unknown field 'cdir' \(fields: vs, link, cidr\): did you mean 'cidr'\?$/);
+  const ping = await controlRequest(sock, { cmd: 'ping', x: 1 }, { timeoutMs: 5000 });
+  assert.is(ping.error, "request 'ping': unknown field 'x' (it takes none)");
+  const proto = await rawExchange('{"cmd":"vs.del","name":"a","__proto__":{"x":1}}\n');
+  assert.match(proto[0]!, /unknown field '__proto__'/);
+  await stillServes();
+  // Every request the socket knows has its list, so none refuses its own fields.
+  for (const cmd of REQUESTS) {
+    const x = await controlRequest(sock, { cmd, zzzz: 1 }, { timeoutMs: 5000 });
+    assert.match(x.error!, new RegExp(`^request '${cmd.replace('.', '\\.')}': unknown field 'zzzz' \\((fields: |it takes none)`), `${cmd}: ${x.error}`);
+  }
+  assert.ok(cs.stack.vs('a'), "the VS 'a' is still there");
 });
 
 test.run();

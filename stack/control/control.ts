@@ -63,7 +63,8 @@ import type { Stack } from '../stack';
 import type { StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
-import { LINK_KEYS, RULE_KEYS } from './validate';
+import { DECAP_KEYS, LINK_KEYS, RULE_KEYS } from './validate';
+import { closest } from './suggest';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -330,6 +331,11 @@ export class ControlServer {
       this.answer(c, st, { ok: false, error: `bad request: ${(e as Error).message}` });
       return;
     }
+    const unknown = unknownField(req);
+    if (unknown) {
+      this.answer(c, st, { ok: false, error: unknown });
+      return;
+    }
     if (st.binary) {
       // The connection carries a capture: the answer waits until it ends (no line amid its bytes).
       st.deferred.push({ line, refusal: { ok: false, error: `request '${req.cmd}': this connection was streaming a trace; send requests on another connection` } });
@@ -504,6 +510,45 @@ export const CHANGE_REQUESTS: ReadonlySet<string> = new Set(['vs.add', 'vs.del',
 /** Every request the control socket knows. */
 export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'neighbor.flush', 'vs.add', 'vs.del', 'link.add', 'link.del',
   'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'vip.add', 'vip.del', 'decap.set', 'trace', 'icmp.echo'];
+
+/**
+ * The fields each request takes besides `cmd` (the file's comment lists them). A field a request
+ * does not take is refused, as a config file's unknown key is: `{"cmd":"route.add","dst":...,"gw":...}`
+ * would otherwise add a route without its gateway.
+ */
+const REQUEST_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  'ping': [],
+  'show': ['kind', 'vs', 'state', 'port', 'perShard'],
+  'counters.clear': ['vs'],
+  'neighbor.flush': ['vs', 'link', 'address'],
+  'vs.add': ['name', 'links', 'limits', 'id'],
+  'vs.del': ['name'],
+  'link.add': ['vs', ...LINK_KEYS],
+  'link.del': ['vs', 'link'],
+  'address.add': ['vs', 'link', 'cidr'],
+  'address.del': ['vs', 'link', 'cidr'],
+  'route.add': ['vs', 'dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'],
+  'route.del': ['vs', 'dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'],
+  'rule.add': ['vs', ...RULE_KEYS],
+  'rule.del': ['vs', 'priority'],
+  'vip.add': ['vs', 'addr'],
+  'vip.del': ['vs', 'addr'],
+  'decap.set': ['vs', ...DECAP_KEYS],
+  'trace': ['vs', 'count', 'out', 'stream', 'vlan', 'host', 'port', 'proto'],
+  'icmp.echo': ['vs', 'target', 'count', 'interval', 'size', 'timeout'],
+};
+
+/** Why `req` has a field its command does not take (null when it has none, or the command is unknown). */
+export function unknownField(req: Request): string | null {
+  const fields = Object.hasOwn(REQUEST_FIELDS, req.cmd) ? REQUEST_FIELDS[req.cmd]! : undefined;
+  if (!fields) return null;
+  for (const k of Object.keys(req)) {
+    if (k === 'cmd' || fields.includes(k)) continue;
+    const near = closest(k, fields);
+    return `request '${req.cmd}': unknown field '${k}' (${fields.length ? `fields: ${fields.join(', ')}` : 'it takes none'})${near !== undefined ? `: did you mean '${near}'?` : ''}`;
+  }
+  return null;
+}
 
 /**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
