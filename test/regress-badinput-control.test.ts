@@ -9,15 +9,21 @@
  *  - `vs.add` with an `id` past 32 bits was taken (ids travel as u32 between shards); now refused;
  *  - a field a request does not take was ignored: `{"cmd":"route.add",...,"gw":"10.1.1.254"}` added a
  *    route without its gateway; now refused, naming the fields the request takes (and the near one).
+ *  - `xdpstack run CONFIG --socket FILE` (or a config's control.socket) naming an existing regular
+ *    file deleted that file and put the socket in its place (`--socket stack.json` lost the
+ *    config); a directory there gave Node's "EISDIR: illegal operation on a directory, unlink".
+ *    Now only a socket left by a stack that died is replaced; anything else is refused, unharmed.
  * And the socket stays up for the next client after garbage, long lines and wrong types.
  */
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { controlRequest, REQUESTS } from '../stack/control/control';
+import { ControlServer, controlRequest, REQUESTS } from '../stack/control/control';
+import { main } from '../stack/cli/cli';
 import { ControlledStack, startControlled, stopControlled } from './lib/control';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'xdpstack-badctl-'));
@@ -150,6 +156,40 @@ test('a field the request does not take is refused, with the fields it takes; no
     assert.match(x.error!, new RegExp(`^request '${cmd.replace('.', '\\.')}': unknown field 'zzzz' \\((fields: |it takes none)`), `${cmd}: ${x.error}`);
   }
   assert.ok(cs.stack.vs('a'), "the VS 'a' is still there");
+});
+
+test('a control socket path that holds a file or a directory: refused, left as it was', async () => {
+  const file = path.join(tmp, 'stack.json');
+  fs.writeFileSync(file, '{"precious": true}');
+  let err: Error | null = null;
+  try { await ControlServer.listen(cs.stack, file); } catch (e) { err = e as Error; }
+  assert.match(String(err?.message), /^control socket .*stack\.json: a file that is not a socket is there \(not replaced\): give another path$/);
+  assert.is(fs.readFileSync(file, 'utf8'), '{"precious": true}');
+  const dir = path.join(tmp, 'adir');
+  fs.mkdirSync(dir);
+  err = null;
+  try { await ControlServer.listen(cs.stack, dir); } catch (e) { err = e as Error; }
+  assert.match(String(err?.message), /adir: a directory is there \(not replaced\)/);
+  assert.ok(fs.statSync(dir).isDirectory());
+  err = null;
+  try { await ControlServer.listen(cs.stack, path.join(file, 'x.sock')); } catch (e) { err = e as Error; }
+  assert.match(String(err?.message), /x\.sock: cannot make its directory: (EEXIST|ENOTDIR) \(/);
+  // The CLI: exit 1, one line, the file intact.
+  const cfg = path.join(tmp, 'run.json');
+  fs.writeFileSync(cfg, JSON.stringify({ name: 'runsock', devices: [{ name: 'm0', driver: 'memory' }], virtualServers: [] }));
+  const lines: string[] = [];
+  const code = await main(['run', cfg, '--socket', file], { out: () => {}, err: (l) => lines.push(l) });
+  assert.is(code, 1);
+  assert.equal(lines, [`xdpstack: control socket ${file}: a file that is not a socket is there (not replaced): give another path`]);
+  assert.is(fs.readFileSync(file, 'utf8'), '{"precious": true}');
+  // A socket left by a stack that died is still replaced.
+  const stale = path.join(tmp, 'stale.sock');
+  // (A process killed while it listens leaves its socket file behind.)
+  spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`], { timeout: 10_000 });
+  assert.ok(fs.lstatSync(stale).isSocket());
+  const again = await ControlServer.listen(cs.stack, stale);
+  assert.is((await controlRequest(stale, { cmd: 'ping' }, { timeoutMs: 5000 })).ok, true);
+  await again.close();
 });
 
 test.run();

@@ -151,7 +151,7 @@ const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const READ_ERRORS: Record<string, string> = {
   ENOENT: 'no such file or directory', EISDIR: 'a directory, not a file', EACCES: 'permission denied', EPERM: 'permission denied',
   ENOTDIR: 'a part of the path is not a directory', ELOOP: 'too many symbolic links', ENAMETOOLONG: 'the path is too long',
-  EMFILE: 'too many open files', EFBIG: 'the file is too large', ERR_STRING_TOO_LONG: 'the file is too large',
+  EMFILE: 'too many open files', EEXIST: 'a file of that name is in the way', EFBIG: 'the file is too large', ERR_STRING_TOO_LONG: 'the file is too large',
 };
 /** A file system error as a message says it: its code and what the code means (`ENOENT (no such file)`). */
 export function fileErrorText(e: unknown): string {

@@ -60,7 +60,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../../driver/pcap';
 import type { Stack } from '../stack';
-import type { StackConfig } from './config';
+import { fileErrorText, type StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
 import { DECAP_KEYS, LINK_KEYS, RULE_KEYS } from './validate';
@@ -246,8 +246,19 @@ export class ControlServer {
 
   /** Listens on `socketPath`; a stale socket file (no one listening) is replaced. */
   static async listen(stack: Stack | ControlTarget, socketPath: string): Promise<ControlServer> {
-    fs.mkdirSync(path.dirname(socketPath), { recursive: true });
-    if (fs.existsSync(socketPath)) {
+    try {
+      fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+    } catch (e) {
+      throw new Error(`control socket ${socketPath}: cannot make its directory: ${fileErrorText(e)}`);
+    }
+    // Only a socket (left by a stack that died) is ever replaced: a file or a directory given as
+    // the path (`--socket stack.json`) is someone's data.
+    let st: fs.Stats | undefined;
+    try { st = fs.lstatSync(socketPath); } catch { /* nothing there */ }
+    if (st && !st.isSocket()) {
+      throw new Error(`control socket ${socketPath}: ${st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'a file that is not a socket'} is there (not replaced): give another path`);
+    }
+    if (st) {
       const alive = await new Promise<boolean>((resolve) => {
         const c = net.connect(socketPath);
         c.once('connect', () => { c.destroy(); resolve(true); });
