@@ -8,7 +8,9 @@
  *  - `replay` with a capture it cannot read said Node's `ENOENT: no such file or directory, open
  *    '/x'` and, for a corrupt one, did not name the file; now `replay: cannot read FILE: ENOENT (no
  *    such file or directory)` and `replay: FILE: pcap record header truncated ...`; an output it
- *    cannot write says so.
+ *    cannot write says so;
+ *  - `replay CONFIG IN.pcap --out IN.pcap` wrote its output over the capture it replayed; now a
+ *    usage error (and for --out CONFIG too), the files untouched.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -89,6 +91,17 @@ test('replay: a capture or an output it cannot use is named with the reason', as
   assert.is(r.code, 1);
   assert.is(r.err, `xdpstack: replay: cannot write ${path.join(tmp, 'no', 'dir', 'o.pcap')}: ENOENT (no such file or directory)`);
   for (const x of [r.err]) assert.not.match(x, /\n\s+at /);
+  const input = path.join(tmp, 'in.pcap');
+  fs.copyFileSync(path.join(SAMPLE_PCAPS, 'tcp-handshake-nano.pcap'), input);
+  const before = fs.readFileSync(input);
+  r = await cli(['replay', cfg, input, '--out', input]);
+  assert.is(r.code, 2);
+  assert.is(r.err.split('\n')[0], `xdpstack: option '--out' names the capture it replays (${input}): it would be written over; give another file`);
+  r = await cli(['replay', cfg, input, '--out', cfg]);
+  assert.is(r.code, 2);
+  assert.match(r.err, /option '--out' names the config/);
+  assert.ok(fs.readFileSync(input).equals(before), 'the capture is untouched');
+  assert.ok(JSON.parse(fs.readFileSync(cfg, 'utf8')).name === 'r', 'the config is untouched');
 });
 
 test.run();

@@ -766,6 +766,10 @@ export const STACK_COMMANDS: Command[] = [
       const { opts, positional } = parseOptions(args, { out: 'string', device: 'string', mac: 'string', linger: 'int', json: 'bool' }, REPLAY_USAGE, 2);
       if (positional.length !== 2) throw new UsageError('expected CONFIG and IN.pcap', REPLAY_USAGE);
       if (!opts.out) throw new UsageError('option --out OUT.pcap is required', REPLAY_USAGE);
+      // The output is written over: never the capture being read or the config.
+      for (const [i, what] of [[1, 'the capture it replays'], [0, 'the config']] as const) {
+        if (path.resolve(opts.out as string) === path.resolve(positional[i]!)) throw new UsageError(`option '--out' names ${what} (${positional[i]}): it would be written over; give another file`, REPLAY_USAGE);
+      }
       const r = replayCapture(positional[0]!, positional[1]!, opts.out as string, {
         device: opts.device as string | undefined, mac: opts.mac as string | undefined,
         lingerUs: opts.linger !== undefined ? (opts.linger as number) * 1e6 : undefined,
