@@ -26,7 +26,7 @@ import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
-import { cloneConfig, DeviceConfig, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
+import { cloneConfig, DeviceConfig, fileErrorText, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
 import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationError, ValidationState, vsNameProblem } from './control/validate';
@@ -163,7 +163,14 @@ export class Stack {
         });
       }
       case 'pcap':
-        return openPcapDriver({ name: d.name, input: d.input, output: d.output, mac: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount });
+        try {
+          return openPcapDriver({ name: d.name, input: d.input, output: d.output, mac: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount });
+        } catch (e) {
+          // Which device, which file, and why (a capture's own problem says where in it).
+          const err = e as NodeJS.ErrnoException;
+          const file = err.code ? (err.path ?? '') : d.input ?? '';
+          throw new Error(`device '${d.name}': ${err.code ? `cannot open ${file}: ${fileErrorText(e)}` : `${file}: ${err.message}`}`);
+        }
       case 'memory': {
         const l = createMemoryLink({ nameA: d.name, nameB: `${d.name}-peer`, macA: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount, seed: d.seed });
         this.peers.set(d.name, l.b);

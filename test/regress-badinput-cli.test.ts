@@ -10,7 +10,10 @@
  *    such file or directory)` and `replay: FILE: pcap record header truncated ...`; an output it
  *    cannot write says so;
  *  - `replay CONFIG IN.pcap --out IN.pcap` wrote its output over the capture it replayed; now a
- *    usage error (and for --out CONFIG too), the files untouched.
+ *    usage error (and for --out CONFIG too), the files untouched;
+ *  - `run` of a config whose pcap device reads a missing or corrupt capture said Node's `ENOENT:
+ *    ..., open '/x'` or the capture's problem without naming the device or the file; now
+ *    `device 'p0': cannot open FILE: ENOENT (...)` / `device 'p0': FILE: not a pcap ...`.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -102,6 +105,20 @@ test('replay: a capture or an output it cannot use is named with the reason', as
   assert.match(r.err, /option '--out' names the config/);
   assert.ok(fs.readFileSync(input).equals(before), 'the capture is untouched');
   assert.ok(JSON.parse(fs.readFileSync(cfg, 'utf8')).name === 'r', 'the config is untouched');
+});
+
+test("run: a pcap device's capture that cannot be read names the device and the file", async () => {
+  const missing = path.join(tmp, 'gone', 'in.pcap');
+  const junk = path.join(tmp, 'junk.pcap');
+  fs.writeFileSync(junk, 'XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX');
+  for (const [input, expect] of [[missing, `xdpstack: device 'p0': cannot open ${missing}: ENOENT (no such file or directory)`],
+    [junk, `xdpstack: device 'p0': ${junk}: not a pcap or pcapng file (magic 0x58585858) at byte offset 0`]] as const) {
+    const f = path.join(tmp, 'pc.json');
+    fs.writeFileSync(f, JSON.stringify({ name: 'pc', devices: [{ name: 'p0', driver: 'pcap', input }], virtualServers: [] }));
+    const r = await cli(['run', f, '--no-control']);
+    assert.is(r.code, 1);
+    assert.is(r.err, expect);
+  }
 });
 
 test.run();
