@@ -33,7 +33,9 @@
  *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
  * Every change is checked by the validator (stack/control/validate.ts) against the running state, with the
- * rules a config file is checked by.
+ * rules a config file is checked by. A field a request does not take is refused, as a config file's
+ * unknown key is (REQUEST_FIELDS). A client that does not read its answers is not read either while
+ * more than MAX_QUEUED_ANSWERS bytes of them wait.
  * Addresses, gateways and prefixes are IPv4 or IPv6 text ("fd00::1/64", "via":"fe80::1%xs0.10").
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
