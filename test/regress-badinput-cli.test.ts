@@ -13,7 +13,9 @@
  *    usage error (and for --out CONFIG too), the files untouched;
  *  - `run` of a config whose pcap device reads a missing or corrupt capture said Node's `ENOENT:
  *    ..., open '/x'` or the capture's problem without naming the device or the file; now
- *    `device 'p0': cannot open FILE: ENOENT (...)` / `device 'p0': FILE: not a pcap ...`.
+ *    `device 'p0': cannot open FILE: ENOENT (...)` / `device 'p0': FILE: not a pcap ...`;
+ *  - `--name ../../x` was joined to the run directory (another path than a stack's socket, outside
+ *    it); now a stack name is checked as a config's `name` is, a usage error otherwise.
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -118,6 +120,15 @@ test("run: a pcap device's capture that cannot be read names the device and the 
     const r = await cli(['run', f, '--no-control']);
     assert.is(r.code, 1);
     assert.is(r.err, expect);
+  }
+});
+
+test('--name is a stack name, not a path', async () => {
+  for (const name of ['../../tmp/x', 'a/b', 'a b', '']) {
+    const r = await cli(['show', 'vs', `--name=${name}`]);
+    assert.is(r.code, 2, `${name}: ${r.err}`);
+    if (name === '') assert.match(r.err, /option '--name' needs a value/);
+    else assert.is(r.err.split('\n')[0], `xdpstack: option '--name': stack name ${JSON.stringify(name)} is not valid (letters, digits, _ . -; at most 64); give the socket's path with --socket`);
   }
 });
 

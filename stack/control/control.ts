@@ -65,7 +65,7 @@ import type { Stack } from '../stack';
 import { fileErrorText, type StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
-import { DECAP_KEYS, LINK_KEYS, RULE_KEYS } from './validate';
+import { DECAP_KEYS, LINK_KEYS, NAME_HINT, NAME_RE, RULE_KEYS, ValidationError } from './validate';
 import { closest } from './suggest';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
@@ -742,7 +742,11 @@ export function controlRequest(socketPath: string, req: Request, opts: {
 /** Finds the control socket: explicit path, a stack name, or the only socket in CONTROL_DIR. */
 export function resolveSocket(opts: { socket?: string; name?: string }): string {
   if (opts.socket) return opts.socket;
-  if (opts.name) return defaultSocketPath(opts.name);
+  if (opts.name !== undefined) {
+    // A stack's name names its socket file in CONTROL_DIR: '../x' or 'a/b' would be another path.
+    if (!NAME_RE.test(opts.name)) throw new ValidationError(`stack name ${JSON.stringify(opts.name)} is not valid (${NAME_HINT}); give the socket's path with --socket`);
+    return defaultSocketPath(opts.name);
+  }
   let socks: string[] = [];
   try { socks = fs.readdirSync(CONTROL_DIR).filter((f) => f.endsWith('.sock')); } catch { /* none */ }
   if (socks.length === 1) return path.join(CONTROL_DIR, socks[0]!);
