@@ -14,6 +14,9 @@ import { createStack as createSingle, Stack, StackOptions } from './stack';
 import { ControlOption, listenControl } from './control/control';
 import type { StackConfig } from './control/config';
 import { ShardedStack, ShardedStackOptions } from './shard/threads';
+import { describe, ValidationError } from './control/validate';
+import { closest } from './control/suggest';
+import { logFormatProblem, logLevelProblem } from './control/log';
 
 /**
  * Builds a stack from a config object or a JSON file path (validated first; a ConfigError names
@@ -31,6 +34,7 @@ export function createStack(config: StackConfig | string, opts: ShardedStackOpti
 export function createStack(config: StackConfig | string, opts: StackOptions & ControlOption): Promise<Stack>;
 export function createStack(config: StackConfig | string, opts?: StackOptions & { control?: false }): Stack;
 export function createStack(config: StackConfig | string, opts: (StackOptions & { control?: boolean | string }) | ShardedStackOptions = {}): Stack | Promise<Stack> | Promise<ShardedStack> {
+  checkCreateOptions(opts);
   const control = opts.control;
   if (control !== undefined && typeof control !== 'boolean' && typeof control !== 'string') {
     throw new TypeError(`createStack: 'control' must be true, false or a socket path, got ${JSON.stringify(control)}`);
@@ -79,3 +83,32 @@ export { TraceFilter, TraceFilterError, TRACE_PROTOS } from './trace';
 export type { TraceFilterSpec, TraceCounts, TraceSink } from './trace';
 export { PingSession } from './ping';
 export type { PingOptions, PingEvents, PingStart, PingReply, PingSummary, PingIcmpError } from './ping';
+
+/** Options createStack() takes: a single stack's, a stack of shards', and `control`. */
+const CREATE_OPTIONS = ['drivers', 'now', 'busyPoll', 'steer', 'secret', 'logger', 'log', 'logLevel', 'logFormat', 'control',
+  'shards', 'app', 'onFatal', 'preload', 'flowSize', 'ringSize', 'startTimeoutMs'];
+
+/**
+ * createStack()'s options: an object of known keys (a misspelt `contol: true` would otherwise open
+ * no control socket, silently), each of its type where a wrong one would fail later and far away.
+ */
+function checkCreateOptions(opts: unknown): void {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new ValidationError(`createStack: the options must be an object, got ${describe(opts)}`);
+  const o = opts as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (CREATE_OPTIONS.includes(k)) continue;
+    const near = closest(k, CREATE_OPTIONS);
+    throw new ValidationError(`createStack: unknown option '${k}'${near ? ` (did you mean '${near}'?)` : ''} (options: ${CREATE_OPTIONS.join(', ')})`, k);
+  }
+  const bad = (k: string, what: string) => new ValidationError(`createStack: '${k}' must be ${what}, got ${describe(o[k])}`, k);
+  if (o.busyPoll !== undefined && typeof o.busyPoll !== 'boolean') throw bad('busyPoll', 'true or false');
+  if (o.now !== undefined && (typeof o.now !== 'number' || !Number.isFinite(o.now) || o.now < 0)) throw bad('now', 'a non-negative number of µs');
+  if (o.log !== undefined && typeof o.log !== 'function') throw bad('log', 'a function taking a line');
+  if (o.onFatal !== undefined && typeof o.onFatal !== 'function') throw bad('onFatal', 'a function taking a message');
+  if (o.app !== undefined && (typeof o.app !== 'string' || o.app === '')) throw bad('app', 'a module path');
+  if (o.drivers !== undefined && (typeof o.drivers !== 'object' || o.drivers === null || Array.isArray(o.drivers))) throw bad('drivers', 'an object of drivers by device name');
+  for (const [k, problem] of [['logLevel', logLevelProblem], ['logFormat', logFormatProblem]] as const) {
+    const why = o[k] === undefined ? null : problem(o[k]);
+    if (why) throw new ValidationError(`createStack: '${k}' ${why}`, k);
+  }
+}

@@ -85,7 +85,7 @@ export function resolveLimits(given: Partial<Limits> = {}): Limits {
   const out: Limits = { ...DEFAULT_LIMITS };
   for (const [k, v] of Object.entries(given)) {
     if (v === undefined) continue;
-    if (!(k in DEFAULT_LIMITS)) throw new RangeError(`unknown limit '${k}' (known: ${LIMIT_KEYS.join(', ')})`);
+    if (!Object.hasOwn(DEFAULT_LIMITS, k)) throw new RangeError(`unknown limit '${k}' (known: ${LIMIT_KEYS.join(', ')})`);
     const p = limitProblem(k as keyof Limits, v);
     if (p) throw new RangeError(`limit ${k} ${p}`);
     out[k as keyof Limits] = v as number;
@@ -95,9 +95,13 @@ export function resolveLimits(given: Partial<Limits> = {}): Limits {
 
 /** A VS's own limits checked (RangeError naming the key), unknown keys refused. */
 export function checkVsLimits(given: VsLimits = {}): VsLimits {
+  if (typeof given !== 'object' || given === null || Array.isArray(given)) {
+    throw new RangeError(`a virtual server's limits must be an object like { tcpConnections: 1000 }, got ${given === null ? 'null' : Array.isArray(given) ? 'an array' : `${typeof given} ${String(given)}`}`);
+  }
   for (const [k, v] of Object.entries(given)) {
     if (v === undefined) continue;
-    const base = VS_LIMIT_KEYS[k as keyof VsLimits];
+    // Own keys only: `constructor` or `__proto__` is no limit (an object's prototype has them).
+    const base = Object.hasOwn(VS_LIMIT_KEYS, k) ? VS_LIMIT_KEYS[k as keyof VsLimits] : undefined;
     if (!base) throw new RangeError(`unknown virtual server limit '${k}' (known: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
     const p = limitProblem(base, v);
     if (p) throw new RangeError(`limit ${k} ${p}`);

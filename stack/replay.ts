@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import type { Driver } from '../driver/types';
 import { macToString } from '../driver/types';
 import { LINKTYPE_ETHERNET, openPcapDriver, PcapWriter, readCapture } from '../driver/pcap';
-import { DeviceConfig, loadConfig, StackConfig, validateConfig } from './control/config';
+import { cloneConfig, DeviceConfig, fileErrorText, loadConfig, StackConfig, validateConfig } from './control/config';
 import { parseCidrText } from './control/validate';
 import { AddrMap } from '../protocols/ip/addr';
 import { Stack } from './stack';
@@ -79,7 +79,7 @@ export function captureMacFor(recs: { data: Uint8Array }[], addrs: { has(a: numb
  */
 export function replayCapture(config: StackConfig | string, input: string | Uint8Array, output: string | PcapWriter,
   opts: { device?: string; mac?: string; lingerUs?: number } = {}): ReplayResult {
-  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
   let dev: DeviceConfig | undefined;
   if (opts.device !== undefined) {
     dev = cfg.devices.find((d) => d.name === opts.device);
@@ -89,7 +89,14 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   } else {
     throw new Error(`replay: the config has ${cfg.devices.length} devices; choose the one the capture feeds with --device`);
   }
-  const recs = readCapture(input);
+  let recs: ReturnType<typeof readCapture>;
+  try {
+    recs = readCapture(input);
+  } catch (e) {
+    // The capture's own problems (truncated, wrong magic) say where; a file that cannot be read, why.
+    const where = typeof input === 'string' ? input : 'the capture';
+    throw new Error((e as NodeJS.ErrnoException).code ? `replay: cannot read ${where}: ${fileErrorText(e)}` : `replay: ${where}: ${(e as Error).message}`);
+  }
   const eth = recs.filter((r) => r.linkType === LINKTYPE_ETHERNET);
   let bytes: Uint8Array;
   if (eth.length === recs.length) {
@@ -105,7 +112,12 @@ export function replayCapture(config: StackConfig | string, input: string | Uint
   // addresses was sent to (an AF_XDP device takes its interface's MAC, which the config does not say).
   const mac = opts.mac ?? dev.mac ?? captureMacFor(eth, addressesOn(cfg, dev.name)) ?? '02:00:00:00:00:01';
   const mtu = dev.driver === 'afxdp' ? 1500 : dev.mtu;
-  const writer = typeof output === 'string' ? new PcapWriter(output) : output;
+  let writer: PcapWriter;
+  try {
+    writer = typeof output === 'string' ? new PcapWriter(output) : output;
+  } catch (e) {
+    throw new Error(`replay: cannot write ${String(output)}: ${fileErrorText(e)}`);
+  }
   const pcap = openPcapDriver({ name: dev.name, input: bytes, output: writer, mac, mtu, frameSize: dev.frameSize, frameCount: dev.frameCount ?? 1024 });
   const others: Record<string, Driver> = { [dev.name]: pcap };
   // Other devices of the config see no traffic.

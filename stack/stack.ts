@@ -26,14 +26,14 @@ import { tcpState } from './transport/tcp';
 import { udpPorts } from './transport/udp';
 import { addressRow, hostPort, linkAddressTexts, neighborRow, neighborStateName, routeRow, ruleRow } from './show';
 import { connectionRows, parseStateFilter, tcpCounterRow } from './connections';
-import { DeviceConfig, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
+import { cloneConfig, DeviceConfig, fileErrorText, LinkConfig, loadConfig, StackConfig, validateConfig } from './control/config';
 import { Service, ServiceConfig, serviceKind } from './control/services';
 import { Counters, dropsView } from './counters';
-import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationState, vsNameProblem } from './control/validate';
+import { checkLink, describe, enforce, join, LinkFacts, parseAddrText, ValidationError, ValidationState, vsNameProblem } from './control/validate';
 import { vsConfig } from './control/running';
 import { addrEq, addrToString, IpAddr, parseAddr } from '../protocols/ip/addr';
 import { Drop, dropName } from '../protocols/drop';
-import { LimitRow, LimitWatch, VsLimits } from './limits';
+import { checkVsLimits, LimitRow, LimitWatch, VsLimits } from './limits';
 import { changeFields, driverLog, Logger, LogLevel, LogOptions, stackLogger } from './control/log';
 import type { MetricsEndpoint, MetricsSnapshot } from './control/metrics';
 import { MetricsHost } from './control/metrics-host';
@@ -163,7 +163,14 @@ export class Stack {
         });
       }
       case 'pcap':
-        return openPcapDriver({ name: d.name, input: d.input, output: d.output, mac: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount });
+        try {
+          return openPcapDriver({ name: d.name, input: d.input, output: d.output, mac: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount });
+        } catch (e) {
+          // Which device, which file, and why (a capture's own problem says where in it).
+          const err = e as NodeJS.ErrnoException;
+          const file = err.code ? (err.path ?? '') : d.input ?? '';
+          throw new Error(`device '${d.name}': ${err.code ? `cannot open ${file}: ${fileErrorText(e)}` : `${file}: ${err.message}`}`);
+        }
       case 'memory': {
         const l = createMemoryLink({ nameA: d.name, nameB: `${d.name}-peer`, macA: d.mac, mtu: d.mtu, frameSize: d.frameSize, frameCount: d.frameCount, seed: d.seed });
         this.peers.set(d.name, l.b);
@@ -228,6 +235,7 @@ export class Stack {
    * refused): a refused VS is not created. Links can also come later (`vs(name).addLink()`).
    */
   createVs(name: string, links: LinkConfig[] = [], limits?: VsLimits, id?: number): VsHandle {
+    if (this.closed) throw new Error('stack is closed');
     // Shards: a VS's identity keys its flows and ports in the shared table, so it is the same in
     // every shard and only the control plane issues it; one this shard took itself would also be
     // the next one the control plane issues (its 'vs.add' then refused for good).
@@ -238,6 +246,9 @@ export class Stack {
       const bad = vsNameProblem(name);
       if (bad) c.fail('name', bad);
       else if (this.engine.vsByName.has(name)) c.fail('', `virtual server '${name}' already exists`);
+      if (limits !== undefined) {
+        try { checkVsLimits(limits); } catch (e) { c.fail('limits', (e as Error).message); }
+      }
       if (!Array.isArray(links)) { c.fail('links', `must be an array, got ${describe(links)}`); return; }
       const siblings: LinkFacts[] = [];
       const state = this.engine.state;
@@ -263,6 +274,7 @@ export class Stack {
   }
 
   destroyVs(name: string): void {
+    if (this.closed) throw new Error('stack is closed');
     this.destroyVsQuietly(name);
     this.logChange('vs.del', { name });
   }
@@ -355,6 +367,16 @@ export class Stack {
    * `count` frames. `full`: a streamed capture's reader is behind (frames are dropped, counted).
    */
   trace(opts: { vs?: string; count?: number; writer: PcapWriter; filter?: TraceFilter; full?: () => boolean }): Trace {
+    if (this.closed) throw new Error('stack is closed');
+    enforce('trace', (c) => {
+      if (!c.isObject(opts, '')) return;
+      const w = (opts as { writer?: unknown }).writer as { write?: unknown; close?: unknown } | undefined;
+      if (typeof w !== 'object' || w === null || typeof w.write !== 'function' || typeof w.close !== 'function') c.fail('writer', `must be a PcapWriter (new PcapWriter(path)), got ${describe(w)}`);
+      c.string(opts, 'vs', '', false);
+      c.int(opts, 'count', '', false, 0, Number.MAX_SAFE_INTEGER);
+      if (opts.filter !== undefined && !(opts.filter instanceof TraceFilter)) c.fail('filter', `must be a TraceFilter (TraceFilter.parse({ port: 80 })), got ${describe(opts.filter)}`);
+      if (opts.full !== undefined && typeof opts.full !== 'function') c.fail('full', `must be a function, got ${describe(opts.full)}`);
+    });
     const match = new Map<number, Set<number> | null>();
     if (opts.vs !== undefined) {
       const raw = this.engine.vs(opts.vs);
@@ -396,7 +418,8 @@ export class Stack {
     if (this.housekeepingTimer) clearInterval(this.housekeepingTimer);
     void this.metricsHostView?.close();
     for (const s of this.services) try { s.close(); } catch { /* closing anyway */ }
-    for (const t of [...this.activeTraces]) t.stop();
+    // A trace whose writer fails must not keep the drivers open (their XDP programs attached).
+    for (const t of [...this.activeTraces]) try { t.stop(); } catch { /* closing anyway */ }
     // Flush what is queued (e.g. last replies) before the drivers go.
     try { this.runtime.step(this.engine.now); } catch { /* closing anyway */ }
     const errors: string[] = [];
@@ -502,6 +525,10 @@ export class Stack {
    * Returns the entries removed.
    */
   flushNeighbors(vs: string, opts: { link?: string; address?: string } = {}): { vs: string; link: string; address: string; state: string }[] {
+    if (typeof opts !== 'object' || opts === null) throw new ValidationError(`neighbor flush: the options must be an object like { link: 'eth0.10', address: '10.1.1.2' }, got ${describe(opts)}`);
+    for (const k of ['link', 'address'] as const) {
+      if (opts[k] !== undefined && typeof opts[k] !== 'string') throw new ValidationError(`neighbor flush: ${k}: must be a string, got ${describe(opts[k])}`);
+    }
     const v = this.engine.vs(vs);
     let links = v.links;
     if (opts.link !== undefined) {
@@ -721,9 +748,11 @@ export function ownership(drv: Driver): Pick<DeviceSpec, 'ownMac' | 'own'> {
  * the file, the field and the problem). The package's entry (stack/index.ts) also takes `shards`.
  */
 export function createStack(config: StackConfig | string, opts: StackOptions = {}): Stack {
-  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) throw new ValidationError(`createStack: the options must be an object, got ${describe(opts)}`);
+  const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
   return new Stack(cfg, opts);
 }
+
 
 /** A control socket a stack owns (stack/control/control.ts ControlServer). */
 export interface OwnedControl {

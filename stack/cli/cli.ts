@@ -270,6 +270,17 @@ export function exitQuietlyOnClosedPipe(): void {
   }
 }
 
+/**
+ * `s` with its control characters written as escapes (`\n`, `\x1b`): an argument or a name quoted
+ * in an error message cannot break it over lines or send the terminal escape sequences.
+ */
+export function visible(s: string): string {
+  return s.replace(/[\u0000-\u001f\u007f]/g, (c) => {
+    const named: Record<string, string> = { '\n': '\\n', '\r': '\\r', '\t': '\\t' };
+    return named[c] ?? `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`;
+  });
+}
+
 /** Runs the command line (without `node` and the script name); resolves to the exit code. */
 export async function main(argv: string[], ctx: CliContext = defaultCtx): Promise<number> {
   if (ctx === defaultCtx) exitQuietlyOnClosedPipe();
@@ -284,11 +295,13 @@ export async function main(argv: string[], ctx: CliContext = defaultCtx): Promis
     const err = e as Error;
     if (process.env.XDPSTACK_DEBUG) ctx.err(err.stack ?? String(err));
     if (err instanceof UsageError || err?.name === 'LabConfigError') {
-      ctx.err(`xdpstack: ${err.message}`);
+      ctx.err(`xdpstack: ${visible(err.message)}`);
       if (err instanceof UsageError && err.usage) ctx.err(err.usage.split('\n\n')[0]);
       return 2;
     }
-    ctx.err(`xdpstack: ${err?.message ?? String(e)}`);
+    // A config file's problems are one per line; any other error is one line, whatever it quotes.
+    const text = err?.message ?? String(e);
+    ctx.err(`xdpstack: ${err?.name === 'ConfigError' ? text : visible(text)}`);
     return 1;
   }
 }

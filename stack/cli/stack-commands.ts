@@ -39,8 +39,18 @@ const TARGET = { name: 'string', socket: 'string' } as const;
 const TARGET_HELP = `  --name NAME    stack name (control socket ${defaultSocketPath('NAME')})
   --socket PATH  control socket path`;
 
+/** The control socket of --socket or --name (else the only running stack); a bad --name is a usage error. */
+function socketOf(opts: OptValues): string {
+  try {
+    return resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  } catch (e) {
+    if ((e as Error).name === 'ValidationError') throw new UsageError(`option '--name': ${(e as Error).message}`);
+    throw e;
+  }
+}
+
 async function ask(opts: OptValues, req: Request): Promise<unknown> {
-  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const sock = socketOf(opts);
   const r = await controlRequest(sock, req, { timeoutMs: 10_000 });
   if (!r.ok) throw new Error(r.error ?? 'request failed');
   return r.data;
@@ -431,7 +441,7 @@ const RULE_COMMANDS = [ruleCommand('add'), ruleCommand('del')];
 
 /** `show KIND --interval S`: rates every S seconds until --count lines or Ctrl-C (exit 0). */
 async function showRates(kind: string, req: Request, o: { interval: number; count?: number; json: boolean }, opts: OptValues, ctx: CliContext): Promise<number> {
-  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const sock = socketOf(opts);
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once('SIGINT', onSig);
@@ -538,7 +548,7 @@ async function traceCommand(args: string[], ctx: CliContext): Promise<number> {
   const toStdout = opts.out === '-';
   const stdout = ctx.stdout;
   if (toStdout && !stdout) throw new UsageError('--out - needs a standard output to write the capture to', TRACE_USAGE);
-  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const sock = socketOf(opts);
   const out = toStdout ? '-' : path.resolve(opts.out as string);
   const ac = new AbortController();
   let pipeClosed = false;
@@ -616,7 +626,7 @@ async function pingCommand(args: string[], ctx: CliContext): Promise<number> {
   } catch (e) {
     throw new UsageError((e as Error).message, PING_USAGE);
   }
-  const sock = resolveSocket({ socket: opts.socket as string | undefined, name: opts.name as string | undefined });
+  const sock = socketOf(opts);
   const ac = new AbortController();
   const onSig = () => ac.abort();
   process.once('SIGINT', onSig);
@@ -766,6 +776,10 @@ export const STACK_COMMANDS: Command[] = [
       const { opts, positional } = parseOptions(args, { out: 'string', device: 'string', mac: 'string', linger: 'int', json: 'bool' }, REPLAY_USAGE, 2);
       if (positional.length !== 2) throw new UsageError('expected CONFIG and IN.pcap', REPLAY_USAGE);
       if (!opts.out) throw new UsageError('option --out OUT.pcap is required', REPLAY_USAGE);
+      // The output is written over: never the capture being read or the config.
+      for (const [i, what] of [[1, 'the capture it replays'], [0, 'the config']] as const) {
+        if (path.resolve(opts.out as string) === path.resolve(positional[i]!)) throw new UsageError(`option '--out' names ${what} (${positional[i]}): it would be written over; give another file`, REPLAY_USAGE);
+      }
       const r = replayCapture(positional[0]!, positional[1]!, opts.out as string, {
         device: opts.device as string | undefined, mac: opts.mac as string | undefined,
         lingerUs: opts.linger !== undefined ? (opts.linger as number) * 1e6 : undefined,

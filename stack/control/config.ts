@@ -21,7 +21,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { addrEq, addrToString, ANY6, IpAddr, isUnspecified, localOverlap } from '../../protocols/ip/addr';
-import { Checker, checkDecap, checkLink, checkMetrics, checkRoute, checkRule, checkVip, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
+import { findJsonError, lineColumn } from './json-error';
+import { Checker, checkDecap, describe, checkLink, checkMetrics, checkRoute, checkRule, checkVip, DEV_NAME_RE, join, LinkFacts, MAC_RE, NAME_HINT, Obj, ValidationState } from './validate';
 import { LogFormat, logFormatProblem, LogLevel, logLevelProblem } from './log';
 import { POLICE_KEYS, PoliceConfig, policeProblem } from '../../driver/police';
 import { LIMIT_KEYS, limitProblem, Limits, VS_LIMIT_KEYS, VsLimits } from '../limits';
@@ -138,12 +139,27 @@ export class ConfigError extends Error {
   constructor(readonly source: string, readonly problems: { path: string; message: string }[]) {
     super(problems.length === 1
       ? `${source}: ${problems[0]!.path}: ${problems[0]!.message}`
-      : `${source}: ${problems.length} problems:\n${problems.map((p) => `  ${p.path}: ${p.message}`).join('\n')}`);
+      : `${source}: ${problems.length} problems:\n${problems.slice(0, LISTED_PROBLEMS).map((p) => `  ${p.path}: ${p.message}`).join('\n')}` +
+        (problems.length > LISTED_PROBLEMS ? `\n  ... and ${problems.length - LISTED_PROBLEMS} more` : ''));
     this.name = 'ConfigError';
   }
 }
 
 const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** What the errors of reading a config file mean, said after their code. */
+const READ_ERRORS: Record<string, string> = {
+  ENOENT: 'no such file or directory', EISDIR: 'a directory, not a file', EACCES: 'permission denied', EPERM: 'permission denied',
+  ENOTDIR: 'a part of the path is not a directory', ELOOP: 'too many symbolic links', ENAMETOOLONG: 'the path is too long',
+  EMFILE: 'too many open files', EEXIST: 'a file of that name is in the way', EFBIG: 'the file is too large', ERR_STRING_TOO_LONG: 'the file is too large',
+};
+/** A file system error as a message says it: its code and what the code means (`ENOENT (no such file)`). */
+export function fileErrorText(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code && Object.hasOwn(READ_ERRORS, code) ? `${code} (${READ_ERRORS[code]})` : code ?? (e as Error).message;
+}
+/** A ConfigError's message lists this many problems; `problems` has them all. */
+const LISTED_PROBLEMS = 25;
 
 const DEVICE_KEYS: Record<DriverKind, readonly string[]> = {
   afxdp: ['name', 'driver', 'ifname', 'queue', 'frameSize', 'frameCount', 'mode', 'zeroCopy', 'busyPoll', 'ringSize', 'police'],
@@ -362,25 +378,25 @@ export function validateConfig(obj: unknown, sourceName = 'config'): StackConfig
 
 /** Reads and validates a JSON config file. Relative pcap paths are resolved against the file's directory. */
 export function loadConfig(file: string): StackConfig {
+  if (typeof file !== 'string' || file === '') {
+    throw new ConfigError(String(file), [{ path: '(file)', message: `a config file path must be a non-empty string, got ${file === '' ? 'an empty one' : describe(file)}` }]);
+  }
   let text: string;
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
-    throw new ConfigError(file, [{ path: '(file)', message: `cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}` }]);
+    throw new ConfigError(file, [{ path: '(file)', message: `cannot read: ${fileErrorText(e)}` }]);
   }
+  // A byte order mark some editors put first is no JSON, but no mistake either.
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let obj: unknown;
   try {
     obj = JSON.parse(text);
   } catch (e) {
-    const m = /position (\d+)/.exec((e as Error).message);
-    let where = '';
-    if (m) {
-      const pos = Number(m[1]);
-      const before = text.slice(0, pos);
-      const line = before.split('\n').length;
-      where = ` at line ${line}, column ${pos - before.lastIndexOf('\n')}`;
-    }
-    throw new ConfigError(file, [{ path: '(file)', message: `not valid JSON${where}: ${(e as Error).message}` }]);
+    // V8 names no position for some mistakes and quotes the text around it across lines: find it here.
+    const found = findJsonError(text) ?? { offset: text.length, reason: (e as Error).message.split('\n')[0]! };
+    const { line, column } = lineColumn(text, found.offset);
+    throw new ConfigError(file, [{ path: '(file)', message: `not valid JSON at line ${line}, column ${column}: ${found.reason}` }]);
   }
   const cfg = validateConfig(obj, file);
   const dir = path.dirname(path.resolve(file));
@@ -393,4 +409,31 @@ export function loadConfig(file: string): StackConfig {
     if (base) cfg.name = base;
   }
   return cfg;
+}
+
+/**
+ * A copy of a config object for the validator. A config is JSON data: a function, a symbol or a
+ * class instance in it cannot be copied, and says where (instead of a DataCloneError).
+ */
+export function cloneConfig(config: unknown): StackConfig {
+  try {
+    return structuredClone(config) as StackConfig;
+  } catch (e) {
+    const at = notJsonAt(config, '', 0, new Set());
+    throw new ConfigError('config', [{ path: at?.path || '(top level)', message: `must be JSON data (objects, arrays, strings, numbers, true/false, null), got ${at?.what ?? (e as Error).message}` }]);
+  }
+}
+
+/** The first value in `v` that JSON cannot hold, with its path (depth-limited). */
+function notJsonAt(v: unknown, p: string, depth: number, seen: Set<object>): { path: string; what: string } | undefined {
+  if (typeof v === 'function') return { path: p, what: 'a function' };
+  if (typeof v === 'symbol') return { path: p, what: 'a symbol' };
+  if (typeof v === 'bigint') return { path: p, what: `a bigint ${String(v)}` };
+  if (typeof v !== 'object' || v === null || depth > 64 || seen.has(v)) return undefined;
+  seen.add(v);
+  for (const [k, x] of Object.entries(v)) {
+    const r = notJsonAt(x, Array.isArray(v) ? join(p, Number(k)) : join(p, k), depth + 1, seen);
+    if (r) return r;
+  }
+  return undefined;
 }

@@ -33,7 +33,9 @@
  *   {"cmd":"link.add","vs":"c","device":"xs0","vlan":40,"mac":"02:..","mtu":1500,"name":"l2","addresses":["10.2.2.1/24"]}
  *   {"cmd":"link.del","vs":"c","link":"xs0.40"}
  * Every change is checked by the validator (stack/control/validate.ts) against the running state, with the
- * rules a config file is checked by.
+ * rules a config file is checked by. A field a request does not take is refused, as a config file's
+ * unknown key is (REQUEST_FIELDS). A client that does not read its answers is not read either while
+ * more than MAX_QUEUED_ANSWERS bytes of them wait.
  * Addresses, gateways and prefixes are IPv4 or IPv6 text ("fd00::1/64", "via":"fe80::1%xs0.10").
  *   {"cmd":"address.add","vs":"a","link":"xs0.10","cidr":"10.1.1.5/24"}  (and address.del)
  *   {"cmd":"route.add","vs":"a","dst":"10.9.0.0/16","via":"10.1.1.254","link":"...","table":100} (and route.del)
@@ -60,10 +62,11 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { PcapWriter } from '../../driver/pcap';
 import type { Stack } from '../stack';
-import type { StackConfig } from './config';
+import { fileErrorText, type StackConfig } from './config';
 import { TraceCounts, TraceFilter, TraceFilterError, TraceFilterSpec, TraceSink } from '../trace';
 import type { PingEvents, PingOptions, PingStart } from '../ping';
-import { LINK_KEYS, RULE_KEYS } from './validate';
+import { DECAP_KEYS, LINK_KEYS, NAME_HINT, NAME_RE, RULE_KEYS, ValidationError } from './validate';
+import { closest } from './suggest';
 
 export const CONTROL_DIR = process.env.XDPSTACK_RUN_DIR ?? '/run/xdpstack';
 
@@ -88,6 +91,14 @@ export type Request = Record<string, unknown> & { cmd: string };
 export interface Response { ok: boolean; data?: unknown; error?: string; event?: string; frames?: number; stream?: string }
 
 const MAX_LINE = 1 << 20;
+/** The largest identity a virtual server may be given (`vs.add`'s `id`): it travels as a u32 between shards. */
+const MAX_VS_ID = 0x7fffffff;
+/**
+ * Answers queued on a connection whose client does not read them: past this many bytes the
+ * connection's requests are not read either until the client catches up (its answers drain), so a
+ * client that writes requests and never reads holds this much of the stack's memory, not more.
+ */
+const MAX_QUEUED_ANSWERS = 4 << 20;
 
 function str(req: Request, k: string, required = true): string | undefined {
   const v = req[k];
@@ -237,8 +248,19 @@ export class ControlServer {
 
   /** Listens on `socketPath`; a stale socket file (no one listening) is replaced. */
   static async listen(stack: Stack | ControlTarget, socketPath: string): Promise<ControlServer> {
-    fs.mkdirSync(path.dirname(socketPath), { recursive: true });
-    if (fs.existsSync(socketPath)) {
+    try {
+      fs.mkdirSync(path.dirname(socketPath), { recursive: true });
+    } catch (e) {
+      throw new Error(`control socket ${socketPath}: cannot make its directory: ${fileErrorText(e)}`);
+    }
+    // Only a socket (left by a stack that died) is ever replaced: a file or a directory given as
+    // the path (`--socket stack.json`) is someone's data.
+    let st: fs.Stats | undefined;
+    try { st = fs.lstatSync(socketPath); } catch { /* nothing there */ }
+    if (st && !st.isSocket()) {
+      throw new Error(`control socket ${socketPath}: ${st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link' : 'a file that is not a socket'} is there (not replaced): give another path`);
+    }
+    if (st) {
       const alive = await new Promise<boolean>((resolve) => {
         const c = net.connect(socketPath);
         c.once('connect', () => { c.destroy(); resolve(true); });
@@ -261,16 +283,27 @@ export class ControlServer {
     let buf = '';
     const st: ConnState = { sessions: new Set(), pending: 0, readEnded: false, binary: false, deferred: [] };
     c.setEncoding('utf8');
+    /** Handles the whole lines in `buf`; pauses the connection while its client does not read. */
+    const take = (): void => {
+      let nl: number;
+      while (!st.readEnded && (nl = buf.indexOf('\n')) >= 0) {
+        const line = buf.slice(0, nl).trim();
+        buf = buf.slice(nl + 1);
+        if (line) this.handleLine(c, line, st);
+        // A client that does not read its answers: its requests are not read either until they
+        // drain (the rest waits in `buf`). A streamed capture has its own limit (STREAM_MAX_QUEUED).
+        if (!st.binary && c.writableLength > MAX_QUEUED_ANSWERS && !c.destroyed) {
+          c.pause();
+          c.once('drain', () => { if (!c.destroyed) { c.resume(); take(); } });
+          return;
+        }
+      }
+    };
     c.on('data', (chunk: string) => {
       if (st.readEnded) return;
       buf += chunk;
       if (buf.length > MAX_LINE) { this.send(c, { ok: false, error: 'request line too long' }); c.destroy(); return; }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) this.handleLine(c, line, st);
-      }
+      if (!c.isPaused()) take();
     });
     c.on('end', () => {
       // The client will send no more: sessions end with their last answer, then this side closes.
@@ -309,6 +342,11 @@ export class ControlServer {
       req = v as Request;
     } catch (e) {
       this.answer(c, st, { ok: false, error: `bad request: ${(e as Error).message}` });
+      return;
+    }
+    const unknown = unknownField(req);
+    if (unknown) {
+      this.answer(c, st, { ok: false, error: unknown });
       return;
     }
     if (st.binary) {
@@ -487,6 +525,45 @@ export const REQUESTS: readonly string[] = ['ping', 'show', 'counters.clear', 'n
   'address.add', 'address.del', 'route.add', 'route.del', 'rule.add', 'rule.del', 'vip.add', 'vip.del', 'decap.set', 'trace', 'icmp.echo'];
 
 /**
+ * The fields each request takes besides `cmd` (the file's comment lists them). A field a request
+ * does not take is refused, as a config file's unknown key is: `{"cmd":"route.add","dst":...,"gw":...}`
+ * would otherwise add a route without its gateway.
+ */
+const REQUEST_FIELDS: Readonly<Record<string, readonly string[]>> = {
+  'ping': [],
+  'show': ['kind', 'vs', 'state', 'port', 'perShard'],
+  'counters.clear': ['vs'],
+  'neighbor.flush': ['vs', 'link', 'address'],
+  'vs.add': ['name', 'links', 'limits', 'id'],
+  'vs.del': ['name'],
+  'link.add': ['vs', ...LINK_KEYS],
+  'link.del': ['vs', 'link'],
+  'address.add': ['vs', 'link', 'cidr'],
+  'address.del': ['vs', 'link', 'cidr'],
+  'route.add': ['vs', 'dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'],
+  'route.del': ['vs', 'dst', 'via', 'link', 'onlink', 'table', 'metric', 'src'],
+  'rule.add': ['vs', ...RULE_KEYS],
+  'rule.del': ['vs', 'priority'],
+  'vip.add': ['vs', 'addr'],
+  'vip.del': ['vs', 'addr'],
+  'decap.set': ['vs', ...DECAP_KEYS],
+  'trace': ['vs', 'count', 'out', 'stream', 'vlan', 'host', 'port', 'proto'],
+  'icmp.echo': ['vs', 'target', 'count', 'interval', 'size', 'timeout'],
+};
+
+/** Why `req` has a field its command does not take (null when it has none, or the command is unknown). */
+export function unknownField(req: Request): string | null {
+  const fields = Object.hasOwn(REQUEST_FIELDS, req.cmd) ? REQUEST_FIELDS[req.cmd]! : undefined;
+  if (!fields) return null;
+  for (const k of Object.keys(req)) {
+    if (k === 'cmd' || fields.includes(k)) continue;
+    const near = closest(k, fields);
+    return `request '${req.cmd}': unknown field '${k}' (${fields.length ? `fields: ${fields.join(', ')}` : 'it takes none'})${near !== undefined ? `: did you mean '${near}'?` : ''}`;
+  }
+  return null;
+}
+
+/**
  * Executes one (non-trace) request on a stack; throws an Error whose message goes back to the
  * client. Requests are plain JSON: the same request applied to every shard of a group, in the same
  * order, changes each the same way (`vs.add` may carry the `id` the control plane issued).
@@ -510,7 +587,10 @@ export function handleRequest(st: Stack, req: Request): unknown {
       if (limits !== undefined && (typeof limits !== 'object' || limits === null || Array.isArray(limits))) {
         throw new Error(`request 'vs.add': 'limits' must be an object (its own limits: ${Object.keys(VS_LIMIT_KEYS).join(', ')})`);
       }
-      st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined, num(req, 'id'));
+      // `id`: the identity a group's control plane issued (stack/shard); 32 bits on the wire between shards.
+      const id = num(req, 'id');
+      if (id !== undefined && (id < 1 || id > MAX_VS_ID)) throw new Error(`request 'vs.add': 'id' must be 1..${MAX_VS_ID}, got ${id}`);
+      st.createVs(str(req, 'name')!, links as never, limits as VsLimits | undefined, id);
       return null;
     }
     case 'vs.del':
@@ -662,7 +742,11 @@ export function controlRequest(socketPath: string, req: Request, opts: {
 /** Finds the control socket: explicit path, a stack name, or the only socket in CONTROL_DIR. */
 export function resolveSocket(opts: { socket?: string; name?: string }): string {
   if (opts.socket) return opts.socket;
-  if (opts.name) return defaultSocketPath(opts.name);
+  if (opts.name !== undefined) {
+    // A stack's name names its socket file in CONTROL_DIR: '../x' or 'a/b' would be another path.
+    if (!NAME_RE.test(opts.name)) throw new ValidationError(`stack name ${JSON.stringify(opts.name)} is not valid (${NAME_HINT}); give the socket's path with --socket`);
+    return defaultSocketPath(opts.name);
+  }
   let socks: string[] = [];
   try { socks = fs.readdirSync(CONTROL_DIR).filter((f) => f.endsWith('.sock')); } catch { /* none */ }
   if (socks.length === 1) return path.join(CONTROL_DIR, socks[0]!);

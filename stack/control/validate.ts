@@ -27,6 +27,7 @@ import {
   prefixMatch, splitZone,
 } from '../../protocols/ip/addr';
 import { macToString } from '../../driver/types';
+import { closest } from './suggest';
 import type { Link, VirtualServer } from '../vs';
 
 export const NAME_RE = /^[A-Za-z0-9_.-]{1,64}$/;
@@ -60,6 +61,7 @@ export function join(p: string, k: string | number): string {
 
 export function describe(v: unknown): string {
   if (v === null) return 'null';
+  if (v === undefined) return 'undefined';
   if (Array.isArray(v)) return 'an array';
   if (typeof v === 'string') return JSON.stringify(v);
   if (typeof v === 'object') return 'an object';
@@ -84,7 +86,10 @@ export class Checker {
 
   keys(o: Obj, p: string, allowed: readonly string[]): void {
     for (const k of Object.keys(o)) {
-      if (!allowed.includes(k)) this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})`);
+      if (allowed.includes(k)) continue;
+      // A typo of an allowed key (`adresses`, `vlna`) is named, after the list.
+      const near = closest(k, allowed);
+      this.fail(join(p, k), `unknown key '${k}' (allowed: ${allowed.join(', ')})${near !== undefined ? `: did you mean '${near}'?` : ''}`);
     }
   }
 
@@ -244,6 +249,8 @@ export interface LinkFacts {
   /** Lower-case MAC, or `device:NAME` when it is the device's and the device's is not known. */
   mac: string;
   addrs: AddrFacts[];
+  /** The link's MTU when known (its own, else its device's). */
+  mtu?: number;
 }
 
 export interface ValidationState {
@@ -259,6 +266,8 @@ export interface ValidationState {
   addressUser(device: string, vlan: number, addr: IpAddr): string | undefined;
   /** The links of a VS (empty for a VS not yet created). */
   links(vs: string): LinkFacts[];
+  /** Whether the VS has a link of this name (when absent: asked of links()). */
+  hasLinkNamed?(vs: string, name: string): boolean;
   /** Whether the VS has a policy rule with this priority (its built-in main-table rule aside). */
   hasRulePriority(vs: string, priority: number): boolean;
   /** The VIPs of a VS (none for a VS not yet created; absent: none anywhere). */
@@ -318,7 +327,7 @@ export interface LinkInput {
  * that refer to it, or undefined when it is not an object. Problems go to `c` under path `p`.
  */
 export function checkLink(c: Checker, l: unknown, p: string, state: ValidationState, vs: string, index: number,
-  siblings: LinkFacts[] = state.links(vs)): LinkFacts | undefined {
+  siblings?: LinkFacts[]): LinkFacts | undefined {
   if (!c.isObject(l, p)) return undefined;
   c.keys(l, p, LINK_KEYS);
   const device = c.string(l, 'device', p, true);
@@ -329,12 +338,16 @@ export function checkLink(c: Checker, l: unknown, p: string, state: ValidationSt
   const vlan = c.int(l, 'vlan', p, false, 1, 4094) ?? -1;
   let mac = c.string(l, 'mac', p, false, MAC_RE, 'like 02:00:00:00:00:01');
   if (mac && (parseInt(mac.slice(0, 2), 16) & 1)) { c.fail(join(p, 'mac'), `${mac} is a multicast address`); mac = undefined; }
-  c.int(l, 'mtu', p, false, 68, dev?.mtu ?? 9000);
+  const mtu = c.int(l, 'mtu', p, false, 68, dev?.mtu ?? 9000) ?? dev?.mtu;
   const lname = c.string(l, 'name', p, false, NAME_RE, 'letters, digits, _ . -') ??
     (device ? (vlan >= 0 ? `${device}.${vlan}` : device) : `#${index}`);
-  if (siblings.some((x) => x.name === lname)) c.fail(p, `duplicate link name '${lname}' in virtual server '${vs}' (give links distinct 'name's)`);
+  // (The running state answers by name: building every link's facts for each new link made
+  // adding N links in one request take N² MAC formattings, seconds of a stopped data path.)
+  const dup = siblings ? siblings.some((x) => x.name === lname)
+    : state.hasLinkNamed ? state.hasLinkNamed(vs, lname) : state.links(vs).some((x) => x.name === lname);
+  if (dup) c.fail(p, `duplicate link name '${lname}' in virtual server '${vs}' (give links distinct 'name's)`);
   const effMac = (mac ?? dev?.mac ?? `device:${device}`).toLowerCase();
-  const facts: LinkFacts = { vs, name: lname, device: device ?? '', vlan, mac: effMac, addrs: [] };
+  const facts: LinkFacts = { vs, name: lname, device: device ?? '', vlan, mac: effMac, addrs: [], mtu };
   if (device && dev) {
     // Frames are demultiplexed by (device, VLAN, destination MAC): two links there would share them.
     const prev = state.macUser(device, vlan, effMac);
@@ -355,6 +368,12 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
   if (!r) return undefined;
   const bad = interfaceAddressProblem(r.addr, r.prefixLen, String(a));
   if (bad) { c.fail(p, bad); return undefined; }
+  // RFC 8200 section 5: IPv6 needs links of 1280 bytes or more (IPv4: 68, the link's own minimum).
+  const fam = familyOf(r.addr);
+  if (link.mtu !== undefined && link.mtu < fam.minMtu) {
+    c.fail(p, `${String(a)}: ${fam.name} needs a link MTU of at least ${fam.minMtu}${isIp6(r.addr) ? ' (RFC 8200 section 5)' : ''}, link '${link.name}' has ${link.mtu}`);
+    return undefined;
+  }
   const prev = (link.device ? state.addressUser(link.device, link.vlan, r.addr) : undefined) ??
     (link.addrs.some((x) => addrEq(x.addr, r.addr)) ? `link '${link.name}' itself` : undefined);
   if (prev) { c.fail(p, `${addrToString(r.addr)} is already used on ${where(link.device, link.vlan)} by ${prev}`); return undefined; }
@@ -623,7 +642,7 @@ export interface RunningEngine {
 }
 
 function linkFacts(l: Link): LinkFacts {
-  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), addrs: l.addrs.filter((a) => !a.auto).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
+  return { vs: l.vs.name, name: l.name, device: l.devName, vlan: l.vlan, mac: macToString(l.mac), mtu: l.mtu, addrs: l.addrs.filter((a) => !a.auto).map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })) };
 }
 
 export class EngineState implements ValidationState {
@@ -650,6 +669,7 @@ export class EngineState implements ValidationState {
     return l ? `virtual server '${l.vs.name}'` : undefined;
   }
   links(vs: string) { return (this.e.vsByName.get(vs)?.links ?? []).map(linkFacts); }
+  hasLinkNamed(vs: string, name: string) { return this.e.vsByName.get(vs)?.links.some((l) => l.name === name) ?? false; }
   hasRulePriority(vs: string, priority: number) {
     const v = this.e.vsByName.get(vs);
     if (!v) return false;

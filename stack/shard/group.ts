@@ -6,7 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Driver } from '../../driver/types';
-import { loadConfig, StackConfig, validateConfig } from '../control/config';
+import { cloneConfig, loadConfig, StackConfig, validateConfig } from '../control/config';
 import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, handleRequest, Request } from '../control/control';
 import { ShowOptions, Stack } from '../stack';
 import type { FlowTableSize } from './flows';
@@ -38,7 +38,7 @@ export class LocalShardGroup {
   private nextVsId: number;
 
   constructor(config: StackConfig | string, opts: LocalShardGroupOptions) {
-    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
     const secret = opts.secret ?? randomBytes(16);
     this.mesh = allocateMesh(opts.shards, secret, { flowSize: opts.flowSize, ringSize: opts.ringSize, shared: false });
     try {

@@ -18,7 +18,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Ip6, IpAddr } from '../../protocols/ip/addr';
-import { loadConfig, StackConfig, validateConfig } from '../control/config';
+import { cloneConfig, loadConfig, StackConfig, validateConfig } from '../control/config';
+import { describe, ValidationError } from '../control/validate';
 import { ALL_SHARD_REQUESTS, CHANGE_REQUESTS, ControlServer, ControlTarget, listenControl, PingLike, Request, TraceLike, TraceRequest, traceWriter } from '../control/control';
 import { TraceCounts, TraceFilter } from '../trace';
 import type { PingEvents, PingOptions, PingStart, PingSummary } from '../ping';
@@ -65,6 +66,40 @@ export interface ShardedStackOptions extends LogOptions {
    * config's `control.socket`, else the default path for the stack's name; a string = that path.
    */
   control?: boolean | string;
+}
+
+/**
+ * ShardedStack.start()'s options, checked before anything starts: an object (with `shards`; its
+ * range is resolveShards()'s), and the sizes and callbacks of the types they must have, each named.
+ */
+function checkShardedOptions(opts: unknown): void {
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new ValidationError(`ShardedStack.start: the options must be an object like { shards: 2 }, got ${describe(opts)}`);
+  }
+  const o = opts as Record<string, unknown>;
+  const bad = (k: string, what: string) => new ValidationError(`ShardedStack.start: '${k}' must be ${what}, got ${describe(o[k])}`, k);
+  if (o.shards === undefined) throw bad('shards', "a number of shards or 'auto'");
+  const sizes = (k: string, keys: readonly string[]) => {
+    const v = o[k] as Record<string, unknown> | undefined;
+    if (v === undefined) return;
+    const pow2 = (x: unknown) => typeof x === 'number' && Number.isInteger(x) && x > 0 && (x & (x - 1)) === 0;
+    if (typeof v !== 'object' || v === null || !keys.every((x) => pow2(v[x]))) throw bad(k, `an object of powers of two { ${keys.join(', ')} }`);
+  };
+  sizes('flowSize', ['flowSlots', 'portSlots']);
+  const ring = o.ringSize as Record<string, unknown> | undefined;
+  if (ring !== undefined) {
+    const s = ring?.slots;
+    const fb = ring?.frameBytes;
+    if (typeof ring !== 'object' || ring === null || typeof s !== 'number' || !Number.isInteger(s) || s < 2 || (s & (s - 1)) !== 0 ||
+      typeof fb !== 'number' || !Number.isInteger(fb) || fb < 64) {
+      throw bad('ringSize', 'an object { slots: a power of two, frameBytes: the largest frame }');
+    }
+  }
+  if (o.startTimeoutMs !== undefined && (typeof o.startTimeoutMs !== 'number' || !Number.isFinite(o.startTimeoutMs) || o.startTimeoutMs <= 0)) throw bad('startTimeoutMs', 'a positive number of milliseconds');
+  if (o.app !== undefined && (typeof o.app !== 'string' || o.app === '')) throw bad('app', 'a module path');
+  if (o.preload !== undefined && (!Array.isArray(o.preload) || o.preload.some((x) => typeof x !== 'string'))) throw bad('preload', 'an array of module paths');
+  if (o.onFatal !== undefined && typeof o.onFatal !== 'function') throw bad('onFatal', 'a function taking a message');
+  if (o.busyPoll !== undefined && typeof o.busyPoll !== 'boolean') throw bad('busyPoll', 'true or false');
 }
 
 /** An attached AF_XDP device as the main thread keeps it. */
@@ -141,7 +176,8 @@ export class ShardedStack implements ControlTarget {
 
   /** Starts the shards; resolves once every shard runs its services and application. */
   static async start(config: StackConfig | string, opts: ShardedStackOptions): Promise<ShardedStack> {
-    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(structuredClone(config), 'config');
+    checkShardedOptions(opts);
+    const cfg = typeof config === 'string' ? loadConfig(config) : validateConfig(cloneConfig(config), 'config');
     const n = resolveShards(cfg, opts.shards);
     const attachments = new Map<string, Attachment>();
     const logger = stackLogger(opts, cfg);
