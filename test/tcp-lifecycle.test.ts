@@ -59,7 +59,8 @@ test('ICMP port unreachable for our SYN fails the connect with ECONNREFUSED', as
   e.addLink(vs, { device: 'eth0' });
   e.addAddress(vs, 'eth0', '10.9.0.1/24');
   const burst = new Burst();
-  push(pool, burst, arpFrame(2, -1, mac, peer, '10.9.0.2', mac, '10.9.0.1'));
+  // The peer's ARP request for our address teaches us its MAC (RFC 826 merge; an unsolicited reply would not).
+  push(pool, burst, arpFrame(1, -1, mac, peer, '10.9.0.2', new Uint8Array(6), '10.9.0.1'));
   e.input(0, burst, 0);
   drain(pool, e.devices[0]!.out);
   const sock = connect({ engine: e, vs, now: () => 1000 }, 443, '10.9.0.2');
