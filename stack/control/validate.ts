@@ -354,6 +354,10 @@ export function checkLink(c: Checker, l: unknown, p: string, state: ValidationSt
     if (prev) c.fail(p, `${where(device, vlan)} with the same MAC is already used by ${prev}: give one of them its own 'mac'`);
   }
   const addrs = c.array(l, 'addresses', p, false);
+  if (addrs && addrs.length > MAX_LINK_ADDRESSES) {
+    c.fail(join(p, 'addresses'), `at most ${MAX_LINK_ADDRESSES} addresses per link, got ${addrs.length}`);
+    return facts;
+  }
   addrs?.forEach((a, k) => {
     const ap = join(join(p, 'addresses'), k);
     const r = checkAddress(c, a, ap, state, facts);
@@ -361,6 +365,14 @@ export function checkLink(c: Checker, l: unknown, p: string, state: ValidationSt
   });
   return facts;
 }
+
+/**
+ * Most addresses one link may have (both families; its automatic IPv6 link-local one not
+ * counted), and most VIPs one VS may have. Checks and the address list of a link grow with their count (a
+ * request adding tens of thousands held the data path for minutes); a real link has a few.
+ */
+export const MAX_LINK_ADDRESSES = 1024;
+export const MAX_VIPS = 4096;
 
 /** Checks an address (CIDR text) for `link`: usable, and not already used on its (device, VLAN). */
 export function checkAddress(c: Checker, a: unknown, p: string, state: ValidationState, link: LinkFacts): AddrFacts | undefined {
@@ -390,6 +402,7 @@ export function checkAddress(c: Checker, a: unknown, p: string, state: Validatio
  * nor a VIP it has (`taken`). Returns the address, or undefined (problems to `c` under `p`).
  */
 export function checkVip(c: Checker, a: unknown, p: string, vs: string, links: readonly LinkFacts[], taken: readonly IpAddr[]): IpAddr | undefined {
+  if (taken.length >= MAX_VIPS) { c.fail(p, `virtual server '${vs}' has ${taken.length} VIPs, the most one may have`); return undefined; }
   if (typeof a !== 'string') { c.fail(p, `must be a string address like "198.51.100.10" or "2001:db8::10", got ${describe(a)}`); return undefined; }
   if (a.includes('/')) { c.fail(p, `${JSON.stringify(a)}: a VIP is one address, written without a prefix length`); return undefined; }
   let v: IpAddr;

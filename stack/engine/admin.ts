@@ -8,7 +8,7 @@ import { macEquals } from '../../protocols/ethernet';
 import { addrEq, addrToString, Ip6, IpAddr as IpAddrValue, isLinkLocal6, linkLocalFromMac, maskAddr, parseCidr, prefixMatch } from '../../protocols/ip/addr';
 import { NeighborCache } from '../neighbor';
 import { maskOf, Route, TABLE_MAIN } from '../routing';
-import { checkAddress, checkDecap, checkLink, checkRoute, checkRule, checkVip, defined, enforce, parseAddrText, parseRoute, parseRuleFrom } from '../control/validate';
+import { checkAddress, checkDecap, MAX_LINK_ADDRESSES, checkLink, checkRoute, checkRule, checkVip, defined, enforce, parseAddrText, parseRoute, parseRuleFrom } from '../control/validate';
 import { Address, Link, VipState, VirtualServer } from '../vs';
 
 import type { Device } from './device';
@@ -113,7 +113,11 @@ export function removeLink(eng: AdminHost, vs: VirtualServer, linkName: string):
 export function addAddress(eng: AdminHost, vs: VirtualServer, linkName: string, cidr: string): void {
   const link = vs.link(linkName);
   if (!link) throw new Error(`virtual server '${vs.name}' has no link '${linkName}'`);
-  enforce(`virtual server '${vs.name}': address`, (c) => checkAddress(c, cidr, '', eng.state, eng.state.link(link)));
+  enforce(`virtual server '${vs.name}': address`, (c) => {
+    const n = link.addrs.reduce((k, a) => (a.auto ? k : k + 1), 0);
+    if (n >= MAX_LINK_ADDRESSES) c.fail('', `link '${linkName}' has ${n} addresses, the most one may have`);
+    else checkAddress(c, cidr, '', eng.state, eng.state.link(link));
+  });
   const { addr, prefixLen } = parseCidr(cidr);
   if (link.addrs.some((a) => addrEq(a.addr, addr))) throw new Error(`virtual server '${vs.name}' already has address ${addrToString(addr)} on '${linkName}'`);
   if (typeof addr === 'number') return addAddress4(eng, vs, link, addr, prefixLen);
