@@ -686,11 +686,16 @@ export class Socket extends Duplex implements TcpSocketSink {
     return this;
   }
 
-  /** The peer's FIN reached the application: the end of the stream (after data held for onread). */
+  /**
+   * The peer's FIN reached the application: the end of the stream (after data held for onread).
+   * As Node's onStreamRead at EOF: push(null) then read(0), so a socket nobody reads (no 'data'
+   * listener, not flowing) with nothing buffered still emits 'end', and without allowHalfOpen
+   * ends its side too, instead of staying half-open (CLOSE_WAIT) for good.
+   */
   private endOfData(): void {
     if (this.readableEnded) return;
     this.push(null);
-    if (this.onread) this.read(0);
+    this.read(0);
   }
 
   /**
