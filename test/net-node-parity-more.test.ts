@@ -49,4 +49,36 @@ test("a socket nobody reads still gets 'end' when the peer ends, ends its side a
   assert.is(got.done, true, 'both sides closed');
 });
 
+test('stream.Duplex options of new Socket() and connect() (highWaterMarks, encoding, defaultEncoding) apply, as Node passes them on', async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const out: Rec = {};
+    const forms: Record<string, Rec> = {
+      hwm: { highWaterMark: 100 },
+      split: { readableHighWaterMark: 10, writableHighWaterMark: 20 },
+      encoding: { encoding: 'utf8' },
+      defaultEncoding: { defaultEncoding: 'hex' },
+    };
+    for (const [name, opts] of Object.entries(forms)) {
+      const fresh = new env.cli.Socket(opts);
+      const props = { r: fresh.readableHighWaterMark, w: fresh.writableHighWaterMark, enc: fresh.readableEncoding };
+      fresh.destroy();
+      // The same options given to connect(), and what the echo brings back.
+      const s = env.cli.connect({ port, host: env.srvHost, ...opts });
+      const data: unknown[] = [];
+      s.on('data', (d: Buffer | string) => data.push(typeof d === 'string' ? `string ${d}` : `buffer ${d.toString('latin1')}`));
+      assert.ok(await until(() => !s.connecting, 3000), `${env.name} ${name}: connected`);
+      s.write(name === 'defaultEncoding' ? '6869' : 'h\u00e9');
+      assert.ok(await until(() => data.join('').length >= 9, 3000), `${env.name} ${name}: echoed`);
+      out[name] = { props, connected: { r: s.readableHighWaterMark, w: s.writableHighWaterMark, enc: s.readableEncoding }, data: data.join('|'), bytesWritten: s.bytesWritten };
+      s.destroy();
+    }
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal((got.split as { props: Rec }).props, { r: 10, w: 20, enc: null });
+  assert.equal((got.encoding as { data: string }).data, 'string h\u00e9');
+  assert.equal((got.defaultEncoding as { data: string; bytesWritten: number }).bytesWritten, 2);
+});
+
 test.run();

@@ -49,6 +49,16 @@ export interface SocketConstructorOpts {
   keepAliveInitialDelay?: number;
   /** Received data goes into this buffer and to `callback` instead of 'data' events; false pauses. */
   onread?: OnReadOpts;
+  /**
+   * stream.Duplex options, as Node's net.Socket passes its options on to stream.Duplex (Node's
+   * typings leave them out; its sockets honour them): buffer limits, the encoding of 'data'
+   * (as setEncoding), the encoding of strings written without one.
+   */
+  highWaterMark?: number;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+  encoding?: BufferEncoding;
+  defaultEncoding?: BufferEncoding;
 }
 
 export interface OnReadOpts {
@@ -113,7 +123,16 @@ function closedBeforeConnection(): NetError {
 }
 
 /** Internal constructor options (accepted sockets). */
-interface InternalOpts extends SocketConstructorOpts { highWaterMark?: number; server?: Server }
+interface InternalOpts extends SocketConstructorOpts { server?: Server }
+
+/** The stream.Duplex options Node's net.Socket passes on (the others it sets itself). */
+const DUPLEX_KEYS = ['highWaterMark', 'readableHighWaterMark', 'writableHighWaterMark', 'encoding', 'defaultEncoding'] as const;
+
+function duplexOptions(o: SocketConstructorOpts): Pick<SocketConstructorOpts, (typeof DUPLEX_KEYS)[number]> {
+  const out: Record<string, unknown> = {};
+  for (const k of DUPLEX_KEYS) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
 
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
@@ -188,7 +207,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       decodeStrings: false,
       ...(o.readable === false ? { readable: false } : {}),
       ...(o.writable === false ? { writable: false } : {}),
-      ...(o.highWaterMark !== undefined ? { highWaterMark: o.highWaterMark } : {}),
+      ...duplexOptions(o),
       // Aborting destroys the stream with an AbortError (Node's streams do it for net.Socket too).
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
     });
