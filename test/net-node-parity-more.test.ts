@@ -81,4 +81,49 @@ test('stream.Duplex options of new Socket() and connect() (highWaterMarks, encod
   assert.equal((got.defaultEncoding as { data: string; bytesWritten: number }).bytesWritten, 2);
 });
 
+test("writes made while connecting: each callback in order, the first inside 'connect' (before 'ready'), then end()'s", async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const ev: string[] = [];
+    const s = env.cli.connect(port, env.srvHost);
+    watchAll(s, ev, '', false);
+    s.write('a', () => ev.push('cb1'));
+    s.write(Buffer.from('b'), () => ev.push('cb2'));
+    s.write('63', 'hex', () => ev.push('cb3'));
+    s.on('connect', () => ev.push('connect listener added after the writes'));
+    s.end('d', () => ev.push('end cb'));
+    ev.push('sync');
+    s.resume();
+    assert.ok(await until(() => closed(ev), 3000), `${env.name}: closed`);
+    await sleep(10);
+    await closeServer(srv);
+    return { ev, bytesWritten: s.bytesWritten, bytesRead: s.bytesRead };
+  }));
+  assert.equal(got.ev.slice(0, 5), ['sync', 'connect', 'cb1', 'connect listener added after the writes', 'ready']);
+  assert.is(got.bytesWritten, 4);
+});
+
+test('end() on a socket that never connects: no finish (it waits for a connection, as Node\'s _final); destroy() then fails its callback', async () => {
+  const got = same(await both(async (env) => {
+    const out: Rec = {};
+    for (const form of ['end', 'end(data)', 'write']) {
+      const s = new env.cli.Socket();
+      const ev: string[] = [];
+      watchAll(s, ev, '', false);
+      s.on('prefinish', () => ev.push('prefinish'));
+      const cb = (e?: Error | null) => ev.push(`cb ${(e as { code?: string } | null | undefined)?.code}`);
+      if (form === 'end') s.end(cb);
+      else if (form === 'end(data)') s.end('x', cb);
+      else ev.push(`write returned ${s.write('x', cb)}`);
+      await sleep(50);
+      ev.push(`waited: ${s.readyState} finished ${s.writableFinished} ended ${s.writableEnded} destroyed ${s.destroyed}`);
+      s.destroy();
+      await sleep(10);
+      out[form] = ev;
+    }
+    return out;
+  }));
+  assert.equal(got.end, ['waited: readOnly finished false ended true destroyed false', 'cb ERR_STREAM_DESTROYED', 'close undefined']);
+});
+
 test.run();

@@ -492,6 +492,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.mapped = false;
     this.attempt = null;
     this.keepAliveDirty = false;
+    this.off('connect', this.writeOnConnect);
   }
 
   /** Active open (options normalized by connect()). */
@@ -633,7 +634,8 @@ export class Socket extends Duplex implements TcpSocketSink {
       this.emit('connect');
       this.emit('ready');
     } finally {
-      // Also when a 'connect' listener threw: writes queued before the connection existed go out.
+      // Writes queued while connecting went out from their 'connect' listener; also when a
+      // listener before it threw, they go out now.
       this.touch();
       if (this.pendingWrite) this.continueWrite();
     }
@@ -826,6 +828,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (!this.entry) {
       // Connecting and the address is still being looked up: wait for the connection.
       this.pendingWrite = { buf: toBuffer(chunk, enc), off: 0, end: Buffer.byteLength(chunk as string, enc), cb };
+      this.once('connect', this.writeOnConnect);
       return;
     }
     if (this.finished) {
@@ -845,7 +848,16 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
     this.pendingWrite = { buf: chunk, off: 0, end: chunk.length, cb };
     if (!this.connecting) this.continueWrite();
+    else this.once('connect', this.writeOnConnect);
   }
+
+  /**
+   * A write made while connecting goes out from a 'connect' listener added at the write, as Node's
+   * (_writeGeneric): listeners added before it run first, and its callback comes before 'ready'.
+   */
+  private readonly writeOnConnect = (): void => {
+    if (this.pendingWrite && !this.connecting) this.continueWrite();
+  };
 
   private continueWrite(): void {
     const p = this.pendingWrite;
@@ -915,8 +927,9 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   override _final(cb: WriteCb): void {
-    // Still looking up the address: the FIN waits for the connection (as Node's _final).
-    if (this.connecting && !this.entry) { this.once('connect', () => this._final(cb)); return; }
+    // Pending (connecting, or never connected): the FIN waits for the connection, as Node's
+    // _final; end() on a socket that never connects does not finish.
+    if (this.pending) { this.once('connect', () => this._final(cb)); return; }
     if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
     // 'finish' once the shutdown is done, a turn of the loop later as Node's (libuv's shutdown
     // request), so an error of this turn (a write after end) comes first, as there.
