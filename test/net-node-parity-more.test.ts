@@ -126,4 +126,77 @@ test('end() on a socket that never connects: no finish (it waits for a connectio
   assert.equal(got.end, ['waited: readOnly finished false ended true destroyed false', 'cb ERR_STREAM_DESTROYED', 'close undefined']);
 });
 
+test('connect through a lookup function: called with Node\'s options (hints ADDRCONFIG, all: true for autoSelectFamily), a lookup event per address, Node\'s errors', async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const out: Rec = {};
+    type Answer = (opts: { all?: boolean }, cb: (...a: unknown[]) => void) => void;
+    const forms: [string, Rec, Answer][] = [
+      ['list', {}, (_o, cb) => cb(null, [{ address: env.srvHost, family: 4 }])],
+      ['two addresses', {}, (_o, cb) => cb(null, [{ address: env.srvHost, family: 4 }, { address: env.otherHost, family: 4 }])],
+      ['same address twice', {}, (_o, cb) => cb(null, [{ address: env.srvHost, family: 4 }, { address: env.srvHost, family: 4 }])],
+      ['family 4', { family: 4 }, (_o, cb) => cb(null, env.srvHost, 4)],
+      ["family 'IPv4'", { family: 'IPv4' }, (_o, cb) => cb(null, env.srvHost, 4)],
+      ['hints', { hints: 1024 }, (_o, cb) => cb(null, [{ address: env.srvHost, family: 4 }])],
+      ['autoSelectFamily false', { autoSelectFamily: false }, (_o, cb) => cb(null, env.srvHost, 4)],
+      ['localAddress', { localAddress: env.cliHost }, (_o, cb) => cb(null, env.srvHost, 4)],
+      ['error', {}, (_o, cb) => cb(Object.assign(new Error('getaddrinfo ENOTFOUND db.internal'), { code: 'ENOTFOUND' }))],
+      ['bad family', { autoSelectFamily: false }, (_o, cb) => cb(null, env.srvHost, 5)],
+      ['bad address in a list', {}, (_o, cb) => cb(null, [{ address: 'nope', family: 4 }])],
+    ];
+    for (const [name, extra, answer] of forms) {
+      const calls: unknown[] = [];
+      const ev: string[] = [];
+      const lookup = (h: string, opts: { all?: boolean }, cb: (...a: unknown[]) => void) => {
+        calls.push([h, { ...opts }]);
+        setImmediate(() => answer(opts, cb));
+      };
+      const s = env.cli.connect({ port, host: 'db.internal', lookup: lookup as never, ...extra });
+      let err: unknown = null;
+      s.on('error', (e) => { err = e; });
+      s.on('lookup', (e: Error | null, a: string, f: number, h: string) => ev.push(`lookup ${(e as { code?: string } | null)?.code} ${String(r.a(a))} ${f} ${h}`));
+      watchAll(s, ev, '', false);
+      assert.ok(await until(() => !s.connecting, 3000), `${env.name} ${name}`);
+      const attempted = s.autoSelectFamilyAttemptedAddresses?.map((x) => r.text(x));
+      const remote = r.a(s.remoteAddress);
+      s.destroy();
+      assert.ok(await until(() => closed(ev), 3000), `${env.name} ${name}: closed`);
+      out[name] = { calls, ev, err: r.err(err), attempted, remote };
+    }
+    // 'localhost' goes to the lookup function too.
+    const calls: unknown[] = [];
+    const l = env.cli.connect({ port, host: 'localhost', lookup: ((h: string, o: object, cb: (...a: unknown[]) => void) => { calls.push([h, o]); cb(null, [{ address: env.srvHost, family: 4 }]); }) as never });
+    assert.ok(await until(() => !l.connecting, 3000), `${env.name} localhost`);
+    out.localhost = { calls, remote: r.a(l.remoteAddress) };
+    l.destroy();
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal((got.list as { calls: unknown[] }).calls, [['db.internal', { family: undefined, hints: 32, all: true }]]);
+  assert.equal((got['two addresses'] as { attempted: string[] }).attempted, ['SRV:SP']);
+  assert.equal((got['bad family'] as { err: Rec }).err, { name: 'RangeError', code: 'ERR_INVALID_ADDRESS_FAMILY', message: 'Invalid address family: 5 db.internal:SP', port: 'SP' });
+});
+
+test("a VS's net module has every export of Node's net: Stream (Socket), BlockList, SocketAddress, the autoSelectFamily defaults", async () => {
+  const got = same(await both(async (env) => {
+    const net = env.cli;
+    const bl = new net.BlockList();
+    bl.addSubnet('10.0.0.0', 8);
+    bl.addAddress('2001:db8::1', 'ipv6');
+    const sa = new net.SocketAddress({ address: '10.1.1.1', port: 80 });
+    const s = new net.Stream();
+    const out = {
+      streamIsSocket: s instanceof net.Socket,
+      blocked: [bl.check('10.2.3.4'), bl.check('11.0.0.1'), bl.check('2001:db8::1', 'ipv6')],
+      socketAddress: [sa.address, sa.port, sa.family],
+      autoSelectFamily: net.getDefaultAutoSelectFamily(),
+      attemptTimeout: net.getDefaultAutoSelectFamilyAttemptTimeout(),
+    };
+    s.destroy();
+    return out;
+  }));
+  assert.equal(got.blocked, [true, false, true]);
+  assert.is(got.streamIsSocket, true);
+});
+
 test.run();

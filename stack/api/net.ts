@@ -9,8 +9,13 @@
 import { Duplex, addAbortSignal } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
-import { isIP, isIPv4, isIPv6 } from 'node:net';
+import {
+  isIP, isIPv4, isIPv6, BlockList, SocketAddress, getDefaultAutoSelectFamily, setDefaultAutoSelectFamily,
+  getDefaultAutoSelectFamilyAttemptTimeout, setDefaultAutoSelectFamilyAttemptTimeout,
+} from 'node:net';
 import type { IpcSocketConnectOpts, LookupFunction as NodeLookupFunction } from 'node:net';
+import { ADDRCONFIG as dnsADDRCONFIG } from 'node:dns';
+import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import type { Engine } from '../engine';
 import type { VirtualServer } from '../vs';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
@@ -286,10 +291,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (this.writable) return 'writeOnly';
     return 'closed';
   }
-  /** Addresses tried by autoSelectFamily (Node): the one tried, as address:port. */
-  get autoSelectFamilyAttemptedAddresses(): string[] {
-    return this.attempt ? [`${this.attempt.address}:${this.attempt.port}`] : [];
-  }
+  /**
+   * As Node's: present only when a lookup with autoSelectFamily gave more than one address to try
+   * (undefined otherwise); ours tries the first, so it holds that one, as address:port.
+   */
+  autoSelectFamilyAttemptedAddresses: string[] | undefined = undefined;
   /** TCP state name (diagnostics). */
   get tcpState(): string { return this.entry ? TCP_STATE_NAMES[this.entry.conn.state]! : 'CLOSED'; }
   /** The connection (diagnostics, tests). */
@@ -491,6 +497,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.heldEof = false;
     this.mapped = false;
     this.attempt = null;
+    this.autoSelectFamilyAttemptedAddresses = undefined;
     this.keepAliveDirty = false;
     this.off('connect', this.writeOnConnect);
   }
@@ -521,7 +528,8 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.tcpOpts = { ...o.tcp };
     this.connecting = true;
     const host = o.host || 'localhost';
-    if (isIP(host) || host === 'localhost' || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
+    // 'localhost' is looked up when there is a lookup function (as Node's), else the loopback.
+    if (isIP(host) || (host === 'localhost' && !o.lookup) || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
       // As Node: the attempt starts on the next tick (a destroy() before it sends nothing).
       const gen = ++this.connectGen;
       process.nextTick(() => { if (this.connecting && !this.entry && gen === this.connectGen) this.attemptTo(ctx, host, port, o); });
@@ -534,7 +542,13 @@ export class Socket extends Duplex implements TcpSocketSink {
   /** Counts connect() calls: a deferred attempt of an earlier one does not run. */
   private connectGen = 0;
 
-  /** A host name: resolved by the options' `lookup` (a VS has no resolver of its own), as Node's 'lookup' event tells. */
+  /**
+   * A host name: resolved by the options' `lookup` (a VS has no resolver of its own), called as
+   * Node's lookupAndConnect calls it: `{ family, hints }` (hints dns.ADDRCONFIG when no family is
+   * asked for and none given), and with autoSelectFamily (Node's default) and no family or local
+   * address, `all: true`, the answer a list of which every address is told by a 'lookup' event.
+   * Ours connects to the first usable one (no Happy Eyeballs).
+   */
   private lookupThen(ctx: NetContext, host: string, port: number, o: TcpSocketConnectOpts): void {
     const fail = (err: Error) => this.failAttempt(err);
     if (!o.lookup) {
@@ -544,15 +558,47 @@ export class Socket extends Duplex implements TcpSocketSink {
       fail(err);
       return;
     }
-    const family = o.family === 6 || (o.family as unknown) === 'IPv6' ? 6 : o.family === 4 || (o.family as unknown) === 'IPv4' ? 4 : 0;
-    o.lookup(host, { family, hints: o.hints ?? 0, all: false }, (err, found, fam) => {
-      // Asked for one address (all: false); a resolver that answers a list gives its first.
+    const raw = o.family as unknown;
+    const family = raw === 'IPv4' ? 4 : raw === 'IPv6' ? 6 : raw as number | undefined;
+    const dnsopts: { family: number | undefined; hints: number; all?: boolean } = { family, hints: o.hints || 0 };
+    const anyFamily = family !== 4 && family !== 6;
+    if (anyFamily && dnsopts.hints === 0) dnsopts.hints = dnsADDRCONFIG;
+    const invalidFamily = (fam: unknown) => Object.assign(
+      codeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${String(fam)} ${o.host}:${String(o.port)}`), { host: o.host, port: o.port });
+    if (anyFamily && !o.localAddress && (o.autoSelectFamily ?? getDefaultAutoSelectFamily())) {
+      dnsopts.all = true;
+      o.lookup(host, dnsopts as LookupAllOptions, (err: Error | null, found: LookupAddress[] | string, fam?: number) => {
+        if (!this.connecting) return; // destroyed meanwhile
+        if (err) { this.emit('lookup', err, undefined, undefined, host); fail(err); return; }
+        // A lookup function that answers one address although asked for all: that address.
+        const list = typeof found === 'string' ? [{ address: found, family: fam ?? 0 }] : Array.isArray(found) ? found : [];
+        const valid: LookupAddress[] = [];
+        for (const a of list) {
+          this.emit('lookup', err, a.address, a.family, host);
+          if (!this.connecting) return;
+          if (isIP(a.address) && (a.family === 4 || a.family === 6) && !valid.some((v) => v.address === a.address)) valid.push(a);
+        }
+        if (!valid.length) {
+          const first = list[0];
+          fail(!first || !isIP(first.address) ? codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(first?.address)}`) : invalidFamily(first.family));
+          return;
+        }
+        // Node tries them alternating families, the first address's family first: the first one leads.
+        if (valid.length > 1) this.autoSelectFamilyAttemptedAddresses = [`${valid[0]!.address}:${port}`];
+        this.attemptTo(ctx, valid[0]!.address, port, o);
+      });
+      return;
+    }
+    o.lookup(host, dnsopts as LookupOneOptions, (err: Error | null, found: string | LookupAddress[], fam?: number) => {
+      // Asked for one address; a resolver that answers a list gives its first.
       const first = Array.isArray(found) ? found[0] : undefined;
       const address = first ? first.address : found as string;
-      this.emit('lookup', err, address, first ? first.family : fam, host);
+      const addressType = first ? first.family : fam;
+      this.emit('lookup', err, address, addressType, host);
       if (!this.connecting) return; // destroyed meanwhile
       if (err) { fail(err); return; }
       if (typeof address !== 'string' || !isIP(address)) { fail(codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(address)}`)); return; }
+      if (addressType !== 4 && addressType !== 6) { fail(invalidFamily(addressType)); return; }
       this.attemptTo(ctx, address, port, o);
     });
   }
@@ -1273,9 +1319,22 @@ export interface NetModule {
   Socket: new (options?: SocketConstructorOpts) => Socket;
   /** `new net.Server([options][, connectionListener])` in this VS. */
   Server: new (options?: ServerOptions | ((socket: Socket) => void), connectionListener?: (socket: Socket) => void) => Server;
+  /** Node's alias of Socket. */
+  Stream: new (options?: SocketConstructorOpts) => Socket;
   isIP: typeof isIP;
   isIPv4: typeof isIPv4;
   isIPv6: typeof isIPv6;
+  /** Node's own: address lists and values hold no sockets. */
+  BlockList: typeof BlockList;
+  SocketAddress: typeof SocketAddress;
+  /**
+   * Node's own process-wide defaults (a VS's connect() reads the same, for its lookup options;
+   * it tries one address whatever they say).
+   */
+  getDefaultAutoSelectFamily: typeof getDefaultAutoSelectFamily;
+  setDefaultAutoSelectFamily: typeof setDefaultAutoSelectFamily;
+  getDefaultAutoSelectFamilyAttemptTimeout: typeof getDefaultAutoSelectFamilyAttemptTimeout;
+  setDefaultAutoSelectFamilyAttemptTimeout: typeof setDefaultAutoSelectFamilyAttemptTimeout;
 }
 
 export function netModule(ctx: NetContext): NetModule {
@@ -1294,8 +1353,11 @@ export function netModule(ctx: NetContext): NetModule {
     createConnection: connectIn,
     createServer: (opts?: ServerOptions | ((s: Socket) => void), listener?: (s: Socket) => void) => createServer(ctx, opts, listener),
     Socket: VsSocket,
+    Stream: VsSocket,
     Server: VsServer,
     isIP, isIPv4, isIPv6,
+    BlockList, SocketAddress,
+    getDefaultAutoSelectFamily, setDefaultAutoSelectFamily, getDefaultAutoSelectFamilyAttemptTimeout, setDefaultAutoSelectFamilyAttemptTimeout,
   };
 }
 
