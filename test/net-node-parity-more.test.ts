@@ -10,7 +10,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { until } from './lib/realtime';
 import type { Socket } from '../stack/api/net';
-import { both, closeServer, echoServer, listen, Rec, Roles, same, sleep } from './lib/net-parity';
+import { both, closeServer, echoServer, freePorts, listen, Rec, same, sleep } from './lib/net-parity';
 
 const closed = (ev: string[]) => ev.some((x) => x.startsWith('close'));
 
@@ -197,6 +197,57 @@ test("a VS's net module has every export of Node's net: Stream (Socket), BlockLi
   }));
   assert.equal(got.blocked, [true, false, true]);
   assert.is(got.streamIsSocket, true);
+});
+
+test('a local port: one a listener holds is bind EADDRINUSE; one shared by connections to other peers is fine; a four-tuple in use is connect EADDRNOTAVAIL', async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const other = env.srv.createServer((x: Socket) => { x.on('error', () => {}); x.resume(); });
+    const port2 = r.port(await listen(other, 0, env.srvHost), 'SP2');
+    const out: Rec = {};
+    // A listener of the client's side (a fixed port: both sides' listen(0) could pick one number).
+    const l = env.cli.createServer();
+    let lp = 0;
+    for (let i = 0; i < 10 && !lp; i++) lp = await listen(l, 40000 + ((process.pid + i * 7) % 20000), env.cliHost).catch(() => 0);
+    assert.ok(lp > 0, `${env.name}: a port for the client's listener`);
+    r.port(lp, 'LP');
+    for (const form of ['localAddress', 'localPort only']) {
+      const ev: string[] = [];
+      let err: unknown = null;
+      const s = env.cli.connect({ port, host: env.srvHost, localPort: lp, ...(form === 'localAddress' ? { localAddress: env.cliHost } : {}) });
+      watchAll(s, ev, '', false);
+      s.on('error', (e) => { err = e; });
+      assert.ok(await until(() => closed(ev) || !s.connecting, 3000), `${env.name} ${form}`);
+      out[form] = { ev: [...ev], err: r.err(err) };
+      s.destroy();
+    }
+    await closeServer(l);
+    // One local port for two connections to two peers, then a third to the first peer again.
+    const [free] = await freePorts(env, 1);
+    const fp = r.port(free!, 'FP');
+    const socks: Socket[] = [];
+    const evs: string[][] = [];
+    const errs: unknown[] = [];
+    for (const p of [port, port2, port]) {
+      const ev: string[] = [];
+      const s = env.cli.connect({ port: p, host: env.srvHost, localAddress: env.cliHost, localPort: fp });
+      watchAll(s, ev, '', false);
+      s.on('error', (e) => errs.push(r.err(e)));
+      assert.ok(await until(() => closed(ev) || !s.connecting, 3000), `${env.name} from FP to ${p}`);
+      socks.push(s);
+      evs.push(ev);
+    }
+    await sleep(10);
+    out.shared = { evs: evs.map((e) => [...e]), errs, localPorts: socks.map((s) => r.p(s.localPort)) };
+    for (const s of socks) s.destroy();
+    await sleep(10);
+    await closeServer(other);
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal((got.localAddress as { err: Rec }).err, { name: 'Error', code: 'EADDRINUSE', message: 'bind EADDRINUSE CLI:LP', errno: -98, syscall: 'bind', address: 'CLI', port: 'LP' });
+  assert.is(((got['localPort only'] as { err: Rec }).err).message, 'bind EADDRINUSE 0.0.0.0:LP');
+  assert.equal(((got.shared as { errs: Rec[] }).errs), [{ name: 'Error', code: 'EADDRNOTAVAIL', message: 'connect EADDRNOTAVAIL SRV:SP - Local (CLI:FP)', errno: -99, syscall: 'connect', address: 'SRV', port: 'SP' }]);
 });
 
 test.run();

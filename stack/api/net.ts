@@ -18,9 +18,10 @@ import { ADDRCONFIG as dnsADDRCONFIG } from 'node:dns';
 import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import type { Engine } from '../engine';
 import type { VirtualServer } from '../vs';
+import { tcpState } from '../transport/tcp';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../../protocols/tcp/types';
-import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
+import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, localOverlap, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
 import {
   NetError, codeError, errnoError, errnoOf, exceptionWithHostPort, invalidArgType, notSupported, uvExceptionWithHostPort, validatePort,
 } from './errors';
@@ -640,13 +641,29 @@ export class Socket extends Duplex implements TcpSocketSink {
       this.failAttempt(x.message?.startsWith('bind ') ? exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort) : shaped(x));
       return;
     }
+    if (o.localPort) {
+      // As Node's bind before connect (to 0.0.0.0 or :: without localAddress) under Linux's
+      // SO_REUSEADDR rule: a port a listener holds on an overlapping address is in use
+      // ('bind EADDRINUSE 10.1.1.2:4000'); connections from that port are not in the way.
+      const bindText = o.localAddress || (family === 4 ? '0.0.0.0' : '::');
+      const bindAddr = o.localAddress ? hostAddr(o.localAddress).addr : family === 4 ? 0 : ANY6;
+      if (tcpState(ctx.vs).listeners.get(src.port)?.some((l) => localOverlap(l.addr, l.v6Only, bindAddr, false))) {
+        this.failAttempt(exceptionWithHostPort('EADDRINUSE', 'bind', bindText, o.localPort));
+        return;
+      }
+    }
     // As Node: announced once bound, before the SYN (a listener may destroy the socket).
     this.emit('connectionAttempt', address, port, family);
     if (!this.connecting || this.destroyed) return;
     try {
       const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: port };
       if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, port, src.via)) {
-        throw exceptionWithHostPort('EADDRINUSE', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
+        // Linux: a connect() whose four-tuple is taken is EADDRNOTAVAIL (inet_hash_connect). Node's
+        // error of a connect() that fails at once names the local end in its message only.
+        const x = exceptionWithHostPort('EADDRNOTAVAIL', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
+        delete x.localAddress;
+        delete x.localPort;
+        throw x;
       }
       const opts: Partial<TcpOptions> = {};
       if (this.wantNoDelay) opts.noDelay = true;
