@@ -6,10 +6,12 @@
  * a difference that was found and fixed; its title says what Node does.
  */
 import { EventEmitter } from 'node:events';
+import { spawnSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { until } from './lib/realtime';
-import type { Socket } from '../stack/api/net';
+import { realTimeHosts, until } from './lib/realtime';
+import { canRunPrivileged, labPrefix, sh } from './lib/env';
+import { netModule, Socket } from '../stack/api/net';
 import { both, closeServer, echoServer, freePorts, listen, Rec, same, sleep } from './lib/net-parity';
 
 const closed = (ev: string[]) => ev.some((x) => x.startsWith('close'));
@@ -249,5 +251,62 @@ test('a local port: one a listener holds is bind EADDRINUSE; one shared by conne
   assert.is(((got['localPort only'] as { err: Rec }).err).message, 'bind EADDRINUSE 0.0.0.0:LP');
   assert.equal(((got.shared as { errs: Rec[] }).errs), [{ name: 'Error', code: 'EADDRNOTAVAIL', message: 'connect EADDRNOTAVAIL SRV:SP - Local (CLI:FP)', errno: -99, syscall: 'connect', address: 'SRV', port: 'SP' }]);
 });
+
+// ------------------------------------------------------------------------------------------------
+// No route: Node's side needs a host without one, so it runs in a network namespace of its own
+// (loopback only); ours in a VS without a default route.
+
+/** What a program sees of a connect that fails for want of a route (one JSON line per form). */
+const UNREACH_FORMS = `[
+  { port: 80, host: '192.0.2.1' },
+  { port: 80, host: '192.0.2.1', localAddress: CLI },
+  { port: 80, host: '192.0.2.1', localAddress: CLI, localPort: 4444 },
+]`;
+const UNREACH_RUN = `
+async function run(net, CLI) {
+  const out = [];
+  for (const o of ${UNREACH_FORMS}) {
+    const ev = [];
+    const s = net.connect(o);
+    s.on('connectionAttempt', (a, p, f) => ev.push('connectionAttempt ' + a + ' ' + p + ' ' + f));
+    s.on('connectionAttemptFailed', () => ev.push('connectionAttemptFailed'));
+    s.on('connect', () => ev.push('connect'));
+    s.on('error', (e) => ev.push({ name: e.name, code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, port: e.port,
+      localAddress: e.localAddress, localPort: e.localPort,
+      message: e.message.split(CLI + ':').join('CLI:').replace(/:(\\d+)\\)$/, (m, p) => p === '4444' ? ':LP)' : p === '0' ? ':0)' : ':EPHEMERAL)') }));
+    await new Promise((res) => { s.on('close', (h) => { ev.push('close ' + h); res(); }); setTimeout(res, 3000); });
+    out.push(ev);
+  }
+  return out;
+}`;
+
+if (canRunPrivileged()) {
+  test('connect without a route: ENETUNREACH after connectionAttempt, the message naming the local end as getsockname has it', async () => {
+    const ns = `${labPrefix('p1')}-nr`;
+    spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    let node: unknown;
+    try {
+      sh('ip', ['netns', 'add', ns]);
+      sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+      const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '-e', `${UNREACH_RUN}\nrun(require('net'), '127.0.0.1').then((o) => console.log(JSON.stringify(o)));`],
+        { encoding: 'utf8', timeout: 20_000 });
+      assert.is(r.status, 0, r.stderr);
+      node = JSON.parse(r.stdout.trim());
+    } finally {
+      spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    }
+    const w = realTimeHosts();
+    let ours: unknown;
+    try {
+      const run = new Function('net', 'CLI', `${UNREACH_RUN}\nreturn run(net, CLI);`) as (net: unknown, cli: string) => Promise<unknown>;
+      ours = await run(netModule(w.b.ctx), '10.1.1.2');
+    } finally {
+      w.stop();
+    }
+    assert.equal(JSON.parse(JSON.stringify(ours)), node);
+    assert.equal((node as unknown[][])[0], ['connectionAttempt 192.0.2.1 80 4', { name: 'Error', code: 'ENETUNREACH', errno: -101, syscall: 'connect',
+      address: '192.0.2.1', port: 80, message: 'connect ENETUNREACH 192.0.2.1:80 - Local (0.0.0.0:0)' }, 'close true']);
+  });
+}
 
 test.run();

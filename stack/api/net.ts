@@ -631,6 +631,17 @@ export class Socket extends Duplex implements TcpSocketSink {
       }
       return x;
     };
+    // No route: as Linux's connect() (ENETUNREACH once bound, after 'connectionAttempt'); Node's
+    // message names the socket's local end (getsockname: 0.0.0.0:0 when nothing was bound), not
+    // the stack's reason, which the error keeps as `reason`.
+    const unreachable = (localText: string, reason: string): void => {
+      const x = exceptionWithHostPort('ENETUNREACH', 'connect', address, port);
+      x.message += ` - Local (${localText})`;
+      x.reason = reason;
+      this.emit('connectionAttempt', address, port, family);
+      this.failAttempt(x);
+    };
+    const anyText = family === 4 ? '0.0.0.0' : '::';
     let src: ReturnType<Engine['tcpSource']>;
     try {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
@@ -638,7 +649,13 @@ export class Socket extends Duplex implements TcpSocketSink {
     } catch (err) {
       // A local address the VS does not have: Node's bind error ('bind EADDRNOTAVAIL 10.9.9.9').
       const x = err as NetError;
+      if (x.code === 'ENETUNREACH' && x.syscall !== 'bind') { unreachable(`${o.localAddress || anyText}:${o.localPort ?? 0}`, x.message); return; }
       this.failAttempt(x.message?.startsWith('bind ') ? exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort) : shaped(x));
+      return;
+    }
+    // A local address given: the stack chose no route for it yet; without one, as above.
+    if (o.localAddress && src.via === null && !ctx.vs.rules.select(src.addr, o.mark ?? 0, ctx.vs.tables, dst)) {
+      unreachable(`${o.localAddress}:${src.port}`, `connect ENETUNREACH ${addrToString(dst)} (no route in virtual server '${ctx.vs.name}')`);
       return;
     }
     if (o.localPort) {
