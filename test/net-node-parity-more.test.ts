@@ -252,6 +252,40 @@ test('a local port: one a listener holds is bind EADDRINUSE; one shared by conne
   assert.equal(((got.shared as { errs: Rec[] }).errs), [{ name: 'Error', code: 'EADDRNOTAVAIL', message: 'connect EADDRNOTAVAIL SRV:SP - Local (CLI:FP)', errno: -99, syscall: 'connect', address: 'SRV', port: 'SP' }]);
 });
 
+test("a server's options are its properties (allowHalfOpen, pauseOnConnect, noDelay, keepAlive, keepAliveInitialDelay in seconds, highWaterMark), read at each accept", async () => {
+  const got = same(await both(async (env, r) => {
+    const pick = (x: Rec) => Object.fromEntries(['allowHalfOpen', 'pauseOnConnect', 'noDelay', 'keepAlive', 'keepAliveInitialDelay', 'highWaterMark'].map((k) => [k, x[k]]));
+    const out: Rec = {
+      defaults: pick(env.srv.createServer() as unknown as Rec),
+      given: pick(env.srv.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 2500, highWaterMark: 100 }) as unknown as Rec),
+    };
+    const accepted: Rec[] = [];
+    const srv = env.srv.createServer((s: Socket) => {
+      s.on('error', () => {});
+      accepted.push({ allowHalfOpen: s.allowHalfOpen, paused: s.isPaused(), r: s.readableHighWaterMark, w: s.writableHighWaterMark });
+      s.destroy();
+    });
+    const port = r.port(await listen(srv, 0, env.srvHost), 'SP');
+    for (let i = 0; i < 2; i++) {
+      if (i === 1) {
+        // Changed on the listening server: the next connection is accepted so.
+        srv.allowHalfOpen = true;
+        srv.pauseOnConnect = true;
+        srv.highWaterMark = 1000;
+      }
+      const c = env.cli.connect(port, env.srvHost);
+      c.on('error', () => {});
+      c.resume();
+      assert.ok(await until(() => accepted.length === i + 1 && c.destroyed, 3000), `${env.name}: connection ${i}`);
+    }
+    out.accepted = accepted;
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal(got.given, { allowHalfOpen: true, pauseOnConnect: true, noDelay: true, keepAlive: true, keepAliveInitialDelay: 2, highWaterMark: 100 });
+  assert.equal((got.accepted as Rec[])[1], { allowHalfOpen: true, paused: true, r: 1000, w: 1000 });
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

@@ -6,7 +6,7 @@
  * user-space stack cannot (IPC paths, file descriptors, handles), the call throws
  * ERR_FEATURE_UNAVAILABLE_ON_PLATFORM instead of ignoring it.
  */
-import { Duplex, addAbortSignal } from 'node:stream';
+import { Duplex, addAbortSignal, getDefaultHighWaterMark } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import {
@@ -1105,6 +1105,17 @@ export class Server extends EventEmitter {
   private readonly opts: ServerOptions;
   /** Node's `_listeningId`: a listen() superseded by close() does not emit 'listening'. */
   private listenGen = 0;
+  /**
+   * The options as Node's net.Server keeps them, read at each accept (so a change applies to the
+   * next connection, as Node's): keepAliveInitialDelay in whole seconds, highWaterMark the
+   * stream default unless given.
+   */
+  allowHalfOpen: boolean;
+  pauseOnConnect: boolean;
+  noDelay: boolean;
+  keepAlive: boolean;
+  keepAliveInitialDelay: number;
+  highWaterMark: number;
 
   constructor(private readonly ctx: NetContext, opts: ServerOptions | null = {}, onConnection?: (s: Socket) => void) {
     super();
@@ -1115,6 +1126,12 @@ export class Server extends EventEmitter {
     }
     if (o.highWaterMark !== undefined && typeof o.highWaterMark !== 'number') throw invalidArgType('options.highWaterMark', 'of type number', o.highWaterMark);
     this.opts = o;
+    this.allowHalfOpen = o.allowHalfOpen || false;
+    this.pauseOnConnect = !!o.pauseOnConnect;
+    this.noDelay = Boolean(o.noDelay);
+    this.keepAlive = Boolean(o.keepAlive);
+    this.keepAliveInitialDelay = ~~((o.keepAliveInitialDelay ?? 0) / 1000);
+    this.highWaterMark = o.highWaterMark ?? getDefaultHighWaterMark(false);
     if (onConnection) this.on('connection', onConnection);
   }
 
@@ -1195,7 +1212,7 @@ export class Server extends EventEmitter {
         this.listener = eng.tcp.listen(vs, addr, p, {
           backlog: Math.max(1, backlog),
           synBacklog: Math.max(16, backlog),
-          tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
+          tcp: { ...this.opts.tcp, ...(this.noDelay ? { noDelay: true } : {}) },
           onConnection: (e) => this.accept(e),
           onVsDestroyed: () => this.vsDestroyed(),
         }, !!options.ipv6Only && addr === ANY6);
@@ -1236,15 +1253,15 @@ export class Server extends EventEmitter {
       return;
     }
     const s = new Socket(this.ctx, {
-      allowHalfOpen: this.opts.allowHalfOpen, server: this,
-      ...(this.opts.highWaterMark !== undefined ? { highWaterMark: this.opts.highWaterMark } : {}),
+      allowHalfOpen: this.allowHalfOpen, server: this,
+      readableHighWaterMark: this.highWaterMark, writableHighWaterMark: this.highWaterMark,
     } as InternalOpts);
     s.mapped = this.listener !== null && this.listener.addr === ANY6;
     s.attach(this.ctx, e);
-    if (this.opts.noDelay) s.setNoDelay(true);
-    if (this.opts.keepAlive) s.setKeepAlive(true, this.opts.keepAliveInitialDelay ?? 0);
+    if (this.noDelay) s.setNoDelay(true);
+    if (this.keepAlive) s.setKeepAlive(true, this.keepAliveInitialDelay * 1000);
     this.sockets.add(s);
-    if (this.opts.pauseOnConnect) s.pause();
+    if (this.pauseOnConnect) s.pause();
     this.emit('connection', s);
     // Data or FIN that arrived with or right after the handshake.
     this.ctx.engine.tcp.attached(e);
