@@ -286,6 +286,25 @@ test("a server's options are its properties (allowHalfOpen, pauseOnConnect, noDe
   assert.equal((got.accepted as Rec[])[1], { allowHalfOpen: true, paused: true, r: 1000, w: 1000 });
 });
 
+test("the timeout option is net.connect()'s: it sets the idle timeout there; socket.connect() ignores it", async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const out: Rec = {};
+    for (const form of ['net.connect', 'socket.connect']) {
+      const ev: string[] = [];
+      const s = form === 'net.connect' ? env.cli.connect({ port, host: env.srvHost, timeout: 40 }) : new env.cli.Socket().connect({ port, host: env.srvHost, timeout: 40 });
+      watchAll(s, ev, '', false);
+      const timeout = s.timeout;
+      await sleep(200);
+      out[form] = { timeout, ev: ev.filter((x) => x === 'timeout') };
+      s.destroy();
+    }
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal(got, { 'net.connect': { timeout: 40, ev: ['timeout'] }, 'socket.connect': { timeout: undefined, ev: [] } });
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

@@ -87,7 +87,7 @@ export interface TcpSocketConnectOpts extends SocketConstructorOpts {
   /** Only with `lookup`: the first address it gives is tried (no Happy Eyeballs). */
   autoSelectFamily?: boolean;
   autoSelectFamilyAttemptTimeout?: number;
-  /** Idle timeout (as socket.setTimeout). */
+  /** Idle timeout (as socket.setTimeout), for net.connect()/createConnection(); socket.connect() ignores it, as Node's. */
   timeout?: number;
   /** Socket mark for policy routing (ip rule fwmark). */
   mark?: number;
@@ -537,7 +537,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     } else {
       this.lookupThen(ctx, host, port, o);
     }
-    if (o.timeout) this.setTimeout(o.timeout);
+    // `timeout` is net.connect()'s option (it calls setTimeout): socket.connect() ignores it, as Node's.
   }
 
   /** Counts connect() calls: a deferred attempt of an earlier one does not run. */
