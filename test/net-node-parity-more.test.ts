@@ -305,6 +305,37 @@ test("the timeout option is net.connect()'s: it sets the idle timeout there; soc
   assert.equal(got, { 'net.connect': { timeout: 40, ev: ['timeout'] }, 'socket.connect': { timeout: undefined, ev: [] } });
 });
 
+test('a write in progress when the socket is destroyed (the peer resets, or destroy(err) here) completes without an error; the writes queued behind it get the error', async () => {
+  const got = same(await both(async (env, r) => {
+    const out: Rec = {};
+    for (const form of ['peer resetAndDestroy()', 'peer destroy() with unread data', 'destroy(err) here']) {
+      let server: Socket | null = null;
+      const srv = env.srv.createServer({ pauseOnConnect: true }, (s: Socket) => { server = s; s.on('error', () => {}); });
+      const port = r.port(await listen(srv, 0, env.srvHost), 'SP');
+      const ev: string[] = [];
+      const cbs: unknown[] = [];
+      const c = env.cli.connect(port, env.srvHost);
+      watchAll(c, ev, '', false);
+      assert.ok(await until(() => !c.connecting && server !== null, 3000), `${env.name} ${form}: connected`);
+      // More than the peer's window and both send buffers: the first write is still in progress.
+      c.write(Buffer.alloc(8 << 20), (e) => cbs.push((e as { code?: string } | null | undefined)?.code ?? null));
+      c.write('tail', (e) => cbs.push((e as { code?: string } | null | undefined)?.code ?? null));
+      await sleep(100);
+      if (form === 'peer resetAndDestroy()') server!.resetAndDestroy();
+      else if (form === 'peer destroy() with unread data') server!.destroy();
+      else c.destroy(Object.assign(new Error('gave up'), { code: 'EGAVEUP' }));
+      assert.ok(await until(() => closed(ev), 3000), `${env.name} ${form}: closed`);
+      await sleep(20);
+      out[form] = { ev, cbs };
+      (server as Socket | null)?.destroy();
+      await closeServer(srv);
+    }
+    return out;
+  }));
+  assert.equal(got['peer resetAndDestroy()'], { ev: ['connect', 'ready', 'error ECONNRESET', 'close true'], cbs: [null, 'ECONNRESET'] });
+  assert.equal((got['destroy(err) here'] as { cbs: unknown[] }).cbs, [null, 'EGAVEUP']);
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

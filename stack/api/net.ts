@@ -857,8 +857,10 @@ export class Socket extends Duplex implements TcpSocketSink {
         // Established: as Node's read errors ('read ECONNRESET', 'read ETIMEDOUT').
         e = errnoError(err, 'read');
       }
-      // A write waiting for the connection is told at the close (see _destroy).
-      if (!wasConnecting && this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
+      // A write waiting for the connection is told at the close (see _destroy). A write in progress
+      // fails with a write error (EPIPE: the write itself met the RST); after a read error, as
+      // Node's, the stream is destroyed first and the write completes without one (_destroy).
+      if (!wasConnecting && this.pendingWrite && e.syscall !== 'read') { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);
       return;
     }
@@ -1039,10 +1041,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
     const p = this.pendingWrite;
     if (p && !wasConnecting) {
-      // The write in progress is done, as Node's (its bytes were handed over); buffered ones get
-      // ERR_STREAM_DESTROYED from the stream.
+      // The write in progress completes without an error, as Node's (onWriteComplete on a
+      // destroyed stream); buffered ones get the destroy's error (or ERR_STREAM_DESTROYED) from
+      // the stream.
       this.pendingWrite = null;
-      p.cb(err);
+      p.cb(null);
     }
     const server = this.server;
     if (server) server.connectionGone(this);
