@@ -336,6 +336,64 @@ test('a write in progress when the socket is destroyed (the peer resets, or dest
   assert.equal((got['destroy(err) here'] as { cbs: unknown[] }).cbs, [null, 'EGAVEUP']);
 });
 
+test('half-close with allowHalfOpen false and true: event order on both sides, readyState on the way, end(data, cb)', async () => {
+  const got = same(await both(async (env, r) => {
+    const out: Rec = {};
+    for (const aho of [false, true]) {
+      const sev: string[] = [];
+      let ss: Socket | null = null;
+      const srv = env.srv.createServer({ allowHalfOpen: aho }, (s: Socket) => {
+        ss = s;
+        watchAll(s, sev, 'S:');
+        s.on('end', () => { sev.push(`S:readyState ${s.readyState}`); setTimeout(() => s.end('bye', () => sev.push('S:end cb')), 30); });
+      });
+      const port = r.port(await listen(srv, 0, env.srvHost), 'SP');
+      const ev: string[] = [];
+      const c = env.cli.connect({ port, host: env.srvHost, allowHalfOpen: aho });
+      watchAll(c, ev, 'C:');
+      c.setEncoding('utf8');
+      assert.ok(await until(() => !c.connecting, 3000), `${env.name}: connected`);
+      c.end('hi', () => ev.push('C:end cb'));
+      ev.push(`C:readyState ${c.readyState}`);
+      assert.ok(await until(() => closed(ev.map((x) => x.slice(2))) && sev.some((x) => x.startsWith('S:close')), 3000), `${env.name} allowHalfOpen ${aho}: closed`);
+      await sleep(20);
+      out[String(aho)] = { ev, sev, readyState: c.readyState, server: (ss as Socket | null)?.readyState };
+      await closeServer(srv);
+    }
+    return out;
+  }));
+  assert.ok(((got.true as { sev: string[] }).sev).includes('S:readyState writeOnly'), 'allowHalfOpen: the server can still write after the end');
+});
+
+test('multi-byte strings: bytesWritten and bytesRead count bytes, setEncoding decodes across chunks, readableFlowing through the lifecycle', async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const s = env.cli.connect(port, env.srvHost);
+    const o: Rec = { flowingAtFirst: s.readableFlowing, encodingAtFirst: s.readableEncoding };
+    assert.ok(await until(() => !s.connecting, 3000), `${env.name}: connected`);
+    s.setEncoding('utf8');
+    let text = '';
+    s.on('data', (d: string) => { text += d; });
+    o.flowingReading = s.readableFlowing;
+    const str = '\u00e9\u20ac\ud83d\ude00x'.repeat(1000);
+    o.ret = s.write(str);
+    o.bytesWrittenAtOnce = s.bytesWritten;
+    assert.ok(await until(() => text.length === str.length, 3000), `${env.name}: echoed`);
+    o.same = text === str;
+    o.bytesRead = s.bytesRead;
+    s.pause();
+    o.flowingPaused = s.readableFlowing;
+    s.resume();
+    s.end();
+    assert.ok(await until(() => s.destroyed, 3000), `${env.name}: closed`);
+    o.after = { readyState: s.readyState, bytesRead: s.bytesRead, bytesWritten: s.bytesWritten, address: s.address(), pending: s.pending };
+    await closeServer(srv);
+    return o;
+  }));
+  assert.is(got.bytesWrittenAtOnce, 10000);
+  assert.is(got.bytesRead, 10000);
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.
