@@ -394,6 +394,33 @@ test('multi-byte strings: bytesWritten and bytesRead count bytes, setEncoding de
   assert.is(got.bytesRead, 10000);
 });
 
+test('writes made while connecting, then destroy(): now, a tick later, in a \'connect\' listener added before or after them, or end() there', async () => {
+  const got = same(await both(async (env, r) => {
+    const { srv, port } = await echoServer(env, r);
+    const out: Rec = {};
+    for (const form of ['destroy now', 'destroy a tick later', "destroy in 'connect' before the writes", "destroy in 'connect' after the writes", "end in 'connect'"]) {
+      const ev: string[] = [];
+      const s = env.cli.connect(port, env.srvHost);
+      watchAll(s, ev, '', false);
+      if (form === "destroy in 'connect' before the writes") s.on('connect', () => s.destroy());
+      ev.push(`write ${s.write('abc', (e) => ev.push(`cb1 ${(e as { code?: string } | null | undefined)?.code ?? null}`))}`);
+      ev.push(`write ${s.write('def', (e) => ev.push(`cb2 ${(e as { code?: string } | null | undefined)?.code ?? null}`))}`);
+      if (form === 'destroy now') s.destroy();
+      else if (form === 'destroy a tick later') process.nextTick(() => s.destroy());
+      else if (form === "destroy in 'connect' after the writes") s.on('connect', () => s.destroy());
+      else if (form === "end in 'connect'") s.on('connect', () => s.end());
+      s.resume();
+      assert.ok(await until(() => closed(ev), 3000), `${env.name} ${form}: closed`);
+      await sleep(20);
+      out[form] = { ev, bytesWritten: s.bytesWritten };
+    }
+    await closeServer(srv);
+    return out;
+  }));
+  assert.equal(got["destroy in 'connect' before the writes"], { ev: ['write true', 'write true', 'connect', 'cb1 ERR_SOCKET_CLOSED', 'cb2 ERR_SOCKET_CLOSED', 'ready', 'close false'], bytesWritten: 0 });
+  assert.is((got['destroy a tick later'] as { bytesWritten: number }).bytesWritten, 3);
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

@@ -146,7 +146,7 @@ export class Socket extends Duplex implements TcpSocketSink {
   server: Server | null = null;
   private entry: TcpEntry | null = null;
   /** A write waiting for send-buffer room: `buf[off, end)`, then the whole buffers of `more` in order (a corked batch). */
-  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number } | null = null;
+  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number; started?: boolean } | null = null;
   private unconsumed = 0;
   private _bytesRead = 0;
   private _bytesWritten = 0;
@@ -952,6 +952,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       p.cb(errnoError('EPIPE', 'write'));
       return;
     }
+    p.started = true;
     for (;;) {
       const n = e.conn.write(p.buf, p.off, p.end - p.off, this.now());
       p.off += n;
@@ -1043,9 +1044,15 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (p && !wasConnecting) {
       // The write in progress completes without an error, as Node's (onWriteComplete on a
       // destroyed stream); buffered ones get the destroy's error (or ERR_STREAM_DESTROYED) from
-      // the stream.
+      // the stream. One made while connecting that never went out (destroyed in a 'connect'
+      // listener before its own) is ERR_SOCKET_CLOSED, as Node's _writeGeneric without a handle.
       this.pendingWrite = null;
-      p.cb(null);
+      p.cb(p.started ? null : codeError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed'));
+    } else if (p) {
+      // A write that waited for the connection: told at the close (below), its bytes still counted
+      // in bytesWritten (Node's _pendingData), and no longer this socket's to send.
+      this.pendingWrite = null;
+      this._bytesWritten += p.end - p.off;
     }
     const server = this.server;
     if (server) server.connectionGone(this);
