@@ -421,6 +421,30 @@ test('writes made while connecting, then destroy(): now, a tick later, in a \'co
   assert.is((got['destroy a tick later'] as { bytesWritten: number }).bytesWritten, 3);
 });
 
+test('a local address of the other family than the destination: bind EINVAL (the local address and port), no attempt', async () => {
+  const got = same(await both(async (env, r) => {
+    const out: Rec = {};
+    const v6dst = env.name === 'node' ? '::1' : 'fd00::1';
+    const forms: [string, Rec][] = [
+      ['IPv6 local, IPv4 destination', { port: 9, host: env.srvHost, localAddress: '2001:db8::2' }],
+      ['the same with a local port', { port: 9, host: env.srvHost, localAddress: '2001:db8::2', localPort: 4555 }],
+      ['IPv4 local, IPv6 destination', { port: 9, host: v6dst, localAddress: env.cliHost }],
+    ];
+    for (const [name, o] of forms) {
+      const ev: string[] = [];
+      let err: unknown = null;
+      const s = env.cli.connect(o as never);
+      s.on('connectionAttempt', () => ev.push('connectionAttempt'));
+      watchAll(s, ev, '', false);
+      s.on('error', (e) => { err = e; });
+      assert.ok(await until(() => closed(ev), 3000), `${env.name} ${name}`);
+      out[name] = { ev, err: r.err(err) };
+    }
+    return out;
+  }));
+  assert.equal(got['the same with a local port'], { ev: ['error EINVAL', 'close true'], err: { name: 'Error', code: 'EINVAL', message: 'bind EINVAL 2001:db8::2:4555', errno: -22, syscall: 'bind', address: '2001:db8::2', port: 'EPHEMERAL' } });
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

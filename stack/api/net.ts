@@ -642,6 +642,12 @@ export class Socket extends Duplex implements TcpSocketSink {
       this.failAttempt(x);
     };
     const anyText = family === 4 ? '0.0.0.0' : '::';
+    // A local address of the other family: Node's bind of the socket (AF_INET or AF_INET6, by the
+    // destination) fails before any attempt ('bind EINVAL ::1:4000').
+    if (o.localAddress && isIP(o.localAddress) !== family) {
+      this.failAttempt(exceptionWithHostPort('EINVAL', 'bind', o.localAddress, o.localPort));
+      return;
+    }
     let src: ReturnType<Engine['tcpSource']>;
     try {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
