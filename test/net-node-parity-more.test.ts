@@ -445,6 +445,32 @@ test('a local address of the other family than the destination: bind EINVAL (the
   assert.equal(got['the same with a local port'], { ev: ['error EINVAL', 'close true'], err: { name: 'Error', code: 'EINVAL', message: 'bind EINVAL 2001:db8::2:4555', errno: -22, syscall: 'bind', address: '2001:db8::2', port: 'EPHEMERAL' } });
 });
 
+test('ours alone: destinations a VS cannot reach (loopback, unspecified, link-local without its link) fail with Node\'s message form, the reason after it', async () => {
+  // Node reaches the host itself at 127.0.0.1, ::1 and 0.0.0.0 (README: a VS has no loopback); the
+  // stack refuses them, worded as Node words a connect error.
+  const w = realTimeHosts();
+  try {
+    const net = netModule(w.b.ctx);
+    const got: Rec = {};
+    for (const host of ['127.0.0.1', '::1', '0.0.0.0', 'fe80::1']) {
+      const ev: string[] = [];
+      let err: (Error & Rec) | null = null;
+      const s = net.connect(80, host);
+      s.on('error', (e) => { err = e as Error & Rec; });
+      watchAll(s, ev, '', false);
+      assert.ok(await until(() => closed(ev), 2000), host);
+      const e = err as unknown as Error & Rec;
+      got[host] = { ev, code: e.code, errno: e.errno, syscall: e.syscall, address: e.address, port: e.port, message: e.message, reason: typeof e.reason };
+    }
+    assert.equal(got['127.0.0.1'], { ev: ['error EADDRNOTAVAIL', 'close true'], code: 'EADDRNOTAVAIL', errno: -99, syscall: 'connect', address: '127.0.0.1', port: 80,
+      message: 'connect EADDRNOTAVAIL 127.0.0.1:80 (loopback addresses are not reachable inside a virtual server (it has no loopback interface))', reason: 'string' });
+    assert.is((got['0.0.0.0'] as Rec).message, 'connect EADDRNOTAVAIL 0.0.0.0:80 (not a destination address)');
+    assert.is((got['fe80::1'] as Rec).message, 'connect EINVAL fe80::1:80 (a link-local address needs its link (%link))');
+  } finally {
+    w.stop();
+  }
+});
+
 // ------------------------------------------------------------------------------------------------
 // No route: Node's side needs a host without one, so it runs in a network namespace of its own
 // (loopback only); ours in a VS without a default route.

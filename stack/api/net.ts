@@ -621,13 +621,23 @@ export class Socket extends Duplex implements TcpSocketSink {
     const local = o.localAddress && o.localPort ? { address: o.localAddress, port: o.localPort } : undefined;
     this.attempt = { address, port, family, local };
     const e = ctx.engine;
-    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port).
+    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port) and
+    // Node's message ('connect EADDRNOTAVAIL 127.0.0.1:80'), the stack's reason after it in
+    // parentheses (and in err.reason).
     const shaped = (err: unknown): NetError => {
       const x = err as NetError;
       if (x && typeof x.code === 'string') {
         x.errno ??= errnoOf(x.code);
         x.syscall ??= 'connect';
-        if (x.syscall === 'connect') { x.address = address; x.port = port || undefined; }
+        if (x.syscall === 'connect') {
+          x.address = address;
+          x.port = port || undefined;
+          const head = `connect ${x.code} ${address}:${port}`;
+          if (typeof x.message === 'string' && !x.message.startsWith(head)) {
+            x.reason ??= x.message;
+            x.message = `${head} (${x.message.replace(/^connect(?: [A-Z]+)?(?: \S+?)?: /, '')})`;
+          }
+        }
       }
       return x;
     };
