@@ -352,6 +352,27 @@ test('bind(): EADDRINUSE with Node\'s fields, a second bind after the error, ERR
   show(r, 'bind errors');
 });
 
+test('bind(): an address of the other family is EINVAL and leaves no socket (address() EBADF); the next bind works', async () => {
+  const r = await both(async (env, names) => {
+    const out: Record<string, unknown> = {};
+    for (const [type, other] of [['udp4', '::1'], ['udp6', '0.0.0.0']] as const) {
+      const s = env.b.sock(type === 'udp4' ? 'udp4' : { type: 'udp6' });
+      const err = new Promise((res) => s.once('error', (e) => res(errFields(e))));
+      s.bind(0, other);
+      const got = await err;
+      const after = attempt(() => s.address());
+      s.bind(0);
+      await listening(s);
+      const a = s.address();
+      names.set(a.port, `P${type}`);
+      out[type] = { err: got, after, bound: a };
+    }
+    return out;
+  });
+  show(r, 'bind EINVAL');
+  assert.equal((r.ours.udp6 as { after: unknown }).after, { threw: { name: 'Error', code: 'EBADF', errno: -9, syscall: 'getsockname', message: 'getsockname EBADF' } });
+});
+
 test('bind(options): port/address/exclusive as Node; fd is refused (no kernel sockets); a typo is refused', async () => {
   const r = await both(async (env, names) => {
     const s = env.b.sock();

@@ -112,7 +112,9 @@ ptest('kernel → app over IPv6: 100 MB from nc -6, hashed by an xdpstack server
 ptest('app → kernel over IPv6: 100 MB from connect({ host: fd00:71::2 }) to nc -6 -l, sha256sum matches', async () => {
   const p = lab.peers[0]!;
   const sink = nsRun(p.ns, 'sh', ['-c', `nc -6 -l -N ${PEER6} 5002 </dev/null | sha256sum`], { timeout: 90000 });
-  const s = await connectRetry({ port: 5002, host: PEER6 });
+  // nc -N half-closes at once (its input is /dev/null): as with Node's net, a client that keeps
+  // writing after the peer's FIN must allow half-open (else its 'end' ends this side too).
+  const s = await connectFrom(stack.vs('v'), { port: 5002, host: PEER6, allowHalfOpen: true });
   assert.is(s.remoteAddress, PEER6);
   assert.is(s.remoteFamily, 'IPv6');
   assert.is(s.localAddress, V6);

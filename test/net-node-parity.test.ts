@@ -7,160 +7,12 @@
  * kernel's timers (ETIMEDOUT, keepalive) are in net-node-parity-lab.test.ts; what we refuse on
  * purpose (IPC, file descriptors) and our deliberate differences are tested on our side alone.
  */
-import * as nodeNet from 'node:net';
 import { EventEmitter } from 'node:events';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { realTimeHosts, until } from './lib/realtime';
-import { netModule, NetModule, Server, ServerOptions, Socket } from '../stack/api/net';
-
-interface Env {
-  name: string;
-  /** The `net` of the server's side and of the client's side. */
-  srv: NetModule;
-  cli: NetModule;
-  srvHost: string;
-  cliHost: string;
-  /** An address neither side has. */
-  otherHost: string;
-}
-
-const NODE: Env = {
-  name: 'node', srv: nodeNet as unknown as NetModule, cli: nodeNet as unknown as NetModule,
-  srvHost: '127.0.0.2', cliHost: '127.0.0.1', otherHost: '192.0.2.123',
-};
-
-type Rec = Record<string, unknown>;
-
-/** Names addresses and ports by role, so both runs can be compared. */
-class Roles {
-  private readonly ports = new Map<number, string>();
-  constructor(private readonly env: Env) {}
-  port(p: number, role: string): number {
-    const had = this.ports.get(p);
-    if (had !== undefined && had !== role) throw new Error(`port ${p} has two roles: ${had} and ${role}`);
-    this.ports.set(p, role);
-    return p;
-  }
-  a(x: unknown): unknown {
-    if (typeof x !== 'string') return x;
-    const e = this.env;
-    return x.replace(e.srvHost, 'SRV').replace(e.cliHost, 'CLI').replace(e.otherHost, 'OTHER');
-  }
-  p(x: unknown): unknown {
-    if (typeof x !== 'number') return x;
-    return this.ports.get(x) ?? (x >= 1024 ? 'EPHEMERAL' : x);
-  }
-  text(m: string): string {
-    let s = m;
-    for (const [p, role] of this.ports) s = s.split(`:${p}`).join(`:${role}`);
-    const e = this.env;
-    return s.split(e.srvHost).join('SRV').split(e.cliHost).join('CLI').split(e.otherHost).join('OTHER');
-  }
-  err(e: unknown): Rec | null {
-    if (!e) return null;
-    const x = e as Error & { code?: string; errno?: number; syscall?: string; address?: string; port?: number; localAddress?: string; localPort?: number };
-    const out: Rec = { name: x.name, code: x.code, message: this.text(x.message) };
-    for (const k of ['errno', 'syscall'] as const) if (x[k] !== undefined) out[k] = x[k];
-    if (x.address !== undefined) out.address = this.a(x.address);
-    if (x.port !== undefined) out.port = this.p(x.port);
-    if (x.localAddress !== undefined) out.localAddress = this.a(x.localAddress);
-    if (x.localPort !== undefined) out.localPort = this.p(x.localPort);
-    if (x.cause !== undefined) out.cause = String(x.cause);
-    return out;
-  }
-  /** Records the events of `s` in order ('data' left out: chunking is the transport's business). */
-  watch(s: EventEmitter, out: string[]): void {
-    for (const n of ['connectionAttempt', 'connectionAttemptFailed', 'connect', 'ready', 'end', 'finish', 'close', 'error', 'timeout',
-      'listening', 'drop']) {
-      s.on(n, (...args: unknown[]) => {
-        if (n === 'error') out.push(`error ${(args[0] as { code?: string }).code}`);
-        else if (n === 'close') out.push(args.length ? `close ${String(args[0])}` : 'close');
-        else if (n === 'connectionAttempt') out.push(`connectionAttempt ${this.a(args[0])} ${this.p(args[1])} ${args[2]}`);
-        else if (n === 'connectionAttemptFailed') out.push(`connectionAttemptFailed ${(args[3] as { code?: string }).code}`);
-        else out.push(n);
-      });
-    }
-  }
-  props(s: Socket): Rec {
-    const addr = s.address() as { address?: string; family?: string; port?: number };
-    return {
-      connecting: s.connecting, pending: s.pending, readyState: s.readyState, destroyed: s.destroyed,
-      bufferSize: s.bufferSize, writableLength: s.writableLength, bytesRead: s.bytesRead, bytesWritten: s.bytesWritten,
-      timeout: s.timeout, remoteAddress: this.a(s.remoteAddress), remotePort: this.p(s.remotePort), remoteFamily: s.remoteFamily,
-      // A local port is the stack's choice: only whether there is one is compared.
-      localAddress: this.a(s.localAddress), localPort: typeof s.localPort, localFamily: s.localFamily,
-      address: { address: this.a(addr.address), family: addr.family, port: typeof addr.port },
-    };
-  }
-}
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
-
-/** listen(...args); resolves with the port once 'listening' (or rejects with the 'error'). */
-function listen(srv: Server, ...args: unknown[]): Promise<number> {
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    (srv.listen as (...a: unknown[]) => Server)(...args);
-    srv.once('listening', () => { srv.off('error', reject); resolve((srv.address() as { port: number }).port); });
-  });
-}
-
-function closeServer(srv: Server): Promise<void> {
-  return new Promise((r) => { if (!srv.listening) r(); else srv.close(() => r()); });
-}
-
-/** `n` distinct ports nothing listens on (taken together, then given back). */
-async function freePorts(env: Env, n: number): Promise<number[]> {
-  const ss = Array.from({ length: n }, () => env.srv.createServer());
-  const ps: number[] = [];
-  for (const s of ss) ps.push(await listen(s, 0, env.srvHost));
-  for (const s of ss) await closeServer(s);
-  return ps;
-}
-
-/** Runs `scenario` with Node's net over the kernel, then with ours; returns both observations. */
-async function both<T>(scenario: (env: Env, r: Roles) => Promise<T>): Promise<{ node: T; ours: T }> {
-  const node = await scenario(NODE, new Roles(NODE));
-  const w = realTimeHosts();
-  try {
-    const env: Env = { name: 'xdpstack', srv: netModule(w.a.ctx), cli: netModule(w.b.ctx), srvHost: '10.1.1.1', cliHost: '10.1.1.2', otherHost: '192.0.2.123' };
-    const ours = await scenario(env, new Roles(env));
-    return { node, ours };
-  } finally {
-    w.stop();
-  }
-}
-
-/** The paths where two observations differ, each with both values. */
-function diff(a: unknown, b: unknown, path = ''): string[] {
-  if (JSON.stringify(a) === JSON.stringify(b)) return [];
-  if (a && b && typeof a === 'object' && typeof b === 'object' && !Array.isArray(a) && !Array.isArray(b)) {
-    const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
-    return [...keys].flatMap((k) => diff((a as Rec)[k], (b as Rec)[k], `${path}.${k}`));
-  }
-  return [`${path}: xdpstack ${JSON.stringify(a)}, Node ${JSON.stringify(b)}`];
-}
-
-function same<T>(r: { node: T; ours: T }): T {
-  const d = diff(r.ours, r.node);
-  assert.ok(d.length === 0, `xdpstack differs from Node's net:\n${d.join('\n')}`);
-  assert.equal(r.ours, r.node);
-  return r.node;
-}
-
-/** An echo server; resolves with it and its port. */
-async function echoServer(env: Env, r: Roles, opts: ServerOptions = {}): Promise<{ srv: Server; port: number; conns: Socket[] }> {
-  const conns: Socket[] = [];
-  const srv = env.srv.createServer(opts, (s: Socket) => {
-    conns.push(s);
-    s.on('error', () => {});
-    s.on('data', (d: Buffer) => s.write(d));
-    s.on('end', () => s.end());
-  });
-  const port = r.port(await listen(srv, 0, env.srvHost), 'SP');
-  return { srv, port, conns };
-}
+import { netModule, Server, Socket } from '../stack/api/net';
+import { both, closeServer, echoServer, freePorts, listen, Rec, same, sleep } from './lib/net-parity';
 
 // ------------------------------------------------------------------------------------------------
 
@@ -700,7 +552,7 @@ test('deliberate differences: a second connect() throws (EISCONN/EALREADY); an a
     const l = net.connect({ port: 80, host: 'db.internal', lookup: (h, o, cb) => { looked.push(h, o.family); setImmediate(() => cb(null, '10.1.1.1', 4)); } });
     l.on('lookup', (e: Error | null, addr: string, fam: number, host: string) => looked.push(e, addr, fam, host));
     assert.ok(await until(() => !l.connecting && !l.destroyed, 3000), 'connected through the lookup');
-    assert.equal(looked, ['db.internal', 0, null, '10.1.1.1', 4, 'db.internal']);
+    assert.equal(looked, ['db.internal', undefined, null, '10.1.1.1', 4, 'db.internal']);
     assert.is(l.remoteAddress, '10.1.1.1');
     l.destroy();
     srv.close();

@@ -77,4 +77,7 @@ export function netTypeChecks(net: NetModule, vs: VsHandle, signal: AbortSignal)
   const socketFits: true = null as unknown as Missing<Socket, nodeNet.Socket>;
   const serverFits: true = null as unknown as Missing<Server, nodeNet.Server>;
   void socketFits; void serverFits;
+  // And every export of Node's `net` on a VS's module (Node's underscored internals aside).
+  const moduleFits: true = null as unknown as Missing<NetModule, Omit<typeof nodeNet, `_${string}`>>;
+  void moduleFits;
 }

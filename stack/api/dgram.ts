@@ -429,8 +429,11 @@ export class UdpSocket extends EventEmitter<UdpSocketEvents> {
     }
     this.resolve(address, 'bind', p, (err, addr) => {
       if (this.closed) return; // closed while the lookup ran
-      this.hasFd = true;
       if (!err) {
+        // As libuv: the kernel socket exists once a bind reaches it (a failed bind leaves it, so
+        // address() is then the unbound any address); an address that does not parse, or a
+        // lookup that fails, never gets that far (address() stays EBADF).
+        this.hasFd = true;
         try {
           if (addr !== 0 && addr !== ANY6 && isUnspecified(addr)) addr = ANY6; // '0::0' is '::'
           this.localPort = this.host.udpBind(this, p, addr);

@@ -6,16 +6,22 @@
  * user-space stack cannot (IPC paths, file descriptors, handles), the call throws
  * ERR_FEATURE_UNAVAILABLE_ON_PLATFORM instead of ignoring it.
  */
-import { Duplex, addAbortSignal } from 'node:stream';
+import { Duplex, addAbortSignal, getDefaultHighWaterMark } from 'node:stream';
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
-import { isIP, isIPv4, isIPv6 } from 'node:net';
+import {
+  isIP, isIPv4, isIPv6, BlockList, SocketAddress, getDefaultAutoSelectFamily, setDefaultAutoSelectFamily,
+  getDefaultAutoSelectFamilyAttemptTimeout, setDefaultAutoSelectFamilyAttemptTimeout,
+} from 'node:net';
 import type { IpcSocketConnectOpts, LookupFunction as NodeLookupFunction } from 'node:net';
+import { ADDRCONFIG as dnsADDRCONFIG } from 'node:dns';
+import type { LookupAddress, LookupAllOptions, LookupOneOptions } from 'node:dns';
 import type { Engine } from '../engine';
 import type { VirtualServer } from '../vs';
+import { tcpState } from '../transport/tcp';
 import type { TcpEntry, TcpListener, TcpSocketSink, ZeroCopyChunk } from '../transport/tcp';
 import { TcpState, TcpError, TcpOptions, TCP_STATE_NAMES } from '../../protocols/tcp/types';
-import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
+import { addrToString, ANY6, IpAddr, isIp6, isUnspecified, isV4Mapped, localOverlap, parseIp4, parseIp6, splitZone } from '../../protocols/ip/addr';
 import {
   NetError, codeError, errnoError, errnoOf, exceptionWithHostPort, invalidArgType, notSupported, uvExceptionWithHostPort, validatePort,
 } from './errors';
@@ -49,6 +55,16 @@ export interface SocketConstructorOpts {
   keepAliveInitialDelay?: number;
   /** Received data goes into this buffer and to `callback` instead of 'data' events; false pauses. */
   onread?: OnReadOpts;
+  /**
+   * stream.Duplex options, as Node's net.Socket passes its options on to stream.Duplex (Node's
+   * typings leave them out; its sockets honour them): buffer limits, the encoding of 'data'
+   * (as setEncoding), the encoding of strings written without one.
+   */
+  highWaterMark?: number;
+  readableHighWaterMark?: number;
+  writableHighWaterMark?: number;
+  encoding?: BufferEncoding;
+  defaultEncoding?: BufferEncoding;
 }
 
 export interface OnReadOpts {
@@ -71,7 +87,7 @@ export interface TcpSocketConnectOpts extends SocketConstructorOpts {
   /** Only with `lookup`: the first address it gives is tried (no Happy Eyeballs). */
   autoSelectFamily?: boolean;
   autoSelectFamilyAttemptTimeout?: number;
-  /** Idle timeout (as socket.setTimeout). */
+  /** Idle timeout (as socket.setTimeout), for net.connect()/createConnection(); socket.connect() ignores it, as Node's. */
   timeout?: number;
   /** Socket mark for policy routing (ip rule fwmark). */
   mark?: number;
@@ -113,7 +129,16 @@ function closedBeforeConnection(): NetError {
 }
 
 /** Internal constructor options (accepted sockets). */
-interface InternalOpts extends SocketConstructorOpts { highWaterMark?: number; server?: Server }
+interface InternalOpts extends SocketConstructorOpts { server?: Server }
+
+/** The stream.Duplex options Node's net.Socket passes on (the others it sets itself). */
+const DUPLEX_KEYS = ['highWaterMark', 'readableHighWaterMark', 'writableHighWaterMark', 'encoding', 'defaultEncoding'] as const;
+
+function duplexOptions(o: SocketConstructorOpts): Pick<SocketConstructorOpts, (typeof DUPLEX_KEYS)[number]> {
+  const out: Record<string, unknown> = {};
+  for (const k of DUPLEX_KEYS) if (o[k] !== undefined) out[k] = o[k];
+  return out;
+}
 
 export class Socket extends Duplex implements TcpSocketSink {
   connecting = false;
@@ -121,7 +146,7 @@ export class Socket extends Duplex implements TcpSocketSink {
   server: Server | null = null;
   private entry: TcpEntry | null = null;
   /** A write waiting for send-buffer room: `buf[off, end)`, then the whole buffers of `more` in order (a corked batch). */
-  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number } | null = null;
+  private pendingWrite: { buf: Uint8Array; off: number; end: number; cb: WriteCb; more?: Uint8Array[]; next?: number; started?: boolean } | null = null;
   private unconsumed = 0;
   private _bytesRead = 0;
   private _bytesWritten = 0;
@@ -188,7 +213,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       decodeStrings: false,
       ...(o.readable === false ? { readable: false } : {}),
       ...(o.writable === false ? { writable: false } : {}),
-      ...(o.highWaterMark !== undefined ? { highWaterMark: o.highWaterMark } : {}),
+      ...duplexOptions(o),
       // Aborting destroys the stream with an AbortError (Node's streams do it for net.Socket too).
       ...(o.signal !== undefined ? { signal: o.signal } : {}),
     });
@@ -267,10 +292,11 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (this.writable) return 'writeOnly';
     return 'closed';
   }
-  /** Addresses tried by autoSelectFamily (Node): the one tried, as address:port. */
-  get autoSelectFamilyAttemptedAddresses(): string[] {
-    return this.attempt ? [`${this.attempt.address}:${this.attempt.port}`] : [];
-  }
+  /**
+   * As Node's: present only when a lookup with autoSelectFamily gave more than one address to try
+   * (undefined otherwise); ours tries the first, so it holds that one, as address:port.
+   */
+  autoSelectFamilyAttemptedAddresses: string[] | undefined = undefined;
   /** TCP state name (diagnostics). */
   get tcpState(): string { return this.entry ? TCP_STATE_NAMES[this.entry.conn.state]! : 'CLOSED'; }
   /** The connection (diagnostics, tests). */
@@ -472,7 +498,9 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.heldEof = false;
     this.mapped = false;
     this.attempt = null;
+    this.autoSelectFamilyAttemptedAddresses = undefined;
     this.keepAliveDirty = false;
+    this.off('connect', this.writeOnConnect);
   }
 
   /** Active open (options normalized by connect()). */
@@ -501,20 +529,27 @@ export class Socket extends Duplex implements TcpSocketSink {
     this.tcpOpts = { ...o.tcp };
     this.connecting = true;
     const host = o.host || 'localhost';
-    if (isIP(host) || host === 'localhost' || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
+    // 'localhost' is looked up when there is a lookup function (as Node's), else the loopback.
+    if (isIP(host) || (host === 'localhost' && !o.lookup) || (host.startsWith('[') && host.endsWith(']')) || host.includes('%')) {
       // As Node: the attempt starts on the next tick (a destroy() before it sends nothing).
       const gen = ++this.connectGen;
       process.nextTick(() => { if (this.connecting && !this.entry && gen === this.connectGen) this.attemptTo(ctx, host, port, o); });
     } else {
       this.lookupThen(ctx, host, port, o);
     }
-    if (o.timeout) this.setTimeout(o.timeout);
+    // `timeout` is net.connect()'s option (it calls setTimeout): socket.connect() ignores it, as Node's.
   }
 
   /** Counts connect() calls: a deferred attempt of an earlier one does not run. */
   private connectGen = 0;
 
-  /** A host name: resolved by the options' `lookup` (a VS has no resolver of its own), as Node's 'lookup' event tells. */
+  /**
+   * A host name: resolved by the options' `lookup` (a VS has no resolver of its own), called as
+   * Node's lookupAndConnect calls it: `{ family, hints }` (hints dns.ADDRCONFIG when no family is
+   * asked for and none given), and with autoSelectFamily (Node's default) and no family or local
+   * address, `all: true`, the answer a list of which every address is told by a 'lookup' event.
+   * Ours connects to the first usable one (no Happy Eyeballs).
+   */
   private lookupThen(ctx: NetContext, host: string, port: number, o: TcpSocketConnectOpts): void {
     const fail = (err: Error) => this.failAttempt(err);
     if (!o.lookup) {
@@ -524,15 +559,47 @@ export class Socket extends Duplex implements TcpSocketSink {
       fail(err);
       return;
     }
-    const family = o.family === 6 || (o.family as unknown) === 'IPv6' ? 6 : o.family === 4 || (o.family as unknown) === 'IPv4' ? 4 : 0;
-    o.lookup(host, { family, hints: o.hints ?? 0, all: false }, (err, found, fam) => {
-      // Asked for one address (all: false); a resolver that answers a list gives its first.
+    const raw = o.family as unknown;
+    const family = raw === 'IPv4' ? 4 : raw === 'IPv6' ? 6 : raw as number | undefined;
+    const dnsopts: { family: number | undefined; hints: number; all?: boolean } = { family, hints: o.hints || 0 };
+    const anyFamily = family !== 4 && family !== 6;
+    if (anyFamily && dnsopts.hints === 0) dnsopts.hints = dnsADDRCONFIG;
+    const invalidFamily = (fam: unknown) => Object.assign(
+      codeError(RangeError, 'ERR_INVALID_ADDRESS_FAMILY', `Invalid address family: ${String(fam)} ${o.host}:${String(o.port)}`), { host: o.host, port: o.port });
+    if (anyFamily && !o.localAddress && (o.autoSelectFamily ?? getDefaultAutoSelectFamily())) {
+      dnsopts.all = true;
+      o.lookup(host, dnsopts as LookupAllOptions, (err: Error | null, found: LookupAddress[] | string, fam?: number) => {
+        if (!this.connecting) return; // destroyed meanwhile
+        if (err) { this.emit('lookup', err, undefined, undefined, host); fail(err); return; }
+        // A lookup function that answers one address although asked for all: that address.
+        const list = typeof found === 'string' ? [{ address: found, family: fam ?? 0 }] : Array.isArray(found) ? found : [];
+        const valid: LookupAddress[] = [];
+        for (const a of list) {
+          this.emit('lookup', err, a.address, a.family, host);
+          if (!this.connecting) return;
+          if (isIP(a.address) && (a.family === 4 || a.family === 6) && !valid.some((v) => v.address === a.address)) valid.push(a);
+        }
+        if (!valid.length) {
+          const first = list[0];
+          fail(!first || !isIP(first.address) ? codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(first?.address)}`) : invalidFamily(first.family));
+          return;
+        }
+        // Node tries them alternating families, the first address's family first: the first one leads.
+        if (valid.length > 1) this.autoSelectFamilyAttemptedAddresses = [`${valid[0]!.address}:${port}`];
+        this.attemptTo(ctx, valid[0]!.address, port, o);
+      });
+      return;
+    }
+    o.lookup(host, dnsopts as LookupOneOptions, (err: Error | null, found: string | LookupAddress[], fam?: number) => {
+      // Asked for one address; a resolver that answers a list gives its first.
       const first = Array.isArray(found) ? found[0] : undefined;
       const address = first ? first.address : found as string;
-      this.emit('lookup', err, address, first ? first.family : fam, host);
+      const addressType = first ? first.family : fam;
+      this.emit('lookup', err, address, addressType, host);
       if (!this.connecting) return; // destroyed meanwhile
       if (err) { fail(err); return; }
       if (typeof address !== 'string' || !isIP(address)) { fail(codeError(TypeError, 'ERR_INVALID_IP_ADDRESS', `Invalid IP address: ${String(address)}`)); return; }
+      if (addressType !== 4 && addressType !== 6) { fail(invalidFamily(addressType)); return; }
       this.attemptTo(ctx, address, port, o);
     });
   }
@@ -554,16 +621,43 @@ export class Socket extends Duplex implements TcpSocketSink {
     const local = o.localAddress && o.localPort ? { address: o.localAddress, port: o.localPort } : undefined;
     this.attempt = { address, port, family, local };
     const e = ctx.engine;
-    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port).
+    // Errors of the stack's checks get the fields Node's have (errno, syscall, address, port) and
+    // Node's message ('connect EADDRNOTAVAIL 127.0.0.1:80'), the stack's reason after it in
+    // parentheses (and in err.reason).
     const shaped = (err: unknown): NetError => {
       const x = err as NetError;
       if (x && typeof x.code === 'string') {
         x.errno ??= errnoOf(x.code);
         x.syscall ??= 'connect';
-        if (x.syscall === 'connect') { x.address = address; x.port = port || undefined; }
+        if (x.syscall === 'connect') {
+          x.address = address;
+          x.port = port || undefined;
+          const head = `connect ${x.code} ${address}:${port}`;
+          if (typeof x.message === 'string' && !x.message.startsWith(head)) {
+            x.reason ??= x.message;
+            x.message = `${head} (${x.message.replace(/^connect(?: [A-Z]+)?(?: \S+?)?: /, '')})`;
+          }
+        }
       }
       return x;
     };
+    // No route: as Linux's connect() (ENETUNREACH once bound, after 'connectionAttempt'); Node's
+    // message names the socket's local end (getsockname: 0.0.0.0:0 when nothing was bound), not
+    // the stack's reason, which the error keeps as `reason`.
+    const unreachable = (localText: string, reason: string): void => {
+      const x = exceptionWithHostPort('ENETUNREACH', 'connect', address, port);
+      x.message += ` - Local (${localText})`;
+      x.reason = reason;
+      this.emit('connectionAttempt', address, port, family);
+      this.failAttempt(x);
+    };
+    const anyText = family === 4 ? '0.0.0.0' : '::';
+    // A local address of the other family: Node's bind of the socket (AF_INET or AF_INET6, by the
+    // destination) fails before any attempt ('bind EINVAL ::1:4000').
+    if (o.localAddress && isIP(o.localAddress) !== family) {
+      this.failAttempt(exceptionWithHostPort('EINVAL', 'bind', o.localAddress, o.localPort));
+      return;
+    }
     let src: ReturnType<Engine['tcpSource']>;
     try {
       const la = o.localAddress ? hostAddr(o.localAddress).addr : 0;
@@ -571,8 +665,25 @@ export class Socket extends Duplex implements TcpSocketSink {
     } catch (err) {
       // A local address the VS does not have: Node's bind error ('bind EADDRNOTAVAIL 10.9.9.9').
       const x = err as NetError;
+      if (x.code === 'ENETUNREACH' && x.syscall !== 'bind') { unreachable(`${o.localAddress || anyText}:${o.localPort ?? 0}`, x.message); return; }
       this.failAttempt(x.message?.startsWith('bind ') ? exceptionWithHostPort(x.code, 'bind', o.localAddress ?? '', o.localPort) : shaped(x));
       return;
+    }
+    // A local address given: the stack chose no route for it yet; without one, as above.
+    if (o.localAddress && src.via === null && !ctx.vs.rules.select(src.addr, o.mark ?? 0, ctx.vs.tables, dst)) {
+      unreachable(`${o.localAddress}:${src.port}`, `connect ENETUNREACH ${addrToString(dst)} (no route in virtual server '${ctx.vs.name}')`);
+      return;
+    }
+    if (o.localPort) {
+      // As Node's bind before connect (to 0.0.0.0 or :: without localAddress) under Linux's
+      // SO_REUSEADDR rule: a port a listener holds on an overlapping address is in use
+      // ('bind EADDRINUSE 10.1.1.2:4000'); connections from that port are not in the way.
+      const bindText = o.localAddress || (family === 4 ? '0.0.0.0' : '::');
+      const bindAddr = o.localAddress ? hostAddr(o.localAddress).addr : family === 4 ? 0 : ANY6;
+      if (tcpState(ctx.vs).listeners.get(src.port)?.some((l) => localOverlap(l.addr, l.v6Only, bindAddr, false))) {
+        this.failAttempt(exceptionWithHostPort('EADDRINUSE', 'bind', bindText, o.localPort));
+        return;
+      }
     }
     // As Node: announced once bound, before the SYN (a listener may destroy the socket).
     this.emit('connectionAttempt', address, port, family);
@@ -580,7 +691,12 @@ export class Socket extends Duplex implements TcpSocketSink {
     try {
       const tuple = { localAddr: src.addr, localPort: src.port, remoteAddr: dst, remotePort: port };
       if (e.tcp.find(ctx.vs, tuple.localAddr, tuple.localPort, dst, port, src.via)) {
-        throw exceptionWithHostPort('EADDRINUSE', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
+        // Linux: a connect() whose four-tuple is taken is EADDRNOTAVAIL (inet_hash_connect). Node's
+        // error of a connect() that fails at once names the local end in its message only.
+        const x = exceptionWithHostPort('EADDRNOTAVAIL', 'connect', address, port, { address: addrToString(src.addr), port: src.port });
+        delete x.localAddress;
+        delete x.localPort;
+        throw x;
       }
       const opts: Partial<TcpOptions> = {};
       if (this.wantNoDelay) opts.noDelay = true;
@@ -614,7 +730,8 @@ export class Socket extends Duplex implements TcpSocketSink {
       this.emit('connect');
       this.emit('ready');
     } finally {
-      // Also when a 'connect' listener threw: writes queued before the connection existed go out.
+      // Writes queued while connecting went out from their 'connect' listener; also when a
+      // listener before it threw, they go out now.
       this.touch();
       if (this.pendingWrite) this.continueWrite();
     }
@@ -686,11 +803,16 @@ export class Socket extends Duplex implements TcpSocketSink {
     return this;
   }
 
-  /** The peer's FIN reached the application: the end of the stream (after data held for onread). */
+  /**
+   * The peer's FIN reached the application: the end of the stream (after data held for onread).
+   * As Node's onStreamRead at EOF: push(null) then read(0), so a socket nobody reads (no 'data'
+   * listener, not flowing) with nothing buffered still emits 'end', and without allowHalfOpen
+   * ends its side too, instead of staying half-open (CLOSE_WAIT) for good.
+   */
   private endOfData(): void {
     if (this.readableEnded) return;
     this.push(null);
-    if (this.onread) this.read(0);
+    this.read(0);
   }
 
   /**
@@ -751,8 +873,10 @@ export class Socket extends Duplex implements TcpSocketSink {
         // Established: as Node's read errors ('read ECONNRESET', 'read ETIMEDOUT').
         e = errnoError(err, 'read');
       }
-      // A write waiting for the connection is told at the close (see _destroy).
-      if (!wasConnecting && this.pendingWrite) { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
+      // A write waiting for the connection is told at the close (see _destroy). A write in progress
+      // fails with a write error (EPIPE: the write itself met the RST); after a read error, as
+      // Node's, the stream is destroyed first and the write completes without one (_destroy).
+      if (!wasConnecting && this.pendingWrite && e.syscall !== 'read') { const cb = this.pendingWrite.cb; this.pendingWrite = null; cb(e); }
       this.destroy(e);
       return;
     }
@@ -802,6 +926,7 @@ export class Socket extends Duplex implements TcpSocketSink {
     if (!this.entry) {
       // Connecting and the address is still being looked up: wait for the connection.
       this.pendingWrite = { buf: toBuffer(chunk, enc), off: 0, end: Buffer.byteLength(chunk as string, enc), cb };
+      this.once('connect', this.writeOnConnect);
       return;
     }
     if (this.finished) {
@@ -821,7 +946,16 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
     this.pendingWrite = { buf: chunk, off: 0, end: chunk.length, cb };
     if (!this.connecting) this.continueWrite();
+    else this.once('connect', this.writeOnConnect);
   }
+
+  /**
+   * A write made while connecting goes out from a 'connect' listener added at the write, as Node's
+   * (_writeGeneric): listeners added before it run first, and its callback comes before 'ready'.
+   */
+  private readonly writeOnConnect = (): void => {
+    if (this.pendingWrite && !this.connecting) this.continueWrite();
+  };
 
   private continueWrite(): void {
     const p = this.pendingWrite;
@@ -834,6 +968,7 @@ export class Socket extends Duplex implements TcpSocketSink {
       p.cb(errnoError('EPIPE', 'write'));
       return;
     }
+    p.started = true;
     for (;;) {
       const n = e.conn.write(p.buf, p.off, p.end - p.off, this.now());
       p.off += n;
@@ -891,8 +1026,9 @@ export class Socket extends Duplex implements TcpSocketSink {
   }
 
   override _final(cb: WriteCb): void {
-    // Still looking up the address: the FIN waits for the connection (as Node's _final).
-    if (this.connecting && !this.entry) { this.once('connect', () => this._final(cb)); return; }
+    // Pending (connecting, or never connected): the FIN waits for the connection, as Node's
+    // _final; end() on a socket that never connects does not finish.
+    if (this.pending) { this.once('connect', () => this._final(cb)); return; }
     if (this.entry && !this.finished) this.entry.conn.shutdown(this.now());
     // 'finish' once the shutdown is done, a turn of the loop later as Node's (libuv's shutdown
     // request), so an error of this turn (a write after end) comes first, as there.
@@ -922,10 +1058,17 @@ export class Socket extends Duplex implements TcpSocketSink {
     }
     const p = this.pendingWrite;
     if (p && !wasConnecting) {
-      // The write in progress is done, as Node's (its bytes were handed over); buffered ones get
-      // ERR_STREAM_DESTROYED from the stream.
+      // The write in progress completes without an error, as Node's (onWriteComplete on a
+      // destroyed stream); buffered ones get the destroy's error (or ERR_STREAM_DESTROYED) from
+      // the stream. One made while connecting that never went out (destroyed in a 'connect'
+      // listener before its own) is ERR_SOCKET_CLOSED, as Node's _writeGeneric without a handle.
       this.pendingWrite = null;
-      p.cb(err);
+      p.cb(p.started ? null : codeError(Error, 'ERR_SOCKET_CLOSED', 'Socket is closed'));
+    } else if (p) {
+      // A write that waited for the connection: told at the close (below), its bytes still counted
+      // in bytesWritten (Node's _pendingData), and no longer this socket's to send.
+      this.pendingWrite = null;
+      this._bytesWritten += p.end - p.off;
     }
     const server = this.server;
     if (server) server.connectionGone(this);
@@ -988,6 +1131,17 @@ export class Server extends EventEmitter {
   private readonly opts: ServerOptions;
   /** Node's `_listeningId`: a listen() superseded by close() does not emit 'listening'. */
   private listenGen = 0;
+  /**
+   * The options as Node's net.Server keeps them, read at each accept (so a change applies to the
+   * next connection, as Node's): keepAliveInitialDelay in whole seconds, highWaterMark the
+   * stream default unless given.
+   */
+  allowHalfOpen: boolean;
+  pauseOnConnect: boolean;
+  noDelay: boolean;
+  keepAlive: boolean;
+  keepAliveInitialDelay: number;
+  highWaterMark: number;
 
   constructor(private readonly ctx: NetContext, opts: ServerOptions | null = {}, onConnection?: (s: Socket) => void) {
     super();
@@ -998,6 +1152,12 @@ export class Server extends EventEmitter {
     }
     if (o.highWaterMark !== undefined && typeof o.highWaterMark !== 'number') throw invalidArgType('options.highWaterMark', 'of type number', o.highWaterMark);
     this.opts = o;
+    this.allowHalfOpen = o.allowHalfOpen || false;
+    this.pauseOnConnect = !!o.pauseOnConnect;
+    this.noDelay = Boolean(o.noDelay);
+    this.keepAlive = Boolean(o.keepAlive);
+    this.keepAliveInitialDelay = ~~((o.keepAliveInitialDelay ?? 0) / 1000);
+    this.highWaterMark = o.highWaterMark ?? getDefaultHighWaterMark(false);
     if (onConnection) this.on('connection', onConnection);
   }
 
@@ -1078,7 +1238,7 @@ export class Server extends EventEmitter {
         this.listener = eng.tcp.listen(vs, addr, p, {
           backlog: Math.max(1, backlog),
           synBacklog: Math.max(16, backlog),
-          tcp: { ...this.opts.tcp, ...(this.opts.noDelay ? { noDelay: true } : {}) },
+          tcp: { ...this.opts.tcp, ...(this.noDelay ? { noDelay: true } : {}) },
           onConnection: (e) => this.accept(e),
           onVsDestroyed: () => this.vsDestroyed(),
         }, !!options.ipv6Only && addr === ANY6);
@@ -1119,15 +1279,15 @@ export class Server extends EventEmitter {
       return;
     }
     const s = new Socket(this.ctx, {
-      allowHalfOpen: this.opts.allowHalfOpen, server: this,
-      ...(this.opts.highWaterMark !== undefined ? { highWaterMark: this.opts.highWaterMark } : {}),
+      allowHalfOpen: this.allowHalfOpen, server: this,
+      readableHighWaterMark: this.highWaterMark, writableHighWaterMark: this.highWaterMark,
     } as InternalOpts);
     s.mapped = this.listener !== null && this.listener.addr === ANY6;
     s.attach(this.ctx, e);
-    if (this.opts.noDelay) s.setNoDelay(true);
-    if (this.opts.keepAlive) s.setKeepAlive(true, this.opts.keepAliveInitialDelay ?? 0);
+    if (this.noDelay) s.setNoDelay(true);
+    if (this.keepAlive) s.setKeepAlive(true, this.keepAliveInitialDelay * 1000);
     this.sockets.add(s);
-    if (this.opts.pauseOnConnect) s.pause();
+    if (this.pauseOnConnect) s.pause();
     this.emit('connection', s);
     // Data or FIN that arrived with or right after the handshake.
     this.ctx.engine.tcp.attached(e);
@@ -1236,9 +1396,22 @@ export interface NetModule {
   Socket: new (options?: SocketConstructorOpts) => Socket;
   /** `new net.Server([options][, connectionListener])` in this VS. */
   Server: new (options?: ServerOptions | ((socket: Socket) => void), connectionListener?: (socket: Socket) => void) => Server;
+  /** Node's alias of Socket. */
+  Stream: new (options?: SocketConstructorOpts) => Socket;
   isIP: typeof isIP;
   isIPv4: typeof isIPv4;
   isIPv6: typeof isIPv6;
+  /** Node's own: address lists and values hold no sockets. */
+  BlockList: typeof BlockList;
+  SocketAddress: typeof SocketAddress;
+  /**
+   * Node's own process-wide defaults (a VS's connect() reads the same, for its lookup options;
+   * it tries one address whatever they say).
+   */
+  getDefaultAutoSelectFamily: typeof getDefaultAutoSelectFamily;
+  setDefaultAutoSelectFamily: typeof setDefaultAutoSelectFamily;
+  getDefaultAutoSelectFamilyAttemptTimeout: typeof getDefaultAutoSelectFamilyAttemptTimeout;
+  setDefaultAutoSelectFamilyAttemptTimeout: typeof setDefaultAutoSelectFamilyAttemptTimeout;
 }
 
 export function netModule(ctx: NetContext): NetModule {
@@ -1257,8 +1430,11 @@ export function netModule(ctx: NetContext): NetModule {
     createConnection: connectIn,
     createServer: (opts?: ServerOptions | ((s: Socket) => void), listener?: (s: Socket) => void) => createServer(ctx, opts, listener),
     Socket: VsSocket,
+    Stream: VsSocket,
     Server: VsServer,
     isIP, isIPv4, isIPv6,
+    BlockList, SocketAddress,
+    getDefaultAutoSelectFamily, setDefaultAutoSelectFamily, getDefaultAutoSelectFamilyAttemptTimeout, setDefaultAutoSelectFamilyAttemptTimeout,
   };
 }
 

@@ -10,7 +10,7 @@ import { createHash, randomBytes, Hash } from 'node:crypto';
 import { once } from 'node:events';
 import { sleep } from './rig';
 import type { Stack, VsHandle } from '../../stack/stack';
-import type { Socket } from '../../stack/api/net';
+import type { Socket, TcpSocketConnectOpts } from '../../stack/api/net';
 
 export type SockErr = Error & { code?: string };
 
@@ -43,7 +43,7 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
 }
 
 /** Connects from the VS, retrying (bounded) while the kernel peer's listener is not up yet (RST → ECONNREFUSED). */
-export async function connectRetry(vs: VsHandle, opts: { port: number; host: string }, tries = 50): Promise<Socket> {
+export async function connectRetry(vs: VsHandle, opts: TcpSocketConnectOpts, tries = 50): Promise<Socket> {
   for (let i = 0; ; i++) {
     const s = vs.connect(opts);
     const r = await new Promise<SockErr | null>((resolve) => {
