@@ -8,52 +8,15 @@ import { Drop } from '../protocols/drop';
 import { TcpHeader } from '../protocols/tcp';
 import { TcpConnection } from '../protocols/tcp/connection';
 import {
-  TcpOptions, TcpSegmentOut, TcpState, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN,
+  TcpSegmentOut, TcpState, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN,
 } from '../protocols/tcp/types';
 import { rstFor } from '../protocols/tcp/rst';
 import { giveRing, RING_POOL_MAX_BYTES, ringPoolBytes, takeRing } from '../protocols/tcp/rings';
 import { check as cookieCheck, synAckFor } from '../protocols/tcp/syncookie';
 import { isnFor } from '../protocols/tcp/isn';
 import { hashKey } from '../protocols/tcp/hash';
-import { mkSeg, payload, pattern, RecHost, SECRET, SegSpec, TUPLE_A, TUPLE_B } from './tcp-harness';
+import { B_ISS, F_SA, fmt, mkSeg, none, one, Open, openActive, payload, pattern, RecHost, SECRET, SegSpec, TUPLE_A, TUPLE_B } from './tcp-harness';
 
-const B_ISS = 1000;
-const F_SA = TH_SYN | TH_ACK;
-
-function one(h: RecHost): TcpHeader {
-  const s = h.take();
-  assert.is(s.length, 1, `expected one segment, got ${s.length}: ${s.map(fmt).join(' | ')}`);
-  return s[0]!;
-}
-function none(h: RecHost): void {
-  const s = h.take();
-  assert.is(s.length, 0, `expected no segment, got ${s.map(fmt).join(' | ')}`);
-}
-function fmt(h: TcpHeader): string {
-  return `seq=${h.seq} ack=${h.ack} fl=${h.flags.toString(16)} win=${h.window} len=${h.payloadLen}`;
-}
-
-interface Open { h: RecHost; c: TcpConnection; iss: number; seq: (n: number) => number }
-
-/** Active open against a scripted peer: A (us) connects, B answers with `synack` options. */
-function openActive(opts: Partial<TcpOptions> = {}, synack: Partial<SegSpec> = { mss: 1460, wscale: 7, sackOk: true, ts: [5000, 0] }): Open {
-  const h = new RecHost();
-  const c = new TcpConnection(h, TUPLE_A, opts, SECRET);
-  h.conn = c;
-  c.connect(0);
-  const syn = one(h);
-  assert.is(syn.flags, TH_SYN);
-  const iss = syn.seq;
-  const sa: SegSpec = { seq: B_ISS, ack: iss + 1, flags: F_SA, window: 65535, ...synack };
-  if (sa.ts) sa.ts = [sa.ts[0], syn.tsVal];
-  assert.is(c.input(mkSeg(sa), 10_000), Drop.None);
-  const ack = one(h);
-  assert.is(ack.flags, TH_ACK);
-  assert.is(ack.ack, B_ISS + 1);
-  assert.is(c.state, TcpState.Established);
-  assert.is(h.established, 1);
-  return { h, c, iss, seq: (n) => (iss + 1 + n) >>> 0 };
-}
 
 /** Peer segment with the usual ack/ts. */
 function peer(o: Open, s: Partial<SegSpec> & { seq?: number }, tsVal = 6000): TcpHeader {

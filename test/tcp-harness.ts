@@ -6,8 +6,10 @@
 import { TcpHeader, tcpHeaderLen, writeTcp } from '../protocols/tcp';
 import { TcpConnection } from '../protocols/tcp/connection';
 import {
-  TcpConnectionLike, TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpTuple,
+  TcpConnectionLike, TcpError, TcpHost, TcpOptions, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_SYN,
 } from '../protocols/tcp/types';
+import { Drop } from '../protocols/drop';
+import * as assert from 'uvu/assert';
 import type { IpAddr } from '../protocols/ip/addr';
 import { prng } from './lib/prng';
 export { prng };
@@ -226,4 +228,46 @@ export class Pair {
       this.a.input(e.h, this.now);
     }
   }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scripted cases: one connection (A) against a peer (B) written segment by segment
+
+export const B_ISS = 1000;
+export const F_SA = TH_SYN | TH_ACK;
+
+/** The one segment the host sent since the last take (asserted). */
+export function one(h: RecHost): TcpHeader {
+  const s = h.take();
+  assert.is(s.length, 1, `expected one segment, got ${s.length}: ${s.map(fmt).join(' | ')}`);
+  return s[0]!;
+}
+export function none(h: RecHost): void {
+  const s = h.take();
+  assert.is(s.length, 0, `expected no segment, got ${s.map(fmt).join(' | ')}`);
+}
+export function fmt(h: TcpHeader): string {
+  return `seq=${h.seq} ack=${h.ack} fl=${h.flags.toString(16)} win=${h.window} len=${h.payloadLen}`;
+}
+
+export interface Open { h: RecHost; c: TcpConnection; iss: number; seq: (n: number) => number }
+
+/** Active open against a scripted peer: A (us) connects, B answers with `synack` options. */
+export function openActive(opts: Partial<TcpOptions> = {}, synack: Partial<SegSpec> = { mss: 1460, wscale: 7, sackOk: true, ts: [5000, 0] }): Open {
+  const h = new RecHost();
+  const c = new TcpConnection(h, TUPLE_A, opts, SECRET);
+  h.conn = c;
+  c.connect(0);
+  const syn = one(h);
+  assert.is(syn.flags, TH_SYN);
+  const iss = syn.seq;
+  const sa: SegSpec = { seq: B_ISS, ack: iss + 1, flags: F_SA, window: 65535, ...synack };
+  if (sa.ts) sa.ts = [sa.ts[0], syn.tsVal];
+  assert.is(c.input(mkSeg(sa), 10_000), Drop.None);
+  const ack = one(h);
+  assert.is(ack.flags, TH_ACK);
+  assert.is(ack.ack, B_ISS + 1);
+  assert.is(c.state, TcpState.Established);
+  assert.is(h.established, 1);
+  return { h, c, iss, seq: (n) => (iss + 1 + n) >>> 0 };
 }

@@ -11,46 +11,13 @@ import { TcpConnection } from '../protocols/tcp/connection';
 import { check as cookieCheck, synAckFor } from '../protocols/tcp/syncookie';
 import { parseIp6 } from '../protocols/ip/addr';
 import {
-  TcpOptions, TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG,
+  TcpSegmentOut, TcpState, TcpTuple, TH_ACK, TH_FIN, TH_PSH, TH_RST, TH_SYN, TH_URG,
 } from '../protocols/tcp/types';
-import { mkSeg, pattern, RecHost, SECRET, SegSpec, TUPLE_A, TUPLE_B } from './tcp-harness';
+import { B_ISS, F_SA, fmt, mkSeg, none, one, Open, openActive, pattern, RecHost, SECRET, SegSpec, TUPLE_A, TUPLE_B } from './tcp-harness';
 import { twoHosts } from './lib/world';
 import { createServer, Socket } from '../stack/api/net';
 import { drops, inject, tap } from './lib/inject';
 
-const B_ISS = 1000;
-const F_SA = TH_SYN | TH_ACK;
-
-function fmt(h: TcpHeader): string {
-  return `seq=${h.seq} ack=${h.ack} fl=${h.flags.toString(16)} win=${h.window} len=${h.payloadLen}`;
-}
-function one(h: RecHost): TcpHeader {
-  const s = h.take();
-  assert.is(s.length, 1, `expected one segment, got ${s.length}: ${s.map(fmt).join(' | ')}`);
-  return s[0]!;
-}
-function none(h: RecHost): void {
-  const s = h.take();
-  assert.is(s.length, 0, `expected no segment, got ${s.map(fmt).join(' | ')}`);
-}
-
-interface Open { h: RecHost; c: TcpConnection; iss: number; seq: (n: number) => number }
-
-/** Active open from A against a scripted peer B answering with `synack` options. */
-function openActive(opts: Partial<TcpOptions> = {}, synack: Partial<SegSpec> = { mss: 1460, wscale: 7, sackOk: true, ts: [5000, 0] }): Open {
-  const h = new RecHost();
-  const c = new TcpConnection(h, TUPLE_A, opts, SECRET);
-  h.conn = c;
-  c.connect(0);
-  const syn = one(h);
-  const iss = syn.seq;
-  const sa: SegSpec = { seq: B_ISS, ack: iss + 1, flags: F_SA, window: 65535, ...synack };
-  if (sa.ts) sa.ts = [sa.ts[0], syn.tsVal];
-  assert.is(c.input(mkSeg(sa), 10_000), Drop.None);
-  assert.is(one(h).flags, TH_ACK);
-  assert.is(c.state, TcpState.Established);
-  return { h, c, iss, seq: (n) => (iss + 1 + n) >>> 0 };
-}
 
 /** A segment from the peer with the usual ACK (and a timestamp when negotiated). */
 function peer(o: Open, s: Partial<SegSpec>, tsVal = 6000): TcpHeader {
