@@ -119,6 +119,28 @@ test('hostile SYN options: a length of 0 or 1, a length past the header, a wrong
   }
 });
 
+test('RFC 9293 3.10.7.3: in SYN-SENT the ACK is checked, then RST, then SYN: SYN+RST+ACK with an acceptable ACK refuses the connect', () => {
+  const h = new RecHost();
+  const c = new TcpConnection(h, TUPLE_A, {}, SECRET);
+  c.connect(0);
+  const syn = one(h);
+  // An unacceptable ACK: answered with a RST (the RST bit set: silence), the connection stays.
+  assert.is(c.input(mkSeg({ seq: 0, ack: syn.seq + 9, flags: TH_SYN | TH_RST | TH_ACK }), 1), Drop.TcpBadAck);
+  none(h);
+  assert.is(c.state, TcpState.SynSent);
+  assert.is(c.input(mkSeg({ seq: 0, ack: syn.seq + 1, flags: TH_SYN | TH_RST | TH_ACK }), 2), Drop.None);
+  assert.is(c.state, TcpState.Closed);
+  assert.equal(h.closed, ['ECONNREFUSED']);
+  // SYN+FIN is still nonsense there: dropped, nothing answered.
+  const h2 = new RecHost();
+  const c2 = new TcpConnection(h2, TUPLE_A, {}, SECRET);
+  c2.connect(0);
+  const syn2 = one(h2);
+  assert.is(c2.input(mkSeg({ seq: 0, ack: syn2.seq + 1, flags: TH_SYN | TH_FIN | TH_ACK }), 1), Drop.TcpBadFlags);
+  none(h2);
+  assert.is(c2.state, TcpState.SynSent);
+});
+
 test('RFC 7323 2.2: the window of a SYN or SYN-ACK is never scaled; the first ACK after it is', () => {
   // Active: SYN-ACK with window 1000 and WS 7 allows 1000 bytes, not 128000.
   const o = openActive({}, { mss: 1000, wscale: 7, ts: undefined, sackOk: false, window: 1000 });

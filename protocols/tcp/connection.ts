@@ -332,7 +332,9 @@ export class TcpConnection {
   input(seg: TcpSegmentIn, now: number): Drop {
     this.stats.segsIn++;
     const flags = seg.flags;
-    if ((flags & TH_SYN) && (flags & (TH_RST | TH_FIN))) return Drop.TcpBadFlags;
+    // SYN with RST or FIN is nonsense, dropped; except SYN-SENT, where RFC 9293 3.10.7.3 checks
+    // the ACK, then RST, before SYN: SYN+RST+ACK with an acceptable ACK resets (as Linux).
+    if ((flags & TH_SYN) && (flags & (TH_RST | TH_FIN)) && !(this.state === TcpState.SynSent && (flags & TH_RST))) return Drop.TcpBadFlags;
     let r: Drop;
     switch (this.state) {
       case TcpState.Closed:
