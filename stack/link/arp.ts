@@ -60,11 +60,11 @@ export class Arp {
     if (!target) return m.drop(j, Drop.ArpNotOurAddress);
     const link = target;
     m.link[j] = link;
-    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe). A new entry is made
-    // only for a sender in a connected prefix of the link (RFC 826 learning is about the hosts of
-    // that network; off-subnet senders would only fill the table): others may refresh an entry
-    // the stack made itself (an on-link gateway it is resolving) but never create one.
-    const learnable = arp.spa !== 0 && !grp.addrs.has(arp.spa | 0);
+    // Never learn our own address (address conflict) nor 0.0.0.0 (a probe): `merge` above. A new
+    // entry is made only for a sender in a connected prefix of the link (RFC 826 learning is about
+    // the hosts of that network; off-subnet senders would only fill the table): others may refresh
+    // an entry the stack made itself (an on-link gateway it is resolving) but never create one.
+    const learnable = merge;
     if (learnable) {
       // A reply updates an entry (one being resolved, or known) but creates none: an unsolicited
       // reply is not believed (Linux with arp_accept 0), so nobody plants an entry for a neighbor
