@@ -3,7 +3,8 @@
  * and 20 with the same addresses (10.1.1.2/24, fd00:99::2/64), each VS of the stack on its VLAN with
  * the same addresses (10.1.1.1/24, fd00:99::1/64). Each VS's ping reaches its own peer only (the
  * peers' kernel counters of echo requests say who answered), over IPv4 and IPv6; an address no one
- * has gives 100% loss and exit code 1. The CLI runs as its own process (bin/xdpstack.js) against
+ * has gives 100% loss and exit code 1; a peer routing for the VS (forwarding on, unreachable and
+ * prohibit routes) answers with ICMP errors that ping prints as iputils does. The CLI runs as its own process (bin/xdpstack.js) against
  * the stack's control socket. Privileged: runs as root (always in CI).
  */
 import { test } from 'uvu';
@@ -119,6 +120,33 @@ ptest('an address that does not answer: 100% loss, exit code 1', async () => {
   const r6 = await cli(['--vs', 't20', 'fd00:99::99', '--count', '1', '--timeout', '1']);
   assert.is(r6.code, 1);
   assert.match(r6.out, /1 packets transmitted, 0 received, 100% packet loss/);
+});
+
+ptest('a Linux router\'s ICMP errors about the requests are printed as ping prints them, counted as errors, not waited for', async () => {
+  // The VLAN 10 peer routes for the VS: 192.0.2.0/24 is unreachable there, 198.18.0.0/24 prohibited.
+  const ns = lab.peers[0]!.ns;
+  await nsRun(ns, 'sysctl', ['-qw', 'net.ipv4.ip_forward=1']);
+  await nsRun(ns, 'ip', ['route', 'replace', 'unreachable', '192.0.2.0/24']);
+  await nsRun(ns, 'ip', ['route', 'replace', 'prohibit', '198.18.0.0/24']);
+  const vs = stack.vs('t10');
+  vs.addRoute({ dst: '192.0.2.0/24', via: '10.1.1.2' });
+  vs.addRoute({ dst: '198.18.0.0/24', via: '10.1.1.2' });
+  try {
+    // (A second apart: Linux rate-limits the errors it sends about unreachable routes.)
+    const r = await cli(['--vs', 't10', '192.0.2.7', '-c', '3', '-i', '1.1', '-W', '5']);
+    assert.is(r.code, 1, r.out + r.err);
+    const lines = r.out.split('\n').filter((l) => l.startsWith('From '));
+    assert.equal(lines, [1, 2, 3].map((i) => `From 10.1.1.2 icmp_seq=${i} Destination Host Unreachable`), r.out);
+    // Answered by the errors: the ping ends after its last request, not after -W 5.
+    assert.match(r.out, /^3 packets transmitted, 0 received, \+3 errors, 100% packet loss, time (\d+)ms$/m);
+    assert.ok(Number(/time (\d+)ms/.exec(r.out)![1]) < 4000, r.out);
+    await new Promise((res) => setTimeout(res, 2000)); // the router's error budget refills
+    const p = await cli(['--vs', 't10', '198.18.0.9', '-c', '1', '-W', '5']);
+    assert.match(p.out, /^From 10\.1\.1\.2 icmp_seq=1 Packet filtered$/m, p.out);
+  } finally {
+    vs.removeRoute({ dst: '192.0.2.0/24', via: '10.1.1.2' });
+    vs.removeRoute({ dst: '198.18.0.0/24', via: '10.1.1.2' });
+  }
 });
 
 ptest('through 30 % loss toward the peer: the replies are exactly the requests that reached it, and the summary says so', async () => {
